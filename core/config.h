@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef COLOFS_CONFIG_H
+#define COLOFS_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "image.h"
+
+/* The deployment file (INI, parsed with inih):
+ *
+ *   [colofs]
+ *   mountpoint = /var/lib/colofs/vm1   ; required
+ *   mode = secondary                   ; secondary (primary comes later)
+ *   listen = unix:/run/colofs/vm1.sock ; or HOST:PORT, [v6]:PORT
+ *   buffer = memory                    ; memory | file
+ *   buffer_dir = /var/lib/colofs/buf   ; required for buffer = file or qcow2
+ *   buffer_limit = 0                   ; bytes (K/M/G suffixes), 0 = none
+ *   allow_other = false                ; let other users open the disks
+ *   [disk "vda"]                       ; one per disk
+ *   image = /var/lib/libvirt/images/vm1.raw
+ *   format = raw                       ; raw | qcow2; probed when absent
+ *   export = vda                       ; NBD export, default the name
+ *   owner = root                       ; the disk file's owner (name or id)
+ *   group = root                       ; its group (name or id)
+ *   mode = 0600                        ; its permission bits (octal)
+ */
+enum config_mode {
+	CONFIG_MODE_SECONDARY,
+};
+const char *config_mode_name(enum config_mode m);	/* aborts if unknown */
+
+enum config_buffer {
+	CONFIG_BUFFER_MEMORY,
+	CONFIG_BUFFER_FILE,
+};
+const char *config_buffer_name(enum config_buffer b);	/* aborts if unknown */
+
+struct config_disk {
+	char *name;
+	char *image;
+	enum image_format format;	/* IMAGE_FORMAT_AUTO: probe */
+	char *export_name;		/* defaults to name */
+	char *owner, *group;		/* as written, default "root" */
+	uid_t uid;			/* resolved at load */
+	gid_t gid;
+	mode_t mode;			/* default 0600 */
+	int line;			/* of the section header */
+};
+
+struct config {
+	char *path;			/* the file it was read from */
+	char *mountpoint;
+	enum config_mode mode;
+	char *listen;			/* NULL: no NBD listener */
+	enum config_buffer buffer;
+	char *buffer_dir;		/* NULL unless set */
+	uint64_t buffer_limit;		/* 0 = unlimited */
+	bool allow_other;
+	size_t ndisks;
+	struct config_disk *disks;
+};
+
+/* Reads and validates path.  NULL on failure, with errno set and a
+ * message "PATH:LINE: reason" (or "PATH: reason") in err.
+ */
+struct config *config_load(const char *path, char *err, size_t errlen);
+/* The same from a string, for tests; name stands in for the path. */
+struct config *config_load_string(const char *text, const char *name,
+				  char *err, size_t errlen);
+void config_free(struct config *c);	/* NULL is a no-op */
+
+/* Prints the effective config, defaults included, as a valid INI file. */
+void config_dump(const struct config *c, FILE *fp);
+
+#endif

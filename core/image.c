@@ -1,0 +1,205 @@
+/* SPDX-License-Identifier: MIT */
+/* Images: the secondary disk S behind one function table.
+ *
+ * This file holds the format probe, the dispatcher and the raw backend;
+ * qcow2 lives in image-qcow2.c.  A raw image is an fd opened O_RDWR; its
+ * operations are plain pread/pwrite, safe from any thread.  Zeroing punches
+ * a hole where the filesystem can, so that a trimmed range costs no space.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "image.h"
+#include "log.h"
+#include "store.h"
+
+static const char qcow_magic[4] = { 'Q', 'F', 'I', 0xfb };
+
+const char *
+image_format_name(enum image_format f)
+{
+	switch (f) {
+	case IMAGE_FORMAT_AUTO: return "auto";
+	case IMAGE_FORMAT_RAW: return "raw";
+	case IMAGE_FORMAT_QCOW2: return "qcow2";
+	}
+	abort();
+}
+
+int
+image_format_parse(const char *s, enum image_format *out)
+{
+	if (strcmp(s, "raw") == 0)
+		*out = IMAGE_FORMAT_RAW;
+	else if (strcmp(s, "qcow2") == 0)
+		*out = IMAGE_FORMAT_QCOW2;
+	else if (strcmp(s, "auto") == 0)
+		*out = IMAGE_FORMAT_AUTO;
+	else {
+		errno = EINVAL;
+		return -1;
+	}
+	return 0;
+}
+
+int
+image_probe(const char *path, enum image_format *out)
+{
+	char magic[4];
+	ssize_t r;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd == -1) {
+		log_error("open image %s: %m", path);
+		return -1;
+	}
+	r = pread(fd, magic, sizeof magic, 0);
+	if (r == -1) {
+		log_error("read image %s: %m", path);
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	if (r == sizeof magic && memcmp(magic, qcow_magic, sizeof magic) == 0)
+		*out = IMAGE_FORMAT_QCOW2;
+	else
+		*out = IMAGE_FORMAT_RAW;
+	return 0;
+}
+
+static int
+raw_pread(struct image *img, void *buf, size_t len, uint64_t off)
+{
+	if (full_pread(img->fd, buf, len, off) == -1) {
+		log_error("read %s at %" PRIu64 "+%zu: %m", img->path, off, len);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+raw_pwrite(struct image *img, const void *buf, size_t len, uint64_t off)
+{
+	if (full_pwrite(img->fd, buf, len, off) == -1) {
+		log_error("write %s at %" PRIu64 "+%zu: %m", img->path, off, len);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+raw_zero(struct image *img, uint64_t off, uint64_t len)
+{
+	if (fd_zero_range(img->fd, off, len) == -1) {
+		log_error("zero %s at %" PRIu64 "+%" PRIu64 ": %m",
+			  img->path, off, len);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+raw_flush(struct image *img)
+{
+	if (fdatasync(img->fd) == -1) {
+		log_error("fdatasync %s: %m", img->path);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+raw_close(struct image *img)
+{
+	close(img->fd);
+	free(img->path);
+	free(img);
+}
+
+static const struct image_ops raw_ops = {
+	.name = "raw",
+	.pread = raw_pread,
+	.pwrite = raw_pwrite,
+	.zero = raw_zero,
+	.flush = raw_flush,
+	.close = raw_close,
+};
+
+struct image *
+image_raw_from_fd(int fd, const char *path)
+{
+	struct image *img = NULL;
+	struct stat st;
+	int saved;
+
+	if (fstat(fd, &st) == -1) {
+		log_error("stat %s: %m", path);
+		goto err;
+	}
+	if (S_ISBLK(st.st_mode)) {
+		off_t end = lseek(fd, 0, SEEK_END);
+
+		if (end == -1) {
+			log_error("size of %s: %m", path);
+			goto err;
+		}
+		st.st_size = end;
+	} else if (!S_ISREG(st.st_mode)) {
+		errno = EINVAL;
+		log_error("image %s: not a regular file or block device", path);
+		goto err;
+	}
+	if (st.st_size % 512 != 0) {
+		errno = EINVAL;
+		log_error("image %s: size %jd is not a multiple of 512",
+			  path, (intmax_t) st.st_size);
+		goto err;
+	}
+	img = calloc(1, sizeof *img);
+	if (img == NULL || (img->path = strdup(path)) == NULL) {
+		log_error("image %s: %m", path);
+		goto err;
+	}
+	img->ops = &raw_ops;
+	img->size = st.st_size;
+	img->fd = fd;
+	return img;
+err:
+	saved = errno;
+	if (img != NULL)
+		free(img->path);
+	free(img);
+	close(fd);
+	errno = saved;
+	return NULL;
+}
+
+struct image *
+image_open(const char *path, enum image_format fmt, const char *overlay_dir,
+	   const char *name)
+{
+	int fd;
+
+	if (fmt == IMAGE_FORMAT_AUTO && image_probe(path, &fmt) == -1)
+		return NULL;
+	if (fmt == IMAGE_FORMAT_QCOW2)
+		return image_qcow2_open(path, overlay_dir, name);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd == -1) {
+		log_error("open image %s: %m", path);
+		return NULL;
+	}
+	return image_raw_from_fd(fd, path);
+}
+
+void
+image_close(struct image *img)
+{
+	if (img != NULL)
+		img->ops->close(img);
+}

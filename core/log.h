@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef COLOFS_LOG_H
+#define COLOFS_LOG_H
+
+#include <stdbool.h>
+
+/* Where log lines go: stderr (the default, for -f and tests) or syslog
+ * (a daemonized colofs).  log_set_debug enables log_debug lines.
+ */
+void log_use_syslog(const char *ident);
+void log_set_debug(bool on);
+bool log_debug_enabled(void);
+
+/* printf-style; %m works as in syslog (errno is read on entry). */
+void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Silences stderr logging (unit tests that provoke errors on purpose). */
+void log_set_quiet(bool on);
+
+#endif

@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef COLOFS_REPLICA_H
+#define COLOFS_REPLICA_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "image.h"
+#include "store.h"
+
+/* The secondary side of COLO block replication for a group of disks.
+ *
+ *   S = the secondary disk (an image), written by the primary over NBD;
+ *   V = the secondary VM's view = active over hidden over S.
+ *
+ * Two ways in per disk: "primary" I/O (the NBD listener: works on S) and
+ * "view" I/O (the FUSE disk file: works on V).  The control words act on
+ * every disk of the group at once.  See replica.c for the contract.
+ */
+enum replica_state {
+	REPLICA_NONE,			/* before start: V = S, view writes fail */
+	REPLICA_RUNNING,
+	REPLICA_FAILOVER,		/* committing buffers into S */
+	REPLICA_FAILOVER_FAILED,	/* the commit hit an error */
+	REPLICA_DONE,			/* V = S, pass-through */
+};
+const char *replica_state_name(enum replica_state s);	/* aborts if unknown */
+
+struct replica;
+struct replica_disk;
+
+/* An empty group.  The factory makes the hidden and active stores. */
+struct replica *replica_new(const struct store_factory *factory);
+/* Waits for a running commit to stop (cancelling it), frees every disk and
+ * closes their images.  NULL is a no-op.
+ */
+void replica_free(struct replica *r);
+
+/* Adds a disk and takes ownership of img (also on failure).  Only in
+ * REPLICA_NONE.  NULL with errno (EEXIST for a duplicate name).
+ */
+struct replica_disk *replica_add_disk(struct replica *r, const char *name,
+				      struct image *img);
+
+size_t replica_ndisks(const struct replica *r);
+struct replica_disk *replica_disk_at(struct replica *r, size_t i);
+struct replica_disk *replica_find_disk(struct replica *r, const char *name);
+const char *replica_disk_name(const struct replica_disk *d);
+uint64_t replica_disk_size(const struct replica_disk *d);
+
+/* Control.  0, or -1 with errno and the reason in the replica's error:
+ *   start:      none -> running; EBUSY if running; no-op in failover/done.
+ *   checkpoint: empties both buffers (V := S); EINVAL in none; no-op in
+ *               failover, failover_failed and done.
+ *   stop:       empties both buffers, -> done; EINVAL in none; EBUSY in
+ *               failover_failed; no-op in failover and done.
+ *   failover:   running or failover_failed -> failover, commits in the
+ *               background; EINVAL in none; no-op in failover and done.
+ */
+int replica_start(struct replica *r);
+int replica_checkpoint(struct replica *r);
+int replica_stop(struct replica *r);
+int replica_failover(struct replica *r);
+
+enum replica_state replica_state(struct replica *r);
+/* Blocks until no commit is running (state is not failover). */
+void replica_wait_commit(struct replica *r);
+/* 1 if primary writes are accepted (none or running), else 0. */
+int replica_accepts_primary(struct replica *r);
+
+/* View I/O (the secondary VM).  Whole transfers within the disk: 0, or -1
+ * with errno (EINVAL beyond the end, EIO for a view write in none).
+ */
+int replica_view_read(struct replica_disk *d, void *buf, size_t len,
+		      uint64_t off);
+int replica_view_write(struct replica_disk *d, const void *buf, size_t len,
+		       uint64_t off);
+int replica_view_zero(struct replica_disk *d, uint64_t off, uint64_t len);
+int replica_view_flush(struct replica_disk *d);
+
+/* Primary I/O (the NBD listener).  Reads return S.  Writes are refused
+ * with ESHUTDOWN from failover on.  A write is applied in full before it
+ * returns 0; on -1, S is untouched if the save into hidden failed.
+ */
+int replica_primary_read(struct replica_disk *d, void *buf, size_t len,
+			 uint64_t off);
+int replica_primary_write(struct replica_disk *d, const void *buf,
+			  size_t len, uint64_t off);
+int replica_primary_zero(struct replica_disk *d, uint64_t off, uint64_t len);
+int replica_primary_flush(struct replica_disk *d);
+
+/* Errors for the FT/HA manager (.colo/error).  The last one wins. */
+void replica_record_error(struct replica *r, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void replica_clear_error(struct replica *r);
+/* Copies the last error ("" if none) into buf. */
+void replica_last_error(struct replica *r, char *buf, size_t len);
+
+/* The NBD listener reports a primary that went away without NBD_CMD_DISC:
+ * the replica may have missed writes.  Counted in the status.
+ */
+void replica_note_unclean_disconnect(struct replica *r, const char *why);
+
+struct replica_disk_status {
+	const char *name;		/* valid while the replica lives */
+	uint64_t size;
+	uint64_t hidden_bytes, hidden_extents;
+	uint64_t active_bytes, active_extents;
+	uint64_t commit_remaining_bytes;
+	uint64_t primary_write_bytes, view_write_bytes;
+	uint64_t overlay_bytes;		/* qcow2 overlay, else 0 */
+	uint64_t map_mem_bytes;		/* both extent maps' heap */
+};
+
+struct replica_status {
+	enum replica_state state;
+	uint64_t checkpoints;
+	uint64_t last_checkpoint_ns;
+	uint64_t unclean_disconnects;
+	char error[512];
+	size_t ndisks;
+	struct replica_disk_status *disks;	/* ndisks entries */
+};
+
+/* A consistent snapshot.  0, or -1 with errno.  Free with
+ * replica_status_release.
+ */
+int replica_get_status(struct replica *r, struct replica_status *st);
+void replica_status_release(struct replica_status *st);
+
+#endif

@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef COLOFS_NBD_H
+#define COLOFS_NBD_H
+
+#include <stdio.h>
+
+#include "config.h"
+#include "replica.h"
+
+/* The built-in NBD listener: the primary's way in.  Each disk of the
+ * config is one export (config_disk.export_name); every request works on
+ * the disk's secondary side through replica_primary_*().
+ */
+struct nbd_server;
+
+/* Binds cfg->listen (unix:PATH, HOST:PORT, [V6]:PORT).  NULL with errno,
+ * after logging why.  Serves nothing until nbd_server_start.
+ */
+struct nbd_server *nbd_server_new(struct replica *r, const struct config *cfg);
+/* Starts accepting in a thread of its own.  0, or -1 with errno. */
+int nbd_server_start(struct nbd_server *srv);
+/* Stops accepting, lets in-flight requests finish, closes every
+ * connection, joins its threads and frees.  NULL is a no-op.
+ */
+void nbd_server_free(struct nbd_server *srv);
+/* key=value lines for .colo/status ("nbd.connections=1"). */
+void nbd_server_status(struct nbd_server *srv, FILE *fp);
+
+#endif
