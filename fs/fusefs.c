@@ -191,6 +191,8 @@ op_init(void *userdata, struct fuse_conn_info *conn)
 	(void)userdata;
 	/* libfuse caps max_write to its buffer (1 MiB + header). */
 	conn->max_write = MAX_IO;
+	/* Must match the max_read mount option (libfuse checks). */
+	conn->max_read = MAX_IO;
 	conn->max_background = 64;
 	conn->congestion_threshold = 48;
 	if (conn->capable & FUSE_CAP_ASYNC_DIO)

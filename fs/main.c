@@ -215,13 +215,8 @@ serve(struct config *cfg, bool foreground)
 out:
 	/* The listener first: its in-flight writes complete here. */
 	nbd_server_free(nbd);
-	if (r) {
-		for (i = 0; i < replica_ndisks(r); i++) {
-			if (replica_primary_flush(replica_disk_at(r, i)) == -1)
-				rc = 1;
-		}
-	}
 	fusefs_free(fs);
+	/* Waits for a running commit (cancelling it), flushes the images. */
 	replica_free(r);
 	if (rc == 0)
 		log_info("stopped cleanly");
