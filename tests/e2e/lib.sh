@@ -97,6 +97,12 @@ nbdsh_c() { "$PY3" -m nbd -u "$1" -c "$2"; }
 # expect_bytes FILE OFFSET LENGTH BYTE(hex): FILE's range is all BYTE.
 expect_bytes() {
 	local file=$1 off=$2 len=$3 byte=$4 got
+	# Fast path: compare with the pattern; the census below is for the
+	# message only.
+	cmp -s <(dd if="$file" bs=1M iflag=skip_bytes,count_bytes skip="$off" \
+		count="$len" status=none) \
+		<(head -c "$len" /dev/zero | tr '\0' "\\$(printf '%03o' "0x$byte")") &&
+		return 0
 	got=$(dd if="$file" bs=1M iflag=skip_bytes,count_bytes skip="$off" \
 		count="$len" status=none | od -An -v -tx1 | tr -s ' \n' '\n' |
 		grep -v '^$' | sort -u | tr '\n' ' ')
