@@ -818,13 +818,14 @@ int
 fusefs_check_mountpoint(const char *path)
 {
 	struct stat st;
+	struct statvfs sv;
 	char real[PATH_MAX];
 
 	if (stat(path, &st) == -1) {
 		if (errno == ENOTCONN)
-			log_error("mountpoint %s: %m (a dead colofs mount? "
-				  "remove it with: fusermount3 -u %s)",
-				  path, path);
+			log_error("mountpoint %s: %m: a dead FUSE mount (its "
+				  "daemon was killed?); remove it with: "
+				  "fusermount3 -u %s", path, path);
 		else
 			log_error("mountpoint %s: %m", path);
 		return -1;
@@ -840,6 +841,16 @@ fusefs_check_mountpoint(const char *path)
 	}
 	switch (is_mounted(real)) {
 	case 1:
+		/* statfs always reaches the filesystem: a dead FUSE daemon
+		 * shows as ENOTCONN (stat may be answered from the cache).
+		 */
+		if (statvfs(real, &sv) == -1 && errno == ENOTCONN) {
+			log_error("mountpoint %s: a dead FUSE mount (its daemon "
+				  "was killed?); remove it with: fusermount3 -u "
+				  "%s", path, path);
+			errno = ENOTCONN;
+			return -1;
+		}
 		errno = EBUSY;
 		log_error("mountpoint %s: already mounted (another colofs? "
 			  "unmount it first)", path);
