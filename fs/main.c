@@ -16,8 +16,8 @@
  *
  * Shutdown (a signal, or fusermount3 -u): the session loop returns once
  * every request it took has been answered; then the mount goes, the
- * listener finishes its requests and closes, the disks are flushed and the
- * replica freed.  Exit 0.
+ * listener finishes its requests and closes, a failover commit under way
+ * runs to its end, the disks are flushed and the replica freed.  Exit 0.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -154,6 +154,30 @@ stop_signals(int how, sigset_t *old)
 	pthread_sigmask(SIG_BLOCK, &set, old);
 }
 
+/* After failover S is the only copy of the disk, and a half-done commit
+ * leaves it a mix of the primary's and the secondary's data: let it end
+ * rather than cancel it (replica_free would).
+ */
+static void
+finish_commit(struct replica *r)
+{
+	switch (replica_state(r)) {
+	case REPLICA_FAILOVER:
+		log_info("waiting for the failover commit to finish");
+		replica_wait_commit(r);
+		if (replica_state(r) == REPLICA_FAILOVER_FAILED)
+			log_error("the failover commit failed; the view's "
+				  "uncommitted data is lost");
+		break;
+	case REPLICA_FAILOVER_FAILED:
+		log_error("stopping after a failed failover commit; the "
+			  "view's uncommitted data is lost");
+		break;
+	default:
+		break;
+	}
+}
+
 static int
 serve(struct config *cfg, bool foreground)
 {
@@ -216,6 +240,8 @@ out:
 	/* The listener first: its in-flight writes complete here. */
 	nbd_server_free(nbd);
 	fusefs_free(fs);
+	if (r)
+		finish_commit(r);
 	/* Waits for a running commit (cancelling it), flushes the images. */
 	replica_free(r);
 	if (rc == 0)

@@ -136,3 +136,21 @@ rm "$T/log.bb"      # the view's writes must not be in the image at all
 check_blocks aa || fail "running: image damaged"
 expect_bytes "$T/vda.img" $((32 * MIB)) $((16 * MIB)) aa
 ok "running: SIGTERM keeps the primary's writes, the view's never reach S"
+
+# A failover commit under way when the signal comes runs to its end: after
+# failover S is the only copy of the disk.
+make_image "$T/vda.img" 64M aa
+start_colofs_fg
+pid=$COLOFS_PID
+ctl start
+head -c 48M /dev/urandom >"$T/data"
+dd if="$T/data" of="$MNT/vda" bs=1M seek=8 conv=notrunc status=none
+nbd_write 0 $((16 * MIB)) cc
+cp "$MNT/vda" "$T/view"
+ctl failover
+kill -TERM "$pid"
+wait_exit "$pid"
+[ "$EXIT_STATUS" = 0 ] || fail "failover: colofs exited $EXIT_STATUS"
+assert_not_mounted
+cmp "$T/vda.img" "$T/view" || fail "SIGTERM during failover: the image is not the view"
+ok "SIGTERM during a failover commit: the commit completes, image = view"
