@@ -153,4 +153,5 @@ wait_exit "$pid"
 [ "$EXIT_STATUS" = 0 ] || fail "failover: colofs exited $EXIT_STATUS"
 assert_not_mounted
 cmp "$T/vda.img" "$T/view" || fail "SIGTERM during failover: the image is not the view"
+grep -q "waiting for the failover commit" "$T/colofs.log" && echo "(the commit was still running at SIGTERM)"
 ok "SIGTERM during a failover commit: the commit completes, image = view"
