@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -31,7 +32,6 @@ Test(store, memory_roundtrip_and_zero)
 
 	cr_assert_not_null(s);
 	cr_assert_str_eq(s->ops->name, "memory");
-	cr_assert_geq(s->fd, 0);
 	roundtrip(s);
 	store_free(s);
 }
@@ -48,16 +48,49 @@ Test(store, file_roundtrip_and_zero)
 	test_cleanup_dir(dir);
 }
 
-Test(store, stores_are_sparse)
+static long
+rss_kib(void)
 {
-	struct store *s = store_memory_new((uint64_t) 1 << 40, "big");
-	struct stat st;
+	FILE *fp = fopen("/proc/self/status", "r");
+	char line[256];
+	long kib = -1;
+
+	while (fp && fgets(line, sizeof line, fp))
+		if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+			break;
+	if (fp)
+		fclose(fp);
+	return kib;
+}
+
+Test(store, memory_store_costs_only_what_is_written)
+{
+	uint64_t size = (uint64_t) 1 << 40, off;
+	struct store *s = store_memory_new(size, "big");
+	long before = rss_kib();
+	char b = 1;
 
 	cr_assert_not_null(s, "a 1 TiB store must cost nothing up front");
+	/* 256 scattered 1-byte writes: 256 small pages, not huge ones. */
+	for (off = 0; off < size; off += size / 256)
+		cr_assert_eq(s->ops->pwrite(s, &b, 1, off), 0);
+	cr_assert_lt(rss_kib() - before, 256 * 4 * 4,
+		     "RSS grew by %ld KiB", rss_kib() - before);
+	store_free(s);
+}
+
+Test(store, file_store_is_sparse)
+{
+	char *dir = test_temp_dir();
+	struct store *s = store_file_new(dir, (uint64_t) 1 << 40, "big");
+	struct stat st;
+
+	cr_assert_not_null(s);
 	cr_assert_eq(fstat(s->fd, &st), 0);
 	cr_assert_eq(st.st_size, (off_t) 1 << 40);
 	cr_assert_lt(st.st_blocks, 16);
 	store_free(s);
+	test_cleanup_dir(dir);
 }
 
 Test(store, file_store_in_missing_dir_fails)
