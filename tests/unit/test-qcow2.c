@@ -575,3 +575,45 @@ Test(qcow2, parallel_writers_and_readers)
 	cr_assert_eq(img->ops->overlay_bytes(img), 64 * 3000);
 	image_close(img);
 }
+
+Test(qcow2, reads_a_version_2_image)
+{
+	char v2[128];
+	struct image *img;
+
+	snprintf(v2, sizeof v2, "%s/v2.qcow2", dir);
+	sh("qemu-img convert -O qcow2 -o compat=0.10 %s %s", qpath, v2);
+	sh("qemu-img info %s | grep -q 'compat: 0.10'", v2);
+	img = image_qcow2_open(v2, dir, "vda");
+	cr_assert_not_null(img);
+	assert_disk_is_expected(img);
+	image_close(img);
+}
+
+Test(qcow2, reads_a_compressed_image)
+{
+	char zpath[128];
+	struct image *img;
+
+	snprintf(zpath, sizeof zpath, "%s/z.qcow2", dir);
+	sh("qemu-img convert -c -O qcow2 %s %s", qpath, zpath);
+	img = image_qcow2_open(zpath, dir, "vda");
+	cr_assert_not_null(img);
+	assert_disk_is_expected(img);
+	image_close(img);
+}
+
+Test(qcow2, zstd_image_is_refused_at_open)
+{
+	/* libqcow cannot decompress zstd: it must refuse at open, never
+	 * return wrong data later.
+	 */
+	char zpath[128], cmd[512];
+
+	snprintf(zpath, sizeof zpath, "%s/zstd.qcow2", dir);
+	snprintf(cmd, sizeof cmd, "qemu-img convert -c -O qcow2 -o "
+		 "compression_type=zstd %s %s 2>/dev/null", qpath, zpath);
+	if (system(cmd) != 0)
+		cr_skip_test("this qemu-img has no zstd");
+	expect_open_error(zpath, dir, "unsupported incompatible features");
+}
