@@ -994,7 +994,11 @@ finish(struct loader *ld)
 			fail(ld, d->line, "%s image is required", label);
 			return -1;
 		}
-		if (path_within(d->image, c->mountpoint)) {
+		/* Strictly inside: an image that is the mountpoint itself
+		 * fails the daemon's "not a directory" check.
+		 */
+		if (path_within(d->image, c->mountpoint) &&
+		    !same_path(d->image, c->mountpoint)) {
 			fail(ld, disk_key_line(ld, i, DK_image),
 			     "%s image %s is inside mountpoint %s", label,
 			     d->image, c->mountpoint);

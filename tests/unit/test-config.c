@@ -555,6 +555,14 @@ Test(config, image_inside_mountpoint)
 		     "t.ini:5:", "image /mnt/vm1/vda is inside mountpoint");
 }
 
+Test(config, image_that_is_the_mountpoint_is_left_to_the_daemon)
+{
+	/* The daemon reports "not a directory" for this one. */
+	struct config *c = load_ok(COLOFS "[disk \"vda\"]\nimage = /mnt/vm1\n");
+
+	config_free(c);
+}
+
 Test(config, two_disks_on_one_image)
 {
 	expect_error(COLOFS DISK "[disk \"vdb\"]\nimage = /img/vda.raw/\n",
