@@ -555,6 +555,10 @@ disk_label(const struct config_disk *d, char *buf, size_t len)
 	return buf;
 }
 
+/* Defaults go through the same parsers as the file's values, so a default
+ * is always a value the file could hold.  A NULL default sets nothing (the
+ * "?:" only keeps that dead call compilable).
+ */
 static int
 set_defaults_colofs(struct loader *ld, struct config *c)
 {
