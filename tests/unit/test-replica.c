@@ -410,3 +410,63 @@ Test(replica, checkpoint_cost_does_not_grow_with_buffered_bytes)
 	cr_assert_eq(st.disks[0].hidden_bytes + st.disks[0].active_bytes, 0);
 	replica_status_release(&st);
 }
+
+Test(replica, buffer_limit_refuses_a_view_write_whole)
+{
+	replica_set_buffer_limit(r, 8192);
+	cr_assert_eq(replica_start(r), 0);
+	view_fill(d, 0, 4096, 0x33);
+	{
+		char buf[8192];
+
+		memset(buf, 0x44, sizeof buf);
+		cr_assert_eq(replica_view_write(d, buf, sizeof buf, 4096), -1);
+		cr_assert_eq(errno, ENOSPC);
+	}
+	expect_error_contains("buffer_limit");
+	expect_view(d, 4096, 8192, 0x11);	/* nothing half-applied */
+	view_fill(d, 4096, 4096, 0x44);		/* exactly at the limit */
+	view_fill(d, 0, 8192, 0x55);		/* rewrites need nothing */
+	cr_assert_eq(replica_checkpoint(r), 0);
+	view_fill(d, 100000, 8192, 0x66);	/* freed by the checkpoint */
+}
+
+Test(replica, buffer_limit_refuses_a_primary_write_whole)
+{
+	char buf[8192];
+	struct replica_status st;
+
+	replica_set_buffer_limit(r, 4096);
+	cr_assert_eq(replica_start(r), 0);
+	memset(buf, 0x22, sizeof buf);
+	cr_assert_eq(replica_primary_write(d, buf, sizeof buf, 0), -1);
+	cr_assert_eq(errno, ENOSPC);
+	expect_disk(d, 0, 8192, 0x11);
+	expect_view(d, 0, 8192, 0x11);
+	primary_fill(d, 0, 4096, 0x22);
+	cr_assert_eq(replica_get_status(r, &st), 0);
+	cr_assert_eq(st.buffer_bytes, 4096);
+	cr_assert_eq(st.buffer_limit, 4096);
+	replica_status_release(&st);
+}
+
+Test(replica, buffer_bytes_follow_checkpoint_and_failover)
+{
+	struct replica_status st;
+
+	cr_assert_eq(replica_start(r), 0);
+	view_fill(d, 0, 1000, 0x33);
+	primary_fill(d, 5000, 1000, 0x22);
+	cr_assert_eq(replica_get_status(r, &st), 0);
+	cr_assert_eq(st.buffer_bytes, 2000);
+	replica_status_release(&st);
+	cr_assert_eq(replica_checkpoint(r), 0);
+	view_fill(d, 0, 300, 0x33);
+	cr_assert_eq(replica_get_status(r, &st), 0);
+	cr_assert_eq(st.buffer_bytes, 300);
+	replica_status_release(&st);
+	failover_and_wait();
+	cr_assert_eq(replica_get_status(r, &st), 0);
+	cr_assert_eq(st.buffer_bytes, 0);
+	replica_status_release(&st);
+}
