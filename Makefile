@@ -105,6 +105,7 @@ check-asan: deps
 		SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 		all build-asan/tests/unit-tests
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
 	 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	 tests/run-all build-asan
 

@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef COLOFS_COLO_H
+#define COLOFS_COLO_H
+
+#include <stddef.h>
+
+#include "config.h"
+#include "replica.h"
+
+struct nbd_server;
+
+/* The contents of MOUNT/.colo/: the control word parser and the status and
+ * error texts.  Knows nothing of FUSE.
+ */
+enum colo_cmd {
+	COLO_CMD_START,
+	COLO_CMD_CHECKPOINT,
+	COLO_CMD_STOP,
+	COLO_CMD_FAILOVER,
+};
+const char *colo_cmd_name(enum colo_cmd c);	/* aborts if unknown */
+
+/* Parses one command from a ctl write: a word, optionally surrounded by
+ * blanks and newlines.  0, or -1 with errno = EINVAL and the reason
+ * recorded in the replica's error.
+ */
+int colo_cmd_parse(struct replica *r, const char *buf, size_t len,
+		   enum colo_cmd *out);
+/* Runs it: 0, or -1 with errno (the reason is in the replica's error). */
+int colo_cmd_run(struct replica *r, enum colo_cmd c);
+
+/* The text of .colo/status (key=value lines) and .colo/error (the last
+ * error and a newline, or nothing), malloc'd.  nbd may be NULL.  0, or -1
+ * with errno.
+ */
+int colo_status_text(struct replica *r, const struct config *cfg,
+		     struct nbd_server *nbd, char **text, size_t *len);
+int colo_error_text(struct replica *r, char **text, size_t *len);
+
+#endif

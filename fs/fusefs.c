@@ -1,0 +1,1016 @@
+/* SPDX-License-Identifier: MIT */
+/* The FUSE front end: the secondary VM's view of each disk as a file.
+ *
+ *   MOUNT/            ino 1   dr-xr-xr-x
+ *   MOUNT/NAME        ino 16+i one regular file per disk: the view V
+ *   MOUNT/.colo/      ino 2   dr-xr-xr-x
+ *   MOUNT/.colo/ctl   ino 3   --w-------  start|checkpoint|stop|failover
+ *   MOUNT/.colo/status ino 4  -r--r--r--  key=value lines (colo.c)
+ *   MOUNT/.colo/error ino 5   -rw-r--r--  last error; a write clears it
+ *
+ * The namespace is fixed at mount time, so inode numbers are constants and
+ * lookup/forget keep no state.  Every structure here is read-only once
+ * fusefs_new returns: the handlers, running in libfuse's worker threads,
+ * share it without a lock.  The replica does its own locking (range locks
+ * for I/O, a control lock for the words), so requests on non-overlapping
+ * ranges run in parallel and nothing here serializes them.
+ *
+ * Requests.  Disk reads and writes go to replica_view_read/_write on a
+ * heap buffer of the request's size (at most 1 MiB: max_read = max_write =
+ * 1 MiB).  Reads at or past the end return 0 bytes and reads across it
+ * are shortened, as for any file; writes that do not fit fail with ENOSPC
+ * because the file never grows.  fsync and fdatasync are
+ * replica_view_flush; fallocate PUNCH_HOLE|KEEP_SIZE and ZERO_RANGE are
+ * replica_view_zero.
+ *
+ * Page cache coherence.  The kernel may cache the disk files' pages; V
+ * changes behind its back only at these points:
+ *   - in state none, V = S and the primary's NBD writes change S;
+ *   - checkpoint and stop drop both buffers (V := S).
+ * (Failover commits the buffers into S without changing V; from failover
+ * on, the primary cannot write.)  So a disk file opened in state none gets
+ * direct_io (no page cache, for the life of that open file), and any other
+ * open keeps the cache; after every successful ctl word, before the ctl
+ * write is answered, each disk inode is invalidated with
+ * fuse_lowlevel_notify_inval_inode.  The kernel performs that
+ * synchronously (it waits for locked pages, i.e. reads in flight, and then
+ * drops them), so a process holding the file open reads the new view as
+ * soon as "echo checkpoint > ctl" has returned.  It runs with no replica
+ * lock held, so the reads it waits for can complete.
+ *
+ * .colo files use direct_io: status and error are generated at open into
+ * a per-open snapshot (fh points at it), so a read never sees stale text.
+ */
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "colo.h"
+#include "fusefs.h"
+#include "log.h"
+
+#ifndef FALLOC_FL_KEEP_SIZE
+#define FALLOC_FL_KEEP_SIZE 0x01
+#endif
+#ifndef FALLOC_FL_PUNCH_HOLE
+#define FALLOC_FL_PUNCH_HOLE 0x02
+#endif
+#ifndef FALLOC_FL_ZERO_RANGE
+#define FALLOC_FL_ZERO_RANGE 0x10
+#endif
+
+enum {
+	INO_ROOT = FUSE_ROOT_ID,	/* 1 */
+	INO_COLO = 2,
+	INO_CTL = 3,
+	INO_STATUS = 4,
+	INO_ERROR = 5,
+	INO_DISK0 = 16,
+};
+
+#define MAX_IO (1024 * 1024)	/* max_read and max_write */
+#define ATTR_TIMEOUT 86400.0	/* nothing changes attributes behind us */
+
+struct fusefs_disk {
+	struct replica_disk *d;
+	const struct config_disk *cd;
+	uint64_t size;
+};
+
+struct fusefs {
+	struct fuse_session *se;
+	struct replica *r;
+	const struct config *cfg;
+	struct nbd_server *nbd;
+	bool mounted;
+	bool signals;		/* fuse_set_signal_handlers succeeded */
+	struct timespec t0;	/* every timestamp */
+	uid_t uid;		/* of the root and .colo files: ours */
+	gid_t gid;
+	size_t ndisks;
+	struct fusefs_disk *disks;
+};
+
+/* A .colo/status or .colo/error open: the text as of the open. */
+struct snap {
+	char *text;
+	size_t len;
+};
+
+static struct fusefs *
+req_fs(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static struct fusefs_disk *
+ino_disk(struct fusefs *fs, fuse_ino_t ino)
+{
+	if (ino < INO_DISK0 || ino - INO_DISK0 >= fs->ndisks)
+		return NULL;
+	return &fs->disks[ino - INO_DISK0];
+}
+
+/* 0 and *st, or -1 (no such inode). */
+static int
+fill_attr(struct fusefs *fs, fuse_ino_t ino, struct stat *st)
+{
+	struct fusefs_disk *dk;
+
+	memset(st, 0, sizeof *st);
+	st->st_ino = ino;
+	st->st_uid = fs->uid;
+	st->st_gid = fs->gid;
+	st->st_atim = st->st_mtim = st->st_ctim = fs->t0;
+	st->st_blksize = 4096;
+	switch (ino) {
+	case INO_ROOT:
+		st->st_mode = S_IFDIR | 0555;
+		st->st_nlink = 3;
+		return 0;
+	case INO_COLO:
+		st->st_mode = S_IFDIR | 0555;
+		st->st_nlink = 2;
+		return 0;
+	case INO_CTL:
+		st->st_mode = S_IFREG | 0200;
+		st->st_nlink = 1;
+		return 0;
+	case INO_STATUS:
+		st->st_mode = S_IFREG | 0444;
+		st->st_nlink = 1;
+		return 0;
+	case INO_ERROR:
+		st->st_mode = S_IFREG | 0644;
+		st->st_nlink = 1;
+		return 0;
+	}
+	dk = ino_disk(fs, ino);
+	if (!dk)
+		return -1;
+	st->st_mode = S_IFREG | (dk->cd->mode & 07777);
+	st->st_nlink = 1;
+	st->st_uid = dk->cd->uid;
+	st->st_gid = dk->cd->gid;
+	st->st_size = (off_t)dk->size;
+	st->st_blocks = (blkcnt_t)(dk->size / 512);
+	return 0;
+}
+
+static void
+reply_entry(fuse_req_t req, struct fusefs *fs, fuse_ino_t ino)
+{
+	struct fuse_entry_param e;
+
+	memset(&e, 0, sizeof e);
+	e.ino = ino;
+	e.generation = 1;
+	e.attr_timeout = ATTR_TIMEOUT;
+	e.entry_timeout = ATTR_TIMEOUT;
+	fill_attr(fs, ino, &e.attr);
+	fuse_reply_entry(req, &e);
+}
+
+static void
+op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	/* libfuse caps max_write to its buffer (1 MiB + header). */
+	conn->max_write = MAX_IO;
+	/* Must match the max_read mount option (libfuse checks). */
+	conn->max_read = MAX_IO;
+	conn->max_background = 64;
+	conn->congestion_threshold = 48;
+	if (conn->capable & FUSE_CAP_ASYNC_DIO)
+		conn->want |= FUSE_CAP_ASYNC_DIO;
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	/* Our mtime never changes: invalidation is explicit (see above). */
+	conn->want &= ~(unsigned)(FUSE_CAP_AUTO_INVAL_DATA |
+				  FUSE_CAP_WRITEBACK_CACHE);
+	log_debug("fuse: kernel %u.%u, max_write %u, max_read %u, "
+		  "max_readahead %u", conn->proto_major, conn->proto_minor,
+		  conn->max_write, conn->max_read, conn->max_readahead);
+}
+
+static void
+op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fusefs *fs = req_fs(req);
+	size_t i;
+
+	if (parent == INO_ROOT) {
+		if (strcmp(name, ".colo") == 0) {
+			reply_entry(req, fs, INO_COLO);
+			return;
+		}
+		for (i = 0; i < fs->ndisks; i++) {
+			if (strcmp(name, fs->disks[i].cd->name) == 0) {
+				reply_entry(req, fs, INO_DISK0 + i);
+				return;
+			}
+		}
+	} else if (parent == INO_COLO) {
+		if (strcmp(name, "ctl") == 0) {
+			reply_entry(req, fs, INO_CTL);
+			return;
+		}
+		if (strcmp(name, "status") == 0) {
+			reply_entry(req, fs, INO_STATUS);
+			return;
+		}
+		if (strcmp(name, "error") == 0) {
+			reply_entry(req, fs, INO_ERROR);
+			return;
+		}
+	}
+	fuse_reply_err(req, ENOENT);
+}
+
+static void
+op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	(void)ino;
+	(void)nlookup;
+	fuse_reply_none(req);
+}
+
+static void
+op_forget_multi(fuse_req_t req, size_t count,
+		struct fuse_forget_data *forgets)
+{
+	(void)count;
+	(void)forgets;
+	fuse_reply_none(req);
+}
+
+static void
+op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct stat st;
+
+	(void)fi;
+	if (fill_attr(req_fs(req), ino, &st) == -1)
+		fuse_reply_err(req, ENOENT);
+	else
+		fuse_reply_attr(req, &st, ATTR_TIMEOUT);
+}
+
+/* The size never changes; ctl and error may be "truncated" (echo > ctl,
+ * : > error, the latter clearing the error); owners and modes come from
+ * the config; times are accepted and ignored (touch works).
+ */
+static void
+op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+	   struct fuse_file_info *fi)
+{
+	struct fusefs *fs = req_fs(req);
+	struct fusefs_disk *dk = ino_disk(fs, ino);
+	struct stat st;
+
+	(void)fi;
+	if (fill_attr(fs, ino, &st) == -1) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID |
+		      FUSE_SET_ATTR_GID)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		if (dk) {
+			if ((uint64_t)attr->st_size != dk->size) {
+				log_debug("%s: truncate to %lld refused",
+					  dk->cd->name,
+					  (long long)attr->st_size);
+				fuse_reply_err(req, EPERM);
+				return;
+			}
+		} else if (ino == INO_ERROR) {
+			replica_clear_error(fs->r);
+		} else if (ino != INO_CTL) {
+			fuse_reply_err(req, ino == INO_STATUS ? EPERM :
+				       EISDIR);
+			return;
+		}
+	}
+	fuse_reply_attr(req, &st, ATTR_TIMEOUT);
+}
+
+static void
+op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fusefs *fs = req_fs(req);
+	struct fusefs_disk *dk = ino_disk(fs, ino);
+	int acc = fi->flags & O_ACCMODE;
+	struct snap *s;
+	int rc;
+
+	if (dk) {
+		if (fi->flags & O_TRUNC) {
+			fuse_reply_err(req, EPERM);
+			return;
+		}
+		fi->fh = ino - INO_DISK0;
+		/* In state none primary writes change V under the cache. */
+		if (replica_state(fs->r) == REPLICA_NONE)
+			fi->direct_io = 1;
+		else
+			fi->keep_cache = 1;
+		fuse_reply_open(req, fi);
+		return;
+	}
+	switch (ino) {
+	case INO_CTL:
+		if (acc != O_WRONLY) {
+			fuse_reply_err(req, EACCES);
+			return;
+		}
+		fi->direct_io = 1;
+		fi->nonseekable = 1;
+		fuse_reply_open(req, fi);
+		return;
+	case INO_STATUS:
+	case INO_ERROR:
+		if (ino == INO_STATUS && acc != O_RDONLY) {
+			fuse_reply_err(req, EACCES);
+			return;
+		}
+		if (ino == INO_ERROR && (fi->flags & O_TRUNC))
+			replica_clear_error(fs->r);
+		s = calloc(1, sizeof *s);
+		if (!s) {
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+		if (ino == INO_STATUS)
+			rc = colo_status_text(fs->r, fs->cfg, fs->nbd,
+					      &s->text, &s->len);
+		else
+			rc = colo_error_text(fs->r, &s->text, &s->len);
+		if (rc == -1) {
+			rc = errno;
+			free(s);
+			fuse_reply_err(req, rc);
+			return;
+		}
+		fi->fh = (uintptr_t)s;
+		fi->direct_io = 1;
+		if (fuse_reply_open(req, fi) == -ENOENT) {
+			/* The opener was interrupted: no release will come. */
+			free(s->text);
+			free(s);
+		}
+		return;
+	case INO_ROOT:
+	case INO_COLO:
+		fuse_reply_err(req, EISDIR);
+		return;
+	}
+	fuse_reply_err(req, ENOENT);
+}
+
+static void
+op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct snap *s;
+
+	if (ino == INO_STATUS || ino == INO_ERROR) {
+		s = (struct snap *)(uintptr_t)fi->fh;
+		free(s->text);
+		free(s);
+	}
+	fuse_reply_err(req, 0);
+}
+
+static void
+op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+	struct fuse_file_info *fi)
+{
+	struct fusefs *fs = req_fs(req);
+	struct fusefs_disk *dk = ino_disk(fs, ino);
+	struct snap *s;
+	void *buf;
+	int err;
+
+	if (off < 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (ino == INO_STATUS || ino == INO_ERROR) {
+		s = (struct snap *)(uintptr_t)fi->fh;
+		if ((uint64_t)off >= s->len)
+			fuse_reply_buf(req, NULL, 0);
+		else
+			fuse_reply_buf(req, s->text + off,
+				       s->len - off < size ? s->len - off :
+				       size);
+		return;
+	}
+	if (!dk) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
+	if ((uint64_t)off >= dk->size || size == 0) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	if (size > dk->size - (uint64_t)off)
+		size = dk->size - (uint64_t)off;
+	buf = malloc(size);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (replica_view_read(dk->d, buf, size, (uint64_t)off) == -1) {
+		err = errno;
+		free(buf);
+		fuse_reply_err(req, err);
+		return;
+	}
+	fuse_reply_buf(req, buf, size);
+	free(buf);
+}
+
+/* Drops the kernel's cached pages of every disk file: V has changed. */
+static void
+invalidate_disks(struct fusefs *fs)
+{
+	size_t i;
+	int rc;
+
+	for (i = 0; i < fs->ndisks; i++) {
+		rc = fuse_lowlevel_notify_inval_inode(fs->se, INO_DISK0 + i,
+						      0, 0);
+		/* ENOENT: the kernel has no inode, hence no pages, for it. */
+		if (rc != 0 && rc != -ENOENT)
+			log_warn("%s: invalidating the page cache: %s",
+				 fs->disks[i].cd->name, strerror(-rc));
+	}
+}
+
+static void
+ctl_write(fuse_req_t req, struct fusefs *fs, const char *buf, size_t size)
+{
+	enum colo_cmd c;
+
+	if (colo_cmd_parse(fs->r, buf, size, &c) == -1 ||
+	    colo_cmd_run(fs->r, c) == -1) {
+		fuse_reply_err(req, errno);
+		return;
+	}
+	log_info("ctl: %s done, state %s", colo_cmd_name(c),
+		 replica_state_name(replica_state(fs->r)));
+	invalidate_disks(fs);
+	fuse_reply_write(req, size);
+}
+
+static void
+op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
+	 off_t off, struct fuse_file_info *fi)
+{
+	struct fusefs *fs = req_fs(req);
+	struct fusefs_disk *dk = ino_disk(fs, ino);
+
+	(void)fi;
+	if (ino == INO_CTL) {
+		ctl_write(req, fs, buf, size);
+		return;
+	}
+	if (ino == INO_ERROR) {
+		replica_clear_error(fs->r);
+		fuse_reply_write(req, size);
+		return;
+	}
+	if (!dk) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
+	if (off < 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	/* The file never grows: a write that does not fit is refused. */
+	if ((uint64_t)off > dk->size || size > dk->size - (uint64_t)off) {
+		fuse_reply_err(req, ENOSPC);
+		return;
+	}
+	if (size && replica_view_write(dk->d, buf, size, (uint64_t)off) == -1)
+		fuse_reply_err(req, errno);
+	else
+		fuse_reply_write(req, size);
+}
+
+static void
+op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)fi;
+	fuse_reply_err(req, 0);
+}
+
+static void
+op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+	 struct fuse_file_info *fi)
+{
+	struct fusefs_disk *dk = ino_disk(req_fs(req), ino);
+
+	(void)datasync;
+	(void)fi;
+	if (dk && replica_view_flush(dk->d) == -1)
+		fuse_reply_err(req, errno);
+	else
+		fuse_reply_err(req, 0);
+}
+
+static void
+op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off,
+	     off_t len, struct fuse_file_info *fi)
+{
+	struct fusefs_disk *dk = ino_disk(req_fs(req), ino);
+	uint64_t o = (uint64_t)off, l = (uint64_t)len;
+
+	(void)fi;
+	if (!dk) {
+		fuse_reply_err(req, EOPNOTSUPP);
+		return;
+	}
+	if (off < 0 || len <= 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	switch (mode) {
+	case 0:
+		/* Allocating within the file: nothing to do.  Beyond: the
+		 * file cannot grow.
+		 */
+		fuse_reply_err(req, o > dk->size || l > dk->size - o ?
+			       ENOSPC : 0);
+		return;
+	case FALLOC_FL_ZERO_RANGE:
+		if (o > dk->size || l > dk->size - o) {
+			fuse_reply_err(req, ENOSPC);
+			return;
+		}
+		break;
+	case FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE:
+	case FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE:
+		/* As on a regular file, the part past the end is moot. */
+		if (o >= dk->size) {
+			fuse_reply_err(req, 0);
+			return;
+		}
+		if (l > dk->size - o)
+			l = dk->size - o;
+		break;
+	default:
+		fuse_reply_err(req, EOPNOTSUPP);
+		return;
+	}
+	if (replica_view_zero(dk->d, o, l) == -1)
+		fuse_reply_err(req, errno);
+	else
+		fuse_reply_err(req, 0);
+}
+
+static void
+op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	if (ino != INO_ROOT && ino != INO_COLO) {
+		fuse_reply_err(req, ENOTDIR);
+		return;
+	}
+	fi->cache_readdir = 1;
+	fuse_reply_open(req, fi);
+}
+
+static void
+op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+	   struct fuse_file_info *fi)
+{
+	struct fusefs *fs = req_fs(req);
+	static const char *const colo_names[] = { "ctl", "status", "error" };
+	size_t n, i, used = 0, need;
+	char *buf;
+	struct stat st;
+	const char *name;
+	fuse_ino_t eino;
+
+	(void)fi;
+	/* Entries: ".", "..", then .colo and the disks, or the .colo files. */
+	n = 2 + (ino == INO_ROOT ? 1 + fs->ndisks : 3);
+	buf = malloc(size);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	for (i = off < 0 ? 0 : (size_t)off; i < n; i++) {
+		if (i == 0) {
+			name = ".";
+			eino = ino;
+		} else if (i == 1) {
+			name = "..";
+			eino = INO_ROOT;
+		} else if (ino == INO_ROOT && i == 2) {
+			name = ".colo";
+			eino = INO_COLO;
+		} else if (ino == INO_ROOT) {
+			name = fs->disks[i - 3].cd->name;
+			eino = INO_DISK0 + (i - 3);
+		} else {
+			name = colo_names[i - 2];
+			eino = INO_CTL + (i - 2);
+		}
+		fill_attr(fs, eino, &st);
+		need = fuse_add_direntry(req, buf + used, size - used, name,
+					 &st, (off_t)(i + 1));
+		if (need > size - used)
+			break;
+		used += need;
+	}
+	fuse_reply_buf(req, buf, used);
+	free(buf);
+}
+
+static void
+op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct fusefs *fs = req_fs(req);
+	struct statvfs sv;
+	uint64_t total = 0;
+	size_t i;
+
+	(void)ino;
+	for (i = 0; i < fs->ndisks; i++)
+		total += fs->disks[i].size;
+	memset(&sv, 0, sizeof sv);
+	sv.f_bsize = 4096;
+	sv.f_frsize = 4096;
+	sv.f_blocks = total / 4096;
+	sv.f_files = 5 + fs->ndisks;
+	sv.f_namemax = 255;
+	fuse_reply_statfs(req, &sv);
+}
+
+/* The namespace is fixed. */
+static void
+op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+	  struct fuse_file_info *fi)
+{
+	(void)parent;
+	(void)name;
+	(void)mode;
+	(void)fi;
+	fuse_reply_err(req, EPERM);
+}
+
+static void
+op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+	 dev_t rdev)
+{
+	(void)parent;
+	(void)name;
+	(void)mode;
+	(void)rdev;
+	fuse_reply_err(req, EPERM);
+}
+
+static void
+op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	(void)parent;
+	(void)name;
+	(void)mode;
+	fuse_reply_err(req, EPERM);
+}
+
+static void
+op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	(void)parent;
+	(void)name;
+	fuse_reply_err(req, EPERM);
+}
+
+static void
+op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+	  fuse_ino_t newparent, const char *newname, unsigned int flags)
+{
+	(void)parent;
+	(void)name;
+	(void)newparent;
+	(void)newname;
+	(void)flags;
+	fuse_reply_err(req, EPERM);
+}
+
+static const struct fuse_lowlevel_ops fusefs_ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.open = op_open,
+	.release = op_release,
+	.read = op_read,
+	.write = op_write,
+	.flush = op_flush,
+	.fsync = op_fsync,
+	.fallocate = op_fallocate,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.statfs = op_statfs,
+	.create = op_create,
+	.mknod = op_mknod,
+	.mkdir = op_mkdir,
+	.unlink = op_unlink,
+	.rmdir = op_unlink,
+	.rename = op_rename,
+};
+
+/* libfuse's own messages go where ours go. */
+static void
+fuse_log_to_ours(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+	char msg[512];
+	size_t n;
+
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	n = strlen(msg);
+	while (n && msg[n - 1] == '\n')
+		msg[--n] = '\0';
+	if (level <= FUSE_LOG_ERR)
+		log_error("fuse: %s", msg);
+	else if (level <= FUSE_LOG_WARNING)
+		log_warn("fuse: %s", msg);
+	else if (level <= FUSE_LOG_INFO)
+		log_info("fuse: %s", msg);
+	else
+		log_debug("fuse: %s", msg);
+}
+
+/* Un-escapes a /proc/self/mountinfo path field (\040 for a space...). */
+static void
+unescape_octal(char *s)
+{
+	char *w = s;
+
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '7' &&
+		    s[2] >= '0' && s[2] <= '7' && s[3] >= '0' && s[3] <= '7') {
+			*w++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 +
+				      (s[3] - '0'));
+			s += 3;
+		} else {
+			*w++ = *s;
+		}
+	}
+	*w = '\0';
+}
+
+/* 1 if path (canonical) is a mount point, 0 if not, -1 on error. */
+static int
+is_mounted(const char *path)
+{
+	FILE *fp = fopen("/proc/self/mountinfo", "re");
+	char *line = NULL, *mnt;
+	size_t cap = 0;
+	int found = 0, i;
+
+	if (!fp)
+		return -1;
+	while (!found && getline(&line, &cap, fp) != -1) {
+		/* ID PARENT MAJ:MIN ROOT MOUNTPOINT ... */
+		mnt = line;
+		for (i = 0; i < 4 && mnt; i++) {
+			mnt = strchr(mnt, ' ');
+			if (mnt)
+				mnt++;
+		}
+		if (!mnt)
+			continue;
+		mnt[strcspn(mnt, " ")] = '\0';
+		unescape_octal(mnt);
+		found = strcmp(mnt, path) == 0;
+	}
+	free(line);
+	fclose(fp);
+	return found;
+}
+
+int
+fusefs_check_mountpoint(const char *path)
+{
+	struct stat st;
+	struct statvfs sv;
+	char real[PATH_MAX];
+
+	if (stat(path, &st) == -1) {
+		if (errno == ENOTCONN)
+			log_error("mountpoint %s: %m: a dead FUSE mount (its "
+				  "daemon was killed?); remove it with: "
+				  "fusermount3 -u %s", path, path);
+		else
+			log_error("mountpoint %s: %m", path);
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		errno = ENOTDIR;
+		log_error("mountpoint %s: not a directory", path);
+		return -1;
+	}
+	if (!realpath(path, real)) {
+		log_error("mountpoint %s: %m", path);
+		return -1;
+	}
+	switch (is_mounted(real)) {
+	case 1:
+		/* statfs always reaches the filesystem: a dead FUSE daemon
+		 * shows as ENOTCONN (stat may be answered from the cache).
+		 */
+		if (statvfs(real, &sv) == -1 && errno == ENOTCONN) {
+			log_error("mountpoint %s: a dead FUSE mount (its daemon "
+				  "was killed?); remove it with: fusermount3 -u "
+				  "%s", path, path);
+			errno = ENOTCONN;
+			return -1;
+		}
+		errno = EBUSY;
+		log_error("mountpoint %s: already mounted (another colofs? "
+			  "unmount it first)", path);
+		return -1;
+	case -1:
+		log_warn("cannot read /proc/self/mountinfo: %m; not checking "
+			 "whether %s is mounted already", path);
+		break;
+	}
+	return 0;
+}
+
+static int
+check_names(const struct config *cfg)
+{
+	size_t i;
+	const char *n;
+
+	for (i = 0; i < cfg->ndisks; i++) {
+		n = cfg->disks[i].name;
+		if (!*n || strcmp(n, ".") == 0 || strcmp(n, "..") == 0 ||
+		    strcmp(n, ".colo") == 0 || strchr(n, '/') ||
+		    strlen(n) > 255) {
+			log_error("%s:%d: disk name \"%s\" cannot be a file "
+				  "name in the mount", cfg->path,
+				  cfg->disks[i].line, n);
+			errno = EINVAL;
+			return -1;
+		}
+	}
+	return 0;
+}
+
+struct fusefs *
+fusefs_new(const struct config *cfg, struct replica *r,
+	   struct nbd_server *nbd)
+{
+	struct fusefs *fs;
+	char opts[256];
+	char *argv[4];
+	struct fuse_args args;
+	size_t i;
+	int saved;
+
+	if (check_names(cfg) == -1 ||
+	    fusefs_check_mountpoint(cfg->mountpoint) == -1)
+		return NULL;
+	fs = calloc(1, sizeof *fs);
+	if (!fs)
+		return NULL;
+	fs->r = r;
+	fs->cfg = cfg;
+	fs->nbd = nbd;
+	fs->uid = geteuid();
+	fs->gid = getegid();
+	clock_gettime(CLOCK_REALTIME, &fs->t0);
+	fs->ndisks = cfg->ndisks;
+	fs->disks = calloc(cfg->ndisks ? cfg->ndisks : 1, sizeof *fs->disks);
+	if (!fs->disks)
+		goto fail;
+	for (i = 0; i < cfg->ndisks; i++) {
+		fs->disks[i].cd = &cfg->disks[i];
+		fs->disks[i].d = replica_find_disk(r, cfg->disks[i].name);
+		if (!fs->disks[i].d) {
+			log_error("disk %s: not in the replica",
+				  cfg->disks[i].name);
+			errno = ENOENT;
+			goto fail;
+		}
+		fs->disks[i].size = replica_disk_size(fs->disks[i].d);
+	}
+
+	fuse_set_log_func(fuse_log_to_ours);
+	snprintf(opts, sizeof opts,
+		 "fsname=colofs,subtype=colofs,default_permissions,"
+		 "max_read=%d%s", MAX_IO,
+		 cfg->allow_other ? ",allow_other" : "");
+	argv[0] = (char *)"colofs";
+	argv[1] = (char *)"-o";
+	argv[2] = opts;
+	argv[3] = NULL;
+	args = (struct fuse_args)FUSE_ARGS_INIT(3, argv);
+	fs->se = fuse_session_new(&args, &fusefs_ops, sizeof fusefs_ops, fs);
+	fuse_opt_free_args(&args);
+	if (!fs->se) {
+		log_error("cannot create the FUSE session");
+		errno = EIO;
+		goto fail;
+	}
+	if (fuse_set_signal_handlers(fs->se) != 0) {
+		log_error("cannot install the signal handlers");
+		errno = EIO;
+		goto fail;
+	}
+	fs->signals = true;
+	if (fuse_session_mount(fs->se, cfg->mountpoint) != 0) {
+		log_error("cannot mount on %s", cfg->mountpoint);
+		errno = EIO;
+		goto fail;
+	}
+	fs->mounted = true;
+	log_info("mounted %zu disk%s on %s", cfg->ndisks,
+		 cfg->ndisks == 1 ? "" : "s", cfg->mountpoint);
+	return fs;
+fail:
+	saved = errno;
+	fusefs_free(fs);
+	errno = saved;
+	return NULL;
+}
+
+int
+fusefs_run(struct fusefs *fs)
+{
+	struct fuse_loop_config *lc = fuse_loop_cfg_create();
+	int rc;
+
+	if (!lc) {
+		errno = ENOMEM;
+		return -1;
+	}
+	/* Enough threads that a blocked request (a checkpoint waiting for
+	 * in-flight reads) never starves the ones it waits for.
+	 */
+	fuse_loop_cfg_set_max_threads(lc, 64);
+	fuse_loop_cfg_set_idle_threads(lc, 16);
+	fuse_loop_cfg_set_clone_fd(lc, 1);
+	rc = fuse_session_loop_mt(fs->se, lc);
+	fuse_loop_cfg_destroy(lc);
+	/* A signal ends the loop with its number: a normal shutdown. */
+	if (rc < 0) {
+		errno = -rc;
+		log_error("FUSE session: %m");
+		return -1;
+	}
+	if (rc > 0)
+		log_info("signal %d: shutting down", rc);
+	return 0;
+}
+
+void
+fusefs_unmount(struct fusefs *fs)
+{
+	if (fs->mounted) {
+		fuse_session_unmount(fs->se);
+		fs->mounted = false;
+	}
+}
+
+void
+fusefs_free(struct fusefs *fs)
+{
+	if (!fs)
+		return;
+	if (fs->se) {
+		fusefs_unmount(fs);
+		if (fs->signals)
+			fuse_remove_signal_handlers(fs->se);
+		fuse_session_destroy(fs->se);
+	}
+	free(fs->disks);
+	free(fs);
+}

@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef COLOFS_FUSEFS_H
+#define COLOFS_FUSEFS_H
+
+#include "config.h"
+#include "replica.h"
+
+struct nbd_server;
+struct fusefs;
+
+/* Creates the FUSE session for cfg's disks and mounts it on
+ * cfg->mountpoint (which must be an existing directory that is not a mount
+ * point yet).  Installs the SIGTERM/SIGINT/SIGHUP handlers that end
+ * fusefs_run.  nbd may be NULL; it is only read for the status.  NULL with
+ * errno after logging why; nothing is mounted then.
+ */
+struct fusefs *fusefs_new(const struct config *cfg, struct replica *r,
+			  struct nbd_server *nbd);
+/* Serves requests with a pool of threads until the filesystem is
+ * unmounted or a signal arrives.  Returns when every request in flight has
+ * been answered: 0, or -1 with errno.
+ */
+int fusefs_run(struct fusefs *fs);
+/* Unmounts (if still mounted).  Later requests fail with ENOTCONN. */
+void fusefs_unmount(struct fusefs *fs);
+/* Unmounts if needed, removes the signal handlers and frees.  NULL is a
+ * no-op.
+ */
+void fusefs_free(struct fusefs *fs);
+
+/* Checks that path can be mounted on: an existing directory that is not a
+ * mount point already (nor a dead FUSE mount).  0, or -1 with errno after
+ * logging a clear message.
+ */
+int fusefs_check_mountpoint(const char *path);
+
+#endif

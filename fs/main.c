@@ -1,0 +1,306 @@
+/* SPDX-License-Identifier: MIT */
+/* colofs: the daemon.  Reads the config, opens the images, builds the
+ * replica, starts the NBD listener and mounts the FUSE filesystem, then
+ * serves until unmounted or signalled.
+ *
+ * Start-up order, and why:
+ *   1. config_load, checks of the mountpoint: before forking, so that the
+ *      common mistakes print their message from the process the user ran;
+ *   2. fork (daemon.c) unless -f: before any thread exists;
+ *   3. images, replica, NBD bind, mount: any failure undoes what was done
+ *      (nothing stays mounted) and exits 1; the parent exits with it;
+ *   4. the listener's threads start with SIGTERM/SIGINT/SIGHUP blocked,
+ *      as libfuse's workers do, so that those signals reach the main
+ *      thread, whose handler (libfuse's) ends the session loop;
+ *   5. ready: the parent exits 0, logging moves to syslog.
+ *
+ * Shutdown (a signal, or fusermount3 -u): the session loop returns once
+ * every request it took has been answered; then the mount goes, the
+ * listener finishes its requests and closes, the disks are flushed and the
+ * replica freed.  Exit 0.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "daemon.h"
+#include "fusefs.h"
+#include "image.h"
+#include "log.h"
+#include "../nbd/nbd.h"
+#include "replica.h"
+#include "store.h"
+
+#ifndef COLOFS_VERSION
+#define COLOFS_VERSION "0.1.0"
+#endif
+
+enum {
+	EXIT_USAGE = 2,
+	OPT_CHECK = 256,
+	OPT_DUMP,
+};
+
+static void
+usage(FILE *fp)
+{
+	fputs("Usage: colofs -c FILE [-f] [-d] [--check-config] "
+	      "[--dump-config]\n"
+	      "       colofs --help | --version\n"
+	      "\n"
+	      "The secondary side of COLO block replication: each disk of\n"
+	      "the config appears as a file under the mountpoint (the\n"
+	      "secondary VM's view), the primary's writes arrive over NBD,\n"
+	      "and MOUNTPOINT/.colo/ctl takes start, checkpoint, stop and\n"
+	      "failover.\n"
+	      "\n"
+	      "  -c, --config FILE  the deployment file (INI; see colofs(8))\n"
+	      "  -f, --foreground   do not daemonize; log to stderr\n"
+	      "  -d, --debug        log debug messages too\n"
+	      "      --check-config validate FILE (and the paths it names),\n"
+	      "                     then exit\n"
+	      "      --dump-config  print the effective config, defaults\n"
+	      "                     included, then exit\n"
+	      "  -h, --help         this text\n"
+	      "  -V, --version      the version\n"
+	      "\n"
+	      "Without -f, colofs returns once the mount and the listener\n"
+	      "are ready (exit 0), or exits non-zero with the reason and\n"
+	      "nothing mounted.  SIGTERM, SIGINT or fusermount3 -u stop it.\n",
+	      fp);
+}
+
+/* Replaces *s by its canonical form (the file must exist). */
+static int
+canonicalize(char **s, const char *what)
+{
+	char real[PATH_MAX], *dup;
+
+	if (!realpath(*s, real)) {
+		log_error("%s %s: %m", what, *s);
+		return -1;
+	}
+	dup = strdup(real);
+	if (!dup)
+		return -1;
+	free(*s);
+	*s = dup;
+	return 0;
+}
+
+/* --check-config: what config_load cannot know, the paths it names. */
+static int
+check_paths(const struct config *cfg)
+{
+	struct stat st;
+	enum image_format fmt;
+	size_t i;
+	int bad = 0;
+
+	if (fusefs_check_mountpoint(cfg->mountpoint) == -1)
+		bad = 1;
+	if (cfg->buffer_dir) {
+		if (stat(cfg->buffer_dir, &st) == -1) {
+			log_error("buffer_dir %s: %m", cfg->buffer_dir);
+			bad = 1;
+		} else if (!S_ISDIR(st.st_mode)) {
+			log_error("buffer_dir %s: not a directory",
+				  cfg->buffer_dir);
+			bad = 1;
+		}
+	}
+	for (i = 0; i < cfg->ndisks; i++) {
+		const struct config_disk *d = &cfg->disks[i];
+
+		if (access(d->image, R_OK | W_OK) == -1) {
+			log_error("disk %s: image %s: %m", d->name, d->image);
+			bad = 1;
+		} else if (image_probe(d->image, &fmt) == -1) {
+			bad = 1;
+		} else if (d->format != IMAGE_FORMAT_AUTO &&
+			   d->format != fmt) {
+			log_error("disk %s: image %s looks like %s, not %s",
+				  d->name, d->image, image_format_name(fmt),
+				  image_format_name(d->format));
+			bad = 1;
+		}
+	}
+	return bad ? -1 : 0;
+}
+
+/* Blocks (how = SIG_BLOCK) or restores the signals that stop us. */
+static void
+stop_signals(int how, sigset_t *old)
+{
+	sigset_t set;
+
+	if (how == SIG_SETMASK) {
+		pthread_sigmask(SIG_SETMASK, old, NULL);
+		return;
+	}
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGQUIT);
+	pthread_sigmask(SIG_BLOCK, &set, old);
+}
+
+static int
+serve(struct config *cfg, bool foreground)
+{
+	struct store_factory factory;
+	struct replica *r = NULL;
+	struct nbd_server *nbd = NULL;
+	struct fusefs *fs = NULL;
+	struct image *img;
+	sigset_t oldmask;
+	size_t i;
+	int rc = 1;
+
+	/* Until the loop runs, a stop signal waits (then ends it at once). */
+	stop_signals(SIG_BLOCK, &oldmask);
+	factory = cfg->buffer == CONFIG_BUFFER_FILE ?
+		store_file_factory(cfg->buffer_dir) : store_memory_factory();
+	r = replica_new(&factory);
+	if (!r) {
+		log_error("cannot create the replica: %m");
+		goto out;
+	}
+	for (i = 0; i < cfg->ndisks; i++) {
+		const struct config_disk *d = &cfg->disks[i];
+
+		img = image_open(d->image, d->format, cfg->buffer_dir,
+				 d->name);
+		if (!img)
+			goto out;
+		/* Takes img, also on failure. */
+		if (!replica_add_disk(r, d->name, img)) {
+			log_error("disk %s: %m", d->name);
+			goto out;
+		}
+		log_info("disk %s: %s (%s, %llu bytes)", d->name, d->image,
+			 img->ops->name, (unsigned long long)img->size);
+	}
+	if (cfg->listen) {
+		nbd = nbd_server_new(r, cfg);
+		if (!nbd)
+			goto out;
+	}
+	fs = fusefs_new(cfg, r, nbd);
+	if (!fs)
+		goto out;
+	if (nbd && nbd_server_start(nbd) == -1)
+		goto out;
+	if (!foreground) {
+		daemon_ready();
+		if (chdir("/") == -1)
+			log_warn("chdir /: %m");
+	}
+	log_info("ready: %s on %s%s%s", cfg->path, cfg->mountpoint,
+		 cfg->listen ? ", NBD on " : "", cfg->listen ? cfg->listen : "");
+	stop_signals(SIG_SETMASK, &oldmask);
+	rc = fusefs_run(fs) == -1 ? 1 : 0;
+	stop_signals(SIG_BLOCK, &oldmask);
+	/* No new view requests: the session answered every one it took. */
+	fusefs_unmount(fs);
+out:
+	/* The listener first: its in-flight writes complete here. */
+	nbd_server_free(nbd);
+	fusefs_free(fs);
+	/* Waits for a running commit (cancelling it), flushes the images. */
+	replica_free(r);
+	if (rc == 0)
+		log_info("stopped cleanly");
+	return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "foreground", no_argument, NULL, 'f' },
+		{ "debug", no_argument, NULL, 'd' },
+		{ "check-config", no_argument, NULL, OPT_CHECK },
+		{ "dump-config", no_argument, NULL, OPT_DUMP },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *path = NULL;
+	bool foreground = false, check = false, dump = false;
+	struct config *cfg;
+	char err[1024];
+	int c, rc;
+
+	while ((c = getopt_long(argc, argv, "c:fdhV", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c': path = optarg; break;
+		case 'f': foreground = true; break;
+		case 'd': log_set_debug(true); break;
+		case OPT_CHECK: check = true; break;
+		case OPT_DUMP: dump = true; break;
+		case 'h': usage(stdout); return 0;
+		case 'V': printf("colofs %s\n", COLOFS_VERSION); return 0;
+		default:
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "colofs: unexpected argument '%s'\n",
+			argv[optind]);
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (!path) {
+		fprintf(stderr, "colofs: -c FILE is required\n");
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	signal(SIGPIPE, SIG_IGN);
+
+	cfg = config_load(path, err, sizeof err);
+	if (!cfg) {
+		fprintf(stderr, "colofs: %s\n", err);
+		return 1;
+	}
+	if (check || dump) {
+		rc = 0;
+		if (check) {
+			rc = check_paths(cfg) == -1 ? 1 : 0;
+			if (rc == 0)
+				fprintf(check && dump ? stderr : stdout,
+					"%s: ok\n", path);
+		}
+		if (dump && rc == 0)
+			config_dump(cfg, stdout);
+		config_free(cfg);
+		return rc;
+	}
+
+	/* Mistakes the user should see right away, before any fork. */
+	if (fusefs_check_mountpoint(cfg->mountpoint) == -1 ||
+	    canonicalize(&cfg->mountpoint, "mountpoint") == -1 ||
+	    (cfg->buffer_dir &&
+	     canonicalize(&cfg->buffer_dir, "buffer_dir") == -1)) {
+		config_free(cfg);
+		return 1;
+	}
+	if (!foreground && daemon_start() == -1) {
+		config_free(cfg);
+		return 1;
+	}
+	rc = serve(cfg, foreground);
+	config_free(cfg);
+	return rc;
+}
