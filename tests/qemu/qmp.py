@@ -43,7 +43,12 @@ class QMP:
                 time.sleep(0.05)
         s.settimeout(timeout)
         self.sock = s
+        # An event (RESUME) can beat the greeting when we connect while
+        # QEMU is still starting up.
         greeting = self._read()
+        while "event" in greeting:
+            self.events.append(greeting)
+            greeting = self._read()
         if "QMP" not in greeting:
             raise RuntimeError("not a QMP greeting: %r" % greeting)
         self.greeting = greeting

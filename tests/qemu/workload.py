@@ -89,7 +89,8 @@ def make_steps(seed, nsteps, size):
     for _ in range(rng.randint(0, 3)):         # before start
         off, n = rand_range(rng, size)
         steps.append(("pw", off, n, rng.getrandbits(32), False))
-    steps.append(("vr_err", 0, min(size, 4096)))
+    steps.append(("none_io",) + rand_range(rng, size) +
+                 (rng.getrandbits(32),))
     steps.append(("start",))
     for _ in range(nsteps):
         r = rng.random()
@@ -133,7 +134,7 @@ def fmt_step(i, st):
         return "#%d %s off=%d len=%d%s" % (i, name, st[1], st[2],
                                            " +flush" if len(st) > 4 and st[4]
                                            else "")
-    if name in ("pz", "vr", "vr_err"):
+    if name in ("pz", "vr", "none_io"):
         return "#%d %s off=%d len=%d" % (i, name, st[1], st[2])
     return "#%d %s" % (i, name)
 
@@ -377,22 +378,8 @@ def run(seed, nsteps, peer_names, workdir, colofs_bin=None, verbose=False):
                                          "model: %s" % (fmt_step(i, st),
                                                         p.name,
                                                         first_diff(got, want)))
-            elif op == "vr_err":
-                for p in live():
-                    try:
-                        fd = os.open(p.impl.view, os.O_RDONLY)
-                    except OSError:
-                        continue
-                    try:
-                        os.pread(fd, st[2], st[1])
-                    except OSError:
-                        pass
-                    else:
-                        raise Divergence("%s: %s view read before start "
-                                         "succeeded" % (fmt_step(i, st),
-                                                        p.name))
-                    finally:
-                        os.close(fd)
+            elif op == "none_io":
+                none_io(peers, model, i, st, stats)
             elif op == "start":
                 model.start()
                 for p in live():
@@ -439,6 +426,47 @@ def run(seed, nsteps, peer_names, workdir, colofs_bin=None, verbose=False):
             "%d of %d checkpoints (known QEMU 7.2 defect)"
             % (stats["stale_after_checkpoint"], stats["checkpoints"]))
     return stats
+
+
+def none_io(peers, model, i, st, stats):
+    """View I/O before start.  A view write fails everywhere (QEMU: EIO
+    in stage NONE; colofs: EIO) and changes nothing.  A view read differs
+    by design: QEMU fails it (EIO), colofs serves V = S (core/replica.c:
+    "NONE: V = S; view writes fail")."""
+    off, n, dseed = st[1], st[2], st[3]
+    data = data_for(dseed, n)
+    for p in peers:
+        if p.out:
+            continue
+        try:
+            p.vw(data, off)
+        except OSError:
+            pass
+        else:
+            raise Divergence("%s: %s view write before start succeeded"
+                             % (fmt_step(i, st), p.name))
+        try:
+            got = p.impl.read_view(off, n)
+        except OSError as e:
+            if p.name == "qemu":
+                continue
+            raise Divergence("%s: %s view read before start failed: %s"
+                             % (fmt_step(i, st), p.name, e))
+        if p.name == "qemu":
+            raise Divergence("%s: qemu view read before start succeeded "
+                             "(QEMU 7.2 returns EIO in stage NONE)"
+                             % fmt_step(i, st))
+        want = bytes(model.D[off:off + n])
+        if got != want:
+            raise Divergence("%s: %s view read before start is not S: %s"
+                             % (fmt_step(i, st), p.name, first_diff(got, want)))
+    if "none_read" not in stats:
+        stats["none_read"] = True
+        if any(p.name == "qemu" for p in peers) and \
+                any(p.name == "colofs" for p in peers):
+            stats["notes"].append(
+                "view read before start: QEMU EIO, colofs S (design "
+                "difference, both as documented)")
 
 
 def check_refused(p, i, st):
