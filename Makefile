@@ -5,6 +5,7 @@
 #   make check       install missing Debian packages (as root), build, run
 #                    the unit and end-to-end tests
 #   make check-asan  the same under ASan + UBSan (build-asan/)
+#   make check-tsan  the engine's stress driver under TSan (build-tsan/)
 #   make check-long  the slow tests (fuzzing, long soaks)
 #   make demo        the main job: a primary, a secondary, a failover
 #   make bench       core benchmarks (bench/)
@@ -48,7 +49,7 @@ TOOLS     := $(TOOL_SRC:tools/%.c=$(BUILD)/%)
 BENCHES   := $(BENCH_SRC:bench/%.c=$(BUILD)/bench-%)
 COLOFS    := $(if $(FRONT_SRC),$(BUILD)/colofs)
 
-.PHONY: all check check-unit check-e2e check-asan check-long deps demo \
+.PHONY: all check check-unit check-e2e check-asan check-tsan check-long deps demo \
         bench clean
 
 all: $(CORE_LIB) $(COLOFS) $(TOOLS)
@@ -91,7 +92,7 @@ deps:
 	fi
 
 check: deps
-	@$(MAKE) --no-print-directory all $(BUILD)/tests/unit-tests
+	@$(MAKE) --no-print-directory all $(BUILD)/tests/unit-tests $(BUILD)/stress
 	@tests/run-all $(BUILD)
 
 check-unit: all $(BUILD)/tests/unit-tests
@@ -103,10 +104,21 @@ check-e2e: all
 check-asan: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan CFLAGS="-O1 -g" \
 		SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
-		all build-asan/tests/unit-tests
+		all build-asan/tests/unit-tests build-asan/stress
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
 	 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	 tests/run-all build-asan
+
+$(BUILD)/stress: $(BUILD)/tests/stress/stress.o $(CORE_LIB)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+# The engine's locking under ThreadSanitizer, through a driver that needs
+# no test framework (criterion's arena does not run under TSan).
+check-tsan: deps
+	@$(MAKE) --no-print-directory BUILD=build-tsan CFLAGS="-O1 -g" \
+		SAN="-fsanitize=thread" build-tsan/stress
+	TSAN_OPTIONS=halt_on_error=1 build-tsan/stress 3
 
 check-long: check
 	@COLOFS_LONG=1 tests/run-all $(BUILD) long
@@ -118,6 +130,6 @@ bench: all $(BENCHES)
 	@for b in $(BENCHES); do echo "== $$b"; $$b || exit 1; done
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-tsan
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -555,6 +555,10 @@ disk_label(const struct config_disk *d, char *buf, size_t len)
 	return buf;
 }
 
+/* Defaults go through the same parsers as the file's values, so a default
+ * is always a value the file could hold.  A NULL default sets nothing (the
+ * "?:" only keeps that dead call compilable).
+ */
 static int
 set_defaults_colofs(struct loader *ld, struct config *c)
 {
@@ -925,6 +929,30 @@ lookup_id(struct loader *ld, int line, const char *label, const char *key,
 	}
 }
 
+/* Lexically, is path dir itself or inside it?  Trailing slashes aside;
+ * symlinks are not followed (the files need not exist yet).
+ */
+static bool
+path_within(const char *path, const char *dir)
+{
+	size_t dl = strlen(dir), pl = strlen(path);
+
+	while (dl > 1 && dir[dl - 1] == '/')
+		dl--;
+	while (pl > 1 && path[pl - 1] == '/')
+		pl--;
+	if (dl == 1)
+		return true;			/* everything is under "/" */
+	return pl >= dl && memcmp(path, dir, dl) == 0 &&
+	       (pl == dl || path[dl] == '/');
+}
+
+static bool
+same_path(const char *a, const char *b)
+{
+	return path_within(a, b) && path_within(b, a);
+}
+
 /* The line to blame for a disk key: where it was set, else the header. */
 static int
 disk_key_line(const struct loader *ld, size_t i, int k)
@@ -953,6 +981,13 @@ finish(struct loader *ld)
 		     "buffer = file needs buffer_dir");
 		return -1;
 	}
+	/* The mount would hide it, or colofs would read through itself. */
+	if (c->buffer_dir != NULL && path_within(c->buffer_dir, c->mountpoint)) {
+		fail(ld, ld->colofs_seen.line[CK_buffer_dir],
+		     "buffer_dir %s is inside mountpoint %s", c->buffer_dir,
+		     c->mountpoint);
+		return -1;
+	}
 	for (i = 0; i < c->ndisks; i++) {
 		struct config_disk *d = &c->disks[i];
 		char label[DISK_NAME_MAX + 16];
@@ -962,6 +997,25 @@ finish(struct loader *ld)
 		if (!(ld->disk_seen[i].mask & (1u << DK_image))) {
 			fail(ld, d->line, "%s image is required", label);
 			return -1;
+		}
+		/* Strictly inside: an image that is the mountpoint itself
+		 * fails the daemon's "not a directory" check.
+		 */
+		if (path_within(d->image, c->mountpoint) &&
+		    !same_path(d->image, c->mountpoint)) {
+			fail(ld, disk_key_line(ld, i, DK_image),
+			     "%s image %s is inside mountpoint %s", label,
+			     d->image, c->mountpoint);
+			return -1;
+		}
+		for (j = 0; j < i; j++) {
+			if (same_path(c->disks[j].image, d->image)) {
+				fail(ld, disk_key_line(ld, i, DK_image),
+				     "%s image %s is already used by [disk \"%s\"] (line %d)",
+				     label, d->image, c->disks[j].name,
+				     c->disks[j].line);
+				return -1;
+			}
 		}
 		if (d->format == IMAGE_FORMAT_QCOW2 && c->buffer_dir == NULL) {
 			fail(ld, disk_key_line(ld, i, DK_format),

@@ -54,7 +54,8 @@
  *   3. d->rl            the disk's range lock: orders overlapping I/O and
  *                       is held across the I/O it orders.
  *   4. d->map_lock      the disk's two extent maps; never held across I/O.
- *   5. r->err_lock, r->reclaim_lock, r->commit_lock: leaves.
+ *   5. r->err_lock, r->reclaim_lock, r->commit_lock, r->limit_lock:
+ *      leaves.
  * Because I/O to a range holds d->rl, the maps cannot change within that
  * range while the I/O runs, so a lookup made under map_lock stays true
  * after map_lock is dropped for the I/O itself.
@@ -111,6 +112,12 @@ struct replica {
 	uint64_t checkpoints;		/* written under gate exclusive */
 	uint64_t last_checkpoint_ns;	/* written under gate exclusive */
 	atomic_uint_fast64_t unclean_disconnects;
+
+	/* Bytes mapped in every disk's buffers, and bytes reserved by writes
+	 * in flight; both protected by limit_lock.  limit 0: none.
+	 */
+	pthread_mutex_t limit_lock;
+	uint64_t limit, buffered, reserved;
 
 	struct replica_disk **disks;	/* fixed once started */
 	size_t ndisks;
@@ -320,6 +327,7 @@ replica_new(const struct store_factory *factory)
 	pthread_rwlock_init(&r->gate, &attr);
 	pthread_rwlockattr_destroy(&attr);
 	pthread_mutex_init(&r->err_lock, NULL);
+	pthread_mutex_init(&r->limit_lock, NULL);
 	pthread_mutex_init(&r->commit_lock, NULL);
 	pthread_cond_init(&r->commit_cond, NULL);
 	pthread_mutex_init(&r->reclaim_lock, NULL);
@@ -378,6 +386,7 @@ replica_free(struct replica *r)
 	pthread_rwlock_destroy(&r->gate);
 	pthread_mutex_destroy(&r->ctl_lock);
 	pthread_mutex_destroy(&r->err_lock);
+	pthread_mutex_destroy(&r->limit_lock);
 	pthread_mutex_destroy(&r->commit_lock);
 	pthread_cond_destroy(&r->commit_cond);
 	pthread_mutex_destroy(&r->reclaim_lock);
@@ -483,6 +492,91 @@ replica_accepts_primary(struct replica *r)
 	return s == REPLICA_NONE || s == REPLICA_RUNNING;
 }
 
+/* ---- the buffer limit ---- */
+
+void
+replica_set_buffer_limit(struct replica *r, uint64_t bytes)
+{
+	pthread_mutex_lock(&r->limit_lock);
+	r->limit = bytes;
+	pthread_mutex_unlock(&r->limit_lock);
+}
+
+static void
+account(struct replica *r, int64_t delta)
+{
+	pthread_mutex_lock(&r->limit_lock);
+	r->buffered += delta;
+	pthread_mutex_unlock(&r->limit_lock);
+}
+
+/* Reserves need bytes under the limit before a write changes anything,
+ * so that a refused write is refused whole.  0, or -1 with ENOSPC and the
+ * reason recorded.
+ */
+static int
+reserve(struct replica_disk *d, uint64_t need, const char *what)
+{
+	struct replica *r = d->r;
+	uint64_t limit, used;
+
+	pthread_mutex_lock(&r->limit_lock);
+	limit = r->limit;
+	used = r->buffered + r->reserved;
+	if (limit == 0 || used + need <= limit) {
+		r->reserved += need;
+		pthread_mutex_unlock(&r->limit_lock);
+		return 0;
+	}
+	pthread_mutex_unlock(&r->limit_lock);
+	return refuse(r, ENOSPC, "%s: buffer_limit of %" PRIu64 " bytes "
+		      "reached (%" PRIu64 " buffered): %s refused; a "
+		      "checkpoint frees the buffers", d->name, limit, used,
+		      what);
+}
+
+static bool
+limited(struct replica *r)
+{
+	bool on;
+
+	pthread_mutex_lock(&r->limit_lock);
+	on = r->limit != 0;
+	pthread_mutex_unlock(&r->limit_lock);
+	return on;
+}
+
+static void
+unreserve(struct replica *r, uint64_t n)
+{
+	pthread_mutex_lock(&r->limit_lock);
+	r->reserved -= n;
+	pthread_mutex_unlock(&r->limit_lock);
+}
+
+/* Map changes, counted against the limit.  Caller holds d->map_lock. */
+static int
+map_insert(struct replica_disk *d, struct buffer *b, uint64_t off,
+	   uint64_t len)
+{
+	uint64_t before = extmap_bytes(b->map);
+	int ret = extmap_insert(b->map, off, len);
+
+	account(d->r, (int64_t) (extmap_bytes(b->map) - before));
+	return ret;
+}
+
+static int
+map_remove(struct replica_disk *d, struct buffer *b, uint64_t off,
+	   uint64_t len)
+{
+	uint64_t before = extmap_bytes(b->map);
+	int ret = extmap_remove(b->map, off, len);
+
+	account(d->r, -(int64_t) (before - extmap_bytes(b->map)));
+	return ret;
+}
+
 /* ---- layers ---- */
 
 enum layer { LAYER_ACTIVE, LAYER_HIDDEN, LAYER_IMAGE };
@@ -553,7 +647,7 @@ buffer_write(struct replica_disk *d, struct buffer *b, const void *buf,
 	if (ret == -1)
 		return -1;
 	pthread_mutex_lock(&d->map_lock);
-	ret = extmap_insert(b->map, off, len);
+	ret = map_insert(d, b, off, len);
 	pthread_mutex_unlock(&d->map_lock);
 	return ret;
 }
@@ -585,6 +679,18 @@ out:
 		errno = saved;
 	}
 	return ret;
+}
+
+/* Bytes of [off, end) that neither buffer holds: what a save adds. */
+static uint64_t
+unsaved_bytes(struct replica_disk *d, uint64_t off, uint64_t end)
+{
+	uint64_t pos, seg_end, n = 0;
+
+	for (pos = off; pos < end; pos = seg_end)
+		if (view_source(d, pos, end, &seg_end) == LAYER_IMAGE)
+			n += seg_end - pos;
+	return n;
 }
 
 /* Saves every part of [off, end) that neither buffer holds. */
@@ -628,6 +734,7 @@ primary_write(struct replica_disk *d, const void *buf, size_t len,
 {
 	struct replica *r = d->r;
 	struct rangelock_entry e;
+	uint64_t need = 0;
 	int ret = -1;
 
 	if (check_io(d, len, off) == -1)
@@ -647,12 +754,21 @@ primary_write(struct replica_disk *d, const void *buf, size_t len,
 		return 0;
 	}
 	rangelock_acquire(&d->rl, &e, off, len, true);
-	if (r->state == REPLICA_RUNNING && save_old(d, off, off + len) == -1) {
-		replica_record_error(r, "%s: saving old data at %" PRIu64
-				     "+%zu into hidden failed, primary write "
-				     "refused: %s", d->name, off, len,
-				     strerror(errno));
-		goto out;
+	if (r->state == REPLICA_RUNNING) {
+		if (limited(r)) {
+			need = unsaved_bytes(d, off, off + len);
+			if (reserve(d, need, "primary write") == -1) {
+				need = 0;
+				goto out;
+			}
+		}
+		if (save_old(d, off, off + len) == -1) {
+			replica_record_error(r, "%s: saving old data at %"
+					     PRIu64 "+%zu into hidden failed, "
+					     "primary write refused: %s",
+					     d->name, off, len, strerror(errno));
+			goto out;
+		}
 	}
 	if (image_write(d, buf, len, off) == -1) {
 		replica_record_error(r, "%s: primary write at %" PRIu64
@@ -665,6 +781,8 @@ primary_write(struct replica_disk *d, const void *buf, size_t len,
 out:
 	{
 		int saved = errno;
+		if (need)
+			unreserve(r, need);
 		rangelock_release(&d->rl, &e);
 		pthread_rwlock_unlock(&r->gate);
 		errno = saved;
@@ -770,6 +888,7 @@ view_write(struct replica_disk *d, const void *buf, size_t len, uint64_t off)
 {
 	struct replica *r = d->r;
 	struct rangelock_entry e;
+	uint64_t need = 0;
 	int ret = -1;
 
 	if (check_io(d, len, off) == -1)
@@ -787,6 +906,15 @@ view_write(struct replica_disk *d, const void *buf, size_t len, uint64_t off)
 	rangelock_acquire(&d->rl, &e, off, len, true);
 	switch (r->state) {
 	case REPLICA_RUNNING:
+		if (limited(r)) {
+			pthread_mutex_lock(&d->map_lock);
+			need = len - extmap_bytes_in(d->active->map, off, len);
+			pthread_mutex_unlock(&d->map_lock);
+			if (reserve(d, need, "view write") == -1) {
+				need = 0;
+				break;
+			}
+		}
 		ret = buffer_write(d, d->active, buf, len, off);
 		break;
 	case REPLICA_FAILOVER:
@@ -796,9 +924,9 @@ view_write(struct replica_disk *d, const void *buf, size_t len, uint64_t off)
 		ret = image_write(d, buf, len, off);
 		if (ret == 0) {
 			pthread_mutex_lock(&d->map_lock);
-			ret = extmap_remove(d->active->map, off, len);
+			ret = map_remove(d, d->active, off, len);
 			if (ret == 0)
-				ret = extmap_remove(d->hidden->map, off, len);
+				ret = map_remove(d, d->hidden, off, len);
 			pthread_mutex_unlock(&d->map_lock);
 		}
 		break;
@@ -813,6 +941,8 @@ view_write(struct replica_disk *d, const void *buf, size_t len, uint64_t off)
 		atomic_fetch_add(&d->view_write_bytes, len);
 	{
 		int saved = errno;
+		if (need)
+			unreserve(r, need);
 		rangelock_release(&d->rl, &e);
 		pthread_rwlock_unlock(&r->gate);
 		errno = saved;
@@ -900,6 +1030,10 @@ swap_buffers(struct replica *r, struct buffer **hidden,
 		pthread_mutex_lock(&d->map_lock);
 		d->hidden = hidden ? hidden[i] : NULL;
 		d->active = active ? active[i] : NULL;
+		if (oh)
+			account(r, -(int64_t) extmap_bytes(oh->map));
+		if (oa)
+			account(r, -(int64_t) extmap_bytes(oa->map));
 		pthread_mutex_unlock(&d->map_lock);
 		reclaim(r, oh);
 		reclaim(r, oa);
@@ -1037,8 +1171,8 @@ commit_chunk(struct replica_disk *d, uint64_t off, uint64_t end,
 		}
 	}
 	pthread_mutex_lock(&d->map_lock);
-	if (extmap_remove(d->active->map, off, end - off) == -1 ||
-	    extmap_remove(d->hidden->map, off, end - off) == -1) {
+	if (map_remove(d, d->active, off, end - off) == -1 ||
+	    map_remove(d, d->hidden, off, end - off) == -1) {
 		pthread_mutex_unlock(&d->map_lock);
 		replica_record_error(d->r, "%s: failover commit: %s", d->name,
 				     strerror(errno));
@@ -1224,6 +1358,10 @@ replica_get_status(struct replica *r, struct replica_status *st)
 	st->checkpoints = r->checkpoints;
 	st->last_checkpoint_ns = r->last_checkpoint_ns;
 	st->unclean_disconnects = atomic_load(&r->unclean_disconnects);
+	pthread_mutex_lock(&r->limit_lock);
+	st->buffer_bytes = r->buffered;
+	st->buffer_limit = r->limit;
+	pthread_mutex_unlock(&r->limit_lock);
 	st->ndisks = r->ndisks;
 	for (i = 0; i < r->ndisks; i++) {
 		struct replica_disk *d = r->disks[i];

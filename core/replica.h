@@ -91,6 +91,12 @@ int replica_primary_write(struct replica_disk *d, const void *buf,
 int replica_primary_zero(struct replica_disk *d, uint64_t off, uint64_t len);
 int replica_primary_flush(struct replica_disk *d);
 
+/* Caps the bytes held in all buffers of the group (0: no cap).  While
+ * running, a view or primary write that would need more fails whole with
+ * ENOSPC, and the reason is recorded; a checkpoint frees the buffers.
+ */
+void replica_set_buffer_limit(struct replica *r, uint64_t bytes);
+
 /* Errors for the FT/HA manager (.colo/error).  The last one wins. */
 void replica_record_error(struct replica *r, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
@@ -119,6 +125,8 @@ struct replica_status {
 	uint64_t checkpoints;
 	uint64_t last_checkpoint_ns;
 	uint64_t unclean_disconnects;
+	uint64_t buffer_bytes;		/* held in all buffers */
+	uint64_t buffer_limit;		/* 0: none */
 	char error[512];
 	size_t ndisks;
 	struct replica_disk_status *disks;	/* ndisks entries */

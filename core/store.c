@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: MIT */
-/* Buffer stores: bytes at disk offsets, in a sparse memfd or an unlinked
- * sparse file.
+/* Buffer stores: bytes at disk offsets, in anonymous memory or an
+ * unlinked sparse file.
  *
- * Both backings are one fd whose offset X holds the byte of disk offset X,
- * so a store of a 1 TiB disk costs nothing until written, a view read can
- * be spliced straight from it, and freeing it is one close().  That close
- * may take a while for a large store (the kernel frees every page), which
- * is why the replica frees old stores in a background thread.
+ * In both backings offset X holds the byte of disk offset X, so a store
+ * of a 1 TiB disk costs nothing until written.  Memory is an anonymous
+ * unreserved mapping of small pages (memory follows the bytes written); file is an
+ * unlinked sparse file (its fd lets callers splice).  Freeing a large
+ * store takes a while (the kernel frees every page), which is why the
+ * replica frees old stores in a background thread.
  *
  * The store does not know what it holds: the extent map beside it does.
  * Stores are thread-safe because pread and pwrite are.
@@ -137,12 +138,59 @@ fd_store_free(struct store *s)
 	free(s);
 }
 
+/* The memory backing: an anonymous, unreserved mapping of the disk's
+ * size.  Untouched pages cost nothing, a copy in or out is one memcpy
+ * with no system call, and freeing the store is one munmap.  Callers never touch bytes outside
+ * [0, size), and range locks keep concurrent copies disjoint.
+ */
+static int
+mem_pread(struct store *s, void *buf, size_t len, uint64_t off)
+{
+	memcpy(buf, (char *) s->priv + off, len);
+	return 0;
+}
+
+static int
+mem_pwrite(struct store *s, const void *buf, size_t len, uint64_t off)
+{
+	memcpy((char *) s->priv + off, buf, len);
+	return 0;
+}
+
+static int
+mem_zero(struct store *s, uint64_t off, uint64_t len)
+{
+	uint64_t page = (uint64_t) sysconf(_SC_PAGESIZE);
+	uint64_t a = (off + page - 1) / page * page;
+	uint64_t b = (off + len) / page * page;
+	char *base = s->priv;
+
+	if (a >= b) {
+		memset(base + off, 0, len);
+		return 0;
+	}
+	memset(base + off, 0, a - off);
+	memset(base + b, 0, off + len - b);
+	/* Whole pages: give them back; they read as zeros afterwards. */
+	if (madvise(base + a, b - a, MADV_DONTNEED) == -1) {
+		memset(base + a, 0, b - a);
+	}
+	return 0;
+}
+
+static void
+mem_free(struct store *s)
+{
+	munmap(s->priv, s->size ? s->size : 1);
+	free(s);
+}
+
 static const struct store_ops memory_ops = {
 	.name = "memory",
-	.pread = fd_store_pread,
-	.pwrite = fd_store_pwrite,
-	.zero = fd_store_zero,
-	.free = fd_store_free,
+	.pread = mem_pread,
+	.pwrite = mem_pwrite,
+	.zero = mem_zero,
+	.free = mem_free,
 };
 
 static const struct store_ops file_ops = {
@@ -181,13 +229,27 @@ err:
 struct store *
 store_memory_new(uint64_t size, const char *tag)
 {
-	int fd = memfd_create(tag, MFD_CLOEXEC);
+	struct store *s = calloc(1, sizeof *s);
+	void *p;
 
-	if (fd == -1) {
-		log_error("memfd_create %s: %m", tag);
+	if (s == NULL)
+		return NULL;
+	p = mmap(NULL, size ? size : 1, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED) {
+		log_error("map %" PRIu64 " bytes for %s: %m", size, tag);
+		free(s);
 		return NULL;
 	}
-	return store_from_fd(&memory_ops, fd, size);
+	/* Small pages: a scattered 4 KiB write must cost 4 KiB of memory,
+	 * not the 2 MiB huge page around it.
+	 */
+	madvise(p, size ? size : 1, MADV_NOHUGEPAGE);
+	s->ops = &memory_ops;
+	s->fd = -1;
+	s->size = size;
+	s->priv = p;
+	return s;
 }
 
 struct store *

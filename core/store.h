@@ -8,7 +8,7 @@
 /* A store holds bytes at disk offsets: the byte at disk offset X lives at
  * store offset X.  It does not know which bytes are meaningful: the extent
  * map next to it does.  Backings fill one function table:
- *   memory: a sparse memfd, freed wholesale on close;
+ *   memory: an anonymous unreserved mapping, one copy in or out;
  *   file:   an unlinked sparse file in a configured directory.
  * Tests add a fault-injecting backing of their own.
  */

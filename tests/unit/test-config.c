@@ -533,6 +533,43 @@ Test(config, buffer_file_with_buffer_dir)
 	config_free(c);
 }
 
+Test(config, buffer_dir_inside_mountpoint)
+{
+	expect_error(COLOFS "buffer_dir = /mnt/vm1/buf\n" DISK, "t.ini:3:",
+		     "buffer_dir /mnt/vm1/buf is inside mountpoint /mnt/vm1");
+	expect_error(COLOFS "buffer_dir = /mnt/vm1/\n" DISK, "t.ini:3:",
+		     "is inside mountpoint");
+}
+
+Test(config, buffer_dir_beside_mountpoint_is_fine)
+{
+	struct config *c = load_ok(COLOFS "buffer_dir = /mnt/vm1-buf\n" DISK);
+
+	cr_assert_str_eq(c->buffer_dir, "/mnt/vm1-buf");
+	config_free(c);
+}
+
+Test(config, image_inside_mountpoint)
+{
+	expect_error(COLOFS "[disk \"vda\"]\nformat = raw\nimage = /mnt/vm1/vda\n",
+		     "t.ini:5:", "image /mnt/vm1/vda is inside mountpoint");
+}
+
+Test(config, image_that_is_the_mountpoint_is_left_to_the_daemon)
+{
+	/* The daemon reports "not a directory" for this one. */
+	struct config *c = load_ok(COLOFS "[disk \"vda\"]\nimage = /mnt/vm1\n");
+
+	config_free(c);
+}
+
+Test(config, two_disks_on_one_image)
+{
+	expect_error(COLOFS DISK "[disk \"vdb\"]\nimage = /img/vda.raw/\n",
+		     "t.ini:6:",
+		     "[disk \"vdb\"] image /img/vda.raw/ is already used by [disk \"vda\"] (line 3)");
+}
+
 Test(config, qcow2_disk_needs_buffer_dir)
 {
 	expect_error(COLOFS DISK "format = qcow2\n", "t.ini:5:",

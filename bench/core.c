@@ -1,0 +1,299 @@
+/* SPDX-License-Identifier: MIT */
+/* Core benchmark: the engine without FUSE or NBD.  Prints figures, never
+ * fails on them (machines here are shared and noisy).
+ *
+ *  1. checkpoint latency against bytes buffered (1 MiB .. 1 GiB in each of
+ *     hidden and active), memory and file buffers;
+ *  2. throughput of view reads, view writes and primary writes (with the
+ *     save into hidden) for 4 KiB and 1 MiB operations, as a ratio to
+ *     plain pread/pwrite on a raw file of the same size;
+ *  3. extent map metadata bytes per extent.
+ *
+ * Usage: bench-core [--quick] [--dir DIR]   (DIR: where images go, /tmp)
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "extmap.h"
+#include "image.h"
+#include "log.h"
+#include "replica.h"
+#include "store.h"
+
+#define MiB ((uint64_t) 1024 * 1024)
+#define GiB (1024 * MiB)
+
+static const char *dir = "/tmp";
+static int quick;
+
+static double
+now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *) a, y = *(const double *) b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double
+median(double *v, int n)
+{
+	qsort(v, n, sizeof *v, cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static char *
+temp_image(uint64_t size)
+{
+	char *path;
+	int fd;
+
+	if (asprintf(&path, "%s/colofs-bench.XXXXXX", dir) == -1)
+		exit(1);
+	fd = mkstemp(path);
+	if (fd == -1 || ftruncate(fd, size) == -1) {
+		perror(path);
+		exit(1);
+	}
+	/* Allocated, as a real disk image is: reading holes is not the
+	 * thing to measure.
+	 */
+	if (fallocate(fd, 0, 0, size) == -1)
+		perror("fallocate");
+	close(fd);
+	return path;
+}
+
+static struct replica *
+open_replica(const char *path, struct store_factory *f)
+{
+	struct replica *r = replica_new(f);
+	struct image *img = image_open(path, IMAGE_FORMAT_RAW, NULL, "vda");
+
+	if (r == NULL || img == NULL || !replica_add_disk(r, "vda", img) ||
+	    replica_start(r) == -1) {
+		fprintf(stderr, "bench: cannot open a replica on %s\n", path);
+		exit(1);
+	}
+	return r;
+}
+
+static void
+bench_checkpoint(const char *kind, struct store_factory f)
+{
+	uint64_t sizes[] = { 1 * MiB, 16 * MiB, 256 * MiB, 1 * GiB };
+	int nsizes = quick ? 2 : 4, reps = quick ? 2 : 3, i, k;
+	char *buf = malloc(MiB);
+	char *path = temp_image(quick ? 32 * MiB : 1 * GiB);
+	struct replica *r = open_replica(path, &f);
+	struct replica_disk *d = replica_disk_at(r, 0);
+
+	memset(buf, 0x5a, MiB);
+	printf("checkpoint latency, %s buffers (median of %d):\n", kind, reps);
+	for (i = 0; i < nsizes; i++) {
+		double t[8];
+
+		for (k = 0; k < reps; k++) {
+			uint64_t off;
+			double t0;
+
+			for (off = 0; off < sizes[i]; off += MiB) {
+				replica_view_write(d, buf, MiB, off);
+				replica_primary_write(d, buf, MiB, off);
+			}
+			t0 = now();
+			if (replica_checkpoint(r) == -1) {
+				perror("checkpoint");
+				exit(1);
+			}
+			t[k] = now() - t0;
+			usleep(200000);	/* let the reclaim thread finish */
+		}
+		printf("  %5llu MiB in hidden + %5llu MiB in active: "
+		       "%8.3f ms\n", (unsigned long long) (sizes[i] / MiB),
+		       (unsigned long long) (sizes[i] / MiB),
+		       median(t, reps) * 1e3);
+	}
+	replica_free(r);
+	unlink(path);
+	free(path);
+	free(buf);
+}
+
+typedef int (*io_fn)(void *ctx, char *buf, size_t len, uint64_t off);
+
+static double
+run_io(io_fn fn, void *ctx, size_t bs, uint64_t total, uint64_t span,
+       int random)
+{
+	char *buf = aligned_alloc(4096, bs);
+	uint64_t n = total / bs, i, st = 12345;
+	double t0;
+
+	memset(buf, 0x77, bs);
+	t0 = now();
+	for (i = 0; i < n; i++) {
+		uint64_t off;
+
+		if (random) {
+			st = st * 6364136223846793005ULL + 1442695040888963407ULL;
+			off = (st >> 11) % (span / bs) * bs;
+		} else
+			off = (i * bs) % span;
+		if (fn(ctx, buf, bs, off) == -1) {
+			perror("io");
+			exit(1);
+		}
+	}
+	free(buf);
+	return total / (now() - t0) / MiB;
+}
+
+static int
+plain_read(void *ctx, char *buf, size_t len, uint64_t off)
+{
+	return full_pread(*(int *) ctx, buf, len, off);
+}
+
+static int
+plain_write(void *ctx, char *buf, size_t len, uint64_t off)
+{
+	return full_pwrite(*(int *) ctx, buf, len, off);
+}
+
+static int
+view_read(void *ctx, char *buf, size_t len, uint64_t off)
+{
+	return replica_view_read(ctx, buf, len, off);
+}
+
+static int
+view_write(void *ctx, char *buf, size_t len, uint64_t off)
+{
+	return replica_view_write(ctx, buf, len, off);
+}
+
+static int
+primary_write(void *ctx, char *buf, size_t len, uint64_t off)
+{
+	return replica_primary_write(ctx, buf, len, off);
+}
+
+static int
+primary_read(void *ctx, char *buf, size_t len, uint64_t off)
+{
+	return replica_primary_read(ctx, buf, len, off);
+}
+
+static void
+row(size_t bs, const char *op, double c, double p)
+{
+	printf("  %-8zu %-26s %9.0f %9.0f %6.2fx\n", bs, op, c, p, c / p);
+}
+
+/* First touch: colofs into empty buffers against plain writes into a
+ * fresh sparse file (both allocate pages); rewrite: both again over what
+ * they hold.  Reads follow the writes, so both are warm.
+ */
+static void
+bench_throughput(void)
+{
+	uint64_t span = quick ? 64 * MiB : 512 * MiB;
+	size_t sizes[] = { 4096, MiB };
+	int i;
+
+	printf("throughput (MiB/s, page cache, %llu MiB span, memory "
+	       "buffers; 4 KiB random, 1 MiB sequential):\n",
+	       (unsigned long long) (span / MiB));
+	printf("  %-8s %-26s %9s %9s %7s\n", "op size", "operation",
+	       "colofs", "plain", "ratio");
+	for (i = 0; i < 2; i++) {
+		size_t bs = sizes[i];
+		int rnd = bs == 4096;
+		uint64_t total = rnd ? (quick ? 16 : 128) * MiB : span;
+		char *path = temp_image(span), *plain = temp_image(span);
+		int fd = open(plain, O_RDWR);
+		struct store_factory f = store_memory_factory();
+		struct replica *r = open_replica(path, &f);
+		struct replica_disk *d = replica_disk_at(r, 0);
+		double p, c;
+
+		p = run_io(plain_write, &fd, bs, total, span, rnd);
+		c = run_io(view_write, d, bs, total, span, rnd);
+		row(bs, "view write, first touch", c, p);
+		p = run_io(plain_write, &fd, bs, total, span, rnd);
+		c = run_io(view_write, d, bs, total, span, rnd);
+		row(bs, "view write, rewrite", c, p);
+		p = run_io(plain_read, &fd, bs, total, span, rnd);
+		c = run_io(view_read, d, bs, total, span, rnd);
+		row(bs, "view read", c, p);
+		replica_checkpoint(r);
+		/* Warm S's page cache: measure the engine, not the disk. */
+		run_io(primary_read, d, MiB, span, span, 0);
+		p = run_io(plain_write, &fd, bs, total, span, rnd);
+		c = run_io(primary_write, d, bs, total, span, rnd);
+		row(bs, "primary write, with save", c, p);
+		p = run_io(plain_write, &fd, bs, total, span, rnd);
+		c = run_io(primary_write, d, bs, total, span, rnd);
+		row(bs, "primary write, saved", c, p);
+		replica_free(r);
+		close(fd);
+		unlink(path);
+		unlink(plain);
+		free(path);
+		free(plain);
+	}
+}
+
+static void
+bench_extmap(void)
+{
+	struct extmap *em = extmap_new();
+	uint64_t i, st = 1, n = quick ? 100000 : 1000000;
+
+	for (i = 0; i < n; i++) {
+		st = st * 6364136223846793005ULL + 1442695040888963407ULL;
+		extmap_insert(em, (st >> 20) % (64 * n) * 8192, 4096);
+	}
+	printf("extent map: %zu extents, %zu bytes, %.1f bytes per extent\n",
+	       extmap_count(em), extmap_mem_bytes(em),
+	       (double) extmap_mem_bytes(em) / extmap_count(em));
+	extmap_free(em);
+}
+
+int
+main(int argc, char **argv)
+{
+	int i;
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--quick") == 0)
+			quick = 1;
+		else if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc)
+			dir = argv[++i];
+		else {
+			fprintf(stderr, "usage: %s [--quick] [--dir DIR]\n",
+				argv[0]);
+			return 2;
+		}
+	}
+	bench_extmap();
+	bench_checkpoint("memory", store_memory_factory());
+	bench_checkpoint("file", store_file_factory(dir));
+	bench_throughput();
+	return 0;
+}

@@ -1,0 +1,130 @@
+/* SPDX-License-Identifier: MIT */
+/* A stress driver for the engine that needs no test framework, so that it
+ * runs under ThreadSanitizer (criterion's arena does not).  Threads issue
+ * overlapping primary writes, view writes and view reads while the main
+ * thread runs checkpoints, then a failover or a stop under load.  Exits
+ * non-zero on an I/O error or when V differs from S at the end.
+ *
+ * Usage: stress [SECONDS-PER-PHASE]
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "image.h"
+#include "log.h"
+#include "replica.h"
+#include "store.h"
+
+#define SIZE (4 * 1024 * 1024)
+#define THREADS 6
+
+static atomic_bool stop_flag;
+static atomic_int io_errors;
+
+struct worker {
+	struct replica_disk *d;
+	int id;
+};
+
+static uint64_t
+next(uint64_t *s)
+{
+	*s = *s * 6364136223846793005ULL + 1442695040888963407ULL;
+	return *s >> 17;
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct worker *w = arg;
+	unsigned char *buf = malloc(65536);
+	uint64_t st = w->id + 1;
+
+	while (!atomic_load(&stop_flag)) {
+		uint64_t off = next(&st) % SIZE, len = next(&st) % 65536 + 1;
+		int ret, kind = (w->id + next(&st)) % 3;
+
+		if (off + len > SIZE)
+			len = SIZE - off;
+		memset(buf, w->id * 16 + (st & 15), len);
+		if (kind == 0)
+			ret = replica_primary_write(w->d, buf, len, off);
+		else if (kind == 1)
+			ret = replica_view_write(w->d, buf, len, off);
+		else
+			ret = replica_view_read(w->d, buf, len, off);
+		/* Primary writes are refused once failover starts. */
+		if (ret == -1 && !(kind == 0 && errno == ESHUTDOWN))
+			atomic_fetch_add(&io_errors, 1);
+	}
+	free(buf);
+	return NULL;
+}
+
+static int
+run(int seconds, int end_with_failover)
+{
+	struct store_factory f = store_memory_factory();
+	struct replica *r = replica_new(&f);
+	char path[] = "/tmp/colofs-stress.XXXXXX";
+	int fd = mkstemp(path), i, fails = 0;
+	struct worker w[THREADS];
+	pthread_t t[THREADS];
+	unsigned char *a = malloc(SIZE), *b = malloc(SIZE);
+	struct replica_disk *d;
+	struct replica_status st;
+
+	unlink(path);
+	if (ftruncate(fd, SIZE) == -1)
+		return 1;
+	d = replica_add_disk(r, "vda", image_raw_from_fd(fd, path));
+	if (d == NULL || replica_start(r) == -1)
+		return 1;
+	atomic_store(&stop_flag, false);
+	for (i = 0; i < THREADS; i++) {
+		w[i] = (struct worker) { d, i };
+		pthread_create(&t[i], NULL, worker_main, &w[i]);
+	}
+	for (i = 0; i < seconds * 20; i++) {
+		usleep(50000);
+		if (replica_checkpoint(r) == -1)
+			fails++;
+		if (replica_get_status(r, &st) == 0)
+			replica_status_release(&st);
+	}
+	if (end_with_failover)
+		fails += replica_failover(r) == -1;
+	else
+		fails += replica_stop(r) == -1;
+	usleep(200000);		/* I/O goes on during the commit */
+	atomic_store(&stop_flag, true);
+	for (i = 0; i < THREADS; i++)
+		pthread_join(t[i], NULL);
+	replica_wait_commit(r);
+	if (replica_state(r) != REPLICA_DONE)
+		fails++;
+	if (replica_view_read(d, a, SIZE, 0) || replica_primary_read(d, b, SIZE, 0)
+	    || memcmp(a, b, SIZE) != 0)
+		fails++;
+	replica_free(r);
+	free(a);
+	free(b);
+	printf("stress: %s under load: %s\n",
+	       end_with_failover ? "failover" : "stop",
+	       fails || atomic_load(&io_errors) ? "FAILED" : "ok");
+	return fails || atomic_load(&io_errors);
+}
+
+int
+main(int argc, char **argv)
+{
+	int seconds = argc > 1 ? atoi(argv[1]) : 2;
+
+	log_set_quiet(true);
+	return run(seconds, 1) | run(seconds, 0);
+}

@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef COLOFS_TEST_FAULTY_H
+#define COLOFS_TEST_FAULTY_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "image.h"
+#include "store.h"
+
+/* Fault switches, set by a test and read by the faulty backends.  Each
+ * flag makes every operation of that kind fail with EIO while it is set.
+ */
+struct faults {
+	atomic_bool image_read, image_write, image_flush;
+	atomic_bool store_create, store_read, store_write;
+	/* When > 0, counts image writes down; the one that reaches 0 and all
+	 * later ones fail (to fail in the middle of a commit).
+	 */
+	atomic_int image_write_countdown;
+};
+
+extern struct faults faults;
+
+/* A raw image in a temp file, wrapped so that faults apply. */
+struct image *faulty_image(uint64_t size, int fill);
+/* A memory store factory whose stores obey the faults. */
+struct store_factory faulty_store_factory(void);
+
+#endif

@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef COLOFS_TEST_SUPPORT_H
+#define COLOFS_TEST_SUPPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "image.h"
+#include "replica.h"
+#include "store.h"
+
+/* A raw image of size bytes in a fresh temp file, every byte = fill.
+ * The file is unlinked; *path (if not NULL) gets a copy of its name.
+ */
+struct image *test_raw_image(uint64_t size, int fill);
+
+/* A temp directory (for file buffers), removed by test_cleanup_dir. */
+char *test_temp_dir(void);
+void test_cleanup_dir(char *dir);
+
+/* A one-disk replica over a raw image filled with fill; the backing is
+ * memory unless dir is given.
+ */
+struct replica *test_replica(uint64_t size, int fill, const char *dir);
+
+/* Asserts (criterion) that len bytes at off of the view / of S are all b. */
+void expect_view(struct replica_disk *d, uint64_t off, size_t len, int b);
+void expect_disk(struct replica_disk *d, uint64_t off, size_t len, int b);
+
+/* Writes len bytes of b at off, via the view or the primary; asserts 0. */
+void view_fill(struct replica_disk *d, uint64_t off, size_t len, int b);
+void primary_fill(struct replica_disk *d, uint64_t off, size_t len, int b);
+
+/* A deterministic PRNG (splitmix64) for seeded tests. */
+uint64_t test_rand(uint64_t *state);
+
+#endif

@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: MIT */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "log.h"
+#include "store.h"
+#include "support.h"
+
+static void
+roundtrip(struct store *s)
+{
+	char buf[100], got[100];
+
+	memset(buf, 0x5a, sizeof buf);
+	cr_assert_eq(s->ops->pwrite(s, buf, sizeof buf, 12345), 0);
+	cr_assert_eq(s->ops->pread(s, got, sizeof got, 12345), 0);
+	cr_assert_eq(memcmp(buf, got, sizeof buf), 0);
+	cr_assert_eq(s->ops->zero(s, 12345, 50), 0);
+	cr_assert_eq(s->ops->pread(s, got, sizeof got, 12345), 0);
+	for (int i = 0; i < 50; i++)
+		cr_assert_eq(got[i], 0);
+	for (int i = 50; i < 100; i++)
+		cr_assert_eq(got[i], 0x5a);
+}
+
+Test(store, memory_roundtrip_and_zero)
+{
+	struct store *s = store_memory_new(1 << 20, "t");
+
+	cr_assert_not_null(s);
+	cr_assert_str_eq(s->ops->name, "memory");
+	roundtrip(s);
+	store_free(s);
+}
+
+Test(store, file_roundtrip_and_zero)
+{
+	char *dir = test_temp_dir();
+	struct store *s = store_file_new(dir, 1 << 20, "t");
+
+	cr_assert_not_null(s);
+	cr_assert_str_eq(s->ops->name, "file");
+	roundtrip(s);
+	store_free(s);
+	test_cleanup_dir(dir);
+}
+
+static long
+rss_kib(void)
+{
+	FILE *fp = fopen("/proc/self/status", "r");
+	char line[256];
+	long kib = -1;
+
+	while (fp && fgets(line, sizeof line, fp))
+		if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+			break;
+	if (fp)
+		fclose(fp);
+	return kib;
+}
+
+Test(store, memory_store_costs_only_what_is_written)
+{
+	uint64_t size = (uint64_t) 1 << 40, off;
+	struct store *s = store_memory_new(size, "big");
+	long before = rss_kib();
+	char b = 1;
+
+	cr_assert_not_null(s, "a 1 TiB store must cost nothing up front");
+	/* 256 scattered 1-byte writes: 256 small pages, not huge ones. */
+	for (off = 0; off < size; off += size / 256)
+		cr_assert_eq(s->ops->pwrite(s, &b, 1, off), 0);
+	cr_assert_lt(rss_kib() - before, 256 * 4 * 4,
+		     "RSS grew by %ld KiB", rss_kib() - before);
+	store_free(s);
+}
+
+Test(store, file_store_is_sparse)
+{
+	char *dir = test_temp_dir();
+	struct store *s = store_file_new(dir, (uint64_t) 1 << 40, "big");
+	struct stat st;
+
+	cr_assert_not_null(s);
+	cr_assert_eq(fstat(s->fd, &st), 0);
+	cr_assert_eq(st.st_size, (off_t) 1 << 40);
+	cr_assert_lt(st.st_blocks, 16);
+	store_free(s);
+	test_cleanup_dir(dir);
+}
+
+Test(store, file_store_in_missing_dir_fails)
+{
+	log_set_quiet(true);
+	cr_assert_null(store_file_new("/nonexistent/colofs", 4096, "t"));
+	cr_assert_eq(errno, ENOENT);
+}
+
+Test(store, free_null_is_noop)
+{
+	store_free(NULL);
+}
+
+Test(store, factories_make_their_backing)
+{
+	char *dir = test_temp_dir();
+	struct store_factory m = store_memory_factory();
+	struct store_factory f = store_file_factory(dir);
+	struct store *a = m.create(m.opaque, 4096, "a");
+	struct store *b = f.create(f.opaque, 4096, "b");
+
+	cr_assert_str_eq(a->ops->name, "memory");
+	cr_assert_str_eq(b->ops->name, "file");
+	store_free(a);
+	store_free(b);
+	test_cleanup_dir(dir);
+}
