@@ -49,6 +49,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -105,11 +106,26 @@ struct fusefs {
 	struct fusefs_disk *disks;
 };
 
-/* A .colo/status or .colo/error open: the text as of the open. */
+/* A .colo/status or .colo/error open: the text as of the open.  The open
+ * file holds one reference and a read in progress another: the kernel may
+ * send RELEASE as soon as it has a read's reply, while the reading thread
+ * is still returning from fuse_reply_buf (and ASan's writev interceptor
+ * looks at the buffer after the write).
+ */
 struct snap {
 	char *text;
 	size_t len;
+	atomic_int refs;
 };
+
+static void
+snap_put(struct snap *s)
+{
+	if (atomic_fetch_sub(&s->refs, 1) == 1) {
+		free(s->text);
+		free(s);
+	}
+}
 
 static struct fusefs *
 req_fs(fuse_req_t req)
@@ -369,13 +385,12 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			fuse_reply_err(req, rc);
 			return;
 		}
+		atomic_init(&s->refs, 1);
 		fi->fh = (uintptr_t)s;
 		fi->direct_io = 1;
-		if (fuse_reply_open(req, fi) == -ENOENT) {
-			/* The opener was interrupted: no release will come. */
-			free(s->text);
-			free(s);
-		}
+		/* -ENOENT: the opener was interrupted, no release will come. */
+		if (fuse_reply_open(req, fi) == -ENOENT)
+			snap_put(s);
 		return;
 	case INO_ROOT:
 	case INO_COLO:
@@ -388,13 +403,8 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void
 op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct snap *s;
-
-	if (ino == INO_STATUS || ino == INO_ERROR) {
-		s = (struct snap *)(uintptr_t)fi->fh;
-		free(s->text);
-		free(s);
-	}
+	if (ino == INO_STATUS || ino == INO_ERROR)
+		snap_put((struct snap *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
 
@@ -414,12 +424,14 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	if (ino == INO_STATUS || ino == INO_ERROR) {
 		s = (struct snap *)(uintptr_t)fi->fh;
+		atomic_fetch_add(&s->refs, 1);
 		if ((uint64_t)off >= s->len)
 			fuse_reply_buf(req, NULL, 0);
 		else
 			fuse_reply_buf(req, s->text + off,
 				       s->len - off < size ? s->len - off :
 				       size);
+		snap_put(s);
 		return;
 	}
 	if (!dk) {
