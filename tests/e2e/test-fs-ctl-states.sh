@@ -67,3 +67,25 @@ expect_ctl start ok
 expect_ctl failover ok
 wait_state done
 ok "failover with empty buffers"
+stop_colofs
+
+# Words while the commit runs: 192 MiB buffered so that the commit takes a
+# moment.  Every word is a no-op in failover (and in done, if the commit
+# was quicker than us); the view must not change.
+make_image "$T/vda.img" 256M
+start_colofs
+expect_ctl start ok
+head -c 192M /dev/urandom >"$T/data"
+dd if="$T/data" of="$MNT/vda" bs=1M conv=notrunc status=none
+expect_ctl failover ok
+seen=""
+for w in checkpoint stop start failover checkpoint stop; do
+	st=$(status_get state)
+	case $st in failover|done) ;; *) fail "state $st during failover" ;; esac
+	seen="$seen $st"
+	[ "$(ctl_try "$w")" = ok ] || fail "$w refused in state $st"
+done
+wait_state done
+cmp <(head -c 192M "$MNT/vda") "$T/data" || fail "the view changed"
+cmp <(head -c 192M "$T/vda.img") "$T/data" || fail "the commit is incomplete"
+ok "during failover every word is a no-op (states seen:$seen)"
