@@ -19,7 +19,8 @@ on_exit() {
 	for ((i = ${#_cleanups[@]} - 1; i >= 0; i--)); do
 		eval "${_cleanups[i]}" >/dev/null 2>&1
 	done
-	if mountpoint -q "$MNT" 2>/dev/null; then
+	# findmnt, not mountpoint: it also sees a dead FUSE mount (ENOTCONN).
+	if findmnt --mountpoint "$MNT" >/dev/null 2>&1; then
 		fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null
 	fi
 	rm -rf "$T"
