@@ -486,8 +486,12 @@ ctl_write(fuse_req_t req, struct fusefs *fs, const char *buf, size_t size)
 		fuse_reply_err(req, errno);
 		return;
 	}
-	log_info("ctl: %s done, state %s", colo_cmd_name(c),
-		 replica_state_name(replica_state(fs->r)));
+	/* Checkpoints come every few seconds or faster: not for syslog. */
+	if (c == COLO_CMD_CHECKPOINT)
+		log_debug("ctl: checkpoint done");
+	else
+		log_info("ctl: %s done, state %s", colo_cmd_name(c),
+			 replica_state_name(replica_state(fs->r)));
 	invalidate_disks(fs);
 	fuse_reply_write(req, size);
 }
