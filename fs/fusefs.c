@@ -29,9 +29,10 @@
  *   - checkpoint and stop drop both buffers (V := S).
  * (Failover commits the buffers into S without changing V; from failover
  * on, the primary cannot write.)  So a disk file opened in state none gets
- * direct_io (no page cache, for the life of that open file), and any other
- * open keeps the cache; after every successful ctl word, before the ctl
- * write is answered, each disk inode is invalidated with
+ * direct_io (no page cache, for the life of that open file), as does an
+ * O_DIRECT open, and any other open keeps the cache; after every
+ * successful ctl word, before the ctl write is answered, each disk inode
+ * that may have cached pages is invalidated with
  * fuse_lowlevel_notify_inval_inode.  The kernel performs that
  * synchronously (it waits for locked pages, i.e. reads in flight, and then
  * drops them), so a process holding the file open reads the new view as
@@ -84,12 +85,22 @@ enum {
 };
 
 #define MAX_IO (1024 * 1024)	/* max_read and max_write */
+
+/* A disk file's fh: its index, and whether this open uses the cache. */
+#define FH_DISK(i, cached) (((uint64_t)(i) << 1) | (cached))
+#define FH_CACHED(fh) ((fh) & 1)
 #define ATTR_TIMEOUT 86400.0	/* nothing changes attributes behind us */
 
 struct fusefs_disk {
 	struct replica_disk *d;
 	const struct config_disk *cd;
 	uint64_t size;
+	/* Whether the kernel may hold cached pages of this file: the open
+	 * files that use the cache, and a flag set by every such open and
+	 * cleared by the invalidation that follows the last close.
+	 */
+	atomic_uint cached_opens;
+	atomic_bool may_cache;
 };
 
 struct fusefs {
@@ -342,13 +353,21 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			fuse_reply_err(req, EPERM);
 			return;
 		}
-		fi->fh = ino - INO_DISK0;
-		/* In state none primary writes change V under the cache. */
-		if (replica_state(fs->r) == REPLICA_NONE)
+		/* In state none primary writes change V under the cache;
+		 * O_DIRECT users (QEMU's cache=none) do not want it.
+		 */
+		if (replica_state(fs->r) == REPLICA_NONE ||
+		    (fi->flags & O_DIRECT)) {
 			fi->direct_io = 1;
-		else
+			fi->fh = FH_DISK(ino - INO_DISK0, 0);
+		} else {
 			fi->keep_cache = 1;
-		fuse_reply_open(req, fi);
+			fi->fh = FH_DISK(ino - INO_DISK0, 1);
+			atomic_fetch_add(&dk->cached_opens, 1);
+			atomic_store(&dk->may_cache, true);
+		}
+		if (fuse_reply_open(req, fi) == -ENOENT && FH_CACHED(fi->fh))
+			atomic_fetch_sub(&dk->cached_opens, 1);
 		return;
 	}
 	switch (ino) {
@@ -403,6 +422,10 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void
 op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct fusefs_disk *dk = ino_disk(req_fs(req), ino);
+
+	if (dk && FH_CACHED(fi->fh))
+		atomic_fetch_sub(&dk->cached_opens, 1);
 	if (ino == INO_STATUS || ino == INO_ERROR)
 		snap_put((struct snap *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
@@ -459,14 +482,27 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	free(buf);
 }
 
-/* Drops the kernel's cached pages of every disk file: V has changed. */
+/* Drops the kernel's cached pages of every disk file: V has changed.
+ * Skips the disks that cannot have any: no cached open since the last
+ * invalidation (QEMU with cache=none, O_DIRECT), so that a checkpoint
+ * costs no page cache walk there.  An open racing with this either sees
+ * its flag kept, or opens after the checkpoint took effect and can only
+ * cache the new view.
+ */
 static void
 invalidate_disks(struct fusefs *fs)
 {
+	struct fusefs_disk *dk;
 	size_t i;
 	int rc;
 
 	for (i = 0; i < fs->ndisks; i++) {
+		dk = &fs->disks[i];
+		if (!atomic_exchange(&dk->may_cache, false) &&
+		    atomic_load(&dk->cached_opens) == 0)
+			continue;
+		if (atomic_load(&dk->cached_opens) > 0)
+			atomic_store(&dk->may_cache, true);
 		rc = fuse_lowlevel_notify_inval_inode(fs->se, INO_DISK0 + i,
 						      0, 0);
 		/* ENOENT: the kernel has no inode, hence no pages, for it. */

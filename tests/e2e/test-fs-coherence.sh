@@ -80,3 +80,30 @@ EOPY
 expect_bytes "$T/vda.img" $((4 * 65536)) 65536 77
 expect_bytes "$T/vda.img" $((3 * 65536)) 65536 66
 ok "done: view writes reach the image"
+stop_colofs
+
+# Pages cached by a file that has been closed since: a new open must not
+# find them after a checkpoint (the kernel keeps them across opens).
+make_image "$T/vda.img" 8M 00
+start_colofs
+ctl start
+expect_bytes "$MNT/vda" 0 1048576 00          # cached, then closed
+nbd_write 0 65536 88
+expect_bytes "$MNT/vda" 0 65536 00
+ctl checkpoint
+expect_bytes "$MNT/vda" 0 65536 88
+ok "checkpoint drops pages cached by files closed before it"
+
+# An O_DIRECT user and a buffered one on the same file stay coherent.
+exec 7<"$MNT/vda"
+cat <&7 >/dev/null                              # buffered, cached
+view_write 65536 4096 99
+dd if=/dev/zero bs=4096 count=1 seek=16 of="$MNT/vda" oflag=direct \
+	conv=notrunc status=none                 # O_DIRECT at 64 KiB
+expect_bytes "$MNT/vda" 65536 4096 00
+nbd_write 131072 4096 aa
+ctl checkpoint
+expect_bytes "$MNT/vda" 131072 4096 aa
+expect_bytes "$MNT/vda" 65536 4096 00
+exec 7<&-
+ok "O_DIRECT and buffered openers agree across a checkpoint"
