@@ -138,6 +138,21 @@ snap_put(struct snap *s)
 	}
 }
 
+/* The one place a core failure becomes a FUSE error.  An errno of 0 would
+ * read as success (or a short write) to the kernel: make it EIO.
+ */
+static void
+reply_errno(fuse_req_t req)
+{
+	int err = errno;
+
+	if (err == 0) {
+		log_warn("an operation failed without an errno; replying EIO");
+		err = EIO;
+	}
+	fuse_reply_err(req, err);
+}
+
 static struct fusefs *
 req_fs(fuse_req_t req)
 {
@@ -475,7 +490,8 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	if (replica_view_read(dk->d, buf, size, (uint64_t)off) == -1) {
 		err = errno;
 		free(buf);
-		fuse_reply_err(req, err);
+		errno = err;
+		reply_errno(req);
 		return;
 	}
 	fuse_reply_buf(req, buf, size);
@@ -519,7 +535,7 @@ ctl_write(fuse_req_t req, struct fusefs *fs, const char *buf, size_t size)
 
 	if (colo_cmd_parse(fs->r, buf, size, &c) == -1 ||
 	    colo_cmd_run(fs->r, c) == -1) {
-		fuse_reply_err(req, errno);
+		reply_errno(req);
 		return;
 	}
 	/* Checkpoints come every few seconds or faster: not for syslog. */
@@ -563,7 +579,7 @@ op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		return;
 	}
 	if (size && replica_view_write(dk->d, buf, size, (uint64_t)off) == -1)
-		fuse_reply_err(req, errno);
+		reply_errno(req);
 	else
 		fuse_reply_write(req, size);
 }
@@ -585,7 +601,7 @@ op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 	(void)datasync;
 	(void)fi;
 	if (dk && replica_view_flush(dk->d) == -1)
-		fuse_reply_err(req, errno);
+		reply_errno(req);
 	else
 		fuse_reply_err(req, 0);
 }
@@ -635,7 +651,7 @@ op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off,
 		return;
 	}
 	if (replica_view_zero(dk->d, o, l) == -1)
-		fuse_reply_err(req, errno);
+		reply_errno(req);
 	else
 		fuse_reply_err(req, 0);
 }
