@@ -33,7 +33,13 @@
  * connection waits until every request submitted on the same export by
  * other connections up to that moment has executed (export_barrier).  For
  * live multi-conn clients (nbdcopy) that is a one-off wait for requests
- * that complete on their own.
+ * that complete on their own.  The dead connection's reader may also
+ * still find whole requests queued in its socket after the hangup: those
+ * are held back, unexecuted, and run only if a DISC follows them (a client
+ * may send WRITE, DISC and close without waiting), else dropped -- their
+ * client never saw a reply.  Checking for the hangup and counting a
+ * request as submitted is one step under ex->lock, so a barrier that runs
+ * after the hangup covers every request the dead connection will run.
  *
  * Failover.  New GO/EXPORT_NAME are refused while !replica_accepts_primary.
  * A write answered NBD_ESHUTDOWN marks its connection closing: the socket's
@@ -154,6 +160,9 @@ struct nbd_conn {
 	 */
 	atomic_uint_fast64_t submitted, completed;
 	bool barrier_done;		/* reader only */
+	bool hup;			/* reader only: the peer hung up */
+	struct nbd_job *held, *held_tail;	/* reader only, see conn_submit */
+	uint64_t nheld;			/* reader only */
 	atomic_bool closing;		/* the server ends it (failover) */
 	atomic_bool broken;		/* a reply could not be sent */
 
@@ -500,11 +509,21 @@ static void export_barrier(struct nbd_conn *c)
 	pthread_mutex_unlock(&ex->lock);
 }
 
+/* 1 if the peer closed or shut down its side (data may still be queued). */
+static bool peer_hung_up(int fd)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLRDHUP };
+
+	return poll(&pfd, 1, 0) == 1 &&
+	       (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+static int conn_enqueue(struct nbd_conn *c, struct nbd_job *j);
+
 static int conn_submit(void *opaque, const struct nbd_request *req, void *buf)
 {
 	struct nbd_conn *c = opaque;
 	struct nbd_job *j;
-	size_t bytes = buf ? req->length : 0;
 
 	if (!c->barrier_done) {
 		export_barrier(c);
@@ -518,6 +537,43 @@ static int conn_submit(void *opaque, const struct nbd_request *req, void *buf)
 	j->buf = buf ? buf_of(buf) : NULL;
 	atomic_fetch_add(&c->srv->requests, 1);
 
+	/* A request read after the peer hung up is held back: it is run
+	 * only if a DISC follows (a client may pipeline WRITE, DISC, close),
+	 * and dropped if the stream just ends, since that client is dead and
+	 * will never see the reply.  The check and the submitted count are
+	 * one step under ex->lock, so a barrier that runs after the hangup
+	 * (a reconnect) counts every request this connection will ever run.
+	 */
+	if (!c->hup) {
+		pthread_mutex_lock(&c->ex->lock);
+		c->hup = peer_hung_up(c->fd);
+		if (!c->hup)
+			atomic_fetch_add(&c->submitted, 1);
+		pthread_mutex_unlock(&c->ex->lock);
+	}
+	if (c->hup) {
+		if (c->held_tail)
+			c->held_tail->next = j;
+		else
+			c->held = j;
+		c->held_tail = j;
+		c->nheld++;
+		return 0;
+	}
+	return conn_enqueue(c, j);
+
+fail:
+	if (buf)
+		conn_put_buf(c, buf);
+	conn_reply_error(c, req->cookie, NBD_ENOMEM);
+	return -1;
+}
+
+/* Hands a counted job to the workers, waiting for room. */
+static int conn_enqueue(struct nbd_conn *c, struct nbd_job *j)
+{
+	size_t bytes = j->buf ? j->req.length : 0;
+
 	pthread_mutex_lock(&c->lock);
 	while (c->inflight >= NBD_MAX_INFLIGHT ||
 	       (c->inflight > 0 &&
@@ -530,11 +586,13 @@ static int conn_submit(void *opaque, const struct nbd_request *req, void *buf)
 		pthread_mutex_unlock(&c->lock);
 		log_error("nbd: conn %llu: cannot start a worker thread",
 			  (unsigned long long)c->id);
+		conn_mark_completed(c);
+		conn_reply_error(c, j->req.cookie, NBD_ENOMEM);
+		if (j->buf)
+			conn_put_buf(c, j->buf->data);
 		free(j);
-		goto fail;
+		return -1;
 	}
-	/* Counted before a worker can see it, so completed <= submitted. */
-	atomic_fetch_add(&c->submitted, 1);
 	if (c->tail)
 		c->tail->next = j;
 	else
@@ -545,12 +603,6 @@ static int conn_submit(void *opaque, const struct nbd_request *req, void *buf)
 	pthread_cond_signal(&c->work);
 	pthread_mutex_unlock(&c->lock);
 	return 0;
-
-fail:
-	if (buf)
-		conn_put_buf(c, buf);
-	conn_reply_error(c, req->cookie, NBD_ENOMEM);
-	return -1;
 }
 
 /* --- connections ----------------------------------------------------- */
@@ -576,6 +628,35 @@ static void conn_drain(struct nbd_conn *c)
 	pthread_mutex_unlock(&c->lock);
 	for (unsigned i = 0; i < n; i++)
 		pthread_join(c->workers[i], NULL);
+}
+
+/* Requests read after the peer hung up (see conn_submit): a DISC after
+ * them makes them ordinary requests; otherwise the client is dead and
+ * they are dropped unexecuted.
+ */
+static void run_or_drop_held(struct nbd_conn *c, bool run)
+{
+	struct nbd_job *j;
+
+	while ((j = c->held) != NULL) {
+		c->held = j->next;
+		j->next = NULL;
+		if (run) {
+			atomic_fetch_add(&c->submitted, 1);
+			if (conn_enqueue(c, j) == 0)
+				continue;
+			run = false;	/* j is freed; drop the rest */
+			continue;
+		}
+		if (j->buf)
+			conn_put_buf(c, j->buf->data);
+		free(j);
+	}
+	c->held_tail = NULL;
+	if (!run && c->nheld)
+		log_debug("nbd: conn %llu: dropped %llu requests that arrived after the client hung up",
+			  (unsigned long long)c->id,
+			  (unsigned long long)c->nheld);
 }
 
 static void serve(struct nbd_conn *c, size_t idx)
@@ -607,6 +688,9 @@ static void serve(struct nbd_conn *c, size_t idx)
 	pthread_mutex_lock(&c->lock);
 	lost = c->inflight;
 	pthread_mutex_unlock(&c->lock);
+	run_or_drop_held(c, end == NBD_END_DISC);
+	if (end != NBD_END_DISC)
+		lost += c->nheld;
 	conn_drain(c);
 
 	pthread_mutex_lock(&ex->lock);

@@ -353,9 +353,11 @@ def case_truncated_write(addr, export, off, length, byte):
 def case_vanish(addr, export):
     """Pipelined requests, then gone without reading a reply."""
     s, size, _ = session(addr, export)
+    err, block0 = read(s, 0, 4096)
+    check(err == 0, "read")
     for i in range(16):
         request(s, CMD_READ, (i * 1 << 20) % size, 1 << 20, cookie=i)
-    request(s, CMD_WRITE, 0, 4096, cookie=99, data=b"\0" * 4096)
+    request(s, CMD_WRITE, 0, 4096, cookie=99, data=block0)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     s.close()
 
@@ -422,6 +424,57 @@ def case_refused(addr, export):
     greet(s)
     send_opt(s, OPT_EXPORT_NAME, export.encode())
     check(closed_by_server(s), "EXPORT_NAME after failover was served")
+
+
+def case_hold(addr, export, off, ready, go):
+    """Another client's connection, open across the abuse: writes, says
+    READY (creates the file), waits for GO, then reads back and writes."""
+    off = int(off)
+    s, _, _ = session(addr, export)
+    request(s, CMD_WRITE, off, 4096, cookie=1, data=b"\x4b" * 4096)
+    check(reply(s)[0] == 0, "hold: first write")
+    open(ready, "w").close()
+    deadline = time.time() + 280
+    while not os.path.exists(go):
+        check(time.time() < deadline, "hold: no go")
+        time.sleep(0.1)
+    err, data = read(s, off, 4096)
+    check(err == 0 and data == b"\x4b" * 4096, "hold: read back after the abuse")
+    request(s, CMD_WRITE, off + 4096, 4096, cookie=2, data=b"\x4c" * 4096)
+    check(reply(s)[0] == 0, "hold: write after the abuse")
+    disc(s)
+
+
+def case_flood(addr, export, off, length, byte, piece="65536"):
+    """Writes BYTE over [OFF, OFF+LENGTH) in PIECE-byte writes, 20 in
+    flight, forever: the test kills it mid-stream."""
+    off, length, byte, piece = int(off), int(length), int(byte, 16), int(piece)
+    s, _, _ = session(addr, export)
+    data = bytes([byte]) * piece
+    n, pos, inflight = 0, 0, 0
+    while True:
+        while inflight < 20:
+            request(s, CMD_WRITE, off + pos, piece, cookie=n, data=data)
+            n += 1
+            inflight += 1
+            pos = (pos + piece) % length
+        err, _, _ = reply(s)
+        check(err == 0, "flood write: %d" % err)
+        inflight -= 1
+        if n == 21:
+            print("flooding", flush=True)
+
+
+def case_write_after(addr, export, off, length, byte, cmd):
+    """Connects, runs the shell command CMD (e.g. kill another client),
+    then at once writes BYTE over [OFF, OFF+LENGTH) and disconnects."""
+    off, length, byte = int(off), int(length), int(byte, 16)
+    s, _, _ = session(addr, export)
+    check(os.system(cmd) == 0, "command failed: %s" % cmd)
+    request(s, CMD_WRITE, off, length, cookie=5, data=bytes([byte]) * length)
+    err, _, _ = reply(s)
+    check(err == 0, "write: %d" % err)
+    disc(s)
 
 
 def case_still_serves(addr, export):
