@@ -384,7 +384,15 @@ def first_diff(a, b):
 
 
 # -- the run -------------------------------------------------------------------
-def run(seed, nsteps, peer_names, workdir, colofs_bin=None, verbose=False):
+def colofs_buffer_for(seed, choice):
+    """"seed": memory for even seeds, file for odd ones."""
+    if choice == "seed":
+        return "file" if seed % 2 else "memory"
+    return choice
+
+
+def run(seed, nsteps, peer_names, workdir, colofs_bin=None, verbose=False,
+        colofs_buffer="memory"):
     size = make_size(seed)
     steps = make_steps(seed, nsteps, size)
     initial = random.Random(seed ^ 0x1A1A).randbytes(size)
@@ -402,7 +410,8 @@ def run(seed, nsteps, peer_names, workdir, colofs_bin=None, verbose=False):
                 p = RealPeer("qemu", QemuChain(d, image=init_path))
             elif name == "colofs":
                 p = RealPeer("colofs", Colofs(d, image=init_path,
-                                              binary=colofs_bin))
+                                              binary=colofs_bin,
+                                              buffer=colofs_buffer))
             else:
                 continue
             peers.append(p)
@@ -588,6 +597,9 @@ def main():
     ap.add_argument("--peers", default="model,qemu,colofs")
     ap.add_argument("--dir", help="work dir (default: a temp dir)")
     ap.add_argument("--colofs", help="colofs binary")
+    ap.add_argument("--colofs-buffer", default="seed",
+                    choices=("memory", "file", "seed"),
+                    help="colofs's buffer store (seed: by the seed's parity)")
     ap.add_argument("--time-limit", type=float, default=0,
                     help="stop starting new seeds after this many seconds")
     ap.add_argument("-v", "--verbose", action="store_true")
@@ -623,20 +635,25 @@ def main():
         os.makedirs(work, exist_ok=True)
         t = time.monotonic()
         try:
-            stats = run(s, args.steps, names, work, args.colofs, args.verbose)
+            stats = run(s, args.steps, names, work, args.colofs, args.verbose,
+                        colofs_buffer_for(s, args.colofs_buffer))
         except Divergence as e:
             print("FAIL seed %d (%d steps, peers %s): %s"
                   % (s, args.steps, args.peers, e))
             print("replay: /usr/bin/python3 %s --seed %d --steps %d "
-                  "--peers %s -v" % (sys.argv[0], s, args.steps, args.peers))
+                  "--peers %s --colofs-buffer %s -v"
+                  % (sys.argv[0], s, args.steps, args.peers,
+                     colofs_buffer_for(s, args.colofs_buffer)))
             return 1
         except Exception:
             print("ERROR seed %d (%d steps, peers %s); replay with "
                   "--seed %d -v" % (s, args.steps, args.peers, s))
             raise
-        print("ok seed %d: %d steps, disk %d bytes, %s agree (%.1fs)"
+        print("ok seed %d: %d steps, disk %d bytes, %s agree (%.1fs%s)"
               % (s, args.steps, make_size(s), args.peers,
-                 time.monotonic() - t))
+                 time.monotonic() - t,
+                 ", colofs buffer=" + colofs_buffer_for(s, args.colofs_buffer)
+                 if "colofs" in names else ""))
         for n in stats["notes"]:
             print("  note: " + n)
         if not args.dir:
