@@ -58,12 +58,17 @@ class QemuChain:
 
     export = "colo1"
 
-    def __init__(self, workdir, size=None, image=None, cache_direct=False):
+    def __init__(self, workdir, size=None, image=None, cache_direct=False,
+                 buffer_dir=None):
+        """buffer_dir: where the active and hidden qcow2 go (the docs
+        advise a ramdisk); default workdir."""
         self.dir = os.path.abspath(workdir)
         os.makedirs(self.dir, exist_ok=True)
+        self.buffer_dir = os.path.abspath(buffer_dir or self.dir)
+        os.makedirs(self.buffer_dir, exist_ok=True)
         self.disk = os.path.join(self.dir, "secondary.raw")
-        self.active = os.path.join(self.dir, "active.qcow2")
-        self.hidden = os.path.join(self.dir, "hidden.qcow2")
+        self.active = os.path.join(self.buffer_dir, "active.qcow2")
+        self.hidden = os.path.join(self.buffer_dir, "hidden.qcow2")
         self.view = os.path.join(self.dir, "view")
         self.nbd_sock = os.path.join(self.dir, "nbd.sock")
         self.qmp_sock = os.path.join(self.dir, "qmp.sock")

@@ -51,11 +51,16 @@ class Colofs:
             with open(self.disk, "wb") as f:
                 f.truncate(self.size)
         os.makedirs(self.mnt, exist_ok=True)
+        extra = self.extra_config
+        if self.buffer != "memory":
+            bufdir = os.path.join(self.dir, "buf")
+            os.makedirs(bufdir, exist_ok=True)
+            extra = "buffer_dir = %s\n%s" % (bufdir, extra)
         with open(self.config, "w") as f:
             f.write("[colofs]\nmountpoint = %s\nlisten = unix:%s\n"
                     "buffer = %s\n%s\n\n[disk \"vda\"]\nimage = %s\n"
-                    % (self.mnt, self.nbd_sock, self.buffer,
-                       self.extra_config, self.disk))
+                    % (self.mnt, self.nbd_sock, self.buffer, extra,
+                       self.disk))
         with open(self.log, "ab") as log:
             r = subprocess.run([self.binary, "-c", self.config],
                                stdin=subprocess.DEVNULL, stdout=log,

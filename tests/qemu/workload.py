@@ -22,6 +22,8 @@ all within the disk):
     pz  primary write of zeros (NBD WRITE_ZEROES)
     vw  view write (FUSE file)
     vr  view read of a random range, compared with the model
+    cc  concurrent: up to 12 primary writes in flight (aio, replies in
+        any order) while the view is written and read in another thread
     ck  checkpoint
     fo  failover (final), then a few vw/vr in pass-through
     st  stop without failover (final, instead of fo, in some seeds)
@@ -104,8 +106,10 @@ def make_steps(seed, nsteps, size):
         elif r < 0.67:
             off, n = rand_range(rng, size)
             steps.append(("vw", off, n, rng.getrandbits(32)))
-        elif r < 0.85:
+        elif r < 0.80:
             steps.append(("vr",) + rand_range(rng, size))
+        elif r < 0.87:
+            steps.append(make_batch(rng, size))
         else:
             steps.append(("ck",))
     steps.append(("st",) if rng.random() < 0.25 else ("fo",))
@@ -116,6 +120,33 @@ def make_steps(seed, nsteps, size):
         else:
             steps.append(("vr", off, n))
     return steps
+
+
+def disjoint_ranges(rng, size, count, avoid=()):
+    """Up to count ranges that overlap neither each other nor avoid."""
+    out = []
+    for _ in range(count * 4):
+        if len(out) == count:
+            break
+        off, n = rand_range(rng, size)
+        if all(off + n <= o or o + m <= off for o, m in out + list(avoid)):
+            out.append((off, n))
+    return out
+
+
+def make_batch(rng, size):
+    """A concurrent step: primary writes all in flight at once (libnbd aio,
+    replies in any order) while the view is written and read.  Primary
+    writes do not overlap each other, view writes do not either, and view
+    reads avoid the batch's view writes, so the outcome is defined: primary
+    and view I/O commute in COLO (D and V are independent)."""
+    pws = [(o, n, rng.getrandbits(32))
+           for o, n in disjoint_ranges(rng, size, rng.randint(2, 12))]
+    vws = [(o, n, rng.getrandbits(32))
+           for o, n in disjoint_ranges(rng, size, rng.randint(0, 4))]
+    vrs = disjoint_ranges(rng, size, rng.randint(1, 6),
+                          avoid=[(o, n) for o, n, _ in vws])
+    return ("cc", pws, vws, vrs)
 
 
 def make_size(seed):
@@ -134,6 +165,10 @@ def fmt_step(i, st):
         return "#%d %s off=%d len=%d%s" % (i, name, st[1], st[2],
                                            " +flush" if len(st) > 4 and st[4]
                                            else "")
+    if name == "cc":
+        return "#%d cc primary %s | view writes %s | view reads %s" % (
+            i, [(o, n) for o, n, _ in st[1]], [(o, n) for o, n, _ in st[2]],
+            st[3])
     if name in ("pz", "vr", "none_io"):
         return "#%d %s off=%d len=%d" % (i, name, st[1], st[2])
     return "#%d %s" % (i, name)
@@ -247,6 +282,46 @@ class RealPeer:
     def vr(self, off, n):
         return self.impl.read_view(off, n)
 
+    def batch(self, pws, vws, vrs):
+        """Primary writes in flight together on one connection (another
+        thread) while this thread writes and reads the view.  Returns the
+        view reads."""
+        import nbd
+        import threading
+        err = []
+
+        def primary():
+            try:
+                cookies = [self.h.aio_pwrite(
+                    nbd.Buffer.from_bytearray(bytearray(data_for(d, n))), o)
+                    for o, n, d in pws]
+                while self.h.aio_in_flight() > 0:
+                    self.h.poll(-1)
+                for c in cookies:
+                    self.h.aio_command_completed(c)
+            except Exception as e:          # reported by the main thread
+                err.append(e)
+
+        t = threading.Thread(target=primary)
+        t.start()
+        reads = []
+        try:
+            todo = [("w", o, n, d) for o, n, d in vws] + \
+                   [("r", o, n, None) for o, n in vrs]
+            random.Random(len(pws) * 7919 + len(vrs)).shuffle(todo)
+            for kind, o, n, d in todo:
+                if kind == "w":
+                    self.vw(data_for(d, n), o)
+                else:
+                    reads.append(((o, n), self.vr(o, n)))
+        finally:
+            t.join()
+        if err:
+            raise err[0]
+        order = {r: k for k, r in enumerate(vrs)}
+        reads.sort(key=lambda x: order[x[0]])
+        return [data for _, data in reads]
+
     def start(self):
         self.impl.start()
         self.state = "running"
@@ -309,7 +384,15 @@ def first_diff(a, b):
 
 
 # -- the run -------------------------------------------------------------------
-def run(seed, nsteps, peer_names, workdir, colofs_bin=None, verbose=False):
+def colofs_buffer_for(seed, choice):
+    """"seed": memory for even seeds, file for odd ones."""
+    if choice == "seed":
+        return "file" if seed % 2 else "memory"
+    return choice
+
+
+def run(seed, nsteps, peer_names, workdir, colofs_bin=None, verbose=False,
+        colofs_buffer="memory"):
     size = make_size(seed)
     steps = make_steps(seed, nsteps, size)
     initial = random.Random(seed ^ 0x1A1A).randbytes(size)
@@ -327,7 +410,8 @@ def run(seed, nsteps, peer_names, workdir, colofs_bin=None, verbose=False):
                 p = RealPeer("qemu", QemuChain(d, image=init_path))
             elif name == "colofs":
                 p = RealPeer("colofs", Colofs(d, image=init_path,
-                                              binary=colofs_bin))
+                                              binary=colofs_bin,
+                                              buffer=colofs_buffer))
             else:
                 continue
             peers.append(p)
@@ -378,6 +462,21 @@ def run(seed, nsteps, peer_names, workdir, colofs_bin=None, verbose=False):
                                          "model: %s" % (fmt_step(i, st),
                                                         p.name,
                                                         first_diff(got, want)))
+            elif op == "cc":
+                for o, n, d in st[1]:
+                    model.pw(data_for(d, n), o, False)
+                for o, n, d in st[2]:
+                    model.vw(data_for(d, n), o)
+                for p in live():
+                    for (o, n), got in zip(st[3], p.batch(st[1], st[2],
+                                                           st[3])):
+                        want = model.vr(o, n)
+                        if got != want:
+                            raise Divergence(
+                                "%s: %s concurrent view read [%d,+%d) "
+                                "differs from the model: %s"
+                                % (fmt_step(i, st), p.name, o, n,
+                                   first_diff(got, want)))
             elif op == "none_io":
                 none_io(peers, model, i, st, stats)
             elif op == "start":
@@ -498,6 +597,9 @@ def main():
     ap.add_argument("--peers", default="model,qemu,colofs")
     ap.add_argument("--dir", help="work dir (default: a temp dir)")
     ap.add_argument("--colofs", help="colofs binary")
+    ap.add_argument("--colofs-buffer", default="seed",
+                    choices=("memory", "file", "seed"),
+                    help="colofs's buffer store (seed: by the seed's parity)")
     ap.add_argument("--time-limit", type=float, default=0,
                     help="stop starting new seeds after this many seconds")
     ap.add_argument("-v", "--verbose", action="store_true")
@@ -533,20 +635,25 @@ def main():
         os.makedirs(work, exist_ok=True)
         t = time.monotonic()
         try:
-            stats = run(s, args.steps, names, work, args.colofs, args.verbose)
+            stats = run(s, args.steps, names, work, args.colofs, args.verbose,
+                        colofs_buffer_for(s, args.colofs_buffer))
         except Divergence as e:
             print("FAIL seed %d (%d steps, peers %s): %s"
                   % (s, args.steps, args.peers, e))
             print("replay: /usr/bin/python3 %s --seed %d --steps %d "
-                  "--peers %s -v" % (sys.argv[0], s, args.steps, args.peers))
+                  "--peers %s --colofs-buffer %s -v"
+                  % (sys.argv[0], s, args.steps, args.peers,
+                     colofs_buffer_for(s, args.colofs_buffer)))
             return 1
         except Exception:
             print("ERROR seed %d (%d steps, peers %s); replay with "
                   "--seed %d -v" % (s, args.steps, args.peers, s))
             raise
-        print("ok seed %d: %d steps, disk %d bytes, %s agree (%.1fs)"
+        print("ok seed %d: %d steps, disk %d bytes, %s agree (%.1fs%s)"
               % (s, args.steps, make_size(s), args.peers,
-                 time.monotonic() - t))
+                 time.monotonic() - t,
+                 ", colofs buffer=" + colofs_buffer_for(s, args.colofs_buffer)
+                 if "colofs" in names else ""))
         for n in stats["notes"]:
             print("  note: " + n)
         if not args.dir:
