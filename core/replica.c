@@ -709,6 +709,21 @@ save_old(struct replica_disk *d, uint64_t off, uint64_t end)
 	return 0;
 }
 
+/* Ends an I/O begun under the gate and the range lock: returns what it
+ * reserved under the limit and lets go of both, keeping errno.
+ */
+static void
+io_end(struct replica_disk *d, struct rangelock_entry *e, uint64_t reserved)
+{
+	int saved = errno;
+
+	if (reserved)
+		unreserve(d->r, reserved);
+	rangelock_release(&d->rl, e);
+	pthread_rwlock_unlock(&d->r->gate);
+	errno = saved;
+}
+
 /* ---- primary I/O ---- */
 
 int
@@ -779,14 +794,7 @@ primary_write(struct replica_disk *d, const void *buf, size_t len,
 	atomic_fetch_add(&d->primary_write_bytes, len);
 	ret = 0;
 out:
-	{
-		int saved = errno;
-		if (need)
-			unreserve(r, need);
-		rangelock_release(&d->rl, &e);
-		pthread_rwlock_unlock(&r->gate);
-		errno = saved;
-	}
+	io_end(d, &e, need);
 	return ret;
 }
 
@@ -852,12 +860,7 @@ replica_view_read(struct replica_disk *d, void *buf, size_t len,
 	}
 	ret = 0;
 out:
-	{
-		int saved = errno;
-		rangelock_release(&d->rl, &e);
-		pthread_rwlock_unlock(&r->gate);
-		errno = saved;
-	}
+	io_end(d, &e, 0);
 	return ret;
 }
 
@@ -939,14 +942,7 @@ view_write(struct replica_disk *d, const void *buf, size_t len, uint64_t off)
 	}
 	if (ret == 0)
 		atomic_fetch_add(&d->view_write_bytes, len);
-	{
-		int saved = errno;
-		if (need)
-			unreserve(r, need);
-		rangelock_release(&d->rl, &e);
-		pthread_rwlock_unlock(&r->gate);
-		errno = saved;
-	}
+	io_end(d, &e, need);
 	return ret;
 }
 
