@@ -117,6 +117,8 @@ colo_status_text(struct replica *r, const struct config *cfg,
 	fprintf(fp, "state=%s\n", replica_state_name(st.state));
 	fprintf(fp, "mode=%s\n", config_mode_name(cfg->mode));
 	fprintf(fp, "buffer=%s\n", config_buffer_name(cfg->buffer));
+	fprintf(fp, "buffer_bytes=%" PRIu64 "\n", st.buffer_bytes);
+	fprintf(fp, "buffer_limit=%" PRIu64 "\n", st.buffer_limit);
 	fprintf(fp, "checkpoints=%" PRIu64 "\n", st.checkpoints);
 	fprintf(fp, "last_checkpoint_us=%" PRIu64 "\n",
 		st.last_checkpoint_ns / 1000);

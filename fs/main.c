@@ -199,6 +199,7 @@ serve(struct config *cfg, bool foreground)
 		log_error("cannot create the replica: %m");
 		goto out;
 	}
+	replica_set_buffer_limit(r, cfg->buffer_limit);
 	for (i = 0; i < cfg->ndisks; i++) {
 		const struct config_disk *d = &cfg->disks[i];
 
