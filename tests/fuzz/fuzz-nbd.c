@@ -39,7 +39,8 @@ struct fz {
 	int accept;
 };
 
-static int fz_recv(void *ctx, void *buf, size_t len)
+static int
+fz_recv(void *ctx, void *buf, size_t len)
 {
 	struct fz *f = ctx;
 
@@ -53,7 +54,8 @@ static int fz_recv(void *ctx, void *buf, size_t len)
 	return 0;
 }
 
-static int fz_send(void *ctx, const struct iovec *iov, int n)
+static int
+fz_send(void *ctx, const struct iovec *iov, int n)
 {
 	struct fz *f = ctx;
 
@@ -70,12 +72,14 @@ static int fz_send(void *ctx, const struct iovec *iov, int n)
 	return 0;
 }
 
-static int fz_accepting(void *opaque)
+static int
+fz_accepting(void *opaque)
 {
 	return ((struct fz *)opaque)->accept;
 }
 
-static void *fz_get_buf(void *opaque, size_t len)
+static void *
+fz_get_buf(void *opaque, size_t len)
 {
 	struct fz *f = opaque;
 
@@ -84,7 +88,8 @@ static void *fz_get_buf(void *opaque, size_t len)
 	return malloc(len);
 }
 
-static void fz_put_buf(void *opaque, void *buf)
+static void
+fz_put_buf(void *opaque, void *buf)
 {
 	struct fz *f = opaque;
 
@@ -92,7 +97,8 @@ static void fz_put_buf(void *opaque, void *buf)
 	free(buf);
 }
 
-static int fz_submit(void *opaque, const struct nbd_request *req, void *buf)
+static int
+fz_submit(void *opaque, const struct nbd_request *req, void *buf)
 {
 	struct fz *f = opaque;
 	uint8_t *disk = f->idx == 0 ? disk0 : disk1;
@@ -135,7 +141,8 @@ static int fz_submit(void *opaque, const struct nbd_request *req, void *buf)
 	return 0;
 }
 
-static int fz_reply_error(void *opaque, uint64_t cookie, uint32_t err)
+static int
+fz_reply_error(void *opaque, uint64_t cookie, uint32_t err)
 {
 	struct fz *f = opaque;
 
@@ -147,7 +154,8 @@ static int fz_reply_error(void *opaque, uint64_t cookie, uint32_t err)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const struct nbd_session_ops ops = {
 		fz_get_buf, fz_put_buf, fz_submit, fz_reply_error,
