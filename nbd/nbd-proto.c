@@ -486,20 +486,6 @@ nbd_errno_to_nbd(int err)
 }
 
 const char *
-nbd_cmd_name(uint16_t type)
-{
-	switch (type) {
-	case NBD_CMD_READ: return "READ";
-	case NBD_CMD_WRITE: return "WRITE";
-	case NBD_CMD_DISC: return "DISC";
-	case NBD_CMD_FLUSH: return "FLUSH";
-	case NBD_CMD_TRIM: return "TRIM";
-	case NBD_CMD_WRITE_ZEROES: return "WRITE_ZEROES";
-	default: return "?";
-	}
-}
-
-const char *
 nbd_end_name(enum nbd_end e)
 {
 	switch (e) {

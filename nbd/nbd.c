@@ -743,9 +743,13 @@ serve(struct nbd_conn *c, size_t idx)
 		 ex->name, (unsigned long long)c->id,
 		 end == NBD_END_PROTOCOL ? "protocol error" : "client went away",
 		 (unsigned long long)lost);
-	replica_note_unclean_disconnect(srv->r, end == NBD_END_PROTOCOL ?
-		"nbd: connection closed after a protocol error, without NBD_CMD_DISC" :
-		"nbd: client disconnected without NBD_CMD_DISC");
+	char why[256];
+
+	snprintf(why, sizeof(why), "nbd export %s, connection %llu: %s, %llu requests in flight",
+		 ex->name, (unsigned long long)c->id,
+		 end == NBD_END_PROTOCOL ? "protocol error" : "client went away",
+		 (unsigned long long)lost);
+	replica_note_unclean_disconnect(srv->r, why);
 }
 
 static void
