@@ -50,7 +50,8 @@ static void
 in_bytes(struct memio *m, const void *p, size_t n)
 {
 	cr_assert_leq(m->inlen + n, sizeof(m->in));
-	memcpy(m->in + m->inlen, p, n);
+	if (n)
+		memcpy(m->in + m->inlen, p, n);
 	m->inlen += n;
 }
 
