@@ -32,25 +32,29 @@
 
 #include "nbd-proto.h"
 
-static void put16(uint8_t *p, uint16_t v)
+static void
+put16(uint8_t *p, uint16_t v)
 {
 	v = htobe16(v);
 	memcpy(p, &v, 2);
 }
 
-static void put32(uint8_t *p, uint32_t v)
+static void
+put32(uint8_t *p, uint32_t v)
 {
 	v = htobe32(v);
 	memcpy(p, &v, 4);
 }
 
-static void put64(uint8_t *p, uint64_t v)
+static void
+put64(uint8_t *p, uint64_t v)
 {
 	v = htobe64(v);
 	memcpy(p, &v, 8);
 }
 
-static uint16_t get16(const uint8_t *p)
+static uint16_t
+get16(const uint8_t *p)
 {
 	uint16_t v;
 
@@ -58,7 +62,8 @@ static uint16_t get16(const uint8_t *p)
 	return be16toh(v);
 }
 
-static uint32_t get32(const uint8_t *p)
+static uint32_t
+get32(const uint8_t *p)
 {
 	uint32_t v;
 
@@ -66,7 +71,8 @@ static uint32_t get32(const uint8_t *p)
 	return be32toh(v);
 }
 
-static uint64_t get64(const uint8_t *p)
+static uint64_t
+get64(const uint8_t *p)
 {
 	uint64_t v;
 
@@ -74,7 +80,8 @@ static uint64_t get64(const uint8_t *p)
 	return be64toh(v);
 }
 
-static int send_buf(const struct nbd_io *io, const void *buf, size_t len)
+static int
+send_buf(const struct nbd_io *io, const void *buf, size_t len)
 {
 	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
 
@@ -82,7 +89,8 @@ static int send_buf(const struct nbd_io *io, const void *buf, size_t len)
 }
 
 /* Reads and drops len bytes, in small pieces (len is bounded by callers). */
-static int skip_bytes(const struct nbd_io *io, uint64_t len)
+static int
+skip_bytes(const struct nbd_io *io, uint64_t len)
 {
 	uint8_t scratch[4096];
 
@@ -97,8 +105,9 @@ static int skip_bytes(const struct nbd_io *io, uint64_t len)
 }
 
 /* One option reply: header, then up to two pieces of data. */
-static int send_rep(const struct nbd_io *io, uint32_t opt, uint32_t type,
-		    const void *d1, size_t l1, const void *d2, size_t l2)
+static int
+send_rep(const struct nbd_io *io, uint32_t opt, uint32_t type,
+	 const void *d1, size_t l1, const void *d2, size_t l2)
 {
 	uint8_t hdr[20];
 	struct iovec iov[3];
@@ -117,14 +126,16 @@ static int send_rep(const struct nbd_io *io, uint32_t opt, uint32_t type,
 }
 
 /* An error reply with a fixed message (never a client's string). */
-static int send_err(const struct nbd_io *io, uint32_t opt, uint32_t type,
-		    const char *msg)
+static int
+send_err(const struct nbd_io *io, uint32_t opt, uint32_t type,
+	 const char *msg)
 {
 	return send_rep(io, opt, type, msg, strlen(msg), NULL, 0);
 }
 
-static int find_export(const struct nbd_handshake *hs, const char *name,
-		       size_t len)
+static int
+find_export(const struct nbd_handshake *hs, const char *name,
+	    size_t len)
 {
 	if (len == 0)		/* "" is the default export: the first */
 		return hs->nexports > 0 ? 0 : -1;
@@ -137,12 +148,14 @@ static int find_export(const struct nbd_handshake *hs, const char *name,
 	return -1;
 }
 
-static bool accepting(const struct nbd_handshake *hs)
+static bool
+accepting(const struct nbd_handshake *hs)
 {
 	return hs->accepting == NULL || hs->accepting(hs->opaque);
 }
 
-static int send_list(const struct nbd_io *io, const struct nbd_handshake *hs)
+static int
+send_list(const struct nbd_io *io, const struct nbd_handshake *hs)
 {
 	for (size_t i = 0; i < hs->nexports; i++) {
 		const struct nbd_export_info *ex = &hs->exports[i];
@@ -165,8 +178,9 @@ static int send_list(const struct nbd_io *io, const struct nbd_handshake *hs)
  * Returns the export index (GO: transmission starts), -2 when the option
  * was answered and haggling goes on, or -1 with errno (io failure).
  */
-static int opt_info_go(const struct nbd_io *io, const struct nbd_handshake *hs,
-		       uint32_t opt, const uint8_t *data, uint32_t len)
+static int
+opt_info_go(const struct nbd_io *io, const struct nbd_handshake *hs,
+	    uint32_t opt, const uint8_t *data, uint32_t len)
 {
 	uint32_t namelen;
 	uint16_t ninfos;
@@ -249,9 +263,10 @@ invalid:
 	return -2;
 }
 
-static int opt_export_name(const struct nbd_io *io,
-			   const struct nbd_handshake *hs, const uint8_t *data,
-			   uint32_t len, bool no_zeroes)
+static int
+opt_export_name(const struct nbd_io *io,
+		const struct nbd_handshake *hs, const uint8_t *data,
+		uint32_t len, bool no_zeroes)
 {
 	uint8_t rep[8 + 2 + 124];
 	int idx;
@@ -278,7 +293,8 @@ static int opt_export_name(const struct nbd_io *io,
 	return idx;
 }
 
-int nbd_negotiate(const struct nbd_io *io, const struct nbd_handshake *hs)
+int
+nbd_negotiate(const struct nbd_io *io, const struct nbd_handshake *hs)
 {
 	uint8_t greet[18], cf[4], oh[16];
 	uint8_t *data = NULL;
@@ -375,8 +391,9 @@ out:
 	return ret;
 }
 
-int nbd_request_decode(const uint8_t hdr[NBD_REQUEST_SIZE],
-		       struct nbd_request *req)
+int
+nbd_request_decode(const uint8_t hdr[NBD_REQUEST_SIZE],
+		   struct nbd_request *req)
 {
 	if (get32(hdr) != NBD_REQUEST_MAGIC)
 		return -1;
@@ -388,13 +405,15 @@ int nbd_request_decode(const uint8_t hdr[NBD_REQUEST_SIZE],
 	return 0;
 }
 
-static bool beyond(const struct nbd_request *req, uint64_t size)
+static bool
+beyond(const struct nbd_request *req, uint64_t size)
 {
 	return req->offset > size || req->length > size - req->offset;
 }
 
-uint32_t nbd_request_check(const struct nbd_request *req, uint64_t size,
-			   uint16_t tflags)
+uint32_t
+nbd_request_check(const struct nbd_request *req, uint64_t size,
+		  uint16_t tflags)
 {
 	bool ro = tflags & NBD_FLAG_READ_ONLY;
 
@@ -438,7 +457,8 @@ uint32_t nbd_request_check(const struct nbd_request *req, uint64_t size,
 	}
 }
 
-uint32_t nbd_errno_to_nbd(int err)
+uint32_t
+nbd_errno_to_nbd(int err)
 {
 	switch (err) {
 	case EPERM:
@@ -465,20 +485,8 @@ uint32_t nbd_errno_to_nbd(int err)
 	}
 }
 
-const char *nbd_cmd_name(uint16_t type)
-{
-	switch (type) {
-	case NBD_CMD_READ: return "READ";
-	case NBD_CMD_WRITE: return "WRITE";
-	case NBD_CMD_DISC: return "DISC";
-	case NBD_CMD_FLUSH: return "FLUSH";
-	case NBD_CMD_TRIM: return "TRIM";
-	case NBD_CMD_WRITE_ZEROES: return "WRITE_ZEROES";
-	default: return "?";
-	}
-}
-
-const char *nbd_end_name(enum nbd_end e)
+const char *
+nbd_end_name(enum nbd_end e)
 {
 	switch (e) {
 	case NBD_END_DISC: return "disc";
@@ -489,8 +497,9 @@ const char *nbd_end_name(enum nbd_end e)
 	abort();
 }
 
-void nbd_reply_encode(uint8_t out[NBD_REPLY_SIZE], uint64_t cookie,
-		      uint32_t nbd_err)
+void
+nbd_reply_encode(uint8_t out[NBD_REPLY_SIZE], uint64_t cookie,
+		 uint32_t nbd_err)
 {
 	put32(out, NBD_SIMPLE_REPLY_MAGIC);
 	put32(out + 4, nbd_err);
@@ -500,10 +509,11 @@ void nbd_reply_encode(uint8_t out[NBD_REPLY_SIZE], uint64_t cookie,
 /* A WRITE that will not be executed: keep the framing by consuming its
  * payload (bounded), then answer err.  0 to go on, or -1 and *end.
  */
-static int refuse_write(const struct nbd_io *io,
-			const struct nbd_session_ops *ops, void *opaque,
-			const struct nbd_request *req, uint32_t err,
-			enum nbd_end *end)
+static int
+refuse_write(const struct nbd_io *io,
+	     const struct nbd_session_ops *ops, void *opaque,
+	     const struct nbd_request *req, uint32_t err,
+	     enum nbd_end *end)
 {
 	if (req->length > NBD_MAX_WRITE_SKIP) {
 		/* Too much to skip: answer, then close (as qemu-nbd). */
@@ -519,9 +529,10 @@ static int refuse_write(const struct nbd_io *io,
 	return 0;
 }
 
-enum nbd_end nbd_transmission(const struct nbd_io *io,
-			      const struct nbd_export_info *ex,
-			      const struct nbd_session_ops *ops, void *opaque)
+enum nbd_end
+nbd_transmission(const struct nbd_io *io,
+		 const struct nbd_export_info *ex,
+		 const struct nbd_session_ops *ops, void *opaque)
 {
 	uint8_t hdr[NBD_REQUEST_SIZE];
 	struct nbd_request req;

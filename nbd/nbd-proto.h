@@ -147,7 +147,6 @@ uint32_t nbd_request_check(const struct nbd_request *req, uint64_t size,
 			   uint16_t tflags);
 /* errno -> NBD error (anything unknown -> NBD_EIO). */
 uint32_t nbd_errno_to_nbd(int err);
-const char *nbd_cmd_name(uint16_t type);	/* "?" if unknown */
 
 /* Fills the 16-byte simple reply header. */
 void nbd_reply_encode(uint8_t out[NBD_REPLY_SIZE], uint64_t cookie,

@@ -181,7 +181,8 @@ struct nbd_conn {
 	pthread_mutex_t send_lock;	/* see the top of the file */
 };
 
-static int64_t now_ms(void)
+static int64_t
+now_ms(void)
 {
 	struct timespec ts;
 
@@ -191,7 +192,8 @@ static int64_t now_ms(void)
 
 /* --- socket io ----------------------------------------------------- */
 
-static int sock_recv(void *ctx, void *buf, size_t len)
+static int
+sock_recv(void *ctx, void *buf, size_t len)
 {
 	struct nbd_conn *c = ctx;
 	uint8_t *p = buf;
@@ -237,7 +239,8 @@ static int sock_recv(void *ctx, void *buf, size_t len)
 	return 0;
 }
 
-static int sock_send(void *ctx, const struct iovec *iov_in, int iovcnt)
+static int
+sock_send(void *ctx, const struct iovec *iov_in, int iovcnt)
 {
 	struct nbd_conn *c = ctx;
 	struct iovec iov[8];
@@ -276,12 +279,14 @@ static int sock_send(void *ctx, const struct iovec *iov_in, int iovcnt)
 
 /* --- buffers --------------------------------------------------------- */
 
-static struct nbd_buf *buf_of(void *data)
+static struct nbd_buf *
+buf_of(void *data)
 {
 	return (struct nbd_buf *)((uint8_t *)data - offsetof(struct nbd_buf, data));
 }
 
-static void *conn_get_buf(void *opaque, size_t len)
+static void *
+conn_get_buf(void *opaque, size_t len)
 {
 	struct nbd_conn *c = opaque;
 	struct nbd_buf *b, **pp;
@@ -306,7 +311,8 @@ static void *conn_get_buf(void *opaque, size_t len)
 	return b->data;
 }
 
-static void conn_put_buf(void *opaque, void *data)
+static void
+conn_put_buf(void *opaque, void *data)
 {
 	struct nbd_conn *c = opaque;
 	struct nbd_buf *b = buf_of(data);
@@ -324,8 +330,9 @@ static void conn_put_buf(void *opaque, void *data)
 
 /* --- replies --------------------------------------------------------- */
 
-static int conn_send_reply(struct nbd_conn *c, uint64_t cookie, uint32_t err,
-			   const void *data, size_t len)
+static int
+conn_send_reply(struct nbd_conn *c, uint64_t cookie, uint32_t err,
+		const void *data, size_t len)
 {
 	uint8_t hdr[NBD_REPLY_SIZE];
 	struct iovec iov[2] = {
@@ -355,14 +362,16 @@ static int conn_send_reply(struct nbd_conn *c, uint64_t cookie, uint32_t err,
 	return rc;
 }
 
-static int conn_reply_error(void *opaque, uint64_t cookie, uint32_t err)
+static int
+conn_reply_error(void *opaque, uint64_t cookie, uint32_t err)
 {
 	return conn_send_reply(opaque, cookie, err, NULL, 0);
 }
 
 /* --- execution ------------------------------------------------------- */
 
-static int do_zero(struct replica_disk *d, uint64_t off, uint64_t len)
+static int
+do_zero(struct replica_disk *d, uint64_t off, uint64_t len)
 {
 	while (len > 0) {
 		uint64_t n = len < NBD_ZERO_CHUNK ? len : NBD_ZERO_CHUNK;
@@ -376,7 +385,8 @@ static int do_zero(struct replica_disk *d, uint64_t off, uint64_t len)
 }
 
 /* Runs one request against the replica: 0 or an NBD error. */
-static uint32_t execute(struct nbd_conn *c, const struct nbd_job *j)
+static uint32_t
+execute(struct nbd_conn *c, const struct nbd_job *j)
 {
 	struct replica_disk *d = c->ex->disk;
 	const struct nbd_request *q = &j->req;
@@ -416,7 +426,8 @@ static uint32_t execute(struct nbd_conn *c, const struct nbd_job *j)
 	return rc == 0 ? 0 : nbd_errno_to_nbd(errno);
 }
 
-static void conn_mark_completed(struct nbd_conn *c)
+static void
+conn_mark_completed(struct nbd_conn *c)
 {
 	struct nbd_export *ex = c->ex;
 
@@ -427,7 +438,8 @@ static void conn_mark_completed(struct nbd_conn *c)
 	pthread_mutex_unlock(&ex->lock);
 }
 
-static void *worker_main(void *arg)
+static void *
+worker_main(void *arg)
 {
 	struct nbd_conn *c = arg;
 
@@ -478,7 +490,8 @@ static void *worker_main(void *arg)
 /* Waits until every request other connections on the export submitted
  * before now has executed (see "Reconnects" at the top).
  */
-static void export_barrier(struct nbd_conn *c)
+static void
+export_barrier(struct nbd_conn *c)
 {
 	struct nbd_export *ex = c->ex;
 	struct nbd_snap { uint64_t id, target; } snap[NBD_MAX_CONNS];
@@ -510,7 +523,8 @@ static void export_barrier(struct nbd_conn *c)
 }
 
 /* 1 if the peer closed or shut down its side (data may still be queued). */
-static bool peer_hung_up(int fd)
+static bool
+peer_hung_up(int fd)
 {
 	struct pollfd pfd = { .fd = fd, .events = POLLRDHUP };
 
@@ -520,7 +534,8 @@ static bool peer_hung_up(int fd)
 
 static int conn_enqueue(struct nbd_conn *c, struct nbd_job *j);
 
-static int conn_submit(void *opaque, const struct nbd_request *req, void *buf)
+static int
+conn_submit(void *opaque, const struct nbd_request *req, void *buf)
 {
 	struct nbd_conn *c = opaque;
 	struct nbd_job *j;
@@ -570,7 +585,8 @@ fail:
 }
 
 /* Hands a counted job to the workers, waiting for room. */
-static int conn_enqueue(struct nbd_conn *c, struct nbd_job *j)
+static int
+conn_enqueue(struct nbd_conn *c, struct nbd_job *j)
 {
 	size_t bytes = j->buf ? j->req.length : 0;
 
@@ -607,7 +623,8 @@ static int conn_enqueue(struct nbd_conn *c, struct nbd_job *j)
 
 /* --- connections ----------------------------------------------------- */
 
-static int conn_accepting(void *opaque)
+static int
+conn_accepting(void *opaque)
 {
 	struct nbd_conn *c = opaque;
 
@@ -615,7 +632,8 @@ static int conn_accepting(void *opaque)
 }
 
 /* Waits for the in-flight requests, then stops and joins the workers. */
-static void conn_drain(struct nbd_conn *c)
+static void
+conn_drain(struct nbd_conn *c)
 {
 	unsigned n;
 
@@ -634,7 +652,8 @@ static void conn_drain(struct nbd_conn *c)
  * them makes them ordinary requests; otherwise the client is dead and
  * they are dropped unexecuted.
  */
-static void run_or_drop_held(struct nbd_conn *c, bool run)
+static void
+run_or_drop_held(struct nbd_conn *c, bool run)
 {
 	struct nbd_job *j;
 
@@ -659,7 +678,8 @@ static void run_or_drop_held(struct nbd_conn *c, bool run)
 			  (unsigned long long)c->nheld);
 }
 
-static void serve(struct nbd_conn *c, size_t idx)
+static void
+serve(struct nbd_conn *c, size_t idx)
 {
 	struct nbd_server *srv = c->srv;
 	struct nbd_export *ex = &srv->exports[idx];
@@ -723,12 +743,17 @@ static void serve(struct nbd_conn *c, size_t idx)
 		 ex->name, (unsigned long long)c->id,
 		 end == NBD_END_PROTOCOL ? "protocol error" : "client went away",
 		 (unsigned long long)lost);
-	replica_note_unclean_disconnect(srv->r, end == NBD_END_PROTOCOL ?
-		"nbd: connection closed after a protocol error, without NBD_CMD_DISC" :
-		"nbd: client disconnected without NBD_CMD_DISC");
+	char why[256];
+
+	snprintf(why, sizeof(why), "nbd export %s, connection %llu: %s, %llu requests in flight",
+		 ex->name, (unsigned long long)c->id,
+		 end == NBD_END_PROTOCOL ? "protocol error" : "client went away",
+		 (unsigned long long)lost);
+	replica_note_unclean_disconnect(srv->r, why);
 }
 
-static void conn_free(struct nbd_conn *c)
+static void
+conn_free(struct nbd_conn *c)
 {
 	struct nbd_buf *b;
 
@@ -743,7 +768,8 @@ static void conn_free(struct nbd_conn *c)
 	free(c);
 }
 
-static void *conn_main(void *arg)
+static void *
+conn_main(void *arg)
 {
 	struct nbd_conn *c = arg;
 	struct nbd_server *srv = c->srv;
@@ -790,7 +816,8 @@ static void *conn_main(void *arg)
 	return NULL;
 }
 
-static void spawn_conn(struct nbd_server *srv, int fd, bool is_tcp)
+static void
+spawn_conn(struct nbd_server *srv, int fd, bool is_tcp)
 {
 	struct nbd_conn *c;
 	pthread_attr_t attr;
@@ -848,7 +875,8 @@ static void spawn_conn(struct nbd_server *srv, int fd, bool is_tcp)
 	pthread_mutex_unlock(&srv->lock);
 }
 
-static void *accept_main(void *arg)
+static void *
+accept_main(void *arg)
 {
 	struct nbd_server *srv = arg;
 	bool is_tcp = srv->unix_path == NULL;
@@ -887,7 +915,8 @@ static void *accept_main(void *arg)
 
 /* --- listening ------------------------------------------------------- */
 
-static int listen_unix(struct nbd_server *srv, const char *path)
+static int
+listen_unix(struct nbd_server *srv, const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct stat st;
@@ -938,8 +967,9 @@ static int listen_unix(struct nbd_server *srv, const char *path)
 }
 
 /* "HOST:PORT", "[V6]:PORT", "HOST" (port 10809), ":PORT" (any address). */
-static int split_host_port(const char *spec, char *host, size_t hlen,
-			   char *port, size_t plen)
+static int
+split_host_port(const char *spec, char *host, size_t hlen,
+		char *port, size_t plen)
 {
 	const char *h = spec, *p = NULL;
 	size_t n;
@@ -975,7 +1005,8 @@ static int split_host_port(const char *spec, char *host, size_t hlen,
 	return 0;
 }
 
-static int listen_inet(struct nbd_server *srv, const char *spec)
+static int
+listen_inet(struct nbd_server *srv, const char *spec)
 {
 	char host[128], port[16];
 	struct addrinfo hints = {
@@ -1047,7 +1078,8 @@ static int listen_inet(struct nbd_server *srv, const char *spec)
 
 /* --- the server ------------------------------------------------------ */
 
-struct nbd_server *nbd_server_new(struct replica *r, const struct config *cfg)
+struct nbd_server *
+nbd_server_new(struct replica *r, const struct config *cfg)
 {
 	struct nbd_server *srv;
 	int saved;
@@ -1142,7 +1174,8 @@ fail:
 	return NULL;
 }
 
-int nbd_server_start(struct nbd_server *srv)
+int
+nbd_server_start(struct nbd_server *srv)
 {
 	int rc = pthread_create(&srv->accept_thread, NULL, accept_main, srv);
 
@@ -1155,13 +1188,15 @@ int nbd_server_start(struct nbd_server *srv)
 	return 0;
 }
 
-static void shutdown_conns(struct nbd_server *srv, int how)
+static void
+shutdown_conns(struct nbd_server *srv, int how)
 {
 	for (struct nbd_conn *c = srv->conns; c; c = c->next)
 		shutdown(c->fd, how);
 }
 
-void nbd_server_free(struct nbd_server *srv)
+void
+nbd_server_free(struct nbd_server *srv)
 {
 	struct timespec ts;
 
@@ -1223,7 +1258,8 @@ void nbd_server_free(struct nbd_server *srv)
 	free(srv);
 }
 
-void nbd_server_status(struct nbd_server *srv, FILE *fp)
+void
+nbd_server_status(struct nbd_server *srv, FILE *fp)
 {
 	if (srv == NULL)
 		return;

@@ -20,14 +20,17 @@
 
 #define DISK0 (1u << 20)
 #define DISK1 3u
+#define DISK2 4096u
 
-static uint8_t disk0[DISK0], disk1[DISK1];
+static uint8_t disk0[DISK0], disk1[DISK1], disk2[DISK2];
 
 static const struct nbd_export_info exports[] = {
 	{ .name = "vda", .description = "disk a", .size = DISK0,
 	  .tflags = 0x16d },
 	{ .name = "odd", .description = "disk b", .size = DISK1,
 	  .tflags = 0x16d },
+	/* read-only, no FLUSH/FUA/TRIM/ZERO: the refusal paths */
+	{ .name = "ro", .description = NULL, .size = DISK2, .tflags = 0x3 },
 };
 
 struct fz {
@@ -39,7 +42,8 @@ struct fz {
 	int accept;
 };
 
-static int fz_recv(void *ctx, void *buf, size_t len)
+static int
+fz_recv(void *ctx, void *buf, size_t len)
 {
 	struct fz *f = ctx;
 
@@ -53,7 +57,8 @@ static int fz_recv(void *ctx, void *buf, size_t len)
 	return 0;
 }
 
-static int fz_send(void *ctx, const struct iovec *iov, int n)
+static int
+fz_send(void *ctx, const struct iovec *iov, int n)
 {
 	struct fz *f = ctx;
 
@@ -70,12 +75,14 @@ static int fz_send(void *ctx, const struct iovec *iov, int n)
 	return 0;
 }
 
-static int fz_accepting(void *opaque)
+static int
+fz_accepting(void *opaque)
 {
 	return ((struct fz *)opaque)->accept;
 }
 
-static void *fz_get_buf(void *opaque, size_t len)
+static void *
+fz_get_buf(void *opaque, size_t len)
 {
 	struct fz *f = opaque;
 
@@ -84,7 +91,8 @@ static void *fz_get_buf(void *opaque, size_t len)
 	return malloc(len);
 }
 
-static void fz_put_buf(void *opaque, void *buf)
+static void
+fz_put_buf(void *opaque, void *buf)
 {
 	struct fz *f = opaque;
 
@@ -92,15 +100,18 @@ static void fz_put_buf(void *opaque, void *buf)
 	free(buf);
 }
 
-static int fz_submit(void *opaque, const struct nbd_request *req, void *buf)
+static int
+fz_submit(void *opaque, const struct nbd_request *req, void *buf)
 {
 	struct fz *f = opaque;
-	uint8_t *disk = f->idx == 0 ? disk0 : disk1;
+	uint8_t *disk = f->idx == 0 ? disk0 : f->idx == 1 ? disk1 : disk2;
 	uint64_t size = exports[f->idx].size;
 	uint8_t rep[NBD_REPLY_SIZE];
 
 	/* Whatever was submitted passed validation: it must be in range. */
 	assert(req->type != NBD_CMD_DISC);
+	if (exports[f->idx].tflags & NBD_FLAG_READ_ONLY)
+		assert(req->type == NBD_CMD_READ);
 	if (req->type == NBD_CMD_READ || req->type == NBD_CMD_WRITE ||
 	    req->type == NBD_CMD_TRIM || req->type == NBD_CMD_WRITE_ZEROES)
 		assert(req->offset <= size && req->length <= size - req->offset);
@@ -135,7 +146,8 @@ static int fz_submit(void *opaque, const struct nbd_request *req, void *buf)
 	return 0;
 }
 
-static int fz_reply_error(void *opaque, uint64_t cookie, uint32_t err)
+static int
+fz_reply_error(void *opaque, uint64_t cookie, uint32_t err)
 {
 	struct fz *f = opaque;
 
@@ -147,7 +159,8 @@ static int fz_reply_error(void *opaque, uint64_t cookie, uint32_t err)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const struct nbd_session_ops ops = {
 		fz_get_buf, fz_put_buf, fz_submit, fz_reply_error,
@@ -155,7 +168,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct fz f = { 0 };
 	struct nbd_io io = { .recv = fz_recv, .send = fz_send, .ctx = &f };
 	struct nbd_handshake hs = {
-		.exports = exports, .nexports = 2,
+		.exports = exports, .nexports = 3,
 		.accepting = fz_accepting, .opaque = &f,
 	};
 
@@ -167,7 +180,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	f.idx = nbd_negotiate(&io, &hs);
 	if (f.idx >= 0) {
 		assert(f.accept);
-		assert(f.idx < 2);
+		assert(f.idx < 3);
 		nbd_transmission(&io, &exports[f.idx], &ops, &f);
 	}
 	assert(f.bufs == 0);

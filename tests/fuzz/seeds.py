@@ -38,6 +38,7 @@ def main():
         "list": b"\1" + cf + opt(3) + opt(3, b"x") + opt(5) + opt(8) + opt(2),
         "export-name": b"\1" + cf + opt(1, b"vda") + reqs,
         "export-name-pad": b"\1" + struct.pack(">I", 1) + opt(1, b"vda") + reqs,
+        "ro": b"\1" + cf + go("ro", 7, (1, 2, 3)) + reqs,
         "refused": b"\0" + cf + go("vda") + opt(1, b"vda"),
         "unknown": b"\1" + cf + go("nope") + opt(0x7654321, b"q" * 40) + go("vda") + reqs,
         "bad-go": b"\1" + cf + opt(7, struct.pack(">I", 0xFFFFFFFF) + b"\0\0") + opt(7, b"\0\0\0"),

@@ -18,7 +18,8 @@ struct memio {
 	size_t outlen;
 };
 
-static int mem_recv(void *ctx, void *buf, size_t len)
+static int
+mem_recv(void *ctx, void *buf, size_t len)
 {
 	struct memio *m = ctx;
 
@@ -32,7 +33,8 @@ static int mem_recv(void *ctx, void *buf, size_t len)
 	return 0;
 }
 
-static int mem_send(void *ctx, const struct iovec *iov, int n)
+static int
+mem_send(void *ctx, const struct iovec *iov, int n)
 {
 	struct memio *m = ctx;
 
@@ -44,33 +46,39 @@ static int mem_send(void *ctx, const struct iovec *iov, int n)
 	return 0;
 }
 
-static void in_bytes(struct memio *m, const void *p, size_t n)
+static void
+in_bytes(struct memio *m, const void *p, size_t n)
 {
 	cr_assert_leq(m->inlen + n, sizeof(m->in));
-	memcpy(m->in + m->inlen, p, n);
+	if (n)
+		memcpy(m->in + m->inlen, p, n);
 	m->inlen += n;
 }
 
-static void in32(struct memio *m, uint32_t v)
+static void
+in32(struct memio *m, uint32_t v)
 {
 	v = htobe32(v);
 	in_bytes(m, &v, 4);
 }
 
-static void in16(struct memio *m, uint16_t v)
+static void
+in16(struct memio *m, uint16_t v)
 {
 	v = htobe16(v);
 	in_bytes(m, &v, 2);
 }
 
-static void in64(struct memio *m, uint64_t v)
+static void
+in64(struct memio *m, uint64_t v)
 {
 	v = htobe64(v);
 	in_bytes(m, &v, 8);
 }
 
-static void in_opt(struct memio *m, uint32_t opt, const void *data,
-		   uint32_t len)
+static void
+in_opt(struct memio *m, uint32_t opt, const void *data,
+       uint32_t len)
 {
 	in64(m, NBD_OPTS_MAGIC);
 	in32(m, opt);
@@ -78,7 +86,8 @@ static void in_opt(struct memio *m, uint32_t opt, const void *data,
 	in_bytes(m, data, len);
 }
 
-static void in_go(struct memio *m, uint32_t opt, const char *name)
+static void
+in_go(struct memio *m, uint32_t opt, const char *name)
 {
 	uint32_t n = (uint32_t)strlen(name);
 
@@ -98,7 +107,8 @@ static const struct nbd_export_info exports[] = {
 	  .tflags = 0x16d },
 };
 
-static int refuse(void *opaque)
+static int
+refuse(void *opaque)
 {
 	(void)opaque;
 	return 0;
@@ -108,7 +118,8 @@ static struct memio *mio;
 static struct nbd_io io;
 static struct nbd_handshake hs;
 
-static void setup(void)
+static void
+setup(void)
 {
 	mio = calloc(1, sizeof(*mio));
 	io = (struct nbd_io){ .recv = mem_recv, .send = mem_send, .ctx = mio };
@@ -116,7 +127,8 @@ static void setup(void)
 	in32(mio, 3);	/* client flags: FIXED_NEWSTYLE | NO_ZEROES */
 }
 
-static void teardown(void)
+static void
+teardown(void)
 {
 	free(mio);
 }
@@ -127,7 +139,8 @@ struct rep {
 	const uint8_t *data;
 };
 
-static size_t next_rep(size_t pos, struct rep *r)
+static size_t
+next_rep(size_t pos, struct rep *r)
 {
 	cr_assert_leq(pos + 20, mio->outlen, "reply header beyond the output");
 	cr_assert_eq(get64(mio->out + pos), NBD_REP_MAGIC);
@@ -307,8 +320,9 @@ Test(nbd_negotiate, bad_client_flags_close)
 
 /* --- requests ------------------------------------------------------- */
 
-static struct nbd_request rq(uint16_t type, uint16_t flags, uint64_t off,
-			     uint32_t len)
+static struct nbd_request
+rq(uint16_t type, uint16_t flags, uint64_t off,
+   uint32_t len)
 {
 	return (struct nbd_request){ .type = type, .flags = flags,
 				     .offset = off, .length = len };
@@ -374,19 +388,22 @@ struct rec {
 	uint32_t payload_len;
 };
 
-static void *rec_get(void *o, size_t len)
+static void *
+rec_get(void *o, size_t len)
 {
 	((struct rec *)o)->bufs++;
 	return malloc(len);
 }
 
-static void rec_put(void *o, void *b)
+static void
+rec_put(void *o, void *b)
 {
 	((struct rec *)o)->bufs--;
 	free(b);
 }
 
-static int rec_submit(void *o, const struct nbd_request *req, void *buf)
+static int
+rec_submit(void *o, const struct nbd_request *req, void *buf)
 {
 	struct rec *r = o;
 
@@ -402,7 +419,8 @@ static int rec_submit(void *o, const struct nbd_request *req, void *buf)
 	return 0;
 }
 
-static int rec_error(void *o, uint64_t cookie, uint32_t err)
+static int
+rec_error(void *o, uint64_t cookie, uint32_t err)
 {
 	struct rec *r = o;
 
@@ -416,7 +434,8 @@ static const struct nbd_session_ops rec_ops = {
 	rec_get, rec_put, rec_submit, rec_error,
 };
 
-static void in_req(struct memio *m, uint16_t type, uint64_t off, uint32_t len)
+static void
+in_req(struct memio *m, uint16_t type, uint64_t off, uint32_t len)
 {
 	in32(m, NBD_REQUEST_MAGIC);
 	in16(m, 0);
