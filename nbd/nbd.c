@@ -952,7 +952,7 @@ listen_unix(struct nbd_server *srv, const char *path)
 		return -1;
 	}
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == -1 ||
-	    listen(fd, 64) == -1) {
+	    listen(fd, SOMAXCONN) == -1) {
 		log_error("nbd: listen on unix:%s: %m", path);
 		int saved = errno;
 
@@ -1044,7 +1044,7 @@ listen_inet(struct nbd_server *srv, const char *spec)
 		}
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
-		    listen(fd, 64) == 0)
+		    listen(fd, SOMAXCONN) == 0)
 			break;
 		saved = errno;
 		close(fd);
