@@ -864,6 +864,68 @@ out:
 	return ret;
 }
 
+_Static_assert(sizeof(struct rangelock_entry) <=
+	       sizeof(((struct replica_read *) 0)->space),
+	       "struct replica_read too small for a range lock entry");
+
+int
+replica_view_read_begin(struct replica_disk *d, uint64_t off, size_t len,
+			struct replica_read *rd, struct replica_seg *segs,
+			int max)
+{
+	struct replica *r = d->r;
+	struct rangelock_entry *e = (struct rangelock_entry *) rd->space;
+	uint64_t pos, end = off + len, seg_end;
+	int n = 0;
+
+	if (check_io(d, len, off) == -1)
+		return -1;
+	if (len == 0 || max <= 0) {
+		errno = EAGAIN;
+		return -1;
+	}
+	pthread_rwlock_rdlock(&r->gate);
+	rangelock_acquire(&d->rl, e, off, len, false);
+	for (pos = off; pos < end; pos = seg_end) {
+		enum layer l = view_source(d, pos, end, &seg_end);
+		struct replica_seg *sg = &segs[n];
+
+		if (n == max)
+			goto again;
+		if (l == LAYER_IMAGE) {
+			if (d->img->fd < 0)
+				goto again;
+			*sg = (struct replica_seg) { d->img->fd, pos, NULL, 0 };
+		} else {
+			struct store *s = l == LAYER_ACTIVE ? d->active->store
+							    : d->hidden->store;
+
+			if (s->mem)
+				*sg = (struct replica_seg) {
+					-1, 0, (char *) s->mem + pos, 0 };
+			else if (s->fd >= 0)
+				*sg = (struct replica_seg) { s->fd, pos, NULL, 0 };
+			else
+				goto again;
+		}
+		sg->len = seg_end - pos;
+		n++;
+	}
+	rd->d = d;
+	rd->lock = e;
+	return n;
+again:
+	io_end(d, e, 0);
+	errno = EAGAIN;
+	return -1;
+}
+
+void
+replica_view_read_end(struct replica_read *rd)
+{
+	io_end(rd->d, rd->lock, 0);
+}
+
 /* In FAILOVER_FAILED: buffered parts go to active, the rest to S. */
 static int
 write_failed_state(struct replica_disk *d, const void *buf, size_t len,

@@ -78,6 +78,33 @@ int replica_view_read(struct replica_disk *d, void *buf, size_t len,
 int replica_view_write(struct replica_disk *d, const void *buf, size_t len,
 		       uint64_t off);
 int replica_view_zero(struct replica_disk *d, uint64_t off, uint64_t len);
+
+/* A view read without a copy: where V's bytes of [off, off+len) live, as
+ * segments in order, each either len bytes at pos of fd or len bytes at
+ * mem.  The range stays locked (and checkpoints wait) until
+ * replica_view_read_end, so the caller must send the bytes before then:
+ * the FUSE layer splices them into its reply.  Returns the number of
+ * segments, or -1 with errno: EAGAIN (nothing held: use replica_view_read)
+ * when the range needs more than max segments or a layer has neither an
+ * fd nor memory (qcow2), EINVAL beyond the end.
+ */
+struct replica_seg {
+	int fd;				/* >= 0: read from fd at pos */
+	uint64_t pos;
+	const void *mem;		/* else: the bytes are here */
+	size_t len;
+};
+
+struct replica_read {			/* the caller's; opaque */
+	struct replica_disk *d;
+	void *lock;
+	char space[64];
+};
+
+int replica_view_read_begin(struct replica_disk *d, uint64_t off, size_t len,
+			    struct replica_read *rd, struct replica_seg *segs,
+			    int max);
+void replica_view_read_end(struct replica_read *rd);
 int replica_view_flush(struct replica_disk *d);
 
 /* Primary I/O (the NBD listener).  Reads return S.  Writes are refused

@@ -247,6 +247,7 @@ store_memory_new(uint64_t size, const char *tag)
 	madvise(p, size ? size : 1, MADV_NOHUGEPAGE);
 	s->ops = &memory_ops;
 	s->fd = -1;
+	s->mem = p;
 	s->size = size;
 	s->priv = p;
 	return s;

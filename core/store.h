@@ -28,6 +28,7 @@ struct store_ops {
 struct store {
 	const struct store_ops *ops;
 	int fd;			/* the data, or -1: lets callers splice */
+	void *mem;		/* the data in memory, or NULL */
 	uint64_t size;
 	void *priv;		/* the backing's own */
 };

@@ -15,9 +15,12 @@
  * for I/O, a control lock for the words), so requests on non-overlapping
  * ranges run in parallel and nothing here serializes them.
  *
- * Requests.  Disk reads and writes go to replica_view_read/_write on a
- * heap buffer of the request's size (at most 1 MiB: max_read = max_write =
- * 1 MiB).  Reads at or past the end return 0 bytes and reads across it
+ * Requests.  A disk read whose range lives in one place (the image, or
+ * one buffer) replies in place: replica_view_read_begin gives the fd or
+ * memory and libfuse splices or writes it straight into the reply; other
+ * reads (several layers, or qcow2) use replica_view_read into a heap
+ * buffer.  Writes go to replica_view_write
+ * (at most 1 MiB: max_read = max_write = 1 MiB).  Reads at or past the end return 0 bytes and reads across it
  * are shortened, as for any file; writes that do not fit fail with ENOSPC
  * because the file never grows.  fsync and fdatasync are
  * replica_view_flush; fallocate PUNCH_HOLE|KEEP_SIZE and ZERO_RANGE are
@@ -239,6 +242,9 @@ op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->congestion_threshold = 48;
 	if (conn->capable & FUSE_CAP_ASYNC_DIO)
 		conn->want |= FUSE_CAP_ASYNC_DIO;
+	/* Disk reads from the image are spliced into the reply. */
+	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+		conn->want |= FUSE_CAP_SPLICE_WRITE;
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	/* Our mtime never changes: invalidation is explicit (see above). */
@@ -446,6 +452,43 @@ op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fuse_reply_err(req, 0);
 }
 
+/* Replies to a disk read straight from where the view's bytes live, when
+ * they live in one place: the image's or a file buffer's fd (spliced by
+ * libfuse when the kernel allows, so page-cache pages are never copied
+ * into this process) or a memory buffer (one copy, into the kernel).
+ * That is the common case of large reads.  The range stays locked until
+ * the reply is sent: the lock exists to order exactly this read.
+ * Returns false, having replied nothing, when the range is in several
+ * layers or has no fd (qcow2): then the caller copies.  (A reply gathered
+ * from several fd and memory pieces came back short from libfuse 3.14,
+ * so only single pieces go this way.)
+ */
+static bool
+read_in_place(fuse_req_t req, struct fusefs_disk *dk, size_t size,
+	      uint64_t off)
+{
+	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
+	struct replica_seg seg;
+	struct replica_read rd;
+
+	if (replica_view_read_begin(dk->d, off, size, &rd, &seg, 1) == -1) {
+		if (errno == EAGAIN)
+			return false;
+		reply_errno(req);
+		return true;
+	}
+	if (seg.fd >= 0) {
+		bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK |
+				  FUSE_BUF_FD_RETRY;
+		bv.buf[0].fd = seg.fd;
+		bv.buf[0].pos = (off_t)seg.pos;
+	} else
+		bv.buf[0].mem = (void *)seg.mem;
+	fuse_reply_data(req, &bv, 0);
+	replica_view_read_end(&rd);
+	return true;
+}
+
 static void
 op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct fuse_file_info *fi)
@@ -482,6 +525,8 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	if (size > dk->size - (uint64_t)off)
 		size = dk->size - (uint64_t)off;
+	if (read_in_place(req, dk, size, (uint64_t)off))
+		return;
 	buf = malloc(size);
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);

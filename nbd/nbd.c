@@ -130,6 +130,7 @@ struct nbd_server {
 
 	atomic_uint_fast64_t accepted, refused, serving, negotiating;
 	atomic_uint_fast64_t unclean, requests, request_errors;
+	atomic_uint_fast64_t reads, writes, flushes, zeroes;	/* executed */
 	atomic_uint_fast64_t bytes_read, bytes_written;
 };
 
@@ -396,12 +397,14 @@ execute(struct nbd_conn *c, const struct nbd_job *j)
 
 	switch (q->type) {
 	case NBD_CMD_READ:
+		atomic_fetch_add(&c->srv->reads, 1);
 		if (q->length)
 			rc = replica_primary_read(d, data, q->length, q->offset);
 		if (rc == 0)
 			atomic_fetch_add(&c->srv->bytes_read, q->length);
 		break;
 	case NBD_CMD_WRITE:
+		atomic_fetch_add(&c->srv->writes, 1);
 		if (q->length)
 			rc = replica_primary_write(d, data, q->length, q->offset);
 		if (rc == 0)
@@ -410,11 +413,13 @@ execute(struct nbd_conn *c, const struct nbd_job *j)
 			rc = replica_primary_flush(d);
 		break;
 	case NBD_CMD_FLUSH:
+		atomic_fetch_add(&c->srv->flushes, 1);
 		rc = replica_primary_flush(d);
 		break;
 	case NBD_CMD_TRIM:
 	case NBD_CMD_WRITE_ZEROES:
 		/* TRIM too: the replica's S must read zeros afterwards. */
+		atomic_fetch_add(&c->srv->zeroes, 1);
 		rc = do_zero(d, q->offset, q->length);
 		if (rc == 0 && fua)
 			rc = replica_primary_flush(d);
@@ -947,7 +952,7 @@ listen_unix(struct nbd_server *srv, const char *path)
 		return -1;
 	}
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == -1 ||
-	    listen(fd, 64) == -1) {
+	    listen(fd, SOMAXCONN) == -1) {
 		log_error("nbd: listen on unix:%s: %m", path);
 		int saved = errno;
 
@@ -1039,7 +1044,7 @@ listen_inet(struct nbd_server *srv, const char *spec)
 		}
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
-		    listen(fd, 64) == 0)
+		    listen(fd, SOMAXCONN) == 0)
 			break;
 		saved = errno;
 		close(fd);
@@ -1277,6 +1282,14 @@ nbd_server_status(struct nbd_server *srv, FILE *fp)
 		(unsigned long long)atomic_load(&srv->unclean));
 	fprintf(fp, "nbd.requests=%llu\n",
 		(unsigned long long)atomic_load(&srv->requests));
+	fprintf(fp, "nbd.reads=%llu\n",
+		(unsigned long long)atomic_load(&srv->reads));
+	fprintf(fp, "nbd.writes=%llu\n",
+		(unsigned long long)atomic_load(&srv->writes));
+	fprintf(fp, "nbd.flushes=%llu\n",
+		(unsigned long long)atomic_load(&srv->flushes));
+	fprintf(fp, "nbd.zeroes=%llu\n",
+		(unsigned long long)atomic_load(&srv->zeroes));
 	fprintf(fp, "nbd.request_errors=%llu\n",
 		(unsigned long long)atomic_load(&srv->request_errors));
 	fprintf(fp, "nbd.bytes_read=%llu\n",

@@ -42,7 +42,14 @@ def connect(addr):
     if addr.startswith("unix:"):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.settimeout(TIMEOUT)
-        s.connect(addr[5:])
+        for attempt in range(200):
+            try:
+                s.connect(addr[5:])
+                break
+            except BlockingIOError:  # backlog full for a moment
+                time.sleep(0.05)
+        else:
+            raise Fail("connect: backlog stayed full")
     else:
         host, port = addr.rsplit(":", 1)
         s = socket.create_connection((host.strip("[]"), int(port)), TIMEOUT)
@@ -475,6 +482,29 @@ def case_write_after(addr, export, off, length, byte, cmd):
     err, _, _ = reply(s)
     check(err == 0, "write: %d" % err)
     disc(s)
+
+
+def case_stalled(addr, export, n, want_closed_within):
+    """Opens N connections that stop after the greeting (or get no greeting
+    at all: the server's connection limit) and checks that the server has
+    closed every one of them within WANT_CLOSED_WITHIN seconds."""
+    n, within = int(n), float(want_closed_within)
+    socks = []
+    for _ in range(n):
+        s = connect(addr)
+        socks.append(s)
+    start = time.time()
+    for s in socks:
+        left = max(0.1, within - (time.time() - start))
+        s.settimeout(left)
+        try:
+            while s.recv(4096):
+                pass
+        except socket.timeout:
+            raise Fail("a stalled handshake was still open after %.0f s" % within)
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+        s.close()
 
 
 def case_still_serves(addr, export):

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "replica.h"
@@ -469,4 +470,55 @@ Test(replica, buffer_bytes_follow_checkpoint_and_failover)
 	cr_assert_eq(replica_get_status(r, &st), 0);
 	cr_assert_eq(st.buffer_bytes, 0);
 	replica_status_release(&st);
+}
+
+/* Reads what the segments of a zero-copy read describe. */
+static void
+gather(const struct replica_seg *sg, int n, char *out)
+{
+	int i;
+
+	for (i = 0; i < n; i++) {
+		if (sg[i].fd >= 0)
+			cr_assert_eq(pread(sg[i].fd, out, sg[i].len,
+					   sg[i].pos), (ssize_t) sg[i].len);
+		else
+			memcpy(out, sg[i].mem, sg[i].len);
+		out += sg[i].len;
+	}
+}
+
+Test(replica, zero_copy_read_describes_every_layer)
+{
+	struct replica_seg sg[8];
+	struct replica_read rd;
+	char got[30000], want[30000];
+	int n;
+
+	cr_assert_eq(replica_start(r), 0);
+	primary_fill(d, 10000, 5000, 0x22);	/* hidden keeps 0x11 */
+	view_fill(d, 12000, 1000, 0x33);	/* active */
+	n = replica_view_read_begin(d, 0, sizeof got, &rd, sg, 8);
+	cr_assert_eq(n, 5, "image, hidden, active, hidden, image: %d", n);
+	cr_assert_geq(sg[0].fd, 0, "the image is read by fd");
+	cr_assert_not_null(sg[2].mem, "memory buffers are read in place");
+	gather(sg, n, got);
+	replica_view_read_end(&rd);
+	cr_assert_eq(replica_view_read(d, want, sizeof want, 0), 0);
+	cr_assert_eq(memcmp(got, want, sizeof got), 0);
+}
+
+Test(replica, zero_copy_read_with_too_few_segments_holds_nothing)
+{
+	struct replica_seg sg[2];
+	struct replica_read rd;
+
+	cr_assert_eq(replica_start(r), 0);
+	view_fill(d, 100, 10, 0x33);
+	cr_assert_eq(replica_view_read_begin(d, 0, 1000, &rd, sg, 2), -1);
+	cr_assert_eq(errno, EAGAIN);
+	/* Nothing is held: a checkpoint and a write go through. */
+	cr_assert_eq(replica_checkpoint(r), 0);
+	view_fill(d, 0, 1000, 0x44);
+	expect_view(d, 0, 1000, 0x44);
 }
