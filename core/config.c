@@ -58,7 +58,8 @@
 	X(buffer,	buffer,	buffer,		"memory")	\
 	X(buffer_dir,	path,	buffer_dir,	NULL)		\
 	X(buffer_limit,	size,	buffer_limit,	"0")		\
-	X(allow_other,	bool,	allow_other,	"false")
+	X(allow_other,	bool,	allow_other,	"false")		\
+	X(page_cache,	bool,	page_cache,	"false")
 
 /* [disk "NAME"]: the same for struct config_disk.  image is required;
  * export defaults to NAME; owner and group are resolved to ids at the end.

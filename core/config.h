@@ -20,6 +20,7 @@
  *   buffer_dir = /var/lib/colofs/buf   ; required for buffer = file or qcow2
  *   buffer_limit = 0                   ; bytes (K/M/G suffixes), 0 = none
  *   allow_other = false                ; let other users open the disks
+ *   page_cache = false                 ; let the kernel cache disk files
  *   [disk "vda"]                       ; one per disk
  *   image = /var/lib/libvirt/images/vm1.raw
  *   format = raw                       ; raw | qcow2; probed when absent
@@ -60,6 +61,7 @@ struct config {
 	char *buffer_dir;		/* NULL unless set */
 	uint64_t buffer_limit;		/* 0 = unlimited */
 	bool allow_other;
+	bool page_cache;		/* kernel page cache for disk files */
 	size_t ndisks;
 	struct config_disk *disks;
 };

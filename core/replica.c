@@ -652,15 +652,28 @@ buffer_write(struct replica_disk *d, struct buffer *b, const void *buf,
 	return ret;
 }
 
-/* Copies [off, off+len) from S into hidden.  0, or -1 with errno. */
+/* Copies [off, off+len) from S into hidden.  0, or -1 with errno.  A
+ * memory buffer is read into directly; others go through a bounce buffer.
+ */
 static int
 save_range(struct replica_disk *d, uint64_t off, uint64_t len)
 {
+	struct buffer *h = d->hidden;
 	size_t n = len < BOUNCE_MAX ? len : BOUNCE_MAX;
-	char *bounce = malloc(n);
+	char *bounce;
 	uint64_t pos;
 	int ret = -1;
 
+	if (h->store->mem) {
+		if (d->img->ops->pread(d->img, (char *) h->store->mem + off,
+				       len, off) == -1)
+			return -1;
+		pthread_mutex_lock(&d->map_lock);
+		ret = map_insert(d, h, off, len);
+		pthread_mutex_unlock(&d->map_lock);
+		return ret;
+	}
+	bounce = malloc(n);
 	if (bounce == NULL)
 		return -1;
 	for (pos = off; pos < off + len; pos += n) {
@@ -1214,13 +1227,17 @@ commit_chunk(struct replica_disk *d, uint64_t off, uint64_t end,
 
 	for (pos = off; pos < end; pos = seg_end) {
 		enum layer l = view_source(d, pos, end, &seg_end);
+		const char *src;
 		struct store *s;
 
 		if (l == LAYER_IMAGE)
 			continue;
 		s = l == LAYER_ACTIVE ? d->active->store : d->hidden->store;
-		if (s->ops->pread(s, bounce, seg_end - pos, pos) == -1 ||
-		    d->img->ops->pwrite(d->img, bounce, seg_end - pos,
+		/* From a memory buffer straight into S; else via bounce. */
+		src = s->mem ? (const char *) s->mem + pos : bounce;
+		if ((!s->mem && s->ops->pread(s, bounce, seg_end - pos,
+					      pos) == -1) ||
+		    d->img->ops->pwrite(d->img, src, seg_end - pos,
 					pos) == -1) {
 			replica_record_error(d->r, "%s: failover commit at %"
 					     PRIu64 " failed: %s", d->name,

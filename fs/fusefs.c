@@ -26,8 +26,11 @@
  * replica_view_flush; fallocate PUNCH_HOLE|KEEP_SIZE and ZERO_RANGE are
  * replica_view_zero.
  *
- * Page cache coherence.  The kernel may cache the disk files' pages; V
- * changes behind its back only at these points:
+ * Page cache coherence.  By default (page_cache = false) every disk open
+ * gets direct_io: the kernel caches nothing, every read comes here, and a
+ * checkpoint has nothing to invalidate, so "echo checkpoint" costs the
+ * same whatever was read.  With page_cache = true the kernel may cache
+ * the disk files' pages; V changes behind its back only at these points:
  *   - in state none, V = S and the primary's NBD writes change S;
  *   - checkpoint and stop drop both buffers (V := S).
  * (Failover commits the buffers into S without changing V; from failover
@@ -374,10 +377,13 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			fuse_reply_err(req, EPERM);
 			return;
 		}
-		/* In state none primary writes change V under the cache;
-		 * O_DIRECT users (QEMU's cache=none) do not want it.
+		/* Without page_cache, no disk page is ever cached: a
+		 * checkpoint then has nothing to invalidate.  In state none
+		 * primary writes change V under the cache; O_DIRECT users
+		 * (QEMU's cache=none) do not want it.
 		 */
-		if (replica_state(fs->r) == REPLICA_NONE ||
+		if (!fs->cfg->page_cache ||
+		    replica_state(fs->r) == REPLICA_NONE ||
 		    (fi->flags & O_DIRECT)) {
 			fi->direct_io = 1;
 			fi->fh = FH_DISK(ino - INO_DISK0, 0);

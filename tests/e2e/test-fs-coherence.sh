@@ -2,10 +2,12 @@
 # Page cache coherence: a process that keeps the disk file open (buffered,
 # no O_DIRECT) reads the new view as soon as checkpoint or stop returns.
 # QEMU 7.2's FUSE export fails this (its page cache stays stale).
+# Runs with page_cache = true (the kernel caches, colofs invalidates);
+# test-fs-coherence-direct.sh runs it again with the default (no cache).
 . "$(dirname "$0")/lib.sh"
 
 make_image "$T/vda.img" 8M 00
-write_config
+EXTRA_CONFIG="page_cache = ${PAGE_CACHE:-true}" write_config
 start_colofs
 
 "$PY3" - "$MNT" "$(nbd_uri)" <<'EOPY'

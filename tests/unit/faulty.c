@@ -139,6 +139,10 @@ fs_create(void *opaque, uint64_t size, const char *tag)
 	faulty_store_ops.pwrite = fs_pwrite;
 	faulty_store_ops.zero = fs_zero;
 	s->ops = &faulty_store_ops;
+	/* No direct access: every copy goes through the faulty ops.  The
+	 * mapping stays for the ops to use (mem_free unmaps priv).
+	 */
+	s->mem = NULL;
 	return s;
 }
 

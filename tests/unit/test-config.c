@@ -64,6 +64,7 @@ assert_same_config(const struct config *a, const struct config *b)
 	cr_assert(str_eq(a->buffer_dir, b->buffer_dir));
 	cr_assert_eq(a->buffer_limit, b->buffer_limit);
 	cr_assert_eq(a->allow_other, b->allow_other);
+	cr_assert_eq(a->page_cache, b->page_cache);
 	cr_assert_eq(a->ndisks, b->ndisks);
 	for (i = 0; i < a->ndisks; i++) {
 		const struct config_disk *x = &a->disks[i], *y = &b->disks[i];
@@ -109,6 +110,7 @@ static const char sample[] =
 	"buffer_dir = /var/lib/colofs/buf\n"
 	"buffer_limit = 2G\n"
 	"allow_other = yes\n"
+	"page_cache = true\n"
 	"\n"
 	"[disk \"vda\"]                       ; one per disk\n"
 	"image = /var/lib/libvirt/images/vm1.raw\n"
@@ -142,6 +144,7 @@ Test(config, sample_file_loads_every_key)
 	cr_assert_str_eq(c->buffer_dir, "/var/lib/colofs/buf");
 	cr_assert_eq(c->buffer_limit, UINT64_C(2) << 30);
 	cr_assert(c->allow_other);
+	cr_assert(c->page_cache);
 	cr_assert_eq(c->ndisks, 2);
 	cr_assert_str_eq(c->disks[0].name, "vda");
 	cr_assert_str_eq(c->disks[0].image, "/var/lib/libvirt/images/vm1.raw");
@@ -152,11 +155,11 @@ Test(config, sample_file_loads_every_key)
 	cr_assert_str_eq(c->disks[0].group, "bin");
 	cr_assert_eq(c->disks[0].gid, 2);
 	cr_assert_eq(c->disks[0].mode, 0660);
-	cr_assert_eq(c->disks[0].line, 11);
+	cr_assert_eq(c->disks[0].line, 12);
 	cr_assert_str_eq(c->disks[1].name, "vdb");
 	cr_assert_eq(c->disks[1].format, IMAGE_FORMAT_QCOW2);
 	cr_assert_str_eq(c->disks[1].export_name, "vdb");
-	cr_assert_eq(c->disks[1].line, 19);
+	cr_assert_eq(c->disks[1].line, 20);
 	config_free(c);
 }
 
@@ -172,6 +175,7 @@ Test(config, defaults)
 	cr_assert_null(c->buffer_dir);
 	cr_assert_eq(c->buffer_limit, 0);
 	cr_assert(!c->allow_other);
+	cr_assert(!c->page_cache, "page_cache defaults to false");
 	cr_assert_eq(c->ndisks, 1);
 	cr_assert_str_eq(c->disks[0].name, "vda");
 	cr_assert_str_eq(c->disks[0].image, "/img/vda.raw");
