@@ -37,9 +37,9 @@
  * still find whole requests queued in its socket after the hangup: those
  * are held back, unexecuted, and run only if a DISC follows them (a client
  * may send WRITE, DISC and close without waiting), else dropped -- their
- * client never saw a reply.  Checking for the hangup and counting a
- * request as submitted is one step under ex->lock, so a barrier that runs
- * after the hangup covers every request the dead connection will run.
+ * client never saw a reply.  A request is counted submitted before the
+ * hangup check (see conn_submit), so a barrier that runs after the hangup
+ * covers every request the dead connection will run.
  *
  * Failover.  New GO/EXPORT_NAME are refused while !replica_accepts_primary.
  * A write answered NBD_ESHUTDOWN marks its connection closing: the socket's
@@ -49,7 +49,8 @@
  * Locks, in order: srv->lock > ex->lock > conn->lock.  conn->send_lock is
  * a leaf taken alone.
  *   srv->lock       the connection list, nconns, stopping.
- *   ex->lock        the export's connection list and the barrier waits.
+ *   ex->lock        the export's connection list and the barrier waits;
+ *                   taken per request only while a barrier waits.
  *   conn->lock      the work queue, in-flight counts, workers, buffers.
  *   conn->send_lock exists to order exactly the socket sends of replies,
  *                   so two workers' replies never interleave on the wire;
@@ -106,7 +107,10 @@ struct nbd_export {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;		/* a counter moved, a connection left */
 	struct nbd_conn *conns;		/* serving ones; protected by lock */
-	unsigned waiters;		/* protected by lock */
+	/* Barrier waiters; changed under lock, read without it (see
+	 * conn_mark_completed).
+	 */
+	atomic_uint waiters;
 };
 
 struct nbd_server {
@@ -155,9 +159,9 @@ struct nbd_conn {
 	struct nbd_conn *next, *prev;	/* srv->conns; srv->lock */
 	struct nbd_export *ex;		/* once negotiated */
 	struct nbd_conn *ex_next, *ex_prev;	/* ex->conns; ex->lock */
-	/* Requests handed to workers / executed.  Atomics, so the reader
-	 * bumps submitted under conn->lock alone; a worker bumps completed
-	 * then takes ex->lock to wake barrier waiters (no lost wakeup).
+	/* Requests counted for the reconnect barrier: submitted by the
+	 * reader, completed once executed (or held back).  Atomics, taken
+	 * without a lock; see conn_submit and conn_mark_completed.
 	 */
 	atomic_uint_fast64_t submitted, completed;
 	bool barrier_done;		/* reader only */
@@ -436,10 +440,16 @@ conn_mark_completed(struct nbd_conn *c)
 {
 	struct nbd_export *ex = c->ex;
 
+	/* Pairs with export_barrier: it raises waiters, then reads
+	 * completed; we raise completed, then read waiters (both seq_cst).
+	 * One of us sees the other, so no wakeup is lost, and the lock is
+	 * taken only while someone waits.
+	 */
 	atomic_fetch_add(&c->completed, 1);
+	if (atomic_load(&ex->waiters) == 0)
+		return;
 	pthread_mutex_lock(&ex->lock);
-	if (ex->waiters)
-		pthread_cond_broadcast(&ex->cond);
+	pthread_cond_broadcast(&ex->cond);
 	pthread_mutex_unlock(&ex->lock);
 }
 
@@ -503,10 +513,11 @@ export_barrier(struct nbd_conn *c)
 	size_t n = 0;
 
 	pthread_mutex_lock(&ex->lock);
+	atomic_fetch_add(&ex->waiters, 1);
 	for (struct nbd_conn *o = ex->conns; o; o = o->ex_next)
 		if (o != c && o->completed < o->submitted && n < NBD_MAX_CONNS)
 			snap[n++] = (struct nbd_snap){ o->id, o->submitted };
-	while (n > 0) {
+	for (;;) {
 		size_t k = 0;
 
 		for (size_t i = 0; i < n; i++) {
@@ -520,10 +531,9 @@ export_barrier(struct nbd_conn *c)
 		n = k;
 		if (n == 0)
 			break;
-		ex->waiters++;
 		pthread_cond_wait(&ex->cond, &ex->lock);
-		ex->waiters--;
 	}
+	atomic_fetch_sub(&ex->waiters, 1);
 	pthread_mutex_unlock(&ex->lock);
 }
 
@@ -560,16 +570,20 @@ conn_submit(void *opaque, const struct nbd_request *req, void *buf)
 	/* A request read after the peer hung up is held back: it is run
 	 * only if a DISC follows (a client may pipeline WRITE, DISC, close),
 	 * and dropped if the stream just ends, since that client is dead and
-	 * will never see the reply.  The check and the submitted count are
-	 * one step under ex->lock, so a barrier that runs after the hangup
-	 * (a reconnect) counts every request this connection will ever run.
+	 * will never see the reply.
+	 *
+	 * Counted first, then the hangup checked (seq_cst): a barrier that
+	 * snapshots submitted after the hangup (a reconnect) either saw this
+	 * count, and the request completes (run, or held and counted
+	 * completed at once), or did not, and then this check comes after
+	 * the hangup and sees it.  Either way the barrier covers every
+	 * request this connection will ever run.
 	 */
 	if (!c->hup) {
-		pthread_mutex_lock(&c->ex->lock);
+		atomic_fetch_add(&c->submitted, 1);
 		c->hup = peer_hung_up(c->fd);
-		if (!c->hup)
-			atomic_fetch_add(&c->submitted, 1);
-		pthread_mutex_unlock(&c->ex->lock);
+		if (c->hup)
+			conn_mark_completed(c);
 	}
 	if (c->hup) {
 		if (c->held_tail)
