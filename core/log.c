@@ -5,15 +5,19 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <syslog.h>
 
 #include "log.h"
 
-static bool use_syslog;
-static bool debug_on;
-static bool quiet;
+/* Atomic: the daemon moves to syslog once it is ready, while threads
+ * that started before (the NBD listener's) may be logging.
+ */
+static atomic_bool use_syslog;
+static atomic_bool debug_on;
+static atomic_bool quiet;
 
 void
 log_use_syslog(const char *ident)
