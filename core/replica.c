@@ -65,6 +65,7 @@
  * it, and hands the old ones to a reclaim thread that frees them.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -1298,6 +1299,13 @@ commit_disk(struct replica_disk *d, char *bounce)
 		pthread_rwlock_unlock(&r->gate);
 		if (ret == -1)
 			return -1;
+		/* Start writing the chunk back now, so that the disk works
+		 * while the next chunks are copied and the final flush has
+		 * little left to wait for.  A hint: errors surface there.
+		 */
+		if (d->img->fd >= 0)
+			sync_file_range(d->img->fd, start, end - start,
+					SYNC_FILE_RANGE_WRITE);
 		pos = end;
 	}
 	if (d->img->ops->flush(d->img) == -1) {
