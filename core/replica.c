@@ -757,9 +757,9 @@ replica_primary_read(struct replica_disk *d, void *buf, size_t len,
 	return ret;
 }
 
-static int
-primary_write(struct replica_disk *d, const void *buf, size_t len,
-	      uint64_t off)
+int
+replica_primary_write(struct replica_disk *d, const void *buf, size_t len,
+		      uint64_t off)
 {
 	struct replica *r = d->r;
 	struct rangelock_entry e;
@@ -812,21 +812,22 @@ out:
 	return ret;
 }
 
-int
-replica_primary_write(struct replica_disk *d, const void *buf, size_t len,
-		      uint64_t off)
-{
-	return primary_write(d, buf, len, off);
-}
-
-int
-replica_primary_zero(struct replica_disk *d, uint64_t off, uint64_t len)
+/* Zeroing is a write with no buffer; its length must fit a size_t. */
+static int
+zero_by(int (*write)(struct replica_disk *, const void *, size_t, uint64_t),
+	struct replica_disk *d, uint64_t off, uint64_t len)
 {
 	if (len > SIZE_MAX) {
 		errno = EINVAL;
 		return -1;
 	}
-	return primary_write(d, NULL, len, off);
+	return write(d, NULL, len, off);
+}
+
+int
+replica_primary_zero(struct replica_disk *d, uint64_t off, uint64_t len)
+{
+	return zero_by(replica_primary_write, d, off, len);
 }
 
 int
@@ -962,8 +963,9 @@ write_failed_state(struct replica_disk *d, const void *buf, size_t len,
 	return 0;
 }
 
-static int
-view_write(struct replica_disk *d, const void *buf, size_t len, uint64_t off)
+int
+replica_view_write(struct replica_disk *d, const void *buf, size_t len,
+		   uint64_t off)
 {
 	struct replica *r = d->r;
 	struct rangelock_entry e;
@@ -1023,20 +1025,9 @@ view_write(struct replica_disk *d, const void *buf, size_t len, uint64_t off)
 }
 
 int
-replica_view_write(struct replica_disk *d, const void *buf, size_t len,
-		   uint64_t off)
-{
-	return view_write(d, buf, len, off);
-}
-
-int
 replica_view_zero(struct replica_disk *d, uint64_t off, uint64_t len)
 {
-	if (len > SIZE_MAX) {
-		errno = EINVAL;
-		return -1;
-	}
-	return view_write(d, NULL, len, off);
+	return zero_by(replica_view_write, d, off, len);
 }
 
 int
