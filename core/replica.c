@@ -723,6 +723,33 @@ save_old(struct replica_disk *d, uint64_t off, uint64_t end)
 	return 0;
 }
 
+#define STATE_BIT(s) (1u << (s))
+
+/* Begins a write of [off, off+len): checks the range, takes the gate
+ * shared and then the range lock exclusively.  0: begun (end it with
+ * io_end); 1: nothing to do (len 0); -1: refused, with errno = err when
+ * the state is not in the accepted set, EINVAL beyond the end.
+ */
+static int
+write_begin(struct replica_disk *d, struct rangelock_entry *e, size_t len,
+	    uint64_t off, unsigned accepted, int err)
+{
+	if (check_io(d, len, off) == -1)
+		return -1;
+	pthread_rwlock_rdlock(&d->r->gate);
+	if (!(accepted & STATE_BIT(d->r->state))) {
+		pthread_rwlock_unlock(&d->r->gate);
+		errno = err;
+		return -1;
+	}
+	if (len == 0) {
+		pthread_rwlock_unlock(&d->r->gate);
+		return 1;
+	}
+	rangelock_acquire(&d->rl, e, off, len, true);
+	return 0;
+}
+
 /* Ends an I/O begun under the gate and the range lock: returns what it
  * reserved under the limit and lets go of both, keeping errno.
  */
@@ -764,25 +791,13 @@ replica_primary_write(struct replica_disk *d, const void *buf, size_t len,
 	struct replica *r = d->r;
 	struct rangelock_entry e;
 	uint64_t need = 0;
-	int ret = -1;
+	int ret;
 
-	if (check_io(d, len, off) == -1)
-		return -1;
-	pthread_rwlock_rdlock(&r->gate);
-	switch (r->state) {
-	case REPLICA_NONE:
-	case REPLICA_RUNNING:
-		break;
-	default:
-		pthread_rwlock_unlock(&r->gate);
-		errno = ESHUTDOWN;
-		return -1;
-	}
-	if (len == 0) {
-		pthread_rwlock_unlock(&r->gate);
-		return 0;
-	}
-	rangelock_acquire(&d->rl, &e, off, len, true);
+	ret = write_begin(d, &e, len, off, STATE_BIT(REPLICA_NONE) |
+			  STATE_BIT(REPLICA_RUNNING), ESHUTDOWN);
+	if (ret != 0)
+		return ret == 1 ? 0 : -1;
+	ret = -1;
 	if (r->state == REPLICA_RUNNING) {
 		if (limited(r)) {
 			need = unsaved_bytes(d, off, off + len);
@@ -970,21 +985,13 @@ replica_view_write(struct replica_disk *d, const void *buf, size_t len,
 	struct replica *r = d->r;
 	struct rangelock_entry e;
 	uint64_t need = 0;
-	int ret = -1;
+	int ret;
 
-	if (check_io(d, len, off) == -1)
-		return -1;
-	pthread_rwlock_rdlock(&r->gate);
-	if (r->state == REPLICA_NONE) {
-		pthread_rwlock_unlock(&r->gate);
-		errno = EIO;	/* the secondary VM must not write before start */
-		return -1;
-	}
-	if (len == 0) {
-		pthread_rwlock_unlock(&r->gate);
-		return 0;
-	}
-	rangelock_acquire(&d->rl, &e, off, len, true);
+	/* The secondary VM must not write before start: EIO. */
+	ret = write_begin(d, &e, len, off, ~STATE_BIT(REPLICA_NONE), EIO);
+	if (ret != 0)
+		return ret == 1 ? 0 : -1;
+	ret = -1;
 	switch (r->state) {
 	case REPLICA_RUNNING:
 		if (limited(r)) {
