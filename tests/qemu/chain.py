@@ -52,6 +52,23 @@ def have_qemu():
     return shutil.which(QEMU) is not None and shutil.which(QEMU_IMG) is not None
 
 
+
+def stop_qemu(qmp, proc):
+    """Asks QEMU to quit over QMP, waits for it (10 s, then SIGKILL to its
+    process group).  Either argument may be None."""
+    if qmp is not None:
+        try:
+            qmp.execute("quit")
+        except Exception:
+            pass
+        qmp.close()
+    if proc is not None:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
 class QemuChain:
     """QEMU's secondary in DIR.  disk is the raw secondary disk: a copy of
     image if given, else a zero file of size bytes."""
@@ -133,20 +150,8 @@ class QemuChain:
 
     def close(self):
         """Stops QEMU, unmounts the view; safe to call twice."""
-        if self.qmp is not None:
-            try:
-                self.qmp.execute("quit")
-            except Exception:
-                pass
-            self.qmp.close()
-            self.qmp = None
-        if self.proc is not None:
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-            self.proc = None
+        stop_qemu(self.qmp, self.proc)
+        self.qmp = self.proc = None
         if os.path.ismount(self.view):
             subprocess.run(["fusermount3", "-u", "-z", self.view],
                            stderr=subprocess.DEVNULL)

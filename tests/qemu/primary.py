@@ -25,7 +25,6 @@ import os
 import random
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import chain  # noqa: E402
@@ -88,20 +87,8 @@ class Primary:
         return r.get("error"), r.get("desc")
 
     def close(self):
-        if self.qmp is not None:
-            try:
-                self.qmp.execute("quit")
-            except Exception:
-                pass
-            self.qmp.close()
-            self.qmp = None
-        if self.proc is not None:
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, 9)
-                self.proc.wait()
-            self.proc = None
+        chain.stop_qemu(self.qmp, self.proc)
+        self.qmp = self.proc = None
 
     def __enter__(self):
         return self.setup()
