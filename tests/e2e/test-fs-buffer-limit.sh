@@ -2,6 +2,8 @@
 # buffer_limit: a view write (FUSE) or a primary write (NBD) that would
 # take the buffers over the limit fails whole with ENOSPC, the reason is
 # in .colo/error, nothing of it is applied, and a checkpoint frees room.
+# (dd reads a pipe: iflag=fullblock makes its 32 KiB one write, which is
+# what "whole" is about; a short read would make two writes.)
 . "$(dirname "$0")/lib.sh"
 
 make_image "$T/vda.img" 4M 11
@@ -13,7 +15,7 @@ expect_status buffer_limit 65536
 # 48 KiB fits; another 32 KiB does not, and must not land in part.
 view_write 0 49152 33
 expect_status buffer_bytes 49152
-if pattern 32768 44 | dd of="$MNT/vda" bs=32768 seek=1M oflag=seek_bytes,direct \
+if pattern 32768 44 | dd of="$MNT/vda" bs=32768 iflag=fullblock seek=1M oflag=seek_bytes,direct \
 	conv=notrunc status=none 2>"$T/dd.err"; then
 	fail "a view write over buffer_limit succeeded"
 fi
