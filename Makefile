@@ -8,10 +8,17 @@
 #   make check-tsan  the engine's stress driver under TSan (build-tsan/)
 #   make check-long  the slow tests (fuzzing, long soaks)
 #   make demo        the main job: a primary, a secondary, a failover
-#   make bench       core benchmarks (bench/)
+#   make bench       the engine's benchmark (tools/bench-core.c)
+#   make deps        install the missing Debian packages (as root)
 #
-# Sources are found by wildcard: add a file to core/, fs/, nbd/, tools/ or
-# tests/unit/ and it is built.
+# Sources are found by wildcard: add a file to core/, fs/, tools/ or
+# tests/unit/ and it is built.  core/ is the engine (libcolofs-core.a);
+# fs/ is the daemon: every file but main.c goes into libcolofs-daemon.a,
+# which the unit tests and the tools link too.
+#
+# pkg-config is asked only when a compile or link needs its answer, never
+# while the Makefile is read, so that `make demo` on a fresh machine can
+# install pkg-config and the -dev packages first (deps) and then build.
 
 BUILD    ?= build
 CC       ?= cc
@@ -23,10 +30,12 @@ WARN     += -Werror
 endif
 SAN      ?=
 PKGS     := fuse3 libqcow inih
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-CRIT_LIBS  := $(shell pkg-config --libs criterion 2>/dev/null)
-ALL_CFLAGS  = $(WARN) $(CFLAGS) $(SAN) -pthread -Icore $(PKG_CFLAGS) -MMD -MP
+# Each is computed once, at its first use (after deps has run).
+lazy = $(eval $1 := $$(shell $2))$($1)
+PKG_CFLAGS = $(call lazy,PKG_CFLAGS,pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(call lazy,PKG_LIBS,pkg-config --libs $(PKGS) 2>/dev/null)
+CRIT_LIBS  = $(call lazy,CRIT_LIBS,pkg-config --libs criterion 2>/dev/null)
+ALL_CFLAGS  = $(WARN) $(CFLAGS) $(SAN) -pthread -Icore -Ifs $(PKG_CFLAGS) -MMD -MP
 LDLIBS      = $(PKG_LIBS) -pthread $(SAN)
 
 # What the build and the tests need, as Debian packages.
@@ -35,44 +44,43 @@ DEB_PKGS := build-essential pkg-config libfuse3-dev fuse3 libqcow-dev \
             python3-libnbd qemu-utils qemu-system-x86 qemu-block-extra \
             util-linux procps psmisc clang libclang-rt-dev fio
 
-CORE_SRC  := $(sort $(wildcard core/*.c))
-FRONT_SRC := $(sort $(wildcard fs/*.c nbd/*.c))
-TOOL_SRC  := $(sort $(wildcard tools/*.c))
-UNIT_SRC  := $(sort $(wildcard tests/unit/*.c))
-BENCH_SRC := $(sort $(wildcard bench/*.c))
+CORE_SRC   := $(sort $(wildcard core/*.c))
+DAEMON_SRC := $(filter-out fs/main.c,$(sort $(wildcard fs/*.c)))
+TOOL_SRC   := $(sort $(wildcard tools/*.c))
+UNIT_SRC   := $(sort $(wildcard tests/unit/*.c))
 
-CORE_OBJ  := $(CORE_SRC:%.c=$(BUILD)/%.o)
-FRONT_OBJ := $(FRONT_SRC:%.c=$(BUILD)/%.o)
-UNIT_OBJ  := $(UNIT_SRC:%.c=$(BUILD)/%.o)
-CORE_LIB  := $(BUILD)/libcolofs-core.a
-TOOLS     := $(TOOL_SRC:tools/%.c=$(BUILD)/%)
-BENCHES   := $(BENCH_SRC:bench/%.c=$(BUILD)/bench-%)
-COLOFS    := $(if $(FRONT_SRC),$(BUILD)/colofs)
+CORE_OBJ   := $(CORE_SRC:%.c=$(BUILD)/%.o)
+DAEMON_OBJ := $(DAEMON_SRC:%.c=$(BUILD)/%.o)
+UNIT_OBJ   := $(UNIT_SRC:%.c=$(BUILD)/%.o)
+CORE_LIB   := $(BUILD)/libcolofs-core.a
+DAEMON_LIB := $(BUILD)/libcolofs-daemon.a
+LIBS       := $(DAEMON_LIB) $(CORE_LIB)
+TOOLS      := $(TOOL_SRC:tools/%.c=$(BUILD)/%)
+COLOFS     := $(BUILD)/colofs
 
 .PHONY: all check check-unit check-e2e check-asan check-tsan check-long deps demo \
         bench clean
 
-all: $(CORE_LIB) $(COLOFS) $(TOOLS)
+all: $(COLOFS) $(TOOLS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 $(CORE_LIB): $(CORE_OBJ)
+$(DAEMON_LIB): $(DAEMON_OBJ)
+$(CORE_LIB) $(DAEMON_LIB):
 	@mkdir -p $(dir $@)
 	rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/colofs: $(FRONT_OBJ) $(CORE_LIB)
+$(BUILD)/colofs: $(BUILD)/fs/main.o $(LIBS)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/%: $(BUILD)/tools/%.o $(CORE_LIB)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
-
-$(BUILD)/bench-%: $(BUILD)/bench/%.o $(CORE_LIB)
+$(BUILD)/%: $(BUILD)/tools/%.o $(LIBS)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lm
 
-$(BUILD)/tests/unit-tests: $(UNIT_OBJ) $(CORE_LIB)
+$(BUILD)/tests/unit-tests: $(UNIT_OBJ) $(LIBS)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(CRIT_LIBS)
 
 # Installs what is missing when run as root; otherwise says what to run.
@@ -110,7 +118,7 @@ check-asan: deps
 	 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	 tests/run-all build-asan
 
-$(BUILD)/stress: $(BUILD)/tests/stress/stress.o $(CORE_LIB)
+$(BUILD)/stress: $(BUILD)/tests/stress/stress.o $(LIBS)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 # The engine's locking under ThreadSanitizer, through a driver that needs
@@ -123,11 +131,12 @@ check-tsan: deps
 check-long: check
 	@COLOFS_LONG=1 tests/run-all $(BUILD) long
 
-demo: deps all
+demo: deps
+	@$(MAKE) --no-print-directory all
 	@tests/demo $(BUILD)
 
-bench: all $(BENCHES)
-	@for b in $(BENCHES); do echo "== $$b"; $$b || exit 1; done
+bench: all
+	$(BUILD)/bench-core
 
 clean:
 	rm -rf build build-asan build-tsan

@@ -60,9 +60,9 @@
 #include <libqcow.h>
 
 #include "extmap.h"
+#include "fdio.h"
 #include "image.h"
 #include "log.h"
-#include "store.h"
 
 #define MAP_MAGIC "COLOFSOV"
 #define MAP_VERSION 1

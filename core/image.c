@@ -14,9 +14,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fdio.h"
 #include "image.h"
 #include "log.h"
-#include "store.h"
 
 static const char qcow_magic[4] = { 'Q', 'F', 'I', 0xfb };
 

@@ -32,12 +32,6 @@ log_set_debug(bool on)
 	debug_on = on;
 }
 
-bool
-log_debug_enabled(void)
-{
-	return debug_on;
-}
-
 void
 log_set_quiet(bool on)
 {

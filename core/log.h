@@ -9,7 +9,6 @@
  */
 void log_use_syslog(const char *ident);
 void log_set_debug(bool on);
-bool log_debug_enabled(void);
 
 /* printf-style; %m works as in syslog (errno is read on entry). */
 void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

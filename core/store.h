@@ -49,12 +49,4 @@ void store_free(struct store *s);		/* NULL is a no-op */
 struct store_factory store_memory_factory(void);
 struct store_factory store_file_factory(const char *dir);
 
-/* Helpers shared by fd-backed stores and images: whole transfers,
- * retrying short I/O and EINTR.  0, or -1 with errno (EIO at EOF).
- */
-int full_pread(int fd, void *buf, size_t len, uint64_t off);
-int full_pwrite(int fd, const void *buf, size_t len, uint64_t off);
-/* Punch a hole, else ZERO_RANGE, else write zeros. */
-int fd_zero_range(int fd, uint64_t off, uint64_t len);
-
 #endif

@@ -21,7 +21,6 @@
 #include <string.h>
 
 #include "colo.h"
-#include "../nbd/nbd.h"
 
 static const char *const cmd_names[] = {
 	[COLO_CMD_START] = "start",
@@ -101,7 +100,8 @@ put_oneline(FILE *fp, const char *s)
 
 int
 colo_status_text(struct replica *r, const struct config *cfg,
-		 struct nbd_server *nbd, char **text, size_t *len)
+		 const struct colo_status_part *parts, size_t nparts,
+		 char **text, size_t *len)
 {
 	struct replica_status st;
 	FILE *fp;
@@ -145,8 +145,8 @@ colo_status_text(struct replica *r, const struct config *cfg,
 #undef DISK_KEY
 	}
 	replica_status_release(&st);
-	if (nbd)
-		nbd_server_status(nbd, fp);
+	for (i = 0; i < nparts; i++)
+		parts[i].print(parts[i].opaque, fp);
 	if (fclose(fp) == EOF) {
 		int saved = errno;
 

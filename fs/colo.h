@@ -3,11 +3,10 @@
 #define COLOFS_COLO_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "config.h"
 #include "replica.h"
-
-struct nbd_server;
 
 /* The contents of MOUNT/.colo/: the control word parser and the status and
  * error texts.  Knows nothing of FUSE.
@@ -29,12 +28,24 @@ int colo_cmd_parse(struct replica *r, const char *buf, size_t len,
 /* Runs it: 0, or -1 with errno (the reason is in the replica's error). */
 int colo_cmd_run(struct replica *r, enum colo_cmd c);
 
-/* The text of .colo/status (key=value lines) and .colo/error (the last
- * error and a newline, or nothing), malloc'd.  nbd may be NULL.  0, or -1
- * with errno.
+/* A part of the daemon that adds key=value lines of its own to the status
+ * (the NBD listener: "nbd.connections=1").  .colo/ knows the parts only
+ * through this.
+ */
+typedef void colo_status_fn(void *opaque, FILE *fp);
+
+struct colo_status_part {
+	colo_status_fn *print;
+	void *opaque;
+};
+
+/* The text of .colo/status (the replica's key=value lines, then each
+ * part's, in order) and .colo/error (the last error and a newline, or
+ * nothing), malloc'd.  0, or -1 with errno.
  */
 int colo_status_text(struct replica *r, const struct config *cfg,
-		     struct nbd_server *nbd, char **text, size_t *len);
+		     const struct colo_status_part *parts, size_t nparts,
+		     char **text, size_t *len);
 int colo_error_text(struct replica *r, char **text, size_t *len);
 
 #endif

@@ -113,7 +113,8 @@ struct fusefs {
 	struct fuse_session *se;
 	struct replica *r;
 	const struct config *cfg;
-	struct nbd_server *nbd;
+	const struct colo_status_part *parts;
+	size_t nparts;
 	bool mounted;
 	bool signals;		/* fuse_set_signal_handlers succeeded */
 	struct timespec t0;	/* every timestamp */
@@ -421,7 +422,7 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			return;
 		}
 		if (ino == INO_STATUS)
-			rc = colo_status_text(fs->r, fs->cfg, fs->nbd,
+			rc = colo_status_text(fs->r, fs->cfg, fs->parts, fs->nparts,
 					      &s->text, &s->len);
 		else
 			rc = colo_error_text(fs->r, &s->text, &s->len);
@@ -982,30 +983,9 @@ fusefs_check_mountpoint(const char *path)
 	return 0;
 }
 
-static int
-check_names(const struct config *cfg)
-{
-	size_t i;
-	const char *n;
-
-	for (i = 0; i < cfg->ndisks; i++) {
-		n = cfg->disks[i].name;
-		if (!*n || strcmp(n, ".") == 0 || strcmp(n, "..") == 0 ||
-		    strcmp(n, ".colo") == 0 || strchr(n, '/') ||
-		    strlen(n) > 255) {
-			log_error("%s:%d: disk name \"%s\" cannot be a file "
-				  "name in the mount", cfg->path,
-				  cfg->disks[i].line, n);
-			errno = EINVAL;
-			return -1;
-		}
-	}
-	return 0;
-}
-
 struct fusefs *
 fusefs_new(const struct config *cfg, struct replica *r,
-	   struct nbd_server *nbd)
+	   const struct colo_status_part *parts, size_t nparts)
 {
 	struct fusefs *fs;
 	char opts[256];
@@ -1014,15 +994,15 @@ fusefs_new(const struct config *cfg, struct replica *r,
 	size_t i;
 	int saved;
 
-	if (check_names(cfg) == -1 ||
-	    fusefs_check_mountpoint(cfg->mountpoint) == -1)
+	if (fusefs_check_mountpoint(cfg->mountpoint) == -1)
 		return NULL;
 	fs = calloc(1, sizeof *fs);
 	if (!fs)
 		return NULL;
 	fs->r = r;
 	fs->cfg = cfg;
-	fs->nbd = nbd;
+	fs->parts = parts;
+	fs->nparts = nparts;
 	fs->uid = geteuid();
 	fs->gid = getegid();
 	clock_gettime(CLOCK_REALTIME, &fs->t0);

@@ -2,20 +2,21 @@
 #ifndef COLOFS_FUSEFS_H
 #define COLOFS_FUSEFS_H
 
+#include "colo.h"
 #include "config.h"
 #include "replica.h"
 
-struct nbd_server;
 struct fusefs;
 
 /* Creates the FUSE session for cfg's disks and mounts it on
  * cfg->mountpoint (which must be an existing directory that is not a mount
  * point yet).  Installs the SIGTERM/SIGINT/SIGHUP handlers that end
- * fusefs_run.  nbd may be NULL; it is only read for the status.  NULL with
+ * fusefs_run.  parts[] (which may be empty) add their lines to
+ * .colo/status; the array must outlive the file system.  NULL with
  * errno after logging why; nothing is mounted then.
  */
 struct fusefs *fusefs_new(const struct config *cfg, struct replica *r,
-			  struct nbd_server *nbd);
+			  const struct colo_status_part *parts, size_t nparts);
 /* Serves requests with a pool of threads until the filesystem is
  * unmounted or a signal arrives.  Returns when every request in flight has
  * been answered: 0, or -1 with errno.

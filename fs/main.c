@@ -35,7 +35,7 @@
 #include "fusefs.h"
 #include "image.h"
 #include "log.h"
-#include "../nbd/nbd.h"
+#include "nbd.h"
 #include "replica.h"
 #include "store.h"
 
@@ -184,6 +184,7 @@ serve(struct config *cfg, bool foreground)
 	struct store_factory factory;
 	struct replica *r = NULL;
 	struct nbd_server *nbd = NULL;
+	struct colo_status_part status_part;
 	struct fusefs *fs = NULL;
 	struct image *img;
 	sigset_t oldmask;
@@ -220,7 +221,8 @@ serve(struct config *cfg, bool foreground)
 		if (!nbd)
 			goto out;
 	}
-	fs = fusefs_new(cfg, r, nbd);
+	status_part = (struct colo_status_part){ nbd_server_status, nbd };
+	fs = fusefs_new(cfg, r, &status_part, nbd ? 1 : 0);
 	if (!fs)
 		goto out;
 	if (nbd && nbd_server_start(nbd) == -1)

@@ -52,8 +52,10 @@ if [ "$(id -u)" != 0 ] || command -v runuser >/dev/null; then
 	write_config
 	chmod 600 "$T/colofs.ini"
 	chmod 755 "$T"
+	# nobody may not reach the checkout (under /root, say): a copy in $T.
+	install -m 0755 "$COLOFS_BIN" "$T/colofs"
 	rc=0
-	runuser -u nobody -- "$COLOFS_BIN" -c "$T/colofs.ini" --check-config \
+	runuser -u nobody -- "$T/colofs" -c "$T/colofs.ini" --check-config \
 		2>"$T/err" || rc=$?
 	[ "$rc" = 1 ] && grep -q "cannot read: Permission denied" "$T/err" ||
 		fail "config without read permission: exit $rc, $(cat "$T/err")"

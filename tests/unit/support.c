@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fdio.h"
 #include "store.h"
 #include "support.h"
 

@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Unit tests of the NBD protocol code (nbd/nbd-proto.c), driven from memory:
- * the client's bytes are a script, the server's are captured.  The unit
- * binary links core/ only, so the file under test is included here.
+/* Unit tests of the NBD protocol code (fs/nbd-proto.c), driven from memory:
+ * the client's bytes are a script, the server's are captured.
  */
 #include <criterion/criterion.h>
 #include <endian.h>
@@ -9,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../nbd/nbd-proto.c"
+#include "nbd-proto.h"
 
 struct memio {
 	uint8_t in[1 << 16];

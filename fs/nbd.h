@@ -13,7 +13,7 @@
  */
 struct nbd_server;
 
-/* Binds cfg->listen (unix:PATH, HOST:PORT, [V6]:PORT).  NULL with errno,
+/* Binds cfg->listen_addr, which config_load parsed and checked.  NULL with errno,
  * after logging why.  Serves nothing until nbd_server_start.
  */
 struct nbd_server *nbd_server_new(struct replica *r, const struct config *cfg);
@@ -23,7 +23,9 @@ int nbd_server_start(struct nbd_server *srv);
  * connection, joins its threads and frees.  NULL is a no-op.
  */
 void nbd_server_free(struct nbd_server *srv);
-/* key=value lines for .colo/status ("nbd.connections=1"). */
-void nbd_server_status(struct nbd_server *srv, FILE *fp);
+/* key=value lines for .colo/status ("nbd.connections=1"); srv is a
+ * struct nbd_server, so that this is a colo_status_fn.
+ */
+void nbd_server_status(void *srv, FILE *fp);
 
 #endif

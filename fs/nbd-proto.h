@@ -11,7 +11,9 @@
  */
 
 #include <stddef.h>
+#include <endian.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/uio.h>
 
 /* Handshake magics and flags. */
@@ -187,5 +189,54 @@ const char *nbd_end_name(enum nbd_end e);	/* aborts if unknown */
 enum nbd_end nbd_transmission(const struct nbd_io *io,
 			      const struct nbd_export_info *ex,
 			      const struct nbd_session_ops *ops, void *opaque);
+
+/* Big-endian fields of the wire format, for the protocol and its tests. */
+static inline void
+put16(uint8_t *p, uint16_t v)
+{
+	v = htobe16(v);
+	memcpy(p, &v, 2);
+}
+
+static inline void
+put32(uint8_t *p, uint32_t v)
+{
+	v = htobe32(v);
+	memcpy(p, &v, 4);
+}
+
+static inline void
+put64(uint8_t *p, uint64_t v)
+{
+	v = htobe64(v);
+	memcpy(p, &v, 8);
+}
+
+static inline uint16_t
+get16(const uint8_t *p)
+{
+	uint16_t v;
+
+	memcpy(&v, p, 2);
+	return be16toh(v);
+}
+
+static inline uint32_t
+get32(const uint8_t *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, 4);
+	return be32toh(v);
+}
+
+static inline uint64_t
+get64(const uint8_t *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, 8);
+	return be64toh(v);
+}
 
 #endif

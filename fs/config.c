@@ -278,7 +278,9 @@ parse_port(const char *s)
 static int
 parse_listen(struct loader *ld, const char *key, const char *v, char **out)
 {
-	const char *port;
+	struct config_listen *a = &ld->c->listen_addr;
+	const char *host, *port;
+	size_t hlen;
 
 	if (strncmp(v, "unix:", 5) == 0) {
 		const char *p = v + 5;
@@ -293,7 +295,11 @@ parse_listen(struct loader *ld, const char *key, const char *v, char **out)
 				  sizeof ((struct sockaddr_un *) 0)->sun_path - 1);
 			return -1;
 		}
-		return set_string(ld, out, v);
+		if (set_string(ld, out, v) == -1)
+			return -1;
+		a->kind = CONFIG_LISTEN_UNIX;
+		strcpy(a->path, p);
+		return 0;
 	}
 	if (v[0] == '[') {
 		const char *close = strchr(v, ']');
@@ -312,6 +318,8 @@ parse_listen(struct loader *ld, const char *key, const char *v, char **out)
 		}
 		memcpy(addr, v + 1, alen);
 		addr[alen] = '\0';
+		host = v + 1;
+		hlen = alen;
 		if (inet_pton(AF_INET6, addr, &a6) != 1) {
 			bad_value(ld, key, v, "'%s' is not an IPv6 address",
 				  addr);
@@ -339,6 +347,12 @@ parse_listen(struct loader *ld, const char *key, const char *v, char **out)
 			bad_value(ld, key, v, "no host; " LISTEN_FORMS);
 			return -1;
 		}
+		host = v;
+		hlen = colon - v;
+		if (hlen >= sizeof a->host) {
+			bad_value(ld, key, v, "host name too long");
+			return -1;
+		}
 		for (h = v; h < colon; h++) {
 			if (!isalnum((unsigned char) *h) && *h != '.' &&
 			    *h != '-') {
@@ -353,7 +367,13 @@ parse_listen(struct loader *ld, const char *key, const char *v, char **out)
 		bad_value(ld, key, v, "the port must be 1 to 65535");
 		return -1;
 	}
-	return set_string(ld, out, v);
+	if (set_string(ld, out, v) == -1)
+		return -1;
+	a->kind = CONFIG_LISTEN_TCP;
+	memcpy(a->host, host, hlen);
+	a->host[hlen] = '\0';
+	strcpy(a->port, port);
+	return 0;
 }
 
 static void

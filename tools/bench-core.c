@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "extmap.h"
+#include "fdio.h"
 #include "image.h"
 #include "log.h"
 #include "replica.h"

@@ -40,6 +40,22 @@ enum config_buffer {
 };
 const char *config_buffer_name(enum config_buffer b);	/* aborts if unknown */
 
+/* Where the NBD listener listens, parsed and checked once here: the
+ * listener binds it as it is.
+ */
+enum config_listen_kind {
+	CONFIG_LISTEN_NONE,
+	CONFIG_LISTEN_UNIX,
+	CONFIG_LISTEN_TCP,
+};
+
+struct config_listen {
+	enum config_listen_kind kind;
+	char path[108];			/* UNIX: an absolute socket path */
+	char host[256];			/* TCP: a name, IPv4 or IPv6 address */
+	char port[6];			/* TCP: 1 to 65535, in decimal */
+};
+
 struct config_disk {
 	char *name;
 	char *image;
@@ -56,7 +72,8 @@ struct config {
 	char *path;			/* the file it was read from */
 	char *mountpoint;
 	enum config_mode mode;
-	char *listen;			/* NULL: no NBD listener */
+	char *listen;			/* as written; NULL: no NBD listener */
+	struct config_listen listen_addr;	/* the same, parsed */
 	enum config_buffer buffer;
 	char *buffer_dir;		/* NULL unless set */
 	uint64_t buffer_limit;		/* 0 = unlimited */

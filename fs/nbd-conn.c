@@ -1,0 +1,615 @@
+/* SPDX-License-Identifier: MIT */
+/* An NBD connection: its thread, its workers and its requests.
+ *
+ * Threads
+ *
+ *   accept thread ──accept()──> connection thread (detached, one per client)
+ *                                 │ nbd_negotiate() under a 10 s deadline
+ *                                 │ nbd_transmission(): reads requests,
+ *                                 │   reads a WRITE's payload in full into
+ *                                 │   a buffer, queues it
+ *                                 ▼
+ *                               workers (up to NBD_WORKERS per connection,
+ *                                 started on demand): call replica_primary_*,
+ *                                 send the reply, recycle the buffer
+ *
+ * A connection's reader goes on reading while its workers execute, so
+ * requests are pipelined and replies go out in completion order.  At most
+ * NBD_MAX_INFLIGHT requests (and about NBD_MAX_INFLIGHT_BYTES of buffers)
+ * are in flight per connection: the reader waits for room.  Workers are per
+ * connection so that a client that stops reading its replies stalls only
+ * its own connection.
+ *
+ * Ends.  When the transmission loop ends (DISC, EOF, bad magic, ...), the
+ * connection thread waits until its in-flight requests have finished and
+ * been answered, stops and joins its workers, closes the socket and frees
+ * the connection.  An end without DISC that the server did not cause is an
+ * unclean disconnect: replica_note_unclean_disconnect().
+ *
+ * Reconnects.  QEMU reconnects by itself and may replay writes, so a stale
+ * write of a dead connection must not land after its newer twin.  The dead
+ * connection's reader may not even have seen its EOF yet when the new one
+ * starts, so the rule is broader: before its first request executes, a
+ * connection waits until every request submitted on the same export by
+ * other connections up to that moment has executed (export_barrier).  For
+ * live multi-conn clients (nbdcopy) that is a one-off wait for requests
+ * that complete on their own.  The dead connection's reader may also
+ * still find whole requests queued in its socket after the hangup: those
+ * are held back, unexecuted, and run only if a DISC follows them (a client
+ * may send WRITE, DISC and close without waiting), else dropped -- their
+ * client never saw a reply.  A request is counted submitted before the
+ * hangup check (see conn_submit), so a barrier that runs after the hangup
+ * covers every request the dead connection will run.
+ *
+ * Failover.  New GO/EXPORT_NAME are refused while !replica_accepts_primary.
+ * A write answered NBD_ESHUTDOWN marks its connection closing: the socket's
+ * read side is shut, the reader sees EOF, in-flight requests finish and
+ * are answered, then the connection closes (not counted as unclean).
+ *
+ * Locks, in order: srv->lock > ex->lock > conn->lock.  conn->send_lock is
+ * a leaf taken alone.
+ *   srv->lock       the connection list, nconns, stopping.
+ *   ex->lock        the export's connection list and the barrier waits;
+ *                   taken per request only while a barrier waits.
+ *   conn->lock      the work queue, in-flight counts, workers, buffers.
+ *   conn->send_lock exists to order exactly the socket sends of replies,
+ *                   so two workers' replies never interleave on the wire;
+ *                   it is held across the send and nothing else.
+ * Counters for the status are atomics.
+ *
+ * Ownership.  The server owns the exports and the listening socket.  A
+ * connection is owned by its thread, which frees it; the server only
+ * shuts its socket down (under srv->lock, while it is listed) to stop it.
+ * A buffer belongs to the reader until submitted, then to the job.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "nbd-internal.h"
+
+static struct nbd_buf *
+buf_of(void *data)
+{
+	return (struct nbd_buf *)((uint8_t *)data - offsetof(struct nbd_buf, data));
+}
+
+static void *
+conn_get_buf(void *opaque, size_t len)
+{
+	struct nbd_conn *c = opaque;
+	struct nbd_buf *b, **pp;
+
+	pthread_mutex_lock(&c->lock);
+	for (pp = &c->free_bufs; (b = *pp) != NULL; pp = &b->next) {
+		if (b->cap >= len) {
+			*pp = b->next;
+			c->nfree--;
+			pthread_mutex_unlock(&c->lock);
+			return b->data;
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+
+	size_t cap = len < 65536 ? 65536 : len;
+
+	b = malloc(sizeof(*b) + cap);
+	if (b == NULL)
+		return NULL;
+	b->cap = cap;
+	return b->data;
+}
+
+static void
+conn_put_buf(void *opaque, void *data)
+{
+	struct nbd_conn *c = opaque;
+	struct nbd_buf *b = buf_of(data);
+
+	pthread_mutex_lock(&c->lock);
+	if (c->nfree < NBD_BUF_CACHE && b->cap <= NBD_BUF_CACHE_MAX) {
+		b->next = c->free_bufs;
+		c->free_bufs = b;
+		c->nfree++;
+		b = NULL;
+	}
+	pthread_mutex_unlock(&c->lock);
+	free(b);
+}
+
+static int
+conn_send_reply(struct nbd_conn *c, uint64_t cookie, uint32_t err,
+		const void *data, size_t len)
+{
+	uint8_t hdr[NBD_REPLY_SIZE];
+	struct iovec iov[2] = {
+		{ .iov_base = hdr, .iov_len = sizeof(hdr) },
+		{ .iov_base = (void *)data, .iov_len = err ? 0 : len },
+	};
+	int rc;
+
+	if (atomic_load(&c->broken)) {
+		errno = EPIPE;
+		return -1;
+	}
+	nbd_reply_encode(hdr, cookie, err);
+	if (err)
+		atomic_fetch_add(&c->srv->request_errors, 1);
+	pthread_mutex_lock(&c->send_lock);
+	rc = sock_send(c, iov, 2);
+	pthread_mutex_unlock(&c->send_lock);
+	if (rc == -1 && !atomic_exchange(&c->broken, true)) {
+		/* Half a reply may be out: the stream is unusable.  Wake the
+		 * reader; its loop ends with EOF.
+		 */
+		log_debug("nbd: conn %llu: reply not sent: %m",
+			  (unsigned long long)c->id);
+		shutdown(c->fd, SHUT_RDWR);
+	}
+	return rc;
+}
+
+static int
+conn_reply_error(void *opaque, uint64_t cookie, uint32_t err)
+{
+	return conn_send_reply(opaque, cookie, err, NULL, 0);
+}
+
+static int
+do_zero(struct replica_disk *d, uint64_t off, uint64_t len)
+{
+	while (len > 0) {
+		uint64_t n = len < NBD_ZERO_CHUNK ? len : NBD_ZERO_CHUNK;
+
+		if (replica_primary_zero(d, off, n) == -1)
+			return -1;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* Runs one request against the replica: 0 or an NBD error. */
+static uint32_t
+execute(struct nbd_conn *c, const struct nbd_job *j)
+{
+	struct replica_disk *d = c->ex->disk;
+	const struct nbd_request *q = &j->req;
+	void *data = j->buf ? j->buf->data : NULL;
+	bool fua = q->flags & NBD_CMD_FLAG_FUA;
+	int rc = 0;
+
+	switch (q->type) {
+	case NBD_CMD_READ:
+		atomic_fetch_add(&c->srv->reads, 1);
+		if (q->length)
+			rc = replica_primary_read(d, data, q->length, q->offset);
+		if (rc == 0)
+			atomic_fetch_add(&c->srv->bytes_read, q->length);
+		break;
+	case NBD_CMD_WRITE:
+		atomic_fetch_add(&c->srv->writes, 1);
+		if (q->length)
+			rc = replica_primary_write(d, data, q->length, q->offset);
+		if (rc == 0)
+			atomic_fetch_add(&c->srv->bytes_written, q->length);
+		if (rc == 0 && fua)
+			rc = replica_primary_flush(d);
+		break;
+	case NBD_CMD_FLUSH:
+		atomic_fetch_add(&c->srv->flushes, 1);
+		rc = replica_primary_flush(d);
+		break;
+	case NBD_CMD_TRIM:
+	case NBD_CMD_WRITE_ZEROES:
+		/* TRIM too: the replica's S must read zeros afterwards. */
+		atomic_fetch_add(&c->srv->zeroes, 1);
+		rc = do_zero(d, q->offset, q->length);
+		if (rc == 0 && fua)
+			rc = replica_primary_flush(d);
+		break;
+	default:
+		/* nbd_request_check lets nothing else through. */
+		abort();
+	}
+	return rc == 0 ? 0 : nbd_errno_to_nbd(errno);
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct nbd_conn *c = arg;
+
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		struct nbd_job *j;
+		uint32_t err;
+		size_t bytes;
+
+		while (c->head == NULL && !c->stop) {
+			c->idle++;
+			pthread_cond_wait(&c->work, &c->lock);
+			c->idle--;
+		}
+		if (c->head == NULL)
+			break;
+		j = c->head;
+		c->head = j->next;
+		if (c->head == NULL)
+			c->tail = NULL;
+		pthread_mutex_unlock(&c->lock);
+
+		err = execute(c, j);
+		export_mark_completed(c);
+		if (err == NBD_ESHUTDOWN && !atomic_exchange(&c->closing, true)) {
+			log_info("nbd: export %s: failover: closing connection %llu",
+				 c->ex->name, (unsigned long long)c->id);
+		}
+		conn_send_reply(c, j->req.cookie, err,
+				j->buf ? (void *)j->buf->data : NULL,
+				j->req.type == NBD_CMD_READ ? j->req.length : 0);
+		if (err == NBD_ESHUTDOWN)
+			shutdown(c->fd, SHUT_RD);	/* the reader stops */
+		bytes = j->buf ? j->req.length : 0;
+		if (j->buf)
+			conn_put_buf(c, j->buf->data);
+		free(j);
+
+		pthread_mutex_lock(&c->lock);
+		c->inflight--;
+		c->inflight_bytes -= bytes;
+		pthread_cond_signal(&c->room);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+/* 1 if the peer closed or shut down its side (data may still be queued). */
+static bool
+peer_hung_up(int fd)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLRDHUP };
+
+	return poll(&pfd, 1, 0) == 1 &&
+	       (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+static int conn_enqueue(struct nbd_conn *c, struct nbd_job *j);
+
+static int
+conn_submit(void *opaque, const struct nbd_request *req, void *buf)
+{
+	struct nbd_conn *c = opaque;
+	struct nbd_job *j;
+
+	if (!c->barrier_done) {
+		export_barrier(c);
+		c->barrier_done = true;
+	}
+	j = malloc(sizeof(*j));
+	if (j == NULL)
+		goto fail;
+	j->next = NULL;
+	j->req = *req;
+	j->buf = buf ? buf_of(buf) : NULL;
+	atomic_fetch_add(&c->srv->requests, 1);
+
+	/* A request read after the peer hung up is held back: it is run
+	 * only if a DISC follows (a client may pipeline WRITE, DISC, close),
+	 * and dropped if the stream just ends, since that client is dead and
+	 * will never see the reply.
+	 *
+	 * Counted first, then the hangup checked (seq_cst): a barrier that
+	 * snapshots submitted after the hangup (a reconnect) either saw this
+	 * count, and the request completes (run, or held and counted
+	 * completed at once), or did not, and then this check comes after
+	 * the hangup and sees it.  Either way the barrier covers every
+	 * request this connection will ever run.
+	 */
+	if (!c->hup) {
+		atomic_fetch_add(&c->submitted, 1);
+		c->hup = peer_hung_up(c->fd);
+		if (c->hup)
+			export_mark_completed(c);
+	}
+	if (c->hup) {
+		if (c->held_tail)
+			c->held_tail->next = j;
+		else
+			c->held = j;
+		c->held_tail = j;
+		c->nheld++;
+		return 0;
+	}
+	return conn_enqueue(c, j);
+
+fail:
+	if (buf)
+		conn_put_buf(c, buf);
+	conn_reply_error(c, req->cookie, NBD_ENOMEM);
+	return -1;
+}
+
+/* Hands a counted job to the workers, waiting for room. */
+static int
+conn_enqueue(struct nbd_conn *c, struct nbd_job *j)
+{
+	size_t bytes = j->buf ? j->req.length : 0;
+
+	pthread_mutex_lock(&c->lock);
+	while (c->inflight >= NBD_MAX_INFLIGHT ||
+	       (c->inflight > 0 &&
+		c->inflight_bytes + bytes > NBD_MAX_INFLIGHT_BYTES))
+		pthread_cond_wait(&c->room, &c->lock);
+	if (c->idle == 0 && c->nworkers < NBD_WORKERS &&
+	    pthread_create(&c->workers[c->nworkers], NULL, worker_main, c) == 0)
+		c->nworkers++;
+	if (c->nworkers == 0) {
+		pthread_mutex_unlock(&c->lock);
+		log_error("nbd: conn %llu: cannot start a worker thread",
+			  (unsigned long long)c->id);
+		export_mark_completed(c);
+		conn_reply_error(c, j->req.cookie, NBD_ENOMEM);
+		if (j->buf)
+			conn_put_buf(c, j->buf->data);
+		free(j);
+		return -1;
+	}
+	if (c->tail)
+		c->tail->next = j;
+	else
+		c->head = j;
+	c->tail = j;
+	c->inflight++;
+	c->inflight_bytes += bytes;
+	pthread_cond_signal(&c->work);
+	pthread_mutex_unlock(&c->lock);
+	return 0;
+}
+
+static int
+conn_accepting(void *opaque)
+{
+	struct nbd_conn *c = opaque;
+
+	return replica_accepts_primary(c->srv->r);
+}
+
+/* Waits for the in-flight requests, then stops and joins the workers. */
+static void
+conn_drain(struct nbd_conn *c)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&c->lock);
+	while (c->inflight > 0)
+		pthread_cond_wait(&c->room, &c->lock);
+	c->stop = true;
+	pthread_cond_broadcast(&c->work);
+	n = c->nworkers;
+	pthread_mutex_unlock(&c->lock);
+	for (unsigned i = 0; i < n; i++)
+		pthread_join(c->workers[i], NULL);
+}
+
+/* Requests read after the peer hung up (see conn_submit): a DISC after
+ * them makes them ordinary requests; otherwise the client is dead and
+ * they are dropped unexecuted.
+ */
+static void
+run_or_drop_held(struct nbd_conn *c, bool run)
+{
+	struct nbd_job *j;
+
+	while ((j = c->held) != NULL) {
+		c->held = j->next;
+		j->next = NULL;
+		if (run) {
+			atomic_fetch_add(&c->submitted, 1);
+			if (conn_enqueue(c, j) == 0)
+				continue;
+			run = false;	/* j is freed; drop the rest */
+			continue;
+		}
+		if (j->buf)
+			conn_put_buf(c, j->buf->data);
+		free(j);
+	}
+	c->held_tail = NULL;
+	if (!run && c->nheld)
+		log_debug("nbd: conn %llu: dropped %llu requests that arrived after the client hung up",
+			  (unsigned long long)c->id,
+			  (unsigned long long)c->nheld);
+}
+
+static void
+serve(struct nbd_conn *c, size_t idx)
+{
+	struct nbd_server *srv = c->srv;
+	struct nbd_export *ex = &srv->exports[idx];
+	static const struct nbd_session_ops ops = {
+		.get_buf = conn_get_buf,
+		.put_buf = conn_put_buf,
+		.submit = conn_submit,
+		.reply_error = conn_reply_error,
+	};
+	struct nbd_io io = { .recv = sock_recv, .send = sock_send, .ctx = c };
+	enum nbd_end end;
+	uint64_t lost;
+
+	export_attach(ex, c);
+	atomic_fetch_add(&srv->serving, 1);
+	log_debug("nbd: conn %llu: serving export %s",
+		  (unsigned long long)c->id, ex->name);
+
+	end = nbd_transmission(&io, &srv->infos[idx], &ops, c);
+	pthread_mutex_lock(&c->lock);
+	lost = c->inflight;
+	pthread_mutex_unlock(&c->lock);
+	run_or_drop_held(c, end == NBD_END_DISC);
+	if (end != NBD_END_DISC)
+		lost += c->nheld;
+	conn_drain(c);
+
+	export_detach(ex, c);
+	atomic_fetch_sub(&srv->serving, 1);
+
+	bool stopping;
+
+	pthread_mutex_lock(&srv->lock);
+	stopping = srv->stopping;
+	pthread_mutex_unlock(&srv->lock);
+	if (end == NBD_END_DISC || atomic_load(&c->closing) || stopping) {
+		log_debug("nbd: conn %llu: export %s: closed (%s)",
+			  (unsigned long long)c->id, ex->name,
+			  nbd_end_name(end));
+		return;
+	}
+	/* The primary went away without DISC: it may have seen errors for
+	 * writes that never reached us.
+	 */
+	atomic_fetch_add(&srv->unclean, 1);
+	log_warn("nbd: export %s: connection %llu ended without NBD_CMD_DISC (%s, %llu requests were in flight)",
+		 ex->name, (unsigned long long)c->id,
+		 end == NBD_END_PROTOCOL ? "protocol error" : "client went away",
+		 (unsigned long long)lost);
+	char why[256];
+
+	snprintf(why, sizeof(why), "nbd export %s, connection %llu: %s, %llu requests in flight",
+		 ex->name, (unsigned long long)c->id,
+		 end == NBD_END_PROTOCOL ? "protocol error" : "client went away",
+		 (unsigned long long)lost);
+	replica_note_unclean_disconnect(srv->r, why);
+}
+
+static void
+conn_free(struct nbd_conn *c)
+{
+	struct nbd_buf *b;
+
+	while ((b = c->free_bufs) != NULL) {
+		c->free_bufs = b->next;
+		free(b);
+	}
+	pthread_mutex_destroy(&c->lock);
+	pthread_mutex_destroy(&c->send_lock);
+	pthread_cond_destroy(&c->work);
+	pthread_cond_destroy(&c->room);
+	free(c);
+}
+
+static void *
+conn_main(void *arg)
+{
+	struct nbd_conn *c = arg;
+	struct nbd_server *srv = c->srv;
+	struct nbd_handshake hs = {
+		.exports = srv->infos,
+		.nexports = srv->nexports,
+		.accepting = conn_accepting,
+		.opaque = c,
+	};
+	struct nbd_io io = { .recv = sock_recv, .send = sock_send, .ctx = c };
+	struct timeval tv = { .tv_sec = NBD_HANDSHAKE_MS / 1000 };
+	int idx;
+
+	/* The handshake deadline covers recv (sock_recv polls) and send. */
+	setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	c->deadline_ms = now_ms() + NBD_HANDSHAKE_MS;
+	atomic_fetch_add(&srv->negotiating, 1);
+	idx = nbd_negotiate(&io, &hs);
+	atomic_fetch_sub(&srv->negotiating, 1);
+	if (idx < 0) {
+		if (errno == ESHUTDOWN)
+			atomic_fetch_add(&srv->refused, 1);
+		log_debug("nbd: conn %llu: negotiation ended: %m",
+			  (unsigned long long)c->id);
+	} else {
+		c->deadline_ms = 0;
+		tv.tv_sec = 0;
+		setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		serve(c, (size_t)idx);
+	}
+
+	pthread_mutex_lock(&srv->lock);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		srv->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	close(c->fd);	/* unlisted first: the server never shuts a reused fd */
+	srv->nconns--;
+	pthread_cond_broadcast(&srv->cond);
+	pthread_mutex_unlock(&srv->lock);
+	conn_free(c);
+	return NULL;
+}
+
+void
+conn_spawn(struct nbd_server *srv, int fd)
+{
+	struct nbd_conn *c;
+	pthread_attr_t attr;
+	pthread_t tid;
+	int one = 1;
+
+	if (srv->is_tcp) {
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	}
+	c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		log_error("nbd: new connection: %m");
+		close(fd);
+		return;
+	}
+	c->srv = srv;
+	c->fd = fd;
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_mutex_init(&c->send_lock, NULL);
+	pthread_cond_init(&c->work, NULL);
+	pthread_cond_init(&c->room, NULL);
+
+	pthread_mutex_lock(&srv->lock);
+	if (srv->stopping || srv->nconns >= NBD_MAX_CONNS) {
+		pthread_mutex_unlock(&srv->lock);
+		atomic_fetch_add(&srv->refused, 1);
+		log_warn("nbd: refusing a connection: %s",
+			 srv->stopping ? "stopping" : "too many connections");
+		close(fd);
+		conn_free(c);
+		return;
+	}
+	c->id = ++srv->next_id;
+	c->next = srv->conns;
+	if (srv->conns)
+		srv->conns->prev = c;
+	srv->conns = c;
+	srv->nconns++;
+	atomic_fetch_add(&srv->accepted, 1);
+
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&tid, &attr, conn_main, c) != 0) {
+		log_error("nbd: no thread for a new connection");
+		srv->conns = c->next;
+		if (c->next)
+			c->next->prev = NULL;
+		srv->nconns--;
+		close(fd);
+		conn_free(c);
+	}
+	pthread_attr_destroy(&attr);
+	pthread_mutex_unlock(&srv->lock);
+}

@@ -1,0 +1,147 @@
+/* SPDX-License-Identifier: MIT */
+/* The NBD listener's private header: the structures its files share, the
+ * bounds, and an extern block per file (as nbdkit's server/internal.h).
+ *
+ *   nbd-proto.c      the wire protocol, no sockets or threads (nbd-proto.h)
+ *   nbd-transport.c  bytes in and out of a connection's socket
+ *   nbd-conn.c       a connection: its thread, its workers, its requests
+ *   nbd-export.c     an export: its connections and the reconnect barrier
+ *   nbd-listen.c     the listening socket and the accept thread
+ *   nbd-server.c     the server: set-up, shutdown, status (nbd.h)
+ */
+#ifndef COLOFS_NBD_INTERNAL_H
+#define COLOFS_NBD_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "config.h"
+#include "nbd-proto.h"
+#include "nbd.h"
+#include "replica.h"
+
+#define NBD_HANDSHAKE_MS	10000
+#define NBD_MAX_CONNS		128	/* negotiating + serving */
+#define NBD_MAX_INFLIGHT	16	/* requests per connection */
+#define NBD_MAX_INFLIGHT_BYTES	(64u << 20)
+#define NBD_WORKERS		NBD_MAX_INFLIGHT
+#define NBD_BUF_CACHE		16	/* recycled buffers per connection */
+#define NBD_BUF_CACHE_MAX	(4u << 20)	/* larger ones are freed */
+#define NBD_ZERO_CHUNK		(64ull << 20)
+#define NBD_STOP_GRACE_MS	3000
+
+struct nbd_conn;
+
+struct nbd_export {
+	struct nbd_server *srv;
+	struct replica_disk *disk;
+	char *name;
+	char *description;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;		/* a counter moved, a connection left */
+	struct nbd_conn *conns;		/* serving ones; protected by lock */
+	/* Barrier waiters; changed under lock, read without it (see
+	 * conn_mark_completed).
+	 */
+	atomic_uint waiters;
+};
+
+struct nbd_server {
+	struct replica *r;
+	int listen_fd;
+	int wake[2];			/* wakes the accept thread */
+	char *unix_path;		/* unlinked at free, or NULL */
+	bool is_tcp;			/* TCP_NODELAY and keepalive for clients */
+	char addr[160];			/* what we listen on, for status */
+	size_t nexports;
+	struct nbd_export *exports;
+	struct nbd_export_info *infos;	/* parallel to exports */
+	pthread_t accept_thread;
+	bool started;
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;		/* nconns dropped */
+	struct nbd_conn *conns;		/* protected by lock */
+	unsigned nconns;		/* protected by lock */
+	bool stopping;			/* protected by lock */
+	uint64_t next_id;		/* protected by lock */
+
+	atomic_uint_fast64_t accepted, refused, serving, negotiating;
+	atomic_uint_fast64_t unclean, requests, request_errors;
+	atomic_uint_fast64_t reads, writes, flushes, zeroes;	/* executed */
+	atomic_uint_fast64_t bytes_read, bytes_written;
+};
+
+struct nbd_buf {
+	struct nbd_buf *next;
+	size_t cap;
+	max_align_t data[];
+};
+
+struct nbd_job {
+	struct nbd_job *next;
+	struct nbd_request req;
+	struct nbd_buf *buf;		/* READ/WRITE with length > 0 */
+};
+
+struct nbd_conn {
+	struct nbd_server *srv;
+	uint64_t id;
+	int fd;
+	int64_t deadline_ms;		/* handshake only; 0: none */
+	struct nbd_conn *next, *prev;	/* srv->conns; srv->lock */
+	struct nbd_export *ex;		/* once negotiated */
+	struct nbd_conn *ex_next, *ex_prev;	/* ex->conns; ex->lock */
+	/* Requests counted for the reconnect barrier: submitted by the
+	 * reader, completed once executed (or held back).  Atomics, taken
+	 * without a lock; see conn_submit and conn_mark_completed.
+	 */
+	atomic_uint_fast64_t submitted, completed;
+	bool barrier_done;		/* reader only */
+	bool hup;			/* reader only: the peer hung up */
+	struct nbd_job *held, *held_tail;	/* reader only, see conn_submit */
+	uint64_t nheld;			/* reader only */
+	atomic_bool closing;		/* the server ends it (failover) */
+	atomic_bool broken;		/* a reply could not be sent */
+
+	pthread_mutex_t lock;
+	pthread_cond_t work;		/* a job queued, or stop */
+	pthread_cond_t room;		/* a job finished */
+	struct nbd_job *head, *tail;	/* protected by lock */
+	unsigned inflight;		/* queued + executing; lock */
+	size_t inflight_bytes;		/* lock */
+	unsigned nworkers, idle;	/* lock */
+	bool stop;			/* workers exit when idle; lock */
+	pthread_t workers[NBD_WORKERS];	/* lock */
+	struct nbd_buf *free_bufs;	/* lock */
+	unsigned nfree;			/* lock */
+
+	pthread_mutex_t send_lock;	/* see the top of the file */
+};
+
+/* nbd-transport.c */
+int64_t now_ms(void);
+int sock_recv(void *ctx, void *buf, size_t len);
+int sock_send(void *ctx, const struct iovec *iov, int iovcnt);
+
+/* nbd-conn.c */
+void conn_spawn(struct nbd_server *srv, int fd);
+
+/* nbd-export.c */
+int export_init(struct nbd_export *ex, struct nbd_server *srv,
+		const struct config_disk *cd);
+void export_release(struct nbd_export *ex);
+void export_attach(struct nbd_export *ex, struct nbd_conn *c);
+void export_detach(struct nbd_export *ex, struct nbd_conn *c);
+void export_barrier(struct nbd_conn *c);
+void export_mark_completed(struct nbd_conn *c);
+
+/* nbd-listen.c */
+int listen_open(struct nbd_server *srv, const struct config_listen *l);
+void *accept_main(void *arg);
+
+#endif

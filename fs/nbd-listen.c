@@ -1,0 +1,182 @@
+/* SPDX-License-Identifier: MIT */
+/* The listening socket and the accept thread.  The address was parsed and
+ * checked by the config (struct config_listen): here it is only bound.
+ * A stale unix socket of an earlier run is replaced; any other file at
+ * that path is kept and the listen fails.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "nbd-internal.h"
+
+void *
+accept_main(void *arg)
+{
+	struct nbd_server *srv = arg;
+	for (;;) {
+		struct pollfd pfd[2] = {
+			{ .fd = srv->listen_fd, .events = POLLIN },
+			{ .fd = srv->wake[0], .events = POLLIN },
+		};
+		int fd;
+
+		if (poll(pfd, 2, -1) == -1) {
+			if (errno == EINTR)
+				continue;
+			log_error("nbd: poll: %m");
+			break;
+		}
+		if (pfd[1].revents)
+			break;
+		if (!(pfd[0].revents & POLLIN))
+			continue;
+		fd = accept4(srv->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd == -1) {
+			if (errno == EINTR || errno == EAGAIN ||
+			    errno == ECONNABORTED || errno == EPROTO)
+				continue;
+			/* EMFILE and the like: back off, do not spin. */
+			log_error("nbd: accept: %m");
+			poll(NULL, 0, 100);
+			continue;
+		}
+		conn_spawn(srv, fd);
+	}
+	return NULL;
+}
+
+static int
+listen_unix(struct nbd_server *srv, const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		errno = ENAMETOOLONG;
+		log_error("nbd: listen: unix socket path too long: %s", path);
+		return -1;
+	}
+	strcpy(sa.sun_path, path);
+	/* A stale socket from an earlier run; anything else is kept. */
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			errno = EEXIST;
+			log_error("nbd: listen: %s exists and is not a socket",
+				  path);
+			return -1;
+		}
+		if (unlink(path) == -1) {
+			log_error("nbd: listen: unlink stale %s: %m", path);
+			return -1;
+		}
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd == -1) {
+		log_error("nbd: listen: socket: %m");
+		return -1;
+	}
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == -1 ||
+	    listen(fd, SOMAXCONN) == -1) {
+		log_error("nbd: listen on unix:%s: %m", path);
+		int saved = errno;
+
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	srv->unix_path = strdup(path);
+	if (srv->unix_path == NULL) {
+		close(fd);
+		unlink(path);
+		errno = ENOMEM;
+		return -1;
+	}
+	snprintf(srv->addr, sizeof(srv->addr), "unix:%s", path);
+	return fd;
+}
+
+static int
+listen_inet(struct nbd_server *srv, const char *host, const char *port)
+{
+	struct addrinfo hints = {
+		.ai_family = AF_UNSPEC,
+		.ai_socktype = SOCK_STREAM,
+		.ai_flags = AI_PASSIVE | AI_NUMERICSERV,
+	}, *res, *ai;
+	int fd = -1, rc, saved = 0;
+
+	rc = getaddrinfo(host, port, &hints, &res);
+	if (rc != 0) {
+		errno = EINVAL;
+		log_error("nbd: listen: %s port %s: %s", host, port,
+			  gai_strerror(rc));
+		return -1;
+	}
+	for (ai = res; ai; ai = ai->ai_next) {
+		int one = 1;
+
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
+			    ai->ai_protocol);
+		if (fd == -1) {
+			saved = errno;
+			continue;
+		}
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
+		    listen(fd, SOMAXCONN) == 0)
+			break;
+		saved = errno;
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd == -1) {
+		errno = saved ? saved : EADDRNOTAVAIL;
+		log_error("nbd: listen on %s port %s: %m", host, port);
+		return -1;
+	}
+
+	/* Say where we really are (port 0 picks one). */
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char hb[INET6_ADDRSTRLEN] = "?";
+	unsigned pt = 0;
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
+		if (ss.ss_family == AF_INET) {
+			struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+
+			inet_ntop(AF_INET, &s4->sin_addr, hb, sizeof(hb));
+			pt = ntohs(s4->sin_port);
+			snprintf(srv->addr, sizeof(srv->addr), "%s:%u", hb, pt);
+		} else if (ss.ss_family == AF_INET6) {
+			struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+
+			inet_ntop(AF_INET6, &s6->sin6_addr, hb, sizeof(hb));
+			pt = ntohs(s6->sin6_port);
+			snprintf(srv->addr, sizeof(srv->addr), "[%s]:%u", hb, pt);
+		}
+	}
+	return fd;
+}
+
+int
+listen_open(struct nbd_server *srv, const struct config_listen *l)
+{
+	srv->is_tcp = l->kind == CONFIG_LISTEN_TCP;
+	if (l->kind == CONFIG_LISTEN_UNIX)
+		return listen_unix(srv, l->path);
+	return listen_inet(srv, l->host, l->port);
+}
