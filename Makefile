@@ -21,6 +21,7 @@
 # install pkg-config and the -dev packages first (deps) and then build.
 
 BUILD    ?= build
+VERSION  := 0.1.0
 CC       ?= cc
 CFLAGS   ?= -O2 -g
 WARN     := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wvla \
@@ -35,7 +36,8 @@ lazy = $(eval $1 := $$(shell $2))$($1)
 PKG_CFLAGS = $(call lazy,PKG_CFLAGS,pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(call lazy,PKG_LIBS,pkg-config --libs $(PKGS) 2>/dev/null)
 CRIT_LIBS  = $(call lazy,CRIT_LIBS,pkg-config --libs criterion 2>/dev/null)
-ALL_CFLAGS  = $(WARN) $(CFLAGS) $(SAN) -pthread -Icore -Ifs $(PKG_CFLAGS) -MMD -MP
+ALL_CFLAGS  = $(WARN) $(CFLAGS) $(SAN) -pthread -Icore -Ifs $(PKG_CFLAGS) -MMD -MP \
+              -DCOLOFS_VERSION='"$(VERSION)"'
 LDLIBS      = $(PKG_LIBS) -pthread $(SAN)
 
 # What the build and the tests need, as Debian packages.
