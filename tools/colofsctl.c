@@ -579,10 +579,12 @@ now_s(void)
 }
 
 /* Follows the commit until done or failover_failed: a bar with bytes and
- * rate on a terminal, a line a second otherwise.
+ * rate on a terminal, a line a second otherwise.  The total is the most
+ * the status has shown left to commit; buffered (bytes in the buffers
+ * before the failover) is for the last line.
  */
 static int
-wait_failover(void)
+wait_failover(uint64_t buffered)
 {
 	bool tty = isatty(STDOUT_FILENO);
 	double t0 = now_s(), last_line = -1, t;
@@ -602,9 +604,9 @@ wait_failover(void)
 		t = now_s() - t0;
 		if (state && strcmp(state, "failover") != 0) {
 			if (strcmp(state, "done") == 0) {
-				printf("%sfailover: done, %s committed in "
-				       "%.1f s\n", tty ? "\r\033[K" : "",
-				       human_bytes(total, b1, sizeof b1), t);
+				printf("%sfailover: done in %.1f s (%s were "
+				       "buffered)\n", tty ? "\r\033[K" : "", t,
+				       human_bytes(buffered, b1, sizeof b1));
 				ret = EXIT_OK;
 			} else {
 				const char *e = status_get(&st, "error");
@@ -728,9 +730,15 @@ main(int argc, char **argv)
 		 strcmp(cmd, "stop") == 0)
 		ret = send_word(cmd);
 	else if (strcmp(cmd, "failover") == 0) {
+		struct status st;
+		uint64_t buffered;
+
+		status_read(&st);
+		buffered = num(&st, "buffer_bytes");
+		status_free(&st);
 		ret = send_word(cmd);
 		if (ret == EXIT_OK && wait)
-			ret = wait_failover();
+			ret = wait_failover(buffered);
 	} else {
 		fprintf(stderr, "colofsctl: unknown command '%s'\n", cmd);
 		usage(stderr);
