@@ -54,8 +54,9 @@
  * soon as "echo checkpoint > ctl" has returned.  It runs with no replica
  * lock held, so the reads it waits for can complete.
  *
- * .colo files use direct_io: status and error are generated at open into
- * a per-open snapshot (fh points at it), so a read never sees stale text.
+ * .colo files use direct_io: status, error and metrics are generated at
+ * open into a per-open snapshot (fh points at it), so a read never sees
+ * stale text.
  */
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
