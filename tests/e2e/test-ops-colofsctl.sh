@@ -130,3 +130,25 @@ cmp <(head -c 40M "$T/vda.img") "$T/view.bin" || fail "S is not the view"
 # A second failover --wait in done: a no-op, and done at once.
 expect_rc 0 "$CTL" -m "$MNT" failover --wait
 ok "failover --wait: $done_line"
+
+# failover --wait when the commit fails: the image is a sparse file on a
+# 2 MiB tmpfs, so committing 8 MiB meets ENOSPC: exit 4 and the reason.
+stop_colofs
+mkdir "$T/small"
+mount -t tmpfs -o size=2M tmpfs "$T/small" || skip "cannot mount a tmpfs"
+at_exit "umount -l $T/small"
+truncate -s 64M "$T/small/vda.img"
+cat >"$T/colofs.ini" <<EOC
+[colofs]
+mountpoint = $MNT
+[disk "vda"]
+image = $T/small/vda.img
+EOC
+start_colofs
+expect_rc 0 "$CTL" -m "$MNT" start
+dd if=/dev/urandom of="$MNT/vda" bs=1M count=8 conv=notrunc status=none
+expect_rc 4 "$CTL" -m "$MNT" failover --wait
+grep -q "failover ended in state failover_failed: .*No space left on device" "$T/err" ||
+	fail "failover_failed message: $(cat "$T/err")"
+expect_status state failover_failed
+ok "failover --wait: exit 4 at failover_failed, with the reason"
