@@ -116,6 +116,13 @@ timeout 2 "$CTL" -m "$MNT" watch -n 0.2 >"$T/watch" 2>&1 || rc=$?
 n=$(grep -c '^Every 0.2s' "$T/watch")
 [ "$n" -ge 3 ] || fail "watch refreshed $n times in 2 s"
 ok "watch: $n refreshes in 2 s"
+# On a terminal (script(1) gives it one) watch redraws the screen.
+if command -v script >/dev/null; then
+	script -qec "timeout 1 $CTL -m $MNT watch -n 0.2" /dev/null >"$T/tty" 2>&1 || true
+	[ "$(grep -c $'\033\\[H\033\\[2J' "$T/tty")" -ge 2 ] ||
+		fail "watch on a terminal does not redraw: $(od -c "$T/tty" | head -5)"
+	ok "watch redraws on a terminal"
+fi
 
 # failover --wait: 40 MiB of view writes to commit.
 dd if=/dev/urandom of="$MNT/vda" bs=1M count=40 conv=notrunc status=none
