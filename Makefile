@@ -29,7 +29,7 @@ ifeq ($(WERROR),1)
 WARN     += -Werror
 endif
 SAN      ?=
-PKGS     := fuse3 libqcow inih
+PKGS     := fuse3 libqcow inih libnbd
 # Each is computed once, at its first use (after deps has run).
 lazy = $(eval $1 := $$(shell $2))$($1)
 PKG_CFLAGS = $(call lazy,PKG_CFLAGS,pkg-config --cflags $(PKGS) 2>/dev/null)

@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "config.h"
+#include "primary.h"
 #include "replica.h"
 
 /* The contents of MOUNT/.colo/: the control word parser and the status and
@@ -47,5 +48,14 @@ int colo_status_text(struct replica *r, const struct config *cfg,
 		     const struct colo_status_part *parts, size_t nparts,
 		     char **text, size_t *len);
 int colo_error_text(struct replica *r, char **text, size_t *len);
+
+/* The same on a primary (colo-primary.c).  colo_primary_ctl parses and
+ * runs one ctl write: 0, or -1 with errno and the reason in p's error.
+ */
+int colo_primary_ctl(struct primary *p, const char *buf, size_t len);
+int colo_primary_status_text(struct primary *p, const struct config *cfg,
+			     const struct colo_status_part *parts,
+			     size_t nparts, char **text, size_t *len);
+int colo_primary_error_text(struct primary *p, char **text, size_t *len);
 
 #endif

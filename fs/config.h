@@ -14,13 +14,16 @@
  *
  *   [colofs]
  *   mountpoint = /var/lib/colofs/vm1   ; required
- *   mode = secondary                   ; secondary (primary comes later)
+ *   mode = secondary                   ; secondary | primary (doc/primary.md)
  *   listen = unix:/run/colofs/vm1.sock ; or HOST:PORT, [v6]:PORT
  *   buffer = memory                    ; memory | file
  *   buffer_dir = /var/lib/colofs/buf   ; required for buffer = file or qcow2
  *   buffer_limit = 0                   ; bytes (K/M/G suffixes), 0 = none
  *   allow_other = false                ; let other users open the disks
  *   page_cache = false                 ; let the kernel cache disk files
+ *   state_dir = /var/lib/colofs        ; state that survives a crash
+ *   dirty_granularity = 64K            ; primary: the dirty bitmap's granule
+ *   secondary_timeout = 10s            ; primary: a slower write degrades
  *   [disk "vda"]                       ; one per disk
  *   image = /var/lib/libvirt/images/vm1.raw
  *   format = raw                       ; raw | qcow2; probed when absent
@@ -28,9 +31,13 @@
  *   owner = root                       ; the disk file's owner (name or id)
  *   group = root                       ; its group (name or id)
  *   mode = 0600                        ; its permission bits (octal)
+ *   secondary = nbd://HOST:PORT/vda    ; primary: where writes are mirrored
+ *   secondary_tls_psk_file = /etc/colofs/psk ; or secondary_tls_certificates
+ *   secondary_tls_username = colofs    ; the PSK identity
  */
 enum config_mode {
 	CONFIG_MODE_SECONDARY,
+	CONFIG_MODE_PRIMARY,
 };
 const char *config_mode_name(enum config_mode m);	/* aborts if unknown */
 
@@ -65,6 +72,10 @@ struct config_disk {
 	uid_t uid;			/* resolved at load */
 	gid_t gid;
 	mode_t mode;			/* default 0600 */
+	char *secondary;		/* primary: the secondary's URI */
+	char *tls_psk_file;		/* primary: TLS client credentials, */
+	char *tls_username;		/* each NULL unless set */
+	char *tls_certificates;
 	int line;			/* of the section header */
 };
 
@@ -79,6 +90,9 @@ struct config {
 	uint64_t buffer_limit;		/* 0 = unlimited */
 	bool allow_other;
 	bool page_cache;		/* kernel page cache for disk files */
+	char *state_dir;		/* crash-safe state (primary: bitmaps) */
+	uint64_t dirty_granularity;	/* primary: bytes per dirty bit */
+	unsigned secondary_timeout_ms;	/* primary: link write timeout */
 	size_t ndisks;
 	struct config_disk *disks;
 };
