@@ -42,7 +42,7 @@ LDLIBS      = $(PKG_LIBS) -pthread $(SAN)
 DEB_PKGS := build-essential pkg-config libfuse3-dev fuse3 libqcow-dev \
             libqcow-utils libinih-dev libcriterion-dev libnbd-dev libnbd-bin \
             python3-libnbd qemu-utils qemu-system-x86 qemu-block-extra \
-            util-linux procps psmisc clang libclang-rt-dev fio
+            util-linux procps psmisc clang libclang-rt-dev fio gnutls-bin
 
 CORE_SRC   := $(sort $(wildcard core/*.c))
 DAEMON_SRC := $(filter-out fs/main.c,$(sort $(wildcard fs/*.c)))
