@@ -77,7 +77,7 @@ struct primary {
 	char error[2600];		/* protected by lock */
 	unsigned mirrored;		/* writes in flight; protected by lock */
 	unsigned unmirrored;		/* protected by lock */
-	bool live;			/* BITMAP_LIVE is set; protected by ctl */
+	atomic_bool live;		/* BITMAP_LIVE is set; changed under ctl */
 	uint64_t checkpoints, syncs;	/* protected by lock */
 	uint64_t sync_total, sync_done;	/* protected by lock */
 	struct timespec sync_t0, sync_t1;	/* protected by lock */
@@ -220,12 +220,22 @@ maybe_clear_live(struct primary *p, bool have_ctl)
 	if (!have_ctl && pthread_mutex_trylock(&p->ctl) != 0)
 		return;		/* the word under way calls us itself */
 	pthread_mutex_lock(&p->lock);
-	clear = p->live && !mirroring(p->state) && p->mirrored == 0;
+	clear = atomic_load(&p->live) && !mirroring(p->state) &&
+		p->mirrored == 0;
 	pthread_mutex_unlock(&p->lock);
 	if (clear && set_live(p, false) == -1)
 		log_error("cannot clear the bitmaps' live flag: %m");
 	if (!have_ctl)
 		pthread_mutex_unlock(&p->ctl);
+}
+
+void
+primary_link_lost(struct primary *p, size_t i, const char *why)
+{
+	if (i < p->ndisks) {
+		link_failed(p, &p->disks[i], why);
+		maybe_clear_live(p, false);
+	}
 }
 
 static bool
@@ -246,17 +256,18 @@ io_begin(struct primary *p)
 static void
 io_end(struct primary *p, bool m)
 {
-	bool last;
+	bool clear;
 
 	pthread_mutex_lock(&p->lock);
 	if (m)
 		p->mirrored--;
 	else
 		p->unmirrored--;
-	last = m && p->mirrored == 0;
+	clear = atomic_load(&p->live) && !mirroring(p->state) &&
+		p->mirrored == 0;
 	pthread_cond_broadcast(&p->cond);
 	pthread_mutex_unlock(&p->lock);
-	if (last)
+	if (clear)
 		maybe_clear_live(p, false);
 }
 
@@ -528,9 +539,7 @@ sync_main(void *arg)
 	}
 	for (i = 0; i < SYNC_DEPTH; i++)
 		free(slots[i].buf);
-	/* In sync: say so durably (with the cleared bits) before the state
-	 * says so.
-	 */
+	/* In sync: save the cleared bits before the state says so. */
 	if (!failed && !found && sync_go_on(p)) {
 		for (i = 0; i < p->ndisks && !failed; i++) {
 			if (bitmap_update(p->disks[i].bm, BITMAP_SYNCED, 0,
@@ -630,9 +639,13 @@ begin_sync(struct primary *p, bool full)
 		      strcmp(peer, d->uri) == 0;
 		if (!inc && bitmap_mark_all(d->bm) == -1)
 			goto fail;
-		/* Live before anything mirrors; synced only when it was. */
-		if (bitmap_update(d->bm, BITMAP_LIVE,
-				  inc ? 0 : BITMAP_SYNCED, d->uri) == -1)
+		/* Live before anything mirrors.  Synced with this peer from
+		 * now on: outside the dirty granules (all of them, for a full
+		 * sync) the secondary has the data, which is what the flag
+		 * says; so an interrupted sync resumes where it stopped.
+		 */
+		if (bitmap_update(d->bm, BITMAP_LIVE | BITMAP_SYNCED, 0,
+				  d->uri) == -1)
 			goto fail;
 		log_info("%s: %s sync to %s", d->name,
 			 inc ? "incremental" : "full", d->uri);

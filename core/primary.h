@@ -34,9 +34,8 @@
  *   degraded    entered by itself when a secondary write fails or times
  *               out: writes go on locally, marked dirty.
  *
- * "start" syncs only the dirty granules when the bitmap says that the disk
- * was in sync with the same secondary (BITMAP_SYNCED and the same URI),
- * else everything.
+ * "start" syncs only the dirty granules when the bitmap tracks the same
+ * secondary (BITMAP_SYNCED and the same URI), else everything.
  */
 enum primary_state {
 	PRIMARY_NONE,
@@ -130,6 +129,11 @@ int primary_checkpoint(struct primary *p);
 int primary_failover(struct primary *p);
 int primary_stop(struct primary *p);
 
+/* The link lost disk i's connection by itself (the secondary went
+ * away): degrades the pair as a failed write would.  Any thread.
+ */
+void primary_link_lost(struct primary *p, size_t i, const char *why);
+
 enum primary_state primary_state(struct primary *p);
 /* Blocks until the state is not syncing, or timeout_ms passed. */
 void primary_wait_sync(struct primary *p, unsigned timeout_ms);
@@ -147,7 +151,7 @@ struct primary_disk_status {
 	uint64_t write_bytes;		/* the VM's, since start-up */
 	uint64_t mirrored_bytes;	/* of those, applied on the secondary */
 	char uri[1024];			/* the secondary in use or configured */
-	bool synced;			/* BITMAP_SYNCED for that URI */
+	bool synced;			/* the bitmap tracks that URI */
 };
 
 struct primary_status {

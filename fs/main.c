@@ -180,6 +180,12 @@ finish_commit(struct replica *r)
 	}
 }
 
+static void
+lost(void *arg, size_t i, const char *why)
+{
+	primary_link_lost(arg, i, why);
+}
+
 /* mode = primary: the primary engine and its libnbd link instead of the
  * replica and the listener; the same mount, signals and daemonizing.
  * The state directory (bitmaps) is made if missing.
@@ -241,6 +247,7 @@ serve_primary(struct config *cfg, bool foreground)
 	p = primary_new(&pc);
 	if (!p)
 		goto out;
+	primary_link_on_lost(link, lost, p);
 	fs = fusefs_new_primary(cfg, p, NULL, 0);
 	if (!fs)
 		goto out;

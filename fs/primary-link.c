@@ -21,7 +21,10 @@
  * ENOTCONN.  A command that libnbd refused at submission never calls
  * back.
  *
- * Failure.  An abortive disconnect (the engine degrading, under its own
+ * Failure.  A connection that dies by itself (the secondary closed it)
+ * is reported to the engine by its poll thread (primary_link_on_lost),
+ * so that the pair degrades even when no write is in flight.  An
+ * abortive disconnect (the engine degrading, under its own
  * lock) must not block: it marks the connection dead, shuts the socket
  * down and wakes the poll thread and the waiters.  The handle is closed
  * (thread joined, tickets failed) by the next connect, a clean
@@ -77,6 +80,8 @@ struct link_conn {
 	bool dead;			/* protected by tlock */
 	char why[256];			/* protected by tlock */
 	atomic_uint_fast64_t sent;
+	struct primary_link *l;
+	size_t index;
 	/* Settings from the config. */
 	const char *psk_file, *username, *certificates;
 	char name[80];
@@ -85,6 +90,8 @@ struct link_conn {
 struct primary_link {
 	size_t n;
 	struct link_conn *conns;
+	primary_link_lost_fn *lost;	/* set before any connect */
+	void *lost_arg;
 };
 
 static void
@@ -133,16 +140,32 @@ kick(struct link_conn *c)
 		log_warn("%s: eventfd: %m", c->name);
 }
 
-static void
+/* True if this call killed it (it was alive). */
+static bool
 mark_dead(struct link_conn *c, const char *why)
 {
+	bool first;
+
 	pthread_mutex_lock(&c->tlock);
-	if (!c->dead) {
+	first = !c->dead;
+	if (first) {
 		c->dead = true;
 		snprintf(c->why, sizeof c->why, "%s", why);
 	}
 	pthread_cond_broadcast(&c->tcond);
 	pthread_mutex_unlock(&c->tlock);
+	return first;
+}
+
+/* The poll thread saw the connection die: tell the engine. */
+static void
+died(struct link_conn *c, const char *why)
+{
+	char msg[256];
+
+	snprintf(msg, sizeof msg, "%s", why ? why : "the connection closed");
+	if (mark_dead(c, msg) && c->l->lost != NULL)
+		c->l->lost(c->l->lost_arg, c->index, msg);
 }
 
 static void *
@@ -163,8 +186,7 @@ poll_main(void *arg)
 		if (dead)
 			break;
 		if (nbd_aio_is_dead(h) || nbd_aio_is_closed(h)) {
-			mark_dead(c, nbd_get_error() ? nbd_get_error() :
-				  "the connection closed");
+			died(c, nbd_get_error());
 			break;
 		}
 		dir = nbd_aio_get_direction(h);
@@ -179,7 +201,7 @@ poll_main(void *arg)
 		if (r == -1) {
 			if (errno == EINTR)
 				continue;
-			mark_dead(c, strerror(errno));
+			died(c, strerror(errno));
 			break;
 		}
 		if (pfd[1].revents & POLLIN &&
@@ -193,7 +215,7 @@ poll_main(void *arg)
 		    (dir & LIBNBD_AIO_DIRECTION_WRITE))
 			r = nbd_aio_notify_write(h);
 		if (r == -1) {
-			mark_dead(c, nbd_get_error());
+			died(c, nbd_get_error());
 			break;
 		}
 	}
@@ -536,6 +558,8 @@ primary_link_new(const struct config *cfg)
 		pthread_rwlock_init(&c->lock, NULL);
 		pthread_mutex_init(&c->tlock, NULL);
 		pthread_cond_init(&c->tcond, NULL);
+		c->l = l;
+		c->index = i;
 		c->psk_file = cfg->disks[i].tls_psk_file;
 		c->username = cfg->disks[i].tls_username;
 		c->certificates = cfg->disks[i].tls_certificates;
@@ -543,6 +567,14 @@ primary_link_new(const struct config *cfg)
 		l->n = i + 1;
 	}
 	return l;
+}
+
+void
+primary_link_on_lost(struct primary_link *l, primary_link_lost_fn *fn,
+		     void *arg)
+{
+	l->lost = fn;
+	l->lost_arg = arg;
 }
 
 void

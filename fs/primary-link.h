@@ -17,6 +17,14 @@ struct primary_link *primary_link_new(const struct config *cfg);
 /* Closes every connection.  NULL is a no-op.  Call after primary_free. */
 void primary_link_free(struct primary_link *l);
 
+/* Called from a connection's poll thread when the connection dies by
+ * itself (the secondary closed it, or an I/O error), not when it was
+ * dropped on request: disk index and a reason.
+ */
+typedef void primary_link_lost_fn(void *arg, size_t i, const char *why);
+void primary_link_on_lost(struct primary_link *l, primary_link_lost_fn *fn,
+			  void *arg);
+
 /* The table that primary_new takes, with l as its opaque. */
 extern const struct primary_link_ops primary_link_ops;
 
