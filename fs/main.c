@@ -62,7 +62,9 @@ usage(FILE *fp)
 	      "the config appears as a file under the mountpoint (the\n"
 	      "secondary VM's view), the primary's writes arrive over NBD,\n"
 	      "and MOUNTPOINT/.colo/ctl takes start, checkpoint, stop and\n"
-	      "failover.\n"
+	      "failover.  With mode = primary, the primary side: the disk\n"
+	      "files mirror their writes to the secondary through libnbd\n"
+	      "(ctl: start, checkpoint, failover, stop, resync [full]).\n"
 	      "\n"
 	      "  -c, --config FILE  the deployment file (INI; see colofs(8))\n"
 	      "  -f, --foreground   do not daemonize; log to stderr\n"
@@ -109,6 +111,24 @@ check_paths(const struct config *cfg)
 
 	if (fusefs_check_mountpoint(cfg->mountpoint) == -1)
 		bad = 1;
+	/* A primary makes state_dir if missing: its parent must exist. */
+	if (cfg->mode == CONFIG_MODE_PRIMARY && stat(cfg->state_dir, &st) == -1) {
+		char parent[PATH_MAX];
+		char *slash;
+
+		snprintf(parent, sizeof parent, "%s", cfg->state_dir);
+		slash = strrchr(parent, '/');
+		if (slash != NULL)
+			*(slash == parent ? slash + 1 : slash) = '\0';
+		if (errno != ENOENT || stat(parent, &st) == -1 ||
+		    !S_ISDIR(st.st_mode)) {
+			log_error("state_dir %s: cannot be made", cfg->state_dir);
+			bad = 1;
+		}
+	} else if (cfg->mode == CONFIG_MODE_PRIMARY && !S_ISDIR(st.st_mode)) {
+		log_error("state_dir %s: not a directory", cfg->state_dir);
+		bad = 1;
+	}
 	if (cfg->buffer_dir) {
 		if (stat(cfg->buffer_dir, &st) == -1) {
 			log_error("buffer_dir %s: %m", cfg->buffer_dir);
