@@ -26,11 +26,19 @@
  * NAME.dirty.tmp, fsync, rename over NAME.dirty, fsync the directory:
  * the file is always either the old or the new one.
  *
- * Locking: b->lock protects the words, the counters, the header and the
- * fd, and is held across the pwrite and fdatasync of a mark: a marker
- * that finds its bits set knows they are durable (they were set by a
- * mark that has finished its fdatasync, or by the load), which is what
- * lets it skip the sync.  It is a leaf lock: nothing is taken under it.
+ * Group commit.  Concurrent marks share their fdatasync: a mark that sets
+ * bits takes a new generation; one marker at a time (the syncer) copies
+ * the words changed since the last sync, writes and syncs them without
+ * the lock, then declares every generation up to the one it started with
+ * durable; a marker returns once its generation is.  A mark that sets no
+ * bit waits for the generation current when it looked (the bits it found
+ * may have been set by a mark whose sync is still under way), which costs
+ * nothing when no sync is pending.  Whole rewrites wait for the syncer.
+ *
+ * Locking: b->lock protects the words, the counters, the generations, the
+ * header and the fd (the syncer uses its copy of the fd, and whole
+ * rewrites, which replace it, wait until no syncer is out).  It is a leaf
+ * lock: nothing is taken under it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -70,6 +78,10 @@ struct bitmap {
 	struct header hdr;		/* protected by lock */
 	uint64_t *words;		/* protected by lock */
 	uint64_t nset;			/* protected by lock */
+	pthread_cond_t cond;		/* a sync ended */
+	uint64_t gen_set, gen_synced;	/* protected by lock */
+	bool syncing;			/* a syncer is out; protected by lock */
+	uint64_t lo, hi;		/* words to sync; lo > hi: none */
 };
 
 static uint64_t
@@ -88,6 +100,8 @@ write_whole(struct bitmap *b)
 	unsigned char hdr[HDR_SIZE];
 	int fd, dfd, saved;
 
+	while (b->syncing)
+		pthread_cond_wait(&b->cond, &b->lock);
 	if (snprintf(tmp, sizeof tmp, "%s.tmp", b->path) >= (int)sizeof tmp) {
 		errno = ENAMETOOLONG;
 		return -1;
@@ -123,6 +137,9 @@ write_whole(struct bitmap *b)
 	if (b->fd != -1)
 		close(b->fd);
 	b->fd = fd;
+	b->gen_synced = b->gen_set;
+	b->lo = UINT64_MAX;
+	b->hi = 0;
 	return 0;
 fail:
 	saved = errno;
@@ -199,7 +216,9 @@ bitmap_open(const char *path, uint64_t size, uint64_t gran)
 	if (b == NULL)
 		return NULL;
 	pthread_mutex_init(&b->lock, NULL);
+	pthread_cond_init(&b->cond, NULL);
 	b->fd = -1;
+	b->lo = UINT64_MAX;
 	b->size = size;
 	b->gran = gran;
 	b->nbits = (size + gran - 1) / gran;
@@ -254,6 +273,7 @@ bitmap_free(struct bitmap *b)
 	if (b->fd != -1)
 		close(b->fd);
 	pthread_mutex_destroy(&b->lock);
+	pthread_cond_destroy(&b->cond);
 	free(b->words);
 	free(b->path);
 	free(b);
@@ -309,10 +329,64 @@ bitmap_update(struct bitmap *b, unsigned set, unsigned clear,
 	return rc;
 }
 
+/* Writes out the words changed so far as the syncer.  With b->lock held
+ * (dropped and retaken around the I/O).  0, or -1 with errno.
+ */
+static int
+sync_words(struct bitmap *b)
+{
+	uint64_t target = b->gen_set, lo = b->lo, hi = b->hi, *copy;
+	int fd = b->fd, rc = 0, saved;
+
+	if (lo > hi) {
+		b->gen_synced = target;
+		return 0;
+	}
+	copy = malloc((hi - lo + 1) * sizeof *copy);
+	if (copy == NULL)
+		return -1;
+	memcpy(copy, &b->words[lo], (hi - lo + 1) * sizeof *copy);
+	b->lo = UINT64_MAX;
+	b->hi = 0;
+	b->syncing = true;
+	pthread_mutex_unlock(&b->lock);
+	if (full_pwrite(fd, copy, (hi - lo + 1) * sizeof *copy,
+			HDR_SIZE + lo * sizeof *copy) == -1 ||
+	    fdatasync(fd) == -1) {
+		saved = errno;
+		log_error("dirty bitmap %s: %m", b->path);
+		errno = saved;
+		rc = -1;
+	}
+	saved = errno;
+	free(copy);
+	pthread_mutex_lock(&b->lock);
+	b->syncing = false;
+	if (rc == 0) {
+		if (target > b->gen_synced)
+			b->gen_synced = target;
+	} else {
+		/* Someone must write these words again. */
+		if (b->lo > b->hi) {
+			b->lo = lo;
+			b->hi = hi;
+		} else {
+			if (lo < b->lo)
+				b->lo = lo;
+			if (hi > b->hi)
+				b->hi = hi;
+		}
+	}
+	pthread_cond_broadcast(&b->cond);
+	errno = saved;
+	return rc;
+}
+
 int
 bitmap_mark(struct bitmap *b, uint64_t off, uint64_t len)
 {
-	uint64_t first, last, i, w0 = UINT64_MAX, w1 = 0;
+	uint64_t first, last, i, my;
+	bool set = false;
 	int rc = 0;
 
 	if (len == 0 || off >= b->size)
@@ -329,16 +403,20 @@ bitmap_mark(struct bitmap *b, uint64_t off, uint64_t len)
 			continue;
 		b->words[i / 64] |= bit;
 		b->nset++;
-		if (w0 == UINT64_MAX)
-			w0 = i / 64;
-		w1 = i / 64;
+		set = true;
+		if (i / 64 < b->lo)
+			b->lo = i / 64;
+		if (b->lo > b->hi || i / 64 > b->hi)
+			b->hi = i / 64;
 	}
-	if (w0 != UINT64_MAX &&
-	    (full_pwrite(b->fd, &b->words[w0], (w1 - w0 + 1) * sizeof
-			 *b->words, HDR_SIZE + w0 * sizeof *b->words) == -1 ||
-	     fdatasync(b->fd) == -1)) {
-		log_error("dirty bitmap %s: %m", b->path);
-		rc = -1;
+	if (set)
+		b->gen_set++;
+	my = b->gen_set;
+	while (rc == 0 && b->gen_synced < my) {
+		if (b->syncing)
+			pthread_cond_wait(&b->cond, &b->lock);
+		else
+			rc = sync_words(b);
 	}
 	pthread_mutex_unlock(&b->lock);
 	return rc;

@@ -337,6 +337,11 @@ modify(struct primary_disk *d, enum primary_op op, const void *buf,
 			}
 		} else if (rc == 0) {
 			atomic_fetch_add(&d->mirrored_bytes, len);
+		} else {
+			/* The secondary has what the local image may lack:
+			 * the next sync puts the local bytes back there.
+			 */
+			mark_dirty(d, off, len);
 		}
 	}
 	if (rc == 0)

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,6 +146,46 @@ Test(bitmap, another_size_or_granularity_is_refused)
 	cr_assert_eq(errno, EINVAL);
 	cr_assert_null(bitmap_open(path, 8 * G, 2 * G));
 	log_set_quiet(false);
+	free(path);
+	test_cleanup_dir(dir);
+}
+
+struct marker {
+	struct bitmap *b;
+	unsigned first;
+};
+
+static void *
+mark_many(void *arg)
+{
+	struct marker *m = arg;
+	unsigned i;
+
+	for (i = 0; i < 64; i++)
+		cr_assert_eq(bitmap_mark(m->b, (uint64_t)(m->first + 4 * i) * G,
+					 1), 0);
+	return NULL;
+}
+
+Test(bitmap, concurrent_marks_share_syncs_and_all_reach_the_file)
+{
+	char *dir, *path = bitmap_path(&dir);
+	struct bitmap *b = bitmap_open(path, 256 * G, G);
+	struct marker m[4];
+	pthread_t t[4];
+	unsigned i;
+
+	for (i = 0; i < 4; i++) {
+		m[i] = (struct marker){ b, i };
+		cr_assert_eq(pthread_create(&t[i], NULL, mark_many, &m[i]), 0);
+	}
+	for (i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	cr_assert_eq(bitmap_dirty_bytes(b), 256 * G);
+	bitmap_free(b);			/* no save: the marks alone */
+	b = bitmap_open(path, 256 * G, G);
+	cr_assert_eq(bitmap_dirty_bytes(b), 256 * G);
+	bitmap_free(b);
 	free(path);
 	test_cleanup_dir(dir);
 }
