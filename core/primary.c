@@ -51,8 +51,8 @@
 #include "primary.h"
 #include "rangelock.h"
 
-#define SYNC_CHUNK (4u << 20)	/* bytes per sync request, at most */
-#define SYNC_DEPTH 8		/* sync requests in flight */
+#define SYNC_CHUNK (256u << 10)	/* bytes per sync request, at most */
+#define SYNC_DEPTH 32		/* sync requests in flight */
 #define URI_MAX 1024
 
 struct primary_disk {
