@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "config.h"
+#include "primary.h"
 #include "replica.h"
 
 #ifndef COLOFS_VERSION
@@ -71,5 +72,14 @@ int colo_metrics_text(struct replica *r, const struct config *cfg,
 int colo_metrics_write(struct replica *r, const struct config *cfg,
 		       const struct colo_status_part *parts, size_t nparts,
 		       const char *path);
+/* The same on a primary (colo-primary.c).  colo_primary_ctl parses and
+ * runs one ctl write (at offset 0, else EINVAL and nothing runs): 0, or -1 with errno and the reason in p's error.
+ */
+int colo_primary_ctl(struct primary *p, const char *buf, size_t len,
+		     uint64_t off);
+int colo_primary_status_text(struct primary *p, const struct config *cfg,
+			     const struct colo_status_part *parts,
+			     size_t nparts, char **text, size_t *len);
+int colo_primary_error_text(struct primary *p, char **text, size_t *len);
 
 #endif

@@ -61,7 +61,10 @@
 	X(allow_other,	bool,	allow_other,	"true")		\
 	X(page_cache,	bool,	page_cache,	"false")		\
 	X(allow_chown,	bool,	allow_chown,	"true")		\
-	X(metrics_file,	path,	metrics_file,	NULL)
+	X(metrics_file,	path,	metrics_file,	NULL)		\
+	X(state_dir,	path,	state_dir,	"/var/lib/colofs")	\
+	X(dirty_granularity, gran, dirty_granularity, "64K")		\
+	X(secondary_timeout, msec, secondary_timeout_ms, "10s")
 
 /* [disk "NAME"]: the same for struct config_disk.  image is required;
  * export defaults to NAME; owner and group are resolved to ids at the end.
@@ -72,7 +75,11 @@
 	X(export,	export,	export_name,	NULL)		\
 	X(owner,	user,	owner,		"root")		\
 	X(group,	user,	group,		"root")		\
-	X(mode,		perm,	mode,		"0600")
+	X(mode,		perm,	mode,		"0600")		\
+	X(secondary,	uri,	secondary,	NULL)		\
+	X(secondary_tls_psk_file, path, tls_psk_file, NULL)	\
+	X(secondary_tls_username, name, tls_username, NULL)	\
+	X(secondary_tls_certificates, path, tls_certificates, NULL)
 
 enum colofs_key {
 #define X(key, type, field, def) CK_##key,
@@ -177,6 +184,7 @@ config_mode_name(enum config_mode m)
 {
 	switch (m) {
 	case CONFIG_MODE_SECONDARY: return "secondary";
+	case CONFIG_MODE_PRIMARY: return "primary";
 	}
 	abort();
 }
@@ -247,10 +255,11 @@ parse_cmode(struct loader *ld, const char *key, const char *v,
 		*out = CONFIG_MODE_SECONDARY;
 		return 0;
 	}
-	if (strcmp(v, "primary") == 0)
-		fail(ld, ld->lineno, "%s = primary is not supported yet", key);
-	else
-		bad_value(ld, key, v, "expected secondary");
+	if (strcmp(v, "primary") == 0) {
+		*out = CONFIG_MODE_PRIMARY;
+		return 0;
+	}
+	bad_value(ld, key, v, "expected secondary or primary");
 	return -1;
 }
 
@@ -445,6 +454,120 @@ static void
 dump_size(FILE *fp, const char *key, const uint64_t *v)
 {
 	fprintf(fp, "%s = %" PRIu64 "\n", key, *v);
+}
+
+/* The dirty bitmap's granule: a power of two from 4K to 64M. */
+static int
+parse_gran(struct loader *ld, const char *key, const char *v, uint64_t *out)
+{
+	uint64_t n;
+
+	if (parse_size(ld, key, v, &n) == -1)
+		return -1;
+	if (n < 4096 || n > (UINT64_C(64) << 20) || (n & (n - 1)) != 0) {
+		bad_value(ld, key, v, "a power of two from 4K to 64M");
+		return -1;
+	}
+	*out = n;
+	return 0;
+}
+
+static void
+dump_gran(FILE *fp, const char *key, const uint64_t *v)
+{
+	dump_size(fp, key, v);
+}
+
+/* A duration: milliseconds, with a suffix ms or s (none: seconds), from
+ * 1 ms to one hour.
+ */
+static int
+parse_msec(struct loader *ld, const char *key, const char *v, unsigned *out)
+{
+	uint64_t n = 0;
+	const char *p = v;
+
+	if (!isdigit((unsigned char) *p))
+		goto bad;
+	for (; isdigit((unsigned char) *p); p++) {
+		n = n * 10 + (*p - '0');
+		if (n > 3600000)
+			goto bad;
+	}
+	if (strcmp(p, "ms") == 0)
+		;
+	else if (*p == '\0' || strcmp(p, "s") == 0)
+		n *= 1000;
+	else
+		goto bad;
+	if (n == 0 || n > 3600000)
+		goto bad;
+	*out = (unsigned) n;
+	return 0;
+bad:
+	bad_value(ld, key, v, "a duration from 1ms to 3600s, e.g. 10s or 500ms");
+	return -1;
+}
+
+static void
+dump_msec(FILE *fp, const char *key, const unsigned *v)
+{
+	fprintf(fp, "%s = %ums\n", key, *v);
+}
+
+/* The secondary's NBD URI, as libnbd reads it (checked by libnbd at
+ * start; only the scheme here).
+ */
+static int
+parse_uri(struct loader *ld, const char *key, const char *v, char **out)
+{
+	static const char *const schemes[] = {
+		"nbd://", "nbds://", "nbd+unix://", "nbds+unix://",
+	};
+	const char *p;
+	size_t i;
+
+	for (p = v; *p != '\0'; p++) {
+		if (iscntrl((unsigned char) *p) || isspace((unsigned char) *p)) {
+			bad_value(ld, key, v, "no spaces or control characters");
+			return -1;
+		}
+	}
+	for (i = 0; i < sizeof schemes / sizeof schemes[0]; i++)
+		if (strncmp(v, schemes[i], strlen(schemes[i])) == 0)
+			return set_string(ld, out, v);
+	bad_value(ld, key, v, "an NBD URI: nbd://HOST:PORT/EXPORT, nbds://..., "
+		  "nbd+unix:///EXPORT?socket=PATH");
+	return -1;
+}
+
+static void
+dump_uri(FILE *fp, const char *key, char *const *v)
+{
+	dump_path(fp, key, v);
+}
+
+/* A name (the TLS PSK identity): printable, no spaces. */
+static int
+parse_name(struct loader *ld, const char *key, const char *v, char **out)
+{
+	const char *p;
+
+	if (*v == '\0' || strlen(v) > 255)
+		goto bad;
+	for (p = v; *p != '\0'; p++)
+		if (!isgraph((unsigned char) *p))
+			goto bad;
+	return set_string(ld, out, v);
+bad:
+	bad_value(ld, key, v, "1 to 255 printable characters, no spaces");
+	return -1;
+}
+
+static void
+dump_name(FILE *fp, const char *key, char *const *v)
+{
+	dump_path(fp, key, v);
 }
 
 static int
@@ -985,6 +1108,51 @@ disk_key_line(const struct loader *ld, size_t i, int k)
 	return seen->mask & (1u << k) ? seen->line[k] : ld->c->disks[i].line;
 }
 
+/* A primary's disk needs its secondary; TLS credentials need a TLS
+ * scheme (libnbd disables TLS for nbd:// and nbd+unix://), and one kind
+ * of credentials only.  A secondary has no use for any of it.
+ */
+static int
+check_secondary_keys(struct loader *ld, const struct config *c, size_t i,
+		     const char *label)
+{
+	const struct config_disk *d = &c->disks[i];
+	bool creds = d->tls_psk_file != NULL || d->tls_certificates != NULL;
+
+	if (c->mode != CONFIG_MODE_PRIMARY) {
+		if (d->secondary != NULL || creds || d->tls_username != NULL) {
+			fail(ld, d->line, "%s: the secondary* keys are for "
+			     "mode = primary", label);
+			return -1;
+		}
+		return 0;
+	}
+	if (d->secondary == NULL) {
+		fail(ld, d->line, "%s: mode = primary needs secondary = URI",
+		     label);
+		return -1;
+	}
+	if (d->tls_psk_file != NULL && d->tls_certificates != NULL) {
+		fail(ld, disk_key_line(ld, i, DK_secondary_tls_certificates),
+		     "%s: secondary_tls_psk_file and "
+		     "secondary_tls_certificates exclude each other", label);
+		return -1;
+	}
+	if (creds && strncmp(d->secondary, "nbds", 4) != 0) {
+		fail(ld, disk_key_line(ld, i, DK_secondary),
+		     "%s: TLS credentials need an nbds:// or nbds+unix:// "
+		     "secondary URI", label);
+		return -1;
+	}
+	if (d->tls_username != NULL && d->tls_psk_file == NULL) {
+		fail(ld, disk_key_line(ld, i, DK_secondary_tls_username),
+		     "%s: secondary_tls_username goes with "
+		     "secondary_tls_psk_file", label);
+		return -1;
+	}
+	return 0;
+}
+
 static int
 finish(struct loader *ld)
 {
@@ -1019,6 +1187,25 @@ finish(struct loader *ld)
 		     c->metrics_file, c->mountpoint);
 		return -1;
 	}
+	if (c->mode == CONFIG_MODE_PRIMARY && c->metrics_file != NULL) {
+		fail(ld, ld->colofs_seen.line[CK_metrics_file],
+		     "metrics_file is for mode = secondary (a primary reports "
+		     "in .colo/status)");
+		return -1;
+	}
+	if (c->mode == CONFIG_MODE_PRIMARY && c->listen != NULL) {
+		fail(ld, ld->colofs_seen.line[CK_listen],
+		     "listen is for mode = secondary (a primary sends its "
+		     "writes to each disk's secondary)");
+		return -1;
+	}
+	if (path_within(c->state_dir, c->mountpoint)) {
+		fail(ld, ld->colofs_seen.mask & (1u << CK_state_dir) ?
+		     ld->colofs_seen.line[CK_state_dir] : 0,
+		     "state_dir %s is inside mountpoint %s", c->state_dir,
+		     c->mountpoint);
+		return -1;
+	}
 	for (i = 0; i < c->ndisks; i++) {
 		struct config_disk *d = &c->disks[i];
 		char label[DISK_NAME_MAX + 16];
@@ -1029,6 +1216,8 @@ finish(struct loader *ld)
 			fail(ld, d->line, "%s image is required", label);
 			return -1;
 		}
+		if (check_secondary_keys(ld, c, i, label) == -1)
+			return -1;
 		/* Strictly inside: an image that is the mountpoint itself
 		 * fails the daemon's "not a directory" check.
 		 */
@@ -1200,6 +1389,10 @@ config_free(struct config *c)
 		free(c->disks[i].export_name);
 		free(c->disks[i].owner);
 		free(c->disks[i].group);
+		free(c->disks[i].secondary);
+		free(c->disks[i].tls_psk_file);
+		free(c->disks[i].tls_username);
+		free(c->disks[i].tls_certificates);
 	}
 	free(c->disks);
 	free(c->path);
@@ -1207,6 +1400,7 @@ config_free(struct config *c)
 	free(c->listen);
 	free(c->buffer_dir);
 	free(c->metrics_file);
+	free(c->state_dir);
 	free(c);
 }
 

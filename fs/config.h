@@ -14,7 +14,7 @@
  *
  *   [colofs]
  *   mountpoint = /var/lib/colofs/vm1   ; required
- *   mode = secondary                   ; secondary (primary comes later)
+ *   mode = secondary                   ; secondary | primary (doc/primary.md)
  *   listen = unix:/run/colofs/vm1.sock ; or HOST:PORT, [v6]:PORT
  *   buffer = memory                    ; memory | file
  *   buffer_dir = /var/lib/colofs/buf   ; required for buffer = file or qcow2
@@ -23,6 +23,9 @@
  *   page_cache = false                 ; let the kernel cache disk files
  *   allow_chown = true                 ; chown/chmod of disk files (memory)
  *   metrics_file = /var/lib/...prom    ; OpenMetrics, rewritten every 5 s
+ *   state_dir = /var/lib/colofs        ; state that survives a crash
+ *   dirty_granularity = 64K            ; primary: the dirty bitmap's granule
+ *   secondary_timeout = 10s            ; primary: a slower write degrades
  *   [disk "vda"]                       ; one per disk
  *   image = /var/lib/libvirt/images/vm1.raw
  *   format = raw                       ; raw | qcow2; probed when absent
@@ -30,9 +33,13 @@
  *   owner = root                       ; the disk file's owner (name or id)
  *   group = root                       ; its group (name or id)
  *   mode = 0600                        ; its permission bits (octal)
+ *   secondary = nbd://HOST:PORT/vda    ; primary: where writes are mirrored
+ *   secondary_tls_psk_file = /etc/colofs/psk ; or secondary_tls_certificates
+ *   secondary_tls_username = colofs    ; the PSK identity
  */
 enum config_mode {
 	CONFIG_MODE_SECONDARY,
+	CONFIG_MODE_PRIMARY,
 };
 const char *config_mode_name(enum config_mode m);	/* aborts if unknown */
 
@@ -67,6 +74,10 @@ struct config_disk {
 	uid_t uid;			/* resolved at load */
 	gid_t gid;
 	mode_t mode;			/* default 0600 */
+	char *secondary;		/* primary: the secondary's URI */
+	char *tls_psk_file;		/* primary: TLS client credentials, */
+	char *tls_username;		/* each NULL unless set */
+	char *tls_certificates;
 	int line;			/* of the section header */
 };
 
@@ -83,6 +94,9 @@ struct config {
 	bool page_cache;		/* kernel page cache for disk files */
 	bool allow_chown;		/* disk files' chown/chmod kept in memory */
 	char *metrics_file;		/* NULL unless set */
+	char *state_dir;		/* crash-safe state (primary: bitmaps) */
+	uint64_t dirty_granularity;	/* primary: bytes per dirty bit */
+	unsigned secondary_timeout_ms;	/* primary: link write timeout */
 	size_t ndisks;
 	struct config_disk *disks;
 };

@@ -57,6 +57,11 @@
  * .colo files use direct_io: status, error and metrics are generated at
  * open into a per-open snapshot (fh points at it), so a read never sees
  * stale text.
+ *
+ * On a primary (mode = primary) the same file system fronts the primary
+ * engine instead of the replica: the disk_* and *_text helpers below are
+ * the only places that tell the two apart.  A primary's disk file changes
+ * only through this mount, so nothing there needs invalidating.
  */
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
@@ -110,7 +115,8 @@ enum {
 #define METRICS_PERIOD 5	/* seconds between metrics_file writes */
 
 struct fusefs_disk {
-	struct replica_disk *d;
+	struct replica_disk *d;		/* the secondary's, or */
+	struct primary_disk *pd;	/* the primary's */
 	const struct config_disk *cd;
 	uint64_t size;
 	/* Whether the kernel may hold cached pages of this file: the open
@@ -125,7 +131,8 @@ struct fusefs_disk {
 
 struct fusefs {
 	struct fuse_session *se;
-	struct replica *r;
+	struct replica *r;		/* NULL on a primary */
+	struct primary *p;		/* NULL on a secondary */
 	const struct config *cfg;
 	const struct colo_status_part *parts;
 	size_t nparts;
@@ -193,6 +200,74 @@ ino_disk(struct fusefs *fs, fuse_ino_t ino)
 	if (ino < INO_DISK0 || ino - INO_DISK0 >= fs->ndisks)
 		return NULL;
 	return &fs->disks[ino - INO_DISK0];
+}
+
+/* ---- replica or primary ---- */
+
+static int
+disk_read(struct fusefs_disk *dk, void *buf, size_t len, uint64_t off)
+{
+	return dk->pd ? primary_read(dk->pd, buf, len, off) :
+	       replica_view_read(dk->d, buf, len, off);
+}
+
+static int
+disk_write(struct fusefs_disk *dk, const void *buf, size_t len, uint64_t off)
+{
+	return dk->pd ? primary_write(dk->pd, buf, len, off) :
+	       replica_view_write(dk->d, buf, len, off);
+}
+
+static int
+disk_zero(struct fusefs_disk *dk, uint64_t off, uint64_t len)
+{
+	return dk->pd ? primary_zero(dk->pd, off, len) :
+	       replica_view_zero(dk->d, off, len);
+}
+
+static int
+disk_flush(struct fusefs_disk *dk)
+{
+	return dk->pd ? primary_flush(dk->pd) : replica_view_flush(dk->d);
+}
+
+static void
+clear_error(struct fusefs *fs)
+{
+	if (fs->p)
+		primary_clear_error(fs->p);
+	else
+		replica_clear_error(fs->r);
+}
+
+static int
+status_text(struct fusefs *fs, char **text, size_t *len)
+{
+	if (fs->p)
+		return colo_primary_status_text(fs->p, fs->cfg, fs->parts,
+						fs->nparts, text, len);
+	return colo_status_text(fs->r, fs->cfg, fs->parts, fs->nparts, text,
+				len);
+}
+
+/* A primary has no metrics yet (its status is in .colo/status). */
+static int
+metrics_text(struct fusefs *fs, char **text, size_t *len)
+{
+	if (fs->p) {
+		errno = EOPNOTSUPP;
+		return -1;
+	}
+	return colo_metrics_text(fs->r, fs->cfg, fs->parts, fs->nparts, text,
+				 len);
+}
+
+static int
+error_text(struct fusefs *fs, char **text, size_t *len)
+{
+	if (fs->p)
+		return colo_primary_error_text(fs->p, text, len);
+	return colo_error_text(fs->r, text, len);
 }
 
 /* 0 and *st, or -1 (no such inode). */
@@ -396,7 +471,7 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 				return;
 			}
 		} else if (ino == INO_ERROR) {
-			replica_clear_error(fs->r);
+			clear_error(fs);
 		} else if (ino != INO_CTL) {
 			fuse_reply_err(req, ino == INO_STATUS ? EPERM :
 				       EISDIR);
@@ -426,7 +501,7 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		 * (QEMU's cache=none) do not want it.
 		 */
 		if (!fs->cfg->page_cache ||
-		    replica_state(fs->r) == REPLICA_NONE ||
+		    (fs->r && replica_state(fs->r) == REPLICA_NONE) ||
 		    (fi->flags & O_DIRECT)) {
 			fi->direct_io = 1;
 			fi->fh = FH_DISK(ino - INO_DISK0, 0);
@@ -458,20 +533,18 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			return;
 		}
 		if (ino == INO_ERROR && (fi->flags & O_TRUNC))
-			replica_clear_error(fs->r);
+			clear_error(fs);
 		s = calloc(1, sizeof *s);
 		if (!s) {
 			fuse_reply_err(req, ENOMEM);
 			return;
 		}
 		if (ino == INO_STATUS)
-			rc = colo_status_text(fs->r, fs->cfg, fs->parts, fs->nparts,
-					      &s->text, &s->len);
+			rc = status_text(fs, &s->text, &s->len);
 		else if (ino == INO_METRICS)
-			rc = colo_metrics_text(fs->r, fs->cfg, fs->parts,
-					       fs->nparts, &s->text, &s->len);
+			rc = metrics_text(fs, &s->text, &s->len);
 		else
-			rc = colo_error_text(fs->r, &s->text, &s->len);
+			rc = error_text(fs, &s->text, &s->len);
 		if (rc == -1) {
 			rc = errno;
 			free(s);
@@ -524,6 +597,17 @@ read_in_place(fuse_req_t req, struct fusefs_disk *dk, size_t size,
 	struct replica_seg seg;
 	struct replica_read rd;
 
+	/* A primary's raw image: straight from its fd. */
+	if (dk->pd) {
+		if (primary_disk_fd(dk->pd) < 0)
+			return false;
+		bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK |
+				  FUSE_BUF_FD_RETRY;
+		bv.buf[0].fd = primary_disk_fd(dk->pd);
+		bv.buf[0].pos = (off_t)off;
+		fuse_reply_data(req, &bv, 0);
+		return true;
+	}
 	if (replica_view_read_begin(dk->d, off, size, &rd, &seg, 1) == -1) {
 		if (errno == EAGAIN)
 			return false;
@@ -585,7 +669,7 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	if (replica_view_read(dk->d, buf, size, (uint64_t)off) == -1) {
+	if (disk_read(dk, buf, size, (uint64_t)off) == -1) {
 		err = errno;
 		free(buf);
 		errno = err;
@@ -640,6 +724,13 @@ ctl_write(fuse_req_t req, struct fusefs *fs, const char *buf, size_t size,
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
+	if (fs->p) {
+		if (colo_primary_ctl(fs->p, buf, size, (uint64_t)off) == -1)
+			reply_errno(req);
+		else
+			fuse_reply_write(req, size);
+		return;
+	}
 	if (colo_cmd_parse(fs->r, buf, size, (uint64_t)off, &c) == -1 ||
 	    colo_cmd_run(fs->r, c) == -1) {
 		reply_errno(req);
@@ -668,7 +759,7 @@ op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		return;
 	}
 	if (ino == INO_ERROR) {
-		replica_clear_error(fs->r);
+		clear_error(fs);
 		fuse_reply_write(req, size);
 		return;
 	}
@@ -685,7 +776,7 @@ op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		fuse_reply_err(req, ENOSPC);
 		return;
 	}
-	if (size && replica_view_write(dk->d, buf, size, (uint64_t)off) == -1)
+	if (size && disk_write(dk, buf, size, (uint64_t)off) == -1)
 		reply_errno(req);
 	else
 		fuse_reply_write(req, size);
@@ -707,7 +798,7 @@ op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 
 	(void)datasync;
 	(void)fi;
-	if (dk && replica_view_flush(dk->d) == -1)
+	if (dk && disk_flush(dk) == -1)
 		reply_errno(req);
 	else
 		fuse_reply_err(req, 0);
@@ -757,7 +848,7 @@ op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off,
 		fuse_reply_err(req, EOPNOTSUPP);
 		return;
 	}
-	if (replica_view_zero(dk->d, o, l) == -1)
+	if (disk_zero(dk, o, l) == -1)
 		reply_errno(req);
 	else
 		fuse_reply_err(req, 0);
@@ -1041,9 +1132,9 @@ fusefs_check_mountpoint(const char *path)
 	return 0;
 }
 
-struct fusefs *
-fusefs_new(const struct config *cfg, struct replica *r,
-	   const struct colo_status_part *parts, size_t nparts)
+static struct fusefs *
+create(const struct config *cfg, struct replica *r, struct primary *p,
+       const struct colo_status_part *parts, size_t nparts)
 {
 	struct fusefs *fs;
 	char opts[256];
@@ -1060,6 +1151,7 @@ fusefs_new(const struct config *cfg, struct replica *r,
 	pthread_mutex_init(&fs->metrics_lock, NULL);
 	pthread_cond_init(&fs->metrics_cond, NULL);
 	fs->r = r;
+	fs->p = p;
 	fs->cfg = cfg;
 	fs->parts = parts;
 	fs->nparts = nparts;
@@ -1071,18 +1163,24 @@ fusefs_new(const struct config *cfg, struct replica *r,
 	if (!fs->disks)
 		goto fail;
 	for (i = 0; i < cfg->ndisks; i++) {
-		fs->disks[i].cd = &cfg->disks[i];
-		fs->disks[i].d = replica_find_disk(r, cfg->disks[i].name);
-		if (!fs->disks[i].d) {
+		struct fusefs_disk *dk = &fs->disks[i];
+
+		dk->cd = &cfg->disks[i];
+		if (p)
+			dk->pd = primary_find_disk(p, cfg->disks[i].name);
+		else
+			dk->d = replica_find_disk(r, cfg->disks[i].name);
+		if (!dk->d && !dk->pd) {
 			log_error("disk %s: not in the replica",
 				  cfg->disks[i].name);
 			errno = ENOENT;
 			goto fail;
 		}
-		fs->disks[i].size = replica_disk_size(fs->disks[i].d);
-		atomic_init(&fs->disks[i].uid, cfg->disks[i].uid);
-		atomic_init(&fs->disks[i].gid, cfg->disks[i].gid);
-		atomic_init(&fs->disks[i].mode, cfg->disks[i].mode);
+		dk->size = p ? primary_disk_size(dk->pd) :
+			   replica_disk_size(dk->d);
+		atomic_init(&dk->uid, cfg->disks[i].uid);
+		atomic_init(&dk->gid, cfg->disks[i].gid);
+		atomic_init(&dk->mode, cfg->disks[i].mode);
 	}
 	fusefs_check_access(cfg);
 
@@ -1168,7 +1266,7 @@ metrics_start(struct fusefs *fs)
 {
 	int rc;
 
-	if (!fs->cfg->metrics_file)
+	if (!fs->cfg->metrics_file || fs->r == NULL)
 		return;
 	rc = pthread_create(&fs->metrics_thread, NULL, metrics_main, fs);
 	if (rc != 0) {
@@ -1217,6 +1315,20 @@ fusefs_check_access(const struct config *cfg)
 				 "libvirt-qemu)", d->name, d->owner, d->group,
 				 (unsigned)d->mode, cfg->mountpoint, d->name);
 	}
+}
+
+struct fusefs *
+fusefs_new(const struct config *cfg, struct replica *r,
+	   const struct colo_status_part *parts, size_t nparts)
+{
+	return create(cfg, r, NULL, parts, nparts);
+}
+
+struct fusefs *
+fusefs_new_primary(const struct config *cfg, struct primary *p,
+		   const struct colo_status_part *parts, size_t nparts)
+{
+	return create(cfg, NULL, p, parts, nparts);
 }
 
 int

@@ -17,6 +17,10 @@ struct fusefs;
  */
 struct fusefs *fusefs_new(const struct config *cfg, struct replica *r,
 			  const struct colo_status_part *parts, size_t nparts);
+/* The same for a primary (mode = primary): the disk files front p. */
+struct fusefs *fusefs_new_primary(const struct config *cfg, struct primary *p,
+				  const struct colo_status_part *parts,
+				  size_t nparts);
 /* Serves requests with a pool of threads until the filesystem is
  * unmounted or a signal arrives.  Returns when every request in flight has
  * been answered: 0, or -1 with errno.

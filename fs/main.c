@@ -36,6 +36,8 @@
 #include "image.h"
 #include "log.h"
 #include "nbd.h"
+#include "primary-link.h"
+#include "primary.h"
 #include "replica.h"
 #include "store.h"
 
@@ -60,7 +62,9 @@ usage(FILE *fp)
 	      "the config appears as a file under the mountpoint (the\n"
 	      "secondary VM's view), the primary's writes arrive over NBD,\n"
 	      "and MOUNTPOINT/.colo/ctl takes start, checkpoint, stop and\n"
-	      "failover.\n"
+	      "failover.  With mode = primary, the primary side: the disk\n"
+	      "files mirror their writes to the secondary through libnbd\n"
+	      "(ctl: start, checkpoint, failover, stop, resync [full]).\n"
 	      "\n"
 	      "  -c, --config FILE  the deployment file (INI; see colofs(8))\n"
 	      "  -f, --foreground   do not daemonize; log to stderr\n"
@@ -108,6 +112,24 @@ check_paths(const struct config *cfg)
 	if (fusefs_check_mountpoint(cfg->mountpoint) == -1)
 		bad = 1;
 	fusefs_check_access(cfg);
+	/* A primary makes state_dir if missing: its parent must exist. */
+	if (cfg->mode == CONFIG_MODE_PRIMARY && stat(cfg->state_dir, &st) == -1) {
+		char parent[PATH_MAX];
+		char *slash;
+
+		snprintf(parent, sizeof parent, "%s", cfg->state_dir);
+		slash = strrchr(parent, '/');
+		if (slash != NULL)
+			*(slash == parent ? slash + 1 : slash) = '\0';
+		if (errno != ENOENT || stat(parent, &st) == -1 ||
+		    !S_ISDIR(st.st_mode)) {
+			log_error("state_dir %s: cannot be made", cfg->state_dir);
+			bad = 1;
+		}
+	} else if (cfg->mode == CONFIG_MODE_PRIMARY && !S_ISDIR(st.st_mode)) {
+		log_error("state_dir %s: not a directory", cfg->state_dir);
+		bad = 1;
+	}
 	if (cfg->buffer_dir) {
 		if (stat(cfg->buffer_dir, &st) == -1) {
 			log_error("buffer_dir %s: %m", cfg->buffer_dir);
@@ -177,6 +199,103 @@ finish_commit(struct replica *r)
 	default:
 		break;
 	}
+}
+
+static void
+lost(void *arg, size_t i, const char *why)
+{
+	primary_link_lost(arg, i, why);
+}
+
+/* mode = primary: the primary engine and its libnbd link instead of the
+ * replica and the listener; the same mount, signals and daemonizing.
+ * The state directory (bitmaps) is made if missing.
+ */
+static int
+serve_primary(struct config *cfg, bool foreground)
+{
+	struct primary_disk_config *dcs = NULL;
+	struct primary_config pc;
+	struct primary_link *link = NULL;
+	struct primary *p = NULL;
+	struct fusefs *fs = NULL;
+	char **paths = NULL;
+	sigset_t oldmask;
+	size_t i, opened = 0;
+	int rc = 1;
+
+	stop_signals(SIG_BLOCK, &oldmask);
+	if (mkdir(cfg->state_dir, 0700) == -1 && errno != EEXIST) {
+		log_error("state_dir %s: %m", cfg->state_dir);
+		goto out;
+	}
+	link = primary_link_new(cfg);
+	dcs = calloc(cfg->ndisks, sizeof *dcs);
+	paths = calloc(cfg->ndisks, sizeof *paths);
+	if (!link || !dcs || !paths) {
+		log_error("out of memory");
+		goto out;
+	}
+	for (i = 0; i < cfg->ndisks; i++) {
+		const struct config_disk *d = &cfg->disks[i];
+
+		if (asprintf(&paths[i], "%s/%s.dirty", cfg->state_dir,
+			     d->name) == -1) {
+			paths[i] = NULL;
+			goto out;
+		}
+		dcs[i].name = d->name;
+		dcs[i].uri = d->secondary;
+		dcs[i].bitmap_path = paths[i];
+		dcs[i].img = image_open(d->image, d->format, cfg->buffer_dir,
+					d->name);
+		if (!dcs[i].img)
+			goto out;
+		opened = i + 1;
+		log_info("disk %s: %s (%s, %llu bytes), secondary %s", d->name,
+			 d->image, dcs[i].img->ops->name,
+			 (unsigned long long)dcs[i].img->size, d->secondary);
+	}
+	pc = (struct primary_config){
+		.ndisks = cfg->ndisks,
+		.disks = dcs,
+		.granularity = cfg->dirty_granularity,
+		.timeout_ms = cfg->secondary_timeout_ms,
+		.link = &primary_link_ops,
+		.link_opaque = link,
+	};
+	opened = 0;		/* primary_new takes the images */
+	p = primary_new(&pc);
+	if (!p)
+		goto out;
+	primary_link_on_lost(link, lost, p);
+	fs = fusefs_new_primary(cfg, p, NULL, 0);
+	if (!fs)
+		goto out;
+	if (!foreground) {
+		daemon_ready();
+		if (chdir("/") == -1)
+			log_warn("chdir /: %m");
+	}
+	log_info("ready: %s on %s (primary)", cfg->path, cfg->mountpoint);
+	stop_signals(SIG_SETMASK, &oldmask);
+	rc = fusefs_run(fs) == -1 ? 1 : 0;
+	stop_signals(SIG_BLOCK, &oldmask);
+	fusefs_unmount(fs);
+out:
+	fusefs_free(fs);
+	/* Drains writes, closes the links cleanly, saves the bitmaps. */
+	primary_free(p);
+	primary_link_free(link);
+	for (i = 0; i < opened; i++)
+		image_close(dcs[i].img);
+	for (i = 0; paths && i < cfg->ndisks; i++)
+		free(paths[i]);
+	free(paths);
+	free(dcs);
+	if (rc == 0)
+		log_info("stopped cleanly");
+	return rc;
 }
 
 static int
@@ -330,7 +449,8 @@ main(int argc, char **argv)
 		config_free(cfg);
 		return 1;
 	}
-	rc = serve(cfg, foreground);
+	rc = cfg->mode == CONFIG_MODE_PRIMARY ? serve_primary(cfg, foreground) :
+	     serve(cfg, foreground);
 	config_free(cfg);
 	return rc;
 }

@@ -357,10 +357,42 @@ Test(config, buffer_limit_rejects_junk_and_overflow)
 		     "too large");
 }
 
-Test(config, mode_primary_is_not_supported_yet)
+Test(config, mode_primary_needs_a_secondary_per_disk)
 {
-	expect_error(COLOFS "mode = primary\n" DISK, "t.ini:3:",
-		     "mode = primary is not supported yet");
+	expect_error(COLOFS "mode = primary\n" DISK, "t.ini:",
+		     "mode = primary needs secondary = URI");
+}
+
+Test(config, mode_primary_reads_its_keys)
+{
+	struct config *c = load_ok(COLOFS "mode = primary\n"
+				   "dirty_granularity = 1M\n"
+				   "secondary_timeout = 250ms\n" DISK
+				   "secondary = nbd+unix:///vda?socket=/run/s\n");
+
+	cr_assert_eq(c->mode, CONFIG_MODE_PRIMARY);
+	cr_assert_eq(c->dirty_granularity, 1u << 20);
+	cr_assert_eq(c->secondary_timeout_ms, 250);
+	cr_assert_str_eq(c->disks[0].secondary, "nbd+unix:///vda?socket=/run/s");
+	cr_assert_str_eq(c->state_dir, "/var/lib/colofs");
+	config_free(c);
+}
+
+Test(config, primary_keys_are_checked)
+{
+	expect_error(COLOFS "mode = primary\n" DISK "secondary = http://x/\n",
+		     "t.ini:", "bad value for secondary");
+	expect_error(COLOFS "mode = primary\n" DISK "secondary = nbd://h/vda\n"
+		     "secondary_tls_psk_file = /etc/psk\n", "t.ini:",
+		     "TLS credentials need an nbds://");
+	expect_error(COLOFS "mode = primary\ndirty_granularity = 3000\n" DISK
+		     "secondary = nbd://h/vda\n", "t.ini:",
+		     "bad value for dirty_granularity");
+	expect_error(COLOFS "mode = primary\nsecondary_timeout = 0\n" DISK
+		     "secondary = nbd://h/vda\n", "t.ini:",
+		     "bad value for secondary_timeout");
+	expect_error(COLOFS DISK "secondary = nbd://h/vda\n", "t.ini:",
+		     "are for mode = primary");
 }
 
 Test(config, mode_other_is_a_bad_value)

@@ -1,0 +1,525 @@
+/* SPDX-License-Identifier: MIT */
+/* The primary's dirty bitmap, durable: which granules of a disk the
+ * secondary may not have.
+ *
+ * File format (host byte order; one file per disk, STATE_DIR/NAME.dirty):
+ *
+ *   0     char  magic[8]     "COLOFSDB"
+ *   8     u32   version      1
+ *   12    u32   flags        BITMAP_SYNCED | BITMAP_LIVE
+ *   16    u64   size         of the disk, bytes
+ *   24    u64   granularity  bytes per bit, a power of two
+ *   32    u64   nbits        ceil(size / granularity)
+ *   40    char  peer[1024]   the secondary's URI the flags refer to, NUL
+ *   4096  u64   words[]      bit i of word i/64 = granule i is dirty
+ *
+ * The rule that makes it crash-safe is the caller's and the mark's: a
+ * write that is not mirrored marks its granules before it is applied,
+ * and bitmap_mark returns only once a newly set bit is on the disk
+ * (pwrite of the words it changed, then fdatasync).  A bit already set
+ * costs nothing.  Clearing is lazy (in memory; written by the next mark
+ * that touches the word, or by bitmap_save): after a crash a granule
+ * that was copied may read dirty, which costs one more copy, never a
+ * lost write.
+ *
+ * Whole rewrites (bitmap_save, bitmap_mark_all, header changes) go to
+ * NAME.dirty.tmp, fsync, rename over NAME.dirty, fsync the directory:
+ * the file is always either the old or the new one.
+ *
+ * Group commit.  Concurrent marks share their fdatasync: a mark that sets
+ * bits takes a new generation; one marker at a time (the syncer) copies
+ * the words changed since the last sync, writes and syncs them without
+ * the lock, then declares every generation up to the one it started with
+ * durable; a marker returns once its generation is.  A mark that sets no
+ * bit waits for the generation current when it looked (the bits it found
+ * may have been set by a mark whose sync is still under way), which costs
+ * nothing when no sync is pending.  Whole rewrites wait for the syncer.
+ *
+ * Locking: b->lock protects the words, the counters, the generations, the
+ * header and the fd (the syncer uses its copy of the fd, and whole
+ * rewrites, which replace it, wait until no syncer is out).  It is a leaf
+ * lock: nothing is taken under it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bitmap.h"
+#include "fdio.h"
+#include "log.h"
+
+#define HDR_SIZE 4096
+#define PEER_MAX 1024
+static const char magic[8] = "COLOFSDB";
+
+struct header {
+	char magic[8];
+	uint32_t version;
+	uint32_t flags;
+	uint64_t size;
+	uint64_t granularity;
+	uint64_t nbits;
+	char peer[PEER_MAX];
+};
+
+struct bitmap {
+	pthread_mutex_t lock;
+	char *path;
+	int fd;				/* protected by lock */
+	uint64_t size, gran, nbits, nwords;
+	struct header hdr;		/* protected by lock */
+	uint64_t *words;		/* protected by lock */
+	uint64_t nset;			/* protected by lock */
+	pthread_cond_t cond;		/* a sync ended */
+	uint64_t gen_set, gen_synced;	/* protected by lock */
+	bool syncing;			/* a syncer is out; protected by lock */
+	uint64_t lo, hi;		/* words to sync; lo > hi: none */
+};
+
+static uint64_t
+granule_len(const struct bitmap *b, uint64_t i)
+{
+	uint64_t start = i * b->gran;
+
+	return b->size - start < b->gran ? b->size - start : b->gran;
+}
+
+/* Writes the header and words to path.tmp, then renames it over path. */
+static int
+write_whole(struct bitmap *b)
+{
+	char tmp[PATH_MAX], dir[PATH_MAX];
+	unsigned char hdr[HDR_SIZE];
+	int fd, dfd, saved;
+
+	while (b->syncing)
+		pthread_cond_wait(&b->cond, &b->lock);
+	if (snprintf(tmp, sizeof tmp, "%s.tmp", b->path) >= (int)sizeof tmp) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memset(hdr, 0, sizeof hdr);
+	memcpy(hdr, &b->hdr, sizeof b->hdr);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd == -1) {
+		log_error("dirty bitmap %s: %m", tmp);
+		return -1;
+	}
+	if (full_pwrite(fd, hdr, sizeof hdr, 0) == -1 ||
+	    full_pwrite(fd, b->words, b->nwords * sizeof *b->words,
+			HDR_SIZE) == -1 ||
+	    fsync(fd) == -1) {
+		log_error("dirty bitmap %s: %m", tmp);
+		goto fail;
+	}
+	if (rename(tmp, b->path) == -1) {
+		log_error("dirty bitmap: rename %s: %m", tmp);
+		goto fail;
+	}
+	snprintf(dir, sizeof dir, "%s", b->path);
+	dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd == -1 || fsync(dfd) == -1) {
+		log_error("dirty bitmap: fsync of the directory of %s: %m",
+			  b->path);
+		if (dfd != -1)
+			close(dfd);
+		goto fail_renamed;
+	}
+	close(dfd);
+	if (b->fd != -1)
+		close(b->fd);
+	b->fd = fd;
+	b->gen_synced = b->gen_set;
+	b->lo = UINT64_MAX;
+	b->hi = 0;
+	return 0;
+fail:
+	saved = errno;
+	unlink(tmp);
+	close(fd);
+	errno = saved;
+	return -1;
+fail_renamed:
+	saved = errno;
+	if (b->fd != -1)
+		close(b->fd);
+	b->fd = fd;
+	errno = saved;
+	return -1;
+}
+
+static int
+load(struct bitmap *b, int fd)
+{
+	unsigned char hdr[HDR_SIZE];
+	struct stat st;
+	uint64_t i;
+
+	if (fstat(fd, &st) == -1 || full_pread(fd, hdr, sizeof hdr, 0) == -1) {
+		log_error("dirty bitmap %s: %m", b->path);
+		return -1;
+	}
+	memcpy(&b->hdr, hdr, sizeof b->hdr);
+	if (memcmp(b->hdr.magic, magic, sizeof magic) != 0 ||
+	    b->hdr.version != 1 || b->hdr.peer[PEER_MAX - 1] != '\0') {
+		log_error("dirty bitmap %s: not a colofs dirty bitmap (version "
+			  "1)", b->path);
+		errno = EINVAL;
+		return -1;
+	}
+	if (b->hdr.size != b->size || b->hdr.granularity != b->gran) {
+		log_error("dirty bitmap %s: made for a disk of %" PRIu64
+			  " bytes at %" PRIu64 " bytes a bit, not %" PRIu64
+			  " at %" PRIu64 "; remove it to start over (the "
+			  "next sync is then a full one)", b->path,
+			  b->hdr.size, b->hdr.granularity, b->size, b->gran);
+		errno = EINVAL;
+		return -1;
+	}
+	if ((uint64_t)st.st_size < HDR_SIZE + b->nwords * sizeof *b->words) {
+		log_error("dirty bitmap %s: truncated", b->path);
+		errno = EINVAL;
+		return -1;
+	}
+	if (full_pread(fd, b->words, b->nwords * sizeof *b->words,
+		       HDR_SIZE) == -1) {
+		log_error("dirty bitmap %s: %m", b->path);
+		return -1;
+	}
+	/* Bits past the end would count as dirty bytes that do not exist. */
+	if (b->nbits % 64)
+		b->words[b->nwords - 1] &= (UINT64_C(1) << (b->nbits % 64)) - 1;
+	for (i = 0; i < b->nwords; i++)
+		b->nset += (uint64_t)__builtin_popcountll(b->words[i]);
+	return 0;
+}
+
+struct bitmap *
+bitmap_open(const char *path, uint64_t size, uint64_t gran)
+{
+	struct bitmap *b;
+	int fd, saved;
+
+	if (gran == 0 || (gran & (gran - 1)) != 0 || size == 0) {
+		errno = EINVAL;
+		return NULL;
+	}
+	b = calloc(1, sizeof *b);
+	if (b == NULL)
+		return NULL;
+	pthread_mutex_init(&b->lock, NULL);
+	pthread_cond_init(&b->cond, NULL);
+	b->fd = -1;
+	b->lo = UINT64_MAX;
+	b->size = size;
+	b->gran = gran;
+	b->nbits = (size + gran - 1) / gran;
+	b->nwords = (b->nbits + 63) / 64;
+	b->path = strdup(path);
+	b->words = calloc(b->nwords, sizeof *b->words);
+	if (b->path == NULL || b->words == NULL)
+		goto fail;
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd == -1 && errno != ENOENT) {
+		log_error("dirty bitmap %s: %m", path);
+		goto fail;
+	}
+	if (fd == -1) {
+		memcpy(b->hdr.magic, magic, sizeof magic);
+		b->hdr.version = 1;
+		b->hdr.size = size;
+		b->hdr.granularity = gran;
+		b->hdr.nbits = b->nbits;
+		if (write_whole(b) == -1)
+			goto fail;
+		return b;
+	}
+	b->fd = fd;
+	if (load(b, fd) == -1)
+		goto fail;
+	if (b->hdr.flags & BITMAP_LIVE) {
+		log_warn("dirty bitmap %s: the primary stopped while "
+			 "replicating; what it was writing is unknown, so "
+			 "the whole disk is dirty", path);
+		memset(b->words, 0xff, b->nwords * sizeof *b->words);
+		if (b->nbits % 64)
+			b->words[b->nwords - 1] =
+				(UINT64_C(1) << (b->nbits % 64)) - 1;
+		b->nset = b->nbits;
+		if (write_whole(b) == -1)
+			goto fail;
+	}
+	return b;
+fail:
+	saved = errno;
+	bitmap_free(b);
+	errno = saved;
+	return NULL;
+}
+
+void
+bitmap_free(struct bitmap *b)
+{
+	if (b == NULL)
+		return;
+	if (b->fd != -1)
+		close(b->fd);
+	pthread_mutex_destroy(&b->lock);
+	pthread_cond_destroy(&b->cond);
+	free(b->words);
+	free(b->path);
+	free(b);
+}
+
+uint64_t
+bitmap_granularity(const struct bitmap *b)
+{
+	return b->gran;
+}
+
+unsigned
+bitmap_flags(struct bitmap *b)
+{
+	unsigned f;
+
+	pthread_mutex_lock(&b->lock);
+	f = b->hdr.flags;
+	pthread_mutex_unlock(&b->lock);
+	return f;
+}
+
+void
+bitmap_peer(struct bitmap *b, char *buf, size_t len)
+{
+	pthread_mutex_lock(&b->lock);
+	snprintf(buf, len, "%s", b->hdr.peer);
+	pthread_mutex_unlock(&b->lock);
+}
+
+int
+bitmap_update(struct bitmap *b, unsigned set, unsigned clear,
+	      const char *peer)
+{
+	struct header old;
+	int rc;
+
+	if (peer != NULL && strlen(peer) >= PEER_MAX) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	pthread_mutex_lock(&b->lock);
+	old = b->hdr;
+	b->hdr.flags = (b->hdr.flags | set) & ~clear;
+	if (peer != NULL) {
+		memset(b->hdr.peer, 0, sizeof b->hdr.peer);
+		strcpy(b->hdr.peer, peer);
+	}
+	rc = write_whole(b);
+	if (rc == -1)
+		b->hdr = old;
+	pthread_mutex_unlock(&b->lock);
+	return rc;
+}
+
+/* Writes out the words changed so far as the syncer.  With b->lock held
+ * (dropped and retaken around the I/O).  0, or -1 with errno.
+ */
+static int
+sync_words(struct bitmap *b)
+{
+	uint64_t target = b->gen_set, lo = b->lo, hi = b->hi, *copy;
+	int fd = b->fd, rc = 0, saved;
+
+	if (lo > hi) {
+		b->gen_synced = target;
+		return 0;
+	}
+	copy = malloc((hi - lo + 1) * sizeof *copy);
+	if (copy == NULL)
+		return -1;
+	memcpy(copy, &b->words[lo], (hi - lo + 1) * sizeof *copy);
+	b->lo = UINT64_MAX;
+	b->hi = 0;
+	b->syncing = true;
+	pthread_mutex_unlock(&b->lock);
+	if (full_pwrite(fd, copy, (hi - lo + 1) * sizeof *copy,
+			HDR_SIZE + lo * sizeof *copy) == -1 ||
+	    fdatasync(fd) == -1) {
+		saved = errno;
+		log_error("dirty bitmap %s: %m", b->path);
+		errno = saved;
+		rc = -1;
+	}
+	saved = errno;
+	free(copy);
+	pthread_mutex_lock(&b->lock);
+	b->syncing = false;
+	if (rc == 0) {
+		if (target > b->gen_synced)
+			b->gen_synced = target;
+	} else {
+		/* Someone must write these words again. */
+		if (b->lo > b->hi) {
+			b->lo = lo;
+			b->hi = hi;
+		} else {
+			if (lo < b->lo)
+				b->lo = lo;
+			if (hi > b->hi)
+				b->hi = hi;
+		}
+	}
+	pthread_cond_broadcast(&b->cond);
+	errno = saved;
+	return rc;
+}
+
+int
+bitmap_mark(struct bitmap *b, uint64_t off, uint64_t len)
+{
+	uint64_t first, last, i, my;
+	bool set = false;
+	int rc = 0;
+
+	if (len == 0 || off >= b->size)
+		return 0;
+	if (len > b->size - off)
+		len = b->size - off;
+	first = off / b->gran;
+	last = (off + len - 1) / b->gran;
+	pthread_mutex_lock(&b->lock);
+	for (i = first; i <= last; i++) {
+		uint64_t bit = UINT64_C(1) << (i % 64);
+
+		if (b->words[i / 64] & bit)
+			continue;
+		b->words[i / 64] |= bit;
+		b->nset++;
+		set = true;
+		if (i / 64 < b->lo)
+			b->lo = i / 64;
+		if (b->lo > b->hi || i / 64 > b->hi)
+			b->hi = i / 64;
+	}
+	if (set)
+		b->gen_set++;
+	my = b->gen_set;
+	while (rc == 0 && b->gen_synced < my) {
+		if (b->syncing)
+			pthread_cond_wait(&b->cond, &b->lock);
+		else
+			rc = sync_words(b);
+	}
+	pthread_mutex_unlock(&b->lock);
+	return rc;
+}
+
+int
+bitmap_mark_all(struct bitmap *b)
+{
+	uint64_t i;
+	int rc;
+
+	pthread_mutex_lock(&b->lock);
+	for (i = 0; i < b->nwords; i++)
+		b->words[i] = UINT64_MAX;
+	if (b->nbits % 64)
+		b->words[b->nwords - 1] = (UINT64_C(1) << (b->nbits % 64)) - 1;
+	b->nset = b->nbits;
+	rc = write_whole(b);
+	pthread_mutex_unlock(&b->lock);
+	return rc;
+}
+
+void
+bitmap_clear(struct bitmap *b, uint64_t off, uint64_t len)
+{
+	uint64_t first, end, i;
+
+	if (off >= b->size || len == 0)
+		return;
+	if (len > b->size - off)
+		len = b->size - off;
+	/* Whole granules only; the disk's last one may be short. */
+	first = (off + b->gran - 1) / b->gran;
+	end = off + len == b->size ? b->nbits : (off + len) / b->gran;
+	pthread_mutex_lock(&b->lock);
+	for (i = first; i < end; i++) {
+		uint64_t bit = UINT64_C(1) << (i % 64);
+
+		if (b->words[i / 64] & bit) {
+			b->words[i / 64] &= ~bit;
+			b->nset--;
+		}
+	}
+	pthread_mutex_unlock(&b->lock);
+}
+
+int
+bitmap_save(struct bitmap *b)
+{
+	int rc;
+
+	pthread_mutex_lock(&b->lock);
+	rc = write_whole(b);
+	pthread_mutex_unlock(&b->lock);
+	return rc;
+}
+
+bool
+bitmap_next(struct bitmap *b, uint64_t off, uint64_t max, uint64_t *roff,
+	    uint64_t *rlen)
+{
+	uint64_t i, start, len = 0;
+	bool found = false;
+
+	if (off >= b->size)
+		return false;
+	i = off / b->gran;
+	pthread_mutex_lock(&b->lock);
+	while (i < b->nbits) {
+		uint64_t w = b->words[i / 64] >> (i % 64);
+
+		if (w == 0) {
+			i = (i / 64 + 1) * 64;
+			continue;
+		}
+		i += (uint64_t)__builtin_ctzll(w);
+		found = i < b->nbits;
+		break;
+	}
+	if (found) {
+		start = i;
+		while (i < b->nbits && len < max &&
+		       (b->words[i / 64] >> (i % 64) & 1)) {
+			len += granule_len(b, i);
+			i++;
+		}
+		*roff = start * b->gran;
+		*rlen = len;
+	}
+	pthread_mutex_unlock(&b->lock);
+	return found;
+}
+
+uint64_t
+bitmap_dirty_bytes(struct bitmap *b)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&b->lock);
+	n = b->nset * b->gran;
+	/* The last granule may be short. */
+	if (b->words[(b->nbits - 1) / 64] >> ((b->nbits - 1) % 64) & 1)
+		n -= b->gran - granule_len(b, b->nbits - 1);
+	pthread_mutex_unlock(&b->lock);
+	return n;
+}

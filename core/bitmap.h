@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef COLOFS_BITMAP_H
+#define COLOFS_BITMAP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A durable dirty bitmap: one bit per granule of a disk, kept in a file
+ * (bitmap.c describes the format).  Every call is thread-safe.
+ */
+struct bitmap;
+
+/* Header flags. */
+enum {
+	/* The disk was in sync with the peer once: an incremental resync to
+	 * the same peer is possible.
+	 */
+	BITMAP_SYNCED = 1u << 0,
+	/* Writes were being mirrored without being marked: if the file is
+	 * found with this flag at open, the process died mid-replication
+	 * and what was in flight is unknown.
+	 */
+	BITMAP_LIVE = 1u << 1,
+};
+
+/* Opens path, or creates it (all clean, no flags) when it does not exist.
+ * A file for another size or granularity is refused (EINVAL, logged).  A
+ * file found with BITMAP_LIVE gets every bit set (and the flag kept: the
+ * caller decides).  NULL with errno after logging.
+ */
+struct bitmap *bitmap_open(const char *path, uint64_t size, uint64_t gran);
+void bitmap_free(struct bitmap *b);		/* NULL is a no-op */
+
+uint64_t bitmap_granularity(const struct bitmap *b);
+unsigned bitmap_flags(struct bitmap *b);
+/* The peer (the secondary's URI) the flags refer to; "" if none. */
+void bitmap_peer(struct bitmap *b, char *buf, size_t len);
+/* Sets the flags in set, clears those in clear and, unless peer is NULL,
+ * replaces the peer, in one durable rewrite.  0, or -1 with errno.
+ */
+int bitmap_update(struct bitmap *b, unsigned set, unsigned clear,
+		  const char *peer);
+
+/* Marks every granule touched by [off, off+len).  When a granule was
+ * clean, the bits reach the disk (pwrite + fdatasync) before this
+ * returns.  0, or -1 with errno (then the range may not be marked).
+ */
+int bitmap_mark(struct bitmap *b, uint64_t off, uint64_t len);
+/* Marks everything, durably (a whole rewrite).  0, or -1. */
+int bitmap_mark_all(struct bitmap *b);
+/* Clears the granules [off, off+len) covers whole, in memory; a later
+ * bitmap_save or mark writes it out (a stale set bit only costs a copy).
+ */
+void bitmap_clear(struct bitmap *b, uint64_t off, uint64_t len);
+/* Rewrites the whole file atomically: temp file, fsync, rename, fsync of
+ * the directory.  0, or -1 with errno.
+ */
+int bitmap_save(struct bitmap *b);
+
+/* The first dirty run at or after off, capped at max bytes: true and
+ * *roff, *rlen (granule-aligned, within the disk), or false.
+ */
+bool bitmap_next(struct bitmap *b, uint64_t off, uint64_t max,
+		 uint64_t *roff, uint64_t *rlen);
+uint64_t bitmap_dirty_bytes(struct bitmap *b);
+
+#endif

@@ -1,0 +1,1015 @@
+/* SPDX-License-Identifier: MIT */
+/* The primary engine: local images, mirroring through a link, dirty
+ * tracking and the background sync.  doc/primary.md has the design; the
+ * contract per state is in primary.h.
+ *
+ *   VM write ──▶ range lock ──▶ mirroring?  yes: submit to the link,
+ *                                           write locally, wait (timeout)
+ *                                           no:  mark dirty (durable),
+ *                                           write locally
+ *   a link failure or timeout: the write completes locally, its granules
+ *   are marked dirty before it is acknowledged, the pair degrades.
+ *
+ * Invariant: a granule where the secondary may differ from the local
+ * image is dirty in the bitmap, or a write on it is in flight that will
+ * mark it if its mirror fails.  Writes that mirror successfully leave the
+ * bitmap alone; writes that do not mirror mark it before touching the
+ * image.  The sync thread clears a run only after the secondary acked
+ * the copy, and it copies a run with the run's range lock held from the
+ * local read to the secondary's ack, so no VM write to those bytes can
+ * slip between them (and land on the secondary before the older copy).
+ *
+ * Mirrored writes leave no trace in the bitmap, so a crash while they
+ * may be in flight loses track of them.  The bitmaps' BITMAP_LIVE flag
+ * says so: it is set (durably) before the state becomes syncing, and
+ * cleared once the state has left syncing/replicating and the last
+ * mirrored write has finished; a bitmap found LIVE at start-up is all
+ * dirty (bitmap.c).
+ *
+ * Entering syncing waits until no unmirrored write is in flight: every
+ * write that saw a non-mirroring state has marked its granules by then,
+ * so one pass of the sync thread over the bitmap sees them all.
+ *
+ * Locks, in order: p->ctl (control words; held across connects and
+ * joins), d->rl (range locks, held across one write's local and remote
+ * I/O: they exist to order exactly that), p->lock (state, counters,
+ * error; never held across I/O, except the link's non-blocking abortive
+ * disconnect), then the bitmap's own leaf lock.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bitmap.h"
+#include "log.h"
+#include "primary.h"
+#include "rangelock.h"
+
+#define SYNC_CHUNK (256u << 10)	/* bytes per sync request, at most */
+#define SYNC_DEPTH 32		/* sync requests in flight */
+#define URI_MAX 1024
+
+struct primary_disk {
+	struct primary *p;
+	size_t index;
+	char *name;
+	struct image *img;
+	uint64_t size;
+	char conf_uri[URI_MAX];
+	char uri[URI_MAX];		/* in use; protected by p->lock */
+	struct bitmap *bm;
+	struct rangelock rl;
+	atomic_uint_fast64_t write_bytes, mirrored_bytes;
+};
+
+struct primary {
+	pthread_mutex_t ctl;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;		/* inflight or sync changes */
+	enum primary_state state;	/* protected by lock */
+	char reason[2048];		/* protected by lock */
+	char error[2600];		/* protected by lock */
+	unsigned mirrored;		/* writes in flight; protected by lock */
+	unsigned unmirrored;		/* protected by lock */
+	atomic_bool live;		/* BITMAP_LIVE is set; changed under ctl */
+	uint64_t checkpoints, syncs;	/* protected by lock */
+	uint64_t sync_total, sync_done;	/* protected by lock */
+	struct timespec sync_t0, sync_t1;	/* protected by lock */
+	pthread_t sync_thread;		/* protected by ctl */
+	bool sync_joinable;		/* protected by ctl */
+	bool sync_cancel;		/* protected by lock */
+	uint64_t granularity;
+	unsigned timeout_ms;
+	const struct primary_link_ops *link;
+	void *link_opaque;
+	size_t ndisks;
+	struct primary_disk *disks;
+};
+
+static const char *const state_names[] = {
+	[PRIMARY_NONE] = "none",
+	[PRIMARY_SYNCING] = "syncing",
+	[PRIMARY_REPLICATING] = "replicating",
+	[PRIMARY_DEGRADED] = "degraded",
+	[PRIMARY_FAILOVER] = "failover",
+};
+
+const char *
+primary_state_name(enum primary_state s)
+{
+	if ((size_t)s >= sizeof state_names / sizeof state_names[0])
+		abort();
+	return state_names[s];
+}
+
+static void
+vrecord(struct primary *p, const char *fmt, va_list ap)
+{
+	int saved = errno;
+
+	pthread_mutex_lock(&p->lock);
+	vsnprintf(p->error, sizeof p->error, fmt, ap);
+	pthread_mutex_unlock(&p->lock);
+	errno = saved;
+}
+
+void
+primary_record_error(struct primary *p, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vrecord(p, fmt, ap);
+	va_end(ap);
+}
+
+static int __attribute__((format(printf, 3, 4)))
+refuse(struct primary *p, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vrecord(p, fmt, ap);
+	va_end(ap);
+	errno = err;
+	return -1;
+}
+
+void
+primary_last_error(struct primary *p, char *buf, size_t len)
+{
+	pthread_mutex_lock(&p->lock);
+	snprintf(buf, len, "%s", p->error);
+	pthread_mutex_unlock(&p->lock);
+}
+
+void
+primary_clear_error(struct primary *p)
+{
+	pthread_mutex_lock(&p->lock);
+	p->error[0] = '\0';
+	pthread_mutex_unlock(&p->lock);
+}
+
+enum primary_state
+primary_state(struct primary *p)
+{
+	enum primary_state s;
+
+	pthread_mutex_lock(&p->lock);
+	s = p->state;
+	pthread_mutex_unlock(&p->lock);
+	return s;
+}
+
+static bool
+mirroring(enum primary_state s)
+{
+	return s == PRIMARY_SYNCING || s == PRIMARY_REPLICATING;
+}
+
+/* The secondary failed (disk d's link said why): syncing or replicating
+ * -> degraded, every link dropped.  Called with p->lock not held.
+ */
+static void
+link_failed(struct primary *p, struct primary_disk *d, const char *why)
+{
+	size_t i;
+
+	pthread_mutex_lock(&p->lock);
+	if (mirroring(p->state)) {
+		p->state = PRIMARY_DEGRADED;
+		p->sync_cancel = true;
+		snprintf(p->reason, sizeof p->reason,
+			 "%s: secondary %s: %s", d->name, d->uri, why);
+		snprintf(p->error, sizeof p->error, "degraded: %s", p->reason);
+		log_error("degraded: %s", p->reason);
+		for (i = 0; i < p->ndisks; i++)
+			p->link->disconnect(p->link_opaque, i, false);
+		pthread_cond_broadcast(&p->cond);
+	}
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* Sets or clears BITMAP_LIVE on every disk.  With p->ctl held. */
+static int
+set_live(struct primary *p, bool live)
+{
+	size_t i;
+
+	for (i = 0; i < p->ndisks; i++)
+		if (bitmap_update(p->disks[i].bm, live ? BITMAP_LIVE : 0,
+				  live ? 0 : BITMAP_LIVE, NULL) == -1)
+			return -1;
+	p->live = live;
+	return 0;
+}
+
+/* Once nothing mirrors any more, the bitmaps are exact again. */
+static void
+maybe_clear_live(struct primary *p, bool have_ctl)
+{
+	bool clear;
+
+	if (!have_ctl && pthread_mutex_trylock(&p->ctl) != 0)
+		return;		/* the word under way calls us itself */
+	pthread_mutex_lock(&p->lock);
+	clear = atomic_load(&p->live) && !mirroring(p->state) &&
+		p->mirrored == 0;
+	pthread_mutex_unlock(&p->lock);
+	if (clear && set_live(p, false) == -1)
+		log_error("cannot clear the bitmaps' live flag: %m");
+	if (!have_ctl)
+		pthread_mutex_unlock(&p->ctl);
+}
+
+void
+primary_link_lost(struct primary *p, size_t i, const char *why)
+{
+	if (i < p->ndisks) {
+		link_failed(p, &p->disks[i], why);
+		maybe_clear_live(p, false);
+	}
+}
+
+static bool
+io_begin(struct primary *p)
+{
+	bool m;
+
+	pthread_mutex_lock(&p->lock);
+	m = mirroring(p->state);
+	if (m)
+		p->mirrored++;
+	else
+		p->unmirrored++;
+	pthread_mutex_unlock(&p->lock);
+	return m;
+}
+
+static void
+io_end(struct primary *p, bool m)
+{
+	bool clear;
+
+	pthread_mutex_lock(&p->lock);
+	if (m)
+		p->mirrored--;
+	else
+		p->unmirrored--;
+	clear = atomic_load(&p->live) && !mirroring(p->state) &&
+		p->mirrored == 0;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	if (clear)
+		maybe_clear_live(p, false);
+}
+
+/* Marks a range the secondary may lack.  A failure leaves the bitmap
+ * unable to vouch for the disk: the next sync must be a full one.
+ */
+static int
+mark_dirty(struct primary_disk *d, uint64_t off, uint64_t len)
+{
+	if (bitmap_mark(d->bm, off, len) == 0)
+		return 0;
+	primary_record_error(d->p, "%s: cannot mark [%" PRIu64 ", +%" PRIu64
+			     ") dirty: %s; the next sync must be a full one "
+			     "(resync full)", d->name, off, len,
+			     strerror(errno));
+	errno = EIO;
+	return -1;
+}
+
+/* One VM write or zero, mirrored or tracked (see the top). */
+static int
+modify(struct primary_disk *d, enum primary_op op, const void *buf,
+       uint64_t off, uint64_t len)
+{
+	struct primary *p = d->p;
+	struct rangelock_entry e;
+	char why[512];
+	void *ticket = NULL;
+	bool m;
+	int rc = 0, err = 0;
+
+	if (off > d->size || len > d->size - off) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (len == 0)
+		return 0;
+	rangelock_acquire(&d->rl, &e, off, len, true);
+	m = io_begin(p);
+	if (m) {
+		ticket = p->link->submit(p->link_opaque, d->index, op, buf,
+					 off, len, why, sizeof why);
+		if (ticket == NULL)
+			link_failed(p, d, why);
+	}
+	if (ticket == NULL && mark_dirty(d, off, len) == -1) {
+		rc = -1;
+		err = errno;
+		goto out;
+	}
+	if (op == PRIMARY_OP_WRITE)
+		rc = d->img->ops->pwrite(d->img, buf, len, off);
+	else
+		rc = d->img->ops->zero(d->img, off, len);
+	if (rc == -1) {
+		err = errno;
+		log_error("%s: local %s at %" PRIu64 ": %m", d->name,
+			  op == PRIMARY_OP_WRITE ? "write" : "zero", off);
+	}
+	if (ticket != NULL) {
+		if (p->link->wait(p->link_opaque, ticket, p->timeout_ms, why,
+				  sizeof why) == -1) {
+			link_failed(p, d, why);
+			if (mark_dirty(d, off, len) == -1 && rc == 0) {
+				rc = -1;
+				err = errno;
+			}
+		} else if (rc == 0) {
+			atomic_fetch_add(&d->mirrored_bytes, len);
+		} else {
+			/* The secondary has what the local image may lack:
+			 * the next sync puts the local bytes back there.
+			 */
+			mark_dirty(d, off, len);
+		}
+	}
+	if (rc == 0)
+		atomic_fetch_add(&d->write_bytes, len);
+out:
+	io_end(p, m);
+	rangelock_release(&d->rl, &e);
+	errno = err;
+	return rc;
+}
+
+int
+primary_write(struct primary_disk *d, const void *buf, size_t len,
+	      uint64_t off)
+{
+	return modify(d, PRIMARY_OP_WRITE, buf, off, len);
+}
+
+/* In pieces: an NBD request's length is 32 bits. */
+int
+primary_zero(struct primary_disk *d, uint64_t off, uint64_t len)
+{
+	const uint64_t piece = UINT64_C(1) << 30;
+	uint64_t n;
+
+	if (off > d->size || len > d->size - off) {
+		errno = EINVAL;
+		return -1;
+	}
+	for (; len > 0; off += n, len -= n) {
+		n = len < piece ? len : piece;
+		if (modify(d, PRIMARY_OP_ZERO, NULL, off, n) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+int
+primary_read(struct primary_disk *d, void *buf, size_t len, uint64_t off)
+{
+	if (off > d->size || len > d->size - off) {
+		errno = EINVAL;
+		return -1;
+	}
+	return d->img->ops->pread(d->img, buf, len, off);
+}
+
+/* Local flush, then the secondary's (NBD FLUSH) when mirroring; the
+ * secondary's failure degrades the pair, the VM's flush succeeds.
+ */
+int
+primary_flush(struct primary_disk *d)
+{
+	struct primary *p = d->p;
+	char why[512];
+	void *ticket = NULL;
+	bool m = io_begin(p);
+	int rc;
+
+	if (m) {
+		ticket = p->link->submit(p->link_opaque, d->index,
+					 PRIMARY_OP_FLUSH, NULL, 0, 0, why,
+					 sizeof why);
+		if (ticket == NULL)
+			link_failed(p, d, why);
+	}
+	rc = d->img->ops->flush(d->img);
+	if (rc == -1)
+		log_error("%s: local flush: %m", d->name);
+	if (ticket != NULL &&
+	    p->link->wait(p->link_opaque, ticket, p->timeout_ms, why,
+			  sizeof why) == -1)
+		link_failed(p, d, why);
+	io_end(p, m);
+	return rc;
+}
+
+/* ---- the sync thread ---- */
+
+struct sync_slot {
+	struct primary_disk *d;
+	struct rangelock_entry e;
+	uint64_t off, len;
+	void *ticket;
+	char *buf;
+};
+
+static bool
+all_zero(const char *buf, size_t len)
+{
+	return len == 0 || (buf[0] == 0 && memcmp(buf, buf + 1, len - 1) == 0);
+}
+
+static bool
+sync_go_on(struct primary *p)
+{
+	bool go;
+
+	pthread_mutex_lock(&p->lock);
+	go = p->state == PRIMARY_SYNCING && !p->sync_cancel;
+	pthread_mutex_unlock(&p->lock);
+	return go;
+}
+
+/* Waits for a slot's copy; clears its run if the secondary has it. */
+static int
+slot_finish(struct primary *p, struct sync_slot *s)
+{
+	char why[512];
+	int rc = 0;
+
+	if (s->ticket == NULL)
+		return 0;
+	if (p->link->wait(p->link_opaque, s->ticket, p->timeout_ms, why,
+			  sizeof why) == -1) {
+		link_failed(p, s->d, why);
+		rc = -1;
+	} else {
+		bitmap_clear(s->d->bm, s->off, s->len);
+		pthread_mutex_lock(&p->lock);
+		p->sync_done += s->len;
+		pthread_mutex_unlock(&p->lock);
+	}
+	s->ticket = NULL;
+	rangelock_release(&s->d->rl, &s->e);
+	return rc;
+}
+
+/* One pass over disk d: true if it found anything dirty. */
+static int
+sync_disk(struct primary *p, struct primary_disk *d, struct sync_slot *slots,
+	  bool *found)
+{
+	char why[512];
+	uint64_t off = 0, o, l;
+	unsigned k = 0, i;
+	int rc = 0;
+
+	while (sync_go_on(p) && bitmap_next(d->bm, off, SYNC_CHUNK, &o, &l)) {
+		struct sync_slot *s = &slots[k];
+
+		*found = true;
+		if (slot_finish(p, s) == -1) {
+			rc = -1;
+			break;
+		}
+		s->d = d;
+		s->off = o;
+		s->len = l;
+		rangelock_acquire(&d->rl, &s->e, o, l, true);
+		if (d->img->ops->pread(d->img, s->buf, l, o) == -1) {
+			primary_record_error(p, "%s: sync: local read at %"
+					     PRIu64 ": %s", d->name, o,
+					     strerror(errno));
+			rangelock_release(&d->rl, &s->e);
+			rc = -1;
+			break;
+		}
+		s->ticket = p->link->submit(p->link_opaque, d->index,
+					    all_zero(s->buf, l) ?
+					    PRIMARY_OP_ZERO : PRIMARY_OP_WRITE,
+					    s->buf, o, l, why, sizeof why);
+		if (s->ticket == NULL) {
+			rangelock_release(&d->rl, &s->e);
+			link_failed(p, d, why);
+			rc = -1;
+			break;
+		}
+		off = o + l;
+		k = (k + 1) % SYNC_DEPTH;
+	}
+	for (i = 0; i < SYNC_DEPTH; i++)
+		if (slot_finish(p, &slots[i]) == -1)
+			rc = -1;
+	return rc;
+}
+
+static void *
+sync_main(void *arg)
+{
+	struct primary *p = arg;
+	struct sync_slot slots[SYNC_DEPTH];
+	bool found = true, failed = false;
+	size_t i;
+
+	memset(slots, 0, sizeof slots);
+	for (i = 0; i < SYNC_DEPTH; i++) {
+		slots[i].buf = malloc(SYNC_CHUNK);
+		if (slots[i].buf == NULL) {
+			primary_record_error(p, "sync: out of memory");
+			failed = true;
+		}
+	}
+	/* Passes until one finds nothing dirty (see the top: one does). */
+	while (!failed && found && sync_go_on(p)) {
+		found = false;
+		for (i = 0; i < p->ndisks && !failed; i++)
+			if (sync_disk(p, &p->disks[i], slots, &found) == -1)
+				failed = true;
+	}
+	for (i = 0; i < SYNC_DEPTH; i++)
+		free(slots[i].buf);
+	/* In sync: save the cleared bits before the state says so. */
+	if (!failed && !found && sync_go_on(p)) {
+		for (i = 0; i < p->ndisks && !failed; i++) {
+			if (bitmap_update(p->disks[i].bm, BITMAP_SYNCED, 0,
+					  NULL) == -1) {
+				primary_record_error(p, "%s: saving the dirty "
+						     "bitmap: %s",
+						     p->disks[i].name,
+						     strerror(errno));
+				failed = true;
+			}
+		}
+	}
+	pthread_mutex_lock(&p->lock);
+	clock_gettime(CLOCK_MONOTONIC, &p->sync_t1);
+	if (!failed && !found && p->state == PRIMARY_SYNCING &&
+	    !p->sync_cancel) {
+		p->state = PRIMARY_REPLICATING;
+		p->syncs++;
+		log_info("sync done: %" PRIu64 " bytes; replicating",
+			 p->sync_done);
+	} else if (failed && p->state == PRIMARY_SYNCING) {
+		/* A local failure: the secondary is fine but incomplete. */
+		p->state = PRIMARY_DEGRADED;
+		snprintf(p->reason, sizeof p->reason, "sync failed: %.1900s",
+			 p->error);
+		for (i = 0; i < p->ndisks; i++)
+			p->link->disconnect(p->link_opaque, i, false);
+	}
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	maybe_clear_live(p, false);
+	return NULL;
+}
+
+/* Joins the sync thread once it has ended or been told to.  With p->ctl
+ * held (the thread never takes it, only tries to).
+ */
+static void
+sync_reap(struct primary *p)
+{
+	if (!p->sync_joinable)
+		return;
+	pthread_join(p->sync_thread, NULL);
+	p->sync_joinable = false;
+}
+
+static void
+sync_stop(struct primary *p)
+{
+	pthread_mutex_lock(&p->lock);
+	p->sync_cancel = true;
+	pthread_mutex_unlock(&p->lock);
+	sync_reap(p);
+}
+
+static int
+connect_all(struct primary *p, const char *uri)
+{
+	char err[512];
+	size_t i, j;
+
+	for (i = 0; i < p->ndisks; i++) {
+		struct primary_disk *d = &p->disks[i];
+		const char *u = uri != NULL ? uri : d->conf_uri;
+
+		if (p->link->connect(p->link_opaque, i, u, d->size, err,
+				     sizeof err) == -1) {
+			int saved = errno;
+
+			for (j = 0; j < i; j++)
+				p->link->disconnect(p->link_opaque, j, false);
+			return refuse(p, saved, "%s: cannot connect to the "
+				      "secondary %s: %s", d->name, u, err);
+		}
+		pthread_mutex_lock(&p->lock);
+		snprintf(d->uri, sizeof d->uri, "%s", u);
+		pthread_mutex_unlock(&p->lock);
+	}
+	return 0;
+}
+
+/* Connected: marks what must be copied, then syncing.  With p->ctl. */
+static int
+begin_sync(struct primary *p, bool full)
+{
+	char peer[URI_MAX];
+	uint64_t total = 0;
+	size_t i;
+
+	for (i = 0; i < p->ndisks; i++) {
+		struct primary_disk *d = &p->disks[i];
+		unsigned f = bitmap_flags(d->bm);
+		bool inc;
+
+		bitmap_peer(d->bm, peer, sizeof peer);
+		inc = !full && (f & BITMAP_SYNCED) &&
+		      strcmp(peer, d->uri) == 0;
+		if (!inc && bitmap_mark_all(d->bm) == -1)
+			goto fail;
+		/* Live before anything mirrors.  Synced with this peer from
+		 * now on: outside the dirty granules (all of them, for a full
+		 * sync) the secondary has the data, which is what the flag
+		 * says; so an interrupted sync resumes where it stopped.
+		 */
+		if (bitmap_update(d->bm, BITMAP_LIVE | BITMAP_SYNCED, 0,
+				  d->uri) == -1)
+			goto fail;
+		log_info("%s: %s sync to %s", d->name,
+			 inc ? "incremental" : "full", d->uri);
+		total += bitmap_dirty_bytes(d->bm);
+	}
+	p->live = true;
+	pthread_mutex_lock(&p->lock);
+	p->state = PRIMARY_SYNCING;
+	p->sync_cancel = false;
+	p->sync_total = total;
+	p->sync_done = 0;
+	p->reason[0] = '\0';
+	clock_gettime(CLOCK_MONOTONIC, &p->sync_t0);
+	p->sync_t1 = p->sync_t0;
+	/* Every unmirrored write in flight has marked its granules once it
+	 * is done (see the top).
+	 */
+	while (p->unmirrored > 0)
+		pthread_cond_wait(&p->cond, &p->lock);
+	pthread_mutex_unlock(&p->lock);
+	if (pthread_create(&p->sync_thread, NULL, sync_main, p) != 0) {
+		pthread_mutex_lock(&p->lock);
+		p->state = PRIMARY_DEGRADED;
+		snprintf(p->reason, sizeof p->reason,
+			 "cannot start the sync thread");
+		pthread_mutex_unlock(&p->lock);
+		for (i = 0; i < p->ndisks; i++)
+			p->link->disconnect(p->link_opaque, i, false);
+		return refuse(p, EAGAIN, "cannot start the sync thread");
+	}
+	p->sync_joinable = true;
+	return 0;
+fail:
+	for (i = 0; i < p->ndisks; i++)
+		p->link->disconnect(p->link_opaque, i, false);
+	return refuse(p, EIO, "cannot update the dirty bitmap: %s",
+		      strerror(errno));
+}
+
+int
+primary_start(struct primary *p)
+{
+	int rc;
+
+	pthread_mutex_lock(&p->ctl);
+	sync_reap(p);
+	if (primary_state(p) != PRIMARY_NONE)
+		rc = refuse(p, EBUSY, "start: the state is %s (start is for "
+			    "none; use resync after degraded or failover)",
+			    primary_state_name(primary_state(p)));
+	else
+		rc = connect_all(p, NULL) == -1 ? -1 : begin_sync(p, false);
+	if (rc == -1)
+		maybe_clear_live(p, true);
+	pthread_mutex_unlock(&p->ctl);
+	return rc;
+}
+
+int
+primary_resync(struct primary *p, bool full, const char *uri)
+{
+	enum primary_state s;
+	int rc;
+
+	pthread_mutex_lock(&p->ctl);
+	sync_reap(p);
+	s = primary_state(p);
+	if (mirroring(s))
+		rc = refuse(p, EBUSY, "resync: the state is %s",
+			    primary_state_name(s));
+	else if (uri != NULL && p->ndisks != 1)
+		rc = refuse(p, EINVAL, "resync URI: only for a single disk; "
+			    "set each disk's secondary in the config");
+	else
+		rc = connect_all(p, uri) == -1 ? -1 : begin_sync(p, full);
+	if (rc == -1)
+		maybe_clear_live(p, true);
+	pthread_mutex_unlock(&p->ctl);
+	return rc;
+}
+
+int
+primary_checkpoint(struct primary *p)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&p->lock);
+	switch (p->state) {
+	case PRIMARY_REPLICATING:
+		p->checkpoints++;
+		break;
+	case PRIMARY_DEGRADED:
+		snprintf(p->error, sizeof p->error, "checkpoint: degraded: %s",
+			 p->reason);
+		errno = EIO;
+		rc = -1;
+		break;
+	case PRIMARY_SYNCING:
+		snprintf(p->error, sizeof p->error, "checkpoint: syncing, %"
+			 PRIu64 " of %" PRIu64 " bytes copied",
+			 p->sync_done, p->sync_total);
+		errno = EBUSY;
+		rc = -1;
+		break;
+	default:
+		snprintf(p->error, sizeof p->error, "checkpoint: the state is "
+			 "%s, not replicating", primary_state_name(p->state));
+		errno = EINVAL;
+		rc = -1;
+		break;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return rc;
+}
+
+/* Leaves mirroring for state to: the links go (cleanly or not), writes
+ * in flight finish (those whose mirror fails mark their granules), the
+ * bitmaps are exact again.  With p->ctl held.
+ */
+static void
+leave(struct primary *p, enum primary_state to, bool clean)
+{
+	size_t i;
+
+	pthread_mutex_lock(&p->lock);
+	p->state = to;
+	p->sync_cancel = true;
+	if (!clean)
+		for (i = 0; i < p->ndisks; i++)
+			p->link->disconnect(p->link_opaque, i, false);
+	pthread_mutex_unlock(&p->lock);
+	sync_reap(p);
+	pthread_mutex_lock(&p->lock);
+	while (p->mirrored > 0)
+		pthread_cond_wait(&p->cond, &p->lock);
+	pthread_mutex_unlock(&p->lock);
+	if (clean)
+		for (i = 0; i < p->ndisks; i++)
+			p->link->disconnect(p->link_opaque, i, true);
+	maybe_clear_live(p, true);
+}
+
+int
+primary_failover(struct primary *p)
+{
+	pthread_mutex_lock(&p->ctl);
+	leave(p, PRIMARY_FAILOVER, false);
+	log_info("failover: the secondary is gone; writes are tracked");
+	pthread_mutex_unlock(&p->ctl);
+	return 0;
+}
+
+int
+primary_stop(struct primary *p)
+{
+	pthread_mutex_lock(&p->ctl);
+	leave(p, PRIMARY_NONE, true);
+	pthread_mutex_unlock(&p->ctl);
+	return 0;
+}
+
+void
+primary_wait_sync(struct primary *p, unsigned timeout_ms)
+{
+	struct timespec dl;
+
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += timeout_ms / 1000;
+	dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (dl.tv_nsec >= 1000000000) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&p->lock);
+	while (p->state == PRIMARY_SYNCING &&
+	       pthread_cond_timedwait(&p->cond, &p->lock, &dl) == 0)
+		;
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* ---- set-up and status ---- */
+
+struct primary *
+primary_new(const struct primary_config *cfg)
+{
+	struct primary *p;
+	size_t i;
+	int saved;
+
+	p = calloc(1, sizeof *p);
+	if (p == NULL)
+		goto fail_imgs;
+	pthread_mutex_init(&p->ctl, NULL);
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->cond, NULL);
+	p->granularity = cfg->granularity;
+	p->timeout_ms = cfg->timeout_ms;
+	p->link = cfg->link;
+	p->link_opaque = cfg->link_opaque;
+	p->disks = calloc(cfg->ndisks ? cfg->ndisks : 1, sizeof *p->disks);
+	if (p->disks == NULL)
+		goto fail_imgs;
+	for (i = 0; i < cfg->ndisks; i++) {
+		const struct primary_disk_config *dc = &cfg->disks[i];
+		struct primary_disk *d = &p->disks[i];
+
+		d->p = p;
+		d->index = i;
+		d->img = dc->img;
+		d->size = dc->img->size;
+		rangelock_init(&d->rl);
+		p->ndisks = i + 1;
+		d->name = strdup(dc->name);
+		if (d->name == NULL)
+			goto fail;
+		snprintf(d->conf_uri, sizeof d->conf_uri, "%s", dc->uri);
+		snprintf(d->uri, sizeof d->uri, "%s", dc->uri);
+		d->bm = bitmap_open(dc->bitmap_path, d->size, cfg->granularity);
+		if (d->bm == NULL)
+			goto fail;
+		/* Found live: bitmap_open made it all dirty; it is exact now. */
+		if (bitmap_flags(d->bm) & BITMAP_LIVE)
+			p->live = true;
+	}
+	for (; i < cfg->ndisks; i++)
+		image_close(cfg->disks[i].img);
+	if (p->live && set_live(p, false) == -1)
+		goto fail_all;
+	return p;
+fail_imgs:
+	for (i = 0; i < cfg->ndisks; i++)
+		image_close(cfg->disks[i].img);
+	free(p);
+	return NULL;
+fail:
+	for (i = p->ndisks; i < cfg->ndisks; i++)
+		image_close(cfg->disks[i].img);
+fail_all:
+	saved = errno;
+	primary_free(p);
+	errno = saved;
+	return NULL;
+}
+
+void
+primary_free(struct primary *p)
+{
+	size_t i;
+
+	if (p == NULL)
+		return;
+	pthread_mutex_lock(&p->ctl);
+	/* Everything was acked by both sides: clean, not live. */
+	if (mirroring(primary_state(p)))
+		leave(p, PRIMARY_NONE, true);
+	else
+		sync_stop(p);
+	for (i = 0; i < p->ndisks; i++)
+		p->link->disconnect(p->link_opaque, i, false);
+	pthread_mutex_unlock(&p->ctl);
+	for (i = 0; i < p->ndisks; i++) {
+		struct primary_disk *d = &p->disks[i];
+
+		if (d->bm != NULL && bitmap_save(d->bm) == -1)
+			log_error("%s: saving the dirty bitmap: %m", d->name);
+		if (d->img != NULL && d->img->ops->flush(d->img) == -1)
+			log_error("%s: flush: %m", d->name);
+		bitmap_free(d->bm);
+		image_close(d->img);
+		rangelock_release_all(&d->rl);
+		free(d->name);
+	}
+	free(p->disks);
+	pthread_cond_destroy(&p->cond);
+	pthread_mutex_destroy(&p->lock);
+	pthread_mutex_destroy(&p->ctl);
+	free(p);
+}
+
+struct primary_disk *
+primary_find_disk(struct primary *p, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < p->ndisks; i++)
+		if (strcmp(p->disks[i].name, name) == 0)
+			return &p->disks[i];
+	return NULL;
+}
+
+uint64_t
+primary_disk_size(const struct primary_disk *d)
+{
+	return d->size;
+}
+
+int
+primary_disk_fd(const struct primary_disk *d)
+{
+	return d->img->fd;
+}
+
+static uint64_t
+ns_between(const struct timespec *a, const struct timespec *b)
+{
+	return (uint64_t)(b->tv_sec - a->tv_sec) * 1000000000u +
+	       (uint64_t)(b->tv_nsec - a->tv_nsec);
+}
+
+int
+primary_get_status(struct primary *p, struct primary_status *st)
+{
+	struct timespec now;
+	uint64_t ns;
+	size_t i;
+
+	memset(st, 0, sizeof *st);
+	st->disks = calloc(p->ndisks ? p->ndisks : 1, sizeof *st->disks);
+	if (st->disks == NULL)
+		return -1;
+	st->ndisks = p->ndisks;
+	st->granularity = p->granularity;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	pthread_mutex_lock(&p->lock);
+	st->state = p->state;
+	st->checkpoints = p->checkpoints;
+	st->syncs = p->syncs;
+	st->sync_total_bytes = p->sync_total;
+	st->sync_done_bytes = p->sync_done;
+	ns = ns_between(&p->sync_t0, p->state == PRIMARY_SYNCING ? &now :
+			&p->sync_t1);
+	st->sync_rate = ns ? (uint64_t)((double)p->sync_done * 1e9 / ns) : 0;
+	snprintf(st->reason, sizeof st->reason, "%s", p->reason);
+	snprintf(st->error, sizeof st->error, "%s", p->error);
+	for (i = 0; i < p->ndisks; i++)
+		snprintf(st->disks[i].uri, sizeof st->disks[i].uri, "%s",
+			 p->disks[i].uri);
+	pthread_mutex_unlock(&p->lock);
+	for (i = 0; i < p->ndisks; i++) {
+		struct primary_disk *d = &p->disks[i];
+		struct primary_disk_status *ds = &st->disks[i];
+		char peer[URI_MAX];
+
+		ds->name = d->name;
+		ds->size = d->size;
+		ds->dirty_bytes = bitmap_dirty_bytes(d->bm);
+		ds->sent_bytes = p->link->bytes_sent(p->link_opaque, i);
+		ds->write_bytes = atomic_load(&d->write_bytes);
+		ds->mirrored_bytes = atomic_load(&d->mirrored_bytes);
+		bitmap_peer(d->bm, peer, sizeof peer);
+		ds->synced = (bitmap_flags(d->bm) & BITMAP_SYNCED) &&
+			     strcmp(peer, ds->uri) == 0;
+	}
+	return 0;
+}
+
+void
+primary_status_release(struct primary_status *st)
+{
+	free(st->disks);
+	st->disks = NULL;
+}

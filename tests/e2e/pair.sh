@@ -1,0 +1,105 @@
+# SPDX-License-Identifier: MIT
+# A colofs pair on one machine, for the primary-mode tests.  Source it
+# after lib.sh:
+#   . "$(dirname "$0")/lib.sh"; . "$(dirname "$0")/pair.sh"
+# The secondary mounts $SMNT and listens on $SLISTEN (a unix socket by
+# default; pair_tcp picks a free TCP port); the primary mounts $PMNT,
+# keeps its bitmaps in $T/state and mirrors to $SURI.  Both run with -f,
+# logging to $T/s.log and $T/p.log; cleanup kills and unmounts them.
+
+SMNT=$T/smnt
+PMNT=$T/pmnt
+mkdir -p "$SMNT" "$PMNT" "$T/state"
+SLISTEN="unix:$T/s.sock"
+SURI="nbd+unix:///vda?socket=$T/s.sock"
+SIZE=${SIZE:-32M}
+TIMEOUT=${TIMEOUT:-2s}
+GRAN=${GRAN:-64K}
+at_exit "fusermount3 -u $SMNT || umount -l $SMNT"
+at_exit "fusermount3 -u $PMNT || umount -l $PMNT"
+
+# pair_tcp: the secondary listens on a free loopback TCP port instead.
+pair_tcp() {
+	local port
+	port=$("$PY3" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	SLISTEN="127.0.0.1:$port"
+	SURI="nbd://127.0.0.1:$port/vda"
+}
+
+# pair_configs: $T/s.ini and $T/p.ini for $T/s.img and $T/p.img.
+pair_configs() {
+	cat >"$T/s.ini" <<EOC
+[colofs]
+mountpoint = $SMNT
+listen = $SLISTEN
+
+[disk "vda"]
+image = $T/s.img
+EOC
+	cat >"$T/p.ini" <<EOC
+[colofs]
+mountpoint = $PMNT
+mode = primary
+state_dir = $T/state
+secondary_timeout = $TIMEOUT
+dirty_granularity = $GRAN
+
+[disk "vda"]
+image = $T/p.img
+secondary = $SURI
+EOC
+}
+
+# start_secondary / start_primary: -f in the background; SEC_PID, PRI_PID.
+start_secondary() {
+	env --default-signal=INT,QUIT "$COLOFS_BIN" -c "$T/s.ini" -f \
+		2>>"$T/s.log" &
+	SEC_PID=$!
+	at_exit "kill -9 $SEC_PID"
+	wait_for 10 mountpoint -q "$SMNT" || {
+		cat "$T/s.log" >&2
+		fail "the secondary did not mount"
+	}
+}
+
+start_primary() {
+	env --default-signal=INT,QUIT "$COLOFS_BIN" -c "$T/p.ini" -f \
+		2>>"$T/p.log" &
+	PRI_PID=$!
+	at_exit "kill -9 $PRI_PID"
+	wait_for 10 mountpoint -q "$PMNT" || {
+		cat "$T/p.log" >&2
+		fail "the primary did not mount"
+	}
+}
+
+# kill9 PID MOUNT: kill -9, then remove the dead mount.
+kill9() {
+	kill -9 "$1"
+	wait "$1" 2>/dev/null || true
+	fusermount3 -u "$2" 2>/dev/null || umount -l "$2"
+}
+
+pctl() { echo "$*" >"$PMNT/.colo/ctl"; }
+sctl() { echo "$*" >"$SMNT/.colo/ctl"; }
+pget() { sed -n "s/^$1=//p" "$PMNT/.colo/status"; }
+sget() { sed -n "s/^$1=//p" "$SMNT/.colo/status"; }
+
+# wait_pstate STATE [SECONDS]
+wait_pstate() {
+	wait_for "${2:-30}" sh -c "grep -qx 'state=$1' '$PMNT/.colo/status'" || {
+		cat "$PMNT/.colo/status" "$T/p.log" >&2
+		fail "the primary did not reach $1"
+	}
+}
+
+# sum FILE: its sha256, read in 1 MiB requests (cmp's small reads are
+# slow through a direct_io FUSE file).
+sum() { dd if="$1" bs=1M status=none | sha256sum | cut -d' ' -f1; }
+
+# same_disks WHAT: the primary's file equals the secondary's view.
+same_disks() {
+	[ "$(sum "$PMNT/vda")" = "$(sum "$SMNT/vda")" ] ||
+		fail "$1: the secondary's view differs from the primary's file"
+	ok "$1: the secondary's view equals the primary's file"
+}

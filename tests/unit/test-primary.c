@@ -1,0 +1,299 @@
+/* SPDX-License-Identifier: MIT */
+/* The primary engine over a fake link: the "secondary" is a buffer. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "primary.h"
+#include "support.h"
+
+#define SIZE (1u << 20)
+#define G 65536
+
+struct fake {
+	char *sec;
+	bool connected;
+	bool refuse_connect;
+	bool fail_wait;		/* the secondary stops answering */
+	uint64_t sent;
+};
+
+static int
+f_connect(void *o, size_t i, const char *uri, uint64_t size, char *err,
+	  size_t errlen)
+{
+	struct fake *f = o;
+
+	(void)i;
+	(void)uri;
+	cr_assert_eq(size, SIZE);
+	if (f->refuse_connect) {
+		snprintf(err, errlen, "refused");
+		errno = ECONNREFUSED;
+		return -1;
+	}
+	f->connected = true;
+	f->sent = 0;
+	return 0;
+}
+
+static void
+f_disconnect(void *o, size_t i, bool clean)
+{
+	(void)i;
+	(void)clean;
+	((struct fake *)o)->connected = false;
+}
+
+static void *
+f_submit(void *o, size_t i, enum primary_op op, const void *buf, uint64_t off,
+	 uint64_t len, char *err, size_t errlen)
+{
+	struct fake *f = o;
+
+	(void)i;
+	if (!f->connected) {
+		snprintf(err, errlen, "not connected");
+		errno = ENOTCONN;
+		return NULL;
+	}
+	if (!f->fail_wait) {
+		if (op == PRIMARY_OP_WRITE)
+			memcpy(f->sec + off, buf, len);
+		else if (op == PRIMARY_OP_ZERO)
+			memset(f->sec + off, 0, len);
+		f->sent += op == PRIMARY_OP_FLUSH ? 0 : len;
+	}
+	return malloc(1);
+}
+
+static int
+f_wait(void *o, void *t, unsigned ms, char *err, size_t errlen)
+{
+	struct fake *f = o;
+
+	(void)ms;
+	free(t);
+	if (f->fail_wait) {
+		snprintf(err, errlen, "no reply");
+		errno = ETIMEDOUT;
+		return -1;
+	}
+	return 0;
+}
+
+static uint64_t
+f_sent(void *o, size_t i)
+{
+	(void)i;
+	return ((struct fake *)o)->sent;
+}
+
+static const struct primary_link_ops fake_ops = {
+	f_connect, f_disconnect, f_submit, f_wait, f_sent,
+};
+
+static struct fake fk;
+static char *dir;
+static char *bm_path;
+
+static struct primary *
+make(int fill)
+{
+	struct primary_disk_config dc = {
+		.name = "vda",
+		.img = test_raw_image(SIZE, fill),
+		.uri = "nbd://fake/vda",
+		.bitmap_path = bm_path,
+	};
+	struct primary_config pc = {
+		.ndisks = 1, .disks = &dc, .granularity = G,
+		.timeout_ms = 100, .link = &fake_ops, .link_opaque = &fk,
+	};
+	struct primary *p = primary_new(&pc);
+
+	cr_assert_not_null(p);
+	return p;
+}
+
+static void
+setup(void)
+{
+	memset(&fk, 0, sizeof fk);
+	fk.sec = calloc(1, SIZE);
+	dir = test_temp_dir();
+	cr_assert_neq(asprintf(&bm_path, "%s/vda.dirty", dir), -1);
+	log_set_quiet(true);
+}
+
+static void
+teardown(void)
+{
+	log_set_quiet(false);
+	free(fk.sec);
+	free(bm_path);
+	test_cleanup_dir(dir);
+}
+
+static void
+wait_state(struct primary *p, enum primary_state s)
+{
+	primary_wait_sync(p, 5000);
+	cr_assert_eq(primary_state(p), s, "state %s, want %s",
+		     primary_state_name(primary_state(p)),
+		     primary_state_name(s));
+}
+
+static uint64_t
+dirty(struct primary *p)
+{
+	struct primary_status st;
+	uint64_t n;
+
+	cr_assert_eq(primary_get_status(p, &st), 0);
+	n = st.disks[0].dirty_bytes;
+	primary_status_release(&st);
+	return n;
+}
+
+static void
+expect_equal(struct primary *p)
+{
+	char *buf = malloc(SIZE);
+
+	cr_assert_eq(primary_read(primary_find_disk(p, "vda"), buf, SIZE, 0), 0);
+	cr_assert_eq(memcmp(buf, fk.sec, SIZE), 0, "the secondary differs");
+	free(buf);
+}
+
+TestSuite(primary, .init = setup, .fini = teardown);
+
+Test(primary, first_start_copies_the_whole_disk_then_mirrors)
+{
+	struct primary *p = make(0x33);
+	struct primary_disk *d = primary_find_disk(p, "vda");
+	char buf[4096];
+
+	cr_assert_eq(primary_state(p), PRIMARY_NONE);
+	cr_assert_eq(primary_start(p), 0);
+	wait_state(p, PRIMARY_REPLICATING);
+	cr_assert_eq(fk.sent, SIZE);
+	expect_equal(p);
+	memset(buf, 0x44, sizeof buf);
+	cr_assert_eq(primary_write(d, buf, sizeof buf, 12345), 0);
+	cr_assert_eq(primary_zero(d, 200000, 5000), 0);
+	cr_assert_eq(primary_flush(d), 0);
+	expect_equal(p);
+	cr_assert_eq(dirty(p), 0);
+	cr_assert_eq(primary_checkpoint(p), 0);
+	primary_free(p);
+}
+
+Test(primary, writes_in_none_are_tracked_and_the_next_start_copies_only_them)
+{
+	struct primary *p = make(0);
+	struct primary_disk *d = primary_find_disk(p, "vda");
+	char buf[100];
+
+	cr_assert_eq(primary_start(p), 0);
+	wait_state(p, PRIMARY_REPLICATING);
+	cr_assert_eq(primary_stop(p), 0);
+	cr_assert_eq(primary_state(p), PRIMARY_NONE);
+	memset(buf, 7, sizeof buf);
+	cr_assert_eq(primary_write(d, buf, sizeof buf, 3 * G + 10), 0);
+	cr_assert_eq(dirty(p), G);
+	cr_assert_eq(primary_start(p), 0);
+	wait_state(p, PRIMARY_REPLICATING);
+	cr_assert_eq(fk.sent, G, "sent %lu, want one granule",
+		     (unsigned long)fk.sent);
+	expect_equal(p);
+	primary_free(p);
+}
+
+Test(primary, a_secondary_failure_degrades_and_the_checkpoint_says_why)
+{
+	struct primary *p = make(0);
+	struct primary_disk *d = primary_find_disk(p, "vda");
+	char buf[100], err[256];
+
+	cr_assert_eq(primary_start(p), 0);
+	wait_state(p, PRIMARY_REPLICATING);
+	fk.fail_wait = true;
+	memset(buf, 9, sizeof buf);
+	cr_assert_eq(primary_write(d, buf, sizeof buf, 5 * G), 0,
+		     "the VM's write must not fail for the secondary");
+	cr_assert_eq(primary_state(p), PRIMARY_DEGRADED);
+	cr_assert_eq(dirty(p), G);
+	cr_assert_eq(primary_checkpoint(p), -1);
+	cr_assert_eq(errno, EIO);
+	primary_last_error(p, err, sizeof err);
+	cr_assert_not_null(strstr(err, "no reply"), "%s", err);
+	/* Degraded: tracked, not sent. */
+	cr_assert_eq(primary_write(d, buf, sizeof buf, 9 * G), 0);
+	cr_assert_eq(dirty(p), 2 * G);
+	fk.fail_wait = false;
+	cr_assert_eq(primary_start(p), -1);
+	cr_assert_eq(errno, EBUSY);
+	cr_assert_eq(primary_resync(p, false, NULL), 0);
+	wait_state(p, PRIMARY_REPLICATING);
+	cr_assert_eq(fk.sent, 2 * G);
+	expect_equal(p);
+	cr_assert_eq(primary_checkpoint(p), 0);
+	primary_free(p);
+}
+
+Test(primary, failover_keeps_tracking_and_resync_full_copies_everything)
+{
+	struct primary *p = make(0x5a);
+	struct primary_disk *d = primary_find_disk(p, "vda");
+	char buf[10] = "abcdefghi";
+
+	cr_assert_eq(primary_start(p), 0);
+	wait_state(p, PRIMARY_REPLICATING);
+	cr_assert_eq(primary_failover(p), 0);
+	cr_assert_eq(primary_state(p), PRIMARY_FAILOVER);
+	cr_assert_eq(primary_checkpoint(p), -1);
+	cr_assert_eq(errno, EINVAL);
+	cr_assert_eq(primary_write(d, buf, sizeof buf, 0), 0);
+	cr_assert_eq(dirty(p), G);
+	cr_assert_eq(primary_resync(p, true, NULL), 0);
+	wait_state(p, PRIMARY_REPLICATING);
+	cr_assert_eq(fk.sent, SIZE);
+	expect_equal(p);
+	primary_free(p);
+}
+
+Test(primary, a_refused_connection_leaves_the_state_and_says_why)
+{
+	struct primary *p = make(0);
+	char err[256];
+
+	fk.refuse_connect = true;
+	cr_assert_eq(primary_start(p), -1);
+	cr_assert_eq(primary_state(p), PRIMARY_NONE);
+	primary_last_error(p, err, sizeof err);
+	cr_assert_not_null(strstr(err, "refused"), "%s", err);
+	primary_free(p);
+}
+
+Test(primary, the_bitmap_outlives_the_primary)
+{
+	struct primary *p = make(0);
+	struct primary_disk *d = primary_find_disk(p, "vda");
+	char buf[10] = "x";
+
+	cr_assert_eq(primary_start(p), 0);
+	wait_state(p, PRIMARY_REPLICATING);
+	cr_assert_eq(primary_failover(p), 0);
+	cr_assert_eq(primary_write(d, buf, sizeof buf, 7 * G), 0);
+	primary_free(p);
+	p = make(0);
+	cr_assert_eq(dirty(p), G);
+	cr_assert_eq(primary_resync(p, false, NULL), 0);
+	wait_state(p, PRIMARY_REPLICATING);
+	cr_assert_eq(fk.sent, G);
+	primary_free(p);
+}
