@@ -59,7 +59,13 @@
 	X(buffer_dir,	path,	buffer_dir,	NULL)		\
 	X(buffer_limit,	size,	buffer_limit,	"0")		\
 	X(allow_other,	bool,	allow_other,	"false")		\
-	X(page_cache,	bool,	page_cache,	"false")
+	X(page_cache,	bool,	page_cache,	"false")		\
+	/* bounds of the NBD listener (doc/nbd.md, "Bounds") */	\
+	X(max_connections, count, max_connections, "16")		\
+	X(max_handshakes, count, max_handshakes, "128")		\
+	X(io_timeout,	seconds, io_timeout,	"30")		\
+	X(nbd_memory_limit, nbdmem, nbd_memory_limit, "256M")	\
+	X(nbd_conn_memory_limit, nbdmem, nbd_conn_memory_limit, "64M")
 
 /* [disk "NAME"]: the same for struct config_disk.  image is required;
  * export defaults to NAME; owner and group are resolved to ids at the end.
@@ -567,6 +573,89 @@ dump_perm(FILE *fp, const char *key, const mode_t *v)
 	fprintf(fp, "%s = %04o\n", key, (unsigned) *v);
 }
 
+/* A number of connections, 1 to CONFIG_MAX_COUNT. */
+static int
+parse_count(struct loader *ld, const char *key, const char *v, unsigned *out)
+{
+	unsigned long n = 0;
+	const char *p;
+
+	if (*v == '\0' || strlen(v) > 5)
+		goto bad;
+	for (p = v; *p != '\0'; p++) {
+		if (!isdigit((unsigned char) *p))
+			goto bad;
+		n = n * 10 + (*p - '0');
+	}
+	if (n < 1 || n > CONFIG_MAX_COUNT)
+		goto bad;
+	*out = n;
+	return 0;
+bad:
+	bad_value(ld, key, v, "a number from 1 to %d", CONFIG_MAX_COUNT);
+	return -1;
+}
+
+static void
+dump_count(FILE *fp, const char *key, const unsigned *v)
+{
+	fprintf(fp, "%s = %u\n", key, *v);
+}
+
+/* Whole seconds, 0 (none) to a day. */
+static int
+parse_seconds(struct loader *ld, const char *key, const char *v,
+	      unsigned *out)
+{
+	unsigned long n = 0;
+	const char *p;
+
+	if (*v == '\0' || strlen(v) > 5)
+		goto bad;
+	for (p = v; *p != '\0'; p++) {
+		if (!isdigit((unsigned char) *p))
+			goto bad;
+		n = n * 10 + (*p - '0');
+	}
+	if (n > 86400)
+		goto bad;
+	*out = n;
+	return 0;
+bad:
+	bad_value(ld, key, v, "seconds, 0 (no limit) to 86400");
+	return -1;
+}
+
+static void
+dump_seconds(FILE *fp, const char *key, const unsigned *v)
+{
+	fprintf(fp, "%s = %u\n", key, *v);
+}
+
+/* A byte budget of the NBD listener: room for one 32 MiB request at
+ * least, and at most 1 TiB.
+ */
+static int
+parse_nbdmem(struct loader *ld, const char *key, const char *v, uint64_t *out)
+{
+	uint64_t n;
+
+	if (parse_size(ld, key, v, &n) == -1)
+		return -1;
+	if (n < CONFIG_MIN_NBD_MEMORY || n > (UINT64_C(1) << 40)) {
+		bad_value(ld, key, v, "32M (one request of the largest size) to 1T");
+		return -1;
+	}
+	*out = n;
+	return 0;
+}
+
+static void
+dump_nbdmem(FILE *fp, const char *key, const uint64_t *v)
+{
+	dump_size(fp, key, v);
+}
+
 /* ---- sections ---- */
 
 static const char *
@@ -1000,6 +1089,14 @@ finish(struct loader *ld)
 	if (c->buffer == CONFIG_BUFFER_FILE && c->buffer_dir == NULL) {
 		fail(ld, ld->colofs_seen.line[CK_buffer],
 		     "buffer = file needs buffer_dir");
+		return -1;
+	}
+	if (c->nbd_conn_memory_limit > c->nbd_memory_limit) {
+		fail(ld, ld->colofs_seen.mask & (1u << CK_nbd_conn_memory_limit) ?
+		     ld->colofs_seen.line[CK_nbd_conn_memory_limit] :
+		     ld->colofs_seen.line[CK_nbd_memory_limit],
+		     "nbd_conn_memory_limit (%" PRIu64 ") is over nbd_memory_limit (%" PRIu64 ")",
+		     c->nbd_conn_memory_limit, c->nbd_memory_limit);
 		return -1;
 	}
 	/* The mount would hide it, or colofs would read through itself. */

@@ -21,6 +21,11 @@
  *   buffer_limit = 0                   ; bytes (K/M/G suffixes), 0 = none
  *   allow_other = false                ; let other users open the disks
  *   page_cache = false                 ; let the kernel cache disk files
+ *   max_connections = 16               ; NBD: authenticated, per export
+ *   max_handshakes = 128               ; NBD: unauthenticated, in all
+ *   io_timeout = 30                    ; NBD: a stalled payload or reply
+ *   nbd_memory_limit = 256M            ; NBD: payload bytes, all clients
+ *   nbd_conn_memory_limit = 64M        ; NBD: the same, per connection
  *   [disk "vda"]                       ; one per disk
  *   image = /var/lib/libvirt/images/vm1.raw
  *   format = raw                       ; raw | qcow2; probed when absent
@@ -56,6 +61,9 @@ struct config_listen {
 	char port[6];			/* TCP: 1 to 65535, in decimal */
 };
 
+#define CONFIG_MAX_COUNT	1024
+#define CONFIG_MIN_NBD_MEMORY	(UINT64_C(32) << 20)
+
 struct config_disk {
 	char *name;
 	char *image;
@@ -79,6 +87,12 @@ struct config {
 	uint64_t buffer_limit;		/* 0 = unlimited */
 	bool allow_other;
 	bool page_cache;		/* kernel page cache for disk files */
+	/* bounds of the NBD listener */
+	unsigned max_connections;	/* 1..CONFIG_MAX_COUNT */
+	unsigned max_handshakes;	/* 1..CONFIG_MAX_COUNT */
+	unsigned io_timeout;		/* seconds; 0: none */
+	uint64_t nbd_memory_limit;	/* >= CONFIG_MIN_NBD_MEMORY */
+	uint64_t nbd_conn_memory_limit;	/* the same, <= nbd_memory_limit */
 	size_t ndisks;
 	struct config_disk *disks;
 };
