@@ -15,10 +15,18 @@
  *
  * A connection's reader goes on reading while its workers execute, so
  * requests are pipelined and replies go out in completion order.  At most
- * NBD_MAX_INFLIGHT requests (and about NBD_MAX_INFLIGHT_BYTES of buffers)
- * are in flight per connection: the reader waits for room.  Workers are per
- * connection so that a client that stops reading its replies stalls only
- * its own connection.
+ * NBD_MAX_INFLIGHT requests are in flight per connection: the reader waits
+ * for a slot.  Payload buffers come from the server's byte budget
+ * (nbd-bounds.c): a WRITE's when its payload is about to be read, a READ's
+ * when it executes.  Over the budget the reader stops reading.  Workers
+ * are per connection so that a client that stops reading its replies
+ * stalls only its own connection, and only for io_timeout (SO_SNDTIMEO;
+ * a WRITE payload over 64 KiB has SO_RCVTIMEO while it is read).
+ *
+ * Admission.  A new connection joins the handshake pool (max_handshakes;
+ * past it the oldest unauthenticated one is evicted, see evict_oldest).
+ * Once it has chosen an export it leaves the pool for one of the export's
+ * max_connections slots, or closes (conn_admit).
  *
  * Ends.  When the transmission loop ends (DISC, EOF, bad magic, ...), the
  * connection thread waits until its in-flight requests have finished and
@@ -59,8 +67,10 @@
  *
  * Ownership.  The server owns the exports and the listening socket.  A
  * connection is owned by its thread, which frees it; the server only
- * shuts its socket down (under srv->lock, while it is listed) to stop it.
- * A buffer belongs to the reader until submitted, then to the job.
+ * shuts its socket down (under srv->lock, while it is listed) to stop or
+ * evict it.  A buffer belongs to the reader until submitted, then to the
+ * job; either way it is charged to the connection (c->mem) until given
+ * back to the budget.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -694,7 +704,7 @@ conn_main(void *arg)
  * answers the greeting at once, finishes its handshake.  The evicted
  * thread sees its socket shut and ends; its slot is free at once.
  */
-static void
+static bool
 evict_oldest(struct nbd_server *srv)
 {
 	struct nbd_conn *old = NULL, *silent = NULL;
@@ -710,7 +720,7 @@ evict_oldest(struct nbd_server *srv)
 	if (silent != NULL)
 		old = silent;
 	if (old == NULL)
-		return;
+		return false;
 	old->evicted = true;
 	old->pending = false;
 	srv->npending--;
@@ -719,6 +729,7 @@ evict_oldest(struct nbd_server *srv)
 	if (ratelimit_allow(&srv->rl_evicted, now_ms()))
 		log_warn("nbd: handshake pool full (max_handshakes %u): closing connection %llu, the oldest unauthenticated one",
 			 srv->max_handshakes, (unsigned long long)old->id);
+	return true;
 }
 
 void
@@ -728,6 +739,7 @@ conn_spawn(struct nbd_server *srv, int fd)
 	pthread_attr_t attr;
 	pthread_t tid;
 	int one = 1;
+	bool evicted = false;
 
 	if (srv->is_tcp) {
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -748,7 +760,7 @@ conn_spawn(struct nbd_server *srv, int fd)
 
 	pthread_mutex_lock(&srv->lock);
 	if (!srv->stopping && srv->npending >= srv->max_handshakes)
-		evict_oldest(srv);
+		evicted = evict_oldest(srv);
 	if (srv->stopping || srv->npending >= srv->max_handshakes) {
 		pthread_mutex_unlock(&srv->lock);
 		conn_log_refused(srv, srv->stopping ? "stopping" :
@@ -781,4 +793,12 @@ conn_spawn(struct nbd_server *srv, int fd)
 	}
 	pthread_attr_destroy(&attr);
 	pthread_mutex_unlock(&srv->lock);
+	/* While the pool is full, admit at most one connection per
+	 * NBD_EVICT_PACE_MS: a flood that reconnects as fast as it is
+	 * closed then waits in the listen backlog, and a real client, once
+	 * accepted, has 127 admissions' time (at least 127 ms) to send its
+	 * first byte before it could be the oldest silent one.
+	 */
+	if (evicted)
+		poll(NULL, 0, NBD_EVICT_PACE_MS);
 }

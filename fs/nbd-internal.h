@@ -33,6 +33,7 @@
 /* bounds */
 #define NBD_MAX_CONNS		1024	/* the most max_connections may be */
 #define NBD_TIMED_PAYLOAD	(64u << 10)	/* io_timeout from above it */
+#define NBD_EVICT_PACE_MS	1	/* admissions while the pool is full */
 #define NBD_MAX_HELD		256	/* requests held after a hangup */
 #define NBD_LOG_BURST		5	/* warnings of a kind per minute */
 #define NBD_LOG_WINDOW_MS	60000

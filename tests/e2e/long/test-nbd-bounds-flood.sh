@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The issue's flood at full size: 2000 sockets that reconnect as soon as
 # they are closed, for 40 s.  The real primary (nbdsh) connects and writes
-# every time it tries, and the log stays short (rate-limited warnings).
+# every time it tries (after waiting its turn in the listen backlog), and
+# the log stays short (rate-limited warnings).
 # tests/e2e/test-nbd-bounds.sh runs a short sample of it in make check.
 . "$(dirname "$0")/../lib.sh"
 HERE=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,9 +24,10 @@ while kill -0 "$flood" 2>/dev/null && [ $tries -lt 10 ]; do
 	nbd_write $off 65536 a$((tries % 10)) ||
 		fail "the primary could not write during the flood (try $tries)"
 	expect_bytes "$T/vda.img" $off 65536 a$((tries % 10))
-	sleep 2
 done
-[ $tries -ge 5 ] || fail "only $tries tries during the flood"
+# A connect waits its turn in the listen backlog behind the flood's
+# (one admission a millisecond while the pool is full): seconds each.
+[ $tries -ge 3 ] || fail "only $tries tries during the flood"
 wait "$flood" || fail "flood"
 lines=$(wc -l <"$T/colofs.log")
 [ "$lines" -le 40 ] || fail "the flood logged $lines lines"
