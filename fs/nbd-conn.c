@@ -701,13 +701,20 @@ conn_main(void *arg)
  * unauthenticated connection goes (never an authenticated one), and among
  * those first the oldest that never sent a byte: a reconnect flood of
  * silent sockets then replaces only its own, while a real client, which
- * answers the greeting at once, finishes its handshake.  The evicted
- * thread sees its socket shut and ends; its slot is free at once.
+ * answers the greeting at once, finishes its handshake.  No connection is
+ * evicted before it had NBD_EVICT_MIN_AGE_MS to speak, however fast new
+ * ones come: the accept thread waits instead (a flood then waits in the
+ * listen backlog).  The evicted thread sees its socket shut and ends; its
+ * slot is free at once.
+ *
+ * Returns 0 (evicted one), -1 (no candidate: all are authenticated), or
+ * the milliseconds until the candidate is old enough.
  */
-static bool
+static int64_t
 evict_oldest(struct nbd_server *srv)
 {
 	struct nbd_conn *old = NULL, *silent = NULL;
+	int64_t age;
 
 	/* srv->conns is newest first. */
 	for (struct nbd_conn *o = srv->conns; o; o = o->next) {
@@ -720,7 +727,10 @@ evict_oldest(struct nbd_server *srv)
 	if (silent != NULL)
 		old = silent;
 	if (old == NULL)
-		return false;
+		return -1;
+	age = now_ms() - old->born_ms;
+	if (age < NBD_EVICT_MIN_AGE_MS)
+		return NBD_EVICT_MIN_AGE_MS - age;
 	old->evicted = true;
 	old->pending = false;
 	srv->npending--;
@@ -729,7 +739,7 @@ evict_oldest(struct nbd_server *srv)
 	if (ratelimit_allow(&srv->rl_evicted, now_ms()))
 		log_warn("nbd: handshake pool full (max_handshakes %u): closing connection %llu, the oldest unauthenticated one",
 			 srv->max_handshakes, (unsigned long long)old->id);
-	return true;
+	return 0;
 }
 
 void
@@ -739,7 +749,6 @@ conn_spawn(struct nbd_server *srv, int fd)
 	pthread_attr_t attr;
 	pthread_t tid;
 	int one = 1;
-	bool evicted = false;
 
 	if (srv->is_tcp) {
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -758,9 +767,18 @@ conn_spawn(struct nbd_server *srv, int fd)
 	pthread_cond_init(&c->work, NULL);
 	pthread_cond_init(&c->room, NULL);
 
+	c->born_ms = now_ms();
+
 	pthread_mutex_lock(&srv->lock);
-	if (!srv->stopping && srv->npending >= srv->max_handshakes)
-		evicted = evict_oldest(srv);
+	while (!srv->stopping && srv->npending >= srv->max_handshakes) {
+		int64_t wait = evict_oldest(srv);
+
+		if (wait <= 0)
+			break;
+		pthread_mutex_unlock(&srv->lock);
+		poll(NULL, 0, (int)wait);
+		pthread_mutex_lock(&srv->lock);
+	}
 	if (srv->stopping || srv->npending >= srv->max_handshakes) {
 		pthread_mutex_unlock(&srv->lock);
 		conn_log_refused(srv, srv->stopping ? "stopping" :
@@ -793,12 +811,4 @@ conn_spawn(struct nbd_server *srv, int fd)
 	}
 	pthread_attr_destroy(&attr);
 	pthread_mutex_unlock(&srv->lock);
-	/* While the pool is full, admit at most one connection per
-	 * NBD_EVICT_PACE_MS: a flood that reconnects as fast as it is
-	 * closed then waits in the listen backlog, and a real client, once
-	 * accepted, has 127 admissions' time (at least 127 ms) to send its
-	 * first byte before it could be the oldest silent one.
-	 */
-	if (evicted)
-		poll(NULL, 0, NBD_EVICT_PACE_MS);
 }

@@ -33,7 +33,7 @@
 /* bounds */
 #define NBD_MAX_CONNS		1024	/* the most max_connections may be */
 #define NBD_TIMED_PAYLOAD	(64u << 10)	/* io_timeout from above it */
-#define NBD_EVICT_PACE_MS	1	/* admissions while the pool is full */
+#define NBD_EVICT_MIN_AGE_MS	500	/* a handshake's time to speak */
 #define NBD_MAX_HELD		256	/* requests held after a hangup */
 #define NBD_LOG_BURST		5	/* warnings of a kind per minute */
 #define NBD_LOG_WINDOW_MS	60000
@@ -173,6 +173,7 @@ struct nbd_conn {
 	bool pending;			/* counted in srv->npending; srv->lock */
 	bool evicted;			/* closed to make room; srv->lock */
 	atomic_bool hs_rx;		/* the client sent handshake bytes */
+	int64_t born_ms;		/* accepted at (now_ms) */
 	bool reserved;			/* reader: holds an in-flight slot */
 	bool rcvtimeo;			/* reader: SO_RCVTIMEO is set */
 	bool held_overflow;		/* reader: held requests were lost */
