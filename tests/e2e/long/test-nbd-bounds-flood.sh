@@ -26,7 +26,7 @@ while kill -0 "$flood" 2>/dev/null && [ $tries -lt 10 ]; do
 	expect_bytes "$T/vda.img" $off 65536 a$((tries % 10))
 done
 # A connect waits its turn in the listen backlog behind the flood's
-# (one admission a millisecond while the pool is full): seconds each.
+# (no handshake is evicted younger than 0.5 s): seconds each.
 [ $tries -ge 3 ] || fail "only $tries tries during the flood"
 wait "$flood" || fail "flood"
 lines=$(wc -l <"$T/colofs.log")
