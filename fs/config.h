@@ -19,8 +19,10 @@
  *   buffer = memory                    ; memory | file
  *   buffer_dir = /var/lib/colofs/buf   ; required for buffer = file or qcow2
  *   buffer_limit = 0                   ; bytes (K/M/G suffixes), 0 = none
- *   allow_other = false                ; let other users open the disks
+ *   allow_other = true                 ; let other users open the disks
  *   page_cache = false                 ; let the kernel cache disk files
+ *   allow_chown = true                 ; chown/chmod of disk files (memory)
+ *   metrics_file = /var/lib/...prom    ; OpenMetrics, rewritten every 5 s
  *   max_connections = 16               ; NBD: authenticated, per export
  *   max_handshakes = 128               ; NBD: unauthenticated, in all
  *   io_timeout = 30                    ; NBD: a stalled payload or reply
@@ -87,6 +89,8 @@ struct config {
 	uint64_t buffer_limit;		/* 0 = unlimited */
 	bool allow_other;
 	bool page_cache;		/* kernel page cache for disk files */
+	bool allow_chown;		/* disk files' chown/chmod kept in memory */
+	char *metrics_file;		/* NULL unless set */
 	/* bounds of the NBD listener */
 	unsigned max_connections;	/* 1..CONFIG_MAX_COUNT */
 	unsigned max_handshakes;	/* 1..CONFIG_MAX_COUNT */
