@@ -64,7 +64,13 @@
 	X(metrics_file,	path,	metrics_file,	NULL)		\
 	X(state_dir,	path,	state_dir,	"/var/lib/colofs")	\
 	X(dirty_granularity, gran, dirty_granularity, "64K")		\
-	X(secondary_timeout, msec, secondary_timeout_ms, "10s")
+	X(secondary_timeout, msec, secondary_timeout_ms, "10s")	\
+	/* bounds of the NBD listener (doc/nbd.md, "Bounds") */	\
+	X(max_connections, count, max_connections, "16")		\
+	X(max_handshakes, count, max_handshakes, "128")		\
+	X(io_timeout,	seconds, io_timeout,	"30")		\
+	X(nbd_memory_limit, nbdmem, nbd_memory_limit, "256M")	\
+	X(nbd_conn_memory_limit, nbdmem, nbd_conn_memory_limit, "64M")
 
 /* [disk "NAME"]: the same for struct config_disk.  image is required;
  * export defaults to NAME; owner and group are resolved to ids at the end.
@@ -96,13 +102,14 @@ enum disk_key {
 };
 
 #define MAX_KEYS ((int) CK_COUNT > (int) DK_COUNT ? (int) CK_COUNT : (int) DK_COUNT)
+_Static_assert(MAX_KEYS <= 64, "struct seen holds a 64-bit mask");
 #define DISK_NAME_MAX 64
 #define EXPORT_NAME_MAX 4096		/* the NBD protocol's limit */
 #define CONFIG_FILE_MAX (1 << 20)
 
 /* Which keys a section has set, and where. */
 struct seen {
-	unsigned mask;
+	uint64_t mask;			/* bit k: key k was set */
 	int line[MAX_KEYS];
 };
 
@@ -692,6 +699,89 @@ dump_perm(FILE *fp, const char *key, const mode_t *v)
 	fprintf(fp, "%s = %04o\n", key, (unsigned) *v);
 }
 
+/* A number of connections, 1 to CONFIG_MAX_COUNT. */
+static int
+parse_count(struct loader *ld, const char *key, const char *v, unsigned *out)
+{
+	unsigned long n = 0;
+	const char *p;
+
+	if (*v == '\0' || strlen(v) > 5)
+		goto bad;
+	for (p = v; *p != '\0'; p++) {
+		if (!isdigit((unsigned char) *p))
+			goto bad;
+		n = n * 10 + (*p - '0');
+	}
+	if (n < 1 || n > CONFIG_MAX_COUNT)
+		goto bad;
+	*out = n;
+	return 0;
+bad:
+	bad_value(ld, key, v, "a number from 1 to %d", CONFIG_MAX_COUNT);
+	return -1;
+}
+
+static void
+dump_count(FILE *fp, const char *key, const unsigned *v)
+{
+	fprintf(fp, "%s = %u\n", key, *v);
+}
+
+/* Whole seconds, 0 (none) to a day. */
+static int
+parse_seconds(struct loader *ld, const char *key, const char *v,
+	      unsigned *out)
+{
+	unsigned long n = 0;
+	const char *p;
+
+	if (*v == '\0' || strlen(v) > 5)
+		goto bad;
+	for (p = v; *p != '\0'; p++) {
+		if (!isdigit((unsigned char) *p))
+			goto bad;
+		n = n * 10 + (*p - '0');
+	}
+	if (n > 86400)
+		goto bad;
+	*out = n;
+	return 0;
+bad:
+	bad_value(ld, key, v, "seconds, 0 (no limit) to 86400");
+	return -1;
+}
+
+static void
+dump_seconds(FILE *fp, const char *key, const unsigned *v)
+{
+	fprintf(fp, "%s = %u\n", key, *v);
+}
+
+/* A byte budget of the NBD listener: room for one 32 MiB request at
+ * least, and at most 1 TiB.
+ */
+static int
+parse_nbdmem(struct loader *ld, const char *key, const char *v, uint64_t *out)
+{
+	uint64_t n;
+
+	if (parse_size(ld, key, v, &n) == -1)
+		return -1;
+	if (n < CONFIG_MIN_NBD_MEMORY || n > (UINT64_C(1) << 40)) {
+		bad_value(ld, key, v, "32M (one request of the largest size) to 1T");
+		return -1;
+	}
+	*out = n;
+	return 0;
+}
+
+static void
+dump_nbdmem(FILE *fp, const char *key, const uint64_t *v)
+{
+	dump_size(fp, key, v);
+}
+
 /* ---- sections ---- */
 
 static const char *
@@ -867,13 +957,13 @@ static int
 mark_seen(struct loader *ld, struct seen *seen, int k, const char *key,
 	  const char *section)
 {
-	if (seen->mask & (1u << k)) {
+	if (seen->mask & (UINT64_C(1) << k)) {
 		fail(ld, ld->lineno,
 		     "duplicate key '%s' in %s (first set on line %d)",
 		     key, section, seen->line[k]);
 		return -1;
 	}
-	seen->mask |= 1u << k;
+	seen->mask |= UINT64_C(1) << k;
 	seen->line[k] = ld->lineno;
 	return 0;
 }
@@ -1056,7 +1146,7 @@ lookup_id(struct loader *ld, int line, const char *label, const char *key,
 			if (r == 0 && pwp != NULL)
 				*id = pwp->pw_uid;
 		}
-		if (r == ERANGE && buflen < (1u << 20)) {
+		if (r == ERANGE && buflen < (UINT64_C(1) << 20)) {
 			buflen *= 2;
 			continue;
 		}
@@ -1105,7 +1195,7 @@ disk_key_line(const struct loader *ld, size_t i, int k)
 {
 	const struct seen *seen = &ld->disk_seen[i];
 
-	return seen->mask & (1u << k) ? seen->line[k] : ld->c->disks[i].line;
+	return seen->mask & (UINT64_C(1) << k) ? seen->line[k] : ld->c->disks[i].line;
 }
 
 /* A primary's disk needs its secondary; TLS credentials need a TLS
@@ -1163,13 +1253,21 @@ finish(struct loader *ld)
 		fail(ld, 0, "no [colofs] section");
 		return -1;
 	}
-	if (!(ld->colofs_seen.mask & (1u << CK_mountpoint))) {
+	if (!(ld->colofs_seen.mask & (UINT64_C(1) << CK_mountpoint))) {
 		fail(ld, 0, "[colofs] mountpoint is required");
 		return -1;
 	}
 	if (c->buffer == CONFIG_BUFFER_FILE && c->buffer_dir == NULL) {
 		fail(ld, ld->colofs_seen.line[CK_buffer],
 		     "buffer = file needs buffer_dir");
+		return -1;
+	}
+	if (c->nbd_conn_memory_limit > c->nbd_memory_limit) {
+		fail(ld, ld->colofs_seen.mask & (UINT64_C(1) << CK_nbd_conn_memory_limit) ?
+		     ld->colofs_seen.line[CK_nbd_conn_memory_limit] :
+		     ld->colofs_seen.line[CK_nbd_memory_limit],
+		     "nbd_conn_memory_limit (%" PRIu64 ") is over nbd_memory_limit (%" PRIu64 ")",
+		     c->nbd_conn_memory_limit, c->nbd_memory_limit);
 		return -1;
 	}
 	/* The mount would hide it, or colofs would read through itself. */
@@ -1200,7 +1298,7 @@ finish(struct loader *ld)
 		return -1;
 	}
 	if (path_within(c->state_dir, c->mountpoint)) {
-		fail(ld, ld->colofs_seen.mask & (1u << CK_state_dir) ?
+		fail(ld, ld->colofs_seen.mask & (UINT64_C(1) << CK_state_dir) ?
 		     ld->colofs_seen.line[CK_state_dir] : 0,
 		     "state_dir %s is inside mountpoint %s", c->state_dir,
 		     c->mountpoint);
@@ -1212,7 +1310,7 @@ finish(struct loader *ld)
 		unsigned id;
 
 		disk_label(d, label, sizeof label);
-		if (!(ld->disk_seen[i].mask & (1u << DK_image))) {
+		if (!(ld->disk_seen[i].mask & (UINT64_C(1) << DK_image))) {
 			fail(ld, d->line, "%s image is required", label);
 			return -1;
 		}

@@ -26,6 +26,11 @@
  *   state_dir = /var/lib/colofs        ; state that survives a crash
  *   dirty_granularity = 64K            ; primary: the dirty bitmap's granule
  *   secondary_timeout = 10s            ; primary: a slower write degrades
+ *   max_connections = 16               ; NBD: authenticated, per export
+ *   max_handshakes = 128               ; NBD: unauthenticated, in all
+ *   io_timeout = 30                    ; NBD: a stalled payload or reply
+ *   nbd_memory_limit = 256M            ; NBD: payload bytes, all clients
+ *   nbd_conn_memory_limit = 64M        ; NBD: the same, per connection
  *   [disk "vda"]                       ; one per disk
  *   image = /var/lib/libvirt/images/vm1.raw
  *   format = raw                       ; raw | qcow2; probed when absent
@@ -65,6 +70,9 @@ struct config_listen {
 	char port[6];			/* TCP: 1 to 65535, in decimal */
 };
 
+#define CONFIG_MAX_COUNT	1024
+#define CONFIG_MIN_NBD_MEMORY	(UINT64_C(32) << 20)
+
 struct config_disk {
 	char *name;
 	char *image;
@@ -97,6 +105,12 @@ struct config {
 	char *state_dir;		/* crash-safe state (primary: bitmaps) */
 	uint64_t dirty_granularity;	/* primary: bytes per dirty bit */
 	unsigned secondary_timeout_ms;	/* primary: link write timeout */
+	/* bounds of the NBD listener */
+	unsigned max_connections;	/* 1..CONFIG_MAX_COUNT */
+	unsigned max_handshakes;	/* 1..CONFIG_MAX_COUNT */
+	unsigned io_timeout;		/* seconds; 0: none */
+	uint64_t nbd_memory_limit;	/* >= CONFIG_MIN_NBD_MEMORY */
+	uint64_t nbd_conn_memory_limit;	/* the same, <= nbd_memory_limit */
 	size_t ndisks;
 	struct config_disk *disks;
 };

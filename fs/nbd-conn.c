@@ -15,10 +15,18 @@
  *
  * A connection's reader goes on reading while its workers execute, so
  * requests are pipelined and replies go out in completion order.  At most
- * NBD_MAX_INFLIGHT requests (and about NBD_MAX_INFLIGHT_BYTES of buffers)
- * are in flight per connection: the reader waits for room.  Workers are per
- * connection so that a client that stops reading its replies stalls only
- * its own connection.
+ * NBD_MAX_INFLIGHT requests are in flight per connection: the reader waits
+ * for a slot.  Payload buffers come from the server's byte budget
+ * (nbd-bounds.c): a WRITE's when its payload is about to be read, a READ's
+ * when it executes.  Over the budget the reader stops reading.  Workers
+ * are per connection so that a client that stops reading its replies
+ * stalls only its own connection, and only for io_timeout (SO_SNDTIMEO;
+ * a WRITE payload over 64 KiB has SO_RCVTIMEO while it is read).
+ *
+ * Admission.  A new connection joins the handshake pool (max_handshakes;
+ * past it the oldest unauthenticated one is evicted, see evict_oldest).
+ * Once it has chosen an export it leaves the pool for one of the export's
+ * max_connections slots, or closes (conn_admit).
  *
  * Ends.  When the transmission loop ends (DISC, EOF, bad magic, ...), the
  * connection thread waits until its in-flight requests have finished and
@@ -59,8 +67,10 @@
  *
  * Ownership.  The server owns the exports and the listening socket.  A
  * connection is owned by its thread, which frees it; the server only
- * shuts its socket down (under srv->lock, while it is listed) to stop it.
- * A buffer belongs to the reader until submitted, then to the job.
+ * shuts its socket down (under srv->lock, while it is listed) to stop or
+ * evict it.  A buffer belongs to the reader until submitted, then to the
+ * job; either way it is charged to the connection (c->mem) until given
+ * back to the budget.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -78,53 +88,96 @@
 #include "log.h"
 #include "nbd-internal.h"
 
-static struct nbd_buf *
-buf_of(void *data)
+/* In-flight slots.  The reader takes one before it reads a WRITE's
+ * payload (so that it never holds a payload buffer while waiting for a
+ * slot: see "Who waits" in nbd-bounds.c) or before it queues any other
+ * request; the worker gives it back once the reply is out.
+ */
+static void
+conn_reserve(struct nbd_conn *c)
 {
-	return (struct nbd_buf *)((uint8_t *)data - offsetof(struct nbd_buf, data));
+	pthread_mutex_lock(&c->lock);
+	while (c->inflight >= NBD_MAX_INFLIGHT)
+		pthread_cond_wait(&c->room, &c->lock);
+	c->inflight++;
+	pthread_mutex_unlock(&c->lock);
 }
 
+static void
+conn_unreserve(struct nbd_conn *c)
+{
+	pthread_mutex_lock(&c->lock);
+	c->inflight--;
+	pthread_cond_signal(&c->room);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* A WRITE's payload is about to be read: a slot, a buffer from the
+ * budget (waiting, and so not reading the socket, while over a bound),
+ * and a limit on how long a payload over 64 KiB may stall (io_timeout).
+ */
 static void *
 conn_get_buf(void *opaque, size_t len)
 {
 	struct nbd_conn *c = opaque;
-	struct nbd_buf *b, **pp;
+	struct nbd_server *srv = c->srv;
+	void *buf;
 
-	pthread_mutex_lock(&c->lock);
-	for (pp = &c->free_bufs; (b = *pp) != NULL; pp = &b->next) {
-		if (b->cap >= len) {
-			*pp = b->next;
-			c->nfree--;
-			pthread_mutex_unlock(&c->lock);
-			return b->data;
-		}
+	if (!c->hup) {
+		conn_reserve(c);
+		c->reserved = true;
 	}
-	pthread_mutex_unlock(&c->lock);
-
-	size_t cap = len < 65536 ? 65536 : len;
-
-	b = malloc(sizeof(*b) + cap);
-	if (b == NULL)
+	/* After a hangup nothing is waited for: the client is gone. */
+	buf = budget_get(&srv->budget, &c->mem, len, !c->hup);
+	if (buf == NULL) {
+		if (c->hup)
+			c->held_overflow = true;
+		if (c->reserved) {
+			c->reserved = false;
+			conn_unreserve(c);
+		}
 		return NULL;
-	b->cap = cap;
-	return b->data;
+	}
+	/* Two system calls per WRITE: not worth it for a payload of the
+	 * smallest class, which pins little and mostly sits in the socket
+	 * already.
+	 */
+	if (srv->io_timeout_ms > 0 && !c->rcvtimeo &&
+	    len > NBD_TIMED_PAYLOAD) {
+		struct timeval tv = {
+			.tv_sec = srv->io_timeout_ms / 1000,
+			.tv_usec = (srv->io_timeout_ms % 1000) * 1000,
+		};
+
+		setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+		c->rcvtimeo = true;
+	}
+	return buf;
 }
 
+/* Between requests a client may be idle as long as it likes. */
+static void
+conn_clear_rcvtimeo(struct nbd_conn *c)
+{
+	struct timeval tv = { 0 };
+
+	if (c->rcvtimeo) {
+		setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+		c->rcvtimeo = false;
+	}
+}
+
+/* The reader's buffer that was not submitted (the payload never came). */
 static void
 conn_put_buf(void *opaque, void *data)
 {
 	struct nbd_conn *c = opaque;
-	struct nbd_buf *b = buf_of(data);
 
-	pthread_mutex_lock(&c->lock);
-	if (c->nfree < NBD_BUF_CACHE && b->cap <= NBD_BUF_CACHE_MAX) {
-		b->next = c->free_bufs;
-		c->free_bufs = b;
-		c->nfree++;
-		b = NULL;
+	budget_put(&c->srv->budget, &c->mem, data);
+	if (c->reserved) {
+		c->reserved = false;
+		conn_unreserve(c);
 	}
-	pthread_mutex_unlock(&c->lock);
-	free(b);
 }
 
 static int
@@ -179,9 +232,12 @@ do_zero(struct replica_disk *d, uint64_t off, uint64_t len)
 	return 0;
 }
 
-/* Runs one request against the replica: 0 or an NBD error. */
+/* Runs one request against the replica: 0 or an NBD error.  A READ's
+ * buffer is taken here, from the budget, not when the request was parsed:
+ * a queued READ pins nothing.
+ */
 static uint32_t
-execute(struct nbd_conn *c, const struct nbd_job *j)
+execute(struct nbd_conn *c, struct nbd_job *j)
 {
 	struct replica_disk *d = c->ex->disk;
 	const struct nbd_request *q = &j->req;
@@ -192,8 +248,13 @@ execute(struct nbd_conn *c, const struct nbd_job *j)
 	switch (q->type) {
 	case NBD_CMD_READ:
 		atomic_fetch_add(&c->srv->reads, 1);
-		if (q->length)
-			rc = replica_primary_read(d, data, q->length, q->offset);
+		if (q->length == 0)
+			break;
+		data = budget_get(&c->srv->budget, &c->mem, q->length, true);
+		if (data == NULL)
+			return nbd_errno_to_nbd(errno);
+		j->buf = nbd_buf_of(data);
+		rc = replica_primary_read(d, data, q->length, q->offset);
 		if (rc == 0)
 			atomic_fetch_add(&c->srv->bytes_read, q->length);
 		break;
@@ -234,7 +295,6 @@ worker_main(void *arg)
 	for (;;) {
 		struct nbd_job *j;
 		uint32_t err;
-		size_t bytes;
 
 		while (c->head == NULL && !c->stop) {
 			c->idle++;
@@ -260,14 +320,12 @@ worker_main(void *arg)
 				j->req.type == NBD_CMD_READ ? j->req.length : 0);
 		if (err == NBD_ESHUTDOWN)
 			shutdown(c->fd, SHUT_RD);	/* the reader stops */
-		bytes = j->buf ? j->req.length : 0;
 		if (j->buf)
-			conn_put_buf(c, j->buf->data);
+			budget_put(&c->srv->budget, &c->mem, j->buf->data);
 		free(j);
 
 		pthread_mutex_lock(&c->lock);
 		c->inflight--;
-		c->inflight_bytes -= bytes;
 		pthread_cond_signal(&c->room);
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -286,12 +344,23 @@ peer_hung_up(int fd)
 
 static int conn_enqueue(struct nbd_conn *c, struct nbd_job *j);
 
+/* A request of a client that hung up, not held (see conn_submit). */
+static void
+conn_drop(struct nbd_conn *c, struct nbd_job *j)
+{
+	if (j->buf)
+		budget_put(&c->srv->budget, &c->mem, j->buf->data);
+	free(j);
+	atomic_fetch_add(&c->srv->dropped, 1);
+}
+
 static int
 conn_submit(void *opaque, const struct nbd_request *req, void *buf)
 {
 	struct nbd_conn *c = opaque;
 	struct nbd_job *j;
 
+	conn_clear_rcvtimeo(c);
 	if (!c->barrier_done) {
 		export_barrier(c);
 		c->barrier_done = true;
@@ -301,7 +370,7 @@ conn_submit(void *opaque, const struct nbd_request *req, void *buf)
 		goto fail;
 	j->next = NULL;
 	j->req = *req;
-	j->buf = buf ? buf_of(buf) : NULL;
+	j->buf = buf ? nbd_buf_of(buf) : NULL;
 	atomic_fetch_add(&c->srv->requests, 1);
 
 	/* A request read after the peer hung up is held back: it is run
@@ -323,6 +392,23 @@ conn_submit(void *opaque, const struct nbd_request *req, void *buf)
 			export_mark_completed(c);
 	}
 	if (c->hup) {
+		/* Held requests hold no slot (the reader must go on to find
+		 * the DISC or the end).  Bounded: READs are dropped at once
+		 * (nobody will read the reply); past NBD_MAX_HELD others, or
+		 * a WRITE that found no budget, every held request is
+		 * dropped, even if a DISC comes.
+		 */
+		if (c->reserved) {
+			c->reserved = false;
+			conn_unreserve(c);
+		}
+		if (req->type == NBD_CMD_READ || c->held_overflow ||
+		    c->nheld >= NBD_MAX_HELD) {
+			if (req->type != NBD_CMD_READ)
+				c->held_overflow = true;
+			conn_drop(c, j);
+			return 0;
+		}
 		if (c->held_tail)
 			c->held_tail->next = j;
 		else
@@ -340,28 +426,33 @@ fail:
 	return -1;
 }
 
-/* Hands a counted job to the workers, waiting for room. */
+/* Hands a counted job to the workers, in the slot the reader reserved
+ * for its payload, or waiting for one.
+ */
 static int
 conn_enqueue(struct nbd_conn *c, struct nbd_job *j)
 {
-	size_t bytes = j->buf ? j->req.length : 0;
-
 	pthread_mutex_lock(&c->lock);
-	while (c->inflight >= NBD_MAX_INFLIGHT ||
-	       (c->inflight > 0 &&
-		c->inflight_bytes + bytes > NBD_MAX_INFLIGHT_BYTES))
-		pthread_cond_wait(&c->room, &c->lock);
+	if (c->reserved) {
+		c->reserved = false;
+	} else {
+		while (c->inflight >= NBD_MAX_INFLIGHT)
+			pthread_cond_wait(&c->room, &c->lock);
+		c->inflight++;
+	}
 	if (c->idle == 0 && c->nworkers < NBD_WORKERS &&
 	    pthread_create(&c->workers[c->nworkers], NULL, worker_main, c) == 0)
 		c->nworkers++;
 	if (c->nworkers == 0) {
+		c->inflight--;
+		pthread_cond_signal(&c->room);
 		pthread_mutex_unlock(&c->lock);
 		log_error("nbd: conn %llu: cannot start a worker thread",
 			  (unsigned long long)c->id);
 		export_mark_completed(c);
 		conn_reply_error(c, j->req.cookie, NBD_ENOMEM);
 		if (j->buf)
-			conn_put_buf(c, j->buf->data);
+			budget_put(&c->srv->budget, &c->mem, j->buf->data);
 		free(j);
 		return -1;
 	}
@@ -370,8 +461,6 @@ conn_enqueue(struct nbd_conn *c, struct nbd_job *j)
 	else
 		c->head = j;
 	c->tail = j;
-	c->inflight++;
-	c->inflight_bytes += bytes;
 	pthread_cond_signal(&c->work);
 	pthread_mutex_unlock(&c->lock);
 	return 0;
@@ -411,6 +500,8 @@ run_or_drop_held(struct nbd_conn *c, bool run)
 {
 	struct nbd_job *j;
 
+	if (c->held_overflow)
+		run = false;
 	while ((j = c->held) != NULL) {
 		c->held = j->next;
 		j->next = NULL;
@@ -421,15 +512,51 @@ run_or_drop_held(struct nbd_conn *c, bool run)
 			run = false;	/* j is freed; drop the rest */
 			continue;
 		}
-		if (j->buf)
-			conn_put_buf(c, j->buf->data);
-		free(j);
+		conn_drop(c, j);
 	}
 	c->held_tail = NULL;
 	if (!run && c->nheld)
 		log_debug("nbd: conn %llu: dropped %llu requests that arrived after the client hung up",
 			  (unsigned long long)c->id,
 			  (unsigned long long)c->nheld);
+}
+
+void
+conn_log_refused(struct nbd_server *srv, const char *why)
+{
+	atomic_fetch_add(&srv->refused, 1);
+	if (ratelimit_allow(&srv->rl_refused, now_ms()))
+		log_warn("nbd: refusing a connection: %s", why);
+}
+
+/* Leaves the handshake pool for a slot of the export, if one is free
+ * (max_connections per export).  0, or -1: the connection closes.
+ */
+static int
+conn_admit(struct nbd_conn *c, struct nbd_export *ex)
+{
+	struct nbd_server *srv = c->srv;
+	const char *why = NULL;
+
+	pthread_mutex_lock(&srv->lock);
+	if (c->pending) {
+		c->pending = false;
+		srv->npending--;
+	}
+	if (c->evicted)
+		why = "";		/* counted when it was evicted */
+	else if (ex->nserving >= srv->max_conns)
+		why = "export full (max_connections)";
+	else {
+		ex->nserving++;
+		c->authenticated = true;
+	}
+	pthread_mutex_unlock(&srv->lock);
+	if (why == NULL)
+		return 0;
+	if (*why != '\0')
+		conn_log_refused(srv, why);
+	return -1;
 }
 
 static void
@@ -444,9 +571,19 @@ serve(struct nbd_conn *c, size_t idx)
 		.reply_error = conn_reply_error,
 	};
 	struct nbd_io io = { .recv = sock_recv, .send = sock_send, .ctx = c };
+	struct timeval tv = {
+		.tv_sec = srv->io_timeout_ms / 1000,
+		.tv_usec = (srv->io_timeout_ms % 1000) * 1000,
+	};
 	enum nbd_end end;
 	uint64_t lost;
 
+	if (conn_admit(c, ex) == -1)
+		return;
+	/* A reply that makes no progress for io_timeout ends the
+	 * connection: a client that stops reading pins no buffer for long.
+	 */
+	setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 	export_attach(ex, c);
 	atomic_fetch_add(&srv->serving, 1);
 	log_debug("nbd: conn %llu: serving export %s",
@@ -463,13 +600,20 @@ serve(struct nbd_conn *c, size_t idx)
 
 	export_detach(ex, c);
 	atomic_fetch_sub(&srv->serving, 1);
+	pthread_mutex_lock(&srv->lock);
+	ex->nserving--;
+	pthread_mutex_unlock(&srv->lock);
 
 	bool stopping;
 
 	pthread_mutex_lock(&srv->lock);
 	stopping = srv->stopping;
 	pthread_mutex_unlock(&srv->lock);
-	if (end == NBD_END_DISC || atomic_load(&c->closing) || stopping) {
+	/* Only a client that proved who it is can raise the operator's
+	 * resync signal (with TLS off, every client that completed GO).
+	 */
+	if (end == NBD_END_DISC || atomic_load(&c->closing) || stopping ||
+	    !c->authenticated) {
 		log_debug("nbd: conn %llu: export %s: closed (%s)",
 			  (unsigned long long)c->id, ex->name,
 			  nbd_end_name(end));
@@ -479,10 +623,11 @@ serve(struct nbd_conn *c, size_t idx)
 	 * writes that never reached us.
 	 */
 	atomic_fetch_add(&srv->unclean, 1);
-	log_warn("nbd: export %s: connection %llu ended without NBD_CMD_DISC (%s, %llu requests were in flight)",
-		 ex->name, (unsigned long long)c->id,
-		 end == NBD_END_PROTOCOL ? "protocol error" : "client went away",
-		 (unsigned long long)lost);
+	if (ratelimit_allow(&srv->rl_unclean, now_ms()))
+		log_warn("nbd: export %s: connection %llu ended without NBD_CMD_DISC (%s, %llu requests were in flight)",
+			 ex->name, (unsigned long long)c->id,
+			 end == NBD_END_PROTOCOL ? "protocol error" : "client went away",
+			 (unsigned long long)lost);
 	char why[256];
 
 	snprintf(why, sizeof(why), "nbd export %s, connection %llu: %s, %llu requests in flight",
@@ -495,12 +640,6 @@ serve(struct nbd_conn *c, size_t idx)
 static void
 conn_free(struct nbd_conn *c)
 {
-	struct nbd_buf *b;
-
-	while ((b = c->free_bufs) != NULL) {
-		c->free_bufs = b->next;
-		free(b);
-	}
 	pthread_mutex_destroy(&c->lock);
 	pthread_mutex_destroy(&c->send_lock);
 	pthread_cond_destroy(&c->work);
@@ -542,6 +681,8 @@ conn_main(void *arg)
 	}
 
 	pthread_mutex_lock(&srv->lock);
+	if (c->pending)
+		srv->npending--;
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -554,6 +695,51 @@ conn_main(void *arg)
 	pthread_mutex_unlock(&srv->lock);
 	conn_free(c);
 	return NULL;
+}
+
+/* Under srv->lock: the handshake pool is full, so its oldest
+ * unauthenticated connection goes (never an authenticated one), and among
+ * those first the oldest that never sent a byte: a reconnect flood of
+ * silent sockets then replaces only its own, while a real client, which
+ * answers the greeting at once, finishes its handshake.  No connection is
+ * evicted before it had NBD_EVICT_MIN_AGE_MS to speak, however fast new
+ * ones come: the accept thread waits instead (a flood then waits in the
+ * listen backlog).  The evicted thread sees its socket shut and ends; its
+ * slot is free at once.
+ *
+ * Returns 0 (evicted one), -1 (no candidate: all are authenticated), or
+ * the milliseconds until the candidate is old enough.
+ */
+static int64_t
+evict_oldest(struct nbd_server *srv)
+{
+	struct nbd_conn *old = NULL, *silent = NULL;
+	int64_t age;
+
+	/* srv->conns is newest first. */
+	for (struct nbd_conn *o = srv->conns; o; o = o->next) {
+		if (!o->pending || o->evicted || o->authenticated)
+			continue;
+		old = o;
+		if (!atomic_load_explicit(&o->hs_rx, memory_order_relaxed))
+			silent = o;
+	}
+	if (silent != NULL)
+		old = silent;
+	if (old == NULL)
+		return -1;
+	age = now_ms() - old->born_ms;
+	if (age < NBD_EVICT_MIN_AGE_MS)
+		return NBD_EVICT_MIN_AGE_MS - age;
+	old->evicted = true;
+	old->pending = false;
+	srv->npending--;
+	shutdown(old->fd, SHUT_RDWR);
+	atomic_fetch_add(&srv->evicted, 1);
+	if (ratelimit_allow(&srv->rl_evicted, now_ms()))
+		log_warn("nbd: handshake pool full (max_handshakes %u): closing connection %llu, the oldest unauthenticated one",
+			 srv->max_handshakes, (unsigned long long)old->id);
+	return 0;
 }
 
 void
@@ -581,16 +767,28 @@ conn_spawn(struct nbd_server *srv, int fd)
 	pthread_cond_init(&c->work, NULL);
 	pthread_cond_init(&c->room, NULL);
 
+	c->born_ms = now_ms();
+
 	pthread_mutex_lock(&srv->lock);
-	if (srv->stopping || srv->nconns >= NBD_MAX_CONNS) {
+	while (!srv->stopping && srv->npending >= srv->max_handshakes) {
+		int64_t wait = evict_oldest(srv);
+
+		if (wait <= 0)
+			break;
 		pthread_mutex_unlock(&srv->lock);
-		atomic_fetch_add(&srv->refused, 1);
-		log_warn("nbd: refusing a connection: %s",
-			 srv->stopping ? "stopping" : "too many connections");
+		poll(NULL, 0, (int)wait);
+		pthread_mutex_lock(&srv->lock);
+	}
+	if (srv->stopping || srv->npending >= srv->max_handshakes) {
+		pthread_mutex_unlock(&srv->lock);
+		conn_log_refused(srv, srv->stopping ? "stopping" :
+				 "every handshake slot holds an authenticated client");
 		close(fd);
 		conn_free(c);
 		return;
 	}
+	c->pending = true;
+	srv->npending++;
 	c->id = ++srv->next_id;
 	c->next = srv->conns;
 	if (srv->conns)
@@ -607,6 +805,7 @@ conn_spawn(struct nbd_server *srv, int fd)
 		if (c->next)
 			c->next->prev = NULL;
 		srv->nconns--;
+		srv->npending--;
 		close(fd);
 		conn_free(c);
 	}

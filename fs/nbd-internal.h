@@ -8,6 +8,7 @@
  *   nbd-export.c     an export: its connections and the reconnect barrier
  *   nbd-listen.c     the listening socket and the accept thread
  *   nbd-server.c     the server: set-up, shutdown, status (nbd.h)
+ *   nbd-bounds.c     the payload byte budget, rate-limited warnings
  */
 #ifndef COLOFS_NBD_INTERNAL_H
 #define COLOFS_NBD_INTERNAL_H
@@ -25,14 +26,18 @@
 #include "replica.h"
 
 #define NBD_HANDSHAKE_MS	10000
-#define NBD_MAX_CONNS		128	/* negotiating + serving */
 #define NBD_MAX_INFLIGHT	16	/* requests per connection */
-#define NBD_MAX_INFLIGHT_BYTES	(64u << 20)
 #define NBD_WORKERS		NBD_MAX_INFLIGHT
-#define NBD_BUF_CACHE		16	/* recycled buffers per connection */
-#define NBD_BUF_CACHE_MAX	(4u << 20)	/* larger ones are freed */
 #define NBD_ZERO_CHUNK		(64ull << 20)
 #define NBD_STOP_GRACE_MS	3000
+/* bounds */
+#define NBD_MAX_CONNS		1024	/* the most max_connections may be */
+#define NBD_TIMED_PAYLOAD	(64u << 10)	/* io_timeout from above it */
+#define NBD_EVICT_MIN_AGE_MS	500	/* a handshake's time to speak */
+#define NBD_MAX_HELD		256	/* requests held after a hangup */
+#define NBD_LOG_BURST		5	/* warnings of a kind per minute */
+#define NBD_LOG_WINDOW_MS	60000
+#define BUDGET_CLASSES		10	/* 64 KiB .. 32 MiB */
 
 struct nbd_conn;
 
@@ -48,6 +53,46 @@ struct nbd_export {
 	 * conn_mark_completed).
 	 */
 	atomic_uint waiters;
+	/* bounds */
+	unsigned nserving;		/* authenticated conns; srv->lock */
+};
+
+struct nbd_buf {
+	struct nbd_buf *next;
+	size_t cap;
+	max_align_t data[];
+};
+
+static inline struct nbd_buf *
+nbd_buf_of(void *data)
+{
+	return (struct nbd_buf *)((char *)data - offsetof(struct nbd_buf, data));
+}
+
+/* The payload byte budget (nbd-bounds.c).  lock is a leaf. */
+struct nbd_budget {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;		/* bytes came back, or stop */
+	size_t limit, conn_limit;	/* fixed at init */
+	size_t used;			/* in use + pooled; lock */
+	size_t pooled;			/* lock */
+	size_t peak;			/* of in use; lock */
+	uint64_t waits;			/* takers that had to wait; lock */
+	bool stopping;			/* lock */
+	struct nbd_buf *pool[BUDGET_CLASSES];	/* free, per class; lock */
+};
+
+struct nbd_budget_stats {
+	size_t used, pooled, peak;
+	uint64_t waits;
+};
+
+struct nbd_ratelimit {
+	pthread_mutex_t lock;		/* a leaf */
+	const char *what;		/* "refused connections" */
+	int64_t start;			/* of the window; 0: none; lock */
+	unsigned count;			/* lines let through; lock */
+	uint64_t suppressed;		/* lock */
 };
 
 struct nbd_server {
@@ -74,12 +119,16 @@ struct nbd_server {
 	atomic_uint_fast64_t unclean, requests, request_errors;
 	atomic_uint_fast64_t reads, writes, flushes, zeroes;	/* executed */
 	atomic_uint_fast64_t bytes_read, bytes_written;
-};
 
-struct nbd_buf {
-	struct nbd_buf *next;
-	size_t cap;
-	max_align_t data[];
+	/* bounds: fixed at set-up, except where a lock is named */
+	unsigned max_conns;		/* authenticated, per export */
+	unsigned max_handshakes;	/* unauthenticated, all exports */
+	int io_timeout_ms;		/* no progress on a payload or reply */
+	unsigned npending;		/* in the handshake; srv->lock */
+	struct nbd_budget budget;
+	struct nbd_ratelimit rl_refused, rl_evicted, rl_unclean;
+	atomic_uint_fast64_t evicted;	/* handshakes closed to make room */
+	atomic_uint_fast64_t dropped;	/* requests of a dead client */
 };
 
 struct nbd_job {
@@ -112,15 +161,23 @@ struct nbd_conn {
 	pthread_cond_t work;		/* a job queued, or stop */
 	pthread_cond_t room;		/* a job finished */
 	struct nbd_job *head, *tail;	/* protected by lock */
-	unsigned inflight;		/* queued + executing; lock */
-	size_t inflight_bytes;		/* lock */
+	unsigned inflight;		/* reserved + queued + executing; lock */
 	unsigned nworkers, idle;	/* lock */
 	bool stop;			/* workers exit when idle; lock */
 	pthread_t workers[NBD_WORKERS];	/* lock */
-	struct nbd_buf *free_bufs;	/* lock */
-	unsigned nfree;			/* lock */
 
 	pthread_mutex_t send_lock;	/* see the top of the file */
+
+	/* bounds */
+	bool authenticated;		/* handshake done (TLS, authz, GO) */
+	bool pending;			/* counted in srv->npending; srv->lock */
+	bool evicted;			/* closed to make room; srv->lock */
+	atomic_bool hs_rx;		/* the client sent handshake bytes */
+	int64_t born_ms;		/* accepted at (now_ms) */
+	bool reserved;			/* reader: holds an in-flight slot */
+	bool rcvtimeo;			/* reader: SO_RCVTIMEO is set */
+	bool held_overflow;		/* reader: held requests were lost */
+	size_t mem;			/* budget bytes held; budget.lock */
 };
 
 /* nbd-transport.c */
@@ -130,6 +187,7 @@ int sock_send(void *ctx, const struct iovec *iov, int iovcnt);
 
 /* nbd-conn.c */
 void conn_spawn(struct nbd_server *srv, int fd);
+void conn_log_refused(struct nbd_server *srv, const char *why);
 
 /* nbd-export.c */
 int export_init(struct nbd_export *ex, struct nbd_server *srv,
@@ -139,6 +197,25 @@ void export_attach(struct nbd_export *ex, struct nbd_conn *c);
 void export_detach(struct nbd_export *ex, struct nbd_conn *c);
 void export_barrier(struct nbd_conn *c);
 void export_mark_completed(struct nbd_conn *c);
+
+/* nbd-bounds.c */
+size_t budget_charge(size_t len);	/* what a buffer of len costs */
+void budget_init(struct nbd_budget *b, size_t limit, size_t conn_limit);
+void budget_release(struct nbd_budget *b);
+/* A buffer of at least len (<= NBD_MAX_PAYLOAD) bytes, charged to *held.
+ * Over a bound it waits (wait) or fails with ENOMEM; ESHUTDOWN once
+ * stopped, ENOMEM if malloc fails.
+ */
+void *budget_get(struct nbd_budget *b, size_t *held, size_t len, bool wait);
+void budget_put(struct nbd_budget *b, size_t *held, void *data);
+void budget_stop(struct nbd_budget *b);	/* wakes and fails every wait */
+void budget_stats(struct nbd_budget *b, struct nbd_budget_stats *st);
+void ratelimit_init(struct nbd_ratelimit *rl, const char *what);
+void ratelimit_release(struct nbd_ratelimit *rl);
+/* true: log this one (now: now_ms()). */
+bool ratelimit_allow(struct nbd_ratelimit *rl, int64_t now);
+/* Logs "N more WHAT in the last minute" once the minute is over. */
+void ratelimit_flush(struct nbd_ratelimit *rl, int64_t now);
 
 /* nbd-listen.c */
 int listen_open(struct nbd_server *srv, const struct config_listen *l);

@@ -30,8 +30,15 @@ accept_main(void *arg)
 			{ .fd = srv->wake[0], .events = POLLIN },
 		};
 		int fd;
+		int64_t now = now_ms();
 
-		if (poll(pfd, 2, -1) == -1) {
+		/* Every second: say how many warnings the last minute
+		 * swallowed (nbd-bounds.c).
+		 */
+		ratelimit_flush(&srv->rl_refused, now);
+		ratelimit_flush(&srv->rl_evicted, now);
+		ratelimit_flush(&srv->rl_unclean, now);
+		if (poll(pfd, 2, 1000) == -1) {
 			if (errno == EINTR)
 				continue;
 			log_error("nbd: poll: %m");

@@ -524,12 +524,10 @@ nbd_transmission(const struct nbd_io *io,
 				ops->put_buf(opaque, buf);
 				return NBD_END_EOF;
 			}
-		} else if (err == 0 && req.type == NBD_CMD_READ &&
-			   req.length > 0) {
-			buf = ops->get_buf(opaque, req.length);
-			if (buf == NULL)
-				err = nbd_errno_to_nbd(errno);
 		}
+		/* A READ's buffer is the submit op's business, when it
+		 * executes: a queued READ must pin no memory.
+		 */
 
 		if (err) {
 			if (ops->reply_error(opaque, req.cookie, err) == -1)

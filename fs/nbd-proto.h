@@ -156,15 +156,17 @@ void nbd_reply_encode(uint8_t out[NBD_REPLY_SIZE], uint64_t cookie,
 
 /* What the transmission loop hands on.  Every call gets the opaque. */
 struct nbd_session_ops {
-	/* A buffer of at least len (> 0) bytes for a READ or WRITE, or NULL
-	 * with errno (the request is answered with the mapped error).
+	/* A buffer of at least len (> 0) bytes for a WRITE's payload, or
+	 * NULL with errno (the request is answered with the mapped error).
+	 * May block: that is how the reader stops reading (back-pressure).
+	 * READs get none: the submit op finds their buffer when it runs.
 	 */
 	void *(*get_buf)(void *opaque, size_t len);
 	/* Takes back a buffer get_buf gave that was not submitted. */
 	void (*put_buf)(void *opaque, void *buf);
 	/* Executes a valid request, now or later, and sends its reply.  Owns
-	 * buf (a READ's or WRITE's, holding the whole payload for a WRITE;
-	 * NULL for the others and for length 0).  -1 stops the session.
+	 * buf (a WRITE's, holding the whole payload; NULL for the others and
+	 * for length 0).  -1 stops the session.
 	 */
 	int (*submit)(void *opaque, const struct nbd_request *req, void *buf);
 	/* Sends an error reply for a request refused before execution.

@@ -34,6 +34,15 @@ nbd_server_new(struct replica *r, const struct config *cfg)
 	srv->wake[0] = srv->wake[1] = -1;
 	pthread_mutex_init(&srv->lock, NULL);
 	pthread_cond_init(&srv->cond, NULL);
+	/* bounds */
+	srv->max_conns = cfg->max_connections;
+	srv->max_handshakes = cfg->max_handshakes;
+	srv->io_timeout_ms = (int)(cfg->io_timeout * 1000);
+	budget_init(&srv->budget, cfg->nbd_memory_limit,
+		    cfg->nbd_conn_memory_limit);
+	ratelimit_init(&srv->rl_refused, "refused connections");
+	ratelimit_init(&srv->rl_evicted, "handshakes closed to make room");
+	ratelimit_init(&srv->rl_unclean, "unclean disconnects");
 
 	srv->exports = calloc(cfg->ndisks ? cfg->ndisks : 1, sizeof *srv->exports);
 	srv->infos = calloc(cfg->ndisks ? cfg->ndisks : 1, sizeof *srv->infos);
@@ -108,6 +117,7 @@ nbd_server_free(struct nbd_server *srv)
 	pthread_mutex_lock(&srv->lock);
 	srv->stopping = true;
 	pthread_mutex_unlock(&srv->lock);
+	budget_stop(&srv->budget);	/* no reader or worker waits for bytes */
 	if (srv->started) {
 		ssize_t n = write(srv->wake[1], "x", 1);
 
@@ -147,6 +157,10 @@ nbd_server_free(struct nbd_server *srv)
 	if (srv->wake[1] != -1)
 		close(srv->wake[1]);
 	free(srv->unix_path);
+	budget_release(&srv->budget);
+	ratelimit_release(&srv->rl_refused);
+	ratelimit_release(&srv->rl_evicted);
+	ratelimit_release(&srv->rl_unclean);
 	pthread_mutex_destroy(&srv->lock);
 	pthread_cond_destroy(&srv->cond);
 	free(srv);
@@ -187,4 +201,23 @@ nbd_server_status(void *opaque, FILE *fp)
 		(unsigned long long)atomic_load(&srv->bytes_read));
 	fprintf(fp, "nbd.bytes_written=%llu\n",
 		(unsigned long long)atomic_load(&srv->bytes_written));
+
+	/* bounds: the limits, then what they caught */
+	struct nbd_budget_stats st;
+
+	budget_stats(&srv->budget, &st);
+	fprintf(fp, "nbd.max_connections=%u\n", srv->max_conns);
+	fprintf(fp, "nbd.max_handshakes=%u\n", srv->max_handshakes);
+	fprintf(fp, "nbd.handshake_timeout_ms=%d\n", NBD_HANDSHAKE_MS);
+	fprintf(fp, "nbd.io_timeout_ms=%d\n", srv->io_timeout_ms);
+	fprintf(fp, "nbd.memory_limit=%zu\n", srv->budget.limit);
+	fprintf(fp, "nbd.conn_memory_limit=%zu\n", srv->budget.conn_limit);
+	fprintf(fp, "nbd.memory_used=%zu\n", st.used);
+	fprintf(fp, "nbd.memory_pooled=%zu\n", st.pooled);
+	fprintf(fp, "nbd.memory_peak=%zu\n", st.peak);
+	fprintf(fp, "nbd.memory_waits=%llu\n", (unsigned long long)st.waits);
+	fprintf(fp, "nbd.evicted=%llu\n",
+		(unsigned long long)atomic_load(&srv->evicted));
+	fprintf(fp, "nbd.dropped=%llu\n",
+		(unsigned long long)atomic_load(&srv->dropped));
 }

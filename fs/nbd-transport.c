@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -51,6 +52,10 @@ sock_recv(void *ctx, void *buf, size_t len)
 			n = recv(c->fd, p, len, MSG_DONTWAIT);
 			if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
 				continue;
+			/* bounds: a client that talks is evicted last */
+			if (n > 0)
+				atomic_store_explicit(&c->hs_rx, true,
+						      memory_order_relaxed);
 		} else {
 			n = recv(c->fd, p, len, MSG_WAITALL);
 		}

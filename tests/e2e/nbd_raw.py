@@ -524,6 +524,152 @@ def case_half_open(addr, export, n):
         s.close()
 
 
+def raise_nofile():
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def wait_file(path, secs=280):
+    deadline = time.time() + secs
+    while not os.path.exists(path):
+        check(time.time() < deadline, "no %s" % path)
+        time.sleep(0.05)
+
+
+def case_idle(addr, export, n, ready, go):
+    """Opens N connections that never finish the handshake (a third read
+    the greeting, a third also send the client flags, a third nothing),
+    says READY, and holds them until GO exists."""
+    raise_nofile()
+    socks = []
+    for i in range(int(n)):
+        s = connect(addr)
+        if i % 3 >= 1:
+            recv_exact(s, 18)
+        if i % 3 == 2:
+            s.sendall(struct.pack(">I", 3))
+        socks.append(s)
+    open(ready, "w").close()
+    wait_file(go)
+    for s in socks:
+        s.close()
+
+
+def case_reconnect_flood(addr, export, n, secs):
+    """N sockets that connect and stall; whenever the server closes one it
+    reconnects at once, for SECS seconds.  Prints how many connects."""
+    import selectors
+    raise_nofile()
+    n, secs = int(n), float(secs)
+    sel = selectors.DefaultSelector()
+    connects = 0
+
+    def new():
+        nonlocal connects
+        while True:
+            try:
+                s = connect(addr)
+                break
+            except OSError:     # backlog full, or out of fds: retry
+                time.sleep(0.01)
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ)
+        connects += 1
+
+    for _ in range(n):
+        new()
+    end = time.time() + secs
+    while time.time() < end:
+        for key, _ in sel.select(timeout=0.2):
+            s = key.fileobj
+            try:
+                data = s.recv(4096)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                data = b""
+            if data:
+                continue        # the greeting: stall
+            sel.unregister(s)
+            s.close()
+            new()
+    print("connects %d" % connects)
+
+
+def open_session_nb(addr, export):
+    s, size, _ = session(addr, export)
+    return s, size
+
+
+def case_slowloris(addr, export, n, length, ready, go):
+    """N clients that each send a WRITE header of LENGTH bytes and all but
+    one byte of its payload (as much as the server takes without
+    blocking), then stall.  Says READY once every one has sent what it
+    could for a while, holds them until GO exists."""
+    raise_nofile()
+    n, length = int(n), int(length)
+    payload = b"\x33" * (length - 1)
+    conns = []
+    for i in range(n):
+        s, _ = open_session_nb(addr, export)
+        request(s, CMD_WRITE, 0, length, cookie=i)
+        s.setblocking(False)
+        conns.append([s, 0])
+    # Push until no socket takes more for 1 s.
+    idle_since = start = time.time()
+    while time.time() - idle_since < 1.0 and time.time() - start < 5:
+        moved = False
+        for c in conns:
+            s, sent = c
+            if sent >= len(payload):
+                continue
+            try:
+                k = s.send(payload[sent:sent + (1 << 20)])
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                c[1] = len(payload)   # closed by the server
+                continue
+            c[1] += k
+            moved = True
+        if moved:
+            idle_since = time.time()
+        else:
+            time.sleep(0.05)
+    total = sum(c[1] for c in conns)
+    print("slowloris: %d clients pushed %d MiB" % (n, total >> 20), flush=True)
+    open(ready, "w").close()
+    wait_file(go)
+    for s, _ in conns:
+        s.close()
+
+
+def case_stall_payload(addr, export, length, within):
+    """A WRITE whose payload stops one byte short: the server closes the
+    connection within WITHIN seconds (io_timeout) and applies nothing."""
+    length, within = int(length), float(within)
+    s, _ = open_session_nb(addr, export)
+    request(s, CMD_WRITE, 0, length, cookie=1, data=b"\x44" * (length - 1))
+    s.settimeout(within)
+    check(closed_by_server(s), "a stalled payload was still open after %.0f s" % within)
+
+
+def case_read_flood(addr, export, n, k, length):
+    """N clients that each pipeline K READs of LENGTH bytes and close
+    without reading a reply."""
+    n, k, length = int(n), int(k), int(length)
+    for i in range(n):
+        s, size = open_session_nb(addr, export)
+        reqs = b"".join(struct.pack(">IHHQQI", REQ_MAGIC, 0, CMD_READ, j, 0,
+                                    min(length, size)) for j in range(k))
+        try:
+            s.sendall(reqs)
+        except OSError:
+            pass
+        s.close()
+
+
 def main():
     addr, export, case = sys.argv[1:4]
     try:

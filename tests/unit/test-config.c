@@ -67,6 +67,11 @@ assert_same_config(const struct config *a, const struct config *b)
 	cr_assert_eq(a->page_cache, b->page_cache);
 	cr_assert_eq(a->allow_chown, b->allow_chown);
 	cr_assert(str_eq(a->metrics_file, b->metrics_file));
+	cr_assert_eq(a->max_connections, b->max_connections);
+	cr_assert_eq(a->max_handshakes, b->max_handshakes);
+	cr_assert_eq(a->io_timeout, b->io_timeout);
+	cr_assert_eq(a->nbd_memory_limit, b->nbd_memory_limit);
+	cr_assert_eq(a->nbd_conn_memory_limit, b->nbd_conn_memory_limit);
 	cr_assert_eq(a->ndisks, b->ndisks);
 	for (i = 0; i < a->ndisks; i++) {
 		const struct config_disk *x = &a->disks[i], *y = &b->disks[i];
@@ -756,4 +761,49 @@ Test(config, enum_names)
 	cr_assert_str_eq(config_mode_name(CONFIG_MODE_SECONDARY), "secondary");
 	cr_assert_str_eq(config_buffer_name(CONFIG_BUFFER_MEMORY), "memory");
 	cr_assert_str_eq(config_buffer_name(CONFIG_BUFFER_FILE), "file");
+}
+
+Test(config, nbd_bounds_defaults)
+{
+	struct config *c = load_ok(COLOFS DISK);
+
+	cr_assert_eq(c->max_connections, 16);
+	cr_assert_eq(c->max_handshakes, 128);
+	cr_assert_eq(c->io_timeout, 30);
+	cr_assert_eq(c->nbd_memory_limit, UINT64_C(256) << 20);
+	cr_assert_eq(c->nbd_conn_memory_limit, UINT64_C(64) << 20);
+	config_free(c);
+}
+
+Test(config, nbd_bounds_are_read)
+{
+	struct config *c = load_ok(COLOFS "max_connections = 1\n"
+				   "max_handshakes = 1024\n"
+				   "io_timeout = 0\n"
+				   "nbd_memory_limit = 1G\n"
+				   "nbd_conn_memory_limit = 32M\n" DISK);
+
+	cr_assert_eq(c->max_connections, 1);
+	cr_assert_eq(c->max_handshakes, 1024);
+	cr_assert_eq(c->io_timeout, 0);
+	cr_assert_eq(c->nbd_memory_limit, UINT64_C(1) << 30);
+	cr_assert_eq(c->nbd_conn_memory_limit, UINT64_C(32) << 20);
+	config_free(c);
+}
+
+Test(config, nbd_bounds_reject_out_of_range)
+{
+	expect_error(COLOFS "max_connections = 0\n" DISK, "t.ini:3:",
+		     "bad value for max_connections: '0' (a number from 1 to 1024)");
+	expect_error(COLOFS "max_handshakes = 1025\n" DISK, "t.ini:3:",
+		     "bad value for max_handshakes");
+	expect_error(COLOFS "io_timeout = 86401\n" DISK, "t.ini:3:",
+		     "bad value for io_timeout");
+	expect_error(COLOFS "nbd_memory_limit = 31M\n" DISK, "t.ini:3:",
+		     "bad value for nbd_memory_limit: '31M' (32M");
+	expect_error(COLOFS "nbd_memory_limit = 64M\n"
+		     "nbd_conn_memory_limit = 128M\n" DISK, "t.ini:4:",
+		     "nbd_conn_memory_limit (134217728) is over nbd_memory_limit (67108864)");
+	expect_error(COLOFS "nbd_memory_limit = 32M\n" DISK, "t.ini:3:",
+		     "nbd_conn_memory_limit (67108864) is over nbd_memory_limit");
 }

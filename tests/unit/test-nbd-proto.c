@@ -516,3 +516,54 @@ Test(nbd_transmission, huge_write_header_errors_and_closes)
 	cr_assert_eq(r.errors, 1);
 	cr_assert_eq(r.last_err, NBD_EINVAL);
 }
+
+struct rec_read {
+	int submitted, with_buf, bufs;
+};
+
+static void *
+rr_get(void *o, size_t len)
+{
+	((struct rec_read *)o)->bufs++;
+	return malloc(len);
+}
+
+static void
+rr_put(void *o, void *b)
+{
+	((struct rec_read *)o)->bufs--;
+	free(b);
+}
+
+static int
+rr_submit(void *o, const struct nbd_request *req, void *buf)
+{
+	struct rec_read *r = o;
+
+	(void)req;
+	r->submitted++;
+	if (buf) {
+		r->with_buf++;
+		r->bufs--;
+		free(buf);
+	}
+	return 0;
+}
+
+Test(nbd_transmission, reads_get_no_buffer_when_parsed)
+{
+	static const struct nbd_session_ops ops = {
+		rr_get, rr_put, rr_submit, rec_error,
+	};
+	struct rec_read r = { 0 };
+
+	mio->inlen = 0;
+	for (int i = 0; i < 100; i++)
+		in_req(mio, NBD_CMD_READ, 0, 1 << 20);
+	in_req(mio, NBD_CMD_DISC, 0, 0);
+	cr_assert_eq(nbd_transmission(&io, &exports[0], &ops, &r),
+		     NBD_END_DISC);
+	cr_assert_eq(r.submitted, 100);
+	cr_assert_eq(r.with_buf, 0, "a queued READ must pin no buffer");
+	cr_assert_eq(r.bufs, 0);
+}

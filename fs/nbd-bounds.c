@@ -1,0 +1,261 @@
+/* SPDX-License-Identifier: MIT */
+/* What a client can make the listener hold: the byte budget for payload
+ * buffers, and rate-limited warnings.
+ *
+ * The budget.  Every payload buffer (a WRITE's payload being received or
+ * queued, a READ's data being read or sent) is taken from one budget per
+ * server and charged to the connection that holds it:
+ *
+ *      used = in use (charged to some connection) + pooled (free, kept)
+ *      used <= limit                  all connections together
+ *      held <= conn_limit             one connection
+ *
+ * A taker that would go over either bound first frees pooled buffers
+ * (they are only a cache), then waits: the reader of a connection stops
+ * reading its socket (back-pressure: TCP or the unix socket's buffer
+ * fills and the client stops sending) instead of allocating.  Buffers come
+ * in power-of-two classes from 64 KiB to NBD_MAX_PAYLOAD, so that a pooled
+ * buffer fits the next request of about the same size; the charge is the
+ * class, never less than what is allocated.  Both bounds are at least
+ * NBD_MAX_PAYLOAD (the config checks it), so a taker that holds nothing
+ * always gets a buffer once the others give theirs back: nobody waits on
+ * itself.
+ *
+ * Who waits, on what: a reader waits only before it starts reading a
+ * payload, while holding no other buffer; a worker waits before executing
+ * a READ, holding nothing.  Buffers in use are released by workers that
+ * finish executing and sending (sends time out: io_timeout) and by readers
+ * that finish receiving (receives time out the same way).  So every wait
+ * ends.  budget_stop wakes every waiter for good (the server stops).
+ *
+ * b->lock is a leaf: taken alone, never across a malloc of a buffer the
+ * caller will fill, never across I/O.
+ *
+ * Rate-limited warnings.  A flood of refused or evicted connections must
+ * not flood the log: a limiter lets NBD_LOG_BURST lines through per minute
+ * and counts the rest; the next line after the minute (or ratelimit_flush,
+ * which the accept thread calls every second) says "N more WHAT in the
+ * last minute".
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "log.h"
+#include "nbd-internal.h"
+
+#define BUDGET_MIN_CLASS	16	/* 64 KiB */
+
+static unsigned
+class_of(size_t len)
+{
+	unsigned k = BUDGET_MIN_CLASS;
+
+	while (k < BUDGET_CLASSES + BUDGET_MIN_CLASS - 1 &&
+	       ((size_t)1 << k) < len)
+		k++;
+	return k - BUDGET_MIN_CLASS;
+}
+
+size_t
+budget_charge(size_t len)
+{
+	return (size_t)1 << (class_of(len) + BUDGET_MIN_CLASS);
+}
+
+void
+budget_init(struct nbd_budget *b, size_t limit, size_t conn_limit)
+{
+	*b = (struct nbd_budget){ .limit = limit, .conn_limit = conn_limit };
+	pthread_mutex_init(&b->lock, NULL);
+	pthread_cond_init(&b->cond, NULL);
+}
+
+static void
+free_pool(struct nbd_budget *b, size_t want)
+{
+	/* Largest classes first: fewest frees for the most bytes. */
+	for (int k = BUDGET_CLASSES - 1; k >= 0 && b->pooled > 0; k--) {
+		struct nbd_buf *p;
+
+		while ((p = b->pool[k]) != NULL) {
+			if (want != SIZE_MAX && b->used + want <= b->limit)
+				return;
+			b->pool[k] = p->next;
+			b->pooled -= p->cap;
+			b->used -= p->cap;
+			free(p);
+		}
+	}
+}
+
+void
+budget_release(struct nbd_budget *b)
+{
+	free_pool(b, SIZE_MAX);
+	pthread_mutex_destroy(&b->lock);
+	pthread_cond_destroy(&b->cond);
+}
+
+void
+budget_stop(struct nbd_budget *b)
+{
+	pthread_mutex_lock(&b->lock);
+	b->stopping = true;
+	pthread_cond_broadcast(&b->cond);
+	pthread_mutex_unlock(&b->lock);
+}
+
+void *
+budget_get(struct nbd_budget *b, size_t *held, size_t len, bool wait)
+{
+	unsigned k = class_of(len);
+	size_t cap = (size_t)1 << (k + BUDGET_MIN_CLASS);
+	struct nbd_buf *p = NULL;
+	bool waited = false;
+
+	pthread_mutex_lock(&b->lock);
+	for (;;) {
+		if (b->stopping) {
+			pthread_mutex_unlock(&b->lock);
+			errno = ESHUTDOWN;
+			return NULL;
+		}
+		if (*held + cap <= b->conn_limit) {
+			p = b->pool[k];
+			if (p != NULL) {
+				b->pool[k] = p->next;
+				b->pooled -= cap;
+				break;
+			}
+			if (b->used + cap > b->limit)
+				free_pool(b, cap);
+			if (b->used + cap <= b->limit) {
+				b->used += cap;	/* reserved; allocated below */
+				break;
+			}
+		}
+		if (!wait) {
+			pthread_mutex_unlock(&b->lock);
+			errno = ENOMEM;
+			return NULL;
+		}
+		if (!waited) {
+			b->waits++;
+			waited = true;
+		}
+		pthread_cond_wait(&b->cond, &b->lock);
+	}
+	*held += cap;
+	if (b->used - b->pooled > b->peak)
+		b->peak = b->used - b->pooled;
+	pthread_mutex_unlock(&b->lock);
+
+	if (p == NULL) {
+		p = malloc(sizeof *p + cap);
+		if (p == NULL) {
+			pthread_mutex_lock(&b->lock);
+			b->used -= cap;
+			*held -= cap;
+			pthread_cond_broadcast(&b->cond);
+			pthread_mutex_unlock(&b->lock);
+			errno = ENOMEM;
+			return NULL;
+		}
+		p->cap = cap;
+	}
+	p->next = NULL;
+	return p->data;
+}
+
+void
+budget_put(struct nbd_budget *b, size_t *held, void *data)
+{
+	struct nbd_buf *p = nbd_buf_of(data);
+	unsigned k = class_of(p->cap);
+
+	pthread_mutex_lock(&b->lock);
+	*held -= p->cap;
+	/* Keep it for the next request unless the pool holds a quarter of
+	 * the budget already; a waiter reclaims pooled bytes anyway.
+	 */
+	if (!b->stopping && b->pooled + p->cap <= b->limit / 4) {
+		p->next = b->pool[k];
+		b->pool[k] = p;
+		b->pooled += p->cap;
+		p = NULL;
+	} else {
+		b->used -= p->cap;
+	}
+	pthread_cond_broadcast(&b->cond);
+	pthread_mutex_unlock(&b->lock);
+	free(p);
+}
+
+void
+budget_stats(struct nbd_budget *b, struct nbd_budget_stats *st)
+{
+	pthread_mutex_lock(&b->lock);
+	st->used = b->used - b->pooled;
+	st->pooled = b->pooled;
+	st->peak = b->peak;
+	st->waits = b->waits;
+	pthread_mutex_unlock(&b->lock);
+}
+
+/* ---- rate-limited warnings ---- */
+
+void
+ratelimit_init(struct nbd_ratelimit *rl, const char *what)
+{
+	*rl = (struct nbd_ratelimit){ .what = what };
+	pthread_mutex_init(&rl->lock, NULL);
+}
+
+void
+ratelimit_release(struct nbd_ratelimit *rl)
+{
+	pthread_mutex_destroy(&rl->lock);
+}
+
+/* Under rl->lock: closes a window that is over. */
+static void
+close_window(struct nbd_ratelimit *rl, int64_t now)
+{
+	if (rl->start == 0 || now - rl->start < NBD_LOG_WINDOW_MS)
+		return;
+	if (rl->suppressed > 0)
+		log_warn("nbd: %llu more %s in the last minute",
+			 (unsigned long long)rl->suppressed, rl->what);
+	rl->start = 0;
+	rl->count = 0;
+	rl->suppressed = 0;
+}
+
+bool
+ratelimit_allow(struct nbd_ratelimit *rl, int64_t now)
+{
+	bool ok;
+
+	pthread_mutex_lock(&rl->lock);
+	close_window(rl, now);
+	if (rl->start == 0)
+		rl->start = now;
+	ok = rl->count < NBD_LOG_BURST;
+	if (ok)
+		rl->count++;
+	else
+		rl->suppressed++;
+	pthread_mutex_unlock(&rl->lock);
+	return ok;
+}
+
+void
+ratelimit_flush(struct nbd_ratelimit *rl, int64_t now)
+{
+	pthread_mutex_lock(&rl->lock);
+	close_window(rl, now);
+	pthread_mutex_unlock(&rl->lock);
+}
