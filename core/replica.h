@@ -3,6 +3,7 @@
 #define COLOFS_REPLICA_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -63,6 +64,38 @@ int replica_start(struct replica *r);
 int replica_checkpoint(struct replica *r);
 int replica_stop(struct replica *r);
 int replica_failover(struct replica *r);
+
+/* Durability.  With a journal directory, a failover first makes what its
+ * commit needs durable (see "Durability" in replica.c): a journal per disk
+ * in jdir, and the buffers as files in bdir, named PREFIX.DISK.journal,
+ * PREFIX.DISK.hidden and PREFIX.DISK.active.  bdir NULL: memory buffers
+ * with nowhere to put them, so the failover is not crash-safe.  Set before
+ * start; the strings are copied.  0, or -1 with errno.
+ */
+int replica_set_durable(struct replica *r, const char *jdir,
+			const char *bdir, const char *prefix);
+
+/* Called before the state it names takes effect where that matters for
+ * safety (done, failover once its journals are durable, with journaled
+ * saying whether they are), and after start and a failed commit; the
+ * daemon writes its state file there.  A failure (-1) refuses stop, and
+ * turns the end of a commit into failover_failed.  Never called with a
+ * replica lock that I/O needs held.
+ */
+typedef int replica_state_hook(void *opaque, enum replica_state next,
+			       bool journaled);
+void replica_set_state_hook(struct replica *r, replica_state_hook *fn,
+			    void *opaque);
+
+/* At start-up, in none, once every disk is added:
+ *   replica_restore_done: none -> done (a promoted secondary restarting);
+ *   replica_resume_failover: reloads the buffers and journals that a
+ *     failover cut short left in the durable directories and resumes its
+ *     commit (-> failover, then done).
+ * 0, or -1 with errno and the reason recorded.
+ */
+int replica_restore_done(struct replica *r);
+int replica_resume_failover(struct replica *r);
 
 enum replica_state replica_state(struct replica *r);
 /* Blocks until no commit is running (state is not failover). */

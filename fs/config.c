@@ -59,7 +59,8 @@
 	X(buffer_dir,	path,	buffer_dir,	NULL)		\
 	X(buffer_limit,	size,	buffer_limit,	"0")		\
 	X(allow_other,	bool,	allow_other,	"false")		\
-	X(page_cache,	bool,	page_cache,	"false")
+	X(page_cache,	bool,	page_cache,	"false")		\
+	X(state_dir,	path,	state_dir,	"/var/lib/colofs")
 
 /* [disk "NAME"]: the same for struct config_disk.  image is required;
  * export defaults to NAME; owner and group are resolved to ids at the end.
@@ -1196,6 +1197,7 @@ config_free(struct config *c)
 	free(c->mountpoint);
 	free(c->listen);
 	free(c->buffer_dir);
+	free(c->state_dir);
 	free(c);
 }
 

@@ -21,6 +21,7 @@
  *   buffer_limit = 0                   ; bytes (K/M/G suffixes), 0 = none
  *   allow_other = false                ; let other users open the disks
  *   page_cache = false                 ; let the kernel cache disk files
+ *   state_dir = /var/lib/colofs        ; state file, failover journals
  *   [disk "vda"]                       ; one per disk
  *   image = /var/lib/libvirt/images/vm1.raw
  *   format = raw                       ; raw | qcow2; probed when absent
@@ -79,6 +80,7 @@ struct config {
 	uint64_t buffer_limit;		/* 0 = unlimited */
 	bool allow_other;
 	bool page_cache;		/* kernel page cache for disk files */
+	char *state_dir;		/* the state file and the journals */
 	size_t ndisks;
 	struct config_disk *disks;
 };
