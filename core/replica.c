@@ -113,9 +113,15 @@
 #define BOUNCE_MAX (1024 * 1024)	/* bytes copied per step */
 #define COMMIT_CHUNK (4 * 1024 * 1024)	/* bytes committed per lock */
 
+/* map: the bytes the buffer holds (they hide the layers below).  zeros:
+ * the part of map that was zeroed or trimmed, so takes no space in either
+ * store (a hole, or pages given back); empty in the common case, and then
+ * never touched.  The buffer limit counts |map| - |zeros|.
+ */
 struct buffer {
 	struct store *store;
 	struct extmap *map;		/* protected by the disk's map_lock */
+	struct extmap *zeros;		/* protected by the disk's map_lock */
 };
 
 struct replica_disk {
@@ -167,7 +173,9 @@ struct replica {
 
 	pthread_mutex_t reclaim_lock;
 	pthread_cond_t reclaim_cond;
+	pthread_cond_t reclaim_done;	/* reclaim_busy went false */
 	struct garbage *reclaim_list;	/* protected by reclaim_lock */
+	bool reclaim_busy;		/* protected by reclaim_lock */
 	bool reclaim_stop;		/* protected by reclaim_lock */
 	pthread_t reclaim_thread;
 
@@ -268,6 +276,7 @@ buffer_free(struct buffer *b)
 		return;
 	store_free(b->store);
 	extmap_free(b->map);
+	extmap_free(b->zeros);
 	free(b);
 }
 
@@ -281,7 +290,8 @@ buffer_new(struct replica *r, struct replica_disk *d, const char *what)
 		return NULL;
 	snprintf(tag, sizeof tag, "colofs-%s-%s", d->name, what);
 	b->map = extmap_new();
-	if (b->map == NULL)
+	b->zeros = extmap_new();
+	if (b->map == NULL || b->zeros == NULL)
 		goto err;
 	b->store = r->factory.create(r->factory.opaque, d->size, tag);
 	if (b->store == NULL)
@@ -310,6 +320,7 @@ reclaim_main(void *arg)
 		if (g == NULL)
 			break;		/* stopping and drained */
 		r->reclaim_list = NULL;
+		r->reclaim_busy = true;
 		pthread_mutex_unlock(&r->reclaim_lock);
 		while (g != NULL) {
 			struct garbage *next = g->next;
@@ -319,9 +330,27 @@ reclaim_main(void *arg)
 			g = next;
 		}
 		pthread_mutex_lock(&r->reclaim_lock);
+		r->reclaim_busy = false;
+		pthread_cond_broadcast(&r->reclaim_done);
 	}
 	pthread_mutex_unlock(&r->reclaim_lock);
 	return NULL;
+}
+
+/* Waits until the buffers handed to the reclaim thread are freed.  Returns
+ * true if there were any: space a checkpoint freed is free now.
+ */
+static bool
+reclaim_drain(struct replica *r)
+{
+	bool pending;
+
+	pthread_mutex_lock(&r->reclaim_lock);
+	pending = r->reclaim_list != NULL || r->reclaim_busy;
+	while (r->reclaim_list != NULL || r->reclaim_busy)
+		pthread_cond_wait(&r->reclaim_done, &r->reclaim_lock);
+	pthread_mutex_unlock(&r->reclaim_lock);
+	return pending;
 }
 
 /* Frees b in the background; b is unreachable by any I/O by now. */
@@ -370,6 +399,7 @@ replica_new(const struct store_factory *factory)
 	pthread_cond_init(&r->commit_cond, NULL);
 	pthread_mutex_init(&r->reclaim_lock, NULL);
 	pthread_cond_init(&r->reclaim_cond, NULL);
+	pthread_cond_init(&r->reclaim_done, NULL);
 	err = pthread_create(&r->reclaim_thread, NULL, reclaim_main, r);
 	if (err != 0) {
 		errno = err;
@@ -434,6 +464,7 @@ replica_free(struct replica *r)
 	pthread_cond_destroy(&r->commit_cond);
 	pthread_mutex_destroy(&r->reclaim_lock);
 	pthread_cond_destroy(&r->reclaim_cond);
+	pthread_cond_destroy(&r->reclaim_done);
 	free(r);
 }
 
@@ -598,27 +629,54 @@ unreserve(struct replica *r, uint64_t n)
 	pthread_mutex_unlock(&r->limit_lock);
 }
 
-/* Map changes, counted against the limit.  Caller holds d->map_lock. */
+/* The bytes of b that take space. */
+static uint64_t
+occupied(const struct buffer *b)
+{
+	return extmap_bytes(b->map) - extmap_bytes(b->zeros);
+}
+
+/* Map changes, counted against the limit.  Caller holds d->map_lock.
+ * map_insert: data; map_insert_zero: zeros (no space).
+ */
+static int
+map_change(struct replica_disk *d, struct buffer *b, uint64_t off,
+	   uint64_t len, bool insert, bool zero)
+{
+	uint64_t before = occupied(b);
+	int ret;
+
+	if (insert)
+		ret = extmap_insert(b->map, off, len);
+	else
+		ret = extmap_remove(b->map, off, len);
+	if (ret == 0 && zero)
+		ret = extmap_insert(b->zeros, off, len);
+	else if (ret == 0 && extmap_count(b->zeros) > 0)
+		ret = extmap_remove(b->zeros, off, len);
+	account(d->r, (int64_t) occupied(b) - (int64_t) before);
+	return ret;
+}
+
 static int
 map_insert(struct replica_disk *d, struct buffer *b, uint64_t off,
 	   uint64_t len)
 {
-	uint64_t before = extmap_bytes(b->map);
-	int ret = extmap_insert(b->map, off, len);
+	return map_change(d, b, off, len, true, false);
+}
 
-	account(d->r, (int64_t) (extmap_bytes(b->map) - before));
-	return ret;
+static int
+map_insert_zero(struct replica_disk *d, struct buffer *b, uint64_t off,
+		uint64_t len)
+{
+	return map_change(d, b, off, len, true, true);
 }
 
 static int
 map_remove(struct replica_disk *d, struct buffer *b, uint64_t off,
 	   uint64_t len)
 {
-	uint64_t before = extmap_bytes(b->map);
-	int ret = extmap_remove(b->map, off, len);
-
-	account(d->r, -(int64_t) (before - extmap_bytes(b->map)));
-	return ret;
+	return map_change(d, b, off, len, false, false);
 }
 
 /* ---- layers ---- */
@@ -682,16 +740,24 @@ static int
 buffer_write(struct replica_disk *d, struct buffer *b, const void *buf,
 	     size_t len, uint64_t off)
 {
-	int ret;
+	int ret, tries;
 
-	if (buf == NULL)
-		ret = b->store->ops->zero(b->store, off, len);
-	else
-		ret = b->store->ops->pwrite(b->store, buf, len, off);
+	/* A full file system may be full of buffers that a checkpoint
+	 * dropped and the reclaim thread has not freed yet: free them, and
+	 * try again, rather than fail for space already released.
+	 */
+	for (tries = 0; tries < 2; tries++) {
+		if (buf == NULL)
+			ret = b->store->ops->zero(b->store, off, len);
+		else
+			ret = b->store->ops->pwrite(b->store, buf, len, off);
+		if (ret == 0 || errno != ENOSPC || !reclaim_drain(d->r))
+			break;
+	}
 	if (ret == -1)
 		return -1;
 	pthread_mutex_lock(&d->map_lock);
-	ret = map_insert(d, b, off, len);
+	ret = buf ? map_insert(d, b, off, len) : map_insert_zero(d, b, off, len);
 	pthread_mutex_unlock(&d->map_lock);
 	return ret;
 }
@@ -768,6 +834,21 @@ save_old(struct replica_disk *d, uint64_t off, uint64_t end)
 
 #define STATE_BIT(s) (1u << (s))
 
+/* Records why write_begin refused a write (errno kept). */
+static void
+refuse_io(struct replica_disk *d, const char *what, size_t len, uint64_t off)
+{
+	if (errno == EINVAL)
+		replica_record_error(d->r, "%s: %s at %" PRIu64 "+%zu refused: "
+				     "beyond the end of the disk (%" PRIu64
+				     " bytes)", d->name, what, off, len,
+				     d->size);
+	else
+		replica_record_error(d->r, "%s: %s at %" PRIu64 "+%zu refused "
+				     "in state %s", d->name, what, off, len,
+				     replica_state_name(replica_state(d->r)));
+}
+
 /* Begins a write of [off, off+len): checks the range, takes the gate
  * shared and then the range lock exclusively.  0: begun (end it with
  * io_end); 1: nothing to do (len 0); -1: refused, with errno = err when
@@ -838,8 +919,11 @@ replica_primary_write(struct replica_disk *d, const void *buf, size_t len,
 
 	ret = write_begin(d, &e, len, off, STATE_BIT(REPLICA_NONE) |
 			  STATE_BIT(REPLICA_RUNNING), ESHUTDOWN);
-	if (ret != 0)
+	if (ret != 0) {
+		if (ret == -1)
+			refuse_io(d, "primary write", len, off);
 		return ret == 1 ? 0 : -1;
+	}
 	ret = -1;
 	if (r->state == REPLICA_RUNNING) {
 		if (limited(r)) {
@@ -1049,21 +1133,30 @@ replica_view_write(struct replica_disk *d, const void *buf, size_t len,
 	struct replica *r = d->r;
 	struct rangelock_entry e;
 	uint64_t need = 0;
+	bool recorded = false;
 	int ret;
 
 	/* The secondary VM must not write before start: EIO. */
 	ret = write_begin(d, &e, len, off, ~STATE_BIT(REPLICA_NONE), EIO);
-	if (ret != 0)
+	if (ret != 0) {
+		if (ret == -1)
+			refuse_io(d, "view write", len, off);
 		return ret == 1 ? 0 : -1;
+	}
 	ret = -1;
 	switch (r->state) {
 	case REPLICA_RUNNING:
-		if (limited(r)) {
+		/* Zeroing takes no space; data takes what active does not
+		 * hold as data already.
+		 */
+		if (limited(r) && buf != NULL) {
 			pthread_mutex_lock(&d->map_lock);
-			need = len - extmap_bytes_in(d->active->map, off, len);
+			need = len - extmap_bytes_in(d->active->map, off, len) +
+			       extmap_bytes_in(d->active->zeros, off, len);
 			pthread_mutex_unlock(&d->map_lock);
 			if (reserve(d, need, "view write") == -1) {
 				need = 0;
+				recorded = true;
 				break;
 			}
 		}
@@ -1093,6 +1186,10 @@ replica_view_write(struct replica_disk *d, const void *buf, size_t len,
 	}
 	if (ret == 0)
 		atomic_fetch_add(&d->view_write_bytes, len);
+	else if (!recorded)
+		replica_record_error(r, "%s: view write at %" PRIu64 "+%zu "
+				     "failed: %s", d->name, off, len,
+				     strerror(errno));
 	io_end(d, &e, need);
 	return ret;
 }
@@ -1221,9 +1318,9 @@ swap_buffers(struct replica *r, struct buffer **hidden,
 		d->hidden = hidden ? hidden[i] : NULL;
 		d->active = active ? active[i] : NULL;
 		if (oh)
-			account(r, -(int64_t) extmap_bytes(oh->map));
+			account(r, -(int64_t) occupied(oh));
 		if (oa)
-			account(r, -(int64_t) extmap_bytes(oa->map));
+			account(r, -(int64_t) occupied(oa));
 		pthread_mutex_unlock(&d->map_lock);
 		reclaim(r, oh);
 		reclaim(r, oa);
@@ -1836,6 +1933,7 @@ buffer_open(struct replica_disk *d, const char *what)
 		return NULL;
 	if (durable_path(path, sizeof path, d->r->bdir, d, what) == -1 ||
 	    (b->map = extmap_new()) == NULL ||
+	    (b->zeros = extmap_new()) == NULL ||
 	    (b->store = store_file_open(path, d->size)) == NULL) {
 		int saved = errno;
 		buffer_free(b);
@@ -1913,7 +2011,7 @@ fail:
 				struct buffer *b = k ? rp[i].active
 						     : rp[i].hidden;
 				if (b)
-					account(r, -(int64_t) extmap_bytes(b->map));
+					account(r, -(int64_t) occupied(b));
 				buffer_free(b);
 			}
 		}
