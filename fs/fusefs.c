@@ -43,7 +43,10 @@
  * synchronously (it waits for locked pages, i.e. reads in flight, and then
  * drops them), so a process holding the file open reads the new view as
  * soon as "echo checkpoint > ctl" has returned.  It runs with no replica
- * lock held, so the reads it waits for can complete.
+ * lock held, so the reads it waits for can complete.  Pages dirtied
+ * through a writable shared mmap are written back (an invalidation
+ * launders them) before a checkpoint or stop, so that they go with the
+ * epoch they belong to: V == S when the ctl write returns.
  *
  * .colo files use direct_io: status and error are generated at open into
  * a per-open snapshot (fh points at it), so a read never sees stale text.
@@ -620,13 +623,44 @@ invalidate_disks(struct fusefs *fs)
 	}
 }
 
+/* Before a checkpoint or stop drops the buffers: writes back the pages
+ * dirtied through a writable shared mmap (page_cache = true), so that they
+ * land in the epoch they were written in and are dropped with it, not
+ * written into the next one.  An invalidation does it: the kernel
+ * launders (writes back and waits for) each dirty page it drops.
+ */
+static void
+writeback_disks(struct fusefs *fs)
+{
+	struct fusefs_disk *dk;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < fs->ndisks; i++) {
+		dk = &fs->disks[i];
+		if (!atomic_load(&dk->may_cache) &&
+		    atomic_load(&dk->cached_opens) == 0)
+			continue;
+		rc = fuse_lowlevel_notify_inval_inode(fs->se, INO_DISK0 + i,
+						      0, 0);
+		if (rc != 0 && rc != -ENOENT)
+			log_warn("%s: writing back dirty pages: %s",
+				 fs->disks[i].cd->name, strerror(-rc));
+	}
+}
+
 static void
 ctl_write(fuse_req_t req, struct fusefs *fs, const char *buf, size_t size)
 {
 	enum colo_cmd c;
 
-	if (colo_cmd_parse(fs->r, buf, size, &c) == -1 ||
-	    colo_cmd_run(fs->r, c) == -1) {
+	if (colo_cmd_parse(fs->r, buf, size, &c) == -1) {
+		reply_errno(req);
+		return;
+	}
+	if (c == COLO_CMD_CHECKPOINT || c == COLO_CMD_STOP)
+		writeback_disks(fs);
+	if (colo_cmd_run(fs->r, c) == -1) {
 		reply_errno(req);
 		return;
 	}
