@@ -14,10 +14,10 @@
 # (tests/e2e/long/test-durable-crash-long.sh) sets 20+ points each.
 . "$(dirname "$0")/lib.sh"
 
-POINTS=${CRASH_POINTS:-3}
+POINTS=${CRASH_POINTS:-2}
 SEED=${CRASH_SEED:-$(date +%s)}
 CONFIGS=${CRASH_CONFIGS:-file-raw memdir-raw file-qcow2 memdir-qcow2}
-U=$((${CRASH_UNIT_MB:-32} << 20))	# the layout's unit: the disk is 6 U
+U=$((${CRASH_UNIT_MB:-8} << 20))	# the layout's unit: the disk is 6 U
 SIZE=$((6 * U))
 RANDOM=$SEED
 echo "seed $SEED, $POINTS points per configuration"
