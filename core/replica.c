@@ -1214,6 +1214,12 @@ replica_view_flush(struct replica_disk *d)
 		pthread_rwlock_unlock(&r->gate);
 		return 0;
 	}
+	if (r->state != REPLICA_FAILOVER &&
+	    r->state != REPLICA_FAILOVER_FAILED) {
+		pthread_rwlock_unlock(&r->gate);
+		return d->img->ops->flush(d->img);
+	}
+	/* Failover: the gate held keeps the journal open meanwhile. */
 	ret = d->img->ops->flush(d->img);
 	/* In failover, S first, then what says where S is newer. */
 	if (ret == 0 && d->journal_fd >= 0) {
