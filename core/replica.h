@@ -104,7 +104,13 @@ void replica_wait_commit(struct replica *r);
 int replica_accepts_primary(struct replica *r);
 
 /* View I/O (the secondary VM).  Whole transfers within the disk: 0, or -1
- * with errno (EINVAL beyond the end, EIO for a view write in none).
+ * with errno (EINVAL beyond the end, EIO for a view write in none); a
+ * refused or failed write records its reason (.colo/error).  A write
+ * during failover reaches S and, with journals, its journal record
+ * before it returns.  replica_view_flush: nothing while running (the
+ * buffers are dropped at the next checkpoint anyway); S otherwise, and in
+ * failover also the active buffer and the journal, so that a flushed
+ * write outlives a power cut.
  */
 int replica_view_read(struct replica_disk *d, void *buf, size_t len,
 		      uint64_t off);
@@ -151,9 +157,12 @@ int replica_primary_write(struct replica_disk *d, const void *buf,
 int replica_primary_zero(struct replica_disk *d, uint64_t off, uint64_t len);
 int replica_primary_flush(struct replica_disk *d);
 
-/* Caps the bytes held in all buffers of the group (0: no cap).  While
- * running, a view or primary write that would need more fails whole with
- * ENOSPC, and the reason is recorded; a checkpoint frees the buffers.
+/* Caps the bytes held in all buffers of the group (0: no cap), counting
+ * only bytes that take room (a zeroed or trimmed range is a hole in
+ * either store).  While running, a view or primary write that would need
+ * more fails whole with ENOSPC, and the reason is recorded; a checkpoint
+ * frees the buffers.  A store write that meets ENOSPC first waits for the
+ * buffers a checkpoint dropped to be freed, and tries once more.
  */
 void replica_set_buffer_limit(struct replica *r, uint64_t bytes);
 
@@ -185,7 +194,7 @@ struct replica_status {
 	uint64_t checkpoints;
 	uint64_t last_checkpoint_ns;
 	uint64_t unclean_disconnects;
-	uint64_t buffer_bytes;		/* held in all buffers */
+	uint64_t buffer_bytes;		/* taking room in all buffers */
 	uint64_t buffer_limit;		/* 0: none */
 	char error[512];
 	size_t ndisks;

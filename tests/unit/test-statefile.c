@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "faulty.h"
 #include "journal.h"
 #include "log.h"
 #include "replica.h"
@@ -372,5 +373,63 @@ Test(durable, stop_is_refused_when_done_cannot_be_recorded)
 	cr_assert_eq(replica_failover(r), 0);
 	replica_wait_commit(r);
 	cr_assert_eq(replica_state(r), REPLICA_FAILOVER_FAILED);
+	replica_free(r);
+}
+
+/* The last complete line of dir/p.vda.journal. */
+static void
+journal_tail(char *out, size_t len)
+{
+	char path[512], buf[65536];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof path, "%s/p.vda.journal", dir);
+	fd = open(path, O_RDONLY);
+	cr_assert_geq(fd, 0);
+	n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	cr_assert_gt(n, 0);
+	buf[n - 1] = '\0';
+	snprintf(out, len, "%s", strrchr(buf, '\n') + 1);
+}
+
+Test(durable, view_writes_after_a_failed_commit_are_journaled)
+{
+	struct store_factory f = store_memory_factory();
+	char tail[128];
+
+	memset(&faults, 0, sizeof faults);
+	r = replica_new(&f);
+	cr_assert_not_null(r);
+	d = replica_add_disk(r, "vda", faulty_image(1 * MiB, 0x11));
+	cr_assert_not_null(d);
+	cr_assert_eq(replica_set_durable(r, dir, dir, "p"), 0);
+	cr_assert_eq(replica_start(r), 0);
+	primary_fill(d, 0, 8192, 0xaa);
+	view_fill(d, 16384, 8192, 0xbb);
+	atomic_store(&faults.image_write_countdown, 1);
+	cr_assert_eq(replica_failover(r), 0);
+	replica_wait_commit(r);
+	cr_assert_eq(replica_state(r), REPLICA_FAILOVER_FAILED);
+	cr_assert(exists("p.vda.journal"));
+	memset(&faults, 0, sizeof faults);
+	/* Buffered: into active, and an A record. */
+	view_fill(d, 16384, 4096, 0xcc);
+	journal_tail(tail, sizeof tail);
+	cr_assert_str_eq(tail, "A 16384 4096");
+	/* Not buffered: into S, and a D record. */
+	view_fill(d, 65536, 4096, 0xdd);
+	journal_tail(tail, sizeof tail);
+	cr_assert_str_eq(tail, "D 65536 4096");
+	cr_assert_eq(replica_failover(r), 0);
+	replica_wait_commit(r);
+	cr_assert_eq(replica_state(r), REPLICA_DONE);
+	expect_disk(d, 0, 8192, 0x11);
+	expect_disk(d, 16384, 4096, 0xcc);
+	expect_disk(d, 20480, 4096, 0xbb);
+	expect_disk(d, 65536, 4096, 0xdd);
+	cr_assert_not(exists("p.vda.journal"));
+	cr_assert_not(exists("p.vda.active"));
 	replica_free(r);
 }
