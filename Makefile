@@ -10,6 +10,10 @@
 #   make demo        the main job: a primary, a secondary, a failover
 #   make bench       the engine's benchmark (tools/bench-core.c)
 #   make deps        install the missing Debian packages (as root)
+#   make man         the man pages (build/man/), from doc/*.md
+#   make install     colofs, colofsctl, man pages, the systemd unit and a
+#                    sample config (PREFIX=/usr/local, DESTDIR, SYSCONFDIR)
+#   make uninstall   removes them (a config you changed stays)
 #
 # Sources are found by wildcard: add a file to core/, fs/, tools/ or
 # tests/unit/ and it is built.  core/ is the engine (libcolofs-core.a);
@@ -21,6 +25,14 @@
 # install pkg-config and the -dev packages first (deps) and then build.
 
 BUILD    ?= build
+VERSION  := 0.1.0
+PREFIX   ?= /usr/local
+SYSCONFDIR ?= /etc
+DESTDIR  ?=
+BINDIR   := $(PREFIX)/bin
+MANDIR   := $(PREFIX)/share/man
+UNITDIR  := $(PREFIX)/lib/systemd/system
+CONFDIR  := $(SYSCONFDIR)/colofs
 CC       ?= cc
 CFLAGS   ?= -O2 -g
 WARN     := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wvla \
@@ -35,14 +47,16 @@ lazy = $(eval $1 := $$(shell $2))$($1)
 PKG_CFLAGS = $(call lazy,PKG_CFLAGS,pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(call lazy,PKG_LIBS,pkg-config --libs $(PKGS) 2>/dev/null)
 CRIT_LIBS  = $(call lazy,CRIT_LIBS,pkg-config --libs criterion 2>/dev/null)
-ALL_CFLAGS  = $(WARN) $(CFLAGS) $(SAN) -pthread -Icore -Ifs $(PKG_CFLAGS) -MMD -MP
+ALL_CFLAGS  = $(WARN) $(CFLAGS) $(SAN) -pthread -Icore -Ifs $(PKG_CFLAGS) -MMD -MP \
+              -DCOLOFS_VERSION='"$(VERSION)"'
 LDLIBS      = $(PKG_LIBS) -pthread $(SAN)
 
 # What the build and the tests need, as Debian packages.
 DEB_PKGS := build-essential pkg-config libfuse3-dev fuse3 libqcow-dev \
             libqcow-utils libinih-dev libcriterion-dev libnbd-dev libnbd-bin \
             python3-libnbd qemu-utils qemu-system-x86 qemu-block-extra \
-            util-linux procps psmisc clang libclang-rt-dev fio
+            util-linux procps psmisc clang libclang-rt-dev fio \
+            go-md2man man-db groff-base systemd python3-prometheus-client
 
 CORE_SRC   := $(sort $(wildcard core/*.c))
 DAEMON_SRC := $(filter-out fs/main.c,$(sort $(wildcard fs/*.c)))
@@ -57,9 +71,12 @@ DAEMON_LIB := $(BUILD)/libcolofs-daemon.a
 LIBS       := $(DAEMON_LIB) $(CORE_LIB)
 TOOLS      := $(TOOL_SRC:tools/%.c=$(BUILD)/%)
 COLOFS     := $(BUILD)/colofs
+# Man pages: doc/NAME.SECTION.md -> $(BUILD)/man/NAME.SECTION
+MAN_SRC    := doc/colofs.8.md doc/colofs.ini.5.md doc/colofsctl.8.md
+MAN_PAGES  := $(MAN_SRC:doc/%.md=$(BUILD)/man/%)
 
 .PHONY: all check check-unit check-e2e check-asan check-tsan check-long deps demo \
-        bench clean
+        bench clean man install uninstall
 
 all: $(COLOFS) $(TOOLS)
 
@@ -82,6 +99,49 @@ $(BUILD)/%: $(BUILD)/tools/%.o $(LIBS)
 
 $(BUILD)/tests/unit-tests: $(UNIT_OBJ) $(LIBS)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(CRIT_LIBS)
+
+# The markdown in doc/ is the source; go-md2man (Debian's go-md2man) turns
+# it into roff at build time, so the two cannot drift.  Its first line,
+# "# NAME(SECTION): what it is", becomes the .TH title and a NAME section.
+man: $(MAN_PAGES)
+
+$(BUILD)/man/%: doc/%.md
+	@mkdir -p $(dir $@)
+	sed -e '1s/^# \([a-z.]*\)(\([0-9]\)): \(.*\)$$/% \1 \2 "" "colofs $(VERSION)"\n\n# NAME\n\n\1 \\- \3/' $< | \
+		go-md2man >$@.tmp
+	mv $@.tmp $@
+
+# install -D makes the directories.  The unit's paths follow BINDIR and
+# CONFDIR; the sample config never replaces an existing one.
+install: $(COLOFS) $(BUILD)/colofsctl $(MAN_PAGES)
+	install -D -m 0755 $(COLOFS) $(DESTDIR)$(BINDIR)/colofs
+	install -D -m 0755 $(BUILD)/colofsctl $(DESTDIR)$(BINDIR)/colofsctl
+	install -D -m 0644 $(BUILD)/man/colofs.8 $(DESTDIR)$(MANDIR)/man8/colofs.8
+	install -D -m 0644 $(BUILD)/man/colofsctl.8 $(DESTDIR)$(MANDIR)/man8/colofsctl.8
+	install -D -m 0644 $(BUILD)/man/colofs.ini.5 $(DESTDIR)$(MANDIR)/man5/colofs.ini.5
+	@mkdir -p $(DESTDIR)$(UNITDIR)
+	sed -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/etc/colofs/|$(CONFDIR)/|g' \
+		etc/colofs@.service >$(DESTDIR)$(UNITDIR)/colofs@.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/colofs@.service
+	@if [ -e $(DESTDIR)$(CONFDIR)/example.ini ]; then \
+		echo "keeping $(DESTDIR)$(CONFDIR)/example.ini"; \
+	else \
+		echo "install -D -m 0644 etc/colofs.ini $(DESTDIR)$(CONFDIR)/example.ini"; \
+		install -D -m 0644 etc/colofs.ini $(DESTDIR)$(CONFDIR)/example.ini; \
+	fi
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/colofs $(DESTDIR)$(BINDIR)/colofsctl \
+		$(DESTDIR)$(MANDIR)/man8/colofs.8 \
+		$(DESTDIR)$(MANDIR)/man8/colofsctl.8 \
+		$(DESTDIR)$(MANDIR)/man5/colofs.ini.5 \
+		$(DESTDIR)$(UNITDIR)/colofs@.service
+	@if cmp -s etc/colofs.ini $(DESTDIR)$(CONFDIR)/example.ini; then \
+		rm -f $(DESTDIR)$(CONFDIR)/example.ini; \
+		rmdir $(DESTDIR)$(CONFDIR) 2>/dev/null || true; \
+	elif [ -e $(DESTDIR)$(CONFDIR)/example.ini ]; then \
+		echo "keeping $(DESTDIR)$(CONFDIR)/example.ini (changed)"; \
+	fi
 
 # Installs what is missing when run as root; otherwise says what to run.
 deps:

@@ -150,7 +150,14 @@ struct replica {
 	enum replica_state state;	/* written under gate exclusive */
 	uint64_t checkpoints;		/* written under gate exclusive */
 	uint64_t last_checkpoint_ns;	/* written under gate exclusive */
+	/* Checkpoint durations: a count per bucket of
+	 * replica_checkpoint_bucket_ns (not cumulative) and their sum;
+	 * written under gate exclusive.
+	 */
+	uint64_t checkpoint_hist[REPLICA_CHECKPOINT_BUCKETS];
+	uint64_t checkpoint_ns_sum;
 	atomic_uint_fast64_t unclean_disconnects;
+	atomic_uint_fast64_t errors;	/* errors recorded, refusals included */
 
 	/* Bytes mapped in every disk's buffers, and bytes reserved by writes
 	 * in flight; both protected by limit_lock.  limit 0: none.
@@ -217,6 +224,7 @@ vrecord(struct replica *r, const char *fmt, va_list ap)
 	pthread_mutex_lock(&r->err_lock);
 	vsnprintf(r->error, sizeof r->error, fmt, ap);
 	pthread_mutex_unlock(&r->err_lock);
+	atomic_fetch_add(&r->errors, 1);
 	errno = saved;
 }
 
@@ -1333,6 +1341,27 @@ swap_buffers(struct replica *r, struct buffer **hidden,
 	}
 }
 
+/* The upper bounds of the checkpoint duration histogram's buckets; the
+ * last bucket has none.
+ */
+const uint64_t replica_checkpoint_bucket_ns[REPLICA_CHECKPOINT_BUCKETS - 1] = {
+	50000, 100000, 250000, 500000, 1000000, 2500000, 5000000,
+	10000000, 25000000, 50000000, 100000000, 250000000, 1000000000,
+};
+
+/* Under gate exclusive. */
+static void
+record_checkpoint(struct replica *r, uint64_t ns)
+{
+	size_t i = 0;
+
+	while (i < REPLICA_CHECKPOINT_BUCKETS - 1 &&
+	       ns > replica_checkpoint_bucket_ns[i])
+		i++;
+	r->checkpoint_hist[i]++;
+	r->checkpoint_ns_sum += ns;
+}
+
 /* Empties both buffers of every disk: the body of checkpoint and start. */
 static int
 empty_buffers(struct replica *r, enum replica_state next)
@@ -1355,6 +1384,7 @@ empty_buffers(struct replica *r, enum replica_state next)
 	if (next == REPLICA_RUNNING && r->state == REPLICA_RUNNING) {
 		r->checkpoints++;
 		r->last_checkpoint_ns = now_ns() - t0;
+		record_checkpoint(r, r->last_checkpoint_ns);
 	}
 	r->state = next;
 	pthread_rwlock_unlock(&r->gate);
@@ -2073,6 +2103,10 @@ replica_get_status(struct replica *r, struct replica_status *st)
 	st->state = r->state;
 	st->checkpoints = r->checkpoints;
 	st->last_checkpoint_ns = r->last_checkpoint_ns;
+	memcpy(st->checkpoint_hist, r->checkpoint_hist,
+	       sizeof st->checkpoint_hist);
+	st->checkpoint_ns_sum = r->checkpoint_ns_sum;
+	st->errors = atomic_load(&r->errors);
 	st->unclean_disconnects = atomic_load(&r->unclean_disconnects);
 	pthread_mutex_lock(&r->limit_lock);
 	st->buffer_bytes = r->buffered;

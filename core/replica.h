@@ -189,10 +189,21 @@ struct replica_disk_status {
 	uint64_t map_mem_bytes;		/* both extent maps' heap */
 };
 
+/* Checkpoint durations are counted in buckets: bucket i < last holds
+ * those <= replica_checkpoint_bucket_ns[i] (and above the bound before),
+ * the last one the rest.
+ */
+#define REPLICA_CHECKPOINT_BUCKETS 14
+extern const uint64_t
+replica_checkpoint_bucket_ns[REPLICA_CHECKPOINT_BUCKETS - 1];
+
 struct replica_status {
 	enum replica_state state;
 	uint64_t checkpoints;
 	uint64_t last_checkpoint_ns;
+	uint64_t checkpoint_hist[REPLICA_CHECKPOINT_BUCKETS];	/* per bucket */
+	uint64_t checkpoint_ns_sum;
+	uint64_t errors;		/* errors recorded, refusals included */
 	uint64_t unclean_disconnects;
 	uint64_t buffer_bytes;		/* taking room in all buffers */
 	uint64_t buffer_limit;		/* 0: none */

@@ -4,6 +4,22 @@
  *   ctl     write one word: start | checkpoint | stop | failover
  *   status  key=value lines, a snapshot taken when the file is opened
  *   error   the last error message and a newline, or nothing
+ *   metrics the status as OpenMetrics text, also written to metrics_file
+ *
+ * One ctl write is one command: the whole word in one write() at offset
+ * 0, at most COLO_CTL_MAX bytes.  The kernel splits a long write into
+ * several requests (1 MiB each) and a shell may write in pieces; parsing
+ * each piece as a command would run several commands for one write, or
+ * half of one.  So a piece that is not the whole write (too long, or at
+ * an offset) is refused with EINVAL before anything runs.
+ *
+ * The metrics are the status, translated: colo_metrics_text renders the
+ * status text from one replica snapshot, then maps each key=value line
+ * through metric_map[] (status key -> metric family, type, unit, labels).
+ * A key that another part of the daemon adds to the status (nbd.*, ...)
+ * becomes a metric by adding one row there; a key without a row is not
+ * exported.  Only the checkpoint duration histogram and the state, which
+ * have no key=value form, are rendered from the snapshot directly.
  *
  * A ctl write runs the command in the writer's thread and the write
  * returns only when the command has taken effect (the core's functions are
@@ -15,10 +31,15 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "log.h"
 
 #include "colo.h"
 
@@ -38,11 +59,26 @@ colo_cmd_name(enum colo_cmd c)
 }
 
 int
-colo_cmd_parse(struct replica *r, const char *buf, size_t len,
+colo_cmd_parse(struct replica *r, const char *buf, size_t len, uint64_t off,
 	       enum colo_cmd *out)
 {
 	size_t b = 0, e = len, i;
 
+	if (off != 0) {
+		replica_record_error(r, "ctl: a write at offset %" PRIu64
+				     " (write one command per open, at "
+				     "offset 0; nothing was run)", off);
+		errno = EINVAL;
+		return -1;
+	}
+	if (len > COLO_CTL_MAX) {
+		replica_record_error(r, "ctl: a write of %zu bytes (one "
+				     "command is at most %d bytes, in one "
+				     "write; nothing was run)", len,
+				     COLO_CTL_MAX);
+		errno = EINVAL;
+		return -1;
+	}
 	while (b < e && isspace((unsigned char)buf[b]))
 		b++;
 	while (e > b && isspace((unsigned char)buf[e - 1]))
@@ -98,37 +134,34 @@ put_oneline(FILE *fp, const char *s)
 	fputc('\n', fp);
 }
 
-int
-colo_status_text(struct replica *r, const struct config *cfg,
-		 const struct colo_status_part *parts, size_t nparts,
-		 char **text, size_t *len)
+/* The status text of one snapshot.  0, or -1 with errno. */
+static int
+status_render(const struct replica_status *st, const struct config *cfg,
+	      const struct colo_status_part *parts, size_t nparts,
+	      char **text, size_t *len)
 {
-	struct replica_status st;
-	FILE *fp;
+		FILE *fp;
 	size_t i;
 
-	if (replica_get_status(r, &st) == -1)
-		return -1;
 	fp = open_memstream(text, len);
-	if (!fp) {
-		replica_status_release(&st);
+	if (!fp)
 		return -1;
-	}
-	fprintf(fp, "state=%s\n", replica_state_name(st.state));
+	fprintf(fp, "state=%s\n", replica_state_name(st->state));
 	fprintf(fp, "mode=%s\n", config_mode_name(cfg->mode));
 	fprintf(fp, "buffer=%s\n", config_buffer_name(cfg->buffer));
-	fprintf(fp, "buffer_bytes=%" PRIu64 "\n", st.buffer_bytes);
-	fprintf(fp, "buffer_limit=%" PRIu64 "\n", st.buffer_limit);
-	fprintf(fp, "checkpoints=%" PRIu64 "\n", st.checkpoints);
+	fprintf(fp, "buffer_bytes=%" PRIu64 "\n", st->buffer_bytes);
+	fprintf(fp, "buffer_limit=%" PRIu64 "\n", st->buffer_limit);
+	fprintf(fp, "checkpoints=%" PRIu64 "\n", st->checkpoints);
 	fprintf(fp, "last_checkpoint_us=%" PRIu64 "\n",
-		st.last_checkpoint_ns / 1000);
+		st->last_checkpoint_ns / 1000);
 	fprintf(fp, "unclean_disconnects=%" PRIu64 "\n",
-		st.unclean_disconnects);
+		st->unclean_disconnects);
+	fprintf(fp, "errors=%" PRIu64 "\n", st->errors);
 	fputs("error=", fp);
-	put_oneline(fp, st.error);
-	fprintf(fp, "disks=%zu\n", st.ndisks);
-	for (i = 0; i < st.ndisks; i++) {
-		const struct replica_disk_status *d = &st.disks[i];
+	put_oneline(fp, st->error);
+	fprintf(fp, "disks=%zu\n", st->ndisks);
+	for (i = 0; i < st->ndisks; i++) {
+		const struct replica_disk_status *d = &st->disks[i];
 
 #define DISK_KEY(key) \
 		fprintf(fp, "%s." #key "=%" PRIu64 "\n", d->name, d->key)
@@ -144,7 +177,6 @@ colo_status_text(struct replica *r, const struct config *cfg,
 		DISK_KEY(map_mem_bytes);
 #undef DISK_KEY
 	}
-	replica_status_release(&st);
 	for (i = 0; i < nparts; i++)
 		parts[i].print(parts[i].opaque, fp);
 	if (fclose(fp) == EOF) {
@@ -156,6 +188,23 @@ colo_status_text(struct replica *r, const struct config *cfg,
 		return -1;
 	}
 	return 0;
+}
+
+int
+colo_status_text(struct replica *r, const struct config *cfg,
+		 const struct colo_status_part *parts, size_t nparts,
+		 char **text, size_t *len)
+{
+	struct replica_status st;
+	int rc, saved;
+
+	if (replica_get_status(r, &st) == -1)
+		return -1;
+	rc = status_render(&st, cfg, parts, nparts, text, len);
+	saved = errno;
+	replica_status_release(&st);
+	errno = saved;
+	return rc;
 }
 
 int
@@ -175,4 +224,386 @@ colo_error_text(struct replica *r, char **text, size_t *len)
 	(*text)[n] = '\0';
 	*len = n;
 	return 0;
+}
+
+/* ---- metrics ---- */
+
+/* One status key as a metric.  key is the key as written, or "*.KEY" for
+ * DISK.KEY of every disk (then the sample gets disk="DISK").  Rows of one
+ * family are adjacent; label adds a label to the row's samples; scale
+ * (0: none) turns the status's unit into the metric's base unit.
+ */
+struct metric_map {
+	const char *key;
+	const char *family;
+	const char *type;		/* counter | gauge */
+	const char *unit;		/* NULL, or the family's name's suffix */
+	const char *help;
+	const char *label;		/* NULL, or name="value" */
+	double scale;
+};
+
+static const struct metric_map metric_map[] = {
+	{ "checkpoints", "colofs_checkpoints", "counter", NULL,
+	  "Checkpoints taken", NULL, 0 },
+	{ "last_checkpoint_us", "colofs_last_checkpoint_duration_seconds",
+	  "gauge", "seconds", "How long the last checkpoint took in colofs",
+	  NULL, 1e-6 },
+	{ "buffer_bytes", "colofs_buffered_bytes", "gauge", "bytes",
+	  "Bytes held in all buffers of all disks", NULL, 0 },
+	{ "buffer_limit", "colofs_buffer_limit_bytes", "gauge", "bytes",
+	  "The cap on buffered bytes (buffer_limit; 0: none)", NULL, 0 },
+	{ "unclean_disconnects", "colofs_unclean_disconnects", "counter", NULL,
+	  "Primaries gone without NBD_CMD_DISC (writes may be missed)",
+	  NULL, 0 },
+	{ "errors", "colofs_errors", "counter", NULL,
+	  "Errors recorded in .colo/error, refused control words included",
+	  NULL, 0 },
+	{ "disks", "colofs_disks", "gauge", NULL, "Disks replicated", NULL, 0 },
+	{ "*.size", "colofs_disk_size_bytes", "gauge", "bytes",
+	  "The disk's size", NULL, 0 },
+	{ "*.hidden_bytes", "colofs_disk_buffered_bytes", "gauge", "bytes",
+	  "Bytes held in the disk's buffer", "buffer=\"hidden\"", 0 },
+	{ "*.active_bytes", "colofs_disk_buffered_bytes", "gauge", "bytes",
+	  NULL, "buffer=\"active\"", 0 },
+	{ "*.hidden_extents", "colofs_disk_buffer_extents", "gauge", NULL,
+	  "Extents in the disk's buffer", "buffer=\"hidden\"", 0 },
+	{ "*.active_extents", "colofs_disk_buffer_extents", "gauge", NULL,
+	  NULL, "buffer=\"active\"", 0 },
+	{ "*.commit_remaining_bytes", "colofs_disk_commit_remaining_bytes",
+	  "gauge", "bytes", "Bytes the failover commit has still to write",
+	  NULL, 0 },
+	{ "*.primary_write_bytes", "colofs_disk_written_bytes", "counter",
+	  "bytes", "Bytes written to the disk, by source",
+	  "source=\"primary\"", 0 },
+	{ "*.view_write_bytes", "colofs_disk_written_bytes", "counter",
+	  "bytes", NULL, "source=\"view\"", 0 },
+	{ "*.overlay_bytes", "colofs_disk_overlay_bytes", "gauge", "bytes",
+	  "Bytes in the qcow2 image's overlay", NULL, 0 },
+	{ "*.map_mem_bytes", "colofs_disk_map_memory_bytes", "gauge", "bytes",
+	  "Heap used by the disk's extent maps", NULL, 0 },
+	{ "nbd.exports", "colofs_nbd_exports", "gauge", NULL,
+	  "NBD exports", NULL, 0 },
+	{ "nbd.connections", "colofs_nbd_open_connections", "gauge", NULL,
+	  "NBD connections open", NULL, 0 },
+	{ "nbd.negotiating", "colofs_nbd_negotiating_connections", "gauge",
+	  NULL, "NBD connections still negotiating", NULL, 0 },
+	{ "nbd.connections_total", "colofs_nbd_connections", "counter", NULL,
+	  "NBD connections accepted", NULL, 0 },
+	{ "nbd.refused", "colofs_nbd_refused_connections", "counter", NULL,
+	  "NBD connections refused", NULL, 0 },
+	{ "nbd.unclean_disconnects", "colofs_nbd_unclean_disconnects",
+	  "counter", NULL, "NBD clients gone without NBD_CMD_DISC", NULL, 0 },
+	{ "nbd.requests", "colofs_nbd_requests", "counter", NULL,
+	  "NBD requests", NULL, 0 },
+	{ "nbd.reads", "colofs_nbd_op_requests", "counter", NULL,
+	  "NBD requests by command", "op=\"read\"", 0 },
+	{ "nbd.writes", "colofs_nbd_op_requests", "counter", NULL, NULL,
+	  "op=\"write\"", 0 },
+	{ "nbd.flushes", "colofs_nbd_op_requests", "counter", NULL, NULL,
+	  "op=\"flush\"", 0 },
+	{ "nbd.zeroes", "colofs_nbd_op_requests", "counter", NULL, NULL,
+	  "op=\"zero\"", 0 },
+	{ "nbd.request_errors", "colofs_nbd_request_errors", "counter", NULL,
+	  "NBD requests answered with an error", NULL, 0 },
+	{ "nbd.bytes_read", "colofs_nbd_read_bytes", "counter", "bytes",
+	  "Bytes read by NBD clients", NULL, 0 },
+	{ "nbd.bytes_written", "colofs_nbd_written_bytes", "counter", "bytes",
+	  "Bytes written by NBD clients", NULL, 0 },
+};
+
+struct status_line {
+	const char *key, *value;
+};
+
+/* Splits text (modified) into key=value lines.  -1 with errno. */
+static int
+split_lines(char *text, struct status_line **out, size_t *n)
+{
+	struct status_line *v = NULL, *nv;
+	size_t cap = 0, i = 0;
+	char *line, *next, *eq;
+
+	for (line = text; line && *line; line = next) {
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		eq = strchr(line, '=');
+		if (!eq)
+			continue;
+		*eq = '\0';
+		if (i == cap) {
+			cap = cap ? 2 * cap : 64;
+			nv = realloc(v, cap * sizeof *v);
+			if (!nv) {
+				free(v);
+				return -1;
+			}
+			v = nv;
+		}
+		v[i].key = line;
+		v[i].value = eq + 1;
+		i++;
+	}
+	*out = v;
+	*n = i;
+	return 0;
+}
+
+static const char *
+find_value(const struct status_line *lines, size_t n, const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(lines[i].key, key) == 0)
+			return lines[i].value;
+	return NULL;
+}
+
+/* A label value: \, " and newline escaped, as OpenMetrics wants. */
+static void
+put_label_value(FILE *fp, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '\\' || *s == '"')
+			fputc('\\', fp);
+		if (*s == '\n')
+			fputs("\\n", fp);
+		else
+			fputc(*s, fp);
+	}
+}
+
+static void
+put_sample(FILE *fp, const struct metric_map *m, const char *disk,
+	   const char *value)
+{
+	char *end;
+	double v;
+
+	/* Status values are decimal integers; anything else is not ours to
+	 * guess at.
+	 */
+	if (*value == '\0' || strspn(value, "0123456789") != strlen(value))
+		return;
+	fputs(m->family, fp);
+	if (strcmp(m->type, "counter") == 0)
+		fputs("_total", fp);
+	if (disk || m->label) {
+		fputc('{', fp);
+		if (disk) {
+			fputs("disk=\"", fp);
+			put_label_value(fp, disk);
+			fputc('"', fp);
+		}
+		if (disk && m->label)
+			fputc(',', fp);
+		if (m->label)
+			fputs(m->label, fp);
+		fputc('}', fp);
+	}
+	if (m->scale == 0) {
+		fprintf(fp, " %s\n", value);
+		return;
+	}
+	v = strtod(value, &end) * m->scale;
+	fprintf(fp, " %.9g\n", v);
+}
+
+static void
+put_family(FILE *fp, const char *family, const char *type, const char *unit,
+	   const char *help)
+{
+	fprintf(fp, "# TYPE %s %s\n", family, type);
+	if (unit)
+		fprintf(fp, "# UNIT %s %s\n", family, unit);
+	if (help)
+		fprintf(fp, "# HELP %s %s\n", family, help);
+}
+
+static void
+put_state(FILE *fp, enum replica_state state)
+{
+	int s;
+
+	put_family(fp, "colofs_state", "gauge", NULL,
+		   "1 for the replica's state, 0 for the others");
+	for (s = REPLICA_NONE; s <= REPLICA_DONE; s++)
+		fprintf(fp, "colofs_state{state=\"%s\"} %d\n",
+			replica_state_name((enum replica_state)s),
+			s == (int)state);
+}
+
+static void
+put_histogram(FILE *fp, const struct replica_status *st)
+{
+	uint64_t cum = 0;
+	size_t i;
+
+	put_family(fp, "colofs_checkpoint_duration_seconds", "histogram",
+		   "seconds", "How long checkpoints took in colofs");
+	for (i = 0; i < REPLICA_CHECKPOINT_BUCKETS; i++) {
+		cum += st->checkpoint_hist[i];
+		if (i < REPLICA_CHECKPOINT_BUCKETS - 1)
+			fprintf(fp, "colofs_checkpoint_duration_seconds_bucket"
+				"{le=\"%g\"} %" PRIu64 "\n",
+				replica_checkpoint_bucket_ns[i] / 1e9, cum);
+		else
+			fprintf(fp, "colofs_checkpoint_duration_seconds_bucket"
+				"{le=\"+Inf\"} %" PRIu64 "\n", cum);
+	}
+	fprintf(fp, "colofs_checkpoint_duration_seconds_count %" PRIu64 "\n",
+		cum);
+	fprintf(fp, "colofs_checkpoint_duration_seconds_sum %.9f\n",
+		st->checkpoint_ns_sum / 1e9);
+}
+
+int
+colo_metrics_text(struct replica *r, const struct config *cfg,
+		  const struct colo_status_part *parts, size_t nparts,
+		  char **text, size_t *len)
+{
+	struct replica_status st;
+	struct status_line *lines = NULL;
+	const struct metric_map *m, *prev = NULL;
+	char *status = NULL, key[256];
+	const char *value;
+	size_t slen, nlines = 0, i, d;
+	FILE *fp = NULL;
+	int ret = -1, saved;
+
+	*text = NULL;
+	if (replica_get_status(r, &st) == -1)
+		return -1;
+	if (status_render(&st, cfg, parts, nparts, &status, &slen) == -1 ||
+	    split_lines(status, &lines, &nlines) == -1)
+		goto out;
+	fp = open_memstream(text, len);
+	if (!fp)
+		goto out;
+	put_state(fp, st.state);
+	put_histogram(fp, &st);
+	for (i = 0; i < sizeof metric_map / sizeof metric_map[0]; i++) {
+		m = &metric_map[i];
+		if (!prev || strcmp(prev->family, m->family) != 0)
+			put_family(fp, m->family, m->type, m->unit, m->help);
+		prev = m;
+		if (strncmp(m->key, "*.", 2) != 0) {
+			value = find_value(lines, nlines, m->key);
+			if (value)
+				put_sample(fp, m, NULL, value);
+			continue;
+		}
+		for (d = 0; d < st.ndisks; d++) {
+			snprintf(key, sizeof key, "%s.%s", st.disks[d].name,
+				 m->key + 2);
+			value = find_value(lines, nlines, key);
+			if (value)
+				put_sample(fp, m, st.disks[d].name, value);
+		}
+	}
+	put_family(fp, "colofs_build_info", "gauge", NULL,
+		   "colofs's version; always 1");
+	fprintf(fp, "colofs_build_info{version=\"%s\"} 1\n", COLOFS_VERSION);
+	fputs("# EOF\n", fp);
+	if (fclose(fp) == EOF) {
+		fp = NULL;
+		goto out;
+	}
+	fp = NULL;
+	ret = 0;
+out:
+	saved = errno;
+	if (fp)
+		fclose(fp);
+	if (ret == -1) {
+		free(*text);
+		*text = NULL;
+	}
+	free(lines);
+	free(status);
+	replica_status_release(&st);
+	errno = saved;
+	return ret;
+}
+
+/* Writes all of buf to fd: 0, or -1 with errno. */
+static int
+write_all(int fd, const char *buf, size_t len)
+{
+	ssize_t n;
+
+	while (len) {
+		n = write(fd, buf, len);
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int
+colo_metrics_write(struct replica *r, const struct config *cfg,
+		   const struct colo_status_part *parts, size_t nparts,
+		   const char *path)
+{
+	char *text = NULL, *tmp = NULL, *dircopy = NULL;
+	size_t len;
+	int fd = -1, dfd = -1, ret = -1, saved;
+
+	if (colo_metrics_text(r, cfg, parts, nparts, &text, &len) == -1) {
+		log_error("metrics_file %s: rendering the metrics: %m", path);
+		return -1;
+	}
+	/* Not *.prom: node_exporter's textfile collector must not read it. */
+	if (asprintf(&tmp, "%s.tmp", path) == -1) {
+		tmp = NULL;
+		goto out;
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd == -1) {
+		log_error("metrics_file %s: %m", tmp);
+		goto out;
+	}
+	if (write_all(fd, text, len) == -1 || fsync(fd) == -1) {
+		log_error("metrics_file %s: %m", tmp);
+		goto out;
+	}
+	if (close(fd) == -1) {
+		fd = -1;
+		log_error("metrics_file %s: %m", tmp);
+		goto out;
+	}
+	fd = -1;
+	if (rename(tmp, path) == -1) {
+		log_error("metrics_file: rename %s to %s: %m", tmp, path);
+		goto out;
+	}
+	dircopy = strdup(path);
+	if (!dircopy)
+		goto out;
+	dfd = open(dirname(dircopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd == -1 || fsync(dfd) == -1) {
+		log_error("metrics_file %s: syncing its directory: %m", path);
+		goto out;
+	}
+	ret = 0;
+out:
+	saved = errno;
+	if (fd != -1) {
+		close(fd);
+		unlink(tmp);
+	}
+	if (dfd != -1)
+		close(dfd);
+	free(dircopy);
+	free(tmp);
+	free(text);
+	errno = saved;
+	return ret;
 }

@@ -3,10 +3,15 @@
 #define COLOFS_COLO_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "config.h"
 #include "replica.h"
+
+#ifndef COLOFS_VERSION
+#define COLOFS_VERSION "0.1.0"		/* the Makefile's VERSION wins */
+#endif
 
 /* The contents of MOUNT/.colo/: the control word parser and the status and
  * error texts.  Knows nothing of FUSE.
@@ -19,12 +24,16 @@ enum colo_cmd {
 };
 const char *colo_cmd_name(enum colo_cmd c);	/* aborts if unknown */
 
+/* The longest ctl write: one command, with room for blanks around it. */
+#define COLO_CTL_MAX 64
+
 /* Parses one command from a ctl write: a word, optionally surrounded by
- * blanks and newlines.  0, or -1 with errno = EINVAL and the reason
+ * blanks and newlines, written whole at offset 0 (off) in at most
+ * COLO_CTL_MAX bytes.  0, or -1 with errno = EINVAL and the reason
  * recorded in the replica's error.
  */
 int colo_cmd_parse(struct replica *r, const char *buf, size_t len,
-		   enum colo_cmd *out);
+		   uint64_t off, enum colo_cmd *out);
 /* Runs it: 0, or -1 with errno (the reason is in the replica's error). */
 int colo_cmd_run(struct replica *r, enum colo_cmd c);
 
@@ -47,5 +56,20 @@ int colo_status_text(struct replica *r, const struct config *cfg,
 		     const struct colo_status_part *parts, size_t nparts,
 		     char **text, size_t *len);
 int colo_error_text(struct replica *r, char **text, size_t *len);
+
+/* The status as OpenMetrics text (.colo/metrics), from one snapshot:
+ * every status key that has a row in colo.c's metric_map, the state, the
+ * checkpoint duration histogram and colofs_build_info, malloc'd.  0, or
+ * -1 with errno.
+ */
+int colo_metrics_text(struct replica *r, const struct config *cfg,
+		      const struct colo_status_part *parts, size_t nparts,
+		      char **text, size_t *len);
+/* Writes the same to path atomically: PATH.tmp written, fsync'd, renamed
+ * over path, the directory fsync'd.  0, or -1 with errno (logged).
+ */
+int colo_metrics_write(struct replica *r, const struct config *cfg,
+		       const struct colo_status_part *parts, size_t nparts,
+		       const char *path);
 
 #endif

@@ -58,8 +58,10 @@
 	X(buffer,	buffer,	buffer,		"memory")	\
 	X(buffer_dir,	path,	buffer_dir,	NULL)		\
 	X(buffer_limit,	size,	buffer_limit,	"0")		\
-	X(allow_other,	bool,	allow_other,	"false")		\
+	X(allow_other,	bool,	allow_other,	"true")		\
 	X(page_cache,	bool,	page_cache,	"false")		\
+	X(allow_chown,	bool,	allow_chown,	"true")		\
+	X(metrics_file,	path,	metrics_file,	NULL)		\
 	X(state_dir,	path,	state_dir,	"/var/lib/colofs")
 
 /* [disk "NAME"]: the same for struct config_disk.  image is required;
@@ -1010,6 +1012,14 @@ finish(struct loader *ld)
 		     c->mountpoint);
 		return -1;
 	}
+	/* The mount has no room for it: the namespace is fixed. */
+	if (c->metrics_file != NULL &&
+	    path_within(c->metrics_file, c->mountpoint)) {
+		fail(ld, ld->colofs_seen.line[CK_metrics_file],
+		     "metrics_file %s is inside mountpoint %s",
+		     c->metrics_file, c->mountpoint);
+		return -1;
+	}
 	for (i = 0; i < c->ndisks; i++) {
 		struct config_disk *d = &c->disks[i];
 		char label[DISK_NAME_MAX + 16];
@@ -1197,6 +1207,7 @@ config_free(struct config *c)
 	free(c->mountpoint);
 	free(c->listen);
 	free(c->buffer_dir);
+	free(c->metrics_file);
 	free(c->state_dir);
 	free(c);
 }

@@ -19,8 +19,10 @@
  *   buffer = memory                    ; memory | file
  *   buffer_dir = /var/lib/colofs/buf   ; required for buffer = file or qcow2
  *   buffer_limit = 0                   ; bytes (K/M/G suffixes), 0 = none
- *   allow_other = false                ; let other users open the disks
+ *   allow_other = true                 ; let other users open the disks
  *   page_cache = false                 ; let the kernel cache disk files
+ *   allow_chown = true                 ; chown/chmod of disk files (memory)
+ *   metrics_file = /var/lib/...prom    ; OpenMetrics, rewritten every 5 s
  *   state_dir = /var/lib/colofs        ; state file, failover journals
  *   [disk "vda"]                       ; one per disk
  *   image = /var/lib/libvirt/images/vm1.raw
@@ -80,6 +82,8 @@ struct config {
 	uint64_t buffer_limit;		/* 0 = unlimited */
 	bool allow_other;
 	bool page_cache;		/* kernel page cache for disk files */
+	bool allow_chown;		/* disk files' chown/chmod kept in memory */
+	char *metrics_file;		/* NULL unless set */
 	char *state_dir;		/* the state file and the journals */
 	size_t ndisks;
 	struct config_disk *disks;

@@ -7,6 +7,15 @@
  *   MOUNT/.colo/ctl   ino 3   --w-------  start|checkpoint|stop|failover
  *   MOUNT/.colo/status ino 4  -r--r--r--  key=value lines (colo.c)
  *   MOUNT/.colo/error ino 5   -rw-r--r--  last error; a write clears it
+ *   MOUNT/.colo/metrics ino 6 -r--r--r--  the status as OpenMetrics (colo.c)
+ *
+ * A disk file's owner, group and mode start as the config's; chown and
+ * chmod (libvirt's DAC relabelling) change them in memory for the life of
+ * the mount when allow_chown is set.  The kernel checks who may
+ * (default_permissions: chown needs CAP_CHOWN, chmod the owner), so the
+ * handler only stores them, in atomics (fill_attr reads them unlocked).
+ * With metrics_file, a thread writes the metrics there every
+ * METRICS_PERIOD seconds while the session runs.
  *
  * The namespace is fixed at mount time, so inode numbers are constants and
  * lookup/forget keep no state.  Every structure here is read-only once
@@ -48,8 +57,9 @@
  * launders them) before a checkpoint or stop, so that they go with the
  * epoch they belong to: V == S when the ctl write returns.
  *
- * .colo files use direct_io: status and error are generated at open into
- * a per-open snapshot (fh points at it), so a read never sees stale text.
+ * .colo files use direct_io: status, error and metrics are generated at
+ * open into a per-open snapshot (fh points at it), so a read never sees
+ * stale text.
  *
  * Stopping.  Unmounting while a VM holds a disk file open would turn every
  * later guest access into an I/O error; the kernel already refuses
@@ -104,6 +114,7 @@ enum {
 	INO_CTL = 3,
 	INO_STATUS = 4,
 	INO_ERROR = 5,
+	INO_METRICS = 6,
 	INO_DISK0 = 16,
 };
 
@@ -113,6 +124,7 @@ enum {
 #define FH_DISK(i, cached) (((uint64_t)(i) << 1) | (cached))
 #define FH_CACHED(fh) ((fh) & 1)
 #define ATTR_TIMEOUT 86400.0	/* nothing changes attributes behind us */
+#define METRICS_PERIOD 5	/* seconds between metrics_file writes */
 
 struct fusefs_disk {
 	struct replica_disk *d;
@@ -124,6 +136,8 @@ struct fusefs_disk {
 	 */
 	atomic_uint cached_opens;
 	atomic_bool may_cache;
+	/* The file's owner, group and mode: the config's, then chown's. */
+	atomic_uint uid, gid, mode;
 };
 
 struct fusefs {
@@ -148,6 +162,13 @@ struct fusefs {
 	gid_t gid;
 	size_t ndisks;
 	struct fusefs_disk *disks;
+
+	/* The metrics_file writer; stop and its cond under metrics_lock. */
+	pthread_t metrics_thread;
+	bool metrics_started;
+	pthread_mutex_t metrics_lock;
+	pthread_cond_t metrics_cond;
+	bool metrics_stop;		/* protected by metrics_lock */
 };
 
 /* A .colo/status or .colo/error open: the text as of the open.  The open
@@ -226,6 +247,7 @@ fill_attr(struct fusefs *fs, fuse_ino_t ino, struct stat *st)
 		st->st_nlink = 1;
 		return 0;
 	case INO_STATUS:
+	case INO_METRICS:
 		st->st_mode = S_IFREG | 0444;
 		st->st_nlink = 1;
 		return 0;
@@ -237,10 +259,10 @@ fill_attr(struct fusefs *fs, fuse_ino_t ino, struct stat *st)
 	dk = ino_disk(fs, ino);
 	if (!dk)
 		return -1;
-	st->st_mode = S_IFREG | (dk->cd->mode & 07777);
+	st->st_mode = S_IFREG | (atomic_load(&dk->mode) & 07777);
 	st->st_nlink = 1;
-	st->st_uid = dk->cd->uid;
-	st->st_gid = dk->cd->gid;
+	st->st_uid = atomic_load(&dk->uid);
+	st->st_gid = atomic_load(&dk->gid);
 	st->st_size = (off_t)dk->size;
 	st->st_blocks = (blkcnt_t)(dk->size / 512);
 	return 0;
@@ -315,6 +337,10 @@ op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			reply_entry(req, fs, INO_ERROR);
 			return;
 		}
+		if (strcmp(name, "metrics") == 0) {
+			reply_entry(req, fs, INO_METRICS);
+			return;
+		}
 	}
 	fuse_reply_err(req, ENOENT);
 }
@@ -349,8 +375,9 @@ op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 }
 
 /* The size never changes; ctl and error may be "truncated" (echo > ctl,
- * : > error, the latter clearing the error); owners and modes come from
- * the config; times are accepted and ignored (touch works).
+ * : > error, the latter clearing the error); a disk file's owner, group
+ * and mode may change when allow_chown is set (the kernel has checked the
+ * caller's right to); times are accepted and ignored (touch works).
  */
 static void
 op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
@@ -367,8 +394,23 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	}
 	if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID |
 		      FUSE_SET_ATTR_GID)) {
-		fuse_reply_err(req, EPERM);
-		return;
+		if (!dk || !fs->cfg->allow_chown) {
+			if (dk)
+				log_info("%s: chown/chmod refused "
+					 "(allow_chown = false)", dk->cd->name);
+			fuse_reply_err(req, EPERM);
+			return;
+		}
+		if (to_set & FUSE_SET_ATTR_UID)
+			atomic_store(&dk->uid, attr->st_uid);
+		if (to_set & FUSE_SET_ATTR_GID)
+			atomic_store(&dk->gid, attr->st_gid);
+		if (to_set & FUSE_SET_ATTR_MODE)
+			atomic_store(&dk->mode, attr->st_mode & 07777);
+		log_info("%s: now owner %u, group %u, mode %04o",
+			 dk->cd->name, atomic_load(&dk->uid),
+			 atomic_load(&dk->gid), atomic_load(&dk->mode));
+		fill_attr(fs, ino, &st);
 	}
 	if (to_set & FUSE_SET_ATTR_SIZE) {
 		if (dk) {
@@ -451,7 +493,8 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	case INO_STATUS:
 	case INO_ERROR:
-		if (ino == INO_STATUS && acc != O_RDONLY) {
+	case INO_METRICS:
+		if (ino != INO_ERROR && acc != O_RDONLY) {
 			fuse_reply_err(req, EACCES);
 			return;
 		}
@@ -465,6 +508,9 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		if (ino == INO_STATUS)
 			rc = colo_status_text(fs->r, fs->cfg, fs->parts, fs->nparts,
 					      &s->text, &s->len);
+		else if (ino == INO_METRICS)
+			rc = colo_metrics_text(fs->r, fs->cfg, fs->parts,
+					       fs->nparts, &s->text, &s->len);
 		else
 			rc = colo_error_text(fs->r, &s->text, &s->len);
 		if (rc == -1) {
@@ -497,7 +543,7 @@ op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		atomic_fetch_sub(&dk->cached_opens, 1);
 	if (dk)
 		disk_closed(req_fs(req));
-	if (ino == INO_STATUS || ino == INO_ERROR)
+	if (ino == INO_STATUS || ino == INO_ERROR || ino == INO_METRICS)
 		snap_put((struct snap *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
@@ -553,7 +599,7 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	if (ino == INO_STATUS || ino == INO_ERROR) {
+	if (ino == INO_STATUS || ino == INO_ERROR || ino == INO_METRICS) {
 		s = (struct snap *)(uintptr_t)fi->fh;
 		atomic_fetch_add(&s->refs, 1);
 		if ((uint64_t)off >= s->len)
@@ -649,12 +695,21 @@ writeback_disks(struct fusefs *fs)
 	}
 }
 
+/* One write, one command: colo_cmd_parse refuses a piece of a longer
+ * write (the kernel splits writes into MAX_IO requests) or one at an
+ * offset, so nothing runs for them.
+ */
 static void
-ctl_write(fuse_req_t req, struct fusefs *fs, const char *buf, size_t size)
+ctl_write(fuse_req_t req, struct fusefs *fs, const char *buf, size_t size,
+	  off_t off)
 {
 	enum colo_cmd c;
 
-	if (colo_cmd_parse(fs->r, buf, size, &c) == -1) {
+	if (off < 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (colo_cmd_parse(fs->r, buf, size, (uint64_t)off, &c) == -1) {
 		reply_errno(req);
 		return;
 	}
@@ -683,7 +738,7 @@ op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 
 	(void)fi;
 	if (ino == INO_CTL) {
-		ctl_write(req, fs, buf, size);
+		ctl_write(req, fs, buf, size, off);
 		return;
 	}
 	if (ino == INO_ERROR) {
@@ -798,7 +853,9 @@ op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	   struct fuse_file_info *fi)
 {
 	struct fusefs *fs = req_fs(req);
-	static const char *const colo_names[] = { "ctl", "status", "error" };
+	static const char *const colo_names[] = {
+		"ctl", "status", "error", "metrics"
+	};
 	size_t n, i, used = 0, need;
 	char *buf;
 	struct stat st;
@@ -807,7 +864,8 @@ op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 	(void)fi;
 	/* Entries: ".", "..", then .colo and the disks, or the .colo files. */
-	n = 2 + (ino == INO_ROOT ? 1 + fs->ndisks : 3);
+	n = 2 + (ino == INO_ROOT ? 1 + fs->ndisks :
+		 sizeof colo_names / sizeof colo_names[0]);
 	buf = malloc(size);
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
@@ -856,7 +914,7 @@ op_statfs(fuse_req_t req, fuse_ino_t ino)
 	sv.f_bsize = 4096;
 	sv.f_frsize = 4096;
 	sv.f_blocks = total / 4096;
-	sv.f_files = 5 + fs->ndisks;
+	sv.f_files = 6 + fs->ndisks;
 	sv.f_namemax = 255;
 	fuse_reply_statfs(req, &sv);
 }
@@ -1191,6 +1249,8 @@ fusefs_new(const struct config *cfg, struct replica *r,
 	fs = calloc(1, sizeof *fs);
 	if (!fs)
 		return NULL;
+	pthread_mutex_init(&fs->metrics_lock, NULL);
+	pthread_cond_init(&fs->metrics_cond, NULL);
 	fs->r = r;
 	fs->cfg = cfg;
 	fs->stop_pipe[0] = fs->stop_pipe[1] = -1;
@@ -1219,7 +1279,11 @@ fusefs_new(const struct config *cfg, struct replica *r,
 			goto fail;
 		}
 		fs->disks[i].size = replica_disk_size(fs->disks[i].d);
+		atomic_init(&fs->disks[i].uid, cfg->disks[i].uid);
+		atomic_init(&fs->disks[i].gid, cfg->disks[i].gid);
+		atomic_init(&fs->disks[i].mode, cfg->disks[i].mode);
 	}
+	fusefs_check_access(cfg);
 
 	fuse_set_log_func(fuse_log_to_ours);
 	snprintf(opts, sizeof opts,
@@ -1264,6 +1328,100 @@ fail:
 	return NULL;
 }
 
+/* metrics_file: written at once, then every METRICS_PERIOD seconds, and
+ * a last time when the session ends (the final counters).  A failed
+ * write is logged (once until one succeeds again) and retried next time.
+ */
+static void *
+metrics_main(void *arg)
+{
+	struct fusefs *fs = arg;
+	struct timespec deadline;
+	bool stop = false, failing = false;
+
+	while (!stop) {
+		if (colo_metrics_write(fs->r, fs->cfg, fs->parts, fs->nparts,
+				       fs->cfg->metrics_file) == -1) {
+			if (!failing)
+				log_warn("metrics_file %s: not written; "
+					 "retrying every %d s",
+					 fs->cfg->metrics_file, METRICS_PERIOD);
+			failing = true;
+		} else {
+			failing = false;
+		}
+		clock_gettime(CLOCK_REALTIME, &deadline);
+		deadline.tv_sec += METRICS_PERIOD;
+		pthread_mutex_lock(&fs->metrics_lock);
+		while (!fs->metrics_stop &&
+		       pthread_cond_timedwait(&fs->metrics_cond,
+					      &fs->metrics_lock,
+					      &deadline) != ETIMEDOUT)
+			;
+		stop = fs->metrics_stop;
+		pthread_mutex_unlock(&fs->metrics_lock);
+	}
+	colo_metrics_write(fs->r, fs->cfg, fs->parts, fs->nparts,
+			   fs->cfg->metrics_file);
+	return NULL;
+}
+
+static void
+metrics_start(struct fusefs *fs)
+{
+	int rc;
+
+	if (!fs->cfg->metrics_file)
+		return;
+	rc = pthread_create(&fs->metrics_thread, NULL, metrics_main, fs);
+	if (rc != 0) {
+		log_error("metrics_file: cannot start its thread: %s",
+			  strerror(rc));
+		return;
+	}
+	fs->metrics_started = true;
+}
+
+static void
+metrics_stop(struct fusefs *fs)
+{
+	if (!fs->metrics_started)
+		return;
+	pthread_mutex_lock(&fs->metrics_lock);
+	fs->metrics_stop = true;
+	pthread_cond_signal(&fs->metrics_cond);
+	pthread_mutex_unlock(&fs->metrics_lock);
+	pthread_join(fs->metrics_thread, NULL);
+	fs->metrics_started = false;
+}
+
+void
+fusefs_check_access(const struct config *cfg)
+{
+	uid_t me = geteuid();
+	size_t i;
+
+	for (i = 0; i < cfg->ndisks; i++) {
+		const struct config_disk *d = &cfg->disks[i];
+
+		if (!cfg->allow_other && (d->uid != me || d->mode & 0077))
+			log_warn("disk %s: allow_other = false: only uid %u "
+				 "(colofs's user) can open %s/%s, whatever "
+				 "its owner (%s) and mode (%04o); libvirt's "
+				 "QEMU, or any other user, would be denied: "
+				 "set allow_other = true", d->name,
+				 (unsigned)me, cfg->mountpoint, d->name,
+				 d->owner, (unsigned)d->mode);
+		else if (!cfg->allow_chown && d->uid == 0 &&
+			 (d->mode & 0007) == 0)
+			log_info("disk %s: only %s (group %s, mode %04o) can "
+				 "open %s/%s and allow_chown = false: set "
+				 "owner to the hypervisor's user (libvirt: "
+				 "libvirt-qemu)", d->name, d->owner, d->group,
+				 (unsigned)d->mode, cfg->mountpoint, d->name);
+	}
+}
+
 int
 fusefs_run(struct fusefs *fs)
 {
@@ -1274,6 +1432,7 @@ fusefs_run(struct fusefs *fs)
 		errno = ENOMEM;
 		return -1;
 	}
+	metrics_start(fs);
 	/* Enough threads that a blocked request (a checkpoint waiting for
 	 * in-flight reads) never starves the ones it waits for.
 	 */
@@ -1282,6 +1441,7 @@ fusefs_run(struct fusefs *fs)
 	fuse_loop_cfg_set_clone_fd(lc, 1);
 	rc = fuse_session_loop_mt(fs->se, lc);
 	fuse_loop_cfg_destroy(lc);
+	metrics_stop(fs);
 	/* A signal ends the loop with its number: a normal shutdown. */
 	if (rc < 0) {
 		errno = -rc;
@@ -1315,6 +1475,8 @@ fusefs_free(struct fusefs *fs)
 		fuse_session_destroy(fs->se);
 	}
 	free(fs->all_parts);
+	pthread_cond_destroy(&fs->metrics_cond);
+	pthread_mutex_destroy(&fs->metrics_lock);
 	free(fs->disks);
 	free(fs);
 }

@@ -35,4 +35,11 @@ void fusefs_free(struct fusefs *fs);
  */
 int fusefs_check_mountpoint(const char *path);
 
+/* Logs, per disk, who the kernel will keep from opening its file (no
+ * allow_other: every user but colofs's) and what to set so that a
+ * hypervisor running as another user can open it.  Run at mount and by
+ * --check-config.
+ */
+void fusefs_check_access(const struct config *cfg);
+
 #endif

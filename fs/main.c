@@ -111,6 +111,7 @@ check_paths(const struct config *cfg)
 
 	if (fusefs_check_mountpoint(cfg->mountpoint) == -1)
 		bad = 1;
+	fusefs_check_access(cfg);
 	if (cfg->buffer_dir) {
 		if (stat(cfg->buffer_dir, &st) == -1) {
 			log_error("buffer_dir %s: %m", cfg->buffer_dir);

@@ -54,7 +54,7 @@ runuser -u daemon -- head -c 4 "$MNT/vda" >/dev/null 2>&1 &&
 ok "owner, group, mode and allow_other apply"
 stop_colofs
 
-write_config
+EXTRA_CONFIG="allow_other = false" write_config
 cat >>"$T/colofs.ini" <<EOC
 owner = nobody
 EOC

@@ -65,6 +65,8 @@ assert_same_config(const struct config *a, const struct config *b)
 	cr_assert_eq(a->buffer_limit, b->buffer_limit);
 	cr_assert_eq(a->allow_other, b->allow_other);
 	cr_assert_eq(a->page_cache, b->page_cache);
+	cr_assert_eq(a->allow_chown, b->allow_chown);
+	cr_assert(str_eq(a->metrics_file, b->metrics_file));
 	cr_assert_eq(a->ndisks, b->ndisks);
 	for (i = 0; i < a->ndisks; i++) {
 		const struct config_disk *x = &a->disks[i], *y = &b->disks[i];
@@ -111,6 +113,8 @@ static const char sample[] =
 	"buffer_limit = 2G\n"
 	"allow_other = yes\n"
 	"page_cache = true\n"
+	"allow_chown = false\n"
+	"metrics_file = /var/lib/node_exporter/colofs-vm1.prom\n"
 	"\n"
 	"[disk \"vda\"]                       ; one per disk\n"
 	"image = /var/lib/libvirt/images/vm1.raw\n"
@@ -145,6 +149,9 @@ Test(config, sample_file_loads_every_key)
 	cr_assert_eq(c->buffer_limit, UINT64_C(2) << 30);
 	cr_assert(c->allow_other);
 	cr_assert(c->page_cache);
+	cr_assert(!c->allow_chown);
+	cr_assert_str_eq(c->metrics_file,
+			 "/var/lib/node_exporter/colofs-vm1.prom");
 	cr_assert_eq(c->ndisks, 2);
 	cr_assert_str_eq(c->disks[0].name, "vda");
 	cr_assert_str_eq(c->disks[0].image, "/var/lib/libvirt/images/vm1.raw");
@@ -155,11 +162,11 @@ Test(config, sample_file_loads_every_key)
 	cr_assert_str_eq(c->disks[0].group, "bin");
 	cr_assert_eq(c->disks[0].gid, 2);
 	cr_assert_eq(c->disks[0].mode, 0660);
-	cr_assert_eq(c->disks[0].line, 12);
+	cr_assert_eq(c->disks[0].line, 14);
 	cr_assert_str_eq(c->disks[1].name, "vdb");
 	cr_assert_eq(c->disks[1].format, IMAGE_FORMAT_QCOW2);
 	cr_assert_str_eq(c->disks[1].export_name, "vdb");
-	cr_assert_eq(c->disks[1].line, 20);
+	cr_assert_eq(c->disks[1].line, 22);
 	config_free(c);
 }
 
@@ -174,8 +181,10 @@ Test(config, defaults)
 	cr_assert_eq(c->buffer, CONFIG_BUFFER_MEMORY);
 	cr_assert_null(c->buffer_dir);
 	cr_assert_eq(c->buffer_limit, 0);
-	cr_assert(!c->allow_other);
+	cr_assert(c->allow_other, "allow_other defaults to true (libvirt)");
 	cr_assert(!c->page_cache, "page_cache defaults to false");
+	cr_assert(c->allow_chown, "allow_chown defaults to true (libvirt)");
+	cr_assert_null(c->metrics_file);
 	cr_assert_eq(c->ndisks, 1);
 	cr_assert_str_eq(c->disks[0].name, "vda");
 	cr_assert_str_eq(c->disks[0].image, "/img/vda.raw");
@@ -537,6 +546,15 @@ Test(config, buffer_file_with_buffer_dir)
 	config_free(c);
 }
 
+Test(config, metrics_file_inside_mountpoint)
+{
+	expect_error(COLOFS "metrics_file = /mnt/vm1/m.prom\n" DISK,
+		     "t.ini:3:", "metrics_file /mnt/vm1/m.prom is inside "
+		     "mountpoint /mnt/vm1");
+	expect_error(COLOFS "metrics_file = m.prom\n" DISK, "t.ini:3:",
+		     "metrics_file");
+}
+
 Test(config, buffer_dir_inside_mountpoint)
 {
 	expect_error(COLOFS "buffer_dir = /mnt/vm1/buf\n" DISK, "t.ini:3:",
@@ -686,7 +704,8 @@ Test(config, dump_shows_defaults)
 	fclose(fp);
 	cr_assert_not_null(strstr(text, "\nbuffer = memory\n"), "%s", text);
 	cr_assert_not_null(strstr(text, "\nbuffer_limit = 0\n"), "%s", text);
-	cr_assert_not_null(strstr(text, "\nallow_other = false\n"), "%s", text);
+	cr_assert_not_null(strstr(text, "\nallow_other = true\n"), "%s", text);
+	cr_assert_not_null(strstr(text, "\nallow_chown = true\n"), "%s", text);
 	cr_assert_not_null(strstr(text, "\nformat = auto\n"), "%s", text);
 	cr_assert_not_null(strstr(text, "\nexport = vda\n"), "%s", text);
 	cr_assert_not_null(strstr(text, "\nmode = 0600\n"), "%s", text);

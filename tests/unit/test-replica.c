@@ -2,6 +2,7 @@
 /* The replica's contract, one behaviour per test. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
@@ -111,6 +112,44 @@ Test(replica, start_after_failover_is_ignored)
 	failover_and_wait();
 	cr_assert_eq(replica_start(r), 0);
 	cr_assert_eq(replica_state(r), REPLICA_DONE);
+}
+
+Test(replica, checkpoint_durations_fill_the_histogram)
+{
+	struct replica_status st;
+	uint64_t n = 0, sum_max = 0;
+	size_t i;
+	int k;
+
+	cr_assert_eq(replica_start(r), 0);
+	for (k = 0; k < 3; k++)
+		cr_assert_eq(replica_checkpoint(r), 0);
+	cr_assert_eq(replica_get_status(r, &st), 0);
+	for (i = 0; i < REPLICA_CHECKPOINT_BUCKETS; i++)
+		n += st.checkpoint_hist[i];
+	cr_assert_eq(n, 3, "three checkpoints, %" PRIu64 " counted", n);
+	cr_assert_eq(n, st.checkpoints);
+	/* The last one is in the sum, and the sum is no more than three
+	 * times the largest bucket's bound that holds a count.
+	 */
+	cr_assert_geq(st.checkpoint_ns_sum, st.last_checkpoint_ns);
+	for (i = 0; i < REPLICA_CHECKPOINT_BUCKETS - 1; i++)
+		if (st.checkpoint_hist[i])
+			sum_max = replica_checkpoint_bucket_ns[i];
+	if (st.checkpoint_hist[REPLICA_CHECKPOINT_BUCKETS - 1] == 0)
+		cr_assert_leq(st.checkpoint_ns_sum, 3 * sum_max);
+	replica_status_release(&st);
+}
+
+Test(replica, refusals_count_as_errors)
+{
+	struct replica_status st;
+
+	cr_assert_eq(replica_checkpoint(r), -1);
+	cr_assert_eq(replica_stop(r), -1);
+	cr_assert_eq(replica_get_status(r, &st), 0);
+	cr_assert_eq(st.errors, 2);
+	replica_status_release(&st);
 }
 
 Test(replica, checkpoint_in_none_fails_with_einval)

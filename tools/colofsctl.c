@@ -1,0 +1,749 @@
+/* SPDX-License-Identifier: MIT */
+/* colofsctl: day-to-day operation of a colofs mount.
+ *
+ *   colofsctl [-m MOUNT | -c CONFIG] status [--json]
+ *   colofsctl [-m MOUNT | -c CONFIG] watch [-n SECONDS]
+ *   colofsctl [-m MOUNT | -c CONFIG] start | checkpoint | stop
+ *   colofsctl [-m MOUNT | -c CONFIG] failover [--wait]
+ *
+ * Everything goes through the mount's .colo/ files, as a script with
+ * echo and cat would: a control word is one write() of the word to
+ * .colo/ctl (colofs refuses anything else), a refusal's reason is read
+ * back from .colo/error, the status is .colo/status.  So it needs nothing
+ * but the mount; -c only reads the mountpoint from a config file (with
+ * the daemon's own parser, fs/config.c).
+ *
+ * The status is turned into JSON without knowing its keys, so that keys
+ * added to the daemon show up here unchanged: a value that is a JSON
+ * number is a number, anything else a string; DISK.KEY lines (a prefix
+ * that has a PREFIX.size line) go into one object per disk in the "disks"
+ * array, in the status's order; other PREFIX.KEY lines (nbd.*) into an
+ * object named PREFIX; the rest are top-level keys.  The status's
+ * disks=N count is the array's length and is not repeated.
+ *
+ * Exit status: 0 done; 1 colofs refused the word (reason on stderr);
+ * 2 usage; 3 the mount cannot be read (not colofs, or its daemon is
+ * gone); 4 failover --wait ended in failover_failed.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+
+enum {
+	EXIT_OK = 0,
+	EXIT_REFUSED = 1,
+	EXIT_USAGE = 2,
+	EXIT_MOUNT = 3,
+	EXIT_FAILOVER_FAILED = 4,
+};
+
+#define STATUS_MAX (1 << 20)	/* far more than any status */
+
+struct kv {
+	char *key;		/* the whole key, e.g. "vda.size" */
+	char *value;
+	char *prefix;		/* before the last '.', or NULL */
+	const char *name;	/* after it, or the key */
+};
+
+struct status {
+	char *text;
+	struct kv *kv;
+	size_t n;
+};
+
+static const char *mount;
+static volatile sig_atomic_t stop_watch;
+
+static void
+usage(FILE *fp)
+{
+	fputs("Usage: colofsctl [-m MOUNT | -c CONFIG] COMMAND\n"
+	      "\n"
+	      "Commands:\n"
+	      "  status [--json]     the replica's status (JSON: one object)\n"
+	      "  watch [-n SECONDS]  the status, refreshed (default 1 s)\n"
+	      "  start | checkpoint | stop\n"
+	      "                      the .colo/ctl words\n"
+	      "  failover [--wait]   fail over; --wait shows the commit's\n"
+	      "                      progress and returns at done\n"
+	      "\n"
+	      "Options:\n"
+	      "  -m, --mount MOUNT   the colofs mountpoint\n"
+	      "  -c, --config FILE   read the mountpoint from colofs's config\n"
+	      "  -h, --help          this text\n"
+	      "\n"
+	      "Exit status: 0 done, 1 refused by colofs, 2 usage, 3 mount\n"
+	      "unreadable, 4 failover failed.  See colofsctl(8).\n", fp);
+}
+
+static void
+die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+
+static void
+die(int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("colofsctl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(code);
+}
+
+/* Reads MOUNT/.colo/NAME whole; NULL with errno. */
+static char *
+read_colo(const char *name, size_t *len)
+{
+	char path[4096], *buf;
+	size_t n = 0;
+	ssize_t r;
+	int fd;
+
+	snprintf(path, sizeof path, "%s/.colo/%s", mount, name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd == -1)
+		return NULL;
+	buf = malloc(STATUS_MAX + 1);
+	if (!buf) {
+		close(fd);
+		return NULL;
+	}
+	while (n < STATUS_MAX) {
+		r = read(fd, buf + n, STATUS_MAX - n);
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r == -1) {
+			int saved = errno;
+
+			free(buf);
+			close(fd);
+			errno = saved;
+			return NULL;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	close(fd);
+	buf[n] = '\0';
+	if (len)
+		*len = n;
+	return buf;
+}
+
+static void
+mount_error(const char *what)
+{
+	if (errno == ENOTCONN)
+		die(EXIT_MOUNT, "%s: the colofs daemon of %s is gone (dead "
+		    "mount; fusermount3 -u %s)", what, mount, mount);
+	if (errno == ENOENT)
+		die(EXIT_MOUNT, "%s/.colo/%s: no such file: is %s a colofs "
+		    "mount?", mount, what, mount);
+	die(EXIT_MOUNT, "%s/.colo/%s: %s", mount, what, strerror(errno));
+}
+
+static void
+status_free(struct status *st)
+{
+	size_t i;
+
+	for (i = 0; i < st->n; i++)
+		free(st->kv[i].prefix);
+	free(st->kv);
+	free(st->text);
+	st->kv = NULL;
+	st->text = NULL;
+	st->n = 0;
+}
+
+static const char *
+status_get(const struct status *st, const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < st->n; i++)
+		if (strcmp(st->kv[i].key, key) == 0)
+			return st->kv[i].value;
+	return NULL;
+}
+
+/* Reads and splits the status; exits on failure. */
+static void
+status_read(struct status *st)
+{
+	char *line, *next, *eq, *dot;
+	size_t cap = 0;
+
+	memset(st, 0, sizeof *st);
+	st->text = read_colo("status", NULL);
+	if (!st->text)
+		mount_error("status");
+	for (line = st->text; *line; line = next) {
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		else
+			next = line + strlen(line);
+		eq = strchr(line, '=');
+		if (!eq || eq == line)
+			continue;
+		*eq = '\0';
+		if (st->n == cap) {
+			cap = cap ? 2 * cap : 64;
+			st->kv = realloc(st->kv, cap * sizeof *st->kv);
+			if (!st->kv)
+				die(EXIT_MOUNT, "out of memory");
+		}
+		st->kv[st->n].key = line;
+		st->kv[st->n].value = eq + 1;
+		st->kv[st->n].prefix = NULL;
+		st->kv[st->n].name = line;
+		dot = strrchr(line, '.');
+		if (dot && dot != line && dot[1]) {
+			st->kv[st->n].prefix = strndup(line, (size_t)(dot - line));
+			if (!st->kv[st->n].prefix)
+				die(EXIT_MOUNT, "out of memory");
+			st->kv[st->n].name = dot + 1;
+		}
+		st->n++;
+	}
+}
+
+/* A disk's prefix has a PREFIX.size line (every disk has one). */
+static bool
+is_disk(const struct status *st, const char *prefix)
+{
+	char key[512];
+
+	snprintf(key, sizeof key, "%s.size", prefix);
+	return status_get(st, key) != NULL;
+}
+
+/* Whether s is a JSON number as it stands (RFC 8259's grammar). */
+static bool
+is_json_number(const char *s)
+{
+	if (*s == '-')
+		s++;
+	if (*s == '0')
+		s++;
+	else if (*s >= '1' && *s <= '9')
+		while (*s >= '0' && *s <= '9')
+			s++;
+	else
+		return false;
+	if (*s == '.') {
+		s++;
+		if (!(*s >= '0' && *s <= '9'))
+			return false;
+		while (*s >= '0' && *s <= '9')
+			s++;
+	}
+	if (*s == 'e' || *s == 'E') {
+		s++;
+		if (*s == '+' || *s == '-')
+			s++;
+		if (!(*s >= '0' && *s <= '9'))
+			return false;
+		while (*s >= '0' && *s <= '9')
+			s++;
+	}
+	return *s == '\0';
+}
+
+static void
+json_string(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			printf("\\%c", c);
+		else if (c < 0x20)
+			printf("\\u%04x", c);
+		else
+			putchar(c);
+	}
+	putchar('"');
+}
+
+static void
+json_member(const char *name, const char *value, bool *first)
+{
+	if (!*first)
+		putchar(',');
+	*first = false;
+	json_string(name);
+	putchar(':');
+	if (is_json_number(value))
+		fputs(value, stdout);
+	else
+		json_string(value);
+}
+
+/* Whether an earlier line had this prefix (so its group is printed). */
+static bool
+seen_prefix(const struct status *st, size_t upto, const char *prefix)
+{
+	size_t i;
+
+	for (i = 0; i < upto; i++)
+		if (st->kv[i].prefix && strcmp(st->kv[i].prefix, prefix) == 0)
+			return true;
+	return false;
+}
+
+static void
+json_group(const struct status *st, const char *prefix, bool *first)
+{
+	size_t i;
+
+	for (i = 0; i < st->n; i++)
+		if (st->kv[i].prefix && strcmp(st->kv[i].prefix, prefix) == 0)
+			json_member(st->kv[i].name, st->kv[i].value, first);
+}
+
+static void
+print_json(const struct status *st)
+{
+	bool first = true, dfirst = true, gfirst;
+	size_t i;
+
+	putchar('{');
+	json_member("mount", mount, &first);
+	for (i = 0; i < st->n; i++)
+		if (!st->kv[i].prefix && strcmp(st->kv[i].key, "disks") != 0)
+			json_member(st->kv[i].key, st->kv[i].value, &first);
+	fputs(first ? "" : ",", stdout);
+	first = false;
+	fputs("\"disks\":[", stdout);
+	for (i = 0; i < st->n; i++) {
+		const char *p = st->kv[i].prefix;
+
+		if (!p || !is_disk(st, p) || seen_prefix(st, i, p))
+			continue;
+		if (!dfirst)
+			putchar(',');
+		dfirst = false;
+		putchar('{');
+		gfirst = true;
+		json_member("name", p, &gfirst);
+		json_group(st, p, &gfirst);
+		putchar('}');
+	}
+	putchar(']');
+	for (i = 0; i < st->n; i++) {
+		const char *p = st->kv[i].prefix;
+
+		if (!p || is_disk(st, p) || seen_prefix(st, i, p))
+			continue;
+		putchar(',');
+		json_string(p);
+		fputs(":{", stdout);
+		gfirst = true;
+		json_group(st, p, &gfirst);
+		putchar('}');
+	}
+	puts("}");
+}
+
+static uint64_t
+num(const struct status *st, const char *key)
+{
+	const char *v = status_get(st, key);
+
+	return v ? strtoull(v, NULL, 10) : 0;
+}
+
+static const char *
+human_bytes(uint64_t b, char *buf, size_t len)
+{
+	static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	double v = (double)b;
+	size_t u = 0;
+
+	while (v >= 1024 && u < sizeof unit / sizeof unit[0] - 1) {
+		v /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, len, "%" PRIu64 " B", b);
+	else
+		snprintf(buf, len, "%.1f %s", v, unit[u]);
+	return buf;
+}
+
+/* The human form: the replica's line, the disks as a table, then every
+ * other group as key value lines.
+ */
+static void
+print_human(const struct status *st)
+{
+	static const char *const cols[] = {
+		"size", "hidden_bytes", "active_bytes",
+		"commit_remaining_bytes", "primary_write_bytes",
+		"view_write_bytes",
+	};
+	static const char *const heads[] = {
+		"size", "hidden", "active", "to commit", "primary wrote",
+		"view wrote",
+	};
+	char b1[32], b2[32], key[512];
+	const char *err = status_get(st, "error");
+	size_t i, c;
+
+	printf("%s: state %s, %" PRIu64 " checkpoint%s (last %.3f ms), "
+	       "buffered %s", mount, status_get(st, "state") ?: "?",
+	       num(st, "checkpoints"), num(st, "checkpoints") == 1 ? "" : "s",
+	       num(st, "last_checkpoint_us") / 1000.0,
+	       human_bytes(num(st, "buffer_bytes"), b1, sizeof b1));
+	if (num(st, "buffer_limit"))
+		printf(" of %s", human_bytes(num(st, "buffer_limit"), b2,
+					     sizeof b2));
+	putchar('\n');
+	if (err && *err)
+		printf("error: %s\n", err);
+	printf("\n%-12s", "disk");
+	for (c = 0; c < sizeof heads / sizeof heads[0]; c++)
+		printf(" %14s", heads[c]);
+	putchar('\n');
+	for (i = 0; i < st->n; i++) {
+		const char *p = st->kv[i].prefix;
+
+		if (!p || !is_disk(st, p) || seen_prefix(st, i, p))
+			continue;
+		printf("%-12s", p);
+		for (c = 0; c < sizeof cols / sizeof cols[0]; c++) {
+			snprintf(key, sizeof key, "%s.%s", p, cols[c]);
+			printf(" %14s", human_bytes(num(st, key), b1,
+						    sizeof b1));
+		}
+		putchar('\n');
+	}
+	for (i = 0; i < st->n; i++) {
+		const char *p = st->kv[i].prefix;
+		size_t j;
+
+		if (!p || is_disk(st, p) || seen_prefix(st, i, p))
+			continue;
+		printf("\n%s:\n", p);
+		for (j = i; j < st->n; j++)
+			if (st->kv[j].prefix &&
+			    strcmp(st->kv[j].prefix, p) == 0)
+				printf("  %-22s %s\n", st->kv[j].name,
+				       st->kv[j].value);
+	}
+	printf("\nmode %s, buffer %s, unclean disconnects %" PRIu64
+	       ", errors %" PRIu64 "\n", status_get(st, "mode") ?: "?",
+	       status_get(st, "buffer") ?: "?",
+	       num(st, "unclean_disconnects"), num(st, "errors"));
+}
+
+static int
+cmd_status(bool json)
+{
+	struct status st;
+
+	status_read(&st);
+	if (json)
+		print_json(&st);
+	else
+		print_human(&st);
+	status_free(&st);
+	return fflush(stdout) == EOF ? EXIT_MOUNT : EXIT_OK;
+}
+
+static void
+on_signal(int sig)
+{
+	(void)sig;
+	stop_watch = 1;
+}
+
+static void
+sleep_seconds(double s)
+{
+	struct timespec ts = {
+		.tv_sec = (time_t)s,
+		.tv_nsec = (long)((s - (double)(time_t)s) * 1e9),
+	};
+
+	nanosleep(&ts, NULL);	/* a signal cuts it short: fine */
+}
+
+/* As watch(1) would show status: cleared and redrawn on a terminal,
+ * one block after another otherwise, until a signal.
+ */
+static int
+cmd_watch(double interval)
+{
+	struct sigaction sa;
+	bool tty = isatty(STDOUT_FILENO);
+	char when[64];
+	time_t now;
+
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	while (!stop_watch) {
+		struct status st;
+
+		status_read(&st);
+		now = time(NULL);
+		strftime(when, sizeof when, "%F %T", localtime(&now));
+		if (tty)
+			fputs("\033[H\033[2J", stdout);
+		printf("Every %.1fs: colofsctl status  %s\n\n", interval, when);
+		print_human(&st);
+		if (!tty)
+			putchar('\n');
+		status_free(&st);
+		if (fflush(stdout) == EOF)
+			return EXIT_MOUNT;
+		sleep_seconds(interval);
+	}
+	return EXIT_OK;
+}
+
+/* One write() of the word: colofs runs it and answers the write. */
+static int
+send_word(const char *word)
+{
+	char path[4096], buf[64], *err;
+	ssize_t n;
+	int fd, e;
+
+	snprintf(path, sizeof path, "%s/.colo/ctl", mount);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd == -1)
+		mount_error("ctl");
+	n = snprintf(buf, sizeof buf, "%s\n", word);
+	if (write(fd, buf, (size_t)n) == n) {
+		close(fd);
+		return EXIT_OK;
+	}
+	e = errno;
+	close(fd);
+	if (e == ENOTCONN) {
+		errno = e;
+		mount_error("ctl");
+	}
+	err = read_colo("error", NULL);
+	if (err)
+		err[strcspn(err, "\n")] = '\0';
+	fprintf(stderr, "colofsctl: %s refused: %s (%s)\n", word,
+		err && *err ? err : "no reason given", strerror(e));
+	free(err);
+	return EXIT_REFUSED;
+}
+
+static uint64_t
+commit_remaining(const struct status *st)
+{
+	uint64_t sum = 0;
+	size_t i;
+
+	for (i = 0; i < st->n; i++)
+		if (st->kv[i].prefix &&
+		    strcmp(st->kv[i].name, "commit_remaining_bytes") == 0 &&
+		    is_disk(st, st->kv[i].prefix))
+			sum += strtoull(st->kv[i].value, NULL, 10);
+	return sum;
+}
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Follows the commit until done or failover_failed: a bar with bytes and
+ * rate on a terminal, a line a second otherwise.  The total is the most
+ * the status has shown left to commit; buffered (bytes in the buffers
+ * before the failover) is for the last line.
+ */
+static int
+wait_failover(uint64_t buffered)
+{
+	bool tty = isatty(STDOUT_FILENO);
+	double t0 = now_s(), last_line = -1, t;
+	uint64_t total = 0, left;
+	char b1[32], b2[32], b3[32];
+	const char *state;
+	int ret;
+
+	for (;;) {
+		struct status st;
+
+		status_read(&st);
+		state = status_get(&st, "state");
+		left = commit_remaining(&st);
+		if (left > total)
+			total = left;
+		t = now_s() - t0;
+		if (state && strcmp(state, "failover") != 0) {
+			if (strcmp(state, "done") == 0) {
+				printf("%sfailover: done in %.1f s (%s were "
+				       "buffered)\n", tty ? "\r\033[K" : "", t,
+				       human_bytes(buffered, b1, sizeof b1));
+				ret = EXIT_OK;
+			} else {
+				const char *e = status_get(&st, "error");
+
+				if (tty)
+					fputs("\r\033[K", stdout);
+				fflush(stdout);
+				fprintf(stderr, "colofsctl: failover ended in "
+					"state %s: %s\n", state,
+					e && *e ? e : "no reason given");
+				ret = strcmp(state, "failover_failed") == 0 ?
+				      EXIT_FAILOVER_FAILED : EXIT_REFUSED;
+			}
+			status_free(&st);
+			return ret;
+		}
+		status_free(&st);
+		{
+			double rate = t > 0 ? (double)(total - left) / t : 0;
+			int pct = total ? (int)(100 * (total - left) / total) : 0;
+
+			human_bytes(total - left, b1, sizeof b1);
+			human_bytes(total, b2, sizeof b2);
+			human_bytes((uint64_t)rate, b3, sizeof b3);
+			if (tty) {
+				char bar[31];
+				int k, fill = pct * 30 / 100;
+
+				for (k = 0; k < 30; k++)
+					bar[k] = k < fill ? '#' : '.';
+				bar[30] = '\0';
+				printf("\r\033[Kfailover: [%s] %3d%% %s of %s, "
+				       "%s/s", bar, pct, b1, b2, b3);
+				fflush(stdout);
+			} else if (last_line < 0 || t - last_line >= 1) {
+				printf("failover: %d%% committed, %s of %s, "
+				       "%s/s\n", pct, b1, b2, b3);
+				fflush(stdout);
+				last_line = t;
+			}
+		}
+		sleep_seconds(0.1);
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "mount", required_argument, NULL, 'm' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *config = NULL, *cmd;
+	struct config *cfg = NULL;
+	bool json = false, wait = false;
+	double interval = 1.0;
+	char err[1024], *end;
+	int c, ret;
+
+
+	/* "+": options after the command are the command's. */
+	while ((c = getopt_long(argc, argv, "+m:c:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'm': mount = optarg; break;
+		case 'c': config = optarg; break;
+		case 'h': usage(stdout); return EXIT_OK;
+		default: usage(stderr); return EXIT_USAGE;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	cmd = argv[optind++];
+	if (strcmp(cmd, "help") == 0) {
+		usage(stdout);
+		return EXIT_OK;
+	}
+	/* The command's own options. */
+	for (; optind < argc; optind++) {
+		const char *o = argv[optind];
+
+		if (strcmp(o, "--json") == 0)
+			json = true;
+		else if (strcmp(o, "--wait") == 0)
+			wait = true;
+		else if ((strcmp(o, "-n") == 0 || strcmp(o, "--interval") == 0)
+			 && optind + 1 < argc) {
+			o = argv[++optind];
+			interval = strtod(o, &end);
+			if (end == o || *end || !(interval >= 0.1 &&
+						  interval <= 3600))
+				die(EXIT_USAGE, "-n %s: want seconds from 0.1 "
+				    "to 3600", o);
+		} else
+			die(EXIT_USAGE, "%s: unknown argument '%s' (see "
+			    "colofsctl --help)", cmd, o);
+	}
+	if (mount && config)
+		die(EXIT_USAGE, "-m and -c: give one");
+	if (config) {
+		cfg = config_load(config, err, sizeof err);
+		if (!cfg)
+			die(EXIT_USAGE, "%s", err);
+		mount = cfg->mountpoint;
+	}
+	if (!mount)
+		die(EXIT_USAGE, "which mount? give -m MOUNT or -c CONFIG");
+	if ((json && strcmp(cmd, "status") != 0) ||
+	    (wait && strcmp(cmd, "failover") != 0) ||
+	    (interval != 1.0 && strcmp(cmd, "watch") != 0))
+		die(EXIT_USAGE, "%s: option not for this command", cmd);
+
+	if (strcmp(cmd, "status") == 0)
+		ret = cmd_status(json);
+	else if (strcmp(cmd, "watch") == 0)
+		ret = cmd_watch(interval);
+	else if (strcmp(cmd, "start") == 0 || strcmp(cmd, "checkpoint") == 0 ||
+		 strcmp(cmd, "stop") == 0)
+		ret = send_word(cmd);
+	else if (strcmp(cmd, "failover") == 0) {
+		struct status st;
+		uint64_t buffered;
+
+		status_read(&st);
+		buffered = num(&st, "buffer_bytes");
+		status_free(&st);
+		ret = send_word(cmd);
+		if (ret == EXIT_OK && wait)
+			ret = wait_failover(buffered);
+	} else {
+		fprintf(stderr, "colofsctl: unknown command '%s'\n", cmd);
+		usage(stderr);
+		ret = EXIT_USAGE;
+	}
+	config_free(cfg);
+	return ret;
+}
