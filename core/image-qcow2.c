@@ -28,6 +28,18 @@
  *     extent count, FNV-1a checksum of the file (checksum field zero)
  *   count x { start, end }   sorted, disjoint, within the disk
  *
+ * Between flushes, each change of the map is also appended to
+ *
+ *   DIR/NAME.overlay.log   16-byte records { start, end } (little-endian)
+ *
+ * in one write(2), under map_lock, after the data reached the overlay:
+ * the kernel keeps both if the process dies (kill -9 in the middle of a
+ * failover commit), and a restart replays the log over the saved map
+ * (inserting a range twice is harmless; a torn last record is ignored).
+ * A flush that saved the map empties the log if no change came since its
+ * snapshot.  After a power cut, writes flushed are in the map; writes not
+ * flushed may read back as old or as stale overlay bytes.
+ *
  * At open, a map that does not match (bad magic, version or checksum,
  * another disk size, a qcow2 file that was replaced or modified since)
  * makes the open fail rather than mix the overlay with other data; so does
@@ -99,6 +111,9 @@ struct qcow2 {
 
 	pthread_mutex_t flush_lock;
 	uint64_t saved_gen;		/* protected by flush_lock */
+	int log_fd;			/* -1, or NAME.overlay.log: appended
+					 * and truncated under map_lock */
+	char *log_path;
 };
 
 /* Logs "what: <libqcow's innermost message>" and frees the error.  The
@@ -230,6 +245,19 @@ mark(struct qcow2 *q, uint64_t off, uint64_t len)
 	r = extmap_insert(q->map, off, len);
 	if (r == 0)
 		q->gen++;
+	if (r == 0 && q->log_fd >= 0) {
+		uint64_t rec[2] = { htole64(off), htole64(off + len) };
+		ssize_t n;
+
+		do
+			n = write(q->log_fd, rec, sizeof rec);
+		while (n == -1 && errno == EINTR);
+		if (n != (ssize_t) sizeof rec) {
+			if (n >= 0)
+				errno = ENOSPC;
+			r = -1;
+		}
+	}
 	pthread_mutex_unlock(&q->map_lock);
 	if (r == -1)
 		log_error("overlay map of %s: %m", q->ovl_path);
@@ -399,6 +427,14 @@ qcow2_flush(struct image *img)
 		if (map_write(q, snap, len) == -1)
 			goto out;
 		q->saved_gen = gen;
+		/* The saved map holds every logged range: empty the log,
+		 * unless a change came after the snapshot.
+		 */
+		pthread_mutex_lock(&q->map_lock);
+		if (q->gen == gen && q->log_fd >= 0 &&
+		    ftruncate(q->log_fd, 0) == -1)
+			log_warn("truncate %s: %m", q->log_path);
+		pthread_mutex_unlock(&q->map_lock);
 	}
 	ret = 0;
 out:
@@ -434,6 +470,9 @@ qcow2_free(struct qcow2 *q)
 	}
 	if (q->ovl_fd != -1)
 		close(q->ovl_fd);
+	if (q->log_fd != -1)
+		close(q->log_fd);
+	free(q->log_path);
 	extmap_free(q->map);
 	pthread_mutex_destroy(&q->qcow_lock);
 	pthread_mutex_destroy(&q->map_lock);
@@ -568,6 +607,50 @@ err:
 	return -1;
 }
 
+/* Opens (or creates) the log and replays it over the loaded map. */
+static int
+log_open(struct image *img, struct qcow2 *q)
+{
+	uint64_t rec[2], start, end;
+	size_t n = 0;
+	ssize_t got;
+
+	q->log_fd = open(q->log_path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC,
+			 0600);
+	if (q->log_fd == -1) {
+		log_error("open %s: %m", q->log_path);
+		return -1;
+	}
+	for (;;) {
+		got = pread(q->log_fd, rec, sizeof rec, n * sizeof rec);
+		if (got == -1) {
+			log_error("read %s: %m", q->log_path);
+			return -1;
+		}
+		if (got < (ssize_t) sizeof rec)
+			break;		/* the end, or a torn last record */
+		start = le64toh(rec[0]);
+		end = le64toh(rec[1]);
+		if (start >= end || end > img->size) {
+			errno = EINVAL;
+			log_error("%s: record %zu is not a range of the disk",
+				  q->log_path, n);
+			return -1;
+		}
+		if (extmap_insert(q->map, start, end - start) == -1) {
+			log_error("overlay map of %s: %m", q->ovl_path);
+			return -1;
+		}
+		n++;
+	}
+	if (n > 0) {
+		log_info("overlay %s: %zu changes after its last flush "
+			 "replayed from %s", q->ovl_path, n, q->log_path);
+		q->gen++;		/* the next flush saves them */
+	}
+	return 0;
+}
+
 /* Opens or creates the overlay and its map; see the top of the file. */
 static int
 overlay_open(struct image *img, struct qcow2 *q)
@@ -633,6 +716,8 @@ overlay_open(struct image *img, struct qcow2 *q)
 		if (qcow2_flush(img) == -1)
 			goto err;
 	}
+	if (log_open(img, q) == -1)
+		goto err;
 	return 0;
 err:
 	if (created) {
@@ -750,6 +835,7 @@ image_qcow2_open(const char *path, const char *overlay_dir, const char *name)
 	if (img == NULL || q == NULL)
 		goto nomem;
 	q->ovl_fd = -1;
+	q->log_fd = -1;
 	pthread_mutex_init(&q->qcow_lock, NULL);
 	pthread_mutex_init(&q->map_lock, NULL);
 	pthread_mutex_init(&q->flush_lock, NULL);
@@ -761,9 +847,11 @@ image_qcow2_open(const char *path, const char *overlay_dir, const char *name)
 	q->ovl_path = path_join(overlay_dir, name, ".overlay");
 	q->map_path = path_join(overlay_dir, name, ".overlay.map");
 	q->tmp_path = path_join(overlay_dir, name, ".overlay.map.tmp");
+	q->log_path = path_join(overlay_dir, name, ".overlay.log");
 	q->map = extmap_new();
 	if (img->path == NULL || q->dir == NULL || q->ovl_path == NULL ||
-	    q->map_path == NULL || q->tmp_path == NULL || q->map == NULL)
+	    q->map_path == NULL || q->tmp_path == NULL || q->map == NULL ||
+	    q->log_path == NULL)
 		goto nomem;
 	q->id.ino = st.st_ino;
 	q->id.size = st.st_size;

@@ -63,6 +63,33 @@
  * Emptying a buffer costs the same however much it holds: a checkpoint
  * makes fresh empty buffers before taking the gate, swaps them in under
  * it, and hands the old ones to a reclaim thread that frees them.
+ *
+ * Durability.  While running, nothing is synced: a crash loses the
+ * buffers, which is what a checkpoint does anyway, and S holds every write
+ * the primary got a reply for.  The failover commit is different: once
+ * it writes S, the buffers hold the only copy of the rest of V.  So, with
+ * a journal directory set (replica_set_durable), the commit thread first
+ *   1. under the gate exclusively, snapshots each disk's two maps into a
+ *      journal file (journal.c) left open for appending: from then on a
+ *      view write into S appends a "D" record after it wrote S, and one
+ *      into active (failover_failed) an "A" record after the store;
+ *   2. makes each buffer a durable named file in bdir: a file store's
+ *      unlinked file is synced and linked there; a memory store is copied
+ *      into a new file, synced, linked and swapped in (the commit reads
+ *      it from there on);
+ *   3. fsyncs bdir, then each journal (fsync, rename, fsync jdir);
+ *   4. calls the state hook (failover, journaled): the state file says
+ *      so from now on;
+ * and only then writes S.  At the end: S flushed, the hook (done) must
+ * succeed before the state becomes done (else failover_failed: a view
+ * write in done is journaled nowhere, so a resumed commit must never run
+ * after one), then the journals and buffer files are removed.
+ * replica_resume_failover rebuilds the maps by replaying the journals
+ * over the buffer files and runs the commit again; committing a range
+ * twice writes the same bytes, and the D records keep it from writing
+ * over what the VM wrote since.  A view flush in failover fsyncs S, then
+ * the active buffer and the journal, so flushed writes outlive a power
+ * cut too.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -75,18 +102,27 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "extmap.h"
+#include "journal.h"
 #include "log.h"
 #include "rangelock.h"
 #include "replica.h"
+#include "statefile.h"
 
 #define BOUNCE_MAX (1024 * 1024)	/* bytes copied per step */
 #define COMMIT_CHUNK (4 * 1024 * 1024)	/* bytes committed per lock */
 
+/* map: the bytes the buffer holds (they hide the layers below).  zeros:
+ * the part of map that was zeroed or trimmed, so takes no space in either
+ * store (a hole, or pages given back); empty in the common case, and then
+ * never touched.  The buffer limit counts |map| - |zeros|.
+ */
 struct buffer {
 	struct store *store;
 	struct extmap *map;		/* protected by the disk's map_lock */
+	struct extmap *zeros;		/* protected by the disk's map_lock */
 };
 
 struct replica_disk {
@@ -99,6 +135,8 @@ struct replica_disk {
 	struct buffer *hidden, *active;	/* swapped under r->gate exclusive */
 	atomic_uint_fast64_t primary_write_bytes;
 	atomic_uint_fast64_t view_write_bytes;
+	int journal_fd;			/* -1, or the failover journal: set
+					 * under r->gate exclusive */
 };
 
 struct garbage {
@@ -143,9 +181,16 @@ struct replica {
 
 	pthread_mutex_t reclaim_lock;
 	pthread_cond_t reclaim_cond;
+	pthread_cond_t reclaim_done;	/* reclaim_busy went false */
 	struct garbage *reclaim_list;	/* protected by reclaim_lock */
+	bool reclaim_busy;		/* protected by reclaim_lock */
 	bool reclaim_stop;		/* protected by reclaim_lock */
 	pthread_t reclaim_thread;
+
+	/* Durability: set before start, fixed after.  jdir NULL: none. */
+	char *jdir, *bdir, *prefix;
+	replica_state_hook *hook;
+	void *hook_opaque;
 };
 
 const char *
@@ -240,6 +285,7 @@ buffer_free(struct buffer *b)
 		return;
 	store_free(b->store);
 	extmap_free(b->map);
+	extmap_free(b->zeros);
 	free(b);
 }
 
@@ -253,7 +299,8 @@ buffer_new(struct replica *r, struct replica_disk *d, const char *what)
 		return NULL;
 	snprintf(tag, sizeof tag, "colofs-%s-%s", d->name, what);
 	b->map = extmap_new();
-	if (b->map == NULL)
+	b->zeros = extmap_new();
+	if (b->map == NULL || b->zeros == NULL)
 		goto err;
 	b->store = r->factory.create(r->factory.opaque, d->size, tag);
 	if (b->store == NULL)
@@ -282,6 +329,7 @@ reclaim_main(void *arg)
 		if (g == NULL)
 			break;		/* stopping and drained */
 		r->reclaim_list = NULL;
+		r->reclaim_busy = true;
 		pthread_mutex_unlock(&r->reclaim_lock);
 		while (g != NULL) {
 			struct garbage *next = g->next;
@@ -291,9 +339,27 @@ reclaim_main(void *arg)
 			g = next;
 		}
 		pthread_mutex_lock(&r->reclaim_lock);
+		r->reclaim_busy = false;
+		pthread_cond_broadcast(&r->reclaim_done);
 	}
 	pthread_mutex_unlock(&r->reclaim_lock);
 	return NULL;
+}
+
+/* Waits until the buffers handed to the reclaim thread are freed.  Returns
+ * true if there were any: space a checkpoint freed is free now.
+ */
+static bool
+reclaim_drain(struct replica *r)
+{
+	bool pending;
+
+	pthread_mutex_lock(&r->reclaim_lock);
+	pending = r->reclaim_list != NULL || r->reclaim_busy;
+	while (r->reclaim_list != NULL || r->reclaim_busy)
+		pthread_cond_wait(&r->reclaim_done, &r->reclaim_lock);
+	pthread_mutex_unlock(&r->reclaim_lock);
+	return pending;
 }
 
 /* Frees b in the background; b is unreachable by any I/O by now. */
@@ -342,6 +408,7 @@ replica_new(const struct store_factory *factory)
 	pthread_cond_init(&r->commit_cond, NULL);
 	pthread_mutex_init(&r->reclaim_lock, NULL);
 	pthread_cond_init(&r->reclaim_cond, NULL);
+	pthread_cond_init(&r->reclaim_done, NULL);
 	err = pthread_create(&r->reclaim_thread, NULL, reclaim_main, r);
 	if (err != 0) {
 		errno = err;
@@ -356,6 +423,8 @@ replica_new(const struct store_factory *factory)
 static void
 disk_free(struct replica_disk *d)
 {
+	if (d->journal_fd >= 0)
+		close(d->journal_fd);
 	buffer_free(d->hidden);
 	buffer_free(d->active);
 	image_close(d->img);
@@ -393,6 +462,9 @@ replica_free(struct replica *r)
 		disk_free(r->disks[i]);
 	}
 	free(r->disks);
+	free(r->jdir);
+	free(r->bdir);
+	free(r->prefix);
 	pthread_rwlock_destroy(&r->gate);
 	pthread_mutex_destroy(&r->ctl_lock);
 	pthread_mutex_destroy(&r->err_lock);
@@ -401,6 +473,7 @@ replica_free(struct replica *r)
 	pthread_cond_destroy(&r->commit_cond);
 	pthread_mutex_destroy(&r->reclaim_lock);
 	pthread_cond_destroy(&r->reclaim_cond);
+	pthread_cond_destroy(&r->reclaim_done);
 	free(r);
 }
 
@@ -429,6 +502,7 @@ replica_add_disk(struct replica *r, const char *name, struct image *img)
 	d->r = r;
 	d->img = img;
 	d->size = img->size;
+	d->journal_fd = -1;
 	rangelock_init(&d->rl);
 	pthread_mutex_init(&d->map_lock, NULL);
 	r->disks[r->ndisks++] = d;
@@ -564,27 +638,54 @@ unreserve(struct replica *r, uint64_t n)
 	pthread_mutex_unlock(&r->limit_lock);
 }
 
-/* Map changes, counted against the limit.  Caller holds d->map_lock. */
+/* The bytes of b that take space. */
+static uint64_t
+occupied(const struct buffer *b)
+{
+	return extmap_bytes(b->map) - extmap_bytes(b->zeros);
+}
+
+/* Map changes, counted against the limit.  Caller holds d->map_lock.
+ * map_insert: data; map_insert_zero: zeros (no space).
+ */
+static int
+map_change(struct replica_disk *d, struct buffer *b, uint64_t off,
+	   uint64_t len, bool insert, bool zero)
+{
+	uint64_t before = occupied(b);
+	int ret;
+
+	if (insert)
+		ret = extmap_insert(b->map, off, len);
+	else
+		ret = extmap_remove(b->map, off, len);
+	if (ret == 0 && zero)
+		ret = extmap_insert(b->zeros, off, len);
+	else if (ret == 0 && extmap_count(b->zeros) > 0)
+		ret = extmap_remove(b->zeros, off, len);
+	account(d->r, (int64_t) occupied(b) - (int64_t) before);
+	return ret;
+}
+
 static int
 map_insert(struct replica_disk *d, struct buffer *b, uint64_t off,
 	   uint64_t len)
 {
-	uint64_t before = extmap_bytes(b->map);
-	int ret = extmap_insert(b->map, off, len);
+	return map_change(d, b, off, len, true, false);
+}
 
-	account(d->r, (int64_t) (extmap_bytes(b->map) - before));
-	return ret;
+static int
+map_insert_zero(struct replica_disk *d, struct buffer *b, uint64_t off,
+		uint64_t len)
+{
+	return map_change(d, b, off, len, true, true);
 }
 
 static int
 map_remove(struct replica_disk *d, struct buffer *b, uint64_t off,
 	   uint64_t len)
 {
-	uint64_t before = extmap_bytes(b->map);
-	int ret = extmap_remove(b->map, off, len);
-
-	account(d->r, -(int64_t) (before - extmap_bytes(b->map)));
-	return ret;
+	return map_change(d, b, off, len, false, false);
 }
 
 /* ---- layers ---- */
@@ -648,16 +749,24 @@ static int
 buffer_write(struct replica_disk *d, struct buffer *b, const void *buf,
 	     size_t len, uint64_t off)
 {
-	int ret;
+	int ret, tries;
 
-	if (buf == NULL)
-		ret = b->store->ops->zero(b->store, off, len);
-	else
-		ret = b->store->ops->pwrite(b->store, buf, len, off);
+	/* A full file system may be full of buffers that a checkpoint
+	 * dropped and the reclaim thread has not freed yet: free them, and
+	 * try again, rather than fail for space already released.
+	 */
+	for (tries = 0; tries < 2; tries++) {
+		if (buf == NULL)
+			ret = b->store->ops->zero(b->store, off, len);
+		else
+			ret = b->store->ops->pwrite(b->store, buf, len, off);
+		if (ret == 0 || errno != ENOSPC || !reclaim_drain(d->r))
+			break;
+	}
 	if (ret == -1)
 		return -1;
 	pthread_mutex_lock(&d->map_lock);
-	ret = map_insert(d, b, off, len);
+	ret = buf ? map_insert(d, b, off, len) : map_insert_zero(d, b, off, len);
 	pthread_mutex_unlock(&d->map_lock);
 	return ret;
 }
@@ -743,6 +852,21 @@ save_old(struct replica_disk *d, uint64_t off, uint64_t end)
 
 #define STATE_BIT(s) (1u << (s))
 
+/* Records why write_begin refused a write (errno kept). */
+static void
+refuse_io(struct replica_disk *d, const char *what, size_t len, uint64_t off)
+{
+	if (errno == EINVAL)
+		replica_record_error(d->r, "%s: %s at %" PRIu64 "+%zu refused: "
+				     "beyond the end of the disk (%" PRIu64
+				     " bytes)", d->name, what, off, len,
+				     d->size);
+	else
+		replica_record_error(d->r, "%s: %s at %" PRIu64 "+%zu refused "
+				     "in state %s", d->name, what, off, len,
+				     replica_state_name(replica_state(d->r)));
+}
+
 /* Begins a write of [off, off+len): checks the range, takes the gate
  * shared and then the range lock exclusively.  0: begun (end it with
  * io_end); 1: nothing to do (len 0); -1: refused, with errno = err when
@@ -813,8 +937,11 @@ replica_primary_write(struct replica_disk *d, const void *buf, size_t len,
 
 	ret = write_begin(d, &e, len, off, STATE_BIT(REPLICA_NONE) |
 			  STATE_BIT(REPLICA_RUNNING), ESHUTDOWN);
-	if (ret != 0)
+	if (ret != 0) {
+		if (ret == -1)
+			refuse_io(d, "primary write", len, off);
 		return ret == 1 ? 0 : -1;
+	}
 	ret = -1;
 	if (r->state == REPLICA_RUNNING) {
 		if (limited(r)) {
@@ -974,6 +1101,24 @@ replica_view_read_end(struct replica_read *rd)
 	io_end(rd->d, rd->lock, 0);
 }
 
+/* After a view write during failover changed S or active: the record
+ * that keeps a resumed commit from undoing it.  0, or -1 (recorded).
+ */
+static int
+journal_note(struct replica_disk *d, char op, uint64_t off, uint64_t len)
+{
+	if (d->journal_fd < 0)
+		return 0;
+	if (journal_append(d->journal_fd, op, off, len) == -1) {
+		replica_record_error(d->r, "%s: view write at %" PRIu64 " "
+				     "refused: the failover journal: %s",
+				     d->name, off, strerror(errno));
+		errno = EIO;
+		return -1;
+	}
+	return 0;
+}
+
 /* In FAILOVER_FAILED: buffered parts go to active, the rest to S. */
 static int
 write_failed_state(struct replica_disk *d, const void *buf, size_t len,
@@ -987,9 +1132,12 @@ write_failed_state(struct replica_disk *d, const void *buf, size_t len,
 		int ret;
 
 		if (l == LAYER_IMAGE)
-			ret = image_write(d, p, seg_end - pos, pos);
+			ret = image_write(d, p, seg_end - pos, pos) == -1 ? -1 :
+			      journal_note(d, JOURNAL_DROP, pos, seg_end - pos);
 		else
-			ret = buffer_write(d, d->active, p, seg_end - pos, pos);
+			ret = buffer_write(d, d->active, p, seg_end - pos,
+					   pos) == -1 ? -1 :
+			      journal_note(d, JOURNAL_ACTIVE, pos, seg_end - pos);
 		if (ret == -1)
 			return -1;
 	}
@@ -1003,21 +1151,30 @@ replica_view_write(struct replica_disk *d, const void *buf, size_t len,
 	struct replica *r = d->r;
 	struct rangelock_entry e;
 	uint64_t need = 0;
+	bool recorded = false;
 	int ret;
 
 	/* The secondary VM must not write before start: EIO. */
 	ret = write_begin(d, &e, len, off, ~STATE_BIT(REPLICA_NONE), EIO);
-	if (ret != 0)
+	if (ret != 0) {
+		if (ret == -1)
+			refuse_io(d, "view write", len, off);
 		return ret == 1 ? 0 : -1;
+	}
 	ret = -1;
 	switch (r->state) {
 	case REPLICA_RUNNING:
-		if (limited(r)) {
+		/* Zeroing takes no space; data takes what active does not
+		 * hold as data already.
+		 */
+		if (limited(r) && buf != NULL) {
 			pthread_mutex_lock(&d->map_lock);
-			need = len - extmap_bytes_in(d->active->map, off, len);
+			need = len - extmap_bytes_in(d->active->map, off, len) +
+			       extmap_bytes_in(d->active->zeros, off, len);
 			pthread_mutex_unlock(&d->map_lock);
 			if (reserve(d, need, "view write") == -1) {
 				need = 0;
+				recorded = true;
 				break;
 			}
 		}
@@ -1028,6 +1185,8 @@ replica_view_write(struct replica_disk *d, const void *buf, size_t len,
 		 * new data, so the commit cannot write it over the new data.
 		 */
 		ret = image_write(d, buf, len, off);
+		if (ret == 0)
+			ret = journal_note(d, JOURNAL_DROP, off, len);
 		if (ret == 0) {
 			pthread_mutex_lock(&d->map_lock);
 			ret = map_remove(d, d->active, off, len);
@@ -1045,6 +1204,10 @@ replica_view_write(struct replica_disk *d, const void *buf, size_t len,
 	}
 	if (ret == 0)
 		atomic_fetch_add(&d->view_write_bytes, len);
+	else if (!recorded)
+		replica_record_error(r, "%s: view write at %" PRIu64 "+%zu "
+				     "failed: %s", d->name, off, len,
+				     strerror(errno));
 	io_end(d, &e, need);
 	return ret;
 }
@@ -1059,20 +1222,80 @@ int
 replica_view_flush(struct replica_disk *d)
 {
 	struct replica *r = d->r;
-	enum replica_state s;
+	int ret;
 
 	pthread_rwlock_rdlock(&r->gate);
-	s = r->state;
-	pthread_rwlock_unlock(&r->gate);
 	/* While running, the VM's writes live in buffers that the next
 	 * checkpoint drops by design: there is nothing to make durable.
 	 */
-	if (s == REPLICA_RUNNING)
+	if (r->state == REPLICA_RUNNING) {
+		pthread_rwlock_unlock(&r->gate);
 		return 0;
-	return d->img->ops->flush(d->img);
+	}
+	if (r->state != REPLICA_FAILOVER &&
+	    r->state != REPLICA_FAILOVER_FAILED) {
+		pthread_rwlock_unlock(&r->gate);
+		return d->img->ops->flush(d->img);
+	}
+	/* Failover: the gate held keeps the journal open meanwhile. */
+	ret = d->img->ops->flush(d->img);
+	/* In failover, S first, then what says where S is newer. */
+	if (ret == 0 && d->journal_fd >= 0) {
+		if (d->active && store_sync(d->active->store) == -1)
+			ret = -1;
+		else if (fdatasync(d->journal_fd) == -1) {
+			log_error("%s: sync the failover journal: %m",
+				  d->name);
+			ret = -1;
+		}
+	}
+	pthread_rwlock_unlock(&r->gate);
+	return ret;
 }
 
 /* ---- control ---- */
+
+static int
+call_hook(struct replica *r, enum replica_state next, bool journaled)
+{
+	if (r->hook == NULL)
+		return 0;
+	return r->hook(r->hook_opaque, next, journaled);
+}
+
+int
+replica_set_durable(struct replica *r, const char *jdir, const char *bdir,
+		    const char *prefix)
+{
+	char *j = strdup(jdir), *b = bdir ? strdup(bdir) : NULL;
+	char *p = strdup(prefix);
+
+	if (j == NULL || p == NULL || (bdir && b == NULL)) {
+		free(j);
+		free(b);
+		free(p);
+		return -1;
+	}
+	pthread_mutex_lock(&r->ctl_lock);
+	free(r->jdir);
+	free(r->bdir);
+	free(r->prefix);
+	r->jdir = j;
+	r->bdir = b;
+	r->prefix = p;
+	pthread_mutex_unlock(&r->ctl_lock);
+	return 0;
+}
+
+void
+replica_set_state_hook(struct replica *r, replica_state_hook *fn,
+		       void *opaque)
+{
+	pthread_mutex_lock(&r->ctl_lock);
+	r->hook = fn;
+	r->hook_opaque = opaque;
+	pthread_mutex_unlock(&r->ctl_lock);
+}
 
 /* Fresh buffers for every disk, or none (-1, errno, error recorded). */
 static int
@@ -1119,9 +1342,9 @@ swap_buffers(struct replica *r, struct buffer **hidden,
 		d->hidden = hidden ? hidden[i] : NULL;
 		d->active = active ? active[i] : NULL;
 		if (oh)
-			account(r, -(int64_t) extmap_bytes(oh->map));
+			account(r, -(int64_t) occupied(oh));
 		if (oa)
-			account(r, -(int64_t) extmap_bytes(oa->map));
+			account(r, -(int64_t) occupied(oa));
 		pthread_mutex_unlock(&d->map_lock);
 		reclaim(r, oh);
 		reclaim(r, oa);
@@ -1198,6 +1421,9 @@ replica_start(struct replica *r)
 			ret = refuse(r, EINVAL, "start: the group has no disk");
 		else
 			ret = empty_buffers(r, REPLICA_RUNNING);
+		/* Not needed for safety (running comes back none). */
+		if (ret == 0 && call_hook(r, REPLICA_RUNNING, false) == -1)
+			log_warn("start: the state file was not updated: %m");
 		break;
 	case REPLICA_RUNNING:
 		ret = refuse(r, EBUSY, "start: replication is already running");
@@ -1238,6 +1464,12 @@ replica_stop(struct replica *r)
 		ret = refuse(r, EINVAL, "stop: replication is not running");
 		break;
 	case REPLICA_RUNNING:
+		/* The fence first: done must outlive a crash from now on. */
+		if (call_hook(r, REPLICA_DONE, false) == -1) {
+			ret = refuse(r, EIO, "stop: cannot record the state "
+				     "done durably: %s", strerror(errno));
+			break;
+		}
 		pthread_rwlock_wrlock(&r->gate);
 		swap_buffers(r, NULL, NULL);
 		r->state = REPLICA_DONE;
@@ -1253,6 +1485,237 @@ replica_stop(struct replica *r)
 	}
 	pthread_mutex_unlock(&r->ctl_lock);
 	return ret;
+}
+
+/* ---- failover durability (see "Durability" at the top) ---- */
+
+/* DIR/PREFIX.DISK.WHAT into out.  0, or -1 with ENAMETOOLONG. */
+static int
+durable_path(char *out, size_t len, const char *dir, struct replica_disk *d,
+	     const char *what)
+{
+	if (snprintf(out, len, "%s/%s.%s.%s", dir, d->r->prefix, d->name,
+		     what) >= (int) len) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return 0;
+}
+
+/* The journal's file name within jdir (journal.c adds the directory). */
+static int
+journal_name(char *out, size_t len, struct replica_disk *d)
+{
+	if (snprintf(out, len, "%s.%s.journal", d->r->prefix, d->name) >=
+	    (int) len) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return 0;
+}
+
+/* Both maps as journal records.  Caller holds the gate exclusively. */
+static int
+snapshot_maps(struct replica_disk *d, struct journal_rec **out, size_t *n)
+{
+	size_t cap = extmap_count(d->active->map) +
+		     extmap_count(d->hidden->map), i = 0;
+	struct journal_rec *recs = malloc((cap ? cap : 1) * sizeof *recs);
+	struct buffer *bufs[2] = { d->active, d->hidden };
+	char ops[2] = { JOURNAL_ACTIVE, JOURNAL_HIDDEN };
+	uint64_t pos, st, en;
+	int k;
+
+	if (recs == NULL)
+		return -1;
+	pthread_mutex_lock(&d->map_lock);
+	for (k = 0; k < 2; k++)
+		for (pos = 0; extmap_next(bufs[k]->map, pos, &st, &en);
+		     pos = en)
+			recs[i++] = (struct journal_rec) { ops[k], st, en - st };
+	pthread_mutex_unlock(&d->map_lock);
+	*out = recs;
+	*n = i;
+	return 0;
+}
+
+/* Copies b's mapped bytes into a new file store in bdir: for a memory
+ * store, or a file the kernel cannot relink.  Nothing writes b's store
+ * during failover (view writes go to S), so no lock is held for the copy.
+ */
+static struct store *
+copy_to_file(struct replica_disk *d, struct buffer *b, const char *what,
+	     char *bounce)
+{
+	char tag[128];
+	struct store *ns;
+	uint64_t pos = 0, st, en, p, n;
+	int more;
+
+	snprintf(tag, sizeof tag, "colofs-%s-%s", d->name, what);
+	ns = store_file_new(d->r->bdir, d->size, tag);
+	if (ns == NULL)
+		return NULL;
+	for (;;) {
+		pthread_mutex_lock(&d->map_lock);
+		more = extmap_next(b->map, pos, &st, &en);
+		pthread_mutex_unlock(&d->map_lock);
+		if (!more)
+			break;
+		for (p = st; p < en; p += n) {
+			const char *src = bounce;
+
+			n = en - p < COMMIT_CHUNK ? en - p : COMMIT_CHUNK;
+			if (b->store->mem)
+				src = (const char *) b->store->mem + p;
+			else if (b->store->ops->pread(b->store, bounce, n,
+						      p) == -1)
+				goto err;
+			if (ns->ops->pwrite(ns, src, n, p) == -1)
+				goto err;
+		}
+		pos = en;
+	}
+	return ns;
+err:
+	{
+		int saved = errno;
+		store_free(ns);
+		errno = saved;
+	}
+	return NULL;
+}
+
+/* Gives buffer b a durable name in bdir. */
+static int
+persist_buffer(struct replica_disk *d, struct buffer *b, const char *what,
+	       char *bounce)
+{
+	struct replica *r = d->r;
+	struct store *ns, *old;
+	char path[4096];
+
+	if (durable_path(path, sizeof path, r->bdir, d, what) == -1)
+		return -1;
+	if (store_link(b->store, path) == 0)
+		return 0;
+	if (errno != EOPNOTSUPP)
+		return -1;
+	ns = copy_to_file(d, b, what, bounce);
+	if (ns == NULL)
+		return -1;
+	if (store_link(ns, path) == -1) {
+		int saved = errno;
+		store_free(ns);
+		errno = saved;
+		return -1;
+	}
+	pthread_rwlock_wrlock(&r->gate);
+	old = b->store;
+	b->store = ns;
+	pthread_rwlock_unlock(&r->gate);
+	store_free(old);
+	return 0;
+}
+
+/* Removes the durable files of every disk (after done, or a failed set-up).
+ * Caller is the commit thread or holds ctl_lock with no commit running.
+ */
+static void
+drop_durable(struct replica *r)
+{
+	char path[4096];
+	const char *whats[] = { "hidden", "active" };
+	size_t i, k;
+
+	for (i = 0; i < r->ndisks; i++) {
+		struct replica_disk *d = r->disks[i];
+		int fd;
+
+		pthread_rwlock_wrlock(&r->gate);
+		fd = d->journal_fd;
+		d->journal_fd = -1;
+		pthread_rwlock_unlock(&r->gate);
+		if (fd >= 0)
+			close(fd);
+		if (journal_name(path, sizeof path, d) == 0) {
+			char full[4096 + 8];
+
+			snprintf(full, sizeof full, "%s/%s", r->jdir, path);
+			unlink(full);
+			strcat(full, ".tmp");
+			unlink(full);
+		}
+		for (k = 0; r->bdir && k < 2; k++)
+			if (durable_path(path, sizeof path, r->bdir, d,
+					 whats[k]) == 0)
+				unlink(path);
+	}
+}
+
+/* Steps 1-3 of "Durability": 0 (the journals are durable), or -1 with
+ * the reason recorded (the commit goes on, not crash-safe).
+ */
+static int
+make_durable(struct replica *r, char *bounce)
+{
+	struct journal_rec *recs;
+	char name[4096];
+	size_t i, n;
+	int fd;
+
+	pthread_rwlock_wrlock(&r->gate);
+	for (i = 0; i < r->ndisks; i++) {
+		struct replica_disk *d = r->disks[i];
+
+		if (journal_name(name, sizeof name, d) == -1 ||
+		    snapshot_maps(d, &recs, &n) == -1) {
+			pthread_rwlock_unlock(&r->gate);
+			goto err;
+		}
+		fd = journal_create(r->jdir, name, d->size, recs, n);
+		free(recs);
+		if (fd == -1) {
+			pthread_rwlock_unlock(&r->gate);
+			goto err;
+		}
+		d->journal_fd = fd;
+	}
+	pthread_rwlock_unlock(&r->gate);
+	for (i = 0; i < r->ndisks; i++) {
+		struct replica_disk *d = r->disks[i];
+
+		if (persist_buffer(d, d->hidden, "hidden", bounce) == -1 ||
+		    persist_buffer(d, d->active, "active", bounce) == -1)
+			goto err;
+	}
+	if (durable_sync_dir(r->bdir) == -1)
+		goto err;
+	for (i = 0; i < r->ndisks; i++) {
+		struct replica_disk *d = r->disks[i];
+
+		if (journal_name(name, sizeof name, d) == -1 ||
+		    journal_commit(d->journal_fd, r->jdir, name) == -1)
+			goto err;
+	}
+	return 0;
+err:
+	replica_record_error(r, "failover: making the buffers durable "
+			     "failed, the commit is not crash-safe: %s",
+			     strerror(errno));
+	drop_durable(r);
+	return -1;
+}
+
+static bool
+journaled(struct replica *r)
+{
+	size_t i;
+
+	for (i = 0; i < r->ndisks; i++)
+		if (r->disks[i]->journal_fd < 0)
+			return false;
+	return r->ndisks > 0;
 }
 
 /* ---- failover commit ---- */
@@ -1367,9 +1830,22 @@ commit_main(void *arg)
 		replica_record_error(r, "failover commit: %s", strerror(errno));
 		ret = -1;
 	}
+	if (ret == 0 && r->jdir && r->bdir && !journaled(r))
+		make_durable(r, bounce);
+	if (ret == 0 && call_hook(r, REPLICA_FAILOVER, journaled(r)) == -1)
+		replica_record_error(r, "failover: the state file was not "
+				     "updated, the commit is not crash-safe: "
+				     "%s", strerror(errno));
 	for (i = 0; ret == 0 && i < r->ndisks; i++)
 		ret = commit_disk(r->disks[i], bounce);
 	free(bounce);
+	/* done must be durable before a view write can reach S unjournaled. */
+	if (ret == 0 && call_hook(r, REPLICA_DONE, false) == -1) {
+		replica_record_error(r, "failover: cannot record the state "
+				     "done durably: %s; retry with failover",
+				     strerror(errno));
+		ret = -1;
+	}
 
 	pthread_rwlock_wrlock(&r->gate);
 	if (ret == -1)
@@ -1380,6 +1856,12 @@ commit_main(void *arg)
 		swap_buffers(r, NULL, NULL);
 	r->state = next;
 	pthread_rwlock_unlock(&r->gate);
+	if (next == REPLICA_DONE)
+		drop_durable(r);
+	else if (next == REPLICA_FAILOVER_FAILED &&
+		 call_hook(r, REPLICA_FAILOVER_FAILED, journaled(r)) == -1)
+		log_warn("failover failed and the state file was not "
+			 "updated: %m");
 
 	pthread_mutex_lock(&r->commit_lock);
 	r->commit_running = false;
@@ -1434,6 +1916,159 @@ replica_failover(struct replica *r)
 		goto out;
 	}
 	r->commit_joinable = true;
+out:
+	pthread_mutex_unlock(&r->ctl_lock);
+	return ret;
+}
+
+int
+replica_restore_done(struct replica *r)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&r->ctl_lock);
+	if (r->state != REPLICA_NONE) {
+		ret = refuse(r, EBUSY, "restore: not in state none");
+	} else {
+		pthread_rwlock_wrlock(&r->gate);
+		r->state = REPLICA_DONE;
+		pthread_rwlock_unlock(&r->gate);
+	}
+	pthread_mutex_unlock(&r->ctl_lock);
+	return ret;
+}
+
+struct replay {
+	struct replica_disk *d;
+	struct buffer *hidden, *active;
+};
+
+static int
+replay_rec(void *opaque, const struct journal_rec *rec)
+{
+	struct replay *rp = opaque;
+	struct replica_disk *d = rp->d;
+	int ret;
+
+	pthread_mutex_lock(&d->map_lock);
+	switch (rec->op) {
+	case JOURNAL_ACTIVE:
+		ret = map_insert(d, rp->active, rec->off, rec->len);
+		break;
+	case JOURNAL_HIDDEN:
+		ret = map_insert(d, rp->hidden, rec->off, rec->len);
+		break;
+	default:
+		ret = map_remove(d, rp->active, rec->off, rec->len);
+		if (ret == 0)
+			ret = map_remove(d, rp->hidden, rec->off, rec->len);
+		break;
+	}
+	pthread_mutex_unlock(&d->map_lock);
+	return ret;
+}
+
+/* A buffer over the durable file DIR/PREFIX.DISK.WHAT. */
+static struct buffer *
+buffer_open(struct replica_disk *d, const char *what)
+{
+	char path[4096];
+	struct buffer *b = calloc(1, sizeof *b);
+
+	if (b == NULL)
+		return NULL;
+	if (durable_path(path, sizeof path, d->r->bdir, d, what) == -1 ||
+	    (b->map = extmap_new()) == NULL ||
+	    (b->zeros = extmap_new()) == NULL ||
+	    (b->store = store_file_open(path, d->size)) == NULL) {
+		int saved = errno;
+		buffer_free(b);
+		errno = saved;
+		return NULL;
+	}
+	return b;
+}
+
+int
+replica_resume_failover(struct replica *r)
+{
+	struct replay *rp = NULL;
+	char name[4096], path[4096 + 8];
+	size_t i, k;
+	int ret = -1, err;
+
+	pthread_mutex_lock(&r->ctl_lock);
+	if (r->state != REPLICA_NONE || r->jdir == NULL || r->bdir == NULL ||
+	    r->ndisks == 0) {
+		ret = refuse(r, EINVAL, "resume: nothing to resume from");
+		goto out;
+	}
+	rp = calloc(r->ndisks, sizeof *rp);
+	if (rp == NULL)
+		goto fail;
+	for (i = 0; i < r->ndisks; i++) {
+		struct replica_disk *d = r->disks[i];
+
+		rp[i].d = d;
+		rp[i].hidden = buffer_open(d, "hidden");
+		rp[i].active = rp[i].hidden ? buffer_open(d, "active") : NULL;
+		if (rp[i].active == NULL || journal_name(name, sizeof name,
+							 d) == -1)
+			goto fail;
+		snprintf(path, sizeof path, "%s/%s", r->jdir, name);
+		if (journal_replay(path, d->size, replay_rec, &rp[i]) == -1)
+			goto fail;
+		d->journal_fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+		if (d->journal_fd == -1)
+			goto fail;
+	}
+	pthread_rwlock_wrlock(&r->gate);
+	for (i = 0; i < r->ndisks; i++) {
+		r->disks[i]->hidden = rp[i].hidden;
+		r->disks[i]->active = rp[i].active;
+	}
+	r->state = REPLICA_FAILOVER;
+	pthread_rwlock_unlock(&r->gate);
+	free(rp);
+	rp = NULL;
+	pthread_mutex_lock(&r->commit_lock);
+	r->commit_running = true;
+	pthread_mutex_unlock(&r->commit_lock);
+	err = pthread_create(&r->commit_thread, NULL, commit_main, r);
+	if (err != 0) {
+		pthread_rwlock_wrlock(&r->gate);
+		r->state = REPLICA_FAILOVER_FAILED;
+		pthread_rwlock_unlock(&r->gate);
+		pthread_mutex_lock(&r->commit_lock);
+		r->commit_running = false;
+		pthread_mutex_unlock(&r->commit_lock);
+		ret = refuse(r, err, "resume: cannot start the commit: %s",
+			     strerror(err));
+		goto out;
+	}
+	r->commit_joinable = true;
+	ret = 0;
+	goto out;
+fail:
+	err = errno;
+	for (i = 0; i < r->ndisks; i++) {
+		if (rp) {
+			for (k = 0; k < 2; k++) {
+				struct buffer *b = k ? rp[i].active
+						     : rp[i].hidden;
+				if (b)
+					account(r, -(int64_t) occupied(b));
+				buffer_free(b);
+			}
+		}
+		if (r->disks[i]->journal_fd >= 0) {
+			close(r->disks[i]->journal_fd);
+			r->disks[i]->journal_fd = -1;
+		}
+	}
+	free(rp);
+	ret = refuse(r, err, "resume: the interrupted failover's journal "
+		     "or buffers cannot be read: %s", strerror(err));
 out:
 	pthread_mutex_unlock(&r->ctl_lock);
 	return ret;

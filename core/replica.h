@@ -3,6 +3,7 @@
 #define COLOFS_REPLICA_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -64,6 +65,38 @@ int replica_checkpoint(struct replica *r);
 int replica_stop(struct replica *r);
 int replica_failover(struct replica *r);
 
+/* Durability.  With a journal directory, a failover first makes what its
+ * commit needs durable (see "Durability" in replica.c): a journal per disk
+ * in jdir, and the buffers as files in bdir, named PREFIX.DISK.journal,
+ * PREFIX.DISK.hidden and PREFIX.DISK.active.  bdir NULL: memory buffers
+ * with nowhere to put them, so the failover is not crash-safe.  Set before
+ * start; the strings are copied.  0, or -1 with errno.
+ */
+int replica_set_durable(struct replica *r, const char *jdir,
+			const char *bdir, const char *prefix);
+
+/* Called before the state it names takes effect where that matters for
+ * safety (done, failover once its journals are durable, with journaled
+ * saying whether they are), and after start and a failed commit; the
+ * daemon writes its state file there.  A failure (-1) refuses stop, and
+ * turns the end of a commit into failover_failed.  Never called with a
+ * replica lock that I/O needs held.
+ */
+typedef int replica_state_hook(void *opaque, enum replica_state next,
+			       bool journaled);
+void replica_set_state_hook(struct replica *r, replica_state_hook *fn,
+			    void *opaque);
+
+/* At start-up, in none, once every disk is added:
+ *   replica_restore_done: none -> done (a promoted secondary restarting);
+ *   replica_resume_failover: reloads the buffers and journals that a
+ *     failover cut short left in the durable directories and resumes its
+ *     commit (-> failover, then done).
+ * 0, or -1 with errno and the reason recorded.
+ */
+int replica_restore_done(struct replica *r);
+int replica_resume_failover(struct replica *r);
+
 enum replica_state replica_state(struct replica *r);
 /* Blocks until no commit is running (state is not failover). */
 void replica_wait_commit(struct replica *r);
@@ -71,7 +104,13 @@ void replica_wait_commit(struct replica *r);
 int replica_accepts_primary(struct replica *r);
 
 /* View I/O (the secondary VM).  Whole transfers within the disk: 0, or -1
- * with errno (EINVAL beyond the end, EIO for a view write in none).
+ * with errno (EINVAL beyond the end, EIO for a view write in none); a
+ * refused or failed write records its reason (.colo/error).  A write
+ * during failover reaches S and, with journals, its journal record
+ * before it returns.  replica_view_flush: nothing while running (the
+ * buffers are dropped at the next checkpoint anyway); S otherwise, and in
+ * failover also the active buffer and the journal, so that a flushed
+ * write outlives a power cut.
  */
 int replica_view_read(struct replica_disk *d, void *buf, size_t len,
 		      uint64_t off);
@@ -118,9 +157,12 @@ int replica_primary_write(struct replica_disk *d, const void *buf,
 int replica_primary_zero(struct replica_disk *d, uint64_t off, uint64_t len);
 int replica_primary_flush(struct replica_disk *d);
 
-/* Caps the bytes held in all buffers of the group (0: no cap).  While
- * running, a view or primary write that would need more fails whole with
- * ENOSPC, and the reason is recorded; a checkpoint frees the buffers.
+/* Caps the bytes held in all buffers of the group (0: no cap), counting
+ * only bytes that take room (a zeroed or trimmed range is a hole in
+ * either store).  While running, a view or primary write that would need
+ * more fails whole with ENOSPC, and the reason is recorded; a checkpoint
+ * frees the buffers.  A store write that meets ENOSPC first waits for the
+ * buffers a checkpoint dropped to be freed, and tries once more.
  */
 void replica_set_buffer_limit(struct replica *r, uint64_t bytes);
 
@@ -163,7 +205,7 @@ struct replica_status {
 	uint64_t checkpoint_ns_sum;
 	uint64_t errors;		/* errors recorded, refusals included */
 	uint64_t unclean_disconnects;
-	uint64_t buffer_bytes;		/* held in all buffers */
+	uint64_t buffer_bytes;		/* taking room in all buffers */
 	uint64_t buffer_limit;		/* 0: none */
 	char error[512];
 	size_t ndisks;

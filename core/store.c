@@ -208,6 +208,57 @@ store_file_new(const char *dir, uint64_t size, const char *tag)
 	return store_from_fd(&file_ops, fd, size);
 }
 
+int
+store_sync(struct store *s)
+{
+	if (s->fd < 0)
+		return 0;
+	if (fdatasync(s->fd) == -1) {
+		log_error("sync %s store: %m", s->ops->name);
+		return -1;
+	}
+	return 0;
+}
+
+int
+store_link(struct store *s, const char *path)
+{
+	char proc[64];
+
+	if (s->fd < 0) {
+		errno = EOPNOTSUPP;
+		return -1;
+	}
+	if (store_sync(s) == -1)
+		return -1;
+	if (unlink(path) == -1 && errno != ENOENT) {
+		log_error("unlink %s: %m", path);
+		return -1;
+	}
+	/* An O_TMPFILE file can be given a name through /proc; a file made
+	 * by the mkostemp fallback and unlinked cannot (ENOENT).
+	 */
+	snprintf(proc, sizeof proc, "/proc/self/fd/%d", s->fd);
+	if (linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW) == -1) {
+		if (errno == ENOENT)
+			errno = EOPNOTSUPP;
+		return -1;
+	}
+	return 0;
+}
+
+struct store *
+store_file_open(const char *path, uint64_t size)
+{
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+
+	if (fd == -1) {
+		log_error("open buffer file %s: %m", path);
+		return NULL;
+	}
+	return store_from_fd(&file_ops, fd, size);
+}
+
 void
 store_free(struct store *s)
 {

@@ -45,6 +45,17 @@ struct store *store_memory_new(uint64_t size, const char *tag);
 struct store *store_file_new(const char *dir, uint64_t size, const char *tag);
 void store_free(struct store *s);		/* NULL is a no-op */
 
+/* Durability (failover, see replica.c).  store_sync: the file store's data
+ * reaches the disk (fdatasync); a memory store has nothing to sync.
+ * store_link: syncs a file store and gives its (unlinked) file the name
+ * path, replacing any file there; -1 with errno (EOPNOTSUPP for a memory
+ * store or a file the kernel cannot relink).  store_file_open: a file
+ * store over the existing file path (a linked store, after a restart).
+ */
+int store_sync(struct store *s);
+int store_link(struct store *s, const char *path);
+struct store *store_file_open(const char *path, uint64_t size);
+
 /* Factories for the two backings; dir must outlive the factory. */
 struct store_factory store_memory_factory(void);
 struct store_factory store_file_factory(const char *dir);

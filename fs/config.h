@@ -23,7 +23,7 @@
  *   page_cache = false                 ; let the kernel cache disk files
  *   allow_chown = true                 ; chown/chmod of disk files (memory)
  *   metrics_file = /var/lib/...prom    ; OpenMetrics, rewritten every 5 s
- *   state_dir = /var/lib/colofs        ; state that survives a crash
+ *   state_dir = /var/lib/colofs        ; state file, journals, bitmaps
  *   dirty_granularity = 64K            ; primary: the dirty bitmap's granule
  *   secondary_timeout = 10s            ; primary: a slower write degrades
  *   max_connections = 16               ; NBD: authenticated, per export
@@ -102,7 +102,7 @@ struct config {
 	bool page_cache;		/* kernel page cache for disk files */
 	bool allow_chown;		/* disk files' chown/chmod kept in memory */
 	char *metrics_file;		/* NULL unless set */
-	char *state_dir;		/* crash-safe state (primary: bitmaps) */
+	char *state_dir;		/* state file, failover journals, bitmaps */
 	uint64_t dirty_granularity;	/* primary: bytes per dirty bit */
 	unsigned secondary_timeout_ms;	/* primary: link write timeout */
 	/* bounds of the NBD listener */

@@ -52,7 +52,10 @@
  * synchronously (it waits for locked pages, i.e. reads in flight, and then
  * drops them), so a process holding the file open reads the new view as
  * soon as "echo checkpoint > ctl" has returned.  It runs with no replica
- * lock held, so the reads it waits for can complete.
+ * lock held, so the reads it waits for can complete.  Pages dirtied
+ * through a writable shared mmap are written back (an invalidation
+ * launders them) before a checkpoint or stop, so that they go with the
+ * epoch they belong to: V == S when the ctl write returns.
  *
  * .colo files use direct_io: status, error and metrics are generated at
  * open into a per-open snapshot (fh points at it), so a read never sees
@@ -62,6 +65,17 @@
  * engine instead of the replica: the disk_* and *_text helpers below are
  * the only places that tell the two apart.  A primary's disk file changes
  * only through this mount, so nothing there needs invalidating.
+ * Stopping.  Unmounting while a VM holds a disk file open would turn every
+ * later guest access into an I/O error; the kernel already refuses
+ * fusermount3 -u then (EBUSY), and SIGTERM and SIGINT follow the same
+ * rule: with no disk file open they end the session loop (as libfuse's
+ * handler does); with one open, the signal only marks a stop pending,
+ * and the release of the last open disk file ends the loop.  A second
+ * signal ends it at once.  The handler and the last release each publish
+ * their half (pending, then the count; the count, then pending, seq_cst)
+ * before reading the other's, so one of them always sees both.  The
+ * handler, which may not log, wakes a thread that says why in the log;
+ * .colo/status shows disk_files_open and stop_pending.
  */
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
@@ -81,6 +95,8 @@
 #include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <signal.h>
 
 #include "colo.h"
 #include "fusefs.h"
@@ -138,6 +154,15 @@ struct fusefs {
 	size_t nparts;
 	bool mounted;
 	bool signals;		/* fuse_set_signal_handlers succeeded */
+	bool stop_handlers;	/* ours for SIGTERM and SIGINT too */
+	atomic_uint disk_opens;	/* disk files open */
+	atomic_bool stop_pending;	/* a stop signal waits for them */
+	atomic_uint stop_signals;	/* stop signals received */
+	atomic_int last_signal;
+	int stop_pipe[2];	/* the handler wakes stop_thread */
+	pthread_t stop_thread;
+	bool stop_thread_running;
+	struct colo_status_part *all_parts;	/* parts, then ours */
 	struct timespec t0;	/* every timestamp */
 	uid_t uid;		/* of the root and .colo files: ours */
 	gid_t gid;
@@ -481,6 +506,17 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	fuse_reply_attr(req, &st, ATTR_TIMEOUT);
 }
 
+/* A disk file was closed: the last one ends a pending stop. */
+static void
+disk_closed(struct fusefs *fs)
+{
+	if (atomic_fetch_sub(&fs->disk_opens, 1) == 1 &&
+	    atomic_load(&fs->stop_pending)) {
+		log_info("the last disk file was closed: stopping");
+		fuse_session_exit(fs->se);
+	}
+}
+
 static void
 op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
@@ -511,8 +547,12 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			atomic_fetch_add(&dk->cached_opens, 1);
 			atomic_store(&dk->may_cache, true);
 		}
-		if (fuse_reply_open(req, fi) == -ENOENT && FH_CACHED(fi->fh))
-			atomic_fetch_sub(&dk->cached_opens, 1);
+		atomic_fetch_add(&fs->disk_opens, 1);
+		if (fuse_reply_open(req, fi) == -ENOENT) {
+			if (FH_CACHED(fi->fh))
+				atomic_fetch_sub(&dk->cached_opens, 1);
+			disk_closed(fs);
+		}
 		return;
 	}
 	switch (ino) {
@@ -573,6 +613,8 @@ op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 	if (dk && FH_CACHED(fi->fh))
 		atomic_fetch_sub(&dk->cached_opens, 1);
+	if (dk)
+		disk_closed(req_fs(req));
 	if (ino == INO_STATUS || ino == INO_ERROR || ino == INO_METRICS)
 		snap_put((struct snap *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
@@ -710,6 +752,32 @@ invalidate_disks(struct fusefs *fs)
 	}
 }
 
+/* Before a checkpoint or stop drops the buffers: writes back the pages
+ * dirtied through a writable shared mmap (page_cache = true), so that they
+ * land in the epoch they were written in and are dropped with it, not
+ * written into the next one.  An invalidation does it: the kernel
+ * launders (writes back and waits for) each dirty page it drops.
+ */
+static void
+writeback_disks(struct fusefs *fs)
+{
+	struct fusefs_disk *dk;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < fs->ndisks; i++) {
+		dk = &fs->disks[i];
+		if (!atomic_load(&dk->may_cache) &&
+		    atomic_load(&dk->cached_opens) == 0)
+			continue;
+		rc = fuse_lowlevel_notify_inval_inode(fs->se, INO_DISK0 + i,
+						      0, 0);
+		if (rc != 0 && rc != -ENOENT)
+			log_warn("%s: writing back dirty pages: %s",
+				 fs->disks[i].cd->name, strerror(-rc));
+	}
+}
+
 /* One write, one command: colo_cmd_parse refuses a piece of a longer
  * write (the kernel splits writes into MAX_IO requests) or one at an
  * offset, so nothing runs for them.
@@ -731,8 +799,13 @@ ctl_write(fuse_req_t req, struct fusefs *fs, const char *buf, size_t size,
 			fuse_reply_write(req, size);
 		return;
 	}
-	if (colo_cmd_parse(fs->r, buf, size, (uint64_t)off, &c) == -1 ||
-	    colo_cmd_run(fs->r, c) == -1) {
+	if (colo_cmd_parse(fs->r, buf, size, (uint64_t)off, &c) == -1) {
+		reply_errno(req);
+		return;
+	}
+	if (c == COLO_CMD_CHECKPOINT || c == COLO_CMD_STOP)
+		writeback_disks(fs);
+	if (colo_cmd_run(fs->r, c) == -1) {
 		reply_errno(req);
 		return;
 	}
@@ -1132,6 +1205,124 @@ fusefs_check_mountpoint(const char *path)
 	return 0;
 }
 
+/* ---- stopping (see the top) ---- */
+
+static struct fusefs *stop_fs;	/* the instance the handler serves */
+
+static void
+stop_handler(int sig)
+{
+	struct fusefs *fs = stop_fs;
+	int saved = errno;
+	ssize_t n;
+
+	if (fs == NULL)
+		return;
+	atomic_store(&fs->last_signal, sig);
+	atomic_store(&fs->stop_pending, true);
+	if (atomic_fetch_add(&fs->stop_signals, 1) > 0 ||
+	    atomic_load(&fs->disk_opens) == 0)
+		fuse_session_exit(fs->se);
+	n = write(fs->stop_pipe[1], "", 1);
+	(void) n;
+	errno = saved;
+}
+
+/* Says in the log what the handler could not. */
+static void *
+stop_main(void *arg)
+{
+	struct fusefs *fs = arg;
+	char c;
+
+	while (read(fs->stop_pipe[0], &c, 1) == 1) {
+		int sig = atomic_load(&fs->last_signal);
+		unsigned n = atomic_load(&fs->disk_opens);
+
+		if (fuse_session_exited(fs->se))
+			log_info("SIG%s: stopping", sigabbrev_np(sig));
+		else
+			log_warn("SIG%s while %u disk file%s open: "
+				 "serving until the last is closed, so that "
+				 "the VM keeps its disk (a second signal "
+				 "stops at once)", sigabbrev_np(sig), n,
+				 n == 1 ? " is" : "s are");
+	}
+	return NULL;
+}
+
+static int
+stop_handlers_install(struct fusefs *fs)
+{
+	struct sigaction sa;
+	sigset_t all, old;
+	int err;
+
+	if (pipe2(fs->stop_pipe, O_CLOEXEC) == -1) {
+		log_error("pipe: %m");
+		return -1;
+	}
+	/* The thread must not take the signals the loop should. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	err = pthread_create(&fs->stop_thread, NULL, stop_main, fs);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (err != 0) {
+		errno = err;
+		log_error("start the stop thread: %m");
+		return -1;
+	}
+	fs->stop_thread_running = true;
+	stop_fs = fs;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = stop_handler;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGTERM, &sa, NULL) == -1 ||
+	    sigaction(SIGINT, &sa, NULL) == -1) {
+		log_error("sigaction: %m");
+		return -1;
+	}
+	fs->stop_handlers = true;
+	return 0;
+}
+
+static void
+stop_handlers_remove(struct fusefs *fs)
+{
+	struct sigaction sa;
+
+	if (fs->stop_handlers) {
+		memset(&sa, 0, sizeof sa);
+		sa.sa_handler = SIG_DFL;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGTERM, &sa, NULL);
+		sigaction(SIGINT, &sa, NULL);
+		fs->stop_handlers = false;
+	}
+	stop_fs = NULL;
+	if (fs->stop_thread_running) {
+		close(fs->stop_pipe[1]);
+		fs->stop_pipe[1] = -1;
+		pthread_join(fs->stop_thread, NULL);
+		fs->stop_thread_running = false;
+	}
+	if (fs->stop_pipe[0] != -1)
+		close(fs->stop_pipe[0]);
+	if (fs->stop_pipe[1] != -1)
+		close(fs->stop_pipe[1]);
+	fs->stop_pipe[0] = fs->stop_pipe[1] = -1;
+}
+
+static void
+fusefs_status(void *opaque, FILE *fp)
+{
+	struct fusefs *fs = opaque;
+
+	fprintf(fp, "disk_files_open=%u\n", atomic_load(&fs->disk_opens));
+	fprintf(fp, "stop_pending=%d\n",
+		atomic_load(&fs->stop_pending) ? 1 : 0);
+}
+
 static struct fusefs *
 create(const struct config *cfg, struct replica *r, struct primary *p,
        const struct colo_status_part *parts, size_t nparts)
@@ -1153,8 +1344,15 @@ create(const struct config *cfg, struct replica *r, struct primary *p,
 	fs->r = r;
 	fs->p = p;
 	fs->cfg = cfg;
-	fs->parts = parts;
-	fs->nparts = nparts;
+	fs->stop_pipe[0] = fs->stop_pipe[1] = -1;
+	fs->all_parts = calloc(nparts + 1, sizeof *fs->all_parts);
+	if (!fs->all_parts)
+		goto fail;
+	if (nparts)
+		memcpy(fs->all_parts, parts, nparts * sizeof *parts);
+	fs->all_parts[nparts] = (struct colo_status_part){ fusefs_status, fs };
+	fs->parts = fs->all_parts;
+	fs->nparts = nparts + 1;
 	fs->uid = geteuid();
 	fs->gid = getegid();
 	clock_gettime(CLOCK_REALTIME, &fs->t0);
@@ -1207,6 +1405,10 @@ create(const struct config *cfg, struct replica *r, struct primary *p,
 		goto fail;
 	}
 	fs->signals = true;
+	if (stop_handlers_install(fs) == -1) {
+		errno = EIO;
+		goto fail;
+	}
 	if (fuse_session_mount(fs->se, cfg->mountpoint) != 0) {
 		log_error("cannot mount on %s", cfg->mountpoint);
 		errno = EIO;
@@ -1378,10 +1580,12 @@ fusefs_free(struct fusefs *fs)
 		return;
 	if (fs->se) {
 		fusefs_unmount(fs);
+		stop_handlers_remove(fs);
 		if (fs->signals)
 			fuse_remove_signal_handlers(fs->se);
 		fuse_session_destroy(fs->se);
 	}
+	free(fs->all_parts);
 	pthread_cond_destroy(&fs->metrics_cond);
 	pthread_mutex_destroy(&fs->metrics_lock);
 	free(fs->disks);

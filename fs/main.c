@@ -32,6 +32,7 @@
 
 #include "config.h"
 #include "daemon.h"
+#include "durable.h"
 #include "fusefs.h"
 #include "image.h"
 #include "log.h"
@@ -49,12 +50,13 @@ enum {
 	EXIT_USAGE = 2,
 	OPT_CHECK = 256,
 	OPT_DUMP,
+	OPT_DEMOTE,
 };
 
 static void
 usage(FILE *fp)
 {
-	fputs("Usage: colofs -c FILE [-f] [-d] [--check-config] "
+	fputs("Usage: colofs -c FILE [-f] [-d] [--demote] [--check-config] "
 	      "[--dump-config]\n"
 	      "       colofs --help | --version\n"
 	      "\n"
@@ -73,6 +75,8 @@ usage(FILE *fp)
 	      "                     then exit\n"
 	      "      --dump-config  print the effective config, defaults\n"
 	      "                     included, then exit\n"
+	      "      --demote       leave the state done that a failover\n"
+	      "                     left (see colofs(8)): start in none\n"
 	      "  -h, --help         this text\n"
 	      "  -V, --version      the version\n"
 	      "\n"
@@ -299,12 +303,14 @@ out:
 }
 
 static int
-serve(struct config *cfg, bool foreground)
+serve(struct config *cfg, bool foreground, bool demote)
 {
 	struct store_factory factory;
 	struct replica *r = NULL;
 	struct nbd_server *nbd = NULL;
-	struct colo_status_part status_part;
+	struct colo_status_part status_parts[2];
+	struct durable *du = NULL;
+	size_t nparts = 0;
 	struct fusefs *fs = NULL;
 	struct image *img;
 	sigset_t oldmask;
@@ -336,13 +342,21 @@ serve(struct config *cfg, bool foreground)
 		log_info("disk %s: %s (%s, %llu bytes)", d->name, d->image,
 			 img->ops->name, (unsigned long long)img->size);
 	}
+	/* Before any I/O can arrive: the state decides what is accepted. */
+	du = durable_open(cfg, r, demote);
+	if (!du)
+		goto out;
 	if (cfg->listen) {
 		nbd = nbd_server_new(r, cfg);
 		if (!nbd)
 			goto out;
 	}
-	status_part = (struct colo_status_part){ nbd_server_status, nbd };
-	fs = fusefs_new(cfg, r, &status_part, nbd ? 1 : 0);
+	if (nbd)
+		status_parts[nparts++] =
+			(struct colo_status_part){ nbd_server_status, nbd };
+	status_parts[nparts++] =
+		(struct colo_status_part){ durable_status, du };
+	fs = fusefs_new(cfg, r, status_parts, nparts);
 	if (!fs)
 		goto out;
 	if (nbd && nbd_server_start(nbd) == -1)
@@ -367,6 +381,7 @@ out:
 		finish_commit(r);
 	/* Waits for a running commit (cancelling it), flushes the images. */
 	replica_free(r);
+	durable_free(du);
 	if (rc == 0)
 		log_info("stopped cleanly");
 	return rc;
@@ -381,12 +396,13 @@ main(int argc, char **argv)
 		{ "debug", no_argument, NULL, 'd' },
 		{ "check-config", no_argument, NULL, OPT_CHECK },
 		{ "dump-config", no_argument, NULL, OPT_DUMP },
+		{ "demote", no_argument, NULL, OPT_DEMOTE },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *path = NULL;
-	bool foreground = false, check = false, dump = false;
+	bool foreground = false, check = false, dump = false, demote = false;
 	struct config *cfg;
 	char err[1024];
 	int c, rc;
@@ -398,6 +414,7 @@ main(int argc, char **argv)
 		case 'd': log_set_debug(true); break;
 		case OPT_CHECK: check = true; break;
 		case OPT_DUMP: dump = true; break;
+		case OPT_DEMOTE: demote = true; break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("colofs %s\n", COLOFS_VERSION); return 0;
 		default:
@@ -449,8 +466,13 @@ main(int argc, char **argv)
 		config_free(cfg);
 		return 1;
 	}
+	if (demote && cfg->mode == CONFIG_MODE_PRIMARY) {
+		fprintf(stderr, "colofs: --demote is for mode = secondary\n");
+		config_free(cfg);
+		return EXIT_USAGE;
+	}
 	rc = cfg->mode == CONFIG_MODE_PRIMARY ? serve_primary(cfg, foreground) :
-	     serve(cfg, foreground);
+	     serve(cfg, foreground, demote);
 	config_free(cfg);
 	return rc;
 }

@@ -56,7 +56,8 @@ make_image() {
 	fi
 }
 
-# write_config: a one-disk config for $T/vda.img, listening on $T/nbd.sock.
+# write_config: a one-disk config for $T/vda.img, listening on $T/nbd.sock,
+# its state file in $T/state.
 # Extra [colofs] lines come from $EXTRA_CONFIG.
 write_config() {
 	cat >"$T/colofs.ini" <<EOC
@@ -64,6 +65,7 @@ write_config() {
 mountpoint = $MNT
 listen = unix:$T/nbd.sock
 buffer = ${BUFFER:-memory}
+state_dir = $T/state
 ${EXTRA_CONFIG:-}
 
 [disk "vda"]

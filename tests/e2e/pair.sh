@@ -32,6 +32,7 @@ pair_configs() {
 [colofs]
 mountpoint = $SMNT
 listen = $SLISTEN
+state_dir = $T/sstate
 
 [disk "vda"]
 image = $T/s.img

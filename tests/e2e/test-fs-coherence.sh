@@ -86,7 +86,9 @@ stop_colofs
 
 # Pages cached by a file that has been closed since: a new open must not
 # find them after a checkpoint (the kernel keeps them across opens).
+# A fresh image is a fresh deployment: the state file's done goes too.
 make_image "$T/vda.img" 8M 00
+rm -rf "$T/state"
 start_colofs
 ctl start
 expect_bytes "$MNT/vda" 0 1048576 00          # cached, then closed

@@ -2,7 +2,9 @@
 # Clean shutdown with I/O in flight: SIGTERM, SIGINT and fusermount3 -u
 # while the view and the primary are writing.  The daemon exits 0, nothing
 # stays mounted, every write that was acknowledged is in the image, and no
-# 1 MiB request is torn (each block is wholly old or wholly new).
+# 1 MiB request is torn (each block is wholly old or wholly new).  The view
+# writer holds the disk file open, so the first signal only marks a stop
+# pending (test-durable-sigterm.sh); the second, sent here, forces it.
 . "$(dirname "$0")/lib.sh"
 
 MIB=1048576
@@ -73,9 +75,19 @@ EOPY
 
 # run_case HOW: state done (view writes go straight to S) with a view
 # writer and, while the primary may still write, a primary writer.
+# force_stop SIG PID: the signal, then once colofs has said it waits for
+# the open disk file, the same signal again.
+force_stop() {
+	kill -"$1" "$2"
+	wait_for 20 grep -q "SIG$1 while" "$T/colofs.log" ||
+		fail "SIG$1: no word of the pending stop"
+	kill -"$1" "$2"
+}
+
 run_case() {
 	local how=$1
 	rm -f "$T"/log.*
+	rm -rf "$T/state"	# a fresh deployment: the last case left done
 	start_colofs_fg
 	local pid=$COLOFS_PID
 	ctl start
@@ -89,8 +101,8 @@ run_case() {
 	wait_for 20 sh -c "[ \$(wc -l <'$T/log.bb') -ge 3 ]" ||
 		fail "$how: the view wrote nothing"
 	case $how in
-	SIGTERM) kill -TERM "$pid" ;;
-	SIGINT) kill -INT "$pid" ;;
+	SIGTERM) force_stop TERM "$pid" ;;
+	SIGINT) force_stop INT "$pid" ;;
 	unmount)
 		# Busy: a plain unmount is refused and changes nothing; a lazy
 		# one ends the session when the last open file is closed.
@@ -119,7 +131,7 @@ run_case unmount
 # Running (view writes in memory buffers): after SIGTERM, the image holds
 # exactly the primary's acknowledged writes and none of the view's.
 make_image "$T/vda.img" 64M aa
-rm -f "$T"/log.*
+rm -f "$T"/log.* && rm -rf "$T/state"
 start_colofs_fg
 pid=$COLOFS_PID
 ctl start
@@ -127,7 +139,7 @@ writer nbd cc 0 16 "$T/log.cc" &
 writer view bb 32 16 "$T/log.bb" &
 wait_for 20 sh -c "[ \$(wc -l <'$T/log.bb') -ge 3 ] && [ \$(wc -l <'$T/log.cc') -ge 3 ]" ||
 	fail "running: the writers did not get going"
-kill -TERM "$pid"
+force_stop TERM "$pid"
 wait_exit "$pid"
 [ "$EXIT_STATUS" = 0 ] || fail "running: colofs exited $EXIT_STATUS"
 wait || true
@@ -140,6 +152,7 @@ ok "running: SIGTERM keeps the primary's writes, the view's never reach S"
 # A failover commit under way when the signal comes runs to its end: after
 # failover S is the only copy of the disk.
 make_image "$T/vda.img" 64M aa
+rm -rf "$T/state"
 start_colofs_fg
 pid=$COLOFS_PID
 ctl start

@@ -145,9 +145,11 @@ mkdir "$T/small"
 mount -t tmpfs -o size=2M tmpfs "$T/small" || skip "cannot mount a tmpfs"
 at_exit "umount -l $T/small"
 truncate -s 64M "$T/small/vda.img"
+rm -rf "$T/state"	# a new image, a new deployment: forget the done above
 cat >"$T/colofs.ini" <<EOC
 [colofs]
 mountpoint = $MNT
+state_dir = $T/state
 [disk "vda"]
 image = $T/small/vda.img
 EOC

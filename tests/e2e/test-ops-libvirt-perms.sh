@@ -66,6 +66,7 @@ ok "allow_chown = false: chown fails with EPERM"
 cat >"$T/colofs.ini" <<EOC
 [colofs]
 mountpoint = $MNT
+state_dir = $T/state
 allow_other = false
 [disk "vda"]
 image = $T/vda.img

@@ -58,9 +58,10 @@ class Colofs:
             extra = "buffer_dir = %s\n%s" % (bufdir, extra)
         with open(self.config, "w") as f:
             f.write("[colofs]\nmountpoint = %s\nlisten = unix:%s\n"
-                    "buffer = %s\n%s\n\n[disk \"vda\"]\nimage = %s\n"
-                    % (self.mnt, self.nbd_sock, self.buffer, extra,
-                       self.disk))
+                    "buffer = %s\nstate_dir = %s\n%s\n\n"
+                    "[disk \"vda\"]\nimage = %s\n"
+                    % (self.mnt, self.nbd_sock, self.buffer,
+                       os.path.join(self.dir, "state"), extra, self.disk))
         with open(self.log, "ab") as log:
             r = subprocess.run([self.binary, "-c", self.config],
                                stdin=subprocess.DEVNULL, stdout=log,

@@ -1,0 +1,223 @@
+/* SPDX-License-Identifier: MIT */
+/* The state file: what colofs must remember across a crash or a restart.
+ *
+ * A promoted secondary (state done) must stay fenced from its old primary
+ * however often it restarts, and a failover commit cut short by a crash
+ * must be finished, not forgotten.  So the daemon keeps one small text
+ * file per deployment:
+ *
+ *   colofs-state 1
+ *   state=failover
+ *   generation=5f0c...		32 hex digits, new at each start and failover
+ *   journaled=1			the commit's journals are durable
+ *
+ * It is only ever replaced whole (durable_write): written to NAME.tmp,
+ * fsync'd, renamed over NAME, and the directory fsync'd, so that after a
+ * crash or a power cut the file is either the old one or the new one,
+ * never a mix, and a rename that returned is not undone.  A leftover
+ * NAME.tmp is ignored (and overwritten by the next write).
+ *
+ * Reading is strict: a file that is not exactly this format is an error,
+ * never a default, because guessing "none" for a promoted disk would open
+ * it to the old primary.  The policy (what each state means at start-up)
+ * is the daemon's (fs/main.c); this file only stores and parses.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "fdio.h"
+#include "log.h"
+#include "statefile.h"
+
+#define STATEFILE_MAX 4096
+#define MAGIC "colofs-state 1\n"
+
+int
+durable_sync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd == -1) {
+		log_error("open directory %s: %m", dir);
+		return -1;
+	}
+	if (fsync(fd) == -1) {
+		int saved = errno;
+
+		log_error("fsync directory %s: %m", dir);
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+int
+durable_write(const char *dir, const char *name, const void *data,
+	      size_t len)
+{
+	char tmp[4096], dst[4096];
+	int fd, saved;
+
+	if (snprintf(dst, sizeof dst, "%s/%s", dir, name) >= (int) sizeof dst ||
+	    snprintf(tmp, sizeof tmp, "%s.tmp", dst) >= (int) sizeof tmp) {
+		errno = ENAMETOOLONG;
+		log_error("%s/%s: %m", dir, name);
+		return -1;
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd == -1) {
+		log_error("create %s: %m", tmp);
+		return -1;
+	}
+	if (full_pwrite(fd, data, len, 0) == -1 || fsync(fd) == -1) {
+		saved = errno;
+		log_error("write %s: %m", tmp);
+		goto err;
+	}
+	if (close(fd) == -1) {
+		fd = -1;
+		saved = errno;
+		log_error("close %s: %m", tmp);
+		goto err;
+	}
+	fd = -1;
+	if (rename(tmp, dst) == -1) {
+		saved = errno;
+		log_error("rename %s to %s: %m", tmp, dst);
+		goto err;
+	}
+	return durable_sync_dir(dir);
+err:
+	if (fd != -1)
+		close(fd);
+	unlink(tmp);
+	errno = saved;
+	return -1;
+}
+
+static int
+parse_state(const char *s, enum replica_state *out)
+{
+	enum replica_state st;
+
+	for (st = REPLICA_NONE; st <= REPLICA_DONE; st++) {
+		if (strcmp(s, replica_state_name(st)) == 0) {
+			*out = st;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static int
+bad(char *err, size_t errlen, const char *path, const char *why)
+{
+	snprintf(err, errlen, "state file %s: %s", path, why);
+	errno = EINVAL;
+	return -1;
+}
+
+int
+statefile_read(const char *path, struct statefile *sf, char *err,
+	       size_t errlen)
+{
+	char buf[STATEFILE_MAX + 1], *line, *save = NULL;
+	bool have_state = false, have_gen = false;
+	ssize_t n;
+	int fd;
+
+	memset(sf, 0, sizeof *sf);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd == -1) {
+		if (errno == ENOENT)
+			return 1;
+		snprintf(err, errlen, "state file %s: %s", path,
+			 strerror(errno));
+		return -1;
+	}
+	n = read(fd, buf, sizeof buf);
+	if (n == -1) {
+		int saved = errno;
+
+		close(fd);
+		snprintf(err, errlen, "state file %s: %s", path,
+			 strerror(saved));
+		errno = saved;
+		return -1;
+	}
+	close(fd);
+	if (n > STATEFILE_MAX)
+		return bad(err, errlen, path, "longer than 4096 bytes");
+	buf[n] = '\0';
+	if (strlen(buf) != (size_t) n)
+		return bad(err, errlen, path, "holds a NUL byte");
+	if (strncmp(buf, MAGIC, strlen(MAGIC)) != 0)
+		return bad(err, errlen, path, "does not begin with "
+			   "\"colofs-state 1\"");
+	if (n == 0 || buf[n - 1] != '\n')
+		return bad(err, errlen, path, "does not end with a newline");
+	for (line = strtok_r(buf + strlen(MAGIC), "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		char *v = strchr(line, '=');
+
+		if (v == NULL)
+			return bad(err, errlen, path, "a line is not key=value");
+		*v++ = '\0';
+		if (strcmp(line, "state") == 0) {
+			if (parse_state(v, &sf->state) == -1)
+				return bad(err, errlen, path, "unknown state");
+			have_state = true;
+		} else if (strcmp(line, "generation") == 0) {
+			if (strlen(v) != STATEFILE_GEN_LEN ||
+			    strspn(v, "0123456789abcdef") != STATEFILE_GEN_LEN)
+				return bad(err, errlen, path,
+					   "generation is not 32 hex digits");
+			memcpy(sf->generation, v, STATEFILE_GEN_LEN + 1);
+			have_gen = true;
+		} else if (strcmp(line, "journaled") == 0) {
+			if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0)
+				return bad(err, errlen, path,
+					   "journaled is not 0 or 1");
+			sf->journaled = v[0] == '1';
+		}
+		/* Unknown keys: a newer colofs wrote them; keep going. */
+	}
+	if (!have_state || !have_gen)
+		return bad(err, errlen, path, "state or generation missing");
+	return 0;
+}
+
+int
+statefile_write(const char *dir, const char *name, const struct statefile *sf)
+{
+	char buf[256];
+	int n;
+
+	n = snprintf(buf, sizeof buf, MAGIC "state=%s\ngeneration=%s\n"
+		     "journaled=%d\n", replica_state_name(sf->state),
+		     sf->generation, sf->journaled ? 1 : 0);
+	return durable_write(dir, name, buf, (size_t) n);
+}
+
+int
+statefile_new_generation(char out[STATEFILE_GEN_LEN + 1])
+{
+	unsigned char raw[STATEFILE_GEN_LEN / 2];
+	size_t i;
+
+	if (getrandom(raw, sizeof raw, 0) != (ssize_t) sizeof raw) {
+		log_error("getrandom: %m");
+		return -1;
+	}
+	for (i = 0; i < sizeof raw; i++)
+		snprintf(out + 2 * i, 3, "%02x", raw[i]);
+	return 0;
+}

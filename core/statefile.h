@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef COLOFS_STATEFILE_H
+#define COLOFS_STATEFILE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "replica.h"
+
+/* Small files that must survive a crash or a power loss, and the state
+ * file built on them (statefile.c).
+ */
+
+/* Replaces DIR/NAME by data atomically: DIR/NAME.tmp written, fsync'd,
+ * renamed over DIR/NAME, then DIR fsync'd.  0, or -1 with errno (logged).
+ */
+int durable_write(const char *dir, const char *name, const void *data,
+		  size_t len);
+/* fsync of a directory, so that a rename, link or unlink in it lasts. */
+int durable_sync_dir(const char *dir);
+
+#define STATEFILE_GEN_LEN 32		/* hex digits */
+
+struct statefile {
+	enum replica_state state;
+	char generation[STATEFILE_GEN_LEN + 1];
+	bool journaled;		/* failover: the journals are durable */
+};
+
+/* Reads path.  0 and *sf; 1 when the file does not exist; -1 with errno
+ * (EINVAL: not a state file) and the reason in err.
+ */
+int statefile_read(const char *path, struct statefile *sf, char *err,
+		   size_t errlen);
+/* Writes DIR/NAME with durable_write.  0, or -1 with errno. */
+int statefile_write(const char *dir, const char *name,
+		    const struct statefile *sf);
+/* A fresh random generation identifier (getrandom).  0, or -1. */
+int statefile_new_generation(char out[STATEFILE_GEN_LEN + 1]);
+
+#endif

@@ -1,0 +1,271 @@
+/* SPDX-License-Identifier: MIT */
+/* What a restart remembers: the state file's policy.
+ *
+ * The state file (core/statefile.c) lives in state_dir, named after the
+ * mountpoint escaped as systemd does (/srv/vm1 -> srv-vm1.state), so two
+ * deployments sharing a state_dir never share a file.  The failover
+ * journals sit beside it (srv-vm1.vda.journal) and the durable buffers in
+ * buffer_dir (srv-vm1.vda.hidden, .active).
+ *
+ * At start-up, the state found decides the state colofs starts in:
+ *
+ *   (no file), none -> none
+ *   running         -> none, and .colo/error says why: the secondary VM's
+ *                      buffers are gone; S holds every write the primary
+ *                      got a reply for; a checkpoint or resync must come
+ *                      before the next start
+ *   failover,       -> the commit resumes from the journals (failover,
+ *   failover_failed    then done); without journals (memory buffers, no
+ *                      buffer_dir) -> done, and .colo/error says S may
+ *                      mix the primary's and the VM's data
+ *   done            -> done: the promoted disk stays fenced (NBD GO and
+ *                      primary writes refused), restart after restart;
+ *                      only --demote leaves it, for none
+ *
+ * The file is then rewritten with a new generation.  From there the
+ * replica's state hook rewrites it: running at start; failover (new
+ * generation) once the journals are durable; done before the replica
+ * acts as done; failover_failed.  Checkpoints never touch it: the hot path
+ * syncs nothing.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "durable.h"
+#include "log.h"
+#include "statefile.h"
+
+struct durable {
+	struct replica *r;
+	char *dir;			/* state_dir */
+	char *name;			/* STEM.state */
+	char *path;			/* dir/name */
+	char found[32];			/* the state found at start-up */
+	bool crash_safe;		/* a failover is journaled */
+	pthread_mutex_t lock;
+	struct statefile sf;		/* protected by lock: as on disk */
+};
+
+/* The mountpoint as a file name, as systemd-escape --path does. */
+static char *
+escape_path(const char *p)
+{
+	size_t n = strlen(p), i, o = 0;
+	char *out = malloc(4 * n + 2);
+
+	if (out == NULL)
+		return NULL;
+	while (*p == '/')
+		p++;
+	for (i = 0; p[i]; i++) {
+		unsigned char c = (unsigned char) p[i];
+
+		if (c == '/') {
+			if (p[i + 1] != '/' && p[i + 1] != '\0')
+				out[o++] = '-';
+		} else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			   (c >= '0' && c <= '9') || c == '_' ||
+			   (c == '.' && o > 0)) {
+			out[o++] = (char) c;
+		} else {
+			o += (size_t) sprintf(out + o, "\\x%02x", c);
+		}
+	}
+	if (o == 0)
+		out[o++] = '-';
+	out[o] = '\0';
+	return out;
+}
+
+/* mkdir -p, mode 0700 for what it creates. */
+static int
+make_dirs(const char *dir)
+{
+	char buf[4096];
+	size_t i, n = strlen(dir);
+
+	if (n >= sizeof buf) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memcpy(buf, dir, n + 1);
+	for (i = 1; i <= n; i++) {
+		if (buf[i] != '/' && buf[i] != '\0')
+			continue;
+		buf[i] = '\0';
+		if (mkdir(buf, 0700) == -1 && errno != EEXIST)
+			return -1;
+		buf[i] = dir[i];
+	}
+	return 0;
+}
+
+static int
+hook(void *opaque, enum replica_state next, bool journaled)
+{
+	struct durable *du = opaque;
+	struct statefile sf;
+	int ret;
+
+	pthread_mutex_lock(&du->lock);
+	sf = du->sf;
+	sf.state = next;
+	sf.journaled = journaled;
+	if (next == REPLICA_FAILOVER && du->sf.state == REPLICA_RUNNING &&
+	    statefile_new_generation(sf.generation) == -1) {
+		pthread_mutex_unlock(&du->lock);
+		return -1;
+	}
+	ret = statefile_write(du->dir, du->name, &sf);
+	if (ret == 0)
+		du->sf = sf;
+	pthread_mutex_unlock(&du->lock);
+	if (ret == 0)
+		log_info("state file %s: %s", du->path,
+			 replica_state_name(next));
+	return ret;
+}
+
+void
+durable_free(struct durable *du)
+{
+	if (du == NULL)
+		return;
+	pthread_mutex_destroy(&du->lock);
+	free(du->dir);
+	free(du->name);
+	free(du->path);
+	free(du);
+}
+
+struct durable *
+durable_open(const struct config *cfg, struct replica *r, bool demote)
+{
+	struct durable *du = calloc(1, sizeof *du);
+	struct statefile old;
+	enum replica_state start = REPLICA_NONE;
+	const char *bdir = cfg->buffer_dir;
+	char err[512], *stem = NULL;
+	bool resume = false;
+	int rc;
+
+	if (du == NULL || (stem = escape_path(cfg->mountpoint)) == NULL ||
+	    (du->dir = strdup(cfg->state_dir)) == NULL ||
+	    asprintf(&du->name, "%s.state", stem) == -1 ||
+	    asprintf(&du->path, "%s/%s", du->dir, du->name) == -1) {
+		log_error("state file: %m");
+		goto err;
+	}
+	du->r = r;
+	pthread_mutex_init(&du->lock, NULL);
+	if (make_dirs(du->dir) == -1) {
+		log_error("state_dir %s: %m", du->dir);
+		goto err;
+	}
+	du->crash_safe = bdir != NULL;
+	if (replica_set_durable(r, du->dir, bdir, stem) == -1) {
+		log_error("state file: %m");
+		goto err;
+	}
+	rc = statefile_read(du->path, &old, err, sizeof err);
+	if (rc == -1) {
+		log_error("%s; colofs will not guess the state of this disk: "
+			  "fix or remove the file (see colofs(8))", err);
+		goto err;
+	}
+	snprintf(du->found, sizeof du->found, "%s",
+		 rc == 1 ? "new" : replica_state_name(old.state));
+	if (rc == 0) {
+		switch (old.state) {
+		case REPLICA_NONE:
+			break;
+		case REPLICA_RUNNING:
+			log_warn("restarted after running: the secondary VM's "
+				 "buffers are gone");
+			replica_record_error(r, "restarted after a crash or stop "
+				"in state running: the secondary VM's buffers "
+				"are gone; S holds every write the primary got "
+				"a reply for; a checkpoint or resync from the "
+				"primary must come before start");
+			break;
+		case REPLICA_FAILOVER:
+		case REPLICA_FAILOVER_FAILED:
+			if (demote) {
+				log_error("--demote: a failover commit is "
+					  "unfinished; let it finish first");
+				goto err;
+			}
+			if (old.journaled) {
+				start = REPLICA_FAILOVER;
+				resume = true;
+				break;
+			}
+			start = REPLICA_DONE;
+			log_error("an interrupted failover had no journal");
+			replica_record_error(r, "the failover commit was "
+				"interrupted and its buffers were in memory "
+				"(no buffer_dir): S may mix the primary's and "
+				"the VM's data; state done kept as a fence");
+			break;
+		case REPLICA_DONE:
+			if (demote) {
+				log_warn("--demote: leaving done for none; "
+					 "this disk takes primary writes again");
+				replica_record_error(r, "demoted from done by "
+					"--demote: a resync from the new "
+					"primary must come before start");
+				break;
+			}
+			start = REPLICA_DONE;
+			break;
+		}
+	}
+	du->sf.state = start;
+	du->sf.journaled = resume;
+	if (statefile_new_generation(du->sf.generation) == -1 ||
+	    statefile_write(du->dir, du->name, &du->sf) == -1) {
+		log_error("cannot write the state file %s", du->path);
+		goto err;
+	}
+	if (start == REPLICA_DONE && replica_restore_done(r) == -1) {
+		log_error("state file: %m");
+		goto err;
+	}
+	replica_set_state_hook(r, hook, du);
+	if (resume) {
+		log_info("resuming the failover commit left by the last run");
+		if (replica_resume_failover(r) == -1) {
+			replica_last_error(r, err, sizeof err);
+			log_error("%s", err);
+			replica_set_state_hook(r, NULL, NULL);
+			goto err;
+		}
+	}
+	log_info("state file %s: was %s, now %s", du->path, du->found,
+		 replica_state_name(start));
+	free(stem);
+	return du;
+err:
+	free(stem);
+	durable_free(du);
+	return NULL;
+}
+
+void
+durable_status(void *opaque, FILE *fp)
+{
+	struct durable *du = opaque;
+	struct statefile sf;
+
+	pthread_mutex_lock(&du->lock);
+	sf = du->sf;
+	pthread_mutex_unlock(&du->lock);
+	fprintf(fp, "state_file=%s\n", du->path);
+	fprintf(fp, "generation=%s\n", sf.generation);
+	fprintf(fp, "restarted_from=%s\n", du->found);
+	fprintf(fp, "failover_crash_safe=%s\n", du->crash_safe ? "yes" : "no");
+}

@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef COLOFS_DURABLE_H
+#define COLOFS_DURABLE_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "config.h"
+#include "replica.h"
+
+/* The daemon's state file policy (durable.c): what each state found at
+ * start-up becomes, and the hook that keeps the file in step.
+ */
+struct durable;
+
+/* Reads the state file of cfg (creating state_dir if needed), puts the
+ * replica (its disks added, in none) in the state that follows, writes the
+ * file back with a new generation and installs the hook.  demote: leave
+ * done for none (the operator's way out of the fence).  NULL on failure,
+ * with the reason logged: the daemon must not start.
+ */
+struct durable *durable_open(const struct config *cfg, struct replica *r,
+			     bool demote);
+void durable_free(struct durable *du);		/* NULL is a no-op */
+
+/* Status lines (a colo_status_fn). */
+void durable_status(void *opaque, FILE *fp);
+
+#endif
