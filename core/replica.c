@@ -462,12 +462,6 @@ replica_find_disk(struct replica *r, const char *name)
 	return NULL;
 }
 
-const char *
-replica_disk_name(const struct replica_disk *d)
-{
-	return d->name;
-}
-
 uint64_t
 replica_disk_size(const struct replica_disk *d)
 {
@@ -900,50 +894,47 @@ _Static_assert(sizeof(struct rangelock_entry) <=
 
 int
 replica_view_read_begin(struct replica_disk *d, uint64_t off, size_t len,
-			struct replica_read *rd, struct replica_seg *segs,
-			int max)
+			struct replica_read *rd, struct replica_seg *seg)
 {
 	struct replica *r = d->r;
 	struct rangelock_entry *e = (struct rangelock_entry *) rd->space;
-	uint64_t pos, end = off + len, seg_end;
-	int n = 0;
+	uint64_t seg_end;
+	struct store *s;
 
 	if (check_io(d, len, off) == -1)
 		return -1;
-	if (len == 0 || max <= 0) {
+	if (len == 0) {
 		errno = EAGAIN;
 		return -1;
 	}
 	pthread_rwlock_rdlock(&r->gate);
 	rangelock_acquire(&d->rl, e, off, len, false);
-	for (pos = off; pos < end; pos = seg_end) {
-		enum layer l = view_source(d, pos, end, &seg_end);
-		struct replica_seg *sg = &segs[n];
-
-		if (n == max)
-			goto again;
-		if (l == LAYER_IMAGE) {
-			if (d->img->fd < 0)
-				goto again;
-			*sg = (struct replica_seg) { d->img->fd, pos, NULL, 0 };
-		} else {
-			struct store *s = l == LAYER_ACTIVE ? d->active->store
-							    : d->hidden->store;
-
-			if (s->mem)
-				*sg = (struct replica_seg) {
-					-1, 0, (char *) s->mem + pos, 0 };
-			else if (s->fd >= 0)
-				*sg = (struct replica_seg) { s->fd, pos, NULL, 0 };
-			else
-				goto again;
-		}
-		sg->len = seg_end - pos;
-		n++;
+	switch (view_source(d, off, off + len, &seg_end)) {
+	case LAYER_ACTIVE:
+		s = d->active->store;
+		break;
+	case LAYER_HIDDEN:
+		s = d->hidden->store;
+		break;
+	default:
+		s = NULL;
+		break;
 	}
+	if (seg_end < off + len)
+		goto again;
+	if (s == NULL) {
+		if (d->img->fd < 0)
+			goto again;
+		*seg = (struct replica_seg) { d->img->fd, off, NULL };
+	} else if (s->mem != NULL)
+		*seg = (struct replica_seg) { -1, 0, (char *) s->mem + off };
+	else if (s->fd >= 0)
+		*seg = (struct replica_seg) { s->fd, off, NULL };
+	else
+		goto again;
 	rd->d = d;
 	rd->lock = e;
-	return n;
+	return 0;
 again:
 	io_end(d, e, 0);
 	errno = EAGAIN;
