@@ -10,6 +10,7 @@
 #   make demo        the main job: a primary, a secondary, a failover
 #   make bench       the engine's benchmark (tools/bench-core.c)
 #   make deps        install the missing Debian packages (as root)
+#   make format      apply .clang-format (core/'s style) to the C sources
 #
 # Sources are found by wildcard: add a file to core/, fs/, tools/ or
 # tests/unit/ and it is built.  core/ is the engine (libcolofs-core.a);
@@ -42,7 +43,7 @@ LDLIBS      = $(PKG_LIBS) -pthread $(SAN)
 DEB_PKGS := build-essential pkg-config libfuse3-dev fuse3 libqcow-dev \
             libqcow-utils libinih-dev libcriterion-dev libnbd-dev libnbd-bin \
             python3-libnbd qemu-utils qemu-system-x86 qemu-block-extra \
-            util-linux procps psmisc clang libclang-rt-dev fio
+            util-linux procps psmisc clang libclang-rt-dev fio clang-format
 
 CORE_SRC   := $(sort $(wildcard core/*.c))
 DAEMON_SRC := $(filter-out fs/main.c,$(sort $(wildcard fs/*.c)))
@@ -59,7 +60,7 @@ TOOLS      := $(TOOL_SRC:tools/%.c=$(BUILD)/%)
 COLOFS     := $(BUILD)/colofs
 
 .PHONY: all check check-unit check-e2e check-asan check-tsan check-long deps demo \
-        bench clean
+        bench format clean
 
 all: $(COLOFS) $(TOOLS)
 
@@ -90,13 +91,13 @@ deps:
 		grep -q '^install ok installed' || echo $$p; done); \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then \
-		echo "installing: $$missing"; \
+		echo "installing:" $$missing; \
 		export DEBIAN_FRONTEND=noninteractive; \
 		apt-get update -q >/dev/null && \
 		apt-get install -y -q --no-install-recommends $$missing >/dev/null || exit 1; \
 	else \
-		echo "missing packages; run:"; \
-		echo "  sudo apt-get install -y $$missing"; exit 1; \
+		echo "missing packages; as root, run:"; \
+		echo "  apt-get install -y $$missing"; exit 1; \
 	fi
 
 check: deps
@@ -137,6 +138,12 @@ demo: deps
 
 bench: all
 	$(BUILD)/bench-core
+
+# Rewrites the C sources in place in the style of .clang-format.
+FORMAT_SRC = $(wildcard core/*.[ch] fs/*.[ch] tools/*.c tests/unit/*.[ch] \
+             tests/stress/*.c)
+format: deps
+	clang-format -i $(FORMAT_SRC)
 
 clean:
 	rm -rf build build-asan build-tsan
