@@ -609,6 +609,20 @@ out:
 	return l;
 }
 
+/* The buffer store behind a layer; NULL for the image. */
+static struct store *
+layer_store(struct replica_disk *d, enum layer l)
+{
+	switch (l) {
+	case LAYER_ACTIVE:
+		return d->active->store;
+	case LAYER_HIDDEN:
+		return d->hidden->store;
+	default:
+		return NULL;
+	}
+}
+
 static int
 check_io(struct replica_disk *d, size_t len, uint64_t off)
 {
@@ -864,22 +878,14 @@ replica_view_read(struct replica_disk *d, void *buf, size_t len,
 	rangelock_acquire(&d->rl, &e, off, len, false);
 	for (pos = off; pos < end; pos = seg_end) {
 		char *p = (char *) buf + (pos - off);
-		struct store *s;
+		struct store *s = layer_store(d, view_source(d, pos, end,
+							     &seg_end));
 
-		switch (view_source(d, pos, end, &seg_end)) {
-		case LAYER_ACTIVE:
-			s = d->active->store;
-			break;
-		case LAYER_HIDDEN:
-			s = d->hidden->store;
-			break;
-		default:
+		if (s == NULL) {
 			if (d->img->ops->pread(d->img, p, seg_end - pos,
 					       pos) == -1)
 				goto out;
-			continue;
-		}
-		if (s->ops->pread(s, p, seg_end - pos, pos) == -1)
+		} else if (s->ops->pread(s, p, seg_end - pos, pos) == -1)
 			goto out;
 	}
 	ret = 0;
@@ -909,17 +915,7 @@ replica_view_read_begin(struct replica_disk *d, uint64_t off, size_t len,
 	}
 	pthread_rwlock_rdlock(&r->gate);
 	rangelock_acquire(&d->rl, e, off, len, false);
-	switch (view_source(d, off, off + len, &seg_end)) {
-	case LAYER_ACTIVE:
-		s = d->active->store;
-		break;
-	case LAYER_HIDDEN:
-		s = d->hidden->store;
-		break;
-	default:
-		s = NULL;
-		break;
-	}
+	s = layer_store(d, view_source(d, off, off + len, &seg_end));
 	if (seg_end < off + len)
 		goto again;
 	if (s == NULL) {

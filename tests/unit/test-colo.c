@@ -93,18 +93,27 @@ Test(colo, status_without_parts_is_the_replicas_lines)
 	free(text);
 }
 
-Test(colo, one_part_follows_the_replicas_lines)
+/* The status with these parts is the replica's lines, then exactly want. */
+static void
+expect_parts_after_the_replicas(const struct colo_status_part *parts,
+				size_t nparts, const char *want)
 {
-	struct colo_status_part part = { print_lines, nbd_lines };
 	char *base = status(NULL, 0);
-	char *text = status(&part, 1);
+	char *text = status(parts, nparts);
 	size_t n = strlen(base);
 
 	cr_assert_eq(strncmp(text, base, n), 0, "the replica's lines first");
-	cr_assert_str_eq(text + n, "nbd.connections=1\n");
+	cr_assert_str_eq(text + n, want);
 	expect_key_value_lines(text);
 	free(base);
 	free(text);
+}
+
+Test(colo, one_part_follows_the_replicas_lines)
+{
+	struct colo_status_part part = { print_lines, nbd_lines };
+
+	expect_parts_after_the_replicas(&part, 1, "nbd.connections=1\n");
 }
 
 Test(colo, two_parts_follow_in_order)
@@ -113,14 +122,9 @@ Test(colo, two_parts_follow_in_order)
 		{ print_lines, a_lines },
 		{ print_lines, b_lines },
 	};
-	char *base = status(NULL, 0);
-	char *text = status(parts, 2);
-	size_t n = strlen(base);
 
-	cr_assert_eq(strncmp(text, base, n), 0, "the replica's lines first");
-	cr_assert_str_eq(text + n, "a.one=1\na.two=2\nb.one=3\n");
-	free(base);
-	free(text);
+	expect_parts_after_the_replicas(parts, 2,
+					"a.one=1\na.two=2\nb.one=3\n");
 }
 
 Test(colo, a_part_that_prints_nothing_adds_nothing)
@@ -129,14 +133,8 @@ Test(colo, a_part_that_prints_nothing_adds_nothing)
 		{ print_lines, no_lines },
 		{ print_lines, b_lines },
 	};
-	char *base = status(NULL, 0);
-	char *text = status(parts, 2);
-	size_t n = strlen(base);
 
-	cr_assert_eq(strncmp(text, base, n), 0);
-	cr_assert_str_eq(text + n, "b.one=3\n");
-	free(base);
-	free(text);
+	expect_parts_after_the_replicas(parts, 2, "b.one=3\n");
 }
 
 Test(colo, status_error_is_on_one_line)
