@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* fs/colo.c: the one status printer (the replica's lines, then each part's,
- * in order), the error text, and the control words.
+ * in order) and the error text.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -31,7 +31,7 @@ teardown(void)
 	replica_free(r);
 }
 
-TestSuite(colo, .init = setup, .fini = teardown);
+TestSuite(colo_status, .init = setup, .fini = teardown);
 
 /* A part prints the lines its opaque points to. */
 static char nbd_lines[] = "nbd.connections=1\n";
@@ -73,7 +73,7 @@ expect_key_value_lines(const char *text)
 	}
 }
 
-Test(colo, status_without_parts_is_the_replicas_lines)
+Test(colo_status, status_without_parts_is_the_replicas_lines)
 {
 	char *text = status(NULL, 0);
 	const char *last;
@@ -109,14 +109,14 @@ expect_parts_after_the_replicas(const struct colo_status_part *parts,
 	free(text);
 }
 
-Test(colo, one_part_follows_the_replicas_lines)
+Test(colo_status, one_part_follows_the_replicas_lines)
 {
 	struct colo_status_part part = { print_lines, nbd_lines };
 
 	expect_parts_after_the_replicas(&part, 1, "nbd.connections=1\n");
 }
 
-Test(colo, two_parts_follow_in_order)
+Test(colo_status, two_parts_follow_in_order)
 {
 	struct colo_status_part parts[] = {
 		{ print_lines, a_lines },
@@ -127,7 +127,7 @@ Test(colo, two_parts_follow_in_order)
 					"a.one=1\na.two=2\nb.one=3\n");
 }
 
-Test(colo, a_part_that_prints_nothing_adds_nothing)
+Test(colo_status, a_part_that_prints_nothing_adds_nothing)
 {
 	struct colo_status_part parts[] = {
 		{ print_lines, no_lines },
@@ -137,7 +137,7 @@ Test(colo, a_part_that_prints_nothing_adds_nothing)
 	expect_parts_after_the_replicas(parts, 2, "b.one=3\n");
 }
 
-Test(colo, status_error_is_on_one_line)
+Test(colo_status, status_error_is_on_one_line)
 {
 	char *text;
 
@@ -149,7 +149,7 @@ Test(colo, status_error_is_on_one_line)
 	free(text);
 }
 
-Test(colo, error_text_is_the_message_and_a_newline_or_nothing)
+Test(colo_status, error_text_is_the_message_and_a_newline_or_nothing)
 {
 	char *text;
 	size_t len;
@@ -163,29 +163,4 @@ Test(colo, error_text_is_the_message_and_a_newline_or_nothing)
 	cr_assert_str_eq(text, "checkpoint: refused\n");
 	cr_assert_eq(len, strlen(text));
 	free(text);
-}
-
-Test(colo, ctl_words_parse_with_blanks_around)
-{
-	enum colo_cmd c;
-
-	cr_assert_eq(colo_cmd_parse(r, " checkpoint\n", 12, &c), 0);
-	cr_assert_eq(c, COLO_CMD_CHECKPOINT);
-	cr_assert_str_eq(colo_cmd_name(c), "checkpoint");
-	cr_assert_eq(colo_cmd_parse(r, "failover", 8, &c), 0);
-	cr_assert_eq(c, COLO_CMD_FAILOVER);
-}
-
-Test(colo, unknown_ctl_word_is_einval_with_a_reason)
-{
-	enum colo_cmd c;
-	char msg[512];
-
-	cr_assert_eq(colo_cmd_parse(r, "checkpointx\n", 12, &c), -1);
-	cr_assert_eq(errno, EINVAL);
-	replica_last_error(r, msg, sizeof msg);
-	cr_assert_not_null(strstr(msg, "unknown command 'checkpointx'"),
-			   "error: %s", msg);
-	cr_assert_eq(colo_cmd_parse(r, " \n", 2, &c), -1);
-	cr_assert_eq(errno, EINVAL);
 }
