@@ -14,6 +14,7 @@
 #   make install     colofs, colofsctl, man pages, the systemd unit and a
 #                    sample config (PREFIX=/usr/local, DESTDIR, SYSCONFDIR)
 #   make uninstall   removes them (a config you changed stays)
+#   make format      apply .clang-format (core/'s style) to the C sources
 #
 # Sources are found by wildcard: add a file to core/, fs/, tools/ or
 # tests/unit/ and it is built.  core/ is the engine (libcolofs-core.a);
@@ -56,7 +57,8 @@ DEB_PKGS := build-essential pkg-config libfuse3-dev fuse3 libqcow-dev \
             libqcow-utils libinih-dev libcriterion-dev libnbd-dev libnbd-bin \
             python3-libnbd qemu-utils qemu-system-x86 qemu-block-extra \
             util-linux procps psmisc clang libclang-rt-dev fio gnutls-bin \
-            go-md2man man-db groff-base systemd python3-prometheus-client
+            go-md2man man-db groff-base systemd python3-prometheus-client \
+            clang-format
 
 CORE_SRC   := $(sort $(wildcard core/*.c))
 DAEMON_SRC := $(filter-out fs/main.c,$(sort $(wildcard fs/*.c)))
@@ -76,7 +78,7 @@ MAN_SRC    := doc/colofs.8.md doc/colofs.ini.5.md doc/colofsctl.8.md
 MAN_PAGES  := $(MAN_SRC:doc/%.md=$(BUILD)/man/%)
 
 .PHONY: all check check-unit check-e2e check-asan check-tsan check-long deps demo \
-        bench clean man install uninstall
+        bench format clean man install uninstall
 
 all: $(COLOFS) $(TOOLS)
 
@@ -150,13 +152,13 @@ deps:
 		grep -q '^install ok installed' || echo $$p; done); \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then \
-		echo "installing: $$missing"; \
+		echo "installing:" $$missing; \
 		export DEBIAN_FRONTEND=noninteractive; \
 		apt-get update -q >/dev/null && \
 		apt-get install -y -q --no-install-recommends $$missing >/dev/null || exit 1; \
 	else \
-		echo "missing packages; run:"; \
-		echo "  sudo apt-get install -y $$missing"; exit 1; \
+		echo "missing packages; as root, run:"; \
+		echo "  apt-get install -y $$missing"; exit 1; \
 	fi
 
 check: deps
@@ -197,6 +199,12 @@ demo: deps
 
 bench: all
 	$(BUILD)/bench-core
+
+# Rewrites the C sources in place in the style of .clang-format.
+FORMAT_SRC = $(wildcard core/*.[ch] fs/*.[ch] tools/*.c tests/unit/*.[ch] \
+             tests/stress/*.c)
+format: deps
+	clang-format -i $(FORMAT_SRC)
 
 clean:
 	rm -rf build build-asan build-tsan

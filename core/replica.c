@@ -545,12 +545,6 @@ replica_find_disk(struct replica *r, const char *name)
 	return NULL;
 }
 
-const char *
-replica_disk_name(const struct replica_disk *d)
-{
-	return d->name;
-}
-
 uint64_t
 replica_disk_size(const struct replica_disk *d)
 {
@@ -723,6 +717,20 @@ out:
 	pthread_mutex_unlock(&d->map_lock);
 	*seg_end = limit < end ? limit : end;
 	return l;
+}
+
+/* The buffer store behind a layer; NULL for the image. */
+static struct store *
+layer_store(struct replica_disk *d, enum layer l)
+{
+	switch (l) {
+	case LAYER_ACTIVE:
+		return d->active->store;
+	case LAYER_HIDDEN:
+		return d->hidden->store;
+	default:
+		return NULL;
+	}
 }
 
 static int
@@ -1015,22 +1023,14 @@ replica_view_read(struct replica_disk *d, void *buf, size_t len,
 	rangelock_acquire(&d->rl, &e, off, len, false);
 	for (pos = off; pos < end; pos = seg_end) {
 		char *p = (char *) buf + (pos - off);
-		struct store *s;
+		struct store *s = layer_store(d, view_source(d, pos, end,
+							     &seg_end));
 
-		switch (view_source(d, pos, end, &seg_end)) {
-		case LAYER_ACTIVE:
-			s = d->active->store;
-			break;
-		case LAYER_HIDDEN:
-			s = d->hidden->store;
-			break;
-		default:
+		if (s == NULL) {
 			if (d->img->ops->pread(d->img, p, seg_end - pos,
 					       pos) == -1)
 				goto out;
-			continue;
-		}
-		if (s->ops->pread(s, p, seg_end - pos, pos) == -1)
+		} else if (s->ops->pread(s, p, seg_end - pos, pos) == -1)
 			goto out;
 	}
 	ret = 0;
@@ -1045,50 +1045,37 @@ _Static_assert(sizeof(struct rangelock_entry) <=
 
 int
 replica_view_read_begin(struct replica_disk *d, uint64_t off, size_t len,
-			struct replica_read *rd, struct replica_seg *segs,
-			int max)
+			struct replica_read *rd, struct replica_seg *seg)
 {
 	struct replica *r = d->r;
 	struct rangelock_entry *e = (struct rangelock_entry *) rd->space;
-	uint64_t pos, end = off + len, seg_end;
-	int n = 0;
+	uint64_t seg_end;
+	struct store *s;
 
 	if (check_io(d, len, off) == -1)
 		return -1;
-	if (len == 0 || max <= 0) {
+	if (len == 0) {
 		errno = EAGAIN;
 		return -1;
 	}
 	pthread_rwlock_rdlock(&r->gate);
 	rangelock_acquire(&d->rl, e, off, len, false);
-	for (pos = off; pos < end; pos = seg_end) {
-		enum layer l = view_source(d, pos, end, &seg_end);
-		struct replica_seg *sg = &segs[n];
-
-		if (n == max)
+	s = layer_store(d, view_source(d, off, off + len, &seg_end));
+	if (seg_end < off + len)
+		goto again;
+	if (s == NULL) {
+		if (d->img->fd < 0)
 			goto again;
-		if (l == LAYER_IMAGE) {
-			if (d->img->fd < 0)
-				goto again;
-			*sg = (struct replica_seg) { d->img->fd, pos, NULL, 0 };
-		} else {
-			struct store *s = l == LAYER_ACTIVE ? d->active->store
-							    : d->hidden->store;
-
-			if (s->mem)
-				*sg = (struct replica_seg) {
-					-1, 0, (char *) s->mem + pos, 0 };
-			else if (s->fd >= 0)
-				*sg = (struct replica_seg) { s->fd, pos, NULL, 0 };
-			else
-				goto again;
-		}
-		sg->len = seg_end - pos;
-		n++;
-	}
+		*seg = (struct replica_seg) { d->img->fd, off, NULL };
+	} else if (s->mem != NULL)
+		*seg = (struct replica_seg) { -1, 0, (char *) s->mem + off };
+	else if (s->fd >= 0)
+		*seg = (struct replica_seg) { s->fd, off, NULL };
+	else
+		goto again;
 	rd->d = d;
 	rd->lock = e;
-	return n;
+	return 0;
 again:
 	io_end(d, e, 0);
 	errno = EAGAIN;

@@ -48,7 +48,6 @@ struct replica_disk *replica_add_disk(struct replica *r, const char *name,
 size_t replica_ndisks(const struct replica *r);
 struct replica_disk *replica_disk_at(struct replica *r, size_t i);
 struct replica_disk *replica_find_disk(struct replica *r, const char *name);
-const char *replica_disk_name(const struct replica_disk *d);
 uint64_t replica_disk_size(const struct replica_disk *d);
 
 /* Control.  0, or -1 with errno and the reason in the replica's error:
@@ -118,20 +117,19 @@ int replica_view_write(struct replica_disk *d, const void *buf, size_t len,
 		       uint64_t off);
 int replica_view_zero(struct replica_disk *d, uint64_t off, uint64_t len);
 
-/* A view read without a copy: where V's bytes of [off, off+len) live, as
- * segments in order, each either len bytes at pos of fd or len bytes at
- * mem.  The range stays locked (and checkpoints wait) until
+/* A view read without a copy: where V's bytes of [off, off+len) live, when
+ * they live in one layer: len bytes at pos of fd, or len bytes at mem.
+ * The range stays locked (and checkpoints wait) until
  * replica_view_read_end, so the caller must send the bytes before then:
- * the FUSE layer splices them into its reply.  Returns the number of
- * segments, or -1 with errno: EAGAIN (nothing held: use replica_view_read)
- * when the range needs more than max segments or a layer has neither an
- * fd nor memory (qcow2), EINVAL beyond the end.
+ * the FUSE layer splices them into its reply.  Returns 0, or -1 with
+ * errno: EAGAIN (nothing held: use replica_view_read) when len is 0, the
+ * range spans layers, or its layer has neither an fd nor memory (qcow2);
+ * EINVAL beyond the end.
  */
 struct replica_seg {
 	int fd;				/* >= 0: read from fd at pos */
 	uint64_t pos;
 	const void *mem;		/* else: the bytes are here */
-	size_t len;
 };
 
 struct replica_read {			/* the caller's; opaque */
@@ -141,8 +139,7 @@ struct replica_read {			/* the caller's; opaque */
 };
 
 int replica_view_read_begin(struct replica_disk *d, uint64_t off, size_t len,
-			    struct replica_read *rd, struct replica_seg *segs,
-			    int max);
+			    struct replica_read *rd, struct replica_seg *seg);
 void replica_view_read_end(struct replica_read *rd);
 int replica_view_flush(struct replica_disk *d);
 

@@ -650,7 +650,7 @@ read_in_place(fuse_req_t req, struct fusefs_disk *dk, size_t size,
 		fuse_reply_data(req, &bv, 0);
 		return true;
 	}
-	if (replica_view_read_begin(dk->d, off, size, &rd, &seg, 1) == -1) {
+	if (replica_view_read_begin(dk->d, off, size, &rd, &seg) == -1) {
 		if (errno == EAGAIN)
 			return false;
 		reply_errno(req);

@@ -25,23 +25,89 @@ take(void *arg)
 	return NULL;
 }
 
-/* Starts a thread that takes the lock; reports whether it got it soon. */
+/* Waits for a condition another thread makes true: polls it every
+ * millisecond, up to a deadline far beyond any scheduling delay, and
+ * reports whether it came true.  Tests wait for the event, never for a
+ * fixed time.
+ */
+#define DEADLINE_MS 20000
+
+static bool
+wait_until(bool (*cond)(void *), void *arg)
+{
+	int i;
+
+	for (i = 0; i < DEADLINE_MS; i++) {
+		if (cond(arg))
+			return true;
+		usleep(1000);
+	}
+	return cond(arg);
+}
+
+static bool
+waiter_got(void *arg)
+{
+	struct waiter *w = arg;
+
+	return atomic_load(&w->got) == 1;
+}
+
+struct queued {
+	struct rangelock *rl;
+	unsigned n;
+};
+
+/* n threads sleep in rangelock_acquire. */
+static bool
+queued(void *arg)
+{
+	struct queued *q = arg;
+	unsigned w;
+
+	pthread_mutex_lock(&q->rl->lock);
+	w = q->rl->waiters;
+	pthread_mutex_unlock(&q->rl->lock);
+	return w == q->n;
+}
+
+struct attempt {
+	struct waiter *w;
+	struct queued *q;
+};
+
+/* The waiter got the lock, or sleeps in the lock's queue. */
+static bool
+got_or_queued(void *arg)
+{
+	struct attempt *a = arg;
+
+	return waiter_got(a->w) || queued(a->q);
+}
+
+/* Starts a thread that takes the lock while held is held; reports whether
+ * it got the lock then (true) or blocked until held was released (false).
+ * It waits for the event itself, not for a time: the thread taking the
+ * lock, or the thread asleep in the lock's queue (it counts itself a
+ * waiter only once it found itself blocked).
+ */
 static bool
 got_it_while_held(struct rangelock *rl, uint64_t off, uint64_t len,
 		  bool exclusive, struct rangelock_entry *held)
 {
 	struct waiter w = { rl, off, len, exclusive, 0 };
+	struct queued q = { rl, 1 };
+	struct attempt a = { &w, &q };
 	pthread_t t;
 	bool got;
-	int i;
 
 	pthread_create(&t, NULL, take, &w);
-	for (i = 0; i < 200 && !atomic_load(&w.got); i++)
-		usleep(1000);
-	got = atomic_load(&w.got);
+	cr_assert(wait_until(got_or_queued, &a),
+		  "the thread neither got the lock nor queued for it");
+	got = waiter_got(&w);
 	rangelock_release(rl, held);
+	cr_assert(wait_until(waiter_got, &w), "the waiter never got the lock");
 	pthread_join(t, NULL);
-	cr_assert_eq(atomic_load(&w.got), 1, "the waiter never got the lock");
 	return got;
 }
 
@@ -116,21 +182,16 @@ Test(rangelock, overlapping_requests_run_in_arrival_order)
 	struct order o[4];
 	int log[4], i;
 	atomic_int n = 0;
+	struct queued q = { &rl, 0 };
 
 	rangelock_init(&rl);
 	rangelock_acquire(&rl, &e, 0, 10, true);
 	for (i = 0; i < 4; i++) {
 		o[i] = (struct order) { &rl, i, log, &n };
 		pthread_create(&t[i], NULL, append_in_order, &o[i]);
-		/* let it queue before the next one arrives */
-		for (int k = 0; k < 100; k++) {
-			pthread_mutex_lock(&rl.lock);
-			unsigned w = rl.waiters;
-			pthread_mutex_unlock(&rl.lock);
-			if (w == (unsigned) i + 1)
-				break;
-			usleep(1000);
-		}
+		/* it queues before the next one arrives */
+		q.n = (unsigned) i + 1;
+		cr_assert(wait_until(queued, &q), "request %d never queued", i);
 	}
 	rangelock_release(&rl, &e);
 	for (i = 0; i < 4; i++)

@@ -511,50 +511,70 @@ Test(replica, buffer_bytes_follow_checkpoint_and_failover)
 	replica_status_release(&st);
 }
 
-/* Reads what the segments of a zero-copy read describe. */
+/* Reads [off, off+len) in place, checks that it is the layer's kind (an fd
+ * or memory) and that it holds what replica_view_read returns.
+ */
 static void
-gather(const struct replica_seg *sg, int n, char *out)
+expect_in_place(struct replica_disk *dk, uint64_t off, size_t len,
+		bool by_fd)
 {
-	int i;
+	struct replica_seg seg;
+	struct replica_read rd;
+	char got[4096], want[4096];
 
-	for (i = 0; i < n; i++) {
-		if (sg[i].fd >= 0)
-			cr_assert_eq(pread(sg[i].fd, out, sg[i].len,
-					   sg[i].pos), (ssize_t) sg[i].len);
-		else
-			memcpy(out, sg[i].mem, sg[i].len);
-		out += sg[i].len;
+	cr_assert_leq(len, sizeof got);
+	cr_assert_eq(replica_view_read_begin(dk, off, len, &rd, &seg), 0,
+		     "[%" PRIu64 ", +%zu) lies in one layer", off, len);
+	if (by_fd) {
+		cr_assert_geq(seg.fd, 0, "read by fd at %" PRIu64, off);
+		cr_assert_eq(pread(seg.fd, got, len, (off_t) seg.pos),
+			     (ssize_t) len);
+	} else {
+		cr_assert_lt(seg.fd, 0, "read in place at %" PRIu64, off);
+		cr_assert_not_null(seg.mem, "memory buffers are read in place");
+		memcpy(got, seg.mem, len);
 	}
+	replica_view_read_end(&rd);
+	cr_assert_eq(replica_view_read(dk, want, len, off), 0);
+	cr_assert_eq(memcmp(got, want, len), 0, "[%" PRIu64 ", +%zu)", off,
+		     len);
 }
 
 Test(replica, zero_copy_read_describes_every_layer)
 {
-	struct replica_seg sg[8];
-	struct replica_read rd;
-	char got[30000], want[30000];
-	int n;
-
 	cr_assert_eq(replica_start(r), 0);
 	primary_fill(d, 10000, 5000, 0x22);	/* hidden keeps 0x11 */
 	view_fill(d, 12000, 1000, 0x33);	/* active */
-	n = replica_view_read_begin(d, 0, sizeof got, &rd, sg, 8);
-	cr_assert_eq(n, 5, "image, hidden, active, hidden, image: %d", n);
-	cr_assert_geq(sg[0].fd, 0, "the image is read by fd");
-	cr_assert_not_null(sg[2].mem, "memory buffers are read in place");
-	gather(sg, n, got);
-	replica_view_read_end(&rd);
-	cr_assert_eq(replica_view_read(d, want, sizeof want, 0), 0);
-	cr_assert_eq(memcmp(got, want, sizeof got), 0);
+	expect_in_place(d, 1000, 4000, true);	/* image */
+	expect_in_place(d, 10000, 2000, false);	/* hidden */
+	expect_in_place(d, 12000, 1000, false);	/* active */
+	expect_in_place(d, 13000, 2000, false);	/* hidden again */
+	expect_in_place(d, 15000, 4000, true);	/* image again */
 }
 
-Test(replica, zero_copy_read_with_too_few_segments_holds_nothing)
+Test(replica, zero_copy_read_of_file_buffers_is_by_fd)
 {
-	struct replica_seg sg[2];
+	char *dir = test_temp_dir();
+	struct replica *rf = test_replica(MiB, 0x11, dir);
+	struct replica_disk *df = replica_disk_at(rf, 0);
+
+	cr_assert_eq(replica_start(rf), 0);
+	primary_fill(df, 10000, 5000, 0x22);
+	view_fill(df, 12000, 1000, 0x33);
+	expect_in_place(df, 10000, 2000, true);	/* hidden */
+	expect_in_place(df, 12000, 1000, true);	/* active */
+	replica_free(rf);
+	test_cleanup_dir(dir);
+}
+
+Test(replica, zero_copy_read_across_layers_holds_nothing)
+{
+	struct replica_seg seg;
 	struct replica_read rd;
 
 	cr_assert_eq(replica_start(r), 0);
 	view_fill(d, 100, 10, 0x33);
-	cr_assert_eq(replica_view_read_begin(d, 0, 1000, &rd, sg, 2), -1);
+	cr_assert_eq(replica_view_read_begin(d, 0, 1000, &rd, &seg), -1);
 	cr_assert_eq(errno, EAGAIN);
 	/* Nothing is held: a checkpoint and a write go through. */
 	cr_assert_eq(replica_checkpoint(r), 0);
