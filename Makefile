@@ -29,7 +29,7 @@ ifeq ($(WERROR),1)
 WARN     += -Werror
 endif
 SAN      ?=
-PKGS     := fuse3 libqcow inih
+PKGS     := fuse3 libqcow inih gnutls
 # Each is computed once, at its first use (after deps has run).
 lazy = $(eval $1 := $$(shell $2))$($1)
 PKG_CFLAGS = $(call lazy,PKG_CFLAGS,pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -42,7 +42,8 @@ LDLIBS      = $(PKG_LIBS) -pthread $(SAN)
 DEB_PKGS := build-essential pkg-config libfuse3-dev fuse3 libqcow-dev \
             libqcow-utils libinih-dev libcriterion-dev libnbd-dev libnbd-bin \
             python3-libnbd qemu-utils qemu-system-x86 qemu-block-extra \
-            util-linux procps psmisc clang libclang-rt-dev fio
+            util-linux procps psmisc clang libclang-rt-dev fio \
+            libgnutls28-dev gnutls-bin
 
 CORE_SRC   := $(sort $(wildcard core/*.c))
 DAEMON_SRC := $(filter-out fs/main.c,$(sort $(wildcard fs/*.c)))

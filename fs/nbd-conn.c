@@ -508,6 +508,20 @@ conn_free(struct nbd_conn *c)
 	free(c);
 }
 
+static int
+conn_starttls(void *opaque)
+{
+	return tls_session_start(opaque);
+}
+
+static void
+conn_tls_refused(void *opaque)
+{
+	struct nbd_conn *c = opaque;
+
+	c->tls_refused = true;
+}
+
 static void *
 conn_main(void *arg)
 {
@@ -523,12 +537,22 @@ conn_main(void *arg)
 	struct timeval tv = { .tv_sec = NBD_HANDSHAKE_MS / 1000 };
 	int idx;
 
+	/* TLS (nbd-tls.c): STARTTLS turns the io's transport into a session. */
+	if (srv->tls != CONFIG_TLS_OFF)
+		hs.starttls = conn_starttls;
+	hs.tls_required = srv->tls == CONFIG_TLS_REQUIRE;
+	hs.tls_refused = conn_tls_refused;
+
 	/* The handshake deadline covers recv (sock_recv polls) and send. */
 	setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	c->deadline_ms = now_ms() + NBD_HANDSHAKE_MS;
 	atomic_fetch_add(&srv->negotiating, 1);
 	idx = nbd_negotiate(&io, &hs);
 	atomic_fetch_sub(&srv->negotiating, 1);
+	if (idx >= 0 && !hs.tls_required)
+		c->authenticated = true;
+	if (idx < 0 && c->tls_refused && c->tls == NULL)
+		atomic_fetch_add(&srv->tls_plaintext_refused, 1);
 	if (idx < 0) {
 		if (errno == ESHUTDOWN)
 			atomic_fetch_add(&srv->refused, 1);
@@ -541,6 +565,7 @@ conn_main(void *arg)
 		serve(c, (size_t)idx);
 	}
 
+	tls_session_end(c);
 	pthread_mutex_lock(&srv->lock);
 	if (c->prev)
 		c->prev->next = c->next;

@@ -34,6 +34,7 @@ nbd_server_new(struct replica *r, const struct config *cfg)
 	srv->wake[0] = srv->wake[1] = -1;
 	pthread_mutex_init(&srv->lock, NULL);
 	pthread_cond_init(&srv->cond, NULL);
+	pthread_mutex_init(&srv->tls_lock, NULL);
 
 	srv->exports = calloc(cfg->ndisks ? cfg->ndisks : 1, sizeof *srv->exports);
 	srv->infos = calloc(cfg->ndisks ? cfg->ndisks : 1, sizeof *srv->infos);
@@ -63,7 +64,9 @@ nbd_server_new(struct replica *r, const struct config *cfg)
 		log_error("nbd: pipe: %m");
 		goto fail;
 	}
-	srv->listen_fd = listen_open(srv, &cfg->listen_addr);
+	if (tls_server_init(srv, cfg) == -1)
+		goto fail;
+	srv->listen_fd = listen_open(srv, cfg);
 	if (srv->listen_fd == -1)
 		goto fail;
 	log_info("nbd: listening on %s, %zu export(s)", srv->addr,
@@ -147,6 +150,8 @@ nbd_server_free(struct nbd_server *srv)
 	if (srv->wake[1] != -1)
 		close(srv->wake[1]);
 	free(srv->unix_path);
+	tls_server_release(srv);
+	pthread_mutex_destroy(&srv->tls_lock);
 	pthread_mutex_destroy(&srv->lock);
 	pthread_cond_destroy(&srv->cond);
 	free(srv);
@@ -187,4 +192,11 @@ nbd_server_status(void *opaque, FILE *fp)
 		(unsigned long long)atomic_load(&srv->bytes_read));
 	fprintf(fp, "nbd.bytes_written=%llu\n",
 		(unsigned long long)atomic_load(&srv->bytes_written));
+	tls_status(srv, fp);
+}
+
+int
+nbd_server_reload(struct nbd_server *srv)
+{
+	return tls_server_reload(srv);
 }
