@@ -63,7 +63,7 @@ _refusal() {
 		fail "$what"
 	fi
 	[ "$(S)" = "$s0" ] || fail "$what: S changed"
-	wait_for 5 test "$(status_get "$key")" -gt "$before" ||
+	wait_for 5 status_gt "$key" "$before" ||
 		fail "$what: $key stayed $before"
 	ok "refused: $what ($key=$(status_get "$key"))"
 }

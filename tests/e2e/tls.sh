@@ -82,3 +82,7 @@ pki_dirs() {
 free_port() {
 	"$PY3" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
+
+# status_gt KEY N: .colo/status has KEY above N (for wait_for, which
+# must re-read the status at each try).
+status_gt() { [ "$(status_get "$1")" -gt "$2" ]; }
