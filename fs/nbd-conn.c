@@ -5,6 +5,8 @@
  *
  *   accept thread ──accept()──> connection thread (detached, one per client)
  *                                 │ nbd_negotiate() under a 10 s deadline
+ *                                 │   (STARTTLS: the TLS handshake and the
+ *                                 │   tls_authz check too, nbd-tls.c)
  *                                 │ nbd_transmission(): reads requests,
  *                                 │   reads a WRITE's payload in full into
  *                                 │   a buffer, queues it

@@ -502,7 +502,11 @@ tls_session_start(struct nbd_conn *c)
 	atomic_fetch_add(&t->creds->refs, 1);
 	pthread_mutex_unlock(&srv->tls_lock);
 
-	rc = gnutls_init(&t->s, GNUTLS_SERVER | GNUTLS_NO_SIGNAL);
+	/* No session tickets: every connection does a full handshake, so
+	 * every identity is checked against today's credentials.
+	 */
+	rc = gnutls_init(&t->s, GNUTLS_SERVER | GNUTLS_NO_SIGNAL |
+			 GNUTLS_NO_TICKETS);
 	if (rc < 0) {
 		t->s = NULL;
 		goto gnutls_fail;
