@@ -149,3 +149,13 @@ sed -i "s|^allow = .*|allow = 192.0.2.0/24, ::1|" "$T/colofs.ini"
 start_colofs
 refused "an address outside allow" nbd.allow_refused nbdcopy "$T/q" "$(turi)"
 ok "TCP refusals"
+
+# An IPv6 socket: IPv4 clients arrive as ::ffff:a.b.c.d and match IPv4
+# entries; ::1 is outside "127.0.0.1".
+stop_colofs
+sed -i "s|^listen = .*|listen = [::]:$port|; s|^allow = .*|allow = 127.0.0.1|" "$T/colofs.ini"
+start_colofs
+nbdinfo "$(turi)" >/dev/null || fail "an IPv4 client of an IPv6 socket inside allow was refused"
+refused "::1 outside allow = 127.0.0.1" nbd.allow_refused \
+	nbdcopy "$T/q" "nbds://qemu@[::1]:$port/vda?tls-psk-file=$T/keys.psk"
+ok "allow on an IPv6 socket"
