@@ -70,7 +70,19 @@
 	X(max_handshakes, count, max_handshakes, "128")		\
 	X(io_timeout,	seconds, io_timeout,	"30")		\
 	X(nbd_memory_limit, nbdmem, nbd_memory_limit, "256M")	\
-	X(nbd_conn_memory_limit, nbdmem, nbd_conn_memory_limit, "64M")
+	X(nbd_conn_memory_limit, nbdmem, nbd_conn_memory_limit, "64M")	\
+	/* TLS and access control on the NBD listener (fs/nbd-tls.c).  tls	\
+	 * has no default here: finish() makes it require when credentials	\
+	 * are configured, off otherwise.					\
+	 */								\
+	X(tls,		tlsmode, tls,		NULL)		\
+	X(tls_psk_file,	path,	tls_psk_file,	NULL)		\
+	X(tls_certificates, path, tls_certificates, NULL)	\
+	X(tls_verify_peer, bool, tls_verify_peer, "true")	\
+	X(tls_authz,	authz,	tls_authz,	NULL)		\
+	X(allow,	allow,	allow,		NULL)		\
+	X(listen_mode,	perm,	listen_mode,	"0600")		\
+	X(listen_group,	group,	listen_group,	NULL)
 
 /* [disk "NAME"]: the same for struct config_disk.  image is required;
  * export defaults to NAME; owner and group are resolved to ids at the end.
@@ -782,6 +794,228 @@ dump_nbdmem(FILE *fp, const char *key, const uint64_t *v)
 	dump_size(fp, key, v);
 }
 
+const char *
+config_tls_name(enum config_tls t)
+{
+	switch (t) {
+	case CONFIG_TLS_OFF: return "off";
+	case CONFIG_TLS_ON: return "on";
+	case CONFIG_TLS_REQUIRE: return "require";
+	}
+	abort();
+}
+
+static int
+parse_tlsmode(struct loader *ld, const char *key, const char *v,
+	      enum config_tls *out)
+{
+	if (strcmp(v, "off") == 0)
+		*out = CONFIG_TLS_OFF;
+	else if (strcmp(v, "on") == 0)
+		*out = CONFIG_TLS_ON;
+	else if (strcmp(v, "require") == 0)
+		*out = CONFIG_TLS_REQUIRE;
+	else {
+		bad_value(ld, key, v, "expected off, on or require");
+		return -1;
+	}
+	return 0;
+}
+
+static void
+dump_tlsmode(FILE *fp, const char *key, const enum config_tls *v)
+{
+	fprintf(fp, "%s = %s\n", key, config_tls_name(*v));
+}
+
+/* Splits s at sep into trimmed, non-empty items: calls item(ld, key, v,
+ * text, len) for each.  The items are bounded by max.
+ */
+static int
+split_list(struct loader *ld, const char *key, const char *v, char sep,
+	   size_t max, int (*item)(struct loader *, const char *,
+				   const char *, const char *, size_t))
+{
+	const char *p = v;
+	size_t n = 0;
+
+	for (;;) {
+		const char *e = strchr(p, sep), *b = p;
+
+		if (e == NULL)
+			e = p + strlen(p);
+		while (b < e && isspace((unsigned char) *b))
+			b++;
+		const char *t = e;
+
+		while (t > b && isspace((unsigned char) t[-1]))
+			t--;
+		if (t == b) {
+			bad_value(ld, key, v, "an empty item in the list");
+			return -1;
+		}
+		if (++n > max) {
+			bad_value(ld, key, v, "at most %zu items", max);
+			return -1;
+		}
+		if (item(ld, key, v, b, (size_t) (t - b)) == -1)
+			return -1;
+		if (*e == '\0')
+			return 0;
+		p = e + 1;
+	}
+}
+
+static int
+authz_item(struct loader *ld, const char *key, const char *v,
+	   const char *s, size_t len)
+{
+	struct config *c = ld->c;
+	char **a, *dup;
+
+	(void) key;
+	(void) v;
+	a = realloc(c->authz, (c->nauthz + 1) * sizeof *a);
+	if (a == NULL)
+		goto nomem;
+	c->authz = a;
+	dup = strndup(s, len);
+	if (dup == NULL)
+		goto nomem;
+	c->authz[c->nauthz++] = dup;
+	return 0;
+nomem:
+	fail_errno(ld, ld->lineno, errno, "out of memory");
+	return -1;
+}
+
+/* PSK usernames or X.509 distinguished names ("CN=primary,O=Example"):
+ * DNs hold commas, so the items are separated by '|'.
+ */
+static int
+parse_authz(struct loader *ld, const char *key, const char *v, char **out)
+{
+	if (split_list(ld, key, v, '|', CONFIG_AUTHZ_MAX, authz_item) == -1)
+		return -1;
+	return set_string(ld, out, v);
+}
+
+static void
+dump_authz(FILE *fp, const char *key, char *const *v)
+{
+	if (*v != NULL)
+		dump_string(fp, key, *v);
+	else
+		fprintf(fp, "; %s is not set: any holder of valid credentials\n",
+			key);
+}
+
+static int
+allow_item(struct loader *ld, const char *key, const char *v,
+	   const char *s, size_t len)
+{
+	struct config *c = ld->c;
+	struct config_net *n = &c->allow_nets[c->nallow];
+	char addr[INET6_ADDRSTRLEN + 8];
+	const char *slash;
+	size_t alen;
+	unsigned max;
+
+	if (len >= sizeof addr) {
+		bad_value(ld, key, v, "'%.*s' is not ADDR[/BITS]", (int) len, s);
+		return -1;
+	}
+	slash = memchr(s, '/', len);
+	alen = slash != NULL ? (size_t) (slash - s) : len;
+	memcpy(addr, s, alen);
+	addr[alen] = '\0';
+	if (inet_pton(AF_INET, addr, n->addr) == 1) {
+		n->family = AF_INET;
+		max = 32;
+	} else if (inet_pton(AF_INET6, addr, n->addr) == 1) {
+		n->family = AF_INET6;
+		max = 128;
+	} else {
+		bad_value(ld, key, v, "'%s' is not an IPv4 or IPv6 address",
+			  addr);
+		return -1;
+	}
+	n->bits = max;
+	if (slash != NULL) {
+		const char *b = slash + 1, *e = s + len;
+		unsigned bits = 0;
+
+		if (b == e || e - b > 3)
+			goto badbits;
+		for (; b < e; b++) {
+			if (!isdigit((unsigned char) *b))
+				goto badbits;
+			bits = bits * 10 + (*b - '0');
+		}
+		if (bits > max)
+			goto badbits;
+		n->bits = bits;
+	}
+	c->nallow++;
+	return 0;
+badbits:
+	bad_value(ld, key, v, "'%.*s': the prefix length must be 0 to %u",
+		  (int) len, s, max);
+	return -1;
+}
+
+/* ADDR[/BITS], ... : the TCP clients the listener accepts. */
+static int
+parse_allow(struct loader *ld, const char *key, const char *v, char **out)
+{
+	if (split_list(ld, key, v, ',', CONFIG_ALLOW_MAX, allow_item) == -1)
+		return -1;
+	return set_string(ld, out, v);
+}
+
+static void
+dump_allow(FILE *fp, const char *key, char *const *v)
+{
+	if (*v != NULL)
+		dump_string(fp, key, *v);
+	else
+		fprintf(fp, "; %s is not set: every address\n", key);
+}
+
+/* An optional group (name or id), resolved at the end. */
+static int
+parse_group(struct loader *ld, const char *key, const char *v, char **out)
+{
+	return parse_user(ld, key, v, out);
+}
+
+static void
+dump_group(FILE *fp, const char *key, char *const *v)
+{
+	if (*v != NULL)
+		dump_string(fp, key, *v);
+	else
+		fprintf(fp, "; %s is not set: the daemon's group\n", key);
+}
+
+/* Is host, as written in listen, a loopback address?  Names other than
+ * localhost count as not: what they resolve to can change.
+ */
+static bool
+host_is_loopback(const char *host)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+
+	if (strcmp(host, "localhost") == 0)
+		return true;
+	if (inet_pton(AF_INET, host, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	if (inet_pton(AF_INET6, host, &a6) == 1)
+		return IN6_IS_ADDR_LOOPBACK(&a6);
+	return false;
+}
+
 /* ---- sections ---- */
 
 static const char *
@@ -1243,6 +1477,83 @@ check_secondary_keys(struct loader *ld, const struct config *c, size_t i,
 	return 0;
 }
 
+/* The line of a [colofs] key if set, else the section's. */
+static int
+colofs_key_line(const struct loader *ld, int k)
+{
+	return ld->colofs_seen.mask & (1u << k) ? ld->colofs_seen.line[k] :
+		ld->colofs_line;
+}
+
+#define COLOFS_SET(ld, k) (((ld)->colofs_seen.mask & (1u << CK_##k)) != 0)
+
+/* TLS, allow and the unix socket's mode: the checks between keys, and
+ * the secure-by-default rule.
+ */
+static int
+finish_tls(struct loader *ld)
+{
+	struct config *c = ld->c;
+	bool creds = c->tls_psk_file != NULL || c->tls_certificates != NULL;
+	enum config_listen_kind kind = c->listen_addr.kind;
+	unsigned id;
+
+	if (!COLOFS_SET(ld, tls))
+		c->tls = creds ? CONFIG_TLS_REQUIRE : CONFIG_TLS_OFF;
+	if (c->tls != CONFIG_TLS_OFF && !creds) {
+		fail(ld, colofs_key_line(ld, CK_tls),
+		     "tls = %s needs tls_psk_file or tls_certificates",
+		     config_tls_name(c->tls));
+		return -1;
+	}
+	if (c->tls_authz != NULL && c->tls == CONFIG_TLS_OFF) {
+		fail(ld, colofs_key_line(ld, CK_tls_authz),
+		     "tls_authz needs TLS (tls_psk_file or tls_certificates, and tls not off)");
+		return -1;
+	}
+	if (c->tls_authz != NULL && c->tls == CONFIG_TLS_ON) {
+		/* A plaintext client has no identity to check. */
+		fail(ld, colofs_key_line(ld, CK_tls_authz),
+		     "tls_authz needs tls = require (with tls = on a plaintext client bypasses it)");
+		return -1;
+	}
+	if (c->allow != NULL && kind != CONFIG_LISTEN_TCP) {
+		fail(ld, colofs_key_line(ld, CK_allow),
+		     "allow needs a TCP listen (HOST:PORT)");
+		return -1;
+	}
+	/* listen_mode's default is dumped for every config: only a value
+	 * that would change something is an error without a unix socket.
+	 */
+	if (((COLOFS_SET(ld, listen_mode) && c->listen_mode != 0600) ||
+	     COLOFS_SET(ld, listen_group)) && kind != CONFIG_LISTEN_UNIX) {
+		fail(ld, colofs_key_line(ld, COLOFS_SET(ld, listen_group) ?
+					 CK_listen_group : CK_listen_mode),
+		     "listen_mode and listen_group need listen = unix:/PATH");
+		return -1;
+	}
+	c->listen_gid = (gid_t) -1;
+	if (c->listen_group != NULL) {
+		if (lookup_id(ld, colofs_key_line(ld, CK_listen_group),
+			      "[colofs]", "listen_group", c->listen_group,
+			      true, &id) == -1)
+			return -1;
+		c->listen_gid = id;
+	}
+	/* Secure by default: whoever reaches a listener without TLS reads
+	 * and writes the disks.  Only loopback (and the 0600 unix socket)
+	 * goes without credentials, unless the file says tls = off.
+	 */
+	if (kind == CONFIG_LISTEN_TCP && c->tls == CONFIG_TLS_OFF &&
+	    !COLOFS_SET(ld, tls) && !host_is_loopback(c->listen_addr.host)) {
+		fail(ld, colofs_key_line(ld, CK_listen),
+		     "listen = %s is not a loopback address and no TLS credentials are set: anyone who can reach it could read and overwrite the disks; set tls_psk_file or tls_certificates (and allow), or write tls = off to accept that risk",
+		     c->listen);
+		return -1;
+	}
+	return 0;
+}
+
 static int
 finish(struct loader *ld)
 {
@@ -1257,6 +1568,8 @@ finish(struct loader *ld)
 		fail(ld, 0, "[colofs] mountpoint is required");
 		return -1;
 	}
+	if (finish_tls(ld) == -1)
+		return -1;
 	if (c->buffer == CONFIG_BUFFER_FILE && c->buffer_dir == NULL) {
 		fail(ld, ld->colofs_seen.line[CK_buffer],
 		     "buffer = file needs buffer_dir");
@@ -1499,6 +1812,14 @@ config_free(struct config *c)
 	free(c->buffer_dir);
 	free(c->metrics_file);
 	free(c->state_dir);
+	free(c->tls_psk_file);
+	free(c->tls_certificates);
+	free(c->tls_authz);
+	for (i = 0; i < c->nauthz; i++)
+		free(c->authz[i]);
+	free(c->authz);
+	free(c->allow);
+	free(c->listen_group);
 	free(c);
 }
 

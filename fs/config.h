@@ -31,6 +31,14 @@
  *   io_timeout = 30                    ; NBD: a stalled payload or reply
  *   nbd_memory_limit = 256M            ; NBD: payload bytes, all clients
  *   nbd_conn_memory_limit = 64M        ; NBD: the same, per connection
+ *   tls = require                      ; off | on | require (see below)
+ *   tls_psk_file = /etc/colofs/keys.psk ; psktool's username:hexkey lines
+ *   tls_certificates = /etc/colofs/pki ; ca-cert.pem, server-cert.pem, ...
+ *   tls_verify_peer = true             ; clients need a CA-signed cert
+ *   tls_authz = qemu | CN=primary      ; identities allowed, '|' between
+ *   allow = 192.0.2.0/24, ::1          ; TCP clients allowed (default all)
+ *   listen_mode = 0600                 ; unix socket's permission bits
+ *   listen_group = kvm                 ; unix socket's group
  *   [disk "vda"]                       ; one per disk
  *   image = /var/lib/libvirt/images/vm1.raw
  *   format = raw                       ; raw | qcow2; probed when absent
@@ -72,6 +80,26 @@ struct config_listen {
 
 #define CONFIG_MAX_COUNT	1024
 #define CONFIG_MIN_NBD_MEMORY	(UINT64_C(32) << 20)
+/* tls: off, on (STARTTLS offered, plaintext allowed) or require.  Unset,
+ * it is require when tls_psk_file or tls_certificates is set, else off;
+ * a TCP listen on a non-loopback address with tls off is refused unless
+ * the file says tls = off itself (secure by default).
+ */
+enum config_tls {
+	CONFIG_TLS_OFF,
+	CONFIG_TLS_ON,
+	CONFIG_TLS_REQUIRE,
+};
+const char *config_tls_name(enum config_tls t);	/* aborts if unknown */
+
+/* One entry of allow: an address and a prefix length. */
+struct config_net {
+	int family;			/* AF_INET or AF_INET6 */
+	uint8_t addr[16];		/* network order, 4 bytes for AF_INET */
+	unsigned bits;			/* 0 to 32 or 128 */
+};
+#define CONFIG_ALLOW_MAX 64
+#define CONFIG_AUTHZ_MAX 64
 
 struct config_disk {
 	char *name;
@@ -111,6 +139,20 @@ struct config {
 	unsigned io_timeout;		/* seconds; 0: none */
 	uint64_t nbd_memory_limit;	/* >= CONFIG_MIN_NBD_MEMORY */
 	uint64_t nbd_conn_memory_limit;	/* the same, <= nbd_memory_limit */
+	/* TLS and access control (doc/colofs.ini.5.md) */
+	enum config_tls tls;
+	char *tls_psk_file;		/* NULL unless set */
+	char *tls_certificates;		/* a directory; NULL unless set */
+	bool tls_verify_peer;
+	char *tls_authz;		/* as written; NULL: any identity */
+	char **authz;			/* the same, split and trimmed */
+	size_t nauthz;
+	char *allow;			/* as written; NULL: every address */
+	struct config_net allow_nets[CONFIG_ALLOW_MAX];
+	size_t nallow;
+	mode_t listen_mode;		/* unix socket, default 0600 */
+	char *listen_group;		/* unix socket's group; NULL: ours */
+	gid_t listen_gid;		/* resolved; (gid_t)-1 when unset */
 	size_t ndisks;
 	struct config_disk *disks;
 };

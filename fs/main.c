@@ -10,8 +10,10 @@
  *   3. images, replica, NBD bind, mount: any failure undoes what was done
  *      (nothing stays mounted) and exits 1; the parent exits with it;
  *   4. the listener's threads start with SIGTERM/SIGINT/SIGHUP blocked,
- *      as libfuse's workers do, so that those signals reach the main
- *      thread, whose handler (libfuse's) ends the session loop;
+ *      as libfuse's workers do, so that SIGTERM and SIGINT reach the main
+ *      thread, whose handler (libfuse's) ends the session loop; SIGHUP
+ *      stays blocked everywhere and a thread of its own takes it with
+ *      sigwait to re-read the TLS credentials (nbd_server_reload);
  *   5. ready: the parent exits 0, logging moves to syslog.
  *
  * Shutdown (a signal, or fusermount3 -u): the session loop returns once
@@ -22,7 +24,9 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,7 +86,8 @@ usage(FILE *fp)
 	      "\n"
 	      "Without -f, colofs returns once the mount and the listener\n"
 	      "are ready (exit 0), or exits non-zero with the reason and\n"
-	      "nothing mounted.  SIGTERM, SIGINT or fusermount3 -u stop it.\n",
+	      "nothing mounted.  SIGTERM, SIGINT or fusermount3 -u stop it;\n"
+	      "SIGHUP re-reads the TLS credentials.\n",
 	      fp);
 }
 
@@ -144,6 +149,8 @@ check_paths(const struct config *cfg)
 			bad = 1;
 		}
 	}
+	if (nbd_tls_check(cfg) == -1)
+		bad = 1;
 	for (i = 0; i < cfg->ndisks; i++) {
 		const struct config_disk *d = &cfg->disks[i];
 
@@ -179,6 +186,62 @@ stop_signals(int how, sigset_t *old)
 	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGQUIT);
 	pthread_sigmask(SIG_BLOCK, &set, old);
+}
+
+/* SIGHUP stays blocked in the main thread (and the FUSE workers it
+ * starts) while the session runs: the reloader takes it.
+ */
+static void
+block_sighup(void)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
+/* SIGHUP re-reads the TLS credentials.  It stays blocked in every
+ * thread; this one takes it with sigwait, so libfuse's handler (which
+ * would end the session) never sees it.
+ */
+struct reloader {
+	pthread_t thread;
+	struct nbd_server *nbd;
+	atomic_bool stop;
+	bool started;
+};
+
+static void *
+reload_main(void *arg)
+{
+	struct reloader *rl = arg;
+	sigset_t set;
+	int sig;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	for (;;) {
+		if (sigwait(&set, &sig) != 0)
+			continue;
+		if (atomic_load(&rl->stop))
+			break;
+		log_info("SIGHUP: reloading");
+		if (rl->nbd)
+			nbd_server_reload(rl->nbd);
+	}
+	return NULL;
+}
+
+static void
+reloader_stop(struct reloader *rl)
+{
+	if (!rl->started)
+		return;
+	atomic_store(&rl->stop, true);
+	pthread_kill(rl->thread, SIGHUP);
+	pthread_join(rl->thread, NULL);
+	rl->started = false;
 }
 
 /* After failover S is the only copy of the disk, and a half-done commit
@@ -283,6 +346,10 @@ serve_primary(struct config *cfg, bool foreground)
 	}
 	log_info("ready: %s on %s (primary)", cfg->path, cfg->mountpoint);
 	stop_signals(SIG_SETMASK, &oldmask);
+	/* A primary has no credentials to reload, and SIGHUP must not stop
+	 * it under a running VM (libfuse's handler would): it stays blocked.
+	 */
+	block_sighup();
 	rc = fusefs_run(fs) == -1 ? 1 : 0;
 	stop_signals(SIG_BLOCK, &oldmask);
 	fusefs_unmount(fs);
@@ -313,6 +380,7 @@ serve(struct config *cfg, bool foreground, bool demote)
 	size_t nparts = 0;
 	struct fusefs *fs = NULL;
 	struct image *img;
+	struct reloader reloader = { .started = false };
 	sigset_t oldmask;
 	size_t i;
 	int rc = 1;
@@ -361,6 +429,11 @@ serve(struct config *cfg, bool foreground, bool demote)
 		goto out;
 	if (nbd && nbd_server_start(nbd) == -1)
 		goto out;
+	reloader.nbd = nbd;
+	if (pthread_create(&reloader.thread, NULL, reload_main, &reloader) == 0)
+		reloader.started = true;
+	else
+		log_warn("no SIGHUP thread: SIGHUP will not reload");
 	if (!foreground) {
 		daemon_ready();
 		if (chdir("/") == -1)
@@ -369,11 +442,13 @@ serve(struct config *cfg, bool foreground, bool demote)
 	log_info("ready: %s on %s%s%s", cfg->path, cfg->mountpoint,
 		 cfg->listen ? ", NBD on " : "", cfg->listen ? cfg->listen : "");
 	stop_signals(SIG_SETMASK, &oldmask);
+	block_sighup();
 	rc = fusefs_run(fs) == -1 ? 1 : 0;
 	stop_signals(SIG_BLOCK, &oldmask);
 	/* No new view requests: the session answered every one it took. */
 	fusefs_unmount(fs);
 out:
+	reloader_stop(&reloader);
 	/* The listener first: its in-flight writes complete here. */
 	nbd_server_free(nbd);
 	fusefs_free(fs);

@@ -5,6 +5,8 @@
  *
  *   accept thread ──accept()──> connection thread (detached, one per client)
  *                                 │ nbd_negotiate() under a 10 s deadline
+ *                                 │   (STARTTLS: the TLS handshake and the
+ *                                 │   tls_authz check too, nbd-tls.c)
  *                                 │ nbd_transmission(): reads requests,
  *                                 │   reads a WRITE's payload in full into
  *                                 │   a buffer, queues it
@@ -647,6 +649,20 @@ conn_free(struct nbd_conn *c)
 	free(c);
 }
 
+static int
+conn_starttls(void *opaque)
+{
+	return tls_session_start(opaque);
+}
+
+static void
+conn_tls_refused(void *opaque)
+{
+	struct nbd_conn *c = opaque;
+
+	c->tls_refused = true;
+}
+
 static void *
 conn_main(void *arg)
 {
@@ -662,12 +678,21 @@ conn_main(void *arg)
 	struct timeval tv = { .tv_sec = NBD_HANDSHAKE_MS / 1000 };
 	int idx;
 
+	/* TLS (nbd-tls.c): STARTTLS turns the io's transport into a session. */
+	if (srv->tls != CONFIG_TLS_OFF)
+		hs.starttls = conn_starttls;
+	hs.tls_required = srv->tls == CONFIG_TLS_REQUIRE;
+	hs.tls_refused = conn_tls_refused;
+
 	/* The handshake deadline covers recv (sock_recv polls) and send. */
 	setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	c->deadline_ms = now_ms() + NBD_HANDSHAKE_MS;
 	atomic_fetch_add(&srv->negotiating, 1);
 	idx = nbd_negotiate(&io, &hs);
 	atomic_fetch_sub(&srv->negotiating, 1);
+	/* Without required TLS, conn_admit marks it authenticated. */
+	if (idx < 0 && c->tls_refused && c->tls == NULL)
+		atomic_fetch_add(&srv->tls_plaintext_refused, 1);
 	if (idx < 0) {
 		if (errno == ESHUTDOWN)
 			atomic_fetch_add(&srv->refused, 1);
@@ -680,6 +705,7 @@ conn_main(void *arg)
 		serve(c, (size_t)idx);
 	}
 
+	tls_session_end(c);
 	pthread_mutex_lock(&srv->lock);
 	if (c->pending)
 		srv->npending--;

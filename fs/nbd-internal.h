@@ -3,7 +3,8 @@
  * bounds, and an extern block per file (as nbdkit's server/internal.h).
  *
  *   nbd-proto.c      the wire protocol, no sockets or threads (nbd-proto.h)
- *   nbd-transport.c  bytes in and out of a connection's socket
+ *   nbd-transport.c  bytes in and out of a connection: socket or TLS
+ *   nbd-tls.c        TLS credentials, sessions, handshake, authorization
  *   nbd-conn.c       a connection: its thread, its workers, its requests
  *   nbd-export.c     an export: its connections and the reconnect barrier
  *   nbd-listen.c     the listening socket and the accept thread
@@ -18,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/uio.h>
 
 #include "config.h"
@@ -40,6 +42,8 @@
 #define BUDGET_CLASSES		10	/* 64 KiB .. 32 MiB */
 
 struct nbd_conn;
+struct tls_creds;		/* nbd-tls.c: one generation of credentials */
+struct tls_session;		/* nbd-tls.c: one connection's TLS session */
 
 struct nbd_export {
 	struct nbd_server *srv;
@@ -120,6 +124,19 @@ struct nbd_server {
 	atomic_uint_fast64_t reads, writes, flushes, zeroes;	/* executed */
 	atomic_uint_fast64_t bytes_read, bytes_written;
 
+	/* TLS and access control (nbd-tls.c, nbd-listen.c) */
+	const struct config *cfg;	/* outlives the server */
+	enum config_tls tls;
+	pthread_mutex_t tls_lock;	/* a leaf: guards tls_creds only */
+	struct tls_creds *tls_creds;	/* current generation; tls_lock */
+	atomic_uint_fast64_t tls_sessions;	/* handshakes done, authorized */
+	atomic_uint_fast64_t tls_handshake_failures;
+	atomic_uint_fast64_t tls_authz_refused;
+	atomic_uint_fast64_t tls_plaintext_refused;	/* connections */
+	atomic_uint_fast64_t tls_reloads, tls_reload_failures;
+	atomic_uint_fast64_t allow_refused;
+	atomic_int_fast64_t tls_warned_ms;	/* rate limit of the warnings */
+
 	/* bounds: fixed at set-up, except where a lock is named */
 	unsigned max_conns;		/* authenticated, per export */
 	unsigned max_handshakes;	/* unauthenticated, all exports */
@@ -168,8 +185,19 @@ struct nbd_conn {
 
 	pthread_mutex_t send_lock;	/* see the top of the file */
 
+	/* TLS */
+	/* Set by the connection thread during the handshake, before any
+	 * worker exists; read by the transport afterwards.
+	 */
+	struct tls_session *tls;	/* NULL: plaintext */
+	bool tls_refused;		/* a plaintext option got TLS_REQD */
+	/* The client may use an export: TLS (when required) is up and its
+	 * identity passed tls_authz; without required TLS, once it chose
+	 * an export.  Set by the connection thread before serving.
+	 */
+	bool authenticated;
+
 	/* bounds */
-	bool authenticated;		/* handshake done (TLS, authz, GO) */
 	bool pending;			/* counted in srv->npending; srv->lock */
 	bool evicted;			/* closed to make room; srv->lock */
 	atomic_bool hs_rx;		/* the client sent handshake bytes */
@@ -184,6 +212,17 @@ struct nbd_conn {
 int64_t now_ms(void);
 int sock_recv(void *ctx, void *buf, size_t len);
 int sock_send(void *ctx, const struct iovec *iov, int iovcnt);
+
+/* nbd-tls.c */
+int tls_server_init(struct nbd_server *srv, const struct config *cfg);
+void tls_server_release(struct nbd_server *srv);
+int tls_server_reload(struct nbd_server *srv);
+int tls_session_start(struct nbd_conn *c);	/* 0, or -1: close */
+void tls_session_end(struct nbd_conn *c);
+int tls_recv(struct tls_session *t, void *buf, size_t len,
+	     int64_t deadline_ms);
+int tls_send(struct tls_session *t, const struct iovec *iov, int iovcnt);
+void tls_status(struct nbd_server *srv, FILE *fp);
 
 /* nbd-conn.c */
 void conn_spawn(struct nbd_server *srv, int fd);
@@ -218,7 +257,7 @@ bool ratelimit_allow(struct nbd_ratelimit *rl, int64_t now);
 void ratelimit_flush(struct nbd_ratelimit *rl, int64_t now);
 
 /* nbd-listen.c */
-int listen_open(struct nbd_server *srv, const struct config_listen *l);
+int listen_open(struct nbd_server *srv, const struct config *cfg);
 void *accept_main(void *arg);
 
 #endif

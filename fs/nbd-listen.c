@@ -3,12 +3,20 @@
  * checked by the config (struct config_listen): here it is only bound.
  * A stale unix socket of an earlier run is replaced; any other file at
  * that path is kept and the listen fails.
+ *
+ * Access.  The unix socket gets listen_mode (0600 by default) and
+ * listen_group between bind and listen: until listen() nobody can
+ * connect, so its mode never depends on the umask, even for an instant.
+ * A TCP client whose address is outside allow is closed right after
+ * accept, before it costs a thread or sees a byte.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +28,46 @@
 #include "log.h"
 #include "nbd-internal.h"
 
+/* Is the peer inside one of cfg's allow networks?  Always, for a unix
+ * socket or an empty list.  IPv4 clients of an IPv6 socket
+ * (::ffff:a.b.c.d) are matched as IPv4.
+ */
+static bool
+allowed(const struct config *cfg, const struct sockaddr_storage *ss)
+{
+	const uint8_t *a;
+	int family = ss->ss_family;
+
+	if (cfg->nallow == 0 || (family != AF_INET && family != AF_INET6))
+		return true;
+	if (family == AF_INET) {
+		a = (const uint8_t *)&((const struct sockaddr_in *)ss)->sin_addr;
+	} else {
+		const struct in6_addr *a6 =
+			&((const struct sockaddr_in6 *)ss)->sin6_addr;
+
+		a = a6->s6_addr;
+		if (IN6_IS_ADDR_V4MAPPED(a6)) {
+			family = AF_INET;
+			a += 12;
+		}
+	}
+	for (size_t i = 0; i < cfg->nallow; i++) {
+		const struct config_net *n = &cfg->allow_nets[i];
+		unsigned full = n->bits / 8, rest = n->bits % 8;
+
+		if (n->family != family)
+			continue;
+		if (memcmp(a, n->addr, full) != 0)
+			continue;
+		if (rest && ((a[full] ^ n->addr[full]) &
+			     (uint8_t)(0xff << (8 - rest))))
+			continue;
+		return true;
+	}
+	return false;
+}
+
 void *
 accept_main(void *arg)
 {
@@ -29,6 +77,8 @@ accept_main(void *arg)
 			{ .fd = srv->listen_fd, .events = POLLIN },
 			{ .fd = srv->wake[0], .events = POLLIN },
 		};
+		struct sockaddr_storage ss;
+		socklen_t sl;
 		int fd;
 		int64_t now = now_ms();
 
@@ -48,7 +98,9 @@ accept_main(void *arg)
 			break;
 		if (!(pfd[0].revents & POLLIN))
 			continue;
-		fd = accept4(srv->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		sl = sizeof ss;
+		fd = accept4(srv->listen_fd, (struct sockaddr *)&ss, &sl,
+			     SOCK_CLOEXEC);
 		if (fd == -1) {
 			if (errno == EINTR || errno == EAGAIN ||
 			    errno == ECONNABORTED || errno == EPROTO)
@@ -58,13 +110,19 @@ accept_main(void *arg)
 			poll(NULL, 0, 100);
 			continue;
 		}
+		if (!allowed(srv->cfg, &ss)) {
+			atomic_fetch_add(&srv->allow_refused, 1);
+			log_debug("nbd: closed a client outside allow");
+			close(fd);
+			continue;
+		}
 		conn_spawn(srv, fd);
 	}
 	return NULL;
 }
 
 static int
-listen_unix(struct nbd_server *srv, const char *path)
+listen_unix(struct nbd_server *srv, const char *path, mode_t mode, gid_t gid)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct stat st;
@@ -94,12 +152,23 @@ listen_unix(struct nbd_server *srv, const char *path)
 		log_error("nbd: listen: socket: %m");
 		return -1;
 	}
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == -1 ||
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == -1) {
+		log_error("nbd: listen on unix:%s: %m", path);
+		int saved = errno;
+
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	/* Not connectable before listen(): set its mode and group first. */
+	if (chmod(path, mode) == -1 ||
+	    (gid != (gid_t)-1 && chown(path, (uid_t)-1, gid) == -1) ||
 	    listen(fd, SOMAXCONN) == -1) {
 		log_error("nbd: listen on unix:%s: %m", path);
 		int saved = errno;
 
 		close(fd);
+		unlink(path);
 		errno = saved;
 		return -1;
 	}
@@ -180,10 +249,13 @@ listen_inet(struct nbd_server *srv, const char *host, const char *port)
 }
 
 int
-listen_open(struct nbd_server *srv, const struct config_listen *l)
+listen_open(struct nbd_server *srv, const struct config *cfg)
 {
+	const struct config_listen *l = &cfg->listen_addr;
+
 	srv->is_tcp = l->kind == CONFIG_LISTEN_TCP;
 	if (l->kind == CONFIG_LISTEN_UNIX)
-		return listen_unix(srv, l->path);
+		return listen_unix(srv, l->path, cfg->listen_mode,
+				   cfg->listen_gid);
 	return listen_inet(srv, l->host, l->port);
 }

@@ -17,7 +17,15 @@
  * Framing invariant: every option and every request is consumed in full
  * (payload included) before the next header is read, or the session ends.
  * There is no partial state between two options, so the negotiation is a
- * plain loop; the handshake deadline lives in the io (nbd.c).
+ * plain loop; the handshake deadline lives in the io (nbd-transport.c).
+ *
+ * TLS (proto.md, "TLS support").  When the caller requires it, every
+ * option before a successful STARTTLS is refused with ERR_TLS_REQD (ABORT
+ * aside), and EXPORT_NAME, which cannot carry an error, closes.  STARTTLS
+ * is acknowledged in plaintext, then hs->starttls turns the io's
+ * transport into a TLS session: the same recv/send carry on, so nothing
+ * below knows which one it speaks.  No greeting is sent again, and a
+ * second STARTTLS is ERR_INVALID.
  *
  * No state is shared: a negotiation or a session uses only its io, its
  * arguments and its stack, so any number run in parallel.  Buffers for
@@ -251,7 +259,7 @@ nbd_negotiate(const struct nbd_io *io, const struct nbd_handshake *hs)
 	uint8_t greet[18], cf[4], oh[16];
 	uint8_t *data = NULL;
 	uint32_t cflags;
-	bool no_zeroes;
+	bool no_zeroes, tls_up = false;
 	int ret = -1, saved;
 
 	put64(greet, NBD_INIT_MAGIC);
@@ -290,6 +298,21 @@ nbd_negotiate(const struct nbd_io *io, const struct nbd_handshake *hs)
 		if (io->recv(io->ctx, data, len) == -1)
 			goto out;
 
+		/* TLS required and not up yet: only STARTTLS and ABORT. */
+		if (hs->tls_required && !tls_up && opt != NBD_OPT_STARTTLS &&
+		    opt != NBD_OPT_ABORT) {
+			if (hs->tls_refused)
+				hs->tls_refused(hs->opaque);
+			if (opt == NBD_OPT_EXPORT_NAME) {
+				errno = EACCES;
+				goto out;
+			}
+			if (send_err(io, opt, NBD_REP_ERR_TLS_REQD,
+				     "TLS is required: send NBD_OPT_STARTTLS first") == -1)
+				goto out;
+			continue;
+		}
+
 		switch (opt) {
 		case NBD_OPT_EXPORT_NAME:
 			ret = opt_export_name(io, hs, data, len, no_zeroes);
@@ -309,10 +332,25 @@ nbd_negotiate(const struct nbd_io *io, const struct nbd_handshake *hs)
 			}
 			break;
 		case NBD_OPT_STARTTLS:
-			if (send_err(io, opt, len ? NBD_REP_ERR_INVALID :
-					 NBD_REP_ERR_POLICY,
-				     "TLS is not supported") == -1)
-				goto out;
+			if (len != 0) {
+				if (send_err(io, opt, NBD_REP_ERR_INVALID,
+					     "STARTTLS takes no data") == -1)
+					goto out;
+			} else if (hs->starttls == NULL) {
+				if (send_err(io, opt, NBD_REP_ERR_POLICY,
+					     "TLS is not enabled on this server") == -1)
+					goto out;
+			} else if (tls_up) {
+				if (send_err(io, opt, NBD_REP_ERR_INVALID,
+					     "TLS is already on") == -1)
+					goto out;
+			} else {
+				if (send_rep(io, opt, NBD_REP_ACK, NULL, 0,
+					     NULL, 0) == -1 ||
+				    hs->starttls(hs->opaque) == -1)
+					goto out;
+				tls_up = true;
+			}
 			break;
 		case NBD_OPT_INFO:
 		case NBD_OPT_GO: {

@@ -10,6 +10,7 @@
  * fuzz target drive it from memory.
  */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <endian.h>
 #include <stdint.h>
@@ -44,6 +45,7 @@
 #define NBD_REP_ERR_INVALID	NBD_REP_ERR(3)
 #define NBD_REP_ERR_UNKNOWN	NBD_REP_ERR(6)
 #define NBD_REP_ERR_SHUTDOWN	NBD_REP_ERR(7)
+#define NBD_REP_ERR_TLS_REQD	NBD_REP_ERR(5)
 #define NBD_REP_ERR_TOO_BIG	NBD_REP_ERR(9)
 
 #define NBD_INFO_EXPORT		0
@@ -120,13 +122,27 @@ struct nbd_handshake {
 	 */
 	int (*accepting)(void *opaque);
 	void *opaque;
+	/* TLS (proto.md, "TLS support").  starttls NULL: STARTTLS is refused
+	 * (ERR_POLICY).  Otherwise, after the ACK went out in plaintext,
+	 * starttls runs the TLS handshake on the io's transport and returns
+	 * 0 once the io speaks TLS, or -1 with errno (the connection
+	 * closes).  tls_required: until then every option but STARTTLS and
+	 * ABORT is answered NBD_REP_ERR_TLS_REQD, and EXPORT_NAME (which has
+	 * no error reply) closes the connection with EACCES; tls_refused,
+	 * if not NULL, is called for each such refusal.
+	 */
+	int (*starttls)(void *opaque);
+	bool tls_required;
+	void (*tls_refused)(void *opaque);
 };
 
 /* Sends the greeting and haggles options.  Returns the index of the export
  * the client chose (transmission starts), or -1 with errno: ECONNRESET or
  * ETIMEDOUT (the io failed), EPROTO (bad magic, flags, an option too long
  * or too many), ENOENT (EXPORT_NAME of an unknown export), ESHUTDOWN
- * (refused: not accepting), ECANCELED (the client sent ABORT).
+ * (refused: not accepting), ECANCELED (the client sent ABORT), EACCES
+ * (EXPORT_NAME before the TLS that hs->tls_required asks for), or
+ * whatever hs->starttls failed with.
  */
 int nbd_negotiate(const struct nbd_io *io, const struct nbd_handshake *hs);
 

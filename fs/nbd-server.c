@@ -43,6 +43,7 @@ nbd_server_new(struct replica *r, const struct config *cfg)
 	ratelimit_init(&srv->rl_refused, "refused connections");
 	ratelimit_init(&srv->rl_evicted, "handshakes closed to make room");
 	ratelimit_init(&srv->rl_unclean, "unclean disconnects");
+	pthread_mutex_init(&srv->tls_lock, NULL);
 
 	srv->exports = calloc(cfg->ndisks ? cfg->ndisks : 1, sizeof *srv->exports);
 	srv->infos = calloc(cfg->ndisks ? cfg->ndisks : 1, sizeof *srv->infos);
@@ -72,7 +73,9 @@ nbd_server_new(struct replica *r, const struct config *cfg)
 		log_error("nbd: pipe: %m");
 		goto fail;
 	}
-	srv->listen_fd = listen_open(srv, &cfg->listen_addr);
+	if (tls_server_init(srv, cfg) == -1)
+		goto fail;
+	srv->listen_fd = listen_open(srv, cfg);
 	if (srv->listen_fd == -1)
 		goto fail;
 	log_info("nbd: listening on %s, %zu export(s)", srv->addr,
@@ -161,6 +164,8 @@ nbd_server_free(struct nbd_server *srv)
 	ratelimit_release(&srv->rl_refused);
 	ratelimit_release(&srv->rl_evicted);
 	ratelimit_release(&srv->rl_unclean);
+	tls_server_release(srv);
+	pthread_mutex_destroy(&srv->tls_lock);
 	pthread_mutex_destroy(&srv->lock);
 	pthread_cond_destroy(&srv->cond);
 	free(srv);
@@ -220,4 +225,11 @@ nbd_server_status(void *opaque, FILE *fp)
 		(unsigned long long)atomic_load(&srv->evicted));
 	fprintf(fp, "nbd.dropped=%llu\n",
 		(unsigned long long)atomic_load(&srv->dropped));
+	tls_status(srv, fp);
+}
+
+int
+nbd_server_reload(struct nbd_server *srv)
+{
+	return tls_server_reload(srv);
 }

@@ -2,7 +2,9 @@
 /* Bytes in and out of a connection: the recv/send pair that nbd-proto.c
  * drives through struct nbd_io.  recv honours the handshake deadline
  * (conn->deadline_ms); send never raises SIGPIPE.  The protocol and
- * connection code see only this pair, whatever carries the bytes.
+ * connection code see only this pair, whatever carries the bytes: the
+ * plain socket, or once STARTTLS succeeded the connection's TLS session
+ * (conn->tls, nbd-tls.c).  This is the one place that tells them apart.
  */
 #include <errno.h>
 #include <poll.h>
@@ -28,6 +30,8 @@ sock_recv(void *ctx, void *buf, size_t len)
 	struct nbd_conn *c = ctx;
 	uint8_t *p = buf;
 
+	if (c->tls)
+		return tls_recv(c->tls, buf, len, c->deadline_ms);
 	while (len > 0) {
 		ssize_t n;
 
@@ -85,6 +89,8 @@ sock_send(void *ctx, const struct iovec *iov_in, int iovcnt)
 		errno = EINVAL;
 		return -1;
 	}
+	if (c->tls)
+		return tls_send(c->tls, iov_in, iovcnt);
 	for (int i = 0; i < iovcnt; i++)
 		if (iov_in[i].iov_len)
 			iov[cnt++] = iov_in[i];

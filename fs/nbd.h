@@ -23,6 +23,15 @@ int nbd_server_start(struct nbd_server *srv);
  * connection, joins its threads and frees.  NULL is a no-op.
  */
 void nbd_server_free(struct nbd_server *srv);
+/* SIGHUP: reads the TLS credentials again.  New handshakes use them;
+ * established sessions keep theirs.  On failure (logged) the credentials
+ * in use stay: -1 with errno.
+ */
+int nbd_server_reload(struct nbd_server *srv);
+/* --check-config: loads the TLS credentials cfg names, as the server
+ * would, and frees them.  0, or -1 after logging what is wrong.
+ */
+int nbd_tls_check(const struct config *cfg);
 /* key=value lines for .colo/status ("nbd.connections=1"); srv is a
  * struct nbd_server, so that this is a colo_status_fn.
  */

@@ -2,8 +2,13 @@
 /* libFuzzer target: the NBD negotiation and request loop (nbd/nbd-proto.c)
  * driven from memory.
  *
- * Input: byte 0 chooses whether the server accepts primaries (bit 0); the
- * rest is what the client sends, from the client flags on.  The server's
+ * Input: byte 0 chooses whether the server accepts primaries (bit 0),
+ * offers TLS (bit 1), requires it (bit 2; with bit 1) and whether the
+ * "handshake" fails (bit 3); the rest is what the client sends, from the
+ * client flags on.  STARTTLS here switches nothing on the wire (the bytes
+ * after it stay plaintext), so the fuzzer reaches the options after TLS;
+ * the invariants: no export is chosen and no option other than STARTTLS
+ * and ABORT is answered (but refused) before TLS when it is required.  The server's
  * bytes go to a sink that checks they are well framed enough to count.
  * Valid requests run against two in-memory disks, so a request that got
  * past validation with a bad range or length shows up as an ASan error.
@@ -40,7 +45,35 @@ struct fz {
 	int bufs;		/* outstanding get_buf buffers */
 	int idx;		/* the export in transmission */
 	int accept;
+	int tls_fail;		/* the handshake fails */
+	int tls_up;		/* starttls succeeded */
+	int starttls_calls;
+	int refusals;		/* options refused with TLS_REQD */
 };
+
+static int
+fz_starttls(void *opaque)
+{
+	struct fz *f = opaque;
+
+	assert(!f->tls_up);	/* never twice */
+	f->starttls_calls++;
+	if (f->tls_fail) {
+		errno = EACCES;
+		return -1;
+	}
+	f->tls_up = 1;
+	return 0;
+}
+
+static void
+fz_tls_refused(void *opaque)
+{
+	struct fz *f = opaque;
+
+	assert(!f->tls_up);	/* TLS_REQD never once TLS is up */
+	f->refusals++;
+}
 
 static int
 fz_recv(void *ctx, void *buf, size_t len)
@@ -174,11 +207,21 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1)
 		return 0;
 	f.accept = data[0] & 1;
+	if (data[0] & 2) {
+		hs.starttls = fz_starttls;
+		hs.tls_required = data[0] & 4;
+		hs.tls_refused = fz_tls_refused;
+	}
+	f.tls_fail = data[0] & 8;
 	f.in = data + 1;
 	f.len = size - 1;
 	f.idx = nbd_negotiate(&io, &hs);
+	if (!(data[0] & 2))
+		assert(f.starttls_calls == 0);
 	if (f.idx >= 0) {
 		assert(f.accept);
+		if (hs.tls_required)
+			assert(f.tls_up);
 		assert(f.idx < 3);
 		nbd_transmission(&io, &exports[f.idx], &ops, &f);
 	}

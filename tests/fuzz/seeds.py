@@ -45,6 +45,17 @@ def main():
         "big-write": b"\1" + cf + go("vda") + req(1, 0, 40 << 20) + b"C" * 64,
         "beyond": b"\1" + cf + go("vda") + req(1, (1 << 20) - 2, 4, data=b"DDDD") + req(0, 2**64 - 8, 16),
     }
+    # Byte 0: bit 1 offers TLS, bit 2 requires it, bit 3 fails the
+    # handshake (fuzz-nbd.c).
+    seeds.update({
+        "tls-required": b"\7" + cf + go("vda") + opt(3) + opt(1, b"vda"),
+        "tls-go": b"\7" + cf + opt(8) + opt(5) + opt(5) + go("vda") + reqs,
+        "tls-abort": b"\7" + cf + opt(2),
+        "tls-bad-starttls": b"\7" + cf + opt(5, b"x") + opt(5) + go("vda", 6) + go("vda") + reqs,
+        "tls-fails": b"\x0f" + cf + opt(5) + go("vda"),
+        "tls-optional": b"\3" + cf + go("vda") + reqs,
+        "tls-optional-upgrade": b"\3" + cf + opt(5) + opt(1, b"vda") + reqs,
+    })
     for name, data in seeds.items():
         with open(os.path.join(d, name), "wb") as f:
             f.write(data)

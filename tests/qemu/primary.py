@@ -17,6 +17,11 @@ local file and, through the replication filter, over NBD to colofs.
 
     /usr/bin/python3 tests/qemu/primary.py test DIR [COLOFS_BIN]
 runs the end-to-end check (tests/e2e/test-qemu-primary.sh);
+    /usr/bin/python3 tests/qemu/primary.py test-tls DIR COLOFS_BIN psk|x509 CREDS
+runs it over TLS (tests/e2e/test-tls-qemu-primary.sh): CREDS holds
+keys.psk (psk), or server/ and client/ in QEMU's x509 layout (x509); the
+primary connects with -object tls-creds-psk or tls-creds-x509 and
+file.tls-creds=tls0;
     /usr/bin/python3 tests/qemu/primary.py probe DIR
 probes the sub-sector write defect of QEMU's primary against QEMU's own
 secondary.
@@ -34,7 +39,8 @@ from qmp import QMP  # noqa: E402
 
 
 class Primary:
-    def __init__(self, workdir, image):
+    def __init__(self, workdir, image, tls_object=None):
+        self.tls_object = tls_object   # "-object" argument, id=tls0
         self.dir = os.path.abspath(workdir)
         os.makedirs(self.dir, exist_ok=True)
         self.disk = os.path.join(self.dir, "primary.raw")
@@ -55,6 +61,8 @@ class Primary:
             "vote-threshold=1,children.0.file.filename=%s,"
             "children.0.driver=raw" % self.disk,
         ]
+        if self.tls_object:
+            args += ["-object", self.tls_object]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=log,
@@ -67,12 +75,23 @@ class Primary:
         out = self.qmp.hmp(
             "drive_add -n buddy driver=replication,mode=primary,"
             "file.driver=nbd,file.server.type=unix,file.server.path=%s,"
-            "file.export=%s,node-name=nbd_client1" % (nbd_sock, export))
+            "file.export=%s,node-name=nbd_client1%s"
+            % (nbd_sock, export,
+               self.tls_opts()))
         if out.strip() not in ("", "OK"):
             raise RuntimeError("drive_add: %s" % out.strip())
         self.qmp.execute("x-blockdev-change", parent="colo1",
                          node="nbd_client1")
         self.qmp.execute("xen-set-replication", enable=True, primary=True)
+
+    def tls_opts(self):
+        if not self.tls_object:
+            return ""
+        # A unix socket has no host name to check the server's
+        # certificate against: name the one in its SAN.
+        if self.tls_object.startswith("tls-creds-x509"):
+            return ",file.tls-creds=tls0,file.tls-hostname=localhost"
+        return ",file.tls-creds=tls0"
 
     def io(self, cmd):
         """One qemu-io command on the quorum; raises on an error."""
@@ -109,7 +128,17 @@ def check(what, got, want):
     print("ok: %s" % what)
 
 
-def test(workdir, colofs_bin=None):
+def test(workdir, colofs_bin=None, tls=None, creds=None):
+    """tls: None, "psk" or "x509" (creds: see the module's text)."""
+    extra, tls_object = "", None
+    if tls == "psk":
+        extra = "tls_psk_file = %s/keys.psk\n" % creds
+        tls_object = ("tls-creds-psk,id=tls0,dir=%s,username=qemu,"
+                      "endpoint=client" % creds)
+    elif tls == "x509":
+        extra = "tls_certificates = %s/server\n" % creds
+        tls_object = ("tls-creds-x509,id=tls0,dir=%s/client,"
+                      "endpoint=client" % creds)
     size = 8 << 20
     rng = random.Random(20261122)
     image = os.path.join(workdir, "initial.raw")
@@ -117,11 +146,18 @@ def test(workdir, colofs_bin=None):
         f.write(rng.randbytes(size))
     initial = open(image, "rb").read()
     sec = Colofs(os.path.join(workdir, "colofs"), image=image,
-                 binary=colofs_bin)
+                 binary=colofs_bin, extra_config=extra)
     with sec:
         sec.start()                    # the secondary first, as the docs say
-        with Primary(os.path.join(workdir, "primary"), image) as pri:
+        with Primary(os.path.join(workdir, "primary"), image,
+                     tls_object) as pri:
             pri.connect(sec.nbd_sock, sec.export)
+            if tls:
+                st = sec.status()
+                check("the primary's connection is a TLS session",
+                      int(st.get("nbd.tls_sessions", "0")) >= 1, True)
+                check("no handshake failed",
+                      st.get("nbd.tls_handshake_failures"), "0")
             # Sector-aligned writes of every other shape, as a guest issues
             # them: not page- or cluster-aligned, straddling 64 KiB
             # clusters, zeros, up to the end of the disk.  Not below 512
@@ -216,5 +252,11 @@ if __name__ == "__main__":
         chain.exit_on_signals()
         sys.exit(test(sys.argv[2], sys.argv[3] if len(sys.argv) > 3
                       else None))
+    if len(sys.argv) == 6 and sys.argv[1] == "test-tls":
+        if not chain.have_qemu():
+            print("SKIP: qemu-system-x86_64 not installed")
+            sys.exit(77)
+        chain.exit_on_signals()
+        sys.exit(test(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]))
     print(__doc__)
     sys.exit(2)

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -418,7 +419,9 @@ Test(config, listen_accepts_the_three_forms)
 	for (i = 0; i < sizeof ok / sizeof ok[0]; i++) {
 		struct config *c;
 
-		snprintf(text, sizeof text, COLOFS "listen = %s\n" DISK, ok[i]);
+		/* tls = off: fe80::1 is not loopback (secure by default). */
+		snprintf(text, sizeof text, COLOFS "listen = %s\ntls = off\n"
+			 DISK, ok[i]);
 		c = load_ok(text);
 		cr_assert_str_eq(c->listen, ok[i]);
 		config_free(c);
@@ -806,4 +809,139 @@ Test(config, nbd_bounds_reject_out_of_range)
 		     "nbd_conn_memory_limit (134217728) is over nbd_memory_limit (67108864)");
 	expect_error(COLOFS "nbd_memory_limit = 32M\n" DISK, "t.ini:3:",
 		     "nbd_conn_memory_limit (67108864) is over nbd_memory_limit");
+}
+
+/* ---- TLS and access control ---- */
+
+Test(config, tls_defaults_to_require_with_credentials)
+{
+	struct config *c;
+
+	c = load_ok(COLOFS "listen = 127.0.0.1:10809\n"
+		    "tls_psk_file = /etc/colofs/keys.psk\n" DISK);
+	cr_assert_eq(c->tls, CONFIG_TLS_REQUIRE);
+	cr_assert(c->tls_verify_peer);
+	config_free(c);
+	c = load_ok(COLOFS "listen = 127.0.0.1:10809\n" DISK);
+	cr_assert_eq(c->tls, CONFIG_TLS_OFF);
+	config_free(c);
+}
+
+Test(config, tls_without_credentials_is_an_error)
+{
+	expect_error(COLOFS "tls = require\n" DISK, "t.ini:3:",
+		     "tls = require needs tls_psk_file or tls_certificates");
+	expect_error(COLOFS "tls = maybe\n" DISK, "t.ini:3:",
+		     "expected off, on or require");
+}
+
+Test(config, non_loopback_listen_without_credentials_is_refused)
+{
+	expect_error(COLOFS "listen = 0.0.0.0:10809\n" DISK, "t.ini:3:",
+		     "anyone who can reach it could read and overwrite the disks");
+	expect_error(COLOFS "listen = [::]:10809\n" DISK, "t.ini:3:",
+		     "not a loopback address");
+	expect_error(COLOFS "listen = backup.example:10809\n" DISK, "t.ini:3:",
+		     "not a loopback address");
+}
+
+Test(config, non_loopback_listen_is_allowed_with_credentials_or_tls_off)
+{
+	struct config *c;
+
+	c = load_ok(COLOFS "listen = 0.0.0.0:10809\n"
+		    "tls_certificates = /etc/colofs/pki\n" DISK);
+	cr_assert_eq(c->tls, CONFIG_TLS_REQUIRE);
+	config_free(c);
+	c = load_ok(COLOFS "listen = 0.0.0.0:10809\ntls = off\n" DISK);
+	cr_assert_eq(c->tls, CONFIG_TLS_OFF);
+	config_free(c);
+	c = load_ok(COLOFS "listen = [::1]:10809\n" DISK);
+	config_free(c);
+}
+
+Test(config, tls_authz_splits_at_bars)
+{
+	struct config *c;
+
+	c = load_ok(COLOFS "tls_certificates = /etc/colofs/pki\n"
+		    "tls_authz = CN=primary,O=Example | qemu\n" DISK);
+	cr_assert_eq(c->nauthz, 2);
+	cr_assert_str_eq(c->authz[0], "CN=primary,O=Example");
+	cr_assert_str_eq(c->authz[1], "qemu");
+	config_free(c);
+	expect_error(COLOFS "tls_psk_file = /k\ntls_authz = a||b\n" DISK,
+		     "t.ini:4:", "an empty item");
+	expect_error(COLOFS "tls_authz = qemu\n" DISK, "t.ini:3:",
+		     "tls_authz needs TLS");
+	expect_error(COLOFS "tls_psk_file = /k\ntls = on\ntls_authz = qemu\n"
+		     DISK, "t.ini:5:", "tls_authz needs tls = require");
+}
+
+Test(config, allow_parses_networks)
+{
+	struct config *c;
+
+	c = load_ok(COLOFS "listen = 0.0.0.0:10809\ntls_psk_file = /k\n"
+		    "allow = 192.0.2.0/24, 10.1.2.3, ::1, 2001:db8::/32\n" DISK);
+	cr_assert_eq(c->nallow, 4);
+	cr_assert_eq(c->allow_nets[0].family, AF_INET);
+	cr_assert_eq(c->allow_nets[0].bits, 24);
+	cr_assert_eq(c->allow_nets[1].bits, 32);
+	cr_assert_eq(c->allow_nets[2].family, AF_INET6);
+	cr_assert_eq(c->allow_nets[2].bits, 128);
+	cr_assert_eq(c->allow_nets[3].bits, 32);
+	config_free(c);
+	expect_error(COLOFS "listen = 127.0.0.1:1\nallow = 10.0.0.0/33\n" DISK,
+		     "t.ini:4:", "the prefix length must be 0 to 32");
+	expect_error(COLOFS "listen = 127.0.0.1:1\nallow = example.com\n" DISK,
+		     "t.ini:4:", "not an IPv4 or IPv6 address");
+	expect_error(COLOFS "listen = unix:/run/s\nallow = 10.0.0.1\n" DISK,
+		     "t.ini:4:", "allow needs a TCP listen");
+}
+
+Test(config, listen_mode_and_group_are_for_unix_sockets)
+{
+	struct config *c;
+
+	c = load_ok(COLOFS "listen = unix:/run/s\nlisten_mode = 0660\n"
+		    "listen_group = 0\n" DISK);
+	cr_assert_eq(c->listen_mode, 0660);
+	cr_assert_eq(c->listen_gid, 0);
+	config_free(c);
+	c = load_ok(COLOFS "listen = unix:/run/s\n" DISK);
+	cr_assert_eq(c->listen_mode, 0600);
+	cr_assert_eq(c->listen_gid, (gid_t)-1);
+	config_free(c);
+	expect_error(COLOFS "listen = 127.0.0.1:1\nlisten_mode = 0666\n" DISK,
+		     "t.ini:4:", "need listen = unix:/PATH");
+}
+
+Test(config, tls_keys_round_trip_through_the_dump)
+{
+	struct config *a, *b;
+	char *text = NULL;
+	size_t len = 0;
+	FILE *fp;
+
+	a = load_ok(COLOFS "listen = 0.0.0.0:10809\n"
+		    "tls_psk_file = /etc/colofs/keys.psk\n"
+		    "tls_certificates = /etc/colofs/pki\n"
+		    "tls_verify_peer = false\n"
+		    "tls_authz = qemu | CN=primary,O=Example\n"
+		    "allow = 192.0.2.0/24, ::1\n" DISK);
+	fp = open_memstream(&text, &len);
+	config_dump(a, fp);
+	fclose(fp);
+	b = config_load_string(text, "dump", err, sizeof err);
+	cr_assert_not_null(b, "dump does not parse back: %s\n%s", err, text);
+	cr_assert_eq(b->tls, CONFIG_TLS_REQUIRE);
+	cr_assert_str_eq(b->tls_psk_file, a->tls_psk_file);
+	cr_assert_str_eq(b->tls_certificates, a->tls_certificates);
+	cr_assert_eq(b->tls_verify_peer, false);
+	cr_assert_eq(b->nauthz, 2);
+	cr_assert_eq(b->nallow, 2);
+	config_free(a);
+	config_free(b);
+	free(text);
 }

@@ -231,6 +231,138 @@ Test(nbd_negotiate, starttls_is_policy)
 	cr_assert_eq(r.type, NBD_REP_ERR_POLICY);
 }
 
+/* TLS: a fake starttls that marks the io as "TLS" (tests only see that
+ * it ran, and when).
+ */
+static int starttls_calls, tls_refusals;
+static size_t starttls_outlen;
+
+static int
+fake_starttls(void *opaque)
+{
+	(void)opaque;
+	starttls_calls++;
+	starttls_outlen = mio->outlen;
+	return 0;
+}
+
+static int
+failing_starttls(void *opaque)
+{
+	(void)opaque;
+	starttls_calls++;
+	errno = EACCES;
+	return -1;
+}
+
+static void
+count_refusal(void *opaque)
+{
+	(void)opaque;
+	tls_refusals++;
+}
+
+static void
+tls_required(int (*starttls)(void *))
+{
+	starttls_calls = tls_refusals = 0;
+	hs.starttls = starttls;
+	hs.tls_required = true;
+	hs.tls_refused = count_refusal;
+}
+
+Test(nbd_negotiate, tls_required_refuses_options_before_starttls)
+{
+	static const uint32_t opts[] = {
+		NBD_OPT_LIST, NBD_OPT_INFO, NBD_OPT_GO, NBD_OPT_STRUCTURED_REPLY,
+		0x7654321,
+	};
+	struct rep r;
+	size_t pos = 18;
+
+	tls_required(fake_starttls);
+	for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
+		if (opts[i] == NBD_OPT_INFO || opts[i] == NBD_OPT_GO)
+			in_go(mio, opts[i], "vda");
+		else
+			in_opt(mio, opts[i], NULL, 0);
+	}
+	cr_assert_eq(nbd_negotiate(&io, &hs), -1, "no export before TLS");
+	for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
+		pos = next_rep(pos, &r);
+		cr_assert_eq(r.opt, opts[i]);
+		cr_assert_eq(r.type, NBD_REP_ERR_TLS_REQD,
+			     "option %u: reply %#x", opts[i], r.type);
+	}
+	cr_assert_eq(pos, mio->outlen, "nothing but the refusals");
+	cr_assert_eq(tls_refusals, 5);
+	cr_assert_eq(starttls_calls, 0);
+}
+
+Test(nbd_negotiate, tls_required_export_name_closes)
+{
+	tls_required(fake_starttls);
+	in_opt(mio, NBD_OPT_EXPORT_NAME, "vda", 3);
+	cr_assert_eq(nbd_negotiate(&io, &hs), -1);
+	cr_assert_eq(errno, EACCES);
+	cr_assert_eq(mio->outlen, 18, "only the greeting went out");
+	cr_assert_eq(tls_refusals, 1);
+}
+
+Test(nbd_negotiate, starttls_acks_in_plaintext_then_options_go_on)
+{
+	struct rep r;
+	size_t pos;
+
+	tls_required(fake_starttls);
+	in_opt(mio, NBD_OPT_STARTTLS, NULL, 0);
+	in_opt(mio, NBD_OPT_STARTTLS, NULL, 0);
+	in_go(mio, NBD_OPT_GO, "vdb");
+	cr_assert_eq(nbd_negotiate(&io, &hs), 1);
+	cr_assert_eq(starttls_calls, 1);
+	pos = next_rep(18, &r);
+	cr_assert_eq(r.opt, NBD_OPT_STARTTLS);
+	cr_assert_eq(r.type, NBD_REP_ACK);
+	cr_assert_eq(starttls_outlen, pos, "the ACK went out before the handshake");
+	pos = next_rep(pos, &r);
+	cr_assert_eq(r.type, NBD_REP_ERR_INVALID, "a second STARTTLS");
+	next_rep(pos, &r);
+	cr_assert_eq(r.type, NBD_REP_INFO, "GO answered once TLS is up");
+	cr_assert_eq(tls_refusals, 0);
+}
+
+Test(nbd_negotiate, failed_handshake_closes)
+{
+	tls_required(failing_starttls);
+	in_opt(mio, NBD_OPT_STARTTLS, NULL, 0);
+	in_go(mio, NBD_OPT_GO, "vda");
+	cr_assert_eq(nbd_negotiate(&io, &hs), -1);
+	cr_assert_eq(errno, EACCES);
+	cr_assert_eq(starttls_calls, 1);
+}
+
+Test(nbd_negotiate, starttls_with_data_is_invalid)
+{
+	struct rep r;
+
+	tls_required(fake_starttls);
+	in_opt(mio, NBD_OPT_STARTTLS, "x", 1);
+	in_opt(mio, NBD_OPT_ABORT, NULL, 0);
+	cr_assert_eq(nbd_negotiate(&io, &hs), -1);
+	cr_assert_eq(errno, ECANCELED, "ABORT is allowed before TLS");
+	next_rep(18, &r);
+	cr_assert_eq(r.type, NBD_REP_ERR_INVALID);
+	cr_assert_eq(starttls_calls, 0);
+}
+
+Test(nbd_negotiate, tls_optional_serves_plaintext_clients)
+{
+	hs.starttls = fake_starttls;
+	hs.tls_required = false;
+	in_go(mio, NBD_OPT_GO, "vda");
+	cr_assert_eq(nbd_negotiate(&io, &hs), 0);
+}
+
 Test(nbd_negotiate, oversized_option_closes_without_reading_it)
 {
 	in64(mio, NBD_OPTS_MAGIC);
