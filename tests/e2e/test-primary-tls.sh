@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The primary's link over TLS with a pre-shared key (psktool), against a
-# TLS-only NBD server: qemu-nbd --tls-creds (QEMU's server; the colofs
-# secondary's own TLS comes with the secure-link work).  The first sync and
+# TLS-only NBD server: qemu-nbd --tls-creds (QEMU's server;
+# test-primary-pair-tls.sh links two colofs).  The first sync and
 # a write reach the server's image; a wrong key is refused at start, with
 # the reason in .colo/error and the state left at none.
 . "$(dirname "$0")/lib.sh"
