@@ -188,7 +188,7 @@ conn_send_reply(struct nbd_conn *c, uint64_t cookie, uint32_t err,
 {
 	uint8_t hdr[NBD_REPLY_SIZE];
 	struct iovec iov[2] = {
-		{ .iov_base = hdr, .iov_len = sizeof(hdr) },
+		{ .iov_base = hdr, .iov_len = sizeof hdr },
 		{ .iov_base = (void *)data, .iov_len = err ? 0 : len },
 	};
 	int rc;
@@ -367,7 +367,7 @@ conn_submit(void *opaque, const struct nbd_request *req, void *buf)
 		export_barrier(c);
 		c->barrier_done = true;
 	}
-	j = malloc(sizeof(*j));
+	j = malloc(sizeof *j);
 	if (j == NULL)
 		goto fail;
 	j->next = NULL;
@@ -632,7 +632,7 @@ serve(struct nbd_conn *c, size_t idx)
 			 (unsigned long long)lost);
 	char why[256];
 
-	snprintf(why, sizeof(why), "nbd export %s, connection %llu: %s, %llu requests in flight",
+	snprintf(why, sizeof why, "nbd export %s, connection %llu: %s, %llu requests in flight",
 		 ex->name, (unsigned long long)c->id,
 		 end == NBD_END_PROTOCOL ? "protocol error" : "client went away",
 		 (unsigned long long)lost);
@@ -685,7 +685,7 @@ conn_main(void *arg)
 	hs.tls_refused = conn_tls_refused;
 
 	/* The handshake deadline covers recv (sock_recv polls) and send. */
-	setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 	c->deadline_ms = now_ms() + NBD_HANDSHAKE_MS;
 	atomic_fetch_add(&srv->negotiating, 1);
 	idx = nbd_negotiate(&io, &hs);
@@ -701,7 +701,7 @@ conn_main(void *arg)
 	} else {
 		c->deadline_ms = 0;
 		tv.tv_sec = 0;
-		setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 		serve(c, (size_t)idx);
 	}
 
@@ -777,10 +777,10 @@ conn_spawn(struct nbd_server *srv, int fd)
 	int one = 1;
 
 	if (srv->is_tcp) {
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
 	}
-	c = calloc(1, sizeof(*c));
+	c = calloc(1, sizeof *c);
 	if (c == NULL) {
 		log_error("nbd: new connection: %m");
 		close(fd);

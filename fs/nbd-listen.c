@@ -128,7 +128,7 @@ listen_unix(struct nbd_server *srv, const char *path, mode_t mode, gid_t gid)
 	struct stat st;
 	int fd;
 
-	if (strlen(path) >= sizeof(sa.sun_path)) {
+	if (strlen(path) >= sizeof sa.sun_path) {
 		errno = ENAMETOOLONG;
 		log_error("nbd: listen: unix socket path too long: %s", path);
 		return -1;
@@ -152,7 +152,7 @@ listen_unix(struct nbd_server *srv, const char *path, mode_t mode, gid_t gid)
 		log_error("nbd: listen: socket: %m");
 		return -1;
 	}
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == -1) {
+	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) == -1) {
 		log_error("nbd: listen on unix:%s: %m", path);
 		int saved = errno;
 
@@ -179,7 +179,7 @@ listen_unix(struct nbd_server *srv, const char *path, mode_t mode, gid_t gid)
 		errno = ENOMEM;
 		return -1;
 	}
-	snprintf(srv->addr, sizeof(srv->addr), "unix:%s", path);
+	snprintf(srv->addr, sizeof srv->addr, "unix:%s", path);
 	return fd;
 }
 
@@ -209,7 +209,7 @@ listen_inet(struct nbd_server *srv, const char *host, const char *port)
 			saved = errno;
 			continue;
 		}
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
 		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
 		    listen(fd, SOMAXCONN) == 0)
 			break;
@@ -226,7 +226,7 @@ listen_inet(struct nbd_server *srv, const char *host, const char *port)
 
 	/* Say where we really are (port 0 picks one). */
 	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
+	socklen_t sl = sizeof ss;
 	char hb[INET6_ADDRSTRLEN] = "?";
 	unsigned pt = 0;
 
@@ -234,15 +234,15 @@ listen_inet(struct nbd_server *srv, const char *host, const char *port)
 		if (ss.ss_family == AF_INET) {
 			struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
 
-			inet_ntop(AF_INET, &s4->sin_addr, hb, sizeof(hb));
+			inet_ntop(AF_INET, &s4->sin_addr, hb, sizeof hb);
 			pt = ntohs(s4->sin_port);
-			snprintf(srv->addr, sizeof(srv->addr), "%s:%u", hb, pt);
+			snprintf(srv->addr, sizeof srv->addr, "%s:%u", hb, pt);
 		} else if (ss.ss_family == AF_INET6) {
 			struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
 
-			inet_ntop(AF_INET6, &s6->sin6_addr, hb, sizeof(hb));
+			inet_ntop(AF_INET6, &s6->sin6_addr, hb, sizeof hb);
 			pt = ntohs(s6->sin6_port);
-			snprintf(srv->addr, sizeof(srv->addr), "[%s]:%u", hb, pt);
+			snprintf(srv->addr, sizeof srv->addr, "[%s]:%u", hb, pt);
 		}
 	}
 	return fd;

@@ -55,7 +55,7 @@ skip_bytes(const struct nbd_io *io, uint64_t len)
 	uint8_t scratch[4096];
 
 	while (len > 0) {
-		size_t n = len < sizeof(scratch) ? (size_t)len : sizeof(scratch);
+		size_t n = len < sizeof scratch ? (size_t)len : sizeof scratch;
 
 		if (io->recv(io->ctx, scratch, n) == -1)
 			return -1;
@@ -77,7 +77,7 @@ send_rep(const struct nbd_io *io, uint32_t opt, uint32_t type,
 	put32(hdr + 8, opt);
 	put32(hdr + 12, type);
 	put32(hdr + 16, (uint32_t)(l1 + l2));
-	iov[n++] = (struct iovec){ .iov_base = hdr, .iov_len = sizeof(hdr) };
+	iov[n++] = (struct iovec){ .iov_base = hdr, .iov_len = sizeof hdr };
 	if (l1)
 		iov[n++] = (struct iovec){ .iov_base = (void *)d1, .iov_len = l1 };
 	if (l2)
@@ -245,10 +245,10 @@ opt_export_name(const struct nbd_io *io,
 		errno = ESHUTDOWN;
 		return -1;
 	}
-	memset(rep, 0, sizeof(rep));
+	memset(rep, 0, sizeof rep);
 	put64(rep, hs->exports[idx].size);
 	put16(rep + 8, hs->exports[idx].tflags);
-	if (send_buf(io, rep, no_zeroes ? 10 : sizeof(rep)) == -1)
+	if (send_buf(io, rep, no_zeroes ? 10 : sizeof rep) == -1)
 		return -1;
 	return idx;
 }
@@ -265,7 +265,7 @@ nbd_negotiate(const struct nbd_io *io, const struct nbd_handshake *hs)
 	put64(greet, NBD_INIT_MAGIC);
 	put64(greet + 8, NBD_OPTS_MAGIC);
 	put16(greet + 16, NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
-	if (send_buf(io, greet, sizeof(greet)) == -1 ||
+	if (send_buf(io, greet, sizeof greet) == -1 ||
 	    io->recv(io->ctx, cf, 4) == -1)
 		return -1;
 	cflags = get32(cf);
@@ -287,7 +287,7 @@ nbd_negotiate(const struct nbd_io *io, const struct nbd_handshake *hs)
 			errno = EPROTO;
 			goto out;
 		}
-		if (io->recv(io->ctx, oh, sizeof(oh)) == -1)
+		if (io->recv(io->ctx, oh, sizeof oh) == -1)
 			goto out;
 		opt = get32(oh + 8);
 		len = get32(oh + 12);
@@ -531,7 +531,7 @@ nbd_transmission(const struct nbd_io *io,
 		uint32_t err;
 		void *buf = NULL;
 
-		if (io->recv(io->ctx, hdr, sizeof(hdr)) == -1)
+		if (io->recv(io->ctx, hdr, sizeof hdr) == -1)
 			return NBD_END_EOF;
 		/* The framing is lost: nothing safe to answer. */
 		if (nbd_request_decode(hdr, &req) == -1)

@@ -38,7 +38,7 @@ mem_send(void *ctx, const struct iovec *iov, int n)
 	struct memio *m = ctx;
 
 	for (int i = 0; i < n; i++) {
-		cr_assert_leq(m->outlen + iov[i].iov_len, sizeof(m->out));
+		cr_assert_leq(m->outlen + iov[i].iov_len, sizeof m->out);
 		memcpy(m->out + m->outlen, iov[i].iov_base, iov[i].iov_len);
 		m->outlen += iov[i].iov_len;
 	}
@@ -48,7 +48,7 @@ mem_send(void *ctx, const struct iovec *iov, int n)
 static void
 in_bytes(struct memio *m, const void *p, size_t n)
 {
-	cr_assert_leq(m->inlen + n, sizeof(m->in));
+	cr_assert_leq(m->inlen + n, sizeof m->in);
 	if (n)
 		memcpy(m->in + m->inlen, p, n);
 	m->inlen += n;
@@ -120,7 +120,7 @@ static struct nbd_handshake hs;
 static void
 setup(void)
 {
-	mio = calloc(1, sizeof(*mio));
+	mio = calloc(1, sizeof *mio);
 	io = (struct nbd_io){ .recv = mem_recv, .send = mem_send, .ctx = mio };
 	hs = (struct nbd_handshake){ .exports = exports, .nexports = 2 };
 	in32(mio, 3);	/* client flags: FIXED_NEWSTYLE | NO_ZEROES */
@@ -212,8 +212,8 @@ Test(nbd_negotiate, unknown_option_is_unsup_and_its_data_consumed)
 	struct rep r;
 	uint8_t junk[300];
 
-	memset(junk, 0xff, sizeof(junk));
-	in_opt(mio, 0x7654321, junk, sizeof(junk));
+	memset(junk, 0xff, sizeof junk);
+	in_opt(mio, 0x7654321, junk, sizeof junk);
 	in_go(mio, NBD_OPT_GO, "vda");
 	cr_assert_eq(nbd_negotiate(&io, &hs), 0);
 	next_rep(18, &r);
@@ -541,7 +541,7 @@ rec_submit(void *o, const struct nbd_request *req, void *buf)
 	r->submitted++;
 	if (buf) {
 		r->bufs--;
-		if (req->type == NBD_CMD_WRITE && req->length <= sizeof(r->payload)) {
+		if (req->type == NBD_CMD_WRITE && req->length <= sizeof r->payload) {
 			memcpy(r->payload, buf, req->length);
 			r->payload_len = req->length;
 		}
@@ -583,8 +583,8 @@ Test(nbd_transmission, truncated_write_is_never_submitted)
 
 	mio->inlen = 0;
 	in_req(mio, NBD_CMD_WRITE, 0, 4096);
-	memset(data, 0x77, sizeof(data));
-	in_bytes(mio, data, sizeof(data));
+	memset(data, 0x77, sizeof data);
+	in_bytes(mio, data, sizeof data);
 	cr_assert_eq(nbd_transmission(&io, &exports[0], &rec_ops, &r),
 		     NBD_END_EOF);
 	cr_assert_eq(r.submitted, 0);
@@ -598,8 +598,8 @@ Test(nbd_transmission, whole_write_is_submitted_with_payload)
 
 	mio->inlen = 0;
 	in_req(mio, NBD_CMD_WRITE, 512, 512);
-	memset(data, 0x5a, sizeof(data));
-	in_bytes(mio, data, sizeof(data));
+	memset(data, 0x5a, sizeof data);
+	in_bytes(mio, data, sizeof data);
 	in_req(mio, NBD_CMD_DISC, 0, 0);
 	cr_assert_eq(nbd_transmission(&io, &exports[0], &rec_ops, &r),
 		     NBD_END_DISC);
@@ -627,7 +627,7 @@ Test(nbd_transmission, write_beyond_end_consumes_payload_then_enospc)
 
 	mio->inlen = 0;
 	in_req(mio, NBD_CMD_WRITE, 4000, 600);	/* export vdb: 4096 bytes */
-	in_bytes(mio, data, sizeof(data));
+	in_bytes(mio, data, sizeof data);
 	in_req(mio, NBD_CMD_READ, 0, 512);
 	in_req(mio, NBD_CMD_DISC, 0, 0);
 	cr_assert_eq(nbd_transmission(&io, &exports[1], &rec_ops, &r),
