@@ -272,8 +272,8 @@ void
 replica_note_unclean_disconnect(struct replica *r, const char *why)
 {
 	atomic_fetch_add(&r->unclean_disconnects, 1);
-	replica_record_error(r, "primary disconnected without NBD_CMD_DISC "
-			     "(writes may be missing): %s", why);
+	replica_record_error(r, "the primary went away uncleanly (writes "
+			     "may be missing): %s", why);
 }
 
 /* ---- buffers and their reclaim ---- */

@@ -170,8 +170,9 @@ void replica_clear_error(struct replica *r);
 /* Copies the last error ("" if none) into buf. */
 void replica_last_error(struct replica *r, char *buf, size_t len);
 
-/* The NBD listener reports a primary that went away without NBD_CMD_DISC:
- * the replica may have missed writes.  Counted in the status.
+/* The primary's front end reports a primary that went away without
+ * saying goodbye (the listener: no NBD_CMD_DISC): the replica may have
+ * missed writes.  why says how; counted in the status.
  */
 void replica_note_unclean_disconnect(struct replica *r, const char *why);
 

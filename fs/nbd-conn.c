@@ -632,7 +632,7 @@ serve(struct nbd_conn *c, size_t idx)
 			 (unsigned long long)lost);
 	char why[256];
 
-	snprintf(why, sizeof why, "nbd export %s, connection %llu: %s, %llu requests in flight",
+	snprintf(why, sizeof why, "nbd export %s, connection %llu ended without NBD_CMD_DISC: %s, %llu requests in flight",
 		 ex->name, (unsigned long long)c->id,
 		 end == NBD_END_PROTOCOL ? "protocol error" : "client went away",
 		 (unsigned long long)lost);
