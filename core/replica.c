@@ -1857,6 +1857,33 @@ commit_main(void *arg)
 	return NULL;
 }
 
+/* Starts the commit thread (the state is FAILOVER).  0, or -1 with the
+ * state FAILOVER_FAILED and the reason recorded (what: "failover" or
+ * "resume").  Under ctl_lock.
+ */
+static int
+commit_start(struct replica *r, const char *what)
+{
+	int err;
+
+	pthread_mutex_lock(&r->commit_lock);
+	r->commit_running = true;
+	pthread_mutex_unlock(&r->commit_lock);
+	err = pthread_create(&r->commit_thread, NULL, commit_main, r);
+	if (err != 0) {
+		pthread_rwlock_wrlock(&r->gate);
+		r->state = REPLICA_FAILOVER_FAILED;
+		pthread_rwlock_unlock(&r->gate);
+		pthread_mutex_lock(&r->commit_lock);
+		r->commit_running = false;
+		pthread_mutex_unlock(&r->commit_lock);
+		return refuse(r, err, "%s: cannot start the commit: %s", what,
+			      strerror(err));
+	}
+	r->commit_joinable = true;
+	return 0;
+}
+
 /* Joins a finished or cancelled commit thread.  Caller holds ctl_lock. */
 static void
 join_commit(struct replica *r)
@@ -1870,7 +1897,7 @@ join_commit(struct replica *r)
 int
 replica_failover(struct replica *r)
 {
-	int ret = 0, err;
+	int ret = 0;
 
 	pthread_mutex_lock(&r->ctl_lock);
 	switch (r->state) {
@@ -1887,22 +1914,7 @@ replica_failover(struct replica *r)
 	pthread_rwlock_wrlock(&r->gate);
 	r->state = REPLICA_FAILOVER;
 	pthread_rwlock_unlock(&r->gate);
-	pthread_mutex_lock(&r->commit_lock);
-	r->commit_running = true;
-	pthread_mutex_unlock(&r->commit_lock);
-	err = pthread_create(&r->commit_thread, NULL, commit_main, r);
-	if (err != 0) {
-		pthread_rwlock_wrlock(&r->gate);
-		r->state = REPLICA_FAILOVER_FAILED;
-		pthread_rwlock_unlock(&r->gate);
-		pthread_mutex_lock(&r->commit_lock);
-		r->commit_running = false;
-		pthread_mutex_unlock(&r->commit_lock);
-		ret = refuse(r, err, "failover: cannot start the commit: %s",
-			     strerror(err));
-		goto out;
-	}
-	r->commit_joinable = true;
+	ret = commit_start(r, "failover");
 out:
 	pthread_mutex_unlock(&r->ctl_lock);
 	return ret;
@@ -2018,23 +2030,7 @@ replica_resume_failover(struct replica *r)
 	pthread_rwlock_unlock(&r->gate);
 	free(rp);
 	rp = NULL;
-	pthread_mutex_lock(&r->commit_lock);
-	r->commit_running = true;
-	pthread_mutex_unlock(&r->commit_lock);
-	err = pthread_create(&r->commit_thread, NULL, commit_main, r);
-	if (err != 0) {
-		pthread_rwlock_wrlock(&r->gate);
-		r->state = REPLICA_FAILOVER_FAILED;
-		pthread_rwlock_unlock(&r->gate);
-		pthread_mutex_lock(&r->commit_lock);
-		r->commit_running = false;
-		pthread_mutex_unlock(&r->commit_lock);
-		ret = refuse(r, err, "resume: cannot start the commit: %s",
-			     strerror(err));
-		goto out;
-	}
-	r->commit_joinable = true;
-	ret = 0;
+	ret = commit_start(r, "resume");
 	goto out;
 fail:
 	err = errno;

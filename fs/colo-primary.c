@@ -171,17 +171,7 @@ colo_primary_status_text(struct primary *p, const struct config *cfg,
 		fprintf(fp, "%s.synced=%d\n", d->name, d->synced ? 1 : 0);
 	}
 	primary_status_release(&st);
-	for (i = 0; i < nparts; i++)
-		parts[i].print(parts[i].opaque, fp);
-	if (fclose(fp) == EOF) {
-		int saved = errno;
-
-		free(*text);
-		*text = NULL;
-		errno = saved;
-		return -1;
-	}
-	return 0;
+	return colo_status_close(fp, parts, nparts, text);
 }
 
 int

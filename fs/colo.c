@@ -135,6 +135,25 @@ put_oneline(FILE *fp, const char *s)
 }
 
 /* The status text of one snapshot.  0, or -1 with errno. */
+int
+colo_status_close(FILE *fp, const struct colo_status_part *parts,
+		  size_t nparts, char **text)
+{
+	size_t i;
+
+	for (i = 0; i < nparts; i++)
+		parts[i].print(parts[i].opaque, fp);
+	if (fclose(fp) == EOF) {
+		int saved = errno;
+
+		free(*text);
+		*text = NULL;
+		errno = saved;
+		return -1;
+	}
+	return 0;
+}
+
 static int
 status_render(const struct replica_status *st, const struct config *cfg,
 	      const struct colo_status_part *parts, size_t nparts,
@@ -177,17 +196,7 @@ status_render(const struct replica_status *st, const struct config *cfg,
 		DISK_KEY(map_mem_bytes);
 #undef DISK_KEY
 	}
-	for (i = 0; i < nparts; i++)
-		parts[i].print(parts[i].opaque, fp);
-	if (fclose(fp) == EOF) {
-		int saved = errno;
-
-		free(*text);
-		*text = NULL;
-		errno = saved;
-		return -1;
-	}
-	return 0;
+	return colo_status_close(fp, parts, nparts, text);
 }
 
 int

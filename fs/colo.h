@@ -57,6 +57,12 @@ int colo_status_text(struct replica *r, const struct config *cfg,
 		     const struct colo_status_part *parts, size_t nparts,
 		     char **text, size_t *len);
 int colo_error_text(struct replica *r, char **text, size_t *len);
+/* Ends a status text begun with open_memstream(text, ...) on fp: each
+ * part's lines, in order, then the stream closed.  0, or -1 with errno
+ * and *text freed.
+ */
+int colo_status_close(FILE *fp, const struct colo_status_part *parts,
+		      size_t nparts, char **text);
 
 /* The status as OpenMetrics text (.colo/metrics), from one snapshot:
  * every status key that has a row in colo.c's metric_map, the state, the
