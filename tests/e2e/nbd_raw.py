@@ -670,10 +670,12 @@ def case_read_flood(addr, export, n, k, length):
         s.close()
 
 
-def main():
+def main(cases=None):
+    """Runs case_NAME(addr, export, args...) from argv, found in cases (a
+    module's globals(); default ours)."""
     addr, export, case = sys.argv[1:4]
     try:
-        globals()["case_" + case.replace("-", "_")](addr, export, *sys.argv[4:])
+        (cases or globals())["case_" + case.replace("-", "_")](addr, export, *sys.argv[4:])
     except (Fail, EOFError, OSError) as e:
         print("FAIL %s: %s" % (case, e), file=sys.stderr)
         sys.exit(1)

@@ -14,6 +14,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import nbd_raw  # noqa: E402
 from nbd_raw import (OPT_ABORT, OPT_EXPORT_NAME, OPT_GO, OPT_LIST,  # noqa: E402
                      OPT_STARTTLS, REP_ACK, REQ_MAGIC, CMD_READ, CMD_DISC,
                      Fail, check, closed_by_server, connect, go_data, greet,
@@ -111,15 +112,5 @@ def case_record_flood(addr, export, certdir, secs):
     print("%d records, %d reads answered" % (records, reads))
 
 
-def main():
-    addr, export, case = sys.argv[1:4]
-    try:
-        globals()["case_" + case.replace("-", "_")](addr, export, *sys.argv[4:])
-    except (Fail, EOFError, OSError) as e:
-        print("FAIL %s: %s" % (case, e), file=sys.stderr)
-        sys.exit(1)
-    print("ok %s" % case)
-
-
 if __name__ == "__main__":
-    main()
+    nbd_raw.main(globals())
