@@ -135,6 +135,8 @@ struct replica_disk {
 	struct buffer *hidden, *active;	/* swapped under r->gate exclusive */
 	atomic_uint_fast64_t primary_write_bytes;
 	atomic_uint_fast64_t view_write_bytes;
+	atomic_uint_fast64_t view_writes;	/* requests, zeroing included */
+	atomic_uint_fast64_t view_reads, view_read_bytes;
 	int journal_fd;			/* -1, or the failover journal: set
 					 * under r->gate exclusive */
 };
@@ -1034,6 +1036,8 @@ replica_view_read(struct replica_disk *d, void *buf, size_t len,
 			goto out;
 	}
 	ret = 0;
+	atomic_fetch_add(&d->view_reads, 1);
+	atomic_fetch_add(&d->view_read_bytes, len);
 out:
 	io_end(d, &e, 0);
 	return ret;
@@ -1073,6 +1077,8 @@ replica_view_read_begin(struct replica_disk *d, uint64_t off, size_t len,
 		*seg = (struct replica_seg) { s->fd, off, NULL };
 	else
 		goto again;
+	atomic_fetch_add(&d->view_reads, 1);
+	atomic_fetch_add(&d->view_read_bytes, len);
 	rd->d = d;
 	rd->lock = e;
 	return 0;
@@ -1189,9 +1195,10 @@ replica_view_write(struct replica_disk *d, const void *buf, size_t len,
 		ret = image_write(d, buf, len, off);
 		break;
 	}
-	if (ret == 0)
+	if (ret == 0) {
 		atomic_fetch_add(&d->view_write_bytes, len);
-	else if (!recorded)
+		atomic_fetch_add(&d->view_writes, 1);
+	} else if (!recorded)
 		replica_record_error(r, "%s: view write at %" PRIu64 "+%zu "
 				     "failed: %s", d->name, off, len,
 				     strerror(errno));
@@ -2114,6 +2121,9 @@ replica_get_status(struct replica *r, struct replica_status *st)
 		ds->size = d->size;
 		ds->primary_write_bytes = atomic_load(&d->primary_write_bytes);
 		ds->view_write_bytes = atomic_load(&d->view_write_bytes);
+		ds->view_writes = atomic_load(&d->view_writes);
+		ds->view_reads = atomic_load(&d->view_reads);
+		ds->view_read_bytes = atomic_load(&d->view_read_bytes);
 		if (d->img->ops->overlay_bytes)
 			ds->overlay_bytes = d->img->ops->overlay_bytes(d->img);
 		pthread_mutex_lock(&d->map_lock);

@@ -183,6 +183,8 @@ struct replica_disk_status {
 	uint64_t active_bytes, active_extents;
 	uint64_t commit_remaining_bytes;
 	uint64_t primary_write_bytes, view_write_bytes;
+	uint64_t view_writes;		/* view write requests, zeroing included */
+	uint64_t view_reads, view_read_bytes;
 	uint64_t overlay_bytes;		/* qcow2 overlay, else 0 */
 	uint64_t map_mem_bytes;		/* both extent maps' heap */
 };

@@ -192,6 +192,9 @@ status_render(const struct replica_status *st, const struct config *cfg,
 		DISK_KEY(commit_remaining_bytes);
 		DISK_KEY(primary_write_bytes);
 		DISK_KEY(view_write_bytes);
+		DISK_KEY(view_writes);
+		DISK_KEY(view_reads);
+		DISK_KEY(view_read_bytes);
 		DISK_KEY(overlay_bytes);
 		DISK_KEY(map_mem_bytes);
 #undef DISK_KEY
@@ -287,6 +290,12 @@ static const struct metric_map metric_map[] = {
 	  "source=\"primary\"", 0 },
 	{ "*.view_write_bytes", "colofs_disk_written_bytes", "counter",
 	  "bytes", NULL, "source=\"view\"", 0 },
+	{ "*.view_read_bytes", "colofs_disk_view_read_bytes", "counter",
+	  "bytes", "Bytes the VM read from the view", NULL, 0 },
+	{ "*.view_reads", "colofs_disk_view_requests", "counter", NULL,
+	  "View requests served, by kind", "op=\"read\"", 0 },
+	{ "*.view_writes", "colofs_disk_view_requests", "counter", NULL, NULL,
+	  "op=\"write\"", 0 },
 	{ "*.overlay_bytes", "colofs_disk_overlay_bytes", "gauge", "bytes",
 	  "Bytes in the qcow2 image's overlay", NULL, 0 },
 	{ "*.map_mem_bytes", "colofs_disk_map_memory_bytes", "gauge", "bytes",

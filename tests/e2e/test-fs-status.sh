@@ -21,7 +21,7 @@ done
 for d in vda vdb; do
 	for k in size hidden_bytes hidden_extents active_bytes active_extents \
 		commit_remaining_bytes primary_write_bytes view_write_bytes \
-		overlay_bytes; do
+		view_writes view_reads view_read_bytes overlay_bytes; do
 		grep -q "^$d.$k=" "$MNT/.colo/status" || fail "status lacks $d.$k"
 	done
 done
@@ -48,6 +48,13 @@ nbd_write 0 512 05 second
 expect_status vda.active_bytes 12288
 expect_status vda.active_extents 3
 expect_status vda.view_write_bytes 12288
+expect_status vdb.view_writes 0
+# One 8 KiB read of the view: one request, 8 KiB more read.
+r0=$(status_get vda.view_reads)
+b0=$(status_get vda.view_read_bytes)
+dd if="$MNT/vda" of=/dev/null bs=8192 count=1 skip=8 iflag=direct status=none
+expect_status vda.view_reads $((r0 + 1))
+expect_status vda.view_read_bytes $((b0 + 8192))
 expect_status vda.hidden_bytes 8192
 expect_status vda.hidden_extents 1
 expect_status vda.primary_write_bytes 8192
@@ -82,7 +89,12 @@ expect_status error ""
 [ -z "$(cat "$MNT/.colo/error")" ] || fail ".colo/error not cleared"
 ok "error= and .colo/error show the last error; truncating error clears it"
 
-view_write 4096 4096 07
+# One 4 KiB write from a file (a pipe may hand dd less): one request.
+w0=$(status_get vda.view_writes)
+pattern 4096 07 >"$T/blk"
+dd if="$T/blk" of="$MNT/vda" bs=4096 count=1 seek=1 conv=notrunc status=none
+expect_status vda.view_writes $((w0 + 1))
+ok "view requests are counted: one read, one write"
 ctl failover
 wait_state done
 expect_status vda.commit_remaining_bytes 0

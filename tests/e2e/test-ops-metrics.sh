@@ -55,6 +55,10 @@ for b in ("hidden", "active"):
 eq("colofs_disk_size_bytes", "vda.size", disk="vda")
 eq("colofs_disk_written_bytes_total", "vda.primary_write_bytes", disk="vda", source="primary")
 eq("colofs_disk_written_bytes_total", "vda.view_write_bytes", disk="vda", source="view")
+eq("colofs_disk_view_read_bytes_total", "vda.view_read_bytes", disk="vda")
+eq("colofs_disk_view_requests_total", "vda.view_reads", disk="vda", op="read")
+eq("colofs_disk_view_requests_total", "vda.view_writes", disk="vda", op="write")
+assert float(st["vda.view_writes"]) >= 3, "the view writes were counted"
 eq("colofs_disk_commit_remaining_bytes", "vda.commit_remaining_bytes", disk="vda")
 eq("colofs_nbd_connections_total", "nbd.connections_total")
 eq("colofs_nbd_open_connections", "nbd.connections")

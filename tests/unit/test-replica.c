@@ -369,6 +369,29 @@ Test(replica, status_counts_bytes_and_extents)
 	replica_status_release(&st);
 }
 
+Test(replica, view_requests_are_counted_by_kind)
+{
+	struct replica_status st;
+	struct replica_seg seg;
+	struct replica_read rd;
+	char buf[300];
+
+	cr_assert_eq(replica_start(r), 0);
+	view_fill(d, 0, 100, 0x33);
+	cr_assert_eq(replica_view_zero(d, 4096, 4096), 0);
+	cr_assert_eq(replica_view_read(d, buf, sizeof buf, 0), 0);
+	cr_assert_eq(replica_view_read_begin(d, 0, 50, &rd, &seg), 0);
+	replica_view_read_end(&rd);
+	/* A refused read counts nothing. */
+	cr_assert_eq(replica_view_read(d, buf, 10, 4 * MiB), -1);
+	cr_assert_eq(replica_get_status(r, &st), 0);
+	cr_assert_eq(st.disks[0].view_writes, 2);
+	cr_assert_eq(st.disks[0].view_write_bytes, 100 + 4096);
+	cr_assert_eq(st.disks[0].view_reads, 2);
+	cr_assert_eq(st.disks[0].view_read_bytes, sizeof buf + 50);
+	replica_status_release(&st);
+}
+
 Test(replica, group_acts_on_every_disk)
 {
 	struct replica_disk *d2;
