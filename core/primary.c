@@ -491,7 +491,20 @@ sync_disk(struct primary *p, struct primary_disk *d, struct sync_slot *slots,
 		s->d = d;
 		s->off = o;
 		s->len = l;
-		rangelock_acquire(&d->rl, &s->e, o, l, true);
+		/* This thread holds the ranges of the other slots in flight.
+		 * A VM write that spans one of them and this run waits for
+		 * the held one, and this run would queue behind it: a
+		 * deadlock.  So when the run is taken, finish every slot
+		 * first (their ranges go), and only then wait for it.
+		 */
+		if (!rangelock_try_acquire(&d->rl, &s->e, o, l, true)) {
+			for (i = 0; i < SYNC_DEPTH && rc == 0; i++)
+				if (slot_finish(p, &slots[i]) == -1)
+					rc = -1;
+			if (rc == -1)
+				break;
+			rangelock_acquire(&d->rl, &s->e, o, l, true);
+		}
 		if (d->img->ops->pread(d->img, s->buf, l, o) == -1) {
 			primary_record_error(p, "%s: sync: local read at %"
 					     PRIu64 ": %s", d->name, o,

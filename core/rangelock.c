@@ -71,6 +71,30 @@ rangelock_acquire(struct rangelock *rl, struct rangelock_entry *e,
 	pthread_mutex_unlock(&rl->lock);
 }
 
+bool
+rangelock_try_acquire(struct rangelock *rl, struct rangelock_entry *e,
+		      uint64_t off, uint64_t len, bool exclusive)
+{
+	bool ok;
+
+	e->start = off;
+	e->end = len == 0 ? off + 1 : off + len;
+	e->exclusive = exclusive;
+	e->next = NULL;
+	pthread_mutex_lock(&rl->lock);
+	e->prev = rl->tail;
+	ok = !blocked(e);
+	if (ok) {
+		if (rl->tail)
+			rl->tail->next = e;
+		else
+			rl->head = e;
+		rl->tail = e;
+	}
+	pthread_mutex_unlock(&rl->lock);
+	return ok;
+}
+
 void
 rangelock_release(struct rangelock *rl, struct rangelock_entry *e)
 {

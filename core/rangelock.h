@@ -31,5 +31,12 @@ void rangelock_release_all(struct rangelock *rl);	/* destroys; must be empty */
 void rangelock_acquire(struct rangelock *rl, struct rangelock_entry *e,
 		       uint64_t off, uint64_t len, bool exclusive);
 void rangelock_release(struct rangelock *rl, struct rangelock_entry *e);
+/* The same without waiting: true if e now holds the range; false if an
+ * entry ahead overlaps it (then e is not queued and holds nothing).  For
+ * a holder of other ranges, which must not queue behind a waiter that
+ * waits for them.
+ */
+bool rangelock_try_acquire(struct rangelock *rl, struct rangelock_entry *e,
+			   uint64_t off, uint64_t len, bool exclusive);
 
 #endif

@@ -122,6 +122,27 @@ Test(rangelock, disjoint_ranges_do_not_wait)
 	rangelock_release_all(&rl);
 }
 
+Test(rangelock, try_acquire_takes_a_free_range_and_queues_nothing_otherwise)
+{
+	struct rangelock rl;
+	struct rangelock_entry a, b, c;
+
+	rangelock_init(&rl);
+	cr_assert(rangelock_try_acquire(&rl, &a, 0, 4096, true));
+	/* Overlapping: refused, and not left in the queue. */
+	cr_assert_not(rangelock_try_acquire(&rl, &b, 100, 10, false));
+	cr_assert_eq(rl.tail, &a, "a refused entry must not stay queued");
+	/* Disjoint: taken. */
+	cr_assert(rangelock_try_acquire(&rl, &c, 4096, 4096, true));
+	rangelock_release(&rl, &a);
+	/* Once a is gone, the range is free. */
+	cr_assert(rangelock_try_acquire(&rl, &b, 100, 10, false));
+	rangelock_release(&rl, &b);
+	rangelock_release(&rl, &c);
+	cr_assert_null(rl.head);
+	rangelock_release_all(&rl);
+}
+
 Test(rangelock, overlapping_exclusive_waits)
 {
 	struct rangelock rl;
