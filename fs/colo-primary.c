@@ -112,14 +112,6 @@ bad:
 	return -1;
 }
 
-static void
-put_oneline(FILE *fp, const char *s)
-{
-	for (; *s; s++)
-		fputc(*s == '\n' || *s == '\r' ? ' ' : *s, fp);
-	fputc('\n', fp);
-}
-
 int
 colo_primary_status_text(struct primary *p, const struct config *cfg,
 			 const struct colo_status_part *parts, size_t nparts,
@@ -151,9 +143,9 @@ colo_primary_status_text(struct primary *p, const struct config *cfg,
 	fprintf(fp, "syncs=%" PRIu64 "\n", st.syncs);
 	fprintf(fp, "checkpoints=%" PRIu64 "\n", st.checkpoints);
 	fputs("degraded_reason=", fp);
-	put_oneline(fp, st.reason);
+	colo_put_oneline(fp, st.reason);
 	fputs("error=", fp);
-	put_oneline(fp, st.error);
+	colo_put_oneline(fp, st.error);
 	fprintf(fp, "disks=%zu\n", st.ndisks);
 	for (i = 0; i < st.ndisks; i++) {
 		const struct primary_disk_status *d = &st.disks[i];
@@ -178,17 +170,7 @@ int
 colo_primary_error_text(struct primary *p, char **text, size_t *len)
 {
 	char msg[1024];
-	size_t n;
 
 	primary_last_error(p, msg, sizeof msg);
-	n = strlen(msg);
-	*text = malloc(n + 2);
-	if (*text == NULL)
-		return -1;
-	memcpy(*text, msg, n);
-	if (n)
-		(*text)[n++] = '\n';
-	(*text)[n] = '\0';
-	*len = n;
-	return 0;
+	return colo_error_line(msg, text, len);
 }

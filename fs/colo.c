@@ -125,16 +125,14 @@ colo_cmd_run(struct replica *r, enum colo_cmd c)
 	abort();
 }
 
-/* The error on one line, so that status stays one key per line. */
-static void
-put_oneline(FILE *fp, const char *s)
+void
+colo_put_oneline(FILE *fp, const char *s)
 {
 	for (; *s; s++)
 		fputc(*s == '\n' || *s == '\r' ? ' ' : *s, fp);
 	fputc('\n', fp);
 }
 
-/* The status text of one snapshot.  0, or -1 with errno. */
 int
 colo_status_close(FILE *fp, const struct colo_status_part *parts,
 		  size_t nparts, char **text)
@@ -154,6 +152,7 @@ colo_status_close(FILE *fp, const struct colo_status_part *parts,
 	return 0;
 }
 
+/* The status text of one snapshot.  0, or -1 with errno. */
 static int
 status_render(const struct replica_status *st, const struct config *cfg,
 	      const struct colo_status_part *parts, size_t nparts,
@@ -177,7 +176,7 @@ status_render(const struct replica_status *st, const struct config *cfg,
 		st->unclean_disconnects);
 	fprintf(fp, "errors=%" PRIu64 "\n", st->errors);
 	fputs("error=", fp);
-	put_oneline(fp, st->error);
+	colo_put_oneline(fp, st->error);
 	fprintf(fp, "disks=%zu\n", st->ndisks);
 	for (i = 0; i < st->ndisks; i++) {
 		const struct replica_disk_status *d = &st->disks[i];
@@ -223,9 +222,16 @@ int
 colo_error_text(struct replica *r, char **text, size_t *len)
 {
 	char msg[1024];
-	size_t n;
 
 	replica_last_error(r, msg, sizeof msg);
+	return colo_error_line(msg, text, len);
+}
+
+int
+colo_error_line(const char *msg, char **text, size_t *len)
+{
+	size_t n;
+
 	n = strlen(msg);
 	*text = malloc(n + 2);
 	if (!*text)

@@ -57,6 +57,13 @@ int colo_status_text(struct replica *r, const struct config *cfg,
 		     const struct colo_status_part *parts, size_t nparts,
 		     char **text, size_t *len);
 int colo_error_text(struct replica *r, char **text, size_t *len);
+/* Shared by the secondary's and the primary's texts: a value on one line
+ * (newlines become blanks, so the status stays one key per line), and
+ * the .colo/error text of msg (msg and a newline, or nothing; malloc'd;
+ * 0, or -1 with errno).
+ */
+void colo_put_oneline(FILE *fp, const char *s);
+int colo_error_line(const char *msg, char **text, size_t *len);
 /* Ends a status text begun with open_memstream(text, ...) on fp: each
  * part's lines, in order, then the stream closed.  0, or -1 with errno
  * and *text freed.
