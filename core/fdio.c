@@ -1,14 +1,22 @@
 /* SPDX-License-Identifier: MIT */
 /* Whole transfers on file descriptors, shared by the fd-backed stores and
  * the images: short reads and writes and EINTR are retried, so a caller
- * sees all of it or an error.
+ * sees all of it or an error.  And the one way colofs creates and replaces
+ * its own files (see fdio.h).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/falloc.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fdio.h"
+#include "log.h"
 
 int
 full_pread(int fd, void *buf, size_t len, uint64_t off)
@@ -80,4 +88,199 @@ fd_zero_range(int fd, uint64_t off, uint64_t len)
 		len -= n;
 	}
 	return 0;
+}
+
+int
+fdio_dir_open(const char *path)
+{
+	return open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+}
+
+int
+fdio_sync_dir(int dirfd)
+{
+	if (fsync(dirfd) == -1) {
+		log_error("fsync of a directory: %m");
+		return -1;
+	}
+	return 0;
+}
+
+int
+durable_sync_dir(const char *dir)
+{
+	int fd = fdio_dir_open(dir), ret, saved;
+
+	if (fd == -1) {
+		log_error("open directory %s: %m", dir);
+		return -1;
+	}
+	ret = fdio_sync_dir(fd);
+	saved = errno;
+	close(fd);
+	errno = saved;
+	return ret;
+}
+
+int
+fdio_create_tmp(int dirfd, const char *name, int extra, mode_t mode,
+		char *tmp, size_t tmplen)
+{
+	static const char digits[] = "0123456789abcdefghijklmnopqrstuv";
+	int tries;
+
+	for (tries = 0; tries < 16; tries++) {
+		unsigned char rnd[6];
+		char sfx[sizeof rnd + 1];
+		size_t i;
+		int fd;
+
+		if (getrandom(rnd, sizeof rnd, 0) != (ssize_t) sizeof rnd)
+			return -1;
+		for (i = 0; i < sizeof rnd; i++)
+			sfx[i] = digits[rnd[i] & 31];
+		sfx[sizeof rnd] = '\0';
+		if (snprintf(tmp, tmplen, "%s.tmp.%s", name, sfx) >=
+		    (int) tmplen) {
+			errno = ENAMETOOLONG;
+			log_error("%s: %m", name);
+			return -1;
+		}
+		fd = openat(dirfd, tmp, O_RDWR | O_CREAT | O_EXCL |
+			    O_NOFOLLOW | O_CLOEXEC | extra, mode);
+		if (fd != -1)
+			return fd;
+		if (errno != EEXIST) {
+			log_error("create %s: %m", tmp);
+			return -1;
+		}
+	}
+	log_error("create %s: %m", tmp);
+	return -1;
+}
+
+int
+fdio_commit_tmp(int fd, int dirfd, const char *tmp, const char *name)
+{
+	int saved;
+
+	if (fsync(fd) == -1) {
+		saved = errno;
+		log_error("fsync %s: %m", tmp);
+		goto undo;
+	}
+	if (renameat(dirfd, tmp, dirfd, name) == -1) {
+		saved = errno;
+		log_error("rename %s to %s: %m", tmp, name);
+		goto undo;
+	}
+	if (fsync(dirfd) == -1) {
+		log_error("%s renamed, but fsync of its directory: %m", name);
+		return 1;
+	}
+	return 0;
+undo:
+	unlinkat(dirfd, tmp, 0);
+	errno = saved;
+	return -1;
+}
+
+int
+fdio_sweep_tmp(int dirfd, const char *name)
+{
+	size_t nlen = strlen(name);
+	struct dirent *de;
+	DIR *d;
+	int dup_fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (dup_fd == -1)
+		return -1;
+	d = fdopendir(dup_fd);
+	if (d == NULL) {
+		close(dup_fd);
+		return -1;
+	}
+	while ((de = readdir(d)) != NULL) {
+		struct stat st;
+
+		if (strncmp(de->d_name, name, nlen) != 0 ||
+		    strncmp(de->d_name + nlen, ".tmp.", 5) != 0)
+			continue;
+		if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISREG(st.st_mode))
+			unlinkat(dirfd, de->d_name, 0);
+	}
+	closedir(d);
+	return 0;
+}
+
+int
+fdio_open_file_at(int dirfd, const char *name, int flags)
+{
+	struct stat st;
+	/* O_NONBLOCK: a planted FIFO must not hang the open. */
+	int fd = openat(dirfd, name, flags | O_NOFOLLOW | O_NONBLOCK |
+			O_CLOEXEC);
+
+	if (fd == -1)
+		return -1;
+	if (fstat(fd, &st) == -1)
+		goto err;
+	if (!S_ISREG(st.st_mode)) {
+		errno = EINVAL;
+		goto err;
+	}
+	if (!(flags & O_NONBLOCK) &&
+	    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) == -1)
+		goto err;
+	return fd;
+err:
+	{
+		int saved = errno;
+
+		close(fd);
+		errno = saved;
+	}
+	return -1;
+}
+
+int
+durable_write_at(int dirfd, const char *name, const void *data, size_t len)
+{
+	char tmp[NAME_MAX + 1];
+	int fd, ret, saved;
+
+	fd = fdio_create_tmp(dirfd, name, 0, 0600, tmp, sizeof tmp);
+	if (fd == -1)
+		return -1;
+	if (full_pwrite(fd, data, len, 0) == -1) {
+		saved = errno;
+		log_error("write %s: %m", tmp);
+		close(fd);
+		unlinkat(dirfd, tmp, 0);
+		errno = saved;
+		return -1;
+	}
+	ret = fdio_commit_tmp(fd, dirfd, tmp, name);
+	saved = errno;
+	close(fd);
+	errno = saved;
+	return ret;
+}
+
+int
+durable_write(const char *dir, const char *name, const void *data,
+	      size_t len)
+{
+	int dirfd = fdio_dir_open(dir), ret, saved;
+
+	if (dirfd == -1) {
+		log_error("open directory %s: %m", dir);
+		return -1;
+	}
+	ret = durable_write_at(dirfd, name, data, len);
+	saved = errno;
+	close(dirfd);
+	errno = saved;
+	return ret;
 }

@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* Whole transfers, retrying short I/O and EINTR.  0, or -1 with errno
  * (EIO at EOF).
@@ -12,5 +13,61 @@ int full_pread(int fd, void *buf, size_t len, uint64_t off);
 int full_pwrite(int fd, const void *buf, size_t len, uint64_t off);
 /* Punch a hole, else ZERO_RANGE, else write zeros. */
 int fd_zero_range(int fd, uint64_t off, uint64_t len);
+
+
+/* Creating files that a third party cannot redirect.
+ *
+ * colofs runs as root and writes into directories it does not always own
+ * alone (state_dir, buffer_dir, the metrics file's directory).  Every file
+ * it creates goes through these: the directory is opened once without
+ * following a symlink, and each new file is created in it by a fresh,
+ * unguessable name with O_CREAT | O_EXCL | O_NOFOLLOW, so a planted
+ * symlink or file by that name makes the create fail instead of steering
+ * root's write.  Publishing is a renameat within the same directory fd.
+ */
+
+/* Opens PATH as a directory for the *at calls: O_DIRECTORY | O_NOFOLLOW,
+ * so a symlink is refused (ELOOP or ENOTDIR).  fd, or -1 with errno.
+ */
+int fdio_dir_open(const char *path);
+/* fsync of a directory fd, so that a create, rename or unlink in it lasts.
+ * 0, or -1 with errno (logged).
+ */
+int fdio_sync_dir(int dirfd);
+/* The same by path (opened with fdio_dir_open). */
+int durable_sync_dir(const char *dir);
+
+/* Creates a new, empty file in dirfd named NAME.tmp.XXXXXX (random
+ * suffix) with O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | extra
+ * and mode.  Its name goes to tmp (tmplen >= strlen(name) + 12).  fd, or
+ * -1 with errno (logged).
+ */
+int fdio_create_tmp(int dirfd, const char *name, int extra, mode_t mode,
+		    char *tmp, size_t tmplen);
+/* Publishes a file made by fdio_create_tmp: fsync(fd), renameat tmp over
+ * name in dirfd, fsync(dirfd).  fd stays open.  Returns 0; or -1 with
+ * errno and tmp removed when it failed before the rename (name is as it
+ * was); or 1 with errno when the rename was done but the directory fsync
+ * failed: name already holds the new content and may survive a crash, so
+ * the caller must treat it as written (and may retry fdio_sync_dir).
+ */
+int fdio_commit_tmp(int fd, int dirfd, const char *tmp, const char *name);
+/* Removes leftovers NAME.tmp.* of earlier runs from dirfd (a crash between
+ * create and rename).  Only regular files are removed; never follows a
+ * link.  0, or -1 with errno.
+ */
+int fdio_sweep_tmp(int dirfd, const char *name);
+/* Opens an existing file in dirfd without following a symlink and checks
+ * that it is a regular file (EINVAL otherwise).  fd, or -1 with errno.
+ */
+int fdio_open_file_at(int dirfd, const char *name, int flags);
+
+/* Replaces DIR/NAME by data atomically with the calls above.  Returns as
+ * fdio_commit_tmp does (1: renamed, the directory fsync failed).
+ */
+int durable_write_at(int dirfd, const char *name, const void *data,
+		     size_t len);
+int durable_write(const char *dir, const char *name, const void *data,
+		  size_t len);
 
 #endif

@@ -11,11 +11,11 @@
  *   generation=5f0c...		32 hex digits, new at each start and failover
  *   journaled=1			the commit's journals are durable
  *
- * It is only ever replaced whole (durable_write): written to NAME.tmp,
- * fsync'd, renamed over NAME, and the directory fsync'd, so that after a
- * crash or a power cut the file is either the old one or the new one,
- * never a mix, and a rename that returned is not undone.  A leftover
- * NAME.tmp is ignored (and overwritten by the next write).
+ * It is only ever replaced whole (durable_write, core/fdio.c): written to
+ * a fresh NAME.tmp.XXXXXX, fsync'd, renamed over NAME, and the directory
+ * fsync'd, so that after a crash or a power cut the file is either the old
+ * one or the new one, never a mix, and a rename that returned is not
+ * undone.  A leftover NAME.tmp.* is ignored.
  *
  * Reading is strict: a file that is not exactly this format is an error,
  * never a default, because guessing "none" for a promoted disk would open
@@ -37,71 +37,6 @@
 
 #define STATEFILE_MAX 4096
 #define MAGIC "colofs-state 1\n"
-
-int
-durable_sync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-	if (fd == -1) {
-		log_error("open directory %s: %m", dir);
-		return -1;
-	}
-	if (fsync(fd) == -1) {
-		int saved = errno;
-
-		log_error("fsync directory %s: %m", dir);
-		close(fd);
-		errno = saved;
-		return -1;
-	}
-	close(fd);
-	return 0;
-}
-
-int
-durable_write(const char *dir, const char *name, const void *data,
-	      size_t len)
-{
-	char tmp[4096], dst[4096];
-	int fd, saved;
-
-	if (snprintf(dst, sizeof dst, "%s/%s", dir, name) >= (int) sizeof dst ||
-	    snprintf(tmp, sizeof tmp, "%s.tmp", dst) >= (int) sizeof tmp) {
-		errno = ENAMETOOLONG;
-		log_error("%s/%s: %m", dir, name);
-		return -1;
-	}
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd == -1) {
-		log_error("create %s: %m", tmp);
-		return -1;
-	}
-	if (full_pwrite(fd, data, len, 0) == -1 || fsync(fd) == -1) {
-		saved = errno;
-		log_error("write %s: %m", tmp);
-		goto err;
-	}
-	if (close(fd) == -1) {
-		fd = -1;
-		saved = errno;
-		log_error("close %s: %m", tmp);
-		goto err;
-	}
-	fd = -1;
-	if (rename(tmp, dst) == -1) {
-		saved = errno;
-		log_error("rename %s to %s: %m", tmp, dst);
-		goto err;
-	}
-	return durable_sync_dir(dir);
-err:
-	if (fd != -1)
-		close(fd);
-	unlink(tmp);
-	errno = saved;
-	return -1;
-}
 
 static int
 parse_state(const char *s, enum replica_state *out)

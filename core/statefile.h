@@ -5,19 +5,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "fdio.h"
 #include "replica.h"
 
 /* Small files that must survive a crash or a power loss, and the state
  * file built on them (statefile.c).
  */
 
-/* Replaces DIR/NAME by data atomically: DIR/NAME.tmp written, fsync'd,
- * renamed over DIR/NAME, then DIR fsync'd.  0, or -1 with errno (logged).
- */
-int durable_write(const char *dir, const char *name, const void *data,
-		  size_t len);
-/* fsync of a directory, so that a rename, link or unlink in it lasts. */
-int durable_sync_dir(const char *dir);
 
 #define STATEFILE_GEN_LEN 32		/* hex digits */
 

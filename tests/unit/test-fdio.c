@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: MIT */
+/* core/fdio.c's safe creation: a planted symlink or file never steers a
+ * write, a symlinked directory is refused, leftovers are swept.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fdio.h"
+#include "log.h"
+#include "support.h"
+
+static char *dir;
+
+static void
+setup(void)
+{
+	log_set_quiet(true);
+	dir = test_temp_dir();
+}
+
+static void
+teardown(void)
+{
+	test_cleanup_dir(dir);
+}
+
+TestSuite(fdio, .init = setup, .fini = teardown);
+
+static void
+put(const char *path, const char *text)
+{
+	FILE *fp = fopen(path, "w");
+
+	cr_assert_not_null(fp);
+	fputs(text, fp);
+	fclose(fp);
+}
+
+static void
+expect(const char *path, const char *text)
+{
+	char buf[256] = "";
+	FILE *fp = fopen(path, "r");
+
+	cr_assert_not_null(fp, "%s", path);
+	cr_assert_neq(fgets(buf, sizeof buf, fp), NULL);
+	fclose(fp);
+	cr_assert_str_eq(buf, text);
+}
+
+Test(fdio, a_symlink_at_the_name_is_replaced_not_followed)
+{
+	char victim[512], link[512];
+	struct stat st;
+
+	snprintf(victim, sizeof victim, "%s/victim", dir);
+	snprintf(link, sizeof link, "%s/a.state", dir);
+	put(victim, "precious\n");
+	cr_assert_eq(symlink(victim, link), 0);
+	cr_assert_eq(durable_write(dir, "a.state", "new\n", 4), 0);
+	expect(victim, "precious\n");
+	cr_assert_eq(lstat(link, &st), 0);
+	cr_assert(S_ISREG(st.st_mode));
+	expect(link, "new\n");
+}
+
+Test(fdio, a_planted_old_style_tmp_symlink_is_ignored)
+{
+	char victim[512], link[512], dst[512];
+
+	snprintf(victim, sizeof victim, "%s/victim", dir);
+	snprintf(link, sizeof link, "%s/a.state.tmp", dir);
+	snprintf(dst, sizeof dst, "%s/a.state", dir);
+	put(victim, "precious\n");
+	cr_assert_eq(symlink(victim, link), 0);
+	cr_assert_eq(durable_write(dir, "a.state", "new\n", 4), 0);
+	expect(victim, "precious\n");
+	expect(dst, "new\n");
+}
+
+Test(fdio, a_symlinked_directory_is_refused)
+{
+	char real[512], link[512], dst[600];
+
+	snprintf(real, sizeof real, "%s/real", dir);
+	snprintf(link, sizeof link, "%s/link", dir);
+	cr_assert_eq(mkdir(real, 0700), 0);
+	cr_assert_eq(symlink(real, link), 0);
+	cr_assert_eq(fdio_dir_open(link), -1);
+	cr_assert(errno == ELOOP || errno == ENOTDIR);
+	cr_assert_eq(durable_write(link, "a.state", "x\n", 2), -1);
+	snprintf(dst, sizeof dst, "%s/a.state", real);
+	cr_assert_eq(access(dst, F_OK), -1);
+}
+
+Test(fdio, create_tmp_is_exclusive_and_sweep_removes_only_files)
+{
+	char tmp[256], keep[512], linkp[512], victim[512];
+	int dfd = fdio_dir_open(dir), fd;
+
+	cr_assert_geq(dfd, 0);
+	fd = fdio_create_tmp(dfd, "b.dirty", 0, 0600, tmp, sizeof tmp);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(strncmp(tmp, "b.dirty.tmp.", 12), 0, "%s", tmp);
+	close(fd);
+	snprintf(victim, sizeof victim, "%s/victim", dir);
+	put(victim, "precious\n");
+	snprintf(linkp, sizeof linkp, "%s/b.dirty.tmp.zzzzzz", dir);
+	cr_assert_eq(symlink(victim, linkp), 0);
+	snprintf(keep, sizeof keep, "%s/c.dirty.tmp.aaaaaa", dir);
+	put(keep, "other\n");
+	cr_assert_eq(fdio_sweep_tmp(dfd, "b.dirty"), 0);
+	cr_assert_eq(faccessat(dfd, tmp, F_OK, 0), -1);
+	cr_assert_eq(access(linkp, F_OK), 0, "a symlink is left alone");
+	expect(victim, "precious\n");
+	expect(keep, "other\n");
+	close(dfd);
+}
+
+Test(fdio, open_file_at_refuses_links_and_directories)
+{
+	char victim[512], link[512], sub[512];
+	int dfd = fdio_dir_open(dir);
+
+	snprintf(victim, sizeof victim, "%s/victim", dir);
+	snprintf(link, sizeof link, "%s/l", dir);
+	snprintf(sub, sizeof sub, "%s/sub", dir);
+	put(victim, "x\n");
+	cr_assert_eq(symlink(victim, link), 0);
+	cr_assert_eq(mkdir(sub, 0700), 0);
+	cr_assert_eq(fdio_open_file_at(dfd, "l", O_RDONLY), -1);
+	cr_assert_eq(errno, ELOOP);
+	cr_assert_eq(fdio_open_file_at(dfd, "sub", O_RDONLY), -1);
+	cr_assert_eq(errno, EINVAL);
+	int fd = fdio_open_file_at(dfd, "victim", O_RDONLY);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	close(dfd);
+}
