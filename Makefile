@@ -58,7 +58,7 @@ DEB_PKGS := build-essential pkg-config libfuse3-dev fuse3 libqcow-dev \
             python3-libnbd qemu-utils qemu-system-x86 qemu-block-extra \
             util-linux procps psmisc clang libclang-rt-dev fio \
             libgnutls28-dev gnutls-bin go-md2man man-db groff-base systemd \
-            python3-prometheus-client clang-format
+            python3-prometheus-client clang-format file
 
 CORE_SRC   := $(sort $(wildcard core/*.c))
 DAEMON_SRC := $(filter-out fs/main.c,$(sort $(wildcard fs/*.c)))

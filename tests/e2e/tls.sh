@@ -79,8 +79,27 @@ pki_dirs() {
 }
 
 # A free TCP port on 127.0.0.1, picked by the kernel.
+# free_port: a TCP port that is free on 127.0.0.1 and on [::].  Picked
+# below the kernel's ephemeral range, so that a client's outgoing
+# connection (ours, or another test's running beside us) cannot take it
+# between this check and colofs's bind, nor while a test re-binds it.
 free_port() {
-	"$PY3" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+	"$PY3" - <<'EOP'
+import random, socket
+lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+for _ in range(1000):
+    port = random.randrange(10000, max(lo, 10001))
+    try:
+        for fam, addr in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::")):
+            with socket.socket(fam) as s:
+                s.bind((addr, port))
+    except OSError:
+        continue
+    print(port)
+    break
+else:
+    raise SystemExit("free_port: no free port below the ephemeral range")
+EOP
 }
 
 # status_gt KEY N: .colo/status has KEY above N (for wait_for, which
