@@ -39,7 +39,6 @@
 #include "fdio.h"
 #include "journal.h"
 #include "log.h"
-#include "statefile.h"
 
 static int
 journal_path(char *out, size_t outlen, const char *dir, const char *name,

@@ -105,11 +105,11 @@
 #include <unistd.h>
 
 #include "extmap.h"
+#include "fdio.h"
 #include "journal.h"
 #include "log.h"
 #include "rangelock.h"
 #include "replica.h"
-#include "statefile.h"
 
 #define BOUNCE_MAX (1024 * 1024)	/* bytes copied per step */
 #define COMMIT_CHUNK (4 * 1024 * 1024)	/* bytes committed per lock */
@@ -194,19 +194,6 @@ struct replica {
 	replica_state_hook *hook;
 	void *hook_opaque;
 };
-
-const char *
-replica_state_name(enum replica_state s)
-{
-	switch (s) {
-	case REPLICA_NONE: return "none";
-	case REPLICA_RUNNING: return "running";
-	case REPLICA_FAILOVER: return "failover";
-	case REPLICA_FAILOVER_FAILED: return "failover_failed";
-	case REPLICA_DONE: return "done";
-	}
-	abort();
-}
 
 static uint64_t
 now_ns(void)

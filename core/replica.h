@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include "image.h"
+#include "state.h"
 #include "store.h"
 
 /* The secondary side of COLO block replication for a group of disks.
@@ -20,14 +21,6 @@
  * "view" I/O (the FUSE disk file: works on V).  The control words act on
  * every disk of the group at once.  See replica.c for the contract.
  */
-enum replica_state {
-	REPLICA_NONE,			/* before start: V = S, view writes fail */
-	REPLICA_RUNNING,
-	REPLICA_FAILOVER,		/* committing buffers into S */
-	REPLICA_FAILOVER_FAILED,	/* the commit hit an error */
-	REPLICA_DONE,			/* V = S, pass-through */
-};
-const char *replica_state_name(enum replica_state s);	/* aborts if unknown */
 
 struct replica;
 struct replica_disk;

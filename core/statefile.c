@@ -39,20 +39,6 @@
 #define MAGIC "colofs-state 1\n"
 
 static int
-parse_state(const char *s, enum replica_state *out)
-{
-	enum replica_state st;
-
-	for (st = REPLICA_NONE; st <= REPLICA_DONE; st++) {
-		if (strcmp(s, replica_state_name(st)) == 0) {
-			*out = st;
-			return 0;
-		}
-	}
-	return -1;
-}
-
-static int
 bad(char *err, size_t errlen, const char *path, const char *why)
 {
 	snprintf(err, errlen, "state file %s: %s", path, why);
@@ -107,7 +93,7 @@ statefile_read(const char *path, struct statefile *sf, char *err,
 			return bad(err, errlen, path, "a line is not key=value");
 		*v++ = '\0';
 		if (strcmp(line, "state") == 0) {
-			if (parse_state(v, &sf->state) == -1)
+			if (replica_state_parse(v, &sf->state) == -1)
 				return bad(err, errlen, path, "unknown state");
 			have_state = true;
 		} else if (strcmp(line, "generation") == 0) {

@@ -6,7 +6,7 @@
 #include <stddef.h>
 
 #include "fdio.h"
-#include "replica.h"
+#include "state.h"
 
 /* Small files that must survive a crash or a power loss, and the state
  * file built on them (statefile.c).
