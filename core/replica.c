@@ -1992,6 +1992,8 @@ replica_restore_done(struct replica *r)
 		pthread_rwlock_wrlock(&r->gate);
 		r->state = REPLICA_DONE;
 		pthread_rwlock_unlock(&r->gate);
+		/* A kill after done was recorded may have left them. */
+		drop_durable(r);
 	}
 	pthread_mutex_unlock(&r->ctl_lock);
 	return ret;
@@ -2044,23 +2046,25 @@ buffer_open(struct replica_disk *d, const char *what, char *err,
 			 strerror(errno));
 		return NULL;
 	}
-	if (lstat(path, &st) == -1 || !S_ISREG(st.st_mode) ||
-	    (uint64_t) st.st_size != d->size) {
+	if (lstat(path, &st) == -1) {
 		int saved = errno;
 
-		if (saved == 0 || S_ISREG(st.st_mode) || !S_ISLNK(st.st_mode))
-			saved = EINVAL;
-		if (lstat(path, &st) == -1)
-			snprintf(err, errlen, "buffer file %.600s: %s", path,
-				 strerror(errno));
-		else if (!S_ISREG(st.st_mode))
-			snprintf(err, errlen, "buffer file %.600s: not a regular "
-				 "file", path);
-		else
-			snprintf(err, errlen, "buffer file %.600s: %jd bytes, "
-				 "the journal needs the disk's size, %" PRIu64,
-				 path, (intmax_t) st.st_size, d->size);
+		snprintf(err, errlen, "buffer file %.600s: %s", path,
+			 strerror(saved));
 		errno = saved;
+		return NULL;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "buffer file %.600s: not a regular file",
+			 path);
+		errno = EINVAL;
+		return NULL;
+	}
+	if ((uint64_t) st.st_size != d->size) {
+		snprintf(err, errlen, "buffer file %.600s: %jd bytes, the "
+			 "journal needs the disk's size, %" PRIu64, path,
+			 (intmax_t) st.st_size, d->size);
+		errno = EINVAL;
 		return NULL;
 	}
 	b = calloc(1, sizeof *b);

@@ -5,6 +5,7 @@
  *   colofsctl [-m MOUNT | -c CONFIG] watch [-n SECONDS]
  *   colofsctl [-m MOUNT | -c CONFIG] start | checkpoint | stop
  *   colofsctl [-m MOUNT | -c CONFIG] failover [--wait]
+ *   colofsctl journal FILE
  *
  * Everything goes through the mount's .colo/ files, as a script with
  * echo and cat would: a control word is one write() of the word to
@@ -20,6 +21,9 @@
  * array, in the status's order; other PREFIX.KEY lines (nbd.*) into an
  * object named PREFIX; the rest are top-level keys.  The status's
  * disks=N count is the array's length and is not repeated.
+ *
+ * journal FILE needs no mount: it checks a failover journal (core/
+ * journal.c) as a restart would and prints it, one record a line.
  *
  * Exit status: 0 done; 1 colofs refused the word (reason on stderr);
  * 2 usage; 3 the mount cannot be read (not colofs, or its daemon is
@@ -40,6 +44,9 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "fdio.h"
+#include "journal.h"
+#include "log.h"
 
 enum {
 	EXIT_OK = 0,
@@ -79,6 +86,7 @@ usage(FILE *fp)
 	      "                      the .colo/ctl words\n"
 	      "  failover [--wait]   fail over; --wait shows the commit's\n"
 	      "                      progress and returns at done\n"
+	      "  journal FILE        check and print a failover journal\n"
 	      "\n"
 	      "Options:\n"
 	      "  -m, --mount MOUNT   the colofs mountpoint\n"
@@ -652,6 +660,52 @@ wait_failover(uint64_t buffered)
 	}
 }
 
+/* colofsctl journal FILE: 0 and the records on stdout, or 1 and what is
+ * wrong on stderr.
+ */
+static int
+cmd_journal(const char *path)
+{
+	char *copy = strdup(path), *slash, err[512];
+	const char *dir = ".", *name = path;
+	struct journal_info info;
+	int dirfd;
+	size_t i;
+
+	if (copy == NULL)
+		die(EXIT_REFUSED, "%s", strerror(errno));
+	slash = strrchr(copy, '/');
+	if (slash) {
+		*slash = '\0';
+		dir = slash == copy ? "/" : copy;
+		name = slash + 1;
+	}
+	dirfd = fdio_dir_open(dir);
+	if (dirfd == -1)
+		die(EXIT_REFUSED, "%s: %s", dir, strerror(errno));
+	if (journal_load(dirfd, name, NULL, 0, &info, NULL, err,
+			 sizeof err) == -1)
+		die(EXIT_REFUSED, "%s: %s", path, err);
+	close(dirfd);
+	printf("journal %s\nversion %d\ndisk %s\nsize %" PRIu64 "\n"
+	       "generation %016" PRIx64 "\nsalt %016" PRIx64 "\n"
+	       "records %zu (snapshot %zu, appended %zu)%s\n", path,
+	       JOURNAL_VERSION, info.disk, info.size, info.generation,
+	       info.salt, info.nrecs, info.nsnap, info.nrecs - info.nsnap,
+	       info.torn ? ", a torn last record ignored" : "");
+	for (i = 0; i < info.nrecs; i++) {
+		if (i == info.nsnap)
+			printf("end %zu\n", info.nsnap);
+		printf("%c %" PRIu64 " %" PRIu64 "\n", info.recs[i].op,
+		       info.recs[i].off, info.recs[i].len);
+	}
+	if (info.nrecs == info.nsnap)
+		printf("end %zu\n", info.nsnap);
+	journal_info_release(&info);
+	free(copy);
+	return EXIT_OK;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -686,6 +740,12 @@ main(int argc, char **argv)
 	if (strcmp(cmd, "help") == 0) {
 		usage(stdout);
 		return EXIT_OK;
+	}
+	if (strcmp(cmd, "journal") == 0) {
+		if (optind + 1 != argc)
+			die(EXIT_USAGE, "journal: give one FILE");
+		log_set_quiet(true);
+		return cmd_journal(argv[optind]);
 	}
 	/* The command's own options. */
 	for (; optind < argc; optind++) {
