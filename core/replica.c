@@ -68,7 +68,8 @@
  * buffers, which is what a checkpoint does anyway, and S holds every write
  * the primary got a reply for.  The failover commit is different: once
  * it writes S, the buffers hold the only copy of the rest of V.  So, with
- * a journal directory set (replica_set_durable), the commit thread first
+ * a journal directory set (replica_set_durable), replica_failover first,
+ * before it answers (the status shows the state before until it does)
  *   1. under the gate exclusively, snapshots each disk's two maps into a
  *      journal file (journal.c) left open for appending: from then on a
  *      view write into S appends a "D" record after it wrote S, and one
@@ -80,7 +81,9 @@
  *   3. fsyncs bdir, then each journal (fsync, rename, fsync jdir);
  *   4. calls the state hook (failover, journaled): the state file says
  *      so from now on;
- * and only then writes S.  At the end: S flushed, the hook (done) must
+ * and only then answers and starts the commit thread, which writes S.  If
+ * a step fails, the failover fails (EIO, failover_failed) and may be
+ * retried.  Each step has a crash point (crashpoint.h) for the tests.  At the end: S flushed, the hook (done) must
  * succeed before the state becomes done (else failover_failed: a view
  * write in done is journaled nowhere, so a resumed commit must never run
  * after one), then the journals and buffer files are removed.

@@ -49,8 +49,12 @@ uint64_t replica_disk_size(const struct replica_disk *d);
  *               failover, failover_failed and done.
  *   stop:       empties both buffers, -> done; EINVAL in none; EBUSY in
  *               failover_failed; no-op in failover and done.
- *   failover:   running or failover_failed -> failover, commits in the
- *               background; EINVAL in none; no-op in failover and done.
+ *   failover:   running or failover_failed -> failover once it is
+ *               durable (the journals and buffer files, then the state
+ *               hook), then commits in the background; until then the
+ *               status shows the state before.  EIO (-> failover_failed)
+ *               if it cannot be made durable; EINVAL in none; no-op in
+ *               failover and done.
  */
 int replica_start(struct replica *r);
 int replica_checkpoint(struct replica *r);

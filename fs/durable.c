@@ -269,3 +269,79 @@ durable_status(void *opaque, FILE *fp)
 	fprintf(fp, "restarted_from=%s\n", du->found);
 	fprintf(fp, "failover_crash_safe=%s\n", du->crash_safe ? "yes" : "no");
 }
+
+/* Renames DIR/STEM.DISK.WHAT to .discarded, if it exists.  0, or -1. */
+static int
+discard_file(const char *dir, const char *stem, const char *disk,
+	     const char *what)
+{
+	char from[4096], to[4096 + 16];
+
+	if (snprintf(from, sizeof from, "%s/%s.%s.%s", dir, stem, disk,
+		     what) >= (int) sizeof from) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	snprintf(to, sizeof to, "%s.discarded", from);
+	if (rename(from, to) == -1) {
+		if (errno == ENOENT)
+			return 0;
+		log_error("rename %s: %m", from);
+		return -1;
+	}
+	log_warn("--discard-failover: %s is now %s", from, to);
+	return 0;
+}
+
+int
+durable_discard_failover(const struct config *cfg)
+{
+	struct statefile sf;
+	char err[512], *stem = escape_path(cfg->mountpoint), *name = NULL;
+	int rc, ret = -1;
+	size_t i;
+
+	if (stem == NULL || asprintf(&name, "%s.state", stem) == -1) {
+		name = NULL;
+		log_error("--discard-failover: %m");
+		goto out;
+	}
+	{
+		char path[4096];
+
+		snprintf(path, sizeof path, "%s/%s", cfg->state_dir, name);
+		rc = statefile_read(path, &sf, err, sizeof err);
+	}
+	if (rc == -1) {
+		log_error("--discard-failover: %s", err);
+		goto out;
+	}
+	if (rc == 1 || (sf.state != REPLICA_FAILOVER &&
+			sf.state != REPLICA_FAILOVER_FAILED)) {
+		log_info("--discard-failover: no interrupted failover");
+		ret = 1;
+		goto out;
+	}
+	for (i = 0; i < cfg->ndisks; i++) {
+		const char *disk = cfg->disks[i].name;
+
+		if (discard_file(cfg->state_dir, stem, disk, "journal") == -1 ||
+		    (cfg->buffer_dir &&
+		     (discard_file(cfg->buffer_dir, stem, disk, "hidden") == -1 ||
+		      discard_file(cfg->buffer_dir, stem, disk, "active") == -1)))
+			goto out;
+	}
+	/* No journal: the start keeps the fence (done) and says why. */
+	sf.journaled = false;
+	if (statefile_write(cfg->state_dir, name, &sf) == -1) {
+		log_error("--discard-failover: cannot write the state file");
+		goto out;
+	}
+	log_warn("--discard-failover: the interrupted failover is given up; "
+		 "S may mix the primary's and the VM's data");
+	ret = 0;
+out:
+	free(stem);
+	free(name);
+	return ret;
+}

@@ -124,6 +124,22 @@ rc=0; "$COLOFS_BUILD/colofsctl" journal "$T/state/$J" >/dev/null 2>"$T/err" || r
 	fail "colofsctl journal on a damaged journal: exit $rc, $(cat "$T/err")"
 ok "colofsctl journal prints a good journal, refuses a damaged one"
 
+# The operator's way out when the buffers are lost for good.
+restore; truncate -s $U "$T/buf/$A"
+start_colofs_fg --discard-failover
+wait_state done
+grep -q "may mix" "$MNT/.colo/error" || fail "--discard-failover: .colo/error: $(cat "$MNT/.colo/error")"
+[ -e "$T/state/$J.discarded" ] && [ -e "$T/buf/$A.discarded" ] ||
+	fail "--discard-failover: the files were not kept aside"
+expect_ctl start ok	# done: start is a no-op, the fence stays
+kill -TERM "$COLOFS_PID"
+wait_exit "$COLOFS_PID"
+start_colofs_fg
+wait_state done
+kill -TERM "$COLOFS_PID"
+wait_exit "$COLOFS_PID"
+ok "--discard-failover: fenced in done, files kept aside, says S may mix"
+
 # And the undamaged copy finishes the commit.
 restore
 start_colofs_fg

@@ -162,6 +162,7 @@ static int hook_calls;
 static enum replica_state hook_states[8];
 static bool hook_journaled[8];
 static char hook_journal_tail[128];
+static enum replica_state hook_status_state;
 
 /* The last record of dir/p.vda.journal as "OP OFF LEN". */
 static void
@@ -196,8 +197,14 @@ hook(void *opaque, enum replica_state next, bool journaled)
 		/* The VM writes while the commit is about to start: the
 		 * journal must say so before the write returns.
 		 */
+		struct replica_status st;
+
 		view_fill(d, 3 * 4096, 4096, 0xee);
 		journal_tail(hook_journal_tail, sizeof hook_journal_tail);
+		/* Not durable yet: the status must not say failover. */
+		cr_assert_eq(replica_get_status(r, &st), 0);
+		hook_status_state = st.state;
+		replica_status_release(&st);
 	}
 	return 0;
 }
@@ -232,6 +239,7 @@ Test(durable, failover_journals_first_keeps_view_writes_and_cleans_up)
 	cr_assert(hook_journaled[1]);
 	cr_assert_eq(hook_states[2], REPLICA_DONE);
 	cr_assert_str_eq(hook_journal_tail, "D 12288 4096");
+	cr_assert_eq(hook_status_state, REPLICA_RUNNING);
 	/* V as the VM saw it: S0, VV with the write during the commit. */
 	expect_disk(d, 0, 2 * 4096, 0x11);
 	expect_disk(d, 2 * 4096, 4096, 0xbb);
@@ -396,5 +404,47 @@ Test(durable, view_writes_after_a_failed_commit_are_journaled)
 	expect_disk(d, 65536, 4096, 0xdd);
 	cr_assert_not(exists("p.vda.journal"));
 	cr_assert_not(exists("p.vda.active"));
+	replica_free(r);
+}
+
+static int
+refusing_failover_hook(void *opaque, enum replica_state next, bool journaled)
+{
+	int *refuse = opaque;
+
+	(void) journaled;
+	if (next == REPLICA_FAILOVER && *refuse) {
+		errno = ENOSPC;
+		return -1;
+	}
+	return 0;
+}
+
+Test(durable, failover_that_cannot_be_recorded_fails_and_can_be_retried)
+{
+	char msg[512];
+	int refuse = 1;
+
+	r = test_replica(1 * MiB, 0x11, dir);
+	d = replica_disk_at(r, 0);
+	cr_assert_eq(replica_set_durable(r, dir, dir, "p"), 0);
+	replica_set_state_hook(r, refusing_failover_hook, &refuse);
+	cr_assert_eq(replica_start(r), 0);
+	primary_fill(d, 0, 8192, 0xaa);
+	view_fill(d, 4096, 8192, 0xbb);
+	cr_assert_eq(replica_failover(r), -1);
+	cr_assert_eq(errno, EIO);
+	replica_last_error(r, msg, sizeof msg);
+	cr_assert(strstr(msg, "not durable") != NULL, "%s", msg);
+	cr_assert_eq(replica_state(r), REPLICA_FAILOVER_FAILED);
+	expect_disk(d, 0, 8192, 0xaa);		/* nothing committed */
+	expect_view(d, 4096, 8192, 0xbb);
+	refuse = 0;
+	cr_assert_eq(replica_failover(r), 0);
+	replica_wait_commit(r);
+	cr_assert_eq(replica_state(r), REPLICA_DONE);
+	expect_disk(d, 0, 4096, 0x11);
+	expect_disk(d, 4096, 8192, 0xbb);
+	cr_assert_not(exists("p.vda.journal"));
 	replica_free(r);
 }
