@@ -202,6 +202,10 @@ struct replica {
 	 */
 	bool failover_pending;
 	enum replica_state shown;
+	/* false after an unclean stop in running, until a primary connects:
+	 * S may be behind the primary, so start needs force.
+	 */
+	atomic_bool s_consistent;
 	replica_state_hook *hook;
 	void *hook_opaque;
 };
@@ -396,6 +400,7 @@ replica_new(const struct store_factory *factory)
 		return NULL;
 	r->factory = *factory;
 	r->state = REPLICA_NONE;
+	atomic_init(&r->s_consistent, true);
 	pthread_mutex_init(&r->ctl_lock, NULL);
 	pthread_rwlockattr_init(&attr);
 	pthread_rwlockattr_setkind_np(&attr,
@@ -1242,6 +1247,8 @@ replica_view_flush(struct replica_disk *d)
 
 /* ---- control ---- */
 
+static bool journaled(struct replica *r);
+
 static int
 call_hook(struct replica *r, enum replica_state next, bool journaled)
 {
@@ -1396,8 +1403,8 @@ out:
 	return ret;
 }
 
-int
-replica_start(struct replica *r)
+static int
+start(struct replica *r, bool force)
 {
 	int ret = 0;
 
@@ -1406,8 +1413,19 @@ replica_start(struct replica *r)
 	case REPLICA_NONE:
 		if (r->ndisks == 0)
 			ret = refuse(r, EINVAL, "start: the group has no disk");
+		else if (!force && !atomic_load(&r->s_consistent))
+			ret = refuse(r, EAGAIN, "start: S may be behind the "
+				     "primary: colofs restarted after an "
+				     "unclean stop in running and no primary "
+				     "has connected since (s_consistent=0); "
+				     "resync from the primary first, or "
+				     "'start force' to start anyway");
 		else
 			ret = empty_buffers(r, REPLICA_RUNNING);
+		if (ret == 0 && force && !atomic_load(&r->s_consistent)) {
+			log_warn("start force: S may be behind the primary");
+			atomic_store(&r->s_consistent, true);
+		}
 		/* Not needed for safety (running comes back none). */
 		if (ret == 0 && call_hook(r, REPLICA_RUNNING, false) == -1)
 			log_warn("start: the state file was not updated: %m");
@@ -1424,6 +1442,47 @@ replica_start(struct replica *r)
 	}
 	pthread_mutex_unlock(&r->ctl_lock);
 	return ret;
+}
+
+int
+replica_start(struct replica *r)
+{
+	return start(r, false);
+}
+
+int
+replica_start_force(struct replica *r)
+{
+	return start(r, true);
+}
+
+void
+replica_set_s_consistent(struct replica *r, bool consistent)
+{
+	atomic_store(&r->s_consistent, consistent);
+}
+
+bool
+replica_s_consistent(struct replica *r)
+{
+	return atomic_load(&r->s_consistent);
+}
+
+void
+replica_note_primary_connected(struct replica *r)
+{
+	if (atomic_load(&r->s_consistent))
+		return;
+	pthread_mutex_lock(&r->ctl_lock);
+	if (!atomic_load(&r->s_consistent)) {
+		atomic_store(&r->s_consistent, true);
+		log_info("a primary connected: S is no longer taken to be "
+			 "behind it");
+		/* Remembered, so that a crash now does not forget it. */
+		if (call_hook(r, r->state, journaled(r)) == -1)
+			log_warn("the state file was not updated: %m");
+	}
+	pthread_mutex_unlock(&r->ctl_lock);
 }
 
 int
@@ -2239,6 +2298,7 @@ replica_get_status(struct replica *r, struct replica_status *st)
 		return -1;
 	}
 	st->state = r->failover_pending ? r->shown : r->state;
+	st->s_consistent = atomic_load(&r->s_consistent);
 	st->checkpoints = r->checkpoints;
 	st->last_checkpoint_ns = r->last_checkpoint_ns;
 	memcpy(st->checkpoint_hist, r->checkpoint_hist,

@@ -57,6 +57,8 @@ uint64_t replica_disk_size(const struct replica_disk *d);
  *               failover and done.
  */
 int replica_start(struct replica *r);
+/* start, also when S may be behind the primary (below). */
+int replica_start_force(struct replica *r);
 int replica_checkpoint(struct replica *r);
 int replica_stop(struct replica *r);
 int replica_failover(struct replica *r);
@@ -82,6 +84,18 @@ typedef int replica_state_hook(void *opaque, enum replica_state next,
 			       bool journaled);
 void replica_set_state_hook(struct replica *r, replica_state_hook *fn,
 			    void *opaque);
+
+/* Whether S can be taken to hold every write the primary got a reply
+ * for: false after an unclean stop in running (the primary may have gone
+ * on writing without this secondary), until a primary connects
+ * (replica_note_primary_connected, called by the listener once a client
+ * has negotiated an export; it calls the state hook so that the daemon
+ * remembers).  While false, start refuses with EAGAIN: replica_start_force
+ * starts anyway.  Initially true.
+ */
+void replica_set_s_consistent(struct replica *r, bool consistent);
+bool replica_s_consistent(struct replica *r);
+void replica_note_primary_connected(struct replica *r);
 
 /* At start-up, in none, once every disk is added:
  *   replica_restore_done: none -> done (a promoted secondary restarting);
@@ -196,6 +210,7 @@ replica_checkpoint_bucket_ns[REPLICA_CHECKPOINT_BUCKETS - 1];
 
 struct replica_status {
 	enum replica_state state;
+	bool s_consistent;		/* replica_s_consistent */
 	uint64_t checkpoints;
 	uint64_t last_checkpoint_ns;
 	uint64_t checkpoint_hist[REPLICA_CHECKPOINT_BUCKETS];	/* per bucket */

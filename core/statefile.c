@@ -10,6 +10,8 @@
  *   state=failover
  *   generation=5f0c...		32 hex digits, new at each start and failover
  *   journaled=1			the commit's journals are durable
+ *   s_consistent=0		S may be behind the primary (a restart after
+ *				running, until a primary connects); absent: 1
  *
  * It is only ever replaced whole (durable_write, core/fdio.c): written to
  * a fresh NAME.tmp.XXXXXX, fsync'd, renamed over NAME, and the directory
@@ -108,6 +110,11 @@ statefile_read(const char *path, struct statefile *sf, char *err,
 				return bad(err, errlen, path,
 					   "journaled is not 0 or 1");
 			sf->journaled = v[0] == '1';
+		} else if (strcmp(line, "s_consistent") == 0) {
+			if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0)
+				return bad(err, errlen, path,
+					   "s_consistent is not 0 or 1");
+			sf->s_behind = v[0] == '0';
 		}
 		/* Unknown keys: a newer colofs wrote them; keep going. */
 	}
@@ -123,8 +130,9 @@ statefile_write(const char *dir, const char *name, const struct statefile *sf)
 	int n;
 
 	n = snprintf(buf, sizeof buf, MAGIC "state=%s\ngeneration=%s\n"
-		     "journaled=%d\n", replica_state_name(sf->state),
-		     sf->generation, sf->journaled ? 1 : 0);
+		     "journaled=%d\ns_consistent=%d\n",
+		     replica_state_name(sf->state), sf->generation,
+		     sf->journaled ? 1 : 0, sf->s_behind ? 0 : 1);
 	return durable_write(dir, name, buf, (size_t) n);
 }
 

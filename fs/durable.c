@@ -12,8 +12,9 @@
  *   (no file), none -> none
  *   running         -> none, and .colo/error says why: the secondary VM's
  *                      buffers are gone; S holds every write the primary
- *                      got a reply for; a checkpoint or resync must come
- *                      before the next start
+ *                      got a reply for, but the primary may have written
+ *                      on without it: s_consistent=0 (kept in the file)
+ *                      until a primary connects, and start needs force
  *   failover,       -> the commit resumes from the journals (failover,
  *   failover_failed    then done); without journals (memory buffers, no
  *                      buffer_dir) -> done, and .colo/error says S may
@@ -115,6 +116,7 @@ hook(void *opaque, enum replica_state next, bool journaled)
 	sf = du->sf;
 	sf.state = next;
 	sf.journaled = journaled;
+	sf.s_behind = !replica_s_consistent(du->r);
 	if (next == REPLICA_FAILOVER && du->sf.state == REPLICA_RUNNING &&
 	    statefile_new_generation(sf.generation) == -1) {
 		pthread_mutex_unlock(&du->lock);
@@ -182,15 +184,23 @@ durable_open(const struct config *cfg, struct replica *r, bool demote)
 	if (rc == 0) {
 		switch (old.state) {
 		case REPLICA_NONE:
+			if (old.s_behind) {
+				du->sf.s_behind = true;
+				replica_record_error(r, "S may be behind the "
+					"primary (s_consistent=0) until a "
+					"primary connects; start needs force");
+			}
 			break;
 		case REPLICA_RUNNING:
+			du->sf.s_behind = true;
 			log_warn("restarted after running: the secondary VM's "
 				 "buffers are gone");
 			replica_record_error(r, "restarted after a crash or stop "
 				"in state running: the secondary VM's buffers "
 				"are gone; S holds every write the primary got "
-				"a reply for; a checkpoint or resync from the "
-				"primary must come before start");
+				"a reply for, but it may have written on "
+				"(s_consistent=0): a resync from the primary "
+				"must come before start (or start force)");
 			break;
 		case REPLICA_FAILOVER:
 		case REPLICA_FAILOVER_FAILED:
@@ -215,6 +225,7 @@ durable_open(const struct config *cfg, struct replica *r, bool demote)
 			if (demote) {
 				log_warn("--demote: leaving done for none; "
 					 "this disk takes primary writes again");
+				du->sf.s_behind = true;
 				replica_record_error(r, "demoted from done by "
 					"--demote: a resync from the new "
 					"primary must come before start");
@@ -226,6 +237,7 @@ durable_open(const struct config *cfg, struct replica *r, bool demote)
 	}
 	du->sf.state = start;
 	du->sf.journaled = resume;
+	replica_set_s_consistent(r, !du->sf.s_behind);
 	if (statefile_new_generation(du->sf.generation) == -1 ||
 	    statefile_write(du->dir, du->name, &du->sf) == -1) {
 		log_error("cannot write the state file %s", du->path);

@@ -3,7 +3,7 @@
  *
  *   colofsctl [-m MOUNT | -c CONFIG] status [--json]
  *   colofsctl [-m MOUNT | -c CONFIG] watch [-n SECONDS]
- *   colofsctl [-m MOUNT | -c CONFIG] start | checkpoint | stop
+ *   colofsctl [-m MOUNT | -c CONFIG] start [--force] | checkpoint | stop
  *   colofsctl [-m MOUNT | -c CONFIG] failover [--wait]
  *   colofsctl journal FILE
  *
@@ -82,8 +82,9 @@ usage(FILE *fp)
 	      "Commands:\n"
 	      "  status [--json]     the replica's status (JSON: one object)\n"
 	      "  watch [-n SECONDS]  the status, refreshed (default 1 s)\n"
-	      "  start | checkpoint | stop\n"
-	      "                      the .colo/ctl words\n"
+	      "  start [--force] | checkpoint | stop\n"
+	      "                      the .colo/ctl words (--force: \"start "
+	      "force\")\n"
 	      "  failover [--wait]   fail over; --wait shows the commit's\n"
 	      "                      progress and returns at done\n"
 	      "  journal FILE        check and print a failover journal\n"
@@ -717,7 +718,7 @@ main(int argc, char **argv)
 	};
 	const char *config = NULL, *cmd;
 	struct config *cfg = NULL;
-	bool json = false, wait = false;
+	bool json = false, wait = false, force = false;
 	double interval = 1.0;
 	char err[1024], *end;
 	int c, ret;
@@ -755,6 +756,8 @@ main(int argc, char **argv)
 			json = true;
 		else if (strcmp(o, "--wait") == 0)
 			wait = true;
+		else if (strcmp(o, "--force") == 0)
+			force = true;
 		else if ((strcmp(o, "-n") == 0 || strcmp(o, "--interval") == 0)
 			 && optind + 1 < argc) {
 			o = argv[++optind];
@@ -779,6 +782,7 @@ main(int argc, char **argv)
 		die(EXIT_USAGE, "which mount? give -m MOUNT or -c CONFIG");
 	if ((json && strcmp(cmd, "status") != 0) ||
 	    (wait && strcmp(cmd, "failover") != 0) ||
+	    (force && strcmp(cmd, "start") != 0) ||
 	    (interval != 1.0 && strcmp(cmd, "watch") != 0))
 		die(EXIT_USAGE, "%s: option not for this command", cmd);
 
@@ -788,7 +792,7 @@ main(int argc, char **argv)
 		ret = cmd_watch(interval);
 	else if (strcmp(cmd, "start") == 0 || strcmp(cmd, "checkpoint") == 0 ||
 		 strcmp(cmd, "stop") == 0)
-		ret = send_word(cmd);
+		ret = send_word(force ? "start force" : cmd);
 	else if (strcmp(cmd, "failover") == 0) {
 		struct status st;
 		uint64_t buffered;

@@ -107,6 +107,25 @@ Test(statefile, replaces_the_old_file_whole)
 	cr_assert_not(got.journaled);
 }
 
+Test(statefile, s_consistent_is_kept_and_defaults_to_1)
+{
+	struct statefile sf = { .state = REPLICA_NONE, .s_behind = true }, got;
+	char err[512];
+
+	cr_assert_eq(statefile_new_generation(sf.generation), 0);
+	cr_assert_eq(statefile_write(dir, "a.state", &sf), 0);
+	cr_assert_eq(read_named("a.state", &got, err), 0, "%s", err);
+	cr_assert(got.s_behind);
+	/* A file written before the key existed: consistent. */
+	put("b.state", "colofs-state 1\nstate=none\ngeneration="
+	    "0123456789abcdef0123456789abcdef\njournaled=0\n");
+	cr_assert_eq(read_named("b.state", &got, err), 0, "%s", err);
+	cr_assert_not(got.s_behind);
+	put("b.state", "colofs-state 1\nstate=none\ngeneration="
+	    "0123456789abcdef0123456789abcdef\ns_consistent=2\n");
+	cr_assert_eq(read_named("b.state", &got, err), -1);
+}
+
 Test(statefile, generations_differ)
 {
 	char a[33], b[33];
@@ -446,5 +465,48 @@ Test(durable, failover_that_cannot_be_recorded_fails_and_can_be_retried)
 	expect_disk(d, 0, 4096, 0x11);
 	expect_disk(d, 4096, 8192, 0xbb);
 	cr_assert_not(exists("p.vda.journal"));
+	replica_free(r);
+}
+
+static int consistent_hook_calls;
+static bool consistent_hook_saw;
+
+static int
+consistent_hook(void *opaque, enum replica_state next, bool journaled)
+{
+	(void) journaled;
+	(void) next;
+	consistent_hook_calls++;
+	consistent_hook_saw = replica_s_consistent(opaque);
+	return 0;
+}
+
+Test(durable, start_needs_force_while_s_may_be_behind)
+{
+	char msg[512];
+
+	r = test_replica(1 * MiB, 0x11, NULL);
+	replica_set_state_hook(r, consistent_hook, r);
+	replica_set_s_consistent(r, false);
+	cr_assert_eq(replica_start(r), -1);
+	cr_assert_eq(errno, EAGAIN);
+	replica_last_error(r, msg, sizeof msg);
+	cr_assert(strstr(msg, "start force") != NULL, "%s", msg);
+	cr_assert_eq(replica_state(r), REPLICA_NONE);
+	/* A primary connects: remembered through the hook, start works. */
+	consistent_hook_calls = 0;
+	replica_note_primary_connected(r);
+	cr_assert_eq(consistent_hook_calls, 1);
+	cr_assert(consistent_hook_saw);
+	replica_note_primary_connected(r);
+	cr_assert_eq(consistent_hook_calls, 1, "only the first one is news");
+	cr_assert_eq(replica_start(r), 0);
+	replica_free(r);
+
+	r = test_replica(1 * MiB, 0x11, NULL);
+	replica_set_s_consistent(r, false);
+	cr_assert_eq(replica_start_force(r), 0);
+	cr_assert_eq(replica_state(r), REPLICA_RUNNING);
+	cr_assert(replica_s_consistent(r));
 	replica_free(r);
 }
