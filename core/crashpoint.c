@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "crashpoint.h"
+#include "log.h"
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static atomic_bool enabled;
@@ -63,7 +64,7 @@ crash_point(const char *name)
 	hit = strcmp(name, target) == 0 && ++passes == nth;
 	pthread_mutex_unlock(&lock);
 	if (hit) {
-		fprintf(stderr, "crash point %s\n", name);
+		log_warn("crash point %s", name);
 		_exit(137);
 	}
 }

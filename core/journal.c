@@ -50,6 +50,14 @@
  * short append (a full file system) is cut back to the last whole record,
  * so the next append cannot glue onto it; if the cut fails too, the
  * journal is marked failed and takes no more records.
+ *
+ * Each buffer file carries a stamp after the disk's bytes (4096 bytes at
+ * offset SIZE, so the file is SIZE + 4096 bytes): "COLOFSB\n", u32
+ * version (1), u32 op (A: the active buffer, H: hidden), u64 disk size,
+ * u64 the journal's salt, char disk[80], and at 120 the XXH3-64 of bytes
+ * 0..119; zeros after.  A restart thereby knows that a buffer file is the
+ * one this journal's records point into, not the other buffer, nor one
+ * left by another failover or disk.
  */
 #include <endian.h>
 #include <errno.h>
@@ -83,6 +91,8 @@ struct journal {
 	uint64_t salt;
 	uint64_t chain;			/* the last record's checksum */
 	bool failed;			/* a short append could not be cut */
+	uint64_t size;			/* the disk's, for journal_stamp */
+	char disk[JOURNAL_DISK_MAX + 1];
 };
 
 static void
@@ -186,6 +196,8 @@ journal_create(int dirfd, const char *name, const char *disk, uint64_t size,
 		goto err;
 	}
 	encode_header(buf, disk, size, generation, j->salt);
+	j->size = size;
+	snprintf(j->disk, sizeof j->disk, "%s", disk);
 	chain = get64(buf + 120);
 	p = buf + JOURNAL_HEADER_LEN;
 	for (i = 0; i < n; i++, p += JOURNAL_REC_LEN)
@@ -216,6 +228,72 @@ err:
 		errno = saved;
 	}
 	return NULL;
+}
+
+static int
+bad(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int
+bad(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	errno = EINVAL;
+	return -1;
+}
+
+#define STAMP_MAGIC "COLOFSB\n"
+
+static void
+encode_stamp(unsigned char *p, char op, uint64_t size, uint64_t salt,
+	     const char *disk)
+{
+	size_t n = strlen(disk);
+
+	memset(p, 0, JOURNAL_STAMP_LEN);
+	memcpy(p, STAMP_MAGIC, 8);
+	put32(p + 8, 1);
+	put32(p + 12, (uint32_t) (unsigned char) op);
+	put64(p + 16, size);
+	put64(p + 24, salt);
+	memcpy(p + 32, disk, n > JOURNAL_DISK_MAX ? JOURNAL_DISK_MAX : n);
+	put64(p + 120, XXH3_64bits(p, 120));
+}
+
+void
+journal_stamp(const struct journal *j, char op, unsigned char *buf)
+{
+	encode_stamp(buf, op, j->size, j->salt, j->disk);
+}
+
+int
+journal_stamp_check(const struct journal_info *info, char op,
+		    const unsigned char *buf, char *err, size_t errlen)
+{
+	unsigned char want[JOURNAL_STAMP_LEN];
+	const char *what = op == JOURNAL_ACTIVE ? "active" : "hidden";
+
+	if (memcmp(buf, STAMP_MAGIC, 8) != 0 ||
+	    get64(buf + 120) != XXH3_64bits(buf, 120))
+		return bad(err, errlen, "no valid buffer stamp after the "
+			   "disk's bytes (not a buffer file of a colofs "
+			   "failover, or damaged)");
+	if (get32(buf + 12) != (uint32_t) (unsigned char) op)
+		return bad(err, errlen, "the stamp says it is the %s buffer, "
+			   "not the %s one", op == JOURNAL_ACTIVE ? "hidden"
+			   : "active", what);
+	if (get64(buf + 24) != info->salt)
+		return bad(err, errlen, "the stamp names journal %016" PRIx64
+			   ", not this one (%016" PRIx64 "): a buffer file of "
+			   "another failover", get64(buf + 24), info->salt);
+	encode_stamp(want, op, info->size, info->salt, info->disk);
+	if (memcmp(buf, want, JOURNAL_STAMP_LEN) != 0)
+		return bad(err, errlen, "the stamp is for another disk");
+	return 0;
 }
 
 int
@@ -290,22 +368,6 @@ journal_close(struct journal *j)
 		close(j->dirfd);
 	free(j->name);
 	free(j);
-}
-
-static int
-bad(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int
-bad(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	errno = EINVAL;
-	return -1;
 }
 
 static const char *
@@ -514,6 +576,8 @@ journal_load(int dirfd, const char *name, const char *disk, uint64_t size,
 	j->seq = (j->len - JOURNAL_HEADER_LEN) / JOURNAL_REC_LEN;
 	j->salt = info->salt;
 	j->chain = info->chain;
+	j->size = info->size;
+	memcpy(j->disk, info->disk, sizeof j->disk);
 	*jp = j;
 	return 0;
 sys:

@@ -80,6 +80,18 @@ int journal_parse(const void *buf, size_t len, const char *disk,
 		  size_t errlen);
 void journal_info_release(struct journal_info *info);
 
+/* The stamp that binds a buffer file to its journal: JOURNAL_STAMP_LEN
+ * bytes that the buffer file carries after the disk's bytes (at offset
+ * size): magic, which buffer (op: JOURNAL_ACTIVE or JOURNAL_HIDDEN), the
+ * disk's size and name, the journal's salt, a checksum.  journal_stamp
+ * fills buf; journal_stamp_check: 0, or -1 with EINVAL and what is wrong
+ * in err (another journal's, the other buffer's, damaged...).
+ */
+#define JOURNAL_STAMP_LEN 4096
+void journal_stamp(const struct journal *j, char op, unsigned char *buf);
+int journal_stamp_check(const struct journal_info *info, char op,
+			const unsigned char *buf, char *err, size_t errlen);
+
 /* Reads NAME in dirfd (no symlink followed, a regular file) and parses it
  * as above.  On success, *jp (if jp is not NULL) is the journal opened
  * for appending after its last valid record (a torn tail is cut off).

@@ -1180,6 +1180,8 @@ replica_view_write(struct replica_disk *d, const void *buf, size_t len,
 		 */
 		ret = image_write(d, buf, len, off);
 		if (ret == 0)
+			crash_point("failover_view_write");	/* S, no D */
+		if (ret == 0)
 			ret = journal_note(d, JOURNAL_DROP, off, len);
 		if (ret == 0) {
 			pthread_mutex_lock(&d->map_lock);
@@ -1632,7 +1634,24 @@ err:
 	return NULL;
 }
 
-/* Gives buffer b a durable name in bdir. */
+/* Writes the journal's stamp (journal.h) after the disk's bytes of a file
+ * store: the file is the disk's size plus JOURNAL_STAMP_LEN from now on.
+ */
+static int
+stamp_store(struct replica_disk *d, struct store *s, const char *what)
+{
+	unsigned char stamp[JOURNAL_STAMP_LEN];
+
+	journal_stamp(d->journal, strcmp(what, "active") == 0 ?
+		      JOURNAL_ACTIVE : JOURNAL_HIDDEN, stamp);
+	if (full_pwrite(s->fd, stamp, sizeof stamp, d->size) == -1) {
+		log_error("%s: stamp the %s buffer file: %m", d->name, what);
+		return -1;
+	}
+	return 0;
+}
+
+/* Gives buffer b a durable name in bdir, stamped for d's journal. */
 static int
 persist_buffer(struct replica_disk *d, struct buffer *b, const char *what,
 	       char *bounce)
@@ -1643,6 +1662,8 @@ persist_buffer(struct replica_disk *d, struct buffer *b, const char *what,
 
 	if (durable_path(path, sizeof path, r->bdir, d, what) == -1)
 		return -1;
+	if (b->store->fd >= 0 && stamp_store(d, b->store, what) == -1)
+		return -1;
 	if (store_link(b->store, path) == 0)
 		return 0;
 	if (errno != EOPNOTSUPP)
@@ -1650,7 +1671,7 @@ persist_buffer(struct replica_disk *d, struct buffer *b, const char *what,
 	ns = copy_to_file(d, b, what, bounce);
 	if (ns == NULL)
 		return -1;
-	if (store_link(ns, path) == -1) {
+	if (stamp_store(d, ns, what) == -1 || store_link(ns, path) == -1) {
 		int saved = errno;
 		store_free(ns);
 		errno = saved;
@@ -2092,16 +2113,19 @@ replay_rec(void *opaque, const struct journal_rec *rec)
 }
 
 /* A buffer over the durable file DIR/PREFIX.DISK.WHAT, which must be a
- * regular file of exactly the disk's size (store_file_open would size it
- * silently).  NULL with errno, and what is wrong in err.
+ * regular file of exactly the disk's size plus the stamp (store_file_open
+ * would size it silently) and carry the stamp of info's journal for this
+ * buffer.  NULL with errno, and what is wrong in err.
  */
 static struct buffer *
-buffer_open(struct replica_disk *d, const char *what, char *err,
-	    size_t errlen)
+buffer_open(struct replica_disk *d, const char *what,
+	    const struct journal_info *info, char *err, size_t errlen)
 {
-	char path[4096];
+	unsigned char stamp[JOURNAL_STAMP_LEN];
+	char path[4096], why[256];
 	struct buffer *b;
 	struct stat st;
+	int fd;
 
 	if (durable_path(path, sizeof path, d->r->bdir, d, what) == -1) {
 		snprintf(err, errlen, "%s buffer file: %s", what,
@@ -2122,17 +2146,39 @@ buffer_open(struct replica_disk *d, const char *what, char *err,
 		errno = EINVAL;
 		return NULL;
 	}
-	if ((uint64_t) st.st_size != d->size) {
+	if ((uint64_t) st.st_size != d->size + JOURNAL_STAMP_LEN) {
 		snprintf(err, errlen, "buffer file %.600s: %jd bytes, the "
-			 "journal needs the disk's size, %" PRIu64, path,
-			 (intmax_t) st.st_size, d->size);
+			 "journal needs the disk's size and a stamp, %" PRIu64,
+			 path, (intmax_t) st.st_size,
+			 d->size + JOURNAL_STAMP_LEN);
+		errno = EINVAL;
+		return NULL;
+	}
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd == -1 || full_pread(fd, stamp, sizeof stamp, d->size) == -1) {
+		int saved = errno;
+
+		snprintf(err, errlen, "buffer file %.600s: %s", path,
+			 strerror(saved));
+		if (fd >= 0)
+			close(fd);
+		errno = saved;
+		return NULL;
+	}
+	close(fd);
+	if (journal_stamp_check(info, strcmp(what, "active") == 0 ?
+				JOURNAL_ACTIVE : JOURNAL_HIDDEN, stamp, why,
+				sizeof why) == -1) {
+		snprintf(err, errlen, "buffer file %.600s: %.300s", path, why);
 		errno = EINVAL;
 		return NULL;
 	}
 	b = calloc(1, sizeof *b);
+	/* The store's size covers the stamp, so that opening it keeps it. */
 	if (b == NULL || (b->map = extmap_new()) == NULL ||
 	    (b->zeros = extmap_new()) == NULL ||
-	    (b->store = store_file_open(path, d->size)) == NULL) {
+	    (b->store = store_file_open(path, d->size +
+					JOURNAL_STAMP_LEN)) == NULL) {
 		int saved = errno;
 
 		snprintf(err, errlen, "buffer file %.600s: %s", path,
@@ -2174,8 +2220,8 @@ resume_disk(struct replica_disk *d, int jfd, struct replay *rp, char *err,
 	if (info.torn)
 		log_warn("journal %.300s/%.300s: a torn last record was ignored",
 			 d->r->jdir, name);
-	rp->hidden = buffer_open(d, "hidden", err, errlen);
-	rp->active = rp->hidden ? buffer_open(d, "active", err, errlen)
+	rp->hidden = buffer_open(d, "hidden", &info, err, errlen);
+	rp->active = rp->hidden ? buffer_open(d, "active", &info, err, errlen)
 				: NULL;
 	if (rp->active == NULL)
 		goto fail;

@@ -102,8 +102,14 @@ expect_refused "journal a symlink" "$J"
 for b in "$A" "$H"; do
 	restore; truncate -s $U "$T/buf/$b"
 	expect_refused "$b cut to 1 MiB" "$b: 1048576 bytes"
-	restore; truncate -s $((SIZE + 4096)) "$T/buf/$b"
-	expect_refused "$b grown" "$b: $((SIZE + 4096)) bytes"
+	restore; truncate -s $((SIZE + 8192)) "$T/buf/$b"
+	expect_refused "$b grown" "$b: $((SIZE + 8192)) bytes"
+	restore; "$PY3" -c "
+import sys
+with open(sys.argv[1], 'r+b') as f:
+    f.seek(int(sys.argv[2])); b = f.read(1); f.seek(int(sys.argv[2]))
+    f.write(bytes([b[0] ^ 1]))" "$T/buf/$b" $((SIZE + 20))
+	expect_refused "$b: its stamp damaged" "$b: no valid buffer stamp"
 	restore; rm "$T/buf/$b"
 	expect_refused "$b missing" "$b"
 	restore; mv "$T/buf/$b" "$T/buf/x"; ln -s x "$T/buf/$b"
@@ -111,6 +117,9 @@ for b in "$A" "$H"; do
 	restore; rm "$T/buf/$b"; mkdir "$T/buf/$b"
 	expect_refused "$b a directory" "$b: not a regular file"
 done
+# The two buffer files swapped: each stamp names its buffer.
+restore; mv "$T/buf/$A" "$T/buf/x"; mv "$T/buf/$H" "$T/buf/$A"; mv "$T/buf/x" "$T/buf/$H"
+expect_refused "hidden and active swapped" "the stamp says it is the"
 ok "every damaged field and buffer file refused, S untouched"
 
 # The journal as printed by colofsctl.

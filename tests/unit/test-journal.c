@@ -264,3 +264,36 @@ Test(journal, short_appends_on_a_full_tmpfs_are_cut_back)
 	close(mfd);
 	cr_assert_eq(umount(mnt), 0);
 }
+
+Test(journal, a_buffer_stamp_names_its_journal_and_buffer)
+{
+	struct journal *j = make_journal(), *other;
+	unsigned char stamp[JOURNAL_STAMP_LEN], theirs[JOURNAL_STAMP_LEN];
+	struct journal_info info;
+	char err[256];
+
+	cr_assert_eq(journal_load(dirfd_, "j", "vda", 1 * MiB, &info, NULL,
+				  err, sizeof err), 0, "%s", err);
+	journal_stamp(j, JOURNAL_ACTIVE, stamp);
+	cr_assert_eq(journal_stamp_check(&info, JOURNAL_ACTIVE, stamp, err,
+					 sizeof err), 0, "%s", err);
+	/* The hidden buffer's file in the active one's place. */
+	cr_assert_eq(journal_stamp_check(&info, JOURNAL_HIDDEN, stamp, err,
+					 sizeof err), -1);
+	cr_assert(strstr(err, "active buffer") != NULL, "%s", err);
+	/* A buffer file of another failover of the same disk. */
+	other = journal_create(dirfd_, "k", "vda", 1 * MiB, 0, snap, 3);
+	cr_assert_not_null(other);
+	journal_stamp(other, JOURNAL_ACTIVE, theirs);
+	cr_assert_eq(journal_stamp_check(&info, JOURNAL_ACTIVE, theirs, err,
+					 sizeof err), -1);
+	cr_assert(strstr(err, "another failover") != NULL, "%s", err);
+	/* Damaged. */
+	stamp[17] ^= 1;
+	cr_assert_eq(journal_stamp_check(&info, JOURNAL_ACTIVE, stamp, err,
+					 sizeof err), -1);
+	cr_assert(strstr(err, "no valid buffer stamp") != NULL, "%s", err);
+	journal_info_release(&info);
+	journal_close(other);
+	journal_close(j);
+}

@@ -287,8 +287,25 @@ file_with(const char *name, uint64_t size, uint64_t off, size_t len, int b)
 	close(fd);
 }
 
+/* The stamp of j after the disk's bytes of dir/name. */
+static void
+stamp_file(struct journal *j, const char *name, char op, uint64_t size)
+{
+	unsigned char stamp[JOURNAL_STAMP_LEN];
+	char path[512];
+	int fd;
+
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	fd = open(path, O_WRONLY);
+	cr_assert_geq(fd, 0);
+	journal_stamp(j, op, stamp);
+	cr_assert_eq(pwrite(fd, stamp, sizeof stamp, size),
+		     (ssize_t) sizeof stamp);
+	close(fd);
+}
+
 /* Journal NAME: A 0 4096, H 8192 4096, then D 0 1024 appended and a
- * torn record after it.
+ * torn record after it; the buffer files (made before) stamped.
  */
 static void
 put_journal(const char *name, const char *disk, uint64_t size)
@@ -302,6 +319,8 @@ put_journal(const char *name, const char *disk, uint64_t size)
 	cr_assert_not_null(j);
 	cr_assert_eq(journal_commit(j), 0);
 	cr_assert_eq(journal_append(j, 'D', 0, 1024), 0);
+	stamp_file(j, "p.vda.active", JOURNAL_ACTIVE, size);
+	stamp_file(j, "p.vda.hidden", JOURNAL_HIDDEN, size);
 	journal_close(j);
 	fd = openat(dfd, name, O_WRONLY | O_APPEND);
 	cr_assert_eq(write(fd, "D\0\0\0\0\0", 6), 6);
