@@ -397,7 +397,8 @@ journal_parse(const void *buf, size_t len, const char *disk, uint64_t size,
 			   "(%d)", len, JOURNAL_HEADER_LEN);
 	if (memcmp(b, MAGIC, 8) != 0)
 		return bad(err, errlen, "no journal magic (not a colofs "
-			   "journal, or one of colofs < 0.2)");
+			   "journal, or a text journal of an older colofs: "
+			   "finish that failover with it)");
 	if (get32(b + 8) != JOURNAL_VERSION)
 		return bad(err, errlen, "version %" PRIu32 ", this colofs "
 			   "reads %d", get32(b + 8), JOURNAL_VERSION);

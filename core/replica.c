@@ -196,7 +196,8 @@ struct replica {
 
 	/* Durability: set before start, fixed after.  jdir NULL: none. */
 	char *jdir, *bdir, *prefix;
-	uint64_t generation;		/* the journals' header (0: none) */
+	uint64_t generation;		/* the journals' header (0: none);
+					 * under ctl_lock */
 	/* A failover between its start and its acknowledgement (durable):
 	 * the status shows shown instead of failover.  Under gate.
 	 */
@@ -1284,6 +1285,14 @@ replica_set_durable(struct replica *r, const char *jdir, const char *bdir,
 }
 
 void
+replica_set_journal_generation(struct replica *r, uint64_t gen)
+{
+	pthread_mutex_lock(&r->ctl_lock);
+	r->generation = gen;
+	pthread_mutex_unlock(&r->ctl_lock);
+}
+
+void
 replica_set_state_hook(struct replica *r, replica_state_hook *fn,
 		       void *opaque)
 {
@@ -2310,6 +2319,11 @@ out:
 void
 replica_wait_commit(struct replica *r)
 {
+	/* A failover being made durable holds ctl_lock until its commit
+	 * thread runs (or it failed): wait for that first.
+	 */
+	pthread_mutex_lock(&r->ctl_lock);
+	pthread_mutex_unlock(&r->ctl_lock);
 	pthread_mutex_lock(&r->commit_lock);
 	while (r->commit_running)
 		pthread_cond_wait(&r->commit_cond, &r->commit_lock);

@@ -73,6 +73,11 @@ int replica_failover(struct replica *r);
 int replica_set_durable(struct replica *r, const char *jdir,
 			const char *bdir, const char *prefix);
 
+/* The generation a failover's journals record in their header (0: none,
+ * the default).  Set before failover.
+ */
+void replica_set_journal_generation(struct replica *r, uint64_t gen);
+
 /* Called before the state it names takes effect where that matters for
  * safety (done, failover once its journals are durable, with journaled
  * saying whether they are), and after start and a failed commit; the
@@ -108,7 +113,9 @@ int replica_restore_done(struct replica *r);
 int replica_resume_failover(struct replica *r);
 
 enum replica_state replica_state(struct replica *r);
-/* Blocks until no commit is running (state is not failover). */
+/* Blocks until no failover is being made durable and no commit is
+ * running.  Not with ctl_lock held (not from a state hook).
+ */
 void replica_wait_commit(struct replica *r);
 /* 1 if primary writes are accepted (none or running), else 0. */
 int replica_accepts_primary(struct replica *r);

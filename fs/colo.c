@@ -24,8 +24,8 @@
  * A ctl write runs the command in the writer's thread and the write
  * returns only when the command has taken effect (the core's functions are
  * synchronous; failover returns once it is durable and its commit has
- * started).  A refusal
- * fails the write with the core's errno and leaves the reason in the
+ * started).  A refusal fails the write with the core's errno and leaves
+ * the reason in the
  * replica's error, where .colo/error finds it.  Nothing here keeps state:
  * the replica owns the error and the counters, and it serializes control
  * words itself.

@@ -27,15 +27,17 @@ EITHER="renamed.state:3 dir_synced.state:3"
 AFTER="failover_acked commit_chunk commit_chunk:2 commit_flushed
 	fsynced.state:4 renamed.state:4 done_before_drop dropped.journal"
 
-# prepare BUF: fresh image and state, colofs running with the primary's
-# and the VM's writes buffered; $T/expect = V, $T/before = S.
-prepare() {
+# populate BUF [CRASH_POINT]: a fresh image, state and buffers; colofs
+# running (with the crash point armed) with the primary's and the VM's
+# writes buffered.
+populate() {
 	fusermount3 -u "$MNT" 2>/dev/null || true
 	rm -rf "$T/state" "$T/buf" "$T/vda.img"
 	mkdir -p "$T/buf"
+	: >"$T/colofs.log"
 	make_image "$T/vda.img" $SIZE 11
 	BUFFER=$1 EXTRA_CONFIG="buffer_dir = $T/buf" write_config
-	start_colofs_fg
+	COLOFS_TEST_CRASH_AT=${2:-} start_colofs_fg
 	ctl start
 	nbdsh_c "$(nbd_uri)" "
 for off in range(0, 3 * $U, $U):
@@ -45,32 +47,21 @@ h.flush()
 h.shutdown()"
 	view_write $((2 * U)) $((3 * U)) bb
 	view_write $((5 * U)) 8192 bc
+}
+
+# prepare BUF: $T/expect = V, $T/before = S, as every run builds them.
+prepare() {
+	populate "$1"
 	cp "$MNT/vda" "$T/expect"
 	cp "$T/vda.img" "$T/before"
-	# The restart of this run must not crash.
 	kill -TERM "$COLOFS_PID"
 	wait_exit "$COLOFS_PID"
 }
 
-# run BUF POINT: prepare, restart with the crash point armed (the buffers
-# are gone after the stop above, so buffer again), fail over, restart.
+# run BUF POINT: populate with the crash point armed, fail over, restart.
 run() {
 	local buf=$1 point=$2 answer st
-	fusermount3 -u "$MNT" 2>/dev/null || true
-	rm -rf "$T/state" "$T/buf" "$T/vda.img"
-	mkdir -p "$T/buf"
-	make_image "$T/vda.img" $SIZE 11
-	BUFFER=$buf EXTRA_CONFIG="buffer_dir = $T/buf" write_config
-	COLOFS_TEST_CRASH_AT=$point start_colofs_fg
-	ctl start
-	nbdsh_c "$(nbd_uri)" "
-for off in range(0, 3 * $U, $U):
-    h.pwrite(b'\xaa' * $U, off)
-h.pwrite(b'\xab' * 4096, 5 * $U + 8192)
-h.flush()
-h.shutdown()"
-	view_write $((2 * U)) $((3 * U)) bb
-	view_write $((5 * U)) 8192 bc
+	populate "$buf" "$point"
 	cmp -s "$MNT/vda" "$T/expect" || fail "$buf $point: V is not as prepared"
 	answer=$(ctl_try "failover
 " 2>/dev/null) || true
