@@ -25,10 +25,9 @@
  * returns only when the command has taken effect (the core's functions are
  * synchronous; failover returns once it is durable and its commit has
  * started).  A refusal fails the write with the core's errno and leaves
- * the reason in the
- * replica's error, where .colo/error finds it.  Nothing here keeps state:
- * the replica owns the error and the counters, and it serializes control
- * words itself.
+ * the reason in the replica's error, where .colo/error finds it.
+ * Nothing here keeps state: the replica owns the error and the counters,
+ * and it serializes control words itself.
  */
 #include <ctype.h>
 #include <errno.h>
