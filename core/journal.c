@@ -64,6 +64,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,16 +82,21 @@
 #define JOURNAL_END 'E'
 #define JOURNAL_MAX (1ULL << 32)	/* bytes: larger is not a journal */
 
+/* Appends come from concurrent view writes: lock orders them and guards
+ * the fields marked so.
+ */
 struct journal {
+	pthread_mutex_t lock;
 	int fd;
 	int dirfd;			/* owned */
 	char *name;
 	char tmp[NAME_MAX + 1];		/* until journal_commit */
-	uint64_t len;			/* bytes of whole records */
-	uint64_t seq;			/* the next record's index */
+	uint64_t len;			/* bytes of whole records; lock */
+	uint64_t seq;			/* the next record's index; lock */
 	uint64_t salt;
-	uint64_t chain;			/* the last record's checksum */
-	bool failed;			/* a short append could not be cut */
+	uint64_t chain;			/* the last record's checksum; lock */
+	bool failed;			/* a short append could not be cut;
+					 * lock */
 	uint64_t size;			/* the disk's, for journal_stamp */
 	char disk[JOURNAL_DISK_MAX + 1];
 };
@@ -168,6 +174,7 @@ journal_alloc(int dirfd, const char *name)
 
 	if (j == NULL)
 		return NULL;
+	pthread_mutex_init(&j->lock, NULL);
 	j->fd = -1;
 	j->dirfd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
 	j->name = strdup(name);
@@ -315,7 +322,9 @@ journal_append(struct journal *j, char op, uint64_t off, uint64_t len)
 	uint64_t sum;
 	ssize_t w;
 
+	pthread_mutex_lock(&j->lock);
 	if (j->failed) {
+		pthread_mutex_unlock(&j->lock);
 		errno = EIO;
 		log_error("append to journal %s: it failed before", j->name);
 		return -1;
@@ -328,6 +337,7 @@ journal_append(struct journal *j, char op, uint64_t off, uint64_t len)
 		j->len += sizeof rec;
 		j->seq++;
 		j->chain = sum;
+		pthread_mutex_unlock(&j->lock);
 		return 0;
 	}
 	{
@@ -342,6 +352,7 @@ journal_append(struct journal *j, char op, uint64_t off, uint64_t len)
 				  j->name);
 			j->failed = true;
 		}
+		pthread_mutex_unlock(&j->lock);
 		errno = saved;
 	}
 	return -1;
@@ -366,6 +377,7 @@ journal_close(struct journal *j)
 		close(j->fd);
 	if (j->dirfd >= 0)
 		close(j->dirfd);
+	pthread_mutex_destroy(&j->lock);
 	free(j->name);
 	free(j);
 }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -296,4 +297,35 @@ Test(journal, a_buffer_stamp_names_its_journal_and_buffer)
 	journal_info_release(&info);
 	journal_close(other);
 	journal_close(j);
+}
+
+static void *
+append_many(void *arg)
+{
+	struct journal *j = arg;
+	int i;
+
+	for (i = 0; i < 500; i++)
+		cr_assert_eq(journal_append(j, 'D', (uint64_t) i * 512, 512), 0);
+	return NULL;
+}
+
+Test(journal, concurrent_appends_all_land_whole)
+{
+	struct journal *j = make_journal();
+	struct journal_info info;
+	pthread_t t[4];
+	char err[256];
+	int i;
+
+	for (i = 0; i < 4; i++)
+		cr_assert_eq(pthread_create(&t[i], NULL, append_many, j), 0);
+	for (i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	journal_close(j);
+	cr_assert_eq(journal_load(dirfd_, "j", "vda", 1 * MiB, &info, NULL,
+				  err, sizeof err), 0, "%s", err);
+	cr_assert_not(info.torn);
+	cr_assert_eq(info.nrecs, 5 + 4 * 500);
+	journal_info_release(&info);
 }
