@@ -89,7 +89,7 @@
  */
 #define DISK_KEYS(X)						\
 	X(image,	path,	image,		NULL)		\
-	X(format,	format,	format,		"auto")		\
+	X(format,	format,	format,		"raw")		\
 	X(export,	export,	export_name,	NULL)		\
 	X(owner,	user,	owner,		"root")		\
 	X(group,	user,	group,		"root")		\
