@@ -43,7 +43,8 @@
  * connection waits until every request submitted on the same export by
  * other connections up to that moment has executed (export_barrier).  For
  * live multi-conn clients (nbdcopy) that is a one-off wait for requests
- * that complete on their own.  The dead connection's reader may also
+ * that complete on their own.  It runs before the request takes a buffer
+ * from the budget (conn_barrier), with a deadline of NBD_WAIT_MS.  The dead connection's reader may also
  * still find whole requests queued in its socket after the hangup: those
  * are held back, unexecuted, and run only if a DISC follows them (a client
  * may send WRITE, DISC and close without waiting), else dropped -- their
@@ -118,6 +119,29 @@ conn_unreserve(struct nbd_conn *c)
  * budget (waiting, and so not reading the socket, while over a bound),
  * and a limit on how long a payload over 64 KiB may stall (io_timeout).
  */
+/* The reconnect barrier, once per connection, before its first request
+ * takes anything from the budget: a barrier that waited holding a payload
+ * buffer could wait for a READ of another connection that waits for that
+ * very budget.  Past NBD_WAIT_MS the connection is closed (the client
+ * reconnects and its next connection waits again); -1.
+ */
+static int
+conn_barrier(struct nbd_conn *c)
+{
+	if (c->barrier_done || c->hup)
+		return 0;
+	if (export_barrier(c, NBD_WAIT_MS) == -1) {
+		log_warn("nbd: export %s: conn %llu: the requests of other "
+			 "connections did not finish within %d ms; closing it",
+			 c->ex->name, (unsigned long long)c->id, NBD_WAIT_MS);
+		shutdown(c->fd, SHUT_RDWR);
+		errno = ETIMEDOUT;
+		return -1;
+	}
+	c->barrier_done = true;
+	return 0;
+}
+
 static void *
 conn_get_buf(void *opaque, size_t len)
 {
@@ -125,6 +149,8 @@ conn_get_buf(void *opaque, size_t len)
 	struct nbd_server *srv = c->srv;
 	void *buf;
 
+	if (conn_barrier(c) == -1)
+		return NULL;
 	if (!c->hup) {
 		conn_reserve(c);
 		c->reserved = true;
@@ -363,10 +389,8 @@ conn_submit(void *opaque, const struct nbd_request *req, void *buf)
 	struct nbd_job *j;
 
 	conn_clear_rcvtimeo(c);
-	if (!c->barrier_done) {
-		export_barrier(c);
-		c->barrier_done = true;
-	}
+	if (conn_barrier(c) == -1)
+		goto fail;
 	j = malloc(sizeof *j);
 	if (j == NULL)
 		goto fail;
