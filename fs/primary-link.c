@@ -89,6 +89,7 @@ struct link_conn {
 
 struct primary_link {
 	size_t n;
+	unsigned timeout_ms;		/* secondary_timeout */
 	struct link_conn *conns;
 	primary_link_lost_fn *lost;	/* set before any connect */
 	void *lost_arg;
@@ -155,6 +156,38 @@ mark_dead(struct link_conn *c, const char *why)
 	pthread_cond_broadcast(&c->tcond);
 	pthread_mutex_unlock(&c->tlock);
 	return first;
+}
+
+/* Kills the connection without blocking: dead, its socket shut down, the
+ * poll thread and the waiters woken.  The handle is closed later (see the
+ * top).
+ */
+static void
+conn_abort(struct link_conn *c, const char *why)
+{
+	mark_dead(c, why);
+	if (pthread_rwlock_tryrdlock(&c->lock) == 0) {
+		if (c->h != NULL && nbd_aio_get_fd(c->h) >= 0)
+			shutdown(nbd_aio_get_fd(c->h), SHUT_RDWR);
+		pthread_rwlock_unlock(&c->lock);
+	}
+	kick(c);
+}
+
+/* A CLOCK_REALTIME deadline ms from now, for c->tcond. */
+static struct timespec
+deadline_in(unsigned ms)
+{
+	struct timespec dl;
+
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += ms / 1000;
+	dl.tv_nsec += (long)(ms % 1000) * 1000000;
+	if (dl.tv_nsec >= 1000000000) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000;
+	}
+	return dl;
 }
 
 /* The poll thread saw the connection die: tell the engine. */
@@ -353,28 +386,31 @@ link_disconnect(void *opaque, size_t i, bool clean)
 
 	if (!clean) {
 		/* Must not block: see the top. */
-		mark_dead(c, "disconnected");
-		if (pthread_rwlock_tryrdlock(&c->lock) == 0) {
-			if (c->h != NULL && nbd_aio_get_fd(c->h) >= 0)
-				shutdown(nbd_aio_get_fd(c->h), SHUT_RDWR);
-			pthread_rwlock_unlock(&c->lock);
-		}
-		kick(c);
+		conn_abort(c, "disconnected");
 		return;
 	}
+	/* Clean: the replies of the commands in flight, then DISC and the
+	 * server's close.  Each wait ends after secondary_timeout: a hung
+	 * secondary must not hang the engine's ctl lock (stop).  A command
+	 * without a reply by then is failed when the handle closes.
+	 */
 	pthread_rwlock_wrlock(&c->lock);
 	if (c->h != NULL && c->thread_running) {
-		pthread_mutex_lock(&c->tlock);
-		while (c->tickets != NULL && !c->dead)
-			pthread_cond_wait(&c->tcond, &c->tlock);
-		pthread_mutex_unlock(&c->tlock);
-		/* NBD_CMD_DISC, then the server closes: wait a little. */
-		if (nbd_aio_disconnect(c->h, 0) == 0) {
-			struct timespec dl;
+		struct timespec dl = deadline_in(l->timeout_ms);
+		int e = 0;
 
+		pthread_mutex_lock(&c->tlock);
+		while (c->tickets != NULL && !c->dead && e != ETIMEDOUT)
+			e = pthread_cond_timedwait(&c->tcond, &c->tlock, &dl);
+		pthread_mutex_unlock(&c->tlock);
+		if (e == ETIMEDOUT)
+			log_warn("%s: no reply in %u ms (secondary_timeout); "
+				 "disconnecting", c->name, l->timeout_ms);
+		/* NBD_CMD_DISC, then the server closes: wait a little. */
+		if (e != ETIMEDOUT && nbd_aio_disconnect(c->h, 0) == 0) {
+			dl = deadline_in(l->timeout_ms < 2000 ? l->timeout_ms :
+					 2000);
 			kick(c);
-			clock_gettime(CLOCK_REALTIME, &dl);
-			dl.tv_sec += 2;
 			pthread_mutex_lock(&c->tlock);
 			while (!c->dead &&
 			       pthread_cond_timedwait(&c->tcond, &c->tlock,
@@ -481,13 +517,7 @@ link_wait(void *opaque, void *ticket, unsigned timeout_ms, char *err,
 	int rc = 0, e = 0;
 
 	(void)opaque;
-	clock_gettime(CLOCK_REALTIME, &dl);
-	dl.tv_sec += timeout_ms / 1000;
-	dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-	if (dl.tv_nsec >= 1000000000) {
-		dl.tv_sec++;
-		dl.tv_nsec -= 1000000000;
-	}
+	dl = deadline_in(timeout_ms);
 	pthread_mutex_lock(&c->tlock);
 	while (!t->done && !c->dead && e != ETIMEDOUT)
 		e = pthread_cond_timedwait(&c->tcond, &c->tlock, &dl);
@@ -509,6 +539,14 @@ link_wait(void *opaque, void *ticket, unsigned timeout_ms, char *err,
 	}
 	ticket_put_locked(t);
 	pthread_mutex_unlock(&c->tlock);
+	/* A timed-out link is dead, whatever the engine's state: in none
+	 * (a stop under way) nobody else would say so, and a clean
+	 * disconnect would wait for this reply.
+	 */
+	if (rc == -1 && errno == ETIMEDOUT) {
+		conn_abort(c, err);
+		errno = ETIMEDOUT;
+	}
 	return rc;
 }
 
@@ -537,6 +575,7 @@ primary_link_new(const struct config *cfg)
 	l = calloc(1, sizeof *l);
 	if (l == NULL)
 		return NULL;
+	l->timeout_ms = cfg->secondary_timeout_ms;
 	l->conns = calloc(cfg->ndisks ? cfg->ndisks : 1, sizeof *l->conns);
 	if (l->conns == NULL) {
 		free(l);
