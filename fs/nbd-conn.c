@@ -246,6 +246,27 @@ conn_reply_error(void *opaque, uint64_t cookie, uint32_t err)
 	return conn_send_reply(opaque, cookie, err, NULL, 0);
 }
 
+/* Read only, never written: the source of NO_HOLE's written zeroes. */
+static char zeros[1 << 20];
+
+/* WRITE_ZEROES with NO_HOLE: the zeroes must be allocated, so they are
+ * written, never punched (a client preallocating on thin storage relies
+ * on it).
+ */
+static int
+do_zero_alloc(struct replica_disk *d, uint64_t off, uint64_t len)
+{
+	while (len > 0) {
+		size_t n = len < sizeof zeros ? (size_t)len : sizeof zeros;
+
+		if (replica_primary_write(d, zeros, n, off) == -1)
+			return -1;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
 static int
 do_zero(struct replica_disk *d, uint64_t off, uint64_t len)
 {
@@ -303,7 +324,11 @@ execute(struct nbd_conn *c, struct nbd_job *j)
 	case NBD_CMD_WRITE_ZEROES:
 		/* TRIM too: the replica's S must read zeros afterwards. */
 		atomic_fetch_add(&c->srv->zeroes, 1);
-		rc = do_zero(d, q->offset, q->length);
+		if (q->type == NBD_CMD_WRITE_ZEROES &&
+		    (q->flags & NBD_CMD_FLAG_NO_HOLE))
+			rc = do_zero_alloc(d, q->offset, q->length);
+		else
+			rc = do_zero(d, q->offset, q->length);
 		if (rc == 0 && fua)
 			rc = replica_primary_flush(d);
 		break;
