@@ -360,16 +360,24 @@ primary_write(struct primary_disk *d, const void *buf, size_t len,
 	return modify(d, PRIMARY_OP_WRITE, buf, off, len);
 }
 
-/* In pieces: an NBD request's length is 32 bits. */
+/* In pieces: an NBD request's length is 32 bits, and a secondary
+ * without WRITE_ZEROES gets writes of zeros, at most its maximum block
+ * size each (the link says how long).
+ */
 int
 primary_zero(struct primary_disk *d, uint64_t off, uint64_t len)
 {
-	const uint64_t piece = UINT64_C(1) << 30;
-	uint64_t n;
+	const struct primary_link_ops *link = d->p->link;
+	uint64_t piece = UINT64_C(1) << 30, n, max;
 
 	if (off > d->size || len > d->size - off) {
 		errno = EINVAL;
 		return -1;
+	}
+	if (link->max_zero != NULL) {
+		max = link->max_zero(d->p->link_opaque, d->index);
+		if (max > 0 && max < piece)
+			piece = max;
 	}
 	for (; len > 0; off += n, len -= n) {
 		n = len < piece ? len : piece;

@@ -56,6 +56,10 @@
 #include "primary-link.h"
 
 #define CONNECT_TIMEOUT_MS 10000
+/* A server that says nothing of its maximum block size takes 32 MiB
+ * (the NBD protocol's advice to clients).
+ */
+#define DEFAULT_MAX_BLOCK (UINT64_C(32) << 20)
 
 struct ticket {
 	struct ticket *prev, *next;	/* on the connection's list */
@@ -71,6 +75,7 @@ struct link_conn {
 	pthread_rwlock_t lock;
 	struct nbd_handle *h;		/* protected by lock */
 	bool can_zero, can_flush;	/* of h */
+	atomic_uint_fast64_t max_zero;	/* of h: see link_max_zero */
 	pthread_t thread;
 	bool thread_running;		/* protected by lock (write) */
 	int efd;
@@ -347,6 +352,14 @@ link_connect(void *opaque, size_t i, const char *uri, uint64_t size,
 	}
 	c->can_zero = nbd_can_zero(h) == 1;
 	c->can_flush = nbd_can_flush(h) == 1;
+	if (c->can_zero) {
+		atomic_store(&c->max_zero, 0);
+	} else {
+		int64_t max = nbd_get_block_size(h, LIBNBD_SIZE_MAXIMUM);
+
+		atomic_store(&c->max_zero, max > 0 ? (uint64_t)max :
+			     DEFAULT_MAX_BLOCK);
+	}
 	c->h = h;
 	atomic_store(&c->sent, 0);
 	pthread_mutex_lock(&c->tlock);
@@ -558,12 +571,25 @@ link_bytes_sent(void *opaque, size_t i)
 	return atomic_load(&l->conns[i].sent);
 }
 
+/* Without WRITE_ZEROES a zero is a write of zeros: at most the server's
+ * maximum block size.  0 (no limit) when it can zero, or before a
+ * connect.
+ */
+static uint64_t
+link_max_zero(void *opaque, size_t i)
+{
+	struct primary_link *l = opaque;
+
+	return atomic_load(&l->conns[i].max_zero);
+}
+
 const struct primary_link_ops primary_link_ops = {
 	.connect = link_connect,
 	.disconnect = link_disconnect,
 	.submit = link_submit,
 	.wait = link_wait,
 	.bytes_sent = link_bytes_sent,
+	.max_zero = link_max_zero,
 };
 
 struct primary_link *

@@ -99,7 +99,7 @@ f_sent(void *o, size_t i)
 }
 
 static const struct primary_link_ops fake_ops = {
-	f_connect, f_disconnect, f_submit, f_wait, f_sent,
+	f_connect, f_disconnect, f_submit, f_wait, f_sent, NULL,
 };
 
 static struct fake fk;
