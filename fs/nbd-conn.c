@@ -339,6 +339,21 @@ execute(struct nbd_conn *c, struct nbd_job *j)
 	return rc == 0 ? 0 : nbd_errno_to_nbd(errno);
 }
 
+/* NBD_ESHUTDOWN comes from a failover (the replica refuses primary
+ * writes) or from the server's own stop (the budget fails every wait):
+ * the log says which.
+ */
+static const char *
+shutdown_cause(struct nbd_server *srv)
+{
+	bool stopping;
+
+	pthread_mutex_lock(&srv->lock);
+	stopping = srv->stopping;
+	pthread_mutex_unlock(&srv->lock);
+	return stopping ? "shutdown" : "failover";
+}
+
 static void *
 worker_main(void *arg)
 {
@@ -365,8 +380,9 @@ worker_main(void *arg)
 		err = execute(c, j);
 		export_mark_completed(c);
 		if (err == NBD_ESHUTDOWN && !atomic_exchange(&c->closing, true)) {
-			log_info("nbd: export %s: failover: closing connection %llu",
-				 c->ex->name, (unsigned long long)c->id);
+			log_info("nbd: export %s: %s: closing connection %llu",
+				 c->ex->name, shutdown_cause(c->srv),
+				 (unsigned long long)c->id);
 		}
 		conn_send_reply(c, j->req.cookie, err,
 				j->buf ? (void *)j->buf->data : NULL,

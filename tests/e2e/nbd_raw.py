@@ -708,6 +708,27 @@ def case_barrier_budget(addr, export, status, length):
         disc(s)
 
 
+def case_budget_wait_hold(addr, export, status, length, ready):
+    """A WRITE of LENGTH bytes (the whole budget) held one byte short, and
+    a READ on a second connection waiting for budget (nbd.memory_waits in
+    STATUS rises); then READY is created and both are held until the
+    server closes them (its shutdown)."""
+    length = int(length)
+    waits0 = status_value(status, "nbd.memory_waits")
+    a, _ = open_session_nb(addr, export)
+    request(a, CMD_WRITE, 0, length, cookie=1, data=b"\x61" * (length - 1))
+    b, _ = open_session_nb(addr, export)
+    request(b, CMD_READ, 0, 4096, cookie=2)
+    deadline = time.time() + TIMEOUT
+    while status_value(status, "nbd.memory_waits") == waits0:
+        check(time.time() < deadline, "the READ never waited for budget")
+        time.sleep(0.05)
+    open(ready, "w").close()
+    b.settimeout(240)
+    check(closed_by_server(b), "the server did not close the READ's connection")
+    a.close()
+
+
 def main(cases=None):
     """Runs case_NAME(addr, export, args...) from argv, found in cases (a
     module's globals(); default ours)."""
