@@ -245,12 +245,87 @@ err:
 }
 
 int
+fdio_check_own(int fd, char *err, size_t errlen)
+{
+	struct stat st;
+	const char *why = NULL;
+
+	if (fstat(fd, &st) == -1) {
+		snprintf(err, errlen, "%s", strerror(errno));
+		return -1;
+	}
+	if (st.st_uid != 0 && st.st_uid != geteuid())
+		why = "owned by another user";
+	else if (st.st_mode & (S_IWGRP | S_IWOTH))
+		why = "writable by group or others";
+	else if (!S_ISREG(st.st_mode))
+		why = "not a regular file";
+	else if (st.st_nlink != 1)
+		why = "has other hard links";
+	if (why == NULL)
+		return 0;
+	snprintf(err, errlen, "%s (uid %u, mode %04o): colofs does not trust "
+		 "it; remove it if it is not colofs's own", why,
+		 (unsigned) st.st_uid, (unsigned) (st.st_mode & 07777));
+	errno = EPERM;
+	return -1;
+}
+
+int
+fdio_open_own(const char *path, int flags, char *err, size_t errlen)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(path, '/'), *name;
+	int dirfd, fd, saved;
+
+	if (slash == NULL) {
+		snprintf(dir, sizeof dir, ".");
+		name = path;
+	} else if ((size_t) (slash - path) >= sizeof dir) {
+		errno = ENAMETOOLONG;
+		snprintf(err, errlen, "%s", strerror(errno));
+		return -1;
+	} else {
+		snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 :
+			 (int) (slash - path), path);
+		name = slash + 1;
+	}
+	dirfd = fdio_dir_open(dir);
+	if (dirfd == -1) {
+		snprintf(err, errlen, "directory %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	fd = fdio_open_file_at(dirfd, name, flags);
+	saved = errno;
+	close(dirfd);
+	if (fd == -1) {
+		snprintf(err, errlen, "%s", saved == EINVAL ?
+			 "not a regular file" : strerror(saved));
+		errno = saved;
+		return -1;
+	}
+	if (fdio_check_own(fd, err, errlen) == -1) {
+		close(fd);
+		errno = EPERM;
+		return -1;
+	}
+	return fd;
+}
+
+int
 durable_write_at(int dirfd, const char *name, const void *data, size_t len)
+{
+	return durable_write_mode_at(dirfd, name, data, len, 0600);
+}
+
+int
+durable_write_mode_at(int dirfd, const char *name, const void *data,
+		      size_t len, mode_t mode)
 {
 	char tmp[NAME_MAX + 1];
 	int fd, ret, saved;
 
-	fd = fdio_create_tmp(dirfd, name, 0, 0600, tmp, sizeof tmp);
+	fd = fdio_create_tmp(dirfd, name, 0, mode, tmp, sizeof tmp);
 	if (fd == -1)
 		return -1;
 	if (full_pwrite(fd, data, len, 0) == -1) {
