@@ -201,8 +201,8 @@ struct bitmap *
 bitmap_open(const char *path, uint64_t size, uint64_t gran)
 {
 	struct bitmap *b;
-	char dir[PATH_MAX], why[256];
-	const char *slash = strrchr(path, '/');
+	const char *name;
+	char why[256];
 	int fd, saved;
 
 	if (gran == 0 || (gran & (gran - 1)) != 0 || size == 0) {
@@ -222,20 +222,17 @@ bitmap_open(const char *path, uint64_t size, uint64_t gran)
 	b->nbits = (size + gran - 1) / gran;
 	b->nwords = (b->nbits + 63) / 64;
 	b->path = strdup(path);
-	b->name = strdup(slash != NULL ? slash + 1 : path);
 	b->words = calloc(b->nwords, sizeof *b->words);
-	if (b->path == NULL || b->name == NULL || b->words == NULL)
+	if (b->path == NULL || b->words == NULL)
 		goto fail;
-	if (slash == NULL)
-		snprintf(dir, sizeof dir, ".");
-	else
-		snprintf(dir, sizeof dir, "%.*s",
-			 slash == path ? 1 : (int) (slash - path), path);
-	b->dirfd = fdio_dir_open(dir);
+	b->dirfd = fdio_parent_open(path, &name);
 	if (b->dirfd == -1) {
-		log_error("dirty bitmap %s: directory %s: %m", path, dir);
+		log_error("dirty bitmap %s: its directory: %m", path);
 		goto fail;
 	}
+	b->name = strdup(name);
+	if (b->name == NULL)
+		goto fail;
 	fdio_sweep_tmp(b->dirfd, b->name);	/* a crash mid-rewrite */
 	fd = fdio_open_file_at(b->dirfd, b->name, O_RDWR);
 	if (fd == -1 && errno != ENOENT) {

@@ -97,6 +97,24 @@ fdio_dir_open(const char *path)
 }
 
 int
+fdio_parent_open(const char *path, const char **name)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+
+	*name = slash != NULL ? slash + 1 : path;
+	if (slash == NULL)
+		return fdio_dir_open(".");
+	if ((size_t) (slash - path) >= sizeof dir) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	snprintf(dir, sizeof dir, "%.*s",
+		 slash == path ? 1 : (int) (slash - path), path);
+	return fdio_dir_open(dir);
+}
+
+int
 fdio_sync_dir(int dirfd)
 {
 	if (fsync(dirfd) == -1) {
@@ -274,25 +292,11 @@ fdio_check_own(int fd, char *err, size_t errlen)
 int
 fdio_open_own(const char *path, int flags, char *err, size_t errlen)
 {
-	char dir[PATH_MAX];
-	const char *slash = strrchr(path, '/'), *name;
-	int dirfd, fd, saved;
+	const char *name;
+	int dirfd = fdio_parent_open(path, &name), fd, saved;
 
-	if (slash == NULL) {
-		snprintf(dir, sizeof dir, ".");
-		name = path;
-	} else if ((size_t) (slash - path) >= sizeof dir) {
-		errno = ENAMETOOLONG;
-		snprintf(err, errlen, "%s", strerror(errno));
-		return -1;
-	} else {
-		snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 :
-			 (int) (slash - path), path);
-		name = slash + 1;
-	}
-	dirfd = fdio_dir_open(dir);
 	if (dirfd == -1) {
-		snprintf(err, errlen, "directory %s: %s", dir, strerror(errno));
+		snprintf(err, errlen, "its directory: %s", strerror(errno));
 		return -1;
 	}
 	fd = fdio_open_file_at(dirfd, name, flags);

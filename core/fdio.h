@@ -30,6 +30,10 @@ int fd_zero_range(int fd, uint64_t off, uint64_t len);
  * so a symlink is refused (ELOOP or ENOTDIR).  fd, or -1 with errno.
  */
 int fdio_dir_open(const char *path);
+/* Opens the directory PATH is in (fdio_dir_open; "." for a bare name) and
+ * points *name at PATH's last component.  fd, or -1 with errno.
+ */
+int fdio_parent_open(const char *path, const char **name);
 /* fsync of a directory fd, so that a create, rename or unlink in it lasts.
  * 0, or -1 with errno (logged).
  */

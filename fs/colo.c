@@ -33,7 +33,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -597,8 +596,8 @@ colo_metrics_write(struct replica *r, const struct config *cfg,
 		   const struct colo_status_part *parts, size_t nparts,
 		   const char *path)
 {
-	char dir[PATH_MAX], *text = NULL;
-	const char *slash = strrchr(path, '/');
+	const char *name;
+	char *text = NULL;
 	size_t len;
 	int dfd, ret, saved;
 
@@ -606,27 +605,21 @@ colo_metrics_write(struct replica *r, const struct config *cfg,
 		log_error("metrics_file %s: rendering the metrics: %m", path);
 		return -1;
 	}
-	if (slash == NULL)
-		snprintf(dir, sizeof dir, ".");
-	else
-		snprintf(dir, sizeof dir, "%.*s",
-			 slash == path ? 1 : (int) (slash - path), path);
 	/* The temporary file is NAME.tmp.XXXXXX, made with O_EXCL |
 	 * O_NOFOLLOW in the directory's fd (core/fdio.h): a link planted in
 	 * a directory others can write steers nothing, and it is not *.prom,
 	 * so node_exporter's textfile collector does not read it.  0644:
 	 * the collector need not run as root.
 	 */
-	dfd = fdio_dir_open(dir);
+	dfd = fdio_parent_open(path, &name);
 	if (dfd == -1) {
 		saved = errno;
-		log_error("metrics_file %s: directory %s: %m", path, dir);
+		log_error("metrics_file %s: its directory: %m", path);
 		free(text);
 		errno = saved;
 		return -1;
 	}
-	ret = durable_write_mode_at(dfd, slash ? slash + 1 : path, text, len,
-				    0644);
+	ret = durable_write_mode_at(dfd, name, text, len, 0644);
 	saved = errno;
 	close(dfd);
 	free(text);
