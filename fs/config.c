@@ -68,6 +68,7 @@
 	/* bounds of the NBD listener (doc/nbd.md, "Bounds") */	\
 	X(max_connections, count, max_connections, "16")		\
 	X(max_handshakes, count, max_handshakes, "128")		\
+	X(max_handshakes_per_address, count, max_handshakes_per_address, "16") \
 	X(io_timeout,	seconds, io_timeout,	"30")		\
 	X(nbd_memory_limit, nbdmem, nbd_memory_limit, "256M")	\
 	X(nbd_conn_memory_limit, nbdmem, nbd_conn_memory_limit, "64M")	\

@@ -117,7 +117,7 @@ accept_main(void *arg)
 			close(fd);
 			continue;
 		}
-		conn_spawn(srv, fd);
+		conn_spawn(srv, fd, &ss);
 	}
 	return NULL;
 }
