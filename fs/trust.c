@@ -73,16 +73,16 @@ check_ancestors(const char *what, const char *path)
 	int bad = 0;
 
 	if (n >= sizeof prefix || path[0] != '/')
-		return 0;	/* config.c wants absolute paths */
+		return 0; /* config.c wants absolute paths */
 	for (i = 1; i <= n; i++) {
 		if (path[i] != '/' && path[i] != '\0')
 			continue;
 		if (path[i] == '\0')
-			break;	/* path itself: the caller's to judge */
+			break; /* path itself: the caller's to judge */
 		memcpy(prefix, path, i);
 		prefix[i] = '\0';
 		if (lstat(prefix, &st) == -1)
-			return 0;	/* the rest does not exist yet */
+			return 0; /* the rest does not exist yet */
 		if (S_ISLNK(st.st_mode) && !trusted_uid(st.st_uid)) {
 			log_error("%s %s: its ancestor %s is a link owned by "
 				  "uid %u: that user decides where %s is",
@@ -95,15 +95,18 @@ check_ancestors(const char *what, const char *path)
 		if (!trusted_uid(st.st_uid)) {
 			log_error("%s %s: its ancestor %s is owned by uid %u, "
 				  "who could replace %s; use a directory under "
-				  "one only root owns", what, path, prefix,
-				  (unsigned) st.st_uid, what);
+				  "one only root owns",
+				  what, path, prefix, (unsigned) st.st_uid,
+				  what);
 			bad = 1;
 		} else if ((st.st_mode & (S_IWGRP | S_IWOTH)) &&
 			   !(st.st_mode & S_ISVTX)) {
 			log_error("%s %s: its ancestor %s is writable by group "
 				  "or others (mode %04o), who could replace %s; "
-				  "chmod go-w %s", what, path, prefix,
-				  (unsigned) (st.st_mode & 07777), what, prefix);
+				  "chmod go-w %s",
+				  what, path, prefix,
+				  (unsigned) (st.st_mode & 07777), what,
+				  prefix);
 			bad = 1;
 		}
 	}
@@ -136,14 +139,15 @@ check_dir(const char *what, const char *dir, bool may_be_missing)
 	if (!trusted_uid(st.st_uid)) {
 		log_error("%s %s is owned by uid %u, not by root or the user "
 			  "colofs runs as: that user could plant files colofs "
-			  "would trust; chown root %s", what, dir,
-			  (unsigned) st.st_uid, dir);
+			  "would trust; chown root %s",
+			  what, dir, (unsigned) st.st_uid, dir);
 		bad = -1;
 	}
 	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
 		log_error("%s %s is writable by group or others (mode %04o): "
 			  "they could plant files colofs would trust; chmod 700 "
-			  "%s", what, dir, (unsigned) (st.st_mode & 07777), dir);
+			  "%s",
+			  what, dir, (unsigned) (st.st_mode & 07777), dir);
 		bad = -1;
 	}
 	return bad;
@@ -153,10 +157,10 @@ check_dir(const char *what, const char *dir, bool may_be_missing)
 struct ident {
 	char what[80];
 	const char *path;
-	bool exists;		/* dev/ino are the file's, else the parent's */
+	bool exists; /* dev/ino are the file's, else the parent's */
 	dev_t dev;
 	ino_t ino;
-	const char *base;	/* last component, when !exists */
+	const char *base; /* last component, when !exists */
 };
 
 static void
@@ -218,14 +222,15 @@ check_distinct(const struct config *cfg)
 	for (i = 0; i < cfg->ndisks; i++) {
 		const struct config_disk *d = &cfg->disks[i];
 		static const char *const sfx[3] = {
-			".overlay", ".overlay.map", ".overlay.log",
+			".overlay",
+			".overlay.map",
+			".overlay.log",
 		};
 		char what[80];
 
 		snprintf(what, sizeof what, "disk %s image", d->name);
 		ident_of(&ids[n++], what, d->image);
-		if (cfg->buffer_dir == NULL ||
-		    d->format == IMAGE_FORMAT_RAW)
+		if (cfg->buffer_dir == NULL || d->format == IMAGE_FORMAT_RAW)
 			continue;
 		for (k = 0; k < 3; k++) {
 			snprintf(ovl[k], sizeof ovl[k], "%s/%s%s",
@@ -243,8 +248,9 @@ check_distinct(const struct config *cfg)
 			if (!ident_same(&ids[i], &ids[k]))
 				continue;
 			log_error("%s %s and %s %s are the same file: each "
-				  "setting needs its own", ids[i].what,
-				  ids[i].path, ids[k].what, ids[k].path);
+				  "setting needs its own",
+				  ids[i].what, ids[i].path, ids[k].what,
+				  ids[k].path);
 			bad = 1;
 		}
 	for (i = 0; i < nowned; i++)
@@ -262,8 +268,8 @@ trust_check_config(const struct config *cfg)
 
 	if (check_dir("state_dir", cfg->state_dir, true) == -1)
 		bad = 1;
-	if (cfg->buffer_dir && check_dir("buffer_dir", cfg->buffer_dir,
-					 false) == -1)
+	if (cfg->buffer_dir &&
+	    check_dir("buffer_dir", cfg->buffer_dir, false) == -1)
 		bad = 1;
 	if (cfg->metrics_file) {
 		char dir[PATH_MAX];
@@ -275,9 +281,10 @@ trust_check_config(const struct config *cfg)
 		    !S_ISREG(st.st_mode)) {
 			log_error("metrics_file %s is %s, not a regular file: "
 				  "name a new file colofs alone writes",
-				  cfg->metrics_file, S_ISDIR(st.st_mode) ?
-				  "a directory" : S_ISLNK(st.st_mode) ?
-				  "a symbolic link" : "a special file");
+				  cfg->metrics_file,
+				  S_ISDIR(st.st_mode)	? "a directory"
+				  : S_ISLNK(st.st_mode) ? "a symbolic link"
+							: "a special file");
 			bad = 1;
 		}
 	}

@@ -21,7 +21,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from nbd_raw import IHAVEOPT, OPT_STARTTLS  # noqa: E402
+from nbd_raw import IHAVEOPT, OPT_STARTTLS, recv_exact  # noqa: E402
 
 stop = threading.Event()
 lock = threading.Lock()
@@ -44,29 +44,19 @@ def dial(addr, src):
     return s
 
 
-def recv_n(s, n):
-    b = b""
-    while len(b) < n:
-        c = s.recv(n - len(b))
-        if not c:
-            raise ConnectionError("closed")
-        b += c
-    return b
-
-
 def hold(addr, src, kind):
     announced = False
     while not stop.is_set():
         try:
             s = dial(addr, src)
             if kind != "idle":
-                recv_n(s, 18)
+                recv_exact(s, 18)
                 s.sendall(struct.pack(">I", 3))
                 if kind == "stalled":
                     s.sendall(struct.pack(">Q", IHAVEOPT))  # half an option
                 else:
                     s.sendall(struct.pack(">QII", IHAVEOPT, OPT_STARTTLS, 0))
-                    recv_n(s, 20)
+                    recv_exact(s, 20)
                     # A TLS record header announcing 512 bytes, then nothing.
                     s.sendall(b"\x16\x03\x01\x02\x00\x01")
             if not announced:
@@ -81,7 +71,7 @@ def hold(addr, src, kind):
                     continue
             bump("closed_by_server")
             s.close()
-        except (OSError, ConnectionError):
+        except (OSError, EOFError):
             bump("errors")
             if not announced:
                 first.release()

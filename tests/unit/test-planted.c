@@ -73,7 +73,8 @@ victim_untouched(void)
 	cr_assert_eq(fstat(fileno(fp), &st), 0);
 	cr_assert_neq(fgets(buf, sizeof buf, fp), NULL);
 	fclose(fp);
-	cr_assert_str_eq(buf, PRECIOUS, "the victim was written through a "
+	cr_assert_str_eq(buf, PRECIOUS,
+			 "the victim was written through a "
 			 "planted link");
 	cr_assert_eq(st.st_size, (off_t) strlen(PRECIOUS),
 		     "the victim grew to %lld bytes", (long long) st.st_size);
@@ -222,7 +223,8 @@ forge_state(const char *path)
 
 	cr_assert_not_null(fp);
 	fputs("colofs-state 1\nstate=done\n"
-	      "generation=0123456789abcdef0123456789abcdef\njournaled=0\n", fp);
+	      "generation=0123456789abcdef0123456789abcdef\njournaled=0\n",
+	      fp);
 	fclose(fp);
 }
 
