@@ -1257,6 +1257,14 @@ handler(void *user, const char *section, const char *name, const char *value)
 		fail(ld, ld->lineno, "missing key name before '='");
 		return 0;
 	}
+	/* "key =;x" would keep ";x", but "key = ;x" (as --dump-config
+	 * writes it) is a comment: such a value cannot round-trip.
+	 */
+	if (*value == ';') {
+		fail(ld, ld->lineno, "value of '%s' starts with ';', which "
+		     "reads as a comment once spaced out", name);
+		return 0;
+	}
 	switch (ld->section) {
 	case SECTION_COLOFS:
 		r = set_colofs_key(ld, name, value);

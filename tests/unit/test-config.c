@@ -688,6 +688,13 @@ Test(config, unknown_group)
 		     "unknown group 'no-such-group-xyz' for group");
 }
 
+Test(config, a_value_starting_with_a_semicolon_is_refused)
+{
+	/* "export =;x" would be ";x", its dump "export = ;x" a comment. */
+	expect_error(COLOFS DISK "export =;x\n", "t.ini:",
+		     "value of 'export' starts with ';'");
+}
+
 Test(config, inline_comments_and_indentation)
 {
 	struct config *c = load_ok(
