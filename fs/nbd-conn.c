@@ -843,8 +843,9 @@ source_of(struct nbd_conn *c, const struct sockaddr_storage *ss)
 			c->source[0] = 4;
 			memcpy(c->source + 1, s6->sin6_addr.s6_addr + 12, 4);
 		} else {
+			/* Per /64: one host usually holds a whole /64. */
 			c->source[0] = 6;
-			memcpy(c->source + 1, s6->sin6_addr.s6_addr, 16);
+			memcpy(c->source + 1, s6->sin6_addr.s6_addr, 8);
 		}
 	}
 }

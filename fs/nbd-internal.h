@@ -202,8 +202,8 @@ struct nbd_conn {
 	/* bounds */
 	bool pending;			/* counted in srv->npending; srv->lock */
 	/* The source, for max_handshakes_per_address: the family and the
-	 * address (IPv4-mapped IPv6 as IPv4) for TCP, the peer's uid for a
-	 * unix socket.  Set before the connection is listed.
+	 * IPv4 address (IPv4-mapped IPv6 too) or the IPv6 /64 prefix; zero
+	 * for a unix socket.  Set before the connection is listed.
 	 */
 	unsigned char source[20];
 	bool evicted;			/* closed to make room; srv->lock */
