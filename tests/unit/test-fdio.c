@@ -179,7 +179,8 @@ Test(fdio, open_own_trusts_only_a_private_file_of_ours)
 	cr_assert_eq(chmod(path, 0620), 0);
 	cr_assert_eq(fdio_open_own(path, O_RDONLY, why, sizeof why), -1);
 	cr_assert_eq(errno, EPERM);
-	cr_assert(strstr(why, "writable by group or others") != NULL, "%s", why);
+	cr_assert(strstr(why, "writable by group or others") != NULL, "%s",
+		  why);
 	cr_assert_eq(chmod(path, 0600), 0);
 	cr_assert_eq(link(path, hard), 0);
 	cr_assert_eq(fdio_open_own(path, O_RDONLY, why, sizeof why), -1,
