@@ -18,13 +18,13 @@
  * Persistence.  The map is saved on flush and on close: snapshot the map
  * (under map_lock), fdatasync the overlay, then write the snapshot to a
  * fresh NAME.overlay.map.tmp.XXXXXX, fsync, rename over NAME.overlay.map,
- * fsync the directory (durable_write_at, core/fdio.h).  All three files are
- * made and opened in DIR's fd, never following a link (O_NOFOLLOW, and
- * O_EXCL for a new one), and an existing one is used only if root (or our
- * user) owns it and alone can write it: buffer_dir may be shared, and a
- * planted link must not steer root's writes.  The snapshot precedes the fdatasync, so a saved map never
- * names a range whose data was not yet durable; writes after the last flush
- * may be lost in a crash, as on any disk with a write cache.  The map file:
+ * fsync the directory (durable_write_at, core/fdio.h).  The snapshot
+ * precedes the fdatasync, so a saved map never names a range whose data was
+ * not yet durable; writes after the last flush may be lost in a crash, as on
+ * any disk with a write cache.  All three files are made and opened in DIR's
+ * fd, never following a link (O_NOFOLLOW, and O_EXCL for a new one), and an
+ * existing one is used only if root (or our user) owns it and alone can
+ * write it: a planted link must not steer root's writes.  The map file:
  *
  *   struct map_header (64 bytes, little-endian)
  *     magic "COLOFSOV", version 1, header size,
