@@ -9,25 +9,12 @@
  * Build and run: tests/fuzz/run-files [SECONDS] [WORKDIR].
  */
 #include <assert.h>
-#include <fcntl.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "bitmap.h"
-#include "log.h"
-
-static char dir[64], path[128];
-static int fd = -1;
-
-static void
-cleanup(void)
-{
-	unlink(path);
-	rmdir(dir);
-}
+#include "fuzz-file.h"
 
 static uint64_t
 le_u64(const uint8_t *p)
@@ -44,20 +31,10 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	uint64_t dsize = 1 << 20, gran = 65536, off, len, total = 0;
+	const char *path;
 	uint8_t *copy;
 	struct bitmap *b;
 
-	if (fd == -1) {
-		log_set_quiet(true);
-		strcpy(dir, "/tmp/colofs-fuzz-bitmap.XXXXXX");
-		if (mkdtemp(dir) == NULL)
-			abort();
-		snprintf(path, sizeof path, "%s/vda.dirty", dir);
-		fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-		if (fd == -1)
-			abort();
-		atexit(cleanup);
-	}
 	copy = malloc(size ? size : 1);
 	if (copy == NULL)
 		abort();
@@ -75,9 +52,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			gran = g;
 		}
 	}
-	if (ftruncate(fd, 0) == -1 ||
-	    (size && pwrite(fd, copy, size, 0) != (ssize_t) size))
-		abort();
+	path = fuzz_file_put("vda.dirty", copy, size);
 	free(copy);
 	b = bitmap_open(path, dsize, gran);
 	if (b == NULL)

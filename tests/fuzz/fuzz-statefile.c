@@ -7,29 +7,21 @@
  * same.  Build and run: tests/fuzz/run-files [SECONDS] [WORKDIR].
  */
 #include <assert.h>
-#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "fuzz-file.h"
 #include "statefile.h"
 
-static char dir[64], path[128];
-static int fd = -1;
-
 static void
-cleanup(void)
+cleanup_back(void)
 {
-	char other[160];
+	char back[160];
 
-	snprintf(other, sizeof other, "%s/back.state", dir);
-	unlink(other);
-	unlink(path);
-	rmdir(dir);
+	snprintf(back, sizeof back, "%s/back.state", fuzz_dir);
+	unlink(back);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -37,24 +29,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	static bool registered;
 	struct statefile sf, back;
-	char err[512] = "";
+	char err[512] = "", backpath[160];
+	const char *path = fuzz_file_put("f.state", data, size);
 	int r;
 
-	if (fd == -1) {
-		log_set_quiet(true);
-		strcpy(dir, "/tmp/colofs-fuzz-state.XXXXXX");
-		if (mkdtemp(dir) == NULL)
-			abort();
-		snprintf(path, sizeof path, "%s/f.state", dir);
-		fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-		if (fd == -1)
-			abort();
-		atexit(cleanup);
+	if (!registered) {
+		atexit(cleanup_back);	/* runs before fuzz_file_cleanup */
+		registered = true;
 	}
-	if (ftruncate(fd, 0) == -1 ||
-	    (size && pwrite(fd, data, size, 0) != (ssize_t) size))
-		abort();
 	r = statefile_read(path, &sf, err, sizeof err);
 	assert(r == 0 || r == -1);
 	if (r == -1) {
@@ -66,11 +50,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* Rarely reached (an exact format); its write-back is worth the
 	 * fsync then.
 	 */
-	assert(statefile_write(dir, "back.state", &sf) == 0);
-	snprintf(path + strlen(dir), sizeof path - strlen(dir), "/back.state");
-	r = statefile_read(path, &back, err, sizeof err);
-	snprintf(path + strlen(dir), sizeof path - strlen(dir), "/f.state");
-	assert(r == 0 && back.state == sf.state && back.journaled == sf.journaled &&
+	assert(statefile_write(fuzz_dir, "back.state", &sf) == 0);
+	snprintf(backpath, sizeof backpath, "%s/back.state", fuzz_dir);
+	r = statefile_read(backpath, &back, err, sizeof err);
+	assert(r == 0 && back.state == sf.state &&
+	       back.journaled == sf.journaled &&
 	       strcmp(back.generation, sf.generation) == 0);
 	return 0;
 }
