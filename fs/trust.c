@@ -26,10 +26,17 @@
  * so that "metrics_file = the image" is refused instead of replacing the
  * disk with metrics text.  metrics_file must be a regular file or absent.
  *
+ * The files colofs reads back from those directories (state file,
+ * bitmaps, journals, buffers, overlays) are judged too, as core/fdio.c's
+ * fdio_check_own judges them when they are opened: a file planted while a
+ * directory was open to others is named by --check-config.
+ *
  * Every check logs what it found, naming the setting, the path and the fix,
  * and all are run, so one --check-config shows every problem.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -260,16 +267,81 @@ check_distinct(const struct config *cfg)
 	return bad ? -1 : 0;
 }
 
+/* The files colofs would read back from dir (the state file, bitmaps and
+ * journals in state_dir; buffers and overlays in buffer_dir), judged as
+ * fdio_check_own does when they are opened, so that --check-config names
+ * a file planted while the directory was open to others.  0, or -1 after
+ * logging.
+ */
+static int
+check_own_files(const char *what, const char *dir, const char *const *suffixes)
+{
+	struct dirent *de;
+	DIR *d = opendir(dir);
+	int bad = 0;
+
+	if (d == NULL)
+		return 0; /* check_dir said why, or it is made later */
+	while ((de = readdir(d)) != NULL) {
+		size_t n = strlen(de->d_name), k;
+		const char *why = NULL;
+		struct stat st;
+
+		for (k = 0; suffixes[k] != NULL; k++) {
+			size_t sl = strlen(suffixes[k]);
+
+			if (n > sl &&
+			    strcmp(de->d_name + n - sl, suffixes[k]) == 0)
+				break;
+		}
+		if (suffixes[k] == NULL || fstatat(dirfd(d), de->d_name, &st,
+						   AT_SYMLINK_NOFOLLOW) == -1)
+			continue;
+		if (S_ISLNK(st.st_mode))
+			why = "is a symbolic link";
+		else if (!S_ISREG(st.st_mode))
+			why = "is not a regular file";
+		else if (!trusted_uid(st.st_uid))
+			why = "is owned by another user";
+		else if (st.st_mode & (S_IWGRP | S_IWOTH))
+			why = "is writable by group or others";
+		else if (st.st_nlink != 1)
+			why = "has other hard links";
+		if (why == NULL)
+			continue;
+		log_error("%s %s: %s %s (uid %u, mode %04o): colofs would "
+			  "refuse it; remove it if it is not colofs's own",
+			  what, dir, de->d_name, why, (unsigned) st.st_uid,
+			  (unsigned) (st.st_mode & 07777));
+		bad = 1;
+	}
+	closedir(d);
+	return bad ? -1 : 0;
+}
+
 int
 trust_check_config(const struct config *cfg)
 {
+	static const char *const state_files[] = {
+		".state",
+		".dirty",
+		".journal",
+		NULL,
+	};
+	static const char *const buffer_files[] = {
+		".hidden",	".active",	".overlay",
+		".overlay.map", ".overlay.log", NULL,
+	};
 	struct stat st;
 	int bad = 0;
 
-	if (check_dir("state_dir", cfg->state_dir, true) == -1)
+	if (check_dir("state_dir", cfg->state_dir, true) == -1 ||
+	    check_own_files("state_dir", cfg->state_dir, state_files) == -1)
 		bad = 1;
 	if (cfg->buffer_dir &&
-	    check_dir("buffer_dir", cfg->buffer_dir, false) == -1)
+	    (check_dir("buffer_dir", cfg->buffer_dir, false) == -1 ||
+	     check_own_files("buffer_dir", cfg->buffer_dir, buffer_files) ==
+		     -1))
 		bad = 1;
 	if (cfg->metrics_file) {
 		char dir[PATH_MAX];

@@ -2,7 +2,7 @@
 # Issue 17: --check-config and start refuse a state_dir, buffer_dir or
 # metrics directory another user could write into (a symlink, group- or
 # world-writable, owned by another user, or under an ancestor others can
-# swap), a metrics_file that is a directory or a FIFO, and any two settings
+# swap), a state file, bitmap or buffer there that is not colofs's own, a metrics_file that is a directory or a FIFO, and any two settings
 # naming the same file (metrics_file = the image replaced the disk with
 # metrics text).  Each refusal names the setting(s) and the path.
 . "$(dirname "$0")/lib.sh"
@@ -68,6 +68,21 @@ mkdir -m 777 "$T/open"
 STATE=$T/open/state conf
 refuse "state_dir under a world-writable, non-sticky ancestor" \
 	"its ancestor $T/open is writable by group or others"
+
+# Files planted while a directory was open to others (it is root's again):
+# --check-config names each one colofs would refuse when it reads it.
+conf
+ln -s "$T/vda.img" "$T/state/x.state"
+refuse "a state file that is a link" "x.state is a symbolic link"
+rm "$T/state/x.state"
+printf 'x' >"$T/state/vda.dirty"
+chown 65534 "$T/state/vda.dirty"
+refuse "a bitmap owned by another user" "vda.dirty is owned by another user"
+rm "$T/state/vda.dirty"
+printf 'x' >"$T/buf/m.vda.hidden"
+chmod 666 "$T/buf/m.vda.hidden"
+refuse "a buffer file others can write" "m.vda.hidden is writable by group or others"
+rm "$T/buf/m.vda.hidden"
 
 # The metrics file: its directory, its kind, and the other settings.
 chmod 1777 "$T/prom"
