@@ -559,6 +559,8 @@ journal_load(int dirfd, const char *name, const char *disk, uint64_t size,
 		errno = saved;
 		return -1;
 	}
+	if (fdio_check_own(fd, err, errlen) == -1)
+		goto fail;
 	if (fstat(fd, &st) == -1)
 		goto sys;
 	if ((uint64_t) st.st_size > JOURNAL_MAX) {

@@ -2134,25 +2134,36 @@ buffer_open(struct replica_disk *d, const char *what,
 	char path[4096], why[256];
 	struct buffer *b;
 	struct stat st;
-	int fd;
+	int fd, dirfd;
 
 	if (durable_path(path, sizeof path, d->r->bdir, d, what) == -1) {
 		snprintf(err, errlen, "%s buffer file: %s", what,
 			 strerror(errno));
 		return NULL;
 	}
-	if (lstat(path, &st) == -1) {
+	/* Not by path: no link followed, and only a file colofs owns. */
+	dirfd = fdio_dir_open(d->r->bdir);
+	fd = dirfd == -1 ? -1 : fdio_open_file_at(dirfd, strrchr(path, '/') + 1,
+						  O_RDONLY);
+	if (fd == -1) {
 		int saved = errno;
 
 		snprintf(err, errlen, "buffer file %.600s: %s", path,
-			 strerror(saved));
+			 saved == EINVAL ? "not a regular file"
+					 : strerror(saved));
+		if (dirfd >= 0)
+			close(dirfd);
 		errno = saved;
 		return NULL;
 	}
-	if (!S_ISREG(st.st_mode)) {
-		snprintf(err, errlen, "buffer file %.600s: not a regular file",
-			 path);
-		errno = EINVAL;
+	close(dirfd);
+	if (fdio_check_own(fd, why, sizeof why) == -1 || fstat(fd, &st) == -1) {
+		int saved = errno;
+
+		snprintf(err, errlen, "buffer file %.600s: %.300s", path,
+			 saved == EPERM ? why : strerror(saved));
+		close(fd);
+		errno = saved;
 		return NULL;
 	}
 	if ((uint64_t) st.st_size != d->size + JOURNAL_STAMP_LEN) {
@@ -2160,17 +2171,16 @@ buffer_open(struct replica_disk *d, const char *what,
 			 "journal needs the disk's size and a stamp, %" PRIu64,
 			 path, (intmax_t) st.st_size,
 			 d->size + JOURNAL_STAMP_LEN);
+		close(fd);
 		errno = EINVAL;
 		return NULL;
 	}
-	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd == -1 || full_pread(fd, stamp, sizeof stamp, d->size) == -1) {
+	if (full_pread(fd, stamp, sizeof stamp, d->size) == -1) {
 		int saved = errno;
 
 		snprintf(err, errlen, "buffer file %.600s: %s", path,
 			 strerror(saved));
-		if (fd >= 0)
-			close(fd);
+		close(fd);
 		errno = saved;
 		return NULL;
 	}

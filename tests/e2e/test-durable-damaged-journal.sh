@@ -98,6 +98,8 @@ restore; rm "$T/state/$J"
 expect_refused "journal missing" "$J"
 restore; mv "$T/state/$J" "$T/state/elsewhere"; ln -s elsewhere "$T/state/$J"
 expect_refused "journal a symlink" "$J"
+restore; ln "$T/state/$J" "$T/state/hardlink"
+expect_refused "journal with a second hard link" "has other hard links"
 # Each buffer file: cut, grown, missing, a symlink, a directory.
 for b in "$A" "$H"; do
 	restore; truncate -s $U "$T/buf/$b"
@@ -113,9 +115,11 @@ with open(sys.argv[1], 'r+b') as f:
 	restore; rm "$T/buf/$b"
 	expect_refused "$b missing" "$b"
 	restore; mv "$T/buf/$b" "$T/buf/x"; ln -s x "$T/buf/$b"
-	expect_refused "$b a symlink" "$b: not a regular file"
+	expect_refused "$b a symlink" "$b is a symbolic link"
+	restore; chmod g+w "$T/buf/$b"
+	expect_refused "$b writable by its group" "writable by group"
 	restore; rm "$T/buf/$b"; mkdir "$T/buf/$b"
-	expect_refused "$b a directory" "$b: not a regular file"
+	expect_refused "$b a directory" "not a regular file"
 done
 # The two buffer files swapped: each stamp names its buffer.
 restore; mv "$T/buf/$A" "$T/buf/x"; mv "$T/buf/$H" "$T/buf/$A"; mv "$T/buf/x" "$T/buf/$H"
