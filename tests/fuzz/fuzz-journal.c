@@ -7,10 +7,10 @@
  *
  * Checksums keep random bytes from ever parsing, so LLVMFuzzerInitialize
  * writes valid journals (made by journal_create and journal_append) into
- * the directory named by COLOFS_FUZZ_SEEDS, which tests/fuzz/run-journal
+ * the directory named by COLOFS_FUZZ_SEEDS, which tests/fuzz/run-files
  * passes as a corpus: the mutations then start from journals that parse.
  *
- * Build and run: tests/fuzz/run-journal [SECONDS].
+ * Build and run: tests/fuzz/run-files [SECONDS] [WORKDIR].
  */
 #include <stdint.h>
 #include <stdio.h>
