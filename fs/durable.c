@@ -139,7 +139,13 @@ hook(void *opaque, enum replica_state next, bool journaled)
 				     "fsync of its directory failed: a crash "
 				     "may bring back the state before",
 				     du->path, replica_state_name(next));
-		ret = 0;
+		/* A failover answers only once durable (issue 16): refused,
+		 * it becomes failover_failed, which a restart also resumes.
+		 * Any other transition counts as written.
+		 */
+		ret = next == REPLICA_FAILOVER ? -1 : 0;
+		if (ret == -1)
+			errno = EIO;
 	} else if (ret == 0) {
 		log_info("state file %s: %s", du->path,
 			 replica_state_name(next));
