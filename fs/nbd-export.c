@@ -96,9 +96,18 @@ export_mark_completed(struct nbd_conn *c)
 	pthread_mutex_unlock(&ex->lock);
 }
 
+void
+export_stop(struct nbd_export *ex)
+{
+	pthread_mutex_lock(&ex->lock);
+	ex->stopping = true;
+	pthread_cond_broadcast(&ex->cond);
+	pthread_mutex_unlock(&ex->lock);
+}
+
 /* Waits until every request other connections on the export submitted
  * before now has executed (see "Reconnects" at the top), at most wait_ms:
- * 0, or -1 with errno = ETIMEDOUT.  The caller holds no budget (see "Who
+ * 0, or -1 with errno = ETIMEDOUT (or ESHUTDOWN: the server stops).  The caller holds no budget (see "Who
  * waits" in nbd-bounds.c).
  */
 int
@@ -108,7 +117,7 @@ export_barrier(struct nbd_conn *c, int wait_ms)
 	struct nbd_snap { uint64_t id, target; } snap[NBD_MAX_CONNS];
 	size_t n = 0;
 	struct timespec deadline;
-	int rc = 0;
+	int rc = 0, err = 0;
 
 	clock_gettime(CLOCK_MONOTONIC, &deadline);
 	deadline.tv_sec += wait_ms / 1000;
@@ -136,7 +145,8 @@ export_barrier(struct nbd_conn *c, int wait_ms)
 		n = k;
 		if (n == 0)
 			break;
-		if (rc == ETIMEDOUT) {
+		if (rc == ETIMEDOUT || ex->stopping) {
+			err = ex->stopping ? ESHUTDOWN : ETIMEDOUT;
 			rc = -1;
 			break;
 		}
@@ -145,6 +155,6 @@ export_barrier(struct nbd_conn *c, int wait_ms)
 	atomic_fetch_sub(&ex->waiters, 1);
 	pthread_mutex_unlock(&ex->lock);
 	if (rc == -1)
-		errno = ETIMEDOUT;
+		errno = err;
 	return rc == -1 ? -1 : 0;
 }

@@ -61,6 +61,7 @@ struct nbd_export {
 	 * conn_mark_completed).
 	 */
 	atomic_uint waiters;
+	bool stopping;			/* the server stops; lock */
 	/* bounds */
 	unsigned nserving;		/* authenticated conns; srv->lock */
 };
@@ -240,6 +241,7 @@ void export_release(struct nbd_export *ex);
 void export_attach(struct nbd_export *ex, struct nbd_conn *c);
 void export_detach(struct nbd_export *ex, struct nbd_conn *c);
 int export_barrier(struct nbd_conn *c, int wait_ms);
+void export_stop(struct nbd_export *ex);	/* ends every barrier wait */
 void export_mark_completed(struct nbd_conn *c);
 
 /* nbd-bounds.c */
