@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "log.h"
 #include "nbd-internal.h"
@@ -116,16 +115,9 @@ export_barrier(struct nbd_conn *c, int wait_ms)
 	struct nbd_export *ex = c->ex;
 	struct nbd_snap { uint64_t id, target; } snap[NBD_MAX_CONNS];
 	size_t n = 0;
-	struct timespec deadline;
+	struct timespec deadline = nbd_deadline_in(wait_ms);
 	int rc = 0, err = 0;
 
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += wait_ms / 1000;
-	deadline.tv_nsec += (long)(wait_ms % 1000) * 1000000;
-	if (deadline.tv_nsec >= 1000000000) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000;
-	}
 	pthread_mutex_lock(&ex->lock);
 	atomic_fetch_add(&ex->waiters, 1);
 	for (struct nbd_conn *o = ex->conns; o; o = o->ex_next)

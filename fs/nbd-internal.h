@@ -253,7 +253,11 @@ void export_stop(struct nbd_export *ex);	/* ends every barrier wait */
 void export_mark_completed(struct nbd_conn *c);
 
 /* nbd-bounds.c */
+/* A condition variable timed on CLOCK_MONOTONIC, and a deadline ms from
+ * now on that clock, for pthread_cond_timedwait.
+ */
 void nbd_cond_init_monotonic(pthread_cond_t *cond);
+struct timespec nbd_deadline_in(int ms);
 size_t budget_charge(size_t len);	/* what a buffer of len costs */
 void budget_init(struct nbd_budget *b, size_t limit, size_t conn_limit);
 void budget_release(struct nbd_budget *b);
