@@ -1695,8 +1695,8 @@ persist_buffer(struct replica_disk *d, struct buffer *b, const char *what,
 }
 
 /* Removes the durable files of every disk (after done, or a failed set-up,
- * or leftovers found at a restart in done).  Caller is the commit thread
- * or holds ctl_lock with no commit running.
+ * or leftovers found at a restart in done or none).  Caller is the commit
+ * thread or holds ctl_lock with no commit running.
  */
 static void
 drop_durable(struct replica *r)
@@ -2089,6 +2089,15 @@ replica_restore_done(struct replica *r)
 	}
 	pthread_mutex_unlock(&r->ctl_lock);
 	return ret;
+}
+
+void
+replica_drop_leftovers(struct replica *r)
+{
+	pthread_mutex_lock(&r->ctl_lock);
+	if (r->state == REPLICA_NONE && r->jdir != NULL)
+		drop_durable(r);
+	pthread_mutex_unlock(&r->ctl_lock);
 }
 
 struct replay {

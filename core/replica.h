@@ -110,6 +110,12 @@ void replica_note_primary_connected(struct replica *r);
  * 0, or -1 with errno and the reason recorded.
  */
 int replica_restore_done(struct replica *r);
+/* In none at start-up, when no failover is to be resumed: removes the
+ * journals and buffer files of a failover killed before it was durable
+ * (the state file still said running): each buffer file is as large as
+ * the disk.  Nothing else would remove them before the next failover.
+ */
+void replica_drop_leftovers(struct replica *r);
 int replica_resume_failover(struct replica *r);
 
 enum replica_state replica_state(struct replica *r);

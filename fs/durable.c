@@ -268,6 +268,9 @@ durable_open(const struct config *cfg, struct replica *r, bool demote)
 		log_error("state file: %m");
 		goto err;
 	}
+	/* A failover killed before the state file said so left its files. */
+	if (rc == 0 && start == REPLICA_NONE)
+		replica_drop_leftovers(r);
 	replica_set_state_hook(r, hook, du);
 	if (resume) {
 		log_info("resuming the failover commit left by the last run");
