@@ -110,9 +110,12 @@ hook(void *opaque, enum replica_state next, bool journaled)
 {
 	struct durable *du = opaque;
 	struct statefile sf;
+	bool had_journals;
 	int ret;
 
 	pthread_mutex_lock(&du->lock);
+	/* The file said the journals count: a done now ends a commit. */
+	had_journals = du->sf.journaled;
 	sf = du->sf;
 	sf.state = next;
 	sf.journaled = journaled;
@@ -141,9 +144,14 @@ hook(void *opaque, enum replica_state next, bool journaled)
 				     du->path, replica_state_name(next));
 		/* A failover answers only once durable (issue 16): refused,
 		 * it becomes failover_failed, which a restart also resumes.
-		 * Any other transition counts as written.
+		 * So does a commit's done: it drops the journals next, in
+		 * this directory, and a crash could bring back failover and
+		 * the journals, whose resumed commit would write the old
+		 * buffers over what the VM wrote in done.  Any other
+		 * transition (a stop's done) counts as written.
 		 */
-		ret = next == REPLICA_FAILOVER ? -1 : 0;
+		ret = next == REPLICA_FAILOVER ||
+		      (next == REPLICA_DONE && had_journals) ? -1 : 0;
 		if (ret == -1)
 			errno = EIO;
 	} else if (ret == 0) {

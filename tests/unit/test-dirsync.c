@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "durable.h"
@@ -134,6 +135,46 @@ Test(dirsync, a_failover_whose_state_file_is_not_synced_is_not_answered)
 	cr_assert_eq(replica_state(r), REPLICA_DONE);
 	expect_disk(d, 0, 4096, 0xbb);
 	cr_assert_eq(on_disk("srv-vm1.state"), REPLICA_DONE);
+	replica_set_state_hook(r, NULL, NULL);
+	durable_free(du);
+	replica_free(r);
+}
+
+/* The commit's done drops the journals, in the state file's directory:
+ * with that directory unsynced, a crash may bring back failover and the
+ * journals, and a resumed commit would write the old buffers over what
+ * the VM wrote in done.  So a done not synced is not done: the commit
+ * ends in failover_failed, journals kept, and a retry finishes it.
+ */
+Test(dirsync, a_commit_whose_done_is_not_synced_keeps_its_journals)
+{
+	struct replica *r = test_replica(1 << 20, 0x11, dir);
+	struct replica_disk *d = replica_disk_at(r, 0);
+	struct durable *du = open_durable(r, true);
+	char path[512];
+
+	cr_assert_eq(replica_start(r), 0);
+	view_fill(d, 0, 4096, 0xbb);
+	/* buffer_dir's, the journal's and the failover state file's
+	 * directory fsyncs pass; done's fails, and so does its retry.
+	 */
+	atomic_store(&faults.dir_fsync_skip, 3);
+	atomic_store(&faults.dir_fsync, -1);
+	cr_assert_eq(replica_failover(r), 0);
+	replica_wait_commit(r);
+	atomic_store(&faults.dir_fsync, 0);
+	cr_assert_eq(replica_state(r), REPLICA_FAILOVER_FAILED,
+		     "done was not durable: the commit must not end in done");
+	snprintf(path, sizeof path, "%s/srv-vm1.vda.journal", dir);
+	cr_assert_eq(access(path, F_OK), 0, "the journal must be kept");
+	cr_assert_eq(on_disk("srv-vm1.state"), REPLICA_FAILOVER_FAILED);
+	/* Retried with a working disk: done, V committed. */
+	cr_assert_eq(replica_failover(r), 0);
+	replica_wait_commit(r);
+	cr_assert_eq(replica_state(r), REPLICA_DONE);
+	expect_disk(d, 0, 4096, 0xbb);
+	cr_assert_eq(on_disk("srv-vm1.state"), REPLICA_DONE);
+	cr_assert_eq(access(path, F_OK), -1, "the journal must be gone");
 	replica_set_state_hook(r, NULL, NULL);
 	durable_free(du);
 	replica_free(r);
