@@ -68,6 +68,40 @@ open_durable(struct replica *r, bool with_buffers)
 
 TestSuite(dirsync, .init = setup, .fini = teardown);
 
+/* A running replica with buffer files, whose VM wrote 0xbb at 0. */
+static struct replica *
+started(struct replica_disk **d, struct durable **du)
+{
+	struct replica *r = test_replica(1 << 20, 0x11, dir);
+
+	*d = replica_disk_at(r, 0);
+	*du = open_durable(r, true);
+	cr_assert_eq(replica_start(r), 0);
+	view_fill(*d, 0, 4096, 0xbb);
+	return r;
+}
+
+/* Every directory fsync fails after the next n. */
+static void
+fail_dir_fsyncs_after(int n)
+{
+	atomic_store(&faults.dir_fsync_skip, n);
+	atomic_store(&faults.dir_fsync, -1);
+}
+
+/* A failover_failed replica retried with a working disk: done, with the
+ * 0xbb the tests' VM wrote at 0 committed.
+ */
+static void
+retry_to_done(struct replica *r, struct replica_disk *d)
+{
+	cr_assert_eq(replica_failover(r), 0);
+	replica_wait_commit(r);
+	cr_assert_eq(replica_state(r), REPLICA_DONE);
+	expect_disk(d, 0, 4096, 0xbb);
+	cr_assert_eq(on_disk("srv-vm1.state"), REPLICA_DONE);
+}
+
 Test(dirsync, a_failed_directory_fsync_after_the_rename_is_retried)
 {
 	struct statefile sf = { .state = REPLICA_DONE };
@@ -109,18 +143,15 @@ Test(dirsync, a_stop_whose_state_file_is_renamed_but_not_synced_is_done)
 
 Test(dirsync, a_failover_whose_state_file_is_not_synced_is_not_answered)
 {
-	struct replica *r = test_replica(1 << 20, 0x11, dir);
-	struct replica_disk *d = replica_disk_at(r, 0);
-	struct durable *du = open_durable(r, true);
+	struct replica_disk *d;
+	struct durable *du;
+	struct replica *r = started(&d, &du);
 	char err[1024];
 
-	cr_assert_eq(replica_start(r), 0);
-	view_fill(d, 0, 4096, 0xbb);
 	/* buffer_dir's and the journal's directory fsyncs pass; the state
 	 * file's fails, and so does its retry.
 	 */
-	atomic_store(&faults.dir_fsync_skip, 2);
-	atomic_store(&faults.dir_fsync, -1);
+	fail_dir_fsyncs_after(2);
 	cr_assert_eq(replica_failover(r), -1,
 		     "not durable: the failover must not answer 0");
 	cr_assert_eq(errno, EIO);
@@ -129,12 +160,7 @@ Test(dirsync, a_failover_whose_state_file_is_not_synced_is_not_answered)
 	replica_last_error(r, err, sizeof err);
 	cr_assert_not_null(strstr(err, "not durable"), "%s", err);
 	cr_assert_eq(on_disk("srv-vm1.state"), REPLICA_FAILOVER_FAILED);
-	/* Retried with a working disk: done, V committed. */
-	cr_assert_eq(replica_failover(r), 0);
-	replica_wait_commit(r);
-	cr_assert_eq(replica_state(r), REPLICA_DONE);
-	expect_disk(d, 0, 4096, 0xbb);
-	cr_assert_eq(on_disk("srv-vm1.state"), REPLICA_DONE);
+	retry_to_done(r, d);
 	replica_set_state_hook(r, NULL, NULL);
 	durable_free(du);
 	replica_free(r);
@@ -148,18 +174,15 @@ Test(dirsync, a_failover_whose_state_file_is_not_synced_is_not_answered)
  */
 Test(dirsync, a_commit_whose_done_is_not_synced_keeps_its_journals)
 {
-	struct replica *r = test_replica(1 << 20, 0x11, dir);
-	struct replica_disk *d = replica_disk_at(r, 0);
-	struct durable *du = open_durable(r, true);
+	struct replica_disk *d;
+	struct durable *du;
+	struct replica *r = started(&d, &du);
 	char path[512];
 
-	cr_assert_eq(replica_start(r), 0);
-	view_fill(d, 0, 4096, 0xbb);
 	/* buffer_dir's, the journal's and the failover state file's
 	 * directory fsyncs pass; done's fails, and so does its retry.
 	 */
-	atomic_store(&faults.dir_fsync_skip, 3);
-	atomic_store(&faults.dir_fsync, -1);
+	fail_dir_fsyncs_after(3);
 	cr_assert_eq(replica_failover(r), 0);
 	replica_wait_commit(r);
 	atomic_store(&faults.dir_fsync, 0);
@@ -168,12 +191,7 @@ Test(dirsync, a_commit_whose_done_is_not_synced_keeps_its_journals)
 	snprintf(path, sizeof path, "%s/srv-vm1.vda.journal", dir);
 	cr_assert_eq(access(path, F_OK), 0, "the journal must be kept");
 	cr_assert_eq(on_disk("srv-vm1.state"), REPLICA_FAILOVER_FAILED);
-	/* Retried with a working disk: done, V committed. */
-	cr_assert_eq(replica_failover(r), 0);
-	replica_wait_commit(r);
-	cr_assert_eq(replica_state(r), REPLICA_DONE);
-	expect_disk(d, 0, 4096, 0xbb);
-	cr_assert_eq(on_disk("srv-vm1.state"), REPLICA_DONE);
+	retry_to_done(r, d);
 	cr_assert_eq(access(path, F_OK), -1, "the journal must be gone");
 	replica_set_state_hook(r, NULL, NULL);
 	durable_free(du);
