@@ -137,8 +137,8 @@ struct config {
 	/* bounds of the NBD listener */
 	unsigned max_connections;	/* 1..CONFIG_MAX_COUNT */
 	unsigned max_handshakes;	/* 1..CONFIG_MAX_COUNT */
-	unsigned max_handshakes_per_address;	/* the same, from one
-						 * address (unix: one uid) */
+	unsigned max_handshakes_per_address;	/* the same, from one TCP
+						 * address (unix: not counted) */
 	unsigned io_timeout;		/* seconds; 0: none */
 	uint64_t nbd_memory_limit;	/* >= CONFIG_MIN_NBD_MEMORY */
 	uint64_t nbd_conn_memory_limit;	/* the same, <= nbd_memory_limit */
