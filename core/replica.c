@@ -385,7 +385,7 @@ recycle(struct replica *r, struct replica_disk *d, enum slot slot,
 static bool
 drop_spares(struct replica *r, bool off)
 {
-	struct buffer *drop[2 * SLOTS];
+	struct buffer *drop[SLOTS];
 	bool any = false;
 	size_t i;
 	int s;
