@@ -897,15 +897,13 @@ save_range(struct replica_disk *d, uint64_t off, uint64_t len)
 
 	if (h->store->mem) {
 		char *dst = (char *) h->store->mem + off;
-		uintptr_t a = (uintptr_t) dst & ~(uintptr_t) 4095;
-		uintptr_t b = ((uintptr_t) dst + len + 4095) & ~(uintptr_t) 4095;
 
-		/* Fault the fresh pages in with one call instead of one trap
-		 * per page inside pread: a third of an ingest's CPU went to
-		 * those traps (doc/performance.md).  Older kernels say
-		 * EINVAL; pread faults them in then, as before.
+		/* Fault fresh pages in with one call instead of one trap per
+		 * page inside pread: a third of an ingest's CPU went to those
+		 * traps (doc/performance.md); a recycled store's pages are
+		 * there already.
 		 */
-		madvise((void *) a, b - a, MADV_POPULATE_WRITE);
+		store_populate(h->store, off, len);
 		if (d->img->ops->pread(d->img, dst, len, off) == -1)
 			return -1;
 		pthread_mutex_lock(&d->map_lock);

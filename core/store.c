@@ -357,6 +357,27 @@ release_outside(struct store *s, struct extmap *keep)
 	return 0;
 }
 
+void
+store_populate(struct store *s, uint64_t off, uint64_t len)
+{
+	uint64_t page = (uint64_t) sysconf(_SC_PAGESIZE);
+	uint64_t a = off / page * page;
+	uint64_t b = (off + len + page - 1) / page * page;
+
+	if (s->mem == NULL || len == 0)
+		return;
+	if (b > s->size)
+		b = s->size;
+	/* s->resident changes only while the store is recycled, when no
+	 * I/O can reach it.  Pages zeroed since (mem_zero) fault in
+	 * one by one: still right, only slower.
+	 */
+	if (s->resident && extmap_contains(s->resident, a, b - a))
+		return;
+	/* Older kernels say EINVAL; the copy faults the pages in then. */
+	madvise((char *) s->mem + a, b - a, MADV_POPULATE_WRITE);
+}
+
 int
 store_recycle(struct store *s, const struct extmap *used, uint64_t keep,
 	      uint64_t *epoch_pages)

@@ -77,6 +77,12 @@ struct store *store_file_open(const char *path, uint64_t size);
  * unknown: free it).  store_retained: the resident set's size.
  */
 struct extmap;
+/* Before a copy into s->mem at [off, off+len): faults the pages in with
+ * one call (MADV_POPULATE_WRITE) rather than one trap per page, unless
+ * they are resident already (then it costs nothing).  Memory stores only;
+ * a hint: nothing fails.
+ */
+void store_populate(struct store *s, uint64_t off, uint64_t len);
 int store_recycle(struct store *s, const struct extmap *used, uint64_t keep,
 		  uint64_t *epoch_pages);
 uint64_t store_retained(const struct store *s);

@@ -107,6 +107,23 @@ Test(recycle, file_store_punches_only_beyond_the_retention)
 	test_cleanup_dir(dir);
 }
 
+static long minflt(void);
+
+Test(recycle, populated_pages_take_no_fault_in_the_copy)
+{
+	struct store *s = store_memory_new(16 * MiB, "t");
+	static char buf[MiB];
+	long before;
+
+	memset(buf, 0x5a, sizeof buf);
+	store_populate(s, 4 * MiB + 100, MiB);
+	before = minflt();
+	cr_assert_eq(s->ops->pwrite(s, buf, MiB, 4 * MiB + 100), 0);
+	cr_assert_lt(minflt() - before, 8, "%ld faults in the copy",
+		     minflt() - before);
+	store_free(s);
+}
+
 /* ---- the replica: stale bytes ---- */
 
 /* Epoch 1 leaves bytes in both stores of both slots; two checkpoints
