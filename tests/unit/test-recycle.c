@@ -32,13 +32,7 @@ TestSuite(recycle, .init = quiet);
 static uint64_t
 retained(struct replica *r)
 {
-	struct replica_status st;
-	uint64_t n;
-
-	cr_assert_eq(replica_get_status(r, &st), 0);
-	n = st.buffer_retained_bytes;
-	replica_status_release(&st);
-	return n;
+	return test_buffer_bytes(r, 1);
 }
 
 /* ---- the store ---- */
@@ -56,10 +50,10 @@ map_of(uint64_t off, uint64_t len)
 Test(recycle, store_keeps_the_epochs_pages_rounded_out)
 {
 	struct store *s = store_memory_new(4 * MiB, "t");
-	struct extmap *m = map_of(100, 4900);	/* pages 0 and 1 */
+	struct extmap *m = map_of(100, 4900); /* pages 0 and 1 */
 	uint64_t pages;
 
-	cr_assert_eq(extmap_insert(m, MiB, 1), 0);	/* one more page */
+	cr_assert_eq(extmap_insert(m, MiB, 1), 0); /* one more page */
 	cr_assert_eq(store_retained(s), 0);
 	cr_assert_eq(store_recycle(s, m, 0, &pages), 0);
 	cr_assert_eq(pages, 3 * 4096);
@@ -142,10 +136,10 @@ static void
 dirty_then_recycle(struct replica *r, struct replica_disk *d)
 {
 	cr_assert_eq(replica_start(r), 0);
-	view_fill(d, 0, 64 * KiB, 0x33);		/* active */
-	primary_fill(d, 128 * KiB, 64 * KiB, 0x22);	/* hidden: 0x11 */
+	view_fill(d, 0, 64 * KiB, 0x33);	    /* active */
+	primary_fill(d, 128 * KiB, 64 * KiB, 0x22); /* hidden: 0x11 */
 	cr_assert_eq(replica_checkpoint(r), 0);
-	view_fill(d, 256 * KiB, 64 * KiB, 0x44);	/* the other stores */
+	view_fill(d, 256 * KiB, 64 * KiB, 0x44); /* the other stores */
 	primary_fill(d, 384 * KiB, 64 * KiB, 0x55);
 	cr_assert_eq(replica_checkpoint(r), 0);
 	cr_assert_geq(retained(r), 128 * KiB, "epoch 1's stores are back");
@@ -159,7 +153,7 @@ dirty_then_recycle(struct replica *r, struct replica_disk *d)
 	expect_view(d, 0, 100, 0x11);
 	expect_view(d, 100, 10, 0x66);
 	expect_view(d, 110, 64 * KiB, 0x11);
-	primary_fill(d, 130 * KiB + 7, 10, 0x77);	/* saves 0x22 */
+	primary_fill(d, 130 * KiB + 7, 10, 0x77); /* saves 0x22 */
 	expect_view(d, 128 * KiB, 64 * KiB, 0x22);
 	expect_disk(d, 130 * KiB + 7, 10, 0x77);
 	cr_assert_eq(replica_view_zero(d, 4096, 8192), 0);
@@ -261,7 +255,7 @@ Test(recycle, a_burst_is_given_back_after_a_few_epochs)
 	int i;
 
 	cr_assert_eq(replica_start(r), 0);
-	view_fill(d, 0, 2 * MiB, 0x33);			/* the burst */
+	view_fill(d, 0, 2 * MiB, 0x33); /* the burst */
 	cr_assert_eq(replica_checkpoint(r), 0);
 	view_fill(d, 0, 4096, 0x44);
 	cr_assert_eq(replica_checkpoint(r), 0);
@@ -304,8 +298,8 @@ Test(recycle, memory_is_bounded_by_the_limit_plus_the_retention)
 		cr_assert_eq(replica_get_status(r, &st), 0);
 		cr_assert_leq(st.buffer_bytes, limit);
 		replica_status_release(&st);
-		hist[i][0] = p * 4096;		/* hidden */
-		hist[i][1] = v * 4096;		/* active */
+		hist[i][0] = p * 4096; /* hidden */
+		hist[i][1] = v * 4096; /* active */
 		cr_assert_eq(replica_checkpoint(r), 0);
 		/* At most two stores per slot, each at most the largest of
 		 * the last epochs (one more epoch than RETAIN_EPOCHS: a
@@ -353,9 +347,11 @@ Test(recycle, a_steady_epoch_faults_no_buffer_page_in)
 		before = minflt();
 		for (off = 0; off < 4 * MiB; off += sizeof buf) {
 			cr_assert_eq(replica_view_write(d, buf, sizeof buf,
-							off), 0);
+							off),
+				     0);
 			cr_assert_eq(replica_primary_write(d, buf, sizeof buf,
-							   8 * MiB + off), 0);
+							   8 * MiB + off),
+				     0);
 		}
 		faults = minflt() - before;
 		cr_assert_eq(replica_checkpoint(r), 0);
