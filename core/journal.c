@@ -289,10 +289,18 @@ journal_stamp_check(const struct journal_info *info, char op,
 		return bad(err, errlen, "no valid buffer stamp after the "
 			   "disk's bytes (not a buffer file of a colofs "
 			   "failover, or damaged)");
-	if (get32(buf + 12) != (uint32_t) (unsigned char) op)
+	if (get32(buf + 12) != (uint32_t) (unsigned char) op) {
+		uint32_t theirs = get32(buf + 12);
+
+		if (theirs != (unsigned char) JOURNAL_ACTIVE &&
+		    theirs != (unsigned char) JOURNAL_HIDDEN)
+			return bad(err, errlen, "the stamp names op 0x%02"
+				   PRIx32 ", neither buffer (want the %s one)",
+				   theirs, what);
 		return bad(err, errlen, "the stamp says it is the %s buffer, "
 			   "not the %s one", op == JOURNAL_ACTIVE ? "hidden"
 			   : "active", what);
+	}
 	if (get64(buf + 24) != info->salt)
 		return bad(err, errlen, "the stamp names journal %016" PRIx64
 			   ", not this one (%016" PRIx64 "): a buffer file of "

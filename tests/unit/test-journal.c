@@ -282,6 +282,12 @@ Test(journal, a_buffer_stamp_names_its_journal_and_buffer)
 	cr_assert_eq(journal_stamp_check(&info, JOURNAL_HIDDEN, stamp, err,
 					 sizeof err), -1);
 	cr_assert(strstr(err, "active buffer") != NULL, "%s", err);
+	/* A stamp of neither buffer: the message must not call it one. */
+	journal_stamp(j, JOURNAL_DROP, theirs);
+	cr_assert_eq(journal_stamp_check(&info, JOURNAL_ACTIVE, theirs, err,
+					 sizeof err), -1);
+	cr_assert(strstr(err, "hidden") == NULL, "%s", err);
+	cr_assert(strstr(err, "neither buffer") != NULL, "%s", err);
 	/* A buffer file of another failover of the same disk. */
 	other = journal_create(dirfd_, "k", "vda", 1 * MiB, 0, snap, 3);
 	cr_assert_not_null(other);
