@@ -29,14 +29,19 @@
  * syncs nothing.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "durable.h"
+#include "fdio.h"
 #include "log.h"
+#include "ofdlock.h"
 #include "statefile.h"
 
 struct durable {
@@ -46,6 +51,7 @@ struct durable {
 	char *path;			/* dir/name */
 	char found[32];			/* the state found at start-up */
 	bool crash_safe;		/* a failover is journaled */
+	int lock_fd;			/* holds STEM.lock */
 	pthread_mutex_t lock;
 	struct statefile sf;		/* protected by lock: as on disk */
 };
@@ -79,6 +85,109 @@ escape_path(const char *p)
 		out[o++] = '-';
 	out[o] = '\0';
 	return out;
+}
+
+char *
+durable_stem(const char *mountpoint)
+{
+	return escape_path(mountpoint);
+}
+
+/* STEM.lock in dirfd, opened; made if missing with a link(2) of a new
+ * file, so that two racing daemons end up with the same file (a rename
+ * could leave one of them holding a lock on a file no longer named).
+ * The file is never removed.  fd, or -1 with errno.
+ */
+static int
+lock_file_open(int dirfd, const char *name)
+{
+	char tmp[NAME_MAX + 16];
+	int fd = -1, t, tries;
+
+	for (tries = 0; tries < 8; tries++) {
+		fd = fdio_open_file_at(dirfd, name, O_RDWR);
+		if (fd != -1 || errno != ENOENT)
+			return fd;
+		t = fdio_create_tmp(dirfd, name, 0, 0600, tmp, sizeof tmp);
+		if (t == -1)
+			return -1;
+		if (linkat(dirfd, tmp, dirfd, name, 0) == 0) {
+			unlinkat(dirfd, tmp, 0);
+			fdio_sync_dir(dirfd);
+			return t;
+		}
+		{
+			int saved = errno;
+
+			unlinkat(dirfd, tmp, 0);
+			close(t);
+			errno = saved;
+		}
+		if (errno != EEXIST)
+			return -1;
+	}
+	errno = EAGAIN;
+	return -1;
+}
+
+int
+durable_lock(const char *state_dir, const char *stem)
+{
+	char name[NAME_MAX + 1], path[PATH_MAX];
+	int dfd, fd = -1;
+
+	if ((size_t)snprintf(name, sizeof name, "%s.lock", stem) >=
+	    sizeof name - 12 ||
+	    (size_t)snprintf(path, sizeof path, "%s/%s", state_dir, name) >=
+	    sizeof path) {
+		errno = ENAMETOOLONG;
+		log_error("%s/%s.lock: %m", state_dir, stem);
+		return -1;
+	}
+	dfd = fdio_dir_open(state_dir);
+	if (dfd == -1) {
+		log_error("state_dir %s: %m", state_dir);
+		return -1;
+	}
+	fd = lock_file_open(dfd, name);
+	if (fd == -1) {
+		log_error("%s: %m", path);
+	} else if (ofdlock_exclusive(fd, path) == -1) {
+		close(fd);
+		fd = -1;
+	}
+	close(dfd);
+	return fd;
+}
+
+char *
+durable_bitmap_path(const char *state_dir, const char *stem,
+		    const char *disk)
+{
+	char *path = NULL, *old = NULL;
+	struct stat st;
+
+	if (asprintf(&path, "%s/%s.%s.dirty", state_dir, stem, disk) == -1 ||
+	    asprintf(&old, "%s/%s.dirty", state_dir, disk) == -1) {
+		log_error("bitmap of %s: %m", disk);
+		free(path);
+		return NULL;
+	}
+	/* The old name was the disk's alone, shared by every instance
+	 * with a disk of that name: only the operator knows whose it is.
+	 */
+	if (lstat(path, &st) == -1 && errno == ENOENT &&
+	    lstat(old, &st) == 0) {
+		log_error("disk %s: found the bitmap %s, named by the disk "
+			  "alone (an older colofs); bitmaps are now named "
+			  "per mountpoint.  If it is this config's, migrate "
+			  "it with: mv -n '%s' '%s'; else remove it (the "
+			  "next sync is then full)", disk, old, old, path);
+		free(path);
+		path = NULL;
+	}
+	free(old);
+	return path;
 }
 
 /* mkdir -p, mode 0700 for what it creates. */
@@ -136,6 +245,8 @@ durable_free(struct durable *du)
 	if (du == NULL)
 		return;
 	pthread_mutex_destroy(&du->lock);
+	if (du->lock_fd != -1)
+		close(du->lock_fd);
 	free(du->dir);
 	free(du->name);
 	free(du->path);
@@ -161,11 +272,15 @@ durable_open(const struct config *cfg, struct replica *r, bool demote)
 		goto err;
 	}
 	du->r = r;
+	du->lock_fd = -1;
 	pthread_mutex_init(&du->lock, NULL);
 	if (make_dirs(du->dir) == -1) {
 		log_error("state_dir %s: %m", du->dir);
 		goto err;
 	}
+	du->lock_fd = durable_lock(du->dir, stem);
+	if (du->lock_fd == -1)
+		goto err;
 	du->crash_safe = bdir != NULL;
 	if (replica_set_durable(r, du->dir, bdir, stem) == -1) {
 		log_error("state file: %m");

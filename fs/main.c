@@ -286,16 +286,19 @@ serve_primary(struct config *cfg, bool foreground)
 	struct primary_link *link = NULL;
 	struct primary *p = NULL;
 	struct fusefs *fs = NULL;
-	char **paths = NULL;
+	char **paths = NULL, *stem = NULL;
 	sigset_t oldmask;
 	size_t i, opened = 0;
-	int rc = 1;
+	int rc = 1, lock_fd = -1;
 
 	stop_signals(SIG_BLOCK, &oldmask);
 	if (mkdir(cfg->state_dir, 0700) == -1 && errno != EEXIST) {
 		log_error("state_dir %s: %m", cfg->state_dir);
 		goto out;
 	}
+	stem = durable_stem(cfg->mountpoint);
+	if (!stem || (lock_fd = durable_lock(cfg->state_dir, stem)) == -1)
+		goto out;
 	link = primary_link_new(cfg);
 	dcs = calloc(cfg->ndisks, sizeof *dcs);
 	paths = calloc(cfg->ndisks, sizeof *paths);
@@ -306,11 +309,9 @@ serve_primary(struct config *cfg, bool foreground)
 	for (i = 0; i < cfg->ndisks; i++) {
 		const struct config_disk *d = &cfg->disks[i];
 
-		if (asprintf(&paths[i], "%s/%s.dirty", cfg->state_dir,
-			     d->name) == -1) {
-			paths[i] = NULL;
+		paths[i] = durable_bitmap_path(cfg->state_dir, stem, d->name);
+		if (!paths[i])
 			goto out;
-		}
 		dcs[i].name = d->name;
 		dcs[i].uri = d->secondary;
 		dcs[i].bitmap_path = paths[i];
@@ -364,6 +365,9 @@ out:
 		free(paths[i]);
 	free(paths);
 	free(dcs);
+	free(stem);
+	if (lock_fd != -1)
+		close(lock_fd);
 	if (rc == 0)
 		log_info("stopped cleanly");
 	return rc;
