@@ -809,20 +809,34 @@ leave(struct primary *p, enum primary_state to, bool clean)
 int
 primary_failover(struct primary *p)
 {
+	int rc = 0;
+
 	pthread_mutex_lock(&p->ctl);
-	leave(p, PRIMARY_FAILOVER, false);
-	log_info("failover: the secondary is gone; writes are tracked");
+	if (primary_state(p) == PRIMARY_FAILOVER) {
+		rc = refuse(p, EBUSY, "failover: already in failover (the "
+			    "secondary is gone, writes are tracked); resync "
+			    "or start a new pair");
+	} else {
+		leave(p, PRIMARY_FAILOVER, false);
+		log_info("failover: the secondary is gone; writes are tracked");
+	}
 	pthread_mutex_unlock(&p->ctl);
-	return 0;
+	return rc;
 }
 
 int
 primary_stop(struct primary *p)
 {
+	int rc = 0;
+
 	pthread_mutex_lock(&p->ctl);
-	leave(p, PRIMARY_NONE, true);
+	if (primary_state(p) == PRIMARY_NONE)
+		rc = refuse(p, EINVAL, "stop: replication is not started "
+			    "(state none)");
+	else
+		leave(p, PRIMARY_NONE, true);
 	pthread_mutex_unlock(&p->ctl);
-	return 0;
+	return rc;
 }
 
 void

@@ -25,8 +25,10 @@
  *   checkpoint  replicating               0 if no secondary write failed
  *               degraded                  EIO, the reason it degraded
  *               syncing                   EBUSY; none, failover: EINVAL
- *   failover    any                       failover (links dropped)
- *   stop        any                       none (links closed cleanly)
+ *   failover    any but failover          failover (links dropped)
+ *               failover                  EBUSY
+ *   stop        any but none              none (links closed cleanly)
+ *               none                      EINVAL
  *
  *   syncing     a background copy of the dirty granules (all of them for
  *               a first sync or "full"); new writes are mirrored; when

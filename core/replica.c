@@ -254,6 +254,23 @@ refuse(struct replica *r, int err, const char *fmt, ...)
 	return -1;
 }
 
+/* A word that has nothing left to do once the disk is promoted (failover
+ * or done, with ctl_lock held): EBUSY, and why.
+ */
+static int
+refuse_promoted(struct replica *r, const char *word)
+{
+	if (r->state == REPLICA_FAILOVER)
+		return refuse(r, EBUSY, "%s: a failover is committing the "
+			      "buffers into S (state failover, then done); "
+			      "nothing to do", word);
+	return refuse(r, EBUSY, "%s: this disk is promoted (state done "
+		      "after failover or stop): it takes no primary writes "
+		      "and %s has nothing to do; to replicate again, restart "
+		      "colofs with --demote and resync from the new primary",
+		      word, word);
+}
+
 void
 replica_clear_error(struct replica *r)
 {
@@ -1427,7 +1444,8 @@ replica_start(struct replica *r)
 			     "retry it with failover");
 		break;
 	default:
-		break;		/* a promoted secondary ignores start */
+		ret = refuse_promoted(r, "start");
+		break;
 	}
 	pthread_mutex_unlock(&r->ctl_lock);
 	return ret;
@@ -1443,6 +1461,12 @@ replica_checkpoint(struct replica *r)
 		ret = refuse(r, EINVAL, "checkpoint: replication is not running");
 	else if (r->state == REPLICA_RUNNING)
 		ret = empty_buffers(r, REPLICA_RUNNING);
+	else if (r->state == REPLICA_FAILOVER_FAILED)
+		ret = refuse(r, EBUSY, "checkpoint: failover failed and the "
+			     "buffers hold the only copy of the VM's data; "
+			     "retry with failover");
+	else
+		ret = refuse_promoted(r, "checkpoint");
 	pthread_mutex_unlock(&r->ctl_lock);
 	return ret;
 }
@@ -1475,6 +1499,7 @@ replica_stop(struct replica *r)
 			     "with failover");
 		break;
 	default:
+		ret = refuse_promoted(r, "stop");
 		break;
 	}
 	pthread_mutex_unlock(&r->ctl_lock);
@@ -1915,6 +1940,7 @@ replica_failover(struct replica *r)
 	case REPLICA_FAILOVER_FAILED:
 		break;
 	default:
+		ret = refuse_promoted(r, "failover");
 		goto out;
 	}
 	join_commit(r);

@@ -50,14 +50,16 @@ struct replica_disk *replica_disk_at(struct replica *r, size_t i);
 struct replica_disk *replica_find_disk(struct replica *r, const char *name);
 uint64_t replica_disk_size(const struct replica_disk *d);
 
-/* Control.  0, or -1 with errno and the reason in the replica's error:
- *   start:      none -> running; EBUSY if running; no-op in failover/done.
- *   checkpoint: empties both buffers (V := S); EINVAL in none; no-op in
+/* Control.  0, or -1 with errno and the reason in the replica's error.
+ * A word never does nothing silently: where it has nothing to do it
+ * fails, so that an operator's `echo start` after a failover says why.
+ *   start:      none -> running; EBUSY in every other state.
+ *   checkpoint: empties both buffers (V := S); EINVAL in none; EBUSY in
  *               failover, failover_failed and done.
  *   stop:       empties both buffers, -> done; EINVAL in none; EBUSY in
- *               failover_failed; no-op in failover and done.
+ *               failover, failover_failed and done.
  *   failover:   running or failover_failed -> failover, commits in the
- *               background; EINVAL in none; no-op in failover and done.
+ *               background; EINVAL in none; EBUSY in failover and done.
  */
 int replica_start(struct replica *r);
 int replica_checkpoint(struct replica *r);

@@ -472,8 +472,12 @@ static int
 conn_accepting(void *opaque)
 {
 	struct nbd_conn *c = opaque;
+	int yes = replica_accepts_primary(c->srv->r);
 
-	return replica_accepts_primary(c->srv->r);
+	/* Asked only for GO and EXPORT_NAME: a no is a refusal. */
+	if (!yes)
+		c->fenced = true;
+	return yes;
 }
 
 /* Waits for the in-flight requests, then stops and joins the workers. */
@@ -694,8 +698,16 @@ conn_main(void *arg)
 	if (idx < 0 && c->tls_refused && c->tls == NULL)
 		atomic_fetch_add(&srv->tls_plaintext_refused, 1);
 	if (idx < 0) {
-		if (errno == ESHUTDOWN)
-			atomic_fetch_add(&srv->refused, 1);
+		if (c->fenced) {
+			char peer[160], why[512];
+
+			peer_name(c->fd, peer, sizeof peer);
+			snprintf(why, sizeof why, "%s: this disk is past "
+				 "failover (state %s) and takes no primary "
+				 "writes: the old primary must not write here",
+				 peer, replica_state_name(replica_state(srv->r)));
+			conn_log_refused(srv, why);
+		}
 		log_debug("nbd: conn %llu: negotiation ended: %m",
 			  (unsigned long long)c->id);
 	} else {

@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 
 #include "config.h"
@@ -191,6 +192,7 @@ struct nbd_conn {
 	 */
 	struct tls_session *tls;	/* NULL: plaintext */
 	bool tls_refused;		/* a plaintext option got TLS_REQD */
+	bool fenced;			/* GO refused: past failover */
 	/* The client may use an export: TLS (when required) is up and its
 	 * identity passed tls_authz; without required TLS, once it chose
 	 * an export.  Set by the connection thread before serving.
@@ -259,5 +261,11 @@ void ratelimit_flush(struct nbd_ratelimit *rl, int64_t now);
 /* nbd-listen.c */
 int listen_open(struct nbd_server *srv, const struct config *cfg);
 void *accept_main(void *arg);
+/* "a.b.c.d:port", "[v6]:port" or "a unix socket client" into buf. */
+void sockaddr_name(const struct sockaddr_storage *ss, char *buf, size_t len);
+/* The peer of a connected socket, for a log line ("unix socket pid N"
+ * where SO_PEERCRED tells).
+ */
+void peer_name(int fd, char *buf, size_t len);
 
 #endif

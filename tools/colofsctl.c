@@ -733,12 +733,25 @@ main(int argc, char **argv)
 		struct status st;
 		uint64_t buffered;
 
+		const char *state;
+		bool promoted;
+
 		status_read(&st);
 		buffered = num(&st, "buffer_bytes");
+		state = status_get(&st, "state");
+		promoted = state && (strcmp(state, "failover") == 0 ||
+				     strcmp(state, "done") == 0);
 		status_free(&st);
-		ret = send_word(cmd);
-		if (ret == EXIT_OK && wait)
+		/* --wait is for reaching done: once the word was taken
+		 * (colofs refuses it again with EBUSY), just wait.
+		 */
+		if (wait && promoted) {
 			ret = wait_failover(buffered);
+		} else {
+			ret = send_word(cmd);
+			if (ret == EXIT_OK && wait)
+				ret = wait_failover(buffered);
+		}
 	} else {
 		fprintf(stderr, "colofsctl: unknown command '%s'\n", cmd);
 		usage(stderr);
