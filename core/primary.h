@@ -5,6 +5,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <time.h>
 
 #include "image.h"
 
@@ -142,8 +144,14 @@ void primary_wait_sync(struct primary *p, unsigned timeout_ms);
 
 void primary_record_error(struct primary *p, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-void primary_last_error(struct primary *p, char *buf, size_t len);
+/* The current error ("" if none), as replica_last_error: it clears when
+ * the condition ends (start or resync connected, back to replicating, a
+ * checkpoint accepted, failover).
+ */
+time_t primary_last_error(struct primary *p, char *buf, size_t len);
 void primary_clear_error(struct primary *p);
+/* The last errors raised, with their times (.colo/errors). */
+void primary_error_history(struct primary *p, FILE *fp);
 
 struct primary_disk_status {
 	const char *name;
@@ -166,6 +174,7 @@ struct primary_status {
 	uint64_t syncs;			/* finished */
 	char reason[2048];		/* why degraded; "" otherwise */
 	char error[2600];
+	time_t error_time;		/* when error was raised; 0: none */
 	size_t ndisks;
 	struct primary_disk_status *disks;	/* malloc'd */
 };

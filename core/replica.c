@@ -54,7 +54,7 @@
  *   3. d->rl            the disk's range lock: orders overlapping I/O and
  *                       is held across the I/O it orders.
  *   4. d->map_lock      the disk's two extent maps; never held across I/O.
- *   5. r->err_lock, r->reclaim_lock, r->commit_lock, r->limit_lock:
+ *   5. r->errs.lock, r->reclaim_lock, r->commit_lock, r->limit_lock:
  *      leaves.
  * Because I/O to a range holds d->rl, the maps cannot change within that
  * range while the I/O runs, so a lookup made under map_lock stays true
@@ -104,6 +104,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "errlog.h"
 #include "extmap.h"
 #include "journal.h"
 #include "log.h"
@@ -171,8 +172,7 @@ struct replica {
 	struct replica_disk **disks;	/* fixed once started */
 	size_t ndisks;
 
-	pthread_mutex_t err_lock;
-	char error[512];		/* protected by err_lock */
+	struct errlog errs;		/* its own lock */
 
 	pthread_mutex_t commit_lock;
 	pthread_cond_t commit_cond;
@@ -224,9 +224,7 @@ vrecord(struct replica *r, const char *fmt, va_list ap)
 {
 	int saved = errno;
 
-	pthread_mutex_lock(&r->err_lock);
-	vsnprintf(r->error, sizeof r->error, fmt, ap);
-	pthread_mutex_unlock(&r->err_lock);
+	errlog_vrecord(&r->errs, fmt, ap);
 	atomic_fetch_add(&r->errors, 1);
 	errno = saved;
 }
@@ -274,17 +272,19 @@ refuse_promoted(struct replica *r, const char *word)
 void
 replica_clear_error(struct replica *r)
 {
-	pthread_mutex_lock(&r->err_lock);
-	r->error[0] = '\0';
-	pthread_mutex_unlock(&r->err_lock);
+	errlog_clear(&r->errs);
 }
 
 void
+replica_error_history(struct replica *r, FILE *fp)
+{
+	errlog_history(&r->errs, fp);
+}
+
+time_t
 replica_last_error(struct replica *r, char *buf, size_t len)
 {
-	pthread_mutex_lock(&r->err_lock);
-	snprintf(buf, len, "%s", r->error);
-	pthread_mutex_unlock(&r->err_lock);
+	return errlog_current(&r->errs, buf, len);
 }
 
 void
@@ -421,7 +421,7 @@ replica_new(const struct store_factory *factory)
 		PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&r->gate, &attr);
 	pthread_rwlockattr_destroy(&attr);
-	pthread_mutex_init(&r->err_lock, NULL);
+	errlog_init(&r->errs);
 	pthread_mutex_init(&r->limit_lock, NULL);
 	pthread_mutex_init(&r->commit_lock, NULL);
 	pthread_cond_init(&r->commit_cond, NULL);
@@ -486,7 +486,7 @@ replica_free(struct replica *r)
 	free(r->prefix);
 	pthread_rwlock_destroy(&r->gate);
 	pthread_mutex_destroy(&r->ctl_lock);
-	pthread_mutex_destroy(&r->err_lock);
+	errlog_release(&r->errs);
 	pthread_mutex_destroy(&r->limit_lock);
 	pthread_mutex_destroy(&r->commit_lock);
 	pthread_cond_destroy(&r->commit_cond);
@@ -1430,8 +1430,13 @@ replica_start(struct replica *r)
 	case REPLICA_NONE:
 		if (r->ndisks == 0)
 			ret = refuse(r, EINVAL, "start: the group has no disk");
-		else
+		else {
+			/* What was wrong before start (a refused word, the
+			 * note of a restart or --demote) is over.
+			 */
+			replica_clear_error(r);
 			ret = empty_buffers(r, REPLICA_RUNNING);
+		}
 		/* Not needed for safety (running comes back none). */
 		if (ret == 0 && call_hook(r, REPLICA_RUNNING, false) == -1)
 			log_warn("start: the state file was not updated: %m");
@@ -1459,9 +1464,10 @@ replica_checkpoint(struct replica *r)
 	pthread_mutex_lock(&r->ctl_lock);
 	if (r->state == REPLICA_NONE)
 		ret = refuse(r, EINVAL, "checkpoint: replication is not running");
-	else if (r->state == REPLICA_RUNNING)
+	else if (r->state == REPLICA_RUNNING) {
+		replica_clear_error(r);	/* V := S: the epoch's errors end */
 		ret = empty_buffers(r, REPLICA_RUNNING);
-	else if (r->state == REPLICA_FAILOVER_FAILED)
+	} else if (r->state == REPLICA_FAILOVER_FAILED)
 		ret = refuse(r, EBUSY, "checkpoint: failover failed and the "
 			     "buffers hold the only copy of the VM's data; "
 			     "retry with failover");
@@ -1947,6 +1953,10 @@ replica_failover(struct replica *r)
 	pthread_rwlock_wrlock(&r->gate);
 	r->state = REPLICA_FAILOVER;
 	pthread_rwlock_unlock(&r->gate);
+	/* A new failover: what came before it is over (a failed commit
+	 * that this one retries records its error again if it fails).
+	 */
+	replica_clear_error(r);
 	ret = commit_start(r, "failover");
 out:
 	pthread_mutex_unlock(&r->ctl_lock);
@@ -2170,7 +2180,7 @@ replica_get_status(struct replica *r, struct replica_status *st)
 				union_bytes(d->active->map, d->hidden->map);
 		pthread_mutex_unlock(&d->map_lock);
 	}
-	replica_last_error(r, st->error, sizeof st->error);
+	st->error_time = errlog_current(&r->errs, st->error, sizeof st->error);
 	pthread_rwlock_unlock(&r->gate);
 	return 0;
 }

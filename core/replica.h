@@ -6,7 +6,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "image.h"
 #include "store.h"
@@ -165,12 +167,19 @@ int replica_primary_flush(struct replica_disk *d);
  */
 void replica_set_buffer_limit(struct replica *r, uint64_t bytes);
 
-/* Errors for the FT/HA manager (.colo/error).  The last one wins. */
+/* Errors for the FT/HA manager (.colo/error, core/errlog.h).  The last
+ * one raised is current until the condition ends: a successful start,
+ * checkpoint or failover clears it (the history keeps it).
+ */
 void replica_record_error(struct replica *r, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void replica_clear_error(struct replica *r);
-/* Copies the last error ("" if none) into buf. */
-void replica_last_error(struct replica *r, char *buf, size_t len);
+/* Copies the current error ("" if none) into buf; returns when it was
+ * raised (0: none).
+ */
+time_t replica_last_error(struct replica *r, char *buf, size_t len);
+/* The last errors raised, with their times, one per line (.colo/errors). */
+void replica_error_history(struct replica *r, FILE *fp);
 
 /* The primary's front end reports a primary that went away without
  * saying goodbye (the listener: no NBD_CMD_DISC): the replica may have
@@ -210,6 +219,7 @@ struct replica_status {
 	uint64_t buffer_bytes;		/* taking room in all buffers */
 	uint64_t buffer_limit;		/* 0: none */
 	char error[512];
+	time_t error_time;		/* when error was raised; 0: none */
 	size_t ndisks;
 	struct replica_disk_status *disks;	/* ndisks entries */
 };

@@ -146,6 +146,7 @@ colo_primary_status_text(struct primary *p, const struct config *cfg,
 	colo_put_oneline(fp, st.reason);
 	fputs("error=", fp);
 	colo_put_oneline(fp, st.error);
+	colo_put_error_time(fp, st.error_time);
 	fprintf(fp, "disks=%zu\n", st.ndisks);
 	for (i = 0; i < st.ndisks; i++) {
 		const struct primary_disk_status *d = &st.disks[i];
@@ -170,7 +171,18 @@ int
 colo_primary_error_text(struct primary *p, char **text, size_t *len)
 {
 	char msg[1024];
+	time_t at = primary_last_error(p, msg, sizeof msg);
 
-	primary_last_error(p, msg, sizeof msg);
-	return colo_error_line(msg, text, len);
+	return colo_error_line_at(msg, at, text, len);
+}
+
+int
+colo_primary_errors_text(struct primary *p, char **text, size_t *len)
+{
+	FILE *fp = open_memstream(text, len);
+
+	if (!fp)
+		return -1;
+	primary_error_history(p, fp);
+	return fclose(fp) == EOF ? -1 : 0;
 }
