@@ -93,43 +93,6 @@ durable_stem(const char *mountpoint)
 	return escape_path(mountpoint);
 }
 
-/* STEM.lock in dirfd, opened; made if missing with a link(2) of a new
- * file, so that two racing daemons end up with the same file (a rename
- * could leave one of them holding a lock on a file no longer named).
- * The file is never removed.  fd, or -1 with errno.
- */
-static int
-lock_file_open(int dirfd, const char *name)
-{
-	char tmp[NAME_MAX + 16];
-	int fd = -1, t, tries;
-
-	for (tries = 0; tries < 8; tries++) {
-		fd = fdio_open_file_at(dirfd, name, O_RDWR);
-		if (fd != -1 || errno != ENOENT)
-			return fd;
-		t = fdio_create_tmp(dirfd, name, 0, 0600, tmp, sizeof tmp);
-		if (t == -1)
-			return -1;
-		if (linkat(dirfd, tmp, dirfd, name, 0) == 0) {
-			unlinkat(dirfd, tmp, 0);
-			fdio_sync_dir(dirfd);
-			return t;
-		}
-		{
-			int saved = errno;
-
-			unlinkat(dirfd, tmp, 0);
-			close(t);
-			errno = saved;
-		}
-		if (errno != EEXIST)
-			return -1;
-	}
-	errno = EAGAIN;
-	return -1;
-}
-
 int
 durable_lock(const char *state_dir, const char *stem)
 {
@@ -149,7 +112,8 @@ durable_lock(const char *state_dir, const char *stem)
 		log_error("state_dir %s: %m", state_dir);
 		return -1;
 	}
-	fd = lock_file_open(dfd, name);
+	/* Never removed: a daemon may hold it while another looks. */
+	fd = fdio_open_or_create_at(dfd, name, O_RDWR, 0600);
 	if (fd == -1) {
 		log_error("%s: %m", path);
 	} else if (ofdlock_exclusive(fd, path) == -1) {

@@ -541,6 +541,8 @@ main(int argc, char **argv)
 		config_free(cfg);
 		return 1;
 	}
+	if (!foreground)
+		daemon_log_fallback(cfg->state_dir, cfg->mountpoint);
 	if (!foreground && daemon_start() == -1) {
 		config_free(cfg);
 		return 1;
