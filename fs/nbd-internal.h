@@ -136,7 +136,6 @@ struct nbd_server {
 	atomic_uint_fast64_t tls_plaintext_refused;	/* connections */
 	atomic_uint_fast64_t tls_reloads, tls_reload_failures;
 	atomic_uint_fast64_t allow_refused;
-	atomic_int_fast64_t tls_warned_ms;	/* rate limit of the warnings */
 
 	/* bounds: fixed at set-up, except where a lock is named */
 	unsigned max_conns;		/* authenticated, per export */

@@ -155,12 +155,14 @@ accept_main(void *arg)
 			char peer[160];
 
 			atomic_fetch_add(&srv->allow_refused, 1);
-			if (ratelimit_allow(&srv->rl_refused, now)) {
-				sockaddr_name(&ss, peer, sizeof peer);
+			sockaddr_name(&ss, peer, sizeof peer);
+			replica_record_error(srv->r, "nbd: refused %s: not in "
+					     "allow (add its network to allow "
+					     "= in %s)", peer, srv->cfg->path);
+			if (ratelimit_allow(&srv->rl_refused, now))
 				log_warn("nbd: refusing a connection: %s is not "
 					 "in allow (add its network to allow = "
 					 "in %s)", peer, srv->cfg->path);
-			}
 			close(fd);
 			continue;
 		}
