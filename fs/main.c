@@ -109,6 +109,53 @@ canonicalize(char **s, const char *what)
 	return 0;
 }
 
+/* A key file that group or others can read: a warning (the daemon is
+ * root's; the key is the disk's only protection on the network).
+ */
+static void
+warn_readable(const char *what, const char *dir, const char *file)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	if (file == NULL)
+		return;
+	if (dir)
+		snprintf(path, sizeof path, "%s/%s", dir, file);
+	else
+		snprintf(path, sizeof path, "%s", file);
+	if (stat(path, &st) == 0 && (st.st_mode & 0077))
+		log_warn("%s %s: readable by group or others (mode %04o): "
+			 "chmod 600 %s", what, path,
+			 (unsigned)(st.st_mode & 07777), path);
+}
+
+/* Warnings: what works but an operator should not leave so. */
+static void
+check_warnings(const struct config *cfg)
+{
+	size_t i;
+
+	warn_readable("tls_psk_file", NULL, cfg->tls_psk_file);
+	if (cfg->tls_certificates)
+		warn_readable("tls_certificates", cfg->tls_certificates,
+			      "server-key.pem");
+	for (i = 0; i < cfg->ndisks; i++) {
+		const struct config_disk *d = &cfg->disks[i];
+
+		warn_readable("secondary_tls_psk_file", NULL, d->tls_psk_file);
+		if (d->tls_certificates)
+			warn_readable("secondary_tls_certificates",
+				      d->tls_certificates, "client-key.pem");
+	}
+	if (cfg->mode == CONFIG_MODE_SECONDARY &&
+	    cfg->buffer == CONFIG_BUFFER_MEMORY && cfg->buffer_limit == 0)
+		log_warn("buffer = memory without buffer_limit: a secondary "
+			 "VM that writes much between checkpoints can take "
+			 "all the host's memory; set buffer_limit (or "
+			 "buffer = file)");
+}
+
 /* --check-config: what config_load cannot know, the paths it names. */
 static int
 check_paths(const struct config *cfg)
@@ -151,6 +198,7 @@ check_paths(const struct config *cfg)
 	}
 	if (nbd_tls_check(cfg) == -1)
 		bad = 1;
+	check_warnings(cfg);
 	for (i = 0; i < cfg->ndisks; i++) {
 		const struct config_disk *d = &cfg->disks[i];
 
@@ -483,7 +531,7 @@ main(int argc, char **argv)
 	const char *path = NULL;
 	bool foreground = false, check = false, dump = false, demote = false;
 	struct config *cfg;
-	char err[1024];
+	char err[4096];
 	int c, rc;
 
 	while ((c = getopt_long(argc, argv, "c:fdhV", longopts, NULL)) != -1) {
@@ -516,7 +564,13 @@ main(int argc, char **argv)
 
 	cfg = config_load(path, err, sizeof err);
 	if (!cfg) {
-		fprintf(stderr, "colofs: %s\n", err);
+		/* Every problem, one per line. */
+		for (char *l = err, *nl; l; l = nl) {
+			nl = strchr(l, '\n');
+			if (nl)
+				*nl++ = '\0';
+			fprintf(stderr, "colofs: %s\n", l);
+		}
 		return 1;
 	}
 	if (check || dump) {
