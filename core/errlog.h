@@ -18,15 +18,15 @@
 #define ERRLOG_MSG 2600
 
 struct errlog_entry {
-	time_t at;			/* 0: empty */
+	time_t at; /* 0: empty */
 	char msg[ERRLOG_MSG];
 };
 
 struct errlog {
 	pthread_mutex_t lock;
-	struct errlog_entry current;	/* protected by lock */
-	struct errlog_entry ring[ERRLOG_KEEP];	/* protected by lock */
-	unsigned next;			/* protected by lock: ring slot */
+	struct errlog_entry current;	       /* protected by lock */
+	struct errlog_entry ring[ERRLOG_KEEP]; /* protected by lock */
+	unsigned next; /* protected by lock: ring slot */
 };
 
 void errlog_init(struct errlog *el);

@@ -48,15 +48,18 @@
 enum {
 	PERM_BASE = 100,
 	SHARED_BASE = 200,
-	PERM_READ = 0,			/* BLK_PERM_CONSISTENT_READ */
-	PERM_WRITE = 1,			/* BLK_PERM_WRITE */
-	PERM_WRITE_UNCHANGED = 2,	/* BLK_PERM_WRITE_UNCHANGED */
-	PERM_RESIZE = 3,		/* BLK_PERM_RESIZE */
+	PERM_READ = 0,		  /* BLK_PERM_CONSISTENT_READ */
+	PERM_WRITE = 1,		  /* BLK_PERM_WRITE */
+	PERM_WRITE_UNCHANGED = 2, /* BLK_PERM_WRITE_UNCHANGED */
+	PERM_RESIZE = 3,	  /* BLK_PERM_RESIZE */
 	NPERMS = 4,
 };
 
 static const char *const perm_names[NPERMS] = {
-	"consistent read", "write", "write unchanged", "resize",
+	"consistent read",
+	"write",
+	"write unchanged",
+	"resize",
 };
 
 /* What colofs uses, and what it does not let others use. */
@@ -129,20 +132,20 @@ find_holder(const struct stat *st)
 	if (proc == NULL)
 		return 0;
 	snprintf(key, sizeof key, " %02x:%02x:%llu ", major(st->st_dev),
-		 minor(st->st_dev), (unsigned long long)st->st_ino);
+		 minor(st->st_dev), (unsigned long long) st->st_ino);
 	while (found == 0 && (p = readdir(proc)) != NULL) {
 		DIR *fds;
 
-		if (!isdigit((unsigned char)p->d_name[0]))
+		if (!isdigit((unsigned char) p->d_name[0]))
 			continue;
 		snprintf(path, sizeof path, "/proc/%s/fdinfo", p->d_name);
 		fds = opendir(path);
 		if (fds == NULL)
 			continue;
 		while ((f = readdir(fds)) != NULL) {
-			if (isdigit((unsigned char)f->d_name[0]) &&
+			if (isdigit((unsigned char) f->d_name[0]) &&
 			    fdinfo_has(dirfd(fds), f->d_name, key)) {
-				found = (pid_t)atoi(p->d_name);
+				found = (pid_t) atoi(p->d_name);
 				break;
 			}
 		}
@@ -167,11 +170,13 @@ describe_holder(int fd, char *out, size_t len)
 		return;
 	}
 	if (pid == getpid()) {
-		snprintf(out, len, "pid %d, this colofs (two disks name the "
-			 "same file?)", (int)pid);
+		snprintf(out, len,
+			 "pid %d, this colofs (two disks name the "
+			 "same file?)",
+			 (int) pid);
 		return;
 	}
-	snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
+	snprintf(path, sizeof path, "/proc/%d/cmdline", (int) pid);
 	cfd = open(path, O_RDONLY | O_CLOEXEC);
 	if (cfd != -1) {
 		n = read(cfd, cmd, sizeof cmd - 1);
@@ -183,7 +188,7 @@ describe_holder(int fd, char *out, size_t len)
 	for (ssize_t i = 0; i + 1 < n; i++)
 		if (cmd[i] == '\0')
 			cmd[i] = ' ';
-	snprintf(out, len, "pid %d (%s)", (int)pid, n > 0 ? cmd : "?");
+	snprintf(out, len, "pid %d (%s)", (int) pid, n > 0 ? cmd : "?");
 }
 
 /* Drops every byte ofdlock_image may have taken. */
@@ -235,8 +240,8 @@ ofdlock_image(int fd, const char *path)
 	describe_holder(fd, who, sizeof who);
 	log_error("image %s: in use: %s %s the \"%s\" permission (QEMU's "
 		  "lock byte %u); colofs shares an image with no other "
-		  "writer: stop it first", path, who, what,
-		  perm_names[byte % 100], byte);
+		  "writer: stop it first",
+		  path, who, what, perm_names[byte % 100], byte);
 	errno = EAGAIN;
 	return -1;
 busy:
@@ -245,7 +250,8 @@ busy:
 		unlock_image(fd);
 		describe_holder(fd, who, sizeof who);
 		log_error("image %s: in use: %s holds a lock on it; colofs "
-			  "shares an image with no other writer", path, who);
+			  "shares an image with no other writer",
+			  path, who);
 		errno = EAGAIN;
 		return -1;
 	}
@@ -268,7 +274,8 @@ ofdlock_exclusive(int fd, const char *path)
 	}
 	describe_holder(fd, who, sizeof who);
 	log_error("%s: in use: %s holds it; one colofs per mountpoint and "
-		  "state_dir", path, who);
+		  "state_dir",
+		  path, who);
 	errno = EAGAIN;
 	return -1;
 }

@@ -146,10 +146,10 @@ primary_last_error(struct primary *p, char *buf, size_t len)
 	return errlog_current(&p->errs, buf, len);
 }
 
-void
-primary_error_history(struct primary *p, FILE *fp)
+struct errlog *
+primary_errors(struct primary *p)
 {
-	errlog_history(&p->errs, fp);
+	return &p->errs;
 }
 
 void

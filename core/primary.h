@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <time.h>
 
+#include "errlog.h"
 #include "image.h"
 
 /* The primary side: each disk is a local image whose writes are mirrored
@@ -155,8 +156,8 @@ void primary_record_error(struct primary *p, const char *fmt, ...)
  */
 time_t primary_last_error(struct primary *p, char *buf, size_t len);
 void primary_clear_error(struct primary *p);
-/* The last errors raised, with their times (.colo/errors). */
-void primary_error_history(struct primary *p, FILE *fp);
+/* Its errors, current and past (.colo/errors reads the history). */
+struct errlog *primary_errors(struct primary *p);
 
 struct primary_disk_status {
 	const char *name;

@@ -275,10 +275,10 @@ replica_clear_error(struct replica *r)
 	errlog_clear(&r->errs);
 }
 
-void
-replica_error_history(struct replica *r, FILE *fp)
+struct errlog *
+replica_errors(struct replica *r)
 {
-	errlog_history(&r->errs, fp);
+	return &r->errs;
 }
 
 time_t

@@ -10,6 +10,7 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "errlog.h"
 #include "image.h"
 #include "store.h"
 
@@ -178,8 +179,8 @@ void replica_clear_error(struct replica *r);
  * raised (0: none).
  */
 time_t replica_last_error(struct replica *r, char *buf, size_t len);
-/* The last errors raised, with their times, one per line (.colo/errors). */
-void replica_error_history(struct replica *r, FILE *fp);
+/* Its errors, current and past (.colo/errors reads the history). */
+struct errlog *replica_errors(struct replica *r);
 
 /* The primary's front end reports a primary that went away without
  * saying goodbye (the listener: no NBD_CMD_DISC): the replica may have

@@ -175,14 +175,3 @@ colo_primary_error_text(struct primary *p, char **text, size_t *len)
 
 	return colo_error_line_at(msg, at, text, len);
 }
-
-int
-colo_primary_errors_text(struct primary *p, char **text, size_t *len)
-{
-	FILE *fp = open_memstream(text, len);
-
-	if (!fp)
-		return -1;
-	primary_error_history(p, fp);
-	return fclose(fp) == EOF ? -1 : 0;
-}

@@ -239,13 +239,13 @@ colo_error_text(struct replica *r, char **text, size_t *len)
 }
 
 int
-colo_errors_text(struct replica *r, char **text, size_t *len)
+colo_errors_text(struct errlog *el, char **text, size_t *len)
 {
 	FILE *fp = open_memstream(text, len);
 
 	if (!fp)
 		return -1;
-	replica_error_history(r, fp);
+	errlog_history(el, fp);
 	return fclose(fp) == EOF ? -1 : 0;
 }
 

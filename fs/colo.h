@@ -58,10 +58,10 @@ int colo_status_text(struct replica *r, const struct config *cfg,
 		     const struct colo_status_part *parts, size_t nparts,
 		     char **text, size_t *len);
 int colo_error_text(struct replica *r, char **text, size_t *len);
-/* .colo/errors: the last errors raised, cleared or not, one "TIME
- * MESSAGE" line each, oldest first.  0, or -1 with errno.
+/* .colo/errors (either role's errlog): the last errors raised, cleared or
+ * not, one "TIME MESSAGE" line each, oldest first.  0, or -1 with errno.
  */
-int colo_errors_text(struct replica *r, char **text, size_t *len);
+int colo_errors_text(struct errlog *el, char **text, size_t *len);
 /* Shared by the secondary's and the primary's texts: a value on one line
  * (newlines become blanks, so the status stays one key per line), and
  * the .colo/error text of msg (msg and a newline, or nothing; malloc'd;
@@ -105,6 +105,5 @@ int colo_primary_status_text(struct primary *p, const struct config *cfg,
 			     const struct colo_status_part *parts,
 			     size_t nparts, char **text, size_t *len);
 int colo_primary_error_text(struct primary *p, char **text, size_t *len);
-int colo_primary_errors_text(struct primary *p, char **text, size_t *len);
 
 #endif

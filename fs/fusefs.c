@@ -296,9 +296,8 @@ metrics_text(struct fusefs *fs, char **text, size_t *len)
 static int
 errors_text(struct fusefs *fs, char **text, size_t *len)
 {
-	if (fs->p)
-		return colo_primary_errors_text(fs->p, text, len);
-	return colo_errors_text(fs->r, text, len);
+	return colo_errors_text(fs->p ? primary_errors(fs->p) :
+				replica_errors(fs->r), text, len);
 }
 
 static int

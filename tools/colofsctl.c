@@ -447,6 +447,59 @@ print_groups(const struct status *st)
 	}
 }
 
+/* The primary's last columns: is the bitmap in sync with the secondary,
+ * and which one.
+ */
+static void
+primary_tail(const struct status *st, const char *disk)
+{
+	char key[512];
+
+	if (disk == NULL) {
+		printf("  %-6s %s", "synced", "secondary");
+		return;
+	}
+	snprintf(key, sizeof key, "%s.synced", disk);
+	printf("  %-6s", num(st, key) ? "yes" : "no");
+	snprintf(key, sizeof key, "%s.secondary", disk);
+	printf(" %s", status_get(st, key) ?: "?");
+}
+
+/* The disks as a table: the heads, then a row per disk of its cols in
+ * bytes, width wide; tail (if not NULL) adds the last columns (disk NULL:
+ * their heads).
+ */
+static void
+print_disks(const struct status *st, const char *const *heads,
+	    const char *const *cols, size_t ncols, int width,
+	    void (*tail)(const struct status *st, const char *disk))
+{
+	char b1[32], key[512];
+	size_t i, c;
+
+	printf("\n%-12s", "disk");
+	for (c = 0; c < ncols; c++)
+		printf(" %*s", width, heads[c]);
+	if (tail)
+		tail(st, NULL);
+	putchar('\n');
+	for (i = 0; i < st->n; i++) {
+		const char *p = st->kv[i].prefix;
+
+		if (!p || !is_disk(st, p) || seen_prefix(st, i, p))
+			continue;
+		printf("%-12s", p);
+		for (c = 0; c < ncols; c++) {
+			snprintf(key, sizeof key, "%s.%s", p, cols[c]);
+			printf(" %*s", width, human_bytes(num(st, key), b1,
+							  sizeof b1));
+		}
+		if (tail)
+			tail(st, p);
+		putchar('\n');
+	}
+}
+
 /* A primary: its state, the dirty bytes, the sync's progress with an ETA
  * while it runs, why it degraded, then a table of the disks (dirty,
  * written, mirrored, sent on the link, the secondary).
@@ -467,8 +520,7 @@ print_primary(const struct status *st)
 	uint64_t done = num(st, "sync_done_bytes");
 	uint64_t left = num(st, "sync_left_bytes");
 	uint64_t rate = num(st, "sync_rate_bytes");
-	char b1[32], b2[32], b3[32], key[512];
-	size_t i, c;
+	char b1[32], b2[32], b3[32];
 
 	printf("%s: primary, state %s, dirty %s (%s granules), %" PRIu64
 	       " checkpoint%s, %" PRIu64 " sync%s\n", mount, state,
@@ -494,26 +546,8 @@ print_primary(const struct status *st)
 	if (reason && *reason)
 		printf("degraded: %s\n", reason);
 	print_error(st);
-	printf("\n%-12s", "disk");
-	for (c = 0; c < sizeof heads / sizeof heads[0]; c++)
-		printf(" %12s", heads[c]);
-	printf("  %-6s %s\n", "synced", "secondary");
-	for (i = 0; i < st->n; i++) {
-		const char *p = st->kv[i].prefix;
-
-		if (!p || !is_disk(st, p) || seen_prefix(st, i, p))
-			continue;
-		printf("%-12s", p);
-		for (c = 0; c < sizeof cols / sizeof cols[0]; c++) {
-			snprintf(key, sizeof key, "%s.%s", p, cols[c]);
-			printf(" %12s", human_bytes(num(st, key), b1,
-						    sizeof b1));
-		}
-		snprintf(key, sizeof key, "%s.synced", p);
-		printf("  %-6s", num(st, key) ? "yes" : "no");
-		snprintf(key, sizeof key, "%s.secondary", p);
-		printf(" %s\n", status_get(st, key) ?: "?");
-	}
+	print_disks(st, heads, cols, sizeof cols / sizeof cols[0], 12,
+		    primary_tail);
 	print_groups(st);
 }
 
@@ -533,8 +567,7 @@ print_human(const struct status *st)
 		"view wrote",
 	};
 	const char *mode = status_get(st, "mode");
-	char b1[32], b2[32], key[512];
-	size_t i, c;
+	char b1[32], b2[32];
 
 	if (mode && strcmp(mode, "primary") == 0) {
 		print_primary(st);
@@ -550,23 +583,7 @@ print_human(const struct status *st)
 					     sizeof b2));
 	putchar('\n');
 	print_error(st);
-	printf("\n%-12s", "disk");
-	for (c = 0; c < sizeof heads / sizeof heads[0]; c++)
-		printf(" %14s", heads[c]);
-	putchar('\n');
-	for (i = 0; i < st->n; i++) {
-		const char *p = st->kv[i].prefix;
-
-		if (!p || !is_disk(st, p) || seen_prefix(st, i, p))
-			continue;
-		printf("%-12s", p);
-		for (c = 0; c < sizeof cols / sizeof cols[0]; c++) {
-			snprintf(key, sizeof key, "%s.%s", p, cols[c]);
-			printf(" %14s", human_bytes(num(st, key), b1,
-						    sizeof b1));
-		}
-		putchar('\n');
-	}
+	print_disks(st, heads, cols, sizeof cols / sizeof cols[0], 14, NULL);
 	print_groups(st);
 	printf("\nmode %s, buffer %s, unclean disconnects %" PRIu64
 	       ", errors %" PRIu64 "\n", status_get(st, "mode") ?: "?",

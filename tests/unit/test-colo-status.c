@@ -181,7 +181,7 @@ Test(colo_status, error_text_is_the_message_and_when_it_was_raised_or_nothing)
 	cr_assert_eq(colo_error_text(r, &text, &len), 0);
 	cr_assert_eq(len, 0);
 	free(text);
-	cr_assert_eq(colo_errors_text(r, &text, &len), 0);
+	cr_assert_eq(colo_errors_text(replica_errors(r), &text, &len), 0);
 	cr_assert(strstr(text, "Z checkpoint: refused\n") != NULL, "%s", text);
 	free(text);
 }
