@@ -142,3 +142,27 @@ eval "$mig"
 	fail "after the migration: $(cat "$T/pa.err")"
 fusermount3 -u "$PA"
 ok "an old bitmap name is refused with: $mig"
+
+# 7. A qcow2 image is locked the same way (libqcow reads it; colofs holds
+# QEMU's bytes on a descriptor of its own).
+qemu-img create -q -f qcow2 "$T/q.qcow2" 4M
+mkdir -p "$T/qbuf"
+cat >"$T/q.ini" <<EOC
+[colofs]
+mountpoint = $MNT
+listen = unix:$T/nbdq.sock
+buffer_dir = $T/qbuf
+state_dir = $T/qstate
+
+[disk "vda"]
+image = $T/q.qcow2
+format = qcow2
+EOC
+"$COLOFS_BIN" -c "$T/q.ini" 2>"$T/q.err" || fail "colofs on qcow2: $(cat "$T/q.err")"
+if qemu-io -f qcow2 -c 'write 0 4096' "$T/q.qcow2" >"$T/qio3.out" 2>&1; then
+	fail "qemu-io wrote the qcow2 image colofs holds"
+fi
+grep -q 'Failed to get "write" lock' "$T/qio3.out" ||
+	fail "qemu-io on the qcow2 image: $(cat "$T/qio3.out")"
+fusermount3 -u "$MNT"
+ok "a qcow2 image is locked too: $(grep -m1 lock "$T/qio3.out")"
