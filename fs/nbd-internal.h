@@ -198,6 +198,7 @@ struct nbd_conn {
 	struct tls_session *tls;	/* NULL: plaintext */
 	bool tls_refused;		/* a plaintext option got TLS_REQD */
 	bool fenced;			/* GO refused: past failover */
+	char peer[160];			/* for refusals: set at start */
 	/* The client may use an export: TLS (when required) is up and its
 	 * identity passed tls_authz; without required TLS, once it chose
 	 * an export.  Set by the connection thread before serving.

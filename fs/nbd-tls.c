@@ -427,17 +427,16 @@ static void __attribute__((format(printf, 3, 4)))
 tls_refused(struct nbd_conn *c, uint64_t count, const char *fmt, ...)
 {
 	struct nbd_server *srv = c->srv;
-	char peer[160], why[768];
+	char why[768];
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof why, fmt, ap);
 	va_end(ap);
-	peer_name(c->fd, peer, sizeof peer);
-	replica_record_error(srv->r, "nbd: refused %s: TLS: %s", peer, why);
+	replica_record_error(srv->r, "nbd: refused %s: TLS: %s", c->peer, why);
 	if (ratelimit_allow(&srv->rl_refused, now_ms()))
 		log_warn("nbd: conn %llu: refused %s: TLS: %s (%llu so far)",
-			 (unsigned long long)c->id, peer, why,
+			 (unsigned long long)c->id, c->peer, why,
 			 (unsigned long long)count);
 }
 

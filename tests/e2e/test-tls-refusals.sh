@@ -6,6 +6,7 @@
 #   - an unknown PSK user: "PSK user 'mallory' is not in tls_psk_file",
 #     not "Error in password/key file." (which reads as the server's file
 #     being broken);
+#   - a plaintext client while TLS is required;
 #   - a client outside allow: its address and the allow line to change;
 #   - two failed attempts in a row are both logged.
 . "$(dirname "$0")/lib.sh"
@@ -44,6 +45,13 @@ grep -q "Error in password/key file" "$T/colofs.log" &&
 	fail "GnuTLS's wording leaked: $(grep -m1 'password/key' "$T/colofs.log")"
 grep -q "mallory" "$MNT/.colo/error" || fail ".colo/error: $(cat "$MNT/.colo/error")"
 ok "an unknown user: $(grep -m1 'mallory' "$T/colofs.log")"
+
+nbdinfo "nbd://127.0.0.1:$PORT/vda" >/dev/null 2>&1 && fail "a plaintext client was served"
+wait_for 20 grep -q "refused 127.0.0.1:[0-9]*: no TLS (tls = require" "$T/colofs.log" ||
+	fail "the plaintext refusal is not logged: $(grep nbd "$T/colofs.log" | tail -n 3)"
+grep -q "no TLS" "$MNT/.colo/error" || fail ".colo/error: $(cat "$MNT/.colo/error")"
+expect_status nbd.tls_plaintext_refused 1
+ok "no TLS: $(grep -m1 'no TLS' "$T/colofs.log")"
 
 # allow: a restart with a network that does not hold 127.0.0.1.
 fusermount3 -u "$MNT"
