@@ -201,6 +201,17 @@ lock_open(const char *path)
 	return fd;
 }
 
+int
+image_check_owner(const char *path)
+{
+	int fd = lock_open(path);
+
+	if (fd == -1)
+		return -1;
+	close(fd);
+	return 0;
+}
+
 struct image *
 image_open(const char *path, enum image_format fmt, const char *overlay_dir,
 	   const char *name)

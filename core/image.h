@@ -56,6 +56,11 @@ struct image *image_open(const char *path, enum image_format fmt,
 			 const char *overlay_dir, const char *name);
 void image_close(struct image *img);		/* NULL is a no-op */
 
+/* Whether image_open could own path now: takes QEMU's locks as it would
+ * and lets them go.  0, or -1 with the holder logged (or no file).
+ */
+int image_check_owner(const char *path);
+
 /* Probes the format from the first bytes: 0 and *out, or -1 + errno. */
 int image_probe(const char *path, enum image_format *out);
 

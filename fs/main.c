@@ -218,6 +218,10 @@ check_paths(const struct config *cfg)
 				  "magic)", d->name, d->image);
 			bad = 1;
 		}
+		/* In use by another colofs or a QEMU writer? */
+		if (access(d->image, R_OK) == 0 &&
+		    image_check_owner(d->image) == -1)
+			bad = 1;
 	}
 	return bad ? -1 : 0;
 }

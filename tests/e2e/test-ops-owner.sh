@@ -44,6 +44,11 @@ fi
 grep -q "vda.img.*in use.*pid $(colofs_pid)" "$T/two.err" ||
 	fail "the refusal does not name the holder: $(cat "$T/two.err")"
 ok "a second colofs on the image is refused: $(grep -m1 'in use' "$T/two.err")"
+rc=0
+"$COLOFS_BIN" -c "$T/two.ini" --check-config 2>"$T/two.err" || rc=$?
+[ "$rc" = 1 ] && grep -q "vda.img.*in use.*pid $(colofs_pid)" "$T/two.err" ||
+	fail "--check-config does not see the image in use (exit $rc): $(cat "$T/two.err")"
+ok "--check-config names the holder too"
 
 # 2. qemu-io cannot write the image colofs holds; nor can qemu-img read
 # it for a consistent view (QEMU's own rule for a running VM's disk).
