@@ -222,6 +222,17 @@ check_paths(const struct config *cfg)
 		if (access(d->image, R_OK) == 0 &&
 		    image_check_owner(d->image) == -1)
 			bad = 1;
+		/* A bitmap of the old, per-disk name: the mv to run. */
+		if (cfg->mode == CONFIG_MODE_PRIMARY) {
+			char *stem = durable_stem(cfg->mountpoint), *bm;
+
+			bm = stem ? durable_bitmap_path(cfg->state_dir, stem,
+							d->name) : NULL;
+			if (bm == NULL)
+				bad = 1;
+			free(bm);
+			free(stem);
+		}
 	}
 	return bad ? -1 : 0;
 }

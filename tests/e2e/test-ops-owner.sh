@@ -142,6 +142,10 @@ rc=0
 mig="mv -n '$T/pstate/vda.dirty' '$T/pstate/$sa.vda.dirty'"
 grep -qF "$mig" "$T/pa.err" ||
 	fail "no migration command ($mig): $(cat "$T/pa.err")"
+rc=0
+"$COLOFS_BIN" -c "$T/pa.ini" --check-config 2>"$T/pa.err" || rc=$?
+[ "$rc" = 1 ] && grep -qF "$mig" "$T/pa.err" ||
+	fail "--check-config does not give the migration (exit $rc): $(cat "$T/pa.err")"
 eval "$mig"
 "$COLOFS_BIN" -c "$T/pa.ini" 2>"$T/pa.err" ||
 	fail "after the migration: $(cat "$T/pa.err")"
