@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Logging for every layer.  Lines go to stderr with a level prefix, or to
- * syslog once the daemon has detached (if a syslog daemon listens: else
- * stderr still).  errno is preserved across each call
+ * syslog once the daemon has detached; where no syslog daemon listens, to
+ * the file the daemon names (log_use_fd).  errno is preserved across each call
  * so that callers can log and then return -1 with errno still set.
  */
 #include <errno.h>

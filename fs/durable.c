@@ -243,6 +243,8 @@ durable_open(const struct config *cfg, struct replica *r, bool demote)
 	bool resume = false;
 	int rc;
 
+	if (du != NULL)
+		du->lock_fd = -1;	/* before any way to durable_free */
 	if (du == NULL || (stem = escape_path(cfg->mountpoint)) == NULL ||
 	    (du->dir = strdup(cfg->state_dir)) == NULL ||
 	    asprintf(&du->name, "%s.state", stem) == -1 ||
@@ -251,7 +253,6 @@ durable_open(const struct config *cfg, struct replica *r, bool demote)
 		goto err;
 	}
 	du->r = r;
-	du->lock_fd = -1;
 	pthread_mutex_init(&du->lock, NULL);
 	if (make_dirs(du->dir) == -1) {
 		log_error("state_dir %s: %m", du->dir);
