@@ -3,7 +3,7 @@
 # the link, the degraded reason), not the secondary's buffers; resync,
 # wait STATE, errors and --version work; failover --wait returns.
 . "$(dirname "$0")/lib.sh"
-SIZE=16M TIMEOUT=1s GRAN=64K
+SIZE=16M TIMEOUT=60s GRAN=64K
 . "$(dirname "$0")/pair.sh"
 CTL=$(dirname "$COLOFS_BIN")/colofsctl
 
@@ -78,6 +78,27 @@ same_disks "after colofsctl resync full"
 expect_rc 0 "$CTL" -m "$PMNT" errors
 grep -q "Z checkpoint: degraded" "$T/out" || fail "errors: $(cat "$T/out")"
 ok "errors: $(wc -l <"$T/out") lines"
+
+# The sync's progress and ETA: a proxy holds the sync part-way (after 8
+# MiB) until its gate file goes.
+"$PY3" "$(dirname "$0")/gate_proxy.py" "$T/gate.sock" "$T/s.sock" "$T/gate" \
+	$((8 << 20)) &
+GATE=$!
+at_exit "kill $GATE"
+wait_for 20 test -S "$T/gate.sock" || fail "the proxy did not start"
+touch "$T/gate"
+expect_rc 0 "$CTL" -m "$PMNT" stop
+expect_rc 0 "$CTL" -m "$PMNT" resync full "nbd+unix:///vda?socket=$T/gate.sock"
+wait_for 60 sh -c "grep -qx state=syncing $PMNT/.colo/status &&
+	[ \$(sed -n 's/^sync_done_bytes=//p' $PMNT/.colo/status) -gt 0 ]" ||
+	fail "no progress seen while syncing: $(cat "$PMNT/.colo/status")"
+expect_rc 0 "$CTL" -m "$PMNT" status
+grep -q "^sync: .* of 16.0 MiB ([0-9]*%), .*/s, ETA [0-9.]* s$" "$T/out" ||
+	fail "no sync progress with an ETA: $(cat "$T/out")"
+ok "while syncing: $(grep '^sync:' "$T/out")"
+rm -f "$T/gate"
+expect_rc 0 "$CTL" -m "$PMNT" wait replicating --timeout 60
+same_disks "after the held sync"
 
 expect_rc 0 "$CTL" -m "$PMNT" failover --wait
 grep -q "failover" "$T/out" || fail "failover --wait on a primary: $(cat "$T/out")"
