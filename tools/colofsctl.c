@@ -3,8 +3,9 @@
  *
  *   colofsctl [-m MOUNT | -c CONFIG] status [--json]
  *   colofsctl [-m MOUNT | -c CONFIG] watch [-n SECONDS]
- *   colofsctl [-m MOUNT | -c CONFIG] start | checkpoint | stop
+ *   colofsctl [-m MOUNT | -c CONFIG] start [--force] | checkpoint | stop
  *   colofsctl [-m MOUNT | -c CONFIG] failover [--wait]
+ *   colofsctl journal FILE
  *   colofsctl [-m MOUNT | -c CONFIG] resync [full] [URI]   (primary)
  *   colofsctl [-m MOUNT | -c CONFIG] wait STATE [--timeout SECONDS]
  *   colofsctl [-m MOUNT | -c CONFIG] errors
@@ -28,6 +29,9 @@
  * object named PREFIX; the rest are top-level keys.  The status's
  * disks=N count is the array's length and is not repeated.
  *
+ * journal FILE needs no mount: it checks a failover journal (core/
+ * journal.c) as a restart would and prints it, one record a line.
+ *
  * Exit status: 0 done; 1 colofs refused the word (reason on stderr);
  * 2 usage; 3 the mount cannot be read (not colofs, or its daemon is
  * gone); 4 failover --wait ended in failover_failed; 5 wait timed out.
@@ -50,6 +54,9 @@
 #include <jansson.h>
 
 #include "config.h"
+#include "fdio.h"
+#include "journal.h"
+#include "log.h"
 
 enum {
 	EXIT_OK = 0,
@@ -97,8 +104,9 @@ usage(FILE *fp)
 	      "Commands:\n"
 	      "  status [--json]     the replica's status (JSON: one object)\n"
 	      "  watch [-n SECONDS]  the status, refreshed (default 1 s)\n"
-	      "  start | checkpoint | stop\n"
-	      "                      the .colo/ctl words (both roles)\n"
+	      "  start [--force] | checkpoint | stop\n"
+	      "                      the .colo/ctl words, both roles (--force:\n"
+	      "                      \"start force\")\n"
 	      "  failover [--wait]   fail over; --wait shows the commit's\n"
 	      "                      progress and returns at done\n"
 	      "  resync [full] [URI] primary: copy the dirty granules (or\n"
@@ -106,6 +114,7 @@ usage(FILE *fp)
 	      "  wait STATE [--timeout SECONDS]\n"
 	      "                      until the state is STATE (for scripts)\n"
 	      "  errors              the last errors raised, with their times\n"
+	      "  journal FILE        check and print a failover journal\n"
 	      "\n"
 	      "Options:\n"
 	      "  -m, --mount MOUNT   the colofs mountpoint\n"
@@ -975,6 +984,52 @@ cmd_resync(int argc, char **argv)
 	return send_word(word);
 }
 
+/* colofsctl journal FILE: 0 and the records on stdout, or 1 and what is
+ * wrong on stderr.
+ */
+static int
+cmd_journal(const char *path)
+{
+	char *copy = strdup(path), *slash, err[512];
+	const char *dir = ".", *name = path;
+	struct journal_info info;
+	int dirfd;
+	size_t i;
+
+	if (copy == NULL)
+		die(EXIT_REFUSED, "%s", strerror(errno));
+	slash = strrchr(copy, '/');
+	if (slash) {
+		*slash = '\0';
+		dir = slash == copy ? "/" : copy;
+		name = slash + 1;
+	}
+	dirfd = fdio_dir_open(dir);
+	if (dirfd == -1)
+		die(EXIT_REFUSED, "%s: %s", dir, strerror(errno));
+	if (journal_load(dirfd, name, NULL, 0, &info, NULL, err,
+			 sizeof err) == -1)
+		die(EXIT_REFUSED, "%s: %s", path, err);
+	close(dirfd);
+	printf("journal %s\nversion %d\ndisk %s\nsize %" PRIu64 "\n"
+	       "generation %016" PRIx64 "\nsalt %016" PRIx64 "\n"
+	       "records %zu (snapshot %zu, appended %zu)%s\n", path,
+	       JOURNAL_VERSION, info.disk, info.size, info.generation,
+	       info.salt, info.nrecs, info.nsnap, info.nrecs - info.nsnap,
+	       info.torn ? ", a torn last record ignored" : "");
+	for (i = 0; i < info.nrecs; i++) {
+		if (i == info.nsnap)
+			printf("end %zu\n", info.nsnap);
+		printf("%c %" PRIu64 " %" PRIu64 "\n", info.recs[i].op,
+		       info.recs[i].off, info.recs[i].len);
+	}
+	if (info.nrecs == info.nsnap)
+		printf("end %zu\n", info.nsnap);
+	journal_info_release(&info);
+	free(copy);
+	return EXIT_OK;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -987,7 +1042,7 @@ main(int argc, char **argv)
 	};
 	const char *config = NULL, *cmd;
 	struct config *cfg = NULL;
-	bool json = false, wait = false, timeout_set = false;
+	bool json = false, wait = false, force = false, timeout_set = false;
 	double interval = 1.0, timeout = 0;
 	const char *want = NULL;
 	int cmd_argc = 0;
@@ -1014,6 +1069,12 @@ main(int argc, char **argv)
 	if (strcmp(cmd, "help") == 0) {
 		usage(stdout);
 		return EXIT_OK;
+	}
+	if (strcmp(cmd, "journal") == 0) {
+		if (optind + 1 != argc)
+			die(EXIT_USAGE, "journal: give one FILE");
+		log_set_quiet(true);
+		return cmd_journal(argv[optind]);
 	}
 	/* The command's own arguments: resync's words, wait's state. */
 	if (strcmp(cmd, "resync") == 0) {
@@ -1049,6 +1110,8 @@ main(int argc, char **argv)
 			json = true;
 		else if (strcmp(o, "--wait") == 0)
 			wait = true;
+		else if (strcmp(o, "--force") == 0)
+			force = true;
 		else if ((strcmp(o, "-n") == 0 || strcmp(o, "--interval") == 0)
 			 && optind + 1 < argc) {
 			o = argv[++optind];
@@ -1074,6 +1137,7 @@ main(int argc, char **argv)
 	if ((json && strcmp(cmd, "status") != 0) ||
 	    (wait && strcmp(cmd, "failover") != 0) ||
 	    (timeout_set && strcmp(cmd, "wait") != 0) ||
+	    (force && strcmp(cmd, "start") != 0) ||
 	    (interval != 1.0 && strcmp(cmd, "watch") != 0))
 		die(EXIT_USAGE, "%s: option not for this command", cmd);
 
@@ -1083,7 +1147,7 @@ main(int argc, char **argv)
 		ret = cmd_watch(interval);
 	else if (strcmp(cmd, "start") == 0 || strcmp(cmd, "checkpoint") == 0 ||
 		 strcmp(cmd, "stop") == 0)
-		ret = send_word(cmd);
+		ret = send_word(force ? "start force" : cmd);
 	else if (strcmp(cmd, "resync") == 0)
 		ret = cmd_resync(cmd_argc, cmd_argv);
 	else if (strcmp(cmd, "wait") == 0)
