@@ -714,6 +714,10 @@ print_human(const struct status *st)
 	if (num(st, "buffer_limit"))
 		printf(" of %s", human_bytes(num(st, "buffer_limit"), b2,
 					     sizeof b2));
+	if (num(st, "buffer_retained_bytes"))
+		printf(", %s kept for reuse",
+		       human_bytes(num(st, "buffer_retained_bytes"), b2,
+				   sizeof b2));
 	putchar('\n');
 	print_error(st);
 	print_disks(st, heads, cols, sizeof cols / sizeof cols[0], 14, NULL);
