@@ -34,6 +34,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -191,6 +192,18 @@ describe_holder(int fd, char *out, size_t len)
 	snprintf(out, len, "pid %d (%s)", (int) pid, n > 0 ? cmd : "?");
 }
 
+/* "WHAT: in use: HOLDER TAIL", logged: -1 with errno = EAGAIN. */
+static int
+in_use(int fd, const char *what, const char *tail)
+{
+	char who[256];
+
+	describe_holder(fd, who, sizeof who);
+	log_error("%s: in use: %s %s", what, who, tail);
+	errno = EAGAIN;
+	return -1;
+}
+
 /* Drops every byte ofdlock_image may have taken. */
 static void
 unlock_image(int fd)
@@ -205,11 +218,12 @@ unlock_image(int fd)
 int
 ofdlock_image(int fd, const char *path)
 {
-	char who[256];
+	char label[PATH_MAX + 8], tail[256];
 	const char *what = NULL;
 	unsigned i, byte = 0;
 	int r;
 
+	snprintf(label, sizeof label, "image %s", path);
 	for (i = 0; i < NPERMS; i++) {
 		if (((colofs_perms >> i) & 1) &&
 		    set_lock(fd, F_RDLCK, PERM_BASE + i, 1) == -1)
@@ -237,45 +251,32 @@ ofdlock_image(int fd, const char *path)
 	if (what == NULL)
 		return 0;
 	unlock_image(fd);
-	describe_holder(fd, who, sizeof who);
-	log_error("image %s: in use: %s %s the \"%s\" permission (QEMU's "
-		  "lock byte %u); colofs shares an image with no other "
-		  "writer: stop it first",
-		  path, who, what, perm_names[byte % 100], byte);
-	errno = EAGAIN;
-	return -1;
+	snprintf(tail, sizeof tail, "%s the \"%s\" permission (QEMU's lock "
+		 "byte %u); colofs shares an image with no other writer: "
+		 "stop it first", what, perm_names[byte % 100], byte);
+	return in_use(fd, label, tail);
 busy:
 	/* A write lock on a byte we want: not QEMU's; say who anyway. */
 	if (errno == EAGAIN || errno == EACCES) {
 		unlock_image(fd);
-		describe_holder(fd, who, sizeof who);
-		log_error("image %s: in use: %s holds a lock on it; colofs "
-			  "shares an image with no other writer",
-			  path, who);
-		errno = EAGAIN;
-		return -1;
+		return in_use(fd, label, "holds a lock on it; colofs shares "
+			      "an image with no other writer");
 	}
 fail:
 	unlock_image(fd);
-	log_error("image %s: lock: %m", path);
+	log_error("%s: lock: %m", label);
 	return -1;
 }
 
 int
 ofdlock_exclusive(int fd, const char *path)
 {
-	char who[256];
-
 	if (set_lock(fd, F_WRLCK, 0, 0) == 0)
 		return 0;
 	if (errno != EAGAIN && errno != EACCES) {
 		log_error("%s: lock: %m", path);
 		return -1;
 	}
-	describe_holder(fd, who, sizeof who);
-	log_error("%s: in use: %s holds it; one colofs per mountpoint and "
-		  "state_dir",
-		  path, who);
-	errno = EAGAIN;
-	return -1;
+	return in_use(fd, path, "holds it; one colofs per mountpoint and "
+		      "state_dir");
 }
