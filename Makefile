@@ -12,8 +12,9 @@
 #   make bench       the engine's benchmark (tools/bench-core.c)
 #   make deps        install the missing Debian packages (as root)
 #   make man         the man pages (build/man/), from doc/*.md
-#   make install     colofs, colofsctl, man pages, the systemd unit and a
-#                    sample config (PREFIX=/usr/local, DESTDIR, SYSCONFDIR)
+#   make install     colofs, colofsctl, man pages, the systemd unit, a
+#                    sample config and colofsctl's bash completion
+#                    (PREFIX=/usr/local, DESTDIR, SYSCONFDIR)
 #   make uninstall   removes them (a config you changed stays)
 #   make format      apply .clang-format (core/'s style) to the C sources
 #
@@ -34,6 +35,7 @@ DESTDIR  ?=
 BINDIR   := $(PREFIX)/bin
 MANDIR   := $(PREFIX)/share/man
 UNITDIR  := $(PREFIX)/lib/systemd/system
+COMPDIR  := $(PREFIX)/share/bash-completion/completions
 CONFDIR  := $(SYSCONFDIR)/colofs
 CC       ?= cc
 CFLAGS   ?= -O2 -g
@@ -60,7 +62,7 @@ DEB_PKGS := build-essential pkg-config libfuse3-dev fuse3 libqcow-dev \
             util-linux procps psmisc clang libclang-rt-dev fio \
             libgnutls28-dev gnutls-bin go-md2man man-db groff-base systemd \
             python3-prometheus-client clang-format file libjansson-dev \
-            libxxhash-dev
+            libxxhash-dev bash-completion
 
 CORE_SRC   := $(sort $(wildcard core/*.c))
 DAEMON_SRC := $(filter-out fs/main.c,$(sort $(wildcard fs/*.c)))
@@ -123,6 +125,7 @@ install: $(COLOFS) $(BUILD)/colofsctl $(MAN_PAGES)
 	install -D -m 0644 $(BUILD)/man/colofs.8 $(DESTDIR)$(MANDIR)/man8/colofs.8
 	install -D -m 0644 $(BUILD)/man/colofsctl.8 $(DESTDIR)$(MANDIR)/man8/colofsctl.8
 	install -D -m 0644 $(BUILD)/man/colofs.ini.5 $(DESTDIR)$(MANDIR)/man5/colofs.ini.5
+	install -D -m 0644 etc/colofsctl.bash-completion $(DESTDIR)$(COMPDIR)/colofsctl
 	@mkdir -p $(DESTDIR)$(UNITDIR)
 	sed -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/etc/colofs/|$(CONFDIR)/|g' \
 		etc/colofs@.service >$(DESTDIR)$(UNITDIR)/colofs@.service
@@ -139,6 +142,7 @@ uninstall:
 		$(DESTDIR)$(MANDIR)/man8/colofs.8 \
 		$(DESTDIR)$(MANDIR)/man8/colofsctl.8 \
 		$(DESTDIR)$(MANDIR)/man5/colofs.ini.5 \
+		$(DESTDIR)$(COMPDIR)/colofsctl \
 		$(DESTDIR)$(UNITDIR)/colofs@.service
 	@if cmp -s etc/colofs.ini $(DESTDIR)$(CONFDIR)/example.ini; then \
 		rm -f $(DESTDIR)$(CONFDIR)/example.ini; \

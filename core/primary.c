@@ -47,6 +47,7 @@
 #include <time.h>
 
 #include "bitmap.h"
+#include "errlog.h"
 #include "log.h"
 #include "primary.h"
 #include "rangelock.h"
@@ -74,7 +75,7 @@ struct primary {
 	pthread_cond_t cond;		/* inflight or sync changes */
 	enum primary_state state;	/* protected by lock */
 	char reason[2048];		/* protected by lock */
-	char error[2600];		/* protected by lock */
+	struct errlog errs;		/* its own lock, a leaf */
 	unsigned mirrored;		/* writes in flight; protected by lock */
 	unsigned unmirrored;		/* protected by lock */
 	atomic_bool live;		/* BITMAP_LIVE is set; changed under ctl */
@@ -113,9 +114,7 @@ vrecord(struct primary *p, const char *fmt, va_list ap)
 {
 	int saved = errno;
 
-	pthread_mutex_lock(&p->lock);
-	vsnprintf(p->error, sizeof p->error, fmt, ap);
-	pthread_mutex_unlock(&p->lock);
+	errlog_vrecord(&p->errs, fmt, ap);
 	errno = saved;
 }
 
@@ -141,20 +140,22 @@ refuse(struct primary *p, int err, const char *fmt, ...)
 	return -1;
 }
 
-void
+time_t
 primary_last_error(struct primary *p, char *buf, size_t len)
 {
-	pthread_mutex_lock(&p->lock);
-	snprintf(buf, len, "%s", p->error);
-	pthread_mutex_unlock(&p->lock);
+	return errlog_current(&p->errs, buf, len);
+}
+
+struct errlog *
+primary_errors(struct primary *p)
+{
+	return &p->errs;
 }
 
 void
 primary_clear_error(struct primary *p)
 {
-	pthread_mutex_lock(&p->lock);
-	p->error[0] = '\0';
-	pthread_mutex_unlock(&p->lock);
+	errlog_clear(&p->errs);
 }
 
 enum primary_state
@@ -188,7 +189,7 @@ link_failed(struct primary *p, struct primary_disk *d, const char *why)
 		p->sync_cancel = true;
 		snprintf(p->reason, sizeof p->reason,
 			 "%s: secondary %s: %s", d->name, d->uri, why);
-		snprintf(p->error, sizeof p->error, "degraded: %s", p->reason);
+		primary_record_error(p, "degraded: %s", p->reason);
 		log_error("degraded: %s", p->reason);
 		for (i = 0; i < p->ndisks; i++)
 			p->link->disconnect(p->link_opaque, i, false);
@@ -664,14 +665,18 @@ sync_main(void *arg)
 	if (!failed && !found && p->state == PRIMARY_SYNCING &&
 	    !p->sync_cancel) {
 		p->state = PRIMARY_REPLICATING;
+		/* In sync again: a degraded pair's errors are over. */
+		primary_clear_error(p);
 		p->syncs++;
 		log_info("sync done: %" PRIu64 " bytes; replicating",
 			 p->sync_done);
 	} else if (failed && p->state == PRIMARY_SYNCING) {
+		char why[1900];
+
 		/* A local failure: the secondary is fine but incomplete. */
+		errlog_current(&p->errs, why, sizeof why);
 		p->state = PRIMARY_DEGRADED;
-		snprintf(p->reason, sizeof p->reason, "sync failed: %.1900s",
-			 p->error);
+		snprintf(p->reason, sizeof p->reason, "sync failed: %s", why);
 		for (i = 0; i < p->ndisks; i++)
 			p->link->disconnect(p->link_opaque, i, false);
 	}
@@ -792,6 +797,18 @@ fail:
 		      strerror(errno));
 }
 
+/* start and resync: once connected, what was wrong before is over (the
+ * error is cleared before the sync can raise its own).
+ */
+static int
+connect_and_sync(struct primary *p, const char *uri, bool full)
+{
+	if (connect_all(p, uri) == -1)
+		return -1;
+	primary_clear_error(p);
+	return begin_sync(p, full);
+}
+
 int
 primary_start(struct primary *p)
 {
@@ -804,7 +821,7 @@ primary_start(struct primary *p)
 			    "none; use resync after degraded or failover)",
 			    primary_state_name(primary_state(p)));
 	else
-		rc = connect_all(p, NULL) == -1 ? -1 : begin_sync(p, false);
+		rc = connect_and_sync(p, NULL, false);
 	if (rc == -1)
 		maybe_clear_live(p, true);
 	pthread_mutex_unlock(&p->ctl);
@@ -827,7 +844,7 @@ primary_resync(struct primary *p, bool full, const char *uri)
 		rc = refuse(p, EINVAL, "resync URI: only for a single disk; "
 			    "set each disk's secondary in the config");
 	else
-		rc = connect_all(p, uri) == -1 ? -1 : begin_sync(p, full);
+		rc = connect_and_sync(p, uri, full);
 	if (rc == -1)
 		maybe_clear_live(p, true);
 	pthread_mutex_unlock(&p->ctl);
@@ -843,25 +860,19 @@ primary_checkpoint(struct primary *p)
 	switch (p->state) {
 	case PRIMARY_REPLICATING:
 		p->checkpoints++;
+		primary_clear_error(p);
 		break;
 	case PRIMARY_DEGRADED:
-		snprintf(p->error, sizeof p->error, "checkpoint: degraded: %s",
-			 p->reason);
-		errno = EIO;
-		rc = -1;
+		rc = refuse(p, EIO, "checkpoint: degraded: %s", p->reason);
 		break;
 	case PRIMARY_SYNCING:
-		snprintf(p->error, sizeof p->error, "checkpoint: syncing, %"
-			 PRIu64 " of %" PRIu64 " bytes copied",
-			 p->sync_done, p->sync_total);
-		errno = EBUSY;
-		rc = -1;
+		rc = refuse(p, EBUSY, "checkpoint: syncing, %" PRIu64 " of %"
+			    PRIu64 " bytes copied", p->sync_done,
+			    p->sync_total);
 		break;
 	default:
-		snprintf(p->error, sizeof p->error, "checkpoint: the state is "
-			 "%s, not replicating", primary_state_name(p->state));
-		errno = EINVAL;
-		rc = -1;
+		rc = refuse(p, EINVAL, "checkpoint: the state is %s, not "
+			    "replicating", primary_state_name(p->state));
 		break;
 	}
 	pthread_mutex_unlock(&p->lock);
@@ -898,20 +909,35 @@ leave(struct primary *p, enum primary_state to, bool clean)
 int
 primary_failover(struct primary *p)
 {
+	int rc = 0;
+
 	pthread_mutex_lock(&p->ctl);
-	leave(p, PRIMARY_FAILOVER, false);
-	log_info("failover: the secondary is gone; writes are tracked");
+	if (primary_state(p) == PRIMARY_FAILOVER) {
+		rc = refuse(p, EBUSY, "failover: already in failover (the "
+			    "secondary is gone, writes are tracked); resync "
+			    "or start a new pair");
+	} else {
+		primary_clear_error(p);
+		leave(p, PRIMARY_FAILOVER, false);
+		log_info("failover: the secondary is gone; writes are tracked");
+	}
 	pthread_mutex_unlock(&p->ctl);
-	return 0;
+	return rc;
 }
 
 int
 primary_stop(struct primary *p)
 {
+	int rc = 0;
+
 	pthread_mutex_lock(&p->ctl);
-	leave(p, PRIMARY_NONE, true);
+	if (primary_state(p) == PRIMARY_NONE)
+		rc = refuse(p, EINVAL, "stop: replication is not started "
+			    "(state none)");
+	else
+		leave(p, PRIMARY_NONE, true);
 	pthread_mutex_unlock(&p->ctl);
-	return 0;
+	return rc;
 }
 
 void
@@ -947,6 +973,7 @@ primary_new(const struct primary_config *cfg)
 		goto fail_imgs;
 	pthread_mutex_init(&p->ctl, NULL);
 	pthread_mutex_init(&p->lock, NULL);
+	errlog_init(&p->errs);
 	pthread_cond_init(&p->cond, NULL);
 	p->granularity = cfg->granularity;
 	p->timeout_ms = cfg->timeout_ms;
@@ -1028,6 +1055,7 @@ primary_free(struct primary *p)
 	free(p->disks);
 	pthread_cond_destroy(&p->cond);
 	pthread_mutex_destroy(&p->lock);
+	errlog_release(&p->errs);
 	pthread_mutex_destroy(&p->ctl);
 	free(p);
 }
@@ -1086,7 +1114,7 @@ primary_get_status(struct primary *p, struct primary_status *st)
 			&p->sync_t1);
 	st->sync_rate = ns ? (uint64_t)((double)p->sync_done * 1e9 / ns) : 0;
 	snprintf(st->reason, sizeof st->reason, "%s", p->reason);
-	snprintf(st->error, sizeof st->error, "%s", p->error);
+	st->error_time = errlog_current(&p->errs, st->error, sizeof st->error);
 	for (i = 0; i < p->ndisks; i++)
 		snprintf(st->disks[i].uri, sizeof st->disks[i].uri, "%s",
 			 p->disks[i].uri);

@@ -20,6 +20,7 @@ want="etc/colofs/example.ini
 usr/local/bin/colofs
 usr/local/bin/colofsctl
 usr/local/lib/systemd/system/colofs@.service
+usr/local/share/bash-completion/completions/colofsctl
 usr/local/share/man/man5/colofs.ini.5
 usr/local/share/man/man8/colofs.8
 usr/local/share/man/man8/colofsctl.8"
@@ -33,6 +34,20 @@ $want"
 "$D/usr/local/bin/colofsctl" --help | grep -q 'failover \[--wait\]' || fail "colofsctl --help"
 "$D/usr/local/bin/colofs" -c "$D/etc/colofs/example.ini" --dump-config >/dev/null ||
 	fail "the sample config does not load"
+"$D/usr/local/bin/colofsctl" --version | grep -q '^colofsctl [0-9]' || fail "colofsctl --version"
+# The completion offers the commands and wait's states.
+if [ -r /usr/share/bash-completion/bash_completion ]; then
+	got=$(bash -c '. /usr/share/bash-completion/bash_completion
+		. "$1"
+		try() { COMP_LINE=$1; COMP_POINT=${#1}; read -ra COMP_WORDS <<<"$1"
+			COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); _colofsctl
+			echo "${COMPREPLY[*]}"; }
+		try "colofsctl -m /x wait r"
+		try "colofsctl re"' _ \
+		"$D/usr/local/share/bash-completion/completions/colofsctl")
+	[ "$got" = "running replicating
+resync" ] || fail "bash completion: $got"
+fi
 grep -q '^ExecStart=/usr/local/bin/colofs -c /etc/colofs/%i.ini$' \
 	"$D/usr/local/lib/systemd/system/colofs@.service" || fail "unit paths"
 ok "make install DESTDIR: the files, the sample loads"
