@@ -11,8 +11,9 @@
 #   make bench       the engine's benchmark (tools/bench-core.c)
 #   make deps        install the missing Debian packages (as root)
 #   make man         the man pages (build/man/), from doc/*.md
-#   make install     colofs, colofsctl, man pages, the systemd unit and a
-#                    sample config (PREFIX=/usr/local, DESTDIR, SYSCONFDIR)
+#   make install     colofs, colofsctl, man pages, the systemd unit, the
+#                    Pacemaker agent (ocf:colofs:colofs) and a sample
+#                    config (PREFIX=/usr/local, DESTDIR, SYSCONFDIR)
 #   make uninstall   removes them (a config you changed stays)
 #   make format      apply .clang-format (core/'s style) to the C sources
 #
@@ -33,6 +34,9 @@ DESTDIR  ?=
 BINDIR   := $(PREFIX)/bin
 MANDIR   := $(PREFIX)/share/man
 UNITDIR  := $(PREFIX)/lib/systemd/system
+# Pacemaker looks only in /usr/lib/ocf/resource.d: install with PREFIX=/usr
+# (or link the colofs dir there) for a cluster to find the agent.
+OCFDIR   := $(PREFIX)/lib/ocf/resource.d/colofs
 CONFDIR  := $(SYSCONFDIR)/colofs
 CC       ?= cc
 CFLAGS   ?= -O2 -g
@@ -58,7 +62,8 @@ DEB_PKGS := build-essential pkg-config libfuse3-dev fuse3 libqcow-dev \
             python3-libnbd qemu-utils qemu-system-x86 qemu-block-extra \
             util-linux procps psmisc clang libclang-rt-dev fio \
             libgnutls28-dev gnutls-bin go-md2man man-db groff-base systemd \
-            python3-prometheus-client clang-format file
+            python3-prometheus-client clang-format file \
+            resource-agents libxml2-utils
 
 CORE_SRC   := $(sort $(wildcard core/*.c))
 DAEMON_SRC := $(filter-out fs/main.c,$(sort $(wildcard fs/*.c)))
@@ -121,6 +126,7 @@ install: $(COLOFS) $(BUILD)/colofsctl $(MAN_PAGES)
 	install -D -m 0644 $(BUILD)/man/colofs.8 $(DESTDIR)$(MANDIR)/man8/colofs.8
 	install -D -m 0644 $(BUILD)/man/colofsctl.8 $(DESTDIR)$(MANDIR)/man8/colofsctl.8
 	install -D -m 0644 $(BUILD)/man/colofs.ini.5 $(DESTDIR)$(MANDIR)/man5/colofs.ini.5
+	install -D -m 0755 tools/colofs.ocf $(DESTDIR)$(OCFDIR)/colofs
 	@mkdir -p $(DESTDIR)$(UNITDIR)
 	sed -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/etc/colofs/|$(CONFDIR)/|g' \
 		etc/colofs@.service >$(DESTDIR)$(UNITDIR)/colofs@.service
@@ -137,7 +143,8 @@ uninstall:
 		$(DESTDIR)$(MANDIR)/man8/colofs.8 \
 		$(DESTDIR)$(MANDIR)/man8/colofsctl.8 \
 		$(DESTDIR)$(MANDIR)/man5/colofs.ini.5 \
-		$(DESTDIR)$(UNITDIR)/colofs@.service
+		$(DESTDIR)$(UNITDIR)/colofs@.service $(DESTDIR)$(OCFDIR)/colofs
+	@rmdir $(DESTDIR)$(OCFDIR) 2>/dev/null || true
 	@if cmp -s etc/colofs.ini $(DESTDIR)$(CONFDIR)/example.ini; then \
 		rm -f $(DESTDIR)$(CONFDIR)/example.ini; \
 		rmdir $(DESTDIR)$(CONFDIR) 2>/dev/null || true; \

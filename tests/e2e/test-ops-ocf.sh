@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# The Pacemaker agent (tools/colofs.ocf) against a real colofs, outside a
+# cluster: Debian's ocf-tester passes on it (secondary only, and with a
+# primary_config toward a live peer secondary); then each action by hand:
+# monitor's distinct codes (7 stopped, 0 unpromoted, 8 promoted, 1 dead),
+# promote = failover then a primary that full-syncs the peer (the peer's
+# view equals what the VM wrote through the promoted mount), demote back to
+# a secondary, validate-all's refusals.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/tls.sh"
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+command -v ocf-tester >/dev/null || skip "ocf-tester is not installed (make deps: resource-agents)"
+command -v xmllint >/dev/null || skip "xmllint is not installed (make deps: libxml2-utils)"
+
+# ocf-tester runs meta-data as nobody: the agent and its dirs must be
+# readable by all.
+chmod 0755 "$T"
+AGENT=$T/ocf/colofs
+install -D -m 0755 "$ROOT/tools/colofs.ocf" "$AGENT"
+export OCF_ROOT=/usr/lib/ocf
+INST=colofs-test-$$
+PEER_MNT=$T/peer
+mkdir -p "$PEER_MNT"
+at_exit "fusermount3 -u $PEER_MNT || umount -l $PEER_MNT"
+PORT=$(free_port)
+PEER_URI="nbd://127.0.0.1:$PORT/vda"
+
+make_image "$T/vda.img" 8M
+make_image "$T/peer.img" 8M
+# The local node's two configs, over one mountpoint and image.
+cat >"$T/s.ini" <<EOC
+[colofs]
+mountpoint = $MNT
+listen = unix:$T/s.sock
+state_dir = $T/state
+
+[disk "vda"]
+image = $T/vda.img
+EOC
+cat >"$T/p.ini" <<EOC
+[colofs]
+mountpoint = $MNT
+mode = primary
+state_dir = $T/state
+secondary_timeout = 5s
+
+[disk "vda"]
+image = $T/vda.img
+secondary = $PEER_URI
+EOC
+# The peer: a secondary on TCP.
+cat >"$T/peer.ini" <<EOC
+[colofs]
+mountpoint = $PEER_MNT
+listen = 127.0.0.1:$PORT
+state_dir = $T/peerstate
+
+[disk "vda"]
+image = $T/peer.img
+EOC
+"$COLOFS_BIN" -c "$T/peer.ini" || fail "the peer did not start"
+
+tester() {
+	ocf-tester -n "$INST" -o binary="$COLOFS_BIN" "$@" "$AGENT" >"$T/tester.log" 2>&1 || {
+		cat "$T/tester.log" >&2
+		fail "ocf-tester $*"
+	}
+	grep -q "passed all tests" "$T/tester.log" || fail "ocf-tester: $(tail -n 3 "$T/tester.log")"
+}
+tester -o config="$T/s.ini"
+ok "ocf-tester passes: secondary config only"
+tester -o config="$T/s.ini" -o primary_config="$T/p.ini" -o disk=vda
+ok "ocf-tester passes: with primary_config toward a live peer"
+
+# ---- the actions one by one ----
+ra() {
+	local rc=0
+	env OCF_RESOURCE_INSTANCE="$INST" OCF_RESKEY_binary="$COLOFS_BIN" \
+		OCF_RESKEY_config="$T/s.ini" OCF_RESKEY_primary_config="$T/p.ini" \
+		OCF_RESKEY_peer="$PEER_URI" OCF_RESKEY_disk=vda \
+		OCF_RESKEY_CRM_meta_interval="${INTERVAL:-10000}" \
+		OCF_RESKEY_CRM_meta_timeout=60000 ${RA_ENV:-} "$AGENT" "$1" >>"$T/ra.log" 2>&1 || rc=$?
+	echo "$rc"
+}
+expect_ra() {
+	local got
+	got=$(ra "$1")
+	[ "$got" = "$2" ] || {
+		tail -n 20 "$T/ra.log" >&2
+		fail "$1: exit $got, want $2"
+	}
+}
+peer_get() { sed -n "s/^$1=//p" "$PEER_MNT/.colo/status"; }
+
+expect_ra monitor 7
+INTERVAL=0 expect_ra monitor 7
+expect_ra start 0
+expect_ra monitor 0
+expect_status mode secondary
+expect_status state none
+ok "start: a secondary in none; monitor 0"
+
+# Promote: failover (S committed), then the primary toward the peer.
+expect_ra promote 0
+expect_ra monitor 8
+expect_status mode primary
+# The full sync the promotion asked for; monitor reconnects if it failed.
+replicating() {
+	[ "$(status_get state)" = replicating ] && return 0
+	ra monitor >/dev/null
+	return 1
+}
+wait_for 60 replicating ||
+	fail "the promoted primary does not replicate: $(status_get state), $(status_get error)"
+ok "promote: a primary in $(status_get state), monitor 8"
+
+# The VM writes through the promoted mount; the peer has it.
+pattern 1M 5a | dd of="$MNT/vda" bs=1M seek=2 conv=notrunc,fsync status=none
+[ "$(dd if="$MNT/vda" bs=1M status=none | sha256sum)" = \
+	"$(dd if="$PEER_MNT/vda" bs=1M status=none | sha256sum)" ] ||
+	fail "the peer's view differs from the promoted disk"
+expect_bytes "$PEER_MNT/vda" $((2 << 20)) $((1 << 20)) 5a
+ok "the peer's view equals the promoted disk after a VM write"
+
+expect_ra promote 0
+expect_ra demote 0
+expect_ra monitor 0
+expect_status mode secondary
+expect_status state none
+expect_bytes "$MNT/vda" $((2 << 20)) $((1 << 20)) 5a
+expect_ra demote 0
+ok "demote: a secondary again (data kept), a second demote is a no-op"
+
+# A dead daemon: monitor says failed (1), stop cleans up.
+pid=$(pgrep -f -- "^[^ ]*colofs -c $T/s.ini( |\$)")
+[ -n "$pid" ] || fail "no colofs -c $T/s.ini process"
+kill -9 $pid
+wait_for 20 sh -c "! kill -0 $pid"
+expect_ra monitor 1
+expect_ra stop 0
+expect_ra monitor 7
+assert_not_mounted
+expect_ra stop 0
+ok "kill -9: monitor 1; stop unmounts, a second stop is 0"
+
+# validate-all: a missing config, a primary config as `config`, a
+# primary_config on another mountpoint, no colofs binary.
+expect_ra validate-all 0
+RA_ENV="OCF_RESKEY_config=$T/nope.ini" expect_ra validate-all 6
+RA_ENV="OCF_RESKEY_config=$T/p.ini" expect_ra validate-all 6
+sed "s|^mountpoint = .*|mountpoint = $PEER_MNT|" "$T/p.ini" >"$T/p2.ini"
+RA_ENV="OCF_RESKEY_primary_config=$T/p2.ini" expect_ra validate-all 6
+RA_ENV="OCF_RESKEY_binary=$T/no-colofs" expect_ra validate-all 5
+RA_ENV="OCF_RESKEY_CRM_meta_clone_max=2 OCF_RESKEY_CRM_meta_promotable=true" expect_ra validate-all 6
+RA_ENV="OCF_RESKEY_CRM_meta_clone_max=2 OCF_RESKEY_CRM_meta_promotable=true OCF_RESKEY_CRM_meta_notify=true" \
+	expect_ra validate-all 0
+expect_ra frobnicate 3
+ok "validate-all: 6 for bad configs and clone meta, 5 without colofs; unknown action 3"
