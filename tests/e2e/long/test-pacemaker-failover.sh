@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole HA cycle driven by a real Pacemaker + Corosync cluster (two
 # nodes in namespaces, tests/e2e/pcmk.sh) running ocf:colofs:colofs as a
-# promotable clone over a colofs pair:
+# promotable clone over a colofs pair, configured by etc/colofs-pacemaker.xml:
 #   1. the cluster promotes one node (P): its colofs fails over, restarts
 #      as a primary and full-syncs the other (U), which stays unpromoted;
 #   2. the "VM" writes on P; P dies (its whole node, colofs included);
@@ -52,34 +52,13 @@ ok "a two-node cluster is up (quorate, both online)"
 
 on a crm_attribute -t crm_config -n stonith-enabled -v false
 on a crm_attribute -t crm_config -n no-quorum-policy -v ignore
-on a cibadmin -C -o resources -X "
-<clone id=\"colofs-clone\">
-  <meta_attributes id=\"colofs-clone-meta\">
-    <nvpair id=\"colofs-clone-promotable\" name=\"promotable\" value=\"true\"/>
-    <nvpair id=\"colofs-clone-promoted-max\" name=\"promoted-max\" value=\"1\"/>
-    <nvpair id=\"colofs-clone-promoted-node-max\" name=\"promoted-node-max\" value=\"1\"/>
-    <nvpair id=\"colofs-clone-clone-max\" name=\"clone-max\" value=\"2\"/>
-    <nvpair id=\"colofs-clone-clone-node-max\" name=\"clone-node-max\" value=\"1\"/>
-    <nvpair id=\"colofs-clone-notify\" name=\"notify\" value=\"true\"/>
-  </meta_attributes>
-  <primitive id=\"colofs\" class=\"ocf\" provider=\"colofs\" type=\"colofs\">
-    <instance_attributes id=\"colofs-params\">
-      <nvpair id=\"colofs-config\" name=\"config\" value=\"$T/etc-colofs/vm.ini\"/>
-      <nvpair id=\"colofs-primary-config\" name=\"primary_config\" value=\"$T/etc-colofs/vm-primary.ini\"/>
-      <nvpair id=\"colofs-disk\" name=\"disk\" value=\"vda\"/>
-      <nvpair id=\"colofs-binary\" name=\"binary\" value=\"$COLOFS_BIN\"/>
-    </instance_attributes>
-    <operations>
-      <op id=\"colofs-monitor-promoted\" name=\"monitor\" interval=\"5s\" role=\"Promoted\" timeout=\"30s\"/>
-      <op id=\"colofs-monitor-unpromoted\" name=\"monitor\" interval=\"6s\" role=\"Unpromoted\" timeout=\"30s\"/>
-      <op id=\"colofs-start\" name=\"start\" interval=\"0s\" timeout=\"60s\"/>
-      <op id=\"colofs-stop\" name=\"stop\" interval=\"0s\" timeout=\"120s\"/>
-      <op id=\"colofs-promote\" name=\"promote\" interval=\"0s\" timeout=\"120s\"/>
-      <op id=\"colofs-demote\" name=\"demote\" interval=\"0s\" timeout=\"120s\"/>
-      <op id=\"colofs-notify\" name=\"notify\" interval=\"0s\" timeout=\"60s\"/>
-    </operations>
-  </primitive>
-</clone>"
+# etc/colofs-pacemaker.xml, with this test's paths and binary.
+sed -e "s|/etc/colofs/vm1.ini|$T/etc-colofs/vm.ini|" \
+	-e "s|/etc/colofs/vm1-primary.ini|$T/etc-colofs/vm-primary.ini|" \
+	-e "s|^\\( *\\)</instance_attributes>|\\1  <nvpair id=\"colofs-binary\" name=\"binary\" value=\"$COLOFS_BIN\"/>\\n&|" \
+	"$PCMK_ROOT/etc/colofs-pacemaker.xml" >"$T/colofs-pacemaker.xml"
+grep -q "value=\"$COLOFS_BIN\"" "$T/colofs-pacemaker.xml" || fail "the sample's edit"
+on a cibadmin -C -o resources -x "$T/colofs-pacemaker.xml" || fail "cibadmin -C etc/colofs-pacemaker.xml"
 on a crm_verify -L || fail "crm_verify -L"
 
 # promoted_on X: node X runs the promoted instance, by X's own view.
