@@ -186,6 +186,99 @@ for r in x.iter("resource"):
 ' "node-$1" "$2"
 }
 
+# ---- a colofs pair under the cluster ----
+
+# pcmk_colofs_pair SIZE: each node's two configs (vm.ini: a secondary
+# listening on its address; vm-primary.ini: a primary toward the other
+# node) over one mountpoint ($MNT) and its own image $T/node-X/vda.img;
+# $T/expect.img is what the VM's disk must hold (vm_write keeps it).
+pcmk_colofs_pair() {
+	local n peer
+	for n in a b; do
+		peer=b
+		[ $n = b ] && peer=a
+		mkdir -p "$T/node-$n/state"
+		make_image "$T/node-$n/vda.img" "$1"
+		cat >"$T/node-$n/etc-colofs/vm.ini" <<EOC
+[colofs]
+mountpoint = $MNT
+listen = ${PCMK_ADDR[$n]}:10809
+tls = off
+state_dir = $T/node-$n/state
+
+[disk "vda"]
+image = $T/node-$n/vda.img
+EOC
+		cat >"$T/node-$n/etc-colofs/vm-primary.ini" <<EOC
+[colofs]
+mountpoint = $MNT
+mode = primary
+state_dir = $T/node-$n/state
+secondary_timeout = 5s
+
+[disk "vda"]
+image = $T/node-$n/vda.img
+secondary = nbd://${PCMK_ADDR[$peer]}:10809/vda
+EOC
+	done
+	make_image "$T/expect.img" "$1"
+}
+
+# pcmk_boot_clone: boots both nodes and loads etc/colofs-pacemaker.xml,
+# with this test's paths and binary (no fencing: a test cluster).
+pcmk_boot_clone() {
+	pcmk_node_start a
+	pcmk_node_start b
+	pcmk_wait_online a a b
+	ok "a two-node cluster is up (quorate, both online)"
+	on a crm_attribute -t crm_config -n stonith-enabled -v false
+	on a crm_attribute -t crm_config -n no-quorum-policy -v ignore
+	sed -e "s|/etc/colofs/vm1.ini|$T/etc-colofs/vm.ini|" \
+		-e "s|/etc/colofs/vm1-primary.ini|$T/etc-colofs/vm-primary.ini|" \
+		-e "s|^\\( *\\)</instance_attributes>|\\1  <nvpair id=\"colofs-binary\" name=\"binary\" value=\"$COLOFS_BIN\"/>\\n&|" \
+		"$PCMK_ROOT/etc/colofs-pacemaker.xml" >"$T/colofs-pacemaker.xml"
+	grep -q "value=\"$COLOFS_BIN\"" "$T/colofs-pacemaker.xml" || fail "the sample's edit"
+	on a cibadmin -C -o resources -x "$T/colofs-pacemaker.xml" ||
+		fail "cibadmin -C etc/colofs-pacemaker.xml"
+	on a crm_verify -L || fail "crm_verify -L"
+}
+
+# promoted_on X: node X runs the promoted instance, by X's own view.
+promoted_on() { [ "$(pcmk_role "$1" colofs)" = Promoted ]; }
+unpromoted_on() { [ "$(pcmk_role "$1" colofs)" = Unpromoted ]; }
+either_promoted() { promoted_on a || promoted_on b; }
+# on_status X KEY: a key of node X's colofs status.
+on_status() { on "$1" sed -n "s/^$2=//p" "$MNT/.colo/status"; }
+state_is() { [ "$(on_status "$1" state)" = "$2" ]; }
+# outdated X Y: by X's view, node Y is marked outdated (not promotable).
+outdated() { [ "$(on "$1" crm_attribute -N "node-$2" -n colofs-outdated -l forever -G -q 2>/dev/null)" = 1 ]; }
+in_sync() { state_is "$1" replicating && ! outdated "$1" "$2"; }
+# disk_sum X FILE: FILE's sha256 as node X reads it.
+disk_sum() { on "$1" dd if="$2" bs=1M status=none | sha256sum | cut -d' ' -f1; }
+
+# vm_write X OFFSET LENGTH BYTE: the VM writes (and fsyncs) on node X.
+vm_write() {
+	pattern "$3" "$4" >"$T/chunk"
+	on "$1" dd if="$T/chunk" of="$MNT/vda" bs=64K seek="$2" oflag=seek_bytes conv=notrunc,fsync status=none ||
+		fail "the VM's write on node-$1"
+	dd if="$T/chunk" of="$T/expect.img" bs=64K seek="$2" oflag=seek_bytes conv=notrunc status=none
+}
+
+# pcmk_wait_promoted: one node promoted (P), the other unpromoted (U),
+# the pair replicating and U no longer outdated.
+pcmk_wait_promoted() {
+	wait_for 240 either_promoted || fail "the cluster promoted no node: $(pcmk_xml a)"
+	P=a U=b
+	promoted_on a || { P=b U=a; }
+	wait_for 120 unpromoted_on "$U" || fail "node-$U is not unpromoted: $(pcmk_role "$U" colofs)"
+	ok "the cluster promoted node-$P, node-$U is unpromoted"
+	wait_for 120 in_sync "$P" "$U" ||
+		fail "node-$P: $(on_status "$P" mode) $(on_status "$P" state), node-$U outdated: $(outdated "$P" "$U" && echo yes)"
+	[ "$(on_status "$P" mode)" = primary ] || fail "node-$P's colofs is not a primary"
+	[ "$(on_status "$U" mode)" = secondary ] || fail "node-$U's colofs is not a secondary"
+	ok "node-$P's primary replicates to node-$U, which is no longer outdated"
+}
+
 # A failure shows what the cluster logged about colofs.
 fail() {
 	echo "FAIL: $*" >&2
