@@ -8,7 +8,8 @@
 # Killing a node's PID 1 kills everything in it, colofs and its mount
 # included: a node that dies.  Source after lib.sh:
 #   . "$(dirname "$0")/../lib.sh"; . "$(dirname "$0")/../pcmk.sh"
-# pcmk_setup; pcmk_node_start a; pcmk_node_start b; pcmk_wait_online a b
+# pcmk_setup; pcmk_node_start a; pcmk_node_start b; pcmk_wait_online a a b
+# or, for the colofs clone on both nodes: pcmk_promoted_pair SIZE.
 # Each node has $T/node-X/ (logs; etc-colofs/, which the node sees as
 # $T/etc-colofs: one config path, each node its own files).
 
@@ -277,6 +278,14 @@ pcmk_wait_promoted() {
 	[ "$(on_status "$P" mode)" = primary ] || fail "node-$P's colofs is not a primary"
 	[ "$(on_status "$U" mode)" = secondary ] || fail "node-$U's colofs is not a secondary"
 	ok "node-$P's primary replicates to node-$U, which is no longer outdated"
+}
+
+# pcmk_promoted_pair SIZE: all of the above; then P and U are set.
+pcmk_promoted_pair() {
+	pcmk_setup
+	pcmk_colofs_pair "$1"
+	pcmk_boot_clone
+	pcmk_wait_promoted
 }
 
 # A failure shows what the cluster logged about colofs.

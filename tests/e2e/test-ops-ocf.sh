@@ -7,7 +7,7 @@
 # view equals what the VM wrote through the promoted mount), demote back to
 # a secondary, validate-all's refusals.
 . "$(dirname "$0")/lib.sh"
-. "$(dirname "$0")/tls.sh"
+. "$(dirname "$0")/pair.sh"
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 command -v ocf-tester >/dev/null || skip "ocf-tester is not installed (make deps: resource-agents)"
@@ -20,46 +20,25 @@ AGENT=$T/ocf/colofs
 install -D -m 0755 "$ROOT/tools/colofs.ocf" "$AGENT"
 export OCF_ROOT=/usr/lib/ocf
 INST=colofs-test-$$
-PEER_MNT=$T/peer
-mkdir -p "$PEER_MNT"
-at_exit "fusermount3 -u $PEER_MNT || umount -l $PEER_MNT"
-PORT=$(free_port)
-PEER_URI="nbd://127.0.0.1:$PORT/vda"
 
-make_image "$T/vda.img" 8M
-make_image "$T/peer.img" 8M
-# The local node's two configs, over one mountpoint and image.
-cat >"$T/s.ini" <<EOC
+# The peer: pair.sh's secondary (s.ini, on TCP, mounted on $SMNT).  This
+# node: pair.sh's primary config (p.ini: $PMNT, p.img, secondary = the
+# peer) and a secondary config over the same mountpoint and image.
+pair_tcp
+pair_configs
+make_image "$T/s.img" 8M
+make_image "$T/p.img" 8M
+cat >"$T/local.ini" <<EOC
 [colofs]
-mountpoint = $MNT
-listen = unix:$T/s.sock
+mountpoint = $PMNT
+listen = unix:$T/local.sock
 state_dir = $T/state
 
 [disk "vda"]
-image = $T/vda.img
+image = $T/p.img
 EOC
-cat >"$T/p.ini" <<EOC
-[colofs]
-mountpoint = $MNT
-mode = primary
-state_dir = $T/state
-secondary_timeout = 5s
-
-[disk "vda"]
-image = $T/vda.img
-secondary = $PEER_URI
-EOC
-# The peer: a secondary on TCP.
-cat >"$T/peer.ini" <<EOC
-[colofs]
-mountpoint = $PEER_MNT
-listen = 127.0.0.1:$PORT
-state_dir = $T/peerstate
-
-[disk "vda"]
-image = $T/peer.img
-EOC
-"$COLOFS_BIN" -c "$T/peer.ini" || fail "the peer did not start"
+MNT=$PMNT	# for status_get and friends
+start_secondary
 
 tester() {
 	ocf-tester -n "$INST" -o binary="$COLOFS_BIN" "$@" "$AGENT" >"$T/tester.log" 2>&1 || {
@@ -68,17 +47,17 @@ tester() {
 	}
 	grep -q "passed all tests" "$T/tester.log" || fail "ocf-tester: $(tail -n 3 "$T/tester.log")"
 }
-tester -o config="$T/s.ini"
+tester -o config="$T/local.ini"
 ok "ocf-tester passes: secondary config only"
-tester -o config="$T/s.ini" -o primary_config="$T/p.ini" -o disk=vda
+tester -o config="$T/local.ini" -o primary_config="$T/p.ini" -o disk=vda
 ok "ocf-tester passes: with primary_config toward a live peer"
 
 # ---- the actions one by one ----
 ra() {
 	local rc=0
 	env OCF_RESOURCE_INSTANCE="$INST" OCF_RESKEY_binary="$COLOFS_BIN" \
-		OCF_RESKEY_config="$T/s.ini" OCF_RESKEY_primary_config="$T/p.ini" \
-		OCF_RESKEY_peer="$PEER_URI" OCF_RESKEY_disk=vda \
+		OCF_RESKEY_config="$T/local.ini" OCF_RESKEY_primary_config="$T/p.ini" \
+		OCF_RESKEY_peer="$SURI" OCF_RESKEY_disk=vda \
 		OCF_RESKEY_CRM_meta_interval="${INTERVAL:-10000}" \
 		OCF_RESKEY_CRM_meta_timeout=60000 ${RA_ENV:-} "$AGENT" "$1" >>"$T/ra.log" 2>&1 || rc=$?
 	echo "$rc"
@@ -91,7 +70,7 @@ expect_ra() {
 		fail "$1: exit $got, want $2"
 	}
 }
-peer_get() { sed -n "s/^$1=//p" "$PEER_MNT/.colo/status"; }
+peer_get() { sed -n "s/^$1=//p" "$SMNT/.colo/status"; }
 
 expect_ra monitor 7
 INTERVAL=0 expect_ra monitor 7
@@ -118,9 +97,9 @@ ok "promote: a primary in $(status_get state), monitor 8"
 # The VM writes through the promoted mount; the peer has it.
 pattern 1M 5a | dd of="$MNT/vda" bs=1M seek=2 conv=notrunc,fsync status=none
 [ "$(dd if="$MNT/vda" bs=1M status=none | sha256sum)" = \
-	"$(dd if="$PEER_MNT/vda" bs=1M status=none | sha256sum)" ] ||
+	"$(dd if="$SMNT/vda" bs=1M status=none | sha256sum)" ] ||
 	fail "the peer's view differs from the promoted disk"
-expect_bytes "$PEER_MNT/vda" $((2 << 20)) $((1 << 20)) 5a
+expect_bytes "$SMNT/vda" $((2 << 20)) $((1 << 20)) 5a
 ok "the peer's view equals the promoted disk after a VM write"
 
 expect_ra promote 0
@@ -133,8 +112,8 @@ expect_ra demote 0
 ok "demote: a secondary again (data kept), a second demote is a no-op"
 
 # A dead daemon: monitor says failed (1), stop cleans up.
-pid=$(pgrep -f -- "^[^ ]*colofs -c $T/s.ini( |\$)")
-[ -n "$pid" ] || fail "no colofs -c $T/s.ini process"
+pid=$(pgrep -f -- "^[^ ]*colofs -c $T/local.ini( |\$)")
+[ -n "$pid" ] || fail "no colofs -c $T/local.ini process"
 kill -9 $pid
 wait_for 20 sh -c "! kill -0 $pid"
 expect_ra monitor 1
@@ -149,7 +128,7 @@ ok "kill -9: monitor 1; stop unmounts, a second stop is 0"
 expect_ra validate-all 0
 RA_ENV="OCF_RESKEY_config=$T/nope.ini" expect_ra validate-all 6
 RA_ENV="OCF_RESKEY_config=$T/p.ini" expect_ra validate-all 6
-sed "s|^mountpoint = .*|mountpoint = $PEER_MNT|" "$T/p.ini" >"$T/p2.ini"
+sed "s|^mountpoint = .*|mountpoint = $SMNT|" "$T/p.ini" >"$T/p2.ini"
 RA_ENV="OCF_RESKEY_primary_config=$T/p2.ini" expect_ra validate-all 6
 RA_ENV="OCF_RESKEY_binary=$T/no-colofs" expect_ra validate-all 5
 RA_ENV="OCF_RESKEY_CRM_meta_clone_max=2 OCF_RESKEY_CRM_meta_promotable=true" expect_ra validate-all 6

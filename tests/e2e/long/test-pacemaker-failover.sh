@@ -14,10 +14,7 @@
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/../pcmk.sh"
 
-pcmk_setup
-pcmk_colofs_pair 16M
-pcmk_boot_clone
-pcmk_wait_promoted
+pcmk_promoted_pair 16M
 
 # The VM writes on the promoted node.
 vm_write "$P" $((2 << 20)) $((1 << 20)) 5a

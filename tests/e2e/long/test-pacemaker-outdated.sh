@@ -10,10 +10,7 @@
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/../pcmk.sh"
 
-pcmk_setup
-pcmk_colofs_pair 16M
-pcmk_boot_clone
-pcmk_wait_promoted
+pcmk_promoted_pair 16M
 
 vm_write "$P" $((1 << 20)) $((1 << 20)) 3c
 common=$(sha256sum <"$T/expect.img" | cut -d' ' -f1)
