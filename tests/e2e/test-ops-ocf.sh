@@ -111,9 +111,18 @@ expect_bytes "$MNT/vda" $((2 << 20)) $((1 << 20)) 5a
 expect_ra demote 0
 ok "demote: a secondary again (data kept), a second demote is a no-op"
 
-# A dead daemon: monitor says failed (1), stop cleans up.
+# A hung daemon (SIGSTOP): monitor says failed (1) once status_timeout
+# has passed, instead of hanging on the FUSE read.
 pid=$(pgrep -f -- "^[^ ]*colofs -c $T/local.ini( |\$)")
 [ -n "$pid" ] || fail "no colofs -c $T/local.ini process"
+at_exit "kill -CONT $pid"
+kill -STOP $pid
+RA_ENV="OCF_RESKEY_status_timeout=2" expect_ra monitor 1
+kill -CONT $pid
+expect_ra monitor 0
+ok "a hung mount: monitor 1 after status_timeout; 0 again once it answers"
+
+# A dead daemon: monitor says failed (1), stop cleans up.
 kill -9 $pid
 wait_for 20 sh -c "! kill -0 $pid"
 expect_ra monitor 1
