@@ -6,7 +6,7 @@
 #                    the unit and end-to-end tests
 #   make check-asan  the same under ASan + UBSan (build-asan/)
 #   make check-tsan  the engine's stress driver under TSan (build-tsan/)
-#   make check-long  the slow tests (fuzzing, long soaks)
+#   make check-long  the slow tests (fuzzing, long soaks, Pacemaker)
 #   make demo        the main job: a primary, a secondary, a failover
 #   make bench       the engine's benchmark (tools/bench-core.c)
 #   make deps        install the missing Debian packages (as root)
