@@ -111,6 +111,21 @@ expect_bytes "$MNT/vda" $((2 << 20)) $((1 << 20)) 5a
 expect_ra demote 0
 ok "demote: a secondary again (data kept), a second demote is a no-op"
 
+# A COLO secondary VM has the disk open: promote fails over and stays a
+# pass-through (the VM goes on writing); demote once the VM is gone.
+exec 9<>"$MNT/vda"
+expect_ra promote 0
+expect_ra monitor 8
+expect_status mode secondary
+expect_status state done
+pattern 64K 9e | dd of=/dev/fd/9 bs=64K seek=1 conv=notrunc status=none
+exec 9>&-
+expect_bytes "$MNT/vda" $((64 << 10)) $((64 << 10)) 9e
+expect_ra demote 0
+expect_ra monitor 0
+expect_bytes "$MNT/vda" $((64 << 10)) $((64 << 10)) 9e
+ok "promote with the disk open: a pass-through the VM writes through; demote after it closed"
+
 # A hung daemon (SIGSTOP): monitor says failed (1) once status_timeout
 # has passed, instead of hanging on the FUSE read.
 pid=$(pgrep -f -- "^[^ ]*colofs -c $T/local.ini( |\$)")
