@@ -126,7 +126,10 @@ install: $(COLOFS) $(BUILD)/colofsctl $(MAN_PAGES)
 	install -D -m 0644 $(BUILD)/man/colofs.8 $(DESTDIR)$(MANDIR)/man8/colofs.8
 	install -D -m 0644 $(BUILD)/man/colofsctl.8 $(DESTDIR)$(MANDIR)/man8/colofsctl.8
 	install -D -m 0644 $(BUILD)/man/colofs.ini.5 $(DESTDIR)$(MANDIR)/man5/colofs.ini.5
-	install -D -m 0755 tools/colofs.ocf $(DESTDIR)$(OCFDIR)/colofs
+	@mkdir -p $(DESTDIR)$(OCFDIR)
+	sed 's|^COLOFS_DEFAULT=colofs$$|COLOFS_DEFAULT=$(BINDIR)/colofs|' tools/colofs.ocf \
+		>$(DESTDIR)$(OCFDIR)/colofs
+	chmod 0755 $(DESTDIR)$(OCFDIR)/colofs
 	@mkdir -p $(DESTDIR)$(UNITDIR)
 	sed -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/etc/colofs/|$(CONFDIR)/|g' \
 		etc/colofs@.service >$(DESTDIR)$(UNITDIR)/colofs@.service

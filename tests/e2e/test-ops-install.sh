@@ -42,6 +42,7 @@ agent=$D/usr/local/lib/ocf/resource.d/colofs/colofs
 if [ -r /usr/lib/ocf/lib/heartbeat/ocf-shellfuncs ]; then
 	OCF_ROOT=/usr/lib/ocf "$agent" meta-data >"$T/meta.xml" || fail "agent meta-data"
 	grep -q '<resource-agent name="colofs"' "$T/meta.xml" || fail "agent meta-data: $(head -c 300 "$T/meta.xml")"
+	grep -q 'default="/usr/local/bin/colofs"' "$T/meta.xml" || fail "the installed agent's default binary is not BINDIR's"
 	if command -v xmllint >/dev/null && [ -r /usr/share/resource-agents/ra-api-1.dtd ]; then
 		(cd /usr/share/resource-agents && xmllint --noout --valid - <"$T/meta.xml") ||
 			fail "the agent's meta-data is not valid against ra-api-1.dtd"
