@@ -48,27 +48,3 @@ wait_for 180 promoted_on "$P" || fail "node-$P was not promoted after node-$U di
 [ "$(disk_sum "$P" "$MNT/vda")" = "$want" ] || fail "node-$P's disk after the second failover"
 [ "$(sha256sum <"$T/node-$P/vda.img" | cut -d' ' -f1)" = "$want" ] || fail "node-$P's image"
 ok "failed back: the cluster promoted node-$P, with the writes of both epochs"
-
-# 6. Only colofs dies on the promoted node (kill -9: a dead mount), with
-#    migration-threshold=1: monitor fails, the cluster moves the promoted
-#    role to the other node; after a cleanup the node rejoins unpromoted.
-pcmk_node_start "$U"
-pcmk_wait_online "$P" a b
-wait_for 120 unpromoted_on "$U" || fail "node-$U is $(pcmk_role "$U" colofs), want Unpromoted"
-wait_for 180 in_sync "$P" "$U" || fail "node-$P does not replicate to node-$U: $(on_status "$P" state)"
-on "$P" crm_resource -r colofs-clone --meta -p migration-threshold -v 1 >/dev/null ||
-	fail "setting migration-threshold"
-vm_write "$P" $((12 << 20)) $((1 << 20)) e1
-want=$(sha256sum <"$T/expect.img" | cut -d' ' -f1)
-pid=$(on "$P" pgrep -f -- "^[^ ]*colofs -c ")
-[ -n "$pid" ] || fail "no colofs in node-$P"
-on "$P" kill -9 $pid
-ok "colofs killed on node-$P (the node stays up)"
-wait_for 180 promoted_on "$U" || fail "node-$U was not promoted after colofs died on node-$P: $(pcmk_role "$U" colofs)"
-[ "$(disk_sum "$U" "$MNT/vda")" = "$want" ] || fail "node-$U's disk after colofs died on node-$P"
-ok "the cluster promoted node-$U, whose disk is the VM's"
-on "$P" crm_resource --cleanup -r colofs-clone >/dev/null || fail "crm_resource --cleanup"
-wait_for 120 unpromoted_on "$P" || fail "node-$P is $(pcmk_role "$P" colofs) after the cleanup"
-wait_for 180 in_sync "$U" "$P" || fail "node-$U does not replicate to node-$P: $(on_status "$U" state)"
-[ "$(disk_sum "$P" "$MNT/vda")" = "$want" ] || fail "node-$P's view after its resync"
-ok "after a cleanup node-$P is unpromoted again and in sync"
