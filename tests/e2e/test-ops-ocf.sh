@@ -5,7 +5,9 @@
 # monitor's distinct codes (7 stopped, 0 unpromoted, 8 promoted, 1 dead),
 # promote = failover then a primary that full-syncs the peer (the peer's
 # view equals what the VM wrote through the promoted mount), demote back to
-# a secondary, validate-all's refusals.
+# a secondary, promote with the disk open, promote with the peer away and
+# the post-start notification, a hung and a dead daemon, validate-all's
+# refusals.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/pair.sh"
 
@@ -125,6 +127,26 @@ expect_ra demote 0
 expect_ra monitor 0
 expect_bytes "$MNT/vda" $((64 << 10)) $((64 << 10)) 9e
 ok "promote with the disk open: a pass-through the VM writes through; demote after it closed"
+
+# Promoted while the peer is away: the primary runs alone; the peer's
+# post-start notification reconnects it at once (resync returns syncing).
+fusermount3 -u "$SMNT"
+wait_exit "$SEC_PID"
+expect_ra promote 0
+expect_status mode primary
+expect_status state none
+expect_ra monitor 8
+expect_status state none
+start_secondary
+RA_ENV="OCF_RESKEY_CRM_meta_notify_type=post OCF_RESKEY_CRM_meta_notify_operation=start" \
+	expect_ra notify 0
+case $(status_get state) in
+syncing | replicating) ;;
+*) fail "after the post-start notification the primary is $(status_get state)" ;;
+esac
+wait_for 60 replicating || fail "the primary does not replicate after the peer came back"
+expect_ra demote 0
+ok "promoted alone, then the peer's post-start notification resyncs it"
 
 # A hung daemon (SIGSTOP): monitor says failed (1) once status_timeout
 # has passed, instead of hanging on the FUSE read.
