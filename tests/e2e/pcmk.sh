@@ -54,7 +54,10 @@ pcmk_setup() {
 		ip -n "colofs-$PCMK_ID-$n" link set "cpk$PCMK_ID$n" up
 		ip -n "colofs-$PCMK_ID-$n" link set lo up
 		mkdir -p "$T/node-$n/etc-colofs" "$T/etc-colofs"
-		chown hacluster:haclient "$T/node-$n"
+		# The daemons that run as hacluster log to node-X/log; the rest of node-X
+		# stays root's (colofs refuses a state_dir another user could swap).
+		mkdir -p "$T/node-$n/log"
+		chown hacluster:haclient "$T/node-$n/log"
 	done
 	cat >"$T/corosync.conf" <<EOC
 totem {
@@ -113,7 +116,7 @@ for i in $(seq 600); do
 	corosync-cfgtool -s >/dev/null 2>&1 && break
 	sleep 0.1
 done
-export PCMK_logfile=$T/node-$n/pacemaker.log PCMK_logfacility=none
+export PCMK_logfile=$T/node-$n/log/pacemaker.log PCMK_logfacility=none
 export PCMK_debug=${PCMK_DEBUG:-no}
 pacemakerd >>"$T/node-$n/pacemakerd.out" 2>&1 &
 set +e
@@ -166,7 +169,7 @@ pcmk_wait_online() {
 	local n=$1
 	wait_for 180 pcmk_online "$@" || {
 		pcmk_xml "$n" >&2
-		tail -n 30 "$T/node-$n/pacemaker.log" "$T/node-$n/corosync.log" >&2
+		tail -n 30 "$T/node-$n/log/pacemaker.log" "$T/node-$n/corosync.log" >&2
 		fail "node-$n: no quorate cluster with $* online"
 	}
 }
@@ -300,6 +303,6 @@ pcmk_logs() {
 	local n
 	for n in a b; do
 		echo "---- node-$n ----"
-		grep -h -i -E 'colofs|error|warn' "$T/node-$n/pacemaker.log" 2>/dev/null | tail -n 40
+		grep -h -i -E 'colofs|error|warn' "$T/node-$n/log/pacemaker.log" 2>/dev/null | tail -n 40
 	done
 }
