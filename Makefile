@@ -151,7 +151,6 @@ uninstall:
 		$(DESTDIR)$(MANDIR)/man8/colofsctl.8 \
 		$(DESTDIR)$(MANDIR)/man5/colofs.ini.5 \
 		$(DESTDIR)$(COMPDIR)/colofsctl \
-		$(DESTDIR)$(UNITDIR)/colofs@.service
 		$(DESTDIR)$(UNITDIR)/colofs@.service $(DESTDIR)$(OCFDIR)/colofs
 	@rmdir $(DESTDIR)$(OCFDIR) 2>/dev/null || true
 	@if cmp -s etc/colofs.ini $(DESTDIR)$(CONFDIR)/example.ini; then \
