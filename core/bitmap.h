@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gi.h"
+
 /* A durable dirty bitmap: one bit per granule of a disk, kept in a file
  * (bitmap.c describes the format).  Every call is thread-safe.
  */
@@ -41,6 +43,15 @@ void bitmap_peer(struct bitmap *b, char *buf, size_t len);
  */
 int bitmap_update(struct bitmap *b, unsigned set, unsigned clear,
 		  const char *peer);
+
+/* The generation identifiers the header keeps (gi.h): peer_gen, the
+ * secondary's generation the bits count against (0: none recorded), and
+ * own, this primary's.  Both zero in a file from an older colofs.
+ */
+void bitmap_gens(struct bitmap *b, uint64_t *peer_gen, struct gi_set *own);
+/* Replaces them in one durable rewrite.  0, or -1 with errno. */
+int bitmap_set_gens(struct bitmap *b, uint64_t peer_gen,
+		    const struct gi_set *own);
 
 /* Marks every granule touched by [off, off+len).  When a granule was
  * clean, the bits reach the disk (pwrite + fdatasync) before this

@@ -77,6 +77,7 @@ struct primary {
 	char error[2600];		/* protected by lock */
 	unsigned mirrored;		/* writes in flight; protected by lock */
 	unsigned unmirrored;		/* protected by lock */
+	bool split_brain;		/* protected by lock */
 	atomic_bool live;		/* BITMAP_LIVE is set; changed under ctl */
 	uint64_t checkpoints, syncs;	/* protected by lock */
 	uint64_t sync_total, sync_done;	/* protected by lock */
@@ -197,16 +198,41 @@ link_failed(struct primary *p, struct primary_disk *d, const char *why)
 	pthread_mutex_unlock(&p->lock);
 }
 
-/* Sets or clears BITMAP_LIVE on every disk.  With p->ctl held. */
+/* This primary starts a generation of its own on disk d (gi.h): a pair
+ * formed or was left.  The peer generation stays.  0, or -1 (logged).
+ */
+static int
+new_generation(struct primary_disk *d, uint64_t peer_gen)
+{
+	struct gi_set own;
+	uint64_t old_peer;
+
+	bitmap_gens(d->bm, &old_peer, &own);
+	if (gi_new(&own) == -1 || bitmap_set_gens(d->bm, peer_gen, &own) == -1) {
+		log_error("%s: cannot save a new generation: %m", d->name);
+		return -1;
+	}
+	return 0;
+}
+
+/* Sets or clears BITMAP_LIVE on every disk.  With p->ctl held.  Clearing
+ * it means the pair was left: each disk starts a new generation.
+ */
 static int
 set_live(struct primary *p, bool live)
 {
+	struct gi_set own;
+	uint64_t peer_gen;
 	size_t i;
 
-	for (i = 0; i < p->ndisks; i++)
+	for (i = 0; i < p->ndisks; i++) {
 		if (bitmap_update(p->disks[i].bm, live ? BITMAP_LIVE : 0,
 				  live ? 0 : BITMAP_LIVE, NULL) == -1)
 			return -1;
+		bitmap_gens(p->disks[i].bm, &peer_gen, &own);
+		if (!live && new_generation(&p->disks[i], peer_gen) == -1)
+			return -1;
+	}
 	p->live = live;
 	return 0;
 }
@@ -639,14 +665,112 @@ connect_all(struct primary *p, const char *uri)
 	return 0;
 }
 
+/* "2026-12-07 12:00:00 UTC" */
+static void
+put_time(char *buf, size_t len, int64_t t)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (t == 0 || gmtime_r(&tt, &tm) == NULL)
+		snprintf(buf, len, "an unknown time");
+	else
+		strftime(buf, len, "%Y-%m-%d %H:%M:%S UTC", &tm);
+}
+
+/* Disk d's secondary's generations (gi.h) against what the bitmap
+ * counts against: the verdict, the peer's set in *peer.
+ */
+static enum gi_verdict
+compare_generations(struct primary *p, struct primary_disk *d,
+		    struct gi_set *peer)
+{
+	char desc[4200];
+	uint64_t recorded;
+	struct gi_set own;
+	int rc = 1;
+
+	desc[0] = '\0';
+	if (p->link->peer_description != NULL)
+		p->link->peer_description(p->link_opaque, d->index, desc,
+					  sizeof desc);
+	rc = gi_parse(desc, peer);
+	if (rc == -1)
+		log_warn("%s: the secondary's description has a malformed "
+			 "generation (%.200s): treated as unknown", d->name,
+			 desc);
+	bitmap_gens(d->bm, &recorded, &own);
+	return gi_compare(recorded, rc == 0 ? peer : NULL);
+}
+
+/* The split brain on disk d, for .colo/error and the log. */
+static int
+refuse_split_brain(struct primary *p, struct primary_disk *d,
+		   const struct gi_set *peer)
+{
+	char when_s[64], when_p[64];
+	uint64_t recorded;
+	struct gi_set own;
+
+	bitmap_gens(d->bm, &recorded, &own);
+	put_time(when_s, sizeof when_s, peer->since);
+	put_time(when_p, sizeof when_p, own.since);
+	pthread_mutex_lock(&p->lock);
+	p->split_brain = true;
+	pthread_mutex_unlock(&p->lock);
+	log_error("%s: split brain with %s: it failed over at %s (generation "
+		  "%016" PRIx64 " after %016" PRIx64 ")", d->name, d->uri,
+		  when_s, peer->current, recorded);
+	return refuse(p, EIO, "split brain on %s: the secondary %s failed "
+		      "over at %s and may have written since (its generation "
+		      "%016" PRIx64 ", after %016" PRIx64 ", the one this "
+		      "primary last synced with); this primary has %" PRIu64
+		      " bytes dirty, written since %s (generation %016" PRIx64
+		      "). Nothing was copied. To keep this primary's data: "
+		      "resync full here, or restart the secondary with colofs "
+		      "--demote --discard-local (either way the secondary's "
+		      "writes since %s are lost). To keep the secondary's: "
+		      "fail over to it instead (colofs(8), SPLIT BRAIN)",
+		      d->name, d->uri, when_s, peer->current, recorded,
+		      bitmap_dirty_bytes(d->bm), when_p, own.current, when_s);
+}
+
 /* Connected: marks what must be copied, then syncing.  With p->ctl. */
 static int
 begin_sync(struct primary *p, bool full)
 {
 	char peer[URI_MAX];
+	struct gi_set *peers;
+	enum gi_verdict *verdicts;
 	uint64_t total = 0;
 	size_t i;
 
+	peers = calloc(p->ndisks ? p->ndisks : 1, sizeof *peers);
+	verdicts = calloc(p->ndisks ? p->ndisks : 1, sizeof *verdicts);
+	if (peers == NULL || verdicts == NULL) {
+		free(peers);
+		free(verdicts);
+		for (i = 0; i < p->ndisks; i++)
+			p->link->disconnect(p->link_opaque, i, false);
+		return refuse(p, ENOMEM, "out of memory");
+	}
+	/* Every disk is compared before any bitmap changes. */
+	for (i = 0; i < p->ndisks; i++) {
+		struct primary_disk *d = &p->disks[i];
+
+		verdicts[i] = compare_generations(p, d, &peers[i]);
+		log_info("%s: generations: rule %d, %s", d->name,
+			 (int)verdicts[i], gi_verdict_name(verdicts[i]));
+		if (verdicts[i] == GI_SPLIT_BRAIN && !full) {
+			refuse_split_brain(p, d, &peers[i]);
+			free(peers);
+			free(verdicts);
+			for (i = 0; i < p->ndisks; i++)
+				p->link->disconnect(p->link_opaque, i, false);
+			errno = EIO;
+			return -1;
+		}
+	}
 	for (i = 0; i < p->ndisks; i++) {
 		struct primary_disk *d = &p->disks[i];
 		unsigned f = bitmap_flags(d->bm);
@@ -654,8 +778,15 @@ begin_sync(struct primary *p, bool full)
 
 		bitmap_peer(d->bm, peer, sizeof peer);
 		inc = !full && (f & BITMAP_SYNCED) &&
-		      strcmp(peer, d->uri) == 0;
+		      strcmp(peer, d->uri) == 0 && verdicts[i] == GI_SAME;
 		if (!inc && bitmap_mark_all(d->bm) == -1)
+			goto fail;
+		/* A pair forms: the bits count against the secondary's
+		 * generation from now on (after the marks: a crash in
+		 * between leaves more to copy, never less), and this
+		 * primary starts a generation of its own.
+		 */
+		if (new_generation(d, peers[i].current) == -1)
 			goto fail;
 		/* Live before anything mirrors.  Synced with this peer from
 		 * now on: outside the dirty granules (all of them, for a full
@@ -669,8 +800,11 @@ begin_sync(struct primary *p, bool full)
 			 inc ? "incremental" : "full", d->uri);
 		total += bitmap_dirty_bytes(d->bm);
 	}
+	free(peers);
+	free(verdicts);
 	p->live = true;
 	pthread_mutex_lock(&p->lock);
+	p->split_brain = false;
 	p->state = PRIMARY_SYNCING;
 	p->sync_cancel = false;
 	p->sync_total = total;
@@ -697,6 +831,8 @@ begin_sync(struct primary *p, bool full)
 	p->sync_joinable = true;
 	return 0;
 fail:
+	free(peers);
+	free(verdicts);
 	for (i = 0; i < p->ndisks; i++)
 		p->link->disconnect(p->link_opaque, i, false);
 	return refuse(p, EIO, "cannot update the dirty bitmap: %s",
@@ -991,6 +1127,7 @@ primary_get_status(struct primary *p, struct primary_status *st)
 	st->state = p->state;
 	st->checkpoints = p->checkpoints;
 	st->syncs = p->syncs;
+	st->split_brain = p->split_brain;
 	st->sync_total_bytes = p->sync_total;
 	st->sync_done_bytes = p->sync_done;
 	ns = ns_between(&p->sync_t0, p->state == PRIMARY_SYNCING ? &now :
@@ -1016,6 +1153,7 @@ primary_get_status(struct primary *p, struct primary_status *st)
 		bitmap_peer(d->bm, peer, sizeof peer);
 		ds->synced = (bitmap_flags(d->bm) & BITMAP_SYNCED) &&
 			     strcmp(peer, ds->uri) == 0;
+		bitmap_gens(d->bm, &ds->peer_gen, &ds->gen);
 	}
 	return 0;
 }

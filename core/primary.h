@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gi.h"
 #include "image.h"
 
 /* The primary side: each disk is a local image whose writes are mirrored
@@ -35,7 +36,10 @@
  *               out: writes go on locally, marked dirty.
  *
  * "start" syncs only the dirty granules when the bitmap tracks the same
- * secondary (BITMAP_SYNCED and the same URI), else everything.
+ * secondary (BITMAP_SYNCED, the same URI and the same generation: gi.h),
+ * else everything.  A secondary that failed over after the generation
+ * the bits count against is a split brain: start and resync refuse with
+ * EIO (the status says split_brain=1) until "resync full".
  */
 enum primary_state {
 	PRIMARY_NONE,
@@ -79,6 +83,12 @@ struct primary_link_ops {
 		    char *err, size_t errlen);
 	/* Bytes of payload sent on disk i's link since it was made. */
 	uint64_t (*bytes_sent)(void *opaque, size_t i);
+	/* The export description the secondary sent at connect (it carries
+	 * its generation identifiers, gi.h), or "" if none.  Connected only;
+	 * NULL: every peer is unknown.
+	 */
+	void (*peer_description)(void *opaque, size_t i, char *buf,
+				 size_t len);
 };
 
 struct primary_disk_config {
@@ -152,6 +162,8 @@ struct primary_disk_status {
 	uint64_t mirrored_bytes;	/* of those, applied on the secondary */
 	char uri[1024];			/* the secondary in use or configured */
 	bool synced;			/* the bitmap tracks that URI */
+	uint64_t peer_gen;		/* the secondary's generation, gi.h */
+	struct gi_set gen;		/* this primary's */
 };
 
 struct primary_status {
@@ -162,6 +174,7 @@ struct primary_status {
 	uint64_t sync_done_bytes;
 	uint64_t sync_rate;		/* bytes/s, over the sync so far */
 	uint64_t syncs;			/* finished */
+	bool split_brain;		/* the last start/resync found one */
 	char reason[2048];		/* why degraded; "" otherwise */
 	char error[2600];
 	size_t ndisks;

@@ -10,6 +10,9 @@
  *   state=failover
  *   generation=5f0c...		32 hex digits, new at each start and failover
  *   journaled=1			the commit's journals are durable
+ *   gi_current=0123456789abcdef	generation identifiers (gi.h): the
+ *   gi_since=1700000000		current one, when it began, and the
+ *   gi_history=H0,H1,H2,H3	last GI_HISTORY (16 hex digits each)
  *
  * It is only ever replaced whole (durable_write, core/fdio.c): written to
  * a fresh NAME.tmp.XXXXXX, fsync'd, renamed over NAME, and the directory
@@ -50,6 +53,27 @@ parse_state(const char *s, enum replica_state *out)
 		}
 	}
 	return -1;
+}
+
+/* One gi_ key of the state file into g. */
+static int
+parse_gi(const char *key, const char *v, struct gi_set *g)
+{
+	char *end;
+	long long since;
+
+	if (strcmp(key, "gi_current") == 0)
+		return gi_parse_id(v, &g->current);
+	if (strcmp(key, "gi_history") == 0)
+		return gi_parse_history(v, g->history);
+	if (*v < '0' || *v > '9')
+		return -1;
+	errno = 0;
+	since = strtoll(v, &end, 10);
+	if (errno != 0 || *end != '\0')
+		return -1;
+	g->since = since;
+	return 0;
 }
 
 static int
@@ -122,6 +146,14 @@ statefile_read(const char *path, struct statefile *sf, char *err,
 				return bad(err, errlen, path,
 					   "journaled is not 0 or 1");
 			sf->journaled = v[0] == '1';
+		} else if (strcmp(line, "gi_current") == 0 ||
+			   strcmp(line, "gi_since") == 0 ||
+			   strcmp(line, "gi_history") == 0) {
+			char why[64];
+
+			snprintf(why, sizeof why, "%s is malformed", line);
+			if (parse_gi(line, v, &sf->gi) == -1)
+				return bad(err, errlen, path, why);
 		}
 		/* Unknown keys: a newer colofs wrote them; keep going. */
 	}
@@ -133,12 +165,15 @@ statefile_read(const char *path, struct statefile *sf, char *err,
 int
 statefile_write(const char *dir, const char *name, const struct statefile *sf)
 {
-	char buf[256];
+	char buf[512], hist[GI_HISTORY * 17];
 	int n;
 
+	gi_format_history(sf->gi.history, hist, sizeof hist);
 	n = snprintf(buf, sizeof buf, MAGIC "state=%s\ngeneration=%s\n"
-		     "journaled=%d\n", replica_state_name(sf->state),
-		     sf->generation, sf->journaled ? 1 : 0);
+		     "journaled=%d\ngi_current=%016" PRIx64 "\ngi_since=%"
+		     PRId64 "\ngi_history=%s\n", replica_state_name(sf->state),
+		     sf->generation, sf->journaled ? 1 : 0, sf->gi.current,
+		     sf->gi.since, hist);
 	return durable_write(dir, name, buf, (size_t) n);
 }
 

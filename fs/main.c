@@ -55,13 +55,14 @@ enum {
 	OPT_CHECK = 256,
 	OPT_DUMP,
 	OPT_DEMOTE,
+	OPT_DISCARD_LOCAL,
 };
 
 static void
 usage(FILE *fp)
 {
-	fputs("Usage: colofs -c FILE [-f] [-d] [--demote] [--check-config] "
-	      "[--dump-config]\n"
+	fputs("Usage: colofs -c FILE [-f] [-d] [--demote [--discard-local]]\n"
+	      "                    [--check-config] [--dump-config]\n"
 	      "       colofs --help | --version\n"
 	      "\n"
 	      "The secondary side of COLO block replication: each disk of\n"
@@ -81,6 +82,9 @@ usage(FILE *fp)
 	      "                     included, then exit\n"
 	      "      --demote       leave the state done that a failover\n"
 	      "                     left (see colofs(8)): start in none\n"
+	      "      --discard-local  with --demote: this side loses a\n"
+	      "                     split brain; the primary's next sync\n"
+	      "                     copies the whole disk here\n"
 	      "  -h, --help         this text\n"
 	      "  -V, --version      the version\n"
 	      "\n"
@@ -370,7 +374,7 @@ out:
 }
 
 static int
-serve(struct config *cfg, bool foreground, bool demote)
+serve(struct config *cfg, bool foreground, bool demote, bool discard_local)
 {
 	struct store_factory factory;
 	struct replica *r = NULL;
@@ -411,13 +415,15 @@ serve(struct config *cfg, bool foreground, bool demote)
 			 img->ops->name, (unsigned long long)img->size);
 	}
 	/* Before any I/O can arrive: the state decides what is accepted. */
-	du = durable_open(cfg, r, demote);
+	du = durable_open(cfg, r, demote, discard_local);
 	if (!du)
 		goto out;
 	if (cfg->listen) {
 		nbd = nbd_server_new(r, cfg);
 		if (!nbd)
 			goto out;
+		/* The generation identifiers go to the primary (core/gi.h). */
+		nbd_server_set_describe(nbd, durable_describe, du);
 	}
 	if (nbd)
 		status_parts[nparts++] =
@@ -472,12 +478,14 @@ main(int argc, char **argv)
 		{ "check-config", no_argument, NULL, OPT_CHECK },
 		{ "dump-config", no_argument, NULL, OPT_DUMP },
 		{ "demote", no_argument, NULL, OPT_DEMOTE },
+		{ "discard-local", no_argument, NULL, OPT_DISCARD_LOCAL },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *path = NULL;
 	bool foreground = false, check = false, dump = false, demote = false;
+	bool discard_local = false;
 	struct config *cfg;
 	char err[1024];
 	int c, rc;
@@ -490,6 +498,7 @@ main(int argc, char **argv)
 		case OPT_CHECK: check = true; break;
 		case OPT_DUMP: dump = true; break;
 		case OPT_DEMOTE: demote = true; break;
+		case OPT_DISCARD_LOCAL: discard_local = true; break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("colofs %s\n", COLOFS_VERSION); return 0;
 		default:
@@ -500,6 +509,11 @@ main(int argc, char **argv)
 	if (optind < argc) {
 		fprintf(stderr, "colofs: unexpected argument '%s'\n",
 			argv[optind]);
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (discard_local && !demote) {
+		fprintf(stderr, "colofs: --discard-local needs --demote\n");
 		usage(stderr);
 		return EXIT_USAGE;
 	}
@@ -547,7 +561,7 @@ main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	rc = cfg->mode == CONFIG_MODE_PRIMARY ? serve_primary(cfg, foreground) :
-	     serve(cfg, foreground, demote);
+	     serve(cfg, foreground, demote, discard_local);
 	config_free(cfg);
 	return rc;
 }

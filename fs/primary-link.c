@@ -71,6 +71,7 @@ struct link_conn {
 	pthread_rwlock_t lock;
 	struct nbd_handle *h;		/* protected by lock */
 	bool can_zero, can_flush;	/* of h */
+	char *description;		/* of h's export, or NULL; lock */
 	pthread_t thread;
 	bool thread_running;		/* protected by lock (write) */
 	int efd;
@@ -240,6 +241,8 @@ conn_close(struct link_conn *c)
 	}
 	nbd_close(c->h);
 	c->h = NULL;
+	free(c->description);
+	c->description = NULL;
 	pthread_mutex_lock(&c->tlock);
 	while ((t = c->tickets) != NULL) {
 		ticket_unlink(t);
@@ -274,7 +277,9 @@ link_connect(void *opaque, size_t i, const char *uri, uint64_t size,
 	    (c->certificates != NULL &&
 	     nbd_set_tls_certificates(h, c->certificates) == -1))
 		goto nbd_fail;
-	if (nbd_aio_connect_uri(h, uri) == -1)
+	/* NBD_INFO_DESCRIPTION carries a colofs secondary's generations. */
+	if (nbd_set_full_info(h, true) == -1 ||
+	    nbd_aio_connect_uri(h, uri) == -1)
 		goto nbd_fail;
 	/* The handshake, with a deadline: a dead host must not hang ctl. */
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -314,6 +319,8 @@ link_connect(void *opaque, size_t i, const char *uri, uint64_t size,
 	}
 	c->can_zero = nbd_can_zero(h) == 1;
 	c->can_flush = nbd_can_flush(h) == 1;
+	/* NULL when the server sent none (QEMU): an unknown peer. */
+	c->description = nbd_get_export_description(h);
 	c->h = h;
 	atomic_store(&c->sent, 0);
 	pthread_mutex_lock(&c->tlock);
@@ -322,6 +329,8 @@ link_connect(void *opaque, size_t i, const char *uri, uint64_t size,
 	pthread_mutex_unlock(&c->tlock);
 	if (pthread_create(&c->thread, NULL, poll_main, c) != 0) {
 		c->h = NULL;
+		free(c->description);
+		c->description = NULL;
 		snprintf(err, errlen, "cannot start its thread");
 		errno = EAGAIN;
 		goto fail;
@@ -512,6 +521,17 @@ link_wait(void *opaque, void *ticket, unsigned timeout_ms, char *err,
 	return rc;
 }
 
+static void
+link_peer_description(void *opaque, size_t i, char *buf, size_t len)
+{
+	struct primary_link *l = opaque;
+	struct link_conn *c = &l->conns[i];
+
+	pthread_rwlock_rdlock(&c->lock);
+	snprintf(buf, len, "%s", c->description ? c->description : "");
+	pthread_rwlock_unlock(&c->lock);
+}
+
 static uint64_t
 link_bytes_sent(void *opaque, size_t i)
 {
@@ -525,6 +545,7 @@ const struct primary_link_ops primary_link_ops = {
 	.disconnect = link_disconnect,
 	.submit = link_submit,
 	.wait = link_wait,
+	.peer_description = link_peer_description,
 	.bytes_sent = link_bytes_sent,
 };
 

@@ -19,6 +19,7 @@ struct fake {
 	bool refuse_connect;
 	bool fail_wait;		/* the secondary stops answering */
 	uint64_t sent;
+	const char *desc;	/* its export description (gi.h) */
 };
 
 static int
@@ -92,9 +93,24 @@ f_sent(void *o, size_t i)
 	return ((struct fake *)o)->sent;
 }
 
+static void
+f_desc(void *o, size_t i, char *buf, size_t len)
+{
+	(void)i;
+	snprintf(buf, len, "%s", ((struct fake *)o)->desc);
+}
+
 static const struct primary_link_ops fake_ops = {
-	f_connect, f_disconnect, f_submit, f_wait, f_sent,
+	f_connect, f_disconnect, f_submit, f_wait, f_sent, f_desc,
 };
+
+/* The secondary's generations: A, then B after it failed over from A. */
+#define GI_A "fake colofs-gi v1 cur=000000000000000a since=1700000000 " \
+	"hist=0000000000000000,0000000000000000,0000000000000000," \
+	"0000000000000000"
+#define GI_B "fake colofs-gi v1 cur=000000000000000b since=1700000100 " \
+	"hist=000000000000000a,0000000000000000,0000000000000000," \
+	"0000000000000000"
 
 static struct fake fk;
 static char *dir;
@@ -124,6 +140,7 @@ setup(void)
 {
 	memset(&fk, 0, sizeof fk);
 	fk.sec = calloc(1, SIZE);
+	fk.desc = GI_A;
 	dir = test_temp_dir();
 	cr_assert_neq(asprintf(&bm_path, "%s/vda.dirty", dir), -1);
 	log_set_quiet(true);
@@ -295,5 +312,72 @@ Test(primary, the_bitmap_outlives_the_primary)
 	cr_assert_eq(primary_resync(p, false, NULL), 0);
 	wait_state(p, PRIMARY_REPLICATING);
 	cr_assert_eq(fk.sent, G);
+	primary_free(p);
+}
+
+Test(primary, a_secondary_that_failed_over_since_is_a_split_brain)
+{
+	struct primary *p = make(0);
+	struct primary_disk *d = primary_find_disk(p, "vda");
+	struct primary_status st;
+	char buf[100], err[2600];
+
+	cr_assert_eq(primary_start(p), 0);
+	wait_state(p, PRIMARY_REPLICATING);
+	cr_assert_eq(primary_failover(p), 0);
+	memset(buf, 7, sizeof buf);
+	cr_assert_eq(primary_write(d, buf, sizeof buf, 3 * G), 0);
+	fk.desc = GI_B;
+	fk.sent = 0;
+	cr_assert_eq(primary_resync(p, false, NULL), -1);
+	cr_assert_eq(errno, EIO);
+	primary_last_error(p, err, sizeof err);
+	cr_assert_not_null(strstr(err, "split brain on vda"), "%s", err);
+	cr_assert_eq(fk.sent, 0, "nothing may be copied");
+	cr_assert_eq(primary_state(p), PRIMARY_FAILOVER);
+	cr_assert_eq(primary_get_status(p, &st), 0);
+	cr_assert(st.split_brain);
+	primary_status_release(&st);
+	/* This side wins. */
+	cr_assert_eq(primary_resync(p, true, NULL), 0);
+	wait_state(p, PRIMARY_REPLICATING);
+	cr_assert_eq(fk.sent, SIZE);
+	expect_equal(p);
+	cr_assert_eq(primary_get_status(p, &st), 0);
+	cr_assert(!st.split_brain);
+	cr_assert_eq(st.disks[0].peer_gen, 0xb);
+	primary_status_release(&st);
+	primary_free(p);
+}
+
+Test(primary, a_secondary_without_generations_gets_a_full_sync)
+{
+	struct primary *p = make(0);
+
+	fk.desc = "";
+	cr_assert_eq(primary_start(p), 0);
+	wait_state(p, PRIMARY_REPLICATING);
+	cr_assert_eq(primary_stop(p), 0);
+	fk.sent = 0;
+	cr_assert_eq(primary_start(p), 0);
+	wait_state(p, PRIMARY_REPLICATING);
+	cr_assert_eq(fk.sent, SIZE, "an unknown peer: full sync");
+	primary_free(p);
+}
+
+Test(primary, a_new_secondary_behind_the_same_uri_gets_a_full_sync)
+{
+	struct primary *p = make(0);
+
+	cr_assert_eq(primary_start(p), 0);
+	wait_state(p, PRIMARY_REPLICATING);
+	cr_assert_eq(primary_stop(p), 0);
+	fk.desc = "colofs-gi v1 cur=00000000000000cc since=1 hist="
+		  "0000000000000000,0000000000000000,0000000000000000,"
+		  "0000000000000000";
+	fk.sent = 0;
+	cr_assert_eq(primary_start(p), 0);
+	wait_state(p, PRIMARY_REPLICATING);
+	cr_assert_eq(fk.sent, SIZE, "unrelated generations: full sync");
 	primary_free(p);
 }
