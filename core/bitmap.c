@@ -6,7 +6,7 @@
  *
  *   0     char  magic[8]     "COLOFSDB"
  *   8     u32   version      1
- *   12    u32   flags        BITMAP_SYNCED | BITMAP_LIVE
+ *   12    u32   flags        BITMAP_SYNCED | BITMAP_LIVE | BITMAP_AL
  *   16    u64   size         of the disk, bytes
  *   24    u64   granularity  bytes per bit, a power of two
  *   32    u64   nbits        ceil(size / granularity)
@@ -260,7 +260,7 @@ bitmap_open(const char *path, uint64_t size, uint64_t gran)
 	b->fd = fd;
 	if (load(b, fd) == -1)
 		goto fail;
-	if (b->hdr.flags & BITMAP_LIVE) {
+	if ((b->hdr.flags & BITMAP_LIVE) && !(b->hdr.flags & BITMAP_AL)) {
 		log_warn("dirty bitmap %s: the primary stopped while "
 			 "replicating; what it was writing is unknown, so "
 			 "the whole disk is dirty", path);

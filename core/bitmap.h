@@ -24,12 +24,18 @@ enum {
 	 * and what was in flight is unknown.
 	 */
 	BITMAP_LIVE = 1u << 1,
+	/* With LIVE: an activity log (al.h) covered the mirrored writes, so
+	 * its extents, not the whole disk, are what may differ.
+	 */
+	BITMAP_AL = 1u << 2,
 };
 
 /* Opens path, or creates it (all clean, no flags) when it does not exist.
  * A file for another size or granularity is refused (EINVAL, logged).  A
- * file found with BITMAP_LIVE gets every bit set (and the flag kept: the
- * caller decides).  NULL with errno after logging.
+ * file found with BITMAP_LIVE but not BITMAP_AL gets every bit set (and
+ * the flag kept: the caller decides); with BITMAP_AL too, the caller must
+ * mark the activity log's extents (or everything).  NULL with errno after
+ * logging.
  */
 struct bitmap *bitmap_open(const char *path, uint64_t size, uint64_t gran);
 void bitmap_free(struct bitmap *b);		/* NULL is a no-op */

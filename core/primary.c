@@ -23,8 +23,10 @@
  * may be in flight loses track of them.  The bitmaps' BITMAP_LIVE flag
  * says so: it is set (durably) before the state becomes syncing, and
  * cleared once the state has left syncing/replicating and the last
- * mirrored write has finished; a bitmap found LIVE at start-up is all
- * dirty (bitmap.c).
+ * mirrored write has finished.  With an activity log (al.c) a mirrored
+ * write first makes its extents active, durably, and the bitmap says so
+ * (BITMAP_AL): a bitmap found LIVE at start-up gets the log's extents
+ * marked; without a usable log it is all dirty (bitmap.c).
  *
  * Entering syncing waits until no unmirrored write is in flight: every
  * write that saw a non-mirroring state has marked its granules by then,
@@ -46,6 +48,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "al.h"
 #include "bitmap.h"
 #include "log.h"
 #include "primary.h"
@@ -64,6 +67,7 @@ struct primary_disk {
 	char conf_uri[URI_MAX];
 	char uri[URI_MAX];		/* in use; protected by p->lock */
 	struct bitmap *bm;
+	struct al *al;			/* NULL: no activity log */
 	struct rangelock rl;
 	atomic_uint_fast64_t write_bytes, mirrored_bytes;
 };
@@ -227,7 +231,8 @@ set_live(struct primary *p, bool live)
 
 	for (i = 0; i < p->ndisks; i++) {
 		if (bitmap_update(p->disks[i].bm, live ? BITMAP_LIVE : 0,
-				  live ? 0 : BITMAP_LIVE, NULL) == -1)
+				  live ? 0 : BITMAP_LIVE | BITMAP_AL,
+				  NULL) == -1)
 			return -1;
 		bitmap_gens(p->disks[i].bm, &peer_gen, &own);
 		if (!live && new_generation(&p->disks[i], peer_gen) == -1)
@@ -322,7 +327,7 @@ modify(struct primary_disk *d, enum primary_op op, const void *buf,
 	struct rangelock_entry e;
 	char why[512];
 	void *ticket = NULL;
-	bool m;
+	bool m, active = false;
 	int rc = 0, err = 0;
 
 	if (off > d->size || len > d->size - off) {
@@ -333,6 +338,18 @@ modify(struct primary_disk *d, enum primary_op op, const void *buf,
 		return 0;
 	rangelock_acquire(&d->rl, &e, off, len, true);
 	m = io_begin(p);
+	if (m && d->al != NULL) {
+		/* Its extents are in the activity log before either side
+		 * has a byte of it; if the log cannot say so, the bitmap
+		 * does (a granule marked while mirrored costs a copy).
+		 */
+		active = al_begin(d->al, off, len) == 0;
+		if (!active && mark_dirty(d, off, len) == -1) {
+			rc = -1;
+			err = errno;
+			goto out;
+		}
+	}
 	if (m) {
 		ticket = p->link->submit(p->link_opaque, d->index, op, buf,
 					 off, len, why, sizeof why);
@@ -373,6 +390,8 @@ modify(struct primary_disk *d, enum primary_op op, const void *buf,
 	if (rc == 0)
 		atomic_fetch_add(&d->write_bytes, len);
 out:
+	if (active)
+		al_end(d->al, off, len);
 	io_end(p, m);
 	rangelock_release(&d->rl, &e);
 	errno = err;
@@ -793,8 +812,9 @@ begin_sync(struct primary *p, bool full)
 		 * sync) the secondary has the data, which is what the flag
 		 * says; so an interrupted sync resumes where it stopped.
 		 */
-		if (bitmap_update(d->bm, BITMAP_LIVE | BITMAP_SYNCED, 0,
-				  d->uri) == -1)
+		if (bitmap_update(d->bm, BITMAP_LIVE | BITMAP_SYNCED |
+					  (d->al ? BITMAP_AL : 0),
+				  d->al ? 0 : BITMAP_AL, d->uri) == -1)
 			goto fail;
 		log_info("%s: %s sync to %s", d->name,
 			 inc ? "incremental" : "full", d->uri);
@@ -982,6 +1002,59 @@ primary_wait_sync(struct primary *p, unsigned timeout_ms)
 
 /* ---- set-up and status ---- */
 
+static int
+mark_cb(void *opaque, uint64_t off, uint64_t len)
+{
+	return bitmap_mark(opaque, off, len);
+}
+
+/* Disk d's activity log: opened when configured, or to recover the one
+ * a crashed run used.  A bitmap found live (the primary died mirroring)
+ * gets the log's extents marked, or, without a usable log, everything
+ * (bitmap_open did that already when the run had no log).  Then the log
+ * forgets them.  0, or -1 (logged).
+ */
+static int
+open_al(struct primary_disk *d, const struct primary_disk_config *dc,
+	const struct primary_config *cfg)
+{
+	unsigned f = bitmap_flags(d->bm);
+	bool recover = (f & BITMAP_LIVE) && (f & BITMAP_AL);
+	uint64_t before;
+
+	if (f & BITMAP_LIVE)
+		d->p->live = true;
+	if (dc->al_path != NULL && (cfg->al_extents > 0 || recover)) {
+		d->al = al_open(dc->al_path, d->size, cfg->al_extent,
+				cfg->al_extents);
+		if (d->al == NULL)
+			return -1;
+	}
+	if (recover) {
+		before = bitmap_dirty_bytes(d->bm);
+		if (d->al != NULL && al_recover(d->al, mark_cb, d->bm) == 0) {
+			log_warn("%s: the primary stopped while replicating; "
+				 "its activity log names %" PRIu64 " more "
+				 "bytes that may differ", d->name,
+				 bitmap_dirty_bytes(d->bm) - before);
+		} else {
+			log_warn("%s: the primary stopped while replicating "
+				 "and its activity log is unusable (%s): the "
+				 "whole disk is dirty", d->name,
+				 d->al ? strerror(errno) : "missing");
+			if (bitmap_mark_all(d->bm) == -1)
+				return -1;
+		}
+	}
+	if (d->al != NULL && al_reset(d->al) == -1)
+		return -1;
+	if (cfg->al_extents == 0) {
+		al_free(d->al);
+		d->al = NULL;
+	}
+	return 0;
+}
+
 struct primary *
 primary_new(const struct primary_config *cfg)
 {
@@ -1018,11 +1091,8 @@ primary_new(const struct primary_config *cfg)
 		snprintf(d->conf_uri, sizeof d->conf_uri, "%s", dc->uri);
 		snprintf(d->uri, sizeof d->uri, "%s", dc->uri);
 		d->bm = bitmap_open(dc->bitmap_path, d->size, cfg->granularity);
-		if (d->bm == NULL)
+		if (d->bm == NULL || open_al(d, dc, cfg) == -1)
 			goto fail;
-		/* Found live: bitmap_open made it all dirty; it is exact now. */
-		if (bitmap_flags(d->bm) & BITMAP_LIVE)
-			p->live = true;
 	}
 	for (; i < cfg->ndisks; i++)
 		image_close(cfg->disks[i].img);
@@ -1068,6 +1138,7 @@ primary_free(struct primary *p)
 		if (d->img != NULL && d->img->ops->flush(d->img) == -1)
 			log_error("%s: flush: %m", d->name);
 		bitmap_free(d->bm);
+		al_free(d->al);
 		image_close(d->img);
 		rangelock_release_all(&d->rl);
 		free(d->name);
@@ -1154,6 +1225,13 @@ primary_get_status(struct primary *p, struct primary_status *st)
 		ds->synced = (bitmap_flags(d->bm) & BITMAP_SYNCED) &&
 			     strcmp(peer, ds->uri) == 0;
 		bitmap_gens(d->bm, &ds->peer_gen, &ds->gen);
+		if (d->al != NULL) {
+			struct al_stats as;
+
+			al_get_stats(d->al, &as);
+			ds->al_active = as.active;
+			ds->al_transactions = as.transactions;
+		}
 	}
 	return 0;
 }

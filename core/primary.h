@@ -96,6 +96,7 @@ struct primary_disk_config {
 	struct image *img;	/* taken by primary_new, also on failure */
 	const char *uri;	/* the configured secondary */
 	const char *bitmap_path;
+	const char *al_path;	/* the activity log (al.h), or NULL: none */
 };
 
 struct primary_config {
@@ -103,6 +104,12 @@ struct primary_config {
 	const struct primary_disk_config *disks;
 	uint64_t granularity;
 	unsigned timeout_ms;
+	/* The activity log: extents of al_extent bytes, at most al_extents
+	 * active (0: no log; a crash while replicating then costs a full
+	 * resync).
+	 */
+	uint64_t al_extent;
+	unsigned al_extents;
 	const struct primary_link_ops *link;
 	void *link_opaque;
 };
@@ -163,6 +170,8 @@ struct primary_disk_status {
 	char uri[1024];			/* the secondary in use or configured */
 	bool synced;			/* the bitmap tracks that URI */
 	uint64_t peer_gen;		/* the secondary's generation, gi.h */
+	unsigned al_active;		/* activity log: extents active */
+	uint64_t al_transactions;	/* written since start-up */
 	struct gi_set gen;		/* this primary's */
 };
 

@@ -166,6 +166,10 @@ colo_primary_status_text(struct primary *p, const struct config *cfg,
 			d->gen.current);
 		fprintf(fp, "%s.gi_peer=%016" PRIx64 "\n", d->name,
 			d->peer_gen);
+		fprintf(fp, "%s.al_active_extents=%u\n", d->name,
+			d->al_active);
+		fprintf(fp, "%s.al_transactions=%" PRIu64 "\n", d->name,
+			d->al_transactions);
 	}
 	primary_status_release(&st);
 	return colo_status_close(fp, parts, nparts, text);

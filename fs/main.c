@@ -290,7 +290,7 @@ serve_primary(struct config *cfg, bool foreground)
 	struct primary_link *link = NULL;
 	struct primary *p = NULL;
 	struct fusefs *fs = NULL;
-	char **paths = NULL;
+	char **paths = NULL, **al_paths = NULL;
 	sigset_t oldmask;
 	size_t i, opened = 0;
 	int rc = 1;
@@ -303,7 +303,8 @@ serve_primary(struct config *cfg, bool foreground)
 	link = primary_link_new(cfg);
 	dcs = calloc(cfg->ndisks, sizeof *dcs);
 	paths = calloc(cfg->ndisks, sizeof *paths);
-	if (!link || !dcs || !paths) {
+	al_paths = calloc(cfg->ndisks, sizeof *al_paths);
+	if (!link || !dcs || !paths || !al_paths) {
 		log_error("out of memory");
 		goto out;
 	}
@@ -315,6 +316,12 @@ serve_primary(struct config *cfg, bool foreground)
 			paths[i] = NULL;
 			goto out;
 		}
+		if (asprintf(&al_paths[i], "%s/%s.al", cfg->state_dir,
+			     d->name) == -1) {
+			al_paths[i] = NULL;
+			goto out;
+		}
+		dcs[i].al_path = al_paths[i];
 		dcs[i].name = d->name;
 		dcs[i].uri = d->secondary;
 		dcs[i].bitmap_path = paths[i];
@@ -332,6 +339,8 @@ serve_primary(struct config *cfg, bool foreground)
 		.disks = dcs,
 		.granularity = cfg->dirty_granularity,
 		.timeout_ms = cfg->secondary_timeout_ms,
+		.al_extent = cfg->al_extent,
+		.al_extents = cfg->al_extents,
 		.link = &primary_link_ops,
 		.link_opaque = link,
 	};
@@ -366,7 +375,10 @@ out:
 		image_close(dcs[i].img);
 	for (i = 0; paths && i < cfg->ndisks; i++)
 		free(paths[i]);
+	for (i = 0; al_paths && i < cfg->ndisks; i++)
+		free(al_paths[i]);
 	free(paths);
+	free(al_paths);
 	free(dcs);
 	if (rc == 0)
 		log_info("stopped cleanly");

@@ -13,10 +13,22 @@
 SIZE=16M TIMEOUT=2s GRAN=64K
 . "$(dirname "$0")/pair.sh"
 
+# stop_one PID MOUNT: a clean stop; exit status 0.  Generous: an exit
+# fsyncs the images, slow on a loaded machine.
+stop_one() {
+	local i
+	fusermount3 -u "$2"
+	for ((i = 0; i < 1200; i++)); do
+		alive "$1" || break
+		sleep 0.1
+	done
+	alive "$1" && fail "process $1 did not exit in 120 s"
+	wait "$1" || fail "process $1 exited $?"
+}
+
 # restart_secondary [ARGS...]: a clean stop, then -f again with ARGS.
 restart_secondary() {
-	fusermount3 -u "$SMNT"
-	wait_exit "$SEC_PID"
+	stop_one "$SEC_PID" "$SMNT"
 	env --default-signal=INT,QUIT "$COLOFS_BIN" -c "$T/s.ini" -f "$@" \
 		2>>"$T/s.log" &
 	SEC_PID=$!
@@ -28,8 +40,7 @@ restart_secondary() {
 }
 
 restart_primary() {
-	fusermount3 -u "$PMNT"
-	wait_exit "$PRI_PID"
+	stop_one "$PRI_PID" "$PMNT"
 	start_primary
 }
 
@@ -116,10 +127,8 @@ wait_pstate replicating
 	fail "the resync after a restart copied $(pget sync_total_bytes) bytes, want 128 KiB"
 same_disks "incremental resync, same generation"
 stop_primary_and_secondary() {
-	fusermount3 -u "$PMNT"
-	wait_exit "$PRI_PID"
-	fusermount3 -u "$SMNT"
-	wait_exit "$SEC_PID"
+	stop_one "$PRI_PID" "$PMNT"
+	stop_one "$SEC_PID" "$SMNT"
 }
 stop_primary_and_secondary
 
