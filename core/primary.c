@@ -70,6 +70,7 @@ struct primary_disk {
 	struct al *al;			/* NULL: no activity log */
 	struct rangelock rl;
 	atomic_uint_fast64_t write_bytes, mirrored_bytes;
+	atomic_uint_fast64_t last_reply_ms;	/* monotonic: the link's last */
 };
 
 struct primary {
@@ -91,6 +92,11 @@ struct primary {
 	bool sync_cancel;		/* protected by lock */
 	uint64_t granularity;
 	unsigned timeout_ms;
+	unsigned keepalive_ms;
+	pthread_t ka_thread;
+	bool ka_running;		/* set before the thread, read at free */
+	bool ka_stop;			/* protected by lock */
+	pthread_cond_t ka_cond;		/* ka_stop was set */
 	const struct primary_link_ops *link;
 	void *link_opaque;
 	size_t ndisks;
@@ -171,6 +177,22 @@ primary_state(struct primary *p)
 	s = p->state;
 	pthread_mutex_unlock(&p->lock);
 	return s;
+}
+
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Disk d's secondary answered: the link is not idle. */
+static void
+touch(struct primary_disk *d)
+{
+	atomic_store(&d->last_reply_ms, now_ms());
 }
 
 static bool
@@ -379,6 +401,7 @@ modify(struct primary_disk *d, enum primary_op op, const void *buf,
 				err = errno;
 			}
 		} else if (rc == 0) {
+			touch(d);
 			atomic_fetch_add(&d->mirrored_bytes, len);
 		} else {
 			/* The secondary has what the local image may lack:
@@ -460,8 +483,82 @@ primary_flush(struct primary_disk *d)
 	    p->link->wait(p->link_opaque, ticket, p->timeout_ms, why,
 			  sizeof why) == -1)
 		link_failed(p, d, why);
+	else if (ticket != NULL)
+		touch(d);
 	io_end(p, m);
 	return rc;
+}
+
+/* ---- keepalive ----
+ *
+ * A secondary that hangs while nothing is written would go unnoticed
+ * until the next write, and checkpoints would go on succeeding.  So a
+ * thread looks at every disk a few times per keepalive_ms; while
+ * mirroring, a disk whose link had no reply for keepalive_ms gets a
+ * 512-byte READ at offset 0, which must be answered within timeout_ms,
+ * or the pair degrades as for a failed write (DRBD's ping).  Not a FLUSH:
+ * that would wait for the secondary to write back what it holds, which
+ * says nothing about liveness and may take long; NBD has no NOP, and a
+ * 0-length command is not defined.
+ */
+
+static void
+keepalive_disk(struct primary *p, struct primary_disk *d)
+{
+	char why[512], msg[600];
+	void *ticket;
+	bool m = io_begin(p);
+
+	if (m) {
+		ticket = p->link->submit(p->link_opaque, d->index,
+					 PRIMARY_OP_READ, NULL, 0,
+					 d->size < 512 ? d->size : 512, why,
+					 sizeof why);
+		if (ticket == NULL) {
+			link_failed(p, d, why);
+		} else if (p->link->wait(p->link_opaque, ticket, p->timeout_ms,
+					 why, sizeof why) == -1) {
+			snprintf(msg, sizeof msg, "keepalive: %s", why);
+			link_failed(p, d, msg);
+		} else {
+			touch(d);
+		}
+	}
+	io_end(p, m);
+}
+
+static void *
+keepalive_main(void *arg)
+{
+	struct primary *p = arg;
+	unsigned step = p->keepalive_ms / 4 ? p->keepalive_ms / 4 : 1;
+	struct timespec dl;
+	size_t i;
+
+	pthread_mutex_lock(&p->lock);
+	while (!p->ka_stop) {
+		clock_gettime(CLOCK_REALTIME, &dl);
+		dl.tv_sec += step / 1000;
+		dl.tv_nsec += (long)(step % 1000) * 1000000;
+		if (dl.tv_nsec >= 1000000000) {
+			dl.tv_sec++;
+			dl.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&p->ka_cond, &p->lock, &dl);
+		for (i = 0; i < p->ndisks && !p->ka_stop; i++) {
+			struct primary_disk *d = &p->disks[i];
+
+			if (!mirroring(p->state) ||
+			    now_ms() - atomic_load(&d->last_reply_ms) <
+				    p->keepalive_ms)
+				continue;
+			pthread_mutex_unlock(&p->lock);
+			keepalive_disk(p, d);
+			pthread_mutex_lock(&p->lock);
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
 }
 
 /* ---- the sync thread ---- */
@@ -505,6 +602,7 @@ slot_finish(struct primary *p, struct sync_slot *s)
 		link_failed(p, s->d, why);
 		rc = -1;
 	} else {
+		touch(s->d);
 		bitmap_clear(s->d->bm, s->off, s->len);
 		pthread_mutex_lock(&p->lock);
 		p->sync_done += s->len;
@@ -822,6 +920,8 @@ begin_sync(struct primary *p, bool full)
 	}
 	free(peers);
 	free(verdicts);
+	for (i = 0; i < p->ndisks; i++)
+		touch(&p->disks[i]);
 	p->live = true;
 	pthread_mutex_lock(&p->lock);
 	p->split_brain = false;
@@ -1068,8 +1168,10 @@ primary_new(const struct primary_config *cfg)
 	pthread_mutex_init(&p->ctl, NULL);
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->cond, NULL);
+	pthread_cond_init(&p->ka_cond, NULL);
 	p->granularity = cfg->granularity;
 	p->timeout_ms = cfg->timeout_ms;
+	p->keepalive_ms = cfg->keepalive_ms;
 	p->link = cfg->link;
 	p->link_opaque = cfg->link_opaque;
 	p->disks = calloc(cfg->ndisks ? cfg->ndisks : 1, sizeof *p->disks);
@@ -1098,6 +1200,14 @@ primary_new(const struct primary_config *cfg)
 		image_close(cfg->disks[i].img);
 	if (p->live && set_live(p, false) == -1)
 		goto fail_all;
+	if (p->keepalive_ms > 0) {
+		if (pthread_create(&p->ka_thread, NULL, keepalive_main, p) != 0) {
+			errno = EAGAIN;
+			log_error("cannot start the keepalive thread");
+			goto fail_all;
+		}
+		p->ka_running = true;
+	}
 	return p;
 fail_imgs:
 	for (i = 0; i < cfg->ndisks; i++)
@@ -1121,6 +1231,13 @@ primary_free(struct primary *p)
 
 	if (p == NULL)
 		return;
+	if (p->ka_running) {
+		pthread_mutex_lock(&p->lock);
+		p->ka_stop = true;
+		pthread_cond_broadcast(&p->ka_cond);
+		pthread_mutex_unlock(&p->lock);
+		pthread_join(p->ka_thread, NULL);
+	}
 	pthread_mutex_lock(&p->ctl);
 	/* Everything was acked by both sides: clean, not live. */
 	if (mirroring(primary_state(p)))
@@ -1145,6 +1262,7 @@ primary_free(struct primary *p)
 	}
 	free(p->disks);
 	pthread_cond_destroy(&p->cond);
+	pthread_cond_destroy(&p->ka_cond);
 	pthread_mutex_destroy(&p->lock);
 	pthread_mutex_destroy(&p->ctl);
 	free(p);

@@ -54,6 +54,7 @@ enum primary_op {
 	PRIMARY_OP_WRITE,
 	PRIMARY_OP_ZERO,
 	PRIMARY_OP_FLUSH,
+	PRIMARY_OP_READ,	/* the keepalive's: the data is dropped */
 };
 
 /* The link to the secondary, one connection per disk (index i).  Every
@@ -104,6 +105,11 @@ struct primary_config {
 	const struct primary_disk_config *disks;
 	uint64_t granularity;
 	unsigned timeout_ms;
+	/* While mirroring, a disk whose link had no reply for this long gets
+	 * a keepalive (a 512-byte NBD READ) answered within timeout_ms,
+	 * or the pair degrades.  0: none.
+	 */
+	unsigned keepalive_ms;
 	/* The activity log: extents of al_extent bytes, at most al_extents
 	 * active (0: no log; a crash while replicating then costs a full
 	 * resync).

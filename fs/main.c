@@ -339,6 +339,9 @@ serve_primary(struct config *cfg, bool foreground)
 		.disks = dcs,
 		.granularity = cfg->dirty_granularity,
 		.timeout_ms = cfg->secondary_timeout_ms,
+		/* An idle link is probed after half the timeout. */
+		.keepalive_ms = cfg->secondary_timeout_ms / 2 ?
+				cfg->secondary_timeout_ms / 2 : 1,
 		.al_extent = cfg->al_extent,
 		.al_extents = cfg->al_extents,
 		.link = &primary_link_ops,

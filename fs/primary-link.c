@@ -403,7 +403,7 @@ link_submit(void *opaque, size_t i, enum primary_op op, const void *buf,
 	struct primary_link *l = opaque;
 	struct link_conn *c = &l->conns[i];
 	nbd_completion_callback cb = { .callback = on_complete };
-	bool copy = op == PRIMARY_OP_WRITE ||
+	bool copy = op == PRIMARY_OP_WRITE || op == PRIMARY_OP_READ ||
 		    (op == PRIMARY_OP_ZERO && !c->can_zero);
 	struct ticket *t;
 	int64_t cookie = -1;
@@ -447,6 +447,10 @@ link_submit(void *opaque, size_t i, enum primary_op op, const void *buf,
 			 nbd_aio_zero(c->h, len, off, cb, 0) :
 			 nbd_aio_pwrite(c->h, t->data, len, off, cb, 0);
 		break;
+	case PRIMARY_OP_READ:
+		/* Into the ticket, which outlives a waiter that gave up. */
+		cookie = nbd_aio_pread(c->h, t->data, len, off, cb, 0);
+		break;
 	case PRIMARY_OP_FLUSH:
 		if (c->can_flush) {
 			cookie = nbd_aio_flush(c->h, cb, 0);
@@ -473,7 +477,7 @@ link_submit(void *opaque, size_t i, enum primary_op op, const void *buf,
 		errno = EIO;
 		return NULL;
 	}
-	if (op != PRIMARY_OP_FLUSH)
+	if (op != PRIMARY_OP_FLUSH && op != PRIMARY_OP_READ)
 		atomic_fetch_add(&c->sent, len);
 	pthread_rwlock_unlock(&c->lock);
 	kick(c);

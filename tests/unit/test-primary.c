@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "primary.h"
@@ -66,7 +67,8 @@ f_submit(void *o, size_t i, enum primary_op op, const void *buf, uint64_t off,
 			memcpy(f->sec + off, buf, len);
 		else if (op == PRIMARY_OP_ZERO)
 			memset(f->sec + off, 0, len);
-		f->sent += op == PRIMARY_OP_FLUSH ? 0 : len;
+		f->sent += op == PRIMARY_OP_FLUSH || op == PRIMARY_OP_READ ?
+			   0 : len;
 	}
 	return malloc(1);
 }
@@ -116,6 +118,8 @@ static struct fake fk;
 static char *dir;
 static char *bm_path;
 
+static unsigned keepalive_ms;
+
 static struct primary *
 make(int fill)
 {
@@ -127,7 +131,8 @@ make(int fill)
 	};
 	struct primary_config pc = {
 		.ndisks = 1, .disks = &dc, .granularity = G,
-		.timeout_ms = 100, .link = &fake_ops, .link_opaque = &fk,
+		.timeout_ms = 100, .keepalive_ms = keepalive_ms,
+		.link = &fake_ops, .link_opaque = &fk,
 	};
 	struct primary *p = primary_new(&pc);
 
@@ -141,6 +146,7 @@ setup(void)
 	memset(&fk, 0, sizeof fk);
 	fk.sec = calloc(1, SIZE);
 	fk.desc = GI_A;
+	keepalive_ms = 0;
 	dir = test_temp_dir();
 	cr_assert_neq(asprintf(&bm_path, "%s/vda.dirty", dir), -1);
 	log_set_quiet(true);
@@ -379,5 +385,26 @@ Test(primary, a_new_secondary_behind_the_same_uri_gets_a_full_sync)
 	cr_assert_eq(primary_start(p), 0);
 	wait_state(p, PRIMARY_REPLICATING);
 	cr_assert_eq(fk.sent, SIZE, "unrelated generations: full sync");
+	primary_free(p);
+}
+
+Test(primary, a_hung_idle_secondary_degrades_the_pair_by_keepalive)
+{
+	struct primary *p;
+	char err[512];
+	int i;
+
+	keepalive_ms = 20;
+	p = make(0);
+	cr_assert_eq(primary_start(p), 0);
+	wait_state(p, PRIMARY_REPLICATING);
+	fk.fail_wait = true;	/* no write: only the keepalive can tell */
+	for (i = 0; i < 1000 && primary_state(p) != PRIMARY_DEGRADED; i++)
+		usleep(10000);
+	cr_assert_eq(primary_state(p), PRIMARY_DEGRADED);
+	cr_assert_eq(primary_checkpoint(p), -1);
+	cr_assert_eq(errno, EIO);
+	primary_last_error(p, err, sizeof err);
+	cr_assert_not_null(strstr(err, "keepalive"), "%s", err);
 	primary_free(p);
 }
