@@ -130,7 +130,8 @@ slot_check(struct al *a, unsigned char *slot)
 
 	if (memcmp(slot, al_magic, sizeof al_magic) != 0 ||
 	    get32(slot + 8) != 1 || count > AL_SLOT_MAX || seq == 0 ||
-	    ext == 0 || (ext & (ext - 1)) != 0 || get64(slot + 32) != a->size ||
+	    ext == 0 || (ext & (ext - 1)) != 0 || ext > (UINT64_C(1) << 32) ||
+	    get64(slot + 32) != a->size ||
 	    get64(slot + 40) != slot_sum(slot))
 		return 0;
 	for (i = 0; i < count; i++)

@@ -11,8 +11,9 @@
  * Each side of a pair keeps a current generation (a random 64-bit id,
  * never 0) and the last GI_HISTORY ones.  A side starts a new generation
  * whenever its data may start to differ from its peer's in a way the
- * peer cannot know: a secondary when it fails over (is promoted) or
- * discards its data (--demote --discard-local); a primary when a pair
+ * peer cannot know: a secondary when it is promoted (failover, or stop
+ * from running) or discards its data (--demote --discard-local); a
+ * primary when a pair
  * forms and when it leaves it (degraded, failover, stop, a crash).
  *
  * NBD carries information one way only, server to client, so the pair is

@@ -120,12 +120,17 @@ hook(void *opaque, enum replica_state next, bool journaled)
 	sf = du->sf;
 	sf.state = next;
 	sf.journaled = journaled;
-	/* A promotion: S starts a history of its own (gi.h), durably with
+	if (next == REPLICA_FAILOVER && du->sf.state == REPLICA_RUNNING &&
+	    statefile_new_generation(sf.generation) == -1) {
+		pthread_mutex_unlock(&du->lock);
+		return -1;
+	}
+	/* A promotion (failover, or stop: done from running, S = V and the
+	 * VM writes S): S starts a history of its own (gi.h), durably with
 	 * the state that makes it writable.
 	 */
-	if (next == REPLICA_FAILOVER && du->sf.state == REPLICA_RUNNING &&
-	    (statefile_new_generation(sf.generation) == -1 ||
-	     gi_new(&sf.gi) == -1)) {
+	if ((next == REPLICA_FAILOVER || next == REPLICA_DONE) &&
+	    du->sf.state == REPLICA_RUNNING && gi_new(&sf.gi) == -1) {
 		pthread_mutex_unlock(&du->lock);
 		return -1;
 	}
