@@ -60,6 +60,7 @@
 #define AL_HDR 48
 #define AL_SLOT_MAX ((AL_SLOT - AL_HDR) / 4)
 #define AL_FREE UINT64_MAX
+#define AL_AHEAD 4
 static const char al_magic[8] = "COLOFSAL";
 
 _Static_assert(AL_MAX_EXTENTS <= AL_SLOT_MAX, "a transaction fits a slot");
@@ -76,15 +77,15 @@ struct al {
 	pthread_cond_t cond; /* a transaction ended, or refs dropped */
 	char *path;
 	int fd;
-	uint64_t size, extent;
-	unsigned n;	       /* entries */
-	uint64_t *snap;	       /* the writer's copy of the set */
-	struct al_entry *e;    /* protected by lock */
-	uint64_t seq, tick;    /* protected by lock */
-	bool writing;	       /* protected by lock */
-	uint64_t transactions; /* protected by lock */
-	uint64_t *found;       /* the newest valid transaction's extents */
-	uint32_t nfound;       /* (at open) and its extent size */
+	uint64_t size, extent, nexts; /* nexts: extents of the disk */
+	unsigned n;		      /* entries */
+	uint64_t *snap;		      /* the writer's copy of the set */
+	struct al_entry *e;	      /* protected by lock */
+	uint64_t seq, tick;	      /* protected by lock */
+	bool writing;		      /* protected by lock */
+	uint64_t transactions;	      /* protected by lock */
+	uint64_t *found; /* the newest valid transaction's extents */
+	uint32_t nfound; /* (at open) and its extent size */
 	uint64_t found_extent;
 	bool found_valid;
 	unsigned char page[AL_SLOT]; /* the writer's; a->writing */
@@ -131,8 +132,7 @@ slot_check(struct al *a, unsigned char *slot)
 	if (memcmp(slot, al_magic, sizeof al_magic) != 0 ||
 	    get32(slot + 8) != 1 || count > AL_SLOT_MAX || seq == 0 ||
 	    ext == 0 || (ext & (ext - 1)) != 0 || ext > (UINT64_C(1) << 32) ||
-	    get64(slot + 32) != a->size ||
-	    get64(slot + 40) != slot_sum(slot))
+	    get64(slot + 32) != a->size || get64(slot + 40) != slot_sum(slot))
 		return 0;
 	for (i = 0; i < count; i++)
 		if ((uint64_t) get32(slot + AL_HDR + 4 * i) * ext >= a->size)
@@ -227,6 +227,7 @@ al_open(const char *path, uint64_t size, uint64_t extent, unsigned nactive)
 	a->fd = -1;
 	a->size = size;
 	a->extent = extent;
+	a->nexts = (size + extent - 1) / extent;
 	a->n = nactive;
 	a->path = strdup(path);
 	a->e = calloc(nactive ? nactive : 1, sizeof *a->e);
@@ -375,9 +376,11 @@ find(struct al *a, uint64_t ext)
 	return NULL;
 }
 
-/* A free entry, or the least recently used one with nothing in flight. */
+/* A free entry, or the least recently used one with nothing in flight
+ * and outside [lo, hi].
+ */
 static struct al_entry *
-victim(struct al *a)
+victim(struct al *a, uint64_t lo, uint64_t hi)
 {
 	struct al_entry *v = NULL;
 	unsigned k;
@@ -387,10 +390,38 @@ victim(struct al *a)
 
 		if (x->ext == AL_FREE)
 			return x;
-		if (x->refs == 0 && (v == NULL || x->used < v->used))
+		if (x->refs == 0 && (x->ext < lo || x->ext > hi) &&
+		    (v == NULL || x->used < v->used))
 			v = x;
 	}
 	return v;
+}
+
+/* A writer walking forward (the extent before its range is active) takes
+ * the next AL_AHEAD extents into the transaction it has to write anyway,
+ * so that a sequential stream waits for one transaction in AL_AHEAD + 1
+ * extents, not one per extent.  Unused, they are the first to leave
+ * (used = 0).  With a->lock held.
+ */
+static void
+ahead(struct al *a, uint64_t first, uint64_t last)
+{
+	uint64_t ext;
+	struct al_entry *x;
+
+	if (first == 0 || find(a, first - 1) == NULL)
+		return;
+	for (ext = last + 1; ext <= last + AL_AHEAD && ext < a->nexts; ext++) {
+		if (find(a, ext) != NULL)
+			continue;
+		x = victim(a, first, last + AL_AHEAD);
+		if (x == NULL)
+			return;
+		x->ext = ext;
+		x->refs = 0;
+		x->durable = false;
+		x->used = 0;
+	}
 }
 
 /* Whether the extents [first, last] that are not active fit in entries
@@ -475,12 +506,14 @@ al_begin(struct al *a, uint64_t off, uint64_t len)
 	for (ext = first; ext <= last; ext++) {
 		if (find(a, ext) != NULL)
 			continue;
-		x = victim(a); /* room() said there is one */
+		x = victim(a, first, last); /* room() said there is one */
 		x->ext = ext;
 		x->refs = 1;
 		x->durable = false;
 		x->used = ++a->tick;
 	}
+	if (!all_durable(a, first, last))
+		ahead(a, first, last);
 	while (!all_durable(a, first, last)) {
 		if (a->writing) {
 			pthread_cond_wait(&a->cond, &a->lock);

@@ -188,6 +188,19 @@ now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* *dl := now + ms, on CLOCK_REALTIME (pthread_cond_timedwait's). */
+static void
+deadline_in(struct timespec *dl, unsigned ms)
+{
+	clock_gettime(CLOCK_REALTIME, dl);
+	dl->tv_sec += ms / 1000;
+	dl->tv_nsec += (long)(ms % 1000) * 1000000;
+	if (dl->tv_nsec >= 1000000000) {
+		dl->tv_sec++;
+		dl->tv_nsec -= 1000000000;
+	}
+}
+
 /* Disk d's secondary answered: the link is not idle. */
 static void
 touch(struct primary_disk *d)
@@ -537,13 +550,7 @@ keepalive_main(void *arg)
 
 	pthread_mutex_lock(&p->lock);
 	while (!p->ka_stop) {
-		clock_gettime(CLOCK_REALTIME, &dl);
-		dl.tv_sec += step / 1000;
-		dl.tv_nsec += (long)(step % 1000) * 1000000;
-		if (dl.tv_nsec >= 1000000000) {
-			dl.tv_sec++;
-			dl.tv_nsec -= 1000000000;
-		}
+		deadline_in(&dl, step);
 		pthread_cond_timedwait(&p->ka_cond, &p->lock, &dl);
 		for (i = 0; i < p->ndisks && !p->ka_stop; i++) {
 			struct primary_disk *d = &p->disks[i];
@@ -1086,13 +1093,7 @@ primary_wait_sync(struct primary *p, unsigned timeout_ms)
 {
 	struct timespec dl;
 
-	clock_gettime(CLOCK_REALTIME, &dl);
-	dl.tv_sec += timeout_ms / 1000;
-	dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-	if (dl.tv_nsec >= 1000000000) {
-		dl.tv_sec++;
-		dl.tv_nsec -= 1000000000;
-	}
+	deadline_in(&dl, timeout_ms);
 	pthread_mutex_lock(&p->lock);
 	while (p->state == PRIMARY_SYNCING &&
 	       pthread_cond_timedwait(&p->cond, &p->lock, &dl) == 0)

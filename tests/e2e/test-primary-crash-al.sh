@@ -11,21 +11,10 @@ SIZE=4G TIMEOUT=10s GRAN=64K
 . "$(dirname "$0")/pair.sh"
 MAX=$((256 << 20))
 
-# stop_one PID MOUNT: a clean stop (generous: an exit fsyncs the images).
-stop_one() {
-	local i
-	fusermount3 -u "$2"
-	for ((i = 0; i < 1200; i++)); do
-		alive "$1" || break
-		sleep 0.1
-	done
-	alive "$1" && fail "process $1 did not exit in 120 s"
-	wait "$1" || fail "process $1 exited $?"
-}
 
 stop_both() {
-	stop_one "$PRI_PID" "$PMNT"
-	stop_one "$SEC_PID" "$SMNT"
+	pair_stop "$PRI_PID" "$PMNT"
+	pair_stop "$SEC_PID" "$SMNT"
 }
 
 truncate -s "$SIZE" "$T/s.img" "$T/p.img"

@@ -13,34 +13,15 @@
 SIZE=16M TIMEOUT=2s GRAN=64K
 . "$(dirname "$0")/pair.sh"
 
-# stop_one PID MOUNT: a clean stop; exit status 0.  Generous: an exit
-# fsyncs the images, slow on a loaded machine.
-stop_one() {
-	local i
-	fusermount3 -u "$2"
-	for ((i = 0; i < 1200; i++)); do
-		alive "$1" || break
-		sleep 0.1
-	done
-	alive "$1" && fail "process $1 did not exit in 120 s"
-	wait "$1" || fail "process $1 exited $?"
-}
 
 # restart_secondary [ARGS...]: a clean stop, then -f again with ARGS.
 restart_secondary() {
-	stop_one "$SEC_PID" "$SMNT"
-	env --default-signal=INT,QUIT "$COLOFS_BIN" -c "$T/s.ini" -f "$@" \
-		2>>"$T/s.log" &
-	SEC_PID=$!
-	at_exit "kill -9 $SEC_PID"
-	wait_for 10 mountpoint -q "$SMNT" || {
-		cat "$T/s.log" >&2
-		fail "the secondary did not mount"
-	}
+	pair_stop "$SEC_PID" "$SMNT"
+	start_secondary "$@"
 }
 
 restart_primary() {
-	stop_one "$PRI_PID" "$PMNT"
+	pair_stop "$PRI_PID" "$PMNT"
 	start_primary
 }
 
@@ -127,8 +108,8 @@ wait_pstate replicating
 	fail "the resync after a restart copied $(pget sync_total_bytes) bytes, want 128 KiB"
 same_disks "incremental resync, same generation"
 stop_primary_and_secondary() {
-	stop_one "$PRI_PID" "$PMNT"
-	stop_one "$SEC_PID" "$SMNT"
+	pair_stop "$PRI_PID" "$PMNT"
+	pair_stop "$SEC_PID" "$SMNT"
 }
 stop_primary_and_secondary
 

@@ -186,3 +186,18 @@ Test(al, a_log_for_another_disk_size_is_unusable)
 	cr_assert_eq(al_recover(a, collect, &g), -1);
 	al_free(a);
 }
+
+Test(al, a_sequential_walk_shares_transactions)
+{
+	struct al *a = al_open(path, SIZE, EXT, 64);
+	uint64_t ext;
+
+	for (ext = 0; ext < 12; ext++) {
+		cr_assert_eq(al_begin(a, ext * EXT, MiB), 0);
+		al_end(a, ext * EXT, MiB);
+	}
+	/* 0; 1 with 2-5 ahead; 6 with 7-10; 11 with 12-15. */
+	cr_assert_eq(transactions(a), 4, "%lu transactions for 12 extents",
+		     (unsigned long)transactions(a));
+	al_free(a);
+}
