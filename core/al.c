@@ -47,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <xxhash.h>
@@ -84,6 +85,7 @@ struct al {
 	uint64_t seq, tick;	      /* protected by lock */
 	bool writing;		      /* protected by lock */
 	uint64_t transactions;	      /* protected by lock */
+	uint64_t write_us;	      /* protected by lock */
 	uint64_t *found; /* the newest valid transaction's extents */
 	uint32_t nfound; /* (at open) and its extent size */
 	uint64_t found_extent;
@@ -307,6 +309,7 @@ static int
 write_transaction(struct al *a)
 {
 	uint64_t seq = ++a->seq, sum, *snap = a->snap;
+	struct timespec t0, t1;
 	uint32_t count = 0, i;
 	unsigned k;
 	int rc = 0;
@@ -329,13 +332,17 @@ write_transaction(struct al *a)
 	sum = slot_sum(a->page);
 	memcpy(a->page + 40, &sum, 8);
 	pthread_mutex_unlock(&a->lock);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (full_pwrite(a->fd, a->page, AL_SLOT,
 			(seq % AL_RING) * (uint64_t) AL_SLOT) == -1 ||
 	    fdatasync(a->fd) == -1) {
 		log_error("activity log %s: %m", a->path);
 		rc = -1;
 	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
 	pthread_mutex_lock(&a->lock);
+	a->write_us += (uint64_t) (t1.tv_sec - t0.tv_sec) * 1000000 +
+		       (uint64_t) (t1.tv_nsec - t0.tv_nsec) / 1000;
 	if (rc == 0) {
 		a->transactions++;
 		for (i = 0; i < count; i++)
@@ -557,5 +564,6 @@ al_get_stats(struct al *a, struct al_stats *st)
 		if (a->e[k].ext != AL_FREE)
 			st->active++;
 	st->transactions = a->transactions;
+	st->write_us = a->write_us;
 	pthread_mutex_unlock(&a->lock);
 }

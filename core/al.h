@@ -56,6 +56,7 @@ void al_end(struct al *a, uint64_t off, uint64_t len);
 struct al_stats {
 	unsigned active;       /* extents in the log now */
 	uint64_t transactions; /* written since open */
+	uint64_t write_us;     /* spent writing them (pwrite + fdatasync) */
 };
 void al_get_stats(struct al *a, struct al_stats *st);
 

@@ -1350,6 +1350,7 @@ primary_get_status(struct primary *p, struct primary_status *st)
 			al_get_stats(d->al, &as);
 			ds->al_active = as.active;
 			ds->al_transactions = as.transactions;
+			ds->al_write_us = as.write_us;
 		}
 	}
 	return 0;

@@ -178,6 +178,7 @@ struct primary_disk_status {
 	uint64_t peer_gen;		/* the secondary's generation, gi.h */
 	unsigned al_active;		/* activity log: extents active */
 	uint64_t al_transactions;	/* written since start-up */
+	uint64_t al_write_us;		/* the time they took */
 	struct gi_set gen;		/* this primary's */
 };
 

@@ -170,6 +170,8 @@ colo_primary_status_text(struct primary *p, const struct config *cfg,
 			d->al_active);
 		fprintf(fp, "%s.al_transactions=%" PRIu64 "\n", d->name,
 			d->al_transactions);
+		fprintf(fp, "%s.al_write_us=%" PRIu64 "\n", d->name,
+			d->al_write_us);
 	}
 	primary_status_release(&st);
 	return colo_status_close(fp, parts, nparts, text);
