@@ -166,7 +166,7 @@ int
 statefile_write(const char *dir, const char *name, const struct statefile *sf)
 {
 	char buf[512], hist[GI_HISTORY * 17];
-	int n;
+	int n, ret;
 
 	gi_format_history(sf->gi.history, hist, sizeof hist);
 	n = snprintf(buf, sizeof buf, MAGIC "state=%s\ngeneration=%s\n"
@@ -174,7 +174,11 @@ statefile_write(const char *dir, const char *name, const struct statefile *sf)
 		     PRId64 "\ngi_history=%s\n", replica_state_name(sf->state),
 		     sf->generation, sf->journaled ? 1 : 0, sf->gi.current,
 		     sf->gi.since, hist);
-	return durable_write(dir, name, buf, (size_t) n);
+	ret = durable_write(dir, name, buf, (size_t) n);
+	/* Renamed, not synced: written all the same; retry the sync. */
+	if (ret == 1 && durable_sync_dir(dir) == 0)
+		ret = 0;
+	return ret;
 }
 
 int
