@@ -6,7 +6,8 @@
  *
  *   0     char  magic[8]     "COLOFSDB"
  *   8     u32   version      1
- *   12    u32   flags        BITMAP_SYNCED | BITMAP_LIVE | BITMAP_AL
+ *   12    u32   flags        BITMAP_SYNCED | BITMAP_LIVE | BITMAP_AL |
+ *                            BITMAP_SPLIT_BRAIN
  *   16    u64   size         of the disk, bytes
  *   24    u64   granularity  bytes per bit, a power of two
  *   32    u64   nbits        ceil(size / granularity)

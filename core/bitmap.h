@@ -28,6 +28,10 @@ enum {
 	 * its extents, not the whole disk, are what may differ.
 	 */
 	BITMAP_AL = 1u << 2,
+	/* The last start or resync found a split brain with this peer
+	 * (gi.h); cleared when a sync begins.
+	 */
+	BITMAP_SPLIT_BRAIN = 1u << 3,
 };
 
 /* Opens path, or creates it (all clean, no flags) when it does not exist.

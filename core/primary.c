@@ -931,6 +931,9 @@ refuse_split_brain(struct primary *p, struct primary_disk *d,
 	pthread_mutex_lock(&p->lock);
 	p->split_brain = true;
 	pthread_mutex_unlock(&p->lock);
+	/* Kept across restarts, for the status (a failure costs only that). */
+	if (bitmap_update(d->bm, BITMAP_SPLIT_BRAIN, 0, NULL) == -1)
+		log_error("%s: cannot record the split brain: %m", d->name);
 	log_error("%s: split brain with %s: it failed over at %s (generation "
 		  "%016" PRIx64 " after %016" PRIx64 ")", d->name, d->uri,
 		  when_s, peer->current, recorded);
@@ -1008,7 +1011,8 @@ begin_sync(struct primary *p, bool full)
 		 */
 		if (bitmap_update(d->bm, BITMAP_LIVE | BITMAP_SYNCED |
 					  (d->al ? BITMAP_AL : 0),
-				  d->al ? 0 : BITMAP_AL, d->uri) == -1)
+				  BITMAP_SPLIT_BRAIN | (d->al ? 0 : BITMAP_AL),
+				  d->uri) == -1)
 			goto fail;
 		log_info("%s: %s sync to %s", d->name,
 			 inc ? "incremental" : "full", d->uri);
@@ -1285,6 +1289,8 @@ primary_new(const struct primary_config *cfg)
 		d->bm = bitmap_open(dc->bitmap_path, d->size, cfg->granularity);
 		if (d->bm == NULL || open_al(d, dc, cfg) == -1)
 			goto fail;
+		if (bitmap_flags(d->bm) & BITMAP_SPLIT_BRAIN)
+			p->split_brain = true;
 	}
 	for (; i < cfg->ndisks; i++)
 		image_close(cfg->disks[i].img);

@@ -84,6 +84,7 @@ split "resync full"
 refused resync
 restart_primary
 [ "$(pget state)" = none ] || fail "the primary did not restart in none"
+[ "$(pget split_brain)" = 1 ] || fail "a restart forgot the split brain"
 refused start
 pctl resync full || fail "resync full: $(cat "$PMNT/.colo/error")"
 wait_pstate replicating
