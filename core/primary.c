@@ -986,6 +986,10 @@ begin_sync(struct primary *p, bool full)
 			errno = EIO;
 			return -1;
 		}
+		if (verdicts[i] == GI_SPLIT_BRAIN)
+			log_warn("%s: resync full over a split brain: this "
+				 "primary's data wins; the secondary's writes "
+				 "since it failed over are overwritten", d->name);
 	}
 	for (i = 0; i < p->ndisks; i++) {
 		struct primary_disk *d = &p->disks[i];
