@@ -37,6 +37,8 @@ gi_verdict_name(enum gi_verdict v)
 		return "same";
 	case GI_SPLIT_BRAIN:
 		return "split-brain";
+	case GI_NEW:
+		return "new";
 	case GI_UNRELATED:
 		return "unrelated";
 	}
@@ -201,5 +203,8 @@ gi_compare(uint64_t recorded, const struct gi_set *peer)
 	for (i = 0; i < GI_HISTORY; i++)
 		if (peer->history[i] == recorded)
 			return GI_SPLIT_BRAIN;
-	return GI_UNRELATED;
+	for (i = 0; i < GI_HISTORY; i++)
+		if (peer->history[i] != 0)
+			return GI_UNRELATED;
+	return GI_NEW;
 }

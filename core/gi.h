@@ -29,13 +29,18 @@
  *   3     cur = recorded                  GI_SAME        incremental
  *   4     recorded in its history         GI_SPLIT_BRAIN refused (EIO);
  *                                                        "resync full"
- *   5     anything else                   GI_UNRELATED   full
+ *   5     another, with no history        GI_NEW         full
+ *   6     another, with a history without GI_UNRELATED   refused (EIO);
+ *         the recorded one                               "resync full"
  *
  * Rule 4 is DRBD's split brain (drbd_uuid_compare rules 90/100): the
  * secondary failed over after the generation the primary's bits count
  * against, so it holds writes the primary does not, and a copy of the
  * primary's dirty granules would leave a mix of both histories.  Rule 5
  * is a new or wiped secondary (a fresh state file, --discard-local).
+ * Rule 6 is DRBD's "unrelated data" (-1000): a disk with a past of its
+ * own (another pair's, or one that failed over more than GI_HISTORY
+ * times since), which a full sync would overwrite unasked.
  */
 #define GI_HISTORY 4
 #define GI_TEXT_MAX 160 /* gi_format's text, with its NUL */
@@ -46,12 +51,14 @@ struct gi_set {
 	uint64_t history[GI_HISTORY]; /* newest first; 0: empty */
 };
 
-enum gi_verdict { /* the value is the rule's number */
-		  GI_UNKNOWN = 1,
-		  GI_FIRST = 2,
-		  GI_SAME = 3,
-		  GI_SPLIT_BRAIN = 4,
-		  GI_UNRELATED = 5,
+/* The verdicts; the value is the rule's number. */
+enum gi_verdict {
+	GI_UNKNOWN = 1,
+	GI_FIRST = 2,
+	GI_SAME = 3,
+	GI_SPLIT_BRAIN = 4,
+	GI_NEW = 5,
+	GI_UNRELATED = 6,
 };
 const char *gi_verdict_name(enum gi_verdict v); /* aborts if unknown */
 

@@ -916,10 +916,12 @@ compare_generations(struct primary *p, struct primary_disk *d,
 	return gi_compare(recorded, rc == 0 ? peer : NULL);
 }
 
-/* The split brain on disk d, for .colo/error and the log. */
+/* The split brain (or unrelated data) on disk d, for .colo/error and
+ * the log.
+ */
 static int
 refuse_split_brain(struct primary *p, struct primary_disk *d,
-		   const struct gi_set *peer)
+		   const struct gi_set *peer, enum gi_verdict v)
 {
 	char when_s[64], when_p[64];
 	uint64_t recorded;
@@ -928,6 +930,21 @@ refuse_split_brain(struct primary *p, struct primary_disk *d,
 	bitmap_gens(d->bm, &recorded, &own);
 	put_time(when_s, sizeof when_s, peer->since);
 	put_time(when_p, sizeof when_p, own.since);
+	if (v == GI_UNRELATED) {
+		log_error("%s: unrelated data on %s: its generation %016" PRIx64
+			  " has a history without %016" PRIx64, d->name,
+			  d->uri, peer->current, recorded);
+		return refuse(p, EIO, "unrelated data on %s: the secondary %s "
+			      "(generation %016" PRIx64 ", since %s) has a "
+			      "history of its own, without %016" PRIx64 ", "
+			      "the generation this primary last synced with "
+			      "(another pair's disk, or one that failed over "
+			      "more than %d times since). Nothing was copied. "
+			      "To overwrite it with this primary's data: "
+			      "resync full (colofs(8), SPLIT BRAIN)", d->name,
+			      d->uri, peer->current, when_s, recorded,
+			      GI_HISTORY);
+	}
 	pthread_mutex_lock(&p->lock);
 	p->split_brain = true;
 	pthread_mutex_unlock(&p->lock);
@@ -977,8 +994,9 @@ begin_sync(struct primary *p, bool full)
 		verdicts[i] = compare_generations(p, d, &peers[i]);
 		log_info("%s: generations: rule %d, %s", d->name,
 			 (int)verdicts[i], gi_verdict_name(verdicts[i]));
-		if (verdicts[i] == GI_SPLIT_BRAIN && !full) {
-			refuse_split_brain(p, d, &peers[i]);
+		if ((verdicts[i] == GI_SPLIT_BRAIN ||
+		     verdicts[i] == GI_UNRELATED) && !full) {
+			refuse_split_brain(p, d, &peers[i], verdicts[i]);
 			free(peers);
 			free(verdicts);
 			for (i = 0; i < p->ndisks; i++)
@@ -986,10 +1004,12 @@ begin_sync(struct primary *p, bool full)
 			errno = EIO;
 			return -1;
 		}
-		if (verdicts[i] == GI_SPLIT_BRAIN)
-			log_warn("%s: resync full over a split brain: this "
-				 "primary's data wins; the secondary's writes "
-				 "since it failed over are overwritten", d->name);
+		if (verdicts[i] == GI_SPLIT_BRAIN ||
+		    verdicts[i] == GI_UNRELATED)
+			log_warn("%s: resync full over %s: this primary's "
+				 "data wins; the secondary's is overwritten",
+				 d->name, verdicts[i] == GI_SPLIT_BRAIN ?
+				 "a split brain" : "unrelated data");
 	}
 	for (i = 0; i < p->ndisks; i++) {
 		struct primary_disk *d = &p->disks[i];

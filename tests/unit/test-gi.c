@@ -53,9 +53,16 @@ Test(gi, rule4_a_peer_that_moved_on_from_the_recorded_one_is_split_brain)
 	cr_assert_eq(gi_compare(0xa, &twice), GI_SPLIT_BRAIN);
 }
 
-Test(gi, rule5_no_common_generation_is_unrelated)
+Test(gi, rule5_another_without_history_is_new)
 {
 	struct gi_set p = set(0xd, 0, 0);
+
+	cr_assert_eq(gi_compare(0xa, &p), GI_NEW);
+}
+
+Test(gi, rule6_another_with_a_history_of_its_own_is_unrelated)
+{
+	struct gi_set p = set(0xd, 0xc, 0);
 
 	cr_assert_eq(gi_compare(0xa, &p), GI_UNRELATED);
 }

@@ -478,3 +478,26 @@ Test(primary, a_64m_granule_is_synced_in_pieces_any_server_takes)
 {
 	sync_with_granule(64u << 20, (64u << 20) + (1u << 20));
 }
+
+Test(primary, a_secondary_with_a_history_of_its_own_is_refused)
+{
+	struct primary *p = make(0);
+	char err[2600];
+
+	cr_assert_eq(primary_start(p), 0);
+	wait_state(p, PRIMARY_REPLICATING);
+	cr_assert_eq(primary_stop(p), 0);
+	fk.desc = "colofs-gi v1 cur=00000000000000dd since=1 hist="
+		  "00000000000000cc,0000000000000000,0000000000000000,"
+		  "0000000000000000";
+	fk.sent = 0;
+	cr_assert_eq(primary_start(p), -1);
+	cr_assert_eq(errno, EIO);
+	primary_last_error(p, err, sizeof err);
+	cr_assert_not_null(strstr(err, "unrelated data on vda"), "%s", err);
+	cr_assert_eq(fk.sent, 0);
+	cr_assert_eq(primary_resync(p, true, NULL), 0);
+	wait_state(p, PRIMARY_REPLICATING);
+	cr_assert_eq(fk.sent, SIZE);
+	primary_free(p);
+}
