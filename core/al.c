@@ -341,8 +341,8 @@ write_transaction(struct al *a)
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	pthread_mutex_lock(&a->lock);
-	a->write_us += (uint64_t) (t1.tv_sec - t0.tv_sec) * 1000000 +
-		       (uint64_t) (t1.tv_nsec - t0.tv_nsec) / 1000;
+	a->write_us += (uint64_t) (((int64_t) t1.tv_sec - t0.tv_sec) * 1000000 +
+				   (t1.tv_nsec - t0.tv_nsec) / 1000);
 	if (rc == 0) {
 		a->transactions++;
 		for (i = 0; i < count; i++)

@@ -74,6 +74,7 @@ Test(al, a_new_log_holds_no_transaction)
 Test(al, only_a_change_of_the_hot_set_writes_a_transaction)
 {
 	struct al *a = al_open(path, SIZE, EXT, 4);
+	struct al_stats st;
 
 	cr_assert_not_null(a);
 	cr_assert_eq(al_begin(a, 100, 4096), 0);
@@ -84,6 +85,9 @@ Test(al, only_a_change_of_the_hot_set_writes_a_transaction)
 	cr_assert_eq(transactions(a), 1, "a hot extent costs no write");
 	cr_assert_eq(al_begin(a, EXT - 4096, 8192), 0, "spans two extents");
 	cr_assert_eq(transactions(a), 2);
+	al_get_stats(a, &st);
+	cr_assert_lt(st.write_us, 60 * 1000000, "write_us %lu",
+		     (unsigned long)st.write_us);
 	al_end(a, EXT - 4096, 8192);
 	al_free(a);
 }
