@@ -142,6 +142,29 @@ slot_check(struct al *a, unsigned char *slot)
 	return seq;
 }
 
+/* Writes the whole ring as zeros (no transaction), allocated: a
+ * transaction is then an overwrite in place, and its fdatasync has no
+ * metadata to commit (no journal commit, which on ext4 would also wait
+ * for other files' newly allocated data).
+ */
+static int
+fill(struct al *a, int fd)
+{
+	static const unsigned char zero[AL_SLOT];
+	unsigned k;
+
+	for (k = 0; k < AL_RING; k++)
+		if (full_pwrite(fd, zero, sizeof zero,
+				(uint64_t) k * AL_SLOT) == -1)
+			goto fail;
+	if (ftruncate(fd, AL_RING * AL_SLOT) == -1 || fdatasync(fd) == -1)
+		goto fail;
+	return 0;
+fail:
+	log_error("activity log %s: %m", a->path);
+	return -1;
+}
+
 static int
 load(struct al *a)
 {
@@ -158,11 +181,7 @@ load(struct al *a)
 	if (st.st_size != AL_RING * AL_SLOT) {
 		log_warn("activity log %s: %lld bytes, not %d: holds nothing",
 			 a->path, (long long) st.st_size, AL_RING * AL_SLOT);
-		if (ftruncate(a->fd, AL_RING * AL_SLOT) == -1) {
-			log_error("activity log %s: %m", a->path);
-			return -1;
-		}
-		return 0;
+		return fill(a, a->fd);
 	}
 	for (k = 0; k < AL_RING; k++) {
 		if (full_pread(a->fd, slot, sizeof slot,
@@ -194,8 +213,7 @@ create(struct al *a, int dirfd, const char *name)
 	fd = fdio_create_tmp(dirfd, name, 0, 0600, tmp, sizeof tmp);
 	if (fd == -1)
 		return -1;
-	if (ftruncate(fd, AL_RING * AL_SLOT) == -1) {
-		log_error("activity log %s: %m", a->path);
+	if (fill(a, fd) == -1) {
 		unlinkat(dirfd, tmp, 0);
 		close(fd);
 		return -1;
