@@ -229,7 +229,7 @@ create(struct al *a, int dirfd, const char *name)
 struct al *
 al_open(const char *path, uint64_t size, uint64_t extent, unsigned nactive)
 {
-	char dbuf[PATH_MAX], nbuf[PATH_MAX];
+	char dbuf[PATH_MAX], nbuf[PATH_MAX], why[256];
 	struct al *a;
 	unsigned i;
 	int dirfd, saved;
@@ -266,10 +266,17 @@ al_open(const char *path, uint64_t size, uint64_t extent, unsigned nactive)
 		goto fail;
 	}
 	a->fd = fdio_open_file_at(dirfd, basename(nbuf), O_RDWR | O_CLOEXEC);
-	if (a->fd == -1 && errno == ENOENT)
+	if (a->fd == -1 && errno == ENOENT) {
 		a->fd = create(a, dirfd, basename(nbuf));
-	else if (a->fd == -1)
+	} else if (a->fd == -1) {
 		log_error("activity log %s: %m", path);
+	} else if (fdio_check_own(a->fd, why, sizeof why) == -1) {
+		/* Another user's log could hide where writes were. */
+		log_error("activity log %s: %s", path, why);
+		close(a->fd);
+		a->fd = -1;
+		errno = EPERM;
+	}
 	saved = errno;
 	close(dirfd);
 	errno = saved;

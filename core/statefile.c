@@ -88,18 +88,23 @@ int
 statefile_read(const char *path, struct statefile *sf, char *err,
 	       size_t errlen)
 {
-	char buf[STATEFILE_MAX + 1], *line, *save = NULL;
+	char buf[STATEFILE_MAX + 1], *line, *save = NULL, why[256];
 	bool have_state = false, have_gen = false;
 	ssize_t n;
 	int fd;
 
 	memset(sf, 0, sizeof *sf);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* Not by path: no link followed, and only a file root (or our
+	 * user) owns and alone can write is obeyed (fdio_open_own).
+	 */
+	fd = fdio_open_own(path, O_RDONLY, why, sizeof why);
 	if (fd == -1) {
-		if (errno == ENOENT)
+		int saved = errno;
+
+		if (saved == ENOENT)
 			return 1;
-		snprintf(err, errlen, "state file %s: %s", path,
-			 strerror(errno));
+		snprintf(err, errlen, "state file %s: %s", path, why);
+		errno = saved;
 		return -1;
 	}
 	n = read(fd, buf, sizeof buf);
@@ -149,11 +154,11 @@ statefile_read(const char *path, struct statefile *sf, char *err,
 		} else if (strcmp(line, "gi_current") == 0 ||
 			   strcmp(line, "gi_since") == 0 ||
 			   strcmp(line, "gi_history") == 0) {
-			char why[64];
+			char what[64];
 
-			snprintf(why, sizeof why, "%s is malformed", line);
+			snprintf(what, sizeof what, "%s is malformed", line);
 			if (parse_gi(line, v, &sf->gi) == -1)
-				return bad(err, errlen, path, why);
+				return bad(err, errlen, path, what);
 		}
 		/* Unknown keys: a newer colofs wrote them; keep going. */
 	}

@@ -45,6 +45,7 @@
 #include "primary.h"
 #include "replica.h"
 #include "store.h"
+#include "trust.h"
 
 #ifndef COLOFS_VERSION
 #define COLOFS_VERSION "0.1.0"
@@ -154,6 +155,8 @@ check_paths(const struct config *cfg)
 		}
 	}
 	if (nbd_tls_check(cfg) == -1)
+		bad = 1;
+	if (trust_check_config(cfg) == -1)
 		bad = 1;
 	for (i = 0; i < cfg->ndisks; i++) {
 		const struct config_disk *d = &cfg->disks[i];
@@ -561,6 +564,7 @@ main(int argc, char **argv)
 
 	/* Mistakes the user should see right away, before any fork. */
 	if (fusefs_check_mountpoint(cfg->mountpoint) == -1 ||
+	    trust_check_config(cfg) == -1 ||
 	    canonicalize(&cfg->mountpoint, "mountpoint") == -1 ||
 	    (cfg->buffer_dir &&
 	     canonicalize(&cfg->buffer_dir, "buffer_dir") == -1)) {
