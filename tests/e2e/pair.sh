@@ -84,7 +84,15 @@ pair_stop() {
 		alive "$1" || break
 		sleep 0.1
 	done
-	alive "$1" && fail "process $1 did not exit in 120 s"
+	if alive "$1"; then
+		# What it is stuck in, for whoever reads the failure.
+		echo "colofs $1 ($2) still running 120 s after its unmount:" >&2
+		tail -n 20 "$T/p.log" "$T/s.log" >&2
+		command -v gdb >/dev/null &&
+			gdb -p "$1" -batch -ex "thread apply all bt" 2>&1 |
+			grep -E '^(#|Thread)' | head -n 80 >&2
+		fail "process $1 did not exit in 120 s"
+	fi
 	wait "$1" || fail "process $1 exited $?"
 }
 
