@@ -10,6 +10,8 @@
  *   state=failover
  *   generation=5f0c...		32 hex digits, new at each start and failover
  *   journaled=1			the commit's journals are durable
+ *   s_consistent=0		S may be behind the primary (a restart after
+ *				running, until a primary connects); absent: 1
  *   gi_current=0123456789abcdef	generation identifiers (gi.h): the
  *   gi_since=1700000000		current one, when it began, and the
  *   gi_history=H0,H1,H2,H3	last GI_HISTORY (16 hex digits each)
@@ -40,20 +42,6 @@
 
 #define STATEFILE_MAX 4096
 #define MAGIC "colofs-state 1\n"
-
-static int
-parse_state(const char *s, enum replica_state *out)
-{
-	enum replica_state st;
-
-	for (st = REPLICA_NONE; st <= REPLICA_DONE; st++) {
-		if (strcmp(s, replica_state_name(st)) == 0) {
-			*out = st;
-			return 0;
-		}
-	}
-	return -1;
-}
 
 /* One gi_ key of the state file into g. */
 static int
@@ -136,7 +124,7 @@ statefile_read(const char *path, struct statefile *sf, char *err,
 			return bad(err, errlen, path, "a line is not key=value");
 		*v++ = '\0';
 		if (strcmp(line, "state") == 0) {
-			if (parse_state(v, &sf->state) == -1)
+			if (replica_state_parse(v, &sf->state) == -1)
 				return bad(err, errlen, path, "unknown state");
 			have_state = true;
 		} else if (strcmp(line, "generation") == 0) {
@@ -159,6 +147,11 @@ statefile_read(const char *path, struct statefile *sf, char *err,
 			snprintf(what, sizeof what, "%s is malformed", line);
 			if (parse_gi(line, v, &sf->gi) == -1)
 				return bad(err, errlen, path, what);
+		} else if (strcmp(line, "s_consistent") == 0) {
+			if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0)
+				return bad(err, errlen, path,
+					   "s_consistent is not 0 or 1");
+			sf->s_behind = v[0] == '0';
 		}
 		/* Unknown keys: a newer colofs wrote them; keep going. */
 	}
@@ -175,10 +168,11 @@ statefile_write(const char *dir, const char *name, const struct statefile *sf)
 
 	gi_format_history(sf->gi.history, hist, sizeof hist);
 	n = snprintf(buf, sizeof buf, MAGIC "state=%s\ngeneration=%s\n"
-		     "journaled=%d\ngi_current=%016" PRIx64 "\ngi_since=%"
-		     PRId64 "\ngi_history=%s\n", replica_state_name(sf->state),
-		     sf->generation, sf->journaled ? 1 : 0, sf->gi.current,
-		     sf->gi.since, hist);
+		     "journaled=%d\ns_consistent=%d\ngi_current=%016" PRIx64
+		     "\ngi_since=%" PRId64 "\ngi_history=%s\n",
+		     replica_state_name(sf->state), sf->generation,
+		     sf->journaled ? 1 : 0, sf->s_behind ? 0 : 1,
+		     sf->gi.current, sf->gi.since, hist);
 	ret = durable_write(dir, name, buf, (size_t) n);
 	/* Renamed, not synced: written all the same; retry the sync. */
 	if (ret == 1 && durable_sync_dir(dir) == 0)

@@ -7,7 +7,7 @@
 
 #include "fdio.h"
 #include "gi.h"
-#include "replica.h"
+#include "state.h"
 
 /* Small files that must survive a crash or a power loss, and the state
  * file built on them (statefile.c).
@@ -25,6 +25,8 @@ struct statefile {
 	 * an older colofs): the daemon starts a first generation.
 	 */
 	struct gi_set gi;
+	bool s_behind;		/* s_consistent=0: S may be behind the
+				 * primary (absent: 1) */
 };
 
 /* Reads path.  0 and *sf; 1 when the file does not exist; -1 with errno

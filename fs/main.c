@@ -57,12 +57,14 @@ enum {
 	OPT_DUMP,
 	OPT_DEMOTE,
 	OPT_DISCARD_LOCAL,
+	OPT_DISCARD_FAILOVER,
 };
 
 static void
 usage(FILE *fp)
 {
 	fputs("Usage: colofs -c FILE [-f] [-d] [--demote [--discard-local]]\n"
+	      "                    [--discard-failover]\n"
 	      "                    [--check-config] [--dump-config]\n"
 	      "       colofs --help | --version\n"
 	      "\n"
@@ -86,6 +88,9 @@ usage(FILE *fp)
 	      "      --discard-local  with --demote: this side loses a\n"
 	      "                     split brain; the primary's next sync\n"
 	      "                     copies the whole disk here\n"
+	      "      --discard-failover  give up an interrupted failover\n"
+	      "                     whose journal or buffers are lost: keep\n"
+	      "                     the files aside, start fenced in done\n"
 	      "  -h, --help         this text\n"
 	      "  -V, --version      the version\n"
 	      "\n"
@@ -498,6 +503,7 @@ main(int argc, char **argv)
 		{ "dump-config", no_argument, NULL, OPT_DUMP },
 		{ "demote", no_argument, NULL, OPT_DEMOTE },
 		{ "discard-local", no_argument, NULL, OPT_DISCARD_LOCAL },
+		{ "discard-failover", no_argument, NULL, OPT_DISCARD_FAILOVER },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -505,6 +511,7 @@ main(int argc, char **argv)
 	const char *path = NULL;
 	bool foreground = false, check = false, dump = false, demote = false;
 	bool discard_local = false;
+	bool discard = false;
 	struct config *cfg;
 	char err[1024];
 	int c, rc;
@@ -518,6 +525,7 @@ main(int argc, char **argv)
 		case OPT_DUMP: dump = true; break;
 		case OPT_DEMOTE: demote = true; break;
 		case OPT_DISCARD_LOCAL: discard_local = true; break;
+		case OPT_DISCARD_FAILOVER: discard = true; break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("colofs %s\n", COLOFS_VERSION); return 0;
 		default:
@@ -579,6 +587,14 @@ main(int argc, char **argv)
 		fprintf(stderr, "colofs: --demote is for mode = secondary\n");
 		config_free(cfg);
 		return EXIT_USAGE;
+	}
+	if (discard && (cfg->mode == CONFIG_MODE_PRIMARY ||
+			durable_discard_failover(cfg) == -1)) {
+		if (cfg->mode == CONFIG_MODE_PRIMARY)
+			fprintf(stderr, "colofs: --discard-failover is for "
+				"mode = secondary\n");
+		config_free(cfg);
+		return 1;
 	}
 	rc = cfg->mode == CONFIG_MODE_PRIMARY ? serve_primary(cfg, foreground) :
 	     serve(cfg, foreground, demote, discard_local);

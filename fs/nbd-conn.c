@@ -789,6 +789,7 @@ conn_main(void *arg)
 		c->deadline_ms = 0;
 		tv.tv_sec = 0;
 		setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+		replica_note_primary_connected(srv->r);
 		serve(c, (size_t)idx);
 	}
 
