@@ -26,8 +26,9 @@ start_colofs_fg
 	fail "kill -9 in running changed the generation: $gi -> $(status_get gi_current)"
 ok "a restart keeps generation $gi"
 
-# stop from running: S = V, the VM writes S: a promotion.
-ctl start
+# stop from running: S = V, the VM writes S: a promotion.  (After the
+# kill -9 in running S may be behind: start needs force.)
+ctl "start force"
 ctl stop
 wait_state done
 new=$(status_get gi_current)
@@ -52,7 +53,7 @@ ok "--demote keeps it, --discard-local starts one without history"
 
 # failover: a promotion too.
 cur=$(status_get gi_current)
-ctl start
+ctl "start force"	# demoted: S may be behind until a primary resyncs
 ctl failover
 wait_state done
 [ "$(status_get gi_current)" != "$cur" ] || fail "failover kept the generation"
