@@ -5,7 +5,7 @@
  * gi_parse accepts, gi_format writes back to a text that parses to the
  * same set; gi_compare is total.
  *
- * Build and run: tests/fuzz/run-gi [SECONDS].
+ * Build and run: tests/fuzz/run-files [SECONDS-EACH] (after make).
  */
 #include <stdint.h>
 #include <stdlib.h>
