@@ -5,7 +5,8 @@
 #   make check       install missing Debian packages (as root), build, run
 #                    the unit and end-to-end tests
 #   make check-asan  the same under ASan + UBSan (build-asan/)
-#   make check-tsan  the engine's stress driver under TSan (build-tsan/)
+#   make check-tsan  the engine's stress driver and the NBD listener's
+#                    barrier tests under TSan (build-tsan/)
 #   make check-long  the slow tests (fuzzing, long soaks)
 #   make demo        the main job: a primary, a secondary, a failover
 #   make bench       the engine's benchmark (tools/bench-core.c)
@@ -185,11 +186,18 @@ $(BUILD)/stress: $(BUILD)/tests/stress/stress.o $(LIBS)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 # The engine's locking under ThreadSanitizer, through a driver that needs
-# no test framework (criterion's arena does not run under TSan).
+# no test framework (criterion's arena does not run under TSan); then the
+# daemon itself under TSan through the NBD listener's barrier sequence,
+# its shutdown with a READ waiting for budget, and a short multi-connection
+# fuzz run (each test fails on a sanitizer report in the daemon's log).
+TSAN_E2E := nbd-barrier-budget nbd-shutdown-log nbd-fuzz-multiconn
 check-tsan: deps
 	@$(MAKE) --no-print-directory BUILD=build-tsan CFLAGS="-O1 -g" \
-		SAN="-fsanitize=thread" build-tsan/stress
+		SAN="-fsanitize=thread" build-tsan/stress build-tsan/colofs
 	TSAN_OPTIONS=halt_on_error=1 build-tsan/stress 3
+	@for t in $(TSAN_E2E); do \
+		TSAN_OPTIONS=halt_on_error=1 tests/e2e/run build-tsan "" $$t || exit 1; \
+	done
 
 check-long: check
 	@COLOFS_LONG=1 tests/run-all $(BUILD) long

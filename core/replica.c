@@ -61,8 +61,16 @@
  * after map_lock is dropped for the I/O itself.
  *
  * Emptying a buffer costs the same however much it holds: a checkpoint
- * makes fresh empty buffers before taking the gate, swaps them in under
- * it, and hands the old ones to a reclaim thread that frees them.
+ * takes empty buffers before taking the gate, swaps them in under it, and
+ * hands the old ones to a reclaim thread.  The empty buffers are spares
+ * (d->spare) that the reclaim thread recycled from the checkpoint before:
+ * maps emptied, store pages kept, so the next epoch overwrites mapped
+ * pages instead of faulting and zeroing fresh ones (faults were half an
+ * ingest's CPU).  A store keeps at most the pages of the largest of its
+ * slot's last RETAIN_EPOCHS epochs (store_recycle), so a burst does not
+ * hold memory for ever.  An old store's bytes are never read: every read
+ * goes by the extent maps, which start empty.  Out of running (stop,
+ * failover) spares are freed and old buffers too.
  *
  * Durability.  While running, nothing is synced: a crash loses the
  * buffers, which is what a checkpoint does anyway, and S holds every write
@@ -118,6 +126,9 @@
 
 #define BOUNCE_MAX (1024 * 1024)	/* bytes copied per step */
 #define COMMIT_CHUNK (4 * 1024 * 1024)	/* bytes committed per lock */
+#define RETAIN_EPOCHS 4			/* epochs a buffer's size is kept for */
+
+enum slot { SLOT_HIDDEN, SLOT_ACTIVE, SLOTS };
 
 /* map: the bytes the buffer holds (they hide the layers below).  zeros:
  * the part of map that was zeroed or trimmed, so takes no space in either
@@ -144,11 +155,21 @@ struct replica_disk {
 	atomic_uint_fast64_t view_reads, view_read_bytes;
 	struct journal *journal;	/* NULL, or the failover journal:
 					 * set under r->gate exclusive */
+	/* Recycled buffers, empty, for the next checkpoint to swap in, and
+	 * the page-rounded bytes of the last RETAIN_EPOCHS epochs of each
+	 * slot (the retention bound); protected by r->reclaim_lock.
+	 */
+	struct buffer *spare[SLOTS];
+	uint64_t retain_hist[SLOTS][RETAIN_EPOCHS];
+	unsigned retain_pos[SLOTS];
 };
 
+/* A buffer the reclaim thread frees, or recycles into d->spare[slot]. */
 struct garbage {
 	struct garbage *next;
 	struct buffer *buf;
+	struct replica_disk *d;		/* NULL: free it */
+	enum slot slot;
 };
 
 struct replica {
@@ -192,6 +213,8 @@ struct replica {
 	struct garbage *reclaim_list;	/* protected by reclaim_lock */
 	bool reclaim_busy;		/* protected by reclaim_lock */
 	bool reclaim_stop;		/* protected by reclaim_lock */
+	bool spares_off;		/* out of running: protected by
+					 * reclaim_lock */
 	pthread_t reclaim_thread;
 
 	/* Durability: set before start, fixed after.  jdir NULL: none. */
@@ -320,6 +343,73 @@ err:
 	return NULL;
 }
 
+/* Empties b (a buffer a checkpoint dropped) and keeps it as d's spare for
+ * its slot, its store's pages trimmed to the retention bound: the largest
+ * of the slot's last RETAIN_EPOCHS epochs.  b is freed instead if that
+ * fails or a spare is there already.
+ */
+static void
+recycle(struct replica *r, struct replica_disk *d, enum slot slot,
+	struct buffer *b)
+{
+	struct extmap *map = extmap_new(), *zeros = extmap_new();
+	uint64_t keep = 0, pages;
+	unsigned i;
+
+	pthread_mutex_lock(&r->reclaim_lock);
+	for (i = 0; i < RETAIN_EPOCHS; i++)
+		if (d->retain_hist[slot][i] > keep)
+			keep = d->retain_hist[slot][i];
+	pthread_mutex_unlock(&r->reclaim_lock);
+	if (map == NULL || zeros == NULL ||
+	    store_recycle(b->store, b->map, keep, &pages) == -1) {
+		extmap_free(map);
+		extmap_free(zeros);
+		buffer_free(b);
+		return;
+	}
+	extmap_free(b->map);
+	extmap_free(b->zeros);
+	b->map = map;
+	b->zeros = zeros;
+	pthread_mutex_lock(&r->reclaim_lock);
+	d->retain_hist[slot][d->retain_pos[slot]++ % RETAIN_EPOCHS] = pages;
+	if (d->spare[slot] == NULL && !r->spares_off) {
+		d->spare[slot] = b;
+		b = NULL;
+	}
+	pthread_mutex_unlock(&r->reclaim_lock);
+	buffer_free(b);
+}
+
+/* Frees every spare; off: and keeps none from now on (out of running).
+ * Returns true if there were any.
+ */
+static bool
+drop_spares(struct replica *r, bool off)
+{
+	struct buffer *drop[SLOTS];
+	bool any = false;
+	size_t i;
+	int s;
+
+	for (i = 0; i < r->ndisks; i++) {
+		pthread_mutex_lock(&r->reclaim_lock);
+		if (off)
+			r->spares_off = true;
+		for (s = 0; s < SLOTS; s++) {
+			drop[s] = r->disks[i]->spare[s];
+			r->disks[i]->spare[s] = NULL;
+		}
+		pthread_mutex_unlock(&r->reclaim_lock);
+		for (s = 0; s < SLOTS; s++) {
+			any |= drop[s] != NULL;
+			buffer_free(drop[s]);
+		}
+	}
+	return any;
+}
+
 static void *
 reclaim_main(void *arg)
 {
@@ -339,7 +429,10 @@ reclaim_main(void *arg)
 		while (g != NULL) {
 			struct garbage *next = g->next;
 
-			buffer_free(g->buf);
+			if (g->d)
+				recycle(r, g->d, g->slot, g->buf);
+			else
+				buffer_free(g->buf);
 			free(g);
 			g = next;
 		}
@@ -367,9 +460,12 @@ reclaim_drain(struct replica *r)
 	return pending;
 }
 
-/* Frees b in the background; b is unreachable by any I/O by now. */
+/* Frees b in the background, or with d set recycles it as d's spare for
+ * slot; b is unreachable by any I/O by now.
+ */
 static void
-reclaim(struct replica *r, struct buffer *b)
+reclaim(struct replica *r, struct buffer *b, struct replica_disk *d,
+	enum slot slot)
 {
 	struct garbage *g;
 
@@ -381,6 +477,8 @@ reclaim(struct replica *r, struct buffer *b)
 		return;
 	}
 	g->buf = b;
+	g->d = d;
+	g->slot = slot;
 	pthread_mutex_lock(&r->reclaim_lock);
 	g->next = r->reclaim_list;
 	r->reclaim_list = g;
@@ -432,6 +530,8 @@ disk_free(struct replica_disk *d)
 	journal_close(d->journal);
 	buffer_free(d->hidden);
 	buffer_free(d->active);
+	buffer_free(d->spare[SLOT_HIDDEN]);
+	buffer_free(d->spare[SLOT_ACTIVE]);
 	image_close(d->img);
 	rangelock_release_all(&d->rl);
 	pthread_mutex_destroy(&d->map_lock);
@@ -764,15 +864,17 @@ buffer_write(struct replica_disk *d, struct buffer *b, const void *buf,
 	int ret, tries;
 
 	/* A full file system may be full of buffers that a checkpoint
-	 * dropped and the reclaim thread has not freed yet: free them, and
-	 * try again, rather than fail for space already released.
+	 * dropped and the reclaim thread has not freed yet, or of the spares'
+	 * retained blocks: free them, and try again, rather than fail for
+	 * space already released.
 	 */
 	for (tries = 0; tries < 2; tries++) {
 		if (buf == NULL)
 			ret = b->store->ops->zero(b->store, off, len);
 		else
 			ret = b->store->ops->pwrite(b->store, buf, len, off);
-		if (ret == 0 || errno != ENOSPC || !reclaim_drain(d->r))
+		if (ret == 0 || errno != ENOSPC ||
+		    !(reclaim_drain(d->r) | drop_spares(d->r, false)))
 			break;
 	}
 	if (ret == -1)
@@ -797,15 +899,13 @@ save_range(struct replica_disk *d, uint64_t off, uint64_t len)
 
 	if (h->store->mem) {
 		char *dst = (char *) h->store->mem + off;
-		uintptr_t a = (uintptr_t) dst & ~(uintptr_t) 4095;
-		uintptr_t b = ((uintptr_t) dst + len + 4095) & ~(uintptr_t) 4095;
 
-		/* Fault the fresh pages in with one call instead of one trap
-		 * per page inside pread: a third of an ingest's CPU went to
-		 * those traps (doc/performance.md).  Older kernels say
-		 * EINVAL; pread faults them in then, as before.
+		/* Fault fresh pages in with one call instead of one trap per
+		 * page inside pread: a third of an ingest's CPU went to those
+		 * traps (doc/performance.md); a recycled store's pages are
+		 * there already.
 		 */
-		madvise((void *) a, b - a, MADV_POPULATE_WRITE);
+		store_populate(h->store, off, len);
 		if (d->img->ops->pread(d->img, dst, len, off) == -1)
 			return -1;
 		pthread_mutex_lock(&d->map_lock);
@@ -1302,16 +1402,26 @@ replica_set_state_hook(struct replica *r, replica_state_hook *fn,
 	pthread_mutex_unlock(&r->ctl_lock);
 }
 
-/* Fresh buffers for every disk, or none (-1, errno, error recorded). */
+/* Empty buffers for every disk, the spares that the reclaim thread
+ * recycled or else new ones, or none (-1, errno, error recorded).
+ */
 static int
 new_buffers(struct replica *r, struct buffer **hidden, struct buffer **active)
 {
 	size_t i;
 
 	for (i = 0; i < r->ndisks; i++) {
-		hidden[i] = buffer_new(r, r->disks[i], "hidden");
-		active[i] = hidden[i] ? buffer_new(r, r->disks[i], "active")
-				      : NULL;
+		struct replica_disk *d = r->disks[i];
+
+		pthread_mutex_lock(&r->reclaim_lock);
+		hidden[i] = d->spare[SLOT_HIDDEN];
+		active[i] = d->spare[SLOT_ACTIVE];
+		d->spare[SLOT_HIDDEN] = d->spare[SLOT_ACTIVE] = NULL;
+		pthread_mutex_unlock(&r->reclaim_lock);
+		if (hidden[i] == NULL)
+			hidden[i] = buffer_new(r, d, "hidden");
+		if (hidden[i] && active[i] == NULL)
+			active[i] = buffer_new(r, d, "active");
 		if (active[i] == NULL) {
 			int saved = errno;
 
@@ -1319,6 +1429,7 @@ new_buffers(struct replica *r, struct buffer **hidden, struct buffer **active)
 					     "failed: %s", r->disks[i]->name,
 					     strerror(saved));
 			buffer_free(hidden[i]);
+			buffer_free(active[i]);
 			while (i-- > 0) {
 				buffer_free(hidden[i]);
 				buffer_free(active[i]);
@@ -1331,7 +1442,9 @@ new_buffers(struct replica *r, struct buffer **hidden, struct buffer **active)
 }
 
 /* Puts the new buffers in place (NULL arrays: no buffers) and hands the
- * old ones to the reclaim thread.  The caller holds the gate exclusively.
+ * old ones to the reclaim thread, to recycle as spares (a checkpoint) or
+ * to free (no new buffers: out of running).  The caller holds the gate
+ * exclusively.
  */
 static void
 swap_buffers(struct replica *r, struct buffer **hidden,
@@ -1351,8 +1464,8 @@ swap_buffers(struct replica *r, struct buffer **hidden,
 		if (oa)
 			account(r, -(int64_t) occupied(oa));
 		pthread_mutex_unlock(&d->map_lock);
-		reclaim(r, oh);
-		reclaim(r, oa);
+		reclaim(r, oh, hidden ? d : NULL, SLOT_HIDDEN);
+		reclaim(r, oa, hidden ? d : NULL, SLOT_ACTIVE);
 	}
 }
 
@@ -1382,8 +1495,15 @@ static int
 empty_buffers(struct replica *r, enum replica_state next)
 {
 	struct buffer **hidden, **active;
-	uint64_t t0 = now_ns();
+	uint64_t t0;
 	int ret = -1;
+
+	/* The buffers the last checkpoint dropped are being recycled into
+	 * spares; that takes little (no page is freed in a steady state), and
+	 * is done long before the next checkpoint but in a burst of them.
+	 */
+	reclaim_drain(r);
+	t0 = now_ns();
 
 	hidden = calloc(r->ndisks + 1, sizeof *hidden);
 	active = calloc(r->ndisks + 1, sizeof *active);
@@ -1531,6 +1651,7 @@ replica_stop(struct replica *r)
 		swap_buffers(r, NULL, NULL);
 		r->state = REPLICA_DONE;
 		pthread_rwlock_unlock(&r->gate);
+		drop_spares(r, true);
 		break;
 	case REPLICA_FAILOVER_FAILED:
 		ret = refuse(r, EBUSY, "stop: failover failed and the buffers "
@@ -2066,6 +2187,7 @@ replica_failover(struct replica *r)
 		goto out;
 	}
 	crash_point("failover_acked");
+	drop_spares(r, true);		/* no checkpoint comes any more */
 	ret = commit_start(r, "failover");
 out:
 	pthread_mutex_unlock(&r->ctl_lock);
@@ -2394,6 +2516,21 @@ replica_get_status(struct replica *r, struct replica_status *st)
 		ds->view_read_bytes = atomic_load(&d->view_read_bytes);
 		if (d->img->ops->overlay_bytes)
 			ds->overlay_bytes = d->img->ops->overlay_bytes(d->img);
+		/* The live buffers' resident sets change only once they are
+		 * dropped, which the gate holds off.
+		 */
+		pthread_mutex_lock(&r->reclaim_lock);
+		for (int s = 0; s < SLOTS; s++)
+			if (d->spare[s])
+				st->buffer_retained_bytes +=
+					store_retained(d->spare[s]->store);
+		pthread_mutex_unlock(&r->reclaim_lock);
+		if (d->hidden)
+			st->buffer_retained_bytes +=
+				store_retained(d->hidden->store);
+		if (d->active)
+			st->buffer_retained_bytes +=
+				store_retained(d->active->store);
 		pthread_mutex_lock(&d->map_lock);
 		if (d->hidden) {
 			ds->hidden_bytes = extmap_bytes(d->hidden->map);

@@ -56,6 +56,16 @@ uint64_t replica_disk_size(const struct replica_disk *d);
  *               if it cannot be made durable; EINVAL in none; no-op in
  *               failover and done.
  */
+/* A checkpoint empties the buffers in O(1) by swapping in spares: the
+ * buffers the checkpoint before dropped, emptied in the background with
+ * their pages kept (memory mapped, file blocks allocated), so that a
+ * steady-state epoch overwrites pages instead of faulting fresh ones in.
+ * Each keeps the pages of the largest of its slot's last 4 epochs and
+ * gives back the rest (MADV_FREE, punched holes): the memory of a disk's
+ * buffers is at most buffer_bytes plus buffer_retained_bytes, and the
+ * latter at most twice the largest of the last 4 epochs of hidden plus
+ * of active (two buffers per slot).  Stop and failover free the spares.
+ */
 int replica_start(struct replica *r);
 /* start, also when S may be behind the primary (below). */
 int replica_start_force(struct replica *r);
@@ -177,7 +187,8 @@ int replica_primary_flush(struct replica_disk *d);
  * either store).  While running, a view or primary write that would need
  * more fails whole with ENOSPC, and the reason is recorded; a checkpoint
  * frees the buffers.  A store write that meets ENOSPC first waits for the
- * buffers a checkpoint dropped to be freed, and tries once more.
+ * buffers a checkpoint dropped to be freed, frees the spares, and tries
+ * once more.
  */
 void replica_set_buffer_limit(struct replica *r, uint64_t bytes);
 
@@ -226,6 +237,11 @@ struct replica_status {
 	uint64_t unclean_disconnects;
 	uint64_t buffer_bytes;		/* taking room in all buffers */
 	uint64_t buffer_limit;		/* 0: none */
+	/* Pages (memory) or blocks (file) the buffers keep from earlier
+	 * epochs so that checkpoints recycle them (see replica_checkpoint);
+	 * not counted in buffer_bytes.
+	 */
+	uint64_t buffer_retained_bytes;
 	char error[512];
 	size_t ndisks;
 	struct replica_disk_status *disks;	/* ndisks entries */

@@ -172,6 +172,8 @@ status_render(const struct replica_status *st, const struct config *cfg,
 	fprintf(fp, "buffer=%s\n", config_buffer_name(cfg->buffer));
 	fprintf(fp, "buffer_bytes=%" PRIu64 "\n", st->buffer_bytes);
 	fprintf(fp, "buffer_limit=%" PRIu64 "\n", st->buffer_limit);
+	fprintf(fp, "buffer_retained_bytes=%" PRIu64 "\n",
+		st->buffer_retained_bytes);
 	fprintf(fp, "checkpoints=%" PRIu64 "\n", st->checkpoints);
 	fprintf(fp, "last_checkpoint_us=%" PRIu64 "\n",
 		st->last_checkpoint_ns / 1000);
@@ -274,6 +276,8 @@ static const struct metric_map metric_map[] = {
 	  "Bytes held in all buffers of all disks", NULL, 0 },
 	{ "buffer_limit", "colofs_buffer_limit_bytes", "gauge", "bytes",
 	  "The cap on buffered bytes (buffer_limit; 0: none)", NULL, 0 },
+	{ "buffer_retained_bytes", "colofs_buffer_retained_bytes", "gauge",
+	  "bytes", "Buffer pages kept from earlier epochs for reuse", NULL, 0 },
 	{ "unclean_disconnects", "colofs_unclean_disconnects", "counter", NULL,
 	  "Primaries gone without NBD_CMD_DISC (writes may be missed)",
 	  NULL, 0 },

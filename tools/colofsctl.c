@@ -550,6 +550,10 @@ print_human(const struct status *st)
 	if (num(st, "buffer_limit"))
 		printf(" of %s", human_bytes(num(st, "buffer_limit"), b2,
 					     sizeof b2));
+	if (num(st, "buffer_retained_bytes"))
+		printf(", %s kept for reuse",
+		       human_bytes(num(st, "buffer_retained_bytes"), b2,
+				   sizeof b2));
 	putchar('\n');
 	if (err && *err)
 		printf("error: %s\n", err);
