@@ -23,15 +23,20 @@
  *                      primary writes refused), restart after restart;
  *                      only --demote leaves it, for none
  *
- * The file is then rewritten with a new generation.  From there the
+ * The file is then rewritten with a new generation.  The generation
+ * identifiers (core/gi.h) carry over: a restart is not a promotion.  A
+ * first one is made for a new file; --demote --discard-local makes a new
+ * one and forgets the history (the primary then copies everything).  From there the
  * replica's state hook rewrites it: running at start; failover (new
- * generation) once the journals are durable; done before the replica
+ * generation, and a new generation identifier: a promotion) once the
+ * journals are durable; done before the replica
  * acts as done; failover_failed.  Checkpoints never touch it: the hot path
  * syncs nothing.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -195,6 +200,15 @@ hook(void *opaque, enum replica_state next, bool journaled)
 		pthread_mutex_unlock(&du->lock);
 		return -1;
 	}
+	/* A promotion (failover, or stop: done from running, S = V and the
+	 * VM writes S): S starts a history of its own (gi.h), durably with
+	 * the state that makes it writable.
+	 */
+	if ((next == REPLICA_FAILOVER || next == REPLICA_DONE) &&
+	    du->sf.state == REPLICA_RUNNING && gi_new(&sf.gi) == -1) {
+		pthread_mutex_unlock(&du->lock);
+		return -1;
+	}
 	ret = statefile_write(du->dir, du->name, &sf);
 	/* 1: renamed, its directory not synced.  The file says next now
 	 * (and may after a crash): it counts as written, or a refused stop
@@ -241,7 +255,8 @@ durable_free(struct durable *du)
 }
 
 struct durable *
-durable_open(const struct config *cfg, struct replica *r, bool demote)
+durable_open(const struct config *cfg, struct replica *r, bool demote,
+	     bool discard_local)
 {
 	struct durable *du = calloc(1, sizeof *du);
 	struct statefile old;
@@ -338,7 +353,35 @@ durable_open(const struct config *cfg, struct replica *r, bool demote)
 	}
 	du->sf.state = start;
 	du->sf.journaled = resume;
+	if (rc == 0)
+		du->sf.gi = old.gi;
+	/* A first generation (a new disk, or a file from an older colofs),
+	 * or a wiped one: --discard-local forgets the history, so that the
+	 * primary finds nothing in common and copies the whole disk.
+	 */
+	if (du->sf.gi.current == 0 && gi_new(&du->sf.gi) == -1)
+		goto err;
+	if (discard_local) {
+		if (start != REPLICA_NONE) {
+			log_error("--discard-local needs --demote (the state "
+				  "is %s)", replica_state_name(start));
+			goto err;
+		}
+		if (gi_new(&du->sf.gi) == -1)
+			goto err;
+		gi_clear_history(&du->sf.gi);
+		log_warn("--discard-local: this disk's writes since it "
+			 "failed over will be overwritten by the primary's "
+			 "next (full) sync");
+		replica_record_error(r, "--discard-local: this disk's data "
+			"is discarded; the primary's next sync copies the "
+			"whole disk");
+	}
 	replica_set_s_consistent(r, !du->sf.s_behind);
+	/* A failover's journals name the generation their buffers belong
+	 * to (only a promotion changes it, and that ends running).
+	 */
+	replica_set_journal_generation(r, du->sf.gi.current);
 	if (statefile_new_generation(du->sf.generation) == -1 ||
 	    statefile_write(du->dir, du->name, &du->sf) == -1) {
 		log_error("cannot write the state file %s", du->path);
@@ -373,14 +416,31 @@ durable_status(void *opaque, FILE *fp)
 {
 	struct durable *du = opaque;
 	struct statefile sf;
+	char hist[GI_HISTORY * 17];
 
 	pthread_mutex_lock(&du->lock);
 	sf = du->sf;
 	pthread_mutex_unlock(&du->lock);
 	fprintf(fp, "state_file=%s\n", du->path);
 	fprintf(fp, "generation=%s\n", sf.generation);
+	gi_format_history(sf.gi.history, hist, sizeof hist);
+	fprintf(fp, "gi_current=%016" PRIx64 "\n", sf.gi.current);
+	fprintf(fp, "gi_since=%" PRId64 "\n", sf.gi.since);
+	fprintf(fp, "gi_history=%s\n", hist);
 	fprintf(fp, "restarted_from=%s\n", du->found);
 	fprintf(fp, "failover_crash_safe=%s\n", du->crash_safe ? "yes" : "no");
+}
+
+void
+durable_describe(void *opaque, char *buf, size_t len)
+{
+	struct durable *du = opaque;
+	struct gi_set gi;
+
+	pthread_mutex_lock(&du->lock);
+	gi = du->sf.gi;
+	pthread_mutex_unlock(&du->lock);
+	gi_format(&gi, buf, len);
 }
 
 /* Renames DIR/STEM.DISK.WHAT to .discarded, if it exists.  0, or -1. */

@@ -56,13 +56,15 @@ enum {
 	OPT_CHECK = 256,
 	OPT_DUMP,
 	OPT_DEMOTE,
+	OPT_DISCARD_LOCAL,
 	OPT_DISCARD_FAILOVER,
 };
 
 static void
 usage(FILE *fp)
 {
-	fputs("Usage: colofs -c FILE [-f] [-d] [--demote] [--discard-failover]\n"
+	fputs("Usage: colofs -c FILE [-f] [-d] [--demote [--discard-local]]\n"
+	      "                    [--discard-failover]\n"
 	      "                    [--check-config] [--dump-config]\n"
 	      "       colofs --help | --version\n"
 	      "\n"
@@ -83,6 +85,9 @@ usage(FILE *fp)
 	      "                     included, then exit\n"
 	      "      --demote       leave the state done that a failover\n"
 	      "                     left (see colofs(8)): start in none\n"
+	      "      --discard-local  with --demote: this side loses a\n"
+	      "                     split brain; the primary's next sync\n"
+	      "                     copies the whole disk here\n"
 	      "      --discard-failover  give up an interrupted failover\n"
 	      "                     whose journal or buffers are lost: keep\n"
 	      "                     the files aside, start fenced in done\n"
@@ -357,7 +362,7 @@ serve_primary(struct config *cfg, bool foreground)
 	struct primary_link *link = NULL;
 	struct primary *p = NULL;
 	struct fusefs *fs = NULL;
-	char **paths = NULL, *stem = NULL;
+	char **paths = NULL, **al_paths = NULL, *stem = NULL;
 	sigset_t oldmask;
 	size_t i, opened = 0;
 	int rc = 1, lock_fd = -1;
@@ -373,7 +378,8 @@ serve_primary(struct config *cfg, bool foreground)
 	link = primary_link_new(cfg);
 	dcs = calloc(cfg->ndisks, sizeof *dcs);
 	paths = calloc(cfg->ndisks, sizeof *paths);
-	if (!link || !dcs || !paths) {
+	al_paths = calloc(cfg->ndisks, sizeof *al_paths);
+	if (!link || !dcs || !paths || !al_paths) {
 		log_error("out of memory");
 		goto out;
 	}
@@ -383,6 +389,13 @@ serve_primary(struct config *cfg, bool foreground)
 		paths[i] = durable_bitmap_path(cfg->state_dir, stem, d->name);
 		if (!paths[i])
 			goto out;
+		/* Named per instance, as the bitmap is (durable_stem). */
+		if (asprintf(&al_paths[i], "%s/%s.%s.al", cfg->state_dir,
+			     stem, d->name) == -1) {
+			al_paths[i] = NULL;
+			goto out;
+		}
+		dcs[i].al_path = al_paths[i];
 		dcs[i].name = d->name;
 		dcs[i].uri = d->secondary;
 		dcs[i].bitmap_path = paths[i];
@@ -400,6 +413,11 @@ serve_primary(struct config *cfg, bool foreground)
 		.disks = dcs,
 		.granularity = cfg->dirty_granularity,
 		.timeout_ms = cfg->secondary_timeout_ms,
+		/* An idle link is probed after half the timeout. */
+		.keepalive_ms = cfg->secondary_timeout_ms / 2 ?
+				cfg->secondary_timeout_ms / 2 : 1,
+		.al_extent = cfg->al_extent,
+		.al_extents = cfg->al_extents,
 		.link = &primary_link_ops,
 		.link_opaque = link,
 	};
@@ -434,7 +452,10 @@ out:
 		image_close(dcs[i].img);
 	for (i = 0; paths && i < cfg->ndisks; i++)
 		free(paths[i]);
+	for (i = 0; al_paths && i < cfg->ndisks; i++)
+		free(al_paths[i]);
 	free(paths);
+	free(al_paths);
 	free(dcs);
 	free(stem);
 	if (lock_fd != -1)
@@ -445,7 +466,7 @@ out:
 }
 
 static int
-serve(struct config *cfg, bool foreground, bool demote)
+serve(struct config *cfg, bool foreground, bool demote, bool discard_local)
 {
 	struct store_factory factory;
 	struct replica *r = NULL;
@@ -486,13 +507,15 @@ serve(struct config *cfg, bool foreground, bool demote)
 			 img->ops->name, (unsigned long long)img->size);
 	}
 	/* Before any I/O can arrive: the state decides what is accepted. */
-	du = durable_open(cfg, r, demote);
+	du = durable_open(cfg, r, demote, discard_local);
 	if (!du)
 		goto out;
 	if (cfg->listen) {
 		nbd = nbd_server_new(r, cfg);
 		if (!nbd)
 			goto out;
+		/* The generation identifiers go to the primary (core/gi.h). */
+		nbd_server_set_describe(nbd, durable_describe, du);
 	}
 	if (nbd)
 		status_parts[nparts++] =
@@ -547,6 +570,7 @@ main(int argc, char **argv)
 		{ "check-config", no_argument, NULL, OPT_CHECK },
 		{ "dump-config", no_argument, NULL, OPT_DUMP },
 		{ "demote", no_argument, NULL, OPT_DEMOTE },
+		{ "discard-local", no_argument, NULL, OPT_DISCARD_LOCAL },
 		{ "discard-failover", no_argument, NULL, OPT_DISCARD_FAILOVER },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -554,6 +578,7 @@ main(int argc, char **argv)
 	};
 	const char *path = NULL;
 	bool foreground = false, check = false, dump = false, demote = false;
+	bool discard_local = false;
 	bool discard = false;
 	struct config *cfg;
 	char err[4096];
@@ -567,6 +592,7 @@ main(int argc, char **argv)
 		case OPT_CHECK: check = true; break;
 		case OPT_DUMP: dump = true; break;
 		case OPT_DEMOTE: demote = true; break;
+		case OPT_DISCARD_LOCAL: discard_local = true; break;
 		case OPT_DISCARD_FAILOVER: discard = true; break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("colofs %s\n", COLOFS_VERSION); return 0;
@@ -578,6 +604,11 @@ main(int argc, char **argv)
 	if (optind < argc) {
 		fprintf(stderr, "colofs: unexpected argument '%s'\n",
 			argv[optind]);
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (discard_local && !demote) {
+		fprintf(stderr, "colofs: --discard-local needs --demote\n");
 		usage(stderr);
 		return EXIT_USAGE;
 	}
@@ -642,7 +673,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 	rc = cfg->mode == CONFIG_MODE_PRIMARY ? serve_primary(cfg, foreground) :
-	     serve(cfg, foreground, demote);
+	     serve(cfg, foreground, demote, discard_local);
 	config_free(cfg);
 	return rc;
 }

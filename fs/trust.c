@@ -325,6 +325,7 @@ trust_check_config(const struct config *cfg)
 	static const char *const state_files[] = {
 		".state",
 		".dirty",
+		".al",
 		".journal",
 		".lock",
 		".log",
