@@ -117,7 +117,11 @@ expect_bytes() {
 
 # alive PID: the process exists and is not a zombie.
 alive() {
-	[ -r "/proc/$1/stat" ] && ! grep -q '^[0-9]* (.*) Z' "/proc/$1/stat"
+	# One read: bash reaps a child on SIGCHLD, so the file can vanish
+	# between a test for it and a grep of it (which then read as alive).
+	local st
+	st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	[[ ! $st =~ ^[0-9]+\ \(.*\)\ Z ]]
 }
 
 # colofs_pid: the pid of the daemon serving $T/colofs.ini, or nothing.
