@@ -46,4 +46,12 @@ int fusefs_check_mountpoint(const char *path);
  */
 void fusefs_check_access(const struct config *cfg);
 
+/* For a holder (holder.c): mounts cfg's file system with the options
+ * every worker's session uses, and serves nothing.  The /dev/fuse fd goes
+ * to *fd (owned by the returned handle).  NULL after logging why.
+ */
+void *fusefs_hold(const struct config *cfg, int *fd);
+/* Unmounts and closes what fusefs_hold made.  NULL is a no-op. */
+void fusefs_hold_release(void *mount);
+
 #endif

@@ -38,6 +38,7 @@
 #include "daemon.h"
 #include "durable.h"
 #include "fusefs.h"
+#include "holder.h"
 #include "image.h"
 #include "log.h"
 #include "nbd.h"
@@ -55,6 +56,7 @@ enum {
 	OPT_CHECK = 256,
 	OPT_DUMP,
 	OPT_DEMOTE,
+	OPT_HOLDER,
 };
 
 static void
@@ -81,6 +83,10 @@ usage(FILE *fp)
 	      "                     included, then exit\n"
 	      "      --demote       leave the state done that a failover\n"
 	      "                     left (see colofs(8)): start in none\n"
+	      "      --holder       live restart: a holder process keeps\n"
+	      "                     the mount and the listener and starts\n"
+	      "                     the worker again when it dies, or on\n"
+	      "                     \"restart\" (see colofs(8))\n"
 	      "  -h, --help         this text\n"
 	      "  -V, --version      the version\n"
 	      "\n"
@@ -278,6 +284,8 @@ lost(void *arg, size_t i, const char *why)
  * replica and the listener; the same mount, signals and daemonizing.
  * The state directory (bitmaps) is made if missing.
  */
+static const struct colo_status_part holder_part = { holder_status, NULL };
+
 static int
 serve_primary(struct config *cfg, bool foreground)
 {
@@ -336,9 +344,10 @@ serve_primary(struct config *cfg, bool foreground)
 	if (!p)
 		goto out;
 	primary_link_on_lost(link, lost, p);
-	fs = fusefs_new_primary(cfg, p, NULL, 0);
+	fs = fusefs_new_primary(cfg, p, &holder_part, 1);
 	if (!fs)
 		goto out;
+	holder_ready(foreground);
 	if (!foreground) {
 		daemon_ready();
 		if (chdir("/") == -1)
@@ -375,7 +384,7 @@ serve(struct config *cfg, bool foreground, bool demote)
 	struct store_factory factory;
 	struct replica *r = NULL;
 	struct nbd_server *nbd = NULL;
-	struct colo_status_part status_parts[2];
+	struct colo_status_part status_parts[3];
 	struct durable *du = NULL;
 	size_t nparts = 0;
 	struct fusefs *fs = NULL;
@@ -424,6 +433,7 @@ serve(struct config *cfg, bool foreground, bool demote)
 			(struct colo_status_part){ nbd_server_status, nbd };
 	status_parts[nparts++] =
 		(struct colo_status_part){ durable_status, du };
+	status_parts[nparts++] = holder_part;
 	fs = fusefs_new(cfg, r, status_parts, nparts);
 	if (!fs)
 		goto out;
@@ -434,6 +444,7 @@ serve(struct config *cfg, bool foreground, bool demote)
 		reloader.started = true;
 	else
 		log_warn("no SIGHUP thread: SIGHUP will not reload");
+	holder_ready(foreground);
 	if (!foreground) {
 		daemon_ready();
 		if (chdir("/") == -1)
@@ -472,12 +483,14 @@ main(int argc, char **argv)
 		{ "check-config", no_argument, NULL, OPT_CHECK },
 		{ "dump-config", no_argument, NULL, OPT_DUMP },
 		{ "demote", no_argument, NULL, OPT_DEMOTE },
+		{ "holder", no_argument, NULL, OPT_HOLDER },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *path = NULL;
 	bool foreground = false, check = false, dump = false, demote = false;
+	bool holder = false, worker;
 	struct config *cfg;
 	char err[1024];
 	int c, rc;
@@ -490,6 +503,7 @@ main(int argc, char **argv)
 		case OPT_CHECK: check = true; break;
 		case OPT_DUMP: dump = true; break;
 		case OPT_DEMOTE: demote = true; break;
+		case OPT_HOLDER: holder = true; break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("colofs %s\n", COLOFS_VERSION); return 0;
 		default:
@@ -529,15 +543,18 @@ main(int argc, char **argv)
 		return rc;
 	}
 
-	/* Mistakes the user should see right away, before any fork. */
-	if (fusefs_check_mountpoint(cfg->mountpoint) == -1 ||
+	/* Mistakes the user should see right away, before any fork.  A
+	 * worker's mountpoint is mounted (by its holder).
+	 */
+	worker = holder_is_worker();
+	if ((!worker && fusefs_check_mountpoint(cfg->mountpoint) == -1) ||
 	    canonicalize(&cfg->mountpoint, "mountpoint") == -1 ||
 	    (cfg->buffer_dir &&
 	     canonicalize(&cfg->buffer_dir, "buffer_dir") == -1)) {
 		config_free(cfg);
 		return 1;
 	}
-	if (!foreground && daemon_start() == -1) {
+	if (!foreground && !worker && daemon_start() == -1) {
 		config_free(cfg);
 		return 1;
 	}
@@ -546,8 +563,12 @@ main(int argc, char **argv)
 		config_free(cfg);
 		return EXIT_USAGE;
 	}
-	rc = cfg->mode == CONFIG_MODE_PRIMARY ? serve_primary(cfg, foreground) :
-	     serve(cfg, foreground, demote);
+	if (holder && !worker)
+		rc = holder_main(cfg, foreground, argv);
+	else
+		rc = holder_exit_status(cfg->mode == CONFIG_MODE_PRIMARY ?
+					serve_primary(cfg, foreground) :
+					serve(cfg, foreground, demote));
 	config_free(cfg);
 	return rc;
 }
