@@ -462,7 +462,7 @@ holder_main(const struct config *cfg, bool foreground, char **argv)
 		.cfg = cfg, .foreground = foreground, .argv = argv,
 		.sfd = -1, .worker = -1, .ready_rd = -1,
 	};
-	unsigned backoff = 0;
+	unsigned backoff = 0, quick = 0;
 	uint64_t started = 0;
 	bool ready = false, served = false;
 	char how[64];
@@ -504,14 +504,18 @@ holder_main(const struct config *cfg, bool foreground, char **argv)
 		atomic_fetch_add(&h.st->restarts, 1);
 		if (WIFEXITED(st) && WEXITSTATUS(st) == HOLDER_EXIT_RESTART) {
 			log_info("holder: planned restart");
-			backoff = 0;
+			quick = 0;
 			continue;
 		}
-		/* A worker that dies at once would die again: slow down. */
-		if (now_ns() - started < 1000000000ull)
-			backoff = backoff ? backoff * 2 : BACKOFF_MIN_MS;
-		else
-			backoff = 0;
+		/* Workers that keep dying within a second (a bad binary, a
+		 * request that kills every worker it is resent to): slow
+		 * down, from the fourth in a row.
+		 */
+		quick = now_ns() - started < 1000000000ull ? quick + 1 : 0;
+		backoff = 0;
+		if (quick > 3)
+			backoff = quick - 3 > 6 ? BACKOFF_MAX_MS :
+				  BACKOFF_MIN_MS << (quick - 4);
 		if (backoff > BACKOFF_MAX_MS)
 			backoff = BACKOFF_MAX_MS;
 		log_error("holder: worker %s; starting another%s", how,

@@ -26,8 +26,9 @@
  * Exit codes of a worker, as the holder reads them:
  *   0                    stopped on purpose: the holder unmounts, exits 0
  *   HOLDER_EXIT_RESTART  a planned restart (ctl "restart"): at once
- *   anything else        a crash: again, with a back-off that grows while
- *                        workers die within a second of their start
+ *   anything else        a crash: again, at once; with a back-off that
+ *                        grows from the fourth worker in a row that
+ *                        dies within a second of its start
  * A first worker that fails before it is ready ends the holder with its
  * status, nothing mounted (as a plain colofs start would).
  */
