@@ -932,6 +932,7 @@ op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		fuse_reply_err(req, ENOSPC);
 		return;
 	}
+	holder_test_hang();
 	if (size && disk_write(dk, buf, size, (uint64_t)off) == -1)
 		reply_errno(req);
 	else

@@ -229,6 +229,24 @@ holder_exit_status(int rc)
 }
 
 void
+holder_test_hang(void)
+{
+	/* (char *)1: not looked up yet. */
+	static _Atomic(const char *) hang = (const char *)1;
+	const char *path = atomic_load(&hang);
+
+	if (path == (const char *)1) {
+		path = getenv("COLOFS_TEST_HANG");
+		atomic_store(&hang, path);
+	}
+	if (path && unlink(path) == 0) {
+		log_info("test hook: this write never returns");
+		for (;;)
+			pause();
+	}
+}
+
+void
 holder_status(void *opaque, FILE *fp)
 {
 	struct holder_state *s = holder_state();
@@ -338,7 +356,8 @@ describe(int st, char *buf, size_t size)
 }
 
 /* Waits for the worker's readiness byte or its death.  1 ready, 0 died
- * (*st set), -1 on a holder error.  Signals are forwarded meanwhile.
+ * (*st set), -1 on a holder error, -2 on a stop signal with no worker.
+ * Signals are forwarded meanwhile.
  */
 static int
 wait_event(struct holder *h, int *st, bool *ready)
@@ -374,6 +393,8 @@ wait_event(struct holder *h, int *st, bool *ready)
 		if (si.ssi_signo != SIGCHLD) {
 			if (h->worker > 0)
 				kill(h->worker, (int)si.ssi_signo);
+			else if (si.ssi_signo != SIGHUP)
+				return -2;	/* a stop, and nobody to ask */
 			continue;
 		}
 		got = waitpid(h->worker, st, WNOHANG);
@@ -384,6 +405,27 @@ wait_event(struct holder *h, int *st, bool *ready)
 		while (waitpid(-1, NULL, WNOHANG) > 0)
 			;
 	}
+}
+
+/* Waits ms, or less if a stop signal comes (-1).  SIGHUP and SIGCHLD
+ * (no worker runs) are dropped.
+ */
+static int
+pause_ms(struct holder *h, unsigned ms)
+{
+	uint64_t end = now_ns() + (uint64_t)ms * 1000000u, now;
+	struct pollfd pf = { .fd = h->sfd, .events = POLLIN };
+	struct signalfd_siginfo si;
+
+	while ((now = now_ns()) < end) {
+		if (poll(&pf, 1, (int)((end - now) / 1000000u) + 1) <= 0)
+			continue;
+		if (read(h->sfd, &si, sizeof si) == sizeof si &&
+		    (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT ||
+		     si.ssi_signo == SIGQUIT))
+			return -1;
+	}
+	return 0;
 }
 
 static int
@@ -485,7 +527,7 @@ holder_main(const struct config *cfg, bool foreground, char **argv)
 			}
 			served = true;
 		}
-		if (ev == -1)
+		if (ev < 0)
 			goto out;
 		describe(st, how, sizeof how);
 		if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
@@ -520,8 +562,12 @@ holder_main(const struct config *cfg, bool foreground, char **argv)
 			backoff = BACKOFF_MAX_MS;
 		log_error("holder: worker %s; starting another%s", how,
 			  backoff ? " after a pause" : "");
-		if (backoff)
-			poll(NULL, 0, (int)backoff);
+		if (backoff && pause_ms(&h, backoff) == -1) {
+			log_info("holder: stop signal while no worker runs: "
+				 "stopping");
+			rc = 1;
+			goto out;
+		}
 	}
 out:
 	if (h.worker > 0) {

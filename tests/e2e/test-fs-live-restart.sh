@@ -14,7 +14,12 @@ HOLDER=--holder
 
 make_image "$T/vda.img" 16M
 write_config
+# The test hook: a disk write that finds this file hangs (once).
+export COLOFS_TEST_HANG=$T/hang
 start_colofs $HOLDER
+# On failure: the holder and its worker (pids, read at exit) go too, which
+# also ends an I/O process stuck on the connection.
+at_exit 'for p in $(pgrep -f -- "[c]olofs -c $T/colofs.ini"); do kill -9 $p; done'
 
 # io.py MODE: reads (none) or writes and reads back (done) 64 KiB blocks
 # through one fd until $T/stop exists; counts ops in $T/progress; exits 1
@@ -131,6 +136,38 @@ wait_state done
 run_io write 3
 expect_status state done
 
+# ---- a write in flight at the kill (Linux 6.9+: FUSE_NOTIFY_RESEND) ----
+kv=$(uname -r | sed 's/^\([0-9]*\)\.\([0-9]*\).*/\1 \2/')
+if [ "$(echo "$kv" | awk '{ print ($1 > 6 || ($1 == 6 && $2 >= 9)) }')" = 1 ]; then
+	minor=$(findmnt -no MAJ:MIN --mountpoint "$MNT" | cut -d: -f2)
+	touch "$T/hang"
+	"$PY3" -c '
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+os.pwrite(fd, b"\x5a" * 65536, 1 << 20)
+' "$MNT/vda" 2>"$T/hang.err" &
+	hung=$!
+	wait_for 60 test ! -e "$T/hang" || fail "the hook did not take the write"
+	# fusectl's count, where it is mounted.
+	w=/sys/fs/fuse/connections/$minor/waiting
+	if [ -r "$w" ]; then
+		[ "$(cat "$w")" -ge 1 ] || fail "no request waiting in $w"
+	fi
+	old=$(worker)
+	kill -KILL "$old"
+	rc=0; wait "$hung" || rc=$?
+	[ "$rc" = 0 ] || fail "the write in flight at the kill: $(cat "$T/hang.err")"
+	expect_bytes "$MNT/vda" $((1 << 20)) 65536 5a
+	expect_bytes "$T/vda.img" $((1 << 20)) 65536 5a
+	if [ -r "$w" ]; then
+		wait_for 60 sh -c "[ \$(cat $w) = 0 ]" ||
+			fail "$w stays at $(cat "$w")"
+	fi
+	ok "a write the worker had read when killed was resent and completed"
+else
+	echo "kernel $(uname -r) < 6.9: no FUSE_NOTIFY_RESEND, in-flight case skipped"
+fi
+
 # In done the view is S: what the writer left is on the image.
 if "$PY3" - "$MNT/vda" "$T/vda.img" <<'EOPY'
 import sys
@@ -139,6 +176,20 @@ b = open(sys.argv[2], "rb").read()
 sys.exit(0 if a == b else 1)
 EOPY
 then :; else fail "the view and the image differ in done"; fi
-stop_colofs
+t0=$(date +%s.%N)
+fusermount3 -u "$MNT"
+wait_for 60 sh -c "! pgrep -f '[c]olofs -c $T/colofs.ini'" || { ps -eo pid,ppid,stat,wchan:30,args | grep "[c]olofs -c $T"; journalctl -t colofs -n 20 --no-pager; fail "colofs did not exit after unmount"; }
 assert_not_mounted
-ok "stops cleanly: holder and worker gone, nothing mounted"
+ok "stops cleanly: holder and worker gone in $(awk "BEGIN { printf \"%.2f\", $(date +%s.%N) - $t0 }") s, nothing mounted"
+
+# SIGTERM to the holder: passed to the worker, which stops (no disk file
+# is open); then the holder unmounts and exits 0.
+[ -n "$HOLDER" ] || exit 0
+start_colofs $HOLDER
+holder=$(colofs_pid)
+[ "$holder" != "$(worker)" ] || fail "the holder serves itself"
+kill -TERM "$holder"
+wait_for 60 sh -c "! pgrep -f '[c]olofs -c $T/colofs.ini'" ||
+	fail "SIGTERM to the holder: still running"
+assert_not_mounted
+ok "SIGTERM to the holder stops both and unmounts"
