@@ -126,6 +126,9 @@ wait_for 60 sh -c "p=\$(sed -n 's/^pid=//p' '$MNT/.colo/status') &&
 expect_status restarts 4
 expect_bytes "$MNT/vda" 0 65536 ee
 ok "echo restart > ctl: worker $old replaced by $(worker) in $(status_get last_restart_ms) ms"
+out=$("$COLOFS_BUILD/colofsctl" -m "$MNT" restart) || fail "colofsctl restart"
+expect_status restarts 5
+ok "colofsctl restart: $out"
 
 # ---- state done: the VM writes and reads back ----
 ctl start
@@ -193,3 +196,11 @@ wait_for 60 sh -c "! pgrep -f '[c]olofs -c $T/colofs.ini'" ||
 	fail "SIGTERM to the holder: still running"
 assert_not_mounted
 ok "SIGTERM to the holder stops both and unmounts"
+
+# Without a holder a restart would unmount under the VM: refused.
+start_colofs
+expect_ctl restart ENOTSUP
+cp "$MNT/.colo/error" "$T/err"
+grep -q -- "--holder" "$T/err" || fail "why: $(cat "$T/err")"
+stop_colofs
+ok "restart without a holder refused (EOPNOTSUPP): $(cat "$T/err" 2>/dev/null)"
