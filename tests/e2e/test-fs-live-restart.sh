@@ -8,6 +8,7 @@
 # process's counter moves on), not by a sleep.  Without the holder (main
 # before it), the first kill turns the fd's next access into ENOTCONN.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/live.sh"
 
 HOLDER=--holder
 "$COLOFS_BIN" --help | grep -q -- --holder || HOLDER=
@@ -20,83 +21,6 @@ start_colofs $HOLDER
 # On failure: the holder and its worker (pids, read at exit) go too, which
 # also ends an I/O process stuck on the connection.
 at_exit 'for p in $(pgrep -f -- "[c]olofs -c $T/colofs.ini"); do kill -9 $p; done'
-
-# io.py MODE: reads (none) or writes and reads back (done) 64 KiB blocks
-# through one fd until $T/stop exists; counts ops in $T/progress; exits 1
-# at the first error or mismatch, with the reason on stderr.
-cat >"$T/io.py" <<'EOPY'
-import errno, os, sys
-mode, path, t = sys.argv[1], sys.argv[2], sys.argv[3]
-fd = os.open(path, os.O_RDWR)
-prog = os.open(t + "/progress", os.O_WRONLY | os.O_CREAT, 0o644)
-blk, nblk, i = 65536, 256, 0
-while not os.path.exists(t + "/stop"):
-    off = (i * 7919 % nblk) * blk
-    try:
-        if mode == "write":
-            want = bytes([(i * 13 + off // blk) % 251 + 1]) * blk
-            os.pwrite(fd, want, off)
-        else:
-            want = bytes([(off // blk) % 251 + 1]) * blk
-        got = os.pread(fd, blk, off)
-    except OSError as e:
-        sys.stderr.write("op %d at %d: %s\n" % (i, off,
-                         errno.errorcode.get(e.errno, str(e.errno))))
-        sys.exit(1)
-    if got != want:
-        sys.stderr.write("op %d at %d: read back other bytes\n" % (i, off))
-        sys.exit(1)
-    i += 1
-    if i % 16 == 0:
-        os.pwrite(prog, b"%12d\n" % i, 0)
-print("ops %d" % i)
-EOPY
-
-progress() { cat "$T/progress" 2>/dev/null | tr -d ' ' || echo 0; }
-# The serving process: .colo/status's pid= (a colofs without it: the one).
-worker() {
-	local p
-	p=$(status_get pid 2>/dev/null || true)
-	[ -n "$p" ] || p=$(colofs_pid)
-	echo "$p"
-}
-
-# kill_worker N: N times, kills the worker serving the mount, waits for
-# another one to serve and for the I/O process to make progress again.
-kill_worker() {
-	local n=$1 k old p0
-	for ((k = 0; k < n; k++)); do
-		old=$(worker)
-		[ -n "$old" ] || fail "no worker pid in .colo/status"
-		p0=$(progress)
-		kill -KILL "$old"
-		wait_for 60 sh -c "p=\$(sed -n 's/^pid=//p' '$MNT/.colo/status') &&
-			[ -n \"\$p\" ] && [ \"\$p\" != $old ]" ||
-			fail "no new worker after killing $old ($(cat "$T/io.err"))"
-		wait_for 60 sh -c "[ \$(tr -d ' ' <'$T/progress') -ge $((p0 + 64)) ]" ||
-			fail "I/O made no progress after killing $old: $(cat "$T/io.err")"
-		PAUSES="$PAUSES $(status_get last_restart_ms)"
-		kill -0 "$IO_PID" 2>/dev/null || break
-	done
-}
-
-# run_io MODE KILLS
-run_io() {
-	rm -f "$T/stop" "$T/progress"
-	"$PY3" "$T/io.py" "$1" "$MNT/vda" "$T" >"$T/io.out" 2>"$T/io.err" &
-	IO_PID=$!
-	at_exit "kill $IO_PID"
-	wait_for 60 test -s "$T/progress" ||
-		fail "the I/O process did not start: $(cat "$T/io.err")"
-	PAUSES=
-	kill_worker "$2"
-	# The new worker knows the fd is open: a stop would wait for it.
-	expect_status disk_files_open 1
-	touch "$T/stop"
-	rc=0; wait "$IO_PID" || rc=$?
-	[ "$rc" = 0 ] || fail "$1 through an open fd: $(cat "$T/io.err")"
-	ok "$1 through one open fd across $2 kill -9: $(cat "$T/io.out"), no error; death to serving:$PAUSES ms"
-}
 
 # ---- state none: the primary's data, read through the VM's fd ----
 "$PY3" - "$(nbd_uri)" <<'EOPY'
