@@ -63,6 +63,34 @@ wait_state done
 run_io write 3
 expect_status state done
 
+# fio with crc32c verification through kills: psync, then libaio with
+# O_DIRECT (QEMU's aio=native) and several requests in flight.
+run_fio() {
+	local kills=0 k old fio rc
+	fio --name=v --filename="$MNT/vda" --rw=randwrite --bsrange=4k-256k \
+		--size=8M --loops=20 --verify=crc32c --verify_backlog=16 \
+		--verify_fatal=1 --randrepeat=0 "$@" >"$T/fio.log" 2>&1 &
+	fio=$!
+	at_exit "kill $fio"
+	for ((k = 0; k < 3; k++)); do
+		kill -0 "$fio" 2>/dev/null || break
+		old=$(worker)
+		kill -KILL "$old"
+		kills=$((kills + 1))
+		wait_for 60 sh -c "p=\$(sed -n 's/^pid=//p' '$MNT/.colo/status') &&
+			[ -n \"\$p\" ] && [ \"\$p\" != $old ]" ||
+			fail "fio: no new worker after killing $old"
+	done
+	rc=0; wait "$fio" || rc=$?
+	[ "$rc" = 0 ] || { cat "$T/fio.log"; fail "fio $* across kills"; }
+	grep -q "err= 0" "$T/fio.log" || { cat "$T/fio.log"; fail "fio: errors"; }
+	ok "fio $* --verify=crc32c across $kills kill -9: $(grep -o 'WRITE: bw=[^ ]*' "$T/fio.log"), err=0"
+}
+if command -v fio >/dev/null; then
+	run_fio --ioengine=psync
+	run_fio --ioengine=libaio --direct=1 --iodepth=8
+fi
+
 # ---- a write in flight at the kill (Linux 6.9+: FUSE_NOTIFY_RESEND) ----
 kv=$(uname -r | sed 's/^\([0-9]*\)\.\([0-9]*\).*/\1 \2/')
 if [ "$(echo "$kv" | awk '{ print ($1 > 6 || ($1 == 6 && $2 >= 9)) }')" = 1 ]; then
