@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -135,6 +136,12 @@ find_fd(const char *name, bool take)
 
 bool
 holder_is_worker(void)
+{
+	return find_fd("ready", false) >= 0;
+}
+
+bool
+holder_handed_mount(void)
 {
 	return find_fd("fuse", false) >= 0;
 }
@@ -273,6 +280,7 @@ struct holder {
 	int sfd;			/* signalfd */
 	pid_t worker;
 	int ready_rd;			/* the worker's readiness pipe */
+	bool adopted;			/* the fds came from systemd */
 };
 
 /* Moves fds to 3, 4, ... in a forked child, without clobbering one with
@@ -428,6 +436,8 @@ pause_ms(struct holder *h, unsigned ms)
 	return 0;
 }
 
+static int map_state(struct holder *h, int fd, bool fresh);
+
 static int
 make_state(struct holder *h)
 {
@@ -440,6 +450,13 @@ make_state(struct holder *h)
 		return -1;
 	}
 	fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW);
+	return map_state(h, fd, true);
+}
+
+/* Maps the state memfd fd (a new one: initialised) and lists it. */
+static int
+map_state(struct holder *h, int fd, bool fresh)
+{
 	h->st = mmap(NULL, sizeof *h->st, PROT_READ | PROT_WRITE, MAP_SHARED,
 		     fd, 0);
 	if (h->st == MAP_FAILED) {
@@ -448,10 +465,57 @@ make_state(struct holder *h)
 		close(fd);
 		return -1;
 	}
-	h->st->magic = HOLDER_STATE_MAGIC;
-	h->st->version = HOLDER_STATE_VERSION;
+	if (fresh) {
+		h->st->magic = HOLDER_STATE_MAGIC;
+		h->st->version = HOLDER_STATE_VERSION;
+	} else if (h->st->magic != HOLDER_STATE_MAGIC ||
+		   h->st->version != HOLDER_STATE_VERSION) {
+		log_error("holder: the stored state has version %u, not %u",
+			  h->st->version, HOLDER_STATE_VERSION);
+		close(fd);
+		return -1;
+	}
 	h->fds[h->nfds] = fd;
 	h->names[h->nfds++] = "state";
+	return 0;
+}
+
+/* The fds systemd kept for us (FDSTORE) after the last holder died: the
+ * mount lives on, and the next worker resumes it.  0 adopted, 1 none,
+ * -1 unusable.
+ */
+static int
+adopt(struct holder *h)
+{
+	int fuse = holder_take_fd("fuse"), mem, nbd;
+
+	if (fuse < 0)
+		return 1;
+	mem = holder_take_fd("state");
+	if (mem < 0) {
+		log_error("holder: the fd store has the FUSE file but not the "
+			  "state: unmount %s and start again",
+			  h->cfg->mountpoint);
+		close(fuse);
+		return -1;
+	}
+	if (map_state(h, mem, false) == -1) {
+		close(fuse);
+		return -1;
+	}
+	nbd = holder_take_fd("nbd");
+	if (nbd < 0 && h->cfg->listen)
+		nbd = nbd_listen_bind(h->cfg);
+	if (nbd >= 0) {
+		h->fds[h->nfds] = nbd;
+		h->names[h->nfds++] = "nbd";
+	}
+	h->fds[h->nfds] = fuse;
+	h->names[h->nfds++] = "fuse";
+	h->adopted = true;
+	atomic_fetch_add(&h->st->restarts, 1);
+	atomic_store(&h->st->died_ns, now_ns());
+	log_info("holder: resuming %s from the fd store", h->cfg->mountpoint);
 	return 0;
 }
 
@@ -460,7 +524,7 @@ setup(struct holder *h)
 {
 	sigset_t set;
 	ssize_t n;
-	int fd;
+	int fd, rc;
 
 	n = readlink("/proc/self/exe", h->exe, sizeof h->exe - 1);
 	if (n <= 0) {
@@ -480,6 +544,9 @@ setup(struct holder *h)
 		log_error("holder: signalfd: %m");
 		return -1;
 	}
+	rc = adopt(h);
+	if (rc <= 0)
+		return rc;
 	if (make_state(h) == -1)
 		return -1;
 	if (h->cfg->listen) {
@@ -494,6 +561,17 @@ setup(struct holder *h)
 		return -1;
 	h->fds[h->nfds] = fd;
 	h->names[h->nfds++] = "fuse";
+	/* Under systemd (FileDescriptorStoreMax=), a copy of each: if this
+	 * holder dies, the unit's restart hands them to the next one.
+	 */
+	for (size_t i = 0; i < h->nfds; i++) {
+		rc = sd_fdstore(h->fds[i], h->names[i]);
+		if (rc == -1)
+			log_warn("holder: FDSTORE of %s: %m", h->names[i]);
+		else if (rc == 0)
+			log_debug("holder: %s is in systemd's fd store",
+				  h->names[i]);
+	}
 	return 0;
 }
 
@@ -575,9 +653,13 @@ out:
 		waitpid(h.worker, NULL, 0);
 	}
 	fusefs_hold_release(h.mount);
-	for (size_t i = 0; i < h.nfds; i++)
-		if (strcmp(h.names[i], "fuse") != 0)
+	for (size_t i = 0; i < h.nfds; i++) {
+		if (strcmp(h.names[i], "fuse") != 0 || h.adopted)
 			close(h.fds[i]);
+	}
+	/* An adopted mount has no libfuse session here to unmount it. */
+	if (h.adopted && umount2(cfg->mountpoint, MNT_DETACH) == -1)
+		log_warn("holder: umount %s: %m", cfg->mountpoint);
 	if (cfg->listen && cfg->listen_addr.kind == CONFIG_LISTEN_UNIX)
 		unlink(cfg->listen_addr.path);
 	if (h.ready_rd != -1)

@@ -73,10 +73,16 @@ int holder_main(const struct config *cfg, bool foreground, char **argv);
 
 /* ---- worker side ---- */
 
-/* Whether this process was handed a FUSE session to resume (a holder's
- * worker, or a service whose fds systemd kept): LISTEN_FDS names "fuse".
+/* Whether this process is a holder's worker (LISTEN_FDS names "ready").
+ * Call it before daemon_start: LISTEN_PID names the process systemd or
+ * the holder started, and the fds are read once, then kept.
  */
 bool holder_is_worker(void);
+/* Whether a mounted FUSE session was handed over (LISTEN_FDS names
+ * "fuse"): to a worker by its holder, or to a holder by systemd's fd
+ * store after the last holder died.
+ */
+bool holder_handed_mount(void);
 /* The fd handed over as name ("fuse", "nbd"), once; -1 if none. */
 int holder_take_fd(const char *name);
 /* The shared state, or NULL outside a holder / fd store. */

@@ -544,10 +544,12 @@ main(int argc, char **argv)
 	}
 
 	/* Mistakes the user should see right away, before any fork.  A
-	 * worker's mountpoint is mounted (by its holder).
+	 * mount handed over (to a worker by its holder, to a holder by
+	 * systemd's fd store) is mounted already.
 	 */
 	worker = holder_is_worker();
-	if ((!worker && fusefs_check_mountpoint(cfg->mountpoint) == -1) ||
+	if ((!holder_handed_mount() &&
+	     fusefs_check_mountpoint(cfg->mountpoint) == -1) ||
 	    canonicalize(&cfg->mountpoint, "mountpoint") == -1 ||
 	    (cfg->buffer_dir &&
 	     canonicalize(&cfg->buffer_dir, "buffer_dir") == -1)) {
