@@ -36,6 +36,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -78,6 +79,27 @@ static struct handed handed;
 static struct holder_state *state;
 static atomic_bool restart_requested;
 
+/* Under systemd a worker dies with its holder: the unit's restart then
+ * starts a holder with the stored fds, which must not find a worker of
+ * the last one still serving (requests would run twice once the new one
+ * asks for a resend).  Without systemd nobody would restart anything, so
+ * there the worker serves on.
+ */
+static void
+follow_holder(void)
+{
+	const char *pid = getenv("COLOFS_HOLDER_PID");
+	bool worker = false;
+
+	for (size_t i = 0; i < handed.n; i++)
+		worker |= strcmp(handed.name[i], "ready") == 0;
+	if (!worker || !pid || !getenv("NOTIFY_SOCKET"))
+		return;
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != (pid_t)strtol(pid, NULL, 10))
+		raise(SIGKILL);		/* it died before prctl */
+}
+
 /* Reads LISTEN_FDS once (sd_listen_fds_with_names), and unsets it, so
  * that nothing this process starts believes the fds are its own.
  */
@@ -115,6 +137,7 @@ parse_handed(void)
 	unsetenv("LISTEN_FDS");
 	unsetenv("LISTEN_PID");
 	unsetenv("LISTEN_FDNAMES");
+	follow_holder();
 }
 
 static int
@@ -314,6 +337,8 @@ exec_worker(struct holder *h, int ready_wr)
 	snprintf(num, sizeof num, "%ld", (long)getpid());
 	setenv("LISTEN_PID", num, 1);
 	setenv("LISTEN_FDNAMES", buf, 1);
+	snprintf(num, sizeof num, "%ld", (long)getppid());
+	setenv("COLOFS_HOLDER_PID", num, 1);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	execv(h->exe, h->argv);
@@ -658,7 +683,8 @@ out:
 			close(h.fds[i]);
 	}
 	/* An adopted mount has no libfuse session here to unmount it. */
-	if (h.adopted && umount2(cfg->mountpoint, MNT_DETACH) == -1)
+	if (h.adopted && umount2(cfg->mountpoint, MNT_DETACH) == -1 &&
+	    errno != EINVAL)	/* unmounted already (fusermount3 -u) */
 		log_warn("holder: umount %s: %m", cfg->mountpoint);
 	if (cfg->listen && cfg->listen_addr.kind == CONFIG_LISTEN_UNIX)
 		unlink(cfg->listen_addr.path);
