@@ -1240,6 +1240,42 @@ is_mounted(const char *path)
 	return found;
 }
 
+bool
+fusefs_colofs_mounted(const char *path)
+{
+	FILE *fp = fopen("/proc/self/mountinfo", "re");
+	char real[PATH_MAX], *line = NULL, *mnt, *dash;
+	size_t cap = 0;
+	bool found = false;
+	int i;
+
+	if (!fp || !realpath(path, real)) {
+		if (fp)
+			fclose(fp);
+		return false;
+	}
+	while (!found && getline(&line, &cap, fp) != -1) {
+		/* ID PARENT MAJ:MIN ROOT MOUNTPOINT ... - FSTYPE ... */
+		dash = strstr(line, " - ");
+		if (!dash || strncmp(dash + 3, "fuse.colofs ", 12) != 0)
+			continue;
+		mnt = line;
+		for (i = 0; i < 4 && mnt; i++) {
+			mnt = strchr(mnt, ' ');
+			if (mnt)
+				mnt++;
+		}
+		if (!mnt)
+			continue;
+		mnt[strcspn(mnt, " ")] = '\0';
+		unescape_octal(mnt);
+		found = strcmp(mnt, real) == 0;
+	}
+	free(line);
+	fclose(fp);
+	return found;
+}
+
 int
 fusefs_check_mountpoint(const char *path)
 {

@@ -2,6 +2,8 @@
 #ifndef COLOFS_FUSEFS_H
 #define COLOFS_FUSEFS_H
 
+#include <stdbool.h>
+
 #include "colo.h"
 #include "config.h"
 #include "replica.h"
@@ -38,6 +40,11 @@ void fusefs_free(struct fusefs *fs);
  * logging a clear message.
  */
 int fusefs_check_mountpoint(const char *path);
+/* Whether a colofs file system (fuse.colofs) is mounted on path, from
+ * /proc/self/mountinfo only: never a request to it, which would wait
+ * while a holder restarts.
+ */
+bool fusefs_colofs_mounted(const char *path);
 
 /* Logs, per disk, who the kernel will keep from opening its file (no
  * allow_other: every user but colofs's) and what to set so that a

@@ -124,7 +124,12 @@ check_paths(const struct config *cfg)
 	size_t i;
 	int bad = 0;
 
-	if (fusefs_check_mountpoint(cfg->mountpoint) == -1)
+	/* A live restart under systemd finds its own mount there. */
+	if (fusefs_colofs_mounted(cfg->mountpoint))
+		log_info("mountpoint %s: a colofs mount; only a colofs "
+			 "--holder with it in systemd's fd store can start",
+			 cfg->mountpoint);
+	else if (fusefs_check_mountpoint(cfg->mountpoint) == -1)
 		bad = 1;
 	fusefs_check_access(cfg);
 	/* A primary makes state_dir if missing: its parent must exist. */

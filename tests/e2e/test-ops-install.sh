@@ -33,7 +33,7 @@ $want"
 "$D/usr/local/bin/colofsctl" --help | grep -q 'failover \[--wait\]' || fail "colofsctl --help"
 "$D/usr/local/bin/colofs" -c "$D/etc/colofs/example.ini" --dump-config >/dev/null ||
 	fail "the sample config does not load"
-grep -q '^ExecStart=/usr/local/bin/colofs -c /etc/colofs/%i.ini$' \
+grep -q '^ExecStart=/usr/local/bin/colofs -c /etc/colofs/%i.ini --holder$' \
 	"$D/usr/local/lib/systemd/system/colofs@.service" || fail "unit paths"
 ok "make install DESTDIR: the files, the sample loads"
 
@@ -66,7 +66,7 @@ command -v systemd-analyze >/dev/null || skip "no systemd-analyze (make deps)"
 P=$T/prefix
 mk install PREFIX="$P" SYSCONFDIR="$T/etc" >/dev/null 2>&1 || fail "make install PREFIX"
 unit=$P/lib/systemd/system/colofs@.service
-grep -q "^ExecStart=$P/bin/colofs -c $T/etc/colofs/%i.ini$" "$unit" || fail "unit paths under PREFIX"
+grep -q "^ExecStart=$P/bin/colofs -c $T/etc/colofs/%i.ini --holder$" "$unit" || fail "unit paths under PREFIX"
 MANPATH=$P/share/man systemd-analyze verify "$unit" >"$T/verify" 2>&1 || {
 	cat "$T/verify" >&2
 	fail "systemd-analyze verify"
