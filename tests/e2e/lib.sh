@@ -83,7 +83,7 @@ start_colofs() {
 stop_colofs() {
 	fusermount3 -u "$MNT"
 	# [c]: the pattern must not match the sh -c running pgrep.
-	wait_for 10 sh -c "! pgrep -f '[c]olofs -c $T/colofs.ini'" ||
+	wait_for 30 sh -c "! pgrep -f '[c]olofs -c $T/colofs.ini'" ||
 		fail "colofs did not exit after unmount"
 }
 
