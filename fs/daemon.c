@@ -81,13 +81,10 @@ daemon_start(void)
 }
 
 void
-daemon_ready(void)
+daemon_quiet(void)
 {
-	char c = 'R';
 	int fd;
 
-	if (ready_fd == -1)
-		return;
 	log_use_syslog("colofs");
 	fd = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (fd != -1) {
@@ -97,6 +94,16 @@ daemon_ready(void)
 		if (fd > STDERR_FILENO)
 			close(fd);
 	}
+}
+
+void
+daemon_ready(void)
+{
+	char c = 'R';
+
+	if (ready_fd == -1)
+		return;
+	daemon_quiet();
 	if (write(ready_fd, &c, 1) != 1)
 		log_warn("telling the parent we are ready: %m");
 	close(ready_fd);

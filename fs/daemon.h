@@ -17,5 +17,9 @@ int daemon_start(void);
  * syslog and points stdin, stdout and stderr at /dev/null.
  */
 void daemon_ready(void);
+/* Logging to syslog, stdin, stdout and stderr to /dev/null: what
+ * daemon_ready does, for a process that tells its parent otherwise.
+ */
+void daemon_quiet(void);
 
 #endif

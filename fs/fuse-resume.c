@@ -17,7 +17,8 @@
  *   read hook   INIT from the kernel: saved (first worker), or, if this
  *               session was resumed, answered here with the saved reply
  *               (a resent INIT that the dead worker had read but not
- *               answered before its reply was saved)
+ *               answered before its reply was saved); every buffer's
+ *               pages made present before its first read (prefault)
  *   writev hook our INIT reply: saved, init_valid set, then sent; the
  *               replay's reply: kept for the comparison, not sent
  *   splice_send plain splice(2), so that libfuse offers SPLICE_WRITE as it
@@ -59,8 +60,8 @@
 #define REPLAY_UNIQUE UINT64_C(0x00c0105e00000000)
 
 static struct holder_state *st;
-static atomic_bool resumed;		/* the session took the saved INIT */
-static atomic_ullong init_unique;	/* of the INIT being saved; 0: none */
+static atomic_bool resumed;	  /* the session took the saved INIT */
+static atomic_ullong init_unique; /* of the INIT being saved; 0: none */
 static bool replaying;
 static uint8_t replay_out[HOLDER_INIT_MAX];
 static size_t replay_out_len;
@@ -103,10 +104,32 @@ answer_init(int fd, uint64_t unique)
 	memcpy(&oh, out, sizeof oh);
 	oh.unique = unique;
 	memcpy(out, &oh, sizeof oh);
-	if (write(fd, out, len) != (ssize_t)len)
+	if (write(fd, out, len) != (ssize_t) len)
 		log_error("fuse: answering a resent INIT: %m");
 	else
 		log_info("fuse: a resent INIT answered with the saved reply");
+}
+
+/* The kernel copies a request into the reading thread's buffer after it
+ * has taken it off the queue; if that copy faults while the worker is
+ * being killed, the kernel fails the request with EIO to the VM instead of
+ * keeping it for a resend.  So every page of a read buffer is made
+ * present once, before its first read: the copy then never faults.
+ * libfuse keeps one buffer per thread.
+ */
+static void
+prefault(void *buf, size_t len)
+{
+	static __thread void *done;
+	volatile char *p = buf;
+
+	if (buf == done)
+		return;
+	for (size_t i = 0; i < len; i += 4096)
+		p[i] = 0;
+	if (len)
+		p[len - 1] = 0;
+	done = buf;
 }
 
 static ssize_t
@@ -115,10 +138,11 @@ io_read(int fd, void *buf, size_t len, void *userdata)
 	struct fuse_in_header in;
 	ssize_t n;
 
-	(void)userdata;
+	(void) userdata;
+	prefault(buf, len);
 	for (;;) {
 		n = read(fd, buf, len);
-		if (n < (ssize_t)sizeof in)
+		if (n < (ssize_t) sizeof in)
 			return n;
 		memcpy(&in, buf, sizeof in);
 		if (in.opcode != FUSE_INIT)
@@ -127,15 +151,15 @@ io_read(int fd, void *buf, size_t len, void *userdata)
 			answer_init(fd, in.unique);
 			continue;
 		}
-		if ((size_t)n > sizeof st->init_in) {
+		if ((size_t) n > sizeof st->init_in) {
 			log_error("fuse: INIT of %zd bytes: not saved", n);
 			return n;
 		}
 		/* Saved before libfuse answers: a worker that dies after
 		 * the reply has it.
 		 */
-		memcpy(st->init_in, buf, (size_t)n);
-		st->init_in_len = (uint32_t)n;
+		memcpy(st->init_in, buf, (size_t) n);
+		st->init_in_len = (uint32_t) n;
 		atomic_store(&init_unique, in.unique);
 		return n;
 	}
@@ -147,20 +171,19 @@ io_writev(int fd, struct iovec *iov, int count, void *userdata)
 	struct fuse_out_header oh;
 	uint64_t want = atomic_load(&init_unique);
 
-	(void)userdata;
+	(void) userdata;
 	if (iov[0].iov_len < sizeof oh)
 		return writev(fd, iov, count);
 	memcpy(&oh, iov[0].iov_base, sizeof oh);
 	if (replaying && oh.unique == REPLAY_UNIQUE) {
 		replay_out_len = gather(iov, count, replay_out,
 					sizeof replay_out);
-		return (ssize_t)iov_total(iov, count);
+		return (ssize_t) iov_total(iov, count);
 	}
 	if (want != 0 && oh.unique == want) {
-		st->init_out_len = (uint32_t)gather(iov, count, st->init_out,
-						    sizeof st->init_out);
-		atomic_store_explicit(&st->init_valid, 1,
-				      memory_order_release);
+		st->init_out_len = (uint32_t) gather(iov, count, st->init_out,
+						     sizeof st->init_out);
+		atomic_store_explicit(&st->init_valid, 1, memory_order_release);
 		atomic_store(&init_unique, 0);
 	}
 	return writev(fd, iov, count);
@@ -170,7 +193,7 @@ static ssize_t
 io_splice_send(int fdin, off_t *offin, int fdout, off_t *offout, size_t len,
 	       unsigned int flags, void *userdata)
 {
-	(void)userdata;
+	(void) userdata;
 	return splice(fdin, offin, fdout, offout, len, flags);
 }
 
@@ -269,8 +292,8 @@ fuse_resume(struct fuse_session *se, int fd)
 		if (died) {
 			clock_gettime(CLOCK_MONOTONIC, &ts);
 			atomic_store(&st->last_restart_ms,
-				     ((uint64_t)ts.tv_sec * 1000000000u +
-				      (uint64_t)ts.tv_nsec - died) /
+				     ((uint64_t) ts.tv_sec * 1000000000u +
+				      (uint64_t) ts.tv_nsec - died) /
 					     1000000u);
 		}
 	}

@@ -1210,19 +1210,25 @@ unescape_octal(char *s)
 	*w = '\0';
 }
 
-/* 1 if path (canonical) is a mount point, 0 if not, -1 on error. */
+/* 1 if path (canonical) is a mount point (of type fstype, unless NULL),
+ * 0 if not, -1 on error.
+ */
 static int
-is_mounted(const char *path)
+find_mount(const char *path, const char *fstype)
 {
 	FILE *fp = fopen("/proc/self/mountinfo", "re");
-	char *line = NULL, *mnt;
-	size_t cap = 0;
+	char *line = NULL, *mnt, *dash;
+	size_t cap = 0, n = fstype ? strlen(fstype) : 0;
 	int found = 0, i;
 
 	if (!fp)
 		return -1;
 	while (!found && getline(&line, &cap, fp) != -1) {
-		/* ID PARENT MAJ:MIN ROOT MOUNTPOINT ... */
+		/* ID PARENT MAJ:MIN ROOT MOUNTPOINT ... - FSTYPE ... */
+		dash = strstr(line, " - ");
+		if (fstype && (!dash || strncmp(dash + 3, fstype, n) != 0 ||
+			       dash[3 + n] != ' '))
+			continue;
 		mnt = line;
 		for (i = 0; i < 4 && mnt; i++) {
 			mnt = strchr(mnt, ' ');
@@ -1243,37 +1249,9 @@ is_mounted(const char *path)
 bool
 fusefs_colofs_mounted(const char *path)
 {
-	FILE *fp = fopen("/proc/self/mountinfo", "re");
-	char real[PATH_MAX], *line = NULL, *mnt, *dash;
-	size_t cap = 0;
-	bool found = false;
-	int i;
+	char real[PATH_MAX];
 
-	if (!fp || !realpath(path, real)) {
-		if (fp)
-			fclose(fp);
-		return false;
-	}
-	while (!found && getline(&line, &cap, fp) != -1) {
-		/* ID PARENT MAJ:MIN ROOT MOUNTPOINT ... - FSTYPE ... */
-		dash = strstr(line, " - ");
-		if (!dash || strncmp(dash + 3, "fuse.colofs ", 12) != 0)
-			continue;
-		mnt = line;
-		for (i = 0; i < 4 && mnt; i++) {
-			mnt = strchr(mnt, ' ');
-			if (mnt)
-				mnt++;
-		}
-		if (!mnt)
-			continue;
-		mnt[strcspn(mnt, " ")] = '\0';
-		unescape_octal(mnt);
-		found = strcmp(mnt, real) == 0;
-	}
-	free(line);
-	fclose(fp);
-	return found;
+	return realpath(path, real) && find_mount(real, "fuse.colofs") == 1;
 }
 
 int
@@ -1301,7 +1279,7 @@ fusefs_check_mountpoint(const char *path)
 		log_error("mountpoint %s: %m", path);
 		return -1;
 	}
-	switch (is_mounted(real)) {
+	switch (find_mount(real, NULL)) {
 	case 1:
 		/* statfs always reaches the filesystem: a dead FUSE daemon
 		 * shows as ENOTCONN (stat may be answered from the cache).

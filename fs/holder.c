@@ -63,7 +63,7 @@ now_ns(void)
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
 }
 
 /* ---- worker side: the fds handed over ---- */
@@ -96,8 +96,8 @@ follow_holder(void)
 	if (!worker || !pid || !getenv("NOTIFY_SOCKET"))
 		return;
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() != (pid_t)strtol(pid, NULL, 10))
-		raise(SIGKILL);		/* it died before prctl */
+	if (getppid() != (pid_t) strtol(pid, NULL, 10))
+		raise(SIGKILL); /* it died before prctl */
 }
 
 /* Reads LISTEN_FDS once (sd_listen_fds_with_names), and unsets it, so
@@ -117,7 +117,7 @@ parse_handed(void)
 	nfds = getenv("LISTEN_FDS");
 	pid = getenv("LISTEN_PID");
 	names = getenv("LISTEN_FDNAMES");
-	if (!nfds || !pid || strtol(pid, NULL, 10) != (long)getpid())
+	if (!nfds || !pid || strtol(pid, NULL, 10) != (long) getpid())
 		return;
 	n = strtol(nfds, &end, 10);
 	if (*end || n <= 0 || n > MAX_FDS)
@@ -125,14 +125,14 @@ parse_handed(void)
 	if (names)
 		copy = strdup(names);
 	tok = copy ? strtok_r(copy, ":", &save) : NULL;
-	for (i = 0; i < (size_t)n; i++) {
-		handed.fd[i] = LISTEN_FDS_START + (int)i;
+	for (i = 0; i < (size_t) n; i++) {
+		handed.fd[i] = LISTEN_FDS_START + (int) i;
 		fcntl(handed.fd[i], F_SETFD, FD_CLOEXEC);
 		snprintf(handed.name[i], sizeof handed.name[i], "%s",
 			 tok ? tok : "unknown");
 		tok = tok ? strtok_r(NULL, ":", &save) : NULL;
 	}
-	handed.n = (size_t)n;
+	handed.n = (size_t) n;
 	free(copy);
 	unsetenv("LISTEN_FDS");
 	unsetenv("LISTEN_PID");
@@ -207,22 +207,12 @@ void
 holder_ready(bool foreground)
 {
 	int fd = holder_take_fd("ready");
-	int null;
 	char c = 'R';
 
 	if (fd < 0)
 		return;
-	if (!foreground) {
-		log_use_syslog("colofs");
-		null = open("/dev/null", O_RDWR | O_CLOEXEC);
-		if (null != -1) {
-			dup2(null, STDIN_FILENO);
-			dup2(null, STDOUT_FILENO);
-			dup2(null, STDERR_FILENO);
-			if (null > STDERR_FILENO)
-				close(null);
-		}
-	}
+	if (!foreground)
+		daemon_quiet();
 	if (write(fd, &c, 1) != 1)
 		log_warn("holder: telling it we are ready: %m");
 	close(fd);
@@ -262,10 +252,10 @@ void
 holder_test_hang(void)
 {
 	/* (char *)1: not looked up yet. */
-	static _Atomic(const char *) hang = (const char *)1;
+	static _Atomic(const char *) hang = (const char *) 1;
 	const char *path = atomic_load(&hang);
 
-	if (path == (const char *)1) {
+	if (path == (const char *) 1) {
 		path = getenv("COLOFS_TEST_HANG");
 		atomic_store(&hang, path);
 	}
@@ -281,11 +271,11 @@ holder_status(void *opaque, FILE *fp)
 {
 	struct holder_state *s = holder_state();
 
-	(void)opaque;
-	fprintf(fp, "pid=%ld\n", (long)getpid());
+	(void) opaque;
+	fprintf(fp, "pid=%ld\n", (long) getpid());
 	fprintf(fp, "restarts=%u\n", s ? atomic_load(&s->restarts) : 0);
 	fprintf(fp, "last_restart_ms=%llu\n",
-		s ? (unsigned long long)atomic_load(&s->last_restart_ms) : 0);
+		s ? (unsigned long long) atomic_load(&s->last_restart_ms) : 0);
 }
 
 /* ---- holder side ---- */
@@ -295,15 +285,15 @@ struct holder {
 	bool foreground;
 	char **argv;
 	char exe[PATH_MAX];
-	void *mount;			/* fusefs_hold's */
+	void *mount; /* fusefs_hold's */
 	int fds[MAX_FDS];
 	const char *names[MAX_FDS];
 	size_t nfds;
 	struct holder_state *st;
-	int sfd;			/* signalfd */
+	int sfd; /* signalfd */
 	pid_t worker;
-	int ready_rd;			/* the worker's readiness pipe */
-	bool adopted;			/* the fds came from systemd */
+	int ready_rd; /* the worker's readiness pipe */
+	bool adopted; /* the fds came from systemd */
 };
 
 /* Moves fds to 3, 4, ... in a forked child, without clobbering one with
@@ -323,7 +313,7 @@ exec_worker(struct holder *h, int ready_wr)
 	tmp[n] = fcntl(ready_wr, F_DUPFD_CLOEXEC, 64);
 	for (i = 0; i <= n; i++) {
 		if (tmp[i] < 0 ||
-		    dup2(tmp[i], LISTEN_FDS_START + (int)i) == -1)
+		    dup2(tmp[i], LISTEN_FDS_START + (int) i) == -1)
 			_exit(127);
 	}
 	buf[0] = '\0';
@@ -334,10 +324,10 @@ exec_worker(struct holder *h, int ready_wr)
 	strcat(buf, "ready");
 	snprintf(num, sizeof num, "%zu", n + 1);
 	setenv("LISTEN_FDS", num, 1);
-	snprintf(num, sizeof num, "%ld", (long)getpid());
+	snprintf(num, sizeof num, "%ld", (long) getpid());
 	setenv("LISTEN_PID", num, 1);
 	setenv("LISTEN_FDNAMES", buf, 1);
-	snprintf(num, sizeof num, "%ld", (long)getppid());
+	snprintf(num, sizeof num, "%ld", (long) getppid());
 	setenv("COLOFS_HOLDER_PID", num, 1);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
@@ -371,7 +361,7 @@ spawn(struct holder *h)
 		close(h->ready_rd);
 	h->ready_rd = p[0];
 	h->worker = pid;
-	log_info("holder: worker %ld started", (long)pid);
+	log_info("holder: worker %ld started", (long) pid);
 	return 0;
 }
 
@@ -401,8 +391,8 @@ wait_event(struct holder *h, int *st, bool *ready)
 	pid_t got;
 
 	for (;;) {
-		pf[0] = (struct pollfd){ .fd = h->sfd, .events = POLLIN };
-		pf[1] = (struct pollfd){ .fd = h->ready_rd, .events = POLLIN };
+		pf[0] = (struct pollfd) { .fd = h->sfd, .events = POLLIN };
+		pf[1] = (struct pollfd) { .fd = h->ready_rd, .events = POLLIN };
 		if (poll(pf, h->ready_rd != -1 ? 2 : 1, -1) == -1) {
 			if (errno == EINTR)
 				continue;
@@ -425,9 +415,9 @@ wait_event(struct holder *h, int *st, bool *ready)
 			continue;
 		if (si.ssi_signo != SIGCHLD) {
 			if (h->worker > 0)
-				kill(h->worker, (int)si.ssi_signo);
+				kill(h->worker, (int) si.ssi_signo);
 			else if (si.ssi_signo != SIGHUP)
-				return -2;	/* a stop, and nobody to ask */
+				return -2; /* a stop, and nobody to ask */
 			continue;
 		}
 		got = waitpid(h->worker, st, WNOHANG);
@@ -446,12 +436,12 @@ wait_event(struct holder *h, int *st, bool *ready)
 static int
 pause_ms(struct holder *h, unsigned ms)
 {
-	uint64_t end = now_ns() + (uint64_t)ms * 1000000u, now;
+	uint64_t end = now_ns() + (uint64_t) ms * 1000000u, now;
 	struct pollfd pf = { .fd = h->sfd, .events = POLLIN };
 	struct signalfd_siginfo si;
 
 	while ((now = now_ns()) < end) {
-		if (poll(&pf, 1, (int)((end - now) / 1000000u) + 1) <= 0)
+		if (poll(&pf, 1, (int) ((end - now) / 1000000u) + 1) <= 0)
 			continue;
 		if (read(h->sfd, &si, sizeof si) == sizeof si &&
 		    (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT ||
@@ -604,8 +594,12 @@ int
 holder_main(const struct config *cfg, bool foreground, char **argv)
 {
 	struct holder h = {
-		.cfg = cfg, .foreground = foreground, .argv = argv,
-		.sfd = -1, .worker = -1, .ready_rd = -1,
+		.cfg = cfg,
+		.foreground = foreground,
+		.argv = argv,
+		.sfd = -1,
+		.worker = -1,
+		.ready_rd = -1,
 	};
 	unsigned backoff = 0, quick = 0;
 	uint64_t started = 0;
@@ -625,7 +619,7 @@ holder_main(const struct config *cfg, bool foreground, char **argv)
 				if (!foreground)
 					daemon_ready();
 				log_info("holder %ld: worker %ld serves %s",
-					 (long)getpid(), (long)h.worker,
+					 (long) getpid(), (long) h.worker,
 					 cfg->mountpoint);
 			}
 			served = true;
@@ -640,9 +634,10 @@ holder_main(const struct config *cfg, bool foreground, char **argv)
 		}
 		if (!served) {
 			log_error("holder: the first worker %s before it was "
-				  "ready", how);
-			rc = WIFEXITED(st) && WEXITSTATUS(st) ?
-			     WEXITSTATUS(st) : 1;
+				  "ready",
+				  how);
+			rc = WIFEXITED(st) && WEXITSTATUS(st) ? WEXITSTATUS(st)
+							      : 1;
 			goto out;
 		}
 		atomic_store(&h.st->died_ns, now_ns());
@@ -659,8 +654,8 @@ holder_main(const struct config *cfg, bool foreground, char **argv)
 		quick = now_ns() - started < 1000000000ull ? quick + 1 : 0;
 		backoff = 0;
 		if (quick > 3)
-			backoff = quick - 3 > 6 ? BACKOFF_MAX_MS :
-				  BACKOFF_MIN_MS << (quick - 4);
+			backoff = quick - 3 > 6 ? BACKOFF_MAX_MS
+						: BACKOFF_MIN_MS << (quick - 4);
 		if (backoff > BACKOFF_MAX_MS)
 			backoff = BACKOFF_MAX_MS;
 		log_error("holder: worker %s; starting another%s", how,
@@ -684,7 +679,7 @@ out:
 	}
 	/* An adopted mount has no libfuse session here to unmount it. */
 	if (h.adopted && umount2(cfg->mountpoint, MNT_DETACH) == -1 &&
-	    errno != EINVAL)	/* unmounted already (fusermount3 -u) */
+	    errno != EINVAL) /* unmounted already (fusermount3 -u) */
 		log_warn("holder: umount %s: %m", cfg->mountpoint);
 	if (cfg->listen && cfg->listen_addr.kind == CONFIG_LISTEN_UNIX)
 		unlink(cfg->listen_addr.path);
@@ -715,7 +710,7 @@ sd_fdstore_msg(char *buf, size_t size, const char *name)
 		}
 	}
 	len = snprintf(buf, size, "FDSTORE=1\nFDNAME=%s\n", name);
-	if (len < 0 || (size_t)len >= size) {
+	if (len < 0 || (size_t) len >= size) {
 		errno = ENOSPC;
 		return -1;
 	}
@@ -749,21 +744,24 @@ sd_fdstore(int fd, const char *name)
 		return -1;
 	}
 	strcpy(sa.sun_path, path);
-	salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) +
-			    strlen(path));
+	salen = (socklen_t) (offsetof(struct sockaddr_un, sun_path) +
+			     strlen(path));
 	if (path[0] == '@')
-		sa.sun_path[0] = '\0';	/* the abstract namespace */
+		sa.sun_path[0] = '\0'; /* the abstract namespace */
 	else
 		salen++;
 	s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (s == -1)
 		return -1;
-	iov = (struct iovec){ .iov_base = msg, .iov_len = (size_t)len };
+	iov = (struct iovec) { .iov_base = msg, .iov_len = (size_t) len };
 	memset(&u, 0, sizeof u);
-	mh = (struct msghdr){
-		.msg_name = &sa, .msg_namelen = salen,
-		.msg_iov = &iov, .msg_iovlen = 1,
-		.msg_control = u.buf, .msg_controllen = sizeof u.buf,
+	mh = (struct msghdr) {
+		.msg_name = &sa,
+		.msg_namelen = salen,
+		.msg_iov = &iov,
+		.msg_iovlen = 1,
+		.msg_control = u.buf,
+		.msg_controllen = sizeof u.buf,
 	};
 	cm = CMSG_FIRSTHDR(&mh);
 	cm->cmsg_level = SOL_SOCKET;

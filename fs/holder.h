@@ -40,12 +40,12 @@
  * negotiated: a new worker replays the request into its session and
  * checks that the reply is the same bytes.
  */
-#define HOLDER_STATE_MAGIC 0x636f6c6fu	/* "colo" */
+#define HOLDER_STATE_MAGIC 0x636f6c6fu /* "colo" */
 #define HOLDER_STATE_VERSION 1
 #define HOLDER_INIT_MAX 256
 
 struct holder_state {
-	uint32_t magic, version;		/* holder, at creation */
+	uint32_t magic, version; /* holder, at creation */
 	/* Worker: in and out written, then init_valid set (release). */
 	atomic_uint init_valid;
 	uint32_t init_in_len, init_out_len;
@@ -53,7 +53,7 @@ struct holder_state {
 	uint8_t init_out[HOLDER_INIT_MAX];
 	/* Holder: counted and stamped before it starts a worker again. */
 	atomic_uint restarts;
-	atomic_ullong died_ns;			/* CLOCK_MONOTONIC; 0: none */
+	atomic_ullong died_ns; /* CLOCK_MONOTONIC; 0: none */
 	/* Worker: the kernel's open disk files (fusefs counts them here,
 	 * so that a stop after a restart still waits for the VM's).
 	 */

@@ -4,6 +4,20 @@
 HERE_LIVE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 live_mnt() { echo "${LIVE_MNT:-$MNT}"; }
 
+# nbd_pattern: the primary writes what live_io.py's reader expects: block
+# b of 64 KiB holds b % 251 + 1 (the first 16 MiB).
+nbd_pattern() {
+	"$PY3" - "$(nbd_uri)" <<'EOPY'
+import nbd, sys
+h = nbd.NBD()
+h.connect_uri(sys.argv[1])
+for b in range(256):
+    h.pwrite(bytes([b % 251 + 1]) * 65536, b * 65536)
+h.flush()
+h.shutdown()
+EOPY
+}
+
 progress() { cat "$T/progress" 2>/dev/null | tr -d ' ' || echo 0; }
 # The serving process: .colo/status's pid= (a colofs without it: the one).
 worker() {

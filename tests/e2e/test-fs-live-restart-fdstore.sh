@@ -23,15 +23,7 @@ for n in state nbd fuse; do
 done
 ok "the holder put state, nbd and fuse in the fd store"
 
-"$PY3" - "$(nbd_uri)" <<'EOPY'
-import nbd, sys
-h = nbd.NBD()
-h.connect_uri(sys.argv[1])
-for b in range(256):
-    h.pwrite(bytes([b % 251 + 1]) * 65536, b * 65536)
-h.flush()
-h.shutdown()
-EOPY
+nbd_pattern
 
 rm -f "$T/stop" "$T/progress"
 "$PY3" "$HERE_LIVE/live_io.py" read "$MNT/vda" "$T" >"$T/io.out" 2>"$T/io.err" &

@@ -23,15 +23,7 @@ start_colofs $HOLDER
 at_exit 'for p in $(pgrep -f -- "[c]olofs -c $T/colofs.ini"); do kill -9 $p; done'
 
 # ---- state none: the primary's data, read through the VM's fd ----
-"$PY3" - "$(nbd_uri)" <<'EOPY'
-import nbd, sys
-h = nbd.NBD()
-h.connect_uri(sys.argv[1])
-for b in range(256):
-    h.pwrite(bytes([b % 251 + 1]) * 65536, b * 65536)
-h.flush()
-h.shutdown()
-EOPY
+nbd_pattern
 expect_status state none
 run_io read 3
 expect_status state none

@@ -16,8 +16,12 @@ make_image "$T/s.img" "$SIZE"
 make_image "$T/p.img" "$SIZE"
 pair_configs
 start_secondary
-"$COLOFS_BIN" -c "$T/p.ini" --holder 2>>"$T/p.log" || fail "the primary did not start"
+# -f: the holder stays in the foreground, and the workers log to p.log.
+env --default-signal=INT,QUIT "$COLOFS_BIN" -c "$T/p.ini" --holder -f \
+	2>>"$T/p.log" &
 at_exit 'for p in $(pgrep -f -- "[c]olofs -c $T/p.ini"); do kill -9 $p; done'
+at_exit "grep -E 'error|warning' $T/p.log | tail -n 20 >&2"
+wait_for 60 mountpoint -q "$PMNT" || fail "the primary did not mount: $(cat "$T/p.log")"
 LIVE_MNT=$PMNT
 
 pctl start

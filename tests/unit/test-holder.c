@@ -24,7 +24,7 @@ Test(holder, fdstore_message_names_the_fd)
 	char buf[300];
 	int n = sd_fdstore_msg(buf, sizeof buf, "fuse");
 
-	cr_assert_eq(n, (int)strlen("FDSTORE=1\nFDNAME=fuse\n"));
+	cr_assert_eq(n, (int) strlen("FDSTORE=1\nFDNAME=fuse\n"));
 	cr_assert_str_eq(buf, "FDSTORE=1\nFDNAME=fuse\n");
 }
 
@@ -71,8 +71,10 @@ recv_one(int s, char *buf, size_t size)
 	} u;
 	struct iovec iov = { .iov_base = buf, .iov_len = size - 1 };
 	struct msghdr mh = {
-		.msg_iov = &iov, .msg_iovlen = 1,
-		.msg_control = u.b, .msg_controllen = sizeof u.b,
+		.msg_iov = &iov,
+		.msg_iovlen = 1,
+		.msg_control = u.b,
+		.msg_controllen = sizeof u.b,
 	};
 	struct cmsghdr *cm;
 	ssize_t n;
@@ -98,8 +100,8 @@ sends_to(const char *env, const struct sockaddr_un *sa, socklen_t salen)
 
 	s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	cr_assert_geq(s, 0);
-	cr_assert_eq(bind(s, (const struct sockaddr *)sa, salen), 0, "bind: %s",
-		     strerror(errno));
+	cr_assert_eq(bind(s, (const struct sockaddr *) sa, salen), 0,
+		     "bind: %s", strerror(errno));
 	fd = mkstemp(tmpl);
 	cr_assert_geq(fd, 0);
 	unlink(tmpl);
@@ -137,11 +139,11 @@ Test(holder, fdstore_sends_the_fd_to_an_abstract_socket)
 	char env[64];
 	size_t n;
 
-	n = (size_t)snprintf(env, sizeof env, "@colofs-notify-%ld",
-			     (long)getpid());
+	n = (size_t) snprintf(env, sizeof env, "@colofs-notify-%ld",
+			      (long) getpid());
 	memcpy(sa.sun_path + 1, env + 1, n - 1);
 	sends_to(env, &sa,
-		 (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n));
+		 (socklen_t) (offsetof(struct sockaddr_un, sun_path) + n));
 }
 
 Test(holder, fdstore_to_a_relative_path_is_refused)
