@@ -58,8 +58,11 @@ void bitmap_clear(struct bitmap *b, uint64_t off, uint64_t len);
  */
 int bitmap_save(struct bitmap *b);
 
-/* The first dirty run at or after off, capped at max bytes: true and
- * *roff, *rlen (granule-aligned, within the disk), or false.
+/* The first dirty run at or after off: true and *roff, *rlen
+ * (granule-aligned, within the disk), or false.  The run stops at the
+ * first granule that reaches max bytes, but is always one whole granule
+ * at least: with a granule above max, *rlen is above max, and the caller
+ * must split it (primary.c's sync does).
  */
 bool bitmap_next(struct bitmap *b, uint64_t off, uint64_t max,
 		 uint64_t *roff, uint64_t *rlen);

@@ -96,10 +96,20 @@ fdio_dir_open(const char *path)
 	return open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 }
 
+int (*fdio_dir_fsync_fault)(void);
+
+static int
+dir_fsync(int dirfd)
+{
+	if (fdio_dir_fsync_fault != NULL && fdio_dir_fsync_fault() == -1)
+		return -1;
+	return fsync(dirfd);
+}
+
 int
 fdio_sync_dir(int dirfd)
 {
-	if (fsync(dirfd) == -1) {
+	if (dir_fsync(dirfd) == -1) {
 		log_error("fsync of a directory: %m");
 		return -1;
 	}
@@ -174,7 +184,7 @@ fdio_commit_tmp(int fd, int dirfd, const char *tmp, const char *name)
 		log_error("rename %s to %s: %m", tmp, name);
 		goto undo;
 	}
-	if (fsync(dirfd) == -1) {
+	if (dir_fsync(dirfd) == -1) {
 		log_error("%s renamed, but fsync of its directory: %m", name);
 		return 1;
 	}

@@ -36,6 +36,11 @@ int fdio_dir_open(const char *path);
 int fdio_sync_dir(int dirfd);
 /* The same by path (opened with fdio_dir_open). */
 int durable_sync_dir(const char *dir);
+/* For tests (the fault backend, tests/unit/faulty.c): when set, called
+ * before every fsync of a directory that fdio makes; -1 (with errno)
+ * fails that fsync as the kernel would.
+ */
+extern int (*fdio_dir_fsync_fault)(void);
 
 /* Creates a new, empty file in dirfd named NAME.tmp.XXXXXX (random
  * suffix) with O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | extra

@@ -185,8 +185,17 @@ image_open(const char *path, enum image_format fmt, const char *overlay_dir,
 {
 	int fd;
 
-	if (fmt == IMAGE_FORMAT_AUTO && image_probe(path, &fmt) == -1)
-		return NULL;
+	if (fmt == IMAGE_FORMAT_AUTO) {
+		if (image_probe(path, &fmt) == -1)
+			return NULL;
+		/* QEMU warns the same (CVE-2008-2004): a raw image's first
+		 * bytes are its guest's, who can make it probe as qcow2.
+		 */
+		log_warn("%s: format = auto probed %s; probing is unsafe for "
+			 "raw images (the guest writes their first bytes): "
+			 "set format = raw or qcow2", path,
+			 image_format_name(fmt));
+	}
 	if (fmt == IMAGE_FORMAT_QCOW2)
 		return image_qcow2_open(path, overlay_dir, name);
 	fd = open(path, O_RDWR | O_CLOEXEC);

@@ -13,7 +13,7 @@
  * Every operation is thread-safe.
  */
 enum image_format {
-	IMAGE_FORMAT_AUTO,	/* probe by magic */
+	IMAGE_FORMAT_AUTO,	/* probe by magic: only if the config asks */
 	IMAGE_FORMAT_RAW,
 	IMAGE_FORMAT_QCOW2,
 };

@@ -360,16 +360,24 @@ primary_write(struct primary_disk *d, const void *buf, size_t len,
 	return modify(d, PRIMARY_OP_WRITE, buf, off, len);
 }
 
-/* In pieces: an NBD request's length is 32 bits. */
+/* In pieces: an NBD request's length is 32 bits, and a secondary
+ * without WRITE_ZEROES gets writes of zeros, at most its maximum block
+ * size each (the link says how long).
+ */
 int
 primary_zero(struct primary_disk *d, uint64_t off, uint64_t len)
 {
-	const uint64_t piece = UINT64_C(1) << 30;
-	uint64_t n;
+	const struct primary_link_ops *link = d->p->link;
+	uint64_t piece = UINT64_C(1) << 30, n, max;
 
 	if (off > d->size || len > d->size - off) {
 		errno = EINVAL;
 		return -1;
+	}
+	if (link->max_zero != NULL) {
+		max = link->max_zero(d->p->link_opaque, d->index);
+		if (max > 0 && max < piece)
+			piece = max;
 	}
 	for (; len > 0; off += n, len -= n) {
 		n = len < piece ? len : piece;
@@ -425,6 +433,7 @@ struct sync_slot {
 	struct primary_disk *d;
 	struct rangelock_entry e;
 	uint64_t off, len;
+	bool piece;		/* of a longer run: holds no lock, clears no bit */
 	void *ticket;
 	char *buf;
 };
@@ -446,7 +455,9 @@ sync_go_on(struct primary *p)
 	return go;
 }
 
-/* Waits for a slot's copy; clears its run if the secondary has it. */
+/* Waits for a slot's copy; clears its run if the secondary has it (a
+ * piece leaves that to its run, see sync_long_run).
+ */
 static int
 slot_finish(struct primary *p, struct sync_slot *s)
 {
@@ -460,13 +471,101 @@ slot_finish(struct primary *p, struct sync_slot *s)
 		link_failed(p, s->d, why);
 		rc = -1;
 	} else {
-		bitmap_clear(s->d->bm, s->off, s->len);
+		if (!s->piece)
+			bitmap_clear(s->d->bm, s->off, s->len);
 		pthread_mutex_lock(&p->lock);
 		p->sync_done += s->len;
 		pthread_mutex_unlock(&p->lock);
 	}
 	s->ticket = NULL;
-	rangelock_release(&s->d->rl, &s->e);
+	if (!s->piece)
+		rangelock_release(&s->d->rl, &s->e);
+	return rc;
+}
+
+static int
+slots_finish(struct primary *p, struct sync_slot *slots)
+{
+	unsigned i;
+	int rc = 0;
+
+	for (i = 0; i < SYNC_DEPTH; i++)
+		if (slot_finish(p, &slots[i]) == -1)
+			rc = -1;
+	return rc;
+}
+
+/* Reads [o, +l) (at most SYNC_CHUNK) into slot s and sends it; the
+ * caller holds the range.  On failure the caller releases it.
+ */
+static int
+slot_send(struct primary *p, struct primary_disk *d, struct sync_slot *s,
+	  uint64_t o, uint64_t l)
+{
+	char why[512];
+
+	s->d = d;
+	s->off = o;
+	s->len = l;
+	if (d->img->ops->pread(d->img, s->buf, l, o) == -1) {
+		primary_record_error(p, "%s: sync: local read at %" PRIu64
+				     ": %s", d->name, o, strerror(errno));
+		return -1;
+	}
+	s->ticket = p->link->submit(p->link_opaque, d->index,
+				    all_zero(s->buf, l) ? PRIMARY_OP_ZERO :
+				    PRIMARY_OP_WRITE, s->buf, o, l, why,
+				    sizeof why);
+	if (s->ticket == NULL) {
+		link_failed(p, d, why);
+		return -1;
+	}
+	return 0;
+}
+
+/* A run longer than a slot's buffer: one granule above SYNC_CHUNK (the
+ * config allows up to 64M, more than any NBD server takes at once).  It
+ * goes in pieces of SYNC_CHUNK under one range lock held from the first
+ * read to the last ack, and its bit is cleared only then, still under
+ * the lock: a VM write that failed to mirror and marked the granule
+ * meanwhile waits for the lock, so its mark is never cleared.  The other
+ * slots are finished first (they hold ranges a VM write may wait on, see
+ * sync_disk) and again at the end, so every piece is acked before the
+ * clear.
+ */
+static int
+sync_long_run(struct primary *p, struct primary_disk *d,
+	      struct sync_slot *slots, uint64_t o, uint64_t l)
+{
+	struct rangelock_entry e;
+	uint64_t done, n;
+	unsigned k = 0;
+	int rc;
+
+	if (slots_finish(p, slots) == -1)
+		return -1;
+	rangelock_acquire(&d->rl, &e, o, l, true);
+	for (done = 0, rc = 0; done < l && rc == 0; done += n) {
+		struct sync_slot *s = &slots[k];
+
+		n = l - done < SYNC_CHUNK ? l - done : SYNC_CHUNK;
+		if (!sync_go_on(p))
+			break;		/* told to stop: the bit stays */
+		if (slot_finish(p, s) == -1) {
+			rc = -1;
+			break;
+		}
+		s->piece = true;
+		rc = slot_send(p, d, s, o + done, n);
+		k = (k + 1) % SYNC_DEPTH;
+	}
+	if (slots_finish(p, slots) == -1)
+		rc = -1;
+	if (rc == 0 && done == l)
+		bitmap_clear(d->bm, o, l);
+	rangelock_release(&d->rl, &e);
+	for (k = 0; k < SYNC_DEPTH; k++)
+		slots[k].piece = false;
 	return rc;
 }
 
@@ -475,22 +574,26 @@ static int
 sync_disk(struct primary *p, struct primary_disk *d, struct sync_slot *slots,
 	  bool *found)
 {
-	char why[512];
 	uint64_t off = 0, o, l;
-	unsigned k = 0, i;
+	unsigned k = 0;
 	int rc = 0;
 
 	while (sync_go_on(p) && bitmap_next(d->bm, off, SYNC_CHUNK, &o, &l)) {
 		struct sync_slot *s = &slots[k];
 
 		*found = true;
+		if (l > SYNC_CHUNK) {
+			if (sync_long_run(p, d, slots, o, l) == -1) {
+				rc = -1;
+				break;
+			}
+			off = o + l;
+			continue;
+		}
 		if (slot_finish(p, s) == -1) {
 			rc = -1;
 			break;
 		}
-		s->d = d;
-		s->off = o;
-		s->len = l;
 		/* This thread holds the ranges of the other slots in flight.
 		 * A VM write that spans one of them and this run waits for
 		 * the held one, and this run would queue behind it: a
@@ -498,37 +601,23 @@ sync_disk(struct primary *p, struct primary_disk *d, struct sync_slot *slots,
 		 * first (their ranges go), and only then wait for it.
 		 */
 		if (!rangelock_try_acquire(&d->rl, &s->e, o, l, true)) {
-			for (i = 0; i < SYNC_DEPTH && rc == 0; i++)
-				if (slot_finish(p, &slots[i]) == -1)
-					rc = -1;
-			if (rc == -1)
+			if (slots_finish(p, slots) == -1) {
+				rc = -1;
 				break;
+			}
 			rangelock_acquire(&d->rl, &s->e, o, l, true);
 		}
-		if (d->img->ops->pread(d->img, s->buf, l, o) == -1) {
-			primary_record_error(p, "%s: sync: local read at %"
-					     PRIu64 ": %s", d->name, o,
-					     strerror(errno));
+		if (slot_send(p, d, s, o, l) == -1) {
 			rangelock_release(&d->rl, &s->e);
-			rc = -1;
-			break;
-		}
-		s->ticket = p->link->submit(p->link_opaque, d->index,
-					    all_zero(s->buf, l) ?
-					    PRIMARY_OP_ZERO : PRIMARY_OP_WRITE,
-					    s->buf, o, l, why, sizeof why);
-		if (s->ticket == NULL) {
-			rangelock_release(&d->rl, &s->e);
-			link_failed(p, d, why);
+			s->ticket = NULL;
 			rc = -1;
 			break;
 		}
 		off = o + l;
 		k = (k + 1) % SYNC_DEPTH;
 	}
-	for (i = 0; i < SYNC_DEPTH; i++)
-		if (slot_finish(p, &slots[i]) == -1)
-			rc = -1;
+	if (slots_finish(p, slots) == -1)
+		rc = -1;
 	return rc;
 }
 

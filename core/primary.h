@@ -79,6 +79,11 @@ struct primary_link_ops {
 		    char *err, size_t errlen);
 	/* Bytes of payload sent on disk i's link since it was made. */
 	uint64_t (*bytes_sent)(void *opaque, size_t i);
+	/* The longest PRIMARY_OP_ZERO disk i's secondary takes in one
+	 * request: its maximum block size when the zero becomes a write of
+	 * zeros (no WRITE_ZEROES).  NULL or 0: no limit of its own.
+	 */
+	uint64_t (*max_zero)(void *opaque, size_t i);
 };
 
 struct primary_disk_config {

@@ -134,12 +134,16 @@ int
 statefile_write(const char *dir, const char *name, const struct statefile *sf)
 {
 	char buf[256];
-	int n;
+	int n, ret;
 
 	n = snprintf(buf, sizeof buf, MAGIC "state=%s\ngeneration=%s\n"
 		     "journaled=%d\n", replica_state_name(sf->state),
 		     sf->generation, sf->journaled ? 1 : 0);
-	return durable_write(dir, name, buf, (size_t) n);
+	ret = durable_write(dir, name, buf, (size_t) n);
+	/* Renamed, not synced: written all the same; retry the sync. */
+	if (ret == 1 && durable_sync_dir(dir) == 0)
+		ret = 0;
+	return ret;
 }
 
 int

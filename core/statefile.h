@@ -26,7 +26,11 @@ struct statefile {
  */
 int statefile_read(const char *path, struct statefile *sf, char *err,
 		   size_t errlen);
-/* Writes DIR/NAME with durable_write.  0, or -1 with errno. */
+/* Writes DIR/NAME with durable_write.  0; or -1 with errno, and the file
+ * is as it was; or 1 with errno when the file was renamed into place but
+ * its directory could not be synced, twice: the new content is written
+ * (a reader and maybe a crash see it) and must be treated as such.
+ */
 int statefile_write(const char *dir, const char *name,
 		    const struct statefile *sf);
 /* A fresh random generation identifier (getrandom).  0, or -1. */

@@ -89,7 +89,7 @@
  */
 #define DISK_KEYS(X)						\
 	X(image,	path,	image,		NULL)		\
-	X(format,	format,	format,		"auto")		\
+	X(format,	format,	format,		"raw")		\
 	X(export,	export,	export_name,	NULL)		\
 	X(owner,	user,	owner,		"root")		\
 	X(group,	user,	group,		"root")		\
@@ -475,7 +475,11 @@ dump_size(FILE *fp, const char *key, const uint64_t *v)
 	fprintf(fp, "%s = %" PRIu64 "\n", key, *v);
 }
 
-/* The dirty bitmap's granule: a power of two from 4K to 64M. */
+/* The dirty bitmap's granule: a power of two from 4K to 64M.  The sync
+ * sends a granule in pieces of its buffer (primary.c, sync_long_run), so
+ * the bound is not the link's request limit; it keeps the time a VM
+ * write may wait for a granule's copy (its range lock) short.
+ */
 static int
 parse_gran(struct loader *ld, const char *key, const char *v, uint64_t *out)
 {

@@ -104,7 +104,7 @@ struct config_net {
 struct config_disk {
 	char *name;
 	char *image;
-	enum image_format format;	/* IMAGE_FORMAT_AUTO: probe */
+	enum image_format format;	/* default raw; AUTO: probe */
 	char *export_name;		/* defaults to name */
 	char *owner, *group;		/* as written, default "root" */
 	uid_t uid;			/* resolved at load */

@@ -121,12 +121,27 @@ hook(void *opaque, enum replica_state next, bool journaled)
 		return -1;
 	}
 	ret = statefile_write(du->dir, du->name, &sf);
-	if (ret == 0)
+	/* 1: renamed, its directory not synced.  The file says next now
+	 * (and may after a crash): it counts as written, or a refused stop
+	 * would leave done on disk with the replica still running.  The
+	 * next write syncs the directory again.
+	 */
+	if (ret >= 0)
 		du->sf = sf;
 	pthread_mutex_unlock(&du->lock);
-	if (ret == 0)
+	if (ret == 1) {
+		log_error("state file %s: %s, but its directory could not be "
+			  "synced: a crash may bring back the state before",
+			  du->path, replica_state_name(next));
+		replica_record_error(du->r, "state file %s says %s, but "
+				     "fsync of its directory failed: a crash "
+				     "may bring back the state before",
+				     du->path, replica_state_name(next));
+		ret = 0;
+	} else if (ret == 0) {
 		log_info("state file %s: %s", du->path,
 			 replica_state_name(next));
+	}
 	return ret;
 }
 

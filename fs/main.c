@@ -168,13 +168,14 @@ check_paths(const struct config *cfg)
 		if (access(d->image, R_OK | W_OK) == -1) {
 			log_error("disk %s: image %s: %m", d->name, d->image);
 			bad = 1;
+		} else if (d->format == IMAGE_FORMAT_RAW) {
+			/* Never probed: its byte 0 is the guest's. */
 		} else if (image_probe(d->image, &fmt) == -1) {
 			bad = 1;
-		} else if (d->format != IMAGE_FORMAT_AUTO &&
-			   d->format != fmt) {
-			log_error("disk %s: image %s looks like %s, not %s",
-				  d->name, d->image, image_format_name(fmt),
-				  image_format_name(d->format));
+		} else if (d->format == IMAGE_FORMAT_QCOW2 &&
+			   fmt != IMAGE_FORMAT_QCOW2) {
+			log_error("disk %s: image %s is not qcow2 (no qcow "
+				  "magic)", d->name, d->image);
 			bad = 1;
 		}
 	}

@@ -23,10 +23,16 @@
  *
  * Who waits, on what: a reader waits only before it starts reading a
  * payload, while holding no other buffer; a worker waits before executing
- * a READ, holding nothing.  Buffers in use are released by workers that
- * finish executing and sending (sends time out: io_timeout) and by readers
- * that finish receiving (receives time out the same way).  So every wait
- * ends.  budget_stop wakes every waiter for good (the server stops).
+ * a READ, holding nothing.  The reconnect barrier (nbd-export.c) runs
+ * before the reader takes its first buffer, never while it holds one:
+ * otherwise it could wait for a READ of another connection that waits
+ * for the barrier's own buffer.  Buffers in use are released by workers
+ * that finish executing and sending (sends time out: io_timeout) and by
+ * readers that finish receiving (receives time out the same way).  So
+ * every wait ends when another request does.  In case that reasoning has
+ * a hole, every wait also has a deadline (b->wait_ms, NBD_WAIT_MS; the
+ * barrier's too): a taker past it gets ETIMEDOUT and its request fails.
+ * budget_stop wakes every waiter for good (the server stops).
  *
  * b->lock is a leaf: taken alone, never across a malloc of a buffer the
  * caller will fill, never across I/O.
@@ -42,6 +48,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "log.h"
 #include "nbd-internal.h"
@@ -66,11 +73,39 @@ budget_charge(size_t len)
 }
 
 void
+nbd_cond_init_monotonic(pthread_cond_t *cond)
+{
+	pthread_condattr_t a;
+
+	pthread_condattr_init(&a);
+	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+	pthread_cond_init(cond, &a);
+	pthread_condattr_destroy(&a);
+}
+
+/* now + ms on CLOCK_MONOTONIC, for pthread_cond_timedwait. */
+static struct timespec
+deadline_in(int ms)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	t.tv_sec += ms / 1000;
+	t.tv_nsec += (long)(ms % 1000) * 1000000;
+	if (t.tv_nsec >= 1000000000) {
+		t.tv_sec++;
+		t.tv_nsec -= 1000000000;
+	}
+	return t;
+}
+
+void
 budget_init(struct nbd_budget *b, size_t limit, size_t conn_limit)
 {
-	*b = (struct nbd_budget){ .limit = limit, .conn_limit = conn_limit };
+	*b = (struct nbd_budget){ .limit = limit, .conn_limit = conn_limit,
+				  .wait_ms = NBD_WAIT_MS };
 	pthread_mutex_init(&b->lock, NULL);
-	pthread_cond_init(&b->cond, NULL);
+	nbd_cond_init_monotonic(&b->cond);
 }
 
 static void
@@ -115,6 +150,7 @@ budget_get(struct nbd_budget *b, size_t *held, size_t len, bool wait)
 	size_t cap = (size_t)1 << (k + BUDGET_MIN_CLASS);
 	struct nbd_buf *p = NULL;
 	bool waited = false;
+	struct timespec deadline = deadline_in(b->wait_ms);
 
 	pthread_mutex_lock(&b->lock);
 	for (;;) {
@@ -146,7 +182,12 @@ budget_get(struct nbd_budget *b, size_t *held, size_t len, bool wait)
 			b->waits++;
 			waited = true;
 		}
-		pthread_cond_wait(&b->cond, &b->lock);
+		if (pthread_cond_timedwait(&b->cond, &b->lock, &deadline) ==
+		    ETIMEDOUT) {
+			pthread_mutex_unlock(&b->lock);
+			errno = ETIMEDOUT;
+			return NULL;
+		}
 	}
 	*held += cap;
 	if (b->used - b->pooled > b->peak)

@@ -43,7 +43,8 @@
  * connection waits until every request submitted on the same export by
  * other connections up to that moment has executed (export_barrier).  For
  * live multi-conn clients (nbdcopy) that is a one-off wait for requests
- * that complete on their own.  The dead connection's reader may also
+ * that complete on their own.  It runs before the request takes a buffer
+ * from the budget (conn_barrier), with a deadline of NBD_WAIT_MS.  The dead connection's reader may also
  * still find whole requests queued in its socket after the hangup: those
  * are held back, unexecuted, and run only if a DISC follows them (a client
  * may send WRITE, DISC and close without waiting), else dropped -- their
@@ -118,6 +119,29 @@ conn_unreserve(struct nbd_conn *c)
  * budget (waiting, and so not reading the socket, while over a bound),
  * and a limit on how long a payload over 64 KiB may stall (io_timeout).
  */
+/* The reconnect barrier, once per connection, before its first request
+ * takes anything from the budget: a barrier that waited holding a payload
+ * buffer could wait for a READ of another connection that waits for that
+ * very budget.  Past NBD_WAIT_MS the connection is closed (the client
+ * reconnects and its next connection waits again); -1.
+ */
+static int
+conn_barrier(struct nbd_conn *c)
+{
+	if (c->barrier_done || c->hup)
+		return 0;
+	if (export_barrier(c, NBD_WAIT_MS) == -1) {
+		log_warn("nbd: export %s: conn %llu: the requests of other "
+			 "connections did not finish within %d ms; closing it",
+			 c->ex->name, (unsigned long long)c->id, NBD_WAIT_MS);
+		shutdown(c->fd, SHUT_RDWR);
+		errno = ETIMEDOUT;
+		return -1;
+	}
+	c->barrier_done = true;
+	return 0;
+}
+
 static void *
 conn_get_buf(void *opaque, size_t len)
 {
@@ -125,6 +149,8 @@ conn_get_buf(void *opaque, size_t len)
 	struct nbd_server *srv = c->srv;
 	void *buf;
 
+	if (conn_barrier(c) == -1)
+		return NULL;
 	if (!c->hup) {
 		conn_reserve(c);
 		c->reserved = true;
@@ -220,6 +246,27 @@ conn_reply_error(void *opaque, uint64_t cookie, uint32_t err)
 	return conn_send_reply(opaque, cookie, err, NULL, 0);
 }
 
+/* Read only, never written: the source of NO_HOLE's written zeroes. */
+static char zeros[1 << 20];
+
+/* WRITE_ZEROES with NO_HOLE: the zeroes must be allocated, so they are
+ * written, never punched (a client preallocating on thin storage relies
+ * on it).
+ */
+static int
+do_zero_alloc(struct replica_disk *d, uint64_t off, uint64_t len)
+{
+	while (len > 0) {
+		size_t n = len < sizeof zeros ? (size_t)len : sizeof zeros;
+
+		if (replica_primary_write(d, zeros, n, off) == -1)
+			return -1;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
 static int
 do_zero(struct replica_disk *d, uint64_t off, uint64_t len)
 {
@@ -277,7 +324,11 @@ execute(struct nbd_conn *c, struct nbd_job *j)
 	case NBD_CMD_WRITE_ZEROES:
 		/* TRIM too: the replica's S must read zeros afterwards. */
 		atomic_fetch_add(&c->srv->zeroes, 1);
-		rc = do_zero(d, q->offset, q->length);
+		if (q->type == NBD_CMD_WRITE_ZEROES &&
+		    (q->flags & NBD_CMD_FLAG_NO_HOLE))
+			rc = do_zero_alloc(d, q->offset, q->length);
+		else
+			rc = do_zero(d, q->offset, q->length);
 		if (rc == 0 && fua)
 			rc = replica_primary_flush(d);
 		break;
@@ -286,6 +337,21 @@ execute(struct nbd_conn *c, struct nbd_job *j)
 		abort();
 	}
 	return rc == 0 ? 0 : nbd_errno_to_nbd(errno);
+}
+
+/* NBD_ESHUTDOWN comes from a failover (the replica refuses primary
+ * writes) or from the server's own stop (the budget fails every wait):
+ * the log says which.
+ */
+static const char *
+shutdown_cause(struct nbd_server *srv)
+{
+	bool stopping;
+
+	pthread_mutex_lock(&srv->lock);
+	stopping = srv->stopping;
+	pthread_mutex_unlock(&srv->lock);
+	return stopping ? "shutdown" : "failover";
 }
 
 static void *
@@ -314,8 +380,9 @@ worker_main(void *arg)
 		err = execute(c, j);
 		export_mark_completed(c);
 		if (err == NBD_ESHUTDOWN && !atomic_exchange(&c->closing, true)) {
-			log_info("nbd: export %s: failover: closing connection %llu",
-				 c->ex->name, (unsigned long long)c->id);
+			log_info("nbd: export %s: %s: closing connection %llu",
+				 c->ex->name, shutdown_cause(c->srv),
+				 (unsigned long long)c->id);
 		}
 		conn_send_reply(c, j->req.cookie, err,
 				j->buf ? (void *)j->buf->data : NULL,
@@ -363,10 +430,8 @@ conn_submit(void *opaque, const struct nbd_request *req, void *buf)
 	struct nbd_job *j;
 
 	conn_clear_rcvtimeo(c);
-	if (!c->barrier_done) {
-		export_barrier(c);
-		c->barrier_done = true;
-	}
+	if (conn_barrier(c) == -1)
+		goto fail;
 	j = malloc(sizeof *j);
 	if (j == NULL)
 		goto fail;

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 #include "nbd-internal.h"
@@ -38,7 +39,7 @@ export_init(struct nbd_export *ex, struct nbd_server *srv,
 		return -1;
 	}
 	pthread_mutex_init(&ex->lock, NULL);
-	pthread_cond_init(&ex->cond, NULL);
+	nbd_cond_init_monotonic(&ex->cond);
 	return 0;
 }
 
@@ -96,15 +97,26 @@ export_mark_completed(struct nbd_conn *c)
 }
 
 /* Waits until every request other connections on the export submitted
- * before now has executed (see "Reconnects" at the top).
+ * before now has executed (see "Reconnects" at the top), at most wait_ms:
+ * 0, or -1 with errno = ETIMEDOUT.  The caller holds no budget (see "Who
+ * waits" in nbd-bounds.c).
  */
-void
-export_barrier(struct nbd_conn *c)
+int
+export_barrier(struct nbd_conn *c, int wait_ms)
 {
 	struct nbd_export *ex = c->ex;
 	struct nbd_snap { uint64_t id, target; } snap[NBD_MAX_CONNS];
 	size_t n = 0;
+	struct timespec deadline;
+	int rc = 0;
 
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += wait_ms / 1000;
+	deadline.tv_nsec += (long)(wait_ms % 1000) * 1000000;
+	if (deadline.tv_nsec >= 1000000000) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000;
+	}
 	pthread_mutex_lock(&ex->lock);
 	atomic_fetch_add(&ex->waiters, 1);
 	for (struct nbd_conn *o = ex->conns; o; o = o->ex_next)
@@ -124,8 +136,15 @@ export_barrier(struct nbd_conn *c)
 		n = k;
 		if (n == 0)
 			break;
-		pthread_cond_wait(&ex->cond, &ex->lock);
+		if (rc == ETIMEDOUT) {
+			rc = -1;
+			break;
+		}
+		rc = pthread_cond_timedwait(&ex->cond, &ex->lock, &deadline);
 	}
 	atomic_fetch_sub(&ex->waiters, 1);
 	pthread_mutex_unlock(&ex->lock);
+	if (rc == -1)
+		errno = ETIMEDOUT;
+	return rc == -1 ? -1 : 0;
 }

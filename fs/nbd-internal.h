@@ -32,6 +32,10 @@
 #define NBD_WORKERS		NBD_MAX_INFLIGHT
 #define NBD_ZERO_CHUNK		(64ull << 20)
 #define NBD_STOP_GRACE_MS	3000
+/* The longest any wait in the listener lasts (a reconnect barrier, a
+ * buffer from the budget); past it the request fails, see nbd-bounds.c.
+ */
+#define NBD_WAIT_MS		60000
 /* bounds */
 #define NBD_MAX_CONNS		1024	/* the most max_connections may be */
 #define NBD_TIMED_PAYLOAD	(64u << 10)	/* io_timeout from above it */
@@ -78,6 +82,7 @@ struct nbd_budget {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;		/* bytes came back, or stop */
 	size_t limit, conn_limit;	/* fixed at init */
+	int wait_ms;			/* longest wait; NBD_WAIT_MS at init */
 	size_t used;			/* in use + pooled; lock */
 	size_t pooled;			/* lock */
 	size_t peak;			/* of in use; lock */
@@ -234,16 +239,17 @@ int export_init(struct nbd_export *ex, struct nbd_server *srv,
 void export_release(struct nbd_export *ex);
 void export_attach(struct nbd_export *ex, struct nbd_conn *c);
 void export_detach(struct nbd_export *ex, struct nbd_conn *c);
-void export_barrier(struct nbd_conn *c);
+int export_barrier(struct nbd_conn *c, int wait_ms);
 void export_mark_completed(struct nbd_conn *c);
 
 /* nbd-bounds.c */
+void nbd_cond_init_monotonic(pthread_cond_t *cond);
 size_t budget_charge(size_t len);	/* what a buffer of len costs */
 void budget_init(struct nbd_budget *b, size_t limit, size_t conn_limit);
 void budget_release(struct nbd_budget *b);
 /* A buffer of at least len (<= NBD_MAX_PAYLOAD) bytes, charged to *held.
- * Over a bound it waits (wait) or fails with ENOMEM; ESHUTDOWN once
- * stopped, ENOMEM if malloc fails.
+ * Over a bound it waits (wait), at most b->wait_ms (then ETIMEDOUT), or
+ * fails with ENOMEM; ESHUTDOWN once stopped, ENOMEM if malloc fails.
  */
 void *budget_get(struct nbd_budget *b, size_t *held, size_t len, bool wait);
 void budget_put(struct nbd_budget *b, size_t *held, void *data);

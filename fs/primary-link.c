@@ -56,6 +56,10 @@
 #include "primary-link.h"
 
 #define CONNECT_TIMEOUT_MS 10000
+/* A server that says nothing of its maximum block size takes 32 MiB
+ * (the NBD protocol's advice to clients).
+ */
+#define DEFAULT_MAX_BLOCK (UINT64_C(32) << 20)
 
 struct ticket {
 	struct ticket *prev, *next;	/* on the connection's list */
@@ -71,6 +75,7 @@ struct link_conn {
 	pthread_rwlock_t lock;
 	struct nbd_handle *h;		/* protected by lock */
 	bool can_zero, can_flush;	/* of h */
+	atomic_uint_fast64_t max_zero;	/* of h: see link_max_zero */
 	pthread_t thread;
 	bool thread_running;		/* protected by lock (write) */
 	int efd;
@@ -89,6 +94,7 @@ struct link_conn {
 
 struct primary_link {
 	size_t n;
+	unsigned timeout_ms;		/* secondary_timeout */
 	struct link_conn *conns;
 	primary_link_lost_fn *lost;	/* set before any connect */
 	void *lost_arg;
@@ -155,6 +161,38 @@ mark_dead(struct link_conn *c, const char *why)
 	pthread_cond_broadcast(&c->tcond);
 	pthread_mutex_unlock(&c->tlock);
 	return first;
+}
+
+/* Kills the connection without blocking: dead, its socket shut down, the
+ * poll thread and the waiters woken.  The handle is closed later (see the
+ * top).
+ */
+static void
+conn_abort(struct link_conn *c, const char *why)
+{
+	mark_dead(c, why);
+	if (pthread_rwlock_tryrdlock(&c->lock) == 0) {
+		if (c->h != NULL && nbd_aio_get_fd(c->h) >= 0)
+			shutdown(nbd_aio_get_fd(c->h), SHUT_RDWR);
+		pthread_rwlock_unlock(&c->lock);
+	}
+	kick(c);
+}
+
+/* A CLOCK_REALTIME deadline ms from now, for c->tcond. */
+static struct timespec
+deadline_in(unsigned ms)
+{
+	struct timespec dl;
+
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += ms / 1000;
+	dl.tv_nsec += (long)(ms % 1000) * 1000000;
+	if (dl.tv_nsec >= 1000000000) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000;
+	}
+	return dl;
 }
 
 /* The poll thread saw the connection die: tell the engine. */
@@ -314,6 +352,14 @@ link_connect(void *opaque, size_t i, const char *uri, uint64_t size,
 	}
 	c->can_zero = nbd_can_zero(h) == 1;
 	c->can_flush = nbd_can_flush(h) == 1;
+	if (c->can_zero) {
+		atomic_store(&c->max_zero, 0);
+	} else {
+		int64_t max = nbd_get_block_size(h, LIBNBD_SIZE_MAXIMUM);
+
+		atomic_store(&c->max_zero, max > 0 ? (uint64_t)max :
+			     DEFAULT_MAX_BLOCK);
+	}
 	c->h = h;
 	atomic_store(&c->sent, 0);
 	pthread_mutex_lock(&c->tlock);
@@ -353,28 +399,31 @@ link_disconnect(void *opaque, size_t i, bool clean)
 
 	if (!clean) {
 		/* Must not block: see the top. */
-		mark_dead(c, "disconnected");
-		if (pthread_rwlock_tryrdlock(&c->lock) == 0) {
-			if (c->h != NULL && nbd_aio_get_fd(c->h) >= 0)
-				shutdown(nbd_aio_get_fd(c->h), SHUT_RDWR);
-			pthread_rwlock_unlock(&c->lock);
-		}
-		kick(c);
+		conn_abort(c, "disconnected");
 		return;
 	}
+	/* Clean: the replies of the commands in flight, then DISC and the
+	 * server's close.  Each wait ends after secondary_timeout: a hung
+	 * secondary must not hang the engine's ctl lock (stop).  A command
+	 * without a reply by then is failed when the handle closes.
+	 */
 	pthread_rwlock_wrlock(&c->lock);
 	if (c->h != NULL && c->thread_running) {
-		pthread_mutex_lock(&c->tlock);
-		while (c->tickets != NULL && !c->dead)
-			pthread_cond_wait(&c->tcond, &c->tlock);
-		pthread_mutex_unlock(&c->tlock);
-		/* NBD_CMD_DISC, then the server closes: wait a little. */
-		if (nbd_aio_disconnect(c->h, 0) == 0) {
-			struct timespec dl;
+		struct timespec dl = deadline_in(l->timeout_ms);
+		int e = 0;
 
+		pthread_mutex_lock(&c->tlock);
+		while (c->tickets != NULL && !c->dead && e != ETIMEDOUT)
+			e = pthread_cond_timedwait(&c->tcond, &c->tlock, &dl);
+		pthread_mutex_unlock(&c->tlock);
+		if (e == ETIMEDOUT)
+			log_warn("%s: no reply in %u ms (secondary_timeout); "
+				 "disconnecting", c->name, l->timeout_ms);
+		/* NBD_CMD_DISC, then the server closes: wait a little. */
+		if (e != ETIMEDOUT && nbd_aio_disconnect(c->h, 0) == 0) {
+			dl = deadline_in(l->timeout_ms < 2000 ? l->timeout_ms :
+					 2000);
 			kick(c);
-			clock_gettime(CLOCK_REALTIME, &dl);
-			dl.tv_sec += 2;
 			pthread_mutex_lock(&c->tlock);
 			while (!c->dead &&
 			       pthread_cond_timedwait(&c->tcond, &c->tlock,
@@ -481,13 +530,7 @@ link_wait(void *opaque, void *ticket, unsigned timeout_ms, char *err,
 	int rc = 0, e = 0;
 
 	(void)opaque;
-	clock_gettime(CLOCK_REALTIME, &dl);
-	dl.tv_sec += timeout_ms / 1000;
-	dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-	if (dl.tv_nsec >= 1000000000) {
-		dl.tv_sec++;
-		dl.tv_nsec -= 1000000000;
-	}
+	dl = deadline_in(timeout_ms);
 	pthread_mutex_lock(&c->tlock);
 	while (!t->done && !c->dead && e != ETIMEDOUT)
 		e = pthread_cond_timedwait(&c->tcond, &c->tlock, &dl);
@@ -509,6 +552,14 @@ link_wait(void *opaque, void *ticket, unsigned timeout_ms, char *err,
 	}
 	ticket_put_locked(t);
 	pthread_mutex_unlock(&c->tlock);
+	/* A timed-out link is dead, whatever the engine's state: in none
+	 * (a stop under way) nobody else would say so, and a clean
+	 * disconnect would wait for this reply.
+	 */
+	if (rc == -1 && errno == ETIMEDOUT) {
+		conn_abort(c, err);
+		errno = ETIMEDOUT;
+	}
 	return rc;
 }
 
@@ -520,12 +571,25 @@ link_bytes_sent(void *opaque, size_t i)
 	return atomic_load(&l->conns[i].sent);
 }
 
+/* Without WRITE_ZEROES a zero is a write of zeros: at most the server's
+ * maximum block size.  0 (no limit) when it can zero, or before a
+ * connect.
+ */
+static uint64_t
+link_max_zero(void *opaque, size_t i)
+{
+	struct primary_link *l = opaque;
+
+	return atomic_load(&l->conns[i].max_zero);
+}
+
 const struct primary_link_ops primary_link_ops = {
 	.connect = link_connect,
 	.disconnect = link_disconnect,
 	.submit = link_submit,
 	.wait = link_wait,
 	.bytes_sent = link_bytes_sent,
+	.max_zero = link_max_zero,
 };
 
 struct primary_link *
@@ -537,6 +601,7 @@ primary_link_new(const struct config *cfg)
 	l = calloc(1, sizeof *l);
 	if (l == NULL)
 		return NULL;
+	l->timeout_ms = cfg->secondary_timeout_ms;
 	l->conns = calloc(cfg->ndisks ? cfg->ndisks : 1, sizeof *l->conns);
 	if (l->conns == NULL) {
 		free(l);

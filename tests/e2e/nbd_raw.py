@@ -670,6 +670,65 @@ def case_read_flood(addr, export, n, k, length):
         s.close()
 
 
+def status_value(path, key):
+    with open(path) as f:
+        for line in f:
+            if line.startswith(key + "="):
+                return int(line.split("=", 1)[1])
+    raise Fail("no %s in %s" % (key, path))
+
+
+def case_barrier_budget(addr, export, status, length):
+    """The reconnect barrier must not wait while holding budget: a WRITE of
+    LENGTH bytes (the whole budget) is held one byte short on connection A;
+    a 4K READ on connection B waits for budget (nbd.memory_waits in the
+    STATUS file rises); A's last byte is sent.  Then both are answered, a
+    fresh client's WRITE too, and the budget comes back."""
+    length = int(length)
+    waits0 = status_value(status, "nbd.memory_waits")
+    a, _ = open_session_nb(addr, export)
+    request(a, CMD_WRITE, 0, length, cookie=1, data=b"\x61" * (length - 1))
+    b, _ = open_session_nb(addr, export)
+    request(b, CMD_READ, 0, 4096, cookie=2)
+    deadline = time.time() + TIMEOUT
+    while status_value(status, "nbd.memory_waits") == waits0:
+        check(time.time() < deadline, "the READ never waited for budget")
+        time.sleep(0.05)
+    a.sendall(b"\x61")
+    err, cookie, _ = reply(a)
+    check(err == 0 and cookie == 1, "WRITE: error %d cookie %d" % (err, cookie))
+    err, cookie, data = reply(b, 4096)
+    check(err == 0 and cookie == 2, "READ: error %d cookie %d" % (err, cookie))
+    check(data == b"\x61" * 4096, "READ does not see the WRITE")
+    c, _ = open_session_nb(addr, export)
+    request(c, CMD_WRITE, 4096, 4096, cookie=3, data=b"\x62" * 4096)
+    err, cookie, _ = reply(c)
+    check(err == 0 and cookie == 3, "fresh WRITE: error %d" % err)
+    for s in (a, b, c):
+        disc(s)
+
+
+def case_budget_wait_hold(addr, export, status, length, ready):
+    """A WRITE of LENGTH bytes (the whole budget) held one byte short, and
+    a READ on a second connection waiting for budget (nbd.memory_waits in
+    STATUS rises); then READY is created and both are held until the
+    server closes them (its shutdown)."""
+    length = int(length)
+    waits0 = status_value(status, "nbd.memory_waits")
+    a, _ = open_session_nb(addr, export)
+    request(a, CMD_WRITE, 0, length, cookie=1, data=b"\x61" * (length - 1))
+    b, _ = open_session_nb(addr, export)
+    request(b, CMD_READ, 0, 4096, cookie=2)
+    deadline = time.time() + TIMEOUT
+    while status_value(status, "nbd.memory_waits") == waits0:
+        check(time.time() < deadline, "the READ never waited for budget")
+        time.sleep(0.05)
+    open(ready, "w").close()
+    b.settimeout(240)
+    check(closed_by_server(b), "the server did not close the READ's connection")
+    a.close()
+
+
 def main(cases=None):
     """Runs case_NAME(addr, export, args...) from argv, found in cases (a
     module's globals(); default ours)."""

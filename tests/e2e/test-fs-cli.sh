@@ -45,7 +45,7 @@ for k in mountpoint mode listen buffer buffer_limit allow_other image format \
 	export owner group; do
 	grep -q "^$k = " "$T/dump.ini" || fail "--dump-config lacks $k"
 done
-grep -q "^format = auto" "$T/dump.ini" || fail "default format not shown"
+grep -q "^format = raw" "$T/dump.ini" || fail "default format not shown"
 grep -q "^mode = 0600" "$T/dump.ini" || fail "default disk mode not shown"
 "$COLOFS_BIN" -c "$T/dump.ini" --dump-config >"$T/dump2.ini" ||
 	fail "the dump does not load: $(cat "$T/dump.ini")"

@@ -8,9 +8,30 @@
 #include <string.h>
 
 #include "faulty.h"
+#include "fdio.h"
 #include "support.h"
 
 struct faults faults;
+
+static int
+fail_dir_fsync(void)
+{
+	int n = atomic_load(&faults.dir_fsync);
+
+	if (n == 0)
+		return 0;
+	if (n > 0)
+		atomic_fetch_sub(&faults.dir_fsync, 1);
+	errno = EIO;
+	return -1;
+}
+
+/* Always installed: it fails nothing until a test sets the count. */
+__attribute__((constructor)) static void
+install_fdio_faults(void)
+{
+	fdio_dir_fsync_fault = fail_dir_fsync;
+}
 
 static struct image_ops faulty_image_ops;
 static const struct image_ops *raw_ops;

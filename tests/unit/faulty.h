@@ -18,6 +18,10 @@ struct faults {
 	 * later ones fail (to fail in the middle of a commit).
 	 */
 	atomic_int image_write_countdown;
+	/* fsyncs of a directory (core/fdio.c) to fail with EIO: the next
+	 * dir_fsync of them; < 0: every one.
+	 */
+	atomic_int dir_fsync;
 };
 
 extern struct faults faults;

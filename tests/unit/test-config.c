@@ -194,7 +194,7 @@ Test(config, defaults)
 	cr_assert_eq(c->ndisks, 1);
 	cr_assert_str_eq(c->disks[0].name, "vda");
 	cr_assert_str_eq(c->disks[0].image, "/img/vda.raw");
-	cr_assert_eq(c->disks[0].format, IMAGE_FORMAT_AUTO);
+	cr_assert_eq(c->disks[0].format, IMAGE_FORMAT_RAW);
 	cr_assert_str_eq(c->disks[0].export_name, "vda");
 	cr_assert_str_eq(c->disks[0].owner, "root");
 	cr_assert_str_eq(c->disks[0].group, "root");
@@ -746,7 +746,7 @@ Test(config, dump_shows_defaults)
 	cr_assert_not_null(strstr(text, "\nbuffer_limit = 0\n"), "%s", text);
 	cr_assert_not_null(strstr(text, "\nallow_other = true\n"), "%s", text);
 	cr_assert_not_null(strstr(text, "\nallow_chown = true\n"), "%s", text);
-	cr_assert_not_null(strstr(text, "\nformat = auto\n"), "%s", text);
+	cr_assert_not_null(strstr(text, "\nformat = raw\n"), "%s", text);
 	cr_assert_not_null(strstr(text, "\nexport = vda\n"), "%s", text);
 	cr_assert_not_null(strstr(text, "\nmode = 0600\n"), "%s", text);
 	cr_assert_not_null(strstr(text, "\nowner = root\n"), "%s", text);

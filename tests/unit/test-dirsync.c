@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: MIT */
+/* "Renamed but not synced": the state file was renamed into place and
+ * the fsync of its directory failed (injected through the fault backend).
+ * The file holds the new state, so it counts as written: the sync is
+ * retried, and a stop is never refused while the file already says done.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "config.h"
+#include "durable.h"
+#include "faulty.h"
+#include "log.h"
+#include "replica.h"
+#include "statefile.h"
+#include "support.h"
+
+static char *dir;
+
+static void
+setup(void)
+{
+	log_set_quiet(true);
+	dir = test_temp_dir();
+	memset(&faults, 0, sizeof faults);
+}
+
+static void
+teardown(void)
+{
+	memset(&faults, 0, sizeof faults);
+	test_cleanup_dir(dir);
+}
+
+static enum replica_state
+on_disk(const char *name)
+{
+	char path[512], err[256];
+	struct statefile sf;
+
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	cr_assert_eq(statefile_read(path, &sf, err, sizeof err), 0, "%s", err);
+	return sf.state;
+}
+
+TestSuite(dirsync, .init = setup, .fini = teardown);
+
+Test(dirsync, a_failed_directory_fsync_after_the_rename_is_retried)
+{
+	struct statefile sf = { .state = REPLICA_DONE };
+
+	cr_assert_eq(statefile_new_generation(sf.generation), 0);
+	atomic_store(&faults.dir_fsync, 1);
+	cr_assert_eq(statefile_write(dir, "a.state", &sf), 0,
+		     "one failed directory fsync must be retried");
+	cr_assert_eq(atomic_load(&faults.dir_fsync), 0, "no fsync failed");
+	cr_assert_eq(on_disk("a.state"), REPLICA_DONE);
+	/* It keeps failing: written (1), not "not written" (-1). */
+	sf.state = REPLICA_NONE;
+	atomic_store(&faults.dir_fsync, -1);
+	cr_assert_eq(statefile_write(dir, "a.state", &sf), 1);
+	cr_assert_eq(on_disk("a.state"), REPLICA_NONE);
+}
+
+Test(dirsync, a_stop_whose_state_file_is_renamed_but_not_synced_is_done)
+{
+	struct replica *r = test_replica(1 << 20, 0x11, dir);
+	struct config cfg;
+	struct durable *du;
+	char err[1024], mnt[] = "/srv/vm1";
+
+	memset(&cfg, 0, sizeof cfg);
+	cfg.mountpoint = mnt;
+	cfg.state_dir = dir;
+	du = durable_open(&cfg, r, false);
+	cr_assert_not_null(du);
+	cr_assert_eq(replica_start(r), 0);
+	cr_assert_eq(on_disk("srv-vm1.state"), REPLICA_RUNNING);
+	atomic_store(&faults.dir_fsync, -1);
+	cr_assert_eq(replica_stop(r), 0,
+		     "the state file says done: the stop must not be refused");
+	atomic_store(&faults.dir_fsync, 0);
+	cr_assert_eq(replica_state(r), REPLICA_DONE);
+	cr_assert_eq(on_disk("srv-vm1.state"), REPLICA_DONE);
+	replica_last_error(r, err, sizeof err);
+	cr_assert_not_null(strstr(err, "fsync of its directory failed"),
+			   "%s", err);
+	replica_set_state_hook(r, NULL, NULL);
+	durable_free(du);
+	replica_free(r);
+}
