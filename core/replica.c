@@ -1995,20 +1995,19 @@ buffer_open(struct replica_disk *d, const char *what)
 	return b;
 }
 
-int
-replica_resume_failover(struct replica *r)
+/* Loads the buffers and journals a failover (or a handover) left in the
+ * durable directories and installs them with the state next.  Caller
+ * holds ctl_lock, the state is none.  0, or -1 with errno and nothing
+ * changed (journal fds closed).
+ */
+static int
+load_durable(struct replica *r, enum replica_state next)
 {
 	struct replay *rp = NULL;
 	char name[4096], path[4096 + 8];
 	size_t i, k;
-	int ret = -1, err;
+	int err;
 
-	pthread_mutex_lock(&r->ctl_lock);
-	if (r->state != REPLICA_NONE || r->jdir == NULL || r->bdir == NULL ||
-	    r->ndisks == 0) {
-		ret = refuse(r, EINVAL, "resume: nothing to resume from");
-		goto out;
-	}
 	rp = calloc(r->ndisks, sizeof *rp);
 	if (rp == NULL)
 		goto fail;
@@ -2033,12 +2032,10 @@ replica_resume_failover(struct replica *r)
 		r->disks[i]->hidden = rp[i].hidden;
 		r->disks[i]->active = rp[i].active;
 	}
-	r->state = REPLICA_FAILOVER;
+	r->state = next;
 	pthread_rwlock_unlock(&r->gate);
 	free(rp);
-	rp = NULL;
-	ret = commit_start(r, "resume");
-	goto out;
+	return 0;
 fail:
 	err = errno;
 	for (i = 0; i < r->ndisks; i++) {
@@ -2057,9 +2054,76 @@ fail:
 		}
 	}
 	free(rp);
-	ret = refuse(r, err, "resume: the interrupted failover's journal "
-		     "or buffers cannot be read: %s", strerror(err));
+	errno = err;
+	return -1;
+}
+
+int
+replica_resume_failover(struct replica *r)
+{
+	int ret;
+
+	pthread_mutex_lock(&r->ctl_lock);
+	if (r->state != REPLICA_NONE || r->jdir == NULL || r->bdir == NULL ||
+	    r->ndisks == 0)
+		ret = refuse(r, EINVAL, "resume: nothing to resume from");
+	else if (load_durable(r, REPLICA_FAILOVER) == -1)
+		ret = refuse(r, errno, "resume: the interrupted failover's "
+			     "journal or buffers cannot be read: %s",
+			     strerror(errno));
+	else
+		ret = commit_start(r, "resume");
+	pthread_mutex_unlock(&r->ctl_lock);
+	return ret;
+}
+
+int
+replica_handover(struct replica *r)
+{
+	char *bounce = NULL;
+	size_t i;
+	int ret = -1;
+
+	pthread_mutex_lock(&r->ctl_lock);
+	if (r->state != REPLICA_RUNNING || r->jdir == NULL ||
+	    r->bdir == NULL) {
+		ret = refuse(r, EINVAL, "handover: only in running, with a "
+			     "buffer_dir");
+		goto out;
+	}
+	bounce = malloc(COMMIT_CHUNK);
+	if (bounce == NULL || make_durable(r, bounce) == -1)
+		goto out;
+	/* The files stay; the next process replays them. */
+	pthread_rwlock_wrlock(&r->gate);
+	for (i = 0; i < r->ndisks; i++) {
+		if (r->disks[i]->journal_fd >= 0)
+			close(r->disks[i]->journal_fd);
+		r->disks[i]->journal_fd = -1;
+	}
+	pthread_rwlock_unlock(&r->gate);
+	ret = 0;
 out:
+	free(bounce);
+	pthread_mutex_unlock(&r->ctl_lock);
+	return ret;
+}
+
+int
+replica_resume_running(struct replica *r)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&r->ctl_lock);
+	if (r->state != REPLICA_NONE || r->jdir == NULL || r->bdir == NULL ||
+	    r->ndisks == 0)
+		ret = refuse(r, EINVAL, "resume: nothing to resume from");
+	else if (load_durable(r, REPLICA_RUNNING) == -1)
+		ret = refuse(r, errno, "resume: the buffers handed over by "
+			     "the last process cannot be read: %s",
+			     strerror(errno));
+	else
+		drop_durable(r);	/* open: the names can go */
 	pthread_mutex_unlock(&r->ctl_lock);
 	return ret;
 }

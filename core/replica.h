@@ -96,6 +96,19 @@ void replica_set_state_hook(struct replica *r, replica_state_hook *fn,
 int replica_restore_done(struct replica *r);
 int replica_resume_failover(struct replica *r);
 
+/* A planned restart in running (the daemon's live restart), with the
+ * durable directories set:
+ *   replica_handover: with no I/O in flight and none to come, writes
+ *     what a failover would (a journal of each buffer's ranges, the
+ *     buffers as files) and keeps them; the state stays running;
+ *   replica_resume_running: in the next process, in none: loads them,
+ *     -> running, exactly as handed over; the files' names go (the
+ *     buffers keep them open).
+ * 0, or -1 with errno and the reason recorded.
+ */
+int replica_handover(struct replica *r);
+int replica_resume_running(struct replica *r);
+
 enum replica_state replica_state(struct replica *r);
 /* Blocks until no commit is running (state is not failover). */
 void replica_wait_commit(struct replica *r);

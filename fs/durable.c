@@ -14,6 +14,9 @@
  *                      buffers are gone; S holds every write the primary
  *                      got a reply for; a checkpoint or resync must come
  *                      before the next start
+ *   running,        -> running, the buffers and maps as a planned restart
+ *   journaled          handed them over (durable_handover), the same
+ *                      generation; if they cannot be read: none, as above
  *   failover,       -> the commit resumes from the journals (failover,
  *   failover_failed    then done); without journals (memory buffers, no
  *                      buffer_dir) -> done, and .colo/error says S may
@@ -157,6 +160,55 @@ durable_free(struct durable *du)
 	free(du);
 }
 
+/* The buffers a planned restart handed over: running again, in the
+ * generation they belong to.  0; or -1, logged and recorded, and the
+ * caller starts in none as after a crash in running.
+ */
+static int
+resume_running(struct durable *du, struct replica *r,
+	       const struct statefile *old)
+{
+	char err[512];
+
+	if (replica_resume_running(r) == -1) {
+		replica_last_error(r, err, sizeof err);
+		log_error("%s; starting in none, as after a crash in running",
+			  err);
+		replica_record_error(r, "restarted after running: the "
+			"buffers the last process handed over cannot be "
+			"read: %s; a checkpoint or resync from the primary "
+			"must come before start", err);
+		return -1;
+	}
+	du->sf = *old;
+	du->sf.journaled = false;
+	/* If this fails the file still says handed over, but the names
+	 * are gone: a crash now comes back in none, which is right.
+	 */
+	if (statefile_write(du->dir, du->name, &du->sf) == -1)
+		log_error("cannot write the state file %s", du->path);
+	log_info("resumed running with the buffers the last process "
+		 "handed over");
+	return 0;
+}
+
+int
+durable_handover(struct durable *du)
+{
+	if (replica_handover(du->r) == -1) {
+		log_error("handover: %m; the next start comes back in none");
+		return -1;
+	}
+	if (hook(du, REPLICA_RUNNING, true) == -1) {
+		log_error("handover: the state file was not updated: the "
+			  "next start comes back in none");
+		return -1;
+	}
+	log_info("handover: the buffers are in %s for the next process",
+		 du->dir);
+	return 0;
+}
+
 struct durable *
 durable_open(const struct config *cfg, struct replica *r, bool demote)
 {
@@ -165,7 +217,7 @@ durable_open(const struct config *cfg, struct replica *r, bool demote)
 	enum replica_state start = REPLICA_NONE;
 	const char *bdir = cfg->buffer_dir;
 	char err[512], *stem = NULL;
-	bool resume = false;
+	bool resume = false, handover = false;
 	int rc;
 
 	if (du == NULL || (stem = escape_path(cfg->mountpoint)) == NULL ||
@@ -199,6 +251,10 @@ durable_open(const struct config *cfg, struct replica *r, bool demote)
 		case REPLICA_NONE:
 			break;
 		case REPLICA_RUNNING:
+			if (old.journaled && !demote) {
+				handover = true;
+				break;
+			}
 			log_warn("restarted after running: the secondary VM's "
 				 "buffers are gone");
 			replica_record_error(r, "restarted after a crash or stop "
@@ -241,8 +297,10 @@ durable_open(const struct config *cfg, struct replica *r, bool demote)
 	}
 	du->sf.state = start;
 	du->sf.journaled = resume;
-	if (statefile_new_generation(du->sf.generation) == -1 ||
-	    statefile_write(du->dir, du->name, &du->sf) == -1) {
+	if (handover && resume_running(du, r, &old) == 0)
+		start = REPLICA_RUNNING;
+	else if (statefile_new_generation(du->sf.generation) == -1 ||
+		 statefile_write(du->dir, du->name, &du->sf) == -1) {
 		log_error("cannot write the state file %s", du->path);
 		goto err;
 	}

@@ -818,8 +818,9 @@ writeback_disks(struct fusefs *fs)
 
 /* "restart": a planned restart under a holder.  The loop ends once the
  * requests in progress are answered; what comes meanwhile waits in the
- * kernel for the next process.  In running the buffers would be lost, so
- * it is refused there.  True when buf was "restart" (and was answered).
+ * kernel for the next process.  In running the buffers go to the next
+ * process through buffer_dir (durable_handover); without one they would
+ * be lost, so it is refused.  True when buf was "restart" (answered).
  */
 static bool
 ctl_restart(fuse_req_t req, struct fusefs *fs, const char *buf, size_t size,
@@ -835,9 +836,11 @@ ctl_restart(fuse_req_t req, struct fusefs *fs, const char *buf, size_t size,
 		return false;
 	if (holder_restart_check(&why) == -1) {
 		/* errno set */
-	} else if (fs->r && replica_state(fs->r) == REPLICA_RUNNING) {
-		why = "restart: refused in state running (the buffers would "
-		      "be lost): stop or failover first";
+	} else if (fs->r && replica_state(fs->r) == REPLICA_RUNNING &&
+		   !fs->cfg->buffer_dir) {
+		why = "restart: refused in state running without a "
+		      "buffer_dir (the buffers would be lost): set "
+		      "buffer_dir, or stop or failover first";
 		errno = EBUSY;
 	}
 	if (why) {

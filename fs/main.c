@@ -469,6 +469,10 @@ out:
 	/* The listener first: its in-flight writes complete here. */
 	nbd_server_free(nbd);
 	fusefs_free(fs);
+	/* A planned restart in running: no I/O comes any more. */
+	if (r && du && holder_restart_requested() &&
+	    replica_state(r) == REPLICA_RUNNING)
+		durable_handover(du);
 	if (r)
 		finish_commit(r);
 	/* Waits for a running commit (cancelling it), flushes the images. */
