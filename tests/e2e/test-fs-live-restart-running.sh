@@ -6,7 +6,9 @@
 # process with the disk file open writes through another restart and
 # reads back what it wrote.  For file buffers, and for memory buffers
 # with a buffer_dir (they are copied to files there).  Without a
-# buffer_dir the restart is refused in running (EBUSY).
+# buffer_dir the restart is refused in running (EBUSY), and a crash in
+# running comes back in none (the buffers are lost) with the VM's file
+# still open.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/live.sh"
 "$COLOFS_BIN" --help | grep -q -- --holder || fail "colofs has no --holder"
@@ -87,5 +89,20 @@ expect_ctl restart EBUSY
 grep -q buffer_dir "$MNT/.colo/error" || fail "why: $(cat "$MNT/.colo/error")"
 expect_status state running
 ok "memory buffers without buffer_dir: restart in running refused (EBUSY)"
+
+# A crash in running cannot keep memory buffers: the next worker starts in
+# none (as any restart after a crash), but the VM's open file stays, and
+# reads through it work.
+exec 9<"$MNT/vda"
+old=$(worker)
+kill -KILL "$old"
+wait_for 60 sh -c "p=\$(sed -n 's/^pid=//p' '$MNT/.colo/status') &&
+	[ -n \"\$p\" ] && [ \"\$p\" != $old ]" || fail "no new worker"
+expect_status state none
+expect_status restarted_from running
+grep -q "buffers are gone" "$MNT/.colo/error" || fail "error: $(cat "$MNT/.colo/error")"
+head -c 65536 <&9 >/dev/null || fail "a read through the open file failed"
+exec 9<&-
+ok "kill -9 in running: none, as after any crash, and the open file still reads"
 fusermount3 -u "$MNT"
 wait_for 60 sh -c "! pgrep -f '[c]olofs -c $T/colofs.ini'" || fail "did not stop"
