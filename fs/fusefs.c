@@ -206,13 +206,28 @@ struct snap {
 
 #define FH_EPOCH_SHIFT 48
 
+#define FH_PTR_MASK ((UINT64_C(1) << FH_EPOCH_SHIFT) - 1)
+
 /* The snapshot an fh names, or NULL for one of an earlier process. */
 static struct snap *
 fh_snap(struct fusefs *fs, uint64_t fh)
 {
-	if ((fh & ~((UINT64_C(1) << FH_EPOCH_SHIFT) - 1)) != fs->epoch)
+	if ((fh & ~FH_PTR_MASK) != fs->epoch)
 		return NULL;
-	return (struct snap *)(uintptr_t)(fh & ((UINT64_C(1) << FH_EPOCH_SHIFT) - 1));
+	return (struct snap *)(uintptr_t)(fh & FH_PTR_MASK);
+}
+
+/* Decrements a count of opens, never below zero (after a restart the
+ * kernel closes files a new process did not count): the value before.
+ */
+static unsigned
+dec_floor(atomic_uint *v)
+{
+	unsigned n = atomic_load(v);
+
+	while (n > 0 && !atomic_compare_exchange_weak(v, &n, n - 1))
+		;
+	return n;
 }
 
 static void
@@ -538,13 +553,7 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 static void
 disk_closed(struct fusefs *fs)
 {
-	unsigned n = atomic_load(fs->disk_opens);
-
-	/* After a crash the count may be one short: never below zero. */
-	while (n > 0 &&
-	       !atomic_compare_exchange_weak(fs->disk_opens, &n, n - 1))
-		;
-	if (n == 1 &&
+	if (dec_floor(fs->disk_opens) == 1 &&
 	    atomic_load(&fs->stop_pending)) {
 		log_info("the last disk file was closed: stopping");
 		fuse_session_exit(fs->se);
@@ -584,7 +593,7 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		atomic_fetch_add(fs->disk_opens, 1);
 		if (fuse_reply_open(req, fi) == -ENOENT) {
 			if (FH_CACHED(fi->fh))
-				atomic_fetch_sub(&dk->cached_opens, 1);
+				dec_floor(&dk->cached_opens);
 			disk_closed(fs);
 		}
 		return;
@@ -646,7 +655,7 @@ op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct fusefs_disk *dk = ino_disk(req_fs(req), ino);
 
 	if (dk && FH_CACHED(fi->fh))
-		atomic_fetch_sub(&dk->cached_opens, 1);
+		dec_floor(&dk->cached_opens);
 	if (dk)
 		disk_closed(req_fs(req));
 	if (ino == INO_STATUS || ino == INO_ERROR || ino == INO_METRICS)
@@ -1541,6 +1550,8 @@ create(const struct config *cfg, struct replica *r, struct primary *p,
 		atomic_init(&dk->uid, cfg->disks[i].uid);
 		atomic_init(&dk->gid, cfg->disks[i].gid);
 		atomic_init(&dk->mode, cfg->disks[i].mode);
+		/* Files the last process opened may have cached pages. */
+		atomic_init(&dk->may_cache, held_fd >= 0 && cfg->page_cache);
 	}
 	fusefs_check_access(cfg);
 
