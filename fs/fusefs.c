@@ -403,6 +403,7 @@ static void
 op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	(void)userdata;
+	holder_test_hang("COLOFS_TEST_HANG_INIT");
 	/* libfuse caps max_write to its buffer (1 MiB + header). */
 	conn->max_write = MAX_IO;
 	/* Must match the max_read mount option (libfuse checks). */
@@ -944,7 +945,7 @@ op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		fuse_reply_err(req, ENOSPC);
 		return;
 	}
-	holder_test_hang();
+	holder_test_hang("COLOFS_TEST_HANG");
 	if (size && disk_write(dk, buf, size, (uint64_t)off) == -1)
 		reply_errno(req);
 	else

@@ -249,18 +249,12 @@ holder_exit_status(int rc)
 }
 
 void
-holder_test_hang(void)
+holder_test_hang(const char *var)
 {
-	/* (char *)1: not looked up yet. */
-	static _Atomic(const char *) hang = (const char *) 1;
-	const char *path = atomic_load(&hang);
+	const char *path = getenv(var);
 
-	if (path == (const char *) 1) {
-		path = getenv("COLOFS_TEST_HANG");
-		atomic_store(&hang, path);
-	}
 	if (path && unlink(path) == 0) {
-		log_info("test hook: this write never returns");
+		log_info("test hook %s: this request is never answered", var);
 		for (;;)
 			pause();
 	}

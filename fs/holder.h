@@ -100,11 +100,12 @@ bool holder_restart_requested(void);
 int holder_restart_check(const char **why);
 /* rc mapped for the holder: HOLDER_EXIT_RESTART after a planned restart. */
 int holder_exit_status(int rc);
-/* Test hook: if $COLOFS_TEST_HANG names a file, the first disk write
- * that finds it removes it and never returns (a request in flight when the
- * test kills the worker).  A no-op otherwise.
+/* Test hook: if $var names a file, the first caller that finds it removes
+ * it and never returns (a request in flight when the test kills the
+ * worker).  A no-op otherwise.  COLOFS_TEST_HANG: a disk write;
+ * COLOFS_TEST_HANG_INIT: FUSE_INIT, before its reply.
  */
-void holder_test_hang(void);
+void holder_test_hang(const char *var);
 /* .colo/status lines: pid=, restarts=, last_restart_ms=. */
 void holder_status(void *opaque, FILE *fp);
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# A worker whose FUSE settings differ from those the kernel negotiated at
-# mount (say a new binary with another max_write) must not serve: it
+# FUSE_INIT across restarts.  A worker killed while it answers the
+# kernel's INIT: the next one answers the resent INIT.  A worker whose
+# FUSE settings differ from those the kernel negotiated at mount (say a new binary with another max_write) must not serve: it
 # refuses, the holder keeps the mount and tries again (with a back-off),
 # and the VM's I/O waits instead of failing.  The test makes the
 # difference by changing max_write in the saved INIT reply, in the
@@ -13,10 +14,23 @@
 
 make_image "$T/vda.img" 16M
 write_config
-env --default-signal=INT,QUIT "$COLOFS_BIN" -c "$T/colofs.ini" --holder -f \
-	2>>"$T/colofs.log" &
+# The first worker is killed while it answers FUSE_INIT (a test hook holds
+# it there): the kernel resends the INIT to the next one, which answers it.
+# Until then a stat of the mount waits; findmnt reads only mountinfo.
+touch "$T/hang-init"
+COLOFS_TEST_HANG_INIT=$T/hang-init env --default-signal=INT,QUIT \
+	"$COLOFS_BIN" -c "$T/colofs.ini" --holder -f 2>>"$T/colofs.log" &
+holder=$!
 at_exit 'for p in $(pgrep -f -- "[c]olofs -c $T/colofs.ini"); do kill -9 $p; done'
-wait_for 60 mountpoint -q "$MNT" || fail "no mount: $(cat "$T/colofs.log")"
+wait_for 60 test ! -e "$T/hang-init" || fail "the INIT hook did not run: $(cat "$T/colofs.log")"
+findmnt --mountpoint "$MNT" >/dev/null || fail "not mounted"
+first=$(pgrep -P "$holder")
+[ -n "$first" ] || fail "no worker"
+kill -KILL "$first"
+wait_for 60 sh -c "p=\$(sed -n 's/^pid=//p' '$MNT/.colo/status') &&
+	[ -n \"\$p\" ] && [ \"\$p\" != $first ]" ||
+	fail "the mount does not serve after the kill in INIT: $(tail "$T/colofs.log")"
+ok "killed while answering FUSE_INIT: the next worker got it again and serves"
 nbd_pattern
 
 old=$(worker)
