@@ -325,6 +325,11 @@ exec_worker(struct holder *h, int ready_wr)
 	setenv("COLOFS_HOLDER_PID", num, 1);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
+	/* A process group of its own: a terminal's ^C (or a signal to the
+	 * holder's group) reaches the holder only, which passes it on once;
+	 * twice would force a stop under the VM.
+	 */
+	setpgid(0, 0);
 	execv(h->exe, h->argv);
 	/* The log may be syslog here: say it there. */
 	log_error("holder: exec %s: %m", h->exe);
