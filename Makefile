@@ -42,7 +42,7 @@ ifeq ($(WERROR),1)
 WARN     += -Werror
 endif
 SAN      ?=
-PKGS     := fuse3 libqcow inih libnbd gnutls
+PKGS     := fuse3 libqcow inih libnbd gnutls jansson libxxhash
 # Each is computed once, at its first use (after deps has run).
 lazy = $(eval $1 := $$(shell $2))$($1)
 PKG_CFLAGS = $(call lazy,PKG_CFLAGS,pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -58,7 +58,8 @@ DEB_PKGS := build-essential pkg-config libfuse3-dev fuse3 libqcow-dev \
             python3-libnbd qemu-utils qemu-system-x86 qemu-block-extra \
             util-linux procps psmisc clang libclang-rt-dev fio \
             libgnutls28-dev gnutls-bin go-md2man man-db groff-base systemd \
-            python3-prometheus-client clang-format file
+            python3-prometheus-client clang-format file libjansson-dev \
+            libxxhash-dev
 
 CORE_SRC   := $(sort $(wildcard core/*.c))
 DAEMON_SRC := $(filter-out fs/main.c,$(sort $(wildcard fs/*.c)))

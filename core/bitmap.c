@@ -22,9 +22,13 @@
  * that was copied may read dirty, which costs one more copy, never a
  * lost write.
  *
- * Whole rewrites (bitmap_save, bitmap_mark_all, header changes) go to
- * NAME.dirty.tmp, fsync, rename over NAME.dirty, fsync the directory:
- * the file is always either the old or the new one.
+ * Whole rewrites (bitmap_save, bitmap_mark_all, header changes) go to a
+ * fresh NAME.dirty.tmp.XXXXXX made with O_EXCL | O_NOFOLLOW in the state
+ * directory's fd (core/fdio.h), fsync, renameat over NAME.dirty, fsync the
+ * directory: the file is always either the old or the new one, and a link
+ * planted in the directory steers nothing.  An existing NAME.dirty is
+ * opened without following a link and trusted only if root (or our user)
+ * owns it and alone can write it.
  *
  * Group commit.  Concurrent marks share their fdatasync: a mark that sets
  * bits takes a new generation; one marker at a time (the syncer) copies
@@ -43,7 +47,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <libgen.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -73,6 +76,8 @@ struct header {
 struct bitmap {
 	pthread_mutex_t lock;
 	char *path;
+	char *name;			/* path's last component */
+	int dirfd;			/* path's directory, opened once */
 	int fd;				/* protected by lock */
 	uint64_t size, gran, nbits, nwords;
 	struct header hdr;		/* protected by lock */
@@ -96,44 +101,34 @@ granule_len(const struct bitmap *b, uint64_t i)
 static int
 write_whole(struct bitmap *b)
 {
-	char tmp[PATH_MAX], dir[PATH_MAX];
+	char tmp[NAME_MAX + 1];
 	unsigned char hdr[HDR_SIZE];
-	int fd, dfd, saved;
+	int fd, r, saved;
 
 	while (b->syncing)
 		pthread_cond_wait(&b->cond, &b->lock);
-	if (snprintf(tmp, sizeof tmp, "%s.tmp", b->path) >= (int)sizeof tmp) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
 	memset(hdr, 0, sizeof hdr);
 	memcpy(hdr, &b->hdr, sizeof b->hdr);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	fd = fdio_create_tmp(b->dirfd, b->name, 0, 0600, tmp, sizeof tmp);
 	if (fd == -1) {
-		log_error("dirty bitmap %s: %m", tmp);
+		log_error("dirty bitmap %s: %m", b->path);
 		return -1;
 	}
 	if (full_pwrite(fd, hdr, sizeof hdr, 0) == -1 ||
 	    full_pwrite(fd, b->words, b->nwords * sizeof *b->words,
-			HDR_SIZE) == -1 ||
-	    fsync(fd) == -1) {
+			HDR_SIZE) == -1) {
 		log_error("dirty bitmap %s: %m", tmp);
 		goto fail;
 	}
-	if (rename(tmp, b->path) == -1) {
-		log_error("dirty bitmap: rename %s: %m", tmp);
-		goto fail;
+	r = fdio_commit_tmp(fd, b->dirfd, tmp, b->name);
+	if (r == -1) {
+		saved = errno;
+		close(fd);
+		errno = saved;
+		return -1;
 	}
-	snprintf(dir, sizeof dir, "%s", b->path);
-	dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd == -1 || fsync(dfd) == -1) {
-		log_error("dirty bitmap: fsync of the directory of %s: %m",
-			  b->path);
-		if (dfd != -1)
-			close(dfd);
+	if (r == 1)
 		goto fail_renamed;
-	}
-	close(dfd);
 	if (b->fd != -1)
 		close(b->fd);
 	b->fd = fd;
@@ -143,7 +138,7 @@ write_whole(struct bitmap *b)
 	return 0;
 fail:
 	saved = errno;
-	unlink(tmp);
+	unlinkat(b->dirfd, tmp, 0);
 	close(fd);
 	errno = saved;
 	return -1;
@@ -206,6 +201,8 @@ struct bitmap *
 bitmap_open(const char *path, uint64_t size, uint64_t gran)
 {
 	struct bitmap *b;
+	const char *name;
+	char why[256];
 	int fd, saved;
 
 	if (gran == 0 || (gran & (gran - 1)) != 0 || size == 0) {
@@ -218,6 +215,7 @@ bitmap_open(const char *path, uint64_t size, uint64_t gran)
 	pthread_mutex_init(&b->lock, NULL);
 	pthread_cond_init(&b->cond, NULL);
 	b->fd = -1;
+	b->dirfd = -1;
 	b->lo = UINT64_MAX;
 	b->size = size;
 	b->gran = gran;
@@ -227,9 +225,25 @@ bitmap_open(const char *path, uint64_t size, uint64_t gran)
 	b->words = calloc(b->nwords, sizeof *b->words);
 	if (b->path == NULL || b->words == NULL)
 		goto fail;
-	fd = open(path, O_RDWR | O_CLOEXEC);
+	b->dirfd = fdio_parent_open(path, &name);
+	if (b->dirfd == -1) {
+		log_error("dirty bitmap %s: its directory: %m", path);
+		goto fail;
+	}
+	b->name = strdup(name);
+	if (b->name == NULL)
+		goto fail;
+	fdio_sweep_tmp(b->dirfd, b->name);	/* a crash mid-rewrite */
+	fd = fdio_open_file_at(b->dirfd, b->name, O_RDWR);
 	if (fd == -1 && errno != ENOENT) {
-		log_error("dirty bitmap %s: %m", path);
+		log_error("dirty bitmap %s: %s", path, errno == EINVAL ?
+			  "not a regular file" : strerror(errno));
+		goto fail;
+	}
+	if (fd != -1 && fdio_check_own(fd, why, sizeof why) == -1) {
+		log_error("dirty bitmap %s: %s", path, why);
+		close(fd);
+		errno = EPERM;
 		goto fail;
 	}
 	if (fd == -1) {
@@ -272,10 +286,13 @@ bitmap_free(struct bitmap *b)
 		return;
 	if (b->fd != -1)
 		close(b->fd);
+	if (b->dirfd != -1)
+		close(b->dirfd);
 	pthread_mutex_destroy(&b->lock);
 	pthread_cond_destroy(&b->cond);
 	free(b->words);
 	free(b->path);
+	free(b->name);
 	free(b);
 }
 

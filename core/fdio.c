@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "crashpoint.h"
 #include "fdio.h"
 #include "log.h"
 
@@ -107,6 +108,24 @@ dir_fsync(int dirfd)
 }
 
 int
+fdio_parent_open(const char *path, const char **name)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+
+	*name = slash != NULL ? slash + 1 : path;
+	if (slash == NULL)
+		return fdio_dir_open(".");
+	if ((size_t) (slash - path) >= sizeof dir) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	snprintf(dir, sizeof dir, "%.*s",
+		 slash == path ? 1 : (int) (slash - path), path);
+	return fdio_dir_open(dir);
+}
+
+int
 fdio_sync_dir(int dirfd)
 {
 	if (dir_fsync(dirfd) == -1) {
@@ -169,6 +188,21 @@ fdio_create_tmp(int dirfd, const char *name, int extra, mode_t mode,
 	return -1;
 }
 
+/* Crash tests: the point STEP.EXT, EXT being what follows name's last
+ * dot ("fsynced.state", "renamed.journal", "dir_synced.state").
+ */
+static void
+commit_point(const char *step, const char *name)
+{
+	const char *ext = strrchr(name, '.');
+	char point[64];
+
+	if (!crash_points_enabled())
+		return;
+	snprintf(point, sizeof point, "%s.%s", step, ext ? ext + 1 : name);
+	crash_point(point);
+}
+
 int
 fdio_commit_tmp(int fd, int dirfd, const char *tmp, const char *name)
 {
@@ -179,15 +213,18 @@ fdio_commit_tmp(int fd, int dirfd, const char *tmp, const char *name)
 		log_error("fsync %s: %m", tmp);
 		goto undo;
 	}
+	commit_point("fsynced", name);
 	if (renameat(dirfd, tmp, dirfd, name) == -1) {
 		saved = errno;
 		log_error("rename %s to %s: %m", tmp, name);
 		goto undo;
 	}
+	commit_point("renamed", name);
 	if (dir_fsync(dirfd) == -1) {
 		log_error("%s renamed, but fsync of its directory: %m", name);
 		return 1;
 	}
+	commit_point("dir_synced", name);
 	return 0;
 undo:
 	unlinkat(dirfd, tmp, 0);
@@ -255,12 +292,73 @@ err:
 }
 
 int
+fdio_check_own(int fd, char *err, size_t errlen)
+{
+	struct stat st;
+	const char *why = NULL;
+
+	if (fstat(fd, &st) == -1) {
+		snprintf(err, errlen, "%s", strerror(errno));
+		return -1;
+	}
+	if (st.st_uid != 0 && st.st_uid != geteuid())
+		why = "owned by another user";
+	else if (st.st_mode & (S_IWGRP | S_IWOTH))
+		why = "writable by group or others";
+	else if (!S_ISREG(st.st_mode))
+		why = "not a regular file";
+	else if (st.st_nlink != 1)
+		why = "has other hard links";
+	if (why == NULL)
+		return 0;
+	snprintf(err, errlen, "%s (uid %u, mode %04o): colofs does not trust "
+		 "it; remove it if it is not colofs's own", why,
+		 (unsigned) st.st_uid, (unsigned) (st.st_mode & 07777));
+	errno = EPERM;
+	return -1;
+}
+
+int
+fdio_open_own(const char *path, int flags, char *err, size_t errlen)
+{
+	const char *name;
+	int dirfd = fdio_parent_open(path, &name), fd, saved;
+
+	if (dirfd == -1) {
+		snprintf(err, errlen, "its directory: %s", strerror(errno));
+		return -1;
+	}
+	fd = fdio_open_file_at(dirfd, name, flags);
+	saved = errno;
+	close(dirfd);
+	if (fd == -1) {
+		snprintf(err, errlen, "%s", saved == EINVAL ?
+			 "not a regular file" : strerror(saved));
+		errno = saved;
+		return -1;
+	}
+	if (fdio_check_own(fd, err, errlen) == -1) {
+		close(fd);
+		errno = EPERM;
+		return -1;
+	}
+	return fd;
+}
+
+int
 durable_write_at(int dirfd, const char *name, const void *data, size_t len)
+{
+	return durable_write_mode_at(dirfd, name, data, len, 0600);
+}
+
+int
+durable_write_mode_at(int dirfd, const char *name, const void *data,
+		      size_t len, mode_t mode)
 {
 	char tmp[NAME_MAX + 1];
 	int fd, ret, saved;
 
-	fd = fdio_create_tmp(dirfd, name, 0, 0600, tmp, sizeof tmp);
+	fd = fdio_create_tmp(dirfd, name, 0, mode, tmp, sizeof tmp);
 	if (fd == -1)
 		return -1;
 	if (full_pwrite(fd, data, len, 0) == -1) {

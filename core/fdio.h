@@ -30,6 +30,10 @@ int fd_zero_range(int fd, uint64_t off, uint64_t len);
  * so a symlink is refused (ELOOP or ENOTDIR).  fd, or -1 with errno.
  */
 int fdio_dir_open(const char *path);
+/* Opens the directory PATH is in (fdio_dir_open; "." for a bare name) and
+ * points *name at PATH's last component.  fd, or -1 with errno.
+ */
+int fdio_parent_open(const char *path, const char **name);
 /* fsync of a directory fd, so that a create, rename or unlink in it lasts.
  * 0, or -1 with errno (logged).
  */
@@ -67,11 +71,25 @@ int fdio_sweep_tmp(int dirfd, const char *name);
  */
 int fdio_open_file_at(int dirfd, const char *name, int flags);
 
+/* A file colofs trusts as its own: a regular file with one link, owned by
+ * root or the effective user, not writable by group or others (as sshd's
+ * StrictModes).  0, or -1 with errno EPERM and why in err.
+ */
+int fdio_check_own(int fd, char *err, size_t errlen);
+/* Opens the existing file PATH as fdio_open_file_at does (its directory by
+ * fdio_dir_open, the name without following a link) and checks it with
+ * fdio_check_own.  fd, or -1 with errno and why in err.
+ */
+int fdio_open_own(const char *path, int flags, char *err, size_t errlen);
+
 /* Replaces DIR/NAME by data atomically with the calls above.  Returns as
  * fdio_commit_tmp does (1: renamed, the directory fsync failed).
  */
 int durable_write_at(int dirfd, const char *name, const void *data,
 		     size_t len);
+/* The same with the file's mode (durable_write_at: 0600). */
+int durable_write_mode_at(int dirfd, const char *name, const void *data,
+			  size_t len, mode_t mode);
 int durable_write(const char *dir, const char *name, const void *data,
 		  size_t len);
 

@@ -16,11 +16,15 @@
  *                          that sees the range in the map finds the data)
  *
  * Persistence.  The map is saved on flush and on close: snapshot the map
- * (under map_lock), fdatasync the overlay, then write the snapshot to
- * NAME.overlay.map.tmp, fsync, rename over NAME.overlay.map, fsync the
- * directory.  The snapshot precedes the fdatasync, so a saved map never
- * names a range whose data was not yet durable; writes after the last flush
- * may be lost in a crash, as on any disk with a write cache.  The map file:
+ * (under map_lock), fdatasync the overlay, then write the snapshot to a
+ * fresh NAME.overlay.map.tmp.XXXXXX, fsync, rename over NAME.overlay.map,
+ * fsync the directory (durable_write_at, core/fdio.h).  The snapshot
+ * precedes the fdatasync, so a saved map never names a range whose data was
+ * not yet durable; writes after the last flush may be lost in a crash, as on
+ * any disk with a write cache.  All three files are made and opened in DIR's
+ * fd, never following a link (O_NOFOLLOW, and O_EXCL for a new one), and an
+ * existing one is used only if root (or our user) owns it and alone can
+ * write it: a planted link must not steer root's writes.  The map file:
  *
  *   struct map_header (64 bytes, little-endian)
  *     magic "COLOFSOV", version 1, header size,
@@ -102,7 +106,10 @@ struct qcow2 {
 	libqcow_file_t *file;		/* protected by qcow_lock */
 
 	int ovl_fd;
-	char *ovl_path, *map_path, *tmp_path, *dir;
+	char *ovl_path, *map_path;	/* for messages */
+	int dirfd;			/* the overlay directory */
+	const char *ovl_name, *map_name, *log_name; /* in dirfd: the paths'
+						     * last components */
 	struct identity id;
 
 	pthread_mutex_t map_lock;
@@ -343,60 +350,11 @@ map_serialize(struct qcow2 *q, uint64_t disk_size, size_t *lenp)
 	return h;
 }
 
-static int
-fsync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int r;
-
-	if (fd == -1) {
-		log_error("open directory %s: %m", dir);
-		return -1;
-	}
-	r = fsync(fd);
-	if (r == -1)
-		log_error("fsync directory %s: %m", dir);
-	close(fd);
-	return r;
-}
-
 /* Replaces the map file atomically with data.  Caller holds flush_lock. */
 static int
 map_write(struct qcow2 *q, const void *data, size_t len)
 {
-	int fd, saved;
-
-	fd = open(q->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd == -1) {
-		log_error("create %s: %m", q->tmp_path);
-		return -1;
-	}
-	if (full_pwrite(fd, data, len, 0) == -1) {
-		log_error("write %s: %m", q->tmp_path);
-		goto err;
-	}
-	if (fsync(fd) == -1) {
-		log_error("fsync %s: %m", q->tmp_path);
-		goto err;
-	}
-	if (close(fd) == -1) {
-		fd = -1;
-		log_error("close %s: %m", q->tmp_path);
-		goto err;
-	}
-	fd = -1;
-	if (rename(q->tmp_path, q->map_path) == -1) {
-		log_error("rename %s to %s: %m", q->tmp_path, q->map_path);
-		goto err;
-	}
-	return fsync_dir(q->dir);
-err:
-	saved = errno;
-	if (fd != -1)
-		close(fd);
-	unlink(q->tmp_path);
-	errno = saved;
-	return -1;
+	return durable_write_at(q->dirfd, q->map_name, data, len) == 0 ? 0 : -1;
 }
 
 /* fdatasync the overlay, then save the map as it was before the sync. */
@@ -479,8 +437,8 @@ qcow2_free(struct qcow2 *q)
 	pthread_mutex_destroy(&q->flush_lock);
 	free(q->ovl_path);
 	free(q->map_path);
-	free(q->tmp_path);
-	free(q->dir);
+	if (q->dirfd != -1)
+		close(q->dirfd);
 	free(q);
 }
 
@@ -504,6 +462,50 @@ static const struct image_ops qcow2_ops = {
 	.close = qcow2_close,
 };
 
+/* Opens NAME in the overlay directory without following a link: created
+ * (O_EXCL, 0600) when created is not NULL and it is missing, else an
+ * existing file that must be colofs's own (fdio_check_own).  fd, or -1 with
+ * errno (logged, except ENOENT when created is NULL).
+ */
+static int
+own_open(struct qcow2 *q, const char *name, const char *path, int flags,
+	 bool *created)
+{
+	char why[256];
+	int fd;
+
+	if (created != NULL) {
+		*created = false;
+		fd = openat(q->dirfd, name, flags | O_CREAT | O_EXCL |
+			    O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd != -1) {
+			*created = true;
+			return fd;
+		}
+		if (errno != EEXIST) {
+			log_error("create %s: %m", path);
+			return -1;
+		}
+	}
+	fd = fdio_open_file_at(q->dirfd, name, flags);
+	if (fd == -1) {
+		int saved = errno;
+
+		if (saved != ENOENT || created != NULL)
+			log_error("open %s: %s", path, saved == EINVAL ?
+				  "not a regular file" : strerror(saved));
+		errno = saved;
+		return -1;
+	}
+	if (fdio_check_own(fd, why, sizeof why) == -1) {
+		log_error("%s: %s", path, why);
+		close(fd);
+		errno = EPERM;
+		return -1;
+	}
+	return fd;
+}
+
 /* Reads and checks q->map_path into q->map.  0; 1 if there is no map file;
  * -1 with errno after logging.
  */
@@ -515,13 +517,9 @@ map_load(struct qcow2 *q, const char *path, uint64_t disk_size)
 	struct stat st;
 	int fd, saved;
 
-	fd = open(q->map_path, O_RDONLY | O_CLOEXEC);
-	if (fd == -1) {
-		if (errno == ENOENT)
-			return 1;
-		log_error("open overlay map %s: %m", q->map_path);
-		return -1;
-	}
+	fd = own_open(q, q->map_name, q->map_path, O_RDONLY, NULL);
+	if (fd == -1)
+		return errno == ENOENT ? 1 : -1;
 	if (fstat(fd, &st) == -1) {
 		log_error("stat %s: %m", q->map_path);
 		goto err;
@@ -615,12 +613,12 @@ log_open(struct image *img, struct qcow2 *q)
 	size_t n = 0;
 	ssize_t got;
 
-	q->log_fd = open(q->log_path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC,
-			 0600);
-	if (q->log_fd == -1) {
-		log_error("open %s: %m", q->log_path);
+	bool created;
+
+	q->log_fd = own_open(q, q->log_name, q->log_path, O_RDWR | O_APPEND,
+			     &created);
+	if (q->log_fd == -1)
 		return -1;
-	}
 	for (;;) {
 		got = pread(q->log_fd, rec, sizeof rec, n * sizeof rec);
 		if (got == -1) {
@@ -659,16 +657,9 @@ overlay_open(struct image *img, struct qcow2 *q)
 	struct stat st;
 	int r;
 
-	q->ovl_fd = open(q->ovl_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
-			 0600);
-	if (q->ovl_fd != -1)
-		created = true;
-	else if (errno == EEXIST)
-		q->ovl_fd = open(q->ovl_path, O_RDWR | O_CLOEXEC);
-	if (q->ovl_fd == -1) {
-		log_error("open overlay %s: %m", q->ovl_path);
+	q->ovl_fd = own_open(q, q->ovl_name, q->ovl_path, O_RDWR, &created);
+	if (q->ovl_fd == -1)
 		return -1;
-	}
 	if (flock(q->ovl_fd, LOCK_EX | LOCK_NB) == -1) {
 		if (errno == EWOULDBLOCK)
 			errno = EBUSY;
@@ -723,7 +714,7 @@ err:
 	if (created) {
 		int saved = errno;
 
-		unlink(q->ovl_path);
+		unlinkat(q->dirfd, q->ovl_name, 0);
 		errno = saved;
 	}
 	return -1;
@@ -836,6 +827,7 @@ image_qcow2_open(const char *path, const char *overlay_dir, const char *name)
 		goto nomem;
 	q->ovl_fd = -1;
 	q->log_fd = -1;
+	q->dirfd = -1;
 	pthread_mutex_init(&q->qcow_lock, NULL);
 	pthread_mutex_init(&q->map_lock, NULL);
 	pthread_mutex_init(&q->flush_lock, NULL);
@@ -843,16 +835,22 @@ image_qcow2_open(const char *path, const char *overlay_dir, const char *name)
 	img->fd = -1;
 	img->priv = q;
 	img->path = strdup(path);
-	q->dir = strdup(overlay_dir);
 	q->ovl_path = path_join(overlay_dir, name, ".overlay");
 	q->map_path = path_join(overlay_dir, name, ".overlay.map");
-	q->tmp_path = path_join(overlay_dir, name, ".overlay.map.tmp");
 	q->log_path = path_join(overlay_dir, name, ".overlay.log");
 	q->map = extmap_new();
-	if (img->path == NULL || q->dir == NULL || q->ovl_path == NULL ||
-	    q->map_path == NULL || q->tmp_path == NULL || q->map == NULL ||
-	    q->log_path == NULL)
+	if (img->path == NULL || q->ovl_path == NULL || q->map_path == NULL ||
+	    q->map == NULL || q->log_path == NULL)
 		goto nomem;
+	q->ovl_name = q->ovl_path + strlen(overlay_dir) + 1;
+	q->map_name = q->map_path + strlen(overlay_dir) + 1;
+	q->log_name = q->log_path + strlen(overlay_dir) + 1;
+	q->dirfd = fdio_dir_open(overlay_dir);
+	if (q->dirfd == -1) {
+		log_error("overlay directory %s: %m", overlay_dir);
+		goto err;
+	}
+	fdio_sweep_tmp(q->dirfd, q->map_name);
 	q->id.ino = st.st_ino;
 	q->id.size = st.st_size;
 	q->id.mtime_ns = (uint64_t) st.st_mtim.tv_sec * 1000000000u +

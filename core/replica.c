@@ -68,7 +68,8 @@
  * buffers, which is what a checkpoint does anyway, and S holds every write
  * the primary got a reply for.  The failover commit is different: once
  * it writes S, the buffers hold the only copy of the rest of V.  So, with
- * a journal directory set (replica_set_durable), the commit thread first
+ * a journal directory set (replica_set_durable), replica_failover first,
+ * before it answers (the status shows the state before until it does)
  *   1. under the gate exclusively, snapshots each disk's two maps into a
  *      journal file (journal.c) left open for appending: from then on a
  *      view write into S appends a "D" record after it wrote S, and one
@@ -80,7 +81,9 @@
  *   3. fsyncs bdir, then each journal (fsync, rename, fsync jdir);
  *   4. calls the state hook (failover, journaled): the state file says
  *      so from now on;
- * and only then writes S.  At the end: S flushed, the hook (done) must
+ * and only then answers and starts the commit thread, which writes S.  If
+ * a step fails, the failover fails (EIO, failover_failed) and may be
+ * retried.  Each step has a crash point (crashpoint.h) for the tests.  At the end: S flushed, the hook (done) must
  * succeed before the state becomes done (else failover_failed: a view
  * write in done is journaled nowhere, so a resumed commit must never run
  * after one), then the journals and buffer files are removed.
@@ -101,15 +104,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "crashpoint.h"
 #include "extmap.h"
+#include "fdio.h"
 #include "journal.h"
 #include "log.h"
 #include "rangelock.h"
 #include "replica.h"
-#include "statefile.h"
 
 #define BOUNCE_MAX (1024 * 1024)	/* bytes copied per step */
 #define COMMIT_CHUNK (4 * 1024 * 1024)	/* bytes committed per lock */
@@ -137,8 +142,8 @@ struct replica_disk {
 	atomic_uint_fast64_t view_write_bytes;
 	atomic_uint_fast64_t view_writes;	/* requests, zeroing included */
 	atomic_uint_fast64_t view_reads, view_read_bytes;
-	int journal_fd;			/* -1, or the failover journal: set
-					 * under r->gate exclusive */
+	struct journal *journal;	/* NULL, or the failover journal:
+					 * set under r->gate exclusive */
 };
 
 struct garbage {
@@ -191,22 +196,20 @@ struct replica {
 
 	/* Durability: set before start, fixed after.  jdir NULL: none. */
 	char *jdir, *bdir, *prefix;
+	uint64_t generation;		/* the journals' header (0: none);
+					 * under ctl_lock */
+	/* A failover between its start and its acknowledgement (durable):
+	 * the status shows shown instead of failover.  Under gate.
+	 */
+	bool failover_pending;
+	enum replica_state shown;
+	/* false after an unclean stop in running, until a primary connects:
+	 * S may be behind the primary, so start needs force.
+	 */
+	atomic_bool s_consistent;
 	replica_state_hook *hook;
 	void *hook_opaque;
 };
-
-const char *
-replica_state_name(enum replica_state s)
-{
-	switch (s) {
-	case REPLICA_NONE: return "none";
-	case REPLICA_RUNNING: return "running";
-	case REPLICA_FAILOVER: return "failover";
-	case REPLICA_FAILOVER_FAILED: return "failover_failed";
-	case REPLICA_DONE: return "done";
-	}
-	abort();
-}
 
 static uint64_t
 now_ns(void)
@@ -398,6 +401,7 @@ replica_new(const struct store_factory *factory)
 		return NULL;
 	r->factory = *factory;
 	r->state = REPLICA_NONE;
+	atomic_init(&r->s_consistent, true);
 	pthread_mutex_init(&r->ctl_lock, NULL);
 	pthread_rwlockattr_init(&attr);
 	pthread_rwlockattr_setkind_np(&attr,
@@ -425,8 +429,7 @@ replica_new(const struct store_factory *factory)
 static void
 disk_free(struct replica_disk *d)
 {
-	if (d->journal_fd >= 0)
-		close(d->journal_fd);
+	journal_close(d->journal);
 	buffer_free(d->hidden);
 	buffer_free(d->active);
 	image_close(d->img);
@@ -504,7 +507,6 @@ replica_add_disk(struct replica *r, const char *name, struct image *img)
 	d->r = r;
 	d->img = img;
 	d->size = img->size;
-	d->journal_fd = -1;
 	rangelock_init(&d->rl);
 	pthread_mutex_init(&d->map_lock, NULL);
 	r->disks[r->ndisks++] = d;
@@ -1100,9 +1102,9 @@ replica_view_read_end(struct replica_read *rd)
 static int
 journal_note(struct replica_disk *d, char op, uint64_t off, uint64_t len)
 {
-	if (d->journal_fd < 0)
+	if (d->journal == NULL)
 		return 0;
-	if (journal_append(d->journal_fd, op, off, len) == -1) {
+	if (journal_append(d->journal, op, off, len) == -1) {
 		replica_record_error(d->r, "%s: view write at %" PRIu64 " "
 				     "refused: the failover journal: %s",
 				     d->name, off, strerror(errno));
@@ -1179,6 +1181,8 @@ replica_view_write(struct replica_disk *d, const void *buf, size_t len,
 		 */
 		ret = image_write(d, buf, len, off);
 		if (ret == 0)
+			crash_point("failover_view_write");	/* S, no D */
+		if (ret == 0)
 			ret = journal_note(d, JOURNAL_DROP, off, len);
 		if (ret == 0) {
 			pthread_mutex_lock(&d->map_lock);
@@ -1234,20 +1238,19 @@ replica_view_flush(struct replica_disk *d)
 	/* Failover: the gate held keeps the journal open meanwhile. */
 	ret = d->img->ops->flush(d->img);
 	/* In failover, S first, then what says where S is newer. */
-	if (ret == 0 && d->journal_fd >= 0) {
+	if (ret == 0 && d->journal) {
 		if (d->active && store_sync(d->active->store) == -1)
 			ret = -1;
-		else if (fdatasync(d->journal_fd) == -1) {
-			log_error("%s: sync the failover journal: %m",
-				  d->name);
+		else if (journal_sync(d->journal) == -1)
 			ret = -1;
-		}
 	}
 	pthread_rwlock_unlock(&r->gate);
 	return ret;
 }
 
 /* ---- control ---- */
+
+static bool journaled(struct replica *r);
 
 static int
 call_hook(struct replica *r, enum replica_state next, bool journaled)
@@ -1279,6 +1282,14 @@ replica_set_durable(struct replica *r, const char *jdir, const char *bdir,
 	r->prefix = p;
 	pthread_mutex_unlock(&r->ctl_lock);
 	return 0;
+}
+
+void
+replica_set_journal_generation(struct replica *r, uint64_t gen)
+{
+	pthread_mutex_lock(&r->ctl_lock);
+	r->generation = gen;
+	pthread_mutex_unlock(&r->ctl_lock);
 }
 
 void
@@ -1403,8 +1414,8 @@ out:
 	return ret;
 }
 
-int
-replica_start(struct replica *r)
+static int
+start(struct replica *r, bool force)
 {
 	int ret = 0;
 
@@ -1413,8 +1424,19 @@ replica_start(struct replica *r)
 	case REPLICA_NONE:
 		if (r->ndisks == 0)
 			ret = refuse(r, EINVAL, "start: the group has no disk");
+		else if (!force && !atomic_load(&r->s_consistent))
+			ret = refuse(r, EAGAIN, "start: S may be behind the "
+				     "primary: colofs restarted after an "
+				     "unclean stop in running and no primary "
+				     "has connected since (s_consistent=0); "
+				     "resync from the primary first, or "
+				     "'start force' to start anyway");
 		else
 			ret = empty_buffers(r, REPLICA_RUNNING);
+		if (ret == 0 && force && !atomic_load(&r->s_consistent)) {
+			log_warn("start force: S may be behind the primary");
+			atomic_store(&r->s_consistent, true);
+		}
 		/* Not needed for safety (running comes back none). */
 		if (ret == 0 && call_hook(r, REPLICA_RUNNING, false) == -1)
 			log_warn("start: the state file was not updated: %m");
@@ -1431,6 +1453,47 @@ replica_start(struct replica *r)
 	}
 	pthread_mutex_unlock(&r->ctl_lock);
 	return ret;
+}
+
+int
+replica_start(struct replica *r)
+{
+	return start(r, false);
+}
+
+int
+replica_start_force(struct replica *r)
+{
+	return start(r, true);
+}
+
+void
+replica_set_s_consistent(struct replica *r, bool consistent)
+{
+	atomic_store(&r->s_consistent, consistent);
+}
+
+bool
+replica_s_consistent(struct replica *r)
+{
+	return atomic_load(&r->s_consistent);
+}
+
+void
+replica_note_primary_connected(struct replica *r)
+{
+	if (atomic_load(&r->s_consistent))
+		return;
+	pthread_mutex_lock(&r->ctl_lock);
+	if (!atomic_load(&r->s_consistent)) {
+		atomic_store(&r->s_consistent, true);
+		log_info("a primary connected: S is no longer taken to be "
+			 "behind it");
+		/* Remembered, so that a crash now does not forget it. */
+		if (call_hook(r, r->state, journaled(r)) == -1)
+			log_warn("the state file was not updated: %m");
+	}
+	pthread_mutex_unlock(&r->ctl_lock);
 }
 
 int
@@ -1580,7 +1643,24 @@ err:
 	return NULL;
 }
 
-/* Gives buffer b a durable name in bdir. */
+/* Writes the journal's stamp (journal.h) after the disk's bytes of a file
+ * store: the file is the disk's size plus JOURNAL_STAMP_LEN from now on.
+ */
+static int
+stamp_store(struct replica_disk *d, struct store *s, const char *what)
+{
+	unsigned char stamp[JOURNAL_STAMP_LEN];
+
+	journal_stamp(d->journal, strcmp(what, "active") == 0 ?
+		      JOURNAL_ACTIVE : JOURNAL_HIDDEN, stamp);
+	if (full_pwrite(s->fd, stamp, sizeof stamp, d->size) == -1) {
+		log_error("%s: stamp the %s buffer file: %m", d->name, what);
+		return -1;
+	}
+	return 0;
+}
+
+/* Gives buffer b a durable name in bdir, stamped for d's journal. */
 static int
 persist_buffer(struct replica_disk *d, struct buffer *b, const char *what,
 	       char *bounce)
@@ -1591,6 +1671,8 @@ persist_buffer(struct replica_disk *d, struct buffer *b, const char *what,
 
 	if (durable_path(path, sizeof path, r->bdir, d, what) == -1)
 		return -1;
+	if (b->store->fd >= 0 && stamp_store(d, b->store, what) == -1)
+		return -1;
 	if (store_link(b->store, path) == 0)
 		return 0;
 	if (errno != EOPNOTSUPP)
@@ -1598,7 +1680,7 @@ persist_buffer(struct replica_disk *d, struct buffer *b, const char *what,
 	ns = copy_to_file(d, b, what, bounce);
 	if (ns == NULL)
 		return -1;
-	if (store_link(ns, path) == -1) {
+	if (stamp_store(d, ns, what) == -1 || store_link(ns, path) == -1) {
 		int saved = errno;
 		store_free(ns);
 		errno = saved;
@@ -1612,52 +1694,57 @@ persist_buffer(struct replica_disk *d, struct buffer *b, const char *what,
 	return 0;
 }
 
-/* Removes the durable files of every disk (after done, or a failed set-up).
- * Caller is the commit thread or holds ctl_lock with no commit running.
+/* Removes the durable files of every disk (after done, or a failed set-up,
+ * or leftovers found at a restart in done).  Caller is the commit thread
+ * or holds ctl_lock with no commit running.
  */
 static void
 drop_durable(struct replica *r)
 {
 	char path[4096];
 	const char *whats[] = { "hidden", "active" };
+	int jfd = r->jdir ? fdio_dir_open(r->jdir) : -1;
 	size_t i, k;
 
 	for (i = 0; i < r->ndisks; i++) {
 		struct replica_disk *d = r->disks[i];
-		int fd;
+		struct journal *j;
 
 		pthread_rwlock_wrlock(&r->gate);
-		fd = d->journal_fd;
-		d->journal_fd = -1;
+		j = d->journal;
+		d->journal = NULL;
 		pthread_rwlock_unlock(&r->gate);
-		if (fd >= 0)
-			close(fd);
-		if (journal_name(path, sizeof path, d) == 0) {
-			char full[4096 + 8];
-
-			snprintf(full, sizeof full, "%s/%s", r->jdir, path);
-			unlink(full);
-			strcat(full, ".tmp");
-			unlink(full);
+		journal_close(j);
+		if (jfd >= 0 && journal_name(path, sizeof path, d) == 0) {
+			unlinkat(jfd, path, 0);
+			fdio_sweep_tmp(jfd, path);
 		}
+		crash_point("dropped.journal");
 		for (k = 0; r->bdir && k < 2; k++)
 			if (durable_path(path, sizeof path, r->bdir, d,
 					 whats[k]) == 0)
 				unlink(path);
 	}
+	if (jfd >= 0)
+		close(jfd);
 }
 
 /* Steps 1-3 of "Durability": 0 (the journals are durable), or -1 with
- * the reason recorded (the commit goes on, not crash-safe).
+ * errno and the reason recorded (the durable files are removed again).
  */
 static int
 make_durable(struct replica *r, char *bounce)
 {
 	struct journal_rec *recs;
 	char name[4096];
+	int jfd, saved;
 	size_t i, n;
-	int fd;
 
+	jfd = fdio_dir_open(r->jdir);
+	if (jfd == -1) {
+		log_error("open directory %s: %m", r->jdir);
+		goto err;
+	}
 	pthread_rwlock_wrlock(&r->gate);
 	for (i = 0; i < r->ndisks; i++) {
 		struct replica_disk *d = r->disks[i];
@@ -1667,15 +1754,16 @@ make_durable(struct replica *r, char *bounce)
 			pthread_rwlock_unlock(&r->gate);
 			goto err;
 		}
-		fd = journal_create(r->jdir, name, d->size, recs, n);
+		d->journal = journal_create(jfd, name, d->name, d->size,
+					    r->generation, recs, n);
 		free(recs);
-		if (fd == -1) {
+		if (d->journal == NULL) {
 			pthread_rwlock_unlock(&r->gate);
 			goto err;
 		}
-		d->journal_fd = fd;
 	}
 	pthread_rwlock_unlock(&r->gate);
+	crash_point("failover_journal_written");
 	for (i = 0; i < r->ndisks; i++) {
 		struct replica_disk *d = r->disks[i];
 
@@ -1683,21 +1771,23 @@ make_durable(struct replica *r, char *bounce)
 		    persist_buffer(d, d->active, "active", bounce) == -1)
 			goto err;
 	}
+	crash_point("failover_buffers_linked");
 	if (durable_sync_dir(r->bdir) == -1)
 		goto err;
-	for (i = 0; i < r->ndisks; i++) {
-		struct replica_disk *d = r->disks[i];
-
-		if (journal_name(name, sizeof name, d) == -1 ||
-		    journal_commit(d->journal_fd, r->jdir, name) == -1)
+	crash_point("failover_buffers_synced");
+	for (i = 0; i < r->ndisks; i++)
+		if (journal_commit(r->disks[i]->journal) == -1)
 			goto err;
-	}
+	close(jfd);
 	return 0;
 err:
+	saved = errno;
 	replica_record_error(r, "failover: making the buffers durable "
-			     "failed, the commit is not crash-safe: %s",
-			     strerror(errno));
+			     "failed: %s", strerror(saved));
+	if (jfd >= 0)
+		close(jfd);
 	drop_durable(r);
+	errno = saved;
 	return -1;
 }
 
@@ -1707,7 +1797,7 @@ journaled(struct replica *r)
 	size_t i;
 
 	for (i = 0; i < r->ndisks; i++)
-		if (r->disks[i]->journal_fd < 0)
+		if (r->disks[i]->journal == NULL)
 			return false;
 	return r->ndisks > 0;
 }
@@ -1794,6 +1884,7 @@ commit_disk(struct replica_disk *d, char *bounce)
 		pthread_rwlock_unlock(&r->gate);
 		if (ret == -1)
 			return -1;
+		crash_point("commit_chunk");
 		/* Start writing the chunk back now, so that the disk works
 		 * while the next chunks are copied and the final flush has
 		 * little left to wait for.  A hint: errors surface there.
@@ -1824,15 +1915,11 @@ commit_main(void *arg)
 		replica_record_error(r, "failover commit: %s", strerror(errno));
 		ret = -1;
 	}
-	if (ret == 0 && r->jdir && r->bdir && !journaled(r))
-		make_durable(r, bounce);
-	if (ret == 0 && call_hook(r, REPLICA_FAILOVER, journaled(r)) == -1)
-		replica_record_error(r, "failover: the state file was not "
-				     "updated, the commit is not crash-safe: "
-				     "%s", strerror(errno));
 	for (i = 0; ret == 0 && i < r->ndisks; i++)
 		ret = commit_disk(r->disks[i], bounce);
 	free(bounce);
+	if (ret == 0)
+		crash_point("commit_flushed");
 	/* done must be durable before a view write can reach S unjournaled. */
 	if (ret == 0 && call_hook(r, REPLICA_DONE, false) == -1) {
 		replica_record_error(r, "failover: cannot record the state "
@@ -1850,8 +1937,10 @@ commit_main(void *arg)
 		swap_buffers(r, NULL, NULL);
 	r->state = next;
 	pthread_rwlock_unlock(&r->gate);
-	if (next == REPLICA_DONE)
+	if (next == REPLICA_DONE) {
+		crash_point("done_before_drop");
 		drop_durable(r);
+	}
 	else if (next == REPLICA_FAILOVER_FAILED &&
 		 call_hook(r, REPLICA_FAILOVER_FAILED, journaled(r)) == -1)
 		log_warn("failover failed and the state file was not "
@@ -1901,10 +1990,43 @@ join_commit(struct replica *r)
 	}
 }
 
+/* Makes the failover durable before it is acknowledged: the journals and
+ * buffer files (if the replica has a buffer_dir), then the state file says
+ * failover (the hook).  0, or -1 with errno and the reason recorded.
+ * Under ctl_lock, the state FAILOVER with failover_pending.
+ */
+static int
+failover_durable(struct replica *r)
+{
+	char *bounce;
+	int ret = 0;
+
+	if (r->jdir && r->bdir && !journaled(r)) {
+		bounce = malloc(COMMIT_CHUNK);
+		if (bounce == NULL)
+			return -1;
+		ret = make_durable(r, bounce);
+		free(bounce);
+		if (ret == -1)
+			return -1;
+	}
+	crash_point("failover_journaled");
+	if (call_hook(r, REPLICA_FAILOVER, journaled(r)) == -1) {
+		int saved = errno;
+
+		replica_record_error(r, "failover: the state file was not "
+				     "updated: %s", strerror(saved));
+		errno = saved;
+		return -1;
+	}
+	return 0;
+}
+
 int
 replica_failover(struct replica *r)
 {
-	int ret = 0;
+	enum replica_state prev;
+	int ret = 0, err;
 
 	pthread_mutex_lock(&r->ctl_lock);
 	switch (r->state) {
@@ -1918,9 +2040,32 @@ replica_failover(struct replica *r)
 		goto out;
 	}
 	join_commit(r);
+	prev = r->state;
+	/* From here on I/O acts as in failover (primary writes refused, view
+	 * writes into S and journaled), but the status still shows prev:
+	 * failover is announced only once it is durable.
+	 */
 	pthread_rwlock_wrlock(&r->gate);
 	r->state = REPLICA_FAILOVER;
+	r->shown = prev;
+	r->failover_pending = true;
 	pthread_rwlock_unlock(&r->gate);
+	ret = failover_durable(r);
+	pthread_rwlock_wrlock(&r->gate);
+	r->failover_pending = false;
+	if (ret == -1)
+		r->state = REPLICA_FAILOVER_FAILED;
+	pthread_rwlock_unlock(&r->gate);
+	if (ret == -1) {
+		err = errno;
+		if (call_hook(r, REPLICA_FAILOVER_FAILED, journaled(r)) == -1)
+			log_warn("failover failed and the state file was not "
+				 "updated: %m");
+		ret = refuse(r, EIO, "failover: not durable, so not done: %s; "
+			     "retry with failover", strerror(err));
+		goto out;
+	}
+	crash_point("failover_acked");
 	ret = commit_start(r, "failover");
 out:
 	pthread_mutex_unlock(&r->ctl_lock);
@@ -1939,6 +2084,8 @@ replica_restore_done(struct replica *r)
 		pthread_rwlock_wrlock(&r->gate);
 		r->state = REPLICA_DONE;
 		pthread_rwlock_unlock(&r->gate);
+		/* A kill after done was recorded may have left them. */
+		drop_durable(r);
 	}
 	pthread_mutex_unlock(&r->ctl_lock);
 	return ret;
@@ -1974,20 +2121,87 @@ replay_rec(void *opaque, const struct journal_rec *rec)
 	return ret;
 }
 
-/* A buffer over the durable file DIR/PREFIX.DISK.WHAT. */
+/* A buffer over the durable file DIR/PREFIX.DISK.WHAT, which must be a
+ * regular file of exactly the disk's size plus the stamp (store_file_open
+ * would size it silently) and carry the stamp of info's journal for this
+ * buffer.  NULL with errno, and what is wrong in err.
+ */
 static struct buffer *
-buffer_open(struct replica_disk *d, const char *what)
+buffer_open(struct replica_disk *d, const char *what,
+	    const struct journal_info *info, char *err, size_t errlen)
 {
-	char path[4096];
-	struct buffer *b = calloc(1, sizeof *b);
+	unsigned char stamp[JOURNAL_STAMP_LEN];
+	char path[4096], why[256];
+	struct buffer *b;
+	struct stat st;
+	int fd, dirfd;
 
-	if (b == NULL)
+	if (durable_path(path, sizeof path, d->r->bdir, d, what) == -1) {
+		snprintf(err, errlen, "%s buffer file: %s", what,
+			 strerror(errno));
 		return NULL;
-	if (durable_path(path, sizeof path, d->r->bdir, d, what) == -1 ||
-	    (b->map = extmap_new()) == NULL ||
-	    (b->zeros = extmap_new()) == NULL ||
-	    (b->store = store_file_open(path, d->size)) == NULL) {
+	}
+	/* Not by path: no link followed, and only a file colofs owns. */
+	dirfd = fdio_dir_open(d->r->bdir);
+	fd = dirfd == -1 ? -1 : fdio_open_file_at(dirfd, strrchr(path, '/') + 1,
+						  O_RDONLY);
+	if (fd == -1) {
 		int saved = errno;
+
+		snprintf(err, errlen, "buffer file %.600s: %s", path,
+			 saved == EINVAL ? "not a regular file"
+					 : strerror(saved));
+		if (dirfd >= 0)
+			close(dirfd);
+		errno = saved;
+		return NULL;
+	}
+	close(dirfd);
+	if (fdio_check_own(fd, why, sizeof why) == -1 || fstat(fd, &st) == -1) {
+		int saved = errno;
+
+		snprintf(err, errlen, "buffer file %.600s: %.300s", path,
+			 saved == EPERM ? why : strerror(saved));
+		close(fd);
+		errno = saved;
+		return NULL;
+	}
+	if ((uint64_t) st.st_size != d->size + JOURNAL_STAMP_LEN) {
+		snprintf(err, errlen, "buffer file %.600s: %jd bytes, the "
+			 "journal needs the disk's size and a stamp, %" PRIu64,
+			 path, (intmax_t) st.st_size,
+			 d->size + JOURNAL_STAMP_LEN);
+		close(fd);
+		errno = EINVAL;
+		return NULL;
+	}
+	if (full_pread(fd, stamp, sizeof stamp, d->size) == -1) {
+		int saved = errno;
+
+		snprintf(err, errlen, "buffer file %.600s: %s", path,
+			 strerror(saved));
+		close(fd);
+		errno = saved;
+		return NULL;
+	}
+	close(fd);
+	if (journal_stamp_check(info, strcmp(what, "active") == 0 ?
+				JOURNAL_ACTIVE : JOURNAL_HIDDEN, stamp, why,
+				sizeof why) == -1) {
+		snprintf(err, errlen, "buffer file %.600s: %.300s", path, why);
+		errno = EINVAL;
+		return NULL;
+	}
+	b = calloc(1, sizeof *b);
+	/* The store's size covers the stamp, so that opening it keeps it. */
+	if (b == NULL || (b->map = extmap_new()) == NULL ||
+	    (b->zeros = extmap_new()) == NULL ||
+	    (b->store = store_file_open(path, d->size +
+					JOURNAL_STAMP_LEN)) == NULL) {
+		int saved = errno;
+
+		snprintf(err, errlen, "buffer file %.600s: %s", path,
+			 strerror(saved));
 		buffer_free(b);
 		errno = saved;
 		return NULL;
@@ -1995,38 +2209,84 @@ buffer_open(struct replica_disk *d, const char *what)
 	return b;
 }
 
-/* Loads the buffers and journals a failover (or a handover) left in the
- * durable directories and installs them with the state next.  Caller
- * holds ctl_lock, the state is none.  0, or -1 with errno and nothing
- * changed (journal fds closed).
+/* Reads, checks and replays disk d's journal and opens its buffer files
+ * into rp.  0, or -1 with errno and what is wrong (naming the file) in
+ * err.  Nothing is written anywhere but the journal's torn tail.
  */
 static int
-load_durable(struct replica *r, enum replica_state next)
+resume_disk(struct replica_disk *d, int jfd, struct replay *rp, char *err,
+	    size_t errlen)
+{
+	struct journal_info info;
+	char name[4096], why[512];
+	size_t i;
+
+	rp->d = d;
+	if (journal_name(name, sizeof name, d) == -1) {
+		snprintf(err, errlen, "journal of %s: %s", d->name,
+			 strerror(errno));
+		return -1;
+	}
+	if (journal_load(jfd, name, d->name, d->size, &info, &d->journal, why,
+			 sizeof why) == -1) {
+		int saved = errno;
+
+		snprintf(err, errlen, "journal %.300s/%.300s: %.400s", d->r->jdir, name,
+			 why);
+		errno = saved;
+		return -1;
+	}
+	if (info.torn)
+		log_warn("journal %.300s/%.300s: a torn last record was ignored",
+			 d->r->jdir, name);
+	rp->hidden = buffer_open(d, "hidden", &info, err, errlen);
+	rp->active = rp->hidden ? buffer_open(d, "active", &info, err, errlen)
+				: NULL;
+	if (rp->active == NULL)
+		goto fail;
+	for (i = 0; i < info.nrecs; i++) {
+		if (replay_rec(rp, &info.recs[i]) == -1) {
+			snprintf(err, errlen, "journal %.300s/%.300s: replay: %s",
+				 d->r->jdir, name, strerror(errno));
+			goto fail;
+		}
+	}
+	journal_info_release(&info);
+	return 0;
+fail:
+	{
+		int saved = errno;
+
+		journal_info_release(&info);
+		errno = saved;
+	}
+	return -1;
+}
+
+/* Loads the buffers and journals a failover (or a handover) left in the
+ * durable directories and installs them with the state next.  Caller
+ * holds ctl_lock; the state is none.  0, or -1 with errno, what is wrong
+ * in err, and nothing installed.
+ */
+static int
+load_durable(struct replica *r, enum replica_state next, char *err,
+	     size_t errlen)
 {
 	struct replay *rp = NULL;
-	char name[4096], path[4096 + 8];
 	size_t i, k;
-	int err;
+	int saved, jfd = -1;
 
 	rp = calloc(r->ndisks, sizeof *rp);
-	if (rp == NULL)
+	jfd = fdio_dir_open(r->jdir);
+	if (rp == NULL || jfd == -1) {
+		snprintf(err, errlen, "%s: %s", r->jdir, strerror(errno));
 		goto fail;
-	for (i = 0; i < r->ndisks; i++) {
-		struct replica_disk *d = r->disks[i];
-
-		rp[i].d = d;
-		rp[i].hidden = buffer_open(d, "hidden");
-		rp[i].active = rp[i].hidden ? buffer_open(d, "active") : NULL;
-		if (rp[i].active == NULL || journal_name(name, sizeof name,
-							 d) == -1)
-			goto fail;
-		snprintf(path, sizeof path, "%s/%s", r->jdir, name);
-		if (journal_replay(path, d->size, replay_rec, &rp[i]) == -1)
-			goto fail;
-		d->journal_fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
-		if (d->journal_fd == -1)
-			goto fail;
 	}
+	/* Every disk is checked before any commit writes S. */
+	for (i = 0; i < r->ndisks; i++)
+		if (resume_disk(r->disks[i], jfd, &rp[i], err, errlen) == -1)
+			goto fail;
+	close(jfd);
 	pthread_rwlock_wrlock(&r->gate);
 	for (i = 0; i < r->ndisks; i++) {
 		r->disks[i]->hidden = rp[i].hidden;
@@ -2037,7 +2297,9 @@ load_durable(struct replica *r, enum replica_state next)
 	free(rp);
 	return 0;
 fail:
-	err = errno;
+	saved = errno ? errno : EINVAL;
+	if (jfd >= 0)
+		close(jfd);
 	for (i = 0; i < r->ndisks; i++) {
 		if (rp) {
 			for (k = 0; k < 2; k++) {
@@ -2048,29 +2310,29 @@ fail:
 				buffer_free(b);
 			}
 		}
-		if (r->disks[i]->journal_fd >= 0) {
-			close(r->disks[i]->journal_fd);
-			r->disks[i]->journal_fd = -1;
-		}
+		journal_close(r->disks[i]->journal);
+		r->disks[i]->journal = NULL;
 	}
 	free(rp);
-	errno = err;
+	errno = saved;
 	return -1;
 }
 
 int
 replica_resume_failover(struct replica *r)
 {
+	char err[1024] = "";
 	int ret;
 
 	pthread_mutex_lock(&r->ctl_lock);
 	if (r->state != REPLICA_NONE || r->jdir == NULL || r->bdir == NULL ||
 	    r->ndisks == 0)
 		ret = refuse(r, EINVAL, "resume: nothing to resume from");
-	else if (load_durable(r, REPLICA_FAILOVER) == -1)
-		ret = refuse(r, errno, "resume: the interrupted failover's "
-			     "journal or buffers cannot be read: %s",
-			     strerror(errno));
+	else if (load_durable(r, REPLICA_FAILOVER, err, sizeof err) == -1)
+		ret = refuse(r, errno, "resume: the interrupted failover "
+			     "cannot be finished: %s; nothing was written to "
+			     "S (see colofs(8), \"A damaged failover "
+			     "journal\")", err);
 	else
 		ret = commit_start(r, "resume");
 	pthread_mutex_unlock(&r->ctl_lock);
@@ -2095,13 +2357,15 @@ replica_handover(struct replica *r)
 	if (bounce == NULL || make_durable(r, bounce) == -1)
 		goto out;
 	/* The files stay; the next process replays them. */
-	pthread_rwlock_wrlock(&r->gate);
 	for (i = 0; i < r->ndisks; i++) {
-		if (r->disks[i]->journal_fd >= 0)
-			close(r->disks[i]->journal_fd);
-		r->disks[i]->journal_fd = -1;
+		struct journal *j;
+
+		pthread_rwlock_wrlock(&r->gate);
+		j = r->disks[i]->journal;
+		r->disks[i]->journal = NULL;
+		pthread_rwlock_unlock(&r->gate);
+		journal_close(j);
 	}
-	pthread_rwlock_unlock(&r->gate);
 	ret = 0;
 out:
 	free(bounce);
@@ -2112,16 +2376,16 @@ out:
 int
 replica_resume_running(struct replica *r)
 {
+	char err[1024] = "";
 	int ret = 0;
 
 	pthread_mutex_lock(&r->ctl_lock);
 	if (r->state != REPLICA_NONE || r->jdir == NULL || r->bdir == NULL ||
 	    r->ndisks == 0)
 		ret = refuse(r, EINVAL, "resume: nothing to resume from");
-	else if (load_durable(r, REPLICA_RUNNING) == -1)
+	else if (load_durable(r, REPLICA_RUNNING, err, sizeof err) == -1)
 		ret = refuse(r, errno, "resume: the buffers handed over by "
-			     "the last process cannot be read: %s",
-			     strerror(errno));
+			     "the last process cannot be read: %s", err);
 	else
 		drop_durable(r);	/* open: the names can go */
 	pthread_mutex_unlock(&r->ctl_lock);
@@ -2131,6 +2395,11 @@ replica_resume_running(struct replica *r)
 void
 replica_wait_commit(struct replica *r)
 {
+	/* A failover being made durable holds ctl_lock until its commit
+	 * thread runs (or it failed): wait for that first.
+	 */
+	pthread_mutex_lock(&r->ctl_lock);
+	pthread_mutex_unlock(&r->ctl_lock);
 	pthread_mutex_lock(&r->commit_lock);
 	while (r->commit_running)
 		pthread_cond_wait(&r->commit_cond, &r->commit_lock);
@@ -2164,7 +2433,8 @@ replica_get_status(struct replica *r, struct replica_status *st)
 		pthread_rwlock_unlock(&r->gate);
 		return -1;
 	}
-	st->state = r->state;
+	st->state = r->failover_pending ? r->shown : r->state;
+	st->s_consistent = atomic_load(&r->s_consistent);
 	st->checkpoints = r->checkpoints;
 	st->last_checkpoint_ns = r->last_checkpoint_ns;
 	memcpy(st->checkpoint_hist, r->checkpoint_hist,

@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include "image.h"
+#include "state.h"
 #include "store.h"
 
 /* The secondary side of COLO block replication for a group of disks.
@@ -20,14 +21,6 @@
  * "view" I/O (the FUSE disk file: works on V).  The control words act on
  * every disk of the group at once.  See replica.c for the contract.
  */
-enum replica_state {
-	REPLICA_NONE,			/* before start: V = S, view writes fail */
-	REPLICA_RUNNING,
-	REPLICA_FAILOVER,		/* committing buffers into S */
-	REPLICA_FAILOVER_FAILED,	/* the commit hit an error */
-	REPLICA_DONE,			/* V = S, pass-through */
-};
-const char *replica_state_name(enum replica_state s);	/* aborts if unknown */
 
 struct replica;
 struct replica_disk;
@@ -56,10 +49,16 @@ uint64_t replica_disk_size(const struct replica_disk *d);
  *               failover, failover_failed and done.
  *   stop:       empties both buffers, -> done; EINVAL in none; EBUSY in
  *               failover_failed; no-op in failover and done.
- *   failover:   running or failover_failed -> failover, commits in the
- *               background; EINVAL in none; no-op in failover and done.
+ *   failover:   running or failover_failed -> failover once it is
+ *               durable (the journals and buffer files, then the state
+ *               hook), then commits in the background; until then the
+ *               status shows the state before.  EIO (-> failover_failed)
+ *               if it cannot be made durable; EINVAL in none; no-op in
+ *               failover and done.
  */
 int replica_start(struct replica *r);
+/* start, also when S may be behind the primary (below). */
+int replica_start_force(struct replica *r);
 int replica_checkpoint(struct replica *r);
 int replica_stop(struct replica *r);
 int replica_failover(struct replica *r);
@@ -74,6 +73,11 @@ int replica_failover(struct replica *r);
 int replica_set_durable(struct replica *r, const char *jdir,
 			const char *bdir, const char *prefix);
 
+/* The generation a failover's journals record in their header (0: none,
+ * the default).  Set before failover.
+ */
+void replica_set_journal_generation(struct replica *r, uint64_t gen);
+
 /* Called before the state it names takes effect where that matters for
  * safety (done, failover once its journals are durable, with journaled
  * saying whether they are), and after start and a failed commit; the
@@ -85,6 +89,18 @@ typedef int replica_state_hook(void *opaque, enum replica_state next,
 			       bool journaled);
 void replica_set_state_hook(struct replica *r, replica_state_hook *fn,
 			    void *opaque);
+
+/* Whether S can be taken to hold every write the primary got a reply
+ * for: false after an unclean stop in running (the primary may have gone
+ * on writing without this secondary), until a primary connects
+ * (replica_note_primary_connected, called by the listener once a client
+ * has negotiated an export; it calls the state hook so that the daemon
+ * remembers).  While false, start refuses with EAGAIN: replica_start_force
+ * starts anyway.  Initially true.
+ */
+void replica_set_s_consistent(struct replica *r, bool consistent);
+bool replica_s_consistent(struct replica *r);
+void replica_note_primary_connected(struct replica *r);
 
 /* At start-up, in none, once every disk is added:
  *   replica_restore_done: none -> done (a promoted secondary restarting);
@@ -110,7 +126,9 @@ int replica_handover(struct replica *r);
 int replica_resume_running(struct replica *r);
 
 enum replica_state replica_state(struct replica *r);
-/* Blocks until no commit is running (state is not failover). */
+/* Blocks until no failover is being made durable and no commit is
+ * running.  Not with ctl_lock held (not from a state hook).
+ */
 void replica_wait_commit(struct replica *r);
 /* 1 if primary writes are accepted (none or running), else 0. */
 int replica_accepts_primary(struct replica *r);
@@ -212,6 +230,7 @@ replica_checkpoint_bucket_ns[REPLICA_CHECKPOINT_BUCKETS - 1];
 
 struct replica_status {
 	enum replica_state state;
+	bool s_consistent;		/* replica_s_consistent */
 	uint64_t checkpoints;
 	uint64_t last_checkpoint_ns;
 	uint64_t checkpoint_hist[REPLICA_CHECKPOINT_BUCKETS];	/* per bucket */

@@ -10,6 +10,8 @@
  *   state=failover
  *   generation=5f0c...		32 hex digits, new at each start and failover
  *   journaled=1			the commit's journals are durable
+ *   s_consistent=0		S may be behind the primary (a restart after
+ *				running, until a primary connects); absent: 1
  *
  * It is only ever replaced whole (durable_write, core/fdio.c): written to
  * a fresh NAME.tmp.XXXXXX, fsync'd, renamed over NAME, and the directory
@@ -39,20 +41,6 @@
 #define MAGIC "colofs-state 1\n"
 
 static int
-parse_state(const char *s, enum replica_state *out)
-{
-	enum replica_state st;
-
-	for (st = REPLICA_NONE; st <= REPLICA_DONE; st++) {
-		if (strcmp(s, replica_state_name(st)) == 0) {
-			*out = st;
-			return 0;
-		}
-	}
-	return -1;
-}
-
-static int
 bad(char *err, size_t errlen, const char *path, const char *why)
 {
 	snprintf(err, errlen, "state file %s: %s", path, why);
@@ -64,18 +52,23 @@ int
 statefile_read(const char *path, struct statefile *sf, char *err,
 	       size_t errlen)
 {
-	char buf[STATEFILE_MAX + 1], *line, *save = NULL;
+	char buf[STATEFILE_MAX + 1], *line, *save = NULL, why[256];
 	bool have_state = false, have_gen = false;
 	ssize_t n;
 	int fd;
 
 	memset(sf, 0, sizeof *sf);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* Not by path: no link followed, and only a file root (or our
+	 * user) owns and alone can write is obeyed (fdio_open_own).
+	 */
+	fd = fdio_open_own(path, O_RDONLY, why, sizeof why);
 	if (fd == -1) {
-		if (errno == ENOENT)
+		int saved = errno;
+
+		if (saved == ENOENT)
 			return 1;
-		snprintf(err, errlen, "state file %s: %s", path,
-			 strerror(errno));
+		snprintf(err, errlen, "state file %s: %s", path, why);
+		errno = saved;
 		return -1;
 	}
 	n = read(fd, buf, sizeof buf);
@@ -107,7 +100,7 @@ statefile_read(const char *path, struct statefile *sf, char *err,
 			return bad(err, errlen, path, "a line is not key=value");
 		*v++ = '\0';
 		if (strcmp(line, "state") == 0) {
-			if (parse_state(v, &sf->state) == -1)
+			if (replica_state_parse(v, &sf->state) == -1)
 				return bad(err, errlen, path, "unknown state");
 			have_state = true;
 		} else if (strcmp(line, "generation") == 0) {
@@ -122,6 +115,11 @@ statefile_read(const char *path, struct statefile *sf, char *err,
 				return bad(err, errlen, path,
 					   "journaled is not 0 or 1");
 			sf->journaled = v[0] == '1';
+		} else if (strcmp(line, "s_consistent") == 0) {
+			if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0)
+				return bad(err, errlen, path,
+					   "s_consistent is not 0 or 1");
+			sf->s_behind = v[0] == '0';
 		}
 		/* Unknown keys: a newer colofs wrote them; keep going. */
 	}
@@ -137,8 +135,9 @@ statefile_write(const char *dir, const char *name, const struct statefile *sf)
 	int n, ret;
 
 	n = snprintf(buf, sizeof buf, MAGIC "state=%s\ngeneration=%s\n"
-		     "journaled=%d\n", replica_state_name(sf->state),
-		     sf->generation, sf->journaled ? 1 : 0);
+		     "journaled=%d\ns_consistent=%d\n",
+		     replica_state_name(sf->state), sf->generation,
+		     sf->journaled ? 1 : 0, sf->s_behind ? 0 : 1);
 	ret = durable_write(dir, name, buf, (size_t) n);
 	/* Renamed, not synced: written all the same; retry the sync. */
 	if (ret == 1 && durable_sync_dir(dir) == 0)

@@ -6,7 +6,7 @@
 #include <stddef.h>
 
 #include "fdio.h"
-#include "replica.h"
+#include "state.h"
 
 /* Small files that must survive a crash or a power loss, and the state
  * file built on them (statefile.c).
@@ -19,6 +19,8 @@ struct statefile {
 	enum replica_state state;
 	char generation[STATEFILE_GEN_LEN + 1];
 	bool journaled;		/* failover: the journals are durable */
+	bool s_behind;		/* s_consistent=0: S may be behind the
+				 * primary (absent: 1) */
 };
 
 /* Reads path.  0 and *sf; 1 when the file does not exist; -1 with errno

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/falloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -185,22 +186,29 @@ store_memory_new(uint64_t size, const char *tag)
 struct store *
 store_file_new(const char *dir, uint64_t size, const char *tag)
 {
-	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	/* Made in the directory's fd, never by a path: O_TMPFILE has no name
+	 * to plant a link at; the fallback's name is fresh and O_EXCL |
+	 * O_NOFOLLOW (core/fdio.h).
+	 */
+	int dirfd = fdio_dir_open(dir), fd = -1, saved;
 
+	if (dirfd == -1) {
+		log_error("buffer directory %s: %m", dir);
+		return NULL;
+	}
+	fd = openat(dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	if (fd == -1 && (errno == EOPNOTSUPP || errno == EISDIR)) {
 		/* O_TMPFILE unsupported here: a named file, unlinked. */
-		char path[4096];
+		char name[64], tmp[NAME_MAX + 1];
 
-		if (snprintf(path, sizeof path, "%s/.colofs-%s-XXXXXX",
-			     dir, tag) >= (int) sizeof path) {
-			errno = ENAMETOOLONG;
-			log_error("buffer file in %s: %m", dir);
-			return NULL;
-		}
-		fd = mkostemp(path, O_CLOEXEC);
+		snprintf(name, sizeof name, ".colofs-%s", tag);
+		fd = fdio_create_tmp(dirfd, name, 0, 0600, tmp, sizeof tmp);
 		if (fd != -1)
-			unlink(path);
+			unlinkat(dirfd, tmp, 0);
 	}
+	saved = errno;
+	close(dirfd);
+	errno = saved;
 	if (fd == -1) {
 		log_error("create buffer file for %s in %s: %m", tag, dir);
 		return NULL;
@@ -250,10 +258,14 @@ store_link(struct store *s, const char *path)
 struct store *
 store_file_open(const char *path, uint64_t size)
 {
-	int fd = open(path, O_RDWR | O_CLOEXEC);
+	char why[256];
+	int fd = fdio_open_own(path, O_RDWR, why, sizeof why);
 
 	if (fd == -1) {
-		log_error("open buffer file %s: %m", path);
+		int saved = errno;
+
+		log_error("open buffer file %s: %s", path, why);
+		errno = saved;
 		return NULL;
 	}
 	return store_from_fd(&file_ops, fd, size);

@@ -23,22 +23,22 @@
  *
  * A ctl write runs the command in the writer's thread and the write
  * returns only when the command has taken effect (the core's functions are
- * synchronous; failover returns once its commit has started).  A refusal
- * fails the write with the core's errno and leaves the reason in the
- * replica's error, where .colo/error finds it.  Nothing here keeps state:
- * the replica owns the error and the counters, and it serializes control
- * words itself.
+ * synchronous; failover returns once it is durable and its commit has
+ * started).  A refusal fails the write with the core's errno and leaves
+ * the reason in the replica's error, where .colo/error finds it.
+ * Nothing here keeps state: the replica owns the error and the counters,
+ * and it serializes control words itself.
  */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "fdio.h"
 #include "log.h"
 
 #include "colo.h"
@@ -48,6 +48,7 @@ static const char *const cmd_names[] = {
 	[COLO_CMD_CHECKPOINT] = "checkpoint",
 	[COLO_CMD_STOP] = "stop",
 	[COLO_CMD_FAILOVER] = "failover",
+	[COLO_CMD_START_FORCE] = "start force",
 };
 
 const char *
@@ -121,6 +122,7 @@ colo_cmd_run(struct replica *r, enum colo_cmd c)
 	case COLO_CMD_CHECKPOINT: return replica_checkpoint(r);
 	case COLO_CMD_STOP: return replica_stop(r);
 	case COLO_CMD_FAILOVER: return replica_failover(r);
+	case COLO_CMD_START_FORCE: return replica_start_force(r);
 	}
 	abort();
 }
@@ -165,6 +167,7 @@ status_render(const struct replica_status *st, const struct config *cfg,
 	if (!fp)
 		return -1;
 	fprintf(fp, "state=%s\n", replica_state_name(st->state));
+	fprintf(fp, "s_consistent=%d\n", st->s_consistent ? 1 : 0);
 	fprintf(fp, "mode=%s\n", config_mode_name(cfg->mode));
 	fprintf(fp, "buffer=%s\n", config_buffer_name(cfg->buffer));
 	fprintf(fp, "buffer_bytes=%" PRIu64 "\n", st->buffer_bytes);
@@ -339,6 +342,10 @@ static const struct metric_map metric_map[] = {
 	  "Authenticated NBD connections allowed per export", NULL, 0 },
 	{ "nbd.max_handshakes", "colofs_nbd_max_handshakes", "gauge", NULL,
 	  "NBD connections allowed in their handshake", NULL, 0 },
+	{ "nbd.max_handshakes_per_address",
+	  "colofs_nbd_max_handshakes_per_address", "gauge", NULL,
+	  "NBD connections allowed in their handshake from one address",
+	  NULL, 0 },
 	{ "nbd.memory_limit", "colofs_nbd_memory_limit_bytes", "gauge",
 	  "bytes", "NBD payload bytes allowed, all connections", NULL, 0 },
 	{ "nbd.memory_used", "colofs_nbd_memory_used_bytes", "gauge", "bytes",
@@ -591,82 +598,38 @@ out:
 	return ret;
 }
 
-/* Writes all of buf to fd: 0, or -1 with errno. */
-static int
-write_all(int fd, const char *buf, size_t len)
-{
-	ssize_t n;
-
-	while (len) {
-		n = write(fd, buf, len);
-		if (n == -1) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 int
 colo_metrics_write(struct replica *r, const struct config *cfg,
 		   const struct colo_status_part *parts, size_t nparts,
 		   const char *path)
 {
-	char *text = NULL, *tmp = NULL, *dircopy = NULL;
+	const char *name;
+	char *text = NULL;
 	size_t len;
-	int fd = -1, dfd = -1, ret = -1, saved;
+	int dfd, ret, saved;
 
 	if (colo_metrics_text(r, cfg, parts, nparts, &text, &len) == -1) {
 		log_error("metrics_file %s: rendering the metrics: %m", path);
 		return -1;
 	}
-	/* Not *.prom: node_exporter's textfile collector must not read it. */
-	if (asprintf(&tmp, "%s.tmp", path) == -1) {
-		tmp = NULL;
-		goto out;
+	/* The temporary file is NAME.tmp.XXXXXX, made with O_EXCL |
+	 * O_NOFOLLOW in the directory's fd (core/fdio.h): a link planted in
+	 * a directory others can write steers nothing, and it is not *.prom,
+	 * so node_exporter's textfile collector does not read it.  0644:
+	 * the collector need not run as root.
+	 */
+	dfd = fdio_parent_open(path, &name);
+	if (dfd == -1) {
+		saved = errno;
+		log_error("metrics_file %s: its directory: %m", path);
+		free(text);
+		errno = saved;
+		return -1;
 	}
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd == -1) {
-		log_error("metrics_file %s: %m", tmp);
-		goto out;
-	}
-	if (write_all(fd, text, len) == -1 || fsync(fd) == -1) {
-		log_error("metrics_file %s: %m", tmp);
-		goto out;
-	}
-	if (close(fd) == -1) {
-		fd = -1;
-		log_error("metrics_file %s: %m", tmp);
-		goto out;
-	}
-	fd = -1;
-	if (rename(tmp, path) == -1) {
-		log_error("metrics_file: rename %s to %s: %m", tmp, path);
-		goto out;
-	}
-	dircopy = strdup(path);
-	if (!dircopy)
-		goto out;
-	dfd = open(dirname(dircopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd == -1 || fsync(dfd) == -1) {
-		log_error("metrics_file %s: syncing its directory: %m", path);
-		goto out;
-	}
-	ret = 0;
-out:
+	ret = durable_write_mode_at(dfd, name, text, len, 0644);
 	saved = errno;
-	if (fd != -1) {
-		close(fd);
-		unlink(tmp);
-	}
-	if (dfd != -1)
-		close(dfd);
-	free(dircopy);
-	free(tmp);
+	close(dfd);
 	free(text);
 	errno = saved;
-	return ret;
+	return ret == 0 ? 0 : -1;
 }

@@ -22,6 +22,7 @@ enum colo_cmd {
 	COLO_CMD_CHECKPOINT,
 	COLO_CMD_STOP,
 	COLO_CMD_FAILOVER,
+	COLO_CMD_START_FORCE,		/* "start force" */
 };
 const char *colo_cmd_name(enum colo_cmd c);	/* aborts if unknown */
 
@@ -79,8 +80,9 @@ int colo_status_close(FILE *fp, const struct colo_status_part *parts,
 int colo_metrics_text(struct replica *r, const struct config *cfg,
 		      const struct colo_status_part *parts, size_t nparts,
 		      char **text, size_t *len);
-/* Writes the same to path atomically: PATH.tmp written, fsync'd, renamed
- * over path, the directory fsync'd.  0, or -1 with errno (logged).
+/* Writes the same to path atomically (durable_write, core/fdio.h: a fresh
+ * PATH.tmp.XXXXXX made with O_EXCL | O_NOFOLLOW, fsync'd, renamed over
+ * path, the directory fsync'd).  0, or -1 with errno (logged).
  */
 int colo_metrics_write(struct replica *r, const struct config *cfg,
 		       const struct colo_status_part *parts, size_t nparts,

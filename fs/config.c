@@ -68,6 +68,7 @@
 	/* bounds of the NBD listener (doc/nbd.md, "Bounds") */	\
 	X(max_connections, count, max_connections, "16")		\
 	X(max_handshakes, count, max_handshakes, "128")		\
+	X(max_handshakes_per_address, count, max_handshakes_per_address, "16") \
 	X(io_timeout,	seconds, io_timeout,	"30")		\
 	X(nbd_memory_limit, nbdmem, nbd_memory_limit, "256M")	\
 	X(nbd_conn_memory_limit, nbdmem, nbd_conn_memory_limit, "64M")	\
@@ -1258,6 +1259,14 @@ handler(void *user, const char *section, const char *name, const char *value)
 		return 0;
 	if (*name == '\0') {
 		fail(ld, ld->lineno, "missing key name before '='");
+		return 0;
+	}
+	/* "key =;x" would keep ";x", but "key = ;x" (as --dump-config
+	 * writes it) is a comment: such a value cannot round-trip.
+	 */
+	if (*value == ';') {
+		fail(ld, ld->lineno, "value of '%s' starts with ';', which "
+		     "reads as a comment once spaced out", name);
 		return 0;
 	}
 	switch (ld->section) {

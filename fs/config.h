@@ -28,6 +28,7 @@
  *   secondary_timeout = 10s            ; primary: a slower write degrades
  *   max_connections = 16               ; NBD: authenticated, per export
  *   max_handshakes = 128               ; NBD: unauthenticated, in all
+ *   max_handshakes_per_address = 16    ; NBD: the same, from one address
  *   io_timeout = 30                    ; NBD: a stalled payload or reply
  *   nbd_memory_limit = 256M            ; NBD: payload bytes, all clients
  *   nbd_conn_memory_limit = 64M        ; NBD: the same, per connection
@@ -136,6 +137,8 @@ struct config {
 	/* bounds of the NBD listener */
 	unsigned max_connections;	/* 1..CONFIG_MAX_COUNT */
 	unsigned max_handshakes;	/* 1..CONFIG_MAX_COUNT */
+	unsigned max_handshakes_per_address;	/* the same, from one
+						 * address (unix: one uid) */
 	unsigned io_timeout;		/* seconds; 0: none */
 	uint64_t nbd_memory_limit;	/* >= CONFIG_MIN_NBD_MEMORY */
 	uint64_t nbd_conn_memory_limit;	/* the same, <= nbd_memory_limit */

@@ -46,6 +46,7 @@
 #include "primary.h"
 #include "replica.h"
 #include "store.h"
+#include "trust.h"
 
 #ifndef COLOFS_VERSION
 #define COLOFS_VERSION "0.1.0"
@@ -56,14 +57,15 @@ enum {
 	OPT_CHECK = 256,
 	OPT_DUMP,
 	OPT_DEMOTE,
+	OPT_DISCARD_FAILOVER,
 	OPT_HOLDER,
 };
 
 static void
 usage(FILE *fp)
 {
-	fputs("Usage: colofs -c FILE [-f] [-d] [--demote] [--check-config] "
-	      "[--dump-config]\n"
+	fputs("Usage: colofs -c FILE [-f] [-d] [--demote] [--discard-failover]\n"
+	      "                    [--check-config] [--dump-config]\n"
 	      "       colofs --help | --version\n"
 	      "\n"
 	      "The secondary side of COLO block replication: each disk of\n"
@@ -83,6 +85,9 @@ usage(FILE *fp)
 	      "                     included, then exit\n"
 	      "      --demote       leave the state done that a failover\n"
 	      "                     left (see colofs(8)): start in none\n"
+	      "      --discard-failover  give up an interrupted failover\n"
+	      "                     whose journal or buffers are lost: keep\n"
+	      "                     the files aside, start fenced in done\n"
 	      "      --holder       live restart: a holder process keeps\n"
 	      "                     the mount and the listener and starts\n"
 	      "                     the worker again when it dies, or on\n"
@@ -161,6 +166,8 @@ check_paths(const struct config *cfg)
 		}
 	}
 	if (nbd_tls_check(cfg) == -1)
+		bad = 1;
+	if (trust_check_config(cfg) == -1)
 		bad = 1;
 	for (i = 0; i < cfg->ndisks; i++) {
 		const struct config_disk *d = &cfg->disks[i];
@@ -493,6 +500,7 @@ main(int argc, char **argv)
 		{ "check-config", no_argument, NULL, OPT_CHECK },
 		{ "dump-config", no_argument, NULL, OPT_DUMP },
 		{ "demote", no_argument, NULL, OPT_DEMOTE },
+		{ "discard-failover", no_argument, NULL, OPT_DISCARD_FAILOVER },
 		{ "holder", no_argument, NULL, OPT_HOLDER },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -500,7 +508,7 @@ main(int argc, char **argv)
 	};
 	const char *path = NULL;
 	bool foreground = false, check = false, dump = false, demote = false;
-	bool holder = false, worker;
+	bool discard = false, holder = false, worker;
 	struct config *cfg;
 	char err[1024];
 	int c, rc;
@@ -513,6 +521,7 @@ main(int argc, char **argv)
 		case OPT_CHECK: check = true; break;
 		case OPT_DUMP: dump = true; break;
 		case OPT_DEMOTE: demote = true; break;
+		case OPT_DISCARD_FAILOVER: discard = true; break;
 		case OPT_HOLDER: holder = true; break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("colofs %s\n", COLOFS_VERSION); return 0;
@@ -560,6 +569,7 @@ main(int argc, char **argv)
 	worker = holder_is_worker();
 	if ((!holder_handed_mount() &&
 	     fusefs_check_mountpoint(cfg->mountpoint) == -1) ||
+	    trust_check_config(cfg) == -1 ||
 	    canonicalize(&cfg->mountpoint, "mountpoint") == -1 ||
 	    (cfg->buffer_dir &&
 	     canonicalize(&cfg->buffer_dir, "buffer_dir") == -1)) {
@@ -574,6 +584,15 @@ main(int argc, char **argv)
 		fprintf(stderr, "colofs: --demote is for mode = secondary\n");
 		config_free(cfg);
 		return EXIT_USAGE;
+	}
+	/* A holder's workers (the same argv) do not discard again. */
+	if (discard && !worker && (cfg->mode == CONFIG_MODE_PRIMARY ||
+				   durable_discard_failover(cfg) == -1)) {
+		if (cfg->mode == CONFIG_MODE_PRIMARY)
+			fprintf(stderr, "colofs: --discard-failover is for "
+				"mode = secondary\n");
+		config_free(cfg);
+		return 1;
 	}
 	if (holder && !worker)
 		rc = holder_main(cfg, foreground, argv);

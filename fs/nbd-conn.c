@@ -27,6 +27,10 @@
  *
  * Admission.  A new connection joins the handshake pool (max_handshakes;
  * past it the oldest unauthenticated one is evicted, see evict_oldest).
+ * A TCP source address holds at most max_handshakes_per_address of the
+ * pool (admit_source), so a flood from one address cannot crowd out a
+ * client from another.  The handshake must end NBD_HANDSHAKE_MS after
+ * accept.
  * Once it has chosen an export it leaves the pool for one of the export's
  * max_connections slots, or closes (conn_admit).
  *
@@ -749,9 +753,12 @@ conn_main(void *arg)
 	hs.tls_required = srv->tls == CONFIG_TLS_REQUIRE;
 	hs.tls_refused = conn_tls_refused;
 
-	/* The handshake deadline covers recv (sock_recv polls) and send. */
+	/* The handshake deadline covers recv (sock_recv polls) and send,
+	 * and counts from accept: time spent waiting for this thread to run
+	 * is the client's too, so no connection outlives it.
+	 */
 	setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-	c->deadline_ms = now_ms() + NBD_HANDSHAKE_MS;
+	c->deadline_ms = c->born_ms + NBD_HANDSHAKE_MS;
 	atomic_fetch_add(&srv->negotiating, 1);
 	idx = nbd_negotiate(&io, &hs);
 	atomic_fetch_sub(&srv->negotiating, 1);
@@ -767,6 +774,7 @@ conn_main(void *arg)
 		c->deadline_ms = 0;
 		tv.tv_sec = 0;
 		setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+		replica_note_primary_connected(srv->r);
 		serve(c, (size_t)idx);
 	}
 
@@ -801,40 +809,116 @@ conn_main(void *arg)
  * Returns 0 (evicted one), -1 (no candidate: all are authenticated), or
  * the milliseconds until the candidate is old enough.
  */
-static int64_t
-evict_oldest(struct nbd_server *srv)
+/* Under srv->lock: closes o, an unauthenticated connection in the pool. */
+static void
+evict(struct nbd_server *srv, struct nbd_conn *o, const char *why)
+{
+	o->evicted = true;
+	o->pending = false;
+	srv->npending--;
+	shutdown(o->fd, SHUT_RDWR);
+	atomic_fetch_add(&srv->evicted, 1);
+	if (ratelimit_allow(&srv->rl_evicted, now_ms()))
+		log_warn("nbd: %s: closing connection %llu, the oldest "
+			 "unauthenticated one", why,
+			 (unsigned long long)o->id);
+}
+
+/* Under srv->lock: the oldest unauthenticated connection in the pool,
+ * among those from source (NULL: all), the silent ones first; *n gets how
+ * many there are.
+ */
+static struct nbd_conn *
+oldest_pending(struct nbd_server *srv, const unsigned char *source,
+	       unsigned *n)
 {
 	struct nbd_conn *old = NULL, *silent = NULL;
-	int64_t age;
 
+	*n = 0;
 	/* srv->conns is newest first. */
 	for (struct nbd_conn *o = srv->conns; o; o = o->next) {
 		if (!o->pending || o->evicted || o->authenticated)
 			continue;
+		if (source != NULL &&
+		    memcmp(o->source, source, sizeof o->source) != 0)
+			continue;
+		(*n)++;
 		old = o;
 		if (!atomic_load_explicit(&o->hs_rx, memory_order_relaxed))
 			silent = o;
 	}
-	if (silent != NULL)
-		old = silent;
+	return silent != NULL ? silent : old;
+}
+
+static int64_t
+evict_oldest(struct nbd_server *srv)
+{
+	unsigned n;
+	struct nbd_conn *old = oldest_pending(srv, NULL, &n);
+	int64_t age;
+
 	if (old == NULL)
 		return -1;
 	age = now_ms() - old->born_ms;
 	if (age < NBD_EVICT_MIN_AGE_MS)
 		return NBD_EVICT_MIN_AGE_MS - age;
-	old->evicted = true;
-	old->pending = false;
-	srv->npending--;
-	shutdown(old->fd, SHUT_RDWR);
-	atomic_fetch_add(&srv->evicted, 1);
-	if (ratelimit_allow(&srv->rl_evicted, now_ms()))
-		log_warn("nbd: handshake pool full (max_handshakes %u): closing connection %llu, the oldest unauthenticated one",
-			 srv->max_handshakes, (unsigned long long)old->id);
+	evict(srv, old, "handshake pool full (max_handshakes)");
 	return 0;
 }
 
+/* Under srv->lock: a TCP source already holding max_handshakes_per_address
+ * connections in the pool gives up its oldest (silent first) if that one
+ * had NBD_EVICT_MIN_AGE_MS to speak, else the new connection is refused.
+ * Never waits: a flood from one address costs the accept thread nothing
+ * and holds at most max_handshakes_per_address slots of the pool, so a
+ * client from elsewhere finds one free.  0: admitted, -1: refuse.
+ */
+static int
+admit_source(struct nbd_server *srv, struct nbd_conn *c)
+{
+	unsigned n;
+	struct nbd_conn *old;
+
+	if (!srv->is_tcp)
+		return 0;
+	old = oldest_pending(srv, c->source, &n);
+	if (n < srv->max_per_addr)
+		return 0;
+	if (now_ms() - old->born_ms < NBD_EVICT_MIN_AGE_MS)
+		return -1;
+	evict(srv, old, "too many handshakes from one address "
+	      "(max_handshakes_per_address)");
+	return 0;
+}
+
+/* The key max_handshakes_per_address counts by (nbd_conn.source). */
+static void
+source_of(struct nbd_conn *c, const struct sockaddr_storage *ss)
+{
+	memset(c->source, 0, sizeof c->source);
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
+
+		c->source[0] = 4;
+		memcpy(c->source + 1, &s4->sin_addr, 4);
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 =
+			(const struct sockaddr_in6 *)ss;
+
+		if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+			c->source[0] = 4;
+			memcpy(c->source + 1, s6->sin6_addr.s6_addr + 12, 4);
+		} else {
+			/* Per /64: one host usually holds a whole /64. */
+			c->source[0] = 6;
+			memcpy(c->source + 1, s6->sin6_addr.s6_addr, 8);
+		}
+	}
+}
+
 void
-conn_spawn(struct nbd_server *srv, int fd)
+conn_spawn(struct nbd_server *srv, int fd,
+	   const struct sockaddr_storage *peer)
 {
 	struct nbd_conn *c;
 	pthread_attr_t attr;
@@ -859,8 +943,17 @@ conn_spawn(struct nbd_server *srv, int fd)
 	pthread_cond_init(&c->room, NULL);
 
 	c->born_ms = now_ms();
+	source_of(c, peer);
 
 	pthread_mutex_lock(&srv->lock);
+	if (!srv->stopping && admit_source(srv, c) == -1) {
+		pthread_mutex_unlock(&srv->lock);
+		conn_log_refused(srv, "too many handshakes from one address "
+				 "(max_handshakes_per_address)");
+		close(fd);
+		conn_free(c);
+		return;
+	}
 	while (!srv->stopping && srv->npending >= srv->max_handshakes) {
 		int64_t wait = evict_oldest(srv);
 

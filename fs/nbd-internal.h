@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 
 #include "config.h"
@@ -145,6 +146,7 @@ struct nbd_server {
 	/* bounds: fixed at set-up, except where a lock is named */
 	unsigned max_conns;		/* authenticated, per export */
 	unsigned max_handshakes;	/* unauthenticated, all exports */
+	unsigned max_per_addr;		/* the same, from one source */
 	int io_timeout_ms;		/* no progress on a payload or reply */
 	unsigned npending;		/* in the handshake; srv->lock */
 	struct nbd_budget budget;
@@ -204,6 +206,11 @@ struct nbd_conn {
 
 	/* bounds */
 	bool pending;			/* counted in srv->npending; srv->lock */
+	/* The source, for max_handshakes_per_address: the family and the
+	 * IPv4 address (IPv4-mapped IPv6 too) or the IPv6 /64 prefix; zero
+	 * for a unix socket.  Set before the connection is listed.
+	 */
+	unsigned char source[20];
 	bool evicted;			/* closed to make room; srv->lock */
 	atomic_bool hs_rx;		/* the client sent handshake bytes */
 	int64_t born_ms;		/* accepted at (now_ms) */
@@ -230,7 +237,8 @@ int tls_send(struct tls_session *t, const struct iovec *iov, int iovcnt);
 void tls_status(struct nbd_server *srv, FILE *fp);
 
 /* nbd-conn.c */
-void conn_spawn(struct nbd_server *srv, int fd);
+void conn_spawn(struct nbd_server *srv, int fd,
+		const struct sockaddr_storage *peer);
 void conn_log_refused(struct nbd_server *srv, const char *why);
 
 /* nbd-export.c */

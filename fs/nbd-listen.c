@@ -12,6 +12,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -117,7 +118,7 @@ accept_main(void *arg)
 			close(fd);
 			continue;
 		}
-		conn_spawn(srv, fd);
+		conn_spawn(srv, fd, &ss);
 	}
 	return NULL;
 }
@@ -161,9 +162,11 @@ listen_unix(struct nbd_server *srv, const char *path, mode_t mode, gid_t gid)
 		errno = saved;
 		return -1;
 	}
-	/* Not connectable before listen(): set its mode and group first. */
-	if (chmod(path, mode) == -1 ||
-	    (gid != (gid_t)-1 && chown(path, (uid_t)-1, gid) == -1) ||
+	/* Not connectable before listen(): set its mode and group first,
+	 * never through a link swapped in since the bind.
+	 */
+	if (fchmodat(AT_FDCWD, path, mode, AT_SYMLINK_NOFOLLOW) == -1 ||
+	    (gid != (gid_t)-1 && lchown(path, (uid_t)-1, gid) == -1) ||
 	    listen(fd, SOMAXCONN) == -1) {
 		log_error("nbd: listen on unix:%s: %m", path);
 		int saved = errno;

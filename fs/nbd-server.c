@@ -37,6 +37,7 @@ nbd_server_new(struct replica *r, const struct config *cfg)
 	/* bounds */
 	srv->max_conns = cfg->max_connections;
 	srv->max_handshakes = cfg->max_handshakes;
+	srv->max_per_addr = cfg->max_handshakes_per_address;
 	srv->io_timeout_ms = (int)(cfg->io_timeout * 1000);
 	budget_init(&srv->budget, cfg->nbd_memory_limit,
 		    cfg->nbd_conn_memory_limit);
@@ -213,6 +214,7 @@ nbd_server_status(void *opaque, FILE *fp)
 	budget_stats(&srv->budget, &st);
 	fprintf(fp, "nbd.max_connections=%u\n", srv->max_conns);
 	fprintf(fp, "nbd.max_handshakes=%u\n", srv->max_handshakes);
+	fprintf(fp, "nbd.max_handshakes_per_address=%u\n", srv->max_per_addr);
 	fprintf(fp, "nbd.handshake_timeout_ms=%d\n", NBD_HANDSHAKE_MS);
 	fprintf(fp, "nbd.io_timeout_ms=%d\n", srv->io_timeout_ms);
 	fprintf(fp, "nbd.memory_limit=%zu\n", srv->budget.limit);

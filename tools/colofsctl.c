@@ -3,9 +3,10 @@
  *
  *   colofsctl [-m MOUNT | -c CONFIG] status [--json]
  *   colofsctl [-m MOUNT | -c CONFIG] watch [-n SECONDS]
- *   colofsctl [-m MOUNT | -c CONFIG] start | checkpoint | stop
+ *   colofsctl [-m MOUNT | -c CONFIG] start [--force] | checkpoint | stop
  *   colofsctl [-m MOUNT | -c CONFIG] failover [--wait]
  *   colofsctl [-m MOUNT | -c CONFIG] restart
+ *   colofsctl journal FILE
  *
  * Everything goes through the mount's .colo/ files, as a script with
  * echo and cat would: a control word is one write() of the word to
@@ -22,6 +23,9 @@
  * object named PREFIX; the rest are top-level keys.  The status's
  * disks=N count is the array's length and is not repeated.
  *
+ * journal FILE needs no mount: it checks a failover journal (core/
+ * journal.c) as a restart would and prints it, one record a line.
+ *
  * Exit status: 0 done; 1 colofs refused the word (reason on stderr);
  * 2 usage; 3 the mount cannot be read (not colofs, or its daemon is
  * gone); 4 failover --wait ended in failover_failed.
@@ -30,6 +34,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -40,7 +45,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "config.h"
+#include "fdio.h"
+#include "journal.h"
+#include "log.h"
 
 enum {
 	EXIT_OK = 0,
@@ -63,6 +73,7 @@ struct status {
 	char *text;
 	struct kv *kv;
 	size_t n;
+	bool truncated;		/* longer than STATUS_MAX: the rest unread */
 };
 
 static const char *mount;
@@ -76,13 +87,15 @@ usage(FILE *fp)
 	      "Commands:\n"
 	      "  status [--json]     the replica's status (JSON: one object)\n"
 	      "  watch [-n SECONDS]  the status, refreshed (default 1 s)\n"
-	      "  start | checkpoint | stop\n"
-	      "                      the .colo/ctl words\n"
+	      "  start [--force] | checkpoint | stop\n"
+	      "                      the .colo/ctl words (--force: \"start "
+	      "force\")\n"
 	      "  failover [--wait]   fail over; --wait shows the commit's\n"
 	      "                      progress and returns at done\n"
 	      "  restart             a planned restart of the serving\n"
 	      "                      process (colofs --holder); returns\n"
 	      "                      when the new one serves\n"
+	      "  journal FILE        check and print a failover journal\n"
 	      "\n"
 	      "Options:\n"
 	      "  -m, --mount MOUNT   the colofs mountpoint\n"
@@ -192,12 +205,19 @@ static void
 status_read(struct status *st)
 {
 	char *line, *next, *eq, *dot;
-	size_t cap = 0;
+	size_t cap = 0, len;
 
 	memset(st, 0, sizeof *st);
-	st->text = read_colo("status", NULL);
+	st->text = read_colo("status", &len);
 	if (!st->text)
 		mount_error("status");
+	/* STATUS_MAX bytes: more may follow; the last line may be cut. */
+	if (len == STATUS_MAX) {
+		char *nl = strrchr(st->text, '\n');
+
+		st->truncated = true;
+		*(nl ? nl + 1 : st->text) = '\0';
+	}
 	for (line = st->text; *line; line = next) {
 		next = strchr(line, '\n');
 		if (next)
@@ -239,10 +259,88 @@ is_disk(const struct status *st, const char *prefix)
 	return status_get(st, key) != NULL;
 }
 
-/* Whether s is a JSON number as it stands (RFC 8259's grammar). */
-static bool
-is_json_number(const char *s)
+/* JSON output, built with jansson so that it is strict RFC 8259 whatever
+ * the status holds:
+ *   - a value is a number only if it has a JSON number's syntax and fits:
+ *     an integer in an int64, anything else (fraction, exponent) in a
+ *     finite double; otherwise (1e999, NaN, 2^64) it is a string;
+ *   - a byte sequence that is not UTF-8, in a key or a value, becomes
+ *     U+FFFD, and the object says so in "_encoding";
+ *   - at most JSON_MAX_KEYS members in all; past them, "truncated": true,
+ *     as when the status was longer than STATUS_MAX.
+ */
+#define JSON_MAX_KEYS 65536
+
+struct jctx {
+	size_t nkeys;
+	bool replaced;		/* some invalid UTF-8 became U+FFFD */
+	bool truncated;
+};
+
+/* The length of the valid UTF-8 sequence at s (RFC 3629: no overlong
+ * forms, no surrogates, nothing past U+10FFFF), or 0.
+ */
+static size_t
+utf8_len(const unsigned char *s)
 {
+	size_t n, i;
+	uint32_t cp;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		n = 2, cp = s[0] & 0x1f;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		n = 3, cp = s[0] & 0x0f;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		n = 4, cp = s[0] & 0x07;
+	else
+		return 0;
+	for (i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
+	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+		return 0;
+	return n;
+}
+
+/* s as valid UTF-8 (malloc'd), each invalid byte replaced by U+FFFD. */
+static char *
+utf8_clean(const char *s, struct jctx *cx)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	char *out = malloc(3 * strlen(s) + 1), *o = out;
+
+	if (!out)
+		die(EXIT_MOUNT, "out of memory");
+	while (*p) {
+		size_t n = utf8_len(p);
+
+		if (n == 0) {
+			memcpy(o, "\xef\xbf\xbd", 3);
+			o += 3;
+			p++;
+			cx->replaced = true;
+			continue;
+		}
+		memcpy(o, p, n);
+		o += n;
+		p += n;
+	}
+	*o = '\0';
+	return out;
+}
+
+/* Whether s has RFC 8259's number syntax; *integer: no fraction, no
+ * exponent.
+ */
+static bool
+json_number_syntax(const char *s, bool *integer)
+{
+	*integer = true;
 	if (*s == '-')
 		s++;
 	if (*s == '0')
@@ -253,6 +351,7 @@ is_json_number(const char *s)
 	else
 		return false;
 	if (*s == '.') {
+		*integer = false;
 		s++;
 		if (!(*s >= '0' && *s <= '9'))
 			return false;
@@ -260,6 +359,7 @@ is_json_number(const char *s)
 			s++;
 	}
 	if (*s == 'e' || *s == 'E') {
+		*integer = false;
 		s++;
 		if (*s == '+' || *s == '-')
 			s++;
@@ -271,35 +371,51 @@ is_json_number(const char *s)
 	return *s == '\0';
 }
 
-static void
-json_string(const char *s)
+static json_t *
+json_value(const char *v, struct jctx *cx)
 {
-	putchar('"');
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
+	bool integer;
+	char *end, *clean;
+	json_t *j;
 
-		if (c == '"' || c == '\\')
-			printf("\\%c", c);
-		else if (c < 0x20)
-			printf("\\u%04x", c);
-		else
-			putchar(c);
+	if (json_number_syntax(v, &integer)) {
+		errno = 0;
+		if (integer) {
+			long long n = strtoll(v, &end, 10);
+
+			if (errno == 0 && *end == '\0')
+				return json_integer(n);
+		} else {
+			double d = strtod(v, &end);
+
+			if (errno == 0 && *end == '\0' && isfinite(d))
+				return json_real(d);
+		}
 	}
-	putchar('"');
+	clean = utf8_clean(v, cx);
+	j = json_string(clean);
+	free(clean);
+	return j;
 }
 
+/* obj[key] = v (taken), unless JSON_MAX_KEYS members exist already. */
 static void
-json_member(const char *name, const char *value, bool *first)
+json_put(json_t *obj, const char *key, json_t *v, struct jctx *cx)
 {
-	if (!*first)
-		putchar(',');
-	*first = false;
-	json_string(name);
-	putchar(':');
-	if (is_json_number(value))
-		fputs(value, stdout);
-	else
-		json_string(value);
+	char *k;
+
+	if (!v)
+		die(EXIT_MOUNT, "out of memory");
+	if (cx->nkeys >= JSON_MAX_KEYS) {
+		cx->truncated = true;
+		json_decref(v);
+		return;
+	}
+	cx->nkeys++;
+	k = utf8_clean(key, cx);
+	if (json_object_set_new(obj, k, v) == -1)
+		die(EXIT_MOUNT, "out of memory");
+	free(k);
 }
 
 /* Whether an earlier line had this prefix (so its group is printed). */
@@ -314,58 +430,75 @@ seen_prefix(const struct status *st, size_t upto, const char *prefix)
 	return false;
 }
 
-static void
-json_group(const struct status *st, const char *prefix, bool *first)
+static json_t *
+json_group(const struct status *st, const char *prefix, json_t *obj,
+	   struct jctx *cx)
 {
 	size_t i;
 
+	if (!obj)
+		die(EXIT_MOUNT, "out of memory");
 	for (i = 0; i < st->n; i++)
 		if (st->kv[i].prefix && strcmp(st->kv[i].prefix, prefix) == 0)
-			json_member(st->kv[i].name, st->kv[i].value, first);
+			json_put(obj, st->kv[i].name,
+				 json_value(st->kv[i].value, cx), cx);
+	return obj;
 }
 
-static void
+static int
 print_json(const struct status *st)
 {
-	bool first = true, dfirst = true, gfirst;
+	struct jctx cx = { .truncated = st->truncated };
+	json_t *root = json_object(), *disks = json_array();
+	char *clean;
 	size_t i;
+	int rc;
 
-	putchar('{');
-	json_member("mount", mount, &first);
+	if (!root || !disks)
+		die(EXIT_MOUNT, "out of memory");
+	clean = utf8_clean(mount, &cx);		/* a string, always */
+	json_put(root, "mount", json_string(clean), &cx);
+	free(clean);
 	for (i = 0; i < st->n; i++)
 		if (!st->kv[i].prefix && strcmp(st->kv[i].key, "disks") != 0)
-			json_member(st->kv[i].key, st->kv[i].value, &first);
-	fputs(first ? "" : ",", stdout);
-	first = false;
-	fputs("\"disks\":[", stdout);
+			json_put(root, st->kv[i].key,
+				 json_value(st->kv[i].value, &cx), &cx);
 	for (i = 0; i < st->n; i++) {
 		const char *p = st->kv[i].prefix;
+		json_t *d;
 
 		if (!p || !is_disk(st, p) || seen_prefix(st, i, p))
 			continue;
-		if (!dfirst)
-			putchar(',');
-		dfirst = false;
-		putchar('{');
-		gfirst = true;
-		json_member("name", p, &gfirst);
-		json_group(st, p, &gfirst);
-		putchar('}');
+		if (cx.nkeys >= JSON_MAX_KEYS) {
+			cx.truncated = true;
+			break;
+		}
+		d = json_object();
+		if (!d)
+			die(EXIT_MOUNT, "out of memory");
+		json_put(d, "name", json_value(p, &cx), &cx);
+		if (json_array_append_new(disks, json_group(st, p, d, &cx)))
+			die(EXIT_MOUNT, "out of memory");
 	}
-	putchar(']');
+	json_put(root, "disks", disks, &cx);
 	for (i = 0; i < st->n; i++) {
 		const char *p = st->kv[i].prefix;
 
 		if (!p || is_disk(st, p) || seen_prefix(st, i, p))
 			continue;
-		putchar(',');
-		json_string(p);
-		fputs(":{", stdout);
-		gfirst = true;
-		json_group(st, p, &gfirst);
-		putchar('}');
+		json_put(root, p, json_group(st, p, json_object(), &cx), &cx);
 	}
-	puts("}");
+	/* These two go in even past JSON_MAX_KEYS: they say what happened. */
+	if (cx.replaced)
+		json_object_set_new(root, "_encoding", json_string(
+			"invalid UTF-8 in the status was replaced by U+FFFD"));
+	if (cx.truncated)
+		json_object_set_new(root, "truncated", json_true());
+	rc = json_dumpf(root, stdout, JSON_COMPACT);
+	json_decref(root);
+	if (rc == -1 || putchar('\n') == EOF)
+		return -1;
+	return 0;
 }
 
 static uint64_t
@@ -466,9 +599,12 @@ cmd_status(bool json)
 	struct status st;
 
 	status_read(&st);
-	if (json)
-		print_json(&st);
-	else
+	if (json) {
+		if (print_json(&st) == -1) {
+			status_free(&st);
+			return EXIT_MOUNT;
+		}
+	} else
 		print_human(&st);
 	status_free(&st);
 	return fflush(stdout) == EOF ? EXIT_MOUNT : EXIT_OK;
@@ -696,6 +832,52 @@ wait_failover(uint64_t buffered)
 	}
 }
 
+/* colofsctl journal FILE: 0 and the records on stdout, or 1 and what is
+ * wrong on stderr.
+ */
+static int
+cmd_journal(const char *path)
+{
+	char *copy = strdup(path), *slash, err[512];
+	const char *dir = ".", *name = path;
+	struct journal_info info;
+	int dirfd;
+	size_t i;
+
+	if (copy == NULL)
+		die(EXIT_REFUSED, "%s", strerror(errno));
+	slash = strrchr(copy, '/');
+	if (slash) {
+		*slash = '\0';
+		dir = slash == copy ? "/" : copy;
+		name = slash + 1;
+	}
+	dirfd = fdio_dir_open(dir);
+	if (dirfd == -1)
+		die(EXIT_REFUSED, "%s: %s", dir, strerror(errno));
+	if (journal_load(dirfd, name, NULL, 0, &info, NULL, err,
+			 sizeof err) == -1)
+		die(EXIT_REFUSED, "%s: %s", path, err);
+	close(dirfd);
+	printf("journal %s\nversion %d\ndisk %s\nsize %" PRIu64 "\n"
+	       "generation %016" PRIx64 "\nsalt %016" PRIx64 "\n"
+	       "records %zu (snapshot %zu, appended %zu)%s\n", path,
+	       JOURNAL_VERSION, info.disk, info.size, info.generation,
+	       info.salt, info.nrecs, info.nsnap, info.nrecs - info.nsnap,
+	       info.torn ? ", a torn last record ignored" : "");
+	for (i = 0; i < info.nrecs; i++) {
+		if (i == info.nsnap)
+			printf("end %zu\n", info.nsnap);
+		printf("%c %" PRIu64 " %" PRIu64 "\n", info.recs[i].op,
+		       info.recs[i].off, info.recs[i].len);
+	}
+	if (info.nrecs == info.nsnap)
+		printf("end %zu\n", info.nsnap);
+	journal_info_release(&info);
+	free(copy);
+	return EXIT_OK;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -707,7 +889,7 @@ main(int argc, char **argv)
 	};
 	const char *config = NULL, *cmd;
 	struct config *cfg = NULL;
-	bool json = false, wait = false;
+	bool json = false, wait = false, force = false;
 	double interval = 1.0;
 	char err[1024], *end;
 	int c, ret;
@@ -731,6 +913,12 @@ main(int argc, char **argv)
 		usage(stdout);
 		return EXIT_OK;
 	}
+	if (strcmp(cmd, "journal") == 0) {
+		if (optind + 1 != argc)
+			die(EXIT_USAGE, "journal: give one FILE");
+		log_set_quiet(true);
+		return cmd_journal(argv[optind]);
+	}
 	/* The command's own options. */
 	for (; optind < argc; optind++) {
 		const char *o = argv[optind];
@@ -739,6 +927,8 @@ main(int argc, char **argv)
 			json = true;
 		else if (strcmp(o, "--wait") == 0)
 			wait = true;
+		else if (strcmp(o, "--force") == 0)
+			force = true;
 		else if ((strcmp(o, "-n") == 0 || strcmp(o, "--interval") == 0)
 			 && optind + 1 < argc) {
 			o = argv[++optind];
@@ -763,6 +953,7 @@ main(int argc, char **argv)
 		die(EXIT_USAGE, "which mount? give -m MOUNT or -c CONFIG");
 	if ((json && strcmp(cmd, "status") != 0) ||
 	    (wait && strcmp(cmd, "failover") != 0) ||
+	    (force && strcmp(cmd, "start") != 0) ||
 	    (interval != 1.0 && strcmp(cmd, "watch") != 0))
 		die(EXIT_USAGE, "%s: option not for this command", cmd);
 
@@ -772,7 +963,7 @@ main(int argc, char **argv)
 		ret = cmd_watch(interval);
 	else if (strcmp(cmd, "start") == 0 || strcmp(cmd, "checkpoint") == 0 ||
 		 strcmp(cmd, "stop") == 0)
-		ret = send_word(cmd);
+		ret = send_word(force ? "start force" : cmd);
 	else if (strcmp(cmd, "failover") == 0) {
 		struct status st;
 		uint64_t buffered;

@@ -8,7 +8,7 @@
 MIB=1048576
 make_image "$T/vda.img" 256M 11
 mkdir -p "$T/buf"
-mount -t tmpfs -o size=64M colofs-test "$T/buf" || skip "cannot mount a tmpfs"
+mount -t tmpfs -o size=64M,mode=0700 colofs-test "$T/buf" || skip "cannot mount a tmpfs"
 at_exit "umount -l $T/buf"
 BUFFER=file EXTRA_CONFIG="buffer_dir = $T/buf" write_config
 start_colofs

@@ -29,11 +29,14 @@ ctl start
 # show.  (Writes of 32 MiB, 20 in flight, took a minute to start on a
 # loaded 2-core machine: 640 MiB through the socket before the first
 # reply was read.)
+# One output file per round: the shell truncates a shared one in the
+# forked child, which a loaded machine may run after the parent has
+# already found the previous round's "flooding" in it.
 for round in 1 2 3 4 5; do
 	"$PY3" "$HERE/nbd_raw.py" "unix:$T/nbd.sock" vda flood 0 $((2 << 20)) a$round $((2 << 20)) \
-		>"$T/flood.out" 2>&1 &
+		>"$T/flood$round.out" 2>&1 &
 	flood=$!
-	wait_for 60 grep -q flooding "$T/flood.out" || fail "flood did not start"
+	wait_for 60 grep -q flooding "$T/flood$round.out" || fail "flood did not start"
 	# The new connection is up before the kill and writes right after
 	# it, while the dead one may still have requests queued: its writes
 	# over the same range must win.  "Dead" means its socket is closed:

@@ -70,6 +70,8 @@ assert_same_config(const struct config *a, const struct config *b)
 	cr_assert(str_eq(a->metrics_file, b->metrics_file));
 	cr_assert_eq(a->max_connections, b->max_connections);
 	cr_assert_eq(a->max_handshakes, b->max_handshakes);
+	cr_assert_eq(a->max_handshakes_per_address,
+		     b->max_handshakes_per_address);
 	cr_assert_eq(a->io_timeout, b->io_timeout);
 	cr_assert_eq(a->nbd_memory_limit, b->nbd_memory_limit);
 	cr_assert_eq(a->nbd_conn_memory_limit, b->nbd_conn_memory_limit);
@@ -686,6 +688,13 @@ Test(config, unknown_group)
 		     "unknown group 'no-such-group-xyz' for group");
 }
 
+Test(config, a_value_starting_with_a_semicolon_is_refused)
+{
+	/* "export =;x" would be ";x", its dump "export = ;x" a comment. */
+	expect_error(COLOFS DISK "export =;x\n", "t.ini:",
+		     "value of 'export' starts with ';'");
+}
+
 Test(config, inline_comments_and_indentation)
 {
 	struct config *c = load_ok(
@@ -772,6 +781,7 @@ Test(config, nbd_bounds_defaults)
 
 	cr_assert_eq(c->max_connections, 16);
 	cr_assert_eq(c->max_handshakes, 128);
+	cr_assert_eq(c->max_handshakes_per_address, 16);
 	cr_assert_eq(c->io_timeout, 30);
 	cr_assert_eq(c->nbd_memory_limit, UINT64_C(256) << 20);
 	cr_assert_eq(c->nbd_conn_memory_limit, UINT64_C(64) << 20);
@@ -782,12 +792,14 @@ Test(config, nbd_bounds_are_read)
 {
 	struct config *c = load_ok(COLOFS "max_connections = 1\n"
 				   "max_handshakes = 1024\n"
+				   "max_handshakes_per_address = 3\n"
 				   "io_timeout = 0\n"
 				   "nbd_memory_limit = 1G\n"
 				   "nbd_conn_memory_limit = 32M\n" DISK);
 
 	cr_assert_eq(c->max_connections, 1);
 	cr_assert_eq(c->max_handshakes, 1024);
+	cr_assert_eq(c->max_handshakes_per_address, 3);
 	cr_assert_eq(c->io_timeout, 0);
 	cr_assert_eq(c->nbd_memory_limit, UINT64_C(1) << 30);
 	cr_assert_eq(c->nbd_conn_memory_limit, UINT64_C(32) << 20);
@@ -800,6 +812,8 @@ Test(config, nbd_bounds_reject_out_of_range)
 		     "bad value for max_connections: '0' (a number from 1 to 1024)");
 	expect_error(COLOFS "max_handshakes = 1025\n" DISK, "t.ini:3:",
 		     "bad value for max_handshakes");
+	expect_error(COLOFS "max_handshakes_per_address = 0\n" DISK,
+		     "t.ini:3:", "bad value for max_handshakes_per_address");
 	expect_error(COLOFS "io_timeout = 86401\n" DISK, "t.ini:3:",
 		     "bad value for io_timeout");
 	expect_error(COLOFS "nbd_memory_limit = 31M\n" DISK, "t.ini:3:",

@@ -142,3 +142,55 @@ Test(fdio, open_file_at_refuses_links_and_directories)
 	close(fd);
 	close(dfd);
 }
+
+Test(fdio, parent_open_splits_a_path)
+{
+	char path[512];
+	const char *name;
+	int dfd;
+
+	snprintf(path, sizeof path, "%s/x.state", dir);
+	dfd = fdio_parent_open(path, &name);
+	cr_assert_geq(dfd, 0);
+	cr_assert_str_eq(name, "x.state");
+	close(dfd);
+	dfd = fdio_parent_open("bare", &name);
+	cr_assert_geq(dfd, 0, "a bare name is in \".\"");
+	cr_assert_str_eq(name, "bare");
+	close(dfd);
+}
+
+Test(fdio, open_own_trusts_only_a_private_file_of_ours)
+{
+	char path[512], sym[512], hard[512], why[256];
+	int fd;
+
+	snprintf(path, sizeof path, "%s/own", dir);
+	snprintf(sym, sizeof sym, "%s/link", dir);
+	snprintf(hard, sizeof hard, "%s/hard", dir);
+	put(path, "x\n");
+	cr_assert_eq(chmod(path, 0600), 0);
+	fd = fdio_open_own(path, O_RDONLY, why, sizeof why);
+	cr_assert_geq(fd, 0, "%s", why);
+	close(fd);
+	cr_assert_eq(symlink(path, sym), 0);
+	cr_assert_eq(fdio_open_own(sym, O_RDONLY, why, sizeof why), -1);
+	cr_assert_eq(errno, ELOOP);
+	cr_assert_eq(chmod(path, 0620), 0);
+	cr_assert_eq(fdio_open_own(path, O_RDONLY, why, sizeof why), -1);
+	cr_assert_eq(errno, EPERM);
+	cr_assert(strstr(why, "writable by group or others") != NULL, "%s",
+		  why);
+	cr_assert_eq(chmod(path, 0600), 0);
+	cr_assert_eq(link(path, hard), 0);
+	cr_assert_eq(fdio_open_own(path, O_RDONLY, why, sizeof why), -1,
+		     "a file with another hard link was trusted");
+	cr_assert_eq(unlink(hard), 0);
+	if (geteuid() == 0) {
+		cr_assert_eq(chown(path, 65534, 65534), 0);
+		cr_assert_eq(fdio_open_own(path, O_RDONLY, why, sizeof why),
+			     -1);
+		cr_assert(strstr(why, "owned by another user") != NULL, "%s",
+			  why);
+	}
+}
