@@ -61,7 +61,8 @@ run_fio() {
 	local kills=0 k old fio rc
 	fio --name=v --filename="$MNT/vda" --rw=randwrite --bsrange=4k-256k \
 		--size=8M --loops=20 --verify=crc32c --verify_backlog=16 \
-		--verify_fatal=1 --randrepeat=0 "$@" >"$T/fio.log" 2>&1 &
+		--verify_fatal=1 --verify_state_save=0 --randrepeat=0 "$@" \
+		>"$T/fio.log" 2>&1 &
 	fio=$!
 	at_exit "kill $fio"
 	for ((k = 0; k < 3; k++)); do
