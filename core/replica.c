@@ -54,15 +54,23 @@
  *   3. d->rl            the disk's range lock: orders overlapping I/O and
  *                       is held across the I/O it orders.
  *   4. d->map_lock      the disk's two extent maps; never held across I/O.
- *   5. r->err_lock, r->reclaim_lock, r->commit_lock, r->limit_lock:
+ *   5. r->errs.lock, r->reclaim_lock, r->commit_lock, r->limit_lock:
  *      leaves.
  * Because I/O to a range holds d->rl, the maps cannot change within that
  * range while the I/O runs, so a lookup made under map_lock stays true
  * after map_lock is dropped for the I/O itself.
  *
  * Emptying a buffer costs the same however much it holds: a checkpoint
- * makes fresh empty buffers before taking the gate, swaps them in under
- * it, and hands the old ones to a reclaim thread that frees them.
+ * takes empty buffers before taking the gate, swaps them in under it, and
+ * hands the old ones to a reclaim thread.  The empty buffers are spares
+ * (d->spare) that the reclaim thread recycled from the checkpoint before:
+ * maps emptied, store pages kept, so the next epoch overwrites mapped
+ * pages instead of faulting and zeroing fresh ones (faults were half an
+ * ingest's CPU).  A store keeps at most the pages of the largest of its
+ * slot's last RETAIN_EPOCHS epochs (store_recycle), so a burst does not
+ * hold memory for ever.  An old store's bytes are never read: every read
+ * goes by the extent maps, which start empty.  Out of running (stop,
+ * failover) spares are freed and old buffers too.
  *
  * Durability.  While running, nothing is synced: a crash loses the
  * buffers, which is what a checkpoint does anyway, and S holds every write
@@ -108,6 +116,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "errlog.h"
 #include "crashpoint.h"
 #include "extmap.h"
 #include "fdio.h"
@@ -118,6 +127,9 @@
 
 #define BOUNCE_MAX (1024 * 1024)	/* bytes copied per step */
 #define COMMIT_CHUNK (4 * 1024 * 1024)	/* bytes committed per lock */
+#define RETAIN_EPOCHS 4			/* epochs a buffer's size is kept for */
+
+enum slot { SLOT_HIDDEN, SLOT_ACTIVE, SLOTS };
 
 /* map: the bytes the buffer holds (they hide the layers below).  zeros:
  * the part of map that was zeroed or trimmed, so takes no space in either
@@ -144,11 +156,21 @@ struct replica_disk {
 	atomic_uint_fast64_t view_reads, view_read_bytes;
 	struct journal *journal;	/* NULL, or the failover journal:
 					 * set under r->gate exclusive */
+	/* Recycled buffers, empty, for the next checkpoint to swap in, and
+	 * the page-rounded bytes of the last RETAIN_EPOCHS epochs of each
+	 * slot (the retention bound); protected by r->reclaim_lock.
+	 */
+	struct buffer *spare[SLOTS];
+	uint64_t retain_hist[SLOTS][RETAIN_EPOCHS];
+	unsigned retain_pos[SLOTS];
 };
 
+/* A buffer the reclaim thread frees, or recycles into d->spare[slot]. */
 struct garbage {
 	struct garbage *next;
 	struct buffer *buf;
+	struct replica_disk *d;		/* NULL: free it */
+	enum slot slot;
 };
 
 struct replica {
@@ -176,8 +198,7 @@ struct replica {
 	struct replica_disk **disks;	/* fixed once started */
 	size_t ndisks;
 
-	pthread_mutex_t err_lock;
-	char error[512];		/* protected by err_lock */
+	struct errlog errs;		/* its own lock */
 
 	pthread_mutex_t commit_lock;
 	pthread_cond_t commit_cond;
@@ -192,6 +213,8 @@ struct replica {
 	struct garbage *reclaim_list;	/* protected by reclaim_lock */
 	bool reclaim_busy;		/* protected by reclaim_lock */
 	bool reclaim_stop;		/* protected by reclaim_lock */
+	bool spares_off;		/* out of running: protected by
+					 * reclaim_lock */
 	pthread_t reclaim_thread;
 
 	/* Durability: set before start, fixed after.  jdir NULL: none. */
@@ -227,9 +250,7 @@ vrecord(struct replica *r, const char *fmt, va_list ap)
 {
 	int saved = errno;
 
-	pthread_mutex_lock(&r->err_lock);
-	vsnprintf(r->error, sizeof r->error, fmt, ap);
-	pthread_mutex_unlock(&r->err_lock);
+	errlog_vrecord(&r->errs, fmt, ap);
 	atomic_fetch_add(&r->errors, 1);
 	errno = saved;
 }
@@ -257,20 +278,39 @@ refuse(struct replica *r, int err, const char *fmt, ...)
 	return -1;
 }
 
-void
-replica_clear_error(struct replica *r)
+/* A word that has nothing left to do once the disk is promoted (failover
+ * or done, with ctl_lock held): EBUSY, and why.
+ */
+static int
+refuse_promoted(struct replica *r, const char *word)
 {
-	pthread_mutex_lock(&r->err_lock);
-	r->error[0] = '\0';
-	pthread_mutex_unlock(&r->err_lock);
+	if (r->state == REPLICA_FAILOVER)
+		return refuse(r, EBUSY, "%s: a failover is committing the "
+			      "buffers into S (state failover, then done); "
+			      "nothing to do", word);
+	return refuse(r, EBUSY, "%s: this disk is promoted (state done "
+		      "after failover or stop): it takes no primary writes "
+		      "and %s has nothing to do; to replicate again, restart "
+		      "colofs with --demote and resync from the new primary",
+		      word, word);
 }
 
 void
+replica_clear_error(struct replica *r)
+{
+	errlog_clear(&r->errs);
+}
+
+struct errlog *
+replica_errors(struct replica *r)
+{
+	return &r->errs;
+}
+
+time_t
 replica_last_error(struct replica *r, char *buf, size_t len)
 {
-	pthread_mutex_lock(&r->err_lock);
-	snprintf(buf, len, "%s", r->error);
-	pthread_mutex_unlock(&r->err_lock);
+	return errlog_current(&r->errs, buf, len);
 }
 
 void
@@ -320,6 +360,73 @@ err:
 	return NULL;
 }
 
+/* Empties b (a buffer a checkpoint dropped) and keeps it as d's spare for
+ * its slot, its store's pages trimmed to the retention bound: the largest
+ * of the slot's last RETAIN_EPOCHS epochs.  b is freed instead if that
+ * fails or a spare is there already.
+ */
+static void
+recycle(struct replica *r, struct replica_disk *d, enum slot slot,
+	struct buffer *b)
+{
+	struct extmap *map = extmap_new(), *zeros = extmap_new();
+	uint64_t keep = 0, pages;
+	unsigned i;
+
+	pthread_mutex_lock(&r->reclaim_lock);
+	for (i = 0; i < RETAIN_EPOCHS; i++)
+		if (d->retain_hist[slot][i] > keep)
+			keep = d->retain_hist[slot][i];
+	pthread_mutex_unlock(&r->reclaim_lock);
+	if (map == NULL || zeros == NULL ||
+	    store_recycle(b->store, b->map, keep, &pages) == -1) {
+		extmap_free(map);
+		extmap_free(zeros);
+		buffer_free(b);
+		return;
+	}
+	extmap_free(b->map);
+	extmap_free(b->zeros);
+	b->map = map;
+	b->zeros = zeros;
+	pthread_mutex_lock(&r->reclaim_lock);
+	d->retain_hist[slot][d->retain_pos[slot]++ % RETAIN_EPOCHS] = pages;
+	if (d->spare[slot] == NULL && !r->spares_off) {
+		d->spare[slot] = b;
+		b = NULL;
+	}
+	pthread_mutex_unlock(&r->reclaim_lock);
+	buffer_free(b);
+}
+
+/* Frees every spare; off: and keeps none from now on (out of running).
+ * Returns true if there were any.
+ */
+static bool
+drop_spares(struct replica *r, bool off)
+{
+	struct buffer *drop[SLOTS];
+	bool any = false;
+	size_t i;
+	int s;
+
+	for (i = 0; i < r->ndisks; i++) {
+		pthread_mutex_lock(&r->reclaim_lock);
+		if (off)
+			r->spares_off = true;
+		for (s = 0; s < SLOTS; s++) {
+			drop[s] = r->disks[i]->spare[s];
+			r->disks[i]->spare[s] = NULL;
+		}
+		pthread_mutex_unlock(&r->reclaim_lock);
+		for (s = 0; s < SLOTS; s++) {
+			any |= drop[s] != NULL;
+			buffer_free(drop[s]);
+		}
+	}
+	return any;
+}
+
 static void *
 reclaim_main(void *arg)
 {
@@ -339,7 +446,10 @@ reclaim_main(void *arg)
 		while (g != NULL) {
 			struct garbage *next = g->next;
 
-			buffer_free(g->buf);
+			if (g->d)
+				recycle(r, g->d, g->slot, g->buf);
+			else
+				buffer_free(g->buf);
 			free(g);
 			g = next;
 		}
@@ -367,9 +477,12 @@ reclaim_drain(struct replica *r)
 	return pending;
 }
 
-/* Frees b in the background; b is unreachable by any I/O by now. */
+/* Frees b in the background, or with d set recycles it as d's spare for
+ * slot; b is unreachable by any I/O by now.
+ */
 static void
-reclaim(struct replica *r, struct buffer *b)
+reclaim(struct replica *r, struct buffer *b, struct replica_disk *d,
+	enum slot slot)
 {
 	struct garbage *g;
 
@@ -381,6 +494,8 @@ reclaim(struct replica *r, struct buffer *b)
 		return;
 	}
 	g->buf = b;
+	g->d = d;
+	g->slot = slot;
 	pthread_mutex_lock(&r->reclaim_lock);
 	g->next = r->reclaim_list;
 	r->reclaim_list = g;
@@ -408,7 +523,7 @@ replica_new(const struct store_factory *factory)
 		PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&r->gate, &attr);
 	pthread_rwlockattr_destroy(&attr);
-	pthread_mutex_init(&r->err_lock, NULL);
+	errlog_init(&r->errs);
 	pthread_mutex_init(&r->limit_lock, NULL);
 	pthread_mutex_init(&r->commit_lock, NULL);
 	pthread_cond_init(&r->commit_cond, NULL);
@@ -432,6 +547,8 @@ disk_free(struct replica_disk *d)
 	journal_close(d->journal);
 	buffer_free(d->hidden);
 	buffer_free(d->active);
+	buffer_free(d->spare[SLOT_HIDDEN]);
+	buffer_free(d->spare[SLOT_ACTIVE]);
 	image_close(d->img);
 	rangelock_release_all(&d->rl);
 	pthread_mutex_destroy(&d->map_lock);
@@ -472,7 +589,7 @@ replica_free(struct replica *r)
 	free(r->prefix);
 	pthread_rwlock_destroy(&r->gate);
 	pthread_mutex_destroy(&r->ctl_lock);
-	pthread_mutex_destroy(&r->err_lock);
+	errlog_release(&r->errs);
 	pthread_mutex_destroy(&r->limit_lock);
 	pthread_mutex_destroy(&r->commit_lock);
 	pthread_cond_destroy(&r->commit_cond);
@@ -764,15 +881,17 @@ buffer_write(struct replica_disk *d, struct buffer *b, const void *buf,
 	int ret, tries;
 
 	/* A full file system may be full of buffers that a checkpoint
-	 * dropped and the reclaim thread has not freed yet: free them, and
-	 * try again, rather than fail for space already released.
+	 * dropped and the reclaim thread has not freed yet, or of the spares'
+	 * retained blocks: free them, and try again, rather than fail for
+	 * space already released.
 	 */
 	for (tries = 0; tries < 2; tries++) {
 		if (buf == NULL)
 			ret = b->store->ops->zero(b->store, off, len);
 		else
 			ret = b->store->ops->pwrite(b->store, buf, len, off);
-		if (ret == 0 || errno != ENOSPC || !reclaim_drain(d->r))
+		if (ret == 0 || errno != ENOSPC ||
+		    !(reclaim_drain(d->r) | drop_spares(d->r, false)))
 			break;
 	}
 	if (ret == -1)
@@ -797,15 +916,13 @@ save_range(struct replica_disk *d, uint64_t off, uint64_t len)
 
 	if (h->store->mem) {
 		char *dst = (char *) h->store->mem + off;
-		uintptr_t a = (uintptr_t) dst & ~(uintptr_t) 4095;
-		uintptr_t b = ((uintptr_t) dst + len + 4095) & ~(uintptr_t) 4095;
 
-		/* Fault the fresh pages in with one call instead of one trap
-		 * per page inside pread: a third of an ingest's CPU went to
-		 * those traps (doc/performance.md).  Older kernels say
-		 * EINVAL; pread faults them in then, as before.
+		/* Fault fresh pages in with one call instead of one trap per
+		 * page inside pread: a third of an ingest's CPU went to those
+		 * traps (doc/performance.md); a recycled store's pages are
+		 * there already.
 		 */
-		madvise((void *) a, b - a, MADV_POPULATE_WRITE);
+		store_populate(h->store, off, len);
 		if (d->img->ops->pread(d->img, dst, len, off) == -1)
 			return -1;
 		pthread_mutex_lock(&d->map_lock);
@@ -1302,16 +1419,26 @@ replica_set_state_hook(struct replica *r, replica_state_hook *fn,
 	pthread_mutex_unlock(&r->ctl_lock);
 }
 
-/* Fresh buffers for every disk, or none (-1, errno, error recorded). */
+/* Empty buffers for every disk, the spares that the reclaim thread
+ * recycled or else new ones, or none (-1, errno, error recorded).
+ */
 static int
 new_buffers(struct replica *r, struct buffer **hidden, struct buffer **active)
 {
 	size_t i;
 
 	for (i = 0; i < r->ndisks; i++) {
-		hidden[i] = buffer_new(r, r->disks[i], "hidden");
-		active[i] = hidden[i] ? buffer_new(r, r->disks[i], "active")
-				      : NULL;
+		struct replica_disk *d = r->disks[i];
+
+		pthread_mutex_lock(&r->reclaim_lock);
+		hidden[i] = d->spare[SLOT_HIDDEN];
+		active[i] = d->spare[SLOT_ACTIVE];
+		d->spare[SLOT_HIDDEN] = d->spare[SLOT_ACTIVE] = NULL;
+		pthread_mutex_unlock(&r->reclaim_lock);
+		if (hidden[i] == NULL)
+			hidden[i] = buffer_new(r, d, "hidden");
+		if (hidden[i] && active[i] == NULL)
+			active[i] = buffer_new(r, d, "active");
 		if (active[i] == NULL) {
 			int saved = errno;
 
@@ -1319,6 +1446,7 @@ new_buffers(struct replica *r, struct buffer **hidden, struct buffer **active)
 					     "failed: %s", r->disks[i]->name,
 					     strerror(saved));
 			buffer_free(hidden[i]);
+			buffer_free(active[i]);
 			while (i-- > 0) {
 				buffer_free(hidden[i]);
 				buffer_free(active[i]);
@@ -1331,7 +1459,9 @@ new_buffers(struct replica *r, struct buffer **hidden, struct buffer **active)
 }
 
 /* Puts the new buffers in place (NULL arrays: no buffers) and hands the
- * old ones to the reclaim thread.  The caller holds the gate exclusively.
+ * old ones to the reclaim thread, to recycle as spares (a checkpoint) or
+ * to free (no new buffers: out of running).  The caller holds the gate
+ * exclusively.
  */
 static void
 swap_buffers(struct replica *r, struct buffer **hidden,
@@ -1351,8 +1481,8 @@ swap_buffers(struct replica *r, struct buffer **hidden,
 		if (oa)
 			account(r, -(int64_t) occupied(oa));
 		pthread_mutex_unlock(&d->map_lock);
-		reclaim(r, oh);
-		reclaim(r, oa);
+		reclaim(r, oh, hidden ? d : NULL, SLOT_HIDDEN);
+		reclaim(r, oa, hidden ? d : NULL, SLOT_ACTIVE);
 	}
 }
 
@@ -1382,8 +1512,15 @@ static int
 empty_buffers(struct replica *r, enum replica_state next)
 {
 	struct buffer **hidden, **active;
-	uint64_t t0 = now_ns();
+	uint64_t t0;
 	int ret = -1;
+
+	/* The buffers the last checkpoint dropped are being recycled into
+	 * spares; that takes little (no page is freed in a steady state), and
+	 * is done long before the next checkpoint but in a burst of them.
+	 */
+	reclaim_drain(r);
+	t0 = now_ns();
 
 	hidden = calloc(r->ndisks + 1, sizeof *hidden);
 	active = calloc(r->ndisks + 1, sizeof *active);
@@ -1431,8 +1568,13 @@ start(struct replica *r, bool force)
 				     "has connected since (s_consistent=0); "
 				     "resync from the primary first, or "
 				     "'start force' to start anyway");
-		else
+		else {
+			/* What was wrong before start (a refused word, the
+			 * note of a restart or --demote) is over.
+			 */
+			replica_clear_error(r);
 			ret = empty_buffers(r, REPLICA_RUNNING);
+		}
 		if (ret == 0 && force && !atomic_load(&r->s_consistent)) {
 			log_warn("start force: S may be behind the primary");
 			atomic_store(&r->s_consistent, true);
@@ -1449,7 +1591,8 @@ start(struct replica *r, bool force)
 			     "retry it with failover");
 		break;
 	default:
-		break;		/* a promoted secondary ignores start */
+		ret = refuse_promoted(r, "start");
+		break;
 	}
 	pthread_mutex_unlock(&r->ctl_lock);
 	return ret;
@@ -1504,8 +1647,15 @@ replica_checkpoint(struct replica *r)
 	pthread_mutex_lock(&r->ctl_lock);
 	if (r->state == REPLICA_NONE)
 		ret = refuse(r, EINVAL, "checkpoint: replication is not running");
-	else if (r->state == REPLICA_RUNNING)
+	else if (r->state == REPLICA_RUNNING) {
+		replica_clear_error(r);	/* V := S: the epoch's errors end */
 		ret = empty_buffers(r, REPLICA_RUNNING);
+	} else if (r->state == REPLICA_FAILOVER_FAILED)
+		ret = refuse(r, EBUSY, "checkpoint: failover failed and the "
+			     "buffers hold the only copy of the VM's data; "
+			     "retry with failover");
+	else
+		ret = refuse_promoted(r, "checkpoint");
 	pthread_mutex_unlock(&r->ctl_lock);
 	return ret;
 }
@@ -1531,6 +1681,7 @@ replica_stop(struct replica *r)
 		swap_buffers(r, NULL, NULL);
 		r->state = REPLICA_DONE;
 		pthread_rwlock_unlock(&r->gate);
+		drop_spares(r, true);
 		break;
 	case REPLICA_FAILOVER_FAILED:
 		ret = refuse(r, EBUSY, "stop: failover failed and the buffers "
@@ -1538,6 +1689,7 @@ replica_stop(struct replica *r)
 			     "with failover");
 		break;
 	default:
+		ret = refuse_promoted(r, "stop");
 		break;
 	}
 	pthread_mutex_unlock(&r->ctl_lock);
@@ -2037,6 +2189,7 @@ replica_failover(struct replica *r)
 	case REPLICA_FAILOVER_FAILED:
 		break;
 	default:
+		ret = refuse_promoted(r, "failover");
 		goto out;
 	}
 	join_commit(r);
@@ -2050,6 +2203,10 @@ replica_failover(struct replica *r)
 	r->shown = prev;
 	r->failover_pending = true;
 	pthread_rwlock_unlock(&r->gate);
+	/* A new failover: what came before it is over (a failed commit
+	 * that this one retries records its error again if it fails).
+	 */
+	replica_clear_error(r);
 	ret = failover_durable(r);
 	pthread_rwlock_wrlock(&r->gate);
 	r->failover_pending = false;
@@ -2066,6 +2223,7 @@ replica_failover(struct replica *r)
 		goto out;
 	}
 	crash_point("failover_acked");
+	drop_spares(r, true);		/* no checkpoint comes any more */
 	ret = commit_start(r, "failover");
 out:
 	pthread_mutex_unlock(&r->ctl_lock);
@@ -2460,6 +2618,21 @@ replica_get_status(struct replica *r, struct replica_status *st)
 		ds->view_read_bytes = atomic_load(&d->view_read_bytes);
 		if (d->img->ops->overlay_bytes)
 			ds->overlay_bytes = d->img->ops->overlay_bytes(d->img);
+		/* The live buffers' resident sets change only once they are
+		 * dropped, which the gate holds off.
+		 */
+		pthread_mutex_lock(&r->reclaim_lock);
+		for (int s = 0; s < SLOTS; s++)
+			if (d->spare[s])
+				st->buffer_retained_bytes +=
+					store_retained(d->spare[s]->store);
+		pthread_mutex_unlock(&r->reclaim_lock);
+		if (d->hidden)
+			st->buffer_retained_bytes +=
+				store_retained(d->hidden->store);
+		if (d->active)
+			st->buffer_retained_bytes +=
+				store_retained(d->active->store);
 		pthread_mutex_lock(&d->map_lock);
 		if (d->hidden) {
 			ds->hidden_bytes = extmap_bytes(d->hidden->map);
@@ -2478,7 +2651,7 @@ replica_get_status(struct replica *r, struct replica_status *st)
 				union_bytes(d->active->map, d->hidden->map);
 		pthread_mutex_unlock(&d->map_lock);
 	}
-	replica_last_error(r, st->error, sizeof st->error);
+	st->error_time = errlog_current(&r->errs, st->error, sizeof st->error);
 	pthread_rwlock_unlock(&r->gate);
 	return 0;
 }

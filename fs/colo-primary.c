@@ -142,10 +142,12 @@ colo_primary_status_text(struct primary *p, const struct config *cfg,
 	fprintf(fp, "sync_rate_bytes=%" PRIu64 "\n", st.sync_rate);
 	fprintf(fp, "syncs=%" PRIu64 "\n", st.syncs);
 	fprintf(fp, "checkpoints=%" PRIu64 "\n", st.checkpoints);
+	fprintf(fp, "split_brain=%d\n", st.split_brain ? 1 : 0);
 	fputs("degraded_reason=", fp);
 	colo_put_oneline(fp, st.reason);
 	fputs("error=", fp);
 	colo_put_oneline(fp, st.error);
+	colo_put_error_time(fp, st.error_time);
 	fprintf(fp, "disks=%zu\n", st.ndisks);
 	for (i = 0; i < st.ndisks; i++) {
 		const struct primary_disk_status *d = &st.disks[i];
@@ -161,6 +163,16 @@ colo_primary_status_text(struct primary *p, const struct config *cfg,
 			d->sent_bytes);
 		fprintf(fp, "%s.secondary=%s\n", d->name, d->uri);
 		fprintf(fp, "%s.synced=%d\n", d->name, d->synced ? 1 : 0);
+		fprintf(fp, "%s.gi_current=%016" PRIx64 "\n", d->name,
+			d->gen.current);
+		fprintf(fp, "%s.gi_peer=%016" PRIx64 "\n", d->name,
+			d->peer_gen);
+		fprintf(fp, "%s.al_active_extents=%u\n", d->name,
+			d->al_active);
+		fprintf(fp, "%s.al_transactions=%" PRIu64 "\n", d->name,
+			d->al_transactions);
+		fprintf(fp, "%s.al_write_us=%" PRIu64 "\n", d->name,
+			d->al_write_us);
 	}
 	primary_status_release(&st);
 	return colo_status_close(fp, parts, nparts, text);
@@ -170,7 +182,7 @@ int
 colo_primary_error_text(struct primary *p, char **text, size_t *len)
 {
 	char msg[1024];
+	time_t at = primary_last_error(p, msg, sizeof msg);
 
-	primary_last_error(p, msg, sizeof msg);
-	return colo_error_line(msg, text, len);
+	return colo_error_line_at(msg, at, text, len);
 }

@@ -38,6 +38,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "errlog.h"
 #include "fdio.h"
 #include "log.h"
 
@@ -128,6 +129,15 @@ colo_cmd_run(struct replica *r, enum colo_cmd c)
 }
 
 void
+colo_put_error_time(FILE *fp, time_t at)
+{
+	char when[32];
+
+	errlog_time(at, when, sizeof when);
+	fprintf(fp, "error_time=%s\n", when);
+}
+
+void
 colo_put_oneline(FILE *fp, const char *s)
 {
 	for (; *s; s++)
@@ -172,6 +182,8 @@ status_render(const struct replica_status *st, const struct config *cfg,
 	fprintf(fp, "buffer=%s\n", config_buffer_name(cfg->buffer));
 	fprintf(fp, "buffer_bytes=%" PRIu64 "\n", st->buffer_bytes);
 	fprintf(fp, "buffer_limit=%" PRIu64 "\n", st->buffer_limit);
+	fprintf(fp, "buffer_retained_bytes=%" PRIu64 "\n",
+		st->buffer_retained_bytes);
 	fprintf(fp, "checkpoints=%" PRIu64 "\n", st->checkpoints);
 	fprintf(fp, "last_checkpoint_us=%" PRIu64 "\n",
 		st->last_checkpoint_ns / 1000);
@@ -180,6 +192,7 @@ status_render(const struct replica_status *st, const struct config *cfg,
 	fprintf(fp, "errors=%" PRIu64 "\n", st->errors);
 	fputs("error=", fp);
 	colo_put_oneline(fp, st->error);
+	colo_put_error_time(fp, st->error_time);
 	fprintf(fp, "disks=%zu\n", st->ndisks);
 	for (i = 0; i < st->ndisks; i++) {
 		const struct replica_disk_status *d = &st->disks[i];
@@ -225,26 +238,44 @@ int
 colo_error_text(struct replica *r, char **text, size_t *len)
 {
 	char msg[1024];
+	time_t at = replica_last_error(r, msg, sizeof msg);
 
-	replica_last_error(r, msg, sizeof msg);
-	return colo_error_line(msg, text, len);
+	return colo_error_line_at(msg, at, text, len);
+}
+
+int
+colo_errors_text(struct errlog *el, char **text, size_t *len)
+{
+	FILE *fp = open_memstream(text, len);
+
+	if (!fp)
+		return -1;
+	errlog_history(el, fp);
+	return fclose(fp) == EOF ? -1 : 0;
 }
 
 int
 colo_error_line(const char *msg, char **text, size_t *len)
 {
-	size_t n;
+	return colo_error_line_at(msg, 0, text, len);
+}
 
-	n = strlen(msg);
-	*text = malloc(n + 2);
-	if (!*text)
+int
+colo_error_line_at(const char *msg, time_t at, char **text, size_t *len)
+{
+	char when[32];
+	FILE *fp;
+
+	fp = open_memstream(text, len);
+	if (!fp)
 		return -1;
-	memcpy(*text, msg, n);
-	if (n)
-		(*text)[n++] = '\n';
-	(*text)[n] = '\0';
-	*len = n;
-	return 0;
+	if (*msg) {
+		fprintf(fp, "%s\n", msg);
+		errlog_time(at, when, sizeof when);
+		if (*when)
+			fprintf(fp, "raised at %s\n", when);
+	}
+	return fclose(fp) == EOF ? -1 : 0;
 }
 
 /* ---- metrics ---- */
@@ -274,6 +305,8 @@ static const struct metric_map metric_map[] = {
 	  "Bytes held in all buffers of all disks", NULL, 0 },
 	{ "buffer_limit", "colofs_buffer_limit_bytes", "gauge", "bytes",
 	  "The cap on buffered bytes (buffer_limit; 0: none)", NULL, 0 },
+	{ "buffer_retained_bytes", "colofs_buffer_retained_bytes", "gauge",
+	  "bytes", "Buffer pages kept from earlier epochs for reuse", NULL, 0 },
 	{ "unclean_disconnects", "colofs_unclean_disconnects", "counter", NULL,
 	  "Primaries gone without NBD_CMD_DISC (writes may be missed)",
 	  NULL, 0 },

@@ -27,21 +27,31 @@
  *                      primary writes refused), restart after restart;
  *                      only --demote leaves it, for none
  *
- * The file is then rewritten with a new generation.  From there the
+ * The file is then rewritten with a new generation.  The generation
+ * identifiers (core/gi.h) carry over: a restart is not a promotion.  A
+ * first one is made for a new file; --demote --discard-local makes a new
+ * one and forgets the history (the primary then copies everything).  From there the
  * replica's state hook rewrites it: running at start; failover (new
- * generation) once the journals are durable; done before the replica
+ * generation, and a new generation identifier: a promotion) once the
+ * journals are durable; done before the replica
  * acts as done; failover_failed.  Checkpoints never touch it: the hot path
  * syncs nothing.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "durable.h"
+#include "fdio.h"
 #include "log.h"
+#include "ofdlock.h"
 #include "statefile.h"
 
 struct durable {
@@ -51,6 +61,7 @@ struct durable {
 	char *path;			/* dir/name */
 	char found[32];			/* the state found at start-up */
 	bool crash_safe;		/* a failover is journaled */
+	int lock_fd;			/* holds STEM.lock */
 	pthread_mutex_t lock;
 	struct statefile sf;		/* protected by lock: as on disk */
 };
@@ -84,6 +95,73 @@ escape_path(const char *p)
 		out[o++] = '-';
 	out[o] = '\0';
 	return out;
+}
+
+char *
+durable_stem(const char *mountpoint)
+{
+	return escape_path(mountpoint);
+}
+
+int
+durable_lock(const char *state_dir, const char *stem)
+{
+	char name[NAME_MAX + 1], path[PATH_MAX];
+	int dfd, fd = -1;
+
+	if ((size_t)snprintf(name, sizeof name, "%s.lock", stem) >=
+	    sizeof name - 12 ||
+	    (size_t)snprintf(path, sizeof path, "%s/%s", state_dir, name) >=
+	    sizeof path) {
+		errno = ENAMETOOLONG;
+		log_error("%s/%s.lock: %m", state_dir, stem);
+		return -1;
+	}
+	dfd = fdio_dir_open(state_dir);
+	if (dfd == -1) {
+		log_error("state_dir %s: %m", state_dir);
+		return -1;
+	}
+	/* Never removed: a daemon may hold it while another looks. */
+	fd = fdio_open_or_create_at(dfd, name, O_RDWR, 0600);
+	if (fd == -1) {
+		log_error("%s: %m", path);
+	} else if (ofdlock_exclusive(fd, path) == -1) {
+		close(fd);
+		fd = -1;
+	}
+	close(dfd);
+	return fd;
+}
+
+char *
+durable_bitmap_path(const char *state_dir, const char *stem,
+		    const char *disk)
+{
+	char *path = NULL, *old = NULL;
+	struct stat st;
+
+	if (asprintf(&path, "%s/%s.%s.dirty", state_dir, stem, disk) == -1 ||
+	    asprintf(&old, "%s/%s.dirty", state_dir, disk) == -1) {
+		log_error("bitmap of %s: %m", disk);
+		free(path);
+		return NULL;
+	}
+	/* The old name was the disk's alone, shared by every instance
+	 * with a disk of that name: only the operator knows whose it is.
+	 */
+	if (lstat(path, &st) == -1 && errno == ENOENT &&
+	    lstat(old, &st) == 0) {
+		log_error("disk %s: found the bitmap %s, named by the disk "
+			  "alone (an older colofs); bitmaps are now named "
+			  "per mountpoint.  If it is this config's, migrate "
+			  "it with: mv -n '%s' '%s'; else remove it (the "
+			  "next sync is then full)", disk, old, old, path);
+		free(path);
+		path = NULL;
+	}
+	free(old);
+	return path;
 }
 
 /* mkdir -p, mode 0700 for what it creates. */
@@ -126,6 +204,15 @@ hook(void *opaque, enum replica_state next, bool journaled)
 		pthread_mutex_unlock(&du->lock);
 		return -1;
 	}
+	/* A promotion (failover, or stop: done from running, S = V and the
+	 * VM writes S): S starts a history of its own (gi.h), durably with
+	 * the state that makes it writable.
+	 */
+	if ((next == REPLICA_FAILOVER || next == REPLICA_DONE) &&
+	    du->sf.state == REPLICA_RUNNING && gi_new(&sf.gi) == -1) {
+		pthread_mutex_unlock(&du->lock);
+		return -1;
+	}
 	ret = statefile_write(du->dir, du->name, &sf);
 	/* 1: renamed, its directory not synced.  The file says next now
 	 * (and may after a crash): it counts as written, or a refused stop
@@ -163,6 +250,8 @@ durable_free(struct durable *du)
 	if (du == NULL)
 		return;
 	pthread_mutex_destroy(&du->lock);
+	if (du->lock_fd != -1)
+		close(du->lock_fd);
 	free(du->dir);
 	free(du->name);
 	free(du->path);
@@ -220,7 +309,8 @@ durable_handover(struct durable *du)
 }
 
 struct durable *
-durable_open(const struct config *cfg, struct replica *r, bool demote)
+durable_open(const struct config *cfg, struct replica *r, bool demote,
+	     bool discard_local)
 {
 	struct durable *du = calloc(1, sizeof *du);
 	struct statefile old;
@@ -230,6 +320,8 @@ durable_open(const struct config *cfg, struct replica *r, bool demote)
 	bool resume = false, handover = false;
 	int rc;
 
+	if (du != NULL)
+		du->lock_fd = -1;	/* before any way to durable_free */
 	if (du == NULL || (stem = escape_path(cfg->mountpoint)) == NULL ||
 	    (du->dir = strdup(cfg->state_dir)) == NULL ||
 	    asprintf(&du->name, "%s.state", stem) == -1 ||
@@ -243,6 +335,9 @@ durable_open(const struct config *cfg, struct replica *r, bool demote)
 		log_error("state_dir %s: %m", du->dir);
 		goto err;
 	}
+	du->lock_fd = durable_lock(du->dir, stem);
+	if (du->lock_fd == -1)
+		goto err;
 	du->crash_safe = bdir != NULL;
 	if (replica_set_durable(r, du->dir, bdir, stem) == -1) {
 		log_error("state file: %m");
@@ -316,13 +411,44 @@ durable_open(const struct config *cfg, struct replica *r, bool demote)
 	}
 	du->sf.state = start;
 	du->sf.journaled = resume;
+	if (rc == 0)
+		du->sf.gi = old.gi;
+	/* The handed-over journals name the generation they belong to. */
+	if (handover)
+		replica_set_journal_generation(r, old.gi.current);
 	if (handover && resume_running(du, r, &old) == 0) {
 		start = REPLICA_RUNNING;
 	} else {
 		/* A failed handover is a crash in running. */
 		if (handover)
 			du->sf.s_behind = true;
+		/* A first generation (a new disk, or a file from an older colofs),
+		 * or a wiped one: --discard-local forgets the history, so that the
+		 * primary finds nothing in common and copies the whole disk.
+		 */
+		if (du->sf.gi.current == 0 && gi_new(&du->sf.gi) == -1)
+			goto err;
+		if (discard_local) {
+			if (start != REPLICA_NONE) {
+				log_error("--discard-local needs --demote (the state "
+					  "is %s)", replica_state_name(start));
+				goto err;
+			}
+			if (gi_new(&du->sf.gi) == -1)
+				goto err;
+			gi_clear_history(&du->sf.gi);
+			log_warn("--discard-local: this disk's writes since it "
+				 "failed over will be overwritten by the primary's "
+				 "next (full) sync");
+			replica_record_error(r, "--discard-local: this disk's data "
+				"is discarded; the primary's next sync copies the "
+				"whole disk");
+		}
 		replica_set_s_consistent(r, !du->sf.s_behind);
+		/* A failover's journals name the generation their buffers belong
+		 * to (only a promotion changes it, and that ends running).
+		 */
+		replica_set_journal_generation(r, du->sf.gi.current);
 		if (statefile_new_generation(du->sf.generation) == -1 ||
 		    statefile_write(du->dir, du->name, &du->sf) == -1) {
 			log_error("cannot write the state file %s", du->path);
@@ -358,14 +484,31 @@ durable_status(void *opaque, FILE *fp)
 {
 	struct durable *du = opaque;
 	struct statefile sf;
+	char hist[GI_HISTORY * 17];
 
 	pthread_mutex_lock(&du->lock);
 	sf = du->sf;
 	pthread_mutex_unlock(&du->lock);
 	fprintf(fp, "state_file=%s\n", du->path);
 	fprintf(fp, "generation=%s\n", sf.generation);
+	gi_format_history(sf.gi.history, hist, sizeof hist);
+	fprintf(fp, "gi_current=%016" PRIx64 "\n", sf.gi.current);
+	fprintf(fp, "gi_since=%" PRId64 "\n", sf.gi.since);
+	fprintf(fp, "gi_history=%s\n", hist);
 	fprintf(fp, "restarted_from=%s\n", du->found);
 	fprintf(fp, "failover_crash_safe=%s\n", du->crash_safe ? "yes" : "no");
+}
+
+void
+durable_describe(void *opaque, char *buf, size_t len)
+{
+	struct durable *du = opaque;
+	struct gi_set gi;
+
+	pthread_mutex_lock(&du->lock);
+	gi = du->sf.gi;
+	pthread_mutex_unlock(&du->lock);
+	gi_format(&gi, buf, len);
 }
 
 /* Renames DIR/STEM.DISK.WHAT to .discarded, if it exists.  0, or -1. */

@@ -16,11 +16,13 @@ struct durable;
 /* Reads the state file of cfg (creating state_dir if needed), puts the
  * replica (its disks added, in none) in the state that follows, writes the
  * file back with a new generation and installs the hook.  demote: leave
- * done for none (the operator's way out of the fence).  NULL on failure,
+ * done for none (the operator's way out of the fence).  discard_local
+ * (with demote): a new generation without history, so that the primary
+ * resolves a split brain by copying its whole disk here.  NULL on failure,
  * with the reason logged: the daemon must not start.
  */
 struct durable *durable_open(const struct config *cfg, struct replica *r,
-			     bool demote);
+			     bool demote, bool discard_local);
 void durable_free(struct durable *du);		/* NULL is a no-op */
 
 /* A planned restart in running (live restart, holder.c): with no I/O in
@@ -31,6 +33,27 @@ void durable_free(struct durable *du);		/* NULL is a no-op */
  */
 int durable_handover(struct durable *du);
 
+/* The instance's identity: the mountpoint escaped as systemd-escape
+ * --path does (/srv/vm1 -> srv-vm1), which names every per-disk file in
+ * state_dir and buffer_dir.  malloc'd, or NULL.
+ */
+char *durable_stem(const char *mountpoint);
+/* Takes the instance lock STATE_DIR/STEM.lock (made if missing, never
+ * removed): the fd that holds it until closed, or -1 with the reason
+ * logged (EAGAIN: another daemon holds it; the message names it).
+ */
+int durable_lock(const char *state_dir, const char *stem);
+/* A primary's bitmap path, STATE_DIR/STEM.DISK.dirty, malloc'd; NULL
+ * (logged) on ENOMEM, or when only a bitmap of the old name
+ * STATE_DIR/DISK.dirty exists: the message gives the mv that migrates
+ * it.
+ */
+char *durable_bitmap_path(const char *state_dir, const char *stem,
+			  const char *disk);
+/* The generation identifiers as gi_format writes them, for the NBD
+ * export description (an nbd_describe_fn).
+ */
+void durable_describe(void *opaque, char *buf, size_t len);
 /* --discard-failover: the operator's way out when an interrupted
  * failover cannot be finished (a journal or buffer file lost or damaged).
  * Renames the journals and buffer files of cfg to NAME.discarded and

@@ -57,6 +57,7 @@ enum {
 	OPT_CHECK = 256,
 	OPT_DUMP,
 	OPT_DEMOTE,
+	OPT_DISCARD_LOCAL,
 	OPT_DISCARD_FAILOVER,
 	OPT_HOLDER,
 };
@@ -64,7 +65,8 @@ enum {
 static void
 usage(FILE *fp)
 {
-	fputs("Usage: colofs -c FILE [-f] [-d] [--demote] [--discard-failover]\n"
+	fputs("Usage: colofs -c FILE [-f] [-d] [--demote [--discard-local]]\n"
+	      "                    [--discard-failover]\n"
 	      "                    [--check-config] [--dump-config]\n"
 	      "       colofs --help | --version\n"
 	      "\n"
@@ -85,6 +87,9 @@ usage(FILE *fp)
 	      "                     included, then exit\n"
 	      "      --demote       leave the state done that a failover\n"
 	      "                     left (see colofs(8)): start in none\n"
+	      "      --discard-local  with --demote: this side loses a\n"
+	      "                     split brain; the primary's next sync\n"
+	      "                     copies the whole disk here\n"
 	      "      --discard-failover  give up an interrupted failover\n"
 	      "                     whose journal or buffers are lost: keep\n"
 	      "                     the files aside, start fenced in done\n"
@@ -118,6 +123,53 @@ canonicalize(char **s, const char *what)
 	free(*s);
 	*s = dup;
 	return 0;
+}
+
+/* A key file that group or others can read: a warning (the daemon is
+ * root's; the key is the disk's only protection on the network).
+ */
+static void
+warn_readable(const char *what, const char *dir, const char *file)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	if (file == NULL)
+		return;
+	if (dir)
+		snprintf(path, sizeof path, "%s/%s", dir, file);
+	else
+		snprintf(path, sizeof path, "%s", file);
+	if (stat(path, &st) == 0 && (st.st_mode & 0077))
+		log_warn("%s %s: readable by group or others (mode %04o): "
+			 "chmod 600 %s", what, path,
+			 (unsigned)(st.st_mode & 07777), path);
+}
+
+/* Warnings: what works but an operator should not leave so. */
+static void
+check_warnings(const struct config *cfg)
+{
+	size_t i;
+
+	warn_readable("tls_psk_file", NULL, cfg->tls_psk_file);
+	if (cfg->tls_certificates)
+		warn_readable("tls_certificates", cfg->tls_certificates,
+			      "server-key.pem");
+	for (i = 0; i < cfg->ndisks; i++) {
+		const struct config_disk *d = &cfg->disks[i];
+
+		warn_readable("secondary_tls_psk_file", NULL, d->tls_psk_file);
+		if (d->tls_certificates)
+			warn_readable("secondary_tls_certificates",
+				      d->tls_certificates, "client-key.pem");
+	}
+	if (cfg->mode == CONFIG_MODE_SECONDARY &&
+	    cfg->buffer == CONFIG_BUFFER_MEMORY && cfg->buffer_limit == 0)
+		log_warn("buffer = memory without buffer_limit: a secondary "
+			 "VM that writes much between checkpoints can take "
+			 "all the host's memory; set buffer_limit (or "
+			 "buffer = file)");
 }
 
 /* --check-config: what config_load cannot know, the paths it names. */
@@ -169,6 +221,7 @@ check_paths(const struct config *cfg)
 		bad = 1;
 	if (trust_check_config(cfg) == -1)
 		bad = 1;
+	check_warnings(cfg);
 	for (i = 0; i < cfg->ndisks; i++) {
 		const struct config_disk *d = &cfg->disks[i];
 
@@ -184,6 +237,21 @@ check_paths(const struct config *cfg)
 			log_error("disk %s: image %s is not qcow2 (no qcow "
 				  "magic)", d->name, d->image);
 			bad = 1;
+		}
+		/* In use by another colofs or a QEMU writer? */
+		if (access(d->image, R_OK) == 0 &&
+		    image_check_owner(d->image) == -1)
+			bad = 1;
+		/* A bitmap of the old, per-disk name: the mv to run. */
+		if (cfg->mode == CONFIG_MODE_PRIMARY) {
+			char *stem = durable_stem(cfg->mountpoint), *bm;
+
+			bm = stem ? durable_bitmap_path(cfg->state_dir, stem,
+							d->name) : NULL;
+			if (bm == NULL)
+				bad = 1;
+			free(bm);
+			free(stem);
 		}
 	}
 	return bad ? -1 : 0;
@@ -307,31 +375,40 @@ serve_primary(struct config *cfg, bool foreground)
 	struct primary_link *link = NULL;
 	struct primary *p = NULL;
 	struct fusefs *fs = NULL;
-	char **paths = NULL;
+	char **paths = NULL, **al_paths = NULL, *stem = NULL;
 	sigset_t oldmask;
 	size_t i, opened = 0;
-	int rc = 1;
+	int rc = 1, lock_fd = -1;
 
 	stop_signals(SIG_BLOCK, &oldmask);
 	if (mkdir(cfg->state_dir, 0700) == -1 && errno != EEXIST) {
 		log_error("state_dir %s: %m", cfg->state_dir);
 		goto out;
 	}
+	stem = durable_stem(cfg->mountpoint);
+	if (!stem || (lock_fd = durable_lock(cfg->state_dir, stem)) == -1)
+		goto out;
 	link = primary_link_new(cfg);
 	dcs = calloc(cfg->ndisks, sizeof *dcs);
 	paths = calloc(cfg->ndisks, sizeof *paths);
-	if (!link || !dcs || !paths) {
+	al_paths = calloc(cfg->ndisks, sizeof *al_paths);
+	if (!link || !dcs || !paths || !al_paths) {
 		log_error("out of memory");
 		goto out;
 	}
 	for (i = 0; i < cfg->ndisks; i++) {
 		const struct config_disk *d = &cfg->disks[i];
 
-		if (asprintf(&paths[i], "%s/%s.dirty", cfg->state_dir,
-			     d->name) == -1) {
-			paths[i] = NULL;
+		paths[i] = durable_bitmap_path(cfg->state_dir, stem, d->name);
+		if (!paths[i])
+			goto out;
+		/* Named per instance, as the bitmap is (durable_stem). */
+		if (asprintf(&al_paths[i], "%s/%s.%s.al", cfg->state_dir,
+			     stem, d->name) == -1) {
+			al_paths[i] = NULL;
 			goto out;
 		}
+		dcs[i].al_path = al_paths[i];
 		dcs[i].name = d->name;
 		dcs[i].uri = d->secondary;
 		dcs[i].bitmap_path = paths[i];
@@ -349,6 +426,11 @@ serve_primary(struct config *cfg, bool foreground)
 		.disks = dcs,
 		.granularity = cfg->dirty_granularity,
 		.timeout_ms = cfg->secondary_timeout_ms,
+		/* An idle link is probed after half the timeout. */
+		.keepalive_ms = cfg->secondary_timeout_ms / 2 ?
+				cfg->secondary_timeout_ms / 2 : 1,
+		.al_extent = cfg->al_extent,
+		.al_extents = cfg->al_extents,
 		.link = &primary_link_ops,
 		.link_opaque = link,
 	};
@@ -384,15 +466,21 @@ out:
 		image_close(dcs[i].img);
 	for (i = 0; paths && i < cfg->ndisks; i++)
 		free(paths[i]);
+	for (i = 0; al_paths && i < cfg->ndisks; i++)
+		free(al_paths[i]);
 	free(paths);
+	free(al_paths);
 	free(dcs);
+	free(stem);
+	if (lock_fd != -1)
+		close(lock_fd);
 	if (rc == 0)
 		log_info("stopped cleanly");
 	return rc;
 }
 
 static int
-serve(struct config *cfg, bool foreground, bool demote)
+serve(struct config *cfg, bool foreground, bool demote, bool discard_local)
 {
 	struct store_factory factory;
 	struct replica *r = NULL;
@@ -433,13 +521,15 @@ serve(struct config *cfg, bool foreground, bool demote)
 			 img->ops->name, (unsigned long long)img->size);
 	}
 	/* Before any I/O can arrive: the state decides what is accepted. */
-	du = durable_open(cfg, r, demote);
+	du = durable_open(cfg, r, demote, discard_local);
 	if (!du)
 		goto out;
 	if (cfg->listen) {
 		nbd = nbd_server_new(r, cfg);
 		if (!nbd)
 			goto out;
+		/* The generation identifiers go to the primary (core/gi.h). */
+		nbd_server_set_describe(nbd, durable_describe, du);
 	}
 	if (nbd)
 		status_parts[nparts++] =
@@ -500,6 +590,7 @@ main(int argc, char **argv)
 		{ "check-config", no_argument, NULL, OPT_CHECK },
 		{ "dump-config", no_argument, NULL, OPT_DUMP },
 		{ "demote", no_argument, NULL, OPT_DEMOTE },
+		{ "discard-local", no_argument, NULL, OPT_DISCARD_LOCAL },
 		{ "discard-failover", no_argument, NULL, OPT_DISCARD_FAILOVER },
 		{ "holder", no_argument, NULL, OPT_HOLDER },
 		{ "help", no_argument, NULL, 'h' },
@@ -508,9 +599,10 @@ main(int argc, char **argv)
 	};
 	const char *path = NULL;
 	bool foreground = false, check = false, dump = false, demote = false;
+	bool discard_local = false;
 	bool discard = false, holder = false, worker;
 	struct config *cfg;
-	char err[1024];
+	char err[4096];
 	int c, rc;
 
 	while ((c = getopt_long(argc, argv, "c:fdhV", longopts, NULL)) != -1) {
@@ -521,6 +613,7 @@ main(int argc, char **argv)
 		case OPT_CHECK: check = true; break;
 		case OPT_DUMP: dump = true; break;
 		case OPT_DEMOTE: demote = true; break;
+		case OPT_DISCARD_LOCAL: discard_local = true; break;
 		case OPT_DISCARD_FAILOVER: discard = true; break;
 		case OPT_HOLDER: holder = true; break;
 		case 'h': usage(stdout); return 0;
@@ -536,6 +629,11 @@ main(int argc, char **argv)
 		usage(stderr);
 		return EXIT_USAGE;
 	}
+	if (discard_local && !demote) {
+		fprintf(stderr, "colofs: --discard-local needs --demote\n");
+		usage(stderr);
+		return EXIT_USAGE;
+	}
 	if (!path) {
 		fprintf(stderr, "colofs: -c FILE is required\n");
 		usage(stderr);
@@ -545,7 +643,13 @@ main(int argc, char **argv)
 
 	cfg = config_load(path, err, sizeof err);
 	if (!cfg) {
-		fprintf(stderr, "colofs: %s\n", err);
+		/* Every problem, one per line. */
+		for (char *l = err, *nl; l; l = nl) {
+			nl = strchr(l, '\n');
+			if (nl)
+				*nl++ = '\0';
+			fprintf(stderr, "colofs: %s\n", l);
+		}
 		return 1;
 	}
 	if (check || dump) {
@@ -576,6 +680,8 @@ main(int argc, char **argv)
 		config_free(cfg);
 		return 1;
 	}
+	if (!foreground)
+		daemon_log_fallback(cfg->state_dir, cfg->mountpoint);
 	if (!foreground && !worker && daemon_start() == -1) {
 		config_free(cfg);
 		return 1;
@@ -599,7 +705,8 @@ main(int argc, char **argv)
 	else
 		rc = holder_exit_status(cfg->mode == CONFIG_MODE_PRIMARY ?
 					serve_primary(cfg, foreground) :
-					serve(cfg, foreground, demote));
+					serve(cfg, foreground, demote,
+					      discard_local));
 	config_free(cfg);
 	return rc;
 }

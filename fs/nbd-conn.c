@@ -135,11 +135,15 @@ conn_barrier(struct nbd_conn *c)
 	if (c->barrier_done || c->hup)
 		return 0;
 	if (export_barrier(c, NBD_WAIT_MS) == -1) {
-		log_warn("nbd: export %s: conn %llu: the requests of other "
-			 "connections did not finish within %d ms; closing it",
-			 c->ex->name, (unsigned long long)c->id, NBD_WAIT_MS);
+		int err = errno;
+
+		if (err == ETIMEDOUT)
+			log_warn("nbd: export %s: conn %llu: the requests of "
+				 "other connections did not finish within %d "
+				 "ms; closing it", c->ex->name,
+				 (unsigned long long)c->id, NBD_WAIT_MS);
 		shutdown(c->fd, SHUT_RDWR);
-		errno = ETIMEDOUT;
+		errno = err;
 		return -1;
 	}
 	c->barrier_done = true;
@@ -541,8 +545,12 @@ static int
 conn_accepting(void *opaque)
 {
 	struct nbd_conn *c = opaque;
+	int yes = replica_accepts_primary(c->srv->r);
 
-	return replica_accepts_primary(c->srv->r);
+	/* Asked only for GO and EXPORT_NAME: a no is a refusal. */
+	if (!yes)
+		c->fenced = true;
+	return yes;
 }
 
 /* Waits for the in-flight requests, then stops and joins the workers. */
@@ -732,6 +740,19 @@ conn_tls_refused(void *opaque)
 	c->tls_refused = true;
 }
 
+/* The export's fixed description, then the server's dynamic text. */
+static void
+conn_describe(void *opaque, size_t idx, char *buf, size_t len)
+{
+	struct nbd_conn *c = opaque;
+	struct nbd_server *srv = c->srv;
+	int n;
+
+	n = snprintf(buf, len, "%s ", srv->infos[idx].description);
+	if (n >= 0 && (size_t)n < len)
+		srv->describe(srv->describe_opaque, buf + n, len - (size_t)n);
+}
+
 static void *
 conn_main(void *arg)
 {
@@ -747,11 +768,16 @@ conn_main(void *arg)
 	struct timeval tv = { .tv_sec = NBD_HANDSHAKE_MS / 1000 };
 	int idx;
 
+	/* Now: once the client hung up, getpeername no longer tells. */
+	peer_name(c->fd, c->peer, sizeof c->peer);
+
 	/* TLS (nbd-tls.c): STARTTLS turns the io's transport into a session. */
 	if (srv->tls != CONFIG_TLS_OFF)
 		hs.starttls = conn_starttls;
 	hs.tls_required = srv->tls == CONFIG_TLS_REQUIRE;
 	hs.tls_refused = conn_tls_refused;
+	if (srv->describe != NULL)
+		hs.describe = conn_describe;
 
 	/* The handshake deadline covers recv (sock_recv polls) and send,
 	 * and counts from accept: time spent waiting for this thread to run
@@ -763,11 +789,28 @@ conn_main(void *arg)
 	idx = nbd_negotiate(&io, &hs);
 	atomic_fetch_sub(&srv->negotiating, 1);
 	/* Without required TLS, conn_admit marks it authenticated. */
-	if (idx < 0 && c->tls_refused && c->tls == NULL)
+	if (idx < 0 && c->tls_refused && c->tls == NULL) {
 		atomic_fetch_add(&srv->tls_plaintext_refused, 1);
+		replica_record_error(srv->r, "nbd: refused %s: no TLS (tls = "
+				     "require: the client must use nbds:// "
+				     "with the key or certificate)", c->peer);
+		if (ratelimit_allow(&srv->rl_refused, now_ms()))
+			log_warn("nbd: conn %llu: refused %s: no TLS (tls = "
+				 "require: the client must use nbds:// with "
+				 "the key or certificate)",
+				 (unsigned long long)c->id, c->peer);
+	}
 	if (idx < 0) {
-		if (errno == ESHUTDOWN)
-			atomic_fetch_add(&srv->refused, 1);
+		if (c->fenced) {
+			char why[512];
+
+			snprintf(why, sizeof why, "%s: this disk is past "
+				 "failover (state %s) and takes no primary "
+				 "writes: the old primary must not write here",
+				 c->peer,
+				 replica_state_name(replica_state(srv->r)));
+			conn_log_refused(srv, why);
+		}
 		log_debug("nbd: conn %llu: negotiation ended: %m",
 			  (unsigned long long)c->id);
 	} else {

@@ -62,6 +62,7 @@ struct nbd_export {
 	 * conn_mark_completed).
 	 */
 	atomic_uint waiters;
+	bool stopping;			/* the server stops; lock */
 	/* bounds */
 	unsigned nserving;		/* authenticated conns; srv->lock */
 };
@@ -115,6 +116,8 @@ struct nbd_server {
 	size_t nexports;
 	struct nbd_export *exports;
 	struct nbd_export_info *infos;	/* parallel to exports */
+	nbd_describe_fn *describe;	/* set before start, or NULL */
+	void *describe_opaque;
 	pthread_t accept_thread;
 	bool started;
 
@@ -141,7 +144,6 @@ struct nbd_server {
 	atomic_uint_fast64_t tls_plaintext_refused;	/* connections */
 	atomic_uint_fast64_t tls_reloads, tls_reload_failures;
 	atomic_uint_fast64_t allow_refused;
-	atomic_int_fast64_t tls_warned_ms;	/* rate limit of the warnings */
 
 	/* bounds: fixed at set-up, except where a lock is named */
 	unsigned max_conns;		/* authenticated, per export */
@@ -198,6 +200,8 @@ struct nbd_conn {
 	 */
 	struct tls_session *tls;	/* NULL: plaintext */
 	bool tls_refused;		/* a plaintext option got TLS_REQD */
+	bool fenced;			/* GO refused: past failover */
+	char peer[160];			/* for refusals: set at start */
 	/* The client may use an export: TLS (when required) is up and its
 	 * identity passed tls_authz; without required TLS, once it chose
 	 * an export.  Set by the connection thread before serving.
@@ -248,10 +252,15 @@ void export_release(struct nbd_export *ex);
 void export_attach(struct nbd_export *ex, struct nbd_conn *c);
 void export_detach(struct nbd_export *ex, struct nbd_conn *c);
 int export_barrier(struct nbd_conn *c, int wait_ms);
+void export_stop(struct nbd_export *ex);	/* ends every barrier wait */
 void export_mark_completed(struct nbd_conn *c);
 
 /* nbd-bounds.c */
+/* A condition variable timed on CLOCK_MONOTONIC, and a deadline ms from
+ * now on that clock, for pthread_cond_timedwait.
+ */
 void nbd_cond_init_monotonic(pthread_cond_t *cond);
+struct timespec nbd_deadline_in(int ms);
 size_t budget_charge(size_t len);	/* what a buffer of len costs */
 void budget_init(struct nbd_budget *b, size_t limit, size_t conn_limit);
 void budget_release(struct nbd_budget *b);
@@ -273,5 +282,11 @@ void ratelimit_flush(struct nbd_ratelimit *rl, int64_t now);
 /* nbd-listen.c */
 int listen_open(struct nbd_server *srv, const struct config *cfg);
 void *accept_main(void *arg);
+/* "a.b.c.d:port", "[v6]:port" or "a unix socket client" into buf. */
+void sockaddr_name(const struct sockaddr_storage *ss, char *buf, size_t len);
+/* The peer of a connected socket, for a log line ("unix socket pid N"
+ * where SO_PEERCRED tells).
+ */
+void peer_name(int fd, char *buf, size_t len);
 
 #endif

@@ -90,6 +90,14 @@ fail:
 	return NULL;
 }
 
+void
+nbd_server_set_describe(struct nbd_server *srv, nbd_describe_fn *fn,
+			void *opaque)
+{
+	srv->describe = fn;
+	srv->describe_opaque = opaque;
+}
+
 int
 nbd_server_start(struct nbd_server *srv)
 {
@@ -122,6 +130,8 @@ nbd_server_free(struct nbd_server *srv)
 	srv->stopping = true;
 	pthread_mutex_unlock(&srv->lock);
 	budget_stop(&srv->budget);	/* no reader or worker waits for bytes */
+	for (size_t i = 0; i < srv->nexports; i++)
+		export_stop(&srv->exports[i]);	/* nor for a barrier */
 	if (srv->started) {
 		ssize_t n = write(srv->wake[1], "x", 1);
 

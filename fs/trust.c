@@ -332,7 +332,10 @@ trust_check_config(const struct config *cfg)
 	static const char *const state_files[] = {
 		".state",
 		".dirty",
+		".al",
 		".journal",
+		".lock",
+		".log",
 		NULL,
 	};
 	static const char *const buffer_files[] = {
