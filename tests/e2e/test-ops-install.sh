@@ -47,7 +47,7 @@ if [ -r /usr/share/bash-completion/bash_completion ]; then
 		try "colofsctl re"' _ \
 		"$D/usr/local/share/bash-completion/completions/colofsctl")
 	[ "$got" = "running replicating
-resync" ] || fail "bash completion: $got"
+resync restart" ] || fail "bash completion: $got"
 fi
 grep -q '^ExecStart=/usr/local/bin/colofs -c /etc/colofs/%i.ini --holder$' \
 	"$D/usr/local/lib/systemd/system/colofs@.service" || fail "unit paths"
