@@ -25,6 +25,14 @@ struct durable *durable_open(const struct config *cfg, struct replica *r,
 			     bool demote, bool discard_local);
 void durable_free(struct durable *du);		/* NULL is a no-op */
 
+/* A planned restart in running (live restart, holder.c): with no I/O in
+ * flight, hands the buffers over through the durable directories
+ * (replica_handover) and records "running, journaled" in the state file,
+ * which the next durable_open resumes exactly.  0, or -1 after logging
+ * (the next start then comes back in none, as after a crash).
+ */
+int durable_handover(struct durable *du);
+
 /* The instance's identity: the mountpoint escaped as systemd-escape
  * --path does (/srv/vm1 -> srv-vm1), which names every per-disk file in
  * state_dir and buffer_dir.  malloc'd, or NULL.

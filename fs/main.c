@@ -38,6 +38,7 @@
 #include "daemon.h"
 #include "durable.h"
 #include "fusefs.h"
+#include "holder.h"
 #include "image.h"
 #include "log.h"
 #include "nbd.h"
@@ -58,6 +59,7 @@ enum {
 	OPT_DEMOTE,
 	OPT_DISCARD_LOCAL,
 	OPT_DISCARD_FAILOVER,
+	OPT_HOLDER,
 };
 
 static void
@@ -91,6 +93,10 @@ usage(FILE *fp)
 	      "      --discard-failover  give up an interrupted failover\n"
 	      "                     whose journal or buffers are lost: keep\n"
 	      "                     the files aside, start fenced in done\n"
+	      "      --holder       live restart: a holder process keeps\n"
+	      "                     the mount and the listener and starts\n"
+	      "                     the worker again when it dies, or on\n"
+	      "                     \"restart\" (see colofs(8))\n"
 	      "  -h, --help         this text\n"
 	      "  -V, --version      the version\n"
 	      "\n"
@@ -175,7 +181,12 @@ check_paths(const struct config *cfg)
 	size_t i;
 	int bad = 0;
 
-	if (fusefs_check_mountpoint(cfg->mountpoint) == -1)
+	/* A live restart under systemd finds its own mount there. */
+	if (fusefs_colofs_mounted(cfg->mountpoint))
+		log_info("mountpoint %s: a colofs mount; only a colofs "
+			 "--holder with it in systemd's fd store can start",
+			 cfg->mountpoint);
+	else if (fusefs_check_mountpoint(cfg->mountpoint) == -1)
 		bad = 1;
 	fusefs_check_access(cfg);
 	/* A primary makes state_dir if missing: its parent must exist. */
@@ -354,6 +365,8 @@ lost(void *arg, size_t i, const char *why)
  * replica and the listener; the same mount, signals and daemonizing.
  * The state directory (bitmaps) is made if missing.
  */
+static const struct colo_status_part holder_part = { holder_status, NULL };
+
 static int
 serve_primary(struct config *cfg, bool foreground)
 {
@@ -426,9 +439,10 @@ serve_primary(struct config *cfg, bool foreground)
 	if (!p)
 		goto out;
 	primary_link_on_lost(link, lost, p);
-	fs = fusefs_new_primary(cfg, p, NULL, 0);
+	fs = fusefs_new_primary(cfg, p, &holder_part, 1);
 	if (!fs)
 		goto out;
+	holder_ready(foreground);
 	if (!foreground) {
 		daemon_ready();
 		if (chdir("/") == -1)
@@ -471,7 +485,7 @@ serve(struct config *cfg, bool foreground, bool demote, bool discard_local)
 	struct store_factory factory;
 	struct replica *r = NULL;
 	struct nbd_server *nbd = NULL;
-	struct colo_status_part status_parts[2];
+	struct colo_status_part status_parts[3];
 	struct durable *du = NULL;
 	size_t nparts = 0;
 	struct fusefs *fs = NULL;
@@ -522,6 +536,7 @@ serve(struct config *cfg, bool foreground, bool demote, bool discard_local)
 			(struct colo_status_part){ nbd_server_status, nbd };
 	status_parts[nparts++] =
 		(struct colo_status_part){ durable_status, du };
+	status_parts[nparts++] = holder_part;
 	fs = fusefs_new(cfg, r, status_parts, nparts);
 	if (!fs)
 		goto out;
@@ -532,6 +547,7 @@ serve(struct config *cfg, bool foreground, bool demote, bool discard_local)
 		reloader.started = true;
 	else
 		log_warn("no SIGHUP thread: SIGHUP will not reload");
+	holder_ready(foreground);
 	if (!foreground) {
 		daemon_ready();
 		if (chdir("/") == -1)
@@ -550,6 +566,10 @@ out:
 	/* The listener first: its in-flight writes complete here. */
 	nbd_server_free(nbd);
 	fusefs_free(fs);
+	/* A planned restart in running: no I/O comes any more. */
+	if (r && du && holder_restart_requested() &&
+	    replica_state(r) == REPLICA_RUNNING)
+		durable_handover(du);
 	if (r)
 		finish_commit(r);
 	/* Waits for a running commit (cancelling it), flushes the images. */
@@ -572,6 +592,7 @@ main(int argc, char **argv)
 		{ "demote", no_argument, NULL, OPT_DEMOTE },
 		{ "discard-local", no_argument, NULL, OPT_DISCARD_LOCAL },
 		{ "discard-failover", no_argument, NULL, OPT_DISCARD_FAILOVER },
+		{ "holder", no_argument, NULL, OPT_HOLDER },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -579,7 +600,7 @@ main(int argc, char **argv)
 	const char *path = NULL;
 	bool foreground = false, check = false, dump = false, demote = false;
 	bool discard_local = false;
-	bool discard = false;
+	bool discard = false, holder = false, worker;
 	struct config *cfg;
 	char err[4096];
 	int c, rc;
@@ -594,6 +615,7 @@ main(int argc, char **argv)
 		case OPT_DEMOTE: demote = true; break;
 		case OPT_DISCARD_LOCAL: discard_local = true; break;
 		case OPT_DISCARD_FAILOVER: discard = true; break;
+		case OPT_HOLDER: holder = true; break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("colofs %s\n", COLOFS_VERSION); return 0;
 		default:
@@ -644,8 +666,13 @@ main(int argc, char **argv)
 		return rc;
 	}
 
-	/* Mistakes the user should see right away, before any fork. */
-	if (fusefs_check_mountpoint(cfg->mountpoint) == -1 ||
+	/* Mistakes the user should see right away, before any fork.  A
+	 * mount handed over (to a worker by its holder, to a holder by
+	 * systemd's fd store) is mounted already.
+	 */
+	worker = holder_is_worker();
+	if ((!holder_handed_mount() &&
+	     fusefs_check_mountpoint(cfg->mountpoint) == -1) ||
 	    trust_check_config(cfg) == -1 ||
 	    canonicalize(&cfg->mountpoint, "mountpoint") == -1 ||
 	    (cfg->buffer_dir &&
@@ -655,7 +682,7 @@ main(int argc, char **argv)
 	}
 	if (!foreground)
 		daemon_log_fallback(cfg->state_dir, cfg->mountpoint);
-	if (!foreground && daemon_start() == -1) {
+	if (!foreground && !worker && daemon_start() == -1) {
 		config_free(cfg);
 		return 1;
 	}
@@ -664,16 +691,22 @@ main(int argc, char **argv)
 		config_free(cfg);
 		return EXIT_USAGE;
 	}
-	if (discard && (cfg->mode == CONFIG_MODE_PRIMARY ||
-			durable_discard_failover(cfg) == -1)) {
+	/* A holder's workers (the same argv) do not discard again. */
+	if (discard && !worker && (cfg->mode == CONFIG_MODE_PRIMARY ||
+				   durable_discard_failover(cfg) == -1)) {
 		if (cfg->mode == CONFIG_MODE_PRIMARY)
 			fprintf(stderr, "colofs: --discard-failover is for "
 				"mode = secondary\n");
 		config_free(cfg);
 		return 1;
 	}
-	rc = cfg->mode == CONFIG_MODE_PRIMARY ? serve_primary(cfg, foreground) :
-	     serve(cfg, foreground, demote, discard_local);
+	if (holder && !worker)
+		rc = holder_main(cfg, foreground, argv);
+	else
+		rc = holder_exit_status(cfg->mode == CONFIG_MODE_PRIMARY ?
+					serve_primary(cfg, foreground) :
+					serve(cfg, foreground, demote,
+					      discard_local));
 	config_free(cfg);
 	return rc;
 }

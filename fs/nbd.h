@@ -44,4 +44,10 @@ int nbd_tls_check(const struct config *cfg);
  */
 void nbd_server_status(void *srv, FILE *fp);
 
+/* Binds and listens on cfg's listen address, as the server would: for a
+ * holder (holder.c), which hands the socket to its workers.  fd, or -1
+ * after logging why.
+ */
+int nbd_listen_bind(const struct config *cfg);
+
 #endif

@@ -220,3 +220,27 @@ expect_status() {
 	got=$(status_get "$1")
 	[ "$got" = "$2" ] || fail "status $1=$got, want $2"
 }
+
+# start_primary_fg TIMEOUT: a primary on $PMNT (made by the caller) over
+# $T/p.img, mirroring to the NBD server on $T/s.sock, with
+# secondary_timeout = TIMEOUT and state in $T/state; runs in the
+# foreground (log in $T/p.log, PID in PRI_PID) and returns once mounted.
+# pget KEY reads its status.
+start_primary_fg() {
+	cat >"$T/p.ini" <<EOC
+[colofs]
+mountpoint = $PMNT
+mode = primary
+state_dir = $T/state
+secondary_timeout = $1
+
+[disk "vda"]
+image = $T/p.img
+secondary = nbd+unix:///vda?socket=$T/s.sock
+EOC
+	env --default-signal=INT,QUIT "$COLOFS_BIN" -c "$T/p.ini" -f 2>>"$T/p.log" &
+	PRI_PID=$!
+	at_exit "kill -9 $PRI_PID"
+	wait_for 10 mountpoint -q "$PMNT" || { cat "$T/p.log" >&2; fail "no mount"; }
+}
+pget() { sed -n "s/^$1=//p" "$PMNT/.colo/status"; }

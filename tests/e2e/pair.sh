@@ -105,7 +105,6 @@ kill9() {
 
 pctl() { echo "$*" >"$PMNT/.colo/ctl"; }
 sctl() { echo "$*" >"$SMNT/.colo/ctl"; }
-pget() { sed -n "s/^$1=//p" "$PMNT/.colo/status"; }
 sget() { sed -n "s/^$1=//p" "$SMNT/.colo/status"; }
 
 # wait_pstate STATE [SECONDS]

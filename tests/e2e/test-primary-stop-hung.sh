@@ -16,22 +16,7 @@ qemu-nbd -f raw -x vda -t -k "$T/s.sock" "$T/s.img" 2>"$T/qemu-nbd.log" &
 QPID=$!
 at_exit "kill $QPID"
 wait_for 10 test -S "$T/s.sock" || fail "qemu-nbd did not start"
-cat >"$T/p.ini" <<EOC
-[colofs]
-mountpoint = $PMNT
-mode = primary
-state_dir = $T/state
-secondary_timeout = 2s
-
-[disk "vda"]
-image = $T/p.img
-secondary = nbd+unix:///vda?socket=$T/s.sock
-EOC
-env --default-signal=INT,QUIT "$COLOFS_BIN" -c "$T/p.ini" -f 2>>"$T/p.log" &
-PRI_PID=$!
-at_exit "kill -9 $PRI_PID"
-wait_for 10 mountpoint -q "$PMNT" || { cat "$T/p.log" >&2; fail "no mount"; }
-pget() { sed -n "s/^$1=//p" "$PMNT/.colo/status"; }
+start_primary_fg 2s
 echo start >"$PMNT/.colo/ctl"
 wait_for 60 grep -qx "state=replicating" "$PMNT/.colo/status" ||
 	fail "not replicating: $(pget state)"

@@ -17,22 +17,7 @@ truncate -s 32M "$T/s.img"
 SPID=$!
 at_exit "kill $SPID"
 wait_for 10 test -S "$T/s.sock" || fail "the NBD server did not start"
-cat >"$T/p.ini" <<EOC
-[colofs]
-mountpoint = $PMNT
-mode = primary
-state_dir = $T/state
-secondary_timeout = 20s
-
-[disk "vda"]
-image = $T/p.img
-secondary = nbd+unix:///vda?socket=$T/s.sock
-EOC
-env --default-signal=INT,QUIT "$COLOFS_BIN" -c "$T/p.ini" -f 2>>"$T/p.log" &
-PRI_PID=$!
-at_exit "kill -9 $PRI_PID"
-wait_for 10 mountpoint -q "$PMNT" || { cat "$T/p.log" >&2; fail "no mount"; }
-pget() { sed -n "s/^$1=//p" "$PMNT/.colo/status"; }
+start_primary_fg 20s
 stat_get() { sed -n "s/^$1=//p" "$T/stats"; }
 echo start >"$PMNT/.colo/ctl"
 wait_for 120 grep -qx "state=replicating" "$PMNT/.colo/status" ||
