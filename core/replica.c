@@ -89,7 +89,10 @@
  *   3. fsyncs bdir, then each journal (fsync, rename, fsync jdir);
  *   4. calls the state hook (failover, journaled): the state file says
  *      so from now on;
- * and only then answers and starts the commit thread, which writes S.  If
+ * and only then answers and starts the commit thread, which writes S.
+ * Meanwhile (failover_pending) view writes wait, before taking the gate:
+ * none reaches S before the state file says failover, else a crash there
+ * would restart in none with the VM's writes mixed into S.  If
  * a step fails, the failover fails (EIO, failover_failed) and may be
  * retried.  Each step has a crash point (crashpoint.h) for the tests.  At the end: S flushed, the hook (done) must
  * succeed before the state becomes done (else failover_failed: a view
@@ -222,9 +225,12 @@ struct replica {
 	uint64_t generation;		/* the journals' header (0: none);
 					 * under ctl_lock */
 	/* A failover between its start and its acknowledgement (durable):
-	 * the status shows shown instead of failover.  Under gate.
+	 * the status shows shown instead of failover, and view writes wait
+	 * (pending_cond) until it is durable or failed.  Written under gate
+	 * exclusive and commit_lock; read under either.
 	 */
 	bool failover_pending;
+	pthread_cond_t pending_cond;	/* failover_pending went false */
 	enum replica_state shown;
 	/* false after an unclean stop in running, until a primary connects:
 	 * S may be behind the primary, so start needs force.
@@ -527,6 +533,7 @@ replica_new(const struct store_factory *factory)
 	pthread_mutex_init(&r->limit_lock, NULL);
 	pthread_mutex_init(&r->commit_lock, NULL);
 	pthread_cond_init(&r->commit_cond, NULL);
+	pthread_cond_init(&r->pending_cond, NULL);
 	pthread_mutex_init(&r->reclaim_lock, NULL);
 	pthread_cond_init(&r->reclaim_cond, NULL);
 	pthread_cond_init(&r->reclaim_done, NULL);
@@ -593,6 +600,7 @@ replica_free(struct replica *r)
 	pthread_mutex_destroy(&r->limit_lock);
 	pthread_mutex_destroy(&r->commit_lock);
 	pthread_cond_destroy(&r->commit_cond);
+	pthread_cond_destroy(&r->pending_cond);
 	pthread_mutex_destroy(&r->reclaim_lock);
 	pthread_cond_destroy(&r->reclaim_cond);
 	pthread_cond_destroy(&r->reclaim_done);
@@ -1256,6 +1264,25 @@ write_failed_state(struct replica_disk *d, const void *buf, size_t len,
 	return 0;
 }
 
+void (*replica_failover_wait_hook)(struct replica *r);
+
+/* Waits while a failover is being made durable: a view write must not
+ * reach S before the state file says failover (a crash would restart in
+ * none with the VM's write mixed into S).  Without the gate held: the
+ * failover takes it exclusively meanwhile.
+ */
+static void
+wait_failover_durable(struct replica *r)
+{
+	pthread_mutex_lock(&r->commit_lock);
+	while (r->failover_pending) {
+		if (replica_failover_wait_hook)
+			replica_failover_wait_hook(r);
+		pthread_cond_wait(&r->pending_cond, &r->commit_lock);
+	}
+	pthread_mutex_unlock(&r->commit_lock);
+}
+
 int
 replica_view_write(struct replica_disk *d, const void *buf, size_t len,
 		   uint64_t off)
@@ -1266,12 +1293,21 @@ replica_view_write(struct replica_disk *d, const void *buf, size_t len,
 	bool recorded = false;
 	int ret;
 
-	/* The secondary VM must not write before start: EIO. */
-	ret = write_begin(d, &e, len, off, ~STATE_BIT(REPLICA_NONE), EIO);
-	if (ret != 0) {
-		if (ret == -1)
-			refuse_io(d, "view write", len, off);
-		return ret == 1 ? 0 : -1;
+	/* The secondary VM must not write before start: EIO.  A failover
+	 * that began after the wait: wait again, gate released.
+	 */
+	for (;;) {
+		wait_failover_durable(r);
+		ret = write_begin(d, &e, len, off, ~STATE_BIT(REPLICA_NONE),
+				  EIO);
+		if (ret != 0) {
+			if (ret == -1)
+				refuse_io(d, "view write", len, off);
+			return ret == 1 ? 0 : -1;
+		}
+		if (!r->failover_pending)
+			break;
+		io_end(d, &e, 0);
 	}
 	ret = -1;
 	switch (r->state) {
@@ -2201,7 +2237,9 @@ replica_failover(struct replica *r)
 	pthread_rwlock_wrlock(&r->gate);
 	r->state = REPLICA_FAILOVER;
 	r->shown = prev;
+	pthread_mutex_lock(&r->commit_lock);
 	r->failover_pending = true;
+	pthread_mutex_unlock(&r->commit_lock);
 	pthread_rwlock_unlock(&r->gate);
 	/* A new failover: what came before it is over (a failed commit
 	 * that this one retries records its error again if it fails).
@@ -2209,7 +2247,10 @@ replica_failover(struct replica *r)
 	replica_clear_error(r);
 	ret = failover_durable(r);
 	pthread_rwlock_wrlock(&r->gate);
+	pthread_mutex_lock(&r->commit_lock);
 	r->failover_pending = false;
+	pthread_cond_broadcast(&r->pending_cond);
+	pthread_mutex_unlock(&r->commit_lock);
 	if (ret == -1)
 		r->state = REPLICA_FAILOVER_FAILED;
 	pthread_rwlock_unlock(&r->gate);

@@ -100,6 +100,11 @@ void replica_set_journal_generation(struct replica *r, uint64_t gen);
  * turns the end of a commit into failover_failed.  Never called with a
  * replica lock that I/O needs held.
  */
+/* A test hook: called by a view write each time it starts waiting for a
+ * failover to become durable (NULL: none).
+ */
+extern void (*replica_failover_wait_hook)(struct replica *r);
+
 typedef int replica_state_hook(void *opaque, enum replica_state next,
 			       bool journaled);
 void replica_set_state_hook(struct replica *r, replica_state_hook *fn,
