@@ -80,8 +80,11 @@
  * before it answers (the status shows the state before until it does)
  *   1. under the gate exclusively, snapshots each disk's two maps into a
  *      journal file (journal.c) left open for appending: from then on a
- *      view write into S appends a "D" record after it wrote S, and one
- *      into active (failover_failed) an "A" record after the store;
+ *      view write into S notes a "D" record, and one into active
+ *      (failover_failed) an "A" record; the notes are appended only
+ *      after their data is durable (notes_flush: at the VM's flush and
+ *      at the commit's end, S and active are synced first), so that no
+ *      record reaches the disk before its data;
  *   2. makes each buffer a durable named file in bdir: a file store's
  *      unlinked file is synced and linked there; a memory store is copied
  *      into a new file, synced, linked and swapped in (the commit reads
@@ -101,9 +104,12 @@
  * replica_resume_failover rebuilds the maps by replaying the journals
  * over the buffer files and runs the commit again; committing a range
  * twice writes the same bytes, and the D records keep it from writing
- * over what the VM wrote since.  A view flush in failover fsyncs S, then
- * the active buffer and the journal, so flushed writes outlive a power
- * cut too.
+ * over what the VM wrote since.  A view flush in failover fsyncs S and
+ * the active buffer, then appends the noted records and fsyncs the
+ * journal, so flushed writes outlive a power cut too; a crash loses the
+ * notes of unflushed writes, so a resumed commit may bring back V at the
+ * failover where the VM wrote since its last flush (a write it had not
+ * flushed, which a disk may lose).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -159,6 +165,14 @@ struct replica_disk {
 	atomic_uint_fast64_t view_reads, view_read_bytes;
 	struct journal *journal;	/* NULL, or the failover journal:
 					 * set under r->gate exclusive */
+	/* D and A records of view writes whose data may not be durable
+	 * yet: appended by notes_flush, after syncing S and active.  The
+	 * first has sequence number notes_base.  Under note_lock.
+	 */
+	pthread_mutex_t note_lock;
+	struct journal_rec *notes;
+	size_t nnotes, notes_cap;
+	uint64_t notes_base;
 	/* Recycled buffers, empty, for the next checkpoint to swap in, and
 	 * the page-rounded bytes of the last RETAIN_EPOCHS epochs of each
 	 * slot (the retention bound); protected by r->reclaim_lock.
@@ -559,6 +573,8 @@ disk_free(struct replica_disk *d)
 	image_close(d->img);
 	rangelock_release_all(&d->rl);
 	pthread_mutex_destroy(&d->map_lock);
+	pthread_mutex_destroy(&d->note_lock);
+	free(d->notes);
 	free(d->name);
 	free(d);
 }
@@ -634,6 +650,7 @@ replica_add_disk(struct replica *r, const char *name, struct image *img)
 	d->size = img->size;
 	rangelock_init(&d->rl);
 	pthread_mutex_init(&d->map_lock, NULL);
+	pthread_mutex_init(&d->note_lock, NULL);
 	r->disks[r->ndisks++] = d;
 	pthread_mutex_unlock(&r->ctl_lock);
 	return d;
@@ -1221,18 +1238,83 @@ replica_view_read_end(struct replica_read *rd)
 	io_end(rd->d, rd->lock, 0);
 }
 
+/* Makes the view writes noted so far durable, then their records: S and
+ * the active buffer are synced first, so that a record never reaches the
+ * disk before its data (a durable D without its S data would let a
+ * resumed commit drop buffered data the VM had flushed; an A without its
+ * buffer data would commit stale bytes).  Notes added meanwhile wait for
+ * the next call.  Caller holds the gate (the journal stays).  0, or -1.
+ */
+static int
+notes_flush(struct replica_disk *d)
+{
+	uint64_t upto;
+	size_t i, k;
+	int ret = 0;
+
+	pthread_mutex_lock(&d->note_lock);
+	upto = d->notes_base + d->nnotes;
+	pthread_mutex_unlock(&d->note_lock);
+	if (d->img->ops->flush(d->img) == -1)
+		return -1;
+	if (d->journal == NULL)
+		return 0;
+	if (d->active && store_sync(d->active->store) == -1)
+		return -1;
+	crash_point("notes_data_synced");
+	pthread_mutex_lock(&d->note_lock);
+	k = upto > d->notes_base ? (size_t) (upto - d->notes_base) : 0;
+	for (i = 0; i < k && ret == 0; i++)
+		ret = journal_append(d->journal, d->notes[i].op,
+				     d->notes[i].off, d->notes[i].len);
+	memmove(d->notes, d->notes + k, (d->nnotes - k) * sizeof *d->notes);
+	d->nnotes -= k;
+	d->notes_base += k;
+	pthread_mutex_unlock(&d->note_lock);
+	if (ret == 0)
+		ret = journal_sync(d->journal);
+	if (ret == -1)
+		replica_record_error(d->r, "%s: the failover journal: %s",
+				     d->name, strerror(errno));
+	return ret;
+}
+
+#define NOTES_MAX 4096		/* notes before a write flushes them */
+
 /* After a view write during failover changed S or active: the record
- * that keeps a resumed commit from undoing it.  0, or -1 (recorded).
+ * that keeps a resumed commit from undoing it, appended at the next flush
+ * (notes_flush).  Caller holds the gate and the range lock, so records
+ * of overlapping writes keep their order.  0, or -1 (recorded).
  */
 static int
 journal_note(struct replica_disk *d, char op, uint64_t off, uint64_t len)
 {
+	struct journal_rec *n;
+	size_t count;
+
 	if (d->journal == NULL)
 		return 0;
-	if (journal_append(d->journal, op, off, len) == -1) {
-		replica_record_error(d->r, "%s: view write at %" PRIu64 " "
-				     "refused: the failover journal: %s",
-				     d->name, off, strerror(errno));
+	pthread_mutex_lock(&d->note_lock);
+	if (d->nnotes == d->notes_cap) {
+		size_t cap = d->notes_cap ? 2 * d->notes_cap : 64;
+
+		n = realloc(d->notes, cap * sizeof *n);
+		if (n == NULL) {
+			pthread_mutex_unlock(&d->note_lock);
+			replica_record_error(d->r, "%s: view write at %" PRIu64
+					     " refused: no memory", d->name,
+					     off);
+			errno = EIO;
+			return -1;
+		}
+		d->notes = n;
+		d->notes_cap = cap;
+	}
+	d->notes[d->nnotes++] = (struct journal_rec) { op, off, len };
+	count = d->nnotes;
+	pthread_mutex_unlock(&d->note_lock);
+	/* A VM that never flushes: bound the memory, not the order. */
+	if (count >= NOTES_MAX && notes_flush(d) == -1) {
 		errno = EIO;
 		return -1;
 	}
@@ -1388,15 +1470,10 @@ replica_view_flush(struct replica_disk *d)
 		pthread_rwlock_unlock(&r->gate);
 		return d->img->ops->flush(d->img);
 	}
-	/* Failover: the gate held keeps the journal open meanwhile. */
-	ret = d->img->ops->flush(d->img);
-	/* In failover, S first, then what says where S is newer. */
-	if (ret == 0 && d->journal) {
-		if (d->active && store_sync(d->active->store) == -1)
-			ret = -1;
-		else if (journal_sync(d->journal) == -1)
-			ret = -1;
-	}
+	/* Failover: the gate held keeps the journal open meanwhile.  S and
+	 * active first, then the records that say where they are newer.
+	 */
+	ret = notes_flush(d);
 	pthread_rwlock_unlock(&r->gate);
 	return ret;
 }
@@ -1901,6 +1978,10 @@ drop_durable(struct replica *r)
 		pthread_rwlock_wrlock(&r->gate);
 		j = d->journal;
 		d->journal = NULL;
+		pthread_mutex_lock(&d->note_lock);
+		d->notes_base += d->nnotes;
+		d->nnotes = 0;
+		pthread_mutex_unlock(&d->note_lock);
 		pthread_rwlock_unlock(&r->gate);
 		journal_close(j);
 		if (jfd >= 0 && journal_name(path, sizeof path, d) == 0) {
@@ -2106,6 +2187,14 @@ commit_main(void *arg)
 	for (i = 0; ret == 0 && i < r->ndisks; i++)
 		ret = commit_disk(r->disks[i], bounce);
 	free(bounce);
+	/* The view writes' records too, before done: a crash before done is
+	 * durable resumes the commit, which must not undo them.
+	 */
+	for (i = 0; ret == 0 && i < r->ndisks; i++) {
+		pthread_rwlock_rdlock(&r->gate);
+		ret = notes_flush(r->disks[i]);
+		pthread_rwlock_unlock(&r->gate);
+	}
 	if (ret == 0)
 		crash_point("commit_flushed");
 	/* done must be durable before a view write can reach S unjournaled. */

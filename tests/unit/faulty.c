@@ -88,6 +88,8 @@ fi_zero(struct image *img, uint64_t off, uint64_t len)
 static int
 fi_flush(struct image *img)
 {
+	if (faults.image_flush_hook)
+		faults.image_flush_hook();
 	if (atomic_load(&faults.image_flush)) {
 		errno = EIO;
 		return -1;

@@ -24,6 +24,10 @@ struct faults {
 	atomic_int dir_fsync;
 	/* Directory fsyncs that pass before dir_fsync's start failing. */
 	atomic_int dir_fsync_skip;
+	/* Called at each image flush, before it (NULL: none); set while no
+	 * I/O runs.  To check what is on disk when S is synced.
+	 */
+	void (*image_flush_hook)(void);
 };
 
 extern struct faults faults;

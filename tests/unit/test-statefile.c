@@ -183,9 +183,11 @@ static enum replica_state hook_states[8];
 static bool hook_journaled[8];
 static enum replica_state hook_status_state;
 
-/* The last record of dir/p.vda.journal as "OP OFF LEN". */
+/* The k-th record from the end (1: the last) of dir/p.vda.journal as
+ * "OP OFF LEN".
+ */
 static void
-journal_tail(char *out, size_t len)
+journal_rec_back(char *out, size_t len, size_t k)
 {
 	struct journal_info info;
 	char err[256];
@@ -196,11 +198,26 @@ journal_tail(char *out, size_t len)
 	cr_assert_eq(journal_load(dfd, "p.vda.journal", "vda", 0, &info, NULL,
 				  err, sizeof err), 0, "%s", err);
 	close(dfd);
-	cr_assert_gt(info.nrecs, 0);
-	rec = &info.recs[info.nrecs - 1];
+	cr_assert_geq(info.nrecs, k);
+	rec = &info.recs[info.nrecs - k];
 	snprintf(out, len, "%c %llu %llu", rec->op,
 		 (unsigned long long) rec->off, (unsigned long long) rec->len);
 	journal_info_release(&info);
+}
+
+/* The last record of dir/p.vda.journal as "OP OFF LEN". */
+static void
+journal_tail(char *out, size_t len)
+{
+	journal_rec_back(out, len, 1);
+}
+
+static char flush_tail[128];	/* the journal's tail at S's flush */
+
+static void
+tail_at_flush(void)
+{
+	journal_tail(flush_tail, sizeof flush_tail);
 }
 
 /* The VM's write during the failover's pending window, from a thread of
@@ -458,7 +475,7 @@ Test(durable, stop_is_refused_when_done_cannot_be_recorded)
 Test(durable, view_writes_after_a_failed_commit_are_journaled)
 {
 	struct store_factory f = store_memory_factory();
-	char tail[128];
+	char tail[128], before[128];
 
 	memset(&faults, 0, sizeof faults);
 	r = replica_new(&f);
@@ -475,12 +492,23 @@ Test(durable, view_writes_after_a_failed_commit_are_journaled)
 	cr_assert_eq(replica_state(r), REPLICA_FAILOVER_FAILED);
 	cr_assert(exists("p.vda.journal"));
 	memset(&faults, 0, sizeof faults);
-	/* Buffered: into active, and an A record. */
+	/* Buffered: into active, and an A record; not buffered: into S, and
+	 * a D record.  The records wait for the VM's flush, which syncs S
+	 * and active first: a power cut must not leave a record whose data
+	 * never reached the disk.
+	 */
+	journal_tail(before, sizeof before);
 	view_fill(d, 16384, 4096, 0xcc);
-	journal_tail(tail, sizeof tail);
-	cr_assert_str_eq(tail, "A 16384 4096");
-	/* Not buffered: into S, and a D record. */
 	view_fill(d, 65536, 4096, 0xdd);
+	journal_tail(tail, sizeof tail);
+	cr_assert_str_eq(tail, before, "a record before its data was synced");
+	flush_tail[0] = '\0';
+	faults.image_flush_hook = tail_at_flush;
+	cr_assert_eq(replica_view_flush(d), 0);
+	faults.image_flush_hook = NULL;
+	cr_assert_str_eq(flush_tail, before, "a record before S was synced");
+	journal_rec_back(tail, sizeof tail, 2);
+	cr_assert_str_eq(tail, "A 16384 4096");
 	journal_tail(tail, sizeof tail);
 	cr_assert_str_eq(tail, "D 65536 4096");
 	cr_assert_eq(replica_failover(r), 0);
