@@ -10,6 +10,8 @@
  *   state=failover
  *   generation=5f0c...		32 hex digits, new at each start and failover
  *   journaled=1			the commit's journals are durable
+ *   protect=nbd://...		only in done: protected in place, this
+ *				process is a primary mirroring to that URI
  *
  * It is only ever replaced whole (durable_write, core/fdio.c): written to
  * a fresh NAME.tmp.XXXXXX, fsync'd, renamed over NAME, and the directory
@@ -61,8 +63,7 @@ bad(char *err, size_t errlen, const char *path, const char *why)
 }
 
 int
-statefile_read(const char *path, struct statefile *sf, char *err,
-	       size_t errlen)
+statefile_read(const char *path, struct statefile *sf, char *err, size_t errlen)
 {
 	char buf[STATEFILE_MAX + 1], *line, *save = NULL, why[256];
 	bool have_state = false, have_gen = false;
@@ -100,7 +101,8 @@ statefile_read(const char *path, struct statefile *sf, char *err,
 	if (strlen(buf) != (size_t) n)
 		return bad(err, errlen, path, "holds a NUL byte");
 	if (strncmp(buf, MAGIC, strlen(MAGIC)) != 0)
-		return bad(err, errlen, path, "does not begin with "
+		return bad(err, errlen, path,
+			   "does not begin with "
 			   "\"colofs-state 1\"");
 	if (n == 0 || buf[n - 1] != '\n')
 		return bad(err, errlen, path, "does not end with a newline");
@@ -109,7 +111,8 @@ statefile_read(const char *path, struct statefile *sf, char *err,
 		char *v = strchr(line, '=');
 
 		if (v == NULL)
-			return bad(err, errlen, path, "a line is not key=value");
+			return bad(err, errlen, path,
+				   "a line is not key=value");
 		*v++ = '\0';
 		if (strcmp(line, "state") == 0) {
 			if (parse_state(v, &sf->state) == -1)
@@ -127,6 +130,12 @@ statefile_read(const char *path, struct statefile *sf, char *err,
 				return bad(err, errlen, path,
 					   "journaled is not 0 or 1");
 			sf->journaled = v[0] == '1';
+		} else if (strcmp(line, "protect") == 0) {
+			if (strlen(v) >= sizeof sf->protect ||
+			    strstr(v, "://") == NULL)
+				return bad(err, errlen, path,
+					   "protect is not a URI");
+			snprintf(sf->protect, sizeof sf->protect, "%s", v);
 		}
 		/* Unknown keys: a newer colofs wrote them; keep going. */
 	}
@@ -138,12 +147,15 @@ statefile_read(const char *path, struct statefile *sf, char *err,
 int
 statefile_write(const char *dir, const char *name, const struct statefile *sf)
 {
-	char buf[256];
+	char buf[256 + STATEFILE_URI_MAX];
 	int n, ret;
 
-	n = snprintf(buf, sizeof buf, MAGIC "state=%s\ngeneration=%s\n"
-		     "journaled=%d\n", replica_state_name(sf->state),
-		     sf->generation, sf->journaled ? 1 : 0);
+	n = snprintf(buf, sizeof buf,
+		     MAGIC "state=%s\ngeneration=%s\n"
+			   "journaled=%d\n%s%s%s",
+		     replica_state_name(sf->state), sf->generation,
+		     sf->journaled ? 1 : 0, sf->protect[0] ? "protect=" : "",
+		     sf->protect, sf->protect[0] ? "\n" : "");
 	ret = durable_write(dir, name, buf, (size_t) n);
 	/* Renamed, not synced: written all the same; retry the sync. */
 	if (ret == 1 && durable_sync_dir(dir) == 0)

@@ -20,7 +20,9 @@
  *                      mix the primary's and the VM's data
  *   done            -> done: the promoted disk stays fenced (NBD GO and
  *                      primary writes refused), restart after restart;
- *                      only --demote leaves it, for none
+ *                      only --demote leaves it, for none; with a
+ *                      protect= line (protected in place, fs/protect.c)
+ *                      the daemon serves as that URI's primary again
  *
  * The file is then rewritten with a new generation.  From there the
  * replica's state hook rewrites it: running at start; failover (new
@@ -41,13 +43,13 @@
 
 struct durable {
 	struct replica *r;
-	char *dir;			/* state_dir */
-	char *name;			/* STEM.state */
-	char *path;			/* dir/name */
-	char found[32];			/* the state found at start-up */
-	bool crash_safe;		/* a failover is journaled */
+	char *dir;	 /* state_dir */
+	char *name;	 /* STEM.state */
+	char *path;	 /* dir/name */
+	char found[32];	 /* the state found at start-up */
+	bool crash_safe; /* a failover is journaled */
 	pthread_mutex_t lock;
-	struct statefile sf;		/* protected by lock: as on disk */
+	struct statefile sf; /* protected by lock: as on disk */
 };
 
 /* The mountpoint as a file name, as systemd-escape --path does. */
@@ -133,7 +135,8 @@ hook(void *opaque, enum replica_state next, bool journaled)
 		log_error("state file %s: %s, but its directory could not be "
 			  "synced: a crash may bring back the state before",
 			  du->path, replica_state_name(next));
-		replica_record_error(du->r, "state file %s says %s, but "
+		replica_record_error(du->r,
+				     "state file %s says %s, but "
 				     "fsync of its directory failed: a crash "
 				     "may bring back the state before",
 				     du->path, replica_state_name(next));
@@ -189,7 +192,8 @@ durable_open(const struct config *cfg, struct replica *r, bool demote)
 	rc = statefile_read(du->path, &old, err, sizeof err);
 	if (rc == -1) {
 		log_error("%s; colofs will not guess the state of this disk: "
-			  "fix or remove the file (see colofs(8))", err);
+			  "fix or remove the file (see colofs(8))",
+			  err);
 		goto err;
 	}
 	snprintf(du->found, sizeof du->found, "%s",
@@ -201,7 +205,9 @@ durable_open(const struct config *cfg, struct replica *r, bool demote)
 		case REPLICA_RUNNING:
 			log_warn("restarted after running: the secondary VM's "
 				 "buffers are gone");
-			replica_record_error(r, "restarted after a crash or stop "
+			replica_record_error(
+				r,
+				"restarted after a crash or stop "
 				"in state running: the secondary VM's buffers "
 				"are gone; S holds every write the primary got "
 				"a reply for; a checkpoint or resync from the "
@@ -221,18 +227,28 @@ durable_open(const struct config *cfg, struct replica *r, bool demote)
 			}
 			start = REPLICA_DONE;
 			log_error("an interrupted failover had no journal");
-			replica_record_error(r, "the failover commit was "
+			replica_record_error(
+				r,
+				"the failover commit was "
 				"interrupted and its buffers were in memory "
 				"(no buffer_dir): S may mix the primary's and "
 				"the VM's data; state done kept as a fence");
 			break;
 		case REPLICA_DONE:
+			/* Protected in place: a primary again, unless
+			 * demoted (then the role goes with the state).
+			 */
+			if (!demote)
+				memcpy(du->sf.protect, old.protect,
+				       sizeof old.protect);
 			if (demote) {
-				log_warn("--demote: leaving done for none; "
-					 "this disk takes primary writes again");
-				replica_record_error(r, "demoted from done by "
-					"--demote: a resync from the new "
-					"primary must come before start");
+				log_warn(
+					"--demote: leaving done for none; "
+					"this disk takes primary writes again");
+				replica_record_error(
+					r, "demoted from done by "
+					   "--demote: a resync from the new "
+					   "primary must come before start");
 				break;
 			}
 			start = REPLICA_DONE;
@@ -268,6 +284,32 @@ err:
 	free(stem);
 	durable_free(du);
 	return NULL;
+}
+
+const char *
+durable_protected(struct durable *du)
+{
+	return du->sf.protect[0] ? du->sf.protect : NULL;
+}
+
+int
+durable_set_protected(struct durable *du, const char *uri)
+{
+	struct statefile sf;
+	int ret;
+
+	pthread_mutex_lock(&du->lock);
+	sf = du->sf;
+	snprintf(sf.protect, sizeof sf.protect, "%s", uri);
+	ret = statefile_write(du->dir, du->name, &sf);
+	if (ret >= 0)
+		du->sf = sf;
+	pthread_mutex_unlock(&du->lock);
+	if (ret == -1)
+		log_error("state file %s: cannot record protect: %m", du->path);
+	else
+		log_info("state file %s: done, protected by %s", du->path, uri);
+	return ret == -1 ? -1 : 0;
 }
 
 void

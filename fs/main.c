@@ -43,6 +43,7 @@
 #include "nbd.h"
 #include "primary-link.h"
 #include "primary.h"
+#include "protect.h"
 #include "replica.h"
 #include "store.h"
 #include "trust.h"
@@ -123,7 +124,8 @@ check_paths(const struct config *cfg)
 		bad = 1;
 	fusefs_check_access(cfg);
 	/* A primary makes state_dir if missing: its parent must exist. */
-	if (cfg->mode == CONFIG_MODE_PRIMARY && stat(cfg->state_dir, &st) == -1) {
+	if (cfg->mode == CONFIG_MODE_PRIMARY &&
+	    stat(cfg->state_dir, &st) == -1) {
 		char parent[PATH_MAX];
 		char *slash;
 
@@ -133,7 +135,8 @@ check_paths(const struct config *cfg)
 			*(slash == parent ? slash + 1 : slash) = '\0';
 		if (errno != ENOENT || stat(parent, &st) == -1 ||
 		    !S_ISDIR(st.st_mode)) {
-			log_error("state_dir %s: cannot be made", cfg->state_dir);
+			log_error("state_dir %s: cannot be made",
+				  cfg->state_dir);
 			bad = 1;
 		}
 	} else if (cfg->mode == CONFIG_MODE_PRIMARY && !S_ISDIR(st.st_mode)) {
@@ -167,7 +170,8 @@ check_paths(const struct config *cfg)
 		} else if (d->format == IMAGE_FORMAT_QCOW2 &&
 			   fmt != IMAGE_FORMAT_QCOW2) {
 			log_error("disk %s: image %s is not qcow2 (no qcow "
-				  "magic)", d->name, d->image);
+				  "magic)",
+				  d->name, d->image);
 			bad = 1;
 		}
 	}
@@ -325,9 +329,9 @@ serve_primary(struct config *cfg, bool foreground)
 		opened = i + 1;
 		log_info("disk %s: %s (%s, %llu bytes), secondary %s", d->name,
 			 d->image, dcs[i].img->ops->name,
-			 (unsigned long long)dcs[i].img->size, d->secondary);
+			 (unsigned long long) dcs[i].img->size, d->secondary);
 	}
-	pc = (struct primary_config){
+	pc = (struct primary_config) {
 		.ndisks = cfg->ndisks,
 		.disks = dcs,
 		.granularity = cfg->dirty_granularity,
@@ -335,7 +339,7 @@ serve_primary(struct config *cfg, bool foreground)
 		.link = &primary_link_ops,
 		.link_opaque = link,
 	};
-	opened = 0;		/* primary_new takes the images */
+	opened = 0; /* primary_new takes the images */
 	p = primary_new(&pc);
 	if (!p)
 		goto out;
@@ -381,6 +385,7 @@ serve(struct config *cfg, bool foreground, bool demote)
 	struct nbd_server *nbd = NULL;
 	struct colo_status_part status_parts[2];
 	struct durable *du = NULL;
+	struct protect *pr = NULL;
 	size_t nparts = 0;
 	struct fusefs *fs = NULL;
 	struct image *img;
@@ -391,8 +396,9 @@ serve(struct config *cfg, bool foreground, bool demote)
 
 	/* Until the loop runs, a stop signal waits (then ends it at once). */
 	stop_signals(SIG_BLOCK, &oldmask);
-	factory = cfg->buffer == CONFIG_BUFFER_FILE ?
-		store_file_factory(cfg->buffer_dir) : store_memory_factory();
+	factory = cfg->buffer == CONFIG_BUFFER_FILE
+			  ? store_file_factory(cfg->buffer_dir)
+			  : store_memory_factory();
 	r = replica_new(&factory);
 	if (!r) {
 		log_error("cannot create the replica: %m");
@@ -402,8 +408,7 @@ serve(struct config *cfg, bool foreground, bool demote)
 	for (i = 0; i < cfg->ndisks; i++) {
 		const struct config_disk *d = &cfg->disks[i];
 
-		img = image_open(d->image, d->format, cfg->buffer_dir,
-				 d->name);
+		img = image_open(d->image, d->format, cfg->buffer_dir, d->name);
 		if (!img)
 			goto out;
 		/* Takes img, also on failure. */
@@ -412,11 +417,15 @@ serve(struct config *cfg, bool foreground, bool demote)
 			goto out;
 		}
 		log_info("disk %s: %s (%s, %llu bytes)", d->name, d->image,
-			 img->ops->name, (unsigned long long)img->size);
+			 img->ops->name, (unsigned long long) img->size);
 	}
 	/* Before any I/O can arrive: the state decides what is accepted. */
 	du = durable_open(cfg, r, demote);
 	if (!du)
+		goto out;
+	/* Tracks S's own writes from a failover on, for protect. */
+	pr = protect_new(cfg, r, du);
+	if (!pr)
 		goto out;
 	if (cfg->listen) {
 		nbd = nbd_server_new(r, cfg);
@@ -424,12 +433,18 @@ serve(struct config *cfg, bool foreground, bool demote)
 			goto out;
 	}
 	if (nbd)
-		status_parts[nparts++] =
-			(struct colo_status_part){ nbd_server_status, nbd };
-	status_parts[nparts++] =
-		(struct colo_status_part){ durable_status, du };
+		status_parts[nparts++] = (struct colo_status_part) {
+			nbd_server_status, nbd
+		};
+	status_parts[nparts++] = (struct colo_status_part) { durable_status,
+							     du };
 	fs = fusefs_new(cfg, r, status_parts, nparts);
 	if (!fs)
+		goto out;
+	fusefs_set_protect(fs, pr);
+	/* Protected in place before: a primary again, in none. */
+	if (durable_protected(du) &&
+	    fusefs_protect(fs, durable_protected(du), false, false) == -1)
 		goto out;
 	if (nbd && nbd_server_start(nbd) == -1)
 		goto out;
@@ -444,7 +459,8 @@ serve(struct config *cfg, bool foreground, bool demote)
 			log_warn("chdir /: %m");
 	}
 	log_info("ready: %s on %s%s%s", cfg->path, cfg->mountpoint,
-		 cfg->listen ? ", NBD on " : "", cfg->listen ? cfg->listen : "");
+		 cfg->listen ? ", NBD on " : "",
+		 cfg->listen ? cfg->listen : "");
 	stop_signals(SIG_SETMASK, &oldmask);
 	block_sighup();
 	rc = fusefs_run(fs) == -1 ? 1 : 0;
@@ -456,6 +472,8 @@ out:
 	/* The listener first: its in-flight writes complete here. */
 	nbd_server_free(nbd);
 	fusefs_free(fs);
+	/* The primary of a protect: drains, closes its links, saves. */
+	protect_free(pr);
 	if (r)
 		finish_commit(r);
 	/* Waits for a running commit (cancelling it), flushes the images. */
@@ -488,14 +506,30 @@ main(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "c:fdhV", longopts, NULL)) != -1) {
 		switch (c) {
-		case 'c': path = optarg; break;
-		case 'f': foreground = true; break;
-		case 'd': log_set_debug(true); break;
-		case OPT_CHECK: check = true; break;
-		case OPT_DUMP: dump = true; break;
-		case OPT_DEMOTE: demote = true; break;
-		case 'h': usage(stdout); return 0;
-		case 'V': printf("colofs %s\n", COLOFS_VERSION); return 0;
+		case 'c':
+			path = optarg;
+			break;
+		case 'f':
+			foreground = true;
+			break;
+		case 'd':
+			log_set_debug(true);
+			break;
+		case OPT_CHECK:
+			check = true;
+			break;
+		case OPT_DUMP:
+			dump = true;
+			break;
+		case OPT_DEMOTE:
+			demote = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("colofs %s\n", COLOFS_VERSION);
+			return 0;
 		default:
 			usage(stderr);
 			return EXIT_USAGE;
@@ -551,8 +585,8 @@ main(int argc, char **argv)
 		config_free(cfg);
 		return EXIT_USAGE;
 	}
-	rc = cfg->mode == CONFIG_MODE_PRIMARY ? serve_primary(cfg, foreground) :
-	     serve(cfg, foreground, demote);
+	rc = cfg->mode == CONFIG_MODE_PRIMARY ? serve_primary(cfg, foreground)
+					      : serve(cfg, foreground, demote);
 	config_free(cfg);
 	return rc;
 }
