@@ -76,17 +76,17 @@ struct header {
 struct bitmap {
 	pthread_mutex_t lock;
 	char *path;
-	char *name; /* path's last component */
-	int dirfd;  /* path's directory, opened once */
-	int fd;	    /* protected by lock */
+	char *name;			/* path's last component */
+	int dirfd;			/* path's directory, opened once */
+	int fd;				/* protected by lock */
 	uint64_t size, gran, nbits, nwords;
-	struct header hdr;	      /* protected by lock */
-	uint64_t *words;	      /* protected by lock */
-	uint64_t nset;		      /* protected by lock */
-	pthread_cond_t cond;	      /* a sync ended */
-	uint64_t gen_set, gen_synced; /* protected by lock */
-	bool syncing;		      /* a syncer is out; protected by lock */
-	uint64_t lo, hi;	      /* words to sync; lo > hi: none */
+	struct header hdr;		/* protected by lock */
+	uint64_t *words;		/* protected by lock */
+	uint64_t nset;			/* protected by lock */
+	pthread_cond_t cond;		/* a sync ended */
+	uint64_t gen_set, gen_synced;	/* protected by lock */
+	bool syncing;			/* a syncer is out; protected by lock */
+	uint64_t lo, hi;		/* words to sync; lo > hi: none */
 };
 
 static uint64_t
@@ -115,8 +115,8 @@ write_whole(struct bitmap *b)
 		return -1;
 	}
 	if (full_pwrite(fd, hdr, sizeof hdr, 0) == -1 ||
-	    full_pwrite(fd, b->words, b->nwords * sizeof *b->words, HDR_SIZE) ==
-		    -1) {
+	    full_pwrite(fd, b->words, b->nwords * sizeof *b->words,
+			HDR_SIZE) == -1) {
 		log_error("dirty bitmap %s: %m", tmp);
 		goto fail;
 	}
@@ -166,8 +166,7 @@ load(struct bitmap *b, int fd)
 	if (memcmp(b->hdr.magic, magic, sizeof magic) != 0 ||
 	    b->hdr.version != 1 || b->hdr.peer[PEER_MAX - 1] != '\0') {
 		log_error("dirty bitmap %s: not a colofs dirty bitmap (version "
-			  "1)",
-			  b->path);
+			  "1)", b->path);
 		errno = EINVAL;
 		return -1;
 	}
@@ -175,19 +174,18 @@ load(struct bitmap *b, int fd)
 		log_error("dirty bitmap %s: made for a disk of %" PRIu64
 			  " bytes at %" PRIu64 " bytes a bit, not %" PRIu64
 			  " at %" PRIu64 "; remove it to start over (the "
-			  "next sync is then a full one)",
-			  b->path, b->hdr.size, b->hdr.granularity, b->size,
-			  b->gran);
+			  "next sync is then a full one)", b->path,
+			  b->hdr.size, b->hdr.granularity, b->size, b->gran);
 		errno = EINVAL;
 		return -1;
 	}
-	if ((uint64_t) st.st_size < HDR_SIZE + b->nwords * sizeof *b->words) {
+	if ((uint64_t)st.st_size < HDR_SIZE + b->nwords * sizeof *b->words) {
 		log_error("dirty bitmap %s: truncated", b->path);
 		errno = EINVAL;
 		return -1;
 	}
-	if (full_pread(fd, b->words, b->nwords * sizeof *b->words, HDR_SIZE) ==
-	    -1) {
+	if (full_pread(fd, b->words, b->nwords * sizeof *b->words,
+		       HDR_SIZE) == -1) {
 		log_error("dirty bitmap %s: %m", b->path);
 		return -1;
 	}
@@ -195,7 +193,7 @@ load(struct bitmap *b, int fd)
 	if (b->nbits % 64)
 		b->words[b->nwords - 1] &= (UINT64_C(1) << (b->nbits % 64)) - 1;
 	for (i = 0; i < b->nwords; i++)
-		b->nset += (uint64_t) __builtin_popcountll(b->words[i]);
+		b->nset += (uint64_t)__builtin_popcountll(b->words[i]);
 	return 0;
 }
 
@@ -235,12 +233,11 @@ bitmap_open(const char *path, uint64_t size, uint64_t gran)
 	b->name = strdup(name);
 	if (b->name == NULL)
 		goto fail;
-	fdio_sweep_tmp(b->dirfd, b->name); /* a crash mid-rewrite */
+	fdio_sweep_tmp(b->dirfd, b->name);	/* a crash mid-rewrite */
 	fd = fdio_open_file_at(b->dirfd, b->name, O_RDWR);
 	if (fd == -1 && errno != ENOENT) {
-		log_error("dirty bitmap %s: %s", path,
-			  errno == EINVAL ? "not a regular file"
-					  : strerror(errno));
+		log_error("dirty bitmap %s: %s", path, errno == EINVAL ?
+			  "not a regular file" : strerror(errno));
 		goto fail;
 	}
 	if (fd != -1 && fdio_check_own(fd, why, sizeof why) == -1) {
@@ -265,13 +262,11 @@ bitmap_open(const char *path, uint64_t size, uint64_t gran)
 	if (b->hdr.flags & BITMAP_LIVE) {
 		log_warn("dirty bitmap %s: the primary stopped while "
 			 "replicating; what it was writing is unknown, so "
-			 "the whole disk is dirty",
-			 path);
+			 "the whole disk is dirty", path);
 		memset(b->words, 0xff, b->nwords * sizeof *b->words);
 		if (b->nbits % 64)
-			b->words[b->nwords - 1] = (UINT64_C(1)
-						   << (b->nbits % 64)) -
-						  1;
+			b->words[b->nwords - 1] =
+				(UINT64_C(1) << (b->nbits % 64)) - 1;
 		b->nset = b->nbits;
 		if (write_whole(b) == -1)
 			goto fail;
@@ -327,7 +322,8 @@ bitmap_peer(struct bitmap *b, char *buf, size_t len)
 }
 
 int
-bitmap_update(struct bitmap *b, unsigned set, unsigned clear, const char *peer)
+bitmap_update(struct bitmap *b, unsigned set, unsigned clear,
+	      const char *peer)
 {
 	struct header old;
 	int rc;
@@ -513,7 +509,7 @@ bitmap_next(struct bitmap *b, uint64_t off, uint64_t max, uint64_t *roff,
 			i = (i / 64 + 1) * 64;
 			continue;
 		}
-		i += (uint64_t) __builtin_ctzll(w);
+		i += (uint64_t)__builtin_ctzll(w);
 		found = i < b->nbits;
 		break;
 	}

@@ -30,7 +30,7 @@ enum {
  * caller decides).  NULL with errno after logging.
  */
 struct bitmap *bitmap_open(const char *path, uint64_t size, uint64_t gran);
-void bitmap_free(struct bitmap *b); /* NULL is a no-op */
+void bitmap_free(struct bitmap *b);		/* NULL is a no-op */
 
 uint64_t bitmap_granularity(const struct bitmap *b);
 unsigned bitmap_flags(struct bitmap *b);
@@ -64,8 +64,8 @@ int bitmap_save(struct bitmap *b);
  * at least: with a granule above max, *rlen is above max, and the caller
  * must split it (primary.c's sync does).
  */
-bool bitmap_next(struct bitmap *b, uint64_t off, uint64_t max, uint64_t *roff,
-		 uint64_t *rlen);
+bool bitmap_next(struct bitmap *b, uint64_t off, uint64_t max,
+		 uint64_t *roff, uint64_t *rlen);
 uint64_t bitmap_dirty_bytes(struct bitmap *b);
 
 #endif

@@ -33,7 +33,7 @@
 
 #include "extmap.h"
 
-#define LEAF_CAP 127 /* a leaf is 2040 bytes: one 2 KiB allocation */
+#define LEAF_CAP 127	/* a leaf is 2040 bytes: one 2 KiB allocation */
 
 struct range {
 	uint64_t start, end;
@@ -52,7 +52,7 @@ struct extmap {
 };
 
 struct pos {
-	size_t li, ri; /* leaf index, range index in that leaf */
+	size_t li, ri;		/* leaf index, range index in that leaf */
 };
 
 struct extmap *
@@ -195,7 +195,7 @@ splice(struct extmap *em, struct pos p, size_t k, const struct range *repl,
 		l->n -= t;
 		k -= t;
 		if (l->n == 0)
-			remove_leaf(em, li); /* the next one moves to li */
+			remove_leaf(em, li);	/* the next one moves to li */
 		else if (k > 0)
 			li++;
 		ri = 0;
@@ -366,7 +366,7 @@ size_t
 extmap_mem_bytes(const struct extmap *em)
 {
 	return sizeof *em + em->cap * sizeof *em->leaves +
-	       em->nleaves * sizeof(struct leaf);
+		em->nleaves * sizeof(struct leaf);
 }
 
 uint64_t

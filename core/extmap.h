@@ -11,8 +11,8 @@
  */
 struct extmap;
 
-struct extmap *extmap_new(void);     /* NULL + errno on failure */
-void extmap_free(struct extmap *em); /* NULL is a no-op */
+struct extmap *extmap_new(void);		/* NULL + errno on failure */
+void extmap_free(struct extmap *em);		/* NULL is a no-op */
 
 /* Marks [off, off+len) present.  0, or -1 with errno (ENOMEM). */
 int extmap_insert(struct extmap *em, uint64_t off, uint64_t len);
@@ -23,14 +23,14 @@ int extmap_remove(struct extmap *em, uint64_t off, uint64_t len);
  * off: *start >= off.  Returns 1 and fills *start and *end, or 0 if no
  * range ends after off.  O(log n).
  */
-int extmap_next(const struct extmap *em, uint64_t off, uint64_t *start,
-		uint64_t *end);
+int extmap_next(const struct extmap *em, uint64_t off,
+		uint64_t *start, uint64_t *end);
 
 /* 1 if every byte of [off, off+len) is present, else 0. */
 int extmap_contains(const struct extmap *em, uint64_t off, uint64_t len);
 
-size_t extmap_count(const struct extmap *em);	  /* ranges held */
-uint64_t extmap_bytes(const struct extmap *em);	  /* bytes held */
+size_t extmap_count(const struct extmap *em);	/* ranges held */
+uint64_t extmap_bytes(const struct extmap *em);	/* bytes held */
 size_t extmap_mem_bytes(const struct extmap *em); /* heap used by the map */
 
 /* Present bytes within [off, off+len). */

@@ -32,7 +32,7 @@ full_pread(int fd, void *buf, size_t len, uint64_t off)
 			return -1;
 		}
 		if (r == 0) {
-			errno = EIO; /* beyond the end: a short file */
+			errno = EIO;	/* beyond the end: a short file */
 			return -1;
 		}
 		p += r;
@@ -69,13 +69,13 @@ fd_zero_range(int fd, uint64_t off, uint64_t len)
 
 	if (len == 0)
 		return 0;
-	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off,
-		      len) == 0)
+	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      off, len) == 0)
 		return 0;
 	if (errno != EOPNOTSUPP && errno != ENOSYS && errno != EINVAL)
 		return -1;
-	if (fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, off,
-		      len) == 0)
+	if (fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+		      off, len) == 0)
 		return 0;
 	if (errno != EOPNOTSUPP && errno != ENOSYS && errno != EINVAL)
 		return -1;
@@ -151,8 +151,8 @@ durable_sync_dir(const char *dir)
 }
 
 int
-fdio_create_tmp(int dirfd, const char *name, int extra, mode_t mode, char *tmp,
-		size_t tmplen)
+fdio_create_tmp(int dirfd, const char *name, int extra, mode_t mode,
+		char *tmp, size_t tmplen)
 {
 	static const char digits[] = "0123456789abcdefghijklmnopqrstuv";
 	int tries;
@@ -174,10 +174,8 @@ fdio_create_tmp(int dirfd, const char *name, int extra, mode_t mode, char *tmp,
 			log_error("%s: %m", name);
 			return -1;
 		}
-		fd = openat(dirfd, tmp,
-			    O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC |
-				    extra,
-			    mode);
+		fd = openat(dirfd, tmp, O_RDWR | O_CREAT | O_EXCL |
+			    O_NOFOLLOW | O_CLOEXEC | extra, mode);
 		if (fd != -1)
 			return fd;
 		if (errno != EEXIST) {
@@ -249,8 +247,8 @@ fdio_open_file_at(int dirfd, const char *name, int flags)
 {
 	struct stat st;
 	/* O_NONBLOCK: a planted FIFO must not hang the open. */
-	int fd = openat(dirfd, name,
-			flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	int fd = openat(dirfd, name, flags | O_NOFOLLOW | O_NONBLOCK |
+			O_CLOEXEC);
 
 	if (fd == -1)
 		return -1;
@@ -264,12 +262,13 @@ fdio_open_file_at(int dirfd, const char *name, int flags)
 	    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) == -1)
 		goto err;
 	return fd;
-err : {
-	int saved = errno;
+err:
+	{
+		int saved = errno;
 
-	close(fd);
-	errno = saved;
-}
+		close(fd);
+		errno = saved;
+	}
 	return -1;
 }
 
@@ -293,10 +292,9 @@ fdio_check_own(int fd, char *err, size_t errlen)
 		why = "has other hard links";
 	if (why == NULL)
 		return 0;
-	snprintf(err, errlen,
-		 "%s (uid %u, mode %04o): colofs does not trust "
-		 "it; remove it if it is not colofs's own",
-		 why, (unsigned) st.st_uid, (unsigned) (st.st_mode & 07777));
+	snprintf(err, errlen, "%s (uid %u, mode %04o): colofs does not trust "
+		 "it; remove it if it is not colofs's own", why,
+		 (unsigned) st.st_uid, (unsigned) (st.st_mode & 07777));
 	errno = EPERM;
 	return -1;
 }
@@ -315,9 +313,8 @@ fdio_open_own(const char *path, int flags, char *err, size_t errlen)
 	saved = errno;
 	close(dirfd);
 	if (fd == -1) {
-		snprintf(err, errlen, "%s",
-			 saved == EINVAL ? "not a regular file"
-					 : strerror(saved));
+		snprintf(err, errlen, "%s", saved == EINVAL ?
+			 "not a regular file" : strerror(saved));
 		errno = saved;
 		return -1;
 	}
@@ -336,8 +333,8 @@ durable_write_at(int dirfd, const char *name, const void *data, size_t len)
 }
 
 int
-durable_write_mode_at(int dirfd, const char *name, const void *data, size_t len,
-		      mode_t mode)
+durable_write_mode_at(int dirfd, const char *name, const void *data,
+		      size_t len, mode_t mode)
 {
 	char tmp[NAME_MAX + 1];
 	int fd, ret, saved;
@@ -361,7 +358,8 @@ durable_write_mode_at(int dirfd, const char *name, const void *data, size_t len,
 }
 
 int
-durable_write(const char *dir, const char *name, const void *data, size_t len)
+durable_write(const char *dir, const char *name, const void *data,
+	      size_t len)
 {
 	int dirfd = fdio_dir_open(dir), ret, saved;
 

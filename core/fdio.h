@@ -14,6 +14,7 @@ int full_pwrite(int fd, const void *buf, size_t len, uint64_t off);
 /* Punch a hole, else ZERO_RANGE, else write zeros. */
 int fd_zero_range(int fd, uint64_t off, uint64_t len);
 
+
 /* Creating files that a third party cannot redirect.
  *
  * colofs runs as root and writes into directories it does not always own
@@ -84,7 +85,8 @@ int fdio_open_own(const char *path, int flags, char *err, size_t errlen);
 /* Replaces DIR/NAME by data atomically with the calls above.  Returns as
  * fdio_commit_tmp does (1: renamed, the directory fsync failed).
  */
-int durable_write_at(int dirfd, const char *name, const void *data, size_t len);
+int durable_write_at(int dirfd, const char *name, const void *data,
+		     size_t len);
 /* The same with the file's mode (durable_write_at: 0600). */
 int durable_write_mode_at(int dirfd, const char *name, const void *data,
 			  size_t len, mode_t mode);

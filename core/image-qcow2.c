@@ -103,22 +103,22 @@ struct identity {
 
 struct qcow2 {
 	pthread_mutex_t qcow_lock;
-	libqcow_file_t *file; /* protected by qcow_lock */
+	libqcow_file_t *file;		/* protected by qcow_lock */
 
 	int ovl_fd;
-	char *ovl_path, *map_path;		    /* for messages */
-	int dirfd;				    /* the overlay directory */
+	char *ovl_path, *map_path;	/* for messages */
+	int dirfd;			/* the overlay directory */
 	const char *ovl_name, *map_name, *log_name; /* in dirfd: the paths'
 						     * last components */
 	struct identity id;
 
 	pthread_mutex_t map_lock;
-	struct extmap *map; /* protected by map_lock */
-	uint64_t gen;	    /* protected by map_lock: changes */
+	struct extmap *map;		/* protected by map_lock */
+	uint64_t gen;			/* protected by map_lock: changes */
 
 	pthread_mutex_t flush_lock;
-	uint64_t saved_gen; /* protected by flush_lock */
-	int log_fd;	    /* -1, or NAME.overlay.log: appended
+	uint64_t saved_gen;		/* protected by flush_lock */
+	int log_fd;			/* -1, or NAME.overlay.log: appended
 					 * and truncated under map_lock */
 	char *log_path;
 };
@@ -163,9 +163,8 @@ check_range(struct image *img, uint64_t off, uint64_t len, const char *op)
 {
 	if (off > img->size || len > img->size - off) {
 		errno = EINVAL;
-		log_error("%s %s at %" PRIu64 "+%" PRIu64
-			  ": beyond the end (%" PRIu64 " bytes)",
-			  op, img->path, off, len, img->size);
+		log_error("%s %s at %" PRIu64 "+%" PRIu64 ": beyond the end (%"
+			  PRIu64 " bytes)", op, img->path, off, len, img->size);
 		return -1;
 	}
 	return 0;
@@ -181,8 +180,8 @@ read_qcow(struct image *img, uint8_t *buf, size_t len, uint64_t off)
 
 	pthread_mutex_lock(&q->qcow_lock);
 	while (len > 0) {
-		ssize_t n = libqcow_file_read_buffer_at_offset(q->file, buf,
-							       len, off, &err);
+		ssize_t n = libqcow_file_read_buffer_at_offset(q->file, buf, len,
+							       off, &err);
 
 		if (n <= 0) {
 			if (n == 0)
@@ -233,9 +232,9 @@ qcow2_pread(struct image *img, void *buf, size_t len, uint64_t off)
 
 			if (full_pread(q->ovl_fd, (uint8_t *) buf + (pos - off),
 				       seg_end - pos, pos) == -1) {
-				log_error("read overlay %s at %" PRIu64
-					  "+%" PRIu64 ": %m",
-					  q->ovl_path, pos, seg_end - pos);
+				log_error("read overlay %s at %" PRIu64 "+%"
+					  PRIu64 ": %m", q->ovl_path, pos,
+					  seg_end - pos);
 				return -1;
 			}
 			pos = seg_end;
@@ -477,9 +476,8 @@ own_open(struct qcow2 *q, const char *name, const char *path, int flags,
 
 	if (created != NULL) {
 		*created = false;
-		fd = openat(q->dirfd, name,
-			    flags | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-			    0600);
+		fd = openat(q->dirfd, name, flags | O_CREAT | O_EXCL |
+			    O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (fd != -1) {
 			*created = true;
 			return fd;
@@ -494,9 +492,8 @@ own_open(struct qcow2 *q, const char *name, const char *path, int flags,
 		int saved = errno;
 
 		if (saved != ENOENT || created != NULL)
-			log_error("open %s: %s", path,
-				  saved == EINVAL ? "not a regular file"
-						  : strerror(saved));
+			log_error("open %s: %s", path, saved == EINVAL ?
+				  "not a regular file" : strerror(saved));
 		errno = saved;
 		return -1;
 	}
@@ -552,9 +549,8 @@ map_load(struct qcow2 *q, const char *path, uint64_t disk_size)
 	if (le32toh(h->version) != MAP_VERSION ||
 	    le32toh(h->header_size) != sizeof *h) {
 		log_error("overlay map %s: version %" PRIu32 " (header %" PRIu32
-			  " bytes) is not supported",
-			  q->map_path, le32toh(h->version),
-			  le32toh(h->header_size));
+			  " bytes) is not supported", q->map_path,
+			  le32toh(h->version), le32toh(h->header_size));
 		goto err;
 	}
 	sum = le64toh(h->checksum);
@@ -563,8 +559,7 @@ map_load(struct qcow2 *q, const char *path, uint64_t disk_size)
 	if (fnv1a(FNV_INIT, h, st.st_size) != sum ||
 	    count != (st.st_size - sizeof *h) / 16) {
 		log_error("overlay map %s: checksum mismatch, the file is "
-			  "corrupt",
-			  q->map_path);
+			  "corrupt", q->map_path);
 		goto err;
 	}
 	if (le64toh(h->disk_size) != disk_size) {
@@ -580,8 +575,7 @@ map_load(struct qcow2 *q, const char *path, uint64_t disk_size)
 		log_error("overlay map %s was made against another version of "
 			  "%s (the file was replaced or modified since): "
 			  "refusing to mix them (move the overlay away to "
-			  "start afresh)",
-			  q->map_path, path);
+			  "start afresh)", q->map_path, path);
 		goto err;
 	}
 	ext = (uint64_t *) (h + 1);
@@ -590,9 +584,8 @@ map_load(struct qcow2 *q, const char *path, uint64_t disk_size)
 
 		if (s >= e || e > disk_size || (i > 0 && s <= prev_end)) {
 			errno = EINVAL;
-			log_error("overlay map %s: bad extent %" PRIu64
-				  "-%" PRIu64,
-				  q->map_path, s, e);
+			log_error("overlay map %s: bad extent %" PRIu64 "-%"
+				  PRIu64, q->map_path, s, e);
 			goto err;
 		}
 		if (extmap_insert(q->map, s, e - s) == -1) {
@@ -633,7 +626,7 @@ log_open(struct image *img, struct qcow2 *q)
 			return -1;
 		}
 		if (got < (ssize_t) sizeof rec)
-			break; /* the end, or a torn last record */
+			break;		/* the end, or a torn last record */
 		start = le64toh(rec[0]);
 		end = le64toh(rec[1]);
 		if (start >= end || end > img->size) {
@@ -650,9 +643,8 @@ log_open(struct image *img, struct qcow2 *q)
 	}
 	if (n > 0) {
 		log_info("overlay %s: %zu changes after its last flush "
-			 "replayed from %s",
-			 q->ovl_path, n, q->log_path);
-		q->gen++; /* the next flush saves them */
+			 "replayed from %s", q->ovl_path, n, q->log_path);
+		q->gen++;		/* the next flush saves them */
 	}
 	return 0;
 }
@@ -699,8 +691,8 @@ overlay_open(struct image *img, struct qcow2 *q)
 	if (st.st_size != 0 && (uint64_t) st.st_size != img->size) {
 		errno = EINVAL;
 		log_error("overlay %s has %jd bytes, the disk %" PRIu64
-			  ": refusing to mix them",
-			  q->ovl_path, (intmax_t) st.st_size, img->size);
+			  ": refusing to mix them", q->ovl_path,
+			  (intmax_t) st.st_size, img->size);
 		goto err;
 	}
 	if (st.st_size == 0 && ftruncate(q->ovl_fd, img->size) == -1) {
@@ -772,9 +764,7 @@ qcow_open(struct image *img, struct qcow2 *q)
 
 		if (blen <= sizeof name &&
 		    libqcow_file_get_utf8_backing_filename(q->file,
-							   (uint8_t *) name,
-							   sizeof name,
-							   &err) != 1)
+				(uint8_t *) name, sizeof name, &err) != 1)
 			libqcow_error_free(&err);
 		log_error("qcow2 image %s has a backing file (%s): not "
 			  "supported; flatten it first (qemu-img convert)",
@@ -867,9 +857,9 @@ image_qcow2_open(const char *path, const char *overlay_dir, const char *name)
 			 st.st_mtim.tv_nsec;
 	if (qcow_open(img, q) == -1 || overlay_open(img, q) == -1)
 		goto err;
-	log_debug("qcow2 image %s: %" PRIu64 " bytes, overlay %s holds %" PRIu64
-		  " bytes",
-		  path, img->size, q->ovl_path, extmap_bytes(q->map));
+	log_debug("qcow2 image %s: %" PRIu64 " bytes, overlay %s holds %"
+		  PRIu64 " bytes", path, img->size, q->ovl_path,
+		  extmap_bytes(q->map));
 	return img;
 nomem:
 	log_error("qcow2 image %s: %m", path);

@@ -24,12 +24,9 @@ const char *
 image_format_name(enum image_format f)
 {
 	switch (f) {
-	case IMAGE_FORMAT_AUTO:
-		return "auto";
-	case IMAGE_FORMAT_RAW:
-		return "raw";
-	case IMAGE_FORMAT_QCOW2:
-		return "qcow2";
+	case IMAGE_FORMAT_AUTO: return "auto";
+	case IMAGE_FORMAT_RAW: return "raw";
+	case IMAGE_FORMAT_QCOW2: return "qcow2";
 	}
 	abort();
 }
@@ -79,8 +76,7 @@ static int
 raw_pread(struct image *img, void *buf, size_t len, uint64_t off)
 {
 	if (full_pread(img->fd, buf, len, off) == -1) {
-		log_error("read %s at %" PRIu64 "+%zu: %m", img->path, off,
-			  len);
+		log_error("read %s at %" PRIu64 "+%zu: %m", img->path, off, len);
 		return -1;
 	}
 	return 0;
@@ -90,8 +86,7 @@ static int
 raw_pwrite(struct image *img, const void *buf, size_t len, uint64_t off)
 {
 	if (full_pwrite(img->fd, buf, len, off) == -1) {
-		log_error("write %s at %" PRIu64 "+%zu: %m", img->path, off,
-			  len);
+		log_error("write %s at %" PRIu64 "+%zu: %m", img->path, off, len);
 		return -1;
 	}
 	return 0;
@@ -101,8 +96,8 @@ static int
 raw_zero(struct image *img, uint64_t off, uint64_t len)
 {
 	if (fd_zero_range(img->fd, off, len) == -1) {
-		log_error("zero %s at %" PRIu64 "+%" PRIu64 ": %m", img->path,
-			  off, len);
+		log_error("zero %s at %" PRIu64 "+%" PRIu64 ": %m",
+			  img->path, off, len);
 		return -1;
 	}
 	return 0;
@@ -161,8 +156,8 @@ image_raw_from_fd(int fd, const char *path)
 	}
 	if (st.st_size % 512 != 0) {
 		errno = EINVAL;
-		log_error("image %s: size %jd is not a multiple of 512", path,
-			  (intmax_t) st.st_size);
+		log_error("image %s: size %jd is not a multiple of 512",
+			  path, (intmax_t) st.st_size);
 		goto err;
 	}
 	img = calloc(1, sizeof *img);
@@ -198,8 +193,8 @@ image_open(const char *path, enum image_format fmt, const char *overlay_dir,
 		 */
 		log_warn("%s: format = auto probed %s; probing is unsafe for "
 			 "raw images (the guest writes their first bytes): "
-			 "set format = raw or qcow2",
-			 path, image_format_name(fmt));
+			 "set format = raw or qcow2", path,
+			 image_format_name(fmt));
 	}
 	if (fmt == IMAGE_FORMAT_QCOW2)
 		return image_qcow2_open(path, overlay_dir, name);

@@ -13,11 +13,11 @@
  * Every operation is thread-safe.
  */
 enum image_format {
-	IMAGE_FORMAT_AUTO, /* probe by magic: only if the config asks */
+	IMAGE_FORMAT_AUTO,	/* probe by magic: only if the config asks */
 	IMAGE_FORMAT_RAW,
 	IMAGE_FORMAT_QCOW2,
 };
-const char *image_format_name(enum image_format f); /* aborts if unknown */
+const char *image_format_name(enum image_format f);	/* aborts if unknown */
 /* "raw", "qcow2" or "auto": 0, or -1 with errno = EINVAL. */
 int image_format_parse(const char *s, enum image_format *out);
 
@@ -31,8 +31,8 @@ struct image_ops {
 		      uint64_t off);
 	/* Afterwards [off, off+len) reads as zeros (holes where possible). */
 	int (*zero)(struct image *img, uint64_t off, uint64_t len);
-	int (*flush)(struct image *img);	      /* durable */
-	uint64_t (*overlay_bytes)(struct image *img); /* NULL: none */
+	int (*flush)(struct image *img);		/* durable */
+	uint64_t (*overlay_bytes)(struct image *img);	/* NULL: none */
 	void (*close)(struct image *img);
 };
 
@@ -40,7 +40,7 @@ struct image {
 	const struct image_ops *ops;
 	char *path;
 	uint64_t size;
-	int fd; /* the raw data, or -1 (qcow2) */
+	int fd;			/* the raw data, or -1 (qcow2) */
 	void *priv;
 };
 
@@ -50,7 +50,7 @@ struct image {
  */
 struct image *image_open(const char *path, enum image_format fmt,
 			 const char *overlay_dir, const char *name);
-void image_close(struct image *img); /* NULL is a no-op */
+void image_close(struct image *img);		/* NULL is a no-op */
 
 /* Probes the format from the first bytes: 0 and *out, or -1 + errno. */
 int image_probe(const char *path, enum image_format *out);

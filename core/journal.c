@@ -89,14 +89,15 @@ journal_create(const char *dir, const char *name, uint64_t size,
 	if (fclose(fp) == EOF)
 		goto err;
 	return fd;
-err : {
-	int saved = errno;
+err:
+	{
+		int saved = errno;
 
-	log_error("write %s: %m", path);
-	close(fd);
-	unlink(path);
-	errno = saved;
-}
+		log_error("write %s: %m", path);
+		close(fd);
+		unlink(path);
+		errno = saved;
+	}
 	return -1;
 }
 
@@ -123,8 +124,8 @@ int
 journal_append(int fd, char op, uint64_t off, uint64_t len)
 {
 	char line[80];
-	int n = snprintf(line, sizeof line, "%c %" PRIu64 " %" PRIu64 "\n", op,
-			 off, len);
+	int n = snprintf(line, sizeof line, "%c %" PRIu64 " %" PRIu64 "\n",
+			 op, off, len);
 	ssize_t w;
 
 	do
@@ -164,22 +165,20 @@ journal_replay(const char *path, uint64_t size,
 
 		lineno++;
 		if (line[n - 1] != '\n')
-			break; /* torn by a crash: never acted on */
+			break;			/* torn by a crash: never acted on */
 		if (lineno == 1) {
 			if (sscanf(line, "colofs-journal 1 %" SCNu64 "%c",
-				   &hsize, &end) != 2 ||
-			    end != '\n' || hsize != size) {
-				log_error("%s: not a journal of a disk of %" PRIu64
-					  " bytes",
-					  path, size);
+				   &hsize, &end) != 2 || end != '\n' ||
+			    hsize != size) {
+				log_error("%s: not a journal of a disk of %"
+					  PRIu64 " bytes", path, size);
 				errno = EINVAL;
 				goto out;
 			}
 			continue;
 		}
 		if (sscanf(line, "%c %" SCNu64 " %" SCNu64 "%c", &op, &rec.off,
-			   &rec.len, &end) != 4 ||
-		    end != '\n' ||
+			   &rec.len, &end) != 4 || end != '\n' ||
 		    (op != JOURNAL_ACTIVE && op != JOURNAL_HIDDEN &&
 		     op != JOURNAL_DROP) ||
 		    rec.off > size || rec.len > size - rec.off) {
@@ -201,12 +200,13 @@ journal_replay(const char *path, uint64_t size,
 		goto out;
 	}
 	ret = 0;
-out : {
-	int saved = errno;
+out:
+	{
+		int saved = errno;
 
-	free(line);
-	fclose(fp);
-	errno = saved;
-}
+		free(line);
+		fclose(fp);
+		errno = saved;
+	}
 	return ret;
 }

@@ -9,9 +9,9 @@
  * still write into S and from which buffer (journal.c).
  */
 enum journal_op {
-	JOURNAL_ACTIVE = 'A', /* [off, off+len) is in the active buffer */
-	JOURNAL_HIDDEN = 'H', /* in the hidden buffer */
-	JOURNAL_DROP = 'D',   /* written into S since: in no buffer */
+	JOURNAL_ACTIVE = 'A',	/* [off, off+len) is in the active buffer */
+	JOURNAL_HIDDEN = 'H',	/* in the hidden buffer */
+	JOURNAL_DROP = 'D',	/* written into S since: in no buffer */
 };
 
 struct journal_rec {

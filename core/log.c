@@ -54,13 +54,14 @@ vlog(int prio, const char *level, const char *fmt, va_list ap)
 	errno = saved;
 }
 
-#define DEFINE_LOG(fn, prio, level)         \
-	void fn(const char *fmt, ...)       \
-	{                                   \
-		va_list ap;                 \
-		va_start(ap, fmt);          \
-		vlog(prio, level, fmt, ap); \
-		va_end(ap);                 \
+#define DEFINE_LOG(fn, prio, level)					\
+	void								\
+	fn(const char *fmt, ...)					\
+	{								\
+		va_list ap;						\
+		va_start(ap, fmt);					\
+		vlog(prio, level, fmt, ap);				\
+		va_end(ap);						\
 	}
 
 DEFINE_LOG(log_error, LOG_ERR, "error: ")

@@ -51,7 +51,7 @@
 #include "primary.h"
 #include "rangelock.h"
 
-#define SYNC_CHUNK (256u << 10) /* bytes per sync request, at most */
+#define SYNC_CHUNK (256u << 10)	/* bytes per sync request, at most */
 #define SYNC_DEPTH 32		/* sync requests in flight */
 #define URI_MAX 1024
 
@@ -62,7 +62,7 @@ struct primary_disk {
 	struct image *img;
 	uint64_t size;
 	char conf_uri[URI_MAX];
-	char uri[URI_MAX]; /* in use; protected by p->lock */
+	char uri[URI_MAX];		/* in use; protected by p->lock */
 	struct bitmap *bm;
 	struct rangelock rl;
 	atomic_uint_fast64_t write_bytes, mirrored_bytes;
@@ -71,19 +71,19 @@ struct primary_disk {
 struct primary {
 	pthread_mutex_t ctl;
 	pthread_mutex_t lock;
-	pthread_cond_t cond;	     /* inflight or sync changes */
-	enum primary_state state;    /* protected by lock */
-	char reason[2048];	     /* protected by lock */
-	char error[2600];	     /* protected by lock */
-	unsigned mirrored;	     /* writes in flight; protected by lock */
-	unsigned unmirrored;	     /* protected by lock */
-	atomic_bool live;	     /* BITMAP_LIVE is set; changed under ctl */
-	uint64_t checkpoints, syncs; /* protected by lock */
-	uint64_t sync_total, sync_done;	  /* protected by lock */
-	struct timespec sync_t0, sync_t1; /* protected by lock */
-	pthread_t sync_thread;		  /* protected by ctl */
-	bool sync_joinable;		  /* protected by ctl */
-	bool sync_cancel;		  /* protected by lock */
+	pthread_cond_t cond;		/* inflight or sync changes */
+	enum primary_state state;	/* protected by lock */
+	char reason[2048];		/* protected by lock */
+	char error[2600];		/* protected by lock */
+	unsigned mirrored;		/* writes in flight; protected by lock */
+	unsigned unmirrored;		/* protected by lock */
+	atomic_bool live;		/* BITMAP_LIVE is set; changed under ctl */
+	uint64_t checkpoints, syncs;	/* protected by lock */
+	uint64_t sync_total, sync_done;	/* protected by lock */
+	struct timespec sync_t0, sync_t1;	/* protected by lock */
+	pthread_t sync_thread;		/* protected by ctl */
+	bool sync_joinable;		/* protected by ctl */
+	bool sync_cancel;		/* protected by lock */
 	uint64_t granularity;
 	unsigned timeout_ms;
 	const struct primary_link_ops *link;
@@ -103,7 +103,7 @@ static const char *const state_names[] = {
 const char *
 primary_state_name(enum primary_state s)
 {
-	if ((size_t) s >= sizeof state_names / sizeof state_names[0])
+	if ((size_t)s >= sizeof state_names / sizeof state_names[0])
 		abort();
 	return state_names[s];
 }
@@ -186,8 +186,8 @@ link_failed(struct primary *p, struct primary_disk *d, const char *why)
 	if (mirroring(p->state)) {
 		p->state = PRIMARY_DEGRADED;
 		p->sync_cancel = true;
-		snprintf(p->reason, sizeof p->reason, "%s: secondary %s: %s",
-			 d->name, d->uri, why);
+		snprintf(p->reason, sizeof p->reason,
+			 "%s: secondary %s: %s", d->name, d->uri, why);
 		snprintf(p->error, sizeof p->error, "degraded: %s", p->reason);
 		log_error("degraded: %s", p->reason);
 		for (i = 0; i < p->ndisks; i++)
@@ -218,7 +218,7 @@ maybe_clear_live(struct primary *p, bool have_ctl)
 	bool clear;
 
 	if (!have_ctl && pthread_mutex_trylock(&p->ctl) != 0)
-		return; /* the word under way calls us itself */
+		return;		/* the word under way calls us itself */
 	pthread_mutex_lock(&p->lock);
 	clear = atomic_load(&p->live) && !mirroring(p->state) &&
 		p->mirrored == 0;
@@ -279,11 +279,10 @@ mark_dirty(struct primary_disk *d, uint64_t off, uint64_t len)
 {
 	if (bitmap_mark(d->bm, off, len) == 0)
 		return 0;
-	primary_record_error(d->p,
-			     "%s: cannot mark [%" PRIu64 ", +%" PRIu64
+	primary_record_error(d->p, "%s: cannot mark [%" PRIu64 ", +%" PRIu64
 			     ") dirty: %s; the next sync must be a full one "
-			     "(resync full)",
-			     d->name, off, len, strerror(errno));
+			     "(resync full)", d->name, off, len,
+			     strerror(errno));
 	errno = EIO;
 	return -1;
 }
@@ -309,8 +308,8 @@ modify(struct primary_disk *d, enum primary_op op, const void *buf,
 	rangelock_acquire(&d->rl, &e, off, len, true);
 	m = io_begin(p);
 	if (m) {
-		ticket = p->link->submit(p->link_opaque, d->index, op, buf, off,
-					 len, why, sizeof why);
+		ticket = p->link->submit(p->link_opaque, d->index, op, buf,
+					 off, len, why, sizeof why);
 		if (ticket == NULL)
 			link_failed(p, d, why);
 	}
@@ -355,7 +354,8 @@ out:
 }
 
 int
-primary_write(struct primary_disk *d, const void *buf, size_t len, uint64_t off)
+primary_write(struct primary_disk *d, const void *buf, size_t len,
+	      uint64_t off)
 {
 	return modify(d, PRIMARY_OP_WRITE, buf, off, len);
 }
@@ -433,7 +433,7 @@ struct sync_slot {
 	struct primary_disk *d;
 	struct rangelock_entry e;
 	uint64_t off, len;
-	bool piece; /* of a longer run: holds no lock, clears no bit */
+	bool piece;		/* of a longer run: holds no lock, clears no bit */
 	void *ticket;
 	char *buf;
 };
@@ -508,15 +508,14 @@ slot_send(struct primary *p, struct primary_disk *d, struct sync_slot *s,
 	s->off = o;
 	s->len = l;
 	if (d->img->ops->pread(d->img, s->buf, l, o) == -1) {
-		primary_record_error(p,
-				     "%s: sync: local read at %" PRIu64 ": %s",
-				     d->name, o, strerror(errno));
+		primary_record_error(p, "%s: sync: local read at %" PRIu64
+				     ": %s", d->name, o, strerror(errno));
 		return -1;
 	}
 	s->ticket = p->link->submit(p->link_opaque, d->index,
-				    all_zero(s->buf, l) ? PRIMARY_OP_ZERO
-							: PRIMARY_OP_WRITE,
-				    s->buf, o, l, why, sizeof why);
+				    all_zero(s->buf, l) ? PRIMARY_OP_ZERO :
+				    PRIMARY_OP_WRITE, s->buf, o, l, why,
+				    sizeof why);
 	if (s->ticket == NULL) {
 		link_failed(p, d, why);
 		return -1;
@@ -551,7 +550,7 @@ sync_long_run(struct primary *p, struct primary_disk *d,
 
 		n = l - done < SYNC_CHUNK ? l - done : SYNC_CHUNK;
 		if (!sync_go_on(p))
-			break; /* told to stop: the bit stays */
+			break;		/* told to stop: the bit stays */
 		if (slot_finish(p, s) == -1) {
 			rc = -1;
 			break;
@@ -652,8 +651,7 @@ sync_main(void *arg)
 		for (i = 0; i < p->ndisks && !failed; i++) {
 			if (bitmap_update(p->disks[i].bm, BITMAP_SYNCED, 0,
 					  NULL) == -1) {
-				primary_record_error(p,
-						     "%s: saving the dirty "
+				primary_record_error(p, "%s: saving the dirty "
 						     "bitmap: %s",
 						     p->disks[i].name,
 						     strerror(errno));
@@ -720,10 +718,8 @@ connect_all(struct primary *p, const char *uri)
 
 			for (j = 0; j < i; j++)
 				p->link->disconnect(p->link_opaque, j, false);
-			return refuse(p, saved,
-				      "%s: cannot connect to the "
-				      "secondary %s: %s",
-				      d->name, u, err);
+			return refuse(p, saved, "%s: cannot connect to the "
+				      "secondary %s: %s", d->name, u, err);
 		}
 		pthread_mutex_lock(&p->lock);
 		snprintf(d->uri, sizeof d->uri, "%s", u);
@@ -746,7 +742,8 @@ begin_sync(struct primary *p, bool full)
 		bool inc;
 
 		bitmap_peer(d->bm, peer, sizeof peer);
-		inc = !full && (f & BITMAP_SYNCED) && strcmp(peer, d->uri) == 0;
+		inc = !full && (f & BITMAP_SYNCED) &&
+		      strcmp(peer, d->uri) == 0;
 		if (!inc && bitmap_mark_all(d->bm) == -1)
 			goto fail;
 		/* Live before anything mirrors.  Synced with this peer from
@@ -803,8 +800,7 @@ primary_start(struct primary *p)
 	pthread_mutex_lock(&p->ctl);
 	sync_reap(p);
 	if (primary_state(p) != PRIMARY_NONE)
-		rc = refuse(p, EBUSY,
-			    "start: the state is %s (start is for "
+		rc = refuse(p, EBUSY, "start: the state is %s (start is for "
 			    "none; use resync after degraded or failover)",
 			    primary_state_name(primary_state(p)));
 	else
@@ -828,8 +824,7 @@ primary_resync(struct primary *p, bool full, const char *uri)
 		rc = refuse(p, EBUSY, "resync: the state is %s",
 			    primary_state_name(s));
 	else if (uri != NULL && p->ndisks != 1)
-		rc = refuse(p, EINVAL,
-			    "resync URI: only for a single disk; "
+		rc = refuse(p, EINVAL, "resync URI: only for a single disk; "
 			    "set each disk's secondary in the config");
 	else
 		rc = connect_all(p, uri) == -1 ? -1 : begin_sync(p, full);
@@ -856,18 +851,15 @@ primary_checkpoint(struct primary *p)
 		rc = -1;
 		break;
 	case PRIMARY_SYNCING:
-		snprintf(p->error, sizeof p->error,
-			 "checkpoint: syncing, %" PRIu64 " of %" PRIu64
-			 " bytes copied",
+		snprintf(p->error, sizeof p->error, "checkpoint: syncing, %"
+			 PRIu64 " of %" PRIu64 " bytes copied",
 			 p->sync_done, p->sync_total);
 		errno = EBUSY;
 		rc = -1;
 		break;
 	default:
-		snprintf(p->error, sizeof p->error,
-			 "checkpoint: the state is "
-			 "%s, not replicating",
-			 primary_state_name(p->state));
+		snprintf(p->error, sizeof p->error, "checkpoint: the state is "
+			 "%s, not replicating", primary_state_name(p->state));
 		errno = EINVAL;
 		rc = -1;
 		break;
@@ -929,7 +921,7 @@ primary_wait_sync(struct primary *p, unsigned timeout_ms)
 
 	clock_gettime(CLOCK_REALTIME, &dl);
 	dl.tv_sec += timeout_ms / 1000;
-	dl.tv_nsec += (long) (timeout_ms % 1000) * 1000000;
+	dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
 	if (dl.tv_nsec >= 1000000000) {
 		dl.tv_sec++;
 		dl.tv_nsec -= 1000000000;
@@ -1066,8 +1058,8 @@ primary_disk_fd(const struct primary_disk *d)
 static uint64_t
 ns_between(const struct timespec *a, const struct timespec *b)
 {
-	return (uint64_t) (b->tv_sec - a->tv_sec) * 1000000000u +
-	       (uint64_t) (b->tv_nsec - a->tv_nsec);
+	return (uint64_t)(b->tv_sec - a->tv_sec) * 1000000000u +
+	       (uint64_t)(b->tv_nsec - a->tv_nsec);
 }
 
 int
@@ -1090,9 +1082,9 @@ primary_get_status(struct primary *p, struct primary_status *st)
 	st->syncs = p->syncs;
 	st->sync_total_bytes = p->sync_total;
 	st->sync_done_bytes = p->sync_done;
-	ns = ns_between(&p->sync_t0,
-			p->state == PRIMARY_SYNCING ? &now : &p->sync_t1);
-	st->sync_rate = ns ? (uint64_t) ((double) p->sync_done * 1e9 / ns) : 0;
+	ns = ns_between(&p->sync_t0, p->state == PRIMARY_SYNCING ? &now :
+			&p->sync_t1);
+	st->sync_rate = ns ? (uint64_t)((double)p->sync_done * 1e9 / ns) : 0;
 	snprintf(st->reason, sizeof st->reason, "%s", p->reason);
 	snprintf(st->error, sizeof st->error, "%s", p->error);
 	for (i = 0; i < p->ndisks; i++)

@@ -44,7 +44,7 @@ enum primary_state {
 	PRIMARY_DEGRADED,
 	PRIMARY_FAILOVER,
 };
-const char *primary_state_name(enum primary_state s); /* aborts if unknown */
+const char *primary_state_name(enum primary_state s);	/* aborts if unknown */
 
 enum primary_op {
 	PRIMARY_OP_WRITE,
@@ -69,14 +69,14 @@ struct primary_link_ops {
 	 * errno and a message in err (not connected, or dead).
 	 */
 	void *(*submit)(void *opaque, size_t i, enum primary_op op,
-			const void *buf, uint64_t off, uint64_t len, char *err,
-			size_t errlen);
+			const void *buf, uint64_t off, uint64_t len,
+			char *err, size_t errlen);
 	/* Waits up to timeout_ms for the ticket and releases it: 0 when the
 	 * secondary applied the command, -1 with errno (ETIMEDOUT, or the
 	 * secondary's error) and a message in err.
 	 */
-	int (*wait)(void *opaque, void *ticket, unsigned timeout_ms, char *err,
-		    size_t errlen);
+	int (*wait)(void *opaque, void *ticket, unsigned timeout_ms,
+		    char *err, size_t errlen);
 	/* Bytes of payload sent on disk i's link since it was made. */
 	uint64_t (*bytes_sent)(void *opaque, size_t i);
 	/* The longest PRIMARY_OP_ZERO disk i's secondary takes in one
@@ -88,8 +88,8 @@ struct primary_link_ops {
 
 struct primary_disk_config {
 	const char *name;
-	struct image *img; /* taken by primary_new, also on failure */
-	const char *uri;   /* the configured secondary */
+	struct image *img;	/* taken by primary_new, also on failure */
+	const char *uri;	/* the configured secondary */
 	const char *bitmap_path;
 };
 
@@ -152,25 +152,25 @@ struct primary_disk_status {
 	const char *name;
 	uint64_t size;
 	uint64_t dirty_bytes;
-	uint64_t sent_bytes;	 /* on the current link */
-	uint64_t write_bytes;	 /* the VM's, since start-up */
-	uint64_t mirrored_bytes; /* of those, applied on the secondary */
-	char uri[1024];		 /* the secondary in use or configured */
-	bool synced;		 /* the bitmap tracks that URI */
+	uint64_t sent_bytes;		/* on the current link */
+	uint64_t write_bytes;		/* the VM's, since start-up */
+	uint64_t mirrored_bytes;	/* of those, applied on the secondary */
+	char uri[1024];			/* the secondary in use or configured */
+	bool synced;			/* the bitmap tracks that URI */
 };
 
 struct primary_status {
 	enum primary_state state;
 	uint64_t granularity;
 	uint64_t checkpoints;
-	uint64_t sync_total_bytes; /* of the last (or current) sync */
+	uint64_t sync_total_bytes;	/* of the last (or current) sync */
 	uint64_t sync_done_bytes;
-	uint64_t sync_rate; /* bytes/s, over the sync so far */
-	uint64_t syncs;	    /* finished */
-	char reason[2048];  /* why degraded; "" otherwise */
+	uint64_t sync_rate;		/* bytes/s, over the sync so far */
+	uint64_t syncs;			/* finished */
+	char reason[2048];		/* why degraded; "" otherwise */
 	char error[2600];
 	size_t ndisks;
-	struct primary_disk_status *disks; /* malloc'd */
+	struct primary_disk_status *disks;	/* malloc'd */
 };
 int primary_get_status(struct primary *p, struct primary_status *st);
 void primary_status_release(struct primary_status *st);

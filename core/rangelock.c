@@ -47,13 +47,13 @@ blocked(const struct rangelock_entry *e)
 }
 
 void
-rangelock_acquire(struct rangelock *rl, struct rangelock_entry *e, uint64_t off,
-		  uint64_t len, bool exclusive)
+rangelock_acquire(struct rangelock *rl, struct rangelock_entry *e,
+		  uint64_t off, uint64_t len, bool exclusive)
 {
 	e->start = off;
 	e->end = off + len;
 	if (len == 0)
-		e->end = off + 1; /* still ordered against its neighbours */
+		e->end = off + 1;	/* still ordered against its neighbours */
 	e->exclusive = exclusive;
 	e->next = NULL;
 	pthread_mutex_lock(&rl->lock);

@@ -21,12 +21,12 @@ struct rangelock_entry {
 struct rangelock {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	struct rangelock_entry *head, *tail; /* protected by lock */
-	unsigned waiters;		     /* protected by lock */
+	struct rangelock_entry *head, *tail;	/* protected by lock */
+	unsigned waiters;			/* protected by lock */
 };
 
 void rangelock_init(struct rangelock *rl);
-void rangelock_release_all(struct rangelock *rl); /* destroys; must be empty */
+void rangelock_release_all(struct rangelock *rl);	/* destroys; must be empty */
 
 void rangelock_acquire(struct rangelock *rl, struct rangelock_entry *e,
 		       uint64_t off, uint64_t len, bool exclusive);

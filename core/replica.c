@@ -111,8 +111,8 @@
 #include "replica.h"
 #include "statefile.h"
 
-#define BOUNCE_MAX (1024 * 1024)       /* bytes copied per step */
-#define COMMIT_CHUNK (4 * 1024 * 1024) /* bytes committed per lock */
+#define BOUNCE_MAX (1024 * 1024)	/* bytes copied per step */
+#define COMMIT_CHUNK (4 * 1024 * 1024)	/* bytes committed per lock */
 
 /* map: the bytes the buffer holds (they hide the layers below).  zeros:
  * the part of map that was zeroed or trimmed, so takes no space in either
@@ -121,24 +121,24 @@
  */
 struct buffer {
 	struct store *store;
-	struct extmap *map;   /* protected by the disk's map_lock */
-	struct extmap *zeros; /* protected by the disk's map_lock */
+	struct extmap *map;		/* protected by the disk's map_lock */
+	struct extmap *zeros;		/* protected by the disk's map_lock */
 };
 
 struct replica_disk {
 	struct replica *r;
-	size_t index; /* in r->disks */
+	size_t index;			/* in r->disks */
 	char *name;
 	struct image *img;
 	uint64_t size;
 	struct rangelock rl;
 	pthread_mutex_t map_lock;
-	struct buffer *hidden, *active; /* swapped under r->gate exclusive */
+	struct buffer *hidden, *active;	/* swapped under r->gate exclusive */
 	atomic_uint_fast64_t primary_write_bytes;
 	atomic_uint_fast64_t view_write_bytes;
-	atomic_uint_fast64_t view_writes; /* requests, zeroing included */
+	atomic_uint_fast64_t view_writes;	/* requests, zeroing included */
 	atomic_uint_fast64_t view_reads, view_read_bytes;
-	int journal_fd; /* -1, or the failover journal: set
+	int journal_fd;			/* -1, or the failover journal: set
 					 * under r->gate exclusive */
 };
 
@@ -151,9 +151,9 @@ struct replica {
 	struct store_factory factory;
 	pthread_mutex_t ctl_lock;
 	pthread_rwlock_t gate;
-	enum replica_state state;    /* written under gate exclusive */
-	uint64_t checkpoints;	     /* written under gate exclusive */
-	uint64_t last_checkpoint_ns; /* written under gate exclusive */
+	enum replica_state state;	/* written under gate exclusive */
+	uint64_t checkpoints;		/* written under gate exclusive */
+	uint64_t last_checkpoint_ns;	/* written under gate exclusive */
 	/* Checkpoint durations: a count per bucket of
 	 * replica_checkpoint_bucket_ns (not cumulative) and their sum;
 	 * written under gate exclusive.
@@ -161,7 +161,7 @@ struct replica {
 	uint64_t checkpoint_hist[REPLICA_CHECKPOINT_BUCKETS];
 	uint64_t checkpoint_ns_sum;
 	atomic_uint_fast64_t unclean_disconnects;
-	atomic_uint_fast64_t errors; /* errors recorded, refusals included */
+	atomic_uint_fast64_t errors;	/* errors recorded, refusals included */
 
 	/* Bytes mapped in every disk's buffers, and bytes reserved by writes
 	 * in flight; both protected by limit_lock.  limit 0: none.
@@ -169,48 +169,43 @@ struct replica {
 	pthread_mutex_t limit_lock;
 	uint64_t limit, buffered, reserved;
 
-	struct replica_disk **disks; /* fixed once started */
+	struct replica_disk **disks;	/* fixed once started */
 	size_t ndisks;
 
 	pthread_mutex_t err_lock;
-	char error[512]; /* protected by err_lock */
+	char error[512];		/* protected by err_lock */
 
 	pthread_mutex_t commit_lock;
 	pthread_cond_t commit_cond;
-	bool commit_running;  /* protected by commit_lock */
-	bool commit_joinable; /* protected by ctl_lock */
+	bool commit_running;		/* protected by commit_lock */
+	bool commit_joinable;		/* protected by ctl_lock */
 	atomic_bool commit_cancel;
 	pthread_t commit_thread;
 
 	pthread_mutex_t reclaim_lock;
 	pthread_cond_t reclaim_cond;
-	pthread_cond_t reclaim_done;  /* reclaim_busy went false */
-	struct garbage *reclaim_list; /* protected by reclaim_lock */
-	bool reclaim_busy;	      /* protected by reclaim_lock */
-	bool reclaim_stop;	      /* protected by reclaim_lock */
+	pthread_cond_t reclaim_done;	/* reclaim_busy went false */
+	struct garbage *reclaim_list;	/* protected by reclaim_lock */
+	bool reclaim_busy;		/* protected by reclaim_lock */
+	bool reclaim_stop;		/* protected by reclaim_lock */
 	pthread_t reclaim_thread;
 
 	/* Durability: set before start, fixed after.  jdir NULL: none. */
 	char *jdir, *bdir, *prefix;
 	replica_state_hook *hook;
 	void *hook_opaque;
-	struct replica_tap tap; /* set before start, fixed after */
+	struct replica_tap tap;		/* set before start, fixed after */
 };
 
 const char *
 replica_state_name(enum replica_state s)
 {
 	switch (s) {
-	case REPLICA_NONE:
-		return "none";
-	case REPLICA_RUNNING:
-		return "running";
-	case REPLICA_FAILOVER:
-		return "failover";
-	case REPLICA_FAILOVER_FAILED:
-		return "failover_failed";
-	case REPLICA_DONE:
-		return "done";
+	case REPLICA_NONE: return "none";
+	case REPLICA_RUNNING: return "running";
+	case REPLICA_FAILOVER: return "failover";
+	case REPLICA_FAILOVER_FAILED: return "failover_failed";
+	case REPLICA_DONE: return "done";
 	}
 	abort();
 }
@@ -281,10 +276,8 @@ void
 replica_note_unclean_disconnect(struct replica *r, const char *why)
 {
 	atomic_fetch_add(&r->unclean_disconnects, 1);
-	replica_record_error(r,
-			     "the primary went away uncleanly (writes "
-			     "may be missing): %s",
-			     why);
+	replica_record_error(r, "the primary went away uncleanly (writes "
+			     "may be missing): %s", why);
 }
 
 /* ---- buffers and their reclaim ---- */
@@ -317,11 +310,12 @@ buffer_new(struct replica *r, struct replica_disk *d, const char *what)
 	if (b->store == NULL)
 		goto err;
 	return b;
-err : {
-	int saved = errno;
-	buffer_free(b);
-	errno = saved;
-}
+err:
+	{
+		int saved = errno;
+		buffer_free(b);
+		errno = saved;
+	}
 	return NULL;
 }
 
@@ -337,7 +331,7 @@ reclaim_main(void *arg)
 			pthread_cond_wait(&r->reclaim_cond, &r->reclaim_lock);
 		g = r->reclaim_list;
 		if (g == NULL)
-			break; /* stopping and drained */
+			break;		/* stopping and drained */
 		r->reclaim_list = NULL;
 		r->reclaim_busy = true;
 		pthread_mutex_unlock(&r->reclaim_lock);
@@ -381,7 +375,7 @@ reclaim(struct replica *r, struct buffer *b)
 	if (b == NULL)
 		return;
 	g = malloc(sizeof *g);
-	if (g == NULL) { /* free it here rather than leak it */
+	if (g == NULL) {		/* free it here rather than leak it */
 		buffer_free(b);
 		return;
 	}
@@ -408,8 +402,8 @@ replica_new(const struct store_factory *factory)
 	r->state = REPLICA_NONE;
 	pthread_mutex_init(&r->ctl_lock, NULL);
 	pthread_rwlockattr_init(&attr);
-	pthread_rwlockattr_setkind_np(
-		&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlockattr_setkind_np(&attr,
+		PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&r->gate, &attr);
 	pthread_rwlockattr_destroy(&attr);
 	pthread_mutex_init(&r->err_lock, NULL);
@@ -519,16 +513,17 @@ replica_add_disk(struct replica *r, const char *name, struct image *img)
 	r->disks[r->ndisks++] = d;
 	pthread_mutex_unlock(&r->ctl_lock);
 	return d;
-err : {
-	int saved = errno;
+err:
+	{
+		int saved = errno;
 
-	if (d != NULL)
-		free(d->name);
-	free(d);
-	image_close(img);
-	pthread_mutex_unlock(&r->ctl_lock);
-	errno = saved;
-}
+		if (d != NULL)
+			free(d->name);
+		free(d);
+		image_close(img);
+		pthread_mutex_unlock(&r->ctl_lock);
+		errno = saved;
+	}
 	return NULL;
 }
 
@@ -617,11 +612,10 @@ reserve(struct replica_disk *d, uint64_t need, const char *what)
 		return 0;
 	}
 	pthread_mutex_unlock(&r->limit_lock);
-	return refuse(r, ENOSPC,
-		      "%s: buffer_limit of %" PRIu64 " bytes "
+	return refuse(r, ENOSPC, "%s: buffer_limit of %" PRIu64 " bytes "
 		      "reached (%" PRIu64 " buffered): %s refused; a "
-		      "checkpoint frees the buffers",
-		      d->name, limit, used, what);
+		      "checkpoint frees the buffers", d->name, limit, used,
+		      what);
 }
 
 static bool
@@ -654,8 +648,8 @@ occupied(const struct buffer *b)
  * map_insert: data; map_insert_zero: zeros (no space).
  */
 static int
-map_change(struct replica_disk *d, struct buffer *b, uint64_t off, uint64_t len,
-	   bool insert, bool zero)
+map_change(struct replica_disk *d, struct buffer *b, uint64_t off,
+	   uint64_t len, bool insert, bool zero)
 {
 	uint64_t before = occupied(b);
 	int ret;
@@ -673,7 +667,8 @@ map_change(struct replica_disk *d, struct buffer *b, uint64_t off, uint64_t len,
 }
 
 static int
-map_insert(struct replica_disk *d, struct buffer *b, uint64_t off, uint64_t len)
+map_insert(struct replica_disk *d, struct buffer *b, uint64_t off,
+	   uint64_t len)
 {
 	return map_change(d, b, off, len, true, false);
 }
@@ -686,7 +681,8 @@ map_insert_zero(struct replica_disk *d, struct buffer *b, uint64_t off,
 }
 
 static int
-map_remove(struct replica_disk *d, struct buffer *b, uint64_t off, uint64_t len)
+map_remove(struct replica_disk *d, struct buffer *b, uint64_t off,
+	   uint64_t len)
 {
 	return map_change(d, b, off, len, false, false);
 }
@@ -704,7 +700,8 @@ view_source(struct replica_disk *d, uint64_t pos, uint64_t end,
 	enum layer l = LAYER_IMAGE;
 
 	pthread_mutex_lock(&d->map_lock);
-	if (d->active && extmap_next(d->active->map, pos, &s, &e) && s < end) {
+	if (d->active && extmap_next(d->active->map, pos, &s, &e) &&
+	    s < end) {
 		if (s == pos) {
 			l = LAYER_ACTIVE;
 			limit = e;
@@ -752,7 +749,8 @@ check_io(struct replica_disk *d, size_t len, uint64_t off)
 }
 
 static int
-image_write(struct replica_disk *d, const void *buf, size_t len, uint64_t off)
+image_write(struct replica_disk *d, const void *buf, size_t len,
+	    uint64_t off)
 {
 	if (buf == NULL)
 		return d->img->ops->zero(d->img, off, len);
@@ -781,8 +779,7 @@ buffer_write(struct replica_disk *d, struct buffer *b, const void *buf,
 	if (ret == -1)
 		return -1;
 	pthread_mutex_lock(&d->map_lock);
-	ret = buf ? map_insert(d, b, off, len)
-		  : map_insert_zero(d, b, off, len);
+	ret = buf ? map_insert(d, b, off, len) : map_insert_zero(d, b, off, len);
 	pthread_mutex_unlock(&d->map_lock);
 	return ret;
 }
@@ -802,8 +799,7 @@ save_range(struct replica_disk *d, uint64_t off, uint64_t len)
 	if (h->store->mem) {
 		char *dst = (char *) h->store->mem + off;
 		uintptr_t a = (uintptr_t) dst & ~(uintptr_t) 4095;
-		uintptr_t b = ((uintptr_t) dst + len + 4095) &
-			      ~(uintptr_t) 4095;
+		uintptr_t b = ((uintptr_t) dst + len + 4095) & ~(uintptr_t) 4095;
 
 		/* Fault the fresh pages in with one call instead of one trap
 		 * per page inside pread: a third of an ingest's CPU went to
@@ -830,11 +826,12 @@ save_range(struct replica_disk *d, uint64_t off, uint64_t len)
 			goto out;
 	}
 	ret = 0;
-out : {
-	int saved = errno;
-	free(bounce);
-	errno = saved;
-}
+out:
+	{
+		int saved = errno;
+		free(bounce);
+		errno = saved;
+	}
 	return ret;
 }
 
@@ -873,16 +870,13 @@ static void
 refuse_io(struct replica_disk *d, const char *what, size_t len, uint64_t off)
 {
 	if (errno == EINVAL)
-		replica_record_error(d->r,
-				     "%s: %s at %" PRIu64 "+%zu refused: "
+		replica_record_error(d->r, "%s: %s at %" PRIu64 "+%zu refused: "
 				     "beyond the end of the disk (%" PRIu64
-				     " bytes)",
-				     d->name, what, off, len, d->size);
+				     " bytes)", d->name, what, off, len,
+				     d->size);
 	else
-		replica_record_error(d->r,
-				     "%s: %s at %" PRIu64 "+%zu refused "
-				     "in state %s",
-				     d->name, what, off, len,
+		replica_record_error(d->r, "%s: %s at %" PRIu64 "+%zu refused "
+				     "in state %s", d->name, what, off, len,
 				     replica_state_name(replica_state(d->r)));
 }
 
@@ -892,8 +886,8 @@ tap_write(struct replica_disk *d, uint64_t off, uint64_t len)
 {
 	struct replica *r = d->r;
 
-	return r->tap.write ? r->tap.write(r->tap.opaque, d->index, off, len)
-			    : 0;
+	return r->tap.write ? r->tap.write(r->tap.opaque, d->index, off, len) :
+	       0;
 }
 
 /* Begins a write of [off, off+len): checks the range, takes the gate
@@ -964,9 +958,8 @@ replica_primary_write(struct replica_disk *d, const void *buf, size_t len,
 	uint64_t need = 0;
 	int ret;
 
-	ret = write_begin(d, &e, len, off,
-			  STATE_BIT(REPLICA_NONE) | STATE_BIT(REPLICA_RUNNING),
-			  ESHUTDOWN);
+	ret = write_begin(d, &e, len, off, STATE_BIT(REPLICA_NONE) |
+			  STATE_BIT(REPLICA_RUNNING), ESHUTDOWN);
 	if (ret != 0) {
 		if (ret == -1)
 			refuse_io(d, "primary write", len, off);
@@ -982,18 +975,15 @@ replica_primary_write(struct replica_disk *d, const void *buf, size_t len,
 			}
 		}
 		if (save_old(d, off, off + len) == -1) {
-			replica_record_error(r,
-					     "%s: saving old data at %" PRIu64
-					     "+%zu into hidden failed, "
+			replica_record_error(r, "%s: saving old data at %"
+					     PRIu64 "+%zu into hidden failed, "
 					     "primary write refused: %s",
-					     d->name, off, len,
-					     strerror(errno));
+					     d->name, off, len, strerror(errno));
 			goto out;
 		}
 	}
 	if (image_write(d, buf, len, off) == -1) {
-		replica_record_error(r,
-				     "%s: primary write at %" PRIu64
+		replica_record_error(r, "%s: primary write at %" PRIu64
 				     "+%zu failed on the secondary disk: %s",
 				     d->name, off, len, strerror(errno));
 		goto out;
@@ -1032,7 +1022,8 @@ replica_primary_flush(struct replica_disk *d)
 /* ---- view I/O ---- */
 
 int
-replica_view_read(struct replica_disk *d, void *buf, size_t len, uint64_t off)
+replica_view_read(struct replica_disk *d, void *buf, size_t len,
+		  uint64_t off)
 {
 	struct replica *r = d->r;
 	struct rangelock_entry e;
@@ -1051,8 +1042,8 @@ replica_view_read(struct replica_disk *d, void *buf, size_t len, uint64_t off)
 							     &seg_end));
 
 		if (s == NULL) {
-			if (d->img->ops->pread(d->img, p, seg_end - pos, pos) ==
-			    -1)
+			if (d->img->ops->pread(d->img, p, seg_end - pos,
+					       pos) == -1)
 				goto out;
 		} else if (s->ops->pread(s, p, seg_end - pos, pos) == -1)
 			goto out;
@@ -1066,7 +1057,7 @@ out:
 }
 
 _Static_assert(sizeof(struct rangelock_entry) <=
-		       sizeof(((struct replica_read *) 0)->space),
+	       sizeof(((struct replica_read *) 0)->space),
 	       "struct replica_read too small for a range lock entry");
 
 int
@@ -1125,8 +1116,7 @@ journal_note(struct replica_disk *d, char op, uint64_t off, uint64_t len)
 	if (d->journal_fd < 0)
 		return 0;
 	if (journal_append(d->journal_fd, op, off, len) == -1) {
-		replica_record_error(d->r,
-				     "%s: view write at %" PRIu64 " "
+		replica_record_error(d->r, "%s: view write at %" PRIu64 " "
 				     "refused: the failover journal: %s",
 				     d->name, off, strerror(errno));
 		errno = EIO;
@@ -1148,16 +1138,12 @@ write_failed_state(struct replica_disk *d, const void *buf, size_t len,
 		int ret;
 
 		if (l == LAYER_IMAGE)
-			ret = image_write(d, p, seg_end - pos, pos) == -1
-				      ? -1
-				      : journal_note(d, JOURNAL_DROP, pos,
-						     seg_end - pos);
+			ret = image_write(d, p, seg_end - pos, pos) == -1 ? -1 :
+			      journal_note(d, JOURNAL_DROP, pos, seg_end - pos);
 		else
 			ret = buffer_write(d, d->active, p, seg_end - pos,
-					   pos) == -1
-				      ? -1
-				      : journal_note(d, JOURNAL_ACTIVE, pos,
-						     seg_end - pos);
+					   pos) == -1 ? -1 :
+			      journal_note(d, JOURNAL_ACTIVE, pos, seg_end - pos);
 		if (ret == -1)
 			return -1;
 	}
@@ -1183,10 +1169,9 @@ replica_view_write(struct replica_disk *d, const void *buf, size_t len,
 	}
 	ret = -1;
 	if (r->state != REPLICA_RUNNING && tap_write(d, off, len) == -1) {
-		replica_record_error(r,
-				     "%s: view write at %" PRIu64 "+%zu: "
-				     "cannot mark it dirty: %s",
-				     d->name, off, len, strerror(errno));
+		replica_record_error(r, "%s: view write at %" PRIu64 "+%zu: "
+				     "cannot mark it dirty: %s", d->name, off,
+				     len, strerror(errno));
 		io_end(d, &e, 0);
 		return -1;
 	}
@@ -1234,10 +1219,9 @@ replica_view_write(struct replica_disk *d, const void *buf, size_t len,
 		atomic_fetch_add(&d->view_write_bytes, len);
 		atomic_fetch_add(&d->view_writes, 1);
 	} else if (!recorded)
-		replica_record_error(r,
-				     "%s: view write at %" PRIu64 "+%zu "
-				     "failed: %s",
-				     d->name, off, len, strerror(errno));
+		replica_record_error(r, "%s: view write at %" PRIu64 "+%zu "
+				     "failed: %s", d->name, off, len,
+				     strerror(errno));
 	io_end(d, &e, need);
 	return ret;
 }
@@ -1274,7 +1258,8 @@ replica_view_flush(struct replica_disk *d)
 		if (d->active && store_sync(d->active->store) == -1)
 			ret = -1;
 		else if (fdatasync(d->journal_fd) == -1) {
-			log_error("%s: sync the failover journal: %m", d->name);
+			log_error("%s: sync the failover journal: %m",
+				  d->name);
 			ret = -1;
 		}
 	}
@@ -1285,7 +1270,7 @@ replica_view_flush(struct replica_disk *d)
 void
 replica_set_tap(struct replica *r, const struct replica_tap *tap)
 {
-	r->tap = tap ? *tap : (struct replica_tap) { 0 };
+	r->tap = tap ? *tap : (struct replica_tap){ 0 };
 }
 
 /* ---- control ---- */
@@ -1323,7 +1308,8 @@ replica_set_durable(struct replica *r, const char *jdir, const char *bdir,
 }
 
 void
-replica_set_state_hook(struct replica *r, replica_state_hook *fn, void *opaque)
+replica_set_state_hook(struct replica *r, replica_state_hook *fn,
+		       void *opaque)
 {
 	pthread_mutex_lock(&r->ctl_lock);
 	r->hook = fn;
@@ -1344,10 +1330,8 @@ new_buffers(struct replica *r, struct buffer **hidden, struct buffer **active)
 		if (active[i] == NULL) {
 			int saved = errno;
 
-			replica_record_error(r,
-					     "%s: making empty buffers "
-					     "failed: %s",
-					     r->disks[i]->name,
+			replica_record_error(r, "%s: making empty buffers "
+					     "failed: %s", r->disks[i]->name,
 					     strerror(saved));
 			buffer_free(hidden[i]);
 			while (i-- > 0) {
@@ -1365,7 +1349,8 @@ new_buffers(struct replica *r, struct buffer **hidden, struct buffer **active)
  * old ones to the reclaim thread.  The caller holds the gate exclusively.
  */
 static void
-swap_buffers(struct replica *r, struct buffer **hidden, struct buffer **active)
+swap_buffers(struct replica *r, struct buffer **hidden,
+	     struct buffer **active)
 {
 	size_t i;
 
@@ -1390,7 +1375,7 @@ swap_buffers(struct replica *r, struct buffer **hidden, struct buffer **active)
  * last bucket has none.
  */
 const uint64_t replica_checkpoint_bucket_ns[REPLICA_CHECKPOINT_BUCKETS - 1] = {
-	50000,	  100000,   250000,   500000,	 1000000,   2500000,	5000000,
+	50000, 100000, 250000, 500000, 1000000, 2500000, 5000000,
 	10000000, 25000000, 50000000, 100000000, 250000000, 1000000000,
 };
 
@@ -1434,12 +1419,13 @@ empty_buffers(struct replica *r, enum replica_state next)
 	r->state = next;
 	pthread_rwlock_unlock(&r->gate);
 	ret = 0;
-out : {
-	int saved = errno;
-	free(hidden);
-	free(active);
-	errno = saved;
-}
+out:
+	{
+		int saved = errno;
+		free(hidden);
+		free(active);
+		errno = saved;
+	}
 	return ret;
 }
 
@@ -1465,12 +1451,11 @@ replica_start(struct replica *r)
 		ret = refuse(r, EBUSY, "start: replication is already running");
 		break;
 	case REPLICA_FAILOVER_FAILED:
-		ret = refuse(r, EBUSY,
-			     "start: failover failed; "
+		ret = refuse(r, EBUSY, "start: failover failed; "
 			     "retry it with failover");
 		break;
 	default:
-		break; /* a promoted secondary ignores start */
+		break;		/* a promoted secondary ignores start */
 	}
 	pthread_mutex_unlock(&r->ctl_lock);
 	return ret;
@@ -1483,8 +1468,7 @@ replica_checkpoint(struct replica *r)
 
 	pthread_mutex_lock(&r->ctl_lock);
 	if (r->state == REPLICA_NONE)
-		ret = refuse(r, EINVAL,
-			     "checkpoint: replication is not running");
+		ret = refuse(r, EINVAL, "checkpoint: replication is not running");
 	else if (r->state == REPLICA_RUNNING)
 		ret = empty_buffers(r, REPLICA_RUNNING);
 	pthread_mutex_unlock(&r->ctl_lock);
@@ -1504,10 +1488,8 @@ replica_stop(struct replica *r)
 	case REPLICA_RUNNING:
 		/* The fence first: done must outlive a crash from now on. */
 		if (call_hook(r, REPLICA_DONE, false) == -1) {
-			ret = refuse(r, EIO,
-				     "stop: cannot record the state "
-				     "done durably: %s",
-				     strerror(errno));
+			ret = refuse(r, EIO, "stop: cannot record the state "
+				     "done durably: %s", strerror(errno));
 			break;
 		}
 		pthread_rwlock_wrlock(&r->gate);
@@ -1516,8 +1498,7 @@ replica_stop(struct replica *r)
 		pthread_rwlock_unlock(&r->gate);
 		break;
 	case REPLICA_FAILOVER_FAILED:
-		ret = refuse(r, EBUSY,
-			     "stop: failover failed and the buffers "
+		ret = refuse(r, EBUSY, "stop: failover failed and the buffers "
 			     "hold the only copy of the VM's data; retry "
 			     "with failover");
 		break;
@@ -1560,8 +1541,7 @@ static int
 snapshot_maps(struct replica_disk *d, struct journal_rec **out, size_t *n)
 {
 	size_t cap = extmap_count(d->active->map) +
-		     extmap_count(d->hidden->map),
-	       i = 0;
+		     extmap_count(d->hidden->map), i = 0;
 	struct journal_rec *recs = malloc((cap ? cap : 1) * sizeof *recs);
 	struct buffer *bufs[2] = { d->active, d->hidden };
 	char ops[2] = { JOURNAL_ACTIVE, JOURNAL_HIDDEN };
@@ -1574,8 +1554,7 @@ snapshot_maps(struct replica_disk *d, struct journal_rec **out, size_t *n)
 	for (k = 0; k < 2; k++)
 		for (pos = 0; extmap_next(bufs[k]->map, pos, &st, &en);
 		     pos = en)
-			recs[i++] = (struct journal_rec) { ops[k], st,
-							   en - st };
+			recs[i++] = (struct journal_rec) { ops[k], st, en - st };
 	pthread_mutex_unlock(&d->map_lock);
 	*out = recs;
 	*n = i;
@@ -1611,8 +1590,8 @@ copy_to_file(struct replica_disk *d, struct buffer *b, const char *what,
 			n = en - p < COMMIT_CHUNK ? en - p : COMMIT_CHUNK;
 			if (b->store->mem)
 				src = (const char *) b->store->mem + p;
-			else if (b->store->ops->pread(b->store, bounce, n, p) ==
-				 -1)
+			else if (b->store->ops->pread(b->store, bounce, n,
+						      p) == -1)
 				goto err;
 			if (ns->ops->pwrite(ns, src, n, p) == -1)
 				goto err;
@@ -1620,11 +1599,12 @@ copy_to_file(struct replica_disk *d, struct buffer *b, const char *what,
 		pos = en;
 	}
 	return ns;
-err : {
-	int saved = errno;
-	store_free(ns);
-	errno = saved;
-}
+err:
+	{
+		int saved = errno;
+		store_free(ns);
+		errno = saved;
+	}
 	return NULL;
 }
 
@@ -1742,8 +1722,7 @@ make_durable(struct replica *r, char *bounce)
 	}
 	return 0;
 err:
-	replica_record_error(r,
-			     "failover: making the buffers durable "
+	replica_record_error(r, "failover: making the buffers durable "
 			     "failed, the commit is not crash-safe: %s",
 			     strerror(errno));
 	drop_durable(r);
@@ -1765,7 +1744,8 @@ journaled(struct replica *r)
 
 /* Commits the buffered bytes of [off, end) into S. */
 static int
-commit_chunk(struct replica_disk *d, uint64_t off, uint64_t end, char *bounce)
+commit_chunk(struct replica_disk *d, uint64_t off, uint64_t end,
+	     char *bounce)
 {
 	uint64_t pos, seg_end;
 
@@ -1777,24 +1757,22 @@ commit_chunk(struct replica_disk *d, uint64_t off, uint64_t end, char *bounce)
 		if (l == LAYER_IMAGE)
 			continue;
 		if (tap_write(d, pos, seg_end - pos) == -1) {
-			replica_record_error(d->r,
-					     "%s: failover commit at %" PRIu64
-					     ": cannot mark it dirty: "
-					     "%s",
-					     d->name, pos, strerror(errno));
+			replica_record_error(d->r, "%s: failover commit at %"
+					     PRIu64 ": cannot mark it dirty: "
+					     "%s", d->name, pos,
+					     strerror(errno));
 			return -1;
 		}
 		s = l == LAYER_ACTIVE ? d->active->store : d->hidden->store;
 		/* From a memory buffer straight into S; else via bounce. */
 		src = s->mem ? (const char *) s->mem + pos : bounce;
-		if ((!s->mem &&
-		     s->ops->pread(s, bounce, seg_end - pos, pos) == -1) ||
-		    d->img->ops->pwrite(d->img, src, seg_end - pos, pos) ==
-			    -1) {
-			replica_record_error(d->r,
-					     "%s: failover commit at %" PRIu64
-					     " failed: %s",
-					     d->name, pos, strerror(errno));
+		if ((!s->mem && s->ops->pread(s, bounce, seg_end - pos,
+					      pos) == -1) ||
+		    d->img->ops->pwrite(d->img, src, seg_end - pos,
+					pos) == -1) {
+			replica_record_error(d->r, "%s: failover commit at %"
+					     PRIu64 " failed: %s", d->name,
+					     pos, strerror(errno));
 			return -1;
 		}
 	}
@@ -1884,18 +1862,15 @@ commit_main(void *arg)
 	if (ret == 0 && r->jdir && r->bdir && !journaled(r))
 		make_durable(r, bounce);
 	if (ret == 0 && call_hook(r, REPLICA_FAILOVER, journaled(r)) == -1)
-		replica_record_error(r,
-				     "failover: the state file was not "
+		replica_record_error(r, "failover: the state file was not "
 				     "updated, the commit is not crash-safe: "
-				     "%s",
-				     strerror(errno));
+				     "%s", strerror(errno));
 	for (i = 0; ret == 0 && i < r->ndisks; i++)
 		ret = commit_disk(r->disks[i], bounce);
 	free(bounce);
 	/* done must be durable before a view write can reach S unjournaled. */
 	if (ret == 0 && call_hook(r, REPLICA_DONE, false) == -1) {
-		replica_record_error(r,
-				     "failover: cannot record the state "
+		replica_record_error(r, "failover: cannot record the state "
 				     "done durably: %s; retry with failover",
 				     strerror(errno));
 		ret = -1;
@@ -1905,7 +1880,7 @@ commit_main(void *arg)
 	if (ret == -1)
 		next = REPLICA_FAILOVER_FAILED;
 	else if (ret == 1)
-		next = REPLICA_FAILOVER; /* cancelled: left as it was */
+		next = REPLICA_FAILOVER;	/* cancelled: left as it was */
 	else
 		swap_buffers(r, NULL, NULL);
 	r->state = next;
@@ -2078,8 +2053,8 @@ replica_resume_failover(struct replica *r)
 		rp[i].d = d;
 		rp[i].hidden = buffer_open(d, "hidden");
 		rp[i].active = rp[i].hidden ? buffer_open(d, "active") : NULL;
-		if (rp[i].active == NULL ||
-		    journal_name(name, sizeof name, d) == -1)
+		if (rp[i].active == NULL || journal_name(name, sizeof name,
+							 d) == -1)
 			goto fail;
 		snprintf(path, sizeof path, "%s/%s", r->jdir, name);
 		if (journal_replay(path, d->size, replay_rec, &rp[i]) == -1)
@@ -2117,10 +2092,8 @@ fail:
 		}
 	}
 	free(rp);
-	ret = refuse(r, err,
-		     "resume: the interrupted failover's journal "
-		     "or buffers cannot be read: %s",
-		     strerror(err));
+	ret = refuse(r, err, "resume: the interrupted failover's journal "
+		     "or buffers cannot be read: %s", strerror(err));
 out:
 	pthread_mutex_unlock(&r->ctl_lock);
 	return ret;

@@ -21,13 +21,13 @@
  * every disk of the group at once.  See replica.c for the contract.
  */
 enum replica_state {
-	REPLICA_NONE, /* before start: V = S, view writes fail */
+	REPLICA_NONE,			/* before start: V = S, view writes fail */
 	REPLICA_RUNNING,
-	REPLICA_FAILOVER,	 /* committing buffers into S */
-	REPLICA_FAILOVER_FAILED, /* the commit hit an error */
-	REPLICA_DONE,		 /* V = S, pass-through */
+	REPLICA_FAILOVER,		/* committing buffers into S */
+	REPLICA_FAILOVER_FAILED,	/* the commit hit an error */
+	REPLICA_DONE,			/* V = S, pass-through */
 };
-const char *replica_state_name(enum replica_state s); /* aborts if unknown */
+const char *replica_state_name(enum replica_state s);	/* aborts if unknown */
 
 struct replica;
 struct replica_disk;
@@ -71,8 +71,8 @@ int replica_failover(struct replica *r);
  * with nowhere to put them, so the failover is not crash-safe.  Set before
  * start; the strings are copied.  0, or -1 with errno.
  */
-int replica_set_durable(struct replica *r, const char *jdir, const char *bdir,
-			const char *prefix);
+int replica_set_durable(struct replica *r, const char *jdir,
+			const char *bdir, const char *prefix);
 
 /* Called before the state it names takes effect where that matters for
  * safety (done, failover once its journals are durable, with journaled
@@ -141,12 +141,12 @@ int replica_view_zero(struct replica_disk *d, uint64_t off, uint64_t len);
  * EINVAL beyond the end.
  */
 struct replica_seg {
-	int fd; /* >= 0: read from fd at pos */
+	int fd;				/* >= 0: read from fd at pos */
 	uint64_t pos;
-	const void *mem; /* else: the bytes are here */
+	const void *mem;		/* else: the bytes are here */
 };
 
-struct replica_read { /* the caller's; opaque */
+struct replica_read {			/* the caller's; opaque */
 	struct replica_disk *d;
 	void *lock;
 	char space[64];
@@ -163,8 +163,8 @@ int replica_view_flush(struct replica_disk *d);
  */
 int replica_primary_read(struct replica_disk *d, void *buf, size_t len,
 			 uint64_t off);
-int replica_primary_write(struct replica_disk *d, const void *buf, size_t len,
-			  uint64_t off);
+int replica_primary_write(struct replica_disk *d, const void *buf,
+			  size_t len, uint64_t off);
 int replica_primary_zero(struct replica_disk *d, uint64_t off, uint64_t len);
 int replica_primary_flush(struct replica_disk *d);
 
@@ -191,16 +191,16 @@ void replica_last_error(struct replica *r, char *buf, size_t len);
 void replica_note_unclean_disconnect(struct replica *r, const char *why);
 
 struct replica_disk_status {
-	const char *name; /* valid while the replica lives */
+	const char *name;		/* valid while the replica lives */
 	uint64_t size;
 	uint64_t hidden_bytes, hidden_extents;
 	uint64_t active_bytes, active_extents;
 	uint64_t commit_remaining_bytes;
 	uint64_t primary_write_bytes, view_write_bytes;
-	uint64_t view_writes; /* view write requests, zeroing included */
+	uint64_t view_writes;		/* view write requests, zeroing included */
 	uint64_t view_reads, view_read_bytes;
-	uint64_t overlay_bytes; /* qcow2 overlay, else 0 */
-	uint64_t map_mem_bytes; /* both extent maps' heap */
+	uint64_t overlay_bytes;		/* qcow2 overlay, else 0 */
+	uint64_t map_mem_bytes;		/* both extent maps' heap */
 };
 
 /* Checkpoint durations are counted in buckets: bucket i < last holds
@@ -209,21 +209,21 @@ struct replica_disk_status {
  */
 #define REPLICA_CHECKPOINT_BUCKETS 14
 extern const uint64_t
-	replica_checkpoint_bucket_ns[REPLICA_CHECKPOINT_BUCKETS - 1];
+replica_checkpoint_bucket_ns[REPLICA_CHECKPOINT_BUCKETS - 1];
 
 struct replica_status {
 	enum replica_state state;
 	uint64_t checkpoints;
 	uint64_t last_checkpoint_ns;
-	uint64_t checkpoint_hist[REPLICA_CHECKPOINT_BUCKETS]; /* per bucket */
+	uint64_t checkpoint_hist[REPLICA_CHECKPOINT_BUCKETS];	/* per bucket */
 	uint64_t checkpoint_ns_sum;
-	uint64_t errors; /* errors recorded, refusals included */
+	uint64_t errors;		/* errors recorded, refusals included */
 	uint64_t unclean_disconnects;
-	uint64_t buffer_bytes; /* taking room in all buffers */
-	uint64_t buffer_limit; /* 0: none */
+	uint64_t buffer_bytes;		/* taking room in all buffers */
+	uint64_t buffer_limit;		/* 0: none */
 	char error[512];
 	size_t ndisks;
-	struct replica_disk_status *disks; /* ndisks entries */
+	struct replica_disk_status *disks;	/* ndisks entries */
 };
 
 /* A consistent snapshot.  0, or -1 with errno.  Free with

@@ -63,7 +63,8 @@ bad(char *err, size_t errlen, const char *path, const char *why)
 }
 
 int
-statefile_read(const char *path, struct statefile *sf, char *err, size_t errlen)
+statefile_read(const char *path, struct statefile *sf, char *err,
+	       size_t errlen)
 {
 	char buf[STATEFILE_MAX + 1], *line, *save = NULL, why[256];
 	bool have_state = false, have_gen = false;
@@ -101,8 +102,7 @@ statefile_read(const char *path, struct statefile *sf, char *err, size_t errlen)
 	if (strlen(buf) != (size_t) n)
 		return bad(err, errlen, path, "holds a NUL byte");
 	if (strncmp(buf, MAGIC, strlen(MAGIC)) != 0)
-		return bad(err, errlen, path,
-			   "does not begin with "
+		return bad(err, errlen, path, "does not begin with "
 			   "\"colofs-state 1\"");
 	if (n == 0 || buf[n - 1] != '\n')
 		return bad(err, errlen, path, "does not end with a newline");
@@ -111,8 +111,7 @@ statefile_read(const char *path, struct statefile *sf, char *err, size_t errlen)
 		char *v = strchr(line, '=');
 
 		if (v == NULL)
-			return bad(err, errlen, path,
-				   "a line is not key=value");
+			return bad(err, errlen, path, "a line is not key=value");
 		*v++ = '\0';
 		if (strcmp(line, "state") == 0) {
 			if (parse_state(v, &sf->state) == -1)
@@ -150,12 +149,11 @@ statefile_write(const char *dir, const char *name, const struct statefile *sf)
 	char buf[256 + STATEFILE_URI_MAX];
 	int n, ret;
 
-	n = snprintf(buf, sizeof buf,
-		     MAGIC "state=%s\ngeneration=%s\n"
-			   "journaled=%d\n%s%s%s",
-		     replica_state_name(sf->state), sf->generation,
-		     sf->journaled ? 1 : 0, sf->protect[0] ? "protect=" : "",
-		     sf->protect, sf->protect[0] ? "\n" : "");
+	n = snprintf(buf, sizeof buf, MAGIC "state=%s\ngeneration=%s\n"
+		     "journaled=%d\n%s%s%s", replica_state_name(sf->state),
+		     sf->generation, sf->journaled ? 1 : 0,
+		     sf->protect[0] ? "protect=" : "", sf->protect,
+		     sf->protect[0] ? "\n" : "");
 	ret = durable_write(dir, name, buf, (size_t) n);
 	/* Renamed, not synced: written all the same; retry the sync. */
 	if (ret == 1 && durable_sync_dir(dir) == 0)

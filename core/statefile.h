@@ -12,13 +12,14 @@
  * file built on them (statefile.c).
  */
 
-#define STATEFILE_GEN_LEN 32 /* hex digits */
+
+#define STATEFILE_GEN_LEN 32		/* hex digits */
 #define STATEFILE_URI_MAX 1024
 
 struct statefile {
 	enum replica_state state;
 	char generation[STATEFILE_GEN_LEN + 1];
-	bool journaled; /* failover: the journals are durable */
+	bool journaled;		/* failover: the journals are durable */
 	/* done, then protected in place: the secondary's URI (the process
 	 * runs as a primary and a restart must too); "" otherwise.
 	 */

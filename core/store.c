@@ -13,8 +13,8 @@
  * Stores are thread-safe because pread and pwrite are.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <linux/falloc.h>
 #include <stdio.h>
@@ -32,8 +32,8 @@ static int
 fd_store_pread(struct store *s, void *buf, size_t len, uint64_t off)
 {
 	if (full_pread(s->fd, buf, len, off) == -1) {
-		log_error("read %s store at %" PRIu64 ": %m", s->ops->name,
-			  off);
+		log_error("read %s store at %" PRIu64 ": %m",
+			  s->ops->name, off);
 		return -1;
 	}
 	return 0;
@@ -43,8 +43,8 @@ static int
 fd_store_pwrite(struct store *s, const void *buf, size_t len, uint64_t off)
 {
 	if (full_pwrite(s->fd, buf, len, off) == -1) {
-		log_error("write %s store at %" PRIu64 ": %m", s->ops->name,
-			  off);
+		log_error("write %s store at %" PRIu64 ": %m",
+			  s->ops->name, off);
 		return -1;
 	}
 	return 0;
@@ -54,8 +54,8 @@ static int
 fd_store_zero(struct store *s, uint64_t off, uint64_t len)
 {
 	if (fd_zero_range(s->fd, off, len) == -1) {
-		log_error("zero %s store at %" PRIu64 ": %m", s->ops->name,
-			  off);
+		log_error("zero %s store at %" PRIu64 ": %m",
+			  s->ops->name, off);
 		return -1;
 	}
 	return 0;
@@ -147,11 +147,12 @@ store_from_fd(const struct store_ops *ops, int fd, uint64_t size)
 	s->fd = fd;
 	s->size = size;
 	return s;
-err : {
-	int saved = errno;
-	close(fd);
-	errno = saved;
-}
+err:
+	{
+		int saved = errno;
+		close(fd);
+		errno = saved;
+	}
 	return NULL;
 }
 
@@ -300,7 +301,6 @@ struct store_factory
 store_file_factory(const char *dir)
 {
 	return (struct store_factory) {
-		.create = file_create,
-		.opaque = (void *) dir,
+		.create = file_create, .opaque = (void *) dir,
 	};
 }

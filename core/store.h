@@ -27,10 +27,10 @@ struct store_ops {
 
 struct store {
 	const struct store_ops *ops;
-	int fd;	   /* the data, or -1: lets callers splice */
-	void *mem; /* the data in memory, or NULL */
+	int fd;			/* the data, or -1: lets callers splice */
+	void *mem;		/* the data in memory, or NULL */
 	uint64_t size;
-	void *priv; /* the backing's own */
+	void *priv;		/* the backing's own */
 };
 
 /* Makes the empty stores that a replica swaps in at start and checkpoint.
@@ -43,7 +43,7 @@ struct store_factory {
 
 struct store *store_memory_new(uint64_t size, const char *tag);
 struct store *store_file_new(const char *dir, uint64_t size, const char *tag);
-void store_free(struct store *s); /* NULL is a no-op */
+void store_free(struct store *s);		/* NULL is a no-op */
 
 /* Durability (failover, see replica.c).  store_sync: the file store's data
  * reaches the disk (fdatasync); a memory store has nothing to sync.

@@ -37,26 +37,27 @@ split(const char *buf, size_t len, char *copy, size_t cap, char **words)
 	memcpy(copy, buf, len);
 	copy[len] = '\0';
 	for (i = 0; i < len; i++)
-		if (copy[i] == '\0' || !isprint((unsigned char) copy[i]))
-			if (!isspace((unsigned char) copy[i]))
+		if (copy[i] == '\0' || !isprint((unsigned char)copy[i]))
+			if (!isspace((unsigned char)copy[i]))
 				return -1;
 	s = copy;
 	for (;;) {
-		while (*s && isspace((unsigned char) *s))
+		while (*s && isspace((unsigned char)*s))
 			*s++ = '\0';
 		if (*s == '\0')
 			break;
 		if (n == 4)
 			return -1;
 		words[n++] = s;
-		while (*s && !isspace((unsigned char) *s))
+		while (*s && !isspace((unsigned char)*s))
 			s++;
 	}
-	return (int) n;
+	return (int)n;
 }
 
 int
-colo_primary_ctl(struct primary *p, const char *buf, size_t len, uint64_t off)
+colo_primary_ctl(struct primary *p, const char *buf, size_t len,
+		 uint64_t off)
 {
 	char copy[1100], *w[4];
 	const char *uri = NULL;
@@ -64,11 +65,9 @@ colo_primary_ctl(struct primary *p, const char *buf, size_t len, uint64_t off)
 	int n, i, rc;
 
 	if (off != 0) {
-		primary_record_error(p,
-				     "ctl: a write at offset %" PRIu64
+		primary_record_error(p, "ctl: a write at offset %" PRIu64
 				     " (write one command per open, at "
-				     "offset 0; nothing was run)",
-				     off);
+				     "offset 0; nothing was run)", off);
 		errno = EINVAL;
 		return -1;
 	}
@@ -107,9 +106,8 @@ colo_primary_ctl(struct primary *p, const char *buf, size_t len, uint64_t off)
 			 primary_state_name(primary_state(p)));
 	return rc;
 bad:
-	primary_record_error(p,
-			     "ctl: unknown command '%.64s%s' (want " WORDS ")",
-			     w[0], n > 1 ? " ..." : "");
+	primary_record_error(p, "ctl: unknown command '%.64s%s' (want "
+			     WORDS ")", w[0], n > 1 ? " ..." : "");
 	errno = EINVAL;
 	return -1;
 }
@@ -136,7 +134,7 @@ colo_primary_status_text(struct primary *p, const struct config *cfg,
 	fprintf(fp, "state=%s\n", primary_state_name(st.state));
 	/* A secondary protected in place is a primary too. */
 	fprintf(fp, "mode=%s\n", config_mode_name(CONFIG_MODE_PRIMARY));
-	(void) cfg;
+	(void)cfg;
 	fprintf(fp, "dirty_bytes=%" PRIu64 "\n", dirty);
 	fprintf(fp, "dirty_granularity=%" PRIu64 "\n", st.granularity);
 	fprintf(fp, "sync_total_bytes=%" PRIu64 "\n", st.sync_total_bytes);

@@ -53,7 +53,7 @@ static const char *const cmd_names[] = {
 const char *
 colo_cmd_name(enum colo_cmd c)
 {
-	if ((size_t) c >= sizeof cmd_names / sizeof cmd_names[0])
+	if ((size_t)c >= sizeof cmd_names / sizeof cmd_names[0])
 		abort();
 	return cmd_names[c];
 }
@@ -65,37 +65,34 @@ colo_cmd_parse(struct replica *r, const char *buf, size_t len, uint64_t off,
 	size_t b = 0, e = len, i;
 
 	if (off != 0) {
-		replica_record_error(r,
-				     "ctl: a write at offset %" PRIu64
+		replica_record_error(r, "ctl: a write at offset %" PRIu64
 				     " (write one command per open, at "
-				     "offset 0; nothing was run)",
-				     off);
+				     "offset 0; nothing was run)", off);
 		errno = EINVAL;
 		return -1;
 	}
 	if (len > COLO_CTL_MAX) {
-		replica_record_error(r,
-				     "ctl: a write of %zu bytes (one "
+		replica_record_error(r, "ctl: a write of %zu bytes (one "
 				     "command is at most %d bytes, in one "
-				     "write; nothing was run)",
-				     len, COLO_CTL_MAX);
+				     "write; nothing was run)", len,
+				     COLO_CTL_MAX);
 		errno = EINVAL;
 		return -1;
 	}
-	while (b < e && isspace((unsigned char) buf[b]))
+	while (b < e && isspace((unsigned char)buf[b]))
 		b++;
-	while (e > b && isspace((unsigned char) buf[e - 1]))
+	while (e > b && isspace((unsigned char)buf[e - 1]))
 		e--;
 	if (b == e) {
 		replica_record_error(r, "ctl: empty command (want start, "
-					"checkpoint, stop or failover)");
+				     "checkpoint, stop or failover)");
 		errno = EINVAL;
 		return -1;
 	}
 	for (i = 0; i < sizeof cmd_names / sizeof cmd_names[0]; i++) {
 		if (strlen(cmd_names[i]) == e - b &&
 		    memcmp(cmd_names[i], buf + b, e - b) == 0) {
-			*out = (enum colo_cmd) i;
+			*out = (enum colo_cmd)i;
 			return 0;
 		}
 	}
@@ -104,16 +101,14 @@ colo_cmd_parse(struct replica *r, const char *buf, size_t len, uint64_t off,
 	size_t n = 0;
 
 	for (i = b; i < e && n < sizeof word - 4; i++)
-		word[n++] = isprint((unsigned char) buf[i]) ? buf[i] : '?';
+		word[n++] = isprint((unsigned char)buf[i]) ? buf[i] : '?';
 	if (i < e) {
 		memcpy(word + n, "...", 3);
 		n += 3;
 	}
 	word[n] = '\0';
-	replica_record_error(r,
-			     "ctl: unknown command '%s' (want start, "
-			     "checkpoint, stop or failover)",
-			     word);
+	replica_record_error(r, "ctl: unknown command '%s' (want start, "
+			     "checkpoint, stop or failover)", word);
 	errno = EINVAL;
 	return -1;
 }
@@ -170,14 +165,10 @@ int
 colo_cmd_run(struct replica *r, enum colo_cmd c)
 {
 	switch (c) {
-	case COLO_CMD_START:
-		return replica_start(r);
-	case COLO_CMD_CHECKPOINT:
-		return replica_checkpoint(r);
-	case COLO_CMD_STOP:
-		return replica_stop(r);
-	case COLO_CMD_FAILOVER:
-		return replica_failover(r);
+	case COLO_CMD_START: return replica_start(r);
+	case COLO_CMD_CHECKPOINT: return replica_checkpoint(r);
+	case COLO_CMD_STOP: return replica_stop(r);
+	case COLO_CMD_FAILOVER: return replica_failover(r);
 	}
 	abort();
 }
@@ -191,8 +182,8 @@ colo_put_oneline(FILE *fp, const char *s)
 }
 
 int
-colo_status_close(FILE *fp, const struct colo_status_part *parts, size_t nparts,
-		  char **text)
+colo_status_close(FILE *fp, const struct colo_status_part *parts,
+		  size_t nparts, char **text)
 {
 	size_t i;
 
@@ -212,10 +203,10 @@ colo_status_close(FILE *fp, const struct colo_status_part *parts, size_t nparts,
 /* The status text of one snapshot.  0, or -1 with errno. */
 static int
 status_render(const struct replica_status *st, const struct config *cfg,
-	      const struct colo_status_part *parts, size_t nparts, char **text,
-	      size_t *len)
+	      const struct colo_status_part *parts, size_t nparts,
+	      char **text, size_t *len)
 {
-	FILE *fp;
+		FILE *fp;
 	size_t i;
 
 	fp = open_memstream(text, len);
@@ -238,7 +229,8 @@ status_render(const struct replica_status *st, const struct config *cfg,
 	for (i = 0; i < st->ndisks; i++) {
 		const struct replica_disk_status *d = &st->disks[i];
 
-#define DISK_KEY(key) fprintf(fp, "%s." #key "=%" PRIu64 "\n", d->name, d->key)
+#define DISK_KEY(key) \
+		fprintf(fp, "%s." #key "=%" PRIu64 "\n", d->name, d->key)
 		DISK_KEY(size);
 		DISK_KEY(hidden_bytes);
 		DISK_KEY(hidden_extents);
@@ -310,10 +302,10 @@ colo_error_line(const char *msg, char **text, size_t *len)
 struct metric_map {
 	const char *key;
 	const char *family;
-	const char *type; /* counter | gauge */
-	const char *unit; /* NULL, or the family's name's suffix */
+	const char *type;		/* counter | gauge */
+	const char *unit;		/* NULL, or the family's name's suffix */
 	const char *help;
-	const char *label; /* NULL, or name="value" */
+	const char *label;		/* NULL, or name="value" */
 	double scale;
 };
 
@@ -328,8 +320,8 @@ static const struct metric_map metric_map[] = {
 	{ "buffer_limit", "colofs_buffer_limit_bytes", "gauge", "bytes",
 	  "The cap on buffered bytes (buffer_limit; 0: none)", NULL, 0 },
 	{ "unclean_disconnects", "colofs_unclean_disconnects", "counter", NULL,
-	  "Primaries gone without NBD_CMD_DISC (writes may be missed)", NULL,
-	  0 },
+	  "Primaries gone without NBD_CMD_DISC (writes may be missed)",
+	  NULL, 0 },
 	{ "errors", "colofs_errors", "counter", NULL,
 	  "Errors recorded in .colo/error, refused control words included",
 	  NULL, 0 },
@@ -342,16 +334,16 @@ static const struct metric_map metric_map[] = {
 	  NULL, "buffer=\"active\"", 0 },
 	{ "*.hidden_extents", "colofs_disk_buffer_extents", "gauge", NULL,
 	  "Extents in the disk's buffer", "buffer=\"hidden\"", 0 },
-	{ "*.active_extents", "colofs_disk_buffer_extents", "gauge", NULL, NULL,
-	  "buffer=\"active\"", 0 },
+	{ "*.active_extents", "colofs_disk_buffer_extents", "gauge", NULL,
+	  NULL, "buffer=\"active\"", 0 },
 	{ "*.commit_remaining_bytes", "colofs_disk_commit_remaining_bytes",
 	  "gauge", "bytes", "Bytes the failover commit has still to write",
 	  NULL, 0 },
 	{ "*.primary_write_bytes", "colofs_disk_written_bytes", "counter",
-	  "bytes", "Bytes written to the disk, by source", "source=\"primary\"",
-	  0 },
-	{ "*.view_write_bytes", "colofs_disk_written_bytes", "counter", "bytes",
-	  NULL, "source=\"view\"", 0 },
+	  "bytes", "Bytes written to the disk, by source",
+	  "source=\"primary\"", 0 },
+	{ "*.view_write_bytes", "colofs_disk_written_bytes", "counter",
+	  "bytes", NULL, "source=\"view\"", 0 },
 	{ "*.view_read_bytes", "colofs_disk_view_read_bytes", "counter",
 	  "bytes", "Bytes the VM read from the view", NULL, 0 },
 	{ "*.view_reads", "colofs_disk_view_requests", "counter", NULL,
@@ -362,8 +354,8 @@ static const struct metric_map metric_map[] = {
 	  "Bytes in the qcow2 image's overlay", NULL, 0 },
 	{ "*.map_mem_bytes", "colofs_disk_map_memory_bytes", "gauge", "bytes",
 	  "Heap used by the disk's extent maps", NULL, 0 },
-	{ "nbd.exports", "colofs_nbd_exports", "gauge", NULL, "NBD exports",
-	  NULL, 0 },
+	{ "nbd.exports", "colofs_nbd_exports", "gauge", NULL,
+	  "NBD exports", NULL, 0 },
 	{ "nbd.connections", "colofs_nbd_open_connections", "gauge", NULL,
 	  "NBD connections open", NULL, 0 },
 	{ "nbd.negotiating", "colofs_nbd_negotiating_connections", "gauge",
@@ -397,10 +389,10 @@ static const struct metric_map metric_map[] = {
 	  "NBD connections allowed in their handshake", NULL, 0 },
 	{ "nbd.max_handshakes_per_address",
 	  "colofs_nbd_max_handshakes_per_address", "gauge", NULL,
-	  "NBD connections allowed in their handshake from one address", NULL,
-	  0 },
-	{ "nbd.memory_limit", "colofs_nbd_memory_limit_bytes", "gauge", "bytes",
-	  "NBD payload bytes allowed, all connections", NULL, 0 },
+	  "NBD connections allowed in their handshake from one address",
+	  NULL, 0 },
+	{ "nbd.memory_limit", "colofs_nbd_memory_limit_bytes", "gauge",
+	  "bytes", "NBD payload bytes allowed, all connections", NULL, 0 },
 	{ "nbd.memory_used", "colofs_nbd_memory_used_bytes", "gauge", "bytes",
 	  "NBD payload bytes held by requests", NULL, 0 },
 	{ "nbd.memory_peak", "colofs_nbd_memory_peak_bytes", "gauge", "bytes",
@@ -414,17 +406,18 @@ static const struct metric_map metric_map[] = {
 	/* TLS and access control */
 	{ "nbd.tls_sessions", "colofs_nbd_tls_sessions", "counter", NULL,
 	  "TLS handshakes completed and authorized", NULL, 0 },
-	{ "nbd.tls_handshake_failures", "colofs_nbd_refusals", "counter", NULL,
-	  "NBD clients refused, by reason", "reason=\"tls_handshake\"", 0 },
-	{ "nbd.tls_authz_refused", "colofs_nbd_refusals", "counter", NULL, NULL,
-	  "reason=\"tls_authz\"", 0 },
+	{ "nbd.tls_handshake_failures", "colofs_nbd_refusals", "counter",
+	  NULL, "NBD clients refused, by reason",
+	  "reason=\"tls_handshake\"", 0 },
+	{ "nbd.tls_authz_refused", "colofs_nbd_refusals", "counter", NULL,
+	  NULL, "reason=\"tls_authz\"", 0 },
 	{ "nbd.tls_plaintext_refused", "colofs_nbd_refusals", "counter", NULL,
 	  NULL, "reason=\"tls_required\"", 0 },
 	{ "nbd.allow_refused", "colofs_nbd_refusals", "counter", NULL, NULL,
 	  "reason=\"allow\"", 0 },
 	{ "nbd.tls_reloads", "colofs_nbd_tls_reloads", "counter", NULL,
-	  "SIGHUP reloads of the TLS credentials, by outcome", "result=\"ok\"",
-	  0 },
+	  "SIGHUP reloads of the TLS credentials, by outcome",
+	  "result=\"ok\"", 0 },
 	{ "nbd.tls_reload_failures", "colofs_nbd_tls_reloads", "counter", NULL,
 	  NULL, "result=\"failed\"", 0 },
 	/* the mount and the stop rule */
@@ -553,8 +546,8 @@ put_state(FILE *fp, enum replica_state state)
 		   "1 for the replica's state, 0 for the others");
 	for (s = REPLICA_NONE; s <= REPLICA_DONE; s++)
 		fprintf(fp, "colofs_state{state=\"%s\"} %d\n",
-			replica_state_name((enum replica_state) s),
-			s == (int) state);
+			replica_state_name((enum replica_state)s),
+			s == (int)state);
 }
 
 static void
@@ -568,15 +561,12 @@ put_histogram(FILE *fp, const struct replica_status *st)
 	for (i = 0; i < REPLICA_CHECKPOINT_BUCKETS; i++) {
 		cum += st->checkpoint_hist[i];
 		if (i < REPLICA_CHECKPOINT_BUCKETS - 1)
-			fprintf(fp,
-				"colofs_checkpoint_duration_seconds_bucket"
+			fprintf(fp, "colofs_checkpoint_duration_seconds_bucket"
 				"{le=\"%g\"} %" PRIu64 "\n",
 				replica_checkpoint_bucket_ns[i] / 1e9, cum);
 		else
-			fprintf(fp,
-				"colofs_checkpoint_duration_seconds_bucket"
-				"{le=\"+Inf\"} %" PRIu64 "\n",
-				cum);
+			fprintf(fp, "colofs_checkpoint_duration_seconds_bucket"
+				"{le=\"+Inf\"} %" PRIu64 "\n", cum);
 	}
 	fprintf(fp, "colofs_checkpoint_duration_seconds_count %" PRIu64 "\n",
 		cum);

@@ -12,7 +12,7 @@
 #include "replica.h"
 
 #ifndef COLOFS_VERSION
-#define COLOFS_VERSION "0.1.0" /* the Makefile's VERSION wins */
+#define COLOFS_VERSION "0.1.0"		/* the Makefile's VERSION wins */
 #endif
 
 /* The contents of MOUNT/.colo/: the control word parser and the status and
@@ -24,7 +24,7 @@ enum colo_cmd {
 	COLO_CMD_STOP,
 	COLO_CMD_FAILOVER,
 };
-const char *colo_cmd_name(enum colo_cmd c); /* aborts if unknown */
+const char *colo_cmd_name(enum colo_cmd c);	/* aborts if unknown */
 
 /* The longest ctl write: one command, with room for blanks around it. */
 #define COLO_CTL_MAX 64
@@ -34,8 +34,8 @@ const char *colo_cmd_name(enum colo_cmd c); /* aborts if unknown */
  * COLO_CTL_MAX bytes.  0, or -1 with errno = EINVAL and the reason
  * recorded in the replica's error.
  */
-int colo_cmd_parse(struct replica *r, const char *buf, size_t len, uint64_t off,
-		   enum colo_cmd *out);
+int colo_cmd_parse(struct replica *r, const char *buf, size_t len,
+		   uint64_t off, enum colo_cmd *out);
 /* "protect [full] URI" (a done secondary becomes the primary of URI,
  * fs/protect.c): 1 and *full, uri (at most COLO_URI_MAX - 1 bytes) when
  * the write is one; 0 when it is not (colo_cmd_parse then judges it); -1

@@ -51,100 +51,99 @@
 /* [colofs]: key, value type, field of struct config, default (NULL: none).
  * mountpoint is required; listen and buffer_dir are optional.
  */
-#define COLOFS_KEYS(X)                                                         \
-	X(mountpoint, path, mountpoint, NULL)                                  \
-	X(mode, cmode, mode, "secondary")                                      \
-	X(listen, listen, listen, NULL)                                        \
-	X(buffer, buffer, buffer, "memory")                                    \
-	X(buffer_dir, path, buffer_dir, NULL)                                  \
-	X(buffer_limit, size, buffer_limit, "0")                               \
-	X(allow_other, bool, allow_other, "true")                              \
-	X(page_cache, bool, page_cache, "false")                               \
-	X(allow_chown, bool, allow_chown, "true")                              \
-	X(metrics_file, path, metrics_file, NULL)                              \
-	X(state_dir, path, state_dir, "/var/lib/colofs")                       \
-	X(dirty_granularity, gran, dirty_granularity, "64K")                   \
-	X(secondary_timeout, msec, secondary_timeout_ms, "10s")                \
-	/* bounds of the NBD listener (doc/nbd.md, "Bounds") */                \
-	X(max_connections, count, max_connections, "16")                       \
-	X(max_handshakes, count, max_handshakes, "128")                        \
+#define COLOFS_KEYS(X)						\
+	X(mountpoint,	path,	mountpoint,	NULL)		\
+	X(mode,		cmode,	mode,		"secondary")	\
+	X(listen,	listen,	listen,		NULL)		\
+	X(buffer,	buffer,	buffer,		"memory")	\
+	X(buffer_dir,	path,	buffer_dir,	NULL)		\
+	X(buffer_limit,	size,	buffer_limit,	"0")		\
+	X(allow_other,	bool,	allow_other,	"true")		\
+	X(page_cache,	bool,	page_cache,	"false")		\
+	X(allow_chown,	bool,	allow_chown,	"true")		\
+	X(metrics_file,	path,	metrics_file,	NULL)		\
+	X(state_dir,	path,	state_dir,	"/var/lib/colofs")	\
+	X(dirty_granularity, gran, dirty_granularity, "64K")		\
+	X(secondary_timeout, msec, secondary_timeout_ms, "10s")	\
+	/* bounds of the NBD listener (doc/nbd.md, "Bounds") */	\
+	X(max_connections, count, max_connections, "16")		\
+	X(max_handshakes, count, max_handshakes, "128")		\
 	X(max_handshakes_per_address, count, max_handshakes_per_address, "16") \
-	X(io_timeout, seconds, io_timeout, "30")                               \
-	X(nbd_memory_limit, nbdmem, nbd_memory_limit, "256M")                  \
-	X(nbd_conn_memory_limit, nbdmem, nbd_conn_memory_limit, "64M")         \
+	X(io_timeout,	seconds, io_timeout,	"30")		\
+	X(nbd_memory_limit, nbdmem, nbd_memory_limit, "256M")	\
+	X(nbd_conn_memory_limit, nbdmem, nbd_conn_memory_limit, "64M")	\
 	/* TLS and access control on the NBD listener (fs/nbd-tls.c).  tls	\
 	 * has no default here: finish() makes it require when credentials	\
 	 * are configured, off otherwise.					\
-	 */   \
-	X(tls, tlsmode, tls, NULL)                                             \
-	X(tls_psk_file, path, tls_psk_file, NULL)                              \
-	X(tls_certificates, path, tls_certificates, NULL)                      \
-	X(tls_verify_peer, bool, tls_verify_peer, "true")                      \
-	X(tls_authz, authz, tls_authz, NULL)                                   \
-	X(allow, allow, allow, NULL)                                           \
-	X(listen_mode, perm, listen_mode, "0600")                              \
-	X(listen_group, group, listen_group, NULL)
+	 */								\
+	X(tls,		tlsmode, tls,		NULL)		\
+	X(tls_psk_file,	path,	tls_psk_file,	NULL)		\
+	X(tls_certificates, path, tls_certificates, NULL)	\
+	X(tls_verify_peer, bool, tls_verify_peer, "true")	\
+	X(tls_authz,	authz,	tls_authz,	NULL)		\
+	X(allow,	allow,	allow,		NULL)		\
+	X(listen_mode,	perm,	listen_mode,	"0600")		\
+	X(listen_group,	group,	listen_group,	NULL)
 
 /* [disk "NAME"]: the same for struct config_disk.  image is required;
  * export defaults to NAME; owner and group are resolved to ids at the end.
  */
-#define DISK_KEYS(X)                                        \
-	X(image, path, image, NULL)                         \
-	X(format, format, format, "raw")                    \
-	X(export, export, export_name, NULL)                \
-	X(owner, user, owner, "root")                       \
-	X(group, user, group, "root")                       \
-	X(mode, perm, mode, "0600")                         \
-	X(secondary, uri, secondary, NULL)                  \
-	X(secondary_tls_psk_file, path, tls_psk_file, NULL) \
-	X(secondary_tls_username, name, tls_username, NULL) \
+#define DISK_KEYS(X)						\
+	X(image,	path,	image,		NULL)		\
+	X(format,	format,	format,		"raw")		\
+	X(export,	export,	export_name,	NULL)		\
+	X(owner,	user,	owner,		"root")		\
+	X(group,	user,	group,		"root")		\
+	X(mode,		perm,	mode,		"0600")		\
+	X(secondary,	uri,	secondary,	NULL)		\
+	X(secondary_tls_psk_file, path, tls_psk_file, NULL)	\
+	X(secondary_tls_username, name, tls_username, NULL)	\
 	X(secondary_tls_certificates, path, tls_certificates, NULL)
 
 enum colofs_key {
 #define X(key, type, field, def) CK_##key,
 	COLOFS_KEYS(X)
 #undef X
-		CK_COUNT
+	CK_COUNT
 };
 
 enum disk_key {
 #define X(key, type, field, def) DK_##key,
 	DISK_KEYS(X)
 #undef X
-		DK_COUNT
+	DK_COUNT
 };
 
-#define MAX_KEYS \
-	((int) CK_COUNT > (int) DK_COUNT ? (int) CK_COUNT : (int) DK_COUNT)
+#define MAX_KEYS ((int) CK_COUNT > (int) DK_COUNT ? (int) CK_COUNT : (int) DK_COUNT)
 _Static_assert(MAX_KEYS <= 64, "struct seen holds a 64-bit mask");
 #define DISK_NAME_MAX 64
-#define EXPORT_NAME_MAX 4096 /* the NBD protocol's limit */
+#define EXPORT_NAME_MAX 4096		/* the NBD protocol's limit */
 #define CONFIG_FILE_MAX (1 << 20)
 
 /* Which keys a section has set, and where. */
 struct seen {
-	uint64_t mask; /* bit k: key k was set */
+	uint64_t mask;			/* bit k: key k was set */
 	int line[MAX_KEYS];
 };
 
 enum section {
-	SECTION_NONE, /* before the first header */
+	SECTION_NONE,		/* before the first header */
 	SECTION_COLOFS,
 	SECTION_DISK,
 };
 
 struct loader {
-	const char *path;      /* for messages */
-	const char *pos, *end; /* the text not read yet */
-	int lineno;	       /* of the line last handed to inih */
+	const char *path;		/* for messages */
+	const char *pos, *end;		/* the text not read yet */
+	int lineno;			/* of the line last handed to inih */
 	bool failed;
 	int err_errno;
 	char err[512];
 	struct config *c;
-	enum section section; /* the section being read */
-	int colofs_line;      /* its header; 0: none yet */
+	enum section section;		/* the section being read */
+	int colofs_line;		/* its header; 0: none yet */
 	struct seen colofs_seen;
-	struct seen *disk_seen; /* one per c->disks[] */
+	struct seen *disk_seen;		/* one per c->disks[] */
 	size_t disk_cap;
 };
 
@@ -163,8 +162,7 @@ fail(struct loader *ld, int line, const char *fmt, ...)
 	ld->failed = true;
 	ld->err_errno = EINVAL;
 	if (line > 0)
-		n = snprintf(ld->err, sizeof ld->err, "%s:%d: ", ld->path,
-			     line);
+		n = snprintf(ld->err, sizeof ld->err, "%s:%d: ", ld->path, line);
 	else
 		n = snprintf(ld->err, sizeof ld->err, "%s: ", ld->path);
 	if (n < 0 || (size_t) n >= sizeof ld->err)
@@ -189,8 +187,8 @@ static void bad_value(struct loader *ld, const char *key, const char *v,
 	__attribute__((format(printf, 4, 5)));
 
 static void
-bad_value(struct loader *ld, const char *key, const char *v, const char *fmt,
-	  ...)
+bad_value(struct loader *ld, const char *key, const char *v,
+	  const char *fmt, ...)
 {
 	char allowed[256];
 	va_list ap;
@@ -205,10 +203,8 @@ const char *
 config_mode_name(enum config_mode m)
 {
 	switch (m) {
-	case CONFIG_MODE_SECONDARY:
-		return "secondary";
-	case CONFIG_MODE_PRIMARY:
-		return "primary";
+	case CONFIG_MODE_SECONDARY: return "secondary";
+	case CONFIG_MODE_PRIMARY: return "primary";
 	}
 	abort();
 }
@@ -217,10 +213,8 @@ const char *
 config_buffer_name(enum config_buffer b)
 {
 	switch (b) {
-	case CONFIG_BUFFER_MEMORY:
-		return "memory";
-	case CONFIG_BUFFER_FILE:
-		return "file";
+	case CONFIG_BUFFER_MEMORY: return "memory";
+	case CONFIG_BUFFER_FILE: return "file";
 	}
 	abort();
 }
@@ -323,15 +317,13 @@ parse_listen(struct loader *ld, const char *key, const char *v, char **out)
 		const char *p = v + 5;
 
 		if (p[0] != '/') {
-			bad_value(ld, key, v,
-				  "the socket path must be absolute");
+			bad_value(ld, key, v, "the socket path must be absolute");
 			return -1;
 		}
-		if (strlen(p) >= sizeof((struct sockaddr_un *) 0)->sun_path) {
+		if (strlen(p) >= sizeof ((struct sockaddr_un *) 0)->sun_path) {
 			bad_value(ld, key, v,
 				  "socket path longer than %zu bytes",
-				  sizeof((struct sockaddr_un *) 0)->sun_path -
-					  1);
+				  sizeof ((struct sockaddr_un *) 0)->sun_path - 1);
 			return -1;
 		}
 		if (set_string(ld, out, v) == -1)
@@ -395,9 +387,8 @@ parse_listen(struct loader *ld, const char *key, const char *v, char **out)
 		for (h = v; h < colon; h++) {
 			if (!isalnum((unsigned char) *h) && *h != '.' &&
 			    *h != '-') {
-				bad_value(
-					ld, key, v,
-					"the host must be a name or an IPv4 address");
+				bad_value(ld, key, v,
+					  "the host must be a name or an IPv4 address");
 				return -1;
 			}
 		}
@@ -538,8 +529,7 @@ parse_msec(struct loader *ld, const char *key, const char *v, unsigned *out)
 	*out = (unsigned) n;
 	return 0;
 bad:
-	bad_value(ld, key, v,
-		  "a duration from 1ms to 3600s, e.g. 10s or 500ms");
+	bad_value(ld, key, v, "a duration from 1ms to 3600s, e.g. 10s or 500ms");
 	return -1;
 }
 
@@ -556,27 +546,21 @@ static int
 parse_uri(struct loader *ld, const char *key, const char *v, char **out)
 {
 	static const char *const schemes[] = {
-		"nbd://",
-		"nbds://",
-		"nbd+unix://",
-		"nbds+unix://",
+		"nbd://", "nbds://", "nbd+unix://", "nbds+unix://",
 	};
 	const char *p;
 	size_t i;
 
 	for (p = v; *p != '\0'; p++) {
-		if (iscntrl((unsigned char) *p) ||
-		    isspace((unsigned char) *p)) {
-			bad_value(ld, key, v,
-				  "no spaces or control characters");
+		if (iscntrl((unsigned char) *p) || isspace((unsigned char) *p)) {
+			bad_value(ld, key, v, "no spaces or control characters");
 			return -1;
 		}
 	}
 	for (i = 0; i < sizeof schemes / sizeof schemes[0]; i++)
 		if (strncmp(v, schemes[i], strlen(schemes[i])) == 0)
 			return set_string(ld, out, v);
-	bad_value(ld, key, v,
-		  "an NBD URI: nbd://HOST:PORT/EXPORT, nbds://..., "
+	bad_value(ld, key, v, "an NBD URI: nbd://HOST:PORT/EXPORT, nbds://..., "
 		  "nbd+unix:///EXPORT?socket=PATH");
 	return -1;
 }
@@ -763,7 +747,8 @@ dump_count(FILE *fp, const char *key, const unsigned *v)
 
 /* Whole seconds, 0 (none) to a day. */
 static int
-parse_seconds(struct loader *ld, const char *key, const char *v, unsigned *out)
+parse_seconds(struct loader *ld, const char *key, const char *v,
+	      unsigned *out)
 {
 	unsigned long n = 0;
 	const char *p;
@@ -801,8 +786,7 @@ parse_nbdmem(struct loader *ld, const char *key, const char *v, uint64_t *out)
 	if (parse_size(ld, key, v, &n) == -1)
 		return -1;
 	if (n < CONFIG_MIN_NBD_MEMORY || n > (UINT64_C(1) << 40)) {
-		bad_value(ld, key, v,
-			  "32M (one request of the largest size) to 1T");
+		bad_value(ld, key, v, "32M (one request of the largest size) to 1T");
 		return -1;
 	}
 	*out = n;
@@ -819,12 +803,9 @@ const char *
 config_tls_name(enum config_tls t)
 {
 	switch (t) {
-	case CONFIG_TLS_OFF:
-		return "off";
-	case CONFIG_TLS_ON:
-		return "on";
-	case CONFIG_TLS_REQUIRE:
-		return "require";
+	case CONFIG_TLS_OFF: return "off";
+	case CONFIG_TLS_ON: return "on";
+	case CONFIG_TLS_REQUIRE: return "require";
 	}
 	abort();
 }
@@ -857,9 +838,8 @@ dump_tlsmode(FILE *fp, const char *key, const enum config_tls *v)
  */
 static int
 split_list(struct loader *ld, const char *key, const char *v, char sep,
-	   size_t max,
-	   int (*item)(struct loader *, const char *, const char *,
-		       const char *, size_t))
+	   size_t max, int (*item)(struct loader *, const char *,
+				   const char *, const char *, size_t))
 {
 	const char *p = v;
 	size_t n = 0;
@@ -892,8 +872,8 @@ split_list(struct loader *ld, const char *key, const char *v, char sep,
 }
 
 static int
-authz_item(struct loader *ld, const char *key, const char *v, const char *s,
-	   size_t len)
+authz_item(struct loader *ld, const char *key, const char *v,
+	   const char *s, size_t len)
 {
 	struct config *c = ld->c;
 	char **a, *dup;
@@ -931,14 +911,13 @@ dump_authz(FILE *fp, const char *key, char *const *v)
 	if (*v != NULL)
 		dump_string(fp, key, *v);
 	else
-		fprintf(fp,
-			"; %s is not set: any holder of valid credentials\n",
+		fprintf(fp, "; %s is not set: any holder of valid credentials\n",
 			key);
 }
 
 static int
-allow_item(struct loader *ld, const char *key, const char *v, const char *s,
-	   size_t len)
+allow_item(struct loader *ld, const char *key, const char *v,
+	   const char *s, size_t len)
 {
 	struct config *c = ld->c;
 	struct config_net *n = &c->allow_nets[c->nallow];
@@ -948,8 +927,7 @@ allow_item(struct loader *ld, const char *key, const char *v, const char *s,
 	unsigned max;
 
 	if (len >= sizeof addr) {
-		bad_value(ld, key, v, "'%.*s' is not ADDR[/BITS]", (int) len,
-			  s);
+		bad_value(ld, key, v, "'%.*s' is not ADDR[/BITS]", (int) len, s);
 		return -1;
 	}
 	slash = memchr(s, '/', len);
@@ -1061,9 +1039,9 @@ set_defaults_colofs(struct loader *ld, struct config *c)
 {
 	int r = 0;
 
-#define X(key, type, field, def)                                       \
-	if ((def) != NULL && r == 0)                                   \
-		r = parse_##type(ld, #key, (def) != NULL ? (def) : "", \
+#define X(key, type, field, def)					\
+	if ((def) != NULL && r == 0)					\
+		r = parse_##type(ld, #key, (def) != NULL ? (def) : "",	\
 				 &c->field);
 	COLOFS_KEYS(X)
 #undef X
@@ -1075,9 +1053,9 @@ set_defaults_disk(struct loader *ld, struct config_disk *d)
 {
 	int r = 0;
 
-#define X(key, type, field, def)                                       \
-	if ((def) != NULL && r == 0)                                   \
-		r = parse_##type(ld, #key, (def) != NULL ? (def) : "", \
+#define X(key, type, field, def)					\
+	if ((def) != NULL && r == 0)					\
+		r = parse_##type(ld, #key, (def) != NULL ? (def) : "",	\
 				 &d->field);
 	DISK_KEYS(X)
 #undef X
@@ -1220,8 +1198,8 @@ mark_seen(struct loader *ld, struct seen *seen, int k, const char *key,
 {
 	if (seen->mask & (UINT64_C(1) << k)) {
 		fail(ld, ld->lineno,
-		     "duplicate key '%s' in %s (first set on line %d)", key,
-		     section, seen->line[k]);
+		     "duplicate key '%s' in %s (first set on line %d)",
+		     key, section, seen->line[k]);
 		return -1;
 	}
 	seen->mask |= UINT64_C(1) << k;
@@ -1234,12 +1212,12 @@ set_colofs_key(struct loader *ld, const char *name, const char *value)
 {
 	struct config *c = ld->c;
 
-#define X(key, type, field, def)                                    \
-	if (strcmp(name, #key) == 0) {                              \
-		if (mark_seen(ld, &ld->colofs_seen, CK_##key, name, \
-			      "[colofs]") == -1)                    \
-			return -1;                                  \
-		return parse_##type(ld, #key, value, &c->field);    \
+#define X(key, type, field, def)					\
+	if (strcmp(name, #key) == 0) {					\
+		if (mark_seen(ld, &ld->colofs_seen, CK_##key, name,	\
+			      "[colofs]") == -1)			\
+			return -1;					\
+		return parse_##type(ld, #key, value, &c->field);	\
 	}
 	COLOFS_KEYS(X)
 #undef X
@@ -1255,11 +1233,11 @@ set_disk_key(struct loader *ld, const char *name, const char *value)
 	char label[DISK_NAME_MAX + 16];
 
 	disk_label(d, label, sizeof label);
-#define X(key, type, field, def)                                      \
-	if (strcmp(name, #key) == 0) {                                \
-		if (mark_seen(ld, seen, DK_##key, name, label) == -1) \
-			return -1;                                    \
-		return parse_##type(ld, #key, value, &d->field);      \
+#define X(key, type, field, def)					\
+	if (strcmp(name, #key) == 0) {					\
+		if (mark_seen(ld, seen, DK_##key, name, label) == -1)	\
+			return -1;					\
+		return parse_##type(ld, #key, value, &d->field);	\
 	}
 	DISK_KEYS(X)
 #undef X
@@ -1287,10 +1265,8 @@ handler(void *user, const char *section, const char *name, const char *value)
 	 * writes it) is a comment: such a value cannot round-trip.
 	 */
 	if (*value == ';') {
-		fail(ld, ld->lineno,
-		     "value of '%s' starts with ';', which "
-		     "reads as a comment once spaced out",
-		     name);
+		fail(ld, ld->lineno, "value of '%s' starts with ';', which "
+		     "reads as a comment once spaced out", name);
 		return 0;
 	}
 	switch (ld->section) {
@@ -1331,14 +1307,13 @@ reader(char *str, int num, void *stream)
 		return NULL;
 	}
 	if (e - line > num - 3) {
-		fail(ld, ld->lineno,
-		     "line too long (%zu characters, at most %d)",
+		fail(ld, ld->lineno, "line too long (%zu characters, at most %d)",
 		     (size_t) (e - line), num - 3);
 		return NULL;
 	}
 	s = line;
 	if (ld->lineno == 1 && e - s >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0)
-		s += 3; /* a UTF-8 BOM */
+		s += 3;				/* a UTF-8 BOM */
 	while (s < e && isspace((unsigned char) *s))
 		s++;
 	len = e - s;
@@ -1360,8 +1335,7 @@ reader(char *str, int num, void *stream)
 				sep = true;
 				break;
 			}
-			if (*p == ';' && p > s &&
-			    isspace((unsigned char) p[-1]))
+			if (*p == ';' && p > s && isspace((unsigned char) p[-1]))
 				break;
 		}
 		if (!sep) {
@@ -1392,8 +1366,8 @@ lookup_id(struct loader *ld, int line, const char *label, const char *key,
 	n = strtoul(name, &end, 10);
 	if (isdigit((unsigned char) name[0]) && *end == '\0') {
 		if (errno != 0 || n >= (unsigned long) (uid_t) -1) {
-			fail(ld, line, "%s: %s id %s is out of range", label,
-			     key, name);
+			fail(ld, line, "%s: %s id %s is out of range",
+			     label, key, name);
 			return -1;
 		}
 		*id = n;
@@ -1425,8 +1399,8 @@ lookup_id(struct loader *ld, int line, const char *label, const char *key,
 		}
 		free(buf);
 		if (r != 0) {
-			fail(ld, line, "%s: cannot look up %s '%s': %s", label,
-			     key, name, strerror(r));
+			fail(ld, line, "%s: cannot look up %s '%s': %s",
+			     label, key, name, strerror(r));
 			return -1;
 		}
 		if (group ? grp == NULL : pwp == NULL) {
@@ -1451,7 +1425,7 @@ path_within(const char *path, const char *dir)
 	while (pl > 1 && path[pl - 1] == '/')
 		pl--;
 	if (dl == 1)
-		return true; /* everything is under "/" */
+		return true;			/* everything is under "/" */
 	return pl >= dl && memcmp(path, dir, dl) == 0 &&
 	       (pl == dl || path[dl] == '/');
 }
@@ -1468,8 +1442,7 @@ disk_key_line(const struct loader *ld, size_t i, int k)
 {
 	const struct seen *seen = &ld->disk_seen[i];
 
-	return seen->mask & (UINT64_C(1) << k) ? seen->line[k]
-					       : ld->c->disks[i].line;
+	return seen->mask & (UINT64_C(1) << k) ? seen->line[k] : ld->c->disks[i].line;
 }
 
 /* A primary's disk needs its secondary; TLS credentials need a TLS
@@ -1485,10 +1458,8 @@ check_secondary_keys(struct loader *ld, const struct config *c, size_t i,
 
 	if (c->mode != CONFIG_MODE_PRIMARY) {
 		if (d->secondary != NULL || creds || d->tls_username != NULL) {
-			fail(ld, d->line,
-			     "%s: the secondary* keys are for "
-			     "mode = primary",
-			     label);
+			fail(ld, d->line, "%s: the secondary* keys are for "
+			     "mode = primary", label);
 			return -1;
 		}
 		return 0;
@@ -1501,22 +1472,19 @@ check_secondary_keys(struct loader *ld, const struct config *c, size_t i,
 	if (d->tls_psk_file != NULL && d->tls_certificates != NULL) {
 		fail(ld, disk_key_line(ld, i, DK_secondary_tls_certificates),
 		     "%s: secondary_tls_psk_file and "
-		     "secondary_tls_certificates exclude each other",
-		     label);
+		     "secondary_tls_certificates exclude each other", label);
 		return -1;
 	}
 	if (creds && strncmp(d->secondary, "nbds", 4) != 0) {
 		fail(ld, disk_key_line(ld, i, DK_secondary),
 		     "%s: TLS credentials need an nbds:// or nbds+unix:// "
-		     "secondary URI",
-		     label);
+		     "secondary URI", label);
 		return -1;
 	}
 	if (d->tls_username != NULL && d->tls_psk_file == NULL) {
 		fail(ld, disk_key_line(ld, i, DK_secondary_tls_username),
 		     "%s: secondary_tls_username goes with "
-		     "secondary_tls_psk_file",
-		     label);
+		     "secondary_tls_psk_file", label);
 		return -1;
 	}
 	return 0;
@@ -1526,8 +1494,8 @@ check_secondary_keys(struct loader *ld, const struct config *c, size_t i,
 static int
 colofs_key_line(const struct loader *ld, int k)
 {
-	return ld->colofs_seen.mask & (1u << k) ? ld->colofs_seen.line[k]
-						: ld->colofs_line;
+	return ld->colofs_seen.mask & (1u << k) ? ld->colofs_seen.line[k] :
+		ld->colofs_line;
 }
 
 #define COLOFS_SET(ld, k) (((ld)->colofs_seen.mask & (1u << CK_##k)) != 0)
@@ -1571,20 +1539,17 @@ finish_tls(struct loader *ld)
 	 * that would change something is an error without a unix socket.
 	 */
 	if (((COLOFS_SET(ld, listen_mode) && c->listen_mode != 0600) ||
-	     COLOFS_SET(ld, listen_group)) &&
-	    kind != CONFIG_LISTEN_UNIX) {
-		fail(ld,
-		     colofs_key_line(ld, COLOFS_SET(ld, listen_group)
-						 ? CK_listen_group
-						 : CK_listen_mode),
+	     COLOFS_SET(ld, listen_group)) && kind != CONFIG_LISTEN_UNIX) {
+		fail(ld, colofs_key_line(ld, COLOFS_SET(ld, listen_group) ?
+					 CK_listen_group : CK_listen_mode),
 		     "listen_mode and listen_group need listen = unix:/PATH");
 		return -1;
 	}
 	c->listen_gid = (gid_t) -1;
 	if (c->listen_group != NULL) {
 		if (lookup_id(ld, colofs_key_line(ld, CK_listen_group),
-			      "[colofs]", "listen_group", c->listen_group, true,
-			      &id) == -1)
+			      "[colofs]", "listen_group", c->listen_group,
+			      true, &id) == -1)
 			return -1;
 		c->listen_gid = id;
 	}
@@ -1624,19 +1589,15 @@ finish(struct loader *ld)
 		return -1;
 	}
 	if (c->nbd_conn_memory_limit > c->nbd_memory_limit) {
-		fail(ld,
-		     ld->colofs_seen.mask &
-				     (UINT64_C(1) << CK_nbd_conn_memory_limit)
-			     ? ld->colofs_seen.line[CK_nbd_conn_memory_limit]
-			     : ld->colofs_seen.line[CK_nbd_memory_limit],
-		     "nbd_conn_memory_limit (%" PRIu64
-		     ") is over nbd_memory_limit (%" PRIu64 ")",
+		fail(ld, ld->colofs_seen.mask & (UINT64_C(1) << CK_nbd_conn_memory_limit) ?
+		     ld->colofs_seen.line[CK_nbd_conn_memory_limit] :
+		     ld->colofs_seen.line[CK_nbd_memory_limit],
+		     "nbd_conn_memory_limit (%" PRIu64 ") is over nbd_memory_limit (%" PRIu64 ")",
 		     c->nbd_conn_memory_limit, c->nbd_memory_limit);
 		return -1;
 	}
 	/* The mount would hide it, or colofs would read through itself. */
-	if (c->buffer_dir != NULL &&
-	    path_within(c->buffer_dir, c->mountpoint)) {
+	if (c->buffer_dir != NULL && path_within(c->buffer_dir, c->mountpoint)) {
 		fail(ld, ld->colofs_seen.line[CK_buffer_dir],
 		     "buffer_dir %s is inside mountpoint %s", c->buffer_dir,
 		     c->mountpoint);
@@ -1646,8 +1607,8 @@ finish(struct loader *ld)
 	if (c->metrics_file != NULL &&
 	    path_within(c->metrics_file, c->mountpoint)) {
 		fail(ld, ld->colofs_seen.line[CK_metrics_file],
-		     "metrics_file %s is inside mountpoint %s", c->metrics_file,
-		     c->mountpoint);
+		     "metrics_file %s is inside mountpoint %s",
+		     c->metrics_file, c->mountpoint);
 		return -1;
 	}
 	if (c->mode == CONFIG_MODE_PRIMARY && c->metrics_file != NULL) {
@@ -1663,10 +1624,8 @@ finish(struct loader *ld)
 		return -1;
 	}
 	if (path_within(c->state_dir, c->mountpoint)) {
-		fail(ld,
-		     ld->colofs_seen.mask & (UINT64_C(1) << CK_state_dir)
-			     ? ld->colofs_seen.line[CK_state_dir]
-			     : 0,
+		fail(ld, ld->colofs_seen.mask & (UINT64_C(1) << CK_state_dir) ?
+		     ld->colofs_seen.line[CK_state_dir] : 0,
 		     "state_dir %s is inside mountpoint %s", c->state_dir,
 		     c->mountpoint);
 		return -1;
@@ -1722,8 +1681,7 @@ finish(struct loader *ld)
 			return -1;
 		}
 		for (j = 0; j < i; j++) {
-			if (strcmp(c->disks[j].export_name, d->export_name) ==
-			    0) {
+			if (strcmp(c->disks[j].export_name, d->export_name) == 0) {
 				fail(ld, disk_key_line(ld, i, DK_export),
 				     "%s: export name '%s' is already used by [disk \"%s\"] (line %d)",
 				     label, d->export_name, c->disks[j].name,
@@ -1761,8 +1719,7 @@ load(const char *text, size_t len, const char *name, char *err, size_t errlen)
 	ld.c = calloc(1, sizeof *ld.c);
 	if (ld.c == NULL || (ld.c->path = strdup(name)) == NULL) {
 		saved = errno;
-		snprintf(ld.err, sizeof ld.err, "%s: %s", name,
-			 strerror(saved));
+		snprintf(ld.err, sizeof ld.err, "%s: %s", name, strerror(saved));
 		goto err;
 	}
 	if (set_defaults_colofs(&ld, ld.c) == -1)
@@ -1771,7 +1728,7 @@ load(const char *text, size_t len, const char *name, char *err, size_t errlen)
 	if (!ld.failed && r == -2)
 		fail_errno(&ld, 0, ENOMEM, "out of memory");
 	else if (!ld.failed && r != 0)
-		fail(&ld, r, "syntax error"); /* the reader should catch all */
+		fail(&ld, r, "syntax error");	/* the reader should catch all */
 	if (ld.failed || finish(&ld) == -1)
 		goto failed;
 	free(ld.disk_seen);
@@ -1787,7 +1744,8 @@ err:
 }
 
 struct config *
-config_load_string(const char *text, const char *name, char *err, size_t errlen)
+config_load_string(const char *text, const char *name, char *err,
+		   size_t errlen)
 {
 	return load(text, strlen(text), name, err, errlen);
 }

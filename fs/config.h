@@ -55,13 +55,13 @@ enum config_mode {
 	CONFIG_MODE_SECONDARY,
 	CONFIG_MODE_PRIMARY,
 };
-const char *config_mode_name(enum config_mode m); /* aborts if unknown */
+const char *config_mode_name(enum config_mode m);	/* aborts if unknown */
 
 enum config_buffer {
 	CONFIG_BUFFER_MEMORY,
 	CONFIG_BUFFER_FILE,
 };
-const char *config_buffer_name(enum config_buffer b); /* aborts if unknown */
+const char *config_buffer_name(enum config_buffer b);	/* aborts if unknown */
 
 /* Where the NBD listener listens, parsed and checked once here: the
  * listener binds it as it is.
@@ -74,13 +74,13 @@ enum config_listen_kind {
 
 struct config_listen {
 	enum config_listen_kind kind;
-	char path[108]; /* UNIX: an absolute socket path */
-	char host[256]; /* TCP: a name, IPv4 or IPv6 address */
-	char port[6];	/* TCP: 1 to 65535, in decimal */
+	char path[108];			/* UNIX: an absolute socket path */
+	char host[256];			/* TCP: a name, IPv4 or IPv6 address */
+	char port[6];			/* TCP: 1 to 65535, in decimal */
 };
 
-#define CONFIG_MAX_COUNT 1024
-#define CONFIG_MIN_NBD_MEMORY (UINT64_C(32) << 20)
+#define CONFIG_MAX_COUNT	1024
+#define CONFIG_MIN_NBD_MEMORY	(UINT64_C(32) << 20)
 /* tls: off, on (STARTTLS offered, plaintext allowed) or require.  Unset,
  * it is require when tls_psk_file or tls_certificates is set, else off;
  * a TCP listen on a non-loopback address with tls off is refused unless
@@ -91,13 +91,13 @@ enum config_tls {
 	CONFIG_TLS_ON,
 	CONFIG_TLS_REQUIRE,
 };
-const char *config_tls_name(enum config_tls t); /* aborts if unknown */
+const char *config_tls_name(enum config_tls t);	/* aborts if unknown */
 
 /* One entry of allow: an address and a prefix length. */
 struct config_net {
-	int family;	  /* AF_INET or AF_INET6 */
-	uint8_t addr[16]; /* network order, 4 bytes for AF_INET */
-	unsigned bits;	  /* 0 to 32 or 128 */
+	int family;			/* AF_INET or AF_INET6 */
+	uint8_t addr[16];		/* network order, 4 bytes for AF_INET */
+	unsigned bits;			/* 0 to 32 or 128 */
 };
 #define CONFIG_ALLOW_MAX 64
 #define CONFIG_AUTHZ_MAX 64
@@ -105,57 +105,57 @@ struct config_net {
 struct config_disk {
 	char *name;
 	char *image;
-	enum image_format format; /* default raw; AUTO: probe */
-	char *export_name;	  /* defaults to name */
-	char *owner, *group;	  /* as written, default "root" */
-	uid_t uid;		  /* resolved at load */
+	enum image_format format;	/* default raw; AUTO: probe */
+	char *export_name;		/* defaults to name */
+	char *owner, *group;		/* as written, default "root" */
+	uid_t uid;			/* resolved at load */
 	gid_t gid;
-	mode_t mode;	    /* default 0600 */
-	char *secondary;    /* primary: the secondary's URI */
-	char *tls_psk_file; /* primary: TLS client credentials, */
-	char *tls_username; /* each NULL unless set */
+	mode_t mode;			/* default 0600 */
+	char *secondary;		/* primary: the secondary's URI */
+	char *tls_psk_file;		/* primary: TLS client credentials, */
+	char *tls_username;		/* each NULL unless set */
 	char *tls_certificates;
-	int line; /* of the section header */
+	int line;			/* of the section header */
 };
 
 struct config {
-	char *path; /* the file it was read from */
+	char *path;			/* the file it was read from */
 	char *mountpoint;
 	enum config_mode mode;
-	char *listen; /* as written; NULL: no NBD listener */
-	struct config_listen listen_addr; /* the same, parsed */
+	char *listen;			/* as written; NULL: no NBD listener */
+	struct config_listen listen_addr;	/* the same, parsed */
 	enum config_buffer buffer;
-	char *buffer_dir;      /* NULL unless set */
-	uint64_t buffer_limit; /* 0 = unlimited */
+	char *buffer_dir;		/* NULL unless set */
+	uint64_t buffer_limit;		/* 0 = unlimited */
 	bool allow_other;
-	bool page_cache;	    /* kernel page cache for disk files */
-	bool allow_chown;	    /* disk files' chown/chmod kept in memory */
-	char *metrics_file;	    /* NULL unless set */
-	char *state_dir;	    /* state file, failover journals, bitmaps */
-	uint64_t dirty_granularity; /* primary: bytes per dirty bit */
-	unsigned secondary_timeout_ms; /* primary: link write timeout */
+	bool page_cache;		/* kernel page cache for disk files */
+	bool allow_chown;		/* disk files' chown/chmod kept in memory */
+	char *metrics_file;		/* NULL unless set */
+	char *state_dir;		/* state file, failover journals, bitmaps */
+	uint64_t dirty_granularity;	/* primary: bytes per dirty bit */
+	unsigned secondary_timeout_ms;	/* primary: link write timeout */
 	/* bounds of the NBD listener */
-	unsigned max_connections;	     /* 1..CONFIG_MAX_COUNT */
-	unsigned max_handshakes;	     /* 1..CONFIG_MAX_COUNT */
-	unsigned max_handshakes_per_address; /* the same, from one
+	unsigned max_connections;	/* 1..CONFIG_MAX_COUNT */
+	unsigned max_handshakes;	/* 1..CONFIG_MAX_COUNT */
+	unsigned max_handshakes_per_address;	/* the same, from one
 						 * address (unix: one uid) */
-	unsigned io_timeout;		     /* seconds; 0: none */
-	uint64_t nbd_memory_limit;	     /* >= CONFIG_MIN_NBD_MEMORY */
-	uint64_t nbd_conn_memory_limit;	     /* the same, <= nbd_memory_limit */
+	unsigned io_timeout;		/* seconds; 0: none */
+	uint64_t nbd_memory_limit;	/* >= CONFIG_MIN_NBD_MEMORY */
+	uint64_t nbd_conn_memory_limit;	/* the same, <= nbd_memory_limit */
 	/* TLS and access control (doc/colofs.ini.5.md) */
 	enum config_tls tls;
-	char *tls_psk_file;	/* NULL unless set */
-	char *tls_certificates; /* a directory; NULL unless set */
+	char *tls_psk_file;		/* NULL unless set */
+	char *tls_certificates;		/* a directory; NULL unless set */
 	bool tls_verify_peer;
-	char *tls_authz; /* as written; NULL: any identity */
-	char **authz;	 /* the same, split and trimmed */
+	char *tls_authz;		/* as written; NULL: any identity */
+	char **authz;			/* the same, split and trimmed */
 	size_t nauthz;
-	char *allow; /* as written; NULL: every address */
+	char *allow;			/* as written; NULL: every address */
 	struct config_net allow_nets[CONFIG_ALLOW_MAX];
 	size_t nallow;
-	mode_t listen_mode; /* unix socket, default 0600 */
-	char *listen_group; /* unix socket's group; NULL: ours */
-	gid_t listen_gid;   /* resolved; (gid_t)-1 when unset */
+	mode_t listen_mode;		/* unix socket, default 0600 */
+	char *listen_group;		/* unix socket's group; NULL: ours */
+	gid_t listen_gid;		/* resolved; (gid_t)-1 when unset */
 	size_t ndisks;
 	struct config_disk *disks;
 };
@@ -165,9 +165,9 @@ struct config {
  */
 struct config *config_load(const char *path, char *err, size_t errlen);
 /* The same from a string, for tests; name stands in for the path. */
-struct config *config_load_string(const char *text, const char *name, char *err,
-				  size_t errlen);
-void config_free(struct config *c); /* NULL is a no-op */
+struct config *config_load_string(const char *text, const char *name,
+				  char *err, size_t errlen);
+void config_free(struct config *c);	/* NULL is a no-op */
 
 /* Prints the effective config, defaults included, as a valid INI file. */
 void config_dump(const struct config *c, FILE *fp);

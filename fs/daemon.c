@@ -22,9 +22,10 @@
 #include "daemon.h"
 #include "log.h"
 
-static int ready_fd = -1; /* the child's end of the pipe */
+static int ready_fd = -1;	/* the child's end of the pipe */
 
-static void __attribute__((noreturn)) parent_wait(pid_t child, int fd)
+static void __attribute__((noreturn))
+parent_wait(pid_t child, int fd)
 {
 	char c;
 	ssize_t n;

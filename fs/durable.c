@@ -43,13 +43,13 @@
 
 struct durable {
 	struct replica *r;
-	char *dir;	 /* state_dir */
-	char *name;	 /* STEM.state */
-	char *path;	 /* dir/name */
-	char found[32];	 /* the state found at start-up */
-	bool crash_safe; /* a failover is journaled */
+	char *dir;			/* state_dir */
+	char *name;			/* STEM.state */
+	char *path;			/* dir/name */
+	char found[32];			/* the state found at start-up */
+	bool crash_safe;		/* a failover is journaled */
 	pthread_mutex_t lock;
-	struct statefile sf; /* protected by lock: as on disk */
+	struct statefile sf;		/* protected by lock: as on disk */
 };
 
 /* The mountpoint as a file name, as systemd-escape --path does. */
@@ -135,8 +135,7 @@ hook(void *opaque, enum replica_state next, bool journaled)
 		log_error("state file %s: %s, but its directory could not be "
 			  "synced: a crash may bring back the state before",
 			  du->path, replica_state_name(next));
-		replica_record_error(du->r,
-				     "state file %s says %s, but "
+		replica_record_error(du->r, "state file %s says %s, but "
 				     "fsync of its directory failed: a crash "
 				     "may bring back the state before",
 				     du->path, replica_state_name(next));
@@ -192,8 +191,7 @@ durable_open(const struct config *cfg, struct replica *r, bool demote)
 	rc = statefile_read(du->path, &old, err, sizeof err);
 	if (rc == -1) {
 		log_error("%s; colofs will not guess the state of this disk: "
-			  "fix or remove the file (see colofs(8))",
-			  err);
+			  "fix or remove the file (see colofs(8))", err);
 		goto err;
 	}
 	snprintf(du->found, sizeof du->found, "%s",
@@ -205,9 +203,7 @@ durable_open(const struct config *cfg, struct replica *r, bool demote)
 		case REPLICA_RUNNING:
 			log_warn("restarted after running: the secondary VM's "
 				 "buffers are gone");
-			replica_record_error(
-				r,
-				"restarted after a crash or stop "
+			replica_record_error(r, "restarted after a crash or stop "
 				"in state running: the secondary VM's buffers "
 				"are gone; S holds every write the primary got "
 				"a reply for; a checkpoint or resync from the "
@@ -227,9 +223,7 @@ durable_open(const struct config *cfg, struct replica *r, bool demote)
 			}
 			start = REPLICA_DONE;
 			log_error("an interrupted failover had no journal");
-			replica_record_error(
-				r,
-				"the failover commit was "
+			replica_record_error(r, "the failover commit was "
 				"interrupted and its buffers were in memory "
 				"(no buffer_dir): S may mix the primary's and "
 				"the VM's data; state done kept as a fence");
@@ -242,13 +236,11 @@ durable_open(const struct config *cfg, struct replica *r, bool demote)
 				memcpy(du->sf.protect, old.protect,
 				       sizeof old.protect);
 			if (demote) {
-				log_warn(
-					"--demote: leaving done for none; "
-					"this disk takes primary writes again");
-				replica_record_error(
-					r, "demoted from done by "
-					   "--demote: a resync from the new "
-					   "primary must come before start");
+				log_warn("--demote: leaving done for none; "
+					 "this disk takes primary writes again");
+				replica_record_error(r, "demoted from done by "
+					"--demote: a resync from the new "
+					"primary must come before start");
 				break;
 			}
 			start = REPLICA_DONE;
@@ -306,9 +298,11 @@ durable_set_protected(struct durable *du, const char *uri)
 		du->sf = sf;
 	pthread_mutex_unlock(&du->lock);
 	if (ret == -1)
-		log_error("state file %s: cannot record protect: %m", du->path);
+		log_error("state file %s: cannot record protect: %m",
+			  du->path);
 	else
-		log_info("state file %s: done, protected by %s", du->path, uri);
+		log_info("state file %s: done, protected by %s", du->path,
+			 uri);
 	return ret == -1 ? -1 : 0;
 }
 

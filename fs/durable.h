@@ -21,7 +21,7 @@ struct durable;
  */
 struct durable *durable_open(const struct config *cfg, struct replica *r,
 			     bool demote);
-void durable_free(struct durable *du); /* NULL is a no-op */
+void durable_free(struct durable *du);		/* NULL is a no-op */
 
 /* Status lines (a colo_status_fn). */
 void durable_status(void *opaque, FILE *fp);

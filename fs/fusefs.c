@@ -100,8 +100,8 @@
 
 #include "colo.h"
 #include "fusefs.h"
-#include "log.h"
 #include "protect.h"
+#include "log.h"
 
 #ifndef FALLOC_FL_KEEP_SIZE
 #define FALLOC_FL_KEEP_SIZE 0x01
@@ -114,7 +114,7 @@
 #endif
 
 enum {
-	INO_ROOT = FUSE_ROOT_ID, /* 1 */
+	INO_ROOT = FUSE_ROOT_ID,	/* 1 */
 	INO_COLO = 2,
 	INO_CTL = 3,
 	INO_STATUS = 4,
@@ -123,18 +123,18 @@ enum {
 	INO_DISK0 = 16,
 };
 
-#define MAX_IO (1024 * 1024) /* max_read and max_write */
+#define MAX_IO (1024 * 1024)	/* max_read and max_write */
 
 /* A disk file's fh: its index, and whether this open uses the cache. */
-#define FH_DISK(i, cached) (((uint64_t) (i) << 1) | (cached))
-#define FH_CACHED(fh) ((fh) &1)
-#define ATTR_TIMEOUT 86400.0 /* nothing changes attributes behind us */
-#define METRICS_PERIOD 5     /* seconds between metrics_file writes */
+#define FH_DISK(i, cached) (((uint64_t)(i) << 1) | (cached))
+#define FH_CACHED(fh) ((fh) & 1)
+#define ATTR_TIMEOUT 86400.0	/* nothing changes attributes behind us */
+#define METRICS_PERIOD 5	/* seconds between metrics_file writes */
 
 struct fusefs_disk {
 	struct fusefs *fs;
-	struct replica_disk *d;	 /* the secondary's, or */
-	struct primary_disk *pd; /* the primary's (set under role) */
+	struct replica_disk *d;		/* the secondary's, or */
+	struct primary_disk *pd;	/* the primary's (set under role) */
 	const struct config_disk *cd;
 	uint64_t size;
 	/* Whether the kernel may hold cached pages of this file: the open
@@ -149,8 +149,8 @@ struct fusefs_disk {
 
 struct fusefs {
 	struct fuse_session *se;
-	struct replica *r; /* NULL on a primary */
-	struct primary *p; /* NULL on a secondary; under role */
+	struct replica *r;		/* NULL on a primary */
+	struct primary *p;		/* NULL on a secondary; under role */
 	/* Protect in place swaps the disks' engine: view I/O holds role
 	 * shared, the switch exclusive (so it drains what is in flight).
 	 */
@@ -160,18 +160,18 @@ struct fusefs {
 	const struct colo_status_part *parts;
 	size_t nparts;
 	bool mounted;
-	bool signals;		  /* fuse_set_signal_handlers succeeded */
-	bool stop_handlers;	  /* ours for SIGTERM and SIGINT too */
-	atomic_uint disk_opens;	  /* disk files open */
-	atomic_bool stop_pending; /* a stop signal waits for them */
-	atomic_uint stop_signals; /* stop signals received */
+	bool signals;		/* fuse_set_signal_handlers succeeded */
+	bool stop_handlers;	/* ours for SIGTERM and SIGINT too */
+	atomic_uint disk_opens;	/* disk files open */
+	atomic_bool stop_pending;	/* a stop signal waits for them */
+	atomic_uint stop_signals;	/* stop signals received */
 	atomic_int last_signal;
-	int stop_pipe[2]; /* the handler wakes stop_thread */
+	int stop_pipe[2];	/* the handler wakes stop_thread */
 	pthread_t stop_thread;
 	bool stop_thread_running;
-	struct colo_status_part *all_parts; /* parts, then ours */
-	struct timespec t0;		    /* every timestamp */
-	uid_t uid; /* of the root and .colo files: ours */
+	struct colo_status_part *all_parts;	/* parts, then ours */
+	struct timespec t0;	/* every timestamp */
+	uid_t uid;		/* of the root and .colo files: ours */
 	gid_t gid;
 	size_t ndisks;
 	struct fusefs_disk *disks;
@@ -181,7 +181,7 @@ struct fusefs {
 	bool metrics_started;
 	pthread_mutex_t metrics_lock;
 	pthread_cond_t metrics_cond;
-	bool metrics_stop; /* protected by metrics_lock */
+	bool metrics_stop;		/* protected by metrics_lock */
 };
 
 /* A .colo/status or .colo/error open: the text as of the open.  The open
@@ -398,8 +398,8 @@ fill_attr(struct fusefs *fs, fuse_ino_t ino, struct stat *st)
 	st->st_nlink = 1;
 	st->st_uid = atomic_load(&dk->uid);
 	st->st_gid = atomic_load(&dk->gid);
-	st->st_size = (off_t) dk->size;
-	st->st_blocks = (blkcnt_t) (dk->size / 512);
+	st->st_size = (off_t)dk->size;
+	st->st_blocks = (blkcnt_t)(dk->size / 512);
 	return 0;
 }
 
@@ -420,7 +420,7 @@ reply_entry(fuse_req_t req, struct fusefs *fs, fuse_ino_t ino)
 static void
 op_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void) userdata;
+	(void)userdata;
 	/* libfuse caps max_write to its buffer (1 MiB + header). */
 	conn->max_write = MAX_IO;
 	/* Must match the max_read mount option (libfuse checks). */
@@ -435,12 +435,11 @@ op_init(void *userdata, struct fuse_conn_info *conn)
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	/* Our mtime never changes: invalidation is explicit (see above). */
-	conn->want &= ~(unsigned) (FUSE_CAP_AUTO_INVAL_DATA |
-				   FUSE_CAP_WRITEBACK_CACHE);
+	conn->want &= ~(unsigned)(FUSE_CAP_AUTO_INVAL_DATA |
+				  FUSE_CAP_WRITEBACK_CACHE);
 	log_debug("fuse: kernel %u.%u, max_write %u, max_read %u, "
-		  "max_readahead %u",
-		  conn->proto_major, conn->proto_minor, conn->max_write,
-		  conn->max_read, conn->max_readahead);
+		  "max_readahead %u", conn->proto_major, conn->proto_minor,
+		  conn->max_write, conn->max_read, conn->max_readahead);
 }
 
 static void
@@ -484,16 +483,17 @@ op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 static void
 op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
-	(void) ino;
-	(void) nlookup;
+	(void)ino;
+	(void)nlookup;
 	fuse_reply_none(req);
 }
 
 static void
-op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+op_forget_multi(fuse_req_t req, size_t count,
+		struct fuse_forget_data *forgets)
 {
-	(void) count;
-	(void) forgets;
+	(void)count;
+	(void)forgets;
 	fuse_reply_none(req);
 }
 
@@ -502,7 +502,7 @@ op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct stat st;
 
-	(void) fi;
+	(void)fi;
 	if (fill_attr(req_fs(req), ino, &st) == -1)
 		fuse_reply_err(req, ENOENT);
 	else
@@ -522,18 +522,17 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	struct fusefs_disk *dk = ino_disk(fs, ino);
 	struct stat st;
 
-	(void) fi;
+	(void)fi;
 	if (fill_attr(fs, ino, &st) == -1) {
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	if (to_set &
-	    (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+	if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID |
+		      FUSE_SET_ATTR_GID)) {
 		if (!dk || !fs->cfg->allow_chown) {
 			if (dk)
 				log_info("%s: chown/chmod refused "
-					 "(allow_chown = false)",
-					 dk->cd->name);
+					 "(allow_chown = false)", dk->cd->name);
 			fuse_reply_err(req, EPERM);
 			return;
 		}
@@ -543,24 +542,25 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 			atomic_store(&dk->gid, attr->st_gid);
 		if (to_set & FUSE_SET_ATTR_MODE)
 			atomic_store(&dk->mode, attr->st_mode & 07777);
-		log_info("%s: now owner %u, group %u, mode %04o", dk->cd->name,
-			 atomic_load(&dk->uid), atomic_load(&dk->gid),
-			 atomic_load(&dk->mode));
+		log_info("%s: now owner %u, group %u, mode %04o",
+			 dk->cd->name, atomic_load(&dk->uid),
+			 atomic_load(&dk->gid), atomic_load(&dk->mode));
 		fill_attr(fs, ino, &st);
 	}
 	if (to_set & FUSE_SET_ATTR_SIZE) {
 		if (dk) {
-			if ((uint64_t) attr->st_size != dk->size) {
+			if ((uint64_t)attr->st_size != dk->size) {
 				log_debug("%s: truncate to %lld refused",
 					  dk->cd->name,
-					  (long long) attr->st_size);
+					  (long long)attr->st_size);
 				fuse_reply_err(req, EPERM);
 				return;
 			}
 		} else if (ino == INO_ERROR) {
 			clear_error(fs);
 		} else if (ino != INO_CTL) {
-			fuse_reply_err(req, ino == INO_STATUS ? EPERM : EISDIR);
+			fuse_reply_err(req, ino == INO_STATUS ? EPERM :
+				       EISDIR);
 			return;
 		}
 	}
@@ -653,7 +653,7 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			return;
 		}
 		atomic_init(&s->refs, 1);
-		fi->fh = (uintptr_t) s;
+		fi->fh = (uintptr_t)s;
 		fi->direct_io = 1;
 		/* -ENOENT: the opener was interrupted, no release will come. */
 		if (fuse_reply_open(req, fi) == -ENOENT)
@@ -677,7 +677,7 @@ op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (dk)
 		disk_closed(req_fs(req));
 	if (ino == INO_STATUS || ino == INO_ERROR || ino == INO_METRICS)
-		snap_put((struct snap *) (uintptr_t) fi->fh);
+		snap_put((struct snap *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
 
@@ -707,7 +707,7 @@ read_in_place_locked(fuse_req_t req, struct fusefs_disk *dk, size_t size,
 		bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK |
 				  FUSE_BUF_FD_RETRY;
 		bv.buf[0].fd = primary_disk_fd(dk->pd);
-		bv.buf[0].pos = (off_t) off;
+		bv.buf[0].pos = (off_t)off;
 		fuse_reply_data(req, &bv, 0);
 		return true;
 	}
@@ -721,16 +721,17 @@ read_in_place_locked(fuse_req_t req, struct fusefs_disk *dk, size_t size,
 		bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK |
 				  FUSE_BUF_FD_RETRY;
 		bv.buf[0].fd = seg.fd;
-		bv.buf[0].pos = (off_t) seg.pos;
+		bv.buf[0].pos = (off_t)seg.pos;
 	} else
-		bv.buf[0].mem = (void *) seg.mem;
+		bv.buf[0].mem = (void *)seg.mem;
 	fuse_reply_data(req, &bv, 0);
 	replica_view_read_end(&rd);
 	return true;
 }
 
 static bool
-read_in_place(fuse_req_t req, struct fusefs_disk *dk, size_t size, uint64_t off)
+read_in_place(fuse_req_t req, struct fusefs_disk *dk, size_t size,
+	      uint64_t off)
 {
 	bool done;
 
@@ -755,14 +756,14 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	if (ino == INO_STATUS || ino == INO_ERROR || ino == INO_METRICS) {
-		s = (struct snap *) (uintptr_t) fi->fh;
+		s = (struct snap *)(uintptr_t)fi->fh;
 		atomic_fetch_add(&s->refs, 1);
-		if ((uint64_t) off >= s->len)
+		if ((uint64_t)off >= s->len)
 			fuse_reply_buf(req, NULL, 0);
 		else
 			fuse_reply_buf(req, s->text + off,
-				       s->len - off < size ? s->len - off
-							   : size);
+				       s->len - off < size ? s->len - off :
+				       size);
 		snap_put(s);
 		return;
 	}
@@ -770,20 +771,20 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, EBADF);
 		return;
 	}
-	if ((uint64_t) off >= dk->size || size == 0) {
+	if ((uint64_t)off >= dk->size || size == 0) {
 		fuse_reply_buf(req, NULL, 0);
 		return;
 	}
-	if (size > dk->size - (uint64_t) off)
-		size = dk->size - (uint64_t) off;
-	if (read_in_place(req, dk, size, (uint64_t) off))
+	if (size > dk->size - (uint64_t)off)
+		size = dk->size - (uint64_t)off;
+	if (read_in_place(req, dk, size, (uint64_t)off))
 		return;
 	buf = malloc(size);
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	if (disk_read(dk, buf, size, (uint64_t) off) == -1) {
+	if (disk_read(dk, buf, size, (uint64_t)off) == -1) {
 		err = errno;
 		free(buf);
 		errno = err;
@@ -815,8 +816,8 @@ invalidate_disks(struct fusefs *fs)
 			continue;
 		if (atomic_load(&dk->cached_opens) > 0)
 			atomic_store(&dk->may_cache, true);
-		rc = fuse_lowlevel_notify_inval_inode(fs->se, INO_DISK0 + i, 0,
-						      0);
+		rc = fuse_lowlevel_notify_inval_inode(fs->se, INO_DISK0 + i,
+						      0, 0);
 		/* ENOENT: the kernel has no inode, hence no pages, for it. */
 		if (rc != 0 && rc != -ENOENT)
 			log_warn("%s: invalidating the page cache: %s",
@@ -842,8 +843,8 @@ writeback_disks(struct fusefs *fs)
 		if (!atomic_load(&dk->may_cache) &&
 		    atomic_load(&dk->cached_opens) == 0)
 			continue;
-		rc = fuse_lowlevel_notify_inval_inode(fs->se, INO_DISK0 + i, 0,
-						      0);
+		rc = fuse_lowlevel_notify_inval_inode(fs->se, INO_DISK0 + i,
+						      0, 0);
 		if (rc != 0 && rc != -ENOENT)
 			log_warn("%s: writing back dirty pages: %s",
 				 fs->disks[i].cd->name, strerror(-rc));
@@ -872,7 +873,7 @@ ctl_write(fuse_req_t req, struct fusefs *fs, const char *buf, size_t size,
 	 * every word is a no-op in done.
 	 */
 	if (!p && fs->protect) {
-		rc = colo_protect_parse(fs->r, buf, size, (uint64_t) off, &full,
+		rc = colo_protect_parse(fs->r, buf, size, (uint64_t)off, &full,
 					uri, sizeof uri);
 		if (rc == 1 && fusefs_protect(fs, uri, full, true) == -1)
 			reply_errno(req);
@@ -882,13 +883,13 @@ ctl_write(fuse_req_t req, struct fusefs *fs, const char *buf, size_t size,
 			return;
 	}
 	if (p) {
-		if (colo_primary_ctl(p, buf, size, (uint64_t) off) == -1)
+		if (colo_primary_ctl(p, buf, size, (uint64_t)off) == -1)
 			reply_errno(req);
 		else
 			fuse_reply_write(req, size);
 		return;
 	}
-	if (colo_cmd_parse(fs->r, buf, size, (uint64_t) off, &c) == -1) {
+	if (colo_cmd_parse(fs->r, buf, size, (uint64_t)off, &c) == -1) {
 		reply_errno(req);
 		return;
 	}
@@ -915,7 +916,7 @@ op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 	struct fusefs *fs = req_fs(req);
 	struct fusefs_disk *dk = ino_disk(fs, ino);
 
-	(void) fi;
+	(void)fi;
 	if (ino == INO_CTL) {
 		ctl_write(req, fs, buf, size, off);
 		return;
@@ -934,11 +935,11 @@ op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		return;
 	}
 	/* The file never grows: a write that does not fit is refused. */
-	if ((uint64_t) off > dk->size || size > dk->size - (uint64_t) off) {
+	if ((uint64_t)off > dk->size || size > dk->size - (uint64_t)off) {
 		fuse_reply_err(req, ENOSPC);
 		return;
 	}
-	if (size && disk_write(dk, buf, size, (uint64_t) off) == -1)
+	if (size && disk_write(dk, buf, size, (uint64_t)off) == -1)
 		reply_errno(req);
 	else
 		fuse_reply_write(req, size);
@@ -947,8 +948,8 @@ op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 static void
 op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	(void) ino;
-	(void) fi;
+	(void)ino;
+	(void)fi;
 	fuse_reply_err(req, 0);
 }
 
@@ -958,8 +959,8 @@ op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 {
 	struct fusefs_disk *dk = ino_disk(req_fs(req), ino);
 
-	(void) datasync;
-	(void) fi;
+	(void)datasync;
+	(void)fi;
 	if (dk && disk_flush(dk) == -1)
 		reply_errno(req);
 	else
@@ -967,13 +968,13 @@ op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 }
 
 static void
-op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
-	     struct fuse_file_info *fi)
+op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off,
+	     off_t len, struct fuse_file_info *fi)
 {
 	struct fusefs_disk *dk = ino_disk(req_fs(req), ino);
-	uint64_t o = (uint64_t) off, l = (uint64_t) len;
+	uint64_t o = (uint64_t)off, l = (uint64_t)len;
 
-	(void) fi;
+	(void)fi;
 	if (!dk) {
 		fuse_reply_err(req, EOPNOTSUPP);
 		return;
@@ -987,8 +988,8 @@ op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
 		/* Allocating within the file: nothing to do.  Beyond: the
 		 * file cannot grow.
 		 */
-		fuse_reply_err(req,
-			       o > dk->size || l > dk->size - o ? ENOSPC : 0);
+		fuse_reply_err(req, o > dk->size || l > dk->size - o ?
+			       ENOSPC : 0);
 		return;
 	case FALLOC_FL_ZERO_RANGE:
 		if (o > dk->size || l > dk->size - o) {
@@ -1032,24 +1033,25 @@ op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	   struct fuse_file_info *fi)
 {
 	struct fusefs *fs = req_fs(req);
-	static const char *const colo_names[] = { "ctl", "status", "error",
-						  "metrics" };
+	static const char *const colo_names[] = {
+		"ctl", "status", "error", "metrics"
+	};
 	size_t n, i, used = 0, need;
 	char *buf;
 	struct stat st;
 	const char *name;
 	fuse_ino_t eino;
 
-	(void) fi;
+	(void)fi;
 	/* Entries: ".", "..", then .colo and the disks, or the .colo files. */
-	n = 2 + (ino == INO_ROOT ? 1 + fs->ndisks
-				 : sizeof colo_names / sizeof colo_names[0]);
+	n = 2 + (ino == INO_ROOT ? 1 + fs->ndisks :
+		 sizeof colo_names / sizeof colo_names[0]);
 	buf = malloc(size);
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	for (i = off < 0 ? 0 : (size_t) off; i < n; i++) {
+	for (i = off < 0 ? 0 : (size_t)off; i < n; i++) {
 		if (i == 0) {
 			name = ".";
 			eino = ino;
@@ -1068,7 +1070,7 @@ op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		}
 		fill_attr(fs, eino, &st);
 		need = fuse_add_direntry(req, buf + used, size - used, name,
-					 &st, (off_t) (i + 1));
+					 &st, (off_t)(i + 1));
 		if (need > size - used)
 			break;
 		used += need;
@@ -1085,7 +1087,7 @@ op_statfs(fuse_req_t req, fuse_ino_t ino)
 	uint64_t total = 0;
 	size_t i;
 
-	(void) ino;
+	(void)ino;
 	for (i = 0; i < fs->ndisks; i++)
 		total += fs->disks[i].size;
 	memset(&sv, 0, sizeof sv);
@@ -1102,10 +1104,10 @@ static void
 op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	  struct fuse_file_info *fi)
 {
-	(void) parent;
-	(void) name;
-	(void) mode;
-	(void) fi;
+	(void)parent;
+	(void)name;
+	(void)mode;
+	(void)fi;
 	fuse_reply_err(req, EPERM);
 }
 
@@ -1113,27 +1115,27 @@ static void
 op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	 dev_t rdev)
 {
-	(void) parent;
-	(void) name;
-	(void) mode;
-	(void) rdev;
+	(void)parent;
+	(void)name;
+	(void)mode;
+	(void)rdev;
 	fuse_reply_err(req, EPERM);
 }
 
 static void
 op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
-	(void) parent;
-	(void) name;
-	(void) mode;
+	(void)parent;
+	(void)name;
+	(void)mode;
 	fuse_reply_err(req, EPERM);
 }
 
 static void
 op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	(void) parent;
-	(void) name;
+	(void)parent;
+	(void)name;
 	fuse_reply_err(req, EPERM);
 }
 
@@ -1141,11 +1143,11 @@ static void
 op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	  fuse_ino_t newparent, const char *newname, unsigned int flags)
 {
-	(void) parent;
-	(void) name;
-	(void) newparent;
-	(void) newname;
-	(void) flags;
+	(void)parent;
+	(void)name;
+	(void)newparent;
+	(void)newname;
+	(void)flags;
 	fuse_reply_err(req, EPERM);
 }
 
@@ -1202,10 +1204,10 @@ unescape_octal(char *s)
 	char *w = s;
 
 	for (; *s; s++) {
-		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '7' && s[2] >= '0' &&
-		    s[2] <= '7' && s[3] >= '0' && s[3] <= '7') {
-			*w++ = (char) ((s[1] - '0') * 64 + (s[2] - '0') * 8 +
-				       (s[3] - '0'));
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '7' &&
+		    s[2] >= '0' && s[2] <= '7' && s[3] >= '0' && s[3] <= '7') {
+			*w++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 +
+				      (s[3] - '0'));
 			s += 3;
 		} else {
 			*w++ = *s;
@@ -1255,8 +1257,7 @@ fusefs_check_mountpoint(const char *path)
 		if (errno == ENOTCONN)
 			log_error("mountpoint %s: %m: a dead FUSE mount (its "
 				  "daemon was killed?); remove it with: "
-				  "fusermount3 -u %s",
-				  path, path);
+				  "fusermount3 -u %s", path, path);
 		else
 			log_error("mountpoint %s: %m", path);
 		return -1;
@@ -1278,20 +1279,17 @@ fusefs_check_mountpoint(const char *path)
 		if (statvfs(real, &sv) == -1 && errno == ENOTCONN) {
 			log_error("mountpoint %s: a dead FUSE mount (its daemon "
 				  "was killed?); remove it with: fusermount3 -u "
-				  "%s",
-				  path, path);
+				  "%s", path, path);
 			errno = ENOTCONN;
 			return -1;
 		}
 		errno = EBUSY;
 		log_error("mountpoint %s: already mounted (another colofs? "
-			  "unmount it first)",
-			  path);
+			  "unmount it first)", path);
 		return -1;
 	case -1:
 		log_warn("cannot read /proc/self/mountinfo: %m; not checking "
-			 "whether %s is mounted already",
-			 path);
+			 "whether %s is mounted already", path);
 		break;
 	}
 	return 0;
@@ -1299,7 +1297,7 @@ fusefs_check_mountpoint(const char *path)
 
 /* ---- stopping (see the top) ---- */
 
-static struct fusefs *stop_fs; /* the instance the handler serves */
+static struct fusefs *stop_fs;	/* the instance the handler serves */
 
 static void
 stop_handler(int sig)
@@ -1337,8 +1335,7 @@ stop_main(void *arg)
 			log_warn("SIG%s while %u disk file%s open: "
 				 "serving until the last is closed, so that "
 				 "the VM keeps its disk (a second signal "
-				 "stops at once)",
-				 sigabbrev_np(sig), n,
+				 "stops at once)", sigabbrev_np(sig), n,
 				 n == 1 ? " is" : "s are");
 	}
 	return NULL;
@@ -1453,7 +1450,7 @@ create(const struct config *cfg, struct replica *r, struct primary *p,
 		goto fail;
 	if (nparts)
 		memcpy(fs->all_parts, parts, nparts * sizeof *parts);
-	fs->all_parts[nparts] = (struct colo_status_part) { fusefs_status, fs };
+	fs->all_parts[nparts] = (struct colo_status_part){ fusefs_status, fs };
 	fs->parts = fs->all_parts;
 	fs->nparts = nparts + 1;
 	fs->uid = geteuid();
@@ -1478,8 +1475,8 @@ create(const struct config *cfg, struct replica *r, struct primary *p,
 			errno = ENOENT;
 			goto fail;
 		}
-		dk->size = p ? primary_disk_size(dk->pd)
-			     : replica_disk_size(dk->d);
+		dk->size = p ? primary_disk_size(dk->pd) :
+			   replica_disk_size(dk->d);
 		atomic_init(&dk->uid, cfg->disks[i].uid);
 		atomic_init(&dk->gid, cfg->disks[i].gid);
 		atomic_init(&dk->mode, cfg->disks[i].mode);
@@ -1489,13 +1486,13 @@ create(const struct config *cfg, struct replica *r, struct primary *p,
 	fuse_set_log_func(fuse_log_to_ours);
 	snprintf(opts, sizeof opts,
 		 "fsname=colofs,subtype=colofs,default_permissions,"
-		 "max_read=%d%s",
-		 MAX_IO, cfg->allow_other ? ",allow_other" : "");
-	argv[0] = (char *) "colofs";
-	argv[1] = (char *) "-o";
+		 "max_read=%d%s", MAX_IO,
+		 cfg->allow_other ? ",allow_other" : "");
+	argv[0] = (char *)"colofs";
+	argv[1] = (char *)"-o";
 	argv[2] = opts;
 	argv[3] = NULL;
-	args = (struct fuse_args) FUSE_ARGS_INIT(3, argv);
+	args = (struct fuse_args)FUSE_ARGS_INIT(3, argv);
 	fs->se = fuse_session_new(&args, &fusefs_ops, sizeof fusefs_ops, fs);
 	fuse_opt_free_args(&args);
 	if (!fs->se) {
@@ -1610,17 +1607,16 @@ fusefs_check_access(const struct config *cfg)
 				 "(colofs's user) can open %s/%s, whatever "
 				 "its owner (%s) and mode (%04o); libvirt's "
 				 "QEMU, or any other user, would be denied: "
-				 "set allow_other = true",
-				 d->name, (unsigned) me, cfg->mountpoint,
-				 d->name, d->owner, (unsigned) d->mode);
+				 "set allow_other = true", d->name,
+				 (unsigned)me, cfg->mountpoint, d->name,
+				 d->owner, (unsigned)d->mode);
 		else if (!cfg->allow_chown && d->uid == 0 &&
 			 (d->mode & 0007) == 0)
 			log_info("disk %s: only %s (group %s, mode %04o) can "
 				 "open %s/%s and allow_chown = false: set "
 				 "owner to the hypervisor's user (libvirt: "
-				 "libvirt-qemu)",
-				 d->name, d->owner, d->group,
-				 (unsigned) d->mode, cfg->mountpoint, d->name);
+				 "libvirt-qemu)", d->name, d->owner, d->group,
+				 (unsigned)d->mode, cfg->mountpoint, d->name);
 	}
 }
 

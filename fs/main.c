@@ -124,8 +124,7 @@ check_paths(const struct config *cfg)
 		bad = 1;
 	fusefs_check_access(cfg);
 	/* A primary makes state_dir if missing: its parent must exist. */
-	if (cfg->mode == CONFIG_MODE_PRIMARY &&
-	    stat(cfg->state_dir, &st) == -1) {
+	if (cfg->mode == CONFIG_MODE_PRIMARY && stat(cfg->state_dir, &st) == -1) {
 		char parent[PATH_MAX];
 		char *slash;
 
@@ -135,8 +134,7 @@ check_paths(const struct config *cfg)
 			*(slash == parent ? slash + 1 : slash) = '\0';
 		if (errno != ENOENT || stat(parent, &st) == -1 ||
 		    !S_ISDIR(st.st_mode)) {
-			log_error("state_dir %s: cannot be made",
-				  cfg->state_dir);
+			log_error("state_dir %s: cannot be made", cfg->state_dir);
 			bad = 1;
 		}
 	} else if (cfg->mode == CONFIG_MODE_PRIMARY && !S_ISDIR(st.st_mode)) {
@@ -170,8 +168,7 @@ check_paths(const struct config *cfg)
 		} else if (d->format == IMAGE_FORMAT_QCOW2 &&
 			   fmt != IMAGE_FORMAT_QCOW2) {
 			log_error("disk %s: image %s is not qcow2 (no qcow "
-				  "magic)",
-				  d->name, d->image);
+				  "magic)", d->name, d->image);
 			bad = 1;
 		}
 	}
@@ -329,9 +326,9 @@ serve_primary(struct config *cfg, bool foreground)
 		opened = i + 1;
 		log_info("disk %s: %s (%s, %llu bytes), secondary %s", d->name,
 			 d->image, dcs[i].img->ops->name,
-			 (unsigned long long) dcs[i].img->size, d->secondary);
+			 (unsigned long long)dcs[i].img->size, d->secondary);
 	}
-	pc = (struct primary_config) {
+	pc = (struct primary_config){
 		.ndisks = cfg->ndisks,
 		.disks = dcs,
 		.granularity = cfg->dirty_granularity,
@@ -339,7 +336,7 @@ serve_primary(struct config *cfg, bool foreground)
 		.link = &primary_link_ops,
 		.link_opaque = link,
 	};
-	opened = 0; /* primary_new takes the images */
+	opened = 0;		/* primary_new takes the images */
 	p = primary_new(&pc);
 	if (!p)
 		goto out;
@@ -396,9 +393,8 @@ serve(struct config *cfg, bool foreground, bool demote)
 
 	/* Until the loop runs, a stop signal waits (then ends it at once). */
 	stop_signals(SIG_BLOCK, &oldmask);
-	factory = cfg->buffer == CONFIG_BUFFER_FILE
-			  ? store_file_factory(cfg->buffer_dir)
-			  : store_memory_factory();
+	factory = cfg->buffer == CONFIG_BUFFER_FILE ?
+		store_file_factory(cfg->buffer_dir) : store_memory_factory();
 	r = replica_new(&factory);
 	if (!r) {
 		log_error("cannot create the replica: %m");
@@ -408,7 +404,8 @@ serve(struct config *cfg, bool foreground, bool demote)
 	for (i = 0; i < cfg->ndisks; i++) {
 		const struct config_disk *d = &cfg->disks[i];
 
-		img = image_open(d->image, d->format, cfg->buffer_dir, d->name);
+		img = image_open(d->image, d->format, cfg->buffer_dir,
+				 d->name);
 		if (!img)
 			goto out;
 		/* Takes img, also on failure. */
@@ -417,7 +414,7 @@ serve(struct config *cfg, bool foreground, bool demote)
 			goto out;
 		}
 		log_info("disk %s: %s (%s, %llu bytes)", d->name, d->image,
-			 img->ops->name, (unsigned long long) img->size);
+			 img->ops->name, (unsigned long long)img->size);
 	}
 	/* Before any I/O can arrive: the state decides what is accepted. */
 	du = durable_open(cfg, r, demote);
@@ -433,11 +430,10 @@ serve(struct config *cfg, bool foreground, bool demote)
 			goto out;
 	}
 	if (nbd)
-		status_parts[nparts++] = (struct colo_status_part) {
-			nbd_server_status, nbd
-		};
-	status_parts[nparts++] = (struct colo_status_part) { durable_status,
-							     du };
+		status_parts[nparts++] =
+			(struct colo_status_part){ nbd_server_status, nbd };
+	status_parts[nparts++] =
+		(struct colo_status_part){ durable_status, du };
 	fs = fusefs_new(cfg, r, status_parts, nparts);
 	if (!fs)
 		goto out;
@@ -459,8 +455,7 @@ serve(struct config *cfg, bool foreground, bool demote)
 			log_warn("chdir /: %m");
 	}
 	log_info("ready: %s on %s%s%s", cfg->path, cfg->mountpoint,
-		 cfg->listen ? ", NBD on " : "",
-		 cfg->listen ? cfg->listen : "");
+		 cfg->listen ? ", NBD on " : "", cfg->listen ? cfg->listen : "");
 	stop_signals(SIG_SETMASK, &oldmask);
 	block_sighup();
 	rc = fusefs_run(fs) == -1 ? 1 : 0;
@@ -506,30 +501,14 @@ main(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "c:fdhV", longopts, NULL)) != -1) {
 		switch (c) {
-		case 'c':
-			path = optarg;
-			break;
-		case 'f':
-			foreground = true;
-			break;
-		case 'd':
-			log_set_debug(true);
-			break;
-		case OPT_CHECK:
-			check = true;
-			break;
-		case OPT_DUMP:
-			dump = true;
-			break;
-		case OPT_DEMOTE:
-			demote = true;
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		case 'V':
-			printf("colofs %s\n", COLOFS_VERSION);
-			return 0;
+		case 'c': path = optarg; break;
+		case 'f': foreground = true; break;
+		case 'd': log_set_debug(true); break;
+		case OPT_CHECK: check = true; break;
+		case OPT_DUMP: dump = true; break;
+		case OPT_DEMOTE: demote = true; break;
+		case 'h': usage(stdout); return 0;
+		case 'V': printf("colofs %s\n", COLOFS_VERSION); return 0;
 		default:
 			usage(stderr);
 			return EXIT_USAGE;
@@ -585,8 +564,8 @@ main(int argc, char **argv)
 		config_free(cfg);
 		return EXIT_USAGE;
 	}
-	rc = cfg->mode == CONFIG_MODE_PRIMARY ? serve_primary(cfg, foreground)
-					      : serve(cfg, foreground, demote);
+	rc = cfg->mode == CONFIG_MODE_PRIMARY ? serve_primary(cfg, foreground) :
+	     serve(cfg, foreground, demote);
 	config_free(cfg);
 	return rc;
 }

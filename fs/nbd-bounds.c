@@ -53,7 +53,7 @@
 #include "log.h"
 #include "nbd-internal.h"
 
-#define BUDGET_MIN_CLASS 16 /* 64 KiB */
+#define BUDGET_MIN_CLASS	16	/* 64 KiB */
 
 static unsigned
 class_of(size_t len)
@@ -61,7 +61,7 @@ class_of(size_t len)
 	unsigned k = BUDGET_MIN_CLASS;
 
 	while (k < BUDGET_CLASSES + BUDGET_MIN_CLASS - 1 &&
-	       ((size_t) 1 << k) < len)
+	       ((size_t)1 << k) < len)
 		k++;
 	return k - BUDGET_MIN_CLASS;
 }
@@ -69,7 +69,7 @@ class_of(size_t len)
 size_t
 budget_charge(size_t len)
 {
-	return (size_t) 1 << (class_of(len) + BUDGET_MIN_CLASS);
+	return (size_t)1 << (class_of(len) + BUDGET_MIN_CLASS);
 }
 
 void
@@ -91,7 +91,7 @@ deadline_in(int ms)
 
 	clock_gettime(CLOCK_MONOTONIC, &t);
 	t.tv_sec += ms / 1000;
-	t.tv_nsec += (long) (ms % 1000) * 1000000;
+	t.tv_nsec += (long)(ms % 1000) * 1000000;
 	if (t.tv_nsec >= 1000000000) {
 		t.tv_sec++;
 		t.tv_nsec -= 1000000000;
@@ -102,9 +102,8 @@ deadline_in(int ms)
 void
 budget_init(struct nbd_budget *b, size_t limit, size_t conn_limit)
 {
-	*b = (struct nbd_budget) { .limit = limit,
-				   .conn_limit = conn_limit,
-				   .wait_ms = NBD_WAIT_MS };
+	*b = (struct nbd_budget){ .limit = limit, .conn_limit = conn_limit,
+				  .wait_ms = NBD_WAIT_MS };
 	pthread_mutex_init(&b->lock, NULL);
 	nbd_cond_init_monotonic(&b->cond);
 }
@@ -148,7 +147,7 @@ void *
 budget_get(struct nbd_budget *b, size_t *held, size_t len, bool wait)
 {
 	unsigned k = class_of(len);
-	size_t cap = (size_t) 1 << (k + BUDGET_MIN_CLASS);
+	size_t cap = (size_t)1 << (k + BUDGET_MIN_CLASS);
 	struct nbd_buf *p = NULL;
 	bool waited = false;
 	struct timespec deadline = deadline_in(b->wait_ms);
@@ -170,7 +169,7 @@ budget_get(struct nbd_budget *b, size_t *held, size_t len, bool wait)
 			if (b->used + cap > b->limit)
 				free_pool(b, cap);
 			if (b->used + cap <= b->limit) {
-				b->used += cap; /* reserved; allocated below */
+				b->used += cap;	/* reserved; allocated below */
 				break;
 			}
 		}
@@ -252,7 +251,7 @@ budget_stats(struct nbd_budget *b, struct nbd_budget_stats *st)
 void
 ratelimit_init(struct nbd_ratelimit *rl, const char *what)
 {
-	*rl = (struct nbd_ratelimit) { .what = what };
+	*rl = (struct nbd_ratelimit){ .what = what };
 	pthread_mutex_init(&rl->lock, NULL);
 }
 
@@ -270,7 +269,7 @@ close_window(struct nbd_ratelimit *rl, int64_t now)
 		return;
 	if (rl->suppressed > 0)
 		log_warn("nbd: %llu more %s in the last minute",
-			 (unsigned long long) rl->suppressed, rl->what);
+			 (unsigned long long)rl->suppressed, rl->what);
 	rl->start = 0;
 	rl->count = 0;
 	rl->suppressed = 0;

@@ -137,7 +137,7 @@ conn_barrier(struct nbd_conn *c)
 	if (export_barrier(c, NBD_WAIT_MS) == -1) {
 		log_warn("nbd: export %s: conn %llu: the requests of other "
 			 "connections did not finish within %d ms; closing it",
-			 c->ex->name, (unsigned long long) c->id, NBD_WAIT_MS);
+			 c->ex->name, (unsigned long long)c->id, NBD_WAIT_MS);
 		shutdown(c->fd, SHUT_RDWR);
 		errno = ETIMEDOUT;
 		return -1;
@@ -174,7 +174,8 @@ conn_get_buf(void *opaque, size_t len)
 	 * smallest class, which pins little and mostly sits in the socket
 	 * already.
 	 */
-	if (srv->io_timeout_ms > 0 && !c->rcvtimeo && len > NBD_TIMED_PAYLOAD) {
+	if (srv->io_timeout_ms > 0 && !c->rcvtimeo &&
+	    len > NBD_TIMED_PAYLOAD) {
 		struct timeval tv = {
 			.tv_sec = srv->io_timeout_ms / 1000,
 			.tv_usec = (srv->io_timeout_ms % 1000) * 1000,
@@ -218,7 +219,7 @@ conn_send_reply(struct nbd_conn *c, uint64_t cookie, uint32_t err,
 	uint8_t hdr[NBD_REPLY_SIZE];
 	struct iovec iov[2] = {
 		{ .iov_base = hdr, .iov_len = sizeof hdr },
-		{ .iov_base = (void *) data, .iov_len = err ? 0 : len },
+		{ .iov_base = (void *)data, .iov_len = err ? 0 : len },
 	};
 	int rc;
 
@@ -237,7 +238,7 @@ conn_send_reply(struct nbd_conn *c, uint64_t cookie, uint32_t err,
 		 * reader; its loop ends with EOF.
 		 */
 		log_debug("nbd: conn %llu: reply not sent: %m",
-			  (unsigned long long) c->id);
+			  (unsigned long long)c->id);
 		shutdown(c->fd, SHUT_RDWR);
 	}
 	return rc;
@@ -260,7 +261,7 @@ static int
 do_zero_alloc(struct replica_disk *d, uint64_t off, uint64_t len)
 {
 	while (len > 0) {
-		size_t n = len < sizeof zeros ? (size_t) len : sizeof zeros;
+		size_t n = len < sizeof zeros ? (size_t)len : sizeof zeros;
 
 		if (replica_primary_write(d, zeros, n, off) == -1)
 			return -1;
@@ -313,8 +314,7 @@ execute(struct nbd_conn *c, struct nbd_job *j)
 	case NBD_CMD_WRITE:
 		atomic_fetch_add(&c->srv->writes, 1);
 		if (q->length)
-			rc = replica_primary_write(d, data, q->length,
-						   q->offset);
+			rc = replica_primary_write(d, data, q->length, q->offset);
 		if (rc == 0)
 			atomic_fetch_add(&c->srv->bytes_written, q->length);
 		if (rc == 0 && fua)
@@ -383,18 +383,16 @@ worker_main(void *arg)
 
 		err = execute(c, j);
 		export_mark_completed(c);
-		if (err == NBD_ESHUTDOWN &&
-		    !atomic_exchange(&c->closing, true)) {
+		if (err == NBD_ESHUTDOWN && !atomic_exchange(&c->closing, true)) {
 			log_info("nbd: export %s: %s: closing connection %llu",
 				 c->ex->name, shutdown_cause(c->srv),
-				 (unsigned long long) c->id);
+				 (unsigned long long)c->id);
 		}
 		conn_send_reply(c, j->req.cookie, err,
-				j->buf ? (void *) j->buf->data : NULL,
-				j->req.type == NBD_CMD_READ ? j->req.length
-							    : 0);
+				j->buf ? (void *)j->buf->data : NULL,
+				j->req.type == NBD_CMD_READ ? j->req.length : 0);
 		if (err == NBD_ESHUTDOWN)
-			shutdown(c->fd, SHUT_RD); /* the reader stops */
+			shutdown(c->fd, SHUT_RD);	/* the reader stops */
 		if (j->buf)
 			budget_put(&c->srv->budget, &c->mem, j->buf->data);
 		free(j);
@@ -521,7 +519,7 @@ conn_enqueue(struct nbd_conn *c, struct nbd_job *j)
 		pthread_cond_signal(&c->room);
 		pthread_mutex_unlock(&c->lock);
 		log_error("nbd: conn %llu: cannot start a worker thread",
-			  (unsigned long long) c->id);
+			  (unsigned long long)c->id);
 		export_mark_completed(c);
 		conn_reply_error(c, j->req.cookie, NBD_ENOMEM);
 		if (j->buf)
@@ -582,17 +580,16 @@ run_or_drop_held(struct nbd_conn *c, bool run)
 			atomic_fetch_add(&c->submitted, 1);
 			if (conn_enqueue(c, j) == 0)
 				continue;
-			run = false; /* j is freed; drop the rest */
+			run = false;	/* j is freed; drop the rest */
 			continue;
 		}
 		conn_drop(c, j);
 	}
 	c->held_tail = NULL;
 	if (!run && c->nheld)
-		log_debug(
-			"nbd: conn %llu: dropped %llu requests that arrived after the client hung up",
-			(unsigned long long) c->id,
-			(unsigned long long) c->nheld);
+		log_debug("nbd: conn %llu: dropped %llu requests that arrived after the client hung up",
+			  (unsigned long long)c->id,
+			  (unsigned long long)c->nheld);
 }
 
 void
@@ -618,7 +615,7 @@ conn_admit(struct nbd_conn *c, struct nbd_export *ex)
 		srv->npending--;
 	}
 	if (c->evicted)
-		why = ""; /* counted when it was evicted */
+		why = "";		/* counted when it was evicted */
 	else if (ex->nserving >= srv->max_conns)
 		why = "export full (max_connections)";
 	else {
@@ -661,7 +658,7 @@ serve(struct nbd_conn *c, size_t idx)
 	export_attach(ex, c);
 	atomic_fetch_add(&srv->serving, 1);
 	log_debug("nbd: conn %llu: serving export %s",
-		  (unsigned long long) c->id, ex->name);
+		  (unsigned long long)c->id, ex->name);
 
 	end = nbd_transmission(&io, &srv->infos[idx], &ops, c);
 	pthread_mutex_lock(&c->lock);
@@ -689,7 +686,7 @@ serve(struct nbd_conn *c, size_t idx)
 	if (end == NBD_END_DISC || atomic_load(&c->closing) || stopping ||
 	    !c->authenticated) {
 		log_debug("nbd: conn %llu: export %s: closed (%s)",
-			  (unsigned long long) c->id, ex->name,
+			  (unsigned long long)c->id, ex->name,
 			  nbd_end_name(end));
 		return;
 	}
@@ -699,18 +696,15 @@ serve(struct nbd_conn *c, size_t idx)
 	atomic_fetch_add(&srv->unclean, 1);
 	if (ratelimit_allow(&srv->rl_unclean, now_ms()))
 		log_warn("nbd: export %s: connection %llu ended without NBD_CMD_DISC (%s, %llu requests were in flight)",
-			 ex->name, (unsigned long long) c->id,
-			 end == NBD_END_PROTOCOL ? "protocol error"
-						 : "client went away",
-			 (unsigned long long) lost);
+			 ex->name, (unsigned long long)c->id,
+			 end == NBD_END_PROTOCOL ? "protocol error" : "client went away",
+			 (unsigned long long)lost);
 	char why[256];
 
-	snprintf(
-		why, sizeof why,
-		"nbd export %s, connection %llu ended without NBD_CMD_DISC: %s, %llu requests in flight",
-		ex->name, (unsigned long long) c->id,
-		end == NBD_END_PROTOCOL ? "protocol error" : "client went away",
-		(unsigned long long) lost);
+	snprintf(why, sizeof why, "nbd export %s, connection %llu ended without NBD_CMD_DISC: %s, %llu requests in flight",
+		 ex->name, (unsigned long long)c->id,
+		 end == NBD_END_PROTOCOL ? "protocol error" : "client went away",
+		 (unsigned long long)lost);
 	replica_note_unclean_disconnect(srv->r, why);
 }
 
@@ -775,12 +769,12 @@ conn_main(void *arg)
 		if (errno == ESHUTDOWN)
 			atomic_fetch_add(&srv->refused, 1);
 		log_debug("nbd: conn %llu: negotiation ended: %m",
-			  (unsigned long long) c->id);
+			  (unsigned long long)c->id);
 	} else {
 		c->deadline_ms = 0;
 		tv.tv_sec = 0;
 		setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-		serve(c, (size_t) idx);
+		serve(c, (size_t)idx);
 	}
 
 	tls_session_end(c);
@@ -793,7 +787,7 @@ conn_main(void *arg)
 		srv->conns = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
-	close(c->fd); /* unlisted first: the server never shuts a reused fd */
+	close(c->fd);	/* unlisted first: the server never shuts a reused fd */
 	srv->nconns--;
 	pthread_cond_broadcast(&srv->cond);
 	pthread_mutex_unlock(&srv->lock);
@@ -825,8 +819,8 @@ evict(struct nbd_server *srv, struct nbd_conn *o, const char *why)
 	atomic_fetch_add(&srv->evicted, 1);
 	if (ratelimit_allow(&srv->rl_evicted, now_ms()))
 		log_warn("nbd: %s: closing connection %llu, the oldest "
-			 "unauthenticated one",
-			 why, (unsigned long long) o->id);
+			 "unauthenticated one", why,
+			 (unsigned long long)o->id);
 }
 
 /* Under srv->lock: the oldest unauthenticated connection in the pool,
@@ -834,7 +828,8 @@ evict(struct nbd_server *srv, struct nbd_conn *o, const char *why)
  * many there are.
  */
 static struct nbd_conn *
-oldest_pending(struct nbd_server *srv, const unsigned char *source, unsigned *n)
+oldest_pending(struct nbd_server *srv, const unsigned char *source,
+	       unsigned *n)
 {
 	struct nbd_conn *old = NULL, *silent = NULL;
 
@@ -890,8 +885,7 @@ admit_source(struct nbd_server *srv, struct nbd_conn *c)
 		return 0;
 	if (now_ms() - old->born_ms < NBD_EVICT_MIN_AGE_MS)
 		return -1;
-	evict(srv, old,
-	      "too many handshakes from one address "
+	evict(srv, old, "too many handshakes from one address "
 	      "(max_handshakes_per_address)");
 	return 0;
 }
@@ -902,12 +896,13 @@ source_of(struct nbd_conn *c, const struct sockaddr_storage *ss)
 {
 	memset(c->source, 0, sizeof c->source);
 	if (ss->ss_family == AF_INET) {
-		const struct sockaddr_in *s4 = (const struct sockaddr_in *) ss;
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
 
 		c->source[0] = 4;
 		memcpy(c->source + 1, &s4->sin_addr, 4);
 	} else if (ss->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *) ss;
+		const struct sockaddr_in6 *s6 =
+			(const struct sockaddr_in6 *)ss;
 
 		if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
 			c->source[0] = 4;
@@ -921,7 +916,8 @@ source_of(struct nbd_conn *c, const struct sockaddr_storage *ss)
 }
 
 void
-conn_spawn(struct nbd_server *srv, int fd, const struct sockaddr_storage *peer)
+conn_spawn(struct nbd_server *srv, int fd,
+	   const struct sockaddr_storage *peer)
 {
 	struct nbd_conn *c;
 	pthread_attr_t attr;
@@ -952,7 +948,7 @@ conn_spawn(struct nbd_server *srv, int fd, const struct sockaddr_storage *peer)
 	if (!srv->stopping && admit_source(srv, c) == -1) {
 		pthread_mutex_unlock(&srv->lock);
 		conn_log_refused(srv, "too many handshakes from one address "
-				      "(max_handshakes_per_address)");
+				 "(max_handshakes_per_address)");
 		close(fd);
 		conn_free(c);
 		return;
@@ -963,16 +959,13 @@ conn_spawn(struct nbd_server *srv, int fd, const struct sockaddr_storage *peer)
 		if (wait <= 0)
 			break;
 		pthread_mutex_unlock(&srv->lock);
-		poll(NULL, 0, (int) wait);
+		poll(NULL, 0, (int)wait);
 		pthread_mutex_lock(&srv->lock);
 	}
 	if (srv->stopping || srv->npending >= srv->max_handshakes) {
 		pthread_mutex_unlock(&srv->lock);
-		conn_log_refused(
-			srv,
-			srv->stopping
-				? "stopping"
-				: "every handshake slot holds an authenticated client");
+		conn_log_refused(srv, srv->stopping ? "stopping" :
+				 "every handshake slot holds an authenticated client");
 		close(fd);
 		conn_free(c);
 		return;

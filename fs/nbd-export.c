@@ -29,8 +29,8 @@ export_init(struct nbd_export *ex, struct nbd_server *srv,
 		return -1;
 	}
 	ex->name = strdup(cd->export_name);
-	if (asprintf(&ex->description, "colofs secondary disk %s", cd->name) ==
-	    -1)
+	if (asprintf(&ex->description, "colofs secondary disk %s",
+		     cd->name) == -1)
 		ex->description = NULL;
 	if (ex->name == NULL || ex->description == NULL) {
 		free(ex->name);
@@ -105,16 +105,14 @@ int
 export_barrier(struct nbd_conn *c, int wait_ms)
 {
 	struct nbd_export *ex = c->ex;
-	struct nbd_snap {
-		uint64_t id, target;
-	} snap[NBD_MAX_CONNS];
+	struct nbd_snap { uint64_t id, target; } snap[NBD_MAX_CONNS];
 	size_t n = 0;
 	struct timespec deadline;
 	int rc = 0;
 
 	clock_gettime(CLOCK_MONOTONIC, &deadline);
 	deadline.tv_sec += wait_ms / 1000;
-	deadline.tv_nsec += (long) (wait_ms % 1000) * 1000000;
+	deadline.tv_nsec += (long)(wait_ms % 1000) * 1000000;
 	if (deadline.tv_nsec >= 1000000000) {
 		deadline.tv_sec++;
 		deadline.tv_nsec -= 1000000000;
@@ -123,7 +121,7 @@ export_barrier(struct nbd_conn *c, int wait_ms)
 	atomic_fetch_add(&ex->waiters, 1);
 	for (struct nbd_conn *o = ex->conns; o; o = o->ex_next)
 		if (o != c && o->completed < o->submitted && n < NBD_MAX_CONNS)
-			snap[n++] = (struct nbd_snap) { o->id, o->submitted };
+			snap[n++] = (struct nbd_snap){ o->id, o->submitted };
 	for (;;) {
 		size_t k = 0;
 

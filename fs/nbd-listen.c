@@ -42,11 +42,10 @@ allowed(const struct config *cfg, const struct sockaddr_storage *ss)
 	if (cfg->nallow == 0 || (family != AF_INET && family != AF_INET6))
 		return true;
 	if (family == AF_INET) {
-		a = (const uint8_t *) &((const struct sockaddr_in *) ss)
-			    ->sin_addr;
+		a = (const uint8_t *)&((const struct sockaddr_in *)ss)->sin_addr;
 	} else {
 		const struct in6_addr *a6 =
-			&((const struct sockaddr_in6 *) ss)->sin6_addr;
+			&((const struct sockaddr_in6 *)ss)->sin6_addr;
 
 		a = a6->s6_addr;
 		if (IN6_IS_ADDR_V4MAPPED(a6)) {
@@ -63,7 +62,7 @@ allowed(const struct config *cfg, const struct sockaddr_storage *ss)
 		if (memcmp(a, n->addr, full) != 0)
 			continue;
 		if (rest && ((a[full] ^ n->addr[full]) &
-			     (uint8_t) (0xff << (8 - rest))))
+			     (uint8_t)(0xff << (8 - rest))))
 			continue;
 		return true;
 	}
@@ -101,7 +100,7 @@ accept_main(void *arg)
 		if (!(pfd[0].revents & POLLIN))
 			continue;
 		sl = sizeof ss;
-		fd = accept4(srv->listen_fd, (struct sockaddr *) &ss, &sl,
+		fd = accept4(srv->listen_fd, (struct sockaddr *)&ss, &sl,
 			     SOCK_CLOEXEC);
 		if (fd == -1) {
 			if (errno == EINTR || errno == EAGAIN ||
@@ -154,7 +153,7 @@ listen_unix(struct nbd_server *srv, const char *path, mode_t mode, gid_t gid)
 		log_error("nbd: listen: socket: %m");
 		return -1;
 	}
-	if (bind(fd, (struct sockaddr *) &sa, sizeof sa) == -1) {
+	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) == -1) {
 		log_error("nbd: listen on unix:%s: %m", path);
 		int saved = errno;
 
@@ -166,7 +165,7 @@ listen_unix(struct nbd_server *srv, const char *path, mode_t mode, gid_t gid)
 	 * never through a link swapped in since the bind.
 	 */
 	if (fchmodat(AT_FDCWD, path, mode, AT_SYMLINK_NOFOLLOW) == -1 ||
-	    (gid != (gid_t) -1 && lchown(path, (uid_t) -1, gid) == -1) ||
+	    (gid != (gid_t)-1 && lchown(path, (uid_t)-1, gid) == -1) ||
 	    listen(fd, SOMAXCONN) == -1) {
 		log_error("nbd: listen on unix:%s: %m", path);
 		int saved = errno;
@@ -234,20 +233,19 @@ listen_inet(struct nbd_server *srv, const char *host, const char *port)
 	char hb[INET6_ADDRSTRLEN] = "?";
 	unsigned pt = 0;
 
-	if (getsockname(fd, (struct sockaddr *) &ss, &sl) == 0) {
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
 		if (ss.ss_family == AF_INET) {
-			struct sockaddr_in *s4 = (struct sockaddr_in *) &ss;
+			struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
 
 			inet_ntop(AF_INET, &s4->sin_addr, hb, sizeof hb);
 			pt = ntohs(s4->sin_port);
 			snprintf(srv->addr, sizeof srv->addr, "%s:%u", hb, pt);
 		} else if (ss.ss_family == AF_INET6) {
-			struct sockaddr_in6 *s6 = (struct sockaddr_in6 *) &ss;
+			struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
 
 			inet_ntop(AF_INET6, &s6->sin6_addr, hb, sizeof hb);
 			pt = ntohs(s6->sin6_port);
-			snprintf(srv->addr, sizeof srv->addr, "[%s]:%u", hb,
-				 pt);
+			snprintf(srv->addr, sizeof srv->addr, "[%s]:%u", hb, pt);
 		}
 	}
 	return fd;

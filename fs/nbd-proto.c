@@ -43,7 +43,7 @@
 static int
 send_buf(const struct nbd_io *io, const void *buf, size_t len)
 {
-	struct iovec iov = { .iov_base = (void *) buf, .iov_len = len };
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
 
 	return io->send(io->ctx, &iov, 1);
 }
@@ -55,7 +55,7 @@ skip_bytes(const struct nbd_io *io, uint64_t len)
 	uint8_t scratch[4096];
 
 	while (len > 0) {
-		size_t n = len < sizeof scratch ? (size_t) len : sizeof scratch;
+		size_t n = len < sizeof scratch ? (size_t)len : sizeof scratch;
 
 		if (io->recv(io->ctx, scratch, n) == -1)
 			return -1;
@@ -66,8 +66,8 @@ skip_bytes(const struct nbd_io *io, uint64_t len)
 
 /* One option reply: header, then up to two pieces of data. */
 static int
-send_rep(const struct nbd_io *io, uint32_t opt, uint32_t type, const void *d1,
-	 size_t l1, const void *d2, size_t l2)
+send_rep(const struct nbd_io *io, uint32_t opt, uint32_t type,
+	 const void *d1, size_t l1, const void *d2, size_t l2)
 {
 	uint8_t hdr[20];
 	struct iovec iov[3];
@@ -76,34 +76,34 @@ send_rep(const struct nbd_io *io, uint32_t opt, uint32_t type, const void *d1,
 	put64(hdr, NBD_REP_MAGIC);
 	put32(hdr + 8, opt);
 	put32(hdr + 12, type);
-	put32(hdr + 16, (uint32_t) (l1 + l2));
-	iov[n++] = (struct iovec) { .iov_base = hdr, .iov_len = sizeof hdr };
+	put32(hdr + 16, (uint32_t)(l1 + l2));
+	iov[n++] = (struct iovec){ .iov_base = hdr, .iov_len = sizeof hdr };
 	if (l1)
-		iov[n++] = (struct iovec) { .iov_base = (void *) d1,
-					    .iov_len = l1 };
+		iov[n++] = (struct iovec){ .iov_base = (void *)d1, .iov_len = l1 };
 	if (l2)
-		iov[n++] = (struct iovec) { .iov_base = (void *) d2,
-					    .iov_len = l2 };
+		iov[n++] = (struct iovec){ .iov_base = (void *)d2, .iov_len = l2 };
 	return io->send(io->ctx, iov, n);
 }
 
 /* An error reply with a fixed message (never a client's string). */
 static int
-send_err(const struct nbd_io *io, uint32_t opt, uint32_t type, const char *msg)
+send_err(const struct nbd_io *io, uint32_t opt, uint32_t type,
+	 const char *msg)
 {
 	return send_rep(io, opt, type, msg, strlen(msg), NULL, 0);
 }
 
 static int
-find_export(const struct nbd_handshake *hs, const char *name, size_t len)
+find_export(const struct nbd_handshake *hs, const char *name,
+	    size_t len)
 {
-	if (len == 0) /* "" is the default export: the first */
+	if (len == 0)		/* "" is the default export: the first */
 		return hs->nexports > 0 ? 0 : -1;
 	for (size_t i = 0; i < hs->nexports; i++) {
 		const char *n = hs->exports[i].name;
 
 		if (strlen(n) == len && memcmp(n, name, len) == 0)
-			return (int) i;
+			return (int)i;
 	}
 	return -1;
 }
@@ -125,7 +125,7 @@ send_list(const struct nbd_io *io, const struct nbd_handshake *hs)
 
 		if (nlen > NBD_MAX_NAME)
 			nlen = NBD_MAX_NAME;
-		put32(head, (uint32_t) nlen);
+		put32(head, (uint32_t)nlen);
 		memcpy(head + 4, ex->name, nlen);
 		if (send_rep(io, NBD_OPT_LIST, NBD_REP_SERVER, head, 4 + nlen,
 			     desc, strnlen(desc, NBD_MAX_NAME)) == -1)
@@ -156,9 +156,9 @@ opt_info_go(const struct nbd_io *io, const struct nbd_handshake *hs,
 	if (namelen > len - 6)
 		goto invalid;
 	ninfos = get16(data + 4 + namelen);
-	if ((uint64_t) len != 6 + (uint64_t) namelen + 2 * (uint64_t) ninfos)
+	if ((uint64_t)len != 6 + (uint64_t)namelen + 2 * (uint64_t)ninfos)
 		goto invalid;
-	name = (const char *) data + 4;
+	name = (const char *)data + 4;
 	if (namelen > NBD_MAX_NAME || memchr(name, '\0', namelen))
 		goto invalid;
 	infos = data + 6 + namelen;
@@ -166,21 +166,19 @@ opt_info_go(const struct nbd_io *io, const struct nbd_handshake *hs,
 		uint16_t t = get16(infos + 2 * i);
 
 		if (t <= NBD_INFO_BLOCK_SIZE)
-			requested |= 1u << t; /* unknown: ignored */
+			requested |= 1u << t;	/* unknown: ignored */
 	}
 
 	idx = find_export(hs, name, namelen);
 	if (idx < 0) {
-		if (send_err(io, opt, NBD_REP_ERR_UNKNOWN, "no such export") ==
-		    -1)
+		if (send_err(io, opt, NBD_REP_ERR_UNKNOWN,
+			     "no such export") == -1)
 			return -1;
 		return -2;
 	}
 	if (opt == NBD_OPT_GO && !accepting(hs)) {
-		if (send_err(
-			    io, opt, NBD_REP_ERR_SHUTDOWN,
-			    "the secondary no longer accepts primary writes (failover)") ==
-		    -1)
+		if (send_err(io, opt, NBD_REP_ERR_SHUTDOWN,
+			     "the secondary no longer accepts primary writes (failover)") == -1)
 			return -1;
 		return -2;
 	}
@@ -226,8 +224,9 @@ invalid:
 }
 
 static int
-opt_export_name(const struct nbd_io *io, const struct nbd_handshake *hs,
-		const uint8_t *data, uint32_t len, bool no_zeroes)
+opt_export_name(const struct nbd_io *io,
+		const struct nbd_handshake *hs, const uint8_t *data,
+		uint32_t len, bool no_zeroes)
 {
 	uint8_t rep[8 + 2 + 124];
 	int idx;
@@ -237,7 +236,7 @@ opt_export_name(const struct nbd_io *io, const struct nbd_handshake *hs,
 		errno = EPROTO;
 		return -1;
 	}
-	idx = find_export(hs, (const char *) data, len);
+	idx = find_export(hs, (const char *)data, len);
 	if (idx < 0) {
 		errno = ENOENT;
 		return -1;
@@ -308,10 +307,8 @@ nbd_negotiate(const struct nbd_io *io, const struct nbd_handshake *hs)
 				errno = EACCES;
 				goto out;
 			}
-			if (send_err(
-				    io, opt, NBD_REP_ERR_TLS_REQD,
-				    "TLS is required: send NBD_OPT_STARTTLS first") ==
-			    -1)
+			if (send_err(io, opt, NBD_REP_ERR_TLS_REQD,
+				     "TLS is required: send NBD_OPT_STARTTLS first") == -1)
 				goto out;
 			continue;
 		}
@@ -341,8 +338,7 @@ nbd_negotiate(const struct nbd_io *io, const struct nbd_handshake *hs)
 					goto out;
 			} else if (hs->starttls == NULL) {
 				if (send_err(io, opt, NBD_REP_ERR_POLICY,
-					     "TLS is not enabled on this server") ==
-				    -1)
+					     "TLS is not enabled on this server") == -1)
 					goto out;
 			} else if (tls_up) {
 				if (send_err(io, opt, NBD_REP_ERR_INVALID,
@@ -386,7 +382,8 @@ out:
 }
 
 int
-nbd_request_decode(const uint8_t hdr[NBD_REQUEST_SIZE], struct nbd_request *req)
+nbd_request_decode(const uint8_t hdr[NBD_REQUEST_SIZE],
+		   struct nbd_request *req)
 {
 	if (get32(hdr) != NBD_REQUEST_MAGIC)
 		return -1;
@@ -405,7 +402,8 @@ beyond(const struct nbd_request *req, uint64_t size)
 }
 
 uint32_t
-nbd_request_check(const struct nbd_request *req, uint64_t size, uint16_t tflags)
+nbd_request_check(const struct nbd_request *req, uint64_t size,
+		  uint16_t tflags)
 {
 	bool ro = tflags & NBD_FLAG_READ_ONLY;
 
@@ -481,20 +479,17 @@ const char *
 nbd_end_name(enum nbd_end e)
 {
 	switch (e) {
-	case NBD_END_DISC:
-		return "disc";
-	case NBD_END_EOF:
-		return "eof";
-	case NBD_END_PROTOCOL:
-		return "protocol";
-	case NBD_END_STOPPED:
-		return "stopped";
+	case NBD_END_DISC: return "disc";
+	case NBD_END_EOF: return "eof";
+	case NBD_END_PROTOCOL: return "protocol";
+	case NBD_END_STOPPED: return "stopped";
 	}
 	abort();
 }
 
 void
-nbd_reply_encode(uint8_t out[NBD_REPLY_SIZE], uint64_t cookie, uint32_t nbd_err)
+nbd_reply_encode(uint8_t out[NBD_REPLY_SIZE], uint64_t cookie,
+		 uint32_t nbd_err)
 {
 	put32(out, NBD_SIMPLE_REPLY_MAGIC);
 	put32(out + 4, nbd_err);
@@ -505,8 +500,9 @@ nbd_reply_encode(uint8_t out[NBD_REPLY_SIZE], uint64_t cookie, uint32_t nbd_err)
  * payload (bounded), then answer err.  0 to go on, or -1 and *end.
  */
 static int
-refuse_write(const struct nbd_io *io, const struct nbd_session_ops *ops,
-	     void *opaque, const struct nbd_request *req, uint32_t err,
+refuse_write(const struct nbd_io *io,
+	     const struct nbd_session_ops *ops, void *opaque,
+	     const struct nbd_request *req, uint32_t err,
 	     enum nbd_end *end)
 {
 	if (req->length > NBD_MAX_WRITE_SKIP) {
@@ -524,7 +520,8 @@ refuse_write(const struct nbd_io *io, const struct nbd_session_ops *ops,
 }
 
 enum nbd_end
-nbd_transmission(const struct nbd_io *io, const struct nbd_export_info *ex,
+nbd_transmission(const struct nbd_io *io,
+		 const struct nbd_export_info *ex,
 		 const struct nbd_session_ops *ops, void *opaque)
 {
 	uint8_t hdr[NBD_REQUEST_SIZE];

@@ -10,93 +10,93 @@
  * fuzz target drive it from memory.
  */
 
-#include <endian.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <endian.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/uio.h>
 
 /* Handshake magics and flags. */
-#define NBD_INIT_MAGIC 0x4e42444d41474943ULL /* "NBDMAGIC" */
-#define NBD_OPTS_MAGIC 0x49484156454F5054ULL /* "IHAVEOPT" */
-#define NBD_REP_MAGIC 0x0003e889045565a9ULL
-#define NBD_FLAG_FIXED_NEWSTYLE (1u << 0)
-#define NBD_FLAG_NO_ZEROES (1u << 1)
+#define NBD_INIT_MAGIC		0x4e42444d41474943ULL	/* "NBDMAGIC" */
+#define NBD_OPTS_MAGIC		0x49484156454F5054ULL	/* "IHAVEOPT" */
+#define NBD_REP_MAGIC		0x0003e889045565a9ULL
+#define NBD_FLAG_FIXED_NEWSTYLE	(1u << 0)
+#define NBD_FLAG_NO_ZEROES	(1u << 1)
 #define NBD_FLAG_C_FIXED_NEWSTYLE NBD_FLAG_FIXED_NEWSTYLE
-#define NBD_FLAG_C_NO_ZEROES NBD_FLAG_NO_ZEROES
+#define NBD_FLAG_C_NO_ZEROES	NBD_FLAG_NO_ZEROES
 
 /* Options. */
-#define NBD_OPT_EXPORT_NAME 1
-#define NBD_OPT_ABORT 2
-#define NBD_OPT_LIST 3
-#define NBD_OPT_STARTTLS 5
-#define NBD_OPT_INFO 6
-#define NBD_OPT_GO 7
+#define NBD_OPT_EXPORT_NAME	1
+#define NBD_OPT_ABORT		2
+#define NBD_OPT_LIST		3
+#define NBD_OPT_STARTTLS	5
+#define NBD_OPT_INFO		6
+#define NBD_OPT_GO		7
 #define NBD_OPT_STRUCTURED_REPLY 8
 
 /* Option replies. */
-#define NBD_REP_ACK 1
-#define NBD_REP_SERVER 2
-#define NBD_REP_INFO 3
-#define NBD_REP_ERR(n) (0x80000000u + (n))
-#define NBD_REP_ERR_UNSUP NBD_REP_ERR(1)
-#define NBD_REP_ERR_POLICY NBD_REP_ERR(2)
-#define NBD_REP_ERR_INVALID NBD_REP_ERR(3)
-#define NBD_REP_ERR_UNKNOWN NBD_REP_ERR(6)
-#define NBD_REP_ERR_SHUTDOWN NBD_REP_ERR(7)
-#define NBD_REP_ERR_TLS_REQD NBD_REP_ERR(5)
-#define NBD_REP_ERR_TOO_BIG NBD_REP_ERR(9)
+#define NBD_REP_ACK		1
+#define NBD_REP_SERVER		2
+#define NBD_REP_INFO		3
+#define NBD_REP_ERR(n)		(0x80000000u + (n))
+#define NBD_REP_ERR_UNSUP	NBD_REP_ERR(1)
+#define NBD_REP_ERR_POLICY	NBD_REP_ERR(2)
+#define NBD_REP_ERR_INVALID	NBD_REP_ERR(3)
+#define NBD_REP_ERR_UNKNOWN	NBD_REP_ERR(6)
+#define NBD_REP_ERR_SHUTDOWN	NBD_REP_ERR(7)
+#define NBD_REP_ERR_TLS_REQD	NBD_REP_ERR(5)
+#define NBD_REP_ERR_TOO_BIG	NBD_REP_ERR(9)
 
-#define NBD_INFO_EXPORT 0
-#define NBD_INFO_NAME 1
-#define NBD_INFO_DESCRIPTION 2
-#define NBD_INFO_BLOCK_SIZE 3
+#define NBD_INFO_EXPORT		0
+#define NBD_INFO_NAME		1
+#define NBD_INFO_DESCRIPTION	2
+#define NBD_INFO_BLOCK_SIZE	3
 
 /* Transmission flags (16 bits, per export). */
-#define NBD_FLAG_HAS_FLAGS (1u << 0)
-#define NBD_FLAG_READ_ONLY (1u << 1)
-#define NBD_FLAG_SEND_FLUSH (1u << 2)
-#define NBD_FLAG_SEND_FUA (1u << 3)
-#define NBD_FLAG_SEND_TRIM (1u << 5)
+#define NBD_FLAG_HAS_FLAGS	(1u << 0)
+#define NBD_FLAG_READ_ONLY	(1u << 1)
+#define NBD_FLAG_SEND_FLUSH	(1u << 2)
+#define NBD_FLAG_SEND_FUA	(1u << 3)
+#define NBD_FLAG_SEND_TRIM	(1u << 5)
 #define NBD_FLAG_SEND_WRITE_ZEROES (1u << 6)
-#define NBD_FLAG_CAN_MULTI_CONN (1u << 8)
+#define NBD_FLAG_CAN_MULTI_CONN	(1u << 8)
 
 /* Requests and simple replies. */
-#define NBD_REQUEST_MAGIC 0x25609513u
-#define NBD_SIMPLE_REPLY_MAGIC 0x67446698u
-#define NBD_REQUEST_SIZE 28
-#define NBD_REPLY_SIZE 16
+#define NBD_REQUEST_MAGIC	0x25609513u
+#define NBD_SIMPLE_REPLY_MAGIC	0x67446698u
+#define NBD_REQUEST_SIZE	28
+#define NBD_REPLY_SIZE		16
 
-#define NBD_CMD_READ 0
-#define NBD_CMD_WRITE 1
-#define NBD_CMD_DISC 2
-#define NBD_CMD_FLUSH 3
-#define NBD_CMD_TRIM 4
-#define NBD_CMD_WRITE_ZEROES 6
+#define NBD_CMD_READ		0
+#define NBD_CMD_WRITE		1
+#define NBD_CMD_DISC		2
+#define NBD_CMD_FLUSH		3
+#define NBD_CMD_TRIM		4
+#define NBD_CMD_WRITE_ZEROES	6
 
-#define NBD_CMD_FLAG_FUA (1u << 0)
-#define NBD_CMD_FLAG_NO_HOLE (1u << 1)
+#define NBD_CMD_FLAG_FUA	(1u << 0)
+#define NBD_CMD_FLAG_NO_HOLE	(1u << 1)
 
 /* Errors on the wire. */
-#define NBD_EPERM 1
-#define NBD_EIO 5
-#define NBD_ENOMEM 12
-#define NBD_EINVAL 22
-#define NBD_ENOSPC 28
-#define NBD_EOVERFLOW 75
-#define NBD_ENOTSUP 95
-#define NBD_ESHUTDOWN 108
+#define NBD_EPERM		1
+#define NBD_EIO			5
+#define NBD_ENOMEM		12
+#define NBD_EINVAL		22
+#define NBD_ENOSPC		28
+#define NBD_EOVERFLOW		75
+#define NBD_ENOTSUP		95
+#define NBD_ESHUTDOWN		108
 
 /* Limits.  What a client can make us allocate or skip is bounded by
  * these, never by a length it sent.
  */
-#define NBD_MAX_PAYLOAD (32u << 20)    /* BLOCK_SIZE maximum */
-#define NBD_PREF_BLOCK 4096u	       /* BLOCK_SIZE preferred */
-#define NBD_MAX_OPTION_LEN (64u << 10) /* larger: close */
-#define NBD_MAX_OPTIONS 64	       /* per handshake */
-#define NBD_MAX_NAME 4096	       /* spec: strings <= 4096 */
-#define NBD_MAX_WRITE_SKIP (64u << 20) /* oversized WRITE: skip up to */
+#define NBD_MAX_PAYLOAD		(32u << 20)	/* BLOCK_SIZE maximum */
+#define NBD_PREF_BLOCK		4096u		/* BLOCK_SIZE preferred */
+#define NBD_MAX_OPTION_LEN	(64u << 10)	/* larger: close */
+#define NBD_MAX_OPTIONS		64		/* per handshake */
+#define NBD_MAX_NAME		4096		/* spec: strings <= 4096 */
+#define NBD_MAX_WRITE_SKIP	(64u << 20)	/* oversized WRITE: skip up to */
 
 /* How bytes move.  Both return 0 once every byte moved, or -1 with errno
  * (ECONNRESET for a peer that closed, ETIMEDOUT past a deadline).
@@ -192,12 +192,12 @@ struct nbd_session_ops {
 };
 
 enum nbd_end {
-	NBD_END_DISC,	  /* NBD_CMD_DISC: a clean end */
-	NBD_END_EOF,	  /* the client went away (or recv failed) */
-	NBD_END_PROTOCOL, /* bad magic, unskippable payload */
-	NBD_END_STOPPED,  /* an op asked to stop */
+	NBD_END_DISC,		/* NBD_CMD_DISC: a clean end */
+	NBD_END_EOF,		/* the client went away (or recv failed) */
+	NBD_END_PROTOCOL,	/* bad magic, unskippable payload */
+	NBD_END_STOPPED,	/* an op asked to stop */
 };
-const char *nbd_end_name(enum nbd_end e); /* aborts if unknown */
+const char *nbd_end_name(enum nbd_end e);	/* aborts if unknown */
 
 /* Reads requests until the session ends.  Validates each, reads a WRITE's
  * payload in full before handing it on (a payload that never fully arrives

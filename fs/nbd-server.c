@@ -38,7 +38,7 @@ nbd_server_new(struct replica *r, const struct config *cfg)
 	srv->max_conns = cfg->max_connections;
 	srv->max_handshakes = cfg->max_handshakes;
 	srv->max_per_addr = cfg->max_handshakes_per_address;
-	srv->io_timeout_ms = (int) (cfg->io_timeout * 1000);
+	srv->io_timeout_ms = (int)(cfg->io_timeout * 1000);
 	budget_init(&srv->budget, cfg->nbd_memory_limit,
 		    cfg->nbd_conn_memory_limit);
 	ratelimit_init(&srv->rl_refused, "refused connections");
@@ -46,8 +46,7 @@ nbd_server_new(struct replica *r, const struct config *cfg)
 	ratelimit_init(&srv->rl_unclean, "unclean disconnects");
 	pthread_mutex_init(&srv->tls_lock, NULL);
 
-	srv->exports = calloc(cfg->ndisks ? cfg->ndisks : 1,
-			      sizeof *srv->exports);
+	srv->exports = calloc(cfg->ndisks ? cfg->ndisks : 1, sizeof *srv->exports);
 	srv->infos = calloc(cfg->ndisks ? cfg->ndisks : 1, sizeof *srv->infos);
 	if (srv->exports == NULL || srv->infos == NULL)
 		goto fail;
@@ -57,7 +56,7 @@ nbd_server_new(struct replica *r, const struct config *cfg)
 		if (export_init(ex, srv, &cfg->disks[i]) == -1)
 			goto fail;
 		srv->nexports++;
-		srv->infos[i] = (struct nbd_export_info) {
+		srv->infos[i] = (struct nbd_export_info){
 			.name = ex->name,
 			.description = ex->description,
 			.size = replica_disk_size(ex->disk),
@@ -122,11 +121,11 @@ nbd_server_free(struct nbd_server *srv)
 	pthread_mutex_lock(&srv->lock);
 	srv->stopping = true;
 	pthread_mutex_unlock(&srv->lock);
-	budget_stop(&srv->budget); /* no reader or worker waits for bytes */
+	budget_stop(&srv->budget);	/* no reader or worker waits for bytes */
 	if (srv->started) {
 		ssize_t n = write(srv->wake[1], "x", 1);
 
-		(void) n;
+		(void)n;
 		pthread_join(srv->accept_thread, NULL);
 	}
 	if (srv->listen_fd != -1)
@@ -183,31 +182,31 @@ nbd_server_status(void *opaque, FILE *fp)
 	fprintf(fp, "nbd.listen=%s\n", srv->addr);
 	fprintf(fp, "nbd.exports=%zu\n", srv->nexports);
 	fprintf(fp, "nbd.connections=%llu\n",
-		(unsigned long long) atomic_load(&srv->serving));
+		(unsigned long long)atomic_load(&srv->serving));
 	fprintf(fp, "nbd.negotiating=%llu\n",
-		(unsigned long long) atomic_load(&srv->negotiating));
+		(unsigned long long)atomic_load(&srv->negotiating));
 	fprintf(fp, "nbd.connections_total=%llu\n",
-		(unsigned long long) atomic_load(&srv->accepted));
+		(unsigned long long)atomic_load(&srv->accepted));
 	fprintf(fp, "nbd.refused=%llu\n",
-		(unsigned long long) atomic_load(&srv->refused));
+		(unsigned long long)atomic_load(&srv->refused));
 	fprintf(fp, "nbd.unclean_disconnects=%llu\n",
-		(unsigned long long) atomic_load(&srv->unclean));
+		(unsigned long long)atomic_load(&srv->unclean));
 	fprintf(fp, "nbd.requests=%llu\n",
-		(unsigned long long) atomic_load(&srv->requests));
+		(unsigned long long)atomic_load(&srv->requests));
 	fprintf(fp, "nbd.reads=%llu\n",
-		(unsigned long long) atomic_load(&srv->reads));
+		(unsigned long long)atomic_load(&srv->reads));
 	fprintf(fp, "nbd.writes=%llu\n",
-		(unsigned long long) atomic_load(&srv->writes));
+		(unsigned long long)atomic_load(&srv->writes));
 	fprintf(fp, "nbd.flushes=%llu\n",
-		(unsigned long long) atomic_load(&srv->flushes));
+		(unsigned long long)atomic_load(&srv->flushes));
 	fprintf(fp, "nbd.zeroes=%llu\n",
-		(unsigned long long) atomic_load(&srv->zeroes));
+		(unsigned long long)atomic_load(&srv->zeroes));
 	fprintf(fp, "nbd.request_errors=%llu\n",
-		(unsigned long long) atomic_load(&srv->request_errors));
+		(unsigned long long)atomic_load(&srv->request_errors));
 	fprintf(fp, "nbd.bytes_read=%llu\n",
-		(unsigned long long) atomic_load(&srv->bytes_read));
+		(unsigned long long)atomic_load(&srv->bytes_read));
 	fprintf(fp, "nbd.bytes_written=%llu\n",
-		(unsigned long long) atomic_load(&srv->bytes_written));
+		(unsigned long long)atomic_load(&srv->bytes_written));
 
 	/* bounds: the limits, then what they caught */
 	struct nbd_budget_stats st;
@@ -223,11 +222,11 @@ nbd_server_status(void *opaque, FILE *fp)
 	fprintf(fp, "nbd.memory_used=%zu\n", st.used);
 	fprintf(fp, "nbd.memory_pooled=%zu\n", st.pooled);
 	fprintf(fp, "nbd.memory_peak=%zu\n", st.peak);
-	fprintf(fp, "nbd.memory_waits=%llu\n", (unsigned long long) st.waits);
+	fprintf(fp, "nbd.memory_waits=%llu\n", (unsigned long long)st.waits);
 	fprintf(fp, "nbd.evicted=%llu\n",
-		(unsigned long long) atomic_load(&srv->evicted));
+		(unsigned long long)atomic_load(&srv->evicted));
 	fprintf(fp, "nbd.dropped=%llu\n",
-		(unsigned long long) atomic_load(&srv->dropped));
+		(unsigned long long)atomic_load(&srv->dropped));
 	tls_status(srv, fp);
 }
 

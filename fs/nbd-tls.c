@@ -50,12 +50,12 @@
 #include "log.h"
 #include "nbd-internal.h"
 
-#define TLS_PSK_FILE_MAX (1u << 20)
-#define TLS_PSK_MAX_KEYS 4096
-#define TLS_PSK_USER_MAX 128 /* psktool's limit is lower */
-#define TLS_RECORD 16384     /* TLS's maximum plaintext record */
-#define TLS_IDENTITY_MAX 1024
-#define TLS_BYE_MS 1000
+#define TLS_PSK_FILE_MAX	(1u << 20)
+#define TLS_PSK_MAX_KEYS	4096
+#define TLS_PSK_USER_MAX	128	/* psktool's limit is lower */
+#define TLS_RECORD		16384	/* TLS's maximum plaintext record */
+#define TLS_IDENTITY_MAX	1024
+#define TLS_BYE_MS		1000
 
 /* TLS 1.2 or newer (proto.md), AEAD ciphers only, AES-GCM first and our
  * order over the client's: with AES-NI, GnuTLS's AES-128-GCM runs at
@@ -63,11 +63,10 @@
  * would pick) is an order of magnitude slower (gnutls-cli
  * --benchmark-ciphers).  Plus the PSK key exchanges QEMU uses.
  */
-#define TLS_PRIORITY                                  \
-	"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:" \
-	"-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:"      \
-	"+CHACHA20-POLY1305:%SERVER_PRECEDENCE"
-#define TLS_PRIORITY_PSK TLS_PRIORITY ":+ECDHE-PSK:+DHE-PSK:+PSK"
+#define TLS_PRIORITY		"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:" \
+				"-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:" \
+				"+CHACHA20-POLY1305:%SERVER_PRECEDENCE"
+#define TLS_PRIORITY_PSK	TLS_PRIORITY ":+ECDHE-PSK:+DHE-PSK:+PSK"
 
 struct psk_key {
 	char *user;
@@ -76,7 +75,7 @@ struct psk_key {
 
 struct tls_creds {
 	atomic_uint refs;
-	struct psk_key *keys; /* NULL unless PSK */
+	struct psk_key *keys;		/* NULL unless PSK */
 	size_t nkeys;
 	gnutls_psk_server_credentials_t psk;
 	gnutls_certificate_credentials_t x509;
@@ -87,7 +86,7 @@ struct tls_creds {
 struct tls_session {
 	gnutls_session_t s;
 	struct tls_creds *creds;
-	unsigned timeout_ms; /* the record timeout now set */
+	unsigned timeout_ms;		/* the record timeout now set */
 	char identity[TLS_IDENTITY_MAX];
 };
 
@@ -137,7 +136,7 @@ read_small_file(const char *path, size_t max, size_t *lenp)
 			goto fail;
 		if (n == 0)
 			break;
-		len += (size_t) n;
+		len += (size_t)n;
 		if (len > max) {
 			errno = EFBIG;
 			goto fail;
@@ -190,8 +189,8 @@ psk_load(struct tls_creds *cr, const char *path)
 		colon = strchr(line, ':');
 		if (colon == NULL || colon == line ||
 		    colon - line > TLS_PSK_USER_MAX || colon[1] == '\0') {
-			log_error("tls: %s:%zu: expected username:hexkey", path,
-				  lineno);
+			log_error("tls: %s:%zu: expected username:hexkey",
+				  path, lineno);
 			goto out;
 		}
 		*colon = '\0';
@@ -202,12 +201,11 @@ psk_load(struct tls_creds *cr, const char *path)
 				goto out;
 			}
 		}
-		hex.data = (unsigned char *) colon + 1;
-		hex.size = (unsigned) (end - (colon + 1));
+		hex.data = (unsigned char *)colon + 1;
+		hex.size = (unsigned)(end - (colon + 1));
 		if (gnutls_hex_decode2(&hex, &key) < 0 || key.size == 0) {
-			log_error(
-				"tls: %s:%zu: the key of '%s' is not hexadecimal",
-				path, lineno, line);
+			log_error("tls: %s:%zu: the key of '%s' is not hexadecimal",
+				  path, lineno, line);
 			goto out;
 		}
 		if (cr->nkeys == TLS_PSK_MAX_KEYS) {
@@ -281,8 +279,8 @@ x509_load(struct tls_creds *cr, const char *dir)
 	rc = gnutls_certificate_set_x509_trust_file(cr->x509, ca,
 						    GNUTLS_X509_FMT_PEM);
 	if (rc <= 0) {
-		log_error("tls: %s: %s", ca,
-			  rc == 0 ? "no certificate" : gnutls_strerror(rc));
+		log_error("tls: %s: %s", ca, rc == 0 ? "no certificate" :
+			  gnutls_strerror(rc));
 		return -1;
 	}
 	if (access(crl, F_OK) == 0) {
@@ -299,8 +297,7 @@ x509_load(struct tls_creds *cr, const char *dir)
 		log_error("tls: %s, %s: %s", cert, key, gnutls_strerror(rc));
 		return -1;
 	}
-	gnutls_certificate_set_known_dh_params(cr->x509,
-					       GNUTLS_SEC_PARAM_MEDIUM);
+	gnutls_certificate_set_known_dh_params(cr->x509, GNUTLS_SEC_PARAM_MEDIUM);
 	return 0;
 gnutls_fail:
 	log_error("tls: %s: %s", dir, gnutls_strerror(rc));
@@ -335,9 +332,8 @@ creds_load(const struct config *cfg)
 	}
 	if (cfg->tls_certificates && x509_load(cr, cfg->tls_certificates) == -1)
 		goto fail;
-	rc = gnutls_priority_init(&cr->prio,
-				  cr->psk ? TLS_PRIORITY_PSK : TLS_PRIORITY,
-				  NULL);
+	rc = gnutls_priority_init(&cr->prio, cr->psk ? TLS_PRIORITY_PSK :
+				  TLS_PRIORITY, NULL);
 	if (rc < 0) {
 		log_error("tls: priority: %s", gnutls_strerror(rc));
 		goto fail;
@@ -363,11 +359,8 @@ tls_server_init(struct nbd_server *srv, const struct config *cfg)
 	log_info("nbd: TLS %s (%s%s%s)", config_tls_name(cfg->tls),
 		 cfg->tls_psk_file ? "PSK" : "",
 		 cfg->tls_psk_file && cfg->tls_certificates ? ", " : "",
-		 cfg->tls_certificates
-			 ? (cfg->tls_verify_peer
-				    ? "X.509, client certificates required"
-				    : "X.509")
-			 : "");
+		 cfg->tls_certificates ? (cfg->tls_verify_peer ?
+			"X.509, client certificates required" : "X.509") : "");
 	return 0;
 }
 
@@ -414,8 +407,7 @@ tls_server_reload(struct nbd_server *srv)
 	pthread_mutex_unlock(&srv->tls_lock);
 	creds_unref(old);
 	atomic_fetch_add(&srv->tls_reloads, 1);
-	log_info(
-		"nbd: reload: TLS credentials read again; established sessions keep theirs");
+	log_info("nbd: reload: TLS credentials read again; established sessions keep theirs");
 	return 0;
 }
 
@@ -472,7 +464,7 @@ session_identity(struct tls_session *t)
 					   GNUTLS_X509_FMT_DER) == 0 &&
 		    gnutls_x509_crt_get_dn3(crt, &dn, 0) == 0)
 			snprintf(t->identity, sizeof t->identity, "%.*s",
-				 (int) dn.size, (const char *) dn.data);
+				 (int)dn.size, (const char *)dn.data);
 		gnutls_free(dn.data);
 		gnutls_x509_crt_deinit(crt);
 		break;
@@ -513,8 +505,8 @@ tls_session_start(struct nbd_conn *c)
 	/* No session tickets: every connection does a full handshake, so
 	 * every identity is checked against today's credentials.
 	 */
-	rc = gnutls_init(&t->s,
-			 GNUTLS_SERVER | GNUTLS_NO_SIGNAL | GNUTLS_NO_TICKETS);
+	rc = gnutls_init(&t->s, GNUTLS_SERVER | GNUTLS_NO_SIGNAL |
+			 GNUTLS_NO_TICKETS);
 	if (rc < 0) {
 		t->s = NULL;
 		goto gnutls_fail;
@@ -522,8 +514,7 @@ tls_session_start(struct nbd_conn *c)
 	gnutls_session_set_ptr(t->s, t);
 	rc = gnutls_priority_set(t->s, t->creds->prio);
 	if (rc == 0 && t->creds->psk)
-		rc = gnutls_credentials_set(t->s, GNUTLS_CRD_PSK,
-					    t->creds->psk);
+		rc = gnutls_credentials_set(t->s, GNUTLS_CRD_PSK, t->creds->psk);
 	if (rc == 0 && t->creds->x509)
 		rc = gnutls_credentials_set(t->s, GNUTLS_CRD_CERTIFICATE,
 					    t->creds->x509);
@@ -533,8 +524,7 @@ tls_session_start(struct nbd_conn *c)
 		/* The client must send a certificate the CA signed, valid
 		 * now and not revoked; checked during the handshake.
 		 */
-		gnutls_certificate_server_set_request(t->s,
-						      GNUTLS_CERT_REQUIRE);
+		gnutls_certificate_server_set_request(t->s, GNUTLS_CERT_REQUIRE);
 		gnutls_session_set_verify_cert(t->s, NULL, 0);
 	}
 	gnutls_transport_set_int(t->s, c->fd);
@@ -546,9 +536,8 @@ tls_session_start(struct nbd_conn *c)
 			rc = GNUTLS_E_TIMEDOUT;
 			break;
 		}
-		gnutls_handshake_set_timeout(t->s, c->deadline_ms
-							   ? (unsigned) left
-							   : 0);
+		gnutls_handshake_set_timeout(t->s, c->deadline_ms ?
+					     (unsigned)left : 0);
 		rc = gnutls_handshake(t->s);
 		if (rc == 0 || gnutls_error_is_fatal(rc) ||
 		    rc == GNUTLS_E_TIMEDOUT)
@@ -558,10 +547,8 @@ tls_session_start(struct nbd_conn *c)
 		atomic_fetch_add(&srv->tls_handshake_failures, 1);
 		if (warn_now(srv))
 			log_warn("nbd: conn %llu: TLS handshake failed: %s (nbd.tls_handshake_failures=%llu)",
-				 (unsigned long long) c->id,
-				 gnutls_strerror(rc),
-				 (unsigned long long) atomic_load(
-					 &srv->tls_handshake_failures));
+				 (unsigned long long)c->id, gnutls_strerror(rc),
+				 (unsigned long long)atomic_load(&srv->tls_handshake_failures));
 		session_free(t);
 		errno = rc == GNUTLS_E_TIMEDOUT ? ETIMEDOUT : EACCES;
 		return -1;
@@ -572,16 +559,15 @@ tls_session_start(struct nbd_conn *c)
 		atomic_fetch_add(&srv->tls_authz_refused, 1);
 		if (warn_now(srv))
 			log_warn("nbd: conn %llu: TLS identity '%s' is not in tls_authz: closing (nbd.tls_authz_refused=%llu)",
-				 (unsigned long long) c->id, t->identity,
-				 (unsigned long long) atomic_load(
-					 &srv->tls_authz_refused));
+				 (unsigned long long)c->id, t->identity,
+				 (unsigned long long)atomic_load(&srv->tls_authz_refused));
 		session_free(t);
 		errno = EACCES;
 		return -1;
 	}
 	atomic_fetch_add(&srv->tls_sessions, 1);
 	log_debug("nbd: conn %llu: TLS up (%s, %s), identity '%s'",
-		  (unsigned long long) c->id,
+		  (unsigned long long)c->id,
 		  gnutls_protocol_get_name(gnutls_protocol_get_version(t->s)),
 		  gnutls_cipher_get_name(gnutls_cipher_get(t->s)), t->identity);
 	c->tls = t;
@@ -592,7 +578,7 @@ tls_session_start(struct nbd_conn *c)
 	return 0;
 
 gnutls_fail:
-	log_error("nbd: conn %llu: TLS: %s", (unsigned long long) c->id,
+	log_error("nbd: conn %llu: TLS: %s", (unsigned long long)c->id,
 		  gnutls_strerror(rc));
 	session_free(t);
 	errno = EIO;
@@ -632,7 +618,7 @@ tls_recv(struct tls_session *t, void *buf, size_t len, int64_t deadline_ms)
 				errno = ETIMEDOUT;
 				return -1;
 			}
-			timeout = (unsigned) left;
+			timeout = (unsigned)left;
 		}
 		if (timeout != t->timeout_ms) {
 			gnutls_record_set_timeout(t->s, timeout);
@@ -658,12 +644,12 @@ tls_recv(struct tls_session *t, void *buf, size_t len, int64_t deadline_ms)
 		if (n <= 0) {
 			if (n < 0 && n != GNUTLS_E_PREMATURE_TERMINATION)
 				log_debug("nbd: TLS recv: %s",
-					  gnutls_strerror((int) n));
+					  gnutls_strerror((int)n));
 			errno = ECONNRESET;
 			return -1;
 		}
 		p += n;
-		len -= (size_t) n;
+		len -= (size_t)n;
 	}
 	return 0;
 }
@@ -682,7 +668,7 @@ send_all(struct tls_session *t, const uint8_t *p, size_t len)
 			return -1;
 		}
 		p += n;
-		len -= (size_t) n;
+		len -= (size_t)n;
 	}
 	return 0;
 }
@@ -732,17 +718,17 @@ tls_status(struct nbd_server *srv, FILE *fp)
 {
 	fprintf(fp, "nbd.tls=%s\n", config_tls_name(srv->tls));
 	fprintf(fp, "nbd.tls_sessions=%llu\n",
-		(unsigned long long) atomic_load(&srv->tls_sessions));
+		(unsigned long long)atomic_load(&srv->tls_sessions));
 	fprintf(fp, "nbd.tls_handshake_failures=%llu\n",
-		(unsigned long long) atomic_load(&srv->tls_handshake_failures));
+		(unsigned long long)atomic_load(&srv->tls_handshake_failures));
 	fprintf(fp, "nbd.tls_authz_refused=%llu\n",
-		(unsigned long long) atomic_load(&srv->tls_authz_refused));
+		(unsigned long long)atomic_load(&srv->tls_authz_refused));
 	fprintf(fp, "nbd.tls_plaintext_refused=%llu\n",
-		(unsigned long long) atomic_load(&srv->tls_plaintext_refused));
+		(unsigned long long)atomic_load(&srv->tls_plaintext_refused));
 	fprintf(fp, "nbd.tls_reloads=%llu\n",
-		(unsigned long long) atomic_load(&srv->tls_reloads));
+		(unsigned long long)atomic_load(&srv->tls_reloads));
 	fprintf(fp, "nbd.tls_reload_failures=%llu\n",
-		(unsigned long long) atomic_load(&srv->tls_reload_failures));
+		(unsigned long long)atomic_load(&srv->tls_reload_failures));
 	fprintf(fp, "nbd.allow_refused=%llu\n",
-		(unsigned long long) atomic_load(&srv->allow_refused));
+		(unsigned long long)atomic_load(&srv->allow_refused));
 }

@@ -21,7 +21,7 @@ now_ms(void)
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 int
@@ -44,7 +44,7 @@ sock_recv(void *ctx, void *buf, size_t len)
 				errno = ETIMEDOUT;
 				return -1;
 			}
-			rc = poll(&pfd, 1, (int) left);
+			rc = poll(&pfd, 1, (int)left);
 			if (rc == -1 && errno == EINTR)
 				continue;
 			if (rc == -1)
@@ -54,8 +54,7 @@ sock_recv(void *ctx, void *buf, size_t len)
 				return -1;
 			}
 			n = recv(c->fd, p, len, MSG_DONTWAIT);
-			if (n == -1 &&
-			    (errno == EAGAIN || errno == EWOULDBLOCK))
+			if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
 				continue;
 			/* bounds: a client that talks is evicted last */
 			if (n > 0)
@@ -73,7 +72,7 @@ sock_recv(void *ctx, void *buf, size_t len)
 			return -1;
 		}
 		p += n;
-		len -= (size_t) n;
+		len -= (size_t)n;
 	}
 	return 0;
 }
@@ -98,22 +97,21 @@ sock_send(void *ctx, const struct iovec *iov_in, int iovcnt)
 	while (cnt > 0) {
 		ssize_t n;
 
-		msg.msg_iovlen = (size_t) cnt;
+		msg.msg_iovlen = (size_t)cnt;
 		/* MSG_NOSIGNAL: a vanished client is EPIPE, never SIGPIPE. */
 		n = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1)
 			return -1;
-		while (cnt > 0 && (size_t) n >= msg.msg_iov[0].iov_len) {
-			n -= (ssize_t) msg.msg_iov[0].iov_len;
+		while (cnt > 0 && (size_t)n >= msg.msg_iov[0].iov_len) {
+			n -= (ssize_t)msg.msg_iov[0].iov_len;
 			msg.msg_iov++;
 			cnt--;
 		}
 		if (cnt > 0) {
-			msg.msg_iov[0].iov_base =
-				(uint8_t *) msg.msg_iov[0].iov_base + n;
-			msg.msg_iov[0].iov_len -= (size_t) n;
+			msg.msg_iov[0].iov_base = (uint8_t *)msg.msg_iov[0].iov_base + n;
+			msg.msg_iov[0].iov_len -= (size_t)n;
 		}
 	}
 	return 0;

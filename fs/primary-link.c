@@ -62,28 +62,28 @@
 #define DEFAULT_MAX_BLOCK (UINT64_C(32) << 20)
 
 struct ticket {
-	struct ticket *prev, *next; /* on the connection's list */
+	struct ticket *prev, *next;	/* on the connection's list */
 	struct link_conn *c;
-	int refs;  /* protected by c->tlock */
-	bool done; /* protected by c->tlock */
-	int err;   /* protected by c->tlock */
+	int refs;			/* protected by c->tlock */
+	bool done;			/* protected by c->tlock */
+	int err;			/* protected by c->tlock */
 	uint64_t len;
 	char data[];
 };
 
 struct link_conn {
 	pthread_rwlock_t lock;
-	struct nbd_handle *h;	       /* protected by lock */
-	bool can_zero, can_flush;      /* of h */
-	atomic_uint_fast64_t max_zero; /* of h: see link_max_zero */
+	struct nbd_handle *h;		/* protected by lock */
+	bool can_zero, can_flush;	/* of h */
+	atomic_uint_fast64_t max_zero;	/* of h: see link_max_zero */
 	pthread_t thread;
-	bool thread_running; /* protected by lock (write) */
+	bool thread_running;		/* protected by lock (write) */
 	int efd;
 	pthread_mutex_t tlock;
 	pthread_cond_t tcond;
-	struct ticket *tickets; /* protected by tlock */
-	bool dead;		/* protected by tlock */
-	char why[256];		/* protected by tlock */
+	struct ticket *tickets;		/* protected by tlock */
+	bool dead;			/* protected by tlock */
+	char why[256];			/* protected by tlock */
 	atomic_uint_fast64_t sent;
 	struct primary_link *l;
 	size_t index;
@@ -94,9 +94,9 @@ struct link_conn {
 
 struct primary_link {
 	size_t n;
-	unsigned timeout_ms; /* secondary_timeout */
+	unsigned timeout_ms;		/* secondary_timeout */
 	struct link_conn *conns;
-	primary_link_lost_fn *lost; /* set before any connect */
+	primary_link_lost_fn *lost;	/* set before any connect */
 	void *lost_arg;
 };
 
@@ -187,7 +187,7 @@ deadline_in(unsigned ms)
 
 	clock_gettime(CLOCK_REALTIME, &dl);
 	dl.tv_sec += ms / 1000;
-	dl.tv_nsec += (long) (ms % 1000) * 1000000;
+	dl.tv_nsec += (long)(ms % 1000) * 1000000;
 	if (dl.tv_nsec >= 1000000000) {
 		dl.tv_sec++;
 		dl.tv_nsec -= 1000000000;
@@ -210,7 +210,7 @@ static void *
 poll_main(void *arg)
 {
 	struct link_conn *c = arg;
-	struct nbd_handle *h = c->h; /* stays until we are joined */
+	struct nbd_handle *h = c->h;	/* stays until we are joined */
 	struct pollfd pfd[2];
 	unsigned dir;
 	uint64_t junk;
@@ -230,8 +230,7 @@ poll_main(void *arg)
 		dir = nbd_aio_get_direction(h);
 		pfd[0].fd = nbd_aio_get_fd(h);
 		pfd[0].events = (dir & LIBNBD_AIO_DIRECTION_READ ? POLLIN : 0) |
-				(dir & LIBNBD_AIO_DIRECTION_WRITE ? POLLOUT
-								  : 0);
+				(dir & LIBNBD_AIO_DIRECTION_WRITE ? POLLOUT : 0);
 		pfd[0].revents = 0;
 		pfd[1].fd = c->efd;
 		pfd[1].events = POLLIN;
@@ -291,8 +290,8 @@ conn_close(struct link_conn *c)
 }
 
 static int
-link_connect(void *opaque, size_t i, const char *uri, uint64_t size, char *err,
-	     size_t errlen)
+link_connect(void *opaque, size_t i, const char *uri, uint64_t size,
+	     char *err, size_t errlen)
 {
 	struct primary_link *l = opaque;
 	struct link_conn *c = &l->conns[i];
@@ -328,23 +327,21 @@ link_connect(void *opaque, size_t i, const char *uri, uint64_t size, char *err,
 			errno = ETIMEDOUT;
 			goto fail;
 		}
-		if (nbd_poll(h, (int) left) == -1)
+		if (nbd_poll(h, (int)left) == -1)
 			goto nbd_fail;
 	}
 	if (!nbd_aio_is_ready(h)) {
-		snprintf(err, errlen, "%s",
-			 nbd_get_error() ? nbd_get_error()
-					 : "the handshake failed");
+		snprintf(err, errlen, "%s", nbd_get_error() ? nbd_get_error() :
+			 "the handshake failed");
 		errno = ECONNREFUSED;
 		goto fail;
 	}
 	got = nbd_get_size(h);
 	if (got < 0)
 		goto nbd_fail;
-	if ((uint64_t) got != size) {
-		snprintf(err, errlen,
-			 "its size is %" PRId64 " bytes, ours %" PRIu64, got,
-			 size);
+	if ((uint64_t)got != size) {
+		snprintf(err, errlen, "its size is %" PRId64 " bytes, ours %"
+			 PRIu64, got, size);
 		errno = EINVAL;
 		goto fail;
 	}
@@ -360,8 +357,8 @@ link_connect(void *opaque, size_t i, const char *uri, uint64_t size, char *err,
 	} else {
 		int64_t max = nbd_get_block_size(h, LIBNBD_SIZE_MAXIMUM);
 
-		atomic_store(&c->max_zero,
-			     max > 0 ? (uint64_t) max : DEFAULT_MAX_BLOCK);
+		atomic_store(&c->max_zero, max > 0 ? (uint64_t)max :
+			     DEFAULT_MAX_BLOCK);
 	}
 	c->h = h;
 	atomic_store(&c->sent, 0);
@@ -380,16 +377,17 @@ link_connect(void *opaque, size_t i, const char *uri, uint64_t size, char *err,
 	log_info("%s: connected to %s", c->name, uri);
 	return 0;
 nbd_fail:
-	snprintf(err, errlen, "%s",
-		 nbd_get_error() ? nbd_get_error() : "libnbd failed");
+	snprintf(err, errlen, "%s", nbd_get_error() ? nbd_get_error() :
+		 "libnbd failed");
 	errno = nbd_get_errno() ? nbd_get_errno() : EIO;
-fail : {
-	int saved = errno;
+fail:
+	{
+		int saved = errno;
 
-	nbd_close(h);
-	pthread_rwlock_unlock(&c->lock);
-	errno = saved;
-}
+		nbd_close(h);
+		pthread_rwlock_unlock(&c->lock);
+		errno = saved;
+	}
 	return -1;
 }
 
@@ -420,12 +418,11 @@ link_disconnect(void *opaque, size_t i, bool clean)
 		pthread_mutex_unlock(&c->tlock);
 		if (e == ETIMEDOUT)
 			log_warn("%s: no reply in %u ms (secondary_timeout); "
-				 "disconnecting",
-				 c->name, l->timeout_ms);
+				 "disconnecting", c->name, l->timeout_ms);
 		/* NBD_CMD_DISC, then the server closes: wait a little. */
 		if (e != ETIMEDOUT && nbd_aio_disconnect(c->h, 0) == 0) {
-			dl = deadline_in(l->timeout_ms < 2000 ? l->timeout_ms
-							      : 2000);
+			dl = deadline_in(l->timeout_ms < 2000 ? l->timeout_ms :
+					 2000);
 			kick(c);
 			pthread_mutex_lock(&c->tlock);
 			while (!c->dead &&
@@ -468,8 +465,8 @@ link_submit(void *opaque, size_t i, enum primary_op op, const void *buf,
 	pthread_rwlock_rdlock(&c->lock);
 	pthread_mutex_lock(&c->tlock);
 	if (c->h == NULL || c->dead) {
-		snprintf(err, errlen, "%s",
-			 c->h == NULL ? "not connected" : c->why);
+		snprintf(err, errlen, "%s", c->h == NULL ? "not connected" :
+			 c->why);
 		pthread_mutex_unlock(&c->tlock);
 		pthread_rwlock_unlock(&c->lock);
 		free(t);
@@ -486,9 +483,9 @@ link_submit(void *opaque, size_t i, enum primary_op op, const void *buf,
 		cookie = nbd_aio_pwrite(c->h, t->data, len, off, cb, 0);
 		break;
 	case PRIMARY_OP_ZERO:
-		cookie = c->can_zero ? nbd_aio_zero(c->h, len, off, cb, 0)
-				     : nbd_aio_pwrite(c->h, t->data, len, off,
-						      cb, 0);
+		cookie = c->can_zero ?
+			 nbd_aio_zero(c->h, len, off, cb, 0) :
+			 nbd_aio_pwrite(c->h, t->data, len, off, cb, 0);
 		break;
 	case PRIMARY_OP_FLUSH:
 		if (c->can_flush) {
@@ -532,7 +529,7 @@ link_wait(void *opaque, void *ticket, unsigned timeout_ms, char *err,
 	struct timespec dl;
 	int rc = 0, e = 0;
 
-	(void) opaque;
+	(void)opaque;
 	dl = deadline_in(timeout_ms);
 	pthread_mutex_lock(&c->tlock);
 	while (!t->done && !c->dead && e != ETIMEDOUT)

@@ -101,15 +101,15 @@ run(int seconds, int end_with_failover)
 		fails += replica_failover(r) == -1;
 	else
 		fails += replica_stop(r) == -1;
-	usleep(200000); /* I/O goes on during the commit */
+	usleep(200000);		/* I/O goes on during the commit */
 	atomic_store(&stop_flag, true);
 	for (i = 0; i < THREADS; i++)
 		pthread_join(t[i], NULL);
 	replica_wait_commit(r);
 	if (replica_state(r) != REPLICA_DONE)
 		fails++;
-	if (replica_view_read(d, a, SIZE, 0) ||
-	    replica_primary_read(d, b, SIZE, 0) || memcmp(a, b, SIZE) != 0)
+	if (replica_view_read(d, a, SIZE, 0) || replica_primary_read(d, b, SIZE, 0)
+	    || memcmp(a, b, SIZE) != 0)
 		fails++;
 	replica_free(r);
 	free(a);

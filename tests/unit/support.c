@@ -31,11 +31,8 @@ test_raw_image(uint64_t size, int fill)
 
 		memset(buf, fill, n);
 		for (off = 0; off < size; off += n)
-			cr_assert_eq(full_pwrite(fd, buf,
-						 size - off < n ? size - off
-								: n,
-						 off),
-				     0);
+			cr_assert_eq(full_pwrite(fd, buf, size - off < n ?
+						 size - off : n, off), 0);
 		free(buf);
 	}
 	img = image_raw_from_fd(fd, path);
@@ -73,14 +70,14 @@ test_replica(uint64_t size, int fill, const char *dir)
 	struct replica *r = replica_new(&f);
 
 	cr_assert_not_null(r);
-	cr_assert_not_null(
-		replica_add_disk(r, "vda", test_raw_image(size, fill)));
+	cr_assert_not_null(replica_add_disk(r, "vda",
+					    test_raw_image(size, fill)));
 	return r;
 }
 
 static void
-expect_bytes(const char *what,
-	     int (*rd)(struct replica_disk *, void *, size_t, uint64_t),
+expect_bytes(const char *what, int (*rd)(struct replica_disk *, void *,
+					 size_t, uint64_t),
 	     struct replica_disk *d, uint64_t off, size_t len, int b)
 {
 	unsigned char *buf = malloc(len);
@@ -111,8 +108,8 @@ expect_disk(struct replica_disk *d, uint64_t off, size_t len, int b)
 }
 
 static void
-fill(const char *what,
-     int (*wr)(struct replica_disk *, const void *, size_t, uint64_t),
+fill(const char *what, int (*wr)(struct replica_disk *, const void *,
+				 size_t, uint64_t),
      struct replica_disk *d, uint64_t off, size_t len, int b)
 {
 	char *buf = malloc(len ? len : 1);

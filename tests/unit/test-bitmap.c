@@ -56,7 +56,7 @@ Test(bitmap, clear_takes_whole_granules_only)
 	struct bitmap *b = bitmap_open(path, 10 * G, G);
 
 	cr_assert_eq(bitmap_mark(b, 0, 4 * G), 0);
-	bitmap_clear(b, G / 2, G); /* covers no granule whole */
+	bitmap_clear(b, G / 2, G);		/* covers no granule whole */
 	cr_assert_eq(bitmap_dirty_bytes(b), 4 * G);
 	bitmap_clear(b, G, 2 * G);
 	cr_assert_eq(bitmap_dirty_bytes(b), 2 * G);
@@ -72,7 +72,7 @@ Test(bitmap, marks_survive_without_a_save_and_clears_with_one)
 
 	cr_assert_eq(bitmap_mark(b, 70 * G, G), 0);
 	cr_assert_eq(bitmap_mark(b, 3 * G, 1), 0);
-	bitmap_free(b); /* a crash: nothing saved */
+	bitmap_free(b);			/* a crash: nothing saved */
 	b = bitmap_open(path, 100 * G, G);
 	cr_assert_eq(bitmap_dirty_bytes(b), 2 * G);
 	bitmap_clear(b, 70 * G, G);
@@ -125,7 +125,7 @@ Test(bitmap, found_live_means_everything_is_dirty)
 	struct bitmap *b = bitmap_open(path, 8 * G, G);
 
 	cr_assert_eq(bitmap_update(b, BITMAP_LIVE | BITMAP_SYNCED, 0, "x"), 0);
-	bitmap_free(b); /* died while replicating */
+	bitmap_free(b);			/* died while replicating */
 	log_set_quiet(true);
 	b = bitmap_open(path, 8 * G, G);
 	log_set_quiet(false);
@@ -162,9 +162,8 @@ mark_many(void *arg)
 	unsigned i;
 
 	for (i = 0; i < 64; i++)
-		cr_assert_eq(bitmap_mark(m->b,
-					 (uint64_t) (m->first + 4 * i) * G, 1),
-			     0);
+		cr_assert_eq(bitmap_mark(m->b, (uint64_t)(m->first + 4 * i) * G,
+					 1), 0);
 	return NULL;
 }
 
@@ -177,13 +176,13 @@ Test(bitmap, concurrent_marks_share_syncs_and_all_reach_the_file)
 	unsigned i;
 
 	for (i = 0; i < 4; i++) {
-		m[i] = (struct marker) { b, i };
+		m[i] = (struct marker){ b, i };
 		cr_assert_eq(pthread_create(&t[i], NULL, mark_many, &m[i]), 0);
 	}
 	for (i = 0; i < 4; i++)
 		pthread_join(t[i], NULL);
 	cr_assert_eq(bitmap_dirty_bytes(b), 256 * G);
-	bitmap_free(b); /* no save: the marks alone */
+	bitmap_free(b);			/* no save: the marks alone */
 	b = bitmap_open(path, 256 * G, G);
 	cr_assert_eq(bitmap_dirty_bytes(b), 256 * G);
 	bitmap_free(b);

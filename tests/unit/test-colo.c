@@ -21,8 +21,8 @@ setup(void)
 
 	r = test_replica(1 << 20, 0, NULL);
 	cfg = config_load_string("[colofs]\nmountpoint = /mnt/t\n"
-				 "[disk \"vda\"]\nimage = /img/vda\n",
-				 "t.ini", err, sizeof err);
+				 "[disk \"vda\"]\nimage = /img/vda\n", "t.ini",
+				 err, sizeof err);
 	cr_assert_not_null(cfg, "%s", err);
 }
 
@@ -79,11 +79,10 @@ Test(colo, ctl_write_over_the_limit_is_einval)
 static void
 print_part(void *opaque, FILE *fp)
 {
-	(void) opaque;
+	(void)opaque;
 	fputs("nbd.listen=unix:/run/x.sock\n"
 	      "nbd.requests=7\n"
-	      "nbd.no_such_metric=3\n",
-	      fp);
+	      "nbd.no_such_metric=3\n", fp);
 }
 
 static char *
@@ -108,12 +107,10 @@ Test(colo, metrics_map_status_keys_parts_included)
 	text = metrics();
 	cr_assert_not_null(strstr(text, "\ncolofs_nbd_requests_total 7\n"),
 			   "%s", text);
-	cr_assert_not_null(strstr(text,
-				  "\ncolofs_disk_written_bytes_total"
+	cr_assert_not_null(strstr(text, "\ncolofs_disk_written_bytes_total"
 				  "{disk=\"vda\",source=\"view\"} 4096\n"),
 			   "%s", text);
-	cr_assert_not_null(strstr(text,
-				  "\ncolofs_state{state=\"running\"} 1\n"),
+	cr_assert_not_null(strstr(text, "\ncolofs_state{state=\"running\"} 1\n"),
 			   "%s", text);
 	/* Unmapped keys and non-numbers are not exported. */
 	cr_assert_null(strstr(text, "no_such_metric"), "%s", text);
@@ -132,12 +129,11 @@ Test(colo, metrics_histogram_counts_checkpoints)
 		cr_assert_eq(replica_checkpoint(r), 0);
 	text = metrics();
 	cr_assert_not_null(strstr(text, "\ncolofs_checkpoints_total 4\n"));
-	cr_assert_not_null(
-		strstr(text,
-		       "\ncolofs_checkpoint_duration_seconds_bucket{le=\"+Inf\"} 4\n"),
+	cr_assert_not_null(strstr(text,
+		"\ncolofs_checkpoint_duration_seconds_bucket{le=\"+Inf\"} 4\n"),
 		"%s", text);
-	cr_assert_not_null(
-		strstr(text, "\ncolofs_checkpoint_duration_seconds_count 4\n"));
+	cr_assert_not_null(strstr(text,
+		"\ncolofs_checkpoint_duration_seconds_count 4\n"));
 	/* One TYPE line per family. */
 	p = strstr(text, "# TYPE colofs_disk_buffered_bytes ");
 	cr_assert_not_null(p);

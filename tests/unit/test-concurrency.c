@@ -24,7 +24,7 @@ struct worker {
 	int id;
 	uint64_t seed;
 	int ops;
-	unsigned char last; /* primary writers: the final fill byte */
+	unsigned char last;	/* primary writers: the final fill byte */
 	atomic_int *errors;
 };
 
@@ -50,7 +50,8 @@ primary_writer(void *arg)
 	/* Finish by writing the whole region once: S is then known. */
 	w->last = 0xa0 + w->id;
 	memset(buf, w->last, REGION);
-	if (replica_primary_write(w->d, buf, REGION, (uint64_t) w->id * REGION))
+	if (replica_primary_write(w->d, buf, REGION,
+				  (uint64_t) w->id * REGION))
 		atomic_fetch_add(w->errors, 1);
 	free(buf);
 	return NULL;
@@ -100,18 +101,14 @@ Test(concurrency, overlapping_io_across_checkpoints, .timeout = 300)
 
 		for (i = 0; i < WRITERS + 3; i++) {
 			w[i] = (struct worker) {
-				.d = d,
-				.id = i < WRITERS ? i : i - WRITERS,
-				.seed = round * 100 + i,
-				.ops = 200,
+				.d = d, .id = i < WRITERS ? i : i - WRITERS,
+				.seed = round * 100 + i, .ops = 200,
 				.errors = &errors,
 			};
-			pthread_create(&t[i], NULL,
-				       i < WRITERS ? primary_writer
-						   : view_worker,
-				       &w[i]);
+			pthread_create(&t[i], NULL, i < WRITERS ?
+				       primary_writer : view_worker, &w[i]);
 		}
-		for (i = 0; i < 5; i++) /* checkpoints during the I/O */
+		for (i = 0; i < 5; i++)	/* checkpoints during the I/O */
 			cr_assert_eq(replica_checkpoint(r), 0);
 		for (i = 0; i < WRITERS + 3; i++)
 			pthread_join(t[i], NULL);

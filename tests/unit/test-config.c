@@ -143,8 +143,7 @@ Test(config, sample_file_loads_every_key)
 	struct config *c;
 
 	cr_assert_neq(fd, -1);
-	cr_assert_eq(write(fd, sample, strlen(sample)),
-		     (ssize_t) strlen(sample));
+	cr_assert_eq(write(fd, sample, strlen(sample)), (ssize_t) strlen(sample));
 	close(fd);
 	c = config_load(path, err, sizeof err);
 	unlink(path);
@@ -216,19 +215,19 @@ Test(config, missing_file_is_enoent)
 	cr_assert_null(c);
 	cr_assert_eq(errno, ENOENT);
 	cr_assert_str_eq(err, "/nonexistent/colofs.ini: cannot read: "
-			      "No such file or directory");
+			 "No such file or directory");
 }
 
 Test(config, unknown_section)
 {
-	expect_error(COLOFS DISK "[network]\n",
-		     "t.ini:5:", "unknown section [network]");
+	expect_error(COLOFS DISK "[network]\n", "t.ini:5:",
+		     "unknown section [network]");
 }
 
 Test(config, disk_section_without_quotes_is_unknown)
 {
-	expect_error(COLOFS "[disk vda]\nimage = /x\n",
-		     "t.ini:3:", "unknown section [disk vda]");
+	expect_error(COLOFS "[disk vda]\nimage = /x\n", "t.ini:3:",
+		     "unknown section [disk vda]");
 }
 
 Test(config, unknown_key_in_colofs_is_named)
@@ -239,26 +238,26 @@ Test(config, unknown_key_in_colofs_is_named)
 
 Test(config, unknown_key_in_disk_is_named)
 {
-	expect_error(COLOFS DISK "size = 10G\n",
-		     "t.ini:5:", "unknown key 'size' in [disk \"vda\"]");
+	expect_error(COLOFS DISK "size = 10G\n", "t.ini:5:",
+		     "unknown key 'size' in [disk \"vda\"]");
 }
 
 Test(config, key_outside_any_section)
 {
-	expect_error("mountpoint = /m\n" COLOFS DISK,
-		     "t.ini:1:", "key 'mountpoint' outside any section");
+	expect_error("mountpoint = /m\n" COLOFS DISK, "t.ini:1:",
+		     "key 'mountpoint' outside any section");
 }
 
 Test(config, line_without_equals_is_a_syntax_error)
 {
-	expect_error(COLOFS "allow_other\n" DISK,
-		     "t.ini:3:", "expected [section] or 'key = value'");
+	expect_error(COLOFS "allow_other\n" DISK, "t.ini:3:",
+		     "expected [section] or 'key = value'");
 }
 
 Test(config, section_header_without_bracket)
 {
-	expect_error(COLOFS "[disk \"vda\"\nimage = /x\n",
-		     "t.ini:3:", "section header without ']'");
+	expect_error(COLOFS "[disk \"vda\"\nimage = /x\n", "t.ini:3:",
+		     "section header without ']'");
 }
 
 Test(config, bad_buffer_value_names_key_value_and_choices)
@@ -269,8 +268,8 @@ Test(config, bad_buffer_value_names_key_value_and_choices)
 
 Test(config, bad_bool_value)
 {
-	expect_error(COLOFS "allow_other = maybe\n" DISK,
-		     "t.ini:3:", "bad value for allow_other: 'maybe'");
+	expect_error(COLOFS "allow_other = maybe\n" DISK, "t.ini:3:",
+		     "bad value for allow_other: 'maybe'");
 }
 
 Test(config, bool_spellings)
@@ -297,15 +296,13 @@ Test(config, bool_spellings)
 
 Test(config, bad_format_value)
 {
-	expect_error(
-		COLOFS DISK "format = vmdk\n", "t.ini:5:",
-		"bad value for format: 'vmdk' (expected raw, qcow2 or auto)");
+	expect_error(COLOFS DISK "format = vmdk\n", "t.ini:5:",
+		     "bad value for format: 'vmdk' (expected raw, qcow2 or auto)");
 }
 
 Test(config, format_values)
 {
-	struct config *c = load_ok(COLOFS
-				   "buffer_dir = /b\n"
+	struct config *c = load_ok(COLOFS "buffer_dir = /b\n"
 				   "[disk \"a\"]\nimage = /a\nformat = raw\n"
 				   "[disk \"b\"]\nimage = /b\nformat = qcow2\n"
 				   "[disk \"c\"]\nimage = /c\nformat = auto\n");
@@ -329,25 +326,19 @@ Test(config, disk_mode_is_octal)
 
 Test(config, disk_mode_rejects_non_octal_and_special_bits)
 {
-	expect_error(COLOFS DISK "mode = 0800\n",
-		     "t.ini:5:", "bad value for mode: '0800'");
-	expect_error(COLOFS DISK "mode = 4755\n",
-		     "t.ini:5:", "bad value for mode: '4755'");
-	expect_error(COLOFS DISK "mode = rw\n",
-		     "t.ini:5:", "bad value for mode: 'rw'");
+	expect_error(COLOFS DISK "mode = 0800\n", "t.ini:5:",
+		     "bad value for mode: '0800'");
+	expect_error(COLOFS DISK "mode = 4755\n", "t.ini:5:",
+		     "bad value for mode: '4755'");
+	expect_error(COLOFS DISK "mode = rw\n", "t.ini:5:",
+		     "bad value for mode: 'rw'");
 }
 
 Test(config, buffer_limit_suffixes)
 {
-	static const struct {
-		const char *v;
-		uint64_t n;
-	} cases[] = {
-		{ "0", 0 },
-		{ "4096", 4096 },
-		{ "4K", 4096 },
-		{ "2m", UINT64_C(2) << 20 },
-		{ "3G", UINT64_C(3) << 30 },
+	static const struct { const char *v; uint64_t n; } cases[] = {
+		{ "0", 0 }, { "4096", 4096 }, { "4K", 4096 },
+		{ "2m", UINT64_C(2) << 20 }, { "3G", UINT64_C(3) << 30 },
 		{ "1T", UINT64_C(1) << 40 },
 	};
 	char text[256];
@@ -366,33 +357,31 @@ Test(config, buffer_limit_suffixes)
 
 Test(config, buffer_limit_rejects_junk_and_overflow)
 {
-	expect_error(COLOFS "buffer_limit = 10X\n" DISK,
-		     "t.ini:3:", "bad value for buffer_limit: '10X'");
-	expect_error(COLOFS "buffer_limit = -1\n" DISK,
-		     "t.ini:3:", "bad value for buffer_limit: '-1'");
-	expect_error(COLOFS "buffer_limit = 99999999999T\n" DISK,
-		     "t.ini:3:", "too large");
+	expect_error(COLOFS "buffer_limit = 10X\n" DISK, "t.ini:3:",
+		     "bad value for buffer_limit: '10X'");
+	expect_error(COLOFS "buffer_limit = -1\n" DISK, "t.ini:3:",
+		     "bad value for buffer_limit: '-1'");
+	expect_error(COLOFS "buffer_limit = 99999999999T\n" DISK, "t.ini:3:",
+		     "too large");
 }
 
 Test(config, mode_primary_needs_a_secondary_per_disk)
 {
-	expect_error(COLOFS "mode = primary\n" DISK,
-		     "t.ini:", "mode = primary needs secondary = URI");
+	expect_error(COLOFS "mode = primary\n" DISK, "t.ini:",
+		     "mode = primary needs secondary = URI");
 }
 
 Test(config, mode_primary_reads_its_keys)
 {
-	struct config *c = load_ok(
-		COLOFS "mode = primary\n"
-		       "dirty_granularity = 1M\n"
-		       "secondary_timeout = 250ms\n" DISK
-		       "secondary = nbd+unix:///vda?socket=/run/s\n");
+	struct config *c = load_ok(COLOFS "mode = primary\n"
+				   "dirty_granularity = 1M\n"
+				   "secondary_timeout = 250ms\n" DISK
+				   "secondary = nbd+unix:///vda?socket=/run/s\n");
 
 	cr_assert_eq(c->mode, CONFIG_MODE_PRIMARY);
 	cr_assert_eq(c->dirty_granularity, 1u << 20);
 	cr_assert_eq(c->secondary_timeout_ms, 250);
-	cr_assert_str_eq(c->disks[0].secondary,
-			 "nbd+unix:///vda?socket=/run/s");
+	cr_assert_str_eq(c->disks[0].secondary, "nbd+unix:///vda?socket=/run/s");
 	cr_assert_str_eq(c->state_dir, "/var/lib/colofs");
 	config_free(c);
 }
@@ -402,32 +391,29 @@ Test(config, primary_keys_are_checked)
 	expect_error(COLOFS "mode = primary\n" DISK "secondary = http://x/\n",
 		     "t.ini:", "bad value for secondary");
 	expect_error(COLOFS "mode = primary\n" DISK "secondary = nbd://h/vda\n"
-			    "secondary_tls_psk_file = /etc/psk\n",
-		     "t.ini:", "TLS credentials need an nbds://");
+		     "secondary_tls_psk_file = /etc/psk\n", "t.ini:",
+		     "TLS credentials need an nbds://");
 	expect_error(COLOFS "mode = primary\ndirty_granularity = 3000\n" DISK
-			    "secondary = nbd://h/vda\n",
-		     "t.ini:", "bad value for dirty_granularity");
+		     "secondary = nbd://h/vda\n", "t.ini:",
+		     "bad value for dirty_granularity");
 	expect_error(COLOFS "mode = primary\nsecondary_timeout = 0\n" DISK
-			    "secondary = nbd://h/vda\n",
-		     "t.ini:", "bad value for secondary_timeout");
-	expect_error(COLOFS DISK "secondary = nbd://h/vda\n",
-		     "t.ini:", "are for mode = primary");
+		     "secondary = nbd://h/vda\n", "t.ini:",
+		     "bad value for secondary_timeout");
+	expect_error(COLOFS DISK "secondary = nbd://h/vda\n", "t.ini:",
+		     "are for mode = primary");
 }
 
 Test(config, mode_other_is_a_bad_value)
 {
-	expect_error(COLOFS "mode = tertiary\n" DISK,
-		     "t.ini:3:", "bad value for mode: 'tertiary'");
+	expect_error(COLOFS "mode = tertiary\n" DISK, "t.ini:3:",
+		     "bad value for mode: 'tertiary'");
 }
 
 Test(config, listen_accepts_the_three_forms)
 {
 	static const char *const ok[] = {
-		"unix:/run/colofs/vm1.sock",
-		"127.0.0.1:10809",
-		"localhost:1",
-		"[::1]:65535",
-		"[fe80::1]:10809",
+		"unix:/run/colofs/vm1.sock", "127.0.0.1:10809",
+		"localhost:1", "[::1]:65535", "[fe80::1]:10809",
 	};
 	char text[256];
 	size_t i;
@@ -436,8 +422,8 @@ Test(config, listen_accepts_the_three_forms)
 		struct config *c;
 
 		/* tls = off: fe80::1 is not loopback (secure by default). */
-		snprintf(text, sizeof text,
-			 COLOFS "listen = %s\ntls = off\n" DISK, ok[i]);
+		snprintf(text, sizeof text, COLOFS "listen = %s\ntls = off\n"
+			 DISK, ok[i]);
 		c = load_ok(text);
 		cr_assert_str_eq(c->listen, ok[i]);
 		config_free(c);
@@ -446,47 +432,48 @@ Test(config, listen_accepts_the_three_forms)
 
 Test(config, listen_without_port_is_an_error)
 {
-	expect_error(COLOFS "listen = localhost:\n" DISK,
-		     "t.ini:3:", "bad value for listen: 'localhost:' (no port");
-	expect_error(COLOFS "listen = localhost\n" DISK, "t.ini:3:", "no port");
+	expect_error(COLOFS "listen = localhost:\n" DISK, "t.ini:3:",
+		     "bad value for listen: 'localhost:' (no port");
+	expect_error(COLOFS "listen = localhost\n" DISK, "t.ini:3:",
+		     "no port");
 	expect_error(COLOFS "listen = [::1]\n" DISK, "t.ini:3:", "no port");
 }
 
 Test(config, listen_rejects_bad_ports_and_addresses)
 {
-	expect_error(COLOFS "listen = localhost:0\n" DISK,
-		     "t.ini:3:", "the port must be 1 to 65535");
-	expect_error(COLOFS "listen = localhost:65536\n" DISK,
-		     "t.ini:3:", "the port must be 1 to 65535");
-	expect_error(COLOFS "listen = localhost:http\n" DISK,
-		     "t.ini:3:", "the port must be 1 to 65535");
-	expect_error(COLOFS "listen = ::1:10809\n" DISK,
-		     "t.ini:3:", "needs brackets");
-	expect_error(COLOFS "listen = [nope]:10809\n" DISK,
-		     "t.ini:3:", "not an IPv6 address");
-	expect_error(COLOFS "listen = unix:run/x.sock\n" DISK,
-		     "t.ini:3:", "must be absolute");
+	expect_error(COLOFS "listen = localhost:0\n" DISK, "t.ini:3:",
+		     "the port must be 1 to 65535");
+	expect_error(COLOFS "listen = localhost:65536\n" DISK, "t.ini:3:",
+		     "the port must be 1 to 65535");
+	expect_error(COLOFS "listen = localhost:http\n" DISK, "t.ini:3:",
+		     "the port must be 1 to 65535");
+	expect_error(COLOFS "listen = ::1:10809\n" DISK, "t.ini:3:",
+		     "needs brackets");
+	expect_error(COLOFS "listen = [nope]:10809\n" DISK, "t.ini:3:",
+		     "not an IPv6 address");
+	expect_error(COLOFS "listen = unix:run/x.sock\n" DISK, "t.ini:3:",
+		     "must be absolute");
 }
 
 Test(config, relative_paths_are_rejected)
 {
 	expect_error("[colofs]\nmountpoint = mnt\n" DISK, "t.ini:2:",
 		     "bad value for mountpoint: 'mnt' (an absolute path)");
-	expect_error(COLOFS "[disk \"vda\"]\nimage = vda.raw\n",
-		     "t.ini:4:", "bad value for image: 'vda.raw'");
+	expect_error(COLOFS "[disk \"vda\"]\nimage = vda.raw\n", "t.ini:4:",
+		     "bad value for image: 'vda.raw'");
 }
 
 Test(config, duplicate_key_in_a_section)
 {
-	expect_error(
-		COLOFS DISK "format = raw\nimage = /other.raw\n", "t.ini:6:",
-		"duplicate key 'image' in [disk \"vda\"] (first set on line 4)");
+	expect_error(COLOFS DISK "format = raw\nimage = /other.raw\n",
+		     "t.ini:6:",
+		     "duplicate key 'image' in [disk \"vda\"] (first set on line 4)");
 }
 
 Test(config, duplicate_key_in_colofs)
 {
-	expect_error(COLOFS "mountpoint = /again\n" DISK,
-		     "t.ini:3:", "duplicate key 'mountpoint' in [colofs]");
+	expect_error(COLOFS "mountpoint = /again\n" DISK, "t.ini:3:",
+		     "duplicate key 'mountpoint' in [colofs]");
 }
 
 Test(config, duplicate_disk_name)
@@ -499,8 +486,8 @@ Test(config, duplicate_disk_name)
 Test(config, duplicate_empty_disk_section_is_caught)
 {
 	/* No keys at all under the second header: inih alone never sees it. */
-	expect_error(COLOFS DISK "[disk \"vda\"]\n",
-		     "t.ini:5:", "duplicate disk");
+	expect_error(COLOFS DISK "[disk \"vda\"]\n", "t.ini:5:",
+		     "duplicate disk");
 }
 
 Test(config, duplicate_colofs_section)
@@ -511,8 +498,7 @@ Test(config, duplicate_colofs_section)
 
 Test(config, duplicate_export_names)
 {
-	expect_error(COLOFS DISK
-		     "export = shared\n"
+	expect_error(COLOFS DISK "export = shared\n"
 		     "[disk \"vdb\"]\nimage = /img/b\nexport = shared\n",
 		     "t.ini:8:",
 		     "export name 'shared' is already used by [disk \"vda\"]");
@@ -522,20 +508,20 @@ Test(config, export_clashing_with_a_default_export)
 {
 	/* vdb's default export "vdb" is taken by vda: blame vdb's header. */
 	expect_error(COLOFS DISK "export = vdb\n"
-				 "[disk \"vdb\"]\nimage = /img/b\n",
+		     "[disk \"vdb\"]\nimage = /img/b\n",
 		     "t.ini:6:", "export name 'vdb' is already used");
 }
 
 Test(config, bad_disk_names)
 {
-	expect_error(COLOFS "[disk \"a/b\"]\nimage = /x\n",
-		     "t.ini:3:", "bad disk name \"a/b\"");
-	expect_error(COLOFS "[disk \".hidden\"]\nimage = /x\n",
-		     "t.ini:3:", "bad disk name");
-	expect_error(COLOFS "[disk \"\"]\nimage = /x\n",
-		     "t.ini:3:", "bad disk name");
-	expect_error(COLOFS "[disk \"a b\"]\nimage = /x\n",
-		     "t.ini:3:", "bad disk name");
+	expect_error(COLOFS "[disk \"a/b\"]\nimage = /x\n", "t.ini:3:",
+		     "bad disk name \"a/b\"");
+	expect_error(COLOFS "[disk \".hidden\"]\nimage = /x\n", "t.ini:3:",
+		     "bad disk name");
+	expect_error(COLOFS "[disk \"\"]\nimage = /x\n", "t.ini:3:",
+		     "bad disk name");
+	expect_error(COLOFS "[disk \"a b\"]\nimage = /x\n", "t.ini:3:",
+		     "bad disk name");
 }
 
 Test(config, disk_name_length_limit)
@@ -556,20 +542,19 @@ Test(config, disk_name_length_limit)
 
 Test(config, missing_mountpoint)
 {
-	expect_error("[colofs]\nbuffer = memory\n" DISK,
-		     "t.ini: ", "t.ini: [colofs] mountpoint is required");
+	expect_error("[colofs]\nbuffer = memory\n" DISK, "t.ini: ",
+		     "t.ini: [colofs] mountpoint is required");
 }
 
 Test(config, missing_image)
 {
-	expect_error(COLOFS "[disk \"vda\"]\nformat = raw\n",
-		     "t.ini:3:", "[disk \"vda\"] image is required");
+	expect_error(COLOFS "[disk \"vda\"]\nformat = raw\n", "t.ini:3:",
+		     "[disk \"vda\"] image is required");
 }
 
 Test(config, empty_disk_section_needs_an_image)
 {
-	expect_error(COLOFS "[disk \"vda\"]\n",
-		     "t.ini:3:", "image is required");
+	expect_error(COLOFS "[disk \"vda\"]\n", "t.ini:3:", "image is required");
 }
 
 Test(config, no_disks)
@@ -589,14 +574,14 @@ Test(config, empty_file)
 
 Test(config, buffer_file_needs_buffer_dir)
 {
-	expect_error(COLOFS "buffer = file\n" DISK,
-		     "t.ini:3:", "buffer = file needs buffer_dir");
+	expect_error(COLOFS "buffer = file\n" DISK, "t.ini:3:",
+		     "buffer = file needs buffer_dir");
 }
 
 Test(config, buffer_file_with_buffer_dir)
 {
-	struct config *c = load_ok(COLOFS
-				   "buffer = file\nbuffer_dir = /b\n" DISK);
+	struct config *c = load_ok(COLOFS "buffer = file\nbuffer_dir = /b\n"
+				   DISK);
 
 	cr_assert_eq(c->buffer, CONFIG_BUFFER_FILE);
 	cr_assert_str_eq(c->buffer_dir, "/b");
@@ -605,19 +590,19 @@ Test(config, buffer_file_with_buffer_dir)
 
 Test(config, metrics_file_inside_mountpoint)
 {
-	expect_error(COLOFS "metrics_file = /mnt/vm1/m.prom\n" DISK, "t.ini:3:",
-		     "metrics_file /mnt/vm1/m.prom is inside "
+	expect_error(COLOFS "metrics_file = /mnt/vm1/m.prom\n" DISK,
+		     "t.ini:3:", "metrics_file /mnt/vm1/m.prom is inside "
 		     "mountpoint /mnt/vm1");
-	expect_error(COLOFS "metrics_file = m.prom\n" DISK,
-		     "t.ini:3:", "metrics_file");
+	expect_error(COLOFS "metrics_file = m.prom\n" DISK, "t.ini:3:",
+		     "metrics_file");
 }
 
 Test(config, buffer_dir_inside_mountpoint)
 {
 	expect_error(COLOFS "buffer_dir = /mnt/vm1/buf\n" DISK, "t.ini:3:",
 		     "buffer_dir /mnt/vm1/buf is inside mountpoint /mnt/vm1");
-	expect_error(COLOFS "buffer_dir = /mnt/vm1/\n" DISK,
-		     "t.ini:3:", "is inside mountpoint");
+	expect_error(COLOFS "buffer_dir = /mnt/vm1/\n" DISK, "t.ini:3:",
+		     "is inside mountpoint");
 }
 
 Test(config, buffer_dir_beside_mountpoint_is_fine)
@@ -630,8 +615,7 @@ Test(config, buffer_dir_beside_mountpoint_is_fine)
 
 Test(config, image_inside_mountpoint)
 {
-	expect_error(COLOFS
-		     "[disk \"vda\"]\nformat = raw\nimage = /mnt/vm1/vda\n",
+	expect_error(COLOFS "[disk \"vda\"]\nformat = raw\nimage = /mnt/vm1/vda\n",
 		     "t.ini:5:", "image /mnt/vm1/vda is inside mountpoint");
 }
 
@@ -645,16 +629,15 @@ Test(config, image_that_is_the_mountpoint_is_left_to_the_daemon)
 
 Test(config, two_disks_on_one_image)
 {
-	expect_error(
-		COLOFS DISK "[disk \"vdb\"]\nimage = /img/vda.raw/\n",
-		"t.ini:6:",
-		"[disk \"vdb\"] image /img/vda.raw/ is already used by [disk \"vda\"] (line 3)");
+	expect_error(COLOFS DISK "[disk \"vdb\"]\nimage = /img/vda.raw/\n",
+		     "t.ini:6:",
+		     "[disk \"vdb\"] image /img/vda.raw/ is already used by [disk \"vda\"] (line 3)");
 }
 
 Test(config, qcow2_disk_needs_buffer_dir)
 {
-	expect_error(COLOFS DISK "format = qcow2\n",
-		     "t.ini:5:", "format = qcow2 needs buffer_dir");
+	expect_error(COLOFS DISK "format = qcow2\n", "t.ini:5:",
+		     "format = qcow2 needs buffer_dir");
 }
 
 Test(config, line_too_long)
@@ -664,8 +647,7 @@ Test(config, line_too_long)
 	memset(value, 'x', 200);
 	value[200] = '\0';
 	snprintf(text, sizeof text, COLOFS DISK "export = %s\n", value);
-	expect_error(text,
-		     "t.ini:5:", "line too long (209 characters, at most 197)");
+	expect_error(text, "t.ini:5:", "line too long (209 characters, at most 197)");
 }
 
 Test(config, longest_line_is_accepted)
@@ -685,8 +667,7 @@ Test(config, longest_line_is_accepted)
 
 Test(config, owner_and_group_by_name_and_id)
 {
-	struct config *c = load_ok(COLOFS DISK
-				   "owner = daemon\ngroup = 1234\n");
+	struct config *c = load_ok(COLOFS DISK "owner = daemon\ngroup = 1234\n");
 
 	cr_assert_eq(c->disks[0].uid, 1);
 	cr_assert_str_eq(c->disks[0].owner, "daemon");
@@ -703,26 +684,27 @@ Test(config, unknown_user)
 
 Test(config, unknown_group)
 {
-	expect_error(COLOFS DISK "group = no-such-group-xyz\n",
-		     "t.ini:5:", "unknown group 'no-such-group-xyz' for group");
+	expect_error(COLOFS DISK "group = no-such-group-xyz\n", "t.ini:5:",
+		     "unknown group 'no-such-group-xyz' for group");
 }
 
 Test(config, a_value_starting_with_a_semicolon_is_refused)
 {
 	/* "export =;x" would be ";x", its dump "export = ;x" a comment. */
-	expect_error(COLOFS DISK "export =;x\n",
-		     "t.ini:", "value of 'export' starts with ';'");
+	expect_error(COLOFS DISK "export =;x\n", "t.ini:",
+		     "value of 'export' starts with ';'");
 }
 
 Test(config, inline_comments_and_indentation)
 {
-	struct config *c = load_ok("# a comment\n"
-				   "[colofs]   ; the daemon\n"
-				   "  mountpoint = /mnt/vm1   ; where\n"
-				   "  allow_other = on\n"
-				   "[disk \"vda\"]\n"
-				   "\timage = /img/vda.raw ; the image\n"
-				   "\texport: vda-nbd\n");
+	struct config *c = load_ok(
+		"# a comment\n"
+		"[colofs]   ; the daemon\n"
+		"  mountpoint = /mnt/vm1   ; where\n"
+		"  allow_other = on\n"
+		"[disk \"vda\"]\n"
+		"\timage = /img/vda.raw ; the image\n"
+		"\texport: vda-nbd\n");
 
 	cr_assert_str_eq(c->mountpoint, "/mnt/vm1");
 	cr_assert(c->allow_other);
@@ -740,8 +722,8 @@ Test(config, first_error_wins)
 Test(config, parse_errors_beat_missing_keys)
 {
 	/* mountpoint is missing, but the unknown key on line 2 comes first. */
-	expect_error("[colofs]\nbogus = 1\n" DISK,
-		     "t.ini:2:", "unknown key 'bogus'");
+	expect_error("[colofs]\nbogus = 1\n" DISK, "t.ini:2:",
+		     "unknown key 'bogus'");
 }
 
 Test(config, round_trip_of_defaults)
@@ -809,11 +791,11 @@ Test(config, nbd_bounds_defaults)
 Test(config, nbd_bounds_are_read)
 {
 	struct config *c = load_ok(COLOFS "max_connections = 1\n"
-					  "max_handshakes = 1024\n"
-					  "max_handshakes_per_address = 3\n"
-					  "io_timeout = 0\n"
-					  "nbd_memory_limit = 1G\n"
-					  "nbd_conn_memory_limit = 32M\n" DISK);
+				   "max_handshakes = 1024\n"
+				   "max_handshakes_per_address = 3\n"
+				   "io_timeout = 0\n"
+				   "nbd_memory_limit = 1G\n"
+				   "nbd_conn_memory_limit = 32M\n" DISK);
 
 	cr_assert_eq(c->max_connections, 1);
 	cr_assert_eq(c->max_handshakes, 1024);
@@ -826,25 +808,21 @@ Test(config, nbd_bounds_are_read)
 
 Test(config, nbd_bounds_reject_out_of_range)
 {
-	expect_error(
-		COLOFS "max_connections = 0\n" DISK, "t.ini:3:",
-		"bad value for max_connections: '0' (a number from 1 to 1024)");
-	expect_error(COLOFS "max_handshakes = 1025\n" DISK,
-		     "t.ini:3:", "bad value for max_handshakes");
+	expect_error(COLOFS "max_connections = 0\n" DISK, "t.ini:3:",
+		     "bad value for max_connections: '0' (a number from 1 to 1024)");
+	expect_error(COLOFS "max_handshakes = 1025\n" DISK, "t.ini:3:",
+		     "bad value for max_handshakes");
 	expect_error(COLOFS "max_handshakes_per_address = 0\n" DISK,
 		     "t.ini:3:", "bad value for max_handshakes_per_address");
-	expect_error(COLOFS "io_timeout = 86401\n" DISK,
-		     "t.ini:3:", "bad value for io_timeout");
-	expect_error(COLOFS "nbd_memory_limit = 31M\n" DISK,
-		     "t.ini:3:", "bad value for nbd_memory_limit: '31M' (32M");
-	expect_error(
-		COLOFS "nbd_memory_limit = 64M\n"
-		       "nbd_conn_memory_limit = 128M\n" DISK,
-		"t.ini:4:",
-		"nbd_conn_memory_limit (134217728) is over nbd_memory_limit (67108864)");
-	expect_error(
-		COLOFS "nbd_memory_limit = 32M\n" DISK, "t.ini:3:",
-		"nbd_conn_memory_limit (67108864) is over nbd_memory_limit");
+	expect_error(COLOFS "io_timeout = 86401\n" DISK, "t.ini:3:",
+		     "bad value for io_timeout");
+	expect_error(COLOFS "nbd_memory_limit = 31M\n" DISK, "t.ini:3:",
+		     "bad value for nbd_memory_limit: '31M' (32M");
+	expect_error(COLOFS "nbd_memory_limit = 64M\n"
+		     "nbd_conn_memory_limit = 128M\n" DISK, "t.ini:4:",
+		     "nbd_conn_memory_limit (134217728) is over nbd_memory_limit (67108864)");
+	expect_error(COLOFS "nbd_memory_limit = 32M\n" DISK, "t.ini:3:",
+		     "nbd_conn_memory_limit (67108864) is over nbd_memory_limit");
 }
 
 /* ---- TLS and access control ---- */
@@ -854,7 +832,7 @@ Test(config, tls_defaults_to_require_with_credentials)
 	struct config *c;
 
 	c = load_ok(COLOFS "listen = 127.0.0.1:10809\n"
-			   "tls_psk_file = /etc/colofs/keys.psk\n" DISK);
+		    "tls_psk_file = /etc/colofs/keys.psk\n" DISK);
 	cr_assert_eq(c->tls, CONFIG_TLS_REQUIRE);
 	cr_assert(c->tls_verify_peer);
 	config_free(c);
@@ -867,19 +845,18 @@ Test(config, tls_without_credentials_is_an_error)
 {
 	expect_error(COLOFS "tls = require\n" DISK, "t.ini:3:",
 		     "tls = require needs tls_psk_file or tls_certificates");
-	expect_error(COLOFS "tls = maybe\n" DISK,
-		     "t.ini:3:", "expected off, on or require");
+	expect_error(COLOFS "tls = maybe\n" DISK, "t.ini:3:",
+		     "expected off, on or require");
 }
 
 Test(config, non_loopback_listen_without_credentials_is_refused)
 {
-	expect_error(
-		COLOFS "listen = 0.0.0.0:10809\n" DISK, "t.ini:3:",
-		"anyone who can reach it could read and overwrite the disks");
-	expect_error(COLOFS "listen = [::]:10809\n" DISK,
-		     "t.ini:3:", "not a loopback address");
-	expect_error(COLOFS "listen = backup.example:10809\n" DISK,
-		     "t.ini:3:", "not a loopback address");
+	expect_error(COLOFS "listen = 0.0.0.0:10809\n" DISK, "t.ini:3:",
+		     "anyone who can reach it could read and overwrite the disks");
+	expect_error(COLOFS "listen = [::]:10809\n" DISK, "t.ini:3:",
+		     "not a loopback address");
+	expect_error(COLOFS "listen = backup.example:10809\n" DISK, "t.ini:3:",
+		     "not a loopback address");
 }
 
 Test(config, non_loopback_listen_is_allowed_with_credentials_or_tls_off)
@@ -887,7 +864,7 @@ Test(config, non_loopback_listen_is_allowed_with_credentials_or_tls_off)
 	struct config *c;
 
 	c = load_ok(COLOFS "listen = 0.0.0.0:10809\n"
-			   "tls_certificates = /etc/colofs/pki\n" DISK);
+		    "tls_certificates = /etc/colofs/pki\n" DISK);
 	cr_assert_eq(c->tls, CONFIG_TLS_REQUIRE);
 	config_free(c);
 	c = load_ok(COLOFS "listen = 0.0.0.0:10809\ntls = off\n" DISK);
@@ -902,28 +879,25 @@ Test(config, tls_authz_splits_at_bars)
 	struct config *c;
 
 	c = load_ok(COLOFS "tls_certificates = /etc/colofs/pki\n"
-			   "tls_authz = CN=primary,O=Example | qemu\n" DISK);
+		    "tls_authz = CN=primary,O=Example | qemu\n" DISK);
 	cr_assert_eq(c->nauthz, 2);
 	cr_assert_str_eq(c->authz[0], "CN=primary,O=Example");
 	cr_assert_str_eq(c->authz[1], "qemu");
 	config_free(c);
 	expect_error(COLOFS "tls_psk_file = /k\ntls_authz = a||b\n" DISK,
 		     "t.ini:4:", "an empty item");
-	expect_error(COLOFS "tls_authz = qemu\n" DISK,
-		     "t.ini:3:", "tls_authz needs TLS");
-	expect_error(COLOFS
-		     "tls_psk_file = /k\ntls = on\ntls_authz = qemu\n" DISK,
-		     "t.ini:5:", "tls_authz needs tls = require");
+	expect_error(COLOFS "tls_authz = qemu\n" DISK, "t.ini:3:",
+		     "tls_authz needs TLS");
+	expect_error(COLOFS "tls_psk_file = /k\ntls = on\ntls_authz = qemu\n"
+		     DISK, "t.ini:5:", "tls_authz needs tls = require");
 }
 
 Test(config, allow_parses_networks)
 {
 	struct config *c;
 
-	c = load_ok(
-		COLOFS
-		"listen = 0.0.0.0:10809\ntls_psk_file = /k\n"
-		"allow = 192.0.2.0/24, 10.1.2.3, ::1, 2001:db8::/32\n" DISK);
+	c = load_ok(COLOFS "listen = 0.0.0.0:10809\ntls_psk_file = /k\n"
+		    "allow = 192.0.2.0/24, 10.1.2.3, ::1, 2001:db8::/32\n" DISK);
 	cr_assert_eq(c->nallow, 4);
 	cr_assert_eq(c->allow_nets[0].family, AF_INET);
 	cr_assert_eq(c->allow_nets[0].bits, 24);
@@ -945,13 +919,13 @@ Test(config, listen_mode_and_group_are_for_unix_sockets)
 	struct config *c;
 
 	c = load_ok(COLOFS "listen = unix:/run/s\nlisten_mode = 0660\n"
-			   "listen_group = 0\n" DISK);
+		    "listen_group = 0\n" DISK);
 	cr_assert_eq(c->listen_mode, 0660);
 	cr_assert_eq(c->listen_gid, 0);
 	config_free(c);
 	c = load_ok(COLOFS "listen = unix:/run/s\n" DISK);
 	cr_assert_eq(c->listen_mode, 0600);
-	cr_assert_eq(c->listen_gid, (gid_t) -1);
+	cr_assert_eq(c->listen_gid, (gid_t)-1);
 	config_free(c);
 	expect_error(COLOFS "listen = 127.0.0.1:1\nlisten_mode = 0666\n" DISK,
 		     "t.ini:4:", "need listen = unix:/PATH");
@@ -965,11 +939,11 @@ Test(config, tls_keys_round_trip_through_the_dump)
 	FILE *fp;
 
 	a = load_ok(COLOFS "listen = 0.0.0.0:10809\n"
-			   "tls_psk_file = /etc/colofs/keys.psk\n"
-			   "tls_certificates = /etc/colofs/pki\n"
-			   "tls_verify_peer = false\n"
-			   "tls_authz = qemu | CN=primary,O=Example\n"
-			   "allow = 192.0.2.0/24, ::1\n" DISK);
+		    "tls_psk_file = /etc/colofs/keys.psk\n"
+		    "tls_certificates = /etc/colofs/pki\n"
+		    "tls_verify_peer = false\n"
+		    "tls_authz = qemu | CN=primary,O=Example\n"
+		    "allow = 192.0.2.0/24, ::1\n" DISK);
 	fp = open_memstream(&text, &len);
 	config_dump(a, fp);
 	fclose(fp);

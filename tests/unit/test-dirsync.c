@@ -85,8 +85,8 @@ Test(dirsync, a_stop_whose_state_file_is_renamed_but_not_synced_is_done)
 	cr_assert_eq(replica_state(r), REPLICA_DONE);
 	cr_assert_eq(on_disk("srv-vm1.state"), REPLICA_DONE);
 	replica_last_error(r, err, sizeof err);
-	cr_assert_not_null(strstr(err, "fsync of its directory failed"), "%s",
-			   err);
+	cr_assert_not_null(strstr(err, "fsync of its directory failed"),
+			   "%s", err);
 	replica_set_state_hook(r, NULL, NULL);
 	durable_free(du);
 	replica_free(r);

@@ -175,8 +175,8 @@ Test(extmap, metadata_is_at_most_64_bytes_per_extent)
 	}
 	n = extmap_count(em);
 	cr_assert_gt(n, 90000);
-	cr_assert_leq(extmap_mem_bytes(em) / n, 64, "%zu bytes per extent",
-		      extmap_mem_bytes(em) / n);
+	cr_assert_leq(extmap_mem_bytes(em) / n, 64,
+		      "%zu bytes per extent", extmap_mem_bytes(em) / n);
 	extmap_free(em);
 }
 
@@ -200,8 +200,7 @@ Test(extmap, random_operations_match_a_bitmap)
 			if (off + len > SIZE)
 				len = SIZE - off;
 			cr_assert_eq(ins ? extmap_insert(em, off, len)
-					 : extmap_remove(em, off, len),
-				     0);
+					 : extmap_remove(em, off, len), 0);
 			memset(bm + off, ins, len);
 		}
 		/* Walk the map: ranges maximal, disjoint, equal to bm. */

@@ -169,8 +169,8 @@ Test(faults, case7_failed_commit_moves_to_failover_failed)
 
 Test(faults, case7_failed_state_routes_view_writes)
 {
-	primary_fill(d, 4 * MiB, 4096, 0x22); /* hidden holds 0x11 here */
-	view_fill(d, 0, 4096, 0x33);	      /* active */
+	primary_fill(d, 4 * MiB, 4096, 0x22);	/* hidden holds 0x11 here */
+	view_fill(d, 0, 4096, 0x33);		/* active */
 	atomic_store(&faults.image_write, true);
 	cr_assert_eq(replica_failover(r), 0);
 	replica_wait_commit(r);

@@ -38,15 +38,14 @@ check_range(struct replica_disk *d, const struct model *m, uint64_t off,
 	size_t i;
 
 	cr_assert_eq(view ? replica_view_read(d, buf, len, off)
-			  : replica_primary_read(d, buf, len, off),
-		     0, "seed %ju step %d: read failed", (uintmax_t) seed,
-		     step);
+			  : replica_primary_read(d, buf, len, off), 0,
+		     "seed %ju step %d: read failed", (uintmax_t) seed, step);
 	if (memcmp(buf, want, len) != 0) {
 		for (i = 0; buf[i] == want[i]; i++)
 			;
 		cr_assert_fail("seed %ju step %d: %s byte %ju is 0x%02x, "
-			       "model says 0x%02x",
-			       (uintmax_t) seed, step, view ? "view" : "disk",
+			       "model says 0x%02x", (uintmax_t) seed, step,
+			       view ? "view" : "disk",
 			       (uintmax_t) (off + i), buf[i], want[i]);
 	}
 	free(buf);
@@ -65,8 +64,8 @@ run_model(uint64_t seed, const char *dir, bool aligned)
 	for (step = 0; step < steps; step++) {
 		uint64_t off = test_rand(&st) % SIZE;
 		uint64_t len = test_rand(&st) % 3 == 0
-				       ? test_rand(&st) % (SIZE / 4) + 1
-				       : test_rand(&st) % 20000 + 1;
+			? test_rand(&st) % (SIZE / 4) + 1
+			: test_rand(&st) % 20000 + 1;
 		unsigned op = test_rand(&st) % 100;
 
 		if (aligned) {
@@ -79,7 +78,7 @@ run_model(uint64_t seed, const char *dir, bool aligned)
 			cr_assert_eq(replica_start(r), 0);
 			m.running = true;
 		}
-		if (op < 30) { /* primary write */
+		if (op < 30) {			/* primary write */
 			fill_random(data, len, &st);
 			cr_assert_eq(replica_primary_write(d, data, len, off),
 				     0, "seed %ju step %d", (uintmax_t) seed,
@@ -87,24 +86,23 @@ run_model(uint64_t seed, const char *dir, bool aligned)
 			memcpy(m.s + off, data, len);
 			if (!m.running)
 				memcpy(m.v + off, data, len);
-		} else if (op < 35) { /* primary zero */
+		} else if (op < 35) {		/* primary zero */
 			cr_assert_eq(replica_primary_zero(d, off, len), 0);
 			memset(m.s + off, 0, len);
 			if (!m.running)
 				memset(m.v + off, 0, len);
-		} else if (op < 60) { /* view write */
+		} else if (op < 60) {		/* view write */
 			fill_random(data, len, &st);
 			if (!m.running) {
 				cr_assert_eq(replica_view_write(d, data, len,
-								off),
-					     -1);
+								off), -1);
 				continue;
 			}
 			cr_assert_eq(replica_view_write(d, data, len, off), 0,
 				     "seed %ju step %d", (uintmax_t) seed,
 				     step);
 			memcpy(m.v + off, data, len);
-		} else if (op < 64) { /* view zero */
+		} else if (op < 64) {		/* view zero */
 			if (!m.running)
 				continue;
 			cr_assert_eq(replica_view_zero(d, off, len), 0);
@@ -113,7 +111,7 @@ run_model(uint64_t seed, const char *dir, bool aligned)
 			check_range(d, &m, off, len, true, seed, step);
 		} else if (op < 90) {
 			check_range(d, &m, off, len, false, seed, step);
-		} else if (m.running) { /* checkpoint */
+		} else if (m.running) {		/* checkpoint */
 			cr_assert_eq(replica_checkpoint(r), 0);
 			memcpy(m.v, m.s, SIZE);
 		}

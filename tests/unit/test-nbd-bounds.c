@@ -8,7 +8,7 @@
 #include "log.h"
 #include "nbd-internal.h"
 
-#define MiB ((size_t) 1 << 20)
+#define MiB ((size_t)1 << 20)
 
 Test(nbd_budget, charges_power_of_two_classes_from_64k)
 {

@@ -76,7 +76,8 @@ in64(struct memio *m, uint64_t v)
 }
 
 static void
-in_opt(struct memio *m, uint32_t opt, const void *data, uint32_t len)
+in_opt(struct memio *m, uint32_t opt, const void *data,
+       uint32_t len)
 {
 	in64(m, NBD_OPTS_MAGIC);
 	in32(m, opt);
@@ -87,7 +88,7 @@ in_opt(struct memio *m, uint32_t opt, const void *data, uint32_t len)
 static void
 in_go(struct memio *m, uint32_t opt, const char *name)
 {
-	uint32_t n = (uint32_t) strlen(name);
+	uint32_t n = (uint32_t)strlen(name);
 
 	in64(m, NBD_OPTS_MAGIC);
 	in32(m, opt);
@@ -99,20 +100,16 @@ in_go(struct memio *m, uint32_t opt, const char *name)
 }
 
 static const struct nbd_export_info exports[] = {
-	{ .name = "vda",
-	  .description = "disk a",
-	  .size = 1 << 20,
+	{ .name = "vda", .description = "disk a", .size = 1 << 20,
 	  .tflags = 0x16d },
-	{ .name = "vdb",
-	  .description = "disk b",
-	  .size = 4096,
+	{ .name = "vdb", .description = "disk b", .size = 4096,
 	  .tflags = 0x16d },
 };
 
 static int
 refuse(void *opaque)
 {
-	(void) opaque;
+	(void)opaque;
 	return 0;
 }
 
@@ -124,9 +121,9 @@ static void
 setup(void)
 {
 	mio = calloc(1, sizeof *mio);
-	io = (struct nbd_io) { .recv = mem_recv, .send = mem_send, .ctx = mio };
-	hs = (struct nbd_handshake) { .exports = exports, .nexports = 2 };
-	in32(mio, 3); /* client flags: FIXED_NEWSTYLE | NO_ZEROES */
+	io = (struct nbd_io){ .recv = mem_recv, .send = mem_send, .ctx = mio };
+	hs = (struct nbd_handshake){ .exports = exports, .nexports = 2 };
+	in32(mio, 3);	/* client flags: FIXED_NEWSTYLE | NO_ZEROES */
 }
 
 static void
@@ -243,7 +240,7 @@ static size_t starttls_outlen;
 static int
 fake_starttls(void *opaque)
 {
-	(void) opaque;
+	(void)opaque;
 	starttls_calls++;
 	starttls_outlen = mio->outlen;
 	return 0;
@@ -252,7 +249,7 @@ fake_starttls(void *opaque)
 static int
 failing_starttls(void *opaque)
 {
-	(void) opaque;
+	(void)opaque;
 	starttls_calls++;
 	errno = EACCES;
 	return -1;
@@ -261,7 +258,7 @@ failing_starttls(void *opaque)
 static void
 count_refusal(void *opaque)
 {
-	(void) opaque;
+	(void)opaque;
 	tls_refusals++;
 }
 
@@ -277,8 +274,7 @@ tls_required(int (*starttls)(void *))
 Test(nbd_negotiate, tls_required_refuses_options_before_starttls)
 {
 	static const uint32_t opts[] = {
-		NBD_OPT_LIST, NBD_OPT_INFO,
-		NBD_OPT_GO,   NBD_OPT_STRUCTURED_REPLY,
+		NBD_OPT_LIST, NBD_OPT_INFO, NBD_OPT_GO, NBD_OPT_STRUCTURED_REPLY,
 		0x7654321,
 	};
 	struct rep r;
@@ -327,8 +323,7 @@ Test(nbd_negotiate, starttls_acks_in_plaintext_then_options_go_on)
 	pos = next_rep(18, &r);
 	cr_assert_eq(r.opt, NBD_OPT_STARTTLS);
 	cr_assert_eq(r.type, NBD_REP_ACK);
-	cr_assert_eq(starttls_outlen, pos,
-		     "the ACK went out before the handshake");
+	cr_assert_eq(starttls_outlen, pos, "the ACK went out before the handshake");
 	pos = next_rep(pos, &r);
 	cr_assert_eq(r.type, NBD_REP_ERR_INVALID, "a second STARTTLS");
 	next_rep(pos, &r);
@@ -404,7 +399,7 @@ Test(nbd_negotiate, go_namelen_beyond_option_is_invalid)
 	in64(mio, NBD_OPTS_MAGIC);
 	in32(mio, NBD_OPT_GO);
 	in32(mio, 8);
-	in32(mio, 0xffffffff); /* namelen */
+	in32(mio, 0xffffffff);	/* namelen */
 	in32(mio, 0);
 	cr_assert_eq(nbd_negotiate(&io, &hs), -1);
 	next_rep(18, &r);
@@ -414,7 +409,7 @@ Test(nbd_negotiate, go_namelen_beyond_option_is_invalid)
 Test(nbd_negotiate, export_name_without_no_zeroes_pads_124)
 {
 	mio->inlen = 0;
-	in32(mio, 1); /* FIXED_NEWSTYLE only */
+	in32(mio, 1);		/* FIXED_NEWSTYLE only */
 	in_opt(mio, NBD_OPT_EXPORT_NAME, "vda", 3);
 	cr_assert_eq(nbd_negotiate(&io, &hs), 0);
 	cr_assert_eq(mio->outlen, 18 + 134);
@@ -457,11 +452,11 @@ Test(nbd_negotiate, bad_client_flags_close)
 /* --- requests ------------------------------------------------------- */
 
 static struct nbd_request
-rq(uint16_t type, uint16_t flags, uint64_t off, uint32_t len)
+rq(uint16_t type, uint16_t flags, uint64_t off,
+   uint32_t len)
 {
-	return (struct nbd_request) {
-		.type = type, .flags = flags, .offset = off, .length = len
-	};
+	return (struct nbd_request){ .type = type, .flags = flags,
+				     .offset = off, .length = len };
 }
 
 Test(nbd_request, beyond_end_read_is_einval_write_is_enospc)
@@ -499,8 +494,8 @@ Test(nbd_request, flags_outside_their_command_are_einval)
 	struct nbd_request r = rq(NBD_CMD_WRITE, NBD_CMD_FLAG_NO_HOLE, 0, 1);
 
 	cr_assert_eq(nbd_request_check(&r, 4096, 0x16d), NBD_EINVAL);
-	r = rq(NBD_CMD_WRITE_ZEROES, NBD_CMD_FLAG_NO_HOLE | NBD_CMD_FLAG_FUA, 0,
-	       1);
+	r = rq(NBD_CMD_WRITE_ZEROES, NBD_CMD_FLAG_NO_HOLE | NBD_CMD_FLAG_FUA,
+	       0, 1);
 	cr_assert_eq(nbd_request_check(&r, 4096, 0x16d), 0);
 	r = rq(NBD_CMD_READ, 0x20, 0, 1);
 	cr_assert_eq(nbd_request_check(&r, 4096, 0x16d), NBD_EINVAL);
@@ -527,14 +522,14 @@ struct rec {
 static void *
 rec_get(void *o, size_t len)
 {
-	((struct rec *) o)->bufs++;
+	((struct rec *)o)->bufs++;
 	return malloc(len);
 }
 
 static void
 rec_put(void *o, void *b)
 {
-	((struct rec *) o)->bufs--;
+	((struct rec *)o)->bufs--;
 	free(b);
 }
 
@@ -546,8 +541,7 @@ rec_submit(void *o, const struct nbd_request *req, void *buf)
 	r->submitted++;
 	if (buf) {
 		r->bufs--;
-		if (req->type == NBD_CMD_WRITE &&
-		    req->length <= sizeof r->payload) {
+		if (req->type == NBD_CMD_WRITE && req->length <= sizeof r->payload) {
 			memcpy(r->payload, buf, req->length);
 			r->payload_len = req->length;
 		}
@@ -561,17 +555,14 @@ rec_error(void *o, uint64_t cookie, uint32_t err)
 {
 	struct rec *r = o;
 
-	(void) cookie;
+	(void)cookie;
 	r->errors++;
 	r->last_err = err;
 	return 0;
 }
 
 static const struct nbd_session_ops rec_ops = {
-	rec_get,
-	rec_put,
-	rec_submit,
-	rec_error,
+	rec_get, rec_put, rec_submit, rec_error,
 };
 
 static void
@@ -635,7 +626,7 @@ Test(nbd_transmission, write_beyond_end_consumes_payload_then_enospc)
 	uint8_t data[600] = { 0 };
 
 	mio->inlen = 0;
-	in_req(mio, NBD_CMD_WRITE, 4000, 600); /* export vdb: 4096 bytes */
+	in_req(mio, NBD_CMD_WRITE, 4000, 600);	/* export vdb: 4096 bytes */
 	in_bytes(mio, data, sizeof data);
 	in_req(mio, NBD_CMD_READ, 0, 512);
 	in_req(mio, NBD_CMD_DISC, 0, 0);
@@ -665,14 +656,14 @@ struct rec_read {
 static void *
 rr_get(void *o, size_t len)
 {
-	((struct rec_read *) o)->bufs++;
+	((struct rec_read *)o)->bufs++;
 	return malloc(len);
 }
 
 static void
 rr_put(void *o, void *b)
 {
-	((struct rec_read *) o)->bufs--;
+	((struct rec_read *)o)->bufs--;
 	free(b);
 }
 
@@ -681,7 +672,7 @@ rr_submit(void *o, const struct nbd_request *req, void *buf)
 {
 	struct rec_read *r = o;
 
-	(void) req;
+	(void)req;
 	r->submitted++;
 	if (buf) {
 		r->with_buf++;
@@ -694,10 +685,7 @@ rr_submit(void *o, const struct nbd_request *req, void *buf)
 Test(nbd_transmission, reads_get_no_buffer_when_parsed)
 {
 	static const struct nbd_session_ops ops = {
-		rr_get,
-		rr_put,
-		rr_submit,
-		rec_error,
+		rr_get, rr_put, rr_submit, rec_error,
 	};
 	struct rec_read r = { 0 };
 

@@ -17,10 +17,10 @@
 
 struct fake {
 	char *sec;
-	uint64_t size; /* of the disk; SIZE unless a test says */
+	uint64_t size;		/* of the disk; SIZE unless a test says */
 	bool connected;
 	bool refuse_connect;
-	bool fail_wait; /* the secondary stops answering */
+	bool fail_wait;		/* the secondary stops answering */
 	uint64_t sent;
 };
 
@@ -30,8 +30,8 @@ f_connect(void *o, size_t i, const char *uri, uint64_t size, char *err,
 {
 	struct fake *f = o;
 
-	(void) i;
-	(void) uri;
+	(void)i;
+	(void)uri;
 	cr_assert_eq(size, f->size);
 	if (f->refuse_connect) {
 		snprintf(err, errlen, "refused");
@@ -46,9 +46,9 @@ f_connect(void *o, size_t i, const char *uri, uint64_t size, char *err,
 static void
 f_disconnect(void *o, size_t i, bool clean)
 {
-	(void) i;
-	(void) clean;
-	((struct fake *) o)->connected = false;
+	(void)i;
+	(void)clean;
+	((struct fake *)o)->connected = false;
 }
 
 static void *
@@ -57,14 +57,14 @@ f_submit(void *o, size_t i, enum primary_op op, const void *buf, uint64_t off,
 {
 	struct fake *f = o;
 
-	(void) i;
+	(void)i;
 	if (!f->connected) {
 		snprintf(err, errlen, "not connected");
 		errno = ENOTCONN;
 		return NULL;
 	}
 	cr_assert_leq(len, NBD_MAX_REQUEST, "a request of %lu bytes",
-		      (unsigned long) len);
+		      (unsigned long)len);
 	cr_assert_leq(off + len, f->size);
 	if (!f->fail_wait) {
 		if (op == PRIMARY_OP_WRITE)
@@ -81,7 +81,7 @@ f_wait(void *o, void *t, unsigned ms, char *err, size_t errlen)
 {
 	struct fake *f = o;
 
-	(void) ms;
+	(void)ms;
 	free(t);
 	if (f->fail_wait) {
 		snprintf(err, errlen, "no reply");
@@ -94,8 +94,8 @@ f_wait(void *o, void *t, unsigned ms, char *err, size_t errlen)
 static uint64_t
 f_sent(void *o, size_t i)
 {
-	(void) i;
-	return ((struct fake *) o)->sent;
+	(void)i;
+	return ((struct fake *)o)->sent;
 }
 
 static const struct primary_link_ops fake_ops = {
@@ -117,12 +117,8 @@ make_gran(int fill, uint64_t gran)
 		.bitmap_path = bm_path,
 	};
 	struct primary_config pc = {
-		.ndisks = 1,
-		.disks = &dc,
-		.granularity = gran,
-		.timeout_ms = 100,
-		.link = &fake_ops,
-		.link_opaque = &fk,
+		.ndisks = 1, .disks = &dc, .granularity = gran,
+		.timeout_ms = 100, .link = &fake_ops, .link_opaque = &fk,
 	};
 	struct primary *p = primary_new(&pc);
 
@@ -193,8 +189,8 @@ expect_equal(struct primary *p)
 	char *buf = malloc(fk.size);
 
 	cr_assert_not_null(buf);
-	cr_assert_eq(primary_read(primary_find_disk(p, "vda"), buf, fk.size, 0),
-		     0);
+	cr_assert_eq(primary_read(primary_find_disk(p, "vda"), buf, fk.size,
+				  0), 0);
 	cr_assert_eq(memcmp(buf, fk.sec, fk.size), 0, "the secondary differs");
 	free(buf);
 }
@@ -238,7 +234,7 @@ Test(primary, writes_in_none_are_tracked_and_the_next_start_copies_only_them)
 	cr_assert_eq(primary_start(p), 0);
 	wait_state(p, PRIMARY_REPLICATING);
 	cr_assert_eq(fk.sent, G, "sent %lu, want one granule",
-		     (unsigned long) fk.sent);
+		     (unsigned long)fk.sent);
 	expect_equal(p);
 	primary_free(p);
 }
@@ -357,7 +353,7 @@ sync_with_granule(uint64_t gran, uint64_t size)
 	cr_assert_eq(primary_start(p), 0);
 	wait_state(p, PRIMARY_REPLICATING);
 	cr_assert_eq(fk.sent, size <= gran ? size : gran + size % gran,
-		     "sent %lu", (unsigned long) fk.sent);
+		     "sent %lu", (unsigned long)fk.sent);
 	expect_equal(p);
 	cr_assert_eq(dirty(p), 0);
 	primary_free(p);

@@ -24,7 +24,7 @@
 
 static char dir[64];		/* this test's temp dir, also the overlay dir */
 static char qpath[128];		/* DIR/disk.qcow2 */
-static char ovl[128], map[128]; /* the overlay and its map for "vda" */
+static char ovl[128], map[128];	/* the overlay and its map for "vda" */
 static uint8_t *expect;		/* what the disk must read */
 
 static void
@@ -57,8 +57,7 @@ setup(void)
 	snprintf(map, sizeof map, "%s/vda.overlay.map", dir);
 	sh("qemu-img create -q -f qcow2 %s %d", qpath, DISK);
 	sh("qemu-io -c 'write -P 0x5a 0 1M' -c 'write -P 0xa5 1536k 4608' "
-	   "%s >/dev/null",
-	   qpath);
+	   "%s >/dev/null", qpath);
 	expect = calloc(1, DISK);
 	cr_assert_not_null(expect);
 	memset(expect, 0x5a, MiB);
@@ -213,10 +212,10 @@ Test(qcow2, write_then_read_back)
 {
 	struct image *img = open_ok();
 
-	write_pattern(img, 1000, 5000, 0x11);	      /* over 0x5a */
-	write_pattern(img, MiB - 100, 300, 0x22);     /* straddles its end */
-	write_pattern(img, 3 * MiB + 1, 65537, 0x33); /* over zeros */
-	write_pattern(img, DISK - 1, 1, 0x44);	      /* the last byte */
+	write_pattern(img, 1000, 5000, 0x11);		/* over 0x5a */
+	write_pattern(img, MiB - 100, 300, 0x22);	/* straddles its end */
+	write_pattern(img, 3 * MiB + 1, 65537, 0x33);	/* over zeros */
+	write_pattern(img, DISK - 1, 1, 0x44);		/* the last byte */
 	assert_disk_is_expected(img);
 	image_close(img);
 }
@@ -247,8 +246,7 @@ Test(qcow2, writes_leave_the_qcow2_file_alone)
 	cr_assert_eq(memcmp(before, after, len_before), 0);
 	/* And qemu-io still sees the original content. */
 	sh("qemu-io -c 'read -P 0x5a 0 1M' -c 'read -P 0xa5 1536k 4608' "
-	   "%s | grep -q 'read 4608/4608'",
-	   qpath);
+	   "%s | grep -q 'read 4608/4608'", qpath);
 	free(before);
 	free(after);
 }
@@ -257,8 +255,8 @@ Test(qcow2, zero_reads_zeros_and_shadows_the_qcow2)
 {
 	struct image *img = open_ok();
 
-	zero(img, 4096, 65536);		   /* inside 0x5a */
-	zero(img, 1536 * 1024 + 100, 200); /* inside 0xa5, unaligned */
+	zero(img, 4096, 65536);			/* inside 0x5a */
+	zero(img, 1536 * 1024 + 100, 200);	/* inside 0xa5, unaligned */
 	assert_disk_is_expected(img);
 	image_close(img);
 }
@@ -281,7 +279,7 @@ Test(qcow2, overlay_bytes_counts_the_union_of_writes)
 	cr_assert_eq(img->ops->overlay_bytes(img), 0);
 	write_pattern(img, 1000, 5000, 1);
 	cr_assert_eq(img->ops->overlay_bytes(img), 5000);
-	write_pattern(img, 3000, 10000, 2); /* overlaps: union 1000..13000 */
+	write_pattern(img, 3000, 10000, 2);	/* overlaps: union 1000..13000 */
 	cr_assert_eq(img->ops->overlay_bytes(img), 12000);
 	zero(img, MiB, 65536);
 	cr_assert_eq(img->ops->overlay_bytes(img), 12000 + 65536);
@@ -322,11 +320,11 @@ Test(qcow2, flush_makes_writes_survive_a_crash)
 		uint8_t buf[3000];
 
 		memset(buf, 0x99, sizeof buf);
-		if (img == NULL ||
-		    img->ops->pwrite(img, buf, sizeof buf, 5000) != 0 ||
+		if (img == NULL || img->ops->pwrite(img, buf, sizeof buf,
+						    5000) != 0 ||
 		    img->ops->flush(img) != 0)
 			_exit(1);
-		_exit(0); /* no close: the map is only what flush saved */
+		_exit(0);	/* no close: the map is only what flush saved */
 	}
 	cr_assert_eq(waitpid(pid, &status, 0), pid);
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
@@ -498,8 +496,8 @@ Test(qcow2, overlay_in_use_is_refused)
 	second = open_logged(qpath, dir, "vda");
 	cr_assert_null(second);
 	cr_assert_eq(errno, EBUSY);
-	cr_assert_not_null(strstr(logged, "in use by another process"), "%s",
-			   logged);
+	cr_assert_not_null(strstr(logged, "in use by another process"),
+			   "%s", logged);
 	image_close(img);
 	img = open_ok();
 	image_close(img);
@@ -563,8 +561,7 @@ Test(qcow2, parallel_writers_and_readers)
 
 	for (i = 0; i < 4; i++) {
 		w[i] = (struct writer) { .img = img, .id = i };
-		cr_assert_eq(pthread_create(&t[i], NULL, writer_thread, &w[i]),
-			     0);
+		cr_assert_eq(pthread_create(&t[i], NULL, writer_thread, &w[i]), 0);
 	}
 	for (i = 0; i < 4; i++) {
 		cr_assert_eq(pthread_join(t[i], &r), 0);
@@ -572,8 +569,7 @@ Test(qcow2, parallel_writers_and_readers)
 	}
 	for (i = 0; i < 4; i++)
 		for (j = 0; j < 16; j++)
-			memset(expect + (uint64_t) (j * 4 + i) * 65536 + 123 +
-				       j,
+			memset(expect + (uint64_t) (j * 4 + i) * 65536 + 123 + j,
 			       0x10 * i + j, 3000);
 	assert_disk_is_expected(img);
 	cr_assert_eq(img->ops->overlay_bytes(img), 64 * 3000);
@@ -615,10 +611,8 @@ Test(qcow2, zstd_image_is_refused_at_open)
 	char zpath[128], cmd[512];
 
 	snprintf(zpath, sizeof zpath, "%s/zstd.qcow2", dir);
-	snprintf(cmd, sizeof cmd,
-		 "qemu-img convert -c -O qcow2 -o "
-		 "compression_type=zstd %s %s 2>/dev/null",
-		 qpath, zpath);
+	snprintf(cmd, sizeof cmd, "qemu-img convert -c -O qcow2 -o "
+		 "compression_type=zstd %s %s 2>/dev/null", qpath, zpath);
 	if (system(cmd) != 0)
 		cr_skip_test("this qemu-img has no zstd");
 	expect_open_error(zpath, dir, "unsupported incompatible features");

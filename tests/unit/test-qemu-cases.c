@@ -81,7 +81,7 @@ Test(qemu_secondary, stop_is_failover_and_commits_pre_write_content)
 	replica_wait_commit(r);
 	cr_assert_eq(replica_state(r), REPLICA_DONE);
 	expect_view(d, 0, H, 0x33);
-	expect_view(d, H, H, 0x11); /* QEMU says 0x22: wrong */
+	expect_view(d, H, H, 0x11);	/* QEMU says 0x22: wrong */
 	expect_disk(d, 0, H, 0x33);
 	expect_disk(d, H, H, 0x11);
 }
@@ -98,7 +98,7 @@ Test(qemu_secondary, continuous_replication_ignores_requests_after_failover)
 	cr_assert_eq(replica_failover(r), 0, "failover again is ignored");
 	replica_wait_commit(r);
 	expect_view(d, 0, H, 0x33);
-	expect_view(d, H, H, 0x11); /* QEMU says 0x22: wrong */
+	expect_view(d, H, H, 0x11);	/* QEMU says 0x22: wrong */
 	expect_disk(d, 0, H, 0x33);
 	expect_disk(d, H, H, 0x11);
 }

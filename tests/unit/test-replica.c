@@ -487,11 +487,11 @@ Test(replica, buffer_limit_refuses_a_view_write_whole)
 		cr_assert_eq(errno, ENOSPC);
 	}
 	expect_error_contains("buffer_limit");
-	expect_view(d, 4096, 8192, 0x11); /* nothing half-applied */
-	view_fill(d, 4096, 4096, 0x44);	  /* exactly at the limit */
-	view_fill(d, 0, 8192, 0x55);	  /* rewrites need nothing */
+	expect_view(d, 4096, 8192, 0x11);	/* nothing half-applied */
+	view_fill(d, 4096, 4096, 0x44);		/* exactly at the limit */
+	view_fill(d, 0, 8192, 0x55);		/* rewrites need nothing */
 	cr_assert_eq(replica_checkpoint(r), 0);
-	view_fill(d, 100000, 8192, 0x66); /* freed by the checkpoint */
+	view_fill(d, 100000, 8192, 0x66);	/* freed by the checkpoint */
 }
 
 Test(replica, buffer_limit_refuses_a_primary_write_whole)
@@ -538,7 +538,8 @@ Test(replica, buffer_bytes_follow_checkpoint_and_failover)
  * or memory) and that it holds what replica_view_read returns.
  */
 static void
-expect_in_place(struct replica_disk *dk, uint64_t off, size_t len, bool by_fd)
+expect_in_place(struct replica_disk *dk, uint64_t off, size_t len,
+		bool by_fd)
 {
 	struct replica_seg seg;
 	struct replica_read rd;
@@ -568,9 +569,9 @@ Test(replica, zero_copy_read_describes_every_layer)
 	primary_fill(d, 10000, 5000, 0x22);	/* hidden keeps 0x11 */
 	view_fill(d, 12000, 1000, 0x33);	/* active */
 	expect_in_place(d, 1000, 4000, true);	/* image */
-	expect_in_place(d, 10000, 2000, false); /* hidden */
-	expect_in_place(d, 12000, 1000, false); /* active */
-	expect_in_place(d, 13000, 2000, false); /* hidden again */
+	expect_in_place(d, 10000, 2000, false);	/* hidden */
+	expect_in_place(d, 12000, 1000, false);	/* active */
+	expect_in_place(d, 13000, 2000, false);	/* hidden again */
 	expect_in_place(d, 15000, 4000, true);	/* image again */
 }
 
@@ -583,8 +584,8 @@ Test(replica, zero_copy_read_of_file_buffers_is_by_fd)
 	cr_assert_eq(replica_start(rf), 0);
 	primary_fill(df, 10000, 5000, 0x22);
 	view_fill(df, 12000, 1000, 0x33);
-	expect_in_place(df, 10000, 2000, true); /* hidden */
-	expect_in_place(df, 12000, 1000, true); /* active */
+	expect_in_place(df, 10000, 2000, true);	/* hidden */
+	expect_in_place(df, 12000, 1000, true);	/* active */
 	replica_free(rf);
 	test_cleanup_dir(dir);
 }

@@ -59,8 +59,7 @@ count_entries(const char *path)
 
 	cr_assert_not_null(d);
 	while ((de = readdir(d)) != NULL)
-		if (strcmp(de->d_name, ".") != 0 &&
-		    strcmp(de->d_name, "..") != 0)
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
 			n++;
 	closedir(d);
 	return n;
@@ -132,14 +131,14 @@ Test(statefile, refuses_what_it_cannot_read)
 		"state=done\n",
 		"colofs-state 1\nstate=done\n",
 		"colofs-state 1\nstate=gone\ngeneration="
-		"0123456789abcdef0123456789abcdef\n",
+			"0123456789abcdef0123456789abcdef\n",
 		"colofs-state 1\nstate=done\ngeneration=xyz\n",
 		"colofs-state 1\nstate=done\ngeneration="
-		"0123456789abcdef0123456789abcdef",
+			"0123456789abcdef0123456789abcdef",
 		"colofs-state 1\nstate=done\nnonsense\ngeneration="
-		"0123456789abcdef0123456789abcdef\n",
+			"0123456789abcdef0123456789abcdef\n",
 		"colofs-state 1\nstate=done\njournaled=2\ngeneration="
-		"0123456789abcdef0123456789abcdef\n",
+			"0123456789abcdef0123456789abcdef\n",
 	};
 	struct statefile sf;
 	char err[512];
@@ -148,8 +147,7 @@ Test(statefile, refuses_what_it_cannot_read)
 	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		put("b.state", bad[i]);
 		errno = 0;
-		cr_assert_eq(read_named("b.state", &sf, err), -1, "case %zu",
-			     i);
+		cr_assert_eq(read_named("b.state", &sf, err), -1, "case %zu", i);
 		cr_assert_eq(errno, EINVAL, "case %zu", i);
 		cr_assert(strstr(err, "b.state") != NULL, "case %zu: %s", i,
 			  err);
@@ -186,7 +184,7 @@ Test(journal, replays_the_snapshot_then_appends_and_ignores_a_torn_tail)
 	cr_assert_geq(fd, 0);
 	cr_assert_eq(journal_commit(fd, dir, "j"), 0);
 	cr_assert_eq(journal_append(fd, 'D', 1024, 100), 0);
-	cr_assert_eq(write(fd, "D 5", 3), 3); /* torn by a crash */
+	cr_assert_eq(write(fd, "D 5", 3), 3);	/* torn by a crash */
 	close(fd);
 	snprintf(path, sizeof path, "%s/j", dir);
 	cr_assert_eq(journal_replay(path, 1 * MiB, collect, &s), 0);
@@ -327,8 +325,8 @@ Test(durable, resume_commits_the_journal_but_not_over_dropped_ranges)
 	file_with("p.vda.active", 1 * MiB, 0, 4096, 0xbb);
 	file_with("p.vda.hidden", 1 * MiB, 8192, 4096, 0x22);
 	put("p.vda.journal", "colofs-journal 1 1048576\nA 0 4096\n"
-			     "H 8192 4096\nD 0 1024\nD 9");
-	primary_fill(d, 0, 1024, 0xee); /* S in none: as the VM left it */
+	    "H 8192 4096\nD 0 1024\nD 9");
+	primary_fill(d, 0, 1024, 0xee);		/* S in none: as the VM left it */
 	cr_assert_eq(replica_resume_failover(r), 0);
 	replica_wait_commit(r);
 	cr_assert_eq(replica_state(r), REPLICA_DONE);

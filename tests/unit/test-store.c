@@ -74,8 +74,8 @@ Test(store, memory_store_costs_only_what_is_written)
 	/* 256 scattered 1-byte writes: 256 small pages, not huge ones. */
 	for (off = 0; off < size; off += size / 256)
 		cr_assert_eq(s->ops->pwrite(s, &b, 1, off), 0);
-	cr_assert_lt(rss_kib() - before, 256 * 4 * 4, "RSS grew by %ld KiB",
-		     rss_kib() - before);
+	cr_assert_lt(rss_kib() - before, 256 * 4 * 4,
+		     "RSS grew by %ld KiB", rss_kib() - before);
 	store_free(s);
 }
 
