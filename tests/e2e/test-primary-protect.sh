@@ -97,6 +97,12 @@ run x primary
 hctl x start
 wait_hstate x replicating
 hctl y start
+# Protect is for done: a running secondary refuses it and stays one.
+echo "protect $XURI" >"$YMNT/.colo/ctl" 2>/dev/null &&
+	fail "protect succeeded on a running secondary"
+grep -q "protect is for done" "$YMNT/.colo/error" ||
+	fail "protect refused without saying why: $(cat "$YMNT/.colo/error")"
+[ "$(hget y state)" = running ] || fail "a refused protect changed Y's state"
 wr x 3 5
 hctl x checkpoint
 hctl y checkpoint
