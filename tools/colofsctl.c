@@ -5,6 +5,7 @@
  *   colofsctl [-m MOUNT | -c CONFIG] watch [-n SECONDS]
  *   colofsctl [-m MOUNT | -c CONFIG] start | checkpoint | stop
  *   colofsctl [-m MOUNT | -c CONFIG] failover [--wait]
+ *   colofsctl [-m MOUNT | -c CONFIG] protect [full] URI
  *
  * Everything goes through the mount's .colo/ files, as a script with
  * echo and cat would: a control word is one write() of the word to
@@ -83,6 +84,7 @@ usage(FILE *fp)
 	      "                      the .colo/ctl words\n"
 	      "  failover [--wait]   fail over; --wait shows the commit's\n"
 	      "                      progress and returns at done\n"
+	      "  protect [full] URI  in done: become URI's primary in place\n"
 	      "\n"
 	      "Options:\n"
 	      "  -m, --mount MOUNT   the colofs mountpoint\n"
@@ -654,7 +656,7 @@ cmd_watch(double interval)
 static int
 send_word(const char *word)
 {
-	char path[4096], buf[64], *err;
+	char path[4096], buf[1200], *err;
 	ssize_t n;
 	int fd, e;
 
@@ -663,6 +665,8 @@ send_word(const char *word)
 	if (fd == -1)
 		mount_error("ctl");
 	n = snprintf(buf, sizeof buf, "%s\n", word);
+	if (n >= (int)sizeof buf)
+		die(EXIT_USAGE, "the command is too long");
 	if (write(fd, buf, (size_t)n) == n) {
 		close(fd);
 		return EXIT_OK;
@@ -790,9 +794,10 @@ main(int argc, char **argv)
 	};
 	const char *config = NULL, *cmd;
 	struct config *cfg = NULL;
-	bool json = false, wait = false;
+	bool json = false, wait = false, full = false;
+	const char *uri = NULL;
 	double interval = 1.0;
-	char err[1024], *end;
+	char err[1024], word[1200], *end;
 	int c, ret;
 
 
@@ -817,8 +822,13 @@ main(int argc, char **argv)
 	/* The command's own options. */
 	for (; optind < argc; optind++) {
 		const char *o = argv[optind];
+		bool protect = strcmp(cmd, "protect") == 0;
 
-		if (strcmp(o, "--json") == 0)
+		if (protect && strcmp(o, "full") == 0 && !full)
+			full = true;
+		else if (protect && uri == NULL && strstr(o, "://") != NULL)
+			uri = o;
+		else if (strcmp(o, "--json") == 0)
 			json = true;
 		else if (strcmp(o, "--wait") == 0)
 			wait = true;
@@ -866,6 +876,12 @@ main(int argc, char **argv)
 		ret = send_word(cmd);
 		if (ret == EXIT_OK && wait)
 			ret = wait_failover(buffered);
+	} else if (strcmp(cmd, "protect") == 0) {
+		if (uri == NULL)
+			die(EXIT_USAGE, "protect: want protect [full] URI");
+		snprintf(word, sizeof word, "protect %s%s", full ? "full " : "",
+			 uri);
+		ret = send_word(word);
 	} else {
 		fprintf(stderr, "colofsctl: unknown command '%s'\n", cmd);
 		usage(stderr);

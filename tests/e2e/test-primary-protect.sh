@@ -170,7 +170,9 @@ wr x 460 2
 # X protects in place.
 run y secondary --demote
 [ "$(hget y mode)" = secondary ] || fail "Y --demote is not a secondary"
-hctl x "protect $YURI"
+# This one through colofsctl.
+"$(dirname "$COLOFS_BIN")/colofsctl" -m "$XMNT" protect "$YURI" ||
+	fail "colofsctl protect: $(cat "$XMNT/.colo/error")"
 wait_hstate x replicating
 [ "$(hget x sync_total_bytes)" = $((2 * GRANB)) ] ||
 	fail "X's protect copied $(hget x sync_total_bytes) bytes, want $((2 * GRANB))"
