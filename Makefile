@@ -5,7 +5,8 @@
 #   make check       install missing Debian packages (as root), build, run
 #                    the unit and end-to-end tests
 #   make check-asan  the same under ASan + UBSan (build-asan/)
-#   make check-tsan  the engine's stress driver under TSan (build-tsan/)
+#   make check-tsan  the engine's stress driver and the NBD listener's
+#                    barrier tests under TSan (build-tsan/)
 #   make check-long  the slow tests (fuzzing, long soaks)
 #   make demo        the main job: a primary, a secondary, a failover
 #   make bench       the engine's benchmark (tools/bench-core.c)
@@ -42,7 +43,7 @@ ifeq ($(WERROR),1)
 WARN     += -Werror
 endif
 SAN      ?=
-PKGS     := fuse3 libqcow inih libnbd gnutls jansson
+PKGS     := fuse3 libqcow inih libnbd gnutls jansson libxxhash
 # Each is computed once, at its first use (after deps has run).
 lazy = $(eval $1 := $$(shell $2))$($1)
 PKG_CFLAGS = $(call lazy,PKG_CFLAGS,pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -58,7 +59,8 @@ DEB_PKGS := build-essential pkg-config libfuse3-dev fuse3 libqcow-dev \
             python3-libnbd qemu-utils qemu-system-x86 qemu-block-extra \
             util-linux procps psmisc clang libclang-rt-dev fio \
             libgnutls28-dev gnutls-bin go-md2man man-db groff-base systemd \
-            python3-prometheus-client clang-format file libjansson-dev
+            python3-prometheus-client clang-format file libjansson-dev \
+            libxxhash-dev
 
 CORE_SRC   := $(sort $(wildcard core/*.c))
 DAEMON_SRC := $(filter-out fs/main.c,$(sort $(wildcard fs/*.c)))
@@ -184,11 +186,18 @@ $(BUILD)/stress: $(BUILD)/tests/stress/stress.o $(LIBS)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 # The engine's locking under ThreadSanitizer, through a driver that needs
-# no test framework (criterion's arena does not run under TSan).
+# no test framework (criterion's arena does not run under TSan); then the
+# daemon itself under TSan through the NBD listener's barrier sequence,
+# its shutdown with a READ waiting for budget, and a short multi-connection
+# fuzz run (each test fails on a sanitizer report in the daemon's log).
+TSAN_E2E := nbd-barrier-budget nbd-shutdown-log nbd-fuzz-multiconn
 check-tsan: deps
 	@$(MAKE) --no-print-directory BUILD=build-tsan CFLAGS="-O1 -g" \
-		SAN="-fsanitize=thread" build-tsan/stress
+		SAN="-fsanitize=thread" build-tsan/stress build-tsan/colofs
 	TSAN_OPTIONS=halt_on_error=1 build-tsan/stress 3
+	@for t in $(TSAN_E2E); do \
+		TSAN_OPTIONS=halt_on_error=1 tests/e2e/run build-tsan "" $$t || exit 1; \
+	done
 
 check-long: check
 	@COLOFS_LONG=1 tests/run-all $(BUILD) long

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "crashpoint.h"
 #include "fdio.h"
 #include "log.h"
 
@@ -187,6 +188,21 @@ fdio_create_tmp(int dirfd, const char *name, int extra, mode_t mode,
 	return -1;
 }
 
+/* Crash tests: the point STEP.EXT, EXT being what follows name's last
+ * dot ("fsynced.state", "renamed.journal", "dir_synced.state").
+ */
+static void
+commit_point(const char *step, const char *name)
+{
+	const char *ext = strrchr(name, '.');
+	char point[64];
+
+	if (!crash_points_enabled())
+		return;
+	snprintf(point, sizeof point, "%s.%s", step, ext ? ext + 1 : name);
+	crash_point(point);
+}
+
 int
 fdio_commit_tmp(int fd, int dirfd, const char *tmp, const char *name)
 {
@@ -197,15 +213,18 @@ fdio_commit_tmp(int fd, int dirfd, const char *tmp, const char *name)
 		log_error("fsync %s: %m", tmp);
 		goto undo;
 	}
+	commit_point("fsynced", name);
 	if (renameat(dirfd, tmp, dirfd, name) == -1) {
 		saved = errno;
 		log_error("rename %s to %s: %m", tmp, name);
 		goto undo;
 	}
+	commit_point("renamed", name);
 	if (dir_fsync(dirfd) == -1) {
 		log_error("%s renamed, but fsync of its directory: %m", name);
 		return 1;
 	}
+	commit_point("dir_synced", name);
 	return 0;
 undo:
 	unlinkat(dirfd, tmp, 0);

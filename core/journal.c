@@ -5,208 +5,605 @@
  * dies half way, S holds some of V and some of the primary's last data,
  * and the buffers are the only copy of the rest.  So before the commit
  * writes S, the replica makes the buffers durable (files in buffer_dir)
- * and writes, per disk, a journal of what the commit must do:
+ * and writes, per disk, a journal of what the commit must do.  It is
+ * binary, little-endian, and every byte of it is checked before any of it
+ * is obeyed:
  *
- *   colofs-journal 1 SIZE	header: the disk's size
- *   A OFF LEN			snapshot: V's bytes there are in active
- *   H OFF LEN			          ... in hidden (where active is not)
- *   ...
- *   D OFF LEN			appended during the commit: a view write
- *				put newer data into S; commit nothing there
- *   A OFF LEN			appended after failover_failed: a view write
- *				went into active there
+ *   header, 128 bytes:
+ *     0  "COLOFSJ\n"            magic
+ *     8  u32 version (2)        12 u32 header length (128)
+ *    16  u64 disk size          24 u64 generation (0: none)
+ *    32  u64 salt: this journal's random id
+ *    40  char disk[80]          the disk's name, NUL-padded
+ *   120  u64 XXH3-64 of bytes 0..119
+ *   records, 40 bytes each:
+ *     0  u8 op, 7 zero bytes    8 u64 seq: the record's index
+ *    16  u64 off                24 u64 len
+ *    32  u64 XXH3-64 of bytes 0..31 with seed salt ^ (the checksum of the
+ *        record before, or of the header): a record only validates in its
+ *        place in its own journal
+ *
+ *   A OFF LEN   snapshot: V's bytes there are in active
+ *   H OFF LEN             ... in hidden (where active is not)
+ *   E N HASH    end of the snapshot: N records before it, HASH = XXH3-64
+ *               of their 40-byte images; without it the journal was never
+ *               committed
+ *   D OFF LEN   appended during the commit: a view write put newer data
+ *               into S; commit nothing there
+ *   A OFF LEN   appended after failover_failed: a view write went into
+ *               active there
  *
  * Replaying the records in order over empty maps (A inserts into active,
  * H into hidden, D removes from both) gives back the maps the commit
  * still has to write; committing a range twice writes the same bytes, so
- * a resumed commit may start again from the beginning.
+ * a resumed commit may start again from the beginning.  Checksums are
+ * XXH3-64 from libxxhash (Debian's libxxhash-dev): fast enough that
+ * checking costs nothing next to the commit, and 64 bits.
  *
- * The snapshot is written to NAME.tmp, fsync'd and renamed (journal_commit)
- * before the commit starts.  Records appended later are one write(2) each
- * and not synced: they survive the death of the process (the kernel has
+ * The snapshot is written to a fresh temporary name (core/fdio.h), fsync'd
+ * and renamed (journal_commit) before the commit starts.  Records
+ * appended later are one pwrite each at the end of the last whole record,
+ * not synced: they survive the death of the process (the kernel has
  * them), and an fsync of the journal when the VM flushes makes them
- * survive a power cut.  A record torn by a power cut is the last line,
- * without its newline: replay ignores it.
+ * survive a power cut.  A record torn by a power cut is the last one:
+ * replay ignores it (a damaged record anywhere else is an error).  A
+ * short append (a full file system) is cut back to the last whole record,
+ * so the next append cannot glue onto it; if the cut fails too, the
+ * journal is marked failed and takes no more records.
+ *
+ * Each buffer file carries a stamp after the disk's bytes (4096 bytes at
+ * offset SIZE, so the file is SIZE + 4096 bytes): "COLOFSB\n", u32
+ * version (1), u32 op (A: the active buffer, H: hidden), u64 disk size,
+ * u64 the journal's salt, char disk[80], and at 120 the XXH3-64 of bytes
+ * 0..119; zeros after.  A restart thereby knows that a buffer file is the
+ * one this journal's records point into, not the other buffer, nor one
+ * left by another failover or disk.
  */
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "fdio.h"
 #include "journal.h"
 #include "log.h"
-#include "statefile.h"
 
-static int
-journal_path(char *out, size_t outlen, const char *dir, const char *name,
-	     const char *suffix)
+#define MAGIC "COLOFSJ\n"
+#define JOURNAL_END 'E'
+#define JOURNAL_MAX (1ULL << 32)	/* bytes: larger is not a journal */
+
+/* Appends come from concurrent view writes: lock orders them and guards
+ * the fields marked so.
+ */
+struct journal {
+	pthread_mutex_t lock;
+	int fd;
+	int dirfd;			/* owned */
+	char *name;
+	char tmp[NAME_MAX + 1];		/* until journal_commit */
+	uint64_t len;			/* bytes of whole records; lock */
+	uint64_t seq;			/* the next record's index; lock */
+	uint64_t salt;
+	uint64_t chain;			/* the last record's checksum; lock */
+	bool failed;			/* a short append could not be cut;
+					 * lock */
+	uint64_t size;			/* the disk's, for journal_stamp */
+	char disk[JOURNAL_DISK_MAX + 1];
+};
+
+static void
+put32(unsigned char *p, uint32_t v)
 {
-	if (snprintf(out, outlen, "%s/%s%s", dir, name, suffix) >=
-	    (int) outlen) {
-		errno = ENAMETOOLONG;
-		log_error("journal %s/%s: %m", dir, name);
-		return -1;
-	}
-	return 0;
+	v = htole32(v);
+	memcpy(p, &v, 4);
 }
 
-int
-journal_create(const char *dir, const char *name, uint64_t size,
-	       const struct journal_rec *recs, size_t n)
+static void
+put64(unsigned char *p, uint64_t v)
 {
-	char path[4096];
-	FILE *fp;
-	size_t i;
-	int fd;
+	v = htole64(v);
+	memcpy(p, &v, 8);
+}
 
-	if (journal_path(path, sizeof path, dir, name, ".tmp") == -1)
-		return -1;
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC,
-		  0600);
-	if (fd == -1) {
-		log_error("create %s: %m", path);
-		return -1;
-	}
-	/* Buffered through a FILE on a dup: the snapshot can be long. */
-	fp = fdopen(dup(fd), "w");
-	if (fp == NULL)
-		goto err;
-	fprintf(fp, "colofs-journal 1 %" PRIu64 "\n", size);
-	for (i = 0; i < n; i++)
-		fprintf(fp, "%c %" PRIu64 " %" PRIu64 "\n", recs[i].op,
-			recs[i].off, recs[i].len);
-	if (fflush(fp) == EOF || ferror(fp)) {
-		int saved = errno;
+static uint32_t
+get32(const unsigned char *p)
+{
+	uint32_t v;
 
-		fclose(fp);
-		errno = saved;
+	memcpy(&v, p, 4);
+	return le32toh(v);
+}
+
+static uint64_t
+get64(const unsigned char *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, 8);
+	return le64toh(v);
+}
+
+/* Fills the 40 bytes at p and returns the record's checksum. */
+static uint64_t
+encode_rec(unsigned char *p, char op, uint64_t seq, uint64_t off,
+	   uint64_t len, uint64_t salt, uint64_t prev)
+{
+	uint64_t sum;
+
+	memset(p, 0, JOURNAL_REC_LEN);
+	p[0] = (unsigned char) op;
+	put64(p + 8, seq);
+	put64(p + 16, off);
+	put64(p + 24, len);
+	sum = XXH3_64bits_withSeed(p, 32, salt ^ prev);
+	put64(p + 32, sum);
+	return sum;
+}
+
+static void
+encode_header(unsigned char *p, const char *disk, uint64_t size,
+	      uint64_t generation, uint64_t salt)
+{
+	size_t n = strlen(disk);
+
+	memset(p, 0, JOURNAL_HEADER_LEN);
+	memcpy(p, MAGIC, 8);
+	put32(p + 8, JOURNAL_VERSION);
+	put32(p + 12, JOURNAL_HEADER_LEN);
+	put64(p + 16, size);
+	put64(p + 24, generation);
+	put64(p + 32, salt);
+	memcpy(p + 40, disk, n > JOURNAL_DISK_MAX ? JOURNAL_DISK_MAX : n);
+	put64(p + 120, XXH3_64bits(p, 120));
+}
+
+static struct journal *
+journal_alloc(int dirfd, const char *name)
+{
+	struct journal *j = calloc(1, sizeof *j);
+
+	if (j == NULL)
+		return NULL;
+	pthread_mutex_init(&j->lock, NULL);
+	j->fd = -1;
+	j->dirfd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+	j->name = strdup(name);
+	if (j->dirfd == -1 || j->name == NULL) {
+		journal_close(j);
+		return NULL;
+	}
+	return j;
+}
+
+struct journal *
+journal_create(int dirfd, const char *name, const char *disk, uint64_t size,
+	       uint64_t generation, const struct journal_rec *recs, size_t n)
+{
+	size_t total = JOURNAL_HEADER_LEN + (n + 1) * JOURNAL_REC_LEN, i;
+	struct journal *j = journal_alloc(dirfd, name);
+	unsigned char *buf = malloc(total), *p;
+	uint64_t chain;
+
+	if (j == NULL || buf == NULL) {
+		log_error("journal %s: %m", name);
 		goto err;
 	}
-	if (fclose(fp) == EOF)
+	if (getrandom(&j->salt, sizeof j->salt, 0) != sizeof j->salt) {
+		log_error("journal %s: getrandom: %m", name);
 		goto err;
-	return fd;
+	}
+	encode_header(buf, disk, size, generation, j->salt);
+	j->size = size;
+	snprintf(j->disk, sizeof j->disk, "%s", disk);
+	chain = get64(buf + 120);
+	p = buf + JOURNAL_HEADER_LEN;
+	for (i = 0; i < n; i++, p += JOURNAL_REC_LEN)
+		chain = encode_rec(p, recs[i].op, i, recs[i].off, recs[i].len,
+				   j->salt, chain);
+	chain = encode_rec(p, JOURNAL_END, n,
+			   XXH3_64bits(buf + JOURNAL_HEADER_LEN,
+				       n * JOURNAL_REC_LEN), 0, j->salt, chain);
+	j->fd = fdio_create_tmp(dirfd, name, 0, 0600, j->tmp, sizeof j->tmp);
+	if (j->fd == -1)
+		goto err;
+	if (full_pwrite(j->fd, buf, total, 0) == -1) {
+		log_error("write %s: %m", j->tmp);
+		unlinkat(dirfd, j->tmp, 0);
+		goto err;
+	}
+	j->len = total;
+	j->seq = n + 1;
+	j->chain = chain;
+	free(buf);
+	return j;
 err:
 	{
 		int saved = errno;
 
-		log_error("write %s: %m", path);
-		close(fd);
-		unlink(path);
+		free(buf);
+		journal_close(j);
+		errno = saved;
+	}
+	return NULL;
+}
+
+static int
+bad(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int
+bad(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	errno = EINVAL;
+	return -1;
+}
+
+#define STAMP_MAGIC "COLOFSB\n"
+
+static void
+encode_stamp(unsigned char *p, char op, uint64_t size, uint64_t salt,
+	     const char *disk)
+{
+	size_t n = strlen(disk);
+
+	memset(p, 0, JOURNAL_STAMP_LEN);
+	memcpy(p, STAMP_MAGIC, 8);
+	put32(p + 8, 1);
+	put32(p + 12, (uint32_t) (unsigned char) op);
+	put64(p + 16, size);
+	put64(p + 24, salt);
+	memcpy(p + 32, disk, n > JOURNAL_DISK_MAX ? JOURNAL_DISK_MAX : n);
+	put64(p + 120, XXH3_64bits(p, 120));
+}
+
+void
+journal_stamp(const struct journal *j, char op, unsigned char *buf)
+{
+	encode_stamp(buf, op, j->size, j->salt, j->disk);
+}
+
+int
+journal_stamp_check(const struct journal_info *info, char op,
+		    const unsigned char *buf, char *err, size_t errlen)
+{
+	unsigned char want[JOURNAL_STAMP_LEN];
+	const char *what = op == JOURNAL_ACTIVE ? "active" : "hidden";
+
+	if (memcmp(buf, STAMP_MAGIC, 8) != 0 ||
+	    get64(buf + 120) != XXH3_64bits(buf, 120))
+		return bad(err, errlen, "no valid buffer stamp after the "
+			   "disk's bytes (not a buffer file of a colofs "
+			   "failover, or damaged)");
+	if (get32(buf + 12) != (uint32_t) (unsigned char) op)
+		return bad(err, errlen, "the stamp says it is the %s buffer, "
+			   "not the %s one", op == JOURNAL_ACTIVE ? "hidden"
+			   : "active", what);
+	if (get64(buf + 24) != info->salt)
+		return bad(err, errlen, "the stamp names journal %016" PRIx64
+			   ", not this one (%016" PRIx64 "): a buffer file of "
+			   "another failover", get64(buf + 24), info->salt);
+	encode_stamp(want, op, info->size, info->salt, info->disk);
+	if (memcmp(buf, want, JOURNAL_STAMP_LEN) != 0)
+		return bad(err, errlen, "the stamp is for another disk");
+	return 0;
+}
+
+int
+journal_commit(struct journal *j)
+{
+	int ret = fdio_commit_tmp(j->fd, j->dirfd, j->tmp, j->name);
+
+	if (ret == 1)		/* renamed: only the directory sync is left */
+		ret = fdio_sync_dir(j->dirfd);
+	if (ret == 0)
+		j->tmp[0] = '\0';
+	return ret;
+}
+
+int
+journal_append(struct journal *j, char op, uint64_t off, uint64_t len)
+{
+	unsigned char rec[JOURNAL_REC_LEN];
+	uint64_t sum;
+	ssize_t w;
+
+	pthread_mutex_lock(&j->lock);
+	if (j->failed) {
+		pthread_mutex_unlock(&j->lock);
+		errno = EIO;
+		log_error("append to journal %s: it failed before", j->name);
+		return -1;
+	}
+	sum = encode_rec(rec, op, j->seq, off, len, j->salt, j->chain);
+	do
+		w = pwrite(j->fd, rec, sizeof rec, (off_t) j->len);
+	while (w == -1 && errno == EINTR);
+	if (w == (ssize_t) sizeof rec) {
+		j->len += sizeof rec;
+		j->seq++;
+		j->chain = sum;
+		pthread_mutex_unlock(&j->lock);
+		return 0;
+	}
+	{
+		int saved = w == -1 ? errno : ENOSPC;
+
+		log_error("append to journal %s: %s", j->name,
+			  w == -1 ? strerror(saved) : "short write");
+		/* Nothing may follow a partial record: cut it off. */
+		if (w > 0 && ftruncate(j->fd, (off_t) j->len) == -1) {
+			log_error("journal %s: cannot cut a short append "
+				  "back (%m); it takes no more records",
+				  j->name);
+			j->failed = true;
+		}
+		pthread_mutex_unlock(&j->lock);
 		errno = saved;
 	}
 	return -1;
 }
 
 int
-journal_commit(int fd, const char *dir, const char *name)
+journal_sync(struct journal *j)
 {
-	char tmp[4096], dst[4096];
-
-	if (journal_path(tmp, sizeof tmp, dir, name, ".tmp") == -1 ||
-	    journal_path(dst, sizeof dst, dir, name, "") == -1)
-		return -1;
-	if (fsync(fd) == -1) {
-		log_error("fsync %s: %m", tmp);
-		return -1;
-	}
-	if (rename(tmp, dst) == -1) {
-		log_error("rename %s to %s: %m", tmp, dst);
-		return -1;
-	}
-	return durable_sync_dir(dir);
-}
-
-int
-journal_append(int fd, char op, uint64_t off, uint64_t len)
-{
-	char line[80];
-	int n = snprintf(line, sizeof line, "%c %" PRIu64 " %" PRIu64 "\n",
-			 op, off, len);
-	ssize_t w;
-
-	do
-		w = write(fd, line, (size_t) n);
-	while (w == -1 && errno == EINTR);
-	if (w == -1) {
-		log_error("append to a failover journal: %m");
-		return -1;
-	}
-	if (w != n) {
-		errno = ENOSPC;
-		log_error("append to a failover journal: short write");
+	if (fdatasync(j->fd) == -1) {
+		log_error("sync journal %s: %m", j->name);
 		return -1;
 	}
 	return 0;
 }
 
-int
-journal_replay(const char *path, uint64_t size,
-	       int (*fn)(void *opaque, const struct journal_rec *rec),
-	       void *opaque)
+void
+journal_close(struct journal *j)
 {
-	FILE *fp = fopen(path, "re");
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t n;
-	uint64_t hsize;
-	int ret = -1, lineno = 0;
+	if (j == NULL)
+		return;
+	if (j->fd >= 0)
+		close(j->fd);
+	if (j->dirfd >= 0)
+		close(j->dirfd);
+	pthread_mutex_destroy(&j->lock);
+	free(j->name);
+	free(j);
+}
 
-	if (fp == NULL) {
-		log_error("open journal %s: %m", path);
-		return -1;
+static const char *
+op_name(int op)
+{
+	switch (op) {
+	case JOURNAL_ACTIVE: return "A";
+	case JOURNAL_HIDDEN: return "H";
+	case JOURNAL_DROP: return "D";
+	case JOURNAL_END: return "E";
+	default: return "?";
 	}
-	while ((n = getline(&line, &cap, fp)) != -1) {
-		struct journal_rec rec;
-		char op, end;
+}
 
-		lineno++;
-		if (line[n - 1] != '\n')
-			break;			/* torn by a crash: never acted on */
-		if (lineno == 1) {
-			if (sscanf(line, "colofs-journal 1 %" SCNu64 "%c",
-				   &hsize, &end) != 2 || end != '\n' ||
-			    hsize != size) {
-				log_error("%s: not a journal of a disk of %"
-					  PRIu64 " bytes", path, size);
-				errno = EINVAL;
-				goto out;
+int
+journal_parse(const void *buf, size_t len, const char *disk, uint64_t size,
+	      struct journal_info *info, char *err, size_t errlen)
+{
+	const unsigned char *b = buf, *p;
+	uint64_t chain, pos, i, nrec;
+	bool ended = false;
+	size_t k;
+
+	memset(info, 0, sizeof *info);
+	if (len < JOURNAL_HEADER_LEN)
+		return bad(err, errlen, "%zu bytes, shorter than a header "
+			   "(%d)", len, JOURNAL_HEADER_LEN);
+	if (memcmp(b, MAGIC, 8) != 0)
+		return bad(err, errlen, "no journal magic (not a colofs "
+			   "journal, or a text journal of an older colofs: "
+			   "finish that failover with it)");
+	if (get32(b + 8) != JOURNAL_VERSION)
+		return bad(err, errlen, "version %" PRIu32 ", this colofs "
+			   "reads %d", get32(b + 8), JOURNAL_VERSION);
+	if (get32(b + 12) != JOURNAL_HEADER_LEN)
+		return bad(err, errlen, "header length %" PRIu32 ", want %d",
+			   get32(b + 12), JOURNAL_HEADER_LEN);
+	if (get64(b + 120) != XXH3_64bits(b, 120))
+		return bad(err, errlen, "header checksum mismatch");
+	if (b[40 + JOURNAL_DISK_MAX] != '\0')
+		return bad(err, errlen, "disk name not terminated");
+	for (k = 40 + strlen((const char *) b + 40);
+	     k < 40 + JOURNAL_DISK_MAX; k++)
+		if (b[k] != 0)
+			return bad(err, errlen, "disk name padding not zero");
+	info->size = get64(b + 16);
+	info->generation = get64(b + 24);
+	info->salt = get64(b + 32);
+	memcpy(info->disk, b + 40, JOURNAL_DISK_MAX + 1);
+	if (size && info->size != size)
+		return bad(err, errlen, "for a disk of %" PRIu64 " bytes, "
+			   "this one has %" PRIu64, info->size, size);
+	if (disk && strncmp(info->disk, disk, JOURNAL_DISK_MAX) != 0)
+		return bad(err, errlen, "for disk \"%s\", not \"%s\"",
+			   info->disk, disk);
+	nrec = (len - JOURNAL_HEADER_LEN) / JOURNAL_REC_LEN;
+	info->recs = malloc((nrec ? nrec : 1) * sizeof *info->recs);
+	if (info->recs == NULL)
+		return -1;
+	chain = get64(b + 120);
+	for (i = 0, pos = JOURNAL_HEADER_LEN; i < nrec;
+	     i++, pos += JOURNAL_REC_LEN) {
+		uint64_t off, rlen, seq;
+		int op;
+
+		p = b + pos;
+		if (get64(p + 32) != XXH3_64bits_withSeed(p, 32,
+							  info->salt ^ chain)) {
+			/* A power cut may tear the last appended record. */
+			if (ended && i == nrec - 1 &&
+			    len - pos < 2 * JOURNAL_REC_LEN) {
+				info->torn = true;
+				break;
 			}
+			bad(err, errlen, "record %" PRIu64 " (byte %" PRIu64
+			    "): checksum mismatch", i, pos);
+			goto err;
+		}
+		op = p[0];
+		seq = get64(p + 8);
+		off = get64(p + 16);
+		rlen = get64(p + 24);
+		for (k = 1; k < 8; k++)
+			if (p[k] != 0) {
+				bad(err, errlen, "record %" PRIu64 ": padding "
+				    "not zero", i);
+				goto err;
+			}
+		if (seq != i) {
+			bad(err, errlen, "record %" PRIu64 ": sequence %"
+			    PRIu64, i, seq);
+			goto err;
+		}
+		chain = get64(p + 32);
+		if (op == JOURNAL_END) {
+			if (ended) {
+				bad(err, errlen, "record %" PRIu64 ": a second "
+				    "end record", i);
+				goto err;
+			}
+			if (off != XXH3_64bits(b + JOURNAL_HEADER_LEN,
+					       i * JOURNAL_REC_LEN) ||
+			    rlen != 0) {
+				bad(err, errlen, "end record: checksum over "
+				    "the %" PRIu64 " records mismatch", i);
+				goto err;
+			}
+			ended = true;
+			info->nsnap = (size_t) i;
+			info->valid_len = pos + JOURNAL_REC_LEN;
+			info->chain = chain;
 			continue;
 		}
-		if (sscanf(line, "%c %" SCNu64 " %" SCNu64 "%c", &op, &rec.off,
-			   &rec.len, &end) != 4 || end != '\n' ||
-		    (op != JOURNAL_ACTIVE && op != JOURNAL_HIDDEN &&
-		     op != JOURNAL_DROP) ||
-		    rec.off > size || rec.len > size - rec.off) {
-			log_error("%s:%d: not a journal record", path, lineno);
-			errno = EINVAL;
-			goto out;
+		if (ended ? (op != JOURNAL_ACTIVE && op != JOURNAL_DROP)
+			  : (op != JOURNAL_ACTIVE && op != JOURNAL_HIDDEN)) {
+			bad(err, errlen, "record %" PRIu64 ": op %s (0x%02x) "
+			    "does not belong %s the end record", i,
+			    op_name(op), op, ended ? "after" : "before");
+			goto err;
 		}
-		rec.op = op;
-		if (fn(opaque, &rec) == -1)
-			goto out;
+		if (rlen == 0 || off > info->size || rlen > info->size - off) {
+			bad(err, errlen, "record %" PRIu64 ": extent %" PRIu64
+			    "+%" PRIu64 " not within the disk (%" PRIu64
+			    " bytes)", i, off, rlen, info->size);
+			goto err;
+		}
+		info->recs[info->nrecs++] = (struct journal_rec) {
+			(char) op, off, rlen };
+		if (op == JOURNAL_ACTIVE && off + rlen > info->active_end)
+			info->active_end = off + rlen;
+		if (op == JOURNAL_HIDDEN && off + rlen > info->hidden_end)
+			info->hidden_end = off + rlen;
+		if (ended) {
+			info->valid_len = pos + JOURNAL_REC_LEN;
+			info->chain = chain;
+		}
 	}
-	if (ferror(fp)) {
-		log_error("read journal %s: %m", path);
-		goto out;
+	if (!ended) {
+		bad(err, errlen, "no valid end record after %" PRIu64
+		    " records: the journal was never committed", i);
+		goto err;
 	}
-	if (lineno == 0) {
-		log_error("%s: empty journal", path);
-		errno = EINVAL;
-		goto out;
-	}
-	ret = 0;
-out:
-	{
-		int saved = errno;
+	if (!info->torn && info->valid_len != len)
+		info->torn = true;	/* a partial record at the end */
+	return 0;
+err:
+	journal_info_release(info);
+	errno = EINVAL;
+	return -1;
+}
 
-		free(line);
-		fclose(fp);
+void
+journal_info_release(struct journal_info *info)
+{
+	free(info->recs);
+	info->recs = NULL;
+	info->nrecs = 0;
+}
+
+int
+journal_load(int dirfd, const char *name, const char *disk, uint64_t size,
+	     struct journal_info *info, struct journal **jp, char *err,
+	     size_t errlen)
+{
+	struct journal *j = NULL;
+	unsigned char *buf = NULL;
+	struct stat st;
+	int fd, saved;
+
+	memset(info, 0, sizeof *info);
+	fd = fdio_open_file_at(dirfd, name, jp ? O_RDWR : O_RDONLY);
+	if (fd == -1) {
+		saved = errno;
+		snprintf(err, errlen, "%s",
+			 saved == EINVAL ? "not a regular file"
+					 : strerror(saved));
 		errno = saved;
+		return -1;
 	}
-	return ret;
+	if (fdio_check_own(fd, err, errlen) == -1)
+		goto fail;
+	if (fstat(fd, &st) == -1)
+		goto sys;
+	if ((uint64_t) st.st_size > JOURNAL_MAX) {
+		bad(err, errlen, "%jd bytes: too large for a journal",
+		    (intmax_t) st.st_size);
+		goto fail;
+	}
+	buf = malloc(st.st_size ? (size_t) st.st_size : 1);
+	if (buf == NULL ||
+	    full_pread(fd, buf, (size_t) st.st_size, 0) == -1)
+		goto sys;
+	if (journal_parse(buf, (size_t) st.st_size, disk, size, info, err,
+			  errlen) == -1)
+		goto fail;
+	free(buf);
+	buf = NULL;
+	if (jp == NULL) {
+		close(fd);
+		return 0;
+	}
+	j = journal_alloc(dirfd, name);
+	if (j == NULL)
+		goto sys;
+	if (info->torn && ftruncate(fd, (off_t) info->valid_len) == -1)
+		goto sys;
+	j->fd = fd;
+	j->len = info->valid_len;
+	j->seq = (j->len - JOURNAL_HEADER_LEN) / JOURNAL_REC_LEN;
+	j->salt = info->salt;
+	j->chain = info->chain;
+	j->size = info->size;
+	memcpy(j->disk, info->disk, sizeof j->disk);
+	*jp = j;
+	return 0;
+sys:
+	snprintf(err, errlen, "%s", strerror(errno));
+fail:
+	saved = errno;
+	free(buf);
+	journal_info_release(info);
+	if (j)
+		journal_close(j);
+	close(fd);
+	errno = saved;
+	return -1;
 }

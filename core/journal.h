@@ -2,11 +2,12 @@
 #ifndef COLOFS_JOURNAL_H
 #define COLOFS_JOURNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 /* A failover commit's journal: which ranges of one disk the commit must
- * still write into S and from which buffer (journal.c).
+ * still write into S and from which buffer (journal.c has the format).
  */
 enum journal_op {
 	JOURNAL_ACTIVE = 'A',	/* [off, off+len) is in the active buffer */
@@ -19,23 +20,85 @@ struct journal_rec {
 	uint64_t off, len;
 };
 
-/* Creates DIR/NAME.tmp holding the header and recs (not yet synced) and
- * returns an fd open for appending, or -1 with errno.
+#define JOURNAL_VERSION 2
+#define JOURNAL_HEADER_LEN 128
+#define JOURNAL_REC_LEN 40
+#define JOURNAL_DISK_MAX 79	/* bytes of the disk's name kept */
+
+/* What a journal file says, as journal_parse found it. */
+struct journal_info {
+	uint64_t size;			/* the disk's size */
+	uint64_t generation;		/* 0: none recorded */
+	uint64_t salt;			/* this journal's random id */
+	char disk[JOURNAL_DISK_MAX + 1];
+	size_t nsnap;			/* records before the end record */
+	struct journal_rec *recs;	/* all records but the end, in order */
+	size_t nrecs;
+	uint64_t valid_len;		/* bytes up to the last valid record */
+	bool torn;			/* a torn last record was ignored */
+	uint64_t chain;			/* the last valid record's checksum */
+	uint64_t active_end, hidden_end;	/* the highest end each buffer
+						 * must supply (0: none) */
+};
+
+struct journal;
+
+/* Creates a new journal in dirfd under a temporary name (fdio_create_tmp:
+ * NAME.tmp.XXXXXX) holding the header, recs (A or H) and the end record,
+ * not yet synced.  disk and generation go into the header.  NULL with
+ * errno (logged).
  */
-int journal_create(const char *dir, const char *name, uint64_t size,
-		   const struct journal_rec *recs, size_t n);
-/* Makes it durable under its name: fsync, rename NAME.tmp to NAME, fsync
- * the directory.  0, or -1 with errno.
+struct journal *journal_create(int dirfd, const char *name, const char *disk,
+			       uint64_t size, uint64_t generation,
+			       const struct journal_rec *recs, size_t n);
+/* Makes it durable under NAME: fsync, rename, fsync of the directory
+ * (fdio_commit_tmp; a failed directory fsync is retried once).  0, or -1
+ * with errno (logged).
  */
-int journal_commit(int fd, const char *dir, const char *name);
-/* Appends one record in one write(2), not synced.  0, or -1 with errno. */
-int journal_append(int fd, char op, uint64_t off, uint64_t len);
-/* Calls fn for each complete record of path in order (a torn last line is
- * ignored).  0; -1 with errno (EINVAL: not a journal of a disk of size
- * bytes, or fn's errno).
+int journal_commit(struct journal *j);
+/* Appends one record (A or D) at the end of the last whole record, not
+ * synced.  A failed or short write is cut back to the last whole record;
+ * if even that fails, the journal is marked failed and every later append
+ * fails (EIO) without writing.  0, or -1 with errno (logged).
  */
-int journal_replay(const char *path, uint64_t size,
-		   int (*fn)(void *opaque, const struct journal_rec *rec),
-		   void *opaque);
+int journal_append(struct journal *j, char op, uint64_t off, uint64_t len);
+/* fdatasync.  0, or -1 with errno (logged). */
+int journal_sync(struct journal *j);
+/* Closes it; the file stays.  NULL is a no-op. */
+void journal_close(struct journal *j);
+
+/* Checks every byte of a journal image: header (magic, version, length,
+ * checksum; size and disk must match when size is not 0 and disk not
+ * NULL), each record's checksum, which chains it to the one before, the
+ * end record's count and checksum over the snapshot, and every extent
+ * within the disk.  Only a torn last record after the end record is
+ * tolerated (ignored, info->torn).  0 and *info (free with
+ * journal_info_release); or -1 with EINVAL and what is wrong in err.
+ */
+int journal_parse(const void *buf, size_t len, const char *disk,
+		  uint64_t size, struct journal_info *info, char *err,
+		  size_t errlen);
+void journal_info_release(struct journal_info *info);
+
+/* The stamp that binds a buffer file to its journal: JOURNAL_STAMP_LEN
+ * bytes that the buffer file carries after the disk's bytes (at offset
+ * size): magic, which buffer (op: JOURNAL_ACTIVE or JOURNAL_HIDDEN), the
+ * disk's size and name, the journal's salt, a checksum.  journal_stamp
+ * fills buf; journal_stamp_check: 0, or -1 with EINVAL and what is wrong
+ * in err (another journal's, the other buffer's, damaged...).
+ */
+#define JOURNAL_STAMP_LEN 4096
+void journal_stamp(const struct journal *j, char op, unsigned char *buf);
+int journal_stamp_check(const struct journal_info *info, char op,
+			const unsigned char *buf, char *err, size_t errlen);
+
+/* Reads NAME in dirfd (no symlink followed, a regular file) and parses it
+ * as above.  On success, *jp (if jp is not NULL) is the journal opened
+ * for appending after its last valid record (a torn tail is cut off).
+ * 0; or -1 with errno and, for a damaged journal, what is wrong in err.
+ */
+int journal_load(int dirfd, const char *name, const char *disk,
+		 uint64_t size, struct journal_info *info, struct journal **jp,
+		 char *err, size_t errlen);
 
 #endif

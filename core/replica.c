@@ -61,14 +61,23 @@
  * after map_lock is dropped for the I/O itself.
  *
  * Emptying a buffer costs the same however much it holds: a checkpoint
- * makes fresh empty buffers before taking the gate, swaps them in under
- * it, and hands the old ones to a reclaim thread that frees them.
+ * takes empty buffers before taking the gate, swaps them in under it, and
+ * hands the old ones to a reclaim thread.  The empty buffers are spares
+ * (d->spare) that the reclaim thread recycled from the checkpoint before:
+ * maps emptied, store pages kept, so the next epoch overwrites mapped
+ * pages instead of faulting and zeroing fresh ones (faults were half an
+ * ingest's CPU).  A store keeps at most the pages of the largest of its
+ * slot's last RETAIN_EPOCHS epochs (store_recycle), so a burst does not
+ * hold memory for ever.  An old store's bytes are never read: every read
+ * goes by the extent maps, which start empty.  Out of running (stop,
+ * failover) spares are freed and old buffers too.
  *
  * Durability.  While running, nothing is synced: a crash loses the
  * buffers, which is what a checkpoint does anyway, and S holds every write
  * the primary got a reply for.  The failover commit is different: once
  * it writes S, the buffers hold the only copy of the rest of V.  So, with
- * a journal directory set (replica_set_durable), the commit thread first
+ * a journal directory set (replica_set_durable), replica_failover first,
+ * before it answers (the status shows the state before until it does)
  *   1. under the gate exclusively, snapshots each disk's two maps into a
  *      journal file (journal.c) left open for appending: from then on a
  *      view write into S appends a "D" record after it wrote S, and one
@@ -80,7 +89,9 @@
  *   3. fsyncs bdir, then each journal (fsync, rename, fsync jdir);
  *   4. calls the state hook (failover, journaled): the state file says
  *      so from now on;
- * and only then writes S.  At the end: S flushed, the hook (done) must
+ * and only then answers and starts the commit thread, which writes S.  If
+ * a step fails, the failover fails (EIO, failover_failed) and may be
+ * retried.  Each step has a crash point (crashpoint.h) for the tests.  At the end: S flushed, the hook (done) must
  * succeed before the state becomes done (else failover_failed: a view
  * write in done is journaled nowhere, so a resumed commit must never run
  * after one), then the journals and buffer files are removed.
@@ -101,18 +112,23 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "crashpoint.h"
 #include "extmap.h"
+#include "fdio.h"
 #include "journal.h"
 #include "log.h"
 #include "rangelock.h"
 #include "replica.h"
-#include "statefile.h"
 
 #define BOUNCE_MAX (1024 * 1024)	/* bytes copied per step */
 #define COMMIT_CHUNK (4 * 1024 * 1024)	/* bytes committed per lock */
+#define RETAIN_EPOCHS 4			/* epochs a buffer's size is kept for */
+
+enum slot { SLOT_HIDDEN, SLOT_ACTIVE, SLOTS };
 
 /* map: the bytes the buffer holds (they hide the layers below).  zeros:
  * the part of map that was zeroed or trimmed, so takes no space in either
@@ -138,13 +154,23 @@ struct replica_disk {
 	atomic_uint_fast64_t view_write_bytes;
 	atomic_uint_fast64_t view_writes;	/* requests, zeroing included */
 	atomic_uint_fast64_t view_reads, view_read_bytes;
-	int journal_fd;			/* -1, or the failover journal: set
-					 * under r->gate exclusive */
+	struct journal *journal;	/* NULL, or the failover journal:
+					 * set under r->gate exclusive */
+	/* Recycled buffers, empty, for the next checkpoint to swap in, and
+	 * the page-rounded bytes of the last RETAIN_EPOCHS epochs of each
+	 * slot (the retention bound); protected by r->reclaim_lock.
+	 */
+	struct buffer *spare[SLOTS];
+	uint64_t retain_hist[SLOTS][RETAIN_EPOCHS];
+	unsigned retain_pos[SLOTS];
 };
 
+/* A buffer the reclaim thread frees, or recycles into d->spare[slot]. */
 struct garbage {
 	struct garbage *next;
 	struct buffer *buf;
+	struct replica_disk *d;		/* NULL: free it */
+	enum slot slot;
 };
 
 struct replica {
@@ -188,27 +214,27 @@ struct replica {
 	struct garbage *reclaim_list;	/* protected by reclaim_lock */
 	bool reclaim_busy;		/* protected by reclaim_lock */
 	bool reclaim_stop;		/* protected by reclaim_lock */
+	bool spares_off;		/* out of running: protected by
+					 * reclaim_lock */
 	pthread_t reclaim_thread;
 
 	/* Durability: set before start, fixed after.  jdir NULL: none. */
 	char *jdir, *bdir, *prefix;
+	uint64_t generation;		/* the journals' header (0: none);
+					 * under ctl_lock */
+	/* A failover between its start and its acknowledgement (durable):
+	 * the status shows shown instead of failover.  Under gate.
+	 */
+	bool failover_pending;
+	enum replica_state shown;
+	/* false after an unclean stop in running, until a primary connects:
+	 * S may be behind the primary, so start needs force.
+	 */
+	atomic_bool s_consistent;
 	replica_state_hook *hook;
 	void *hook_opaque;
 	struct replica_tap tap;		/* set before start, fixed after */
 };
-
-const char *
-replica_state_name(enum replica_state s)
-{
-	switch (s) {
-	case REPLICA_NONE: return "none";
-	case REPLICA_RUNNING: return "running";
-	case REPLICA_FAILOVER: return "failover";
-	case REPLICA_FAILOVER_FAILED: return "failover_failed";
-	case REPLICA_DONE: return "done";
-	}
-	abort();
-}
 
 static uint64_t
 now_ns(void)
@@ -319,6 +345,73 @@ err:
 	return NULL;
 }
 
+/* Empties b (a buffer a checkpoint dropped) and keeps it as d's spare for
+ * its slot, its store's pages trimmed to the retention bound: the largest
+ * of the slot's last RETAIN_EPOCHS epochs.  b is freed instead if that
+ * fails or a spare is there already.
+ */
+static void
+recycle(struct replica *r, struct replica_disk *d, enum slot slot,
+	struct buffer *b)
+{
+	struct extmap *map = extmap_new(), *zeros = extmap_new();
+	uint64_t keep = 0, pages;
+	unsigned i;
+
+	pthread_mutex_lock(&r->reclaim_lock);
+	for (i = 0; i < RETAIN_EPOCHS; i++)
+		if (d->retain_hist[slot][i] > keep)
+			keep = d->retain_hist[slot][i];
+	pthread_mutex_unlock(&r->reclaim_lock);
+	if (map == NULL || zeros == NULL ||
+	    store_recycle(b->store, b->map, keep, &pages) == -1) {
+		extmap_free(map);
+		extmap_free(zeros);
+		buffer_free(b);
+		return;
+	}
+	extmap_free(b->map);
+	extmap_free(b->zeros);
+	b->map = map;
+	b->zeros = zeros;
+	pthread_mutex_lock(&r->reclaim_lock);
+	d->retain_hist[slot][d->retain_pos[slot]++ % RETAIN_EPOCHS] = pages;
+	if (d->spare[slot] == NULL && !r->spares_off) {
+		d->spare[slot] = b;
+		b = NULL;
+	}
+	pthread_mutex_unlock(&r->reclaim_lock);
+	buffer_free(b);
+}
+
+/* Frees every spare; off: and keeps none from now on (out of running).
+ * Returns true if there were any.
+ */
+static bool
+drop_spares(struct replica *r, bool off)
+{
+	struct buffer *drop[SLOTS];
+	bool any = false;
+	size_t i;
+	int s;
+
+	for (i = 0; i < r->ndisks; i++) {
+		pthread_mutex_lock(&r->reclaim_lock);
+		if (off)
+			r->spares_off = true;
+		for (s = 0; s < SLOTS; s++) {
+			drop[s] = r->disks[i]->spare[s];
+			r->disks[i]->spare[s] = NULL;
+		}
+		pthread_mutex_unlock(&r->reclaim_lock);
+		for (s = 0; s < SLOTS; s++) {
+			any |= drop[s] != NULL;
+			buffer_free(drop[s]);
+		}
+	}
+	return any;
+}
+
 static void *
 reclaim_main(void *arg)
 {
@@ -338,7 +431,10 @@ reclaim_main(void *arg)
 		while (g != NULL) {
 			struct garbage *next = g->next;
 
-			buffer_free(g->buf);
+			if (g->d)
+				recycle(r, g->d, g->slot, g->buf);
+			else
+				buffer_free(g->buf);
 			free(g);
 			g = next;
 		}
@@ -366,9 +462,12 @@ reclaim_drain(struct replica *r)
 	return pending;
 }
 
-/* Frees b in the background; b is unreachable by any I/O by now. */
+/* Frees b in the background, or with d set recycles it as d's spare for
+ * slot; b is unreachable by any I/O by now.
+ */
 static void
-reclaim(struct replica *r, struct buffer *b)
+reclaim(struct replica *r, struct buffer *b, struct replica_disk *d,
+	enum slot slot)
 {
 	struct garbage *g;
 
@@ -380,6 +479,8 @@ reclaim(struct replica *r, struct buffer *b)
 		return;
 	}
 	g->buf = b;
+	g->d = d;
+	g->slot = slot;
 	pthread_mutex_lock(&r->reclaim_lock);
 	g->next = r->reclaim_list;
 	r->reclaim_list = g;
@@ -400,6 +501,7 @@ replica_new(const struct store_factory *factory)
 		return NULL;
 	r->factory = *factory;
 	r->state = REPLICA_NONE;
+	atomic_init(&r->s_consistent, true);
 	pthread_mutex_init(&r->ctl_lock, NULL);
 	pthread_rwlockattr_init(&attr);
 	pthread_rwlockattr_setkind_np(&attr,
@@ -427,10 +529,11 @@ replica_new(const struct store_factory *factory)
 static void
 disk_free(struct replica_disk *d)
 {
-	if (d->journal_fd >= 0)
-		close(d->journal_fd);
+	journal_close(d->journal);
 	buffer_free(d->hidden);
 	buffer_free(d->active);
+	buffer_free(d->spare[SLOT_HIDDEN]);
+	buffer_free(d->spare[SLOT_ACTIVE]);
 	image_close(d->img);
 	rangelock_release_all(&d->rl);
 	pthread_mutex_destroy(&d->map_lock);
@@ -506,7 +609,6 @@ replica_add_disk(struct replica *r, const char *name, struct image *img)
 	d->r = r;
 	d->img = img;
 	d->size = img->size;
-	d->journal_fd = -1;
 	rangelock_init(&d->rl);
 	pthread_mutex_init(&d->map_lock, NULL);
 	d->index = r->ndisks;
@@ -765,15 +867,17 @@ buffer_write(struct replica_disk *d, struct buffer *b, const void *buf,
 	int ret, tries;
 
 	/* A full file system may be full of buffers that a checkpoint
-	 * dropped and the reclaim thread has not freed yet: free them, and
-	 * try again, rather than fail for space already released.
+	 * dropped and the reclaim thread has not freed yet, or of the spares'
+	 * retained blocks: free them, and try again, rather than fail for
+	 * space already released.
 	 */
 	for (tries = 0; tries < 2; tries++) {
 		if (buf == NULL)
 			ret = b->store->ops->zero(b->store, off, len);
 		else
 			ret = b->store->ops->pwrite(b->store, buf, len, off);
-		if (ret == 0 || errno != ENOSPC || !reclaim_drain(d->r))
+		if (ret == 0 || errno != ENOSPC ||
+		    !(reclaim_drain(d->r) | drop_spares(d->r, false)))
 			break;
 	}
 	if (ret == -1)
@@ -798,15 +902,13 @@ save_range(struct replica_disk *d, uint64_t off, uint64_t len)
 
 	if (h->store->mem) {
 		char *dst = (char *) h->store->mem + off;
-		uintptr_t a = (uintptr_t) dst & ~(uintptr_t) 4095;
-		uintptr_t b = ((uintptr_t) dst + len + 4095) & ~(uintptr_t) 4095;
 
-		/* Fault the fresh pages in with one call instead of one trap
-		 * per page inside pread: a third of an ingest's CPU went to
-		 * those traps (doc/performance.md).  Older kernels say
-		 * EINVAL; pread faults them in then, as before.
+		/* Fault fresh pages in with one call instead of one trap per
+		 * page inside pread: a third of an ingest's CPU went to those
+		 * traps (doc/performance.md); a recycled store's pages are
+		 * there already.
 		 */
-		madvise((void *) a, b - a, MADV_POPULATE_WRITE);
+		store_populate(h->store, off, len);
 		if (d->img->ops->pread(d->img, dst, len, off) == -1)
 			return -1;
 		pthread_mutex_lock(&d->map_lock);
@@ -1113,9 +1215,9 @@ replica_view_read_end(struct replica_read *rd)
 static int
 journal_note(struct replica_disk *d, char op, uint64_t off, uint64_t len)
 {
-	if (d->journal_fd < 0)
+	if (d->journal == NULL)
 		return 0;
-	if (journal_append(d->journal_fd, op, off, len) == -1) {
+	if (journal_append(d->journal, op, off, len) == -1) {
 		replica_record_error(d->r, "%s: view write at %" PRIu64 " "
 				     "refused: the failover journal: %s",
 				     d->name, off, strerror(errno));
@@ -1199,6 +1301,8 @@ replica_view_write(struct replica_disk *d, const void *buf, size_t len,
 		 */
 		ret = image_write(d, buf, len, off);
 		if (ret == 0)
+			crash_point("failover_view_write");	/* S, no D */
+		if (ret == 0)
 			ret = journal_note(d, JOURNAL_DROP, off, len);
 		if (ret == 0) {
 			pthread_mutex_lock(&d->map_lock);
@@ -1254,14 +1358,11 @@ replica_view_flush(struct replica_disk *d)
 	/* Failover: the gate held keeps the journal open meanwhile. */
 	ret = d->img->ops->flush(d->img);
 	/* In failover, S first, then what says where S is newer. */
-	if (ret == 0 && d->journal_fd >= 0) {
+	if (ret == 0 && d->journal) {
 		if (d->active && store_sync(d->active->store) == -1)
 			ret = -1;
-		else if (fdatasync(d->journal_fd) == -1) {
-			log_error("%s: sync the failover journal: %m",
-				  d->name);
+		else if (journal_sync(d->journal) == -1)
 			ret = -1;
-		}
 	}
 	pthread_rwlock_unlock(&r->gate);
 	return ret;
@@ -1274,6 +1375,8 @@ replica_set_tap(struct replica *r, const struct replica_tap *tap)
 }
 
 /* ---- control ---- */
+
+static bool journaled(struct replica *r);
 
 static int
 call_hook(struct replica *r, enum replica_state next, bool journaled)
@@ -1308,6 +1411,14 @@ replica_set_durable(struct replica *r, const char *jdir, const char *bdir,
 }
 
 void
+replica_set_journal_generation(struct replica *r, uint64_t gen)
+{
+	pthread_mutex_lock(&r->ctl_lock);
+	r->generation = gen;
+	pthread_mutex_unlock(&r->ctl_lock);
+}
+
+void
 replica_set_state_hook(struct replica *r, replica_state_hook *fn,
 		       void *opaque)
 {
@@ -1317,16 +1428,26 @@ replica_set_state_hook(struct replica *r, replica_state_hook *fn,
 	pthread_mutex_unlock(&r->ctl_lock);
 }
 
-/* Fresh buffers for every disk, or none (-1, errno, error recorded). */
+/* Empty buffers for every disk, the spares that the reclaim thread
+ * recycled or else new ones, or none (-1, errno, error recorded).
+ */
 static int
 new_buffers(struct replica *r, struct buffer **hidden, struct buffer **active)
 {
 	size_t i;
 
 	for (i = 0; i < r->ndisks; i++) {
-		hidden[i] = buffer_new(r, r->disks[i], "hidden");
-		active[i] = hidden[i] ? buffer_new(r, r->disks[i], "active")
-				      : NULL;
+		struct replica_disk *d = r->disks[i];
+
+		pthread_mutex_lock(&r->reclaim_lock);
+		hidden[i] = d->spare[SLOT_HIDDEN];
+		active[i] = d->spare[SLOT_ACTIVE];
+		d->spare[SLOT_HIDDEN] = d->spare[SLOT_ACTIVE] = NULL;
+		pthread_mutex_unlock(&r->reclaim_lock);
+		if (hidden[i] == NULL)
+			hidden[i] = buffer_new(r, d, "hidden");
+		if (hidden[i] && active[i] == NULL)
+			active[i] = buffer_new(r, d, "active");
 		if (active[i] == NULL) {
 			int saved = errno;
 
@@ -1334,6 +1455,7 @@ new_buffers(struct replica *r, struct buffer **hidden, struct buffer **active)
 					     "failed: %s", r->disks[i]->name,
 					     strerror(saved));
 			buffer_free(hidden[i]);
+			buffer_free(active[i]);
 			while (i-- > 0) {
 				buffer_free(hidden[i]);
 				buffer_free(active[i]);
@@ -1346,7 +1468,9 @@ new_buffers(struct replica *r, struct buffer **hidden, struct buffer **active)
 }
 
 /* Puts the new buffers in place (NULL arrays: no buffers) and hands the
- * old ones to the reclaim thread.  The caller holds the gate exclusively.
+ * old ones to the reclaim thread, to recycle as spares (a checkpoint) or
+ * to free (no new buffers: out of running).  The caller holds the gate
+ * exclusively.
  */
 static void
 swap_buffers(struct replica *r, struct buffer **hidden,
@@ -1366,8 +1490,8 @@ swap_buffers(struct replica *r, struct buffer **hidden,
 		if (oa)
 			account(r, -(int64_t) occupied(oa));
 		pthread_mutex_unlock(&d->map_lock);
-		reclaim(r, oh);
-		reclaim(r, oa);
+		reclaim(r, oh, hidden ? d : NULL, SLOT_HIDDEN);
+		reclaim(r, oa, hidden ? d : NULL, SLOT_ACTIVE);
 	}
 }
 
@@ -1397,8 +1521,15 @@ static int
 empty_buffers(struct replica *r, enum replica_state next)
 {
 	struct buffer **hidden, **active;
-	uint64_t t0 = now_ns();
+	uint64_t t0;
 	int ret = -1;
+
+	/* The buffers the last checkpoint dropped are being recycled into
+	 * spares; that takes little (no page is freed in a steady state), and
+	 * is done long before the next checkpoint but in a burst of them.
+	 */
+	reclaim_drain(r);
+	t0 = now_ns();
 
 	hidden = calloc(r->ndisks + 1, sizeof *hidden);
 	active = calloc(r->ndisks + 1, sizeof *active);
@@ -1429,8 +1560,8 @@ out:
 	return ret;
 }
 
-int
-replica_start(struct replica *r)
+static int
+start(struct replica *r, bool force)
 {
 	int ret = 0;
 
@@ -1439,10 +1570,21 @@ replica_start(struct replica *r)
 	case REPLICA_NONE:
 		if (r->ndisks == 0)
 			ret = refuse(r, EINVAL, "start: the group has no disk");
+		else if (!force && !atomic_load(&r->s_consistent))
+			ret = refuse(r, EAGAIN, "start: S may be behind the "
+				     "primary: colofs restarted after an "
+				     "unclean stop in running and no primary "
+				     "has connected since (s_consistent=0); "
+				     "resync from the primary first, or "
+				     "'start force' to start anyway");
 		else
 			ret = empty_buffers(r, REPLICA_RUNNING);
 		if (ret == 0 && r->tap.start)
 			r->tap.start(r->tap.opaque);
+		if (ret == 0 && force && !atomic_load(&r->s_consistent)) {
+			log_warn("start force: S may be behind the primary");
+			atomic_store(&r->s_consistent, true);
+		}
 		/* Not needed for safety (running comes back none). */
 		if (ret == 0 && call_hook(r, REPLICA_RUNNING, false) == -1)
 			log_warn("start: the state file was not updated: %m");
@@ -1459,6 +1601,47 @@ replica_start(struct replica *r)
 	}
 	pthread_mutex_unlock(&r->ctl_lock);
 	return ret;
+}
+
+int
+replica_start(struct replica *r)
+{
+	return start(r, false);
+}
+
+int
+replica_start_force(struct replica *r)
+{
+	return start(r, true);
+}
+
+void
+replica_set_s_consistent(struct replica *r, bool consistent)
+{
+	atomic_store(&r->s_consistent, consistent);
+}
+
+bool
+replica_s_consistent(struct replica *r)
+{
+	return atomic_load(&r->s_consistent);
+}
+
+void
+replica_note_primary_connected(struct replica *r)
+{
+	if (atomic_load(&r->s_consistent))
+		return;
+	pthread_mutex_lock(&r->ctl_lock);
+	if (!atomic_load(&r->s_consistent)) {
+		atomic_store(&r->s_consistent, true);
+		log_info("a primary connected: S is no longer taken to be "
+			 "behind it");
+		/* Remembered, so that a crash now does not forget it. */
+		if (call_hook(r, r->state, journaled(r)) == -1)
+			log_warn("the state file was not updated: %m");
+	}
+	pthread_mutex_unlock(&r->ctl_lock);
 }
 
 int
@@ -1496,6 +1679,7 @@ replica_stop(struct replica *r)
 		swap_buffers(r, NULL, NULL);
 		r->state = REPLICA_DONE;
 		pthread_rwlock_unlock(&r->gate);
+		drop_spares(r, true);
 		break;
 	case REPLICA_FAILOVER_FAILED:
 		ret = refuse(r, EBUSY, "stop: failover failed and the buffers "
@@ -1608,7 +1792,24 @@ err:
 	return NULL;
 }
 
-/* Gives buffer b a durable name in bdir. */
+/* Writes the journal's stamp (journal.h) after the disk's bytes of a file
+ * store: the file is the disk's size plus JOURNAL_STAMP_LEN from now on.
+ */
+static int
+stamp_store(struct replica_disk *d, struct store *s, const char *what)
+{
+	unsigned char stamp[JOURNAL_STAMP_LEN];
+
+	journal_stamp(d->journal, strcmp(what, "active") == 0 ?
+		      JOURNAL_ACTIVE : JOURNAL_HIDDEN, stamp);
+	if (full_pwrite(s->fd, stamp, sizeof stamp, d->size) == -1) {
+		log_error("%s: stamp the %s buffer file: %m", d->name, what);
+		return -1;
+	}
+	return 0;
+}
+
+/* Gives buffer b a durable name in bdir, stamped for d's journal. */
 static int
 persist_buffer(struct replica_disk *d, struct buffer *b, const char *what,
 	       char *bounce)
@@ -1619,6 +1820,8 @@ persist_buffer(struct replica_disk *d, struct buffer *b, const char *what,
 
 	if (durable_path(path, sizeof path, r->bdir, d, what) == -1)
 		return -1;
+	if (b->store->fd >= 0 && stamp_store(d, b->store, what) == -1)
+		return -1;
 	if (store_link(b->store, path) == 0)
 		return 0;
 	if (errno != EOPNOTSUPP)
@@ -1626,7 +1829,7 @@ persist_buffer(struct replica_disk *d, struct buffer *b, const char *what,
 	ns = copy_to_file(d, b, what, bounce);
 	if (ns == NULL)
 		return -1;
-	if (store_link(ns, path) == -1) {
+	if (stamp_store(d, ns, what) == -1 || store_link(ns, path) == -1) {
 		int saved = errno;
 		store_free(ns);
 		errno = saved;
@@ -1640,52 +1843,57 @@ persist_buffer(struct replica_disk *d, struct buffer *b, const char *what,
 	return 0;
 }
 
-/* Removes the durable files of every disk (after done, or a failed set-up).
- * Caller is the commit thread or holds ctl_lock with no commit running.
+/* Removes the durable files of every disk (after done, or a failed set-up,
+ * or leftovers found at a restart in done).  Caller is the commit thread
+ * or holds ctl_lock with no commit running.
  */
 static void
 drop_durable(struct replica *r)
 {
 	char path[4096];
 	const char *whats[] = { "hidden", "active" };
+	int jfd = r->jdir ? fdio_dir_open(r->jdir) : -1;
 	size_t i, k;
 
 	for (i = 0; i < r->ndisks; i++) {
 		struct replica_disk *d = r->disks[i];
-		int fd;
+		struct journal *j;
 
 		pthread_rwlock_wrlock(&r->gate);
-		fd = d->journal_fd;
-		d->journal_fd = -1;
+		j = d->journal;
+		d->journal = NULL;
 		pthread_rwlock_unlock(&r->gate);
-		if (fd >= 0)
-			close(fd);
-		if (journal_name(path, sizeof path, d) == 0) {
-			char full[4096 + 8];
-
-			snprintf(full, sizeof full, "%s/%s", r->jdir, path);
-			unlink(full);
-			strcat(full, ".tmp");
-			unlink(full);
+		journal_close(j);
+		if (jfd >= 0 && journal_name(path, sizeof path, d) == 0) {
+			unlinkat(jfd, path, 0);
+			fdio_sweep_tmp(jfd, path);
 		}
+		crash_point("dropped.journal");
 		for (k = 0; r->bdir && k < 2; k++)
 			if (durable_path(path, sizeof path, r->bdir, d,
 					 whats[k]) == 0)
 				unlink(path);
 	}
+	if (jfd >= 0)
+		close(jfd);
 }
 
 /* Steps 1-3 of "Durability": 0 (the journals are durable), or -1 with
- * the reason recorded (the commit goes on, not crash-safe).
+ * errno and the reason recorded (the durable files are removed again).
  */
 static int
 make_durable(struct replica *r, char *bounce)
 {
 	struct journal_rec *recs;
 	char name[4096];
+	int jfd, saved;
 	size_t i, n;
-	int fd;
 
+	jfd = fdio_dir_open(r->jdir);
+	if (jfd == -1) {
+		log_error("open directory %s: %m", r->jdir);
+		goto err;
+	}
 	pthread_rwlock_wrlock(&r->gate);
 	for (i = 0; i < r->ndisks; i++) {
 		struct replica_disk *d = r->disks[i];
@@ -1695,15 +1903,16 @@ make_durable(struct replica *r, char *bounce)
 			pthread_rwlock_unlock(&r->gate);
 			goto err;
 		}
-		fd = journal_create(r->jdir, name, d->size, recs, n);
+		d->journal = journal_create(jfd, name, d->name, d->size,
+					    r->generation, recs, n);
 		free(recs);
-		if (fd == -1) {
+		if (d->journal == NULL) {
 			pthread_rwlock_unlock(&r->gate);
 			goto err;
 		}
-		d->journal_fd = fd;
 	}
 	pthread_rwlock_unlock(&r->gate);
+	crash_point("failover_journal_written");
 	for (i = 0; i < r->ndisks; i++) {
 		struct replica_disk *d = r->disks[i];
 
@@ -1711,21 +1920,23 @@ make_durable(struct replica *r, char *bounce)
 		    persist_buffer(d, d->active, "active", bounce) == -1)
 			goto err;
 	}
+	crash_point("failover_buffers_linked");
 	if (durable_sync_dir(r->bdir) == -1)
 		goto err;
-	for (i = 0; i < r->ndisks; i++) {
-		struct replica_disk *d = r->disks[i];
-
-		if (journal_name(name, sizeof name, d) == -1 ||
-		    journal_commit(d->journal_fd, r->jdir, name) == -1)
+	crash_point("failover_buffers_synced");
+	for (i = 0; i < r->ndisks; i++)
+		if (journal_commit(r->disks[i]->journal) == -1)
 			goto err;
-	}
+	close(jfd);
 	return 0;
 err:
+	saved = errno;
 	replica_record_error(r, "failover: making the buffers durable "
-			     "failed, the commit is not crash-safe: %s",
-			     strerror(errno));
+			     "failed: %s", strerror(saved));
+	if (jfd >= 0)
+		close(jfd);
 	drop_durable(r);
+	errno = saved;
 	return -1;
 }
 
@@ -1735,7 +1946,7 @@ journaled(struct replica *r)
 	size_t i;
 
 	for (i = 0; i < r->ndisks; i++)
-		if (r->disks[i]->journal_fd < 0)
+		if (r->disks[i]->journal == NULL)
 			return false;
 	return r->ndisks > 0;
 }
@@ -1829,6 +2040,7 @@ commit_disk(struct replica_disk *d, char *bounce)
 		pthread_rwlock_unlock(&r->gate);
 		if (ret == -1)
 			return -1;
+		crash_point("commit_chunk");
 		/* Start writing the chunk back now, so that the disk works
 		 * while the next chunks are copied and the final flush has
 		 * little left to wait for.  A hint: errors surface there.
@@ -1859,15 +2071,11 @@ commit_main(void *arg)
 		replica_record_error(r, "failover commit: %s", strerror(errno));
 		ret = -1;
 	}
-	if (ret == 0 && r->jdir && r->bdir && !journaled(r))
-		make_durable(r, bounce);
-	if (ret == 0 && call_hook(r, REPLICA_FAILOVER, journaled(r)) == -1)
-		replica_record_error(r, "failover: the state file was not "
-				     "updated, the commit is not crash-safe: "
-				     "%s", strerror(errno));
 	for (i = 0; ret == 0 && i < r->ndisks; i++)
 		ret = commit_disk(r->disks[i], bounce);
 	free(bounce);
+	if (ret == 0)
+		crash_point("commit_flushed");
 	/* done must be durable before a view write can reach S unjournaled. */
 	if (ret == 0 && call_hook(r, REPLICA_DONE, false) == -1) {
 		replica_record_error(r, "failover: cannot record the state "
@@ -1885,8 +2093,10 @@ commit_main(void *arg)
 		swap_buffers(r, NULL, NULL);
 	r->state = next;
 	pthread_rwlock_unlock(&r->gate);
-	if (next == REPLICA_DONE)
+	if (next == REPLICA_DONE) {
+		crash_point("done_before_drop");
 		drop_durable(r);
+	}
 	else if (next == REPLICA_FAILOVER_FAILED &&
 		 call_hook(r, REPLICA_FAILOVER_FAILED, journaled(r)) == -1)
 		log_warn("failover failed and the state file was not "
@@ -1936,10 +2146,43 @@ join_commit(struct replica *r)
 	}
 }
 
+/* Makes the failover durable before it is acknowledged: the journals and
+ * buffer files (if the replica has a buffer_dir), then the state file says
+ * failover (the hook).  0, or -1 with errno and the reason recorded.
+ * Under ctl_lock, the state FAILOVER with failover_pending.
+ */
+static int
+failover_durable(struct replica *r)
+{
+	char *bounce;
+	int ret = 0;
+
+	if (r->jdir && r->bdir && !journaled(r)) {
+		bounce = malloc(COMMIT_CHUNK);
+		if (bounce == NULL)
+			return -1;
+		ret = make_durable(r, bounce);
+		free(bounce);
+		if (ret == -1)
+			return -1;
+	}
+	crash_point("failover_journaled");
+	if (call_hook(r, REPLICA_FAILOVER, journaled(r)) == -1) {
+		int saved = errno;
+
+		replica_record_error(r, "failover: the state file was not "
+				     "updated: %s", strerror(saved));
+		errno = saved;
+		return -1;
+	}
+	return 0;
+}
+
 int
 replica_failover(struct replica *r)
 {
-	int ret = 0;
+	enum replica_state prev;
+	int ret = 0, err;
 
 	pthread_mutex_lock(&r->ctl_lock);
 	switch (r->state) {
@@ -1953,9 +2196,33 @@ replica_failover(struct replica *r)
 		goto out;
 	}
 	join_commit(r);
+	prev = r->state;
+	/* From here on I/O acts as in failover (primary writes refused, view
+	 * writes into S and journaled), but the status still shows prev:
+	 * failover is announced only once it is durable.
+	 */
 	pthread_rwlock_wrlock(&r->gate);
 	r->state = REPLICA_FAILOVER;
+	r->shown = prev;
+	r->failover_pending = true;
 	pthread_rwlock_unlock(&r->gate);
+	ret = failover_durable(r);
+	pthread_rwlock_wrlock(&r->gate);
+	r->failover_pending = false;
+	if (ret == -1)
+		r->state = REPLICA_FAILOVER_FAILED;
+	pthread_rwlock_unlock(&r->gate);
+	if (ret == -1) {
+		err = errno;
+		if (call_hook(r, REPLICA_FAILOVER_FAILED, journaled(r)) == -1)
+			log_warn("failover failed and the state file was not "
+				 "updated: %m");
+		ret = refuse(r, EIO, "failover: not durable, so not done: %s; "
+			     "retry with failover", strerror(err));
+		goto out;
+	}
+	crash_point("failover_acked");
+	drop_spares(r, true);		/* no checkpoint comes any more */
 	ret = commit_start(r, "failover");
 out:
 	pthread_mutex_unlock(&r->ctl_lock);
@@ -1974,6 +2241,8 @@ replica_restore_done(struct replica *r)
 		pthread_rwlock_wrlock(&r->gate);
 		r->state = REPLICA_DONE;
 		pthread_rwlock_unlock(&r->gate);
+		/* A kill after done was recorded may have left them. */
+		drop_durable(r);
 	}
 	pthread_mutex_unlock(&r->ctl_lock);
 	return ret;
@@ -2009,20 +2278,87 @@ replay_rec(void *opaque, const struct journal_rec *rec)
 	return ret;
 }
 
-/* A buffer over the durable file DIR/PREFIX.DISK.WHAT. */
+/* A buffer over the durable file DIR/PREFIX.DISK.WHAT, which must be a
+ * regular file of exactly the disk's size plus the stamp (store_file_open
+ * would size it silently) and carry the stamp of info's journal for this
+ * buffer.  NULL with errno, and what is wrong in err.
+ */
 static struct buffer *
-buffer_open(struct replica_disk *d, const char *what)
+buffer_open(struct replica_disk *d, const char *what,
+	    const struct journal_info *info, char *err, size_t errlen)
 {
-	char path[4096];
-	struct buffer *b = calloc(1, sizeof *b);
+	unsigned char stamp[JOURNAL_STAMP_LEN];
+	char path[4096], why[256];
+	struct buffer *b;
+	struct stat st;
+	int fd, dirfd;
 
-	if (b == NULL)
+	if (durable_path(path, sizeof path, d->r->bdir, d, what) == -1) {
+		snprintf(err, errlen, "%s buffer file: %s", what,
+			 strerror(errno));
 		return NULL;
-	if (durable_path(path, sizeof path, d->r->bdir, d, what) == -1 ||
-	    (b->map = extmap_new()) == NULL ||
-	    (b->zeros = extmap_new()) == NULL ||
-	    (b->store = store_file_open(path, d->size)) == NULL) {
+	}
+	/* Not by path: no link followed, and only a file colofs owns. */
+	dirfd = fdio_dir_open(d->r->bdir);
+	fd = dirfd == -1 ? -1 : fdio_open_file_at(dirfd, strrchr(path, '/') + 1,
+						  O_RDONLY);
+	if (fd == -1) {
 		int saved = errno;
+
+		snprintf(err, errlen, "buffer file %.600s: %s", path,
+			 saved == EINVAL ? "not a regular file"
+					 : strerror(saved));
+		if (dirfd >= 0)
+			close(dirfd);
+		errno = saved;
+		return NULL;
+	}
+	close(dirfd);
+	if (fdio_check_own(fd, why, sizeof why) == -1 || fstat(fd, &st) == -1) {
+		int saved = errno;
+
+		snprintf(err, errlen, "buffer file %.600s: %.300s", path,
+			 saved == EPERM ? why : strerror(saved));
+		close(fd);
+		errno = saved;
+		return NULL;
+	}
+	if ((uint64_t) st.st_size != d->size + JOURNAL_STAMP_LEN) {
+		snprintf(err, errlen, "buffer file %.600s: %jd bytes, the "
+			 "journal needs the disk's size and a stamp, %" PRIu64,
+			 path, (intmax_t) st.st_size,
+			 d->size + JOURNAL_STAMP_LEN);
+		close(fd);
+		errno = EINVAL;
+		return NULL;
+	}
+	if (full_pread(fd, stamp, sizeof stamp, d->size) == -1) {
+		int saved = errno;
+
+		snprintf(err, errlen, "buffer file %.600s: %s", path,
+			 strerror(saved));
+		close(fd);
+		errno = saved;
+		return NULL;
+	}
+	close(fd);
+	if (journal_stamp_check(info, strcmp(what, "active") == 0 ?
+				JOURNAL_ACTIVE : JOURNAL_HIDDEN, stamp, why,
+				sizeof why) == -1) {
+		snprintf(err, errlen, "buffer file %.600s: %.300s", path, why);
+		errno = EINVAL;
+		return NULL;
+	}
+	b = calloc(1, sizeof *b);
+	/* The store's size covers the stamp, so that opening it keeps it. */
+	if (b == NULL || (b->map = extmap_new()) == NULL ||
+	    (b->zeros = extmap_new()) == NULL ||
+	    (b->store = store_file_open(path, d->size +
+					JOURNAL_STAMP_LEN)) == NULL) {
+		int saved = errno;
+
+		snprintf(err, errlen, "buffer file %.600s: %s", path,
+			 strerror(saved));
 		buffer_free(b);
 		errno = saved;
 		return NULL;
@@ -2030,13 +2366,67 @@ buffer_open(struct replica_disk *d, const char *what)
 	return b;
 }
 
+/* Reads, checks and replays disk d's journal and opens its buffer files
+ * into rp.  0, or -1 with errno and what is wrong (naming the file) in
+ * err.  Nothing is written anywhere but the journal's torn tail.
+ */
+static int
+resume_disk(struct replica_disk *d, int jfd, struct replay *rp, char *err,
+	    size_t errlen)
+{
+	struct journal_info info;
+	char name[4096], why[512];
+	size_t i;
+
+	rp->d = d;
+	if (journal_name(name, sizeof name, d) == -1) {
+		snprintf(err, errlen, "journal of %s: %s", d->name,
+			 strerror(errno));
+		return -1;
+	}
+	if (journal_load(jfd, name, d->name, d->size, &info, &d->journal, why,
+			 sizeof why) == -1) {
+		int saved = errno;
+
+		snprintf(err, errlen, "journal %.300s/%.300s: %.400s", d->r->jdir, name,
+			 why);
+		errno = saved;
+		return -1;
+	}
+	if (info.torn)
+		log_warn("journal %.300s/%.300s: a torn last record was ignored",
+			 d->r->jdir, name);
+	rp->hidden = buffer_open(d, "hidden", &info, err, errlen);
+	rp->active = rp->hidden ? buffer_open(d, "active", &info, err, errlen)
+				: NULL;
+	if (rp->active == NULL)
+		goto fail;
+	for (i = 0; i < info.nrecs; i++) {
+		if (replay_rec(rp, &info.recs[i]) == -1) {
+			snprintf(err, errlen, "journal %.300s/%.300s: replay: %s",
+				 d->r->jdir, name, strerror(errno));
+			goto fail;
+		}
+	}
+	journal_info_release(&info);
+	return 0;
+fail:
+	{
+		int saved = errno;
+
+		journal_info_release(&info);
+		errno = saved;
+	}
+	return -1;
+}
+
 int
 replica_resume_failover(struct replica *r)
 {
 	struct replay *rp = NULL;
-	char name[4096], path[4096 + 8];
+	char err[1024] = "";
 	size_t i, k;
-	int ret = -1, err;
+	int ret = -1, saved, jfd = -1;
 
 	pthread_mutex_lock(&r->ctl_lock);
 	if (r->state != REPLICA_NONE || r->jdir == NULL || r->bdir == NULL ||
@@ -2045,24 +2435,17 @@ replica_resume_failover(struct replica *r)
 		goto out;
 	}
 	rp = calloc(r->ndisks, sizeof *rp);
-	if (rp == NULL)
+	jfd = fdio_dir_open(r->jdir);
+	if (rp == NULL || jfd == -1) {
+		snprintf(err, sizeof err, "%s: %s", r->jdir, strerror(errno));
 		goto fail;
-	for (i = 0; i < r->ndisks; i++) {
-		struct replica_disk *d = r->disks[i];
-
-		rp[i].d = d;
-		rp[i].hidden = buffer_open(d, "hidden");
-		rp[i].active = rp[i].hidden ? buffer_open(d, "active") : NULL;
-		if (rp[i].active == NULL || journal_name(name, sizeof name,
-							 d) == -1)
-			goto fail;
-		snprintf(path, sizeof path, "%s/%s", r->jdir, name);
-		if (journal_replay(path, d->size, replay_rec, &rp[i]) == -1)
-			goto fail;
-		d->journal_fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
-		if (d->journal_fd == -1)
-			goto fail;
 	}
+	/* Every disk is checked before any commit writes S. */
+	for (i = 0; i < r->ndisks; i++)
+		if (resume_disk(r->disks[i], jfd, &rp[i], err,
+				sizeof err) == -1)
+			goto fail;
+	close(jfd);
 	pthread_rwlock_wrlock(&r->gate);
 	for (i = 0; i < r->ndisks; i++) {
 		r->disks[i]->hidden = rp[i].hidden;
@@ -2075,7 +2458,9 @@ replica_resume_failover(struct replica *r)
 	ret = commit_start(r, "resume");
 	goto out;
 fail:
-	err = errno;
+	saved = errno ? errno : EINVAL;
+	if (jfd >= 0)
+		close(jfd);
 	for (i = 0; i < r->ndisks; i++) {
 		if (rp) {
 			for (k = 0; k < 2; k++) {
@@ -2086,14 +2471,13 @@ fail:
 				buffer_free(b);
 			}
 		}
-		if (r->disks[i]->journal_fd >= 0) {
-			close(r->disks[i]->journal_fd);
-			r->disks[i]->journal_fd = -1;
-		}
+		journal_close(r->disks[i]->journal);
+		r->disks[i]->journal = NULL;
 	}
 	free(rp);
-	ret = refuse(r, err, "resume: the interrupted failover's journal "
-		     "or buffers cannot be read: %s", strerror(err));
+	ret = refuse(r, saved, "resume: the interrupted failover cannot be "
+		     "finished: %s; nothing was written to S (see colofs(8), "
+		     "\"A damaged failover journal\")", err);
 out:
 	pthread_mutex_unlock(&r->ctl_lock);
 	return ret;
@@ -2102,6 +2486,11 @@ out:
 void
 replica_wait_commit(struct replica *r)
 {
+	/* A failover being made durable holds ctl_lock until its commit
+	 * thread runs (or it failed): wait for that first.
+	 */
+	pthread_mutex_lock(&r->ctl_lock);
+	pthread_mutex_unlock(&r->ctl_lock);
 	pthread_mutex_lock(&r->commit_lock);
 	while (r->commit_running)
 		pthread_cond_wait(&r->commit_cond, &r->commit_lock);
@@ -2135,7 +2524,8 @@ replica_get_status(struct replica *r, struct replica_status *st)
 		pthread_rwlock_unlock(&r->gate);
 		return -1;
 	}
-	st->state = r->state;
+	st->state = r->failover_pending ? r->shown : r->state;
+	st->s_consistent = atomic_load(&r->s_consistent);
 	st->checkpoints = r->checkpoints;
 	st->last_checkpoint_ns = r->last_checkpoint_ns;
 	memcpy(st->checkpoint_hist, r->checkpoint_hist,
@@ -2161,6 +2551,21 @@ replica_get_status(struct replica *r, struct replica_status *st)
 		ds->view_read_bytes = atomic_load(&d->view_read_bytes);
 		if (d->img->ops->overlay_bytes)
 			ds->overlay_bytes = d->img->ops->overlay_bytes(d->img);
+		/* The live buffers' resident sets change only once they are
+		 * dropped, which the gate holds off.
+		 */
+		pthread_mutex_lock(&r->reclaim_lock);
+		for (int s = 0; s < SLOTS; s++)
+			if (d->spare[s])
+				st->buffer_retained_bytes +=
+					store_retained(d->spare[s]->store);
+		pthread_mutex_unlock(&r->reclaim_lock);
+		if (d->hidden)
+			st->buffer_retained_bytes +=
+				store_retained(d->hidden->store);
+		if (d->active)
+			st->buffer_retained_bytes +=
+				store_retained(d->active->store);
 		pthread_mutex_lock(&d->map_lock);
 		if (d->hidden) {
 			ds->hidden_bytes = extmap_bytes(d->hidden->map);

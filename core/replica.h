@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include "image.h"
+#include "state.h"
 #include "store.h"
 
 /* The secondary side of COLO block replication for a group of disks.
@@ -20,14 +21,6 @@
  * "view" I/O (the FUSE disk file: works on V).  The control words act on
  * every disk of the group at once.  See replica.c for the contract.
  */
-enum replica_state {
-	REPLICA_NONE,			/* before start: V = S, view writes fail */
-	REPLICA_RUNNING,
-	REPLICA_FAILOVER,		/* committing buffers into S */
-	REPLICA_FAILOVER_FAILED,	/* the commit hit an error */
-	REPLICA_DONE,			/* V = S, pass-through */
-};
-const char *replica_state_name(enum replica_state s);	/* aborts if unknown */
 
 struct replica;
 struct replica_disk;
@@ -56,10 +49,26 @@ uint64_t replica_disk_size(const struct replica_disk *d);
  *               failover, failover_failed and done.
  *   stop:       empties both buffers, -> done; EINVAL in none; EBUSY in
  *               failover_failed; no-op in failover and done.
- *   failover:   running or failover_failed -> failover, commits in the
- *               background; EINVAL in none; no-op in failover and done.
+ *   failover:   running or failover_failed -> failover once it is
+ *               durable (the journals and buffer files, then the state
+ *               hook), then commits in the background; until then the
+ *               status shows the state before.  EIO (-> failover_failed)
+ *               if it cannot be made durable; EINVAL in none; no-op in
+ *               failover and done.
+ */
+/* A checkpoint empties the buffers in O(1) by swapping in spares: the
+ * buffers the checkpoint before dropped, emptied in the background with
+ * their pages kept (memory mapped, file blocks allocated), so that a
+ * steady-state epoch overwrites pages instead of faulting fresh ones in.
+ * Each keeps the pages of the largest of its slot's last 4 epochs and
+ * gives back the rest (MADV_FREE, punched holes): the memory of a disk's
+ * buffers is at most buffer_bytes plus buffer_retained_bytes, and the
+ * latter at most twice the largest of the last 4 epochs of hidden plus
+ * of active (two buffers per slot).  Stop and failover free the spares.
  */
 int replica_start(struct replica *r);
+/* start, also when S may be behind the primary (below). */
+int replica_start_force(struct replica *r);
 int replica_checkpoint(struct replica *r);
 int replica_stop(struct replica *r);
 int replica_failover(struct replica *r);
@@ -73,6 +82,11 @@ int replica_failover(struct replica *r);
  */
 int replica_set_durable(struct replica *r, const char *jdir,
 			const char *bdir, const char *prefix);
+
+/* The generation a failover's journals record in their header (0: none,
+ * the default).  Set before failover.
+ */
+void replica_set_journal_generation(struct replica *r, uint64_t gen);
 
 /* Called before the state it names takes effect where that matters for
  * safety (done, failover once its journals are durable, with journaled
@@ -99,6 +113,17 @@ struct replica_tap {
 	void *opaque;
 };
 void replica_set_tap(struct replica *r, const struct replica_tap *tap);
+/* Whether S can be taken to hold every write the primary got a reply
+ * for: false after an unclean stop in running (the primary may have gone
+ * on writing without this secondary), until a primary connects
+ * (replica_note_primary_connected, called by the listener once a client
+ * has negotiated an export; it calls the state hook so that the daemon
+ * remembers).  While false, start refuses with EAGAIN: replica_start_force
+ * starts anyway.  Initially true.
+ */
+void replica_set_s_consistent(struct replica *r, bool consistent);
+bool replica_s_consistent(struct replica *r);
+void replica_note_primary_connected(struct replica *r);
 
 /* At start-up, in none, once every disk is added:
  *   replica_restore_done: none -> done (a promoted secondary restarting);
@@ -111,7 +136,9 @@ int replica_restore_done(struct replica *r);
 int replica_resume_failover(struct replica *r);
 
 enum replica_state replica_state(struct replica *r);
-/* Blocks until no commit is running (state is not failover). */
+/* Blocks until no failover is being made durable and no commit is
+ * running.  Not with ctl_lock held (not from a state hook).
+ */
 void replica_wait_commit(struct replica *r);
 /* 1 if primary writes are accepted (none or running), else 0. */
 int replica_accepts_primary(struct replica *r);
@@ -173,7 +200,8 @@ int replica_primary_flush(struct replica_disk *d);
  * either store).  While running, a view or primary write that would need
  * more fails whole with ENOSPC, and the reason is recorded; a checkpoint
  * frees the buffers.  A store write that meets ENOSPC first waits for the
- * buffers a checkpoint dropped to be freed, and tries once more.
+ * buffers a checkpoint dropped to be freed, frees the spares, and tries
+ * once more.
  */
 void replica_set_buffer_limit(struct replica *r, uint64_t bytes);
 
@@ -213,6 +241,7 @@ replica_checkpoint_bucket_ns[REPLICA_CHECKPOINT_BUCKETS - 1];
 
 struct replica_status {
 	enum replica_state state;
+	bool s_consistent;		/* replica_s_consistent */
 	uint64_t checkpoints;
 	uint64_t last_checkpoint_ns;
 	uint64_t checkpoint_hist[REPLICA_CHECKPOINT_BUCKETS];	/* per bucket */
@@ -221,6 +250,11 @@ struct replica_status {
 	uint64_t unclean_disconnects;
 	uint64_t buffer_bytes;		/* taking room in all buffers */
 	uint64_t buffer_limit;		/* 0: none */
+	/* Pages (memory) or blocks (file) the buffers keep from earlier
+	 * epochs so that checkpoints recycle them (see replica_checkpoint);
+	 * not counted in buffer_bytes.
+	 */
+	uint64_t buffer_retained_bytes;
 	char error[512];
 	size_t ndisks;
 	struct replica_disk_status *disks;	/* ndisks entries */

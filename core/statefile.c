@@ -12,6 +12,8 @@
  *   journaled=1			the commit's journals are durable
  *   protect=nbd://...		only in done: protected in place, this
  *				process is a primary mirroring to that URI
+ *   s_consistent=0		S may be behind the primary (a restart after
+ *				running, until a primary connects); absent: 1
  *
  * It is only ever replaced whole (durable_write, core/fdio.c): written to
  * a fresh NAME.tmp.XXXXXX, fsync'd, renamed over NAME, and the directory
@@ -39,20 +41,6 @@
 
 #define STATEFILE_MAX 4096
 #define MAGIC "colofs-state 1\n"
-
-static int
-parse_state(const char *s, enum replica_state *out)
-{
-	enum replica_state st;
-
-	for (st = REPLICA_NONE; st <= REPLICA_DONE; st++) {
-		if (strcmp(s, replica_state_name(st)) == 0) {
-			*out = st;
-			return 0;
-		}
-	}
-	return -1;
-}
 
 static int
 bad(char *err, size_t errlen, const char *path, const char *why)
@@ -114,7 +102,7 @@ statefile_read(const char *path, struct statefile *sf, char *err,
 			return bad(err, errlen, path, "a line is not key=value");
 		*v++ = '\0';
 		if (strcmp(line, "state") == 0) {
-			if (parse_state(v, &sf->state) == -1)
+			if (replica_state_parse(v, &sf->state) == -1)
 				return bad(err, errlen, path, "unknown state");
 			have_state = true;
 		} else if (strcmp(line, "generation") == 0) {
@@ -135,6 +123,11 @@ statefile_read(const char *path, struct statefile *sf, char *err,
 				return bad(err, errlen, path,
 					   "protect is not a URI");
 			snprintf(sf->protect, sizeof sf->protect, "%s", v);
+		} else if (strcmp(line, "s_consistent") == 0) {
+			if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0)
+				return bad(err, errlen, path,
+					   "s_consistent is not 0 or 1");
+			sf->s_behind = v[0] == '0';
 		}
 		/* Unknown keys: a newer colofs wrote them; keep going. */
 	}
@@ -150,8 +143,9 @@ statefile_write(const char *dir, const char *name, const struct statefile *sf)
 	int n, ret;
 
 	n = snprintf(buf, sizeof buf, MAGIC "state=%s\ngeneration=%s\n"
-		     "journaled=%d\n%s%s%s", replica_state_name(sf->state),
-		     sf->generation, sf->journaled ? 1 : 0,
+		     "journaled=%d\ns_consistent=%d\n%s%s%s",
+		     replica_state_name(sf->state), sf->generation,
+		     sf->journaled ? 1 : 0, sf->s_behind ? 0 : 1,
 		     sf->protect[0] ? "protect=" : "", sf->protect,
 		     sf->protect[0] ? "\n" : "");
 	ret = durable_write(dir, name, buf, (size_t) n);

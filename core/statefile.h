@@ -6,7 +6,7 @@
 #include <stddef.h>
 
 #include "fdio.h"
-#include "replica.h"
+#include "state.h"
 
 /* Small files that must survive a crash or a power loss, and the state
  * file built on them (statefile.c).
@@ -24,6 +24,8 @@ struct statefile {
 	 * runs as a primary and a restart must too); "" otherwise.
 	 */
 	char protect[STATEFILE_URI_MAX];
+	bool s_behind;		/* s_consistent=0: S may be behind the
+				 * primary (absent: 1) */
 };
 
 /* Reads path.  0 and *sf; 1 when the file does not exist; -1 with errno

@@ -23,11 +23,11 @@
  *
  * A ctl write runs the command in the writer's thread and the write
  * returns only when the command has taken effect (the core's functions are
- * synchronous; failover returns once its commit has started).  A refusal
- * fails the write with the core's errno and leaves the reason in the
- * replica's error, where .colo/error finds it.  Nothing here keeps state:
- * the replica owns the error and the counters, and it serializes control
- * words itself.
+ * synchronous; failover returns once it is durable and its commit has
+ * started).  A refusal fails the write with the core's errno and leaves
+ * the reason in the replica's error, where .colo/error finds it.
+ * Nothing here keeps state: the replica owns the error and the counters,
+ * and it serializes control words itself.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -48,6 +48,7 @@ static const char *const cmd_names[] = {
 	[COLO_CMD_CHECKPOINT] = "checkpoint",
 	[COLO_CMD_STOP] = "stop",
 	[COLO_CMD_FAILOVER] = "failover",
+	[COLO_CMD_START_FORCE] = "start force",
 };
 
 const char *
@@ -169,6 +170,7 @@ colo_cmd_run(struct replica *r, enum colo_cmd c)
 	case COLO_CMD_CHECKPOINT: return replica_checkpoint(r);
 	case COLO_CMD_STOP: return replica_stop(r);
 	case COLO_CMD_FAILOVER: return replica_failover(r);
+	case COLO_CMD_START_FORCE: return replica_start_force(r);
 	}
 	abort();
 }
@@ -213,10 +215,13 @@ status_render(const struct replica_status *st, const struct config *cfg,
 	if (!fp)
 		return -1;
 	fprintf(fp, "state=%s\n", replica_state_name(st->state));
+	fprintf(fp, "s_consistent=%d\n", st->s_consistent ? 1 : 0);
 	fprintf(fp, "mode=%s\n", config_mode_name(cfg->mode));
 	fprintf(fp, "buffer=%s\n", config_buffer_name(cfg->buffer));
 	fprintf(fp, "buffer_bytes=%" PRIu64 "\n", st->buffer_bytes);
 	fprintf(fp, "buffer_limit=%" PRIu64 "\n", st->buffer_limit);
+	fprintf(fp, "buffer_retained_bytes=%" PRIu64 "\n",
+		st->buffer_retained_bytes);
 	fprintf(fp, "checkpoints=%" PRIu64 "\n", st->checkpoints);
 	fprintf(fp, "last_checkpoint_us=%" PRIu64 "\n",
 		st->last_checkpoint_ns / 1000);
@@ -319,6 +324,8 @@ static const struct metric_map metric_map[] = {
 	  "Bytes held in all buffers of all disks", NULL, 0 },
 	{ "buffer_limit", "colofs_buffer_limit_bytes", "gauge", "bytes",
 	  "The cap on buffered bytes (buffer_limit; 0: none)", NULL, 0 },
+	{ "buffer_retained_bytes", "colofs_buffer_retained_bytes", "gauge",
+	  "bytes", "Buffer pages kept from earlier epochs for reuse", NULL, 0 },
 	{ "unclean_disconnects", "colofs_unclean_disconnects", "counter", NULL,
 	  "Primaries gone without NBD_CMD_DISC (writes may be missed)",
 	  NULL, 0 },

@@ -23,6 +23,7 @@ enum colo_cmd {
 	COLO_CMD_CHECKPOINT,
 	COLO_CMD_STOP,
 	COLO_CMD_FAILOVER,
+	COLO_CMD_START_FORCE,		/* "start force" */
 };
 const char *colo_cmd_name(enum colo_cmd c);	/* aborts if unknown */
 

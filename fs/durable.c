@@ -12,8 +12,9 @@
  *   (no file), none -> none
  *   running         -> none, and .colo/error says why: the secondary VM's
  *                      buffers are gone; S holds every write the primary
- *                      got a reply for; a checkpoint or resync must come
- *                      before the next start
+ *                      got a reply for, but the primary may have written
+ *                      on without it: s_consistent=0 (kept in the file)
+ *                      until a primary connects, and start needs force
  *   failover,       -> the commit resumes from the journals (failover,
  *   failover_failed    then done); without journals (memory buffers, no
  *                      buffer_dir) -> done, and .colo/error says S may
@@ -117,6 +118,7 @@ hook(void *opaque, enum replica_state next, bool journaled)
 	sf = du->sf;
 	sf.state = next;
 	sf.journaled = journaled;
+	sf.s_behind = !replica_s_consistent(du->r);
 	if (next == REPLICA_FAILOVER && du->sf.state == REPLICA_RUNNING &&
 	    statefile_new_generation(sf.generation) == -1) {
 		pthread_mutex_unlock(&du->lock);
@@ -139,7 +141,13 @@ hook(void *opaque, enum replica_state next, bool journaled)
 				     "fsync of its directory failed: a crash "
 				     "may bring back the state before",
 				     du->path, replica_state_name(next));
-		ret = 0;
+		/* A failover answers only once durable (issue 16): refused,
+		 * it becomes failover_failed, which a restart also resumes.
+		 * Any other transition counts as written.
+		 */
+		ret = next == REPLICA_FAILOVER ? -1 : 0;
+		if (ret == -1)
+			errno = EIO;
 	} else if (ret == 0) {
 		log_info("state file %s: %s", du->path,
 			 replica_state_name(next));
@@ -199,15 +207,23 @@ durable_open(const struct config *cfg, struct replica *r, bool demote)
 	if (rc == 0) {
 		switch (old.state) {
 		case REPLICA_NONE:
+			if (old.s_behind) {
+				du->sf.s_behind = true;
+				replica_record_error(r, "S may be behind the "
+					"primary (s_consistent=0) until a "
+					"primary connects; start needs force");
+			}
 			break;
 		case REPLICA_RUNNING:
+			du->sf.s_behind = true;
 			log_warn("restarted after running: the secondary VM's "
 				 "buffers are gone");
 			replica_record_error(r, "restarted after a crash or stop "
 				"in state running: the secondary VM's buffers "
 				"are gone; S holds every write the primary got "
-				"a reply for; a checkpoint or resync from the "
-				"primary must come before start");
+				"a reply for, but it may have written on "
+				"(s_consistent=0): a resync from the primary "
+				"must come before start (or start force)");
 			break;
 		case REPLICA_FAILOVER:
 		case REPLICA_FAILOVER_FAILED:
@@ -238,6 +254,7 @@ durable_open(const struct config *cfg, struct replica *r, bool demote)
 			if (demote) {
 				log_warn("--demote: leaving done for none; "
 					 "this disk takes primary writes again");
+				du->sf.s_behind = true;
 				replica_record_error(r, "demoted from done by "
 					"--demote: a resync from the new "
 					"primary must come before start");
@@ -249,6 +266,7 @@ durable_open(const struct config *cfg, struct replica *r, bool demote)
 	}
 	du->sf.state = start;
 	du->sf.journaled = resume;
+	replica_set_s_consistent(r, !du->sf.s_behind);
 	if (statefile_new_generation(du->sf.generation) == -1 ||
 	    statefile_write(du->dir, du->name, &du->sf) == -1) {
 		log_error("cannot write the state file %s", du->path);
@@ -319,4 +337,80 @@ durable_status(void *opaque, FILE *fp)
 	fprintf(fp, "generation=%s\n", sf.generation);
 	fprintf(fp, "restarted_from=%s\n", du->found);
 	fprintf(fp, "failover_crash_safe=%s\n", du->crash_safe ? "yes" : "no");
+}
+
+/* Renames DIR/STEM.DISK.WHAT to .discarded, if it exists.  0, or -1. */
+static int
+discard_file(const char *dir, const char *stem, const char *disk,
+	     const char *what)
+{
+	char from[4096], to[4096 + 16];
+
+	if (snprintf(from, sizeof from, "%s/%s.%s.%s", dir, stem, disk,
+		     what) >= (int) sizeof from) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	snprintf(to, sizeof to, "%s.discarded", from);
+	if (rename(from, to) == -1) {
+		if (errno == ENOENT)
+			return 0;
+		log_error("rename %s: %m", from);
+		return -1;
+	}
+	log_warn("--discard-failover: %s is now %s", from, to);
+	return 0;
+}
+
+int
+durable_discard_failover(const struct config *cfg)
+{
+	struct statefile sf;
+	char err[512], *stem = escape_path(cfg->mountpoint), *name = NULL;
+	int rc, ret = -1;
+	size_t i;
+
+	if (stem == NULL || asprintf(&name, "%s.state", stem) == -1) {
+		name = NULL;
+		log_error("--discard-failover: %m");
+		goto out;
+	}
+	{
+		char path[4096];
+
+		snprintf(path, sizeof path, "%s/%s", cfg->state_dir, name);
+		rc = statefile_read(path, &sf, err, sizeof err);
+	}
+	if (rc == -1) {
+		log_error("--discard-failover: %s", err);
+		goto out;
+	}
+	if (rc == 1 || (sf.state != REPLICA_FAILOVER &&
+			sf.state != REPLICA_FAILOVER_FAILED)) {
+		log_info("--discard-failover: no interrupted failover");
+		ret = 1;
+		goto out;
+	}
+	for (i = 0; i < cfg->ndisks; i++) {
+		const char *disk = cfg->disks[i].name;
+
+		if (discard_file(cfg->state_dir, stem, disk, "journal") == -1 ||
+		    (cfg->buffer_dir &&
+		     (discard_file(cfg->buffer_dir, stem, disk, "hidden") == -1 ||
+		      discard_file(cfg->buffer_dir, stem, disk, "active") == -1)))
+			goto out;
+	}
+	/* No journal: the start keeps the fence (done) and says why. */
+	sf.journaled = false;
+	if (statefile_write(cfg->state_dir, name, &sf) == -1) {
+		log_error("--discard-failover: cannot write the state file");
+		goto out;
+	}
+	log_warn("--discard-failover: the interrupted failover is given up; "
+		 "S may mix the primary's and the VM's data");
+	ret = 0;
+out:
+	free(stem);
+	free(name);
+	return ret;
 }

@@ -23,6 +23,16 @@ struct durable *durable_open(const struct config *cfg, struct replica *r,
 			     bool demote);
 void durable_free(struct durable *du);		/* NULL is a no-op */
 
+/* --discard-failover: the operator's way out when an interrupted
+ * failover cannot be finished (a journal or buffer file lost or damaged).
+ * Renames the journals and buffer files of cfg to NAME.discarded and
+ * writes the state file back without journaled, so that the start goes
+ * to done (still fenced) with .colo/error saying S may mix the primary's
+ * and the VM's data.  0; 1 when there is no interrupted failover; -1
+ * (logged).
+ */
+int durable_discard_failover(const struct config *cfg);
+
 /* Status lines (a colo_status_fn). */
 void durable_status(void *opaque, FILE *fp);
 /* Protect in place (fs/protect.c): the URI a done disk was protected

@@ -57,13 +57,14 @@ enum {
 	OPT_CHECK = 256,
 	OPT_DUMP,
 	OPT_DEMOTE,
+	OPT_DISCARD_FAILOVER,
 };
 
 static void
 usage(FILE *fp)
 {
-	fputs("Usage: colofs -c FILE [-f] [-d] [--demote] [--check-config] "
-	      "[--dump-config]\n"
+	fputs("Usage: colofs -c FILE [-f] [-d] [--demote] [--discard-failover]\n"
+	      "                    [--check-config] [--dump-config]\n"
 	      "       colofs --help | --version\n"
 	      "\n"
 	      "The secondary side of COLO block replication: each disk of\n"
@@ -83,6 +84,9 @@ usage(FILE *fp)
 	      "                     included, then exit\n"
 	      "      --demote       leave the state done that a failover\n"
 	      "                     left (see colofs(8)): start in none\n"
+	      "      --discard-failover  give up an interrupted failover\n"
+	      "                     whose journal or buffers are lost: keep\n"
+	      "                     the files aside, start fenced in done\n"
 	      "  -h, --help         this text\n"
 	      "  -V, --version      the version\n"
 	      "\n"
@@ -489,12 +493,14 @@ main(int argc, char **argv)
 		{ "check-config", no_argument, NULL, OPT_CHECK },
 		{ "dump-config", no_argument, NULL, OPT_DUMP },
 		{ "demote", no_argument, NULL, OPT_DEMOTE },
+		{ "discard-failover", no_argument, NULL, OPT_DISCARD_FAILOVER },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *path = NULL;
 	bool foreground = false, check = false, dump = false, demote = false;
+	bool discard = false;
 	struct config *cfg;
 	char err[1024];
 	int c, rc;
@@ -507,6 +513,7 @@ main(int argc, char **argv)
 		case OPT_CHECK: check = true; break;
 		case OPT_DUMP: dump = true; break;
 		case OPT_DEMOTE: demote = true; break;
+		case OPT_DISCARD_FAILOVER: discard = true; break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("colofs %s\n", COLOFS_VERSION); return 0;
 		default:
@@ -563,6 +570,14 @@ main(int argc, char **argv)
 		fprintf(stderr, "colofs: --demote is for mode = secondary\n");
 		config_free(cfg);
 		return EXIT_USAGE;
+	}
+	if (discard && (cfg->mode == CONFIG_MODE_PRIMARY ||
+			durable_discard_failover(cfg) == -1)) {
+		if (cfg->mode == CONFIG_MODE_PRIMARY)
+			fprintf(stderr, "colofs: --discard-failover is for "
+				"mode = secondary\n");
+		config_free(cfg);
+		return 1;
 	}
 	rc = cfg->mode == CONFIG_MODE_PRIMARY ? serve_primary(cfg, foreground) :
 	     serve(cfg, foreground, demote);

@@ -83,9 +83,8 @@ nbd_cond_init_monotonic(pthread_cond_t *cond)
 	pthread_condattr_destroy(&a);
 }
 
-/* now + ms on CLOCK_MONOTONIC, for pthread_cond_timedwait. */
-static struct timespec
-deadline_in(int ms)
+struct timespec
+nbd_deadline_in(int ms)
 {
 	struct timespec t;
 
@@ -150,7 +149,7 @@ budget_get(struct nbd_budget *b, size_t *held, size_t len, bool wait)
 	size_t cap = (size_t)1 << (k + BUDGET_MIN_CLASS);
 	struct nbd_buf *p = NULL;
 	bool waited = false;
-	struct timespec deadline = deadline_in(b->wait_ms);
+	struct timespec deadline = nbd_deadline_in(b->wait_ms);
 
 	pthread_mutex_lock(&b->lock);
 	for (;;) {

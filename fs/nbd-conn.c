@@ -135,11 +135,15 @@ conn_barrier(struct nbd_conn *c)
 	if (c->barrier_done || c->hup)
 		return 0;
 	if (export_barrier(c, NBD_WAIT_MS) == -1) {
-		log_warn("nbd: export %s: conn %llu: the requests of other "
-			 "connections did not finish within %d ms; closing it",
-			 c->ex->name, (unsigned long long)c->id, NBD_WAIT_MS);
+		int err = errno;
+
+		if (err == ETIMEDOUT)
+			log_warn("nbd: export %s: conn %llu: the requests of "
+				 "other connections did not finish within %d "
+				 "ms; closing it", c->ex->name,
+				 (unsigned long long)c->id, NBD_WAIT_MS);
 		shutdown(c->fd, SHUT_RDWR);
-		errno = ETIMEDOUT;
+		errno = err;
 		return -1;
 	}
 	c->barrier_done = true;
@@ -774,6 +778,7 @@ conn_main(void *arg)
 		c->deadline_ms = 0;
 		tv.tv_sec = 0;
 		setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+		replica_note_primary_connected(srv->r);
 		serve(c, (size_t)idx);
 	}
 

@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "log.h"
 #include "nbd-internal.h"
@@ -96,9 +95,18 @@ export_mark_completed(struct nbd_conn *c)
 	pthread_mutex_unlock(&ex->lock);
 }
 
+void
+export_stop(struct nbd_export *ex)
+{
+	pthread_mutex_lock(&ex->lock);
+	ex->stopping = true;
+	pthread_cond_broadcast(&ex->cond);
+	pthread_mutex_unlock(&ex->lock);
+}
+
 /* Waits until every request other connections on the export submitted
  * before now has executed (see "Reconnects" at the top), at most wait_ms:
- * 0, or -1 with errno = ETIMEDOUT.  The caller holds no budget (see "Who
+ * 0, or -1 with errno = ETIMEDOUT (or ESHUTDOWN: the server stops).  The caller holds no budget (see "Who
  * waits" in nbd-bounds.c).
  */
 int
@@ -107,16 +115,9 @@ export_barrier(struct nbd_conn *c, int wait_ms)
 	struct nbd_export *ex = c->ex;
 	struct nbd_snap { uint64_t id, target; } snap[NBD_MAX_CONNS];
 	size_t n = 0;
-	struct timespec deadline;
-	int rc = 0;
+	struct timespec deadline = nbd_deadline_in(wait_ms);
+	int rc = 0, err = 0;
 
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += wait_ms / 1000;
-	deadline.tv_nsec += (long)(wait_ms % 1000) * 1000000;
-	if (deadline.tv_nsec >= 1000000000) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000;
-	}
 	pthread_mutex_lock(&ex->lock);
 	atomic_fetch_add(&ex->waiters, 1);
 	for (struct nbd_conn *o = ex->conns; o; o = o->ex_next)
@@ -136,7 +137,8 @@ export_barrier(struct nbd_conn *c, int wait_ms)
 		n = k;
 		if (n == 0)
 			break;
-		if (rc == ETIMEDOUT) {
+		if (rc == ETIMEDOUT || ex->stopping) {
+			err = ex->stopping ? ESHUTDOWN : ETIMEDOUT;
 			rc = -1;
 			break;
 		}
@@ -145,6 +147,6 @@ export_barrier(struct nbd_conn *c, int wait_ms)
 	atomic_fetch_sub(&ex->waiters, 1);
 	pthread_mutex_unlock(&ex->lock);
 	if (rc == -1)
-		errno = ETIMEDOUT;
+		errno = err;
 	return rc == -1 ? -1 : 0;
 }

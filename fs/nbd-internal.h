@@ -62,6 +62,7 @@ struct nbd_export {
 	 * conn_mark_completed).
 	 */
 	atomic_uint waiters;
+	bool stopping;			/* the server stops; lock */
 	/* bounds */
 	unsigned nserving;		/* authenticated conns; srv->lock */
 };
@@ -248,10 +249,15 @@ void export_release(struct nbd_export *ex);
 void export_attach(struct nbd_export *ex, struct nbd_conn *c);
 void export_detach(struct nbd_export *ex, struct nbd_conn *c);
 int export_barrier(struct nbd_conn *c, int wait_ms);
+void export_stop(struct nbd_export *ex);	/* ends every barrier wait */
 void export_mark_completed(struct nbd_conn *c);
 
 /* nbd-bounds.c */
+/* A condition variable timed on CLOCK_MONOTONIC, and a deadline ms from
+ * now on that clock, for pthread_cond_timedwait.
+ */
 void nbd_cond_init_monotonic(pthread_cond_t *cond);
+struct timespec nbd_deadline_in(int ms);
 size_t budget_charge(size_t len);	/* what a buffer of len costs */
 void budget_init(struct nbd_budget *b, size_t limit, size_t conn_limit);
 void budget_release(struct nbd_budget *b);

@@ -122,6 +122,8 @@ nbd_server_free(struct nbd_server *srv)
 	srv->stopping = true;
 	pthread_mutex_unlock(&srv->lock);
 	budget_stop(&srv->budget);	/* no reader or worker waits for bytes */
+	for (size_t i = 0; i < srv->nexports; i++)
+		export_stop(&srv->exports[i]);	/* nor for a barrier */
 	if (srv->started) {
 		ssize_t n = write(srv->wake[1], "x", 1);
 

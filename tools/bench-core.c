@@ -11,9 +11,16 @@
  *  4. what a crash-safe failover costs: the time from "failover" until
  *     the buffers and journals are durable (the state hook says failover)
  *     and until done, for memory buffers without and with a durable dir
- *     (copied and fsync'ed there) and for file buffers (linked, fsync'ed).
+ *     (copied and fsync'ed there) and for file buffers (linked, fsync'ed);
+ *  5. steady-state epochs: the same writes epoch after epoch, each ended by
+ *     a checkpoint; per epoch the throughput, the page faults the process
+ *     took (getrusage minflt: the engine's threads included) and the
+ *     checkpoint's duration.  Recycled buffers fault nothing in from the
+ *     third epoch on (the first two fill fresh stores).
  *
- * Usage: bench-core [--quick] [--dir DIR]   (DIR: where images go, /tmp)
+ * Usage: bench-core [--quick] [--dir DIR] [--only PART]
+ *   DIR: where images go (/tmp); PART: extmap, checkpoint, epochs,
+ *   throughput or failover (default: all)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,7 +43,14 @@
 #define GiB (1024 * MiB)
 
 static const char *dir = "/tmp";
+static const char *only;
 static int quick;
+
+static int
+part(const char *name)
+{
+	return only == NULL || strcmp(only, name) == 0;
+}
 
 static double
 now(void)
@@ -200,6 +215,65 @@ bench_checkpoint(const char *kind, struct store_factory f)
 	free(buf);
 }
 
+static long
+minflt(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_minflt;
+}
+
+/* Each epoch: span of 1 MiB view writes and span of 1 MiB primary writes
+ * (each saving S's old bytes into hidden), then a checkpoint.
+ */
+static void
+bench_epochs(const char *kind, struct store_factory f)
+{
+	uint64_t span = quick ? 32 * MiB : 256 * MiB, off;
+	int epochs = quick ? 4 : 6, e;
+	char *path = temp_image(2 * span);
+	struct replica *r = open_replica(path, &f);
+	struct replica_disk *d = replica_disk_at(r, 0);
+	char *buf = aligned_alloc(4096, MiB);
+
+	memset(buf, 0x5a, MiB);
+	for (off = 0; off < 2 * span; off += MiB)	/* S's page cache */
+		replica_primary_read(d, buf, MiB, off);
+	printf("steady-state epochs, %s buffers (%llu MiB view + %llu MiB "
+	       "primary writes of 1 MiB, then a checkpoint):\n", kind,
+	       (unsigned long long) (span / MiB),
+	       (unsigned long long) (span / MiB));
+	printf("  %-6s %9s %12s %12s %14s\n", "epoch", "MiB/s", "page faults",
+	       "faults/MiB", "checkpoint ms");
+	for (e = 1; e <= epochs; e++) {
+		long f0 = minflt(), faults;
+		double t0 = now(), t1, tc;
+
+		for (off = 0; off < span; off += MiB) {
+			if (replica_view_write(d, buf, MiB, off) == -1 ||
+			    replica_primary_write(d, buf, MiB, span + off) == -1) {
+				perror("write");
+				exit(1);
+			}
+		}
+		t1 = now();
+		faults = minflt() - f0;
+		if (replica_checkpoint(r) == -1) {
+			perror("checkpoint");
+			exit(1);
+		}
+		tc = now() - t1;
+		printf("  %-6d %9.0f %12ld %12.1f %14.3f\n", e,
+		       2 * span / MiB / (t1 - t0), faults,
+		       (double) faults / (2 * span / MiB), tc * 1e3);
+	}
+	replica_free(r);
+	unlink(path);
+	free(path);
+	free(buf);
+}
+
 typedef int (*io_fn)(void *ctx, char *buf, size_t len, uint64_t off);
 
 static double
@@ -351,20 +425,35 @@ main(int argc, char **argv)
 			quick = 1;
 		else if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc)
 			dir = argv[++i];
+		else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
+			only = argv[++i];
 		else {
-			fprintf(stderr, "usage: %s [--quick] [--dir DIR]\n",
-				argv[0]);
+			fprintf(stderr, "usage: %s [--quick] [--dir DIR] "
+				"[--only PART]\n", argv[0]);
 			return 2;
 		}
 	}
-	bench_extmap();
-	bench_checkpoint("memory", store_memory_factory());
-	bench_checkpoint("file", store_file_factory(dir));
-	bench_throughput();
-	printf("failover (buffers and journals durable before the commit):\n");
-	bench_failover("memory, no durable dir", store_memory_factory(),
-		       false);
-	bench_failover("memory, durable dir", store_memory_factory(), true);
-	bench_failover("file, durable dir", store_file_factory(dir), true);
+	if (part("extmap"))
+		bench_extmap();
+	if (part("checkpoint")) {
+		bench_checkpoint("memory", store_memory_factory());
+		bench_checkpoint("file", store_file_factory(dir));
+	}
+	if (part("epochs")) {
+		bench_epochs("memory", store_memory_factory());
+		bench_epochs("file", store_file_factory(dir));
+	}
+	if (part("throughput"))
+		bench_throughput();
+	if (part("failover")) {
+		printf("failover (buffers and journals durable before the "
+		       "commit):\n");
+		bench_failover("memory, no durable dir",
+			       store_memory_factory(), false);
+		bench_failover("memory, durable dir", store_memory_factory(),
+			       true);
+		bench_failover("file, durable dir", store_file_factory(dir),
+			       true);
+	}
 	return 0;
 }

@@ -3,9 +3,10 @@
  *
  *   colofsctl [-m MOUNT | -c CONFIG] status [--json]
  *   colofsctl [-m MOUNT | -c CONFIG] watch [-n SECONDS]
- *   colofsctl [-m MOUNT | -c CONFIG] start | checkpoint | stop
+ *   colofsctl [-m MOUNT | -c CONFIG] start [--force] | checkpoint | stop
  *   colofsctl [-m MOUNT | -c CONFIG] failover [--wait]
  *   colofsctl [-m MOUNT | -c CONFIG] protect [full] URI
+ *   colofsctl journal FILE
  *
  * Everything goes through the mount's .colo/ files, as a script with
  * echo and cat would: a control word is one write() of the word to
@@ -21,6 +22,9 @@
  * array, in the status's order; other PREFIX.KEY lines (nbd.*) into an
  * object named PREFIX; the rest are top-level keys.  The status's
  * disks=N count is the array's length and is not repeated.
+ *
+ * journal FILE needs no mount: it checks a failover journal (core/
+ * journal.c) as a restart would and prints it, one record a line.
  *
  * Exit status: 0 done; 1 colofs refused the word (reason on stderr);
  * 2 usage; 3 the mount cannot be read (not colofs, or its daemon is
@@ -44,6 +48,9 @@
 #include <jansson.h>
 
 #include "config.h"
+#include "fdio.h"
+#include "journal.h"
+#include "log.h"
 
 enum {
 	EXIT_OK = 0,
@@ -80,11 +87,13 @@ usage(FILE *fp)
 	      "Commands:\n"
 	      "  status [--json]     the replica's status (JSON: one object)\n"
 	      "  watch [-n SECONDS]  the status, refreshed (default 1 s)\n"
-	      "  start | checkpoint | stop\n"
-	      "                      the .colo/ctl words\n"
+	      "  start [--force] | checkpoint | stop\n"
+	      "                      the .colo/ctl words (--force: \"start "
+	      "force\")\n"
 	      "  failover [--wait]   fail over; --wait shows the commit's\n"
 	      "                      progress and returns at done\n"
 	      "  protect [full] URI  in done: become URI's primary in place\n"
+	      "  journal FILE        check and print a failover journal\n"
 	      "\n"
 	      "Options:\n"
 	      "  -m, --mount MOUNT   the colofs mountpoint\n"
@@ -543,6 +552,10 @@ print_human(const struct status *st)
 	if (num(st, "buffer_limit"))
 		printf(" of %s", human_bytes(num(st, "buffer_limit"), b2,
 					     sizeof b2));
+	if (num(st, "buffer_retained_bytes"))
+		printf(", %s kept for reuse",
+		       human_bytes(num(st, "buffer_retained_bytes"), b2,
+				   sizeof b2));
 	putchar('\n');
 	if (err && *err)
 		printf("error: %s\n", err);
@@ -783,6 +796,52 @@ wait_failover(uint64_t buffered)
 	}
 }
 
+/* colofsctl journal FILE: 0 and the records on stdout, or 1 and what is
+ * wrong on stderr.
+ */
+static int
+cmd_journal(const char *path)
+{
+	char *copy = strdup(path), *slash, err[512];
+	const char *dir = ".", *name = path;
+	struct journal_info info;
+	int dirfd;
+	size_t i;
+
+	if (copy == NULL)
+		die(EXIT_REFUSED, "%s", strerror(errno));
+	slash = strrchr(copy, '/');
+	if (slash) {
+		*slash = '\0';
+		dir = slash == copy ? "/" : copy;
+		name = slash + 1;
+	}
+	dirfd = fdio_dir_open(dir);
+	if (dirfd == -1)
+		die(EXIT_REFUSED, "%s: %s", dir, strerror(errno));
+	if (journal_load(dirfd, name, NULL, 0, &info, NULL, err,
+			 sizeof err) == -1)
+		die(EXIT_REFUSED, "%s: %s", path, err);
+	close(dirfd);
+	printf("journal %s\nversion %d\ndisk %s\nsize %" PRIu64 "\n"
+	       "generation %016" PRIx64 "\nsalt %016" PRIx64 "\n"
+	       "records %zu (snapshot %zu, appended %zu)%s\n", path,
+	       JOURNAL_VERSION, info.disk, info.size, info.generation,
+	       info.salt, info.nrecs, info.nsnap, info.nrecs - info.nsnap,
+	       info.torn ? ", a torn last record ignored" : "");
+	for (i = 0; i < info.nrecs; i++) {
+		if (i == info.nsnap)
+			printf("end %zu\n", info.nsnap);
+		printf("%c %" PRIu64 " %" PRIu64 "\n", info.recs[i].op,
+		       info.recs[i].off, info.recs[i].len);
+	}
+	if (info.nrecs == info.nsnap)
+		printf("end %zu\n", info.nsnap);
+	journal_info_release(&info);
+	free(copy);
+	return EXIT_OK;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -794,7 +853,7 @@ main(int argc, char **argv)
 	};
 	const char *config = NULL, *cmd;
 	struct config *cfg = NULL;
-	bool json = false, wait = false, full = false;
+	bool json = false, wait = false, full = false, force = false;
 	const char *uri = NULL;
 	double interval = 1.0;
 	char err[1024], word[1200], *end;
@@ -819,6 +878,12 @@ main(int argc, char **argv)
 		usage(stdout);
 		return EXIT_OK;
 	}
+	if (strcmp(cmd, "journal") == 0) {
+		if (optind + 1 != argc)
+			die(EXIT_USAGE, "journal: give one FILE");
+		log_set_quiet(true);
+		return cmd_journal(argv[optind]);
+	}
 	/* The command's own options. */
 	for (; optind < argc; optind++) {
 		const char *o = argv[optind];
@@ -832,6 +897,8 @@ main(int argc, char **argv)
 			json = true;
 		else if (strcmp(o, "--wait") == 0)
 			wait = true;
+		else if (strcmp(o, "--force") == 0)
+			force = true;
 		else if ((strcmp(o, "-n") == 0 || strcmp(o, "--interval") == 0)
 			 && optind + 1 < argc) {
 			o = argv[++optind];
@@ -856,6 +923,7 @@ main(int argc, char **argv)
 		die(EXIT_USAGE, "which mount? give -m MOUNT or -c CONFIG");
 	if ((json && strcmp(cmd, "status") != 0) ||
 	    (wait && strcmp(cmd, "failover") != 0) ||
+	    (force && strcmp(cmd, "start") != 0) ||
 	    (interval != 1.0 && strcmp(cmd, "watch") != 0))
 		die(EXIT_USAGE, "%s: option not for this command", cmd);
 
@@ -865,7 +933,7 @@ main(int argc, char **argv)
 		ret = cmd_watch(interval);
 	else if (strcmp(cmd, "start") == 0 || strcmp(cmd, "checkpoint") == 0 ||
 		 strcmp(cmd, "stop") == 0)
-		ret = send_word(cmd);
+		ret = send_word(force ? "start force" : cmd);
 	else if (strcmp(cmd, "failover") == 0) {
 		struct status st;
 		uint64_t buffered;

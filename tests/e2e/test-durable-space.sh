@@ -35,9 +35,18 @@ EOPY
 expect_bytes "$MNT/vda" $((64 * MIB)) $((24 * MIB)) 33
 ok "writes right after a checkpoint use the room it freed"
 
-# No room at all: the view write fails with ENOSPC, and says why.
+# The checkpoint keeps the dropped buffers' blocks for the next epochs
+# (buffer_retained_bytes); a write that finds the file system full gets
+# them back first.
 ctl checkpoint
 head -c $((60 * MIB)) /dev/zero >"$T/buf/filler" 2>/dev/null || true
+view_write $((180 * MIB)) $((8 * MIB)) 55 ||
+	fail "a view write did not get the retained blocks back"
+expect_status buffer_retained_bytes 0
+ok "a full buffer_dir gives the retained blocks back first"
+
+# No room at all: the view write fails with ENOSPC, and says why.
+head -c $((60 * MIB)) /dev/zero >"$T/buf/filler2" 2>/dev/null || true
 : >"$MNT/.colo/error"
 if view_write $((200 * MIB)) $((8 * MIB)) 66 2>"$T/dd.err"; then
 	fail "a view write into a full buffer_dir succeeded"
@@ -45,7 +54,7 @@ fi
 grep -q "No space left" "$T/dd.err" || fail "dd said: $(cat "$T/dd.err")"
 grep -q "view write at .* failed: No space left on device" "$MNT/.colo/error" ||
 	fail ".colo/error: $(cat "$MNT/.colo/error")"
-rm -f "$T/buf/filler"
+rm -f "$T/buf/filler" "$T/buf/filler2"
 ok "a view write refused for space: $(cat "$MNT/.colo/error")"
 stop_colofs
 umount "$T/buf"

@@ -37,8 +37,10 @@ expect_status state none
 # memory buffer and is gone, as after any crash of a running secondary.
 expect_bytes "$MNT/vda" 0 65536 ab
 expect_bytes "$MNT/vda" 65536 4096 00
+expect_status s_consistent 0	# the primary may have written on
+nbd_write 131072 4096 ef		# until it connects again
+expect_status s_consistent 1
 ctl start
-nbd_write 131072 4096 ef
 expect_bytes "$T/vda.img" 131072 4096 ef
 ok "restart on the same config works and serves the image"
 stop_colofs

@@ -14,7 +14,7 @@ export = second
 EOC
 start_colofs
 
-for k in state mode buffer checkpoints last_checkpoint_us unclean_disconnects \
+for k in state mode buffer buffer_retained_bytes checkpoints last_checkpoint_us unclean_disconnects \
 	error disks; do
 	grep -q "^$k=" "$MNT/.colo/status" || fail "status lacks $k"
 done

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A 5-second libFuzzer run of each parser of a file root may not own alone
-# (the state file, the dirty bitmap, the INI config: tests/fuzz/run-files),
-# 120 s each in check-long (long/test-fuzz-files.sh).  Fails on any crash,
+# (the state file, the dirty bitmap, the INI config, the failover journal:
+# tests/fuzz/run-files), 120 s each in check-long
+# (long/test-fuzz-files.sh).  Fails on any crash,
 # leak, sanitizer report or failed invariant (the config's dump must load
 # back to the same config: the first run found "export =;x", whose dump was
 # a comment).

@@ -18,4 +18,7 @@ timeout 100 "$PY3" "$HERE/nbd_raw.py" "unix:$T/nbd.sock" vda barrier-budget \
 	fail "the barrier sequence wedged the listener"
 wait_for 20 grep -qx "nbd.memory_used=0" "$MNT/.colo/status" ||
 	fail "budget not given back: $(status_get nbd.memory_used)"
+# Under make check-tsan the daemon is built with ThreadSanitizer.
+! grep -q "ThreadSanitizer\|AddressSanitizer" "$T/colofs.log" ||
+	fail "sanitizer report: $(grep -A20 Sanitizer "$T/colofs.log" | head -40)"
 ok "a barrier never waits holding the budget"

@@ -24,4 +24,6 @@ if grep -q "failover" "$T/colofs.log"; then
 fi
 grep -q "shutdown: closing connection" "$T/colofs.log" ||
 	fail "the log does not say the shutdown closed the connection: $(tail -5 "$T/colofs.log")"
+! grep -q "ThreadSanitizer\|AddressSanitizer" "$T/colofs.log" ||
+	fail "sanitizer report: $(grep -A20 Sanitizer "$T/colofs.log" | head -40)"
 ok "a READ cut by the shutdown is logged as the shutdown"

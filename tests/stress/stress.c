@@ -2,8 +2,11 @@
 /* A stress driver for the engine that needs no test framework, so that it
  * runs under ThreadSanitizer (criterion's arena does not).  Threads issue
  * overlapping primary writes, view writes and view reads while the main
- * thread runs checkpoints, then a failover or a stop under load.  Exits
- * non-zero on an I/O error or when V differs from S at the end.
+ * thread runs checkpoints, then a failover or a stop under load; the
+ * third run's failover is durable (a journal and buffer files in a temp
+ * dir), so view writes during its commit append to the journal from
+ * several threads at once.  Exits non-zero on an I/O error or when V
+ * differs from S at the end.
  *
  * Usage: stress [SECONDS-PER-PHASE]
  */
@@ -66,8 +69,10 @@ worker_main(void *arg)
 	return NULL;
 }
 
+enum end { END_STOP, END_FAILOVER, END_DURABLE_FAILOVER };
+
 static int
-run(int seconds, int end_with_failover)
+run(int seconds, enum end end)
 {
 	struct store_factory f = store_memory_factory();
 	struct replica *r = replica_new(&f);
@@ -79,11 +84,18 @@ run(int seconds, int end_with_failover)
 	struct replica_disk *d;
 	struct replica_status st;
 
+	char dir[] = "/tmp/colofs-stress-dir.XXXXXX";
+
 	unlink(path);
 	if (ftruncate(fd, SIZE) == -1)
 		return 1;
 	d = replica_add_disk(r, "vda", image_raw_from_fd(fd, path));
-	if (d == NULL || replica_start(r) == -1)
+	if (d == NULL)
+		return 1;
+	if (end == END_DURABLE_FAILOVER &&
+	    (mkdtemp(dir) == NULL || replica_set_durable(r, dir, dir, "s")))
+		return 1;
+	if (replica_start(r) == -1)
 		return 1;
 	atomic_store(&stop_flag, false);
 	for (i = 0; i < THREADS; i++) {
@@ -97,7 +109,7 @@ run(int seconds, int end_with_failover)
 		if (replica_get_status(r, &st) == 0)
 			replica_status_release(&st);
 	}
-	if (end_with_failover)
+	if (end != END_STOP)
 		fails += replica_failover(r) == -1;
 	else
 		fails += replica_stop(r) == -1;
@@ -112,10 +124,15 @@ run(int seconds, int end_with_failover)
 	    || memcmp(a, b, SIZE) != 0)
 		fails++;
 	replica_free(r);
+	if (end == END_DURABLE_FAILOVER && rmdir(dir) == -1) {
+		perror(dir);		/* the journal or a buffer file left */
+		fails++;
+	}
 	free(a);
 	free(b);
 	printf("stress: %s under load: %s\n",
-	       end_with_failover ? "failover" : "stop",
+	       end == END_STOP ? "stop" : end == END_FAILOVER ? "failover"
+			       : "durable failover",
 	       fails || atomic_load(&io_errors) ? "FAILED" : "ok");
 	return fails || atomic_load(&io_errors);
 }
@@ -126,5 +143,6 @@ main(int argc, char **argv)
 	int seconds = argc > 1 ? atoi(argv[1]) : 2;
 
 	log_set_quiet(true);
-	return run(seconds, 1) | run(seconds, 0);
+	return run(seconds, END_FAILOVER) | run(seconds, END_STOP) |
+	       run(seconds, END_DURABLE_FAILOVER);
 }

@@ -20,6 +20,10 @@ fail_dir_fsync(void)
 
 	if (n == 0)
 		return 0;
+	if (atomic_load(&faults.dir_fsync_skip) > 0) {
+		atomic_fetch_sub(&faults.dir_fsync_skip, 1);
+		return 0;
+	}
 	if (n > 0)
 		atomic_fetch_sub(&faults.dir_fsync, 1);
 	errno = EIO;

@@ -22,6 +22,8 @@ struct faults {
 	 * dir_fsync of them; < 0: every one.
 	 */
 	atomic_int dir_fsync;
+	/* Directory fsyncs that pass before dir_fsync's start failing. */
+	atomic_int dir_fsync_skip;
 };
 
 extern struct faults faults;

@@ -134,6 +134,18 @@ primary_fill(struct replica_disk *d, uint64_t off, size_t len, int b)
 }
 
 uint64_t
+test_buffer_bytes(struct replica *r, int retained)
+{
+	struct replica_status st;
+	uint64_t n;
+
+	cr_assert_eq(replica_get_status(r, &st), 0);
+	n = retained ? st.buffer_retained_bytes : st.buffer_bytes;
+	replica_status_release(&st);
+	return n;
+}
+
+uint64_t
 test_rand(uint64_t *state)
 {
 	uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);

@@ -31,6 +31,9 @@ void expect_disk(struct replica_disk *d, uint64_t off, size_t len, int b);
 void view_fill(struct replica_disk *d, uint64_t off, size_t len, int b);
 void primary_fill(struct replica_disk *d, uint64_t off, size_t len, int b);
 
+/* From r's status: buffer_bytes, or with retained buffer_retained_bytes. */
+uint64_t test_buffer_bytes(struct replica *r, int retained);
+
 /* A deterministic PRNG (splitmix64) for seeded tests. */
 uint64_t test_rand(uint64_t *state);
 

@@ -45,6 +45,26 @@ on_disk(const char *name)
 	return sf.state;
 }
 
+/* The daemon's state file policy over r, for /srv/vm1 (srv-vm1.state in
+ * dir); with_buffers: dir is the buffer_dir too.
+ */
+static struct durable *
+open_durable(struct replica *r, bool with_buffers)
+{
+	char mnt[] = "/srv/vm1";
+	struct config cfg;
+	struct durable *du;
+
+	memset(&cfg, 0, sizeof cfg);
+	cfg.mountpoint = mnt;
+	cfg.state_dir = dir;
+	if (with_buffers)
+		cfg.buffer_dir = dir;
+	du = durable_open(&cfg, r, false);
+	cr_assert_not_null(du);
+	return du;
+}
+
 TestSuite(dirsync, .init = setup, .fini = teardown);
 
 Test(dirsync, a_failed_directory_fsync_after_the_rename_is_retried)
@@ -67,15 +87,9 @@ Test(dirsync, a_failed_directory_fsync_after_the_rename_is_retried)
 Test(dirsync, a_stop_whose_state_file_is_renamed_but_not_synced_is_done)
 {
 	struct replica *r = test_replica(1 << 20, 0x11, dir);
-	struct config cfg;
-	struct durable *du;
-	char err[1024], mnt[] = "/srv/vm1";
+	struct durable *du = open_durable(r, false);
+	char err[1024];
 
-	memset(&cfg, 0, sizeof cfg);
-	cfg.mountpoint = mnt;
-	cfg.state_dir = dir;
-	du = durable_open(&cfg, r, false);
-	cr_assert_not_null(du);
 	cr_assert_eq(replica_start(r), 0);
 	cr_assert_eq(on_disk("srv-vm1.state"), REPLICA_RUNNING);
 	atomic_store(&faults.dir_fsync, -1);
@@ -85,8 +99,41 @@ Test(dirsync, a_stop_whose_state_file_is_renamed_but_not_synced_is_done)
 	cr_assert_eq(replica_state(r), REPLICA_DONE);
 	cr_assert_eq(on_disk("srv-vm1.state"), REPLICA_DONE);
 	replica_last_error(r, err, sizeof err);
-	cr_assert_not_null(strstr(err, "fsync of its directory failed"),
-			   "%s", err);
+	cr_assert_not_null(strstr(err, "fsync of its directory failed"), "%s",
+			   err);
+	replica_set_state_hook(r, NULL, NULL);
+	durable_free(du);
+	replica_free(r);
+}
+
+Test(dirsync, a_failover_whose_state_file_is_not_synced_is_not_answered)
+{
+	struct replica *r = test_replica(1 << 20, 0x11, dir);
+	struct replica_disk *d = replica_disk_at(r, 0);
+	struct durable *du = open_durable(r, true);
+	char err[1024];
+
+	cr_assert_eq(replica_start(r), 0);
+	view_fill(d, 0, 4096, 0xbb);
+	/* buffer_dir's and the journal's directory fsyncs pass; the state
+	 * file's fails, and so does its retry.
+	 */
+	atomic_store(&faults.dir_fsync_skip, 2);
+	atomic_store(&faults.dir_fsync, -1);
+	cr_assert_eq(replica_failover(r), -1,
+		     "not durable: the failover must not answer 0");
+	cr_assert_eq(errno, EIO);
+	atomic_store(&faults.dir_fsync, 0);
+	cr_assert_eq(replica_state(r), REPLICA_FAILOVER_FAILED);
+	replica_last_error(r, err, sizeof err);
+	cr_assert_not_null(strstr(err, "not durable"), "%s", err);
+	cr_assert_eq(on_disk("srv-vm1.state"), REPLICA_FAILOVER_FAILED);
+	/* Retried with a working disk: done, V committed. */
+	cr_assert_eq(replica_failover(r), 0);
+	replica_wait_commit(r);
+	cr_assert_eq(replica_state(r), REPLICA_DONE);
+	expect_disk(d, 0, 4096, 0xbb);
+	cr_assert_eq(on_disk("srv-vm1.state"), REPLICA_DONE);
 	replica_set_state_hook(r, NULL, NULL);
 	durable_free(du);
 	replica_free(r);

@@ -119,13 +119,7 @@ Test(space, a_write_after_a_checkpoint_uses_the_room_it_freed)
 static uint64_t
 buffer_bytes(struct replica *r)
 {
-	struct replica_status st;
-	uint64_t n;
-
-	cr_assert_eq(replica_get_status(r, &st), 0);
-	n = st.buffer_bytes;
-	replica_status_release(&st);
-	return n;
+	return test_buffer_bytes(r, 0);
 }
 
 Test(space, zeroed_ranges_take_no_room_under_the_limit)

@@ -128,6 +128,25 @@ Test(statefile, keeps_the_protect_uri_and_refuses_a_bad_one)
 	cr_assert_not_null(strstr(err, "protect is not a URI"), "%s", err);
 }
 
+Test(statefile, s_consistent_is_kept_and_defaults_to_1)
+{
+	struct statefile sf = { .state = REPLICA_NONE, .s_behind = true }, got;
+	char err[512];
+
+	cr_assert_eq(statefile_new_generation(sf.generation), 0);
+	cr_assert_eq(statefile_write(dir, "a.state", &sf), 0);
+	cr_assert_eq(read_named("a.state", &got, err), 0, "%s", err);
+	cr_assert(got.s_behind);
+	/* A file written before the key existed: consistent. */
+	put("b.state", "colofs-state 1\nstate=none\ngeneration="
+	    "0123456789abcdef0123456789abcdef\njournaled=0\n");
+	cr_assert_eq(read_named("b.state", &got, err), 0, "%s", err);
+	cr_assert_not(got.s_behind);
+	put("b.state", "colofs-state 1\nstate=none\ngeneration="
+	    "0123456789abcdef0123456789abcdef\ns_consistent=2\n");
+	cr_assert_eq(read_named("b.state", &got, err), -1);
+}
+
 Test(statefile, generations_differ)
 {
 	char a[33], b[33];
@@ -175,67 +194,6 @@ Test(statefile, refuses_what_it_cannot_read)
 	}
 }
 
-/* ---- journal ---- */
-
-struct seen {
-	struct journal_rec recs[16];
-	int n;
-};
-
-static int
-collect(void *opaque, const struct journal_rec *rec)
-{
-	struct seen *s = opaque;
-
-	cr_assert_lt(s->n, 16);
-	s->recs[s->n++] = *rec;
-	return 0;
-}
-
-TestSuite(journal, .init = setup, .fini = teardown);
-
-Test(journal, replays_the_snapshot_then_appends_and_ignores_a_torn_tail)
-{
-	struct journal_rec recs[] = { { 'A', 0, 4096 }, { 'H', 8192, 512 } };
-	struct seen s = { .n = 0 };
-	char path[512];
-	int fd;
-
-	fd = journal_create(dir, "j", 1 * MiB, recs, 2);
-	cr_assert_geq(fd, 0);
-	cr_assert_eq(journal_commit(fd, dir, "j"), 0);
-	cr_assert_eq(journal_append(fd, 'D', 1024, 100), 0);
-	cr_assert_eq(write(fd, "D 5", 3), 3);	/* torn by a crash */
-	close(fd);
-	snprintf(path, sizeof path, "%s/j", dir);
-	cr_assert_eq(journal_replay(path, 1 * MiB, collect, &s), 0);
-	cr_assert_eq(s.n, 3);
-	cr_assert_eq(s.recs[0].op, 'A');
-	cr_assert_eq(s.recs[1].op, 'H');
-	cr_assert_eq(s.recs[1].off, 8192);
-	cr_assert_eq(s.recs[2].op, 'D');
-	cr_assert_eq(s.recs[2].off, 1024);
-	cr_assert_eq(s.recs[2].len, 100);
-}
-
-Test(journal, refuses_another_disk_and_bad_records)
-{
-	struct seen s = { .n = 0 };
-	char path[512];
-
-	snprintf(path, sizeof path, "%s/j", dir);
-	put("j", "colofs-journal 1 4096\nA 0 512\n");
-	cr_assert_eq(journal_replay(path, 8192, collect, &s), -1);
-	cr_assert_eq(errno, EINVAL);
-	put("j", "colofs-journal 1 4096\nA 4000 512\n");
-	cr_assert_eq(journal_replay(path, 4096, collect, &s), -1);
-	cr_assert_eq(errno, EINVAL);
-	put("j", "colofs-journal 1 4096\nX 0 512\n");
-	cr_assert_eq(journal_replay(path, 4096, collect, &s), -1);
-	put("j", "");
-	cr_assert_eq(journal_replay(path, 4096, collect, &s), -1);
-}
-
 /* ---- the replica's durable failover ---- */
 
 static struct replica *r;
@@ -244,6 +202,27 @@ static int hook_calls;
 static enum replica_state hook_states[8];
 static bool hook_journaled[8];
 static char hook_journal_tail[128];
+static enum replica_state hook_status_state;
+
+/* The last record of dir/p.vda.journal as "OP OFF LEN". */
+static void
+journal_tail(char *out, size_t len)
+{
+	struct journal_info info;
+	char err[256];
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+	struct journal_rec *rec;
+
+	cr_assert_geq(dfd, 0);
+	cr_assert_eq(journal_load(dfd, "p.vda.journal", "vda", 0, &info, NULL,
+				  err, sizeof err), 0, "%s", err);
+	close(dfd);
+	cr_assert_gt(info.nrecs, 0);
+	rec = &info.recs[info.nrecs - 1];
+	snprintf(out, len, "%c %llu %llu", rec->op,
+		 (unsigned long long) rec->off, (unsigned long long) rec->len);
+	journal_info_release(&info);
+}
 
 static int
 hook(void *opaque, enum replica_state next, bool journaled)
@@ -258,21 +237,14 @@ hook(void *opaque, enum replica_state next, bool journaled)
 		/* The VM writes while the commit is about to start: the
 		 * journal must say so before the write returns.
 		 */
-		char path[512], buf[4096];
-		ssize_t n;
-		int fd;
+		struct replica_status st;
 
 		view_fill(d, 3 * 4096, 4096, 0xee);
-		snprintf(path, sizeof path, "%s/p.vda.journal", dir);
-		fd = open(path, O_RDONLY);
-		cr_assert_geq(fd, 0);
-		n = read(fd, buf, sizeof buf - 1);
-		close(fd);
-		cr_assert_gt(n, 0);
-		buf[n] = '\0';
-		buf[n - 1] = '\0';
-		snprintf(hook_journal_tail, sizeof hook_journal_tail, "%s",
-			 strrchr(buf, '\n') + 1);
+		journal_tail(hook_journal_tail, sizeof hook_journal_tail);
+		/* Not durable yet: the status must not say failover. */
+		cr_assert_eq(replica_get_status(r, &st), 0);
+		hook_status_state = st.state;
+		replica_status_release(&st);
 	}
 	return 0;
 }
@@ -307,6 +279,7 @@ Test(durable, failover_journals_first_keeps_view_writes_and_cleans_up)
 	cr_assert(hook_journaled[1]);
 	cr_assert_eq(hook_states[2], REPLICA_DONE);
 	cr_assert_str_eq(hook_journal_tail, "D 12288 4096");
+	cr_assert_eq(hook_status_state, REPLICA_RUNNING);
 	/* V as the VM saw it: S0, VV with the write during the commit. */
 	expect_disk(d, 0, 2 * 4096, 0x11);
 	expect_disk(d, 2 * 4096, 4096, 0xbb);
@@ -335,6 +308,47 @@ file_with(const char *name, uint64_t size, uint64_t off, size_t len, int b)
 	close(fd);
 }
 
+/* The stamp of j after the disk's bytes of dir/name. */
+static void
+stamp_file(struct journal *j, const char *name, char op, uint64_t size)
+{
+	unsigned char stamp[JOURNAL_STAMP_LEN];
+	char path[512];
+	int fd;
+
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	fd = open(path, O_WRONLY);
+	cr_assert_geq(fd, 0);
+	journal_stamp(j, op, stamp);
+	cr_assert_eq(pwrite(fd, stamp, sizeof stamp, size),
+		     (ssize_t) sizeof stamp);
+	close(fd);
+}
+
+/* Journal NAME: A 0 4096, H 8192 4096, then D 0 1024 appended and a
+ * torn record after it; the buffer files (made before) stamped.
+ */
+static void
+put_journal(const char *name, const char *disk, uint64_t size)
+{
+	struct journal_rec recs[] = { { 'A', 0, 4096 }, { 'H', 8192, 4096 } };
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY), fd;
+	struct journal *j;
+
+	cr_assert_geq(dfd, 0);
+	j = journal_create(dfd, name, disk, size, 0, recs, 2);
+	cr_assert_not_null(j);
+	cr_assert_eq(journal_commit(j), 0);
+	cr_assert_eq(journal_append(j, 'D', 0, 1024), 0);
+	stamp_file(j, "p.vda.active", JOURNAL_ACTIVE, size);
+	stamp_file(j, "p.vda.hidden", JOURNAL_HIDDEN, size);
+	journal_close(j);
+	fd = openat(dfd, name, O_WRONLY | O_APPEND);
+	cr_assert_eq(write(fd, "D\0\0\0\0\0", 6), 6);
+	close(fd);
+	close(dfd);
+}
+
 Test(durable, resume_commits_the_journal_but_not_over_dropped_ranges)
 {
 	r = test_replica(1 * MiB, 0x11, dir);
@@ -345,8 +359,7 @@ Test(durable, resume_commits_the_journal_but_not_over_dropped_ranges)
 	 */
 	file_with("p.vda.active", 1 * MiB, 0, 4096, 0xbb);
 	file_with("p.vda.hidden", 1 * MiB, 8192, 4096, 0x22);
-	put("p.vda.journal", "colofs-journal 1 1048576\nA 0 4096\n"
-	    "H 8192 4096\nD 0 1024\nD 9");
+	put_journal("p.vda.journal", "vda", 1 * MiB);
 	primary_fill(d, 0, 1024, 0xee);		/* S in none: as the VM left it */
 	cr_assert_eq(replica_resume_failover(r), 0);
 	replica_wait_commit(r);
@@ -367,7 +380,7 @@ Test(durable, resume_without_journal_fails_and_says_why)
 	cr_assert_eq(replica_set_durable(r, dir, dir, "p"), 0);
 	cr_assert_eq(replica_resume_failover(r), -1);
 	replica_last_error(r, msg, sizeof msg);
-	cr_assert(strstr(msg, "cannot be read") != NULL, "%s", msg);
+	cr_assert(strstr(msg, "p.vda.journal") != NULL, "%s", msg);
 	cr_assert_eq(replica_state(r), REPLICA_NONE);
 	replica_free(r);
 }
@@ -413,24 +426,6 @@ Test(durable, stop_is_refused_when_done_cannot_be_recorded)
 	replica_free(r);
 }
 
-/* The last complete line of dir/p.vda.journal. */
-static void
-journal_tail(char *out, size_t len)
-{
-	char path[512], buf[65536];
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof path, "%s/p.vda.journal", dir);
-	fd = open(path, O_RDONLY);
-	cr_assert_geq(fd, 0);
-	n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	cr_assert_gt(n, 0);
-	buf[n - 1] = '\0';
-	snprintf(out, len, "%s", strrchr(buf, '\n') + 1);
-}
-
 Test(durable, view_writes_after_a_failed_commit_are_journaled)
 {
 	struct store_factory f = store_memory_factory();
@@ -468,5 +463,90 @@ Test(durable, view_writes_after_a_failed_commit_are_journaled)
 	expect_disk(d, 65536, 4096, 0xdd);
 	cr_assert_not(exists("p.vda.journal"));
 	cr_assert_not(exists("p.vda.active"));
+	replica_free(r);
+}
+
+static int
+refusing_failover_hook(void *opaque, enum replica_state next, bool journaled)
+{
+	int *refuse = opaque;
+
+	(void) journaled;
+	if (next == REPLICA_FAILOVER && *refuse) {
+		errno = ENOSPC;
+		return -1;
+	}
+	return 0;
+}
+
+Test(durable, failover_that_cannot_be_recorded_fails_and_can_be_retried)
+{
+	char msg[512];
+	int refuse = 1;
+
+	r = test_replica(1 * MiB, 0x11, dir);
+	d = replica_disk_at(r, 0);
+	cr_assert_eq(replica_set_durable(r, dir, dir, "p"), 0);
+	replica_set_state_hook(r, refusing_failover_hook, &refuse);
+	cr_assert_eq(replica_start(r), 0);
+	primary_fill(d, 0, 8192, 0xaa);
+	view_fill(d, 4096, 8192, 0xbb);
+	cr_assert_eq(replica_failover(r), -1);
+	cr_assert_eq(errno, EIO);
+	replica_last_error(r, msg, sizeof msg);
+	cr_assert(strstr(msg, "not durable") != NULL, "%s", msg);
+	cr_assert_eq(replica_state(r), REPLICA_FAILOVER_FAILED);
+	expect_disk(d, 0, 8192, 0xaa);		/* nothing committed */
+	expect_view(d, 4096, 8192, 0xbb);
+	refuse = 0;
+	cr_assert_eq(replica_failover(r), 0);
+	replica_wait_commit(r);
+	cr_assert_eq(replica_state(r), REPLICA_DONE);
+	expect_disk(d, 0, 4096, 0x11);
+	expect_disk(d, 4096, 8192, 0xbb);
+	cr_assert_not(exists("p.vda.journal"));
+	replica_free(r);
+}
+
+static int consistent_hook_calls;
+static bool consistent_hook_saw;
+
+static int
+consistent_hook(void *opaque, enum replica_state next, bool journaled)
+{
+	(void) journaled;
+	(void) next;
+	consistent_hook_calls++;
+	consistent_hook_saw = replica_s_consistent(opaque);
+	return 0;
+}
+
+Test(durable, start_needs_force_while_s_may_be_behind)
+{
+	char msg[512];
+
+	r = test_replica(1 * MiB, 0x11, NULL);
+	replica_set_state_hook(r, consistent_hook, r);
+	replica_set_s_consistent(r, false);
+	cr_assert_eq(replica_start(r), -1);
+	cr_assert_eq(errno, EAGAIN);
+	replica_last_error(r, msg, sizeof msg);
+	cr_assert(strstr(msg, "start force") != NULL, "%s", msg);
+	cr_assert_eq(replica_state(r), REPLICA_NONE);
+	/* A primary connects: remembered through the hook, start works. */
+	consistent_hook_calls = 0;
+	replica_note_primary_connected(r);
+	cr_assert_eq(consistent_hook_calls, 1);
+	cr_assert(consistent_hook_saw);
+	replica_note_primary_connected(r);
+	cr_assert_eq(consistent_hook_calls, 1, "only the first one is news");
+	cr_assert_eq(replica_start(r), 0);
+	replica_free(r);
+
+	r = test_replica(1 * MiB, 0x11, NULL);
+	replica_set_s_consistent(r, false);
+	cr_assert_eq(replica_start_force(r), 0);
+	cr_assert_eq(replica_state(r), REPLICA_RUNNING);
+	cr_assert(replica_s_consistent(r));
 	replica_free(r);
 }

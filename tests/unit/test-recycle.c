@@ -1,0 +1,362 @@
+/* SPDX-License-Identifier: MIT */
+/* Recycled buffers (issue 18): a checkpoint swaps in the buffers the
+ * checkpoint before dropped, pages still in place.  What must hold: no
+ * epoch ever sees another epoch's bytes, whatever the store still holds;
+ * the pages kept stay within the retention bound; and a steady-state epoch
+ * faults no page in.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "extmap.h"
+#include "log.h"
+#include "replica.h"
+#include "store.h"
+#include "support.h"
+
+#define KiB 1024
+#define MiB (1024 * 1024)
+
+static void
+quiet(void)
+{
+	log_set_quiet(true);
+}
+
+TestSuite(recycle, .init = quiet);
+
+static uint64_t
+retained(struct replica *r)
+{
+	return test_buffer_bytes(r, 1);
+}
+
+/* ---- the store ---- */
+
+static struct extmap *
+map_of(uint64_t off, uint64_t len)
+{
+	struct extmap *m = extmap_new();
+
+	cr_assert_not_null(m);
+	cr_assert_eq(extmap_insert(m, off, len), 0);
+	return m;
+}
+
+Test(recycle, store_keeps_the_epochs_pages_rounded_out)
+{
+	struct store *s = store_memory_new(4 * MiB, "t");
+	struct extmap *m = map_of(100, 4900); /* pages 0 and 1 */
+	uint64_t pages;
+
+	cr_assert_eq(extmap_insert(m, MiB, 1), 0); /* one more page */
+	cr_assert_eq(store_retained(s), 0);
+	cr_assert_eq(store_recycle(s, m, 0, &pages), 0);
+	cr_assert_eq(pages, 3 * 4096);
+	cr_assert_eq(store_retained(s), 3 * 4096);
+	extmap_free(m);
+	store_free(s);
+}
+
+static uint64_t
+allocated(struct store *s)
+{
+	struct stat st;
+
+	cr_assert_eq(fstat(s->fd, &st), 0);
+	return (uint64_t) st.st_blocks * 512;
+}
+
+Test(recycle, file_store_punches_only_beyond_the_retention)
+{
+	char *dir = test_temp_dir();
+	struct store *s = store_file_new(dir, 8 * MiB, "t");
+	static char buf[MiB];
+	struct extmap *big = map_of(0, MiB), *small = map_of(4 * MiB, 4096);
+	uint64_t pages;
+
+	cr_assert_not_null(s);
+	memset(buf, 0x5a, sizeof buf);
+	cr_assert_eq(s->ops->pwrite(s, buf, MiB, 0), 0);
+	cr_assert_eq(store_recycle(s, big, 0, &pages), 0);
+	cr_assert_eq(pages, MiB);
+	/* Within the retention: the blocks stay, to be overwritten. */
+	cr_assert_eq(s->ops->pwrite(s, buf, 4096, 4 * MiB), 0);
+	cr_assert_eq(store_recycle(s, small, 2 * MiB, &pages), 0);
+	cr_assert_eq(pages, 4096);
+	cr_assert_eq(store_retained(s), MiB + 4096);
+	cr_assert_geq(allocated(s), MiB + 4096);
+	/* Beyond it: only the last epoch's pages stay. */
+	cr_assert_eq(store_recycle(s, small, 4096, &pages), 0);
+	cr_assert_eq(store_retained(s), 4096);
+	cr_assert_lt(allocated(s), MiB / 2, "%ju bytes still allocated",
+		     (uintmax_t) allocated(s));
+	extmap_free(big);
+	extmap_free(small);
+	store_free(s);
+	test_cleanup_dir(dir);
+}
+
+static long minflt(void);
+
+/* Counted against the same copy into fresh pages (sanitizers fault their
+ * shadow memory in too).
+ */
+Test(recycle, populated_pages_take_no_fault_in_the_copy)
+{
+	struct store *s = store_memory_new(16 * MiB, "t");
+	static char buf[MiB];
+	long before, fresh, populated;
+
+	memset(buf, 0x5a, sizeof buf);
+	before = minflt();
+	cr_assert_eq(s->ops->pwrite(s, buf, MiB, 100), 0);
+	fresh = minflt() - before;
+	store_populate(s, 4 * MiB + 100, MiB);
+	before = minflt();
+	cr_assert_eq(s->ops->pwrite(s, buf, MiB, 4 * MiB + 100), 0);
+	populated = minflt() - before;
+	cr_assert_geq(fresh, 256, "a fresh MiB faults its pages in");
+	cr_assert_lt(populated, fresh / 2, "%ld faults in the copy, %ld fresh",
+		     populated, fresh);
+	store_free(s);
+}
+
+/* ---- the replica: stale bytes ---- */
+
+/* Epoch 1 leaves bytes in both stores of both slots; two checkpoints
+ * later the same stores are back (checked through buffer_retained_bytes),
+ * and nothing of epoch 1 shows through.
+ */
+static void
+dirty_then_recycle(struct replica *r, struct replica_disk *d)
+{
+	cr_assert_eq(replica_start(r), 0);
+	view_fill(d, 0, 64 * KiB, 0x33);	    /* active */
+	primary_fill(d, 128 * KiB, 64 * KiB, 0x22); /* hidden: 0x11 */
+	cr_assert_eq(replica_checkpoint(r), 0);
+	view_fill(d, 256 * KiB, 64 * KiB, 0x44); /* the other stores */
+	primary_fill(d, 384 * KiB, 64 * KiB, 0x55);
+	cr_assert_eq(replica_checkpoint(r), 0);
+	cr_assert_geq(retained(r), 128 * KiB, "epoch 1's stores are back");
+	/* Never written in this epoch: all of it is S. */
+	expect_view(d, 0, 128 * KiB, 0x11);
+	expect_view(d, 128 * KiB, 64 * KiB, 0x22);
+	expect_view(d, 192 * KiB, 192 * KiB, 0x11);
+	expect_view(d, 384 * KiB, 64 * KiB, 0x55);
+	/* Partial writes over stale pages: only the bytes written show. */
+	view_fill(d, 100, 10, 0x66);
+	expect_view(d, 0, 100, 0x11);
+	expect_view(d, 100, 10, 0x66);
+	expect_view(d, 110, 64 * KiB, 0x11);
+	primary_fill(d, 130 * KiB + 7, 10, 0x77); /* saves 0x22 */
+	expect_view(d, 128 * KiB, 64 * KiB, 0x22);
+	expect_disk(d, 130 * KiB + 7, 10, 0x77);
+	cr_assert_eq(replica_view_zero(d, 4096, 8192), 0);
+	expect_view(d, 4096, 8192, 0);
+	expect_view(d, 12288, 52 * KiB, 0x11);
+}
+
+/* After dirty_then_recycle, one more checkpoint: epoch 2's stores back. */
+static void
+expect_s_after_another_checkpoint(struct replica *r, struct replica_disk *d)
+{
+	cr_assert_eq(replica_checkpoint(r), 0);
+	expect_view(d, 0, 128 * KiB, 0x11);
+	expect_view(d, 128 * KiB, 2 * KiB + 7, 0x22);
+	expect_view(d, 130 * KiB + 7, 10, 0x77);
+	expect_view(d, 130 * KiB + 17, 62 * KiB - 17, 0x22);
+	expect_view(d, 192 * KiB, 192 * KiB, 0x11);
+	expect_view(d, 384 * KiB, 64 * KiB, 0x55);
+}
+
+Test(recycle, memory_buffers_never_show_an_earlier_epoch)
+{
+	struct replica *r = test_replica(MiB, 0x11, NULL);
+	struct replica_disk *d = replica_disk_at(r, 0);
+
+	dirty_then_recycle(r, d);
+	expect_s_after_another_checkpoint(r, d);
+	replica_free(r);
+}
+
+Test(recycle, file_buffers_never_show_an_earlier_epoch)
+{
+	char *dir = test_temp_dir();
+	struct replica *r = test_replica(MiB, 0x11, dir);
+	struct replica_disk *d = replica_disk_at(r, 0);
+
+	dirty_then_recycle(r, d);
+	expect_s_after_another_checkpoint(r, d);
+	replica_free(r);
+	test_cleanup_dir(dir);
+}
+
+static void
+failover_case(const char *dir, bool durable)
+{
+	struct replica *r = test_replica(MiB, 0x11, dir);
+	struct replica_disk *d = replica_disk_at(r, 0);
+
+	if (durable)
+		cr_assert_eq(replica_set_durable(r, dir, dir, "p"), 0);
+	dirty_then_recycle(r, d);
+	cr_assert_eq(replica_failover(r), 0);
+	replica_wait_commit(r);
+	cr_assert_eq(replica_state(r), REPLICA_DONE);
+	/* S is V: only what this epoch's view wrote, over S. */
+	expect_disk(d, 0, 100, 0x11);
+	expect_disk(d, 100, 10, 0x66);
+	expect_disk(d, 110, 4096 - 110, 0x11);
+	expect_disk(d, 4096, 8192, 0);
+	expect_disk(d, 12288, 116 * KiB, 0x11);
+	expect_disk(d, 128 * KiB, 64 * KiB, 0x22);
+	expect_disk(d, 192 * KiB, 192 * KiB, 0x11);
+	expect_disk(d, 384 * KiB, 64 * KiB, 0x55);
+	expect_disk(d, 448 * KiB, MiB - 448 * KiB, 0x11);
+	replica_free(r);
+}
+
+Test(recycle, failover_commits_no_earlier_epoch_memory)
+{
+	failover_case(NULL, false);
+}
+
+Test(recycle, failover_commits_no_earlier_epoch_file_durable)
+{
+	char *dir = test_temp_dir();
+
+	failover_case(dir, true);
+	test_cleanup_dir(dir);
+}
+
+Test(recycle, stop_gives_every_kept_page_back)
+{
+	struct replica *r = test_replica(MiB, 0x11, NULL);
+	struct replica_disk *d = replica_disk_at(r, 0);
+
+	dirty_then_recycle(r, d);
+	cr_assert_eq(replica_stop(r), 0);
+	cr_assert_eq(retained(r), 0);
+	expect_view(d, 0, 128 * KiB, 0x11);
+	replica_free(r);
+}
+
+/* ---- the replica: retention ---- */
+
+Test(recycle, a_burst_is_given_back_after_a_few_epochs)
+{
+	struct replica *r = test_replica(4 * MiB, 0x11, NULL);
+	struct replica_disk *d = replica_disk_at(r, 0);
+	int i;
+
+	cr_assert_eq(replica_start(r), 0);
+	view_fill(d, 0, 2 * MiB, 0x33); /* the burst */
+	cr_assert_eq(replica_checkpoint(r), 0);
+	view_fill(d, 0, 4096, 0x44);
+	cr_assert_eq(replica_checkpoint(r), 0);
+	cr_assert_geq(retained(r), 2 * MiB, "the burst's pages are kept");
+	for (i = 0; i < 8; i++) {
+		view_fill(d, 0, 4096, 0x44);
+		cr_assert_eq(replica_checkpoint(r), 0);
+	}
+	/* Two stores of active, one page each. */
+	cr_assert_leq(retained(r), 2 * 4096, "%ju bytes kept",
+		      (uintmax_t) retained(r));
+	expect_view(d, 0, 4 * MiB, 0x11);
+	replica_free(r);
+}
+
+Test(recycle, memory_is_bounded_by_the_limit_plus_the_retention)
+{
+	struct replica *r = test_replica(8 * MiB, 0x11, NULL);
+	struct replica_disk *d = replica_disk_at(r, 0);
+	const uint64_t limit = MiB;
+	uint64_t seed = 18, hist[16][2] = { { 0 } };
+	int i, j;
+
+	replica_set_buffer_limit(r, limit);
+	cr_assert_eq(replica_start(r), 0);
+	for (i = 0; i < 16; i++) {
+		/* Page-aligned writes of random size; together under the
+		 * limit, in hidden and active.
+		 */
+		uint64_t pages = limit / 4096;
+		uint64_t v = test_rand(&seed) % (pages / 2 + 1);
+		uint64_t p = test_rand(&seed) % (pages / 2 + 1);
+		uint64_t at = test_rand(&seed) % 4 * MiB, bh = 0, ba = 0;
+		struct replica_status st;
+
+		if (v)
+			view_fill(d, at, v * 4096, 0x33);
+		if (p)
+			primary_fill(d, at + 2 * MiB, p * 4096, 0x22);
+		cr_assert_eq(replica_get_status(r, &st), 0);
+		cr_assert_leq(st.buffer_bytes, limit);
+		replica_status_release(&st);
+		hist[i][0] = p * 4096; /* hidden */
+		hist[i][1] = v * 4096; /* active */
+		cr_assert_eq(replica_checkpoint(r), 0);
+		/* At most two stores per slot, each at most the largest of
+		 * the last epochs (one more epoch than RETAIN_EPOCHS: a
+		 * store is trimmed when it is dropped).
+		 */
+		for (j = i; j >= 0 && j > i - 6; j--) {
+			bh = hist[j][0] > bh ? hist[j][0] : bh;
+			ba = hist[j][1] > ba ? hist[j][1] : ba;
+		}
+		cr_assert_leq(retained(r), 2 * (bh + ba),
+			      "epoch %d: %ju > 2 x (%ju + %ju)", i,
+			      (uintmax_t) retained(r), (uintmax_t) bh,
+			      (uintmax_t) ba);
+		cr_assert_leq(retained(r), 2 * limit);
+	}
+	replica_free(r);
+}
+
+/* ---- the replica: page faults ---- */
+
+static long
+minflt(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_minflt;
+}
+
+/* Not a timing test: it counts page faults.  An epoch that writes the
+ * same 4 MiB as the epochs before faults no page of the buffers in.
+ */
+Test(recycle, a_steady_epoch_faults_no_buffer_page_in)
+{
+	struct replica *r = test_replica(16 * MiB, 0x11, NULL);
+	struct replica_disk *d = replica_disk_at(r, 0);
+	static char buf[64 * KiB];
+	long before, faults;
+	uint64_t off;
+	int epoch;
+
+	memset(buf, 0x33, sizeof buf);
+	cr_assert_eq(replica_start(r), 0);
+	for (epoch = 0; epoch < 4; epoch++) {
+		before = minflt();
+		for (off = 0; off < 4 * MiB; off += sizeof buf) {
+			cr_assert_eq(replica_view_write(d, buf, sizeof buf,
+							off),
+				     0);
+			cr_assert_eq(replica_primary_write(d, buf, sizeof buf,
+							   8 * MiB + off),
+				     0);
+		}
+		faults = minflt() - before;
+		cr_assert_eq(replica_checkpoint(r), 0);
+	}
+	/* 8 MiB buffered is 2,048 pages; the maps' own heap costs a few. */
+	cr_assert_lt(faults, 128, "%ld page faults in a steady epoch", faults);
+	replica_free(r);
+}
