@@ -83,3 +83,15 @@ wr() {
 	dd if=/dev/urandom of="$T/$1mnt/vda" bs=$GRANB seek="$2" count="$3" \
 		conv=notrunc,fsync status=none || fail "$1: write at granule $2"
 }
+
+# pair_up: fresh images (X's random, Y's zero), Y a secondary, X its
+# primary: the first (full) sync, then Y started.
+pair_up() {
+	head -c "$SIZE" /dev/urandom >"$T/x.img"
+	truncate -s "$SIZE" "$T/y.img"
+	run y secondary
+	run x primary
+	hctl x start
+	wait_hstate x replicating
+	hctl y start
+}

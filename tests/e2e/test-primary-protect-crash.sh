@@ -7,14 +7,7 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/protect.sh"
 
-head -c "$SIZE" /dev/urandom >"$T/x.img"
-truncate -s "$SIZE" "$T/y.img"
-
-run y secondary
-run x primary
-hctl x start
-wait_hstate x replicating
-hctl y start
+pair_up
 wr x 3 5
 hctl x checkpoint
 hctl y checkpoint

@@ -9,15 +9,8 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/protect.sh"
 
-head -c "$SIZE" /dev/urandom >"$T/x.img"
-truncate -s "$SIZE" "$T/y.img"
-
 # 1. X primary, Y secondary: the first (full) sync, then writes.
-run y secondary
-run x primary
-hctl x start
-wait_hstate x replicating
-hctl y start
+pair_up
 # Protect is for done: a running secondary refuses it and stays one.
 echo "protect $XURI" >"$YMNT/.colo/ctl" 2>/dev/null &&
 	fail "protect succeeded on a running secondary"
