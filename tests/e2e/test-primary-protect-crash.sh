@@ -2,7 +2,8 @@
 # Protect in place after a crash: the dirty tracking of a done secondary
 # survives kill -9 (a mark is durable before S takes the write), so a
 # restart in done still protects with only the granules written since the
-# failover; and "protect full" copies the whole disk.  The images are
+# failover; and "protect full" copies the whole disk while the VM writes
+# (a checksummed workload, found whole on the new secondary).  The images are
 # equal byte for byte at the end (cmp).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/protect.sh"
@@ -44,7 +45,12 @@ hctl x failover
 wait_hstate x done
 wr x 40 1
 run y secondary --demote
+# X's VM keeps writing (a checksummed workload) across the switch.
+"$PY3" "$(dirname "$0")/pattern_writes.py" write "$XMNT/vda" 11 400 \
+	>"$T/manifest" 2>"$T/writer.err" &
+WRITER=$!
 hctl x "protect full $YURI"
+wait "$WRITER" || fail "a VM write failed across the protect: $(cat "$T/writer.err")"
 wait_hstate x replicating
 [ "$(hget x sync_total_bytes)" = $((32 * 1024 * 1024)) ] ||
 	fail "protect full copied $(hget x sync_total_bytes) bytes, want the whole disk"
@@ -54,6 +60,9 @@ wr x 50 1
 hctl x checkpoint
 hctl y checkpoint
 same_views "X protected by Y (full)"
+"$PY3" "$(dirname "$0")/pattern_writes.py" check "$YMNT/vda" "$T/manifest" \
+	"$((50 * GRANB)):$GRANB" || fail "the workload's blocks on Y"
+ok "the workload written across the protect is on Y"
 stop x
 stop y
 cmp "$T/x.img" "$T/y.img" || fail "the images differ at the end"
