@@ -1538,7 +1538,11 @@ metrics_main(void *arg)
 	bool stop = false, failing = false;
 
 	while (!stop) {
-		if (colo_metrics_write(fs->r, fs->cfg, fs->parts, fs->nparts,
+		/* After a protect the replica is idle: a primary has no
+		 * metrics yet (see metrics_text).
+		 */
+		if (!role_primary(fs) &&
+		    colo_metrics_write(fs->r, fs->cfg, fs->parts, fs->nparts,
 				       fs->cfg->metrics_file) == -1) {
 			if (!failing)
 				log_warn("metrics_file %s: not written; "
@@ -1559,8 +1563,9 @@ metrics_main(void *arg)
 		stop = fs->metrics_stop;
 		pthread_mutex_unlock(&fs->metrics_lock);
 	}
-	colo_metrics_write(fs->r, fs->cfg, fs->parts, fs->nparts,
-			   fs->cfg->metrics_file);
+	if (!role_primary(fs))
+		colo_metrics_write(fs->r, fs->cfg, fs->parts, fs->nparts,
+				   fs->cfg->metrics_file);
 	return NULL;
 }
 
