@@ -163,6 +163,7 @@ lost(void *arg, size_t i, const char *why)
 static struct primary *
 refuse(struct protect *pr, int err, const char *why)
 {
+	log_error("protect: %s", why);
 	replica_record_error(pr->r, "protect: %s", why);
 	errno = err;
 	return NULL;
