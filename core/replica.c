@@ -1580,7 +1580,8 @@ start(struct replica *r, bool force)
 		else
 			ret = empty_buffers(r, REPLICA_RUNNING);
 		if (ret == 0 && r->tap.start)
-			r->tap.start(r->tap.opaque);
+			r->tap.start(r->tap.opaque,
+				     atomic_load(&r->s_consistent));
 		if (ret == 0 && force && !atomic_load(&r->s_consistent)) {
 			log_warn("start force: S may be behind the primary");
 			atomic_store(&r->s_consistent, true);

@@ -104,12 +104,13 @@ void replica_set_state_hook(struct replica *r, replica_state_hook *fn,
  * buffered extents and the view's writes in failover, failover_failed
  * and done.  write is called before those bytes reach S (with the disk's
  * index, in the order added); -1 fails the write or the commit.  start
- * is called when start leaves none for running (S is the primary's
- * again).  Set before start; tap is copied; NULL removes it.
+ * is called when start leaves none for running: S is the primary's
+ * again, or (consistent false: start force) may be behind it.  Set
+ * before start; tap is copied; NULL removes it.
  */
 struct replica_tap {
 	int (*write)(void *opaque, size_t disk, uint64_t off, uint64_t len);
-	void (*start)(void *opaque);
+	void (*start)(void *opaque, bool consistent);
 	void *opaque;
 };
 void replica_set_tap(struct replica *r, const struct replica_tap *tap);

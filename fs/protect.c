@@ -66,9 +66,12 @@ tap_write(void *opaque, size_t i, uint64_t off, uint64_t len)
 	return pr->bm[i] ? bitmap_mark(pr->bm[i], off, len) : 0;
 }
 
-/* S is the primary's again: nothing written since, no peer yet. */
+/* S is the primary's again: nothing written since, no peer yet.  Unless
+ * S may be behind the primary (start force): then nothing is known, and
+ * a protect after the next failover copies everything.
+ */
 static void
-tap_start(void *opaque)
+tap_start(void *opaque, bool consistent)
 {
 	struct protect *pr = opaque;
 	size_t i;
@@ -80,7 +83,9 @@ tap_start(void *opaque)
 		if (b == NULL)
 			continue;
 		bitmap_clear(b, 0, replica_disk_size(d));
-		if (bitmap_update(b, BITMAP_SYNCED, BITMAP_LIVE, "") == -1) {
+		if (bitmap_update(b, consistent ? BITMAP_SYNCED : 0,
+				  BITMAP_LIVE | (consistent ? 0 : BITMAP_SYNCED),
+				  "") == -1) {
 			log_error("%s: dirty bitmap %s: %m; a protect after a "
 				  "failover will copy the whole disk",
 				  cfg_name(pr, i), pr->paths[i]);
