@@ -7,13 +7,15 @@
 #   make check-asan  the same under ASan + UBSan (build-asan/)
 #   make check-tsan  the engine's stress driver and the NBD listener's
 #                    barrier tests under TSan (build-tsan/)
-#   make check-long  the slow tests (fuzzing, long soaks)
+#   make check-long  the slow tests (fuzzing, long soaks, Pacemaker)
 #   make demo        the main job: a primary, a secondary, a failover
 #   make bench       the engine's benchmark (tools/bench-core.c)
 #   make deps        install the missing Debian packages (as root)
 #   make man         the man pages (build/man/), from doc/*.md
-#   make install     colofs, colofsctl, man pages, the systemd unit and a
-#                    sample config (PREFIX=/usr/local, DESTDIR, SYSCONFDIR)
+#   make install     colofs, colofsctl, man pages, the systemd unit, the
+#                    Pacemaker agent (ocf:colofs:colofs), a sample config
+#                    and colofsctl's bash completion
+#                    (PREFIX=/usr/local, DESTDIR, SYSCONFDIR)
 #   make uninstall   removes them (a config you changed stays)
 #   make format      apply .clang-format (core/'s style) to the C sources
 #
@@ -34,6 +36,10 @@ DESTDIR  ?=
 BINDIR   := $(PREFIX)/bin
 MANDIR   := $(PREFIX)/share/man
 UNITDIR  := $(PREFIX)/lib/systemd/system
+COMPDIR  := $(PREFIX)/share/bash-completion/completions
+# Pacemaker looks only in /usr/lib/ocf/resource.d: install with PREFIX=/usr
+# (or link the colofs dir there) for a cluster to find the agent.
+OCFDIR   := $(PREFIX)/lib/ocf/resource.d/colofs
 CONFDIR  := $(SYSCONFDIR)/colofs
 CC       ?= cc
 CFLAGS   ?= -O2 -g
@@ -60,7 +66,7 @@ DEB_PKGS := build-essential pkg-config libfuse3-dev fuse3 libqcow-dev \
             util-linux procps psmisc clang libclang-rt-dev fio \
             libgnutls28-dev gnutls-bin go-md2man man-db groff-base systemd \
             python3-prometheus-client clang-format file libjansson-dev \
-            libxxhash-dev
+            libxxhash-dev bash-completion resource-agents libxml2-utils
 
 CORE_SRC   := $(sort $(wildcard core/*.c))
 DAEMON_SRC := $(filter-out fs/main.c,$(sort $(wildcard fs/*.c)))
@@ -123,6 +129,11 @@ install: $(COLOFS) $(BUILD)/colofsctl $(MAN_PAGES)
 	install -D -m 0644 $(BUILD)/man/colofs.8 $(DESTDIR)$(MANDIR)/man8/colofs.8
 	install -D -m 0644 $(BUILD)/man/colofsctl.8 $(DESTDIR)$(MANDIR)/man8/colofsctl.8
 	install -D -m 0644 $(BUILD)/man/colofs.ini.5 $(DESTDIR)$(MANDIR)/man5/colofs.ini.5
+	install -D -m 0644 etc/colofsctl.bash-completion $(DESTDIR)$(COMPDIR)/colofsctl
+	@mkdir -p $(DESTDIR)$(OCFDIR)
+	sed 's|^COLOFS_DEFAULT=colofs$$|COLOFS_DEFAULT=$(BINDIR)/colofs|' tools/colofs.ocf \
+		>$(DESTDIR)$(OCFDIR)/colofs
+	chmod 0755 $(DESTDIR)$(OCFDIR)/colofs
 	@mkdir -p $(DESTDIR)$(UNITDIR)
 	sed -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/etc/colofs/|$(CONFDIR)/|g' \
 		etc/colofs@.service >$(DESTDIR)$(UNITDIR)/colofs@.service
@@ -139,7 +150,9 @@ uninstall:
 		$(DESTDIR)$(MANDIR)/man8/colofs.8 \
 		$(DESTDIR)$(MANDIR)/man8/colofsctl.8 \
 		$(DESTDIR)$(MANDIR)/man5/colofs.ini.5 \
-		$(DESTDIR)$(UNITDIR)/colofs@.service
+		$(DESTDIR)$(COMPDIR)/colofsctl \
+		$(DESTDIR)$(UNITDIR)/colofs@.service $(DESTDIR)$(OCFDIR)/colofs
+	@rmdir $(DESTDIR)$(OCFDIR) 2>/dev/null || true
 	@if cmp -s etc/colofs.ini $(DESTDIR)$(CONFDIR)/example.ini; then \
 		rm -f $(DESTDIR)$(CONFDIR)/example.ini; \
 		rmdir $(DESTDIR)$(CONFDIR) 2>/dev/null || true; \

@@ -292,6 +292,37 @@ err:
 }
 
 int
+fdio_open_or_create_at(int dirfd, const char *name, int flags, mode_t mode)
+{
+	char tmp[NAME_MAX + 16];
+	int fd, t, tries, saved;
+
+	for (tries = 0; tries < 8; tries++) {
+		fd = fdio_open_file_at(dirfd, name, flags);
+		if (fd != -1 || errno != ENOENT)
+			return fd;
+		t = fdio_create_tmp(dirfd, name, 0, mode, tmp, sizeof tmp);
+		if (t == -1)
+			return -1;
+		if (linkat(dirfd, tmp, dirfd, name, 0) == 0) {
+			unlinkat(dirfd, tmp, 0);
+			fdio_sync_dir(dirfd);
+			close(t);
+			continue;	/* reopened with the caller's flags */
+		}
+		saved = errno;
+		unlinkat(dirfd, tmp, 0);
+		close(t);
+		if (saved != EEXIST) {
+			errno = saved;
+			return -1;
+		}
+	}
+	errno = EAGAIN;
+	return -1;
+}
+
+int
 fdio_check_own(int fd, char *err, size_t errlen)
 {
 	struct stat st;

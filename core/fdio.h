@@ -70,6 +70,15 @@ int fdio_sweep_tmp(int dirfd, const char *name);
  * that it is a regular file (EINVAL otherwise).  fd, or -1 with errno.
  */
 int fdio_open_file_at(int dirfd, const char *name, int flags);
+/* Opens NAME in dirfd as fdio_open_file_at does (flags: O_RDWR or
+ * O_WRONLY, maybe O_APPEND), creating it empty (mode) if missing: a new
+ * file made by fdio_create_tmp and published with link(2), which never
+ * replaces, so that racing callers end up with the same file and none
+ * holds one that is no longer named (a lock file, an append-only log).
+ * fd, or -1 with errno.
+ */
+int fdio_open_or_create_at(int dirfd, const char *name, int flags,
+			   mode_t mode);
 
 /* A file colofs trusts as its own: a regular file with one link, owned by
  * root or the effective user, not writable by group or others (as sshd's

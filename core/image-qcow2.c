@@ -833,6 +833,7 @@ image_qcow2_open(const char *path, const char *overlay_dir, const char *name)
 	pthread_mutex_init(&q->flush_lock, NULL);
 	img->ops = &qcow2_ops;
 	img->fd = -1;
+	img->lock_fd = -1;
 	img->priv = q;
 	img->path = strdup(path);
 	q->ovl_path = path_join(overlay_dir, name, ".overlay");

@@ -17,6 +17,7 @@
 #include "fdio.h"
 #include "image.h"
 #include "log.h"
+#include "ofdlock.h"
 
 static const char qcow_magic[4] = { 'Q', 'F', 'I', 0xfb };
 
@@ -168,6 +169,7 @@ image_raw_from_fd(int fd, const char *path)
 	img->ops = &raw_ops;
 	img->size = st.st_size;
 	img->fd = fd;
+	img->lock_fd = -1;
 	return img;
 err:
 	saved = errno;
@@ -179,15 +181,49 @@ err:
 	return NULL;
 }
 
+/* An fd of path that holds the ownership locks: fd, or -1 (logged). */
+static int
+lock_open(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd == -1) {
+		log_error("open image %s: %m", path);
+		return -1;
+	}
+	if (ofdlock_image(fd, path) == -1) {
+		int saved = errno;
+
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	return fd;
+}
+
+int
+image_check_owner(const char *path)
+{
+	int fd = lock_open(path);
+
+	if (fd == -1)
+		return -1;
+	close(fd);
+	return 0;
+}
+
 struct image *
 image_open(const char *path, enum image_format fmt, const char *overlay_dir,
 	   const char *name)
 {
-	int fd;
+	struct image *img;
+	int fd, lock_fd = lock_open(path);
 
+	if (lock_fd == -1)
+		return NULL;
 	if (fmt == IMAGE_FORMAT_AUTO) {
 		if (image_probe(path, &fmt) == -1)
-			return NULL;
+			goto err;
 		/* QEMU warns the same (CVE-2008-2004): a raw image's first
 		 * bytes are its guest's, who can make it probe as qcow2.
 		 */
@@ -196,19 +232,40 @@ image_open(const char *path, enum image_format fmt, const char *overlay_dir,
 			 "set format = raw or qcow2", path,
 			 image_format_name(fmt));
 	}
-	if (fmt == IMAGE_FORMAT_QCOW2)
-		return image_qcow2_open(path, overlay_dir, name);
-	fd = open(path, O_RDWR | O_CLOEXEC);
-	if (fd == -1) {
-		log_error("open image %s: %m", path);
-		return NULL;
+	if (fmt == IMAGE_FORMAT_QCOW2) {
+		img = image_qcow2_open(path, overlay_dir, name);
+	} else {
+		fd = open(path, O_RDWR | O_CLOEXEC);
+		if (fd == -1) {
+			log_error("open image %s: %m", path);
+			goto err;
+		}
+		img = image_raw_from_fd(fd, path);
 	}
-	return image_raw_from_fd(fd, path);
+	if (img == NULL)
+		goto err;
+	img->lock_fd = lock_fd;
+	return img;
+err:
+	{
+		int saved = errno;
+
+		close(lock_fd);
+		errno = saved;
+	}
+	return NULL;
 }
 
 void
 image_close(struct image *img)
 {
-	if (img != NULL)
-		img->ops->close(img);
+	int lock_fd;
+
+	if (img == NULL)
+		return;
+	/* The locks go last, once the image is flushed and closed. */
+	lock_fd = img->lock_fd;
+	img->ops->close(img);
+	if (lock_fd != -1)
+		close(lock_fd);
 }

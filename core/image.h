@@ -41,16 +41,25 @@ struct image {
 	char *path;
 	uint64_t size;
 	int fd;			/* the raw data, or -1 (qcow2) */
+	int lock_fd;		/* holds the ownership locks, or -1 */
 	void *priv;
 };
 
 /* Opens path.  overlay_dir and name are used by qcow2 for its overlay
  * ("DIR/NAME.overlay"); raw ignores them.  Checks that the size is a
- * multiple of 512.  NULL with errno, after logging a clear message.
+ * multiple of 512.  Takes QEMU's ownership locks on the file first
+ * (ofdlock.h), held until image_close: EAGAIN if another process (a
+ * colofs, a QEMU writer) holds it.  NULL with errno, after logging a
+ * clear message.
  */
 struct image *image_open(const char *path, enum image_format fmt,
 			 const char *overlay_dir, const char *name);
 void image_close(struct image *img);		/* NULL is a no-op */
+
+/* Whether image_open could own path now: takes QEMU's locks as it would
+ * and lets them go.  0, or -1 with the holder logged (or no file).
+ */
+int image_check_owner(const char *path);
 
 /* Probes the format from the first bytes: 0 and *out, or -1 + errno. */
 int image_probe(const char *path, enum image_format *out);

@@ -47,6 +47,7 @@
 #include <time.h>
 
 #include "bitmap.h"
+#include "errlog.h"
 #include "log.h"
 #include "primary.h"
 #include "rangelock.h"
@@ -60,6 +61,7 @@ struct primary_disk {
 	size_t index;
 	char *name;
 	struct image *img;
+	bool borrowed;			/* img is not ours to close */
 	uint64_t size;
 	char conf_uri[URI_MAX];
 	char uri[URI_MAX];		/* in use; protected by p->lock */
@@ -74,7 +76,7 @@ struct primary {
 	pthread_cond_t cond;		/* inflight or sync changes */
 	enum primary_state state;	/* protected by lock */
 	char reason[2048];		/* protected by lock */
-	char error[2600];		/* protected by lock */
+	struct errlog errs;		/* its own lock, a leaf */
 	unsigned mirrored;		/* writes in flight; protected by lock */
 	unsigned unmirrored;		/* protected by lock */
 	atomic_bool live;		/* BITMAP_LIVE is set; changed under ctl */
@@ -113,9 +115,7 @@ vrecord(struct primary *p, const char *fmt, va_list ap)
 {
 	int saved = errno;
 
-	pthread_mutex_lock(&p->lock);
-	vsnprintf(p->error, sizeof p->error, fmt, ap);
-	pthread_mutex_unlock(&p->lock);
+	errlog_vrecord(&p->errs, fmt, ap);
 	errno = saved;
 }
 
@@ -141,20 +141,22 @@ refuse(struct primary *p, int err, const char *fmt, ...)
 	return -1;
 }
 
-void
+time_t
 primary_last_error(struct primary *p, char *buf, size_t len)
 {
-	pthread_mutex_lock(&p->lock);
-	snprintf(buf, len, "%s", p->error);
-	pthread_mutex_unlock(&p->lock);
+	return errlog_current(&p->errs, buf, len);
+}
+
+struct errlog *
+primary_errors(struct primary *p)
+{
+	return &p->errs;
 }
 
 void
 primary_clear_error(struct primary *p)
 {
-	pthread_mutex_lock(&p->lock);
-	p->error[0] = '\0';
-	pthread_mutex_unlock(&p->lock);
+	errlog_clear(&p->errs);
 }
 
 enum primary_state
@@ -188,7 +190,7 @@ link_failed(struct primary *p, struct primary_disk *d, const char *why)
 		p->sync_cancel = true;
 		snprintf(p->reason, sizeof p->reason,
 			 "%s: secondary %s: %s", d->name, d->uri, why);
-		snprintf(p->error, sizeof p->error, "degraded: %s", p->reason);
+		primary_record_error(p, "degraded: %s", p->reason);
 		log_error("degraded: %s", p->reason);
 		for (i = 0; i < p->ndisks; i++)
 			p->link->disconnect(p->link_opaque, i, false);
@@ -664,14 +666,18 @@ sync_main(void *arg)
 	if (!failed && !found && p->state == PRIMARY_SYNCING &&
 	    !p->sync_cancel) {
 		p->state = PRIMARY_REPLICATING;
+		/* In sync again: a degraded pair's errors are over. */
+		primary_clear_error(p);
 		p->syncs++;
 		log_info("sync done: %" PRIu64 " bytes; replicating",
 			 p->sync_done);
 	} else if (failed && p->state == PRIMARY_SYNCING) {
+		char why[1900];
+
 		/* A local failure: the secondary is fine but incomplete. */
+		errlog_current(&p->errs, why, sizeof why);
 		p->state = PRIMARY_DEGRADED;
-		snprintf(p->reason, sizeof p->reason, "sync failed: %.1900s",
-			 p->error);
+		snprintf(p->reason, sizeof p->reason, "sync failed: %s", why);
 		for (i = 0; i < p->ndisks; i++)
 			p->link->disconnect(p->link_opaque, i, false);
 	}
@@ -792,6 +798,18 @@ fail:
 		      strerror(errno));
 }
 
+/* start and resync: once connected, what was wrong before is over (the
+ * error is cleared before the sync can raise its own).
+ */
+static int
+connect_and_sync(struct primary *p, const char *uri, bool full)
+{
+	if (connect_all(p, uri) == -1)
+		return -1;
+	primary_clear_error(p);
+	return begin_sync(p, full);
+}
+
 int
 primary_start(struct primary *p)
 {
@@ -804,7 +822,7 @@ primary_start(struct primary *p)
 			    "none; use resync after degraded or failover)",
 			    primary_state_name(primary_state(p)));
 	else
-		rc = connect_all(p, NULL) == -1 ? -1 : begin_sync(p, false);
+		rc = connect_and_sync(p, NULL, false);
 	if (rc == -1)
 		maybe_clear_live(p, true);
 	pthread_mutex_unlock(&p->ctl);
@@ -827,7 +845,7 @@ primary_resync(struct primary *p, bool full, const char *uri)
 		rc = refuse(p, EINVAL, "resync URI: only for a single disk; "
 			    "set each disk's secondary in the config");
 	else
-		rc = connect_all(p, uri) == -1 ? -1 : begin_sync(p, full);
+		rc = connect_and_sync(p, uri, full);
 	if (rc == -1)
 		maybe_clear_live(p, true);
 	pthread_mutex_unlock(&p->ctl);
@@ -843,25 +861,19 @@ primary_checkpoint(struct primary *p)
 	switch (p->state) {
 	case PRIMARY_REPLICATING:
 		p->checkpoints++;
+		primary_clear_error(p);
 		break;
 	case PRIMARY_DEGRADED:
-		snprintf(p->error, sizeof p->error, "checkpoint: degraded: %s",
-			 p->reason);
-		errno = EIO;
-		rc = -1;
+		rc = refuse(p, EIO, "checkpoint: degraded: %s", p->reason);
 		break;
 	case PRIMARY_SYNCING:
-		snprintf(p->error, sizeof p->error, "checkpoint: syncing, %"
-			 PRIu64 " of %" PRIu64 " bytes copied",
-			 p->sync_done, p->sync_total);
-		errno = EBUSY;
-		rc = -1;
+		rc = refuse(p, EBUSY, "checkpoint: syncing, %" PRIu64 " of %"
+			    PRIu64 " bytes copied", p->sync_done,
+			    p->sync_total);
 		break;
 	default:
-		snprintf(p->error, sizeof p->error, "checkpoint: the state is "
-			 "%s, not replicating", primary_state_name(p->state));
-		errno = EINVAL;
-		rc = -1;
+		rc = refuse(p, EINVAL, "checkpoint: the state is %s, not "
+			    "replicating", primary_state_name(p->state));
 		break;
 	}
 	pthread_mutex_unlock(&p->lock);
@@ -898,20 +910,35 @@ leave(struct primary *p, enum primary_state to, bool clean)
 int
 primary_failover(struct primary *p)
 {
+	int rc = 0;
+
 	pthread_mutex_lock(&p->ctl);
-	leave(p, PRIMARY_FAILOVER, false);
-	log_info("failover: the secondary is gone; writes are tracked");
+	if (primary_state(p) == PRIMARY_FAILOVER) {
+		rc = refuse(p, EBUSY, "failover: already in failover (the "
+			    "secondary is gone, writes are tracked); resync "
+			    "or start a new pair");
+	} else {
+		primary_clear_error(p);
+		leave(p, PRIMARY_FAILOVER, false);
+		log_info("failover: the secondary is gone; writes are tracked");
+	}
 	pthread_mutex_unlock(&p->ctl);
-	return 0;
+	return rc;
 }
 
 int
 primary_stop(struct primary *p)
 {
+	int rc = 0;
+
 	pthread_mutex_lock(&p->ctl);
-	leave(p, PRIMARY_NONE, true);
+	if (primary_state(p) == PRIMARY_NONE)
+		rc = refuse(p, EINVAL, "stop: replication is not started "
+			    "(state none)");
+	else
+		leave(p, PRIMARY_NONE, true);
 	pthread_mutex_unlock(&p->ctl);
-	return 0;
+	return rc;
 }
 
 void
@@ -935,6 +962,14 @@ primary_wait_sync(struct primary *p, unsigned timeout_ms)
 
 /* ---- set-up and status ---- */
 
+/* The image of a disk primary_new took, unless borrowed. */
+static void
+close_taken(const struct primary_disk_config *dc)
+{
+	if (!dc->borrowed)
+		image_close(dc->img);
+}
+
 struct primary *
 primary_new(const struct primary_config *cfg)
 {
@@ -947,6 +982,7 @@ primary_new(const struct primary_config *cfg)
 		goto fail_imgs;
 	pthread_mutex_init(&p->ctl, NULL);
 	pthread_mutex_init(&p->lock, NULL);
+	errlog_init(&p->errs);
 	pthread_cond_init(&p->cond, NULL);
 	p->granularity = cfg->granularity;
 	p->timeout_ms = cfg->timeout_ms;
@@ -962,6 +998,7 @@ primary_new(const struct primary_config *cfg)
 		d->p = p;
 		d->index = i;
 		d->img = dc->img;
+		d->borrowed = dc->borrowed;
 		d->size = dc->img->size;
 		rangelock_init(&d->rl);
 		p->ndisks = i + 1;
@@ -978,18 +1015,18 @@ primary_new(const struct primary_config *cfg)
 			p->live = true;
 	}
 	for (; i < cfg->ndisks; i++)
-		image_close(cfg->disks[i].img);
+		close_taken(&cfg->disks[i]);
 	if (p->live && set_live(p, false) == -1)
 		goto fail_all;
 	return p;
 fail_imgs:
 	for (i = 0; i < cfg->ndisks; i++)
-		image_close(cfg->disks[i].img);
+		close_taken(&cfg->disks[i]);
 	free(p);
 	return NULL;
 fail:
 	for (i = p->ndisks; i < cfg->ndisks; i++)
-		image_close(cfg->disks[i].img);
+		close_taken(&cfg->disks[i]);
 fail_all:
 	saved = errno;
 	primary_free(p);
@@ -1021,13 +1058,15 @@ primary_free(struct primary *p)
 		if (d->img != NULL && d->img->ops->flush(d->img) == -1)
 			log_error("%s: flush: %m", d->name);
 		bitmap_free(d->bm);
-		image_close(d->img);
+		if (!d->borrowed)
+			image_close(d->img);
 		rangelock_release_all(&d->rl);
 		free(d->name);
 	}
 	free(p->disks);
 	pthread_cond_destroy(&p->cond);
 	pthread_mutex_destroy(&p->lock);
+	errlog_release(&p->errs);
 	pthread_mutex_destroy(&p->ctl);
 	free(p);
 }
@@ -1086,7 +1125,7 @@ primary_get_status(struct primary *p, struct primary_status *st)
 			&p->sync_t1);
 	st->sync_rate = ns ? (uint64_t)((double)p->sync_done * 1e9 / ns) : 0;
 	snprintf(st->reason, sizeof st->reason, "%s", p->reason);
-	snprintf(st->error, sizeof st->error, "%s", p->error);
+	st->error_time = errlog_current(&p->errs, st->error, sizeof st->error);
 	for (i = 0; i < p->ndisks; i++)
 		snprintf(st->disks[i].uri, sizeof st->disks[i].uri, "%s",
 			 p->disks[i].uri);

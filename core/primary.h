@@ -5,7 +5,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <time.h>
 
+#include "errlog.h"
 #include "image.h"
 
 /* The primary side: each disk is a local image whose writes are mirrored
@@ -25,8 +28,10 @@
  *   checkpoint  replicating               0 if no secondary write failed
  *               degraded                  EIO, the reason it degraded
  *               syncing                   EBUSY; none, failover: EINVAL
- *   failover    any                       failover (links dropped)
- *   stop        any                       none (links closed cleanly)
+ *   failover    any but failover          failover (links dropped)
+ *               failover                  EBUSY
+ *   stop        any but none              none (links closed cleanly)
+ *               none                      EINVAL
  *
  *   syncing     a background copy of the dirty granules (all of them for
  *               a first sync or "full"); new writes are mirrored; when
@@ -89,6 +94,8 @@ struct primary_link_ops {
 struct primary_disk_config {
 	const char *name;
 	struct image *img;	/* taken by primary_new, also on failure */
+	bool borrowed;		/* unless borrowed: the caller closes img
+				 * (after primary_free), never primary.c */
 	const char *uri;	/* the configured secondary */
 	const char *bitmap_path;
 };
@@ -145,8 +152,14 @@ void primary_wait_sync(struct primary *p, unsigned timeout_ms);
 
 void primary_record_error(struct primary *p, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-void primary_last_error(struct primary *p, char *buf, size_t len);
+/* The current error ("" if none), as replica_last_error: it clears when
+ * the condition ends (start or resync connected, back to replicating, a
+ * checkpoint accepted, failover).
+ */
+time_t primary_last_error(struct primary *p, char *buf, size_t len);
 void primary_clear_error(struct primary *p);
+/* Its errors, current and past (.colo/errors reads the history). */
+struct errlog *primary_errors(struct primary *p);
 
 struct primary_disk_status {
 	const char *name;
@@ -169,6 +182,7 @@ struct primary_status {
 	uint64_t syncs;			/* finished */
 	char reason[2048];		/* why degraded; "" otherwise */
 	char error[2600];
+	time_t error_time;		/* when error was raised; 0: none */
 	size_t ndisks;
 	struct primary_disk_status *disks;	/* malloc'd */
 };

@@ -54,7 +54,7 @@
  *   3. d->rl            the disk's range lock: orders overlapping I/O and
  *                       is held across the I/O it orders.
  *   4. d->map_lock      the disk's two extent maps; never held across I/O.
- *   5. r->err_lock, r->reclaim_lock, r->commit_lock, r->limit_lock:
+ *   5. r->errs.lock, r->reclaim_lock, r->commit_lock, r->limit_lock:
  *      leaves.
  * Because I/O to a range holds d->rl, the maps cannot change within that
  * range while the I/O runs, so a lookup made under map_lock stays true
@@ -116,6 +116,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "errlog.h"
 #include "crashpoint.h"
 #include "extmap.h"
 #include "fdio.h"
@@ -198,8 +199,7 @@ struct replica {
 	struct replica_disk **disks;	/* fixed once started */
 	size_t ndisks;
 
-	pthread_mutex_t err_lock;
-	char error[512];		/* protected by err_lock */
+	struct errlog errs;		/* its own lock */
 
 	pthread_mutex_t commit_lock;
 	pthread_cond_t commit_cond;
@@ -252,9 +252,7 @@ vrecord(struct replica *r, const char *fmt, va_list ap)
 {
 	int saved = errno;
 
-	pthread_mutex_lock(&r->err_lock);
-	vsnprintf(r->error, sizeof r->error, fmt, ap);
-	pthread_mutex_unlock(&r->err_lock);
+	errlog_vrecord(&r->errs, fmt, ap);
 	atomic_fetch_add(&r->errors, 1);
 	errno = saved;
 }
@@ -282,20 +280,39 @@ refuse(struct replica *r, int err, const char *fmt, ...)
 	return -1;
 }
 
-void
-replica_clear_error(struct replica *r)
+/* A word that has nothing left to do once the disk is promoted (failover
+ * or done, with ctl_lock held): EBUSY, and why.
+ */
+static int
+refuse_promoted(struct replica *r, const char *word)
 {
-	pthread_mutex_lock(&r->err_lock);
-	r->error[0] = '\0';
-	pthread_mutex_unlock(&r->err_lock);
+	if (r->state == REPLICA_FAILOVER)
+		return refuse(r, EBUSY, "%s: a failover is committing the "
+			      "buffers into S (state failover, then done); "
+			      "nothing to do", word);
+	return refuse(r, EBUSY, "%s: this disk is promoted (state done "
+		      "after failover or stop): it takes no primary writes "
+		      "and %s has nothing to do; to replicate again, restart "
+		      "colofs with --demote and resync from the new primary",
+		      word, word);
 }
 
 void
+replica_clear_error(struct replica *r)
+{
+	errlog_clear(&r->errs);
+}
+
+struct errlog *
+replica_errors(struct replica *r)
+{
+	return &r->errs;
+}
+
+time_t
 replica_last_error(struct replica *r, char *buf, size_t len)
 {
-	pthread_mutex_lock(&r->err_lock);
-	snprintf(buf, len, "%s", r->error);
-	pthread_mutex_unlock(&r->err_lock);
+	return errlog_current(&r->errs, buf, len);
 }
 
 void
@@ -508,7 +525,7 @@ replica_new(const struct store_factory *factory)
 		PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&r->gate, &attr);
 	pthread_rwlockattr_destroy(&attr);
-	pthread_mutex_init(&r->err_lock, NULL);
+	errlog_init(&r->errs);
 	pthread_mutex_init(&r->limit_lock, NULL);
 	pthread_mutex_init(&r->commit_lock, NULL);
 	pthread_cond_init(&r->commit_cond, NULL);
@@ -574,7 +591,7 @@ replica_free(struct replica *r)
 	free(r->prefix);
 	pthread_rwlock_destroy(&r->gate);
 	pthread_mutex_destroy(&r->ctl_lock);
-	pthread_mutex_destroy(&r->err_lock);
+	errlog_release(&r->errs);
 	pthread_mutex_destroy(&r->limit_lock);
 	pthread_mutex_destroy(&r->commit_lock);
 	pthread_cond_destroy(&r->commit_cond);
@@ -650,6 +667,12 @@ replica_find_disk(struct replica *r, const char *name)
 		if (strcmp(r->disks[i]->name, name) == 0)
 			return r->disks[i];
 	return NULL;
+}
+
+struct image *
+replica_disk_image(struct replica_disk *d)
+{
+	return d->img;
 }
 
 uint64_t
@@ -1577,8 +1600,13 @@ start(struct replica *r, bool force)
 				     "has connected since (s_consistent=0); "
 				     "resync from the primary first, or "
 				     "'start force' to start anyway");
-		else
+		else {
+			/* What was wrong before start (a refused word, the
+			 * note of a restart or --demote) is over.
+			 */
+			replica_clear_error(r);
 			ret = empty_buffers(r, REPLICA_RUNNING);
+		}
 		if (ret == 0 && r->tap.start)
 			r->tap.start(r->tap.opaque,
 				     atomic_load(&r->s_consistent));
@@ -1598,7 +1626,8 @@ start(struct replica *r, bool force)
 			     "retry it with failover");
 		break;
 	default:
-		break;		/* a promoted secondary ignores start */
+		ret = refuse_promoted(r, "start");
+		break;
 	}
 	pthread_mutex_unlock(&r->ctl_lock);
 	return ret;
@@ -1653,8 +1682,15 @@ replica_checkpoint(struct replica *r)
 	pthread_mutex_lock(&r->ctl_lock);
 	if (r->state == REPLICA_NONE)
 		ret = refuse(r, EINVAL, "checkpoint: replication is not running");
-	else if (r->state == REPLICA_RUNNING)
+	else if (r->state == REPLICA_RUNNING) {
+		replica_clear_error(r);	/* V := S: the epoch's errors end */
 		ret = empty_buffers(r, REPLICA_RUNNING);
+	} else if (r->state == REPLICA_FAILOVER_FAILED)
+		ret = refuse(r, EBUSY, "checkpoint: failover failed and the "
+			     "buffers hold the only copy of the VM's data; "
+			     "retry with failover");
+	else
+		ret = refuse_promoted(r, "checkpoint");
 	pthread_mutex_unlock(&r->ctl_lock);
 	return ret;
 }
@@ -1688,6 +1724,7 @@ replica_stop(struct replica *r)
 			     "with failover");
 		break;
 	default:
+		ret = refuse_promoted(r, "stop");
 		break;
 	}
 	pthread_mutex_unlock(&r->ctl_lock);
@@ -2194,6 +2231,7 @@ replica_failover(struct replica *r)
 	case REPLICA_FAILOVER_FAILED:
 		break;
 	default:
+		ret = refuse_promoted(r, "failover");
 		goto out;
 	}
 	join_commit(r);
@@ -2207,6 +2245,10 @@ replica_failover(struct replica *r)
 	r->shown = prev;
 	r->failover_pending = true;
 	pthread_rwlock_unlock(&r->gate);
+	/* A new failover: what came before it is over (a failed commit
+	 * that this one retries records its error again if it fails).
+	 */
+	replica_clear_error(r);
 	ret = failover_durable(r);
 	pthread_rwlock_wrlock(&r->gate);
 	r->failover_pending = false;
@@ -2585,7 +2627,7 @@ replica_get_status(struct replica *r, struct replica_status *st)
 				union_bytes(d->active->map, d->hidden->map);
 		pthread_mutex_unlock(&d->map_lock);
 	}
-	replica_last_error(r, st->error, sizeof st->error);
+	st->error_time = errlog_current(&r->errs, st->error, sizeof st->error);
 	pthread_rwlock_unlock(&r->gate);
 	return 0;
 }

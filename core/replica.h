@@ -6,8 +6,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
+#include <time.h>
 
+#include "errlog.h"
 #include "image.h"
 #include "state.h"
 #include "store.h"
@@ -42,18 +45,24 @@ size_t replica_ndisks(const struct replica *r);
 struct replica_disk *replica_disk_at(struct replica *r, size_t i);
 struct replica_disk *replica_find_disk(struct replica *r, const char *name);
 uint64_t replica_disk_size(const struct replica_disk *d);
+/* The disk's image, still the replica's (protect in place lends it to a
+ * primary once the replica is done and idle).
+ */
+struct image *replica_disk_image(struct replica_disk *d);
 
-/* Control.  0, or -1 with errno and the reason in the replica's error:
- *   start:      none -> running; EBUSY if running; no-op in failover/done.
- *   checkpoint: empties both buffers (V := S); EINVAL in none; no-op in
+/* Control.  0, or -1 with errno and the reason in the replica's error.
+ * A word never does nothing silently: where it has nothing to do it
+ * fails, so that an operator's `echo start` after a failover says why.
+ *   start:      none -> running; EBUSY in every other state.
+ *   checkpoint: empties both buffers (V := S); EINVAL in none; EBUSY in
  *               failover, failover_failed and done.
  *   stop:       empties both buffers, -> done; EINVAL in none; EBUSY in
- *               failover_failed; no-op in failover and done.
+ *               failover, failover_failed and done.
  *   failover:   running or failover_failed -> failover once it is
  *               durable (the journals and buffer files, then the state
  *               hook), then commits in the background; until then the
  *               status shows the state before.  EIO (-> failover_failed)
- *               if it cannot be made durable; EINVAL in none; no-op in
+ *               if it cannot be made durable; EINVAL in none; EBUSY in
  *               failover and done.
  */
 /* A checkpoint empties the buffers in O(1) by swapping in spares: the
@@ -206,12 +215,19 @@ int replica_primary_flush(struct replica_disk *d);
  */
 void replica_set_buffer_limit(struct replica *r, uint64_t bytes);
 
-/* Errors for the FT/HA manager (.colo/error).  The last one wins. */
+/* Errors for the FT/HA manager (.colo/error, core/errlog.h).  The last
+ * one raised is current until the condition ends: a successful start,
+ * checkpoint or failover clears it (the history keeps it).
+ */
 void replica_record_error(struct replica *r, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void replica_clear_error(struct replica *r);
-/* Copies the last error ("" if none) into buf. */
-void replica_last_error(struct replica *r, char *buf, size_t len);
+/* Copies the current error ("" if none) into buf; returns when it was
+ * raised (0: none).
+ */
+time_t replica_last_error(struct replica *r, char *buf, size_t len);
+/* Its errors, current and past (.colo/errors reads the history). */
+struct errlog *replica_errors(struct replica *r);
 
 /* The primary's front end reports a primary that went away without
  * saying goodbye (the listener: no NBD_CMD_DISC): the replica may have
@@ -257,6 +273,7 @@ struct replica_status {
 	 */
 	uint64_t buffer_retained_bytes;
 	char error[512];
+	time_t error_time;		/* when error was raised; 0: none */
 	size_t ndisks;
 	struct replica_disk_status *disks;	/* ndisks entries */
 };

@@ -148,6 +148,7 @@ colo_primary_status_text(struct primary *p, const struct config *cfg,
 	colo_put_oneline(fp, st.reason);
 	fputs("error=", fp);
 	colo_put_oneline(fp, st.error);
+	colo_put_error_time(fp, st.error_time);
 	fprintf(fp, "disks=%zu\n", st.ndisks);
 	for (i = 0; i < st.ndisks; i++) {
 		const struct primary_disk_status *d = &st.disks[i];
@@ -172,7 +173,7 @@ int
 colo_primary_error_text(struct primary *p, char **text, size_t *len)
 {
 	char msg[1024];
+	time_t at = primary_last_error(p, msg, sizeof msg);
 
-	primary_last_error(p, msg, sizeof msg);
-	return colo_error_line(msg, text, len);
+	return colo_error_line_at(msg, at, text, len);
 }

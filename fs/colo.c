@@ -38,6 +38,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "errlog.h"
 #include "fdio.h"
 #include "log.h"
 
@@ -176,6 +177,15 @@ colo_cmd_run(struct replica *r, enum colo_cmd c)
 }
 
 void
+colo_put_error_time(FILE *fp, time_t at)
+{
+	char when[32];
+
+	errlog_time(at, when, sizeof when);
+	fprintf(fp, "error_time=%s\n", when);
+}
+
+void
 colo_put_oneline(FILE *fp, const char *s)
 {
 	for (; *s; s++)
@@ -230,6 +240,7 @@ status_render(const struct replica_status *st, const struct config *cfg,
 	fprintf(fp, "errors=%" PRIu64 "\n", st->errors);
 	fputs("error=", fp);
 	colo_put_oneline(fp, st->error);
+	colo_put_error_time(fp, st->error_time);
 	fprintf(fp, "disks=%zu\n", st->ndisks);
 	for (i = 0; i < st->ndisks; i++) {
 		const struct replica_disk_status *d = &st->disks[i];
@@ -275,26 +286,44 @@ int
 colo_error_text(struct replica *r, char **text, size_t *len)
 {
 	char msg[1024];
+	time_t at = replica_last_error(r, msg, sizeof msg);
 
-	replica_last_error(r, msg, sizeof msg);
-	return colo_error_line(msg, text, len);
+	return colo_error_line_at(msg, at, text, len);
+}
+
+int
+colo_errors_text(struct errlog *el, char **text, size_t *len)
+{
+	FILE *fp = open_memstream(text, len);
+
+	if (!fp)
+		return -1;
+	errlog_history(el, fp);
+	return fclose(fp) == EOF ? -1 : 0;
 }
 
 int
 colo_error_line(const char *msg, char **text, size_t *len)
 {
-	size_t n;
+	return colo_error_line_at(msg, 0, text, len);
+}
 
-	n = strlen(msg);
-	*text = malloc(n + 2);
-	if (!*text)
+int
+colo_error_line_at(const char *msg, time_t at, char **text, size_t *len)
+{
+	char when[32];
+	FILE *fp;
+
+	fp = open_memstream(text, len);
+	if (!fp)
 		return -1;
-	memcpy(*text, msg, n);
-	if (n)
-		(*text)[n++] = '\n';
-	(*text)[n] = '\0';
-	*len = n;
-	return 0;
+	if (*msg) {
+		fprintf(fp, "%s\n", msg);
+		errlog_time(at, when, sizeof when);
+		if (*when)
+			fprintf(fp, "raised at %s\n", when);
+	}
+	return fclose(fp) == EOF ? -1 : 0;
 }
 
 /* ---- metrics ---- */

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "config.h"
 #include "primary.h"
@@ -67,6 +68,10 @@ int colo_status_text(struct replica *r, const struct config *cfg,
 		     const struct colo_status_part *parts, size_t nparts,
 		     char **text, size_t *len);
 int colo_error_text(struct replica *r, char **text, size_t *len);
+/* .colo/errors (either role's errlog): the last errors raised, cleared or
+ * not, one "TIME MESSAGE" line each, oldest first.  0, or -1 with errno.
+ */
+int colo_errors_text(struct errlog *el, char **text, size_t *len);
 /* Shared by the secondary's and the primary's texts: a value on one line
  * (newlines become blanks, so the status stays one key per line), and
  * the .colo/error text of msg (msg and a newline, or nothing; malloc'd;
@@ -74,6 +79,12 @@ int colo_error_text(struct replica *r, char **text, size_t *len);
  */
 void colo_put_oneline(FILE *fp, const char *s);
 int colo_error_line(const char *msg, char **text, size_t *len);
+/* The same with the line "raised at TIME" after msg (at 0: none), and
+ * the status line error_time=TIME (empty for 0).
+ */
+int colo_error_line_at(const char *msg, time_t at, char **text,
+		       size_t *len);
+void colo_put_error_time(FILE *fp, time_t at);
 /* Ends a status text begun with open_memstream(text, ...) on fp: each
  * part's lines, in order, then the stream closed.  0, or -1 with errno
  * and *text freed.

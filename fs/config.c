@@ -137,8 +137,10 @@ struct loader {
 	const char *pos, *end;		/* the text not read yet */
 	int lineno;			/* of the line last handed to inih */
 	bool failed;
-	int err_errno;
-	char err[512];
+	int err_errno;			/* of the first error */
+	char err[4096];			/* every error, one per line */
+	int nerrs, last_err_line;
+	bool skip_section;		/* its header was refused */
 	struct config *c;
 	enum section section;		/* the section being read */
 	int colofs_line;		/* its header; 0: none yet */
@@ -150,35 +152,55 @@ struct loader {
 static void fail(struct loader *ld, int line, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-/* Records the first error; later ones are consequences and are dropped. */
+/* Records an error, one line each: the reader goes on past a bad line
+ * (and skips a refused section's keys), so that one run reports every
+ * problem.  A second error on the same line is a consequence of the
+ * first and is dropped; so is everything past CONFIG_MAX_ERRORS.
+ */
+#define CONFIG_MAX_ERRORS 20
+
 static void
 fail(struct loader *ld, int line, const char *fmt, ...)
 {
 	va_list ap;
+	size_t at = 0;
 	int n;
 
-	if (ld->failed)
-		return;
+	if (ld->failed) {
+		if ((line > 0 && line == ld->last_err_line) ||
+		    ld->nerrs >= CONFIG_MAX_ERRORS)
+			return;
+		at = strlen(ld->err);
+		if (at + 2 >= sizeof ld->err)
+			return;
+		ld->err[at++] = '\n';
+	} else {
+		ld->err_errno = EINVAL;
+	}
 	ld->failed = true;
-	ld->err_errno = EINVAL;
+	ld->nerrs++;
+	ld->last_err_line = line;
 	if (line > 0)
-		n = snprintf(ld->err, sizeof ld->err, "%s:%d: ", ld->path, line);
+		n = snprintf(ld->err + at, sizeof ld->err - at, "%s:%d: ",
+			     ld->path, line);
 	else
-		n = snprintf(ld->err, sizeof ld->err, "%s: ", ld->path);
-	if (n < 0 || (size_t) n >= sizeof ld->err)
+		n = snprintf(ld->err + at, sizeof ld->err - at, "%s: ",
+			     ld->path);
+	if (n < 0 || (size_t) n >= sizeof ld->err - at)
 		return;
 	va_start(ap, fmt);
-	vsnprintf(ld->err + n, sizeof ld->err - n, fmt, ap);
+	vsnprintf(ld->err + at + n, sizeof ld->err - at - n, fmt, ap);
 	va_end(ap);
 }
 
 static void
 fail_errno(struct loader *ld, int line, int err, const char *what)
 {
-	if (ld->failed)
-		return;
+	bool first = !ld->failed;
+
 	fail(ld, line, "%s: %s", what, strerror(err));
-	ld->err_errno = err;
+	if (first)
+		ld->err_errno = err;
 }
 
 /* "bad value for KEY: 'VALUE' (ALLOWED)", at the current line. */
@@ -1255,8 +1277,8 @@ handler(void *user, const char *section, const char *name, const char *value)
 	int r;
 
 	(void) section;
-	if (ld->failed)
-		return 0;
+	if (ld->skip_section)
+		return 1;
 	if (*name == '\0') {
 		fail(ld, ld->lineno, "missing key name before '='");
 		return 0;
@@ -1294,7 +1316,7 @@ reader(char *str, int num, void *stream)
 	const char *line = ld->pos, *nl, *s, *e;
 	size_t len;
 
-	if (ld->failed || ld->pos >= ld->end)
+	if (ld->pos >= ld->end)
 		return NULL;
 	nl = memchr(line, '\n', ld->end - line);
 	ld->pos = nl != NULL ? nl + 1 : ld->end;
@@ -1302,14 +1324,17 @@ reader(char *str, int num, void *stream)
 	ld->lineno++;
 	if (e > line && e[-1] == '\r')
 		e--;
+	/* A bad line is reported and read as blank: the next ones are
+	 * still checked.
+	 */
 	if (memchr(line, '\0', e - line) != NULL) {
 		fail(ld, ld->lineno, "NUL byte in line");
-		return NULL;
+		goto blank;
 	}
 	if (e - line > num - 3) {
 		fail(ld, ld->lineno, "line too long (%zu characters, at most %d)",
 		     (size_t) (e - line), num - 3);
-		return NULL;
+		goto blank;
 	}
 	s = line;
 	if (ld->lineno == 1 && e - s >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0)
@@ -1321,8 +1346,11 @@ reader(char *str, int num, void *stream)
 	if (len == 0 || *s == ';' || *s == '#') {
 		/* blank or comment */
 	} else if (*s == '[') {
-		if (open_section(ld, s, len) == -1)
-			return NULL;
+		ld->skip_section = false;
+		if (open_section(ld, s, len) == -1) {
+			ld->skip_section = true;
+			goto blank;
+		}
 	} else {
 		/* "key = value" or "key: value", as inih splits it: at the
 		 * first '=' or ':' before an inline comment (" ;").
@@ -1342,12 +1370,16 @@ reader(char *str, int num, void *stream)
 			fail(ld, ld->lineno,
 			     "expected [section] or 'key = value', got '%.*s'",
 			     (int) len, s);
-			return NULL;
+			goto blank;
 		}
 	}
 	memcpy(str, s, len);
 	str[len] = '\n';
 	str[len + 1] = '\0';
+	return str;
+blank:
+	str[0] = '\n';
+	str[1] = '\0';
 	return str;
 }
 

@@ -13,16 +13,61 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "daemon.h"
+#include "durable.h"
+#include "fdio.h"
 #include "log.h"
 
 static int ready_fd = -1;	/* the child's end of the pipe */
+static char *fallback_dir, *fallback_name;	/* the log without syslog */
+
+void
+daemon_log_fallback(const char *state_dir, const char *mountpoint)
+{
+	char *stem = durable_stem(mountpoint);
+
+	free(fallback_dir);
+	free(fallback_name);
+	fallback_dir = strdup(state_dir);
+	fallback_name = NULL;
+	if (stem == NULL || asprintf(&fallback_name, "%s.log", stem) == -1)
+		fallback_name = NULL;
+	free(stem);
+}
+
+/* No syslog daemon: STATE_DIR/ESCAPED.log, appended, said where. */
+static void
+use_log_file(void)
+{
+	int dfd, fd;
+
+	if (fallback_dir == NULL || fallback_name == NULL) {
+		log_warn("no log file either: the daemon's log is lost "
+			 "(run with -f to keep it on stderr)");
+		return;
+	}
+	dfd = fdio_dir_open(fallback_dir);
+	fd = dfd == -1 ? -1 : fdio_open_or_create_at(dfd, fallback_name,
+						     O_WRONLY | O_APPEND,
+						     0600);
+	if (fd == -1) {
+		log_warn("log file %s/%s: %m: the daemon's log is lost",
+			 fallback_dir, fallback_name);
+	} else {
+		log_warn("logging to %s/%s", fallback_dir, fallback_name);
+		log_use_fd(fd);
+	}
+	if (dfd != -1)
+		close(dfd);
+}
 
 static void __attribute__((noreturn))
 parent_wait(pid_t child, int fd)
@@ -88,7 +133,11 @@ daemon_ready(void)
 
 	if (ready_fd == -1)
 		return;
-	log_use_syslog("colofs");
+	/* Without a syslog daemon (a container), a file in state_dir
+	 * rather than nowhere.
+	 */
+	if (!log_use_syslog("colofs"))
+		use_log_file();
 	fd = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (fd != -1) {
 		dup2(fd, STDIN_FILENO);

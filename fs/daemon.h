@@ -14,8 +14,12 @@
 int daemon_start(void);
 
 /* In the child: tells the parent that the service is up, moves logging to
- * syslog and points stdin, stdout and stderr at /dev/null.
+ * syslog and points stdin, stdout and stderr at /dev/null.  Without a
+ * syslog daemon listening on /dev/log (a container), logging goes to the
+ * file that daemon_log_fallback named: STATE_DIR/ESCAPED.log (ESCAPED:
+ * the mountpoint as systemd-escape --path writes it), appended.
  */
 void daemon_ready(void);
+void daemon_log_fallback(const char *state_dir, const char *mountpoint);
 
 #endif

@@ -32,14 +32,19 @@
  * syncs nothing.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "durable.h"
+#include "fdio.h"
 #include "log.h"
+#include "ofdlock.h"
 #include "statefile.h"
 
 struct durable {
@@ -49,6 +54,7 @@ struct durable {
 	char *path;			/* dir/name */
 	char found[32];			/* the state found at start-up */
 	bool crash_safe;		/* a failover is journaled */
+	int lock_fd;			/* holds STEM.lock */
 	pthread_mutex_t lock;
 	struct statefile sf;		/* protected by lock: as on disk */
 };
@@ -82,6 +88,73 @@ escape_path(const char *p)
 		out[o++] = '-';
 	out[o] = '\0';
 	return out;
+}
+
+char *
+durable_stem(const char *mountpoint)
+{
+	return escape_path(mountpoint);
+}
+
+int
+durable_lock(const char *state_dir, const char *stem)
+{
+	char name[NAME_MAX + 1], path[PATH_MAX];
+	int dfd, fd = -1;
+
+	if ((size_t)snprintf(name, sizeof name, "%s.lock", stem) >=
+	    sizeof name - 12 ||
+	    (size_t)snprintf(path, sizeof path, "%s/%s", state_dir, name) >=
+	    sizeof path) {
+		errno = ENAMETOOLONG;
+		log_error("%s/%s.lock: %m", state_dir, stem);
+		return -1;
+	}
+	dfd = fdio_dir_open(state_dir);
+	if (dfd == -1) {
+		log_error("state_dir %s: %m", state_dir);
+		return -1;
+	}
+	/* Never removed: a daemon may hold it while another looks. */
+	fd = fdio_open_or_create_at(dfd, name, O_RDWR, 0600);
+	if (fd == -1) {
+		log_error("%s: %m", path);
+	} else if (ofdlock_exclusive(fd, path) == -1) {
+		close(fd);
+		fd = -1;
+	}
+	close(dfd);
+	return fd;
+}
+
+char *
+durable_bitmap_path(const char *state_dir, const char *stem,
+		    const char *disk)
+{
+	char *path = NULL, *old = NULL;
+	struct stat st;
+
+	if (asprintf(&path, "%s/%s.%s.dirty", state_dir, stem, disk) == -1 ||
+	    asprintf(&old, "%s/%s.dirty", state_dir, disk) == -1) {
+		log_error("bitmap of %s: %m", disk);
+		free(path);
+		return NULL;
+	}
+	/* The old name was the disk's alone, shared by every instance
+	 * with a disk of that name: only the operator knows whose it is.
+	 */
+	if (lstat(path, &st) == -1 && errno == ENOENT &&
+	    lstat(old, &st) == 0) {
+		log_error("disk %s: found the bitmap %s, named by the disk "
+			  "alone (an older colofs); bitmaps are now named "
+			  "per mountpoint.  If it is this config's, migrate "
+			  "it with: mv -n '%s' '%s'; else remove it (the "
+			  "next sync is then full)", disk, old, old, path);
+		free(path);
+		path = NULL;
+	}
+	free(old);
+	return path;
 }
 
 /* mkdir -p, mode 0700 for what it creates. */
@@ -161,6 +234,8 @@ durable_free(struct durable *du)
 	if (du == NULL)
 		return;
 	pthread_mutex_destroy(&du->lock);
+	if (du->lock_fd != -1)
+		close(du->lock_fd);
 	free(du->dir);
 	free(du->name);
 	free(du->path);
@@ -178,6 +253,8 @@ durable_open(const struct config *cfg, struct replica *r, bool demote)
 	bool resume = false;
 	int rc;
 
+	if (du != NULL)
+		du->lock_fd = -1;	/* before any way to durable_free */
 	if (du == NULL || (stem = escape_path(cfg->mountpoint)) == NULL ||
 	    (du->dir = strdup(cfg->state_dir)) == NULL ||
 	    asprintf(&du->name, "%s.state", stem) == -1 ||
@@ -191,6 +268,9 @@ durable_open(const struct config *cfg, struct replica *r, bool demote)
 		log_error("state_dir %s: %m", du->dir);
 		goto err;
 	}
+	du->lock_fd = durable_lock(du->dir, stem);
+	if (du->lock_fd == -1)
+		goto err;
 	du->crash_safe = bdir != NULL;
 	if (replica_set_durable(r, du->dir, bdir, stem) == -1) {
 		log_error("state file: %m");

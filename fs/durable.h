@@ -23,6 +23,23 @@ struct durable *durable_open(const struct config *cfg, struct replica *r,
 			     bool demote);
 void durable_free(struct durable *du);		/* NULL is a no-op */
 
+/* The instance's identity: the mountpoint escaped as systemd-escape
+ * --path does (/srv/vm1 -> srv-vm1), which names every per-disk file in
+ * state_dir and buffer_dir.  malloc'd, or NULL.
+ */
+char *durable_stem(const char *mountpoint);
+/* Takes the instance lock STATE_DIR/STEM.lock (made if missing, never
+ * removed): the fd that holds it until closed, or -1 with the reason
+ * logged (EAGAIN: another daemon holds it; the message names it).
+ */
+int durable_lock(const char *state_dir, const char *stem);
+/* A primary's bitmap path, STATE_DIR/STEM.DISK.dirty, malloc'd; NULL
+ * (logged) on ENOMEM, or when only a bitmap of the old name
+ * STATE_DIR/DISK.dirty exists: the message gives the mv that migrates
+ * it.
+ */
+char *durable_bitmap_path(const char *state_dir, const char *stem,
+			  const char *disk);
 /* --discard-failover: the operator's way out when an interrupted
  * failover cannot be finished (a journal or buffer file lost or damaged).
  * Renames the journals and buffer files of cfg to NAME.discarded and

@@ -8,6 +8,7 @@
  *   MOUNT/.colo/status ino 4  -r--r--r--  key=value lines (colo.c)
  *   MOUNT/.colo/error ino 5   -rw-r--r--  last error; a write clears it
  *   MOUNT/.colo/metrics ino 6 -r--r--r--  the status as OpenMetrics (colo.c)
+ *   MOUNT/.colo/errors ino 7  -r--r--r--  the last errors, with their times
  *
  * A disk file's owner, group and mode start as the config's; chown and
  * chmod (libvirt's DAC relabelling) change them in memory for the life of
@@ -120,8 +121,13 @@ enum {
 	INO_STATUS = 4,
 	INO_ERROR = 5,
 	INO_METRICS = 6,
+	INO_ERRORS = 7,
 	INO_DISK0 = 16,
 };
+
+/* The .colo files whose open takes a snapshot of a generated text. */
+#define INO_SNAP(ino) ((ino) == INO_STATUS || (ino) == INO_ERROR || \
+		       (ino) == INO_METRICS || (ino) == INO_ERRORS)
 
 #define MAX_IO (1024 * 1024)	/* max_read and max_write */
 
@@ -347,6 +353,13 @@ metrics_text(struct fusefs *fs, char **text, size_t *len)
 }
 
 static int
+errors_text(struct fusefs *fs, char **text, size_t *len)
+{
+	return colo_errors_text(fs->p ? primary_errors(fs->p) :
+				replica_errors(fs->r), text, len);
+}
+
+static int
 error_text(struct fusefs *fs, char **text, size_t *len)
 {
 	struct primary *p = role_primary(fs);
@@ -383,6 +396,7 @@ fill_attr(struct fusefs *fs, fuse_ino_t ino, struct stat *st)
 		return 0;
 	case INO_STATUS:
 	case INO_METRICS:
+	case INO_ERRORS:
 		st->st_mode = S_IFREG | 0444;
 		st->st_nlink = 1;
 		return 0;
@@ -476,6 +490,10 @@ op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			reply_entry(req, fs, INO_METRICS);
 			return;
 		}
+		if (strcmp(name, "errors") == 0) {
+			reply_entry(req, fs, INO_ERRORS);
+			return;
+		}
 	}
 	fuse_reply_err(req, ENOENT);
 }
@@ -559,7 +577,7 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		} else if (ino == INO_ERROR) {
 			clear_error(fs);
 		} else if (ino != INO_CTL) {
-			fuse_reply_err(req, ino == INO_STATUS ? EPERM :
+			fuse_reply_err(req, INO_SNAP(ino) ? EPERM :
 				       EISDIR);
 			return;
 		}
@@ -629,6 +647,7 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	case INO_STATUS:
 	case INO_ERROR:
 	case INO_METRICS:
+	case INO_ERRORS:
 		if (ino != INO_ERROR && acc != O_RDONLY) {
 			fuse_reply_err(req, EACCES);
 			return;
@@ -644,6 +663,8 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			rc = status_text(fs, &s->text, &s->len);
 		else if (ino == INO_METRICS)
 			rc = metrics_text(fs, &s->text, &s->len);
+		else if (ino == INO_ERRORS)
+			rc = errors_text(fs, &s->text, &s->len);
 		else
 			rc = error_text(fs, &s->text, &s->len);
 		if (rc == -1) {
@@ -676,7 +697,7 @@ op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		atomic_fetch_sub(&dk->cached_opens, 1);
 	if (dk)
 		disk_closed(req_fs(req));
-	if (ino == INO_STATUS || ino == INO_ERROR || ino == INO_METRICS)
+	if (INO_SNAP(ino))
 		snap_put((struct snap *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
@@ -755,7 +776,7 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	if (ino == INO_STATUS || ino == INO_ERROR || ino == INO_METRICS) {
+	if (INO_SNAP(ino)) {
 		s = (struct snap *)(uintptr_t)fi->fh;
 		atomic_fetch_add(&s->refs, 1);
 		if ((uint64_t)off >= s->len)
@@ -1034,7 +1055,7 @@ op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	struct fusefs *fs = req_fs(req);
 	static const char *const colo_names[] = {
-		"ctl", "status", "error", "metrics"
+		"ctl", "status", "error", "metrics", "errors"
 	};
 	size_t n, i, used = 0, need;
 	char *buf;
@@ -1094,7 +1115,7 @@ op_statfs(fuse_req_t req, fuse_ino_t ino)
 	sv.f_bsize = 4096;
 	sv.f_frsize = 4096;
 	sv.f_blocks = total / 4096;
-	sv.f_files = 6 + fs->ndisks;
+	sv.f_files = 7 + fs->ndisks;
 	sv.f_namemax = 255;
 	fuse_reply_statfs(req, &sv);
 }

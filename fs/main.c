@@ -115,6 +115,53 @@ canonicalize(char **s, const char *what)
 	return 0;
 }
 
+/* A key file that group or others can read: a warning (the daemon is
+ * root's; the key is the disk's only protection on the network).
+ */
+static void
+warn_readable(const char *what, const char *dir, const char *file)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	if (file == NULL)
+		return;
+	if (dir)
+		snprintf(path, sizeof path, "%s/%s", dir, file);
+	else
+		snprintf(path, sizeof path, "%s", file);
+	if (stat(path, &st) == 0 && (st.st_mode & 0077))
+		log_warn("%s %s: readable by group or others (mode %04o): "
+			 "chmod 600 %s", what, path,
+			 (unsigned)(st.st_mode & 07777), path);
+}
+
+/* Warnings: what works but an operator should not leave so. */
+static void
+check_warnings(const struct config *cfg)
+{
+	size_t i;
+
+	warn_readable("tls_psk_file", NULL, cfg->tls_psk_file);
+	if (cfg->tls_certificates)
+		warn_readable("tls_certificates", cfg->tls_certificates,
+			      "server-key.pem");
+	for (i = 0; i < cfg->ndisks; i++) {
+		const struct config_disk *d = &cfg->disks[i];
+
+		warn_readable("secondary_tls_psk_file", NULL, d->tls_psk_file);
+		if (d->tls_certificates)
+			warn_readable("secondary_tls_certificates",
+				      d->tls_certificates, "client-key.pem");
+	}
+	if (cfg->mode == CONFIG_MODE_SECONDARY &&
+	    cfg->buffer == CONFIG_BUFFER_MEMORY && cfg->buffer_limit == 0)
+		log_warn("buffer = memory without buffer_limit: a secondary "
+			 "VM that writes much between checkpoints can take "
+			 "all the host's memory; set buffer_limit (or "
+			 "buffer = file)");
+}
+
 /* --check-config: what config_load cannot know, the paths it names. */
 static int
 check_paths(const struct config *cfg)
@@ -159,6 +206,7 @@ check_paths(const struct config *cfg)
 		bad = 1;
 	if (trust_check_config(cfg) == -1)
 		bad = 1;
+	check_warnings(cfg);
 	for (i = 0; i < cfg->ndisks; i++) {
 		const struct config_disk *d = &cfg->disks[i];
 
@@ -174,6 +222,21 @@ check_paths(const struct config *cfg)
 			log_error("disk %s: image %s is not qcow2 (no qcow "
 				  "magic)", d->name, d->image);
 			bad = 1;
+		}
+		/* In use by another colofs or a QEMU writer? */
+		if (access(d->image, R_OK) == 0 &&
+		    image_check_owner(d->image) == -1)
+			bad = 1;
+		/* A bitmap of the old, per-disk name: the mv to run. */
+		if (cfg->mode == CONFIG_MODE_PRIMARY) {
+			char *stem = durable_stem(cfg->mountpoint), *bm;
+
+			bm = stem ? durable_bitmap_path(cfg->state_dir, stem,
+							d->name) : NULL;
+			if (bm == NULL)
+				bad = 1;
+			free(bm);
+			free(stem);
 		}
 	}
 	return bad ? -1 : 0;
@@ -295,16 +358,19 @@ serve_primary(struct config *cfg, bool foreground)
 	struct primary_link *link = NULL;
 	struct primary *p = NULL;
 	struct fusefs *fs = NULL;
-	char **paths = NULL;
+	char **paths = NULL, *stem = NULL;
 	sigset_t oldmask;
 	size_t i, opened = 0;
-	int rc = 1;
+	int rc = 1, lock_fd = -1;
 
 	stop_signals(SIG_BLOCK, &oldmask);
 	if (mkdir(cfg->state_dir, 0700) == -1 && errno != EEXIST) {
 		log_error("state_dir %s: %m", cfg->state_dir);
 		goto out;
 	}
+	stem = durable_stem(cfg->mountpoint);
+	if (!stem || (lock_fd = durable_lock(cfg->state_dir, stem)) == -1)
+		goto out;
 	link = primary_link_new(cfg);
 	dcs = calloc(cfg->ndisks, sizeof *dcs);
 	paths = calloc(cfg->ndisks, sizeof *paths);
@@ -315,11 +381,9 @@ serve_primary(struct config *cfg, bool foreground)
 	for (i = 0; i < cfg->ndisks; i++) {
 		const struct config_disk *d = &cfg->disks[i];
 
-		if (asprintf(&paths[i], "%s/%s.dirty", cfg->state_dir,
-			     d->name) == -1) {
-			paths[i] = NULL;
+		paths[i] = durable_bitmap_path(cfg->state_dir, stem, d->name);
+		if (!paths[i])
 			goto out;
-		}
 		dcs[i].name = d->name;
 		dcs[i].uri = d->secondary;
 		dcs[i].bitmap_path = paths[i];
@@ -373,6 +437,9 @@ out:
 		free(paths[i]);
 	free(paths);
 	free(dcs);
+	free(stem);
+	if (lock_fd != -1)
+		close(lock_fd);
 	if (rc == 0)
 		log_info("stopped cleanly");
 	return rc;
@@ -502,7 +569,7 @@ main(int argc, char **argv)
 	bool foreground = false, check = false, dump = false, demote = false;
 	bool discard = false;
 	struct config *cfg;
-	char err[1024];
+	char err[4096];
 	int c, rc;
 
 	while ((c = getopt_long(argc, argv, "c:fdhV", longopts, NULL)) != -1) {
@@ -536,7 +603,13 @@ main(int argc, char **argv)
 
 	cfg = config_load(path, err, sizeof err);
 	if (!cfg) {
-		fprintf(stderr, "colofs: %s\n", err);
+		/* Every problem, one per line. */
+		for (char *l = err, *nl; l; l = nl) {
+			nl = strchr(l, '\n');
+			if (nl)
+				*nl++ = '\0';
+			fprintf(stderr, "colofs: %s\n", l);
+		}
 		return 1;
 	}
 	if (check || dump) {
@@ -562,6 +635,8 @@ main(int argc, char **argv)
 		config_free(cfg);
 		return 1;
 	}
+	if (!foreground)
+		daemon_log_fallback(cfg->state_dir, cfg->mountpoint);
 	if (!foreground && daemon_start() == -1) {
 		config_free(cfg);
 		return 1;

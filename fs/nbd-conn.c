@@ -545,8 +545,12 @@ static int
 conn_accepting(void *opaque)
 {
 	struct nbd_conn *c = opaque;
+	int yes = replica_accepts_primary(c->srv->r);
 
-	return replica_accepts_primary(c->srv->r);
+	/* Asked only for GO and EXPORT_NAME: a no is a refusal. */
+	if (!yes)
+		c->fenced = true;
+	return yes;
 }
 
 /* Waits for the in-flight requests, then stops and joins the workers. */
@@ -751,6 +755,9 @@ conn_main(void *arg)
 	struct timeval tv = { .tv_sec = NBD_HANDSHAKE_MS / 1000 };
 	int idx;
 
+	/* Now: once the client hung up, getpeername no longer tells. */
+	peer_name(c->fd, c->peer, sizeof c->peer);
+
 	/* TLS (nbd-tls.c): STARTTLS turns the io's transport into a session. */
 	if (srv->tls != CONFIG_TLS_OFF)
 		hs.starttls = conn_starttls;
@@ -767,11 +774,28 @@ conn_main(void *arg)
 	idx = nbd_negotiate(&io, &hs);
 	atomic_fetch_sub(&srv->negotiating, 1);
 	/* Without required TLS, conn_admit marks it authenticated. */
-	if (idx < 0 && c->tls_refused && c->tls == NULL)
+	if (idx < 0 && c->tls_refused && c->tls == NULL) {
 		atomic_fetch_add(&srv->tls_plaintext_refused, 1);
+		replica_record_error(srv->r, "nbd: refused %s: no TLS (tls = "
+				     "require: the client must use nbds:// "
+				     "with the key or certificate)", c->peer);
+		if (ratelimit_allow(&srv->rl_refused, now_ms()))
+			log_warn("nbd: conn %llu: refused %s: no TLS (tls = "
+				 "require: the client must use nbds:// with "
+				 "the key or certificate)",
+				 (unsigned long long)c->id, c->peer);
+	}
 	if (idx < 0) {
-		if (errno == ESHUTDOWN)
-			atomic_fetch_add(&srv->refused, 1);
+		if (c->fenced) {
+			char why[512];
+
+			snprintf(why, sizeof why, "%s: this disk is past "
+				 "failover (state %s) and takes no primary "
+				 "writes: the old primary must not write here",
+				 c->peer,
+				 replica_state_name(replica_state(srv->r)));
+			conn_log_refused(srv, why);
+		}
 		log_debug("nbd: conn %llu: negotiation ended: %m",
 			  (unsigned long long)c->id);
 	} else {

@@ -142,7 +142,6 @@ struct nbd_server {
 	atomic_uint_fast64_t tls_plaintext_refused;	/* connections */
 	atomic_uint_fast64_t tls_reloads, tls_reload_failures;
 	atomic_uint_fast64_t allow_refused;
-	atomic_int_fast64_t tls_warned_ms;	/* rate limit of the warnings */
 
 	/* bounds: fixed at set-up, except where a lock is named */
 	unsigned max_conns;		/* authenticated, per export */
@@ -199,6 +198,8 @@ struct nbd_conn {
 	 */
 	struct tls_session *tls;	/* NULL: plaintext */
 	bool tls_refused;		/* a plaintext option got TLS_REQD */
+	bool fenced;			/* GO refused: past failover */
+	char peer[160];			/* for refusals: set at start */
 	/* The client may use an export: TLS (when required) is up and its
 	 * identity passed tls_authz; without required TLS, once it chose
 	 * an export.  Set by the connection thread before serving.
@@ -279,5 +280,11 @@ void ratelimit_flush(struct nbd_ratelimit *rl, int64_t now);
 /* nbd-listen.c */
 int listen_open(struct nbd_server *srv, const struct config *cfg);
 void *accept_main(void *arg);
+/* "a.b.c.d:port", "[v6]:port" or "a unix socket client" into buf. */
+void sockaddr_name(const struct sockaddr_storage *ss, char *buf, size_t len);
+/* The peer of a connected socket, for a log line ("unix socket pid N"
+ * where SO_PEERCRED tells).
+ */
+void peer_name(int fd, char *buf, size_t len);
 
 #endif

@@ -69,6 +69,47 @@ allowed(const struct config *cfg, const struct sockaddr_storage *ss)
 	return false;
 }
 
+void
+sockaddr_name(const struct sockaddr_storage *ss, char *buf, size_t len)
+{
+	char hb[INET6_ADDRSTRLEN] = "?";
+
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
+
+		inet_ntop(AF_INET, &s4->sin_addr, hb, sizeof hb);
+		snprintf(buf, len, "%s:%u", hb, ntohs(s4->sin_port));
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 =
+			(const struct sockaddr_in6 *)ss;
+
+		inet_ntop(AF_INET6, &s6->sin6_addr, hb, sizeof hb);
+		snprintf(buf, len, "[%s]:%u", hb, ntohs(s6->sin6_port));
+	} else {
+		snprintf(buf, len, "a unix socket client");
+	}
+}
+
+void
+peer_name(int fd, char *buf, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof ss;
+	struct ucred cred;
+	socklen_t cl = sizeof cred;
+
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == -1) {
+		snprintf(buf, len, "?");
+		return;
+	}
+	if (ss.ss_family == AF_UNIX &&
+	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0) {
+		snprintf(buf, len, "unix socket pid %d", (int)cred.pid);
+		return;
+	}
+	sockaddr_name(&ss, buf, len);
+}
+
 void *
 accept_main(void *arg)
 {
@@ -112,8 +153,17 @@ accept_main(void *arg)
 			continue;
 		}
 		if (!allowed(srv->cfg, &ss)) {
+			char peer[160];
+
 			atomic_fetch_add(&srv->allow_refused, 1);
-			log_debug("nbd: closed a client outside allow");
+			sockaddr_name(&ss, peer, sizeof peer);
+			replica_record_error(srv->r, "nbd: refused %s: not in "
+					     "allow (add its network to allow "
+					     "= in %s)", peer, srv->cfg->path);
+			if (ratelimit_allow(&srv->rl_refused, now))
+				log_warn("nbd: refusing a connection: %s is not "
+					 "in allow (add its network to allow = "
+					 "in %s)", peer, srv->cfg->path);
 			close(fd);
 			continue;
 		}
@@ -230,24 +280,10 @@ listen_inet(struct nbd_server *srv, const char *host, const char *port)
 	/* Say where we really are (port 0 picks one). */
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof ss;
-	char hb[INET6_ADDRSTRLEN] = "?";
-	unsigned pt = 0;
 
-	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
-		if (ss.ss_family == AF_INET) {
-			struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-
-			inet_ntop(AF_INET, &s4->sin_addr, hb, sizeof hb);
-			pt = ntohs(s4->sin_port);
-			snprintf(srv->addr, sizeof srv->addr, "%s:%u", hb, pt);
-		} else if (ss.ss_family == AF_INET6) {
-			struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-
-			inet_ntop(AF_INET6, &s6->sin6_addr, hb, sizeof hb);
-			pt = ntohs(s6->sin6_port);
-			snprintf(srv->addr, sizeof srv->addr, "[%s]:%u", hb, pt);
-		}
-	}
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+	    (ss.ss_family == AF_INET || ss.ss_family == AF_INET6))
+		sockaddr_name(&ss, srv->addr, sizeof srv->addr);
 	return fd;
 }
 

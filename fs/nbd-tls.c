@@ -36,6 +36,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,6 +89,8 @@ struct tls_session {
 	struct tls_creds *creds;
 	unsigned timeout_ms;		/* the record timeout now set */
 	char identity[TLS_IDENTITY_MAX];
+	char unknown_user[130];		/* a PSK user not in the file */
+	char psk_user[130];		/* the PSK user whose key we gave */
 };
 
 static void
@@ -257,8 +260,14 @@ psk_lookup(gnutls_session_t s, const char *username, gnutls_datum_t *key)
 			return -1;
 		memcpy(key->data, cr->keys[i].key.data, cr->keys[i].key.size);
 		key->size = cr->keys[i].key.size;
+		/* The handshake may fail before GnuTLS records the user. */
+		snprintf(t->psk_user, sizeof t->psk_user, "%s", username);
 		return 0;
 	}
+	/* GnuTLS then says "Error in password/key file.", which reads as
+	 * if our file were broken: say what it is (tls_refused).
+	 */
+	snprintf(t->unknown_user, sizeof t->unknown_user, "%s", username);
 	return -1;
 }
 
@@ -411,16 +420,76 @@ tls_server_reload(struct nbd_server *srv)
 	return 0;
 }
 
-/* At most one warning a second for refused peers; the counters say how
- * many there were.
+/* A refused TLS client: counted by the caller, logged (rate-limited,
+ * with the peer) and left in .colo/error, in terms of the fix.
  */
-static bool
-warn_now(struct nbd_server *srv)
+static void __attribute__((format(printf, 3, 4)))
+tls_refused(struct nbd_conn *c, uint64_t count, const char *fmt, ...)
 {
-	int64_t now = now_ms(), last = atomic_load(&srv->tls_warned_ms);
+	struct nbd_server *srv = c->srv;
+	char why[768];
+	va_list ap;
 
-	return now - last >= 1000 &&
-	       atomic_compare_exchange_strong(&srv->tls_warned_ms, &last, now);
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof why, fmt, ap);
+	va_end(ap);
+	replica_record_error(srv->r, "nbd: refused %s: TLS: %s", c->peer, why);
+	if (ratelimit_allow(&srv->rl_refused, now_ms()))
+		log_warn("nbd: conn %llu: refused %s: TLS: %s (%llu so far)",
+			 (unsigned long long)c->id, c->peer, why,
+			 (unsigned long long)count);
+}
+
+/* Why a handshake failed, for the operator: GnuTLS's strings name the
+ * alert, not the cause ("An illegal parameter has been received" is a
+ * wrong PSK key).
+ */
+static void
+handshake_why(struct tls_session *t, const struct config *cfg, int rc,
+	      char *buf, size_t len)
+{
+	const char *user = t->psk_user;
+
+	if (t->unknown_user[0]) {
+		snprintf(buf, len, "PSK user '%s' is not in tls_psk_file %.256s "
+			 "(add the client's key there, or fix its username)",
+			 t->unknown_user, cfg->tls_psk_file ?
+			 cfg->tls_psk_file : "?");
+	} else if (*user &&
+		   (rc == GNUTLS_E_RECEIVED_ILLEGAL_PARAMETER ||
+		    rc == GNUTLS_E_DECRYPTION_FAILED ||
+		    rc == GNUTLS_E_ERROR_IN_FINISHED_PACKET)) {
+		snprintf(buf, len, "wrong key for PSK user '%.128s' (the "
+			 "client's key differs from the one in tls_psk_file "
+			 "%.256s)", user,
+			 cfg->tls_psk_file ? cfg->tls_psk_file : "?");
+	} else if (rc == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR) {
+		gnutls_datum_t out = { NULL, 0 };
+		unsigned status = gnutls_session_get_verify_cert_status(t->s);
+
+		if (gnutls_certificate_verification_status_print(
+			    status, GNUTLS_CRT_X509, &out, 0) == 0)
+			snprintf(buf, len, "the client's certificate: %.300s "
+				 "(tls_certificates' CA, CRL and clock decide)",
+				 (const char *)out.data);
+		else
+			snprintf(buf, len, "the client's certificate did not "
+				 "verify");
+		gnutls_free(out.data);
+	} else if (rc == GNUTLS_E_NO_CERTIFICATE_FOUND ||
+		   rc == GNUTLS_E_CERTIFICATE_REQUIRED) {
+		snprintf(buf, len, "the client sent no certificate "
+			 "(tls_verify_peer requires one)");
+	} else if (rc == GNUTLS_E_TIMEDOUT) {
+		snprintf(buf, len, "the handshake did not finish in time");
+	} else if (rc == GNUTLS_E_PREMATURE_TERMINATION ||
+		   rc == GNUTLS_E_UNEXPECTED_PACKET_LENGTH ||
+		   rc == GNUTLS_E_PULL_ERROR || rc == GNUTLS_E_PUSH_ERROR) {
+		snprintf(buf, len, "the client hung up during the handshake "
+			 "(did it reject our certificate or key?)");
+	} else {
+		snprintf(buf, len, "handshake failed: %s", gnutls_strerror(rc));
+	}
 }
 
 static void
@@ -544,11 +613,12 @@ tls_session_start(struct nbd_conn *c)
 			break;
 	}
 	if (rc < 0) {
+		char why[600];
+
 		atomic_fetch_add(&srv->tls_handshake_failures, 1);
-		if (warn_now(srv))
-			log_warn("nbd: conn %llu: TLS handshake failed: %s (nbd.tls_handshake_failures=%llu)",
-				 (unsigned long long)c->id, gnutls_strerror(rc),
-				 (unsigned long long)atomic_load(&srv->tls_handshake_failures));
+		handshake_why(t, srv->cfg, rc, why, sizeof why);
+		tls_refused(c, atomic_load(&srv->tls_handshake_failures), "%s",
+			    why);
 		session_free(t);
 		errno = rc == GNUTLS_E_TIMEDOUT ? ETIMEDOUT : EACCES;
 		return -1;
@@ -557,10 +627,10 @@ tls_session_start(struct nbd_conn *c)
 	session_identity(t);
 	if (!authorized(srv->cfg, t->identity)) {
 		atomic_fetch_add(&srv->tls_authz_refused, 1);
-		if (warn_now(srv))
-			log_warn("nbd: conn %llu: TLS identity '%s' is not in tls_authz: closing (nbd.tls_authz_refused=%llu)",
-				 (unsigned long long)c->id, t->identity,
-				 (unsigned long long)atomic_load(&srv->tls_authz_refused));
+		tls_refused(c, atomic_load(&srv->tls_authz_refused),
+			    "identity '%s' is not "
+			    "in tls_authz (add it there, or give the client "
+			    "another key or certificate)", t->identity);
 		session_free(t);
 		errno = EACCES;
 		return -1;

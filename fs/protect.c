@@ -4,7 +4,7 @@
  * only what changed since the failover.
  *
  * Tracking.  Each disk has a dirty bitmap in state_dir, named as a
- * primary names its own (NAME.dirty), so that the primary made by the
+ * primary names its own (durable_bitmap_path), so that the primary made by the
  * switch takes it over as is.  The replica's tap (core/replica.h) marks
  * it, durably, before S takes anything the primary did not send: the
  * failover commit's buffered extents, and the view's writes in failover
@@ -13,13 +13,13 @@
  * reads "every write since S was last the peer's is marked".
  *
  * The switch (protect_switch, from done, view I/O drained by fusefs):
- *   1. S is flushed, the images are opened again (raw only: a qcow2 image
- *      is locked by its first handle) and the link made;
+ *   1. S is flushed and the link made; the replica lends its image handle
+ *      (it holds the image's locks) and is idle from then on;
  *   2. the state file gets protect=URI, so a restart serves as a primary;
  *   3. each bitmap gets URI as its peer when it tracked since the
  *      failover (BITMAP_SYNCED and no peer, or already URI after a
  *      restart), else loses BITMAP_SYNCED (a full sync);
- *   4. the primary engine opens the bitmaps and takes the images, in
+ *   4. the primary engine opens the bitmaps and borrows the images, in
  *      state none; the caller starts its sync (incremental, or full).
  * The replica stays, idle and fenced in done (its listener refuses the
  * old primary), until the daemon stops.
@@ -46,7 +46,7 @@ struct protect {
 	struct replica *r;
 	struct durable *du;
 	size_t ndisks;
-	char **paths;	    /* STATE_DIR/NAME.dirty */
+	char **paths;	    /* the bitmaps' (NULL: none) */
 	struct bitmap **bm; /* NULL: not tracked (or handed on) */
 	struct primary_link *link;
 	struct primary *p;
@@ -102,6 +102,7 @@ protect_new(const struct config *cfg, struct replica *r, struct durable *du)
 {
 	struct protect *pr = calloc(1, sizeof *pr);
 	struct replica_tap tap;
+	char *stem = NULL;
 	size_t i;
 
 	if (pr == NULL)
@@ -114,26 +115,31 @@ protect_new(const struct config *cfg, struct replica *r, struct durable *du)
 	pr->bm = calloc(cfg->ndisks + 1, sizeof *pr->bm);
 	if (pr->paths == NULL || pr->bm == NULL)
 		goto fail;
+	stem = durable_stem(cfg->mountpoint);
+	if (stem == NULL)
+		goto fail;
 	for (i = 0; i < cfg->ndisks; i++) {
 		struct replica_disk *d = replica_disk_at(r, i);
 
-		if (asprintf(&pr->paths[i], "%s/%s.dirty", cfg->state_dir,
-			     cfg->disks[i].name) == -1) {
-			pr->paths[i] = NULL;
-			goto fail;
-		}
-		pr->bm[i] = bitmap_open(pr->paths[i], replica_disk_size(d),
-					cfg->dirty_granularity);
+		/* NULL (logged): only a bitmap of the old name exists. */
+		pr->paths[i] = durable_bitmap_path(cfg->state_dir, stem,
+						   cfg->disks[i].name);
+		if (pr->paths[i] != NULL)
+			pr->bm[i] = bitmap_open(pr->paths[i],
+						replica_disk_size(d),
+						cfg->dirty_granularity);
 		if (pr->bm[i] == NULL)
-			log_warn("%s: no dirty tracking (%s): a protect after "
-				 "a failover will copy the whole disk",
-				 cfg->disks[i].name, pr->paths[i]);
+			log_warn("%s: no dirty tracking: a protect after a "
+				 "failover will copy the whole disk",
+				 cfg->disks[i].name);
 	}
+	free(stem);
 	tap = (struct replica_tap) { tap_write, tap_start, pr };
 	replica_set_tap(r, &tap);
 	return pr;
 fail:
 	log_error("protect: %m");
+	free(stem);
 	protect_free(pr);
 	return NULL;
 }
@@ -222,42 +228,35 @@ protect_switch(struct protect *pr, const char *uri, bool full)
 		return refuse(pr, EINVAL, "only for a single disk");
 	if (strlen(uri) >= STATEFILE_URI_MAX || strstr(uri, "://") == NULL)
 		return refuse(pr, EINVAL, "want protect [full] URI");
+	if (pr->paths[0] == NULL)
+		return refuse(pr, EINVAL, "no bitmap path (the log says why)");
 	/* 1. */
 	if (replica_view_flush(replica_disk_at(pr->r, 0)) == -1) {
 		snprintf(why, sizeof why, "flush: %s", strerror(errno));
 		return refuse(pr, EIO, why);
 	}
-	img = image_open(cd->image, cd->format, pr->cfg->buffer_dir, cd->name);
-	if (img == NULL || img->fd < 0) {
-		image_close(img);
-		snprintf(why, sizeof why,
-			 "%s: cannot open it for the "
-			 "primary (protect in place needs a raw image)",
-			 cd->image);
-		return refuse(pr, EINVAL, why);
-	}
+	/* The replica's own handle (it holds the image's locks), lent:
+	 * the replica is done and no view I/O reaches it any more.
+	 */
+	img = replica_disk_image(replica_disk_at(pr->r, 0));
 	if (pr->link == NULL)
 		pr->link = primary_link_new(pr->cfg);
-	if (pr->link == NULL) {
-		image_close(img);
+	if (pr->link == NULL)
 		return refuse(pr, ENOMEM, "out of memory");
-	}
 	/* 2, 3: a failure leaves the tracking as it was. */
-	if (durable_set_protected(pr->du, uri) == -1) {
-		image_close(img);
+	if (durable_set_protected(pr->du, uri) == -1)
 		return refuse(pr, EIO, "cannot record it in the state file");
-	}
 	if (hand_on(pr, 0, uri, full) == -1) {
 		snprintf(why, sizeof why, "dirty bitmap %s: %s", pr->paths[0],
 			 strerror(errno));
 		durable_set_protected(pr->du, "");
-		image_close(img);
 		return refuse(pr, EIO, why);
 	}
 	/* 4. */
 	dc = (struct primary_disk_config) {
 		.name = cd->name,
 		.img = img,
+		.borrowed = true,
 		.uri = uri,
 		.bitmap_path = pr->paths[0],
 	};

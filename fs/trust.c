@@ -326,6 +326,8 @@ trust_check_config(const struct config *cfg)
 		".state",
 		".dirty",
 		".journal",
+		".lock",
+		".log",
 		NULL,
 	};
 	static const char *const buffer_files[] = {

@@ -5,8 +5,15 @@
  *   colofsctl [-m MOUNT | -c CONFIG] watch [-n SECONDS]
  *   colofsctl [-m MOUNT | -c CONFIG] start [--force] | checkpoint | stop
  *   colofsctl [-m MOUNT | -c CONFIG] failover [--wait]
- *   colofsctl [-m MOUNT | -c CONFIG] protect [full] URI
  *   colofsctl journal FILE
+ *   colofsctl [-m MOUNT | -c CONFIG] resync [full] [URI]   (primary)
+ *   colofsctl [-m MOUNT | -c CONFIG] protect [full] URI    (done)
+ *   colofsctl [-m MOUNT | -c CONFIG] wait STATE [--timeout SECONDS]
+ *   colofsctl [-m MOUNT | -c CONFIG] errors
+ *   colofsctl --version
+ *
+ * Both roles: the status's mode= says which columns to show (a primary
+ * has dirty bytes, a sync and a link; a secondary buffers and a commit).
  *
  * Everything goes through the mount's .colo/ files, as a script with
  * echo and cat would: a control word is one write() of the word to
@@ -28,7 +35,7 @@
  *
  * Exit status: 0 done; 1 colofs refused the word (reason on stderr);
  * 2 usage; 3 the mount cannot be read (not colofs, or its daemon is
- * gone); 4 failover --wait ended in failover_failed.
+ * gone); 4 failover --wait ended in failover_failed; 5 wait timed out.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -58,6 +65,17 @@ enum {
 	EXIT_USAGE = 2,
 	EXIT_MOUNT = 3,
 	EXIT_FAILOVER_FAILED = 4,
+	EXIT_TIMEOUT = 5,
+};
+
+#ifndef COLOFS_VERSION
+#define COLOFS_VERSION "0.1.0"		/* the Makefile's VERSION wins */
+#endif
+
+/* Every state of both roles, for wait. */
+static const char *const states[] = {
+	"none", "running", "failover", "failover_failed", "done",
+	"syncing", "replicating", "degraded",
 };
 
 #define STATUS_MAX (1 << 20)	/* far more than any status */
@@ -88,20 +106,27 @@ usage(FILE *fp)
 	      "  status [--json]     the replica's status (JSON: one object)\n"
 	      "  watch [-n SECONDS]  the status, refreshed (default 1 s)\n"
 	      "  start [--force] | checkpoint | stop\n"
-	      "                      the .colo/ctl words (--force: \"start "
-	      "force\")\n"
+	      "                      the .colo/ctl words, both roles (--force:\n"
+	      "                      \"start force\")\n"
 	      "  failover [--wait]   fail over; --wait shows the commit's\n"
 	      "                      progress and returns at done\n"
 	      "  protect [full] URI  in done: become URI's primary in place\n"
+	      "  resync [full] [URI] primary: copy the dirty granules (or\n"
+	      "                      everything) to the secondary again\n"
+	      "  wait STATE [--timeout SECONDS]\n"
+	      "                      until the state is STATE (for scripts)\n"
+	      "  errors              the last errors raised, with their times\n"
 	      "  journal FILE        check and print a failover journal\n"
 	      "\n"
 	      "Options:\n"
 	      "  -m, --mount MOUNT   the colofs mountpoint\n"
 	      "  -c, --config FILE   read the mountpoint from colofs's config\n"
 	      "  -h, --help          this text\n"
+	      "  -V, --version       the version\n"
 	      "\n"
 	      "Exit status: 0 done, 1 refused by colofs, 2 usage, 3 mount\n"
-	      "unreadable, 4 failover failed.  See colofsctl(8).\n", fp);
+	      "unreadable, 4 failover failed, 5 wait timed out.  See\n"
+	      "colofsctl(8).\n", fp);
 }
 
 static void
@@ -525,8 +550,144 @@ human_bytes(uint64_t b, char *buf, size_t len)
 	return buf;
 }
 
+/* "error: MSG (raised TIME)" if there is a current error. */
+static void
+print_error(const struct status *st)
+{
+	const char *err = status_get(st, "error");
+	const char *at = status_get(st, "error_time");
+
+	if (err && *err)
+		printf("error: %s%s%s%s\n", err, at && *at ? " (raised " : "",
+		       at && *at ? at : "", at && *at ? ")" : "");
+}
+
+/* Every group but the disks (nbd: ...) as key value lines. */
+static void
+print_groups(const struct status *st)
+{
+	size_t i, j;
+
+	for (i = 0; i < st->n; i++) {
+		const char *p = st->kv[i].prefix;
+
+		if (!p || is_disk(st, p) || seen_prefix(st, i, p))
+			continue;
+		printf("\n%s:\n", p);
+		for (j = i; j < st->n; j++)
+			if (st->kv[j].prefix &&
+			    strcmp(st->kv[j].prefix, p) == 0)
+				printf("  %-22s %s\n", st->kv[j].name,
+				       st->kv[j].value);
+	}
+}
+
+/* The primary's last columns: is the bitmap in sync with the secondary,
+ * and which one.
+ */
+static void
+primary_tail(const struct status *st, const char *disk)
+{
+	char key[512];
+
+	if (disk == NULL) {
+		printf("  %-6s %s", "synced", "secondary");
+		return;
+	}
+	snprintf(key, sizeof key, "%s.synced", disk);
+	printf("  %-6s", num(st, key) ? "yes" : "no");
+	snprintf(key, sizeof key, "%s.secondary", disk);
+	printf(" %s", status_get(st, key) ?: "?");
+}
+
+/* The disks as a table: the heads, then a row per disk of its cols in
+ * bytes, width wide; tail (if not NULL) adds the last columns (disk NULL:
+ * their heads).
+ */
+static void
+print_disks(const struct status *st, const char *const *heads,
+	    const char *const *cols, size_t ncols, int width,
+	    void (*tail)(const struct status *st, const char *disk))
+{
+	char b1[32], key[512];
+	size_t i, c;
+
+	printf("\n%-12s", "disk");
+	for (c = 0; c < ncols; c++)
+		printf(" %*s", width, heads[c]);
+	if (tail)
+		tail(st, NULL);
+	putchar('\n');
+	for (i = 0; i < st->n; i++) {
+		const char *p = st->kv[i].prefix;
+
+		if (!p || !is_disk(st, p) || seen_prefix(st, i, p))
+			continue;
+		printf("%-12s", p);
+		for (c = 0; c < ncols; c++) {
+			snprintf(key, sizeof key, "%s.%s", p, cols[c]);
+			printf(" %*s", width, human_bytes(num(st, key), b1,
+							  sizeof b1));
+		}
+		if (tail)
+			tail(st, p);
+		putchar('\n');
+	}
+}
+
+/* A primary: its state, the dirty bytes, the sync's progress with an ETA
+ * while it runs, why it degraded, then a table of the disks (dirty,
+ * written, mirrored, sent on the link, the secondary).
+ */
+static void
+print_primary(const struct status *st)
+{
+	static const char *const cols[] = {
+		"size", "dirty_bytes", "write_bytes", "mirrored_bytes",
+		"link_bytes",
+	};
+	static const char *const heads[] = {
+		"size", "dirty", "VM wrote", "mirrored", "link sent",
+	};
+	const char *state = status_get(st, "state") ?: "?";
+	const char *reason = status_get(st, "degraded_reason");
+	uint64_t total = num(st, "sync_total_bytes");
+	uint64_t done = num(st, "sync_done_bytes");
+	uint64_t left = num(st, "sync_left_bytes");
+	uint64_t rate = num(st, "sync_rate_bytes");
+	char b1[32], b2[32], b3[32];
+
+	printf("%s: primary, state %s, dirty %s (%s granules), %" PRIu64
+	       " checkpoint%s, %" PRIu64 " sync%s\n", mount, state,
+	       human_bytes(num(st, "dirty_bytes"), b1, sizeof b1),
+	       human_bytes(num(st, "dirty_granularity"), b2, sizeof b2),
+	       num(st, "checkpoints"), num(st, "checkpoints") == 1 ? "" : "s",
+	       num(st, "syncs"), num(st, "syncs") == 1 ? "" : "s");
+	if (strcmp(state, "syncing") == 0) {
+		printf("sync: %s of %s (%d%%), %s/s, ",
+		       human_bytes(done, b1, sizeof b1),
+		       human_bytes(total, b2, sizeof b2),
+		       total ? (int)(100 * done / total) : 0,
+		       human_bytes(rate, b3, sizeof b3));
+		if (rate)
+			printf("ETA %.1f s\n", (double)left / (double)rate);
+		else
+			puts("ETA unknown");
+	} else if (total) {
+		printf("last sync: %s at %s/s\n",
+		       human_bytes(done, b1, sizeof b1),
+		       human_bytes(rate, b2, sizeof b2));
+	}
+	if (reason && *reason)
+		printf("degraded: %s\n", reason);
+	print_error(st);
+	print_disks(st, heads, cols, sizeof cols / sizeof cols[0], 12,
+		    primary_tail);
+	print_groups(st);
+}
+
 /* The human form: the replica's line, the disks as a table, then every
- * other group as key value lines.
+ * other group as key value lines.  A primary has its own (above).
  */
 static void
 print_human(const struct status *st)
@@ -540,10 +701,13 @@ print_human(const struct status *st)
 		"size", "hidden", "active", "to commit", "primary wrote",
 		"view wrote",
 	};
-	char b1[32], b2[32], key[512];
-	const char *err = status_get(st, "error");
-	size_t i, c;
+	const char *mode = status_get(st, "mode");
+	char b1[32], b2[32];
 
+	if (mode && strcmp(mode, "primary") == 0) {
+		print_primary(st);
+		return;
+	}
 	printf("%s: state %s, %" PRIu64 " checkpoint%s (last %.3f ms), "
 	       "buffered %s", mount, status_get(st, "state") ?: "?",
 	       num(st, "checkpoints"), num(st, "checkpoints") == 1 ? "" : "s",
@@ -557,38 +721,9 @@ print_human(const struct status *st)
 		       human_bytes(num(st, "buffer_retained_bytes"), b2,
 				   sizeof b2));
 	putchar('\n');
-	if (err && *err)
-		printf("error: %s\n", err);
-	printf("\n%-12s", "disk");
-	for (c = 0; c < sizeof heads / sizeof heads[0]; c++)
-		printf(" %14s", heads[c]);
-	putchar('\n');
-	for (i = 0; i < st->n; i++) {
-		const char *p = st->kv[i].prefix;
-
-		if (!p || !is_disk(st, p) || seen_prefix(st, i, p))
-			continue;
-		printf("%-12s", p);
-		for (c = 0; c < sizeof cols / sizeof cols[0]; c++) {
-			snprintf(key, sizeof key, "%s.%s", p, cols[c]);
-			printf(" %14s", human_bytes(num(st, key), b1,
-						    sizeof b1));
-		}
-		putchar('\n');
-	}
-	for (i = 0; i < st->n; i++) {
-		const char *p = st->kv[i].prefix;
-		size_t j;
-
-		if (!p || is_disk(st, p) || seen_prefix(st, i, p))
-			continue;
-		printf("\n%s:\n", p);
-		for (j = i; j < st->n; j++)
-			if (st->kv[j].prefix &&
-			    strcmp(st->kv[j].prefix, p) == 0)
-				printf("  %-22s %s\n", st->kv[j].name,
-				       st->kv[j].value);
-	}
+	print_error(st);
+	print_disks(st, heads, cols, sizeof cols / sizeof cols[0], 14, NULL);
+	print_groups(st);
 	printf("\nmode %s, buffer %s, unclean disconnects %" PRIu64
 	       ", errors %" PRIu64 "\n", status_get(st, "mode") ?: "?",
 	       status_get(st, "buffer") ?: "?",
@@ -669,7 +804,7 @@ cmd_watch(double interval)
 static int
 send_word(const char *word)
 {
-	char path[4096], buf[1200], *err;
+	char path[4096], buf[1100], *err;
 	ssize_t n;
 	int fd, e;
 
@@ -678,8 +813,8 @@ send_word(const char *word)
 	if (fd == -1)
 		mount_error("ctl");
 	n = snprintf(buf, sizeof buf, "%s\n", word);
-	if (n >= (int)sizeof buf)
-		die(EXIT_USAGE, "the command is too long");
+	if (n >= (ssize_t)sizeof buf)
+		die(EXIT_USAGE, "%.40s...: too long for one ctl write", word);
 	if (write(fd, buf, (size_t)n) == n) {
 		close(fd);
 		return EXIT_OK;
@@ -796,6 +931,65 @@ wait_failover(uint64_t buffered)
 	}
 }
 
+/* Polls the status until state is want (exit 0), or timeout seconds
+ * passed (exit 5; timeout 0: none).
+ */
+static int
+cmd_wait(const char *want, double timeout)
+{
+	double t0 = now_s();
+	char last[64] = "?";
+
+	for (;;) {
+		struct status st;
+		const char *state;
+		bool there;
+
+		status_read(&st);
+		state = status_get(&st, "state");
+		there = state && strcmp(state, want) == 0;
+		snprintf(last, sizeof last, "%s", state ? state : "?");
+		status_free(&st);
+		if (there)
+			return EXIT_OK;
+		if (timeout > 0 && now_s() - t0 >= timeout) {
+			fprintf(stderr, "colofsctl: wait %s: timed out after "
+				"%.1f s in state %s\n", want, timeout, last);
+			return EXIT_TIMEOUT;
+		}
+		sleep_seconds(0.1);
+	}
+}
+
+static int
+cmd_errors(void)
+{
+	char *text = read_colo("errors", NULL);
+
+	if (!text)
+		mount_error("errors");
+	fputs(text, stdout);
+	free(text);
+	return fflush(stdout) == EOF ? EXIT_MOUNT : EXIT_OK;
+}
+
+/* "resync" or "protect" and its arguments as one ctl word line. */
+static int
+cmd_words(const char *cmd, int argc, char **argv)
+{
+	char word[1100];
+	size_t n = 0;
+	int i;
+
+	n = (size_t)snprintf(word, sizeof word, "%s", cmd);
+	for (i = 0; i < argc && n < sizeof word; i++)
+		n += (size_t)snprintf(word + n, sizeof word - n, " %s",
+				      argv[i]);
+	if (n >= sizeof word)
+		die(EXIT_USAGE, "%s: arguments too long", cmd);
+	return send_word(word);
+}
+
 /* colofsctl journal FILE: 0 and the records on stdout, or 1 and what is
  * wrong on stderr.
  */
@@ -849,23 +1043,27 @@ main(int argc, char **argv)
 		{ "mount", required_argument, NULL, 'm' },
 		{ "config", required_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *config = NULL, *cmd;
 	struct config *cfg = NULL;
-	bool json = false, wait = false, full = false, force = false;
-	const char *uri = NULL;
-	double interval = 1.0;
-	char err[1024], word[1200], *end;
+	bool json = false, wait = false, force = false, timeout_set = false;
+	double interval = 1.0, timeout = 0;
+	const char *want = NULL;
+	int cmd_argc = 0;
+	char **cmd_argv = NULL;
+	char err[1024], *end;
 	int c, ret;
 
 
 	/* "+": options after the command are the command's. */
-	while ((c = getopt_long(argc, argv, "+m:c:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+m:c:hV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm': mount = optarg; break;
 		case 'c': config = optarg; break;
 		case 'h': usage(stdout); return EXIT_OK;
+		case 'V': printf("colofsctl %s\n", COLOFS_VERSION); return EXIT_OK;
 		default: usage(stderr); return EXIT_USAGE;
 		}
 	}
@@ -884,16 +1082,39 @@ main(int argc, char **argv)
 		log_set_quiet(true);
 		return cmd_journal(argv[optind]);
 	}
+	/* The command's own arguments: resync's and protect's words, wait's
+	 * state.
+	 */
+	if (strcmp(cmd, "resync") == 0 || strcmp(cmd, "protect") == 0) {
+		cmd_argc = argc - optind;
+		cmd_argv = argv + optind;
+		optind = argc;
+	} else if (strcmp(cmd, "wait") == 0) {
+		size_t k;
+
+		if (optind >= argc)
+			die(EXIT_USAGE, "wait: which state?");
+		want = argv[optind++];
+		for (k = 0; k < sizeof states / sizeof states[0]; k++)
+			if (strcmp(want, states[k]) == 0)
+				break;
+		if (k == sizeof states / sizeof states[0])
+			die(EXIT_USAGE, "wait %s: not a state (none, running, "
+			    "failover, failover_failed, done, syncing, "
+			    "replicating, degraded)", want);
+	}
 	/* The command's own options. */
 	for (; optind < argc; optind++) {
 		const char *o = argv[optind];
-		bool protect = strcmp(cmd, "protect") == 0;
 
-		if (protect && strcmp(o, "full") == 0 && !full)
-			full = true;
-		else if (protect && uri == NULL && strstr(o, "://") != NULL)
-			uri = o;
-		else if (strcmp(o, "--json") == 0)
+		if (strcmp(o, "--timeout") == 0 && optind + 1 < argc) {
+			o = argv[++optind];
+			timeout = strtod(o, &end);
+			if (end == o || *end || !(timeout > 0))
+				die(EXIT_USAGE, "--timeout %s: want seconds "
+				    "above 0", o);
+			timeout_set = true;
+		} else if (strcmp(o, "--json") == 0)
 			json = true;
 		else if (strcmp(o, "--wait") == 0)
 			wait = true;
@@ -923,6 +1144,7 @@ main(int argc, char **argv)
 		die(EXIT_USAGE, "which mount? give -m MOUNT or -c CONFIG");
 	if ((json && strcmp(cmd, "status") != 0) ||
 	    (wait && strcmp(cmd, "failover") != 0) ||
+	    (timeout_set && strcmp(cmd, "wait") != 0) ||
 	    (force && strcmp(cmd, "start") != 0) ||
 	    (interval != 1.0 && strcmp(cmd, "watch") != 0))
 		die(EXIT_USAGE, "%s: option not for this command", cmd);
@@ -934,22 +1156,45 @@ main(int argc, char **argv)
 	else if (strcmp(cmd, "start") == 0 || strcmp(cmd, "checkpoint") == 0 ||
 		 strcmp(cmd, "stop") == 0)
 		ret = send_word(force ? "start force" : cmd);
+	else if (strcmp(cmd, "resync") == 0 || strcmp(cmd, "protect") == 0)
+		ret = cmd_words(cmd, cmd_argc, cmd_argv);
+	else if (strcmp(cmd, "wait") == 0)
+		ret = cmd_wait(want, timeout);
+	else if (strcmp(cmd, "errors") == 0)
+		ret = cmd_errors();
 	else if (strcmp(cmd, "failover") == 0) {
 		struct status st;
 		uint64_t buffered;
 
+		const char *state, *mode;
+		bool promoted, primary;
+
 		status_read(&st);
 		buffered = num(&st, "buffer_bytes");
+		state = status_get(&st, "state");
+		mode = status_get(&st, "mode");
+		primary = mode && strcmp(mode, "primary") == 0;
+		promoted = state && (strcmp(state, "failover") == 0 ||
+				     strcmp(state, "done") == 0);
 		status_free(&st);
-		ret = send_word(cmd);
-		if (ret == EXIT_OK && wait)
+		/* A primary's failover is over when the word returns: it
+		 * drops the links and stays in failover.
+		 */
+		if (primary)
+			wait = false;
+		/* --wait is for reaching done: once the word was taken
+		 * (colofs refuses it again with EBUSY), just wait.
+		 */
+		if (wait && promoted) {
 			ret = wait_failover(buffered);
-	} else if (strcmp(cmd, "protect") == 0) {
-		if (uri == NULL)
-			die(EXIT_USAGE, "protect: want protect [full] URI");
-		snprintf(word, sizeof word, "protect %s%s", full ? "full " : "",
-			 uri);
-		ret = send_word(word);
+		} else {
+			ret = send_word(cmd);
+			if (ret == EXIT_OK && wait)
+				ret = wait_failover(buffered);
+			else if (ret == EXIT_OK && primary)
+				puts("failover: done (the primary tracks "
+				     "writes for a resync)");
+		}
 	} else {
 		fprintf(stderr, "colofsctl: unknown command '%s'\n", cmd);
 		usage(stderr);

@@ -138,11 +138,11 @@ start_colofs_fg() {
 	}
 }
 
-# wait_exit PID: waits (up to 20 s) for a child of this shell; its exit
+# wait_exit PID: waits (up to 60 s) for a child of this shell; its exit
 # status goes to EXIT_STATUS.
 wait_exit() {
 	local i
-	for ((i = 0; i < 200; i++)); do
+	for ((i = 0; i < 600; i++)); do
 		alive "$1" || break
 		sleep 0.1
 	done

@@ -144,7 +144,7 @@ wait_state done
 grep -q "may mix" "$MNT/.colo/error" || fail "--discard-failover: .colo/error: $(cat "$MNT/.colo/error")"
 [ -e "$T/state/$J.discarded" ] && [ -e "$T/buf/$A.discarded" ] ||
 	fail "--discard-failover: the files were not kept aside"
-expect_ctl start ok	# done: start is a no-op, the fence stays
+expect_ctl start EBUSY	# done: start is refused, the fence stays
 kill -TERM "$COLOFS_PID"
 wait_exit "$COLOFS_PID"
 start_colofs_fg

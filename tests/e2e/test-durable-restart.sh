@@ -90,7 +90,7 @@ for i in 1 2 3; do
 	nbdsh_c "$(nbd_uri)" 'h.pwrite(b"OLDPRIMARY", 0)' 2>/dev/null &&
 		fail "restart $i: the old primary wrote"
 	expect_bytes "$T/vda.img" 0 65536 ab
-	expect_ctl start ok		# a promoted secondary ignores start
+	expect_ctl start EBUSY		# a promoted secondary refuses start
 	expect_status state done
 done
 ok "done survives 3 restarts: GO and the old primary's writes refused"

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Every ctl word in every state the daemon can reach: none, running, done
 # after stop, failover/done after failover, plus unknown and empty words
-# and trailing blanks.  (failover_failed needs an I/O error in the commit,
-# which only the core's unit tests can inject.)
+# and trailing blanks.  A word with nothing to do in the state fails with
+# EBUSY and says why in .colo/error; none is a silent no-op.  After the
+# failover, the old primary's connections are refused, counted in
+# nbd.refused and logged.  (failover_failed needs an I/O error in the
+# commit, which only the core's unit tests can inject.)
 . "$(dirname "$0")/lib.sh"
 
 make_image "$T/vda.img" 16M
@@ -42,26 +45,37 @@ ok "echo start fails with EBUSY, message in .colo/error"
 expect_ctl failover ok
 wait_state done
 for w in start checkpoint stop failover; do
-	expect_ctl "$w" ok
+	expect_ctl "$w" EBUSY
+	grep -q "^$w: this disk is promoted (state done" "$MNT/.colo/error" ||
+		fail "$w in done: .colo/error says: $(cat "$MNT/.colo/error")"
 	expect_status state done
 done
 expect_ctl bogus EINVAL
-ok "after failover: every word is a no-op in done"
+# colofsctl start fails the same way.
+COLOFSCTL=$(dirname "$COLOFS_BIN")/colofsctl
+if "$COLOFSCTL" -m "$MNT" start 2>"$T/ctl.err"; then
+	fail "colofsctl start succeeded in done"
+fi
+grep -q "promoted" "$T/ctl.err" || fail "colofsctl start in done: $(cat "$T/ctl.err")"
+ok "after failover: every word fails with EBUSY in done: $(cat "$MNT/.colo/error")"
 stop_colofs
 
-# A second daemon for the stop path.
+# A second daemon for the stop path.  Each daemon below gets a new
+# state_dir: the last one left done, which a restart keeps (the fence).
+rm -rf "$T/state"
 start_colofs
 expect_ctl start ok
 expect_ctl stop ok
 expect_status state done
 for w in start checkpoint stop failover; do
-	expect_ctl "$w" ok
+	expect_ctl "$w" EBUSY
 	expect_status state done
 done
-ok "after stop: every word is a no-op in done"
+ok "after stop: every word fails with EBUSY in done"
 stop_colofs
 
 # Failover straight after start (nothing buffered) also reaches done.
+rm -rf "$T/state"
 start_colofs
 expect_ctl start ok
 expect_ctl failover ok
@@ -70,9 +84,10 @@ ok "failover with empty buffers"
 stop_colofs
 
 # Words while the commit runs: 192 MiB buffered so that the commit takes a
-# moment.  Every word is a no-op in failover (and in done, if the commit
-# was quicker than us); the view must not change.
+# moment.  Every word fails with EBUSY in failover (and in done, if the
+# commit was quicker than us); the view must not change.
 make_image "$T/vda.img" 256M
+rm -rf "$T/state"
 start_colofs
 expect_ctl start ok
 head -c 192M /dev/urandom >"$T/data"
@@ -83,9 +98,33 @@ for w in checkpoint stop start failover checkpoint stop; do
 	st=$(status_get state)
 	case $st in failover|done) ;; *) fail "state $st during failover" ;; esac
 	seen="$seen $st"
-	[ "$(ctl_try "$w")" = ok ] || fail "$w refused in state $st"
+	[ "$(ctl_try "$w")" = EBUSY ] || fail "$w not refused in state $st"
 done
 wait_state done
 cmp <(head -c 192M "$MNT/vda") "$T/data" || fail "the view changed"
 cmp <(head -c 192M "$T/vda.img") "$T/data" || fail "the commit is incomplete"
-ok "during failover every word is a no-op (states seen:$seen)"
+ok "during failover every word fails with EBUSY (states seen:$seen)"
+stop_colofs
+
+# The fence: after failover, the old primary is refused, counted, logged.
+# A new state_dir: the last run left done, which a restart keeps.
+rm -rf "$T/state" "$T/vda.img"
+make_image "$T/vda.img" 16M
+start_colofs_fg
+expect_ctl start ok
+nbd_write 0 4096 aa
+expect_ctl checkpoint ok
+expect_ctl failover ok
+wait_state done
+before=$(status_get nbd.refused)
+for i in 1 2; do
+	if nbd_write 0 4096 bb 2>"$T/nbd.err"; then
+		fail "the old primary wrote after the failover"
+	fi
+done
+expect_status nbd.refused $((before + 2))
+expect_bytes "$MNT/vda" 0 4096 aa
+expect_bytes "$T/vda.img" 0 4096 aa
+grep -q "refusing a connection.*failover" "$T/colofs.log" ||
+	fail "no log line for the refused primary: $(tail -n 5 "$T/colofs.log")"
+ok "after failover: 2 connections refused, nbd.refused=$(status_get nbd.refused), logged: $(grep -m1 'refusing a connection' "$T/colofs.log")"

@@ -66,7 +66,7 @@ qemu-img info --output=json "$UNIX" | grep -q '"virtual-size": 67108864' ||
 	fail "qemu-img info"
 qemu-img convert -f raw -O raw "$UNIX" "$T/out.img" || fail "qemu-img convert"
 cmp "$T/vda.img" "$T/out.img" || fail "convert differs from the image"
-qemu-img compare -f raw -F raw "$T/vda.img" "$UNIX" || fail "qemu-img compare"
+qemu-img compare -U -f raw -F raw "$T/vda.img" "$UNIX" || fail "qemu-img compare"
 head -c 64M /dev/urandom >"$T/rnd.img"
 qemu-img convert -n -f raw -O raw "$T/rnd.img" "$UNIX" || fail "convert to nbd"
 cmp "$T/rnd.img" "$T/vda.img" || fail "convert into nbd differs"

@@ -19,7 +19,9 @@ mk install DESTDIR="$D" >"$T/install.log" 2>&1 || {
 want="etc/colofs/example.ini
 usr/local/bin/colofs
 usr/local/bin/colofsctl
+usr/local/lib/ocf/resource.d/colofs/colofs
 usr/local/lib/systemd/system/colofs@.service
+usr/local/share/bash-completion/completions/colofsctl
 usr/local/share/man/man5/colofs.ini.5
 usr/local/share/man/man8/colofs.8
 usr/local/share/man/man8/colofsctl.8"
@@ -33,9 +35,38 @@ $want"
 "$D/usr/local/bin/colofsctl" --help | grep -q 'failover \[--wait\]' || fail "colofsctl --help"
 "$D/usr/local/bin/colofs" -c "$D/etc/colofs/example.ini" --dump-config >/dev/null ||
 	fail "the sample config does not load"
+"$D/usr/local/bin/colofsctl" --version | grep -q '^colofsctl [0-9]' || fail "colofsctl --version"
+# The completion offers the commands and wait's states.
+if [ -r /usr/share/bash-completion/bash_completion ]; then
+	got=$(bash -c '. /usr/share/bash-completion/bash_completion
+		. "$1"
+		try() { COMP_LINE=$1; COMP_POINT=${#1}; read -ra COMP_WORDS <<<"$1"
+			COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); _colofsctl
+			echo "${COMPREPLY[*]}"; }
+		try "colofsctl -m /x wait r"
+		try "colofsctl re"' _ \
+		"$D/usr/local/share/bash-completion/completions/colofsctl")
+	[ "$got" = "running replicating
+resync" ] || fail "bash completion: $got"
+fi
 grep -q '^ExecStart=/usr/local/bin/colofs -c /etc/colofs/%i.ini$' \
 	"$D/usr/local/lib/systemd/system/colofs@.service" || fail "unit paths"
-ok "make install DESTDIR: the files, the sample loads"
+agent=$D/usr/local/lib/ocf/resource.d/colofs/colofs
+[ -x "$agent" ] || fail "the OCF agent is not executable"
+# The installed agent, as Pacemaker runs it: meta-data needs no config.
+if [ -r /usr/lib/ocf/lib/heartbeat/ocf-shellfuncs ]; then
+	OCF_ROOT=/usr/lib/ocf "$agent" meta-data >"$T/meta.xml" || fail "agent meta-data"
+	grep -q '<resource-agent name="colofs"' "$T/meta.xml" || fail "agent meta-data: $(head -c 300 "$T/meta.xml")"
+	grep -q 'default="/usr/local/bin/colofs"' "$T/meta.xml" || fail "the installed agent's default binary is not BINDIR's"
+	if command -v xmllint >/dev/null && [ -r /usr/share/resource-agents/ra-api-1.dtd ]; then
+		(cd /usr/share/resource-agents && xmllint --noout --valid - <"$T/meta.xml") ||
+			fail "the agent's meta-data is not valid against ra-api-1.dtd"
+	fi
+	rc=0
+	OCF_ROOT=/usr/lib/ocf "$agent" no-such-action >/dev/null || rc=$?
+	[ $rc -eq 3 ] || fail "unknown action: not OCF_ERR_UNIMPLEMENTED (3)"
+fi
+ok "make install DESTDIR: the files, the sample loads, the OCF agent answers meta-data"
 
 for page in man8/colofs.8 man5/colofs.ini.5 man8/colofsctl.8; do
 	f=$D/usr/local/share/man/$page

@@ -12,7 +12,7 @@ round() {
 	local what=$1
 	make_image "$T/s.img" "$SIZE"
 	head -c "$SIZE" /dev/urandom >"$T/p.img"
-	rm -f "$T/state/vda.dirty"
+	rm -f "$T"/state/*vda.dirty
 	pair_configs
 	start_secondary
 	start_primary

@@ -36,7 +36,7 @@ head -c 1M /dev/urandom >"$T/q"
 qemu-img convert -n --object "$QOBJ" -f raw "$T/q" --target-image-opts "$QNBD" ||
 	fail "qemu-img convert into the export over TLS"
 cmp "$T/q" <(head -c 1M "$T/vda.img") || fail "qemu-img's write is not in S"
-qemu-img compare --object "$QOBJ" --image-opts "driver=raw,file.filename=$T/vda.img" \
+qemu-img compare -U --object "$QOBJ" --image-opts "driver=raw,file.filename=$T/vda.img" \
 	"$QNBD" >/dev/null || fail "qemu-img compare over TLS"
 ok "nbdinfo, nbdcopy and qemu-img over nbds+unix:// with a PSK"
 sessions=$(status_get nbd.tls_sessions)

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "colo.h"
 #include "log.h"
@@ -149,10 +150,12 @@ Test(colo_status, status_error_is_on_one_line)
 	free(text);
 }
 
-Test(colo_status, error_text_is_the_message_and_a_newline_or_nothing)
+Test(colo_status, error_text_is_the_message_and_when_it_was_raised_or_nothing)
 {
-	char *text;
+	char *text, want[64], *nl;
 	size_t len;
+	struct tm tm;
+	time_t t0 = time(NULL), at;
 
 	cr_assert_eq(colo_error_text(r, &text, &len), 0);
 	cr_assert_eq(len, 0);
@@ -160,7 +163,25 @@ Test(colo_status, error_text_is_the_message_and_a_newline_or_nothing)
 	free(text);
 	replica_record_error(r, "checkpoint: refused");
 	cr_assert_eq(colo_error_text(r, &text, &len), 0);
-	cr_assert_str_eq(text, "checkpoint: refused\n");
 	cr_assert_eq(len, strlen(text));
+	nl = strchr(text, '\n');
+	cr_assert_not_null(nl);
+	cr_assert_eq(strncmp(text, "checkpoint: refused\nraised at ",
+			     strlen("checkpoint: refused\nraised at ")), 0,
+		     "%s", text);
+	memset(&tm, 0, sizeof tm);
+	cr_assert_not_null(strptime(nl + 11, "%Y-%m-%dT%H:%M:%SZ", &tm), "%s",
+			   text);
+	at = timegm(&tm);
+	cr_assert(at >= t0 && at <= time(NULL), "%s", text);
+	snprintf(want, sizeof want, "%s", nl + 11);
+	cr_assert_eq(want[strlen(want) - 1], '\n');
+	free(text);
+	replica_clear_error(r);
+	cr_assert_eq(colo_error_text(r, &text, &len), 0);
+	cr_assert_eq(len, 0);
+	free(text);
+	cr_assert_eq(colo_errors_text(replica_errors(r), &text, &len), 0);
+	cr_assert(strstr(text, "Z checkpoint: refused\n") != NULL, "%s", text);
 	free(text);
 }

@@ -143,6 +143,32 @@ Test(fdio, open_file_at_refuses_links_and_directories)
 	close(dfd);
 }
 
+Test(fdio, open_or_create_makes_the_file_once_and_never_follows_a_link)
+{
+	char path[4096], target[4096];
+	struct stat a, b;
+	int dfd, fd1, fd2;
+
+	dfd = fdio_dir_open(dir);
+	cr_assert_neq(dfd, -1);
+	fd1 = fdio_open_or_create_at(dfd, "x.lock", O_RDWR, 0600);
+	cr_assert_neq(fd1, -1, "%s", strerror(errno));
+	fd2 = fdio_open_or_create_at(dfd, "x.lock", O_WRONLY | O_APPEND, 0600);
+	cr_assert_neq(fd2, -1);
+	cr_assert_eq(fstat(fd1, &a), 0);
+	cr_assert_eq(fstat(fd2, &b), 0);
+	cr_assert_eq(a.st_ino, b.st_ino, "a second open made another file");
+	cr_assert_eq(a.st_mode & 0777, 0600);
+	snprintf(target, sizeof target, "%s/elsewhere", dir);
+	snprintf(path, sizeof path, "%s/y.log", dir);
+	cr_assert_eq(symlink(target, path), 0);
+	cr_assert_eq(fdio_open_or_create_at(dfd, "y.log", O_WRONLY, 0600), -1);
+	cr_assert_eq(access(target, F_OK), -1, "the link was followed");
+	close(fd1);
+	close(fd2);
+	close(dfd);
+}
+
 Test(fdio, parent_open_splits_a_path)
 {
 	char path[512];

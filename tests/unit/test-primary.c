@@ -324,6 +324,26 @@ Test(primary, the_bitmap_outlives_the_primary)
 	primary_free(p);
 }
 
+Test(primary, a_word_with_nothing_to_do_fails_and_says_why)
+{
+	struct primary *p = make(0);
+	char err[512];
+
+	cr_assert_eq(primary_stop(p), -1, "stop in none");
+	cr_assert_eq(errno, EINVAL);
+	primary_last_error(p, err, sizeof err);
+	cr_assert(strstr(err, "stop: ") != NULL, "%s", err);
+	cr_assert_eq(primary_start(p), 0);
+	wait_state(p, PRIMARY_REPLICATING);
+	cr_assert_eq(primary_failover(p), 0);
+	cr_assert_eq(primary_failover(p), -1, "failover in failover");
+	cr_assert_eq(errno, EBUSY);
+	primary_last_error(p, err, sizeof err);
+	cr_assert(strstr(err, "failover: ") != NULL, "%s", err);
+	cr_assert_eq(primary_state(p), PRIMARY_FAILOVER);
+	primary_free(p);
+}
+
 /* The sync's buffers are smaller than such granules: a dirty granule is
  * copied in pieces, and cleared once all of them are on the secondary.
  * (Under ASan, make check-asan, an overflow of a buffer is a failure too.)

@@ -106,11 +106,13 @@ Test(replica, start_twice_fails_with_ebusy)
 	expect_error_contains("replication is already running");
 }
 
-Test(replica, start_after_failover_is_ignored)
+Test(replica, start_after_failover_fails_with_ebusy_and_says_why)
 {
 	cr_assert_eq(replica_start(r), 0);
 	failover_and_wait();
-	cr_assert_eq(replica_start(r), 0);
+	cr_assert_eq(replica_start(r), -1);
+	cr_assert_eq(errno, EBUSY);
+	expect_error_contains("start: this disk is promoted");
 	cr_assert_eq(replica_state(r), REPLICA_DONE);
 }
 
@@ -275,14 +277,20 @@ Test(replica, primary_write_refused_after_failover)
 	cr_assert_eq(replica_accepts_primary(r), 0);
 }
 
-Test(replica, failover_and_stop_after_done_are_ignored)
+Test(replica, every_word_after_done_fails_with_ebusy_and_changes_nothing)
 {
 	cr_assert_eq(replica_start(r), 0);
 	view_fill(d, 0, 100, 0x33);
 	failover_and_wait();
-	cr_assert_eq(replica_failover(r), 0);
-	cr_assert_eq(replica_stop(r), 0);
-	cr_assert_eq(replica_checkpoint(r), 0);
+	cr_assert_eq(replica_failover(r), -1);
+	cr_assert_eq(errno, EBUSY);
+	expect_error_contains("failover: this disk is promoted");
+	cr_assert_eq(replica_stop(r), -1);
+	cr_assert_eq(errno, EBUSY);
+	expect_error_contains("stop: this disk is promoted");
+	cr_assert_eq(replica_checkpoint(r), -1);
+	cr_assert_eq(errno, EBUSY);
+	expect_error_contains("checkpoint: this disk is promoted");
 	cr_assert_eq(replica_state(r), REPLICA_DONE);
 	expect_view(d, 0, 100, 0x33);
 }
