@@ -538,10 +538,13 @@ out:
 	/* The listener first: its in-flight writes complete here. */
 	nbd_server_free(nbd);
 	fusefs_free(fs);
-	/* The primary of a protect: drains, closes its links, saves. */
-	protect_free(pr);
 	if (r)
 		finish_commit(r);
+	/* No commit marks the bitmaps any more.  The primary of a protect:
+	 * drains, closes its links, saves; before replica_free, which
+	 * closes the image it borrowed.
+	 */
+	protect_free(pr);
 	/* Waits for a running commit (cancelling it), flushes the images. */
 	replica_free(r);
 	durable_free(du);
