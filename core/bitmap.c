@@ -6,12 +6,21 @@
  *
  *   0     char  magic[8]     "COLOFSDB"
  *   8     u32   version      1
- *   12    u32   flags        BITMAP_SYNCED | BITMAP_LIVE
+ *   12    u32   flags        BITMAP_SYNCED | BITMAP_LIVE | BITMAP_AL |
+ *                            BITMAP_SPLIT_BRAIN
  *   16    u64   size         of the disk, bytes
  *   24    u64   granularity  bytes per bit, a power of two
  *   32    u64   nbits        ceil(size / granularity)
  *   40    char  peer[1024]   the secondary's URI the flags refer to, NUL
+ *   1064  u64   peer_gen     the secondary's generation (gi.h) the bits
+ *                            count against; 0: none recorded
+ *   1072  u64   gen          this primary's generation, 0: none yet
+ *   1080  i64   gen_since    when it began, Unix seconds
+ *   1088  u64   gen_hist[4]  its previous ones, newest first
  *   4096  u64   words[]      bit i of word i/64 = granule i is dirty
+ *
+ * A file written before the generation fields existed holds zeros
+ * there, which reads as "nothing recorded": the next sync is a full one.
  *
  * The rule that makes it crash-safe is the caller's and the mark's: a
  * write that is not mirrored marks its granules before it is applied,
@@ -49,6 +58,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,7 +81,13 @@ struct header {
 	uint64_t granularity;
 	uint64_t nbits;
 	char peer[PEER_MAX];
+	uint64_t peer_gen;
+	struct gi_set gen;
 };
+_Static_assert(offsetof(struct header, peer_gen) == 1064 &&
+	       offsetof(struct header, gen) == 1072 &&
+	       sizeof(struct header) <= HDR_SIZE,
+	       "struct header is the file's layout");
 
 struct bitmap {
 	pthread_mutex_t lock;
@@ -259,7 +275,7 @@ bitmap_open(const char *path, uint64_t size, uint64_t gran)
 	b->fd = fd;
 	if (load(b, fd) == -1)
 		goto fail;
-	if (b->hdr.flags & BITMAP_LIVE) {
+	if ((b->hdr.flags & BITMAP_LIVE) && !(b->hdr.flags & BITMAP_AL)) {
 		log_warn("dirty bitmap %s: the primary stopped while "
 			 "replicating; what it was writing is unknown, so "
 			 "the whole disk is dirty", path);
@@ -339,6 +355,32 @@ bitmap_update(struct bitmap *b, unsigned set, unsigned clear,
 		memset(b->hdr.peer, 0, sizeof b->hdr.peer);
 		strcpy(b->hdr.peer, peer);
 	}
+	rc = write_whole(b);
+	if (rc == -1)
+		b->hdr = old;
+	pthread_mutex_unlock(&b->lock);
+	return rc;
+}
+
+void
+bitmap_gens(struct bitmap *b, uint64_t *peer_gen, struct gi_set *own)
+{
+	pthread_mutex_lock(&b->lock);
+	*peer_gen = b->hdr.peer_gen;
+	*own = b->hdr.gen;
+	pthread_mutex_unlock(&b->lock);
+}
+
+int
+bitmap_set_gens(struct bitmap *b, uint64_t peer_gen, const struct gi_set *own)
+{
+	struct header old;
+	int rc;
+
+	pthread_mutex_lock(&b->lock);
+	old = b->hdr;
+	b->hdr.peer_gen = peer_gen;
+	b->hdr.gen = *own;
 	rc = write_whole(b);
 	if (rc == -1)
 		b->hdr = old;

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gi.h"
+
 /* A durable dirty bitmap: one bit per granule of a disk, kept in a file
  * (bitmap.c describes the format).  Every call is thread-safe.
  */
@@ -22,12 +24,22 @@ enum {
 	 * and what was in flight is unknown.
 	 */
 	BITMAP_LIVE = 1u << 1,
+	/* With LIVE: an activity log (al.h) covered the mirrored writes, so
+	 * its extents, not the whole disk, are what may differ.
+	 */
+	BITMAP_AL = 1u << 2,
+	/* The last start or resync found a split brain with this peer
+	 * (gi.h); cleared when a sync begins.
+	 */
+	BITMAP_SPLIT_BRAIN = 1u << 3,
 };
 
 /* Opens path, or creates it (all clean, no flags) when it does not exist.
  * A file for another size or granularity is refused (EINVAL, logged).  A
- * file found with BITMAP_LIVE gets every bit set (and the flag kept: the
- * caller decides).  NULL with errno after logging.
+ * file found with BITMAP_LIVE but not BITMAP_AL gets every bit set (and
+ * the flag kept: the caller decides); with BITMAP_AL too, the caller must
+ * mark the activity log's extents (or everything).  NULL with errno after
+ * logging.
  */
 struct bitmap *bitmap_open(const char *path, uint64_t size, uint64_t gran);
 void bitmap_free(struct bitmap *b);		/* NULL is a no-op */
@@ -41,6 +53,15 @@ void bitmap_peer(struct bitmap *b, char *buf, size_t len);
  */
 int bitmap_update(struct bitmap *b, unsigned set, unsigned clear,
 		  const char *peer);
+
+/* The generation identifiers the header keeps (gi.h): peer_gen, the
+ * secondary's generation the bits count against (0: none recorded), and
+ * own, this primary's.  Both zero in a file from an older colofs.
+ */
+void bitmap_gens(struct bitmap *b, uint64_t *peer_gen, struct gi_set *own);
+/* Replaces them in one durable rewrite.  0, or -1 with errno. */
+int bitmap_set_gens(struct bitmap *b, uint64_t peer_gen,
+		    const struct gi_set *own);
 
 /* Marks every granule touched by [off, off+len).  When a granule was
  * clean, the bits reach the disk (pwrite + fdatasync) before this

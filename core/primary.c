@@ -23,8 +23,10 @@
  * may be in flight loses track of them.  The bitmaps' BITMAP_LIVE flag
  * says so: it is set (durably) before the state becomes syncing, and
  * cleared once the state has left syncing/replicating and the last
- * mirrored write has finished; a bitmap found LIVE at start-up is all
- * dirty (bitmap.c).
+ * mirrored write has finished.  With an activity log (al.c) a mirrored
+ * write first makes its extents active, durably, and the bitmap says so
+ * (BITMAP_AL): a bitmap found LIVE at start-up gets the log's extents
+ * marked; without a usable log it is all dirty (bitmap.c).
  *
  * Entering syncing waits until no unmirrored write is in flight: every
  * write that saw a non-mirroring state has marked its granules by then,
@@ -46,6 +48,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "al.h"
 #include "bitmap.h"
 #include "errlog.h"
 #include "log.h"
@@ -66,8 +69,10 @@ struct primary_disk {
 	char conf_uri[URI_MAX];
 	char uri[URI_MAX];		/* in use; protected by p->lock */
 	struct bitmap *bm;
+	struct al *al;			/* NULL: no activity log */
 	struct rangelock rl;
 	atomic_uint_fast64_t write_bytes, mirrored_bytes;
+	atomic_uint_fast64_t last_reply_ms;	/* monotonic: the link's last */
 };
 
 struct primary {
@@ -79,6 +84,7 @@ struct primary {
 	struct errlog errs;		/* its own lock, a leaf */
 	unsigned mirrored;		/* writes in flight; protected by lock */
 	unsigned unmirrored;		/* protected by lock */
+	bool split_brain;		/* protected by lock */
 	atomic_bool live;		/* BITMAP_LIVE is set; changed under ctl */
 	uint64_t checkpoints, syncs;	/* protected by lock */
 	uint64_t sync_total, sync_done;	/* protected by lock */
@@ -88,6 +94,11 @@ struct primary {
 	bool sync_cancel;		/* protected by lock */
 	uint64_t granularity;
 	unsigned timeout_ms;
+	unsigned keepalive_ms;
+	pthread_t ka_thread;
+	bool ka_running;		/* set before the thread, read at free */
+	bool ka_stop;			/* protected by lock */
+	pthread_cond_t ka_cond;		/* ka_stop was set */
 	const struct primary_link_ops *link;
 	void *link_opaque;
 	size_t ndisks;
@@ -170,6 +181,35 @@ primary_state(struct primary *p)
 	return s;
 }
 
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* *dl := now + ms, on CLOCK_REALTIME (pthread_cond_timedwait's). */
+static void
+deadline_in(struct timespec *dl, unsigned ms)
+{
+	clock_gettime(CLOCK_REALTIME, dl);
+	dl->tv_sec += ms / 1000;
+	dl->tv_nsec += (long)(ms % 1000) * 1000000;
+	if (dl->tv_nsec >= 1000000000) {
+		dl->tv_sec++;
+		dl->tv_nsec -= 1000000000;
+	}
+}
+
+/* Disk d's secondary answered: the link is not idle. */
+static void
+touch(struct primary_disk *d)
+{
+	atomic_store(&d->last_reply_ms, now_ms());
+}
+
 static bool
 mirroring(enum primary_state s)
 {
@@ -199,16 +239,42 @@ link_failed(struct primary *p, struct primary_disk *d, const char *why)
 	pthread_mutex_unlock(&p->lock);
 }
 
-/* Sets or clears BITMAP_LIVE on every disk.  With p->ctl held. */
+/* This primary starts a generation of its own on disk d (gi.h): a pair
+ * formed or was left.  The peer generation stays.  0, or -1 (logged).
+ */
+static int
+new_generation(struct primary_disk *d, uint64_t peer_gen)
+{
+	struct gi_set own;
+	uint64_t old_peer;
+
+	bitmap_gens(d->bm, &old_peer, &own);
+	if (gi_new(&own) == -1 || bitmap_set_gens(d->bm, peer_gen, &own) == -1) {
+		log_error("%s: cannot save a new generation: %m", d->name);
+		return -1;
+	}
+	return 0;
+}
+
+/* Sets or clears BITMAP_LIVE on every disk.  With p->ctl held.  Clearing
+ * it means the pair was left: each disk starts a new generation.
+ */
 static int
 set_live(struct primary *p, bool live)
 {
+	struct gi_set own;
+	uint64_t peer_gen;
 	size_t i;
 
-	for (i = 0; i < p->ndisks; i++)
+	for (i = 0; i < p->ndisks; i++) {
 		if (bitmap_update(p->disks[i].bm, live ? BITMAP_LIVE : 0,
-				  live ? 0 : BITMAP_LIVE, NULL) == -1)
+				  live ? 0 : BITMAP_LIVE | BITMAP_AL,
+				  NULL) == -1)
 			return -1;
+		bitmap_gens(p->disks[i].bm, &peer_gen, &own);
+		if (!live && new_generation(&p->disks[i], peer_gen) == -1)
+			return -1;
+	}
 	p->live = live;
 	return 0;
 }
@@ -298,7 +364,7 @@ modify(struct primary_disk *d, enum primary_op op, const void *buf,
 	struct rangelock_entry e;
 	char why[512];
 	void *ticket = NULL;
-	bool m;
+	bool m, active = false;
 	int rc = 0, err = 0;
 
 	if (off > d->size || len > d->size - off) {
@@ -309,6 +375,18 @@ modify(struct primary_disk *d, enum primary_op op, const void *buf,
 		return 0;
 	rangelock_acquire(&d->rl, &e, off, len, true);
 	m = io_begin(p);
+	if (m && d->al != NULL) {
+		/* Its extents are in the activity log before either side
+		 * has a byte of it; if the log cannot say so, the bitmap
+		 * does (a granule marked while mirrored costs a copy).
+		 */
+		active = al_begin(d->al, off, len) == 0;
+		if (!active && mark_dirty(d, off, len) == -1) {
+			rc = -1;
+			err = errno;
+			goto out;
+		}
+	}
 	if (m) {
 		ticket = p->link->submit(p->link_opaque, d->index, op, buf,
 					 off, len, why, sizeof why);
@@ -338,6 +416,7 @@ modify(struct primary_disk *d, enum primary_op op, const void *buf,
 				err = errno;
 			}
 		} else if (rc == 0) {
+			touch(d);
 			atomic_fetch_add(&d->mirrored_bytes, len);
 		} else {
 			/* The secondary has what the local image may lack:
@@ -349,6 +428,8 @@ modify(struct primary_disk *d, enum primary_op op, const void *buf,
 	if (rc == 0)
 		atomic_fetch_add(&d->write_bytes, len);
 out:
+	if (active)
+		al_end(d->al, off, len);
 	io_end(p, m);
 	rangelock_release(&d->rl, &e);
 	errno = err;
@@ -425,8 +506,76 @@ primary_flush(struct primary_disk *d)
 	    p->link->wait(p->link_opaque, ticket, p->timeout_ms, why,
 			  sizeof why) == -1)
 		link_failed(p, d, why);
+	else if (ticket != NULL)
+		touch(d);
 	io_end(p, m);
 	return rc;
+}
+
+/* ---- keepalive ----
+ *
+ * A secondary that hangs while nothing is written would go unnoticed
+ * until the next write, and checkpoints would go on succeeding.  So a
+ * thread looks at every disk a few times per keepalive_ms; while
+ * mirroring, a disk whose link had no reply for keepalive_ms gets a
+ * 512-byte READ at offset 0, which must be answered within timeout_ms,
+ * or the pair degrades as for a failed write (DRBD's ping).  Not a FLUSH:
+ * that would wait for the secondary to write back what it holds, which
+ * says nothing about liveness and may take long; NBD has no NOP, and a
+ * 0-length command is not defined.
+ */
+
+static void
+keepalive_disk(struct primary *p, struct primary_disk *d)
+{
+	char why[512], msg[600];
+	void *ticket;
+	bool m = io_begin(p);
+
+	if (m) {
+		ticket = p->link->submit(p->link_opaque, d->index,
+					 PRIMARY_OP_READ, NULL, 0,
+					 d->size < 512 ? d->size : 512, why,
+					 sizeof why);
+		if (ticket == NULL) {
+			link_failed(p, d, why);
+		} else if (p->link->wait(p->link_opaque, ticket, p->timeout_ms,
+					 why, sizeof why) == -1) {
+			snprintf(msg, sizeof msg, "keepalive: %s", why);
+			link_failed(p, d, msg);
+		} else {
+			touch(d);
+		}
+	}
+	io_end(p, m);
+}
+
+static void *
+keepalive_main(void *arg)
+{
+	struct primary *p = arg;
+	unsigned step = p->keepalive_ms / 4 ? p->keepalive_ms / 4 : 1;
+	struct timespec dl;
+	size_t i;
+
+	pthread_mutex_lock(&p->lock);
+	while (!p->ka_stop) {
+		deadline_in(&dl, step);
+		pthread_cond_timedwait(&p->ka_cond, &p->lock, &dl);
+		for (i = 0; i < p->ndisks && !p->ka_stop; i++) {
+			struct primary_disk *d = &p->disks[i];
+
+			if (!mirroring(p->state) ||
+			    now_ms() - atomic_load(&d->last_reply_ms) <
+				    p->keepalive_ms)
+				continue;
+			pthread_mutex_unlock(&p->lock);
+			keepalive_disk(p, d);
+			pthread_mutex_lock(&p->lock);
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
 }
 
 /* ---- the sync thread ---- */
@@ -473,6 +622,7 @@ slot_finish(struct primary *p, struct sync_slot *s)
 		link_failed(p, s->d, why);
 		rc = -1;
 	} else {
+		touch(s->d);
 		if (!s->piece)
 			bitmap_clear(s->d->bm, s->off, s->len);
 		pthread_mutex_lock(&p->lock);
@@ -734,14 +884,139 @@ connect_all(struct primary *p, const char *uri)
 	return 0;
 }
 
+/* "2026-12-07 12:00:00 UTC" */
+static void
+put_time(char *buf, size_t len, int64_t t)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (t == 0 || gmtime_r(&tt, &tm) == NULL)
+		snprintf(buf, len, "an unknown time");
+	else
+		strftime(buf, len, "%Y-%m-%d %H:%M:%S UTC", &tm);
+}
+
+/* Disk d's secondary's generations (gi.h) against what the bitmap
+ * counts against: the verdict, the peer's set in *peer.
+ */
+static enum gi_verdict
+compare_generations(struct primary *p, struct primary_disk *d,
+		    struct gi_set *peer)
+{
+	char desc[4200];
+	uint64_t recorded;
+	struct gi_set own;
+	int rc = 1;
+
+	desc[0] = '\0';
+	if (p->link->peer_description != NULL)
+		p->link->peer_description(p->link_opaque, d->index, desc,
+					  sizeof desc);
+	rc = gi_parse(desc, peer);
+	if (rc == -1)
+		log_warn("%s: the secondary's description has a malformed "
+			 "generation (%.200s): treated as unknown", d->name,
+			 desc);
+	bitmap_gens(d->bm, &recorded, &own);
+	return gi_compare(recorded, rc == 0 ? peer : NULL);
+}
+
+/* The split brain (or unrelated data) on disk d, for .colo/error and
+ * the log.
+ */
+static int
+refuse_split_brain(struct primary *p, struct primary_disk *d,
+		   const struct gi_set *peer, enum gi_verdict v)
+{
+	char when_s[64], when_p[64];
+	uint64_t recorded;
+	struct gi_set own;
+
+	bitmap_gens(d->bm, &recorded, &own);
+	put_time(when_s, sizeof when_s, peer->since);
+	put_time(when_p, sizeof when_p, own.since);
+	if (v == GI_UNRELATED) {
+		log_error("%s: unrelated data on %s: its generation %016" PRIx64
+			  " has a history without %016" PRIx64, d->name,
+			  d->uri, peer->current, recorded);
+		return refuse(p, EIO, "unrelated data on %s: the secondary %s "
+			      "(generation %016" PRIx64 ", since %s) has a "
+			      "history of its own, without %016" PRIx64 ", "
+			      "the generation this primary last synced with "
+			      "(another pair's disk, or one that failed over "
+			      "more than %d times since). Nothing was copied. "
+			      "To overwrite it with this primary's data: "
+			      "resync full (colofs(8), SPLIT BRAIN)", d->name,
+			      d->uri, peer->current, when_s, recorded,
+			      GI_HISTORY);
+	}
+	pthread_mutex_lock(&p->lock);
+	p->split_brain = true;
+	pthread_mutex_unlock(&p->lock);
+	/* Kept across restarts, for the status (a failure costs only that). */
+	if (bitmap_update(d->bm, BITMAP_SPLIT_BRAIN, 0, NULL) == -1)
+		log_error("%s: cannot record the split brain: %m", d->name);
+	log_error("%s: split brain with %s: it failed over at %s (generation "
+		  "%016" PRIx64 " after %016" PRIx64 ")", d->name, d->uri,
+		  when_s, peer->current, recorded);
+	return refuse(p, EIO, "split brain on %s: the secondary %s failed "
+		      "over at %s and may have written since (its generation "
+		      "%016" PRIx64 ", after %016" PRIx64 ", the one this "
+		      "primary last synced with); this primary has %" PRIu64
+		      " bytes dirty, written since %s (generation %016" PRIx64
+		      "). Nothing was copied. To keep this primary's data: "
+		      "resync full here, or restart the secondary with colofs "
+		      "--demote --discard-local (either way the secondary's "
+		      "writes since %s are lost). To keep the secondary's: "
+		      "fail over to it instead (colofs(8), SPLIT BRAIN)",
+		      d->name, d->uri, when_s, peer->current, recorded,
+		      bitmap_dirty_bytes(d->bm), when_p, own.current, when_s);
+}
+
 /* Connected: marks what must be copied, then syncing.  With p->ctl. */
 static int
 begin_sync(struct primary *p, bool full)
 {
 	char peer[URI_MAX];
+	struct gi_set *peers;
+	enum gi_verdict *verdicts;
 	uint64_t total = 0;
 	size_t i;
 
+	peers = calloc(p->ndisks ? p->ndisks : 1, sizeof *peers);
+	verdicts = calloc(p->ndisks ? p->ndisks : 1, sizeof *verdicts);
+	if (peers == NULL || verdicts == NULL) {
+		free(peers);
+		free(verdicts);
+		for (i = 0; i < p->ndisks; i++)
+			p->link->disconnect(p->link_opaque, i, false);
+		return refuse(p, ENOMEM, "out of memory");
+	}
+	/* Every disk is compared before any bitmap changes. */
+	for (i = 0; i < p->ndisks; i++) {
+		struct primary_disk *d = &p->disks[i];
+
+		verdicts[i] = compare_generations(p, d, &peers[i]);
+		log_info("%s: generations: rule %d, %s", d->name,
+			 (int)verdicts[i], gi_verdict_name(verdicts[i]));
+		if ((verdicts[i] == GI_SPLIT_BRAIN ||
+		     verdicts[i] == GI_UNRELATED) && !full) {
+			refuse_split_brain(p, d, &peers[i], verdicts[i]);
+			free(peers);
+			free(verdicts);
+			for (i = 0; i < p->ndisks; i++)
+				p->link->disconnect(p->link_opaque, i, false);
+			errno = EIO;
+			return -1;
+		}
+		if (verdicts[i] == GI_SPLIT_BRAIN ||
+		    verdicts[i] == GI_UNRELATED)
+			log_warn("%s: resync full over %s: this primary's "
+				 "data wins; the secondary's is overwritten",
+				 d->name, verdicts[i] == GI_SPLIT_BRAIN ?
+				 "a split brain" : "unrelated data");
+	}
 	for (i = 0; i < p->ndisks; i++) {
 		struct primary_disk *d = &p->disks[i];
 		unsigned f = bitmap_flags(d->bm);
@@ -749,23 +1024,37 @@ begin_sync(struct primary *p, bool full)
 
 		bitmap_peer(d->bm, peer, sizeof peer);
 		inc = !full && (f & BITMAP_SYNCED) &&
-		      strcmp(peer, d->uri) == 0;
+		      strcmp(peer, d->uri) == 0 && verdicts[i] == GI_SAME;
 		if (!inc && bitmap_mark_all(d->bm) == -1)
+			goto fail;
+		/* A pair forms: the bits count against the secondary's
+		 * generation from now on (after the marks: a crash in
+		 * between leaves more to copy, never less), and this
+		 * primary starts a generation of its own.
+		 */
+		if (new_generation(d, peers[i].current) == -1)
 			goto fail;
 		/* Live before anything mirrors.  Synced with this peer from
 		 * now on: outside the dirty granules (all of them, for a full
 		 * sync) the secondary has the data, which is what the flag
 		 * says; so an interrupted sync resumes where it stopped.
 		 */
-		if (bitmap_update(d->bm, BITMAP_LIVE | BITMAP_SYNCED, 0,
+		if (bitmap_update(d->bm, BITMAP_LIVE | BITMAP_SYNCED |
+					  (d->al ? BITMAP_AL : 0),
+				  BITMAP_SPLIT_BRAIN | (d->al ? 0 : BITMAP_AL),
 				  d->uri) == -1)
 			goto fail;
 		log_info("%s: %s sync to %s", d->name,
 			 inc ? "incremental" : "full", d->uri);
 		total += bitmap_dirty_bytes(d->bm);
 	}
+	free(peers);
+	free(verdicts);
+	for (i = 0; i < p->ndisks; i++)
+		touch(&p->disks[i]);
 	p->live = true;
 	pthread_mutex_lock(&p->lock);
+	p->split_brain = false;
 	p->state = PRIMARY_SYNCING;
 	p->sync_cancel = false;
 	p->sync_total = total;
@@ -792,6 +1081,8 @@ begin_sync(struct primary *p, bool full)
 	p->sync_joinable = true;
 	return 0;
 fail:
+	free(peers);
+	free(verdicts);
 	for (i = 0; i < p->ndisks; i++)
 		p->link->disconnect(p->link_opaque, i, false);
 	return refuse(p, EIO, "cannot update the dirty bitmap: %s",
@@ -946,13 +1237,7 @@ primary_wait_sync(struct primary *p, unsigned timeout_ms)
 {
 	struct timespec dl;
 
-	clock_gettime(CLOCK_REALTIME, &dl);
-	dl.tv_sec += timeout_ms / 1000;
-	dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-	if (dl.tv_nsec >= 1000000000) {
-		dl.tv_sec++;
-		dl.tv_nsec -= 1000000000;
-	}
+	deadline_in(&dl, timeout_ms);
 	pthread_mutex_lock(&p->lock);
 	while (p->state == PRIMARY_SYNCING &&
 	       pthread_cond_timedwait(&p->cond, &p->lock, &dl) == 0)
@@ -970,6 +1255,59 @@ close_taken(const struct primary_disk_config *dc)
 		image_close(dc->img);
 }
 
+static int
+mark_cb(void *opaque, uint64_t off, uint64_t len)
+{
+	return bitmap_mark(opaque, off, len);
+}
+
+/* Disk d's activity log: opened when configured, or to recover the one
+ * a crashed run used.  A bitmap found live (the primary died mirroring)
+ * gets the log's extents marked, or, without a usable log, everything
+ * (bitmap_open did that already when the run had no log).  Then the log
+ * forgets them.  0, or -1 (logged).
+ */
+static int
+open_al(struct primary_disk *d, const struct primary_disk_config *dc,
+	const struct primary_config *cfg)
+{
+	unsigned f = bitmap_flags(d->bm);
+	bool recover = (f & BITMAP_LIVE) && (f & BITMAP_AL);
+	uint64_t before;
+
+	if (f & BITMAP_LIVE)
+		d->p->live = true;
+	if (dc->al_path != NULL && (cfg->al_extents > 0 || recover)) {
+		d->al = al_open(dc->al_path, d->size, cfg->al_extent,
+				cfg->al_extents);
+		if (d->al == NULL)
+			return -1;
+	}
+	if (recover) {
+		before = bitmap_dirty_bytes(d->bm);
+		if (d->al != NULL && al_recover(d->al, mark_cb, d->bm) == 0) {
+			log_warn("%s: the primary stopped while replicating; "
+				 "its activity log names %" PRIu64 " more "
+				 "bytes that may differ", d->name,
+				 bitmap_dirty_bytes(d->bm) - before);
+		} else {
+			log_warn("%s: the primary stopped while replicating "
+				 "and its activity log is unusable (%s): the "
+				 "whole disk is dirty", d->name,
+				 d->al ? strerror(errno) : "missing");
+			if (bitmap_mark_all(d->bm) == -1)
+				return -1;
+		}
+	}
+	if (d->al != NULL && al_reset(d->al) == -1)
+		return -1;
+	if (cfg->al_extents == 0) {
+		al_free(d->al);
+		d->al = NULL;
+	}
+	return 0;
+}
+
 struct primary *
 primary_new(const struct primary_config *cfg)
 {
@@ -984,8 +1322,10 @@ primary_new(const struct primary_config *cfg)
 	pthread_mutex_init(&p->lock, NULL);
 	errlog_init(&p->errs);
 	pthread_cond_init(&p->cond, NULL);
+	pthread_cond_init(&p->ka_cond, NULL);
 	p->granularity = cfg->granularity;
 	p->timeout_ms = cfg->timeout_ms;
+	p->keepalive_ms = cfg->keepalive_ms;
 	p->link = cfg->link;
 	p->link_opaque = cfg->link_opaque;
 	p->disks = calloc(cfg->ndisks ? cfg->ndisks : 1, sizeof *p->disks);
@@ -1008,16 +1348,23 @@ primary_new(const struct primary_config *cfg)
 		snprintf(d->conf_uri, sizeof d->conf_uri, "%s", dc->uri);
 		snprintf(d->uri, sizeof d->uri, "%s", dc->uri);
 		d->bm = bitmap_open(dc->bitmap_path, d->size, cfg->granularity);
-		if (d->bm == NULL)
+		if (d->bm == NULL || open_al(d, dc, cfg) == -1)
 			goto fail;
-		/* Found live: bitmap_open made it all dirty; it is exact now. */
-		if (bitmap_flags(d->bm) & BITMAP_LIVE)
-			p->live = true;
+		if (bitmap_flags(d->bm) & BITMAP_SPLIT_BRAIN)
+			p->split_brain = true;
 	}
 	for (; i < cfg->ndisks; i++)
 		close_taken(&cfg->disks[i]);
 	if (p->live && set_live(p, false) == -1)
 		goto fail_all;
+	if (p->keepalive_ms > 0) {
+		if (pthread_create(&p->ka_thread, NULL, keepalive_main, p) != 0) {
+			errno = EAGAIN;
+			log_error("cannot start the keepalive thread");
+			goto fail_all;
+		}
+		p->ka_running = true;
+	}
 	return p;
 fail_imgs:
 	for (i = 0; i < cfg->ndisks; i++)
@@ -1041,6 +1388,13 @@ primary_free(struct primary *p)
 
 	if (p == NULL)
 		return;
+	if (p->ka_running) {
+		pthread_mutex_lock(&p->lock);
+		p->ka_stop = true;
+		pthread_cond_broadcast(&p->ka_cond);
+		pthread_mutex_unlock(&p->lock);
+		pthread_join(p->ka_thread, NULL);
+	}
 	pthread_mutex_lock(&p->ctl);
 	/* Everything was acked by both sides: clean, not live. */
 	if (mirroring(primary_state(p)))
@@ -1058,6 +1412,7 @@ primary_free(struct primary *p)
 		if (d->img != NULL && d->img->ops->flush(d->img) == -1)
 			log_error("%s: flush: %m", d->name);
 		bitmap_free(d->bm);
+		al_free(d->al);
 		if (!d->borrowed)
 			image_close(d->img);
 		rangelock_release_all(&d->rl);
@@ -1065,6 +1420,7 @@ primary_free(struct primary *p)
 	}
 	free(p->disks);
 	pthread_cond_destroy(&p->cond);
+	pthread_cond_destroy(&p->ka_cond);
 	pthread_mutex_destroy(&p->lock);
 	errlog_release(&p->errs);
 	pthread_mutex_destroy(&p->ctl);
@@ -1119,6 +1475,7 @@ primary_get_status(struct primary *p, struct primary_status *st)
 	st->state = p->state;
 	st->checkpoints = p->checkpoints;
 	st->syncs = p->syncs;
+	st->split_brain = p->split_brain;
 	st->sync_total_bytes = p->sync_total;
 	st->sync_done_bytes = p->sync_done;
 	ns = ns_between(&p->sync_t0, p->state == PRIMARY_SYNCING ? &now :
@@ -1144,6 +1501,15 @@ primary_get_status(struct primary *p, struct primary_status *st)
 		bitmap_peer(d->bm, peer, sizeof peer);
 		ds->synced = (bitmap_flags(d->bm) & BITMAP_SYNCED) &&
 			     strcmp(peer, ds->uri) == 0;
+		bitmap_gens(d->bm, &ds->peer_gen, &ds->gen);
+		if (d->al != NULL) {
+			struct al_stats as;
+
+			al_get_stats(d->al, &as);
+			ds->al_active = as.active;
+			ds->al_transactions = as.transactions;
+			ds->al_write_us = as.write_us;
+		}
 	}
 	return 0;
 }

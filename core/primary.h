@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "errlog.h"
+#include "gi.h"
 #include "image.h"
 
 /* The primary side: each disk is a local image whose writes are mirrored
@@ -40,7 +41,10 @@
  *               out: writes go on locally, marked dirty.
  *
  * "start" syncs only the dirty granules when the bitmap tracks the same
- * secondary (BITMAP_SYNCED and the same URI), else everything.
+ * secondary (BITMAP_SYNCED, the same URI and the same generation: gi.h),
+ * else everything.  A secondary that failed over after the generation
+ * the bits count against is a split brain: start and resync refuse with
+ * EIO (the status says split_brain=1) until "resync full".
  */
 enum primary_state {
 	PRIMARY_NONE,
@@ -55,6 +59,7 @@ enum primary_op {
 	PRIMARY_OP_WRITE,
 	PRIMARY_OP_ZERO,
 	PRIMARY_OP_FLUSH,
+	PRIMARY_OP_READ,	/* the keepalive's: the data is dropped */
 };
 
 /* The link to the secondary, one connection per disk (index i).  Every
@@ -89,6 +94,12 @@ struct primary_link_ops {
 	 * zeros (no WRITE_ZEROES).  NULL or 0: no limit of its own.
 	 */
 	uint64_t (*max_zero)(void *opaque, size_t i);
+	/* The export description the secondary sent at connect (it carries
+	 * its generation identifiers, gi.h), or "" if none.  Connected only;
+	 * NULL: every peer is unknown.
+	 */
+	void (*peer_description)(void *opaque, size_t i, char *buf,
+				 size_t len);
 };
 
 struct primary_disk_config {
@@ -98,6 +109,7 @@ struct primary_disk_config {
 				 * (after primary_free), never primary.c */
 	const char *uri;	/* the configured secondary */
 	const char *bitmap_path;
+	const char *al_path;	/* the activity log (al.h), or NULL: none */
 };
 
 struct primary_config {
@@ -105,6 +117,17 @@ struct primary_config {
 	const struct primary_disk_config *disks;
 	uint64_t granularity;
 	unsigned timeout_ms;
+	/* While mirroring, a disk whose link had no reply for this long gets
+	 * a keepalive (a 512-byte NBD READ) answered within timeout_ms,
+	 * or the pair degrades.  0: none.
+	 */
+	unsigned keepalive_ms;
+	/* The activity log: extents of al_extent bytes, at most al_extents
+	 * active (0: no log; a crash while replicating then costs a full
+	 * resync).
+	 */
+	uint64_t al_extent;
+	unsigned al_extents;
 	const struct primary_link_ops *link;
 	void *link_opaque;
 };
@@ -170,6 +193,11 @@ struct primary_disk_status {
 	uint64_t mirrored_bytes;	/* of those, applied on the secondary */
 	char uri[1024];			/* the secondary in use or configured */
 	bool synced;			/* the bitmap tracks that URI */
+	uint64_t peer_gen;		/* the secondary's generation, gi.h */
+	unsigned al_active;		/* activity log: extents active */
+	uint64_t al_transactions;	/* written since start-up */
+	uint64_t al_write_us;		/* the time they took */
+	struct gi_set gen;		/* this primary's */
 };
 
 struct primary_status {
@@ -180,6 +208,7 @@ struct primary_status {
 	uint64_t sync_done_bytes;
 	uint64_t sync_rate;		/* bytes/s, over the sync so far */
 	uint64_t syncs;			/* finished */
+	bool split_brain;		/* the last start/resync found one */
 	char reason[2048];		/* why degraded; "" otherwise */
 	char error[2600];
 	time_t error_time;		/* when error was raised; 0: none */

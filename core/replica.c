@@ -2463,30 +2463,28 @@ fail:
 	return -1;
 }
 
-int
-replica_resume_failover(struct replica *r)
+/* Loads the buffers and journals a failover (or a handover) left in the
+ * durable directories and installs them with the state next.  Caller
+ * holds ctl_lock; the state is none.  0, or -1 with errno, what is wrong
+ * in err, and nothing installed.
+ */
+static int
+load_durable(struct replica *r, enum replica_state next, char *err,
+	     size_t errlen)
 {
 	struct replay *rp = NULL;
-	char err[1024] = "";
 	size_t i, k;
-	int ret = -1, saved, jfd = -1;
+	int saved, jfd = -1;
 
-	pthread_mutex_lock(&r->ctl_lock);
-	if (r->state != REPLICA_NONE || r->jdir == NULL || r->bdir == NULL ||
-	    r->ndisks == 0) {
-		ret = refuse(r, EINVAL, "resume: nothing to resume from");
-		goto out;
-	}
 	rp = calloc(r->ndisks, sizeof *rp);
 	jfd = fdio_dir_open(r->jdir);
 	if (rp == NULL || jfd == -1) {
-		snprintf(err, sizeof err, "%s: %s", r->jdir, strerror(errno));
+		snprintf(err, errlen, "%s: %s", r->jdir, strerror(errno));
 		goto fail;
 	}
 	/* Every disk is checked before any commit writes S. */
 	for (i = 0; i < r->ndisks; i++)
-		if (resume_disk(r->disks[i], jfd, &rp[i], err,
-				sizeof err) == -1)
+		if (resume_disk(r->disks[i], jfd, &rp[i], err, errlen) == -1)
 			goto fail;
 	close(jfd);
 	pthread_rwlock_wrlock(&r->gate);
@@ -2494,12 +2492,10 @@ replica_resume_failover(struct replica *r)
 		r->disks[i]->hidden = rp[i].hidden;
 		r->disks[i]->active = rp[i].active;
 	}
-	r->state = REPLICA_FAILOVER;
+	r->state = next;
 	pthread_rwlock_unlock(&r->gate);
 	free(rp);
-	rp = NULL;
-	ret = commit_start(r, "resume");
-	goto out;
+	return 0;
 fail:
 	saved = errno ? errno : EINVAL;
 	if (jfd >= 0)
@@ -2518,10 +2514,80 @@ fail:
 		r->disks[i]->journal = NULL;
 	}
 	free(rp);
-	ret = refuse(r, saved, "resume: the interrupted failover cannot be "
-		     "finished: %s; nothing was written to S (see colofs(8), "
-		     "\"A damaged failover journal\")", err);
+	errno = saved;
+	return -1;
+}
+
+int
+replica_resume_failover(struct replica *r)
+{
+	char err[1024] = "";
+	int ret;
+
+	pthread_mutex_lock(&r->ctl_lock);
+	if (r->state != REPLICA_NONE || r->jdir == NULL || r->bdir == NULL ||
+	    r->ndisks == 0)
+		ret = refuse(r, EINVAL, "resume: nothing to resume from");
+	else if (load_durable(r, REPLICA_FAILOVER, err, sizeof err) == -1)
+		ret = refuse(r, errno, "resume: the interrupted failover "
+			     "cannot be finished: %s; nothing was written to "
+			     "S (see colofs(8), \"A damaged failover "
+			     "journal\")", err);
+	else
+		ret = commit_start(r, "resume");
+	pthread_mutex_unlock(&r->ctl_lock);
+	return ret;
+}
+
+int
+replica_handover(struct replica *r)
+{
+	char *bounce = NULL;
+	size_t i;
+	int ret = -1;
+
+	pthread_mutex_lock(&r->ctl_lock);
+	if (r->state != REPLICA_RUNNING || r->jdir == NULL ||
+	    r->bdir == NULL) {
+		ret = refuse(r, EINVAL, "handover: only in running, with a "
+			     "buffer_dir");
+		goto out;
+	}
+	bounce = malloc(COMMIT_CHUNK);
+	if (bounce == NULL || make_durable(r, bounce) == -1)
+		goto out;
+	/* The files stay; the next process replays them. */
+	for (i = 0; i < r->ndisks; i++) {
+		struct journal *j;
+
+		pthread_rwlock_wrlock(&r->gate);
+		j = r->disks[i]->journal;
+		r->disks[i]->journal = NULL;
+		pthread_rwlock_unlock(&r->gate);
+		journal_close(j);
+	}
+	ret = 0;
 out:
+	free(bounce);
+	pthread_mutex_unlock(&r->ctl_lock);
+	return ret;
+}
+
+int
+replica_resume_running(struct replica *r)
+{
+	char err[1024] = "";
+	int ret = 0;
+
+	pthread_mutex_lock(&r->ctl_lock);
+	if (r->state != REPLICA_NONE || r->jdir == NULL || r->bdir == NULL ||
+	    r->ndisks == 0)
+		ret = refuse(r, EINVAL, "resume: nothing to resume from");
+	else if (load_durable(r, REPLICA_RUNNING, err, sizeof err) == -1)
+		ret = refuse(r, errno, "resume: the buffers handed over by "
+			     "the last process cannot be read: %s", err);
+	else
+		drop_durable(r);	/* open: the names can go */
 	pthread_mutex_unlock(&r->ctl_lock);
 	return ret;
 }

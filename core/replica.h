@@ -145,6 +145,19 @@ void replica_note_primary_connected(struct replica *r);
 int replica_restore_done(struct replica *r);
 int replica_resume_failover(struct replica *r);
 
+/* A planned restart in running (the daemon's live restart), with the
+ * durable directories set:
+ *   replica_handover: with no I/O in flight and none to come, writes
+ *     what a failover would (a journal of each buffer's ranges, the
+ *     buffers as files) and keeps them; the state stays running;
+ *   replica_resume_running: in the next process, in none: loads them,
+ *     -> running, exactly as handed over; the files' names go (the
+ *     buffers keep them open).
+ * 0, or -1 with errno and the reason recorded.
+ */
+int replica_handover(struct replica *r);
+int replica_resume_running(struct replica *r);
+
 enum replica_state replica_state(struct replica *r);
 /* Blocks until no failover is being made durable and no commit is
  * running.  Not with ctl_lock held (not from a state hook).

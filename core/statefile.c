@@ -14,6 +14,9 @@
  *				process is a primary mirroring to that URI
  *   s_consistent=0		S may be behind the primary (a restart after
  *				running, until a primary connects); absent: 1
+ *   gi_current=0123456789abcdef	generation identifiers (gi.h): the
+ *   gi_since=1700000000		current one, when it began, and the
+ *   gi_history=H0,H1,H2,H3	last GI_HISTORY (16 hex digits each)
  *
  * It is only ever replaced whole (durable_write, core/fdio.c): written to
  * a fresh NAME.tmp.XXXXXX, fsync'd, renamed over NAME, and the directory
@@ -41,6 +44,27 @@
 
 #define STATEFILE_MAX 4096
 #define MAGIC "colofs-state 1\n"
+
+/* One gi_ key of the state file into g. */
+static int
+parse_gi(const char *key, const char *v, struct gi_set *g)
+{
+	char *end;
+	long long since;
+
+	if (strcmp(key, "gi_current") == 0)
+		return gi_parse_id(v, &g->current);
+	if (strcmp(key, "gi_history") == 0)
+		return gi_parse_history(v, g->history);
+	if (*v < '0' || *v > '9')
+		return -1;
+	errno = 0;
+	since = strtoll(v, &end, 10);
+	if (errno != 0 || *end != '\0')
+		return -1;
+	g->since = since;
+	return 0;
+}
 
 static int
 bad(char *err, size_t errlen, const char *path, const char *why)
@@ -123,6 +147,14 @@ statefile_read(const char *path, struct statefile *sf, char *err,
 				return bad(err, errlen, path,
 					   "protect is not a URI");
 			snprintf(sf->protect, sizeof sf->protect, "%s", v);
+		} else if (strcmp(line, "gi_current") == 0 ||
+			   strcmp(line, "gi_since") == 0 ||
+			   strcmp(line, "gi_history") == 0) {
+			char what[64];
+
+			snprintf(what, sizeof what, "%s is malformed", line);
+			if (parse_gi(line, v, &sf->gi) == -1)
+				return bad(err, errlen, path, what);
 		} else if (strcmp(line, "s_consistent") == 0) {
 			if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0)
 				return bad(err, errlen, path,
@@ -139,13 +171,16 @@ statefile_read(const char *path, struct statefile *sf, char *err,
 int
 statefile_write(const char *dir, const char *name, const struct statefile *sf)
 {
-	char buf[256 + STATEFILE_URI_MAX];
+	char buf[512 + STATEFILE_URI_MAX], hist[GI_HISTORY * 17];
 	int n, ret;
 
+	gi_format_history(sf->gi.history, hist, sizeof hist);
 	n = snprintf(buf, sizeof buf, MAGIC "state=%s\ngeneration=%s\n"
-		     "journaled=%d\ns_consistent=%d\n%s%s%s",
+		     "journaled=%d\ns_consistent=%d\ngi_current=%016" PRIx64
+		     "\ngi_since=%" PRId64 "\ngi_history=%s\n%s%s%s",
 		     replica_state_name(sf->state), sf->generation,
 		     sf->journaled ? 1 : 0, sf->s_behind ? 0 : 1,
+		     sf->gi.current, sf->gi.since, hist,
 		     sf->protect[0] ? "protect=" : "", sf->protect,
 		     sf->protect[0] ? "\n" : "");
 	ret = durable_write(dir, name, buf, (size_t) n);

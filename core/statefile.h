@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 #include "fdio.h"
+#include "gi.h"
 #include "state.h"
 
 /* Small files that must survive a crash or a power loss, and the state
@@ -24,6 +25,11 @@ struct statefile {
 	 * runs as a primary and a restart must too); "" otherwise.
 	 */
 	char protect[STATEFILE_URI_MAX];
+	/* The secondary's generation identifiers (gi.h): gi_current,
+	 * gi_since, gi_history.  All zero when the file has none (made by
+	 * an older colofs): the daemon starts a first generation.
+	 */
+	struct gi_set gi;
 	bool s_behind;		/* s_consistent=0: S may be behind the
 				 * primary (absent: 1) */
 };

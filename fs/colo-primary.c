@@ -144,6 +144,7 @@ colo_primary_status_text(struct primary *p, const struct config *cfg,
 	fprintf(fp, "sync_rate_bytes=%" PRIu64 "\n", st.sync_rate);
 	fprintf(fp, "syncs=%" PRIu64 "\n", st.syncs);
 	fprintf(fp, "checkpoints=%" PRIu64 "\n", st.checkpoints);
+	fprintf(fp, "split_brain=%d\n", st.split_brain ? 1 : 0);
 	fputs("degraded_reason=", fp);
 	colo_put_oneline(fp, st.reason);
 	fputs("error=", fp);
@@ -164,6 +165,16 @@ colo_primary_status_text(struct primary *p, const struct config *cfg,
 			d->sent_bytes);
 		fprintf(fp, "%s.secondary=%s\n", d->name, d->uri);
 		fprintf(fp, "%s.synced=%d\n", d->name, d->synced ? 1 : 0);
+		fprintf(fp, "%s.gi_current=%016" PRIx64 "\n", d->name,
+			d->gen.current);
+		fprintf(fp, "%s.gi_peer=%016" PRIx64 "\n", d->name,
+			d->peer_gen);
+		fprintf(fp, "%s.al_active_extents=%u\n", d->name,
+			d->al_active);
+		fprintf(fp, "%s.al_transactions=%" PRIu64 "\n", d->name,
+			d->al_transactions);
+		fprintf(fp, "%s.al_write_us=%" PRIu64 "\n", d->name,
+			d->al_write_us);
 	}
 	primary_status_release(&st);
 	return colo_status_close(fp, parts, nparts, text);

@@ -46,6 +46,7 @@
 
 #include <ini.h>
 
+#include "al.h"
 #include "config.h"
 
 /* [colofs]: key, value type, field of struct config, default (NULL: none).
@@ -65,6 +66,8 @@
 	X(state_dir,	path,	state_dir,	"/var/lib/colofs")	\
 	X(dirty_granularity, gran, dirty_granularity, "64K")		\
 	X(secondary_timeout, msec, secondary_timeout_ms, "10s")	\
+	X(activity_log_extent, gran, al_extent,	"4M")		\
+	X(activity_log_extents, alcount, al_extents, "64")	\
 	/* bounds of the NBD listener (doc/nbd.md, "Bounds") */	\
 	X(max_connections, count, max_connections, "16")		\
 	X(max_handshakes, count, max_handshakes, "128")		\
@@ -738,21 +741,52 @@ dump_perm(FILE *fp, const char *key, const mode_t *v)
 	fprintf(fp, "%s = %04o\n", key, (unsigned) *v);
 }
 
+/* A decimal number of at most 5 digits in *n: 0, or -1. */
+static int
+small_number(const char *v, unsigned long *n)
+{
+	const char *p;
+
+	*n = 0;
+	if (*v == '\0' || strlen(v) > 5)
+		return -1;
+	for (p = v; *p != '\0'; p++) {
+		if (!isdigit((unsigned char) *p))
+			return -1;
+		*n = *n * 10 + (unsigned long) (*p - '0');
+	}
+	return 0;
+}
+
+/* Extents in the activity log: 0 (none) to AL_MAX_EXTENTS. */
+static int
+parse_alcount(struct loader *ld, const char *key, const char *v,
+	      unsigned *out)
+{
+	unsigned long n;
+
+	if (small_number(v, &n) == -1 || n > AL_MAX_EXTENTS) {
+		bad_value(ld, key, v, "a number from 0 (no activity log) "
+			  "to %d", AL_MAX_EXTENTS);
+		return -1;
+	}
+	*out = n;
+	return 0;
+}
+
+static void
+dump_alcount(FILE *fp, const char *key, const unsigned *v)
+{
+	fprintf(fp, "%s = %u\n", key, *v);
+}
+
 /* A number of connections, 1 to CONFIG_MAX_COUNT. */
 static int
 parse_count(struct loader *ld, const char *key, const char *v, unsigned *out)
 {
-	unsigned long n = 0;
-	const char *p;
+	unsigned long n;
 
-	if (*v == '\0' || strlen(v) > 5)
-		goto bad;
-	for (p = v; *p != '\0'; p++) {
-		if (!isdigit((unsigned char) *p))
-			goto bad;
-		n = n * 10 + (*p - '0');
-	}
-	if (n < 1 || n > CONFIG_MAX_COUNT)
+	if (small_number(v, &n) == -1 || n < 1 || n > CONFIG_MAX_COUNT)
 		goto bad;
 	*out = n;
 	return 0;

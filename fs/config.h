@@ -26,6 +26,8 @@
  *   state_dir = /var/lib/colofs        ; state file, journals, bitmaps
  *   dirty_granularity = 64K            ; primary: the dirty bitmap's granule
  *   secondary_timeout = 10s            ; primary: a slower write degrades
+ *   activity_log_extent = 4M           ; primary: the activity log's extent
+ *   activity_log_extents = 64          ; primary: extents active at most
  *   max_connections = 16               ; NBD: authenticated, per export
  *   max_handshakes = 128               ; NBD: unauthenticated, in all
  *   max_handshakes_per_address = 16    ; NBD: the same, from one address
@@ -134,6 +136,8 @@ struct config {
 	char *state_dir;		/* state file, failover journals, bitmaps */
 	uint64_t dirty_granularity;	/* primary: bytes per dirty bit */
 	unsigned secondary_timeout_ms;	/* primary: link write timeout */
+	uint64_t al_extent;		/* primary: activity log extent bytes */
+	unsigned al_extents;		/* primary: active at most; 0: no log */
 	/* bounds of the NBD listener */
 	unsigned max_connections;	/* 1..CONFIG_MAX_COUNT */
 	unsigned max_handshakes;	/* 1..CONFIG_MAX_COUNT */

@@ -126,13 +126,10 @@ daemon_start(void)
 }
 
 void
-daemon_ready(void)
+daemon_quiet(void)
 {
-	char c = 'R';
 	int fd;
 
-	if (ready_fd == -1)
-		return;
 	/* Without a syslog daemon (a container), a file in state_dir
 	 * rather than nowhere.
 	 */
@@ -146,6 +143,16 @@ daemon_ready(void)
 		if (fd > STDERR_FILENO)
 			close(fd);
 	}
+}
+
+void
+daemon_ready(void)
+{
+	char c = 'R';
+
+	if (ready_fd == -1)
+		return;
+	daemon_quiet();
 	if (write(ready_fd, &c, 1) != 1)
 		log_warn("telling the parent we are ready: %m");
 	close(ready_fd);

@@ -20,6 +20,10 @@ int daemon_start(void);
  * the mountpoint as systemd-escape --path writes it), appended.
  */
 void daemon_ready(void);
+/* Logging to syslog, stdin, stdout and stderr to /dev/null: what
+ * daemon_ready does, for a process that tells its parent otherwise.
+ */
+void daemon_quiet(void);
 void daemon_log_fallback(const char *state_dir, const char *mountpoint);
 
 #endif

@@ -15,6 +15,10 @@
  *                      got a reply for, but the primary may have written
  *                      on without it: s_consistent=0 (kept in the file)
  *                      until a primary connects, and start needs force
+ *   running,        -> running, the buffers and maps as a planned restart
+ *   journaled          handed them over (durable_handover), the same
+ *                      generation and s_consistent; if they cannot be
+ *                      read: none, as above
  *   failover,       -> the commit resumes from the journals (failover,
  *   failover_failed    then done); without journals (memory buffers, no
  *                      buffer_dir) -> done, and .colo/error says S may
@@ -25,15 +29,20 @@
  *                      protect= line (protected in place, fs/protect.c)
  *                      the daemon serves as that URI's primary again
  *
- * The file is then rewritten with a new generation.  From there the
+ * The file is then rewritten with a new generation.  The generation
+ * identifiers (core/gi.h) carry over: a restart is not a promotion.  A
+ * first one is made for a new file; --demote --discard-local makes a new
+ * one and forgets the history (the primary then copies everything).  From there the
  * replica's state hook rewrites it: running at start; failover (new
- * generation) once the journals are durable; done before the replica
+ * generation, and a new generation identifier: a promotion) once the
+ * journals are durable; done before the replica
  * acts as done; failover_failed.  Checkpoints never touch it: the hot path
  * syncs nothing.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -197,6 +206,15 @@ hook(void *opaque, enum replica_state next, bool journaled)
 		pthread_mutex_unlock(&du->lock);
 		return -1;
 	}
+	/* A promotion (failover, or stop: done from running, S = V and the
+	 * VM writes S): S starts a history of its own (gi.h), durably with
+	 * the state that makes it writable.
+	 */
+	if ((next == REPLICA_FAILOVER || next == REPLICA_DONE) &&
+	    du->sf.state == REPLICA_RUNNING && gi_new(&sf.gi) == -1) {
+		pthread_mutex_unlock(&du->lock);
+		return -1;
+	}
 	ret = statefile_write(du->dir, du->name, &sf);
 	/* 1: renamed, its directory not synced.  The file says next now
 	 * (and may after a crash): it counts as written, or a refused stop
@@ -242,15 +260,66 @@ durable_free(struct durable *du)
 	free(du);
 }
 
+/* The buffers a planned restart handed over: running again, in the
+ * generation they belong to.  0; or -1, logged and recorded, and the
+ * caller starts in none as after a crash in running.
+ */
+static int
+resume_running(struct durable *du, struct replica *r,
+	       const struct statefile *old)
+{
+	char err[512];
+
+	if (replica_resume_running(r) == -1) {
+		replica_last_error(r, err, sizeof err);
+		log_error("%s; starting in none, as after a crash in running",
+			  err);
+		replica_record_error(r, "restarted after running: the "
+			"buffers the last process handed over cannot be "
+			"read: %s; a checkpoint or resync from the primary "
+			"must come before start", err);
+		return -1;
+	}
+	du->sf = *old;
+	du->sf.journaled = false;
+	replica_set_s_consistent(r, !du->sf.s_behind);
+	/* If this fails the file still says handed over, but the names
+	 * are gone: a crash now comes back in none, which is right.
+	 */
+	if (statefile_write(du->dir, du->name, &du->sf) == -1)
+		log_error("cannot write the state file %s", du->path);
+	log_info("resumed running with the buffers the last process "
+		 "handed over");
+	return 0;
+}
+
+int
+durable_handover(struct durable *du)
+{
+	if (replica_handover(du->r) == -1) {
+		log_error("handover: %m; the next start comes back in none");
+		return -1;
+	}
+	if (hook(du, REPLICA_RUNNING, true) == -1) {
+		log_error("handover: the state file was not updated: the "
+			  "next start comes back in none");
+		return -1;
+	}
+	log_info("handover: the buffers are in %s for the next process",
+		 du->dir);
+	return 0;
+}
+
 struct durable *
-durable_open(const struct config *cfg, struct replica *r, bool demote)
+durable_open(const struct config *cfg, struct replica *r, bool demote,
+	     bool discard_local)
 {
 	struct durable *du = calloc(1, sizeof *du);
 	struct statefile old;
 	enum replica_state start = REPLICA_NONE;
 	const char *bdir = cfg->buffer_dir;
 	char err[512], *stem = NULL;
-	bool resume = false;
+	bool resume = false, handover = false;
 	int rc;
 
 	if (du != NULL)
@@ -295,6 +364,10 @@ durable_open(const struct config *cfg, struct replica *r, bool demote)
 			}
 			break;
 		case REPLICA_RUNNING:
+			if (old.journaled && !demote) {
+				handover = true;
+				break;
+			}
 			du->sf.s_behind = true;
 			log_warn("restarted after running: the secondary VM's "
 				 "buffers are gone");
@@ -346,11 +419,49 @@ durable_open(const struct config *cfg, struct replica *r, bool demote)
 	}
 	du->sf.state = start;
 	du->sf.journaled = resume;
-	replica_set_s_consistent(r, !du->sf.s_behind);
-	if (statefile_new_generation(du->sf.generation) == -1 ||
-	    statefile_write(du->dir, du->name, &du->sf) == -1) {
-		log_error("cannot write the state file %s", du->path);
-		goto err;
+	if (rc == 0)
+		du->sf.gi = old.gi;
+	/* The handed-over journals name the generation they belong to. */
+	if (handover)
+		replica_set_journal_generation(r, old.gi.current);
+	if (handover && resume_running(du, r, &old) == 0) {
+		start = REPLICA_RUNNING;
+	} else {
+		/* A failed handover is a crash in running. */
+		if (handover)
+			du->sf.s_behind = true;
+		/* A first generation (a new disk, or a file from an older colofs),
+		 * or a wiped one: --discard-local forgets the history, so that the
+		 * primary finds nothing in common and copies the whole disk.
+		 */
+		if (du->sf.gi.current == 0 && gi_new(&du->sf.gi) == -1)
+			goto err;
+		if (discard_local) {
+			if (start != REPLICA_NONE) {
+				log_error("--discard-local needs --demote (the state "
+					  "is %s)", replica_state_name(start));
+				goto err;
+			}
+			if (gi_new(&du->sf.gi) == -1)
+				goto err;
+			gi_clear_history(&du->sf.gi);
+			log_warn("--discard-local: this disk's writes since it "
+				 "failed over will be overwritten by the primary's "
+				 "next (full) sync");
+			replica_record_error(r, "--discard-local: this disk's data "
+				"is discarded; the primary's next sync copies the "
+				"whole disk");
+		}
+		replica_set_s_consistent(r, !du->sf.s_behind);
+		/* A failover's journals name the generation their buffers belong
+		 * to (only a promotion changes it, and that ends running).
+		 */
+		replica_set_journal_generation(r, du->sf.gi.current);
+		if (statefile_new_generation(du->sf.generation) == -1 ||
+		    statefile_write(du->dir, du->name, &du->sf) == -1) {
+			log_error("cannot write the state file %s", du->path);
+			goto err;
+		}
 	}
 	if (start == REPLICA_DONE && replica_restore_done(r) == -1) {
 		log_error("state file: %m");
@@ -409,14 +520,31 @@ durable_status(void *opaque, FILE *fp)
 {
 	struct durable *du = opaque;
 	struct statefile sf;
+	char hist[GI_HISTORY * 17];
 
 	pthread_mutex_lock(&du->lock);
 	sf = du->sf;
 	pthread_mutex_unlock(&du->lock);
 	fprintf(fp, "state_file=%s\n", du->path);
 	fprintf(fp, "generation=%s\n", sf.generation);
+	gi_format_history(sf.gi.history, hist, sizeof hist);
+	fprintf(fp, "gi_current=%016" PRIx64 "\n", sf.gi.current);
+	fprintf(fp, "gi_since=%" PRId64 "\n", sf.gi.since);
+	fprintf(fp, "gi_history=%s\n", hist);
 	fprintf(fp, "restarted_from=%s\n", du->found);
 	fprintf(fp, "failover_crash_safe=%s\n", du->crash_safe ? "yes" : "no");
+}
+
+void
+durable_describe(void *opaque, char *buf, size_t len)
+{
+	struct durable *du = opaque;
+	struct gi_set gi;
+
+	pthread_mutex_lock(&du->lock);
+	gi = du->sf.gi;
+	pthread_mutex_unlock(&du->lock);
+	gi_format(&gi, buf, len);
 }
 
 /* Renames DIR/STEM.DISK.WHAT to .discarded, if it exists.  0, or -1. */

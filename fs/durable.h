@@ -16,12 +16,22 @@ struct durable;
 /* Reads the state file of cfg (creating state_dir if needed), puts the
  * replica (its disks added, in none) in the state that follows, writes the
  * file back with a new generation and installs the hook.  demote: leave
- * done for none (the operator's way out of the fence).  NULL on failure,
+ * done for none (the operator's way out of the fence).  discard_local
+ * (with demote): a new generation without history, so that the primary
+ * resolves a split brain by copying its whole disk here.  NULL on failure,
  * with the reason logged: the daemon must not start.
  */
 struct durable *durable_open(const struct config *cfg, struct replica *r,
-			     bool demote);
+			     bool demote, bool discard_local);
 void durable_free(struct durable *du);		/* NULL is a no-op */
+
+/* A planned restart in running (live restart, holder.c): with no I/O in
+ * flight, hands the buffers over through the durable directories
+ * (replica_handover) and records "running, journaled" in the state file,
+ * which the next durable_open resumes exactly.  0, or -1 after logging
+ * (the next start then comes back in none, as after a crash).
+ */
+int durable_handover(struct durable *du);
 
 /* The instance's identity: the mountpoint escaped as systemd-escape
  * --path does (/srv/vm1 -> srv-vm1), which names every per-disk file in
@@ -40,6 +50,10 @@ int durable_lock(const char *state_dir, const char *stem);
  */
 char *durable_bitmap_path(const char *state_dir, const char *stem,
 			  const char *disk);
+/* The generation identifiers as gi_format writes them, for the NBD
+ * export description (an nbd_describe_fn).
+ */
+void durable_describe(void *opaque, char *buf, size_t len);
 /* --discard-failover: the operator's way out when an interrupted
  * failover cannot be finished (a journal or buffer file lost or damaged).
  * Renames the journals and buffer files of cfg to NAME.discarded and

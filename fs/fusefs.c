@@ -77,6 +77,17 @@
  * before reading the other's, so one of them always sees both.  The
  * handler, which may not log, wakes a thread that says why in the log;
  * .colo/status shows disk_files_open and stop_pending.
+ *
+ * Live restart (holder.c).  Under a holder the session is resumed on the
+ * holder's /dev/fuse file instead of mounted (fuse_resume), the loop reads
+ * that one file (no clone_fd: a cloned file dies with this process, and
+ * the kernel would fail what it had queued there), and the holder, not
+ * this process, unmounts.  What a restart must find again is stable: the
+ * inode numbers are constants, a disk's fh is its index, the open disk
+ * files are counted in the holder's state, and a .colo snapshot's fh
+ * carries this process's epoch in its top bits, so that a new process
+ * answers ESTALE to a snapshot it never made instead of following a dead
+ * process's pointer.
  */
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
@@ -102,6 +113,7 @@
 #include "colo.h"
 #include "fusefs.h"
 #include "protect.h"
+#include "holder.h"
 #include "log.h"
 
 #ifndef FALLOC_FL_KEEP_SIZE
@@ -168,7 +180,10 @@ struct fusefs {
 	bool mounted;
 	bool signals;		/* fuse_set_signal_handlers succeeded */
 	bool stop_handlers;	/* ours for SIGTERM and SIGINT too */
-	atomic_uint disk_opens;	/* disk files open */
+	atomic_uint own_opens;	/* disk files open, without a holder */
+	atomic_uint *disk_opens; /* own_opens, or the holder's count */
+	bool held;		/* resumed on a holder's /dev/fuse file */
+	uint64_t epoch;		/* top 16 bits of a snapshot's fh */
 	atomic_bool stop_pending;	/* a stop signal waits for them */
 	atomic_uint stop_signals;	/* stop signals received */
 	atomic_int last_signal;
@@ -202,9 +217,37 @@ struct snap {
 	atomic_int refs;
 };
 
+#define FH_EPOCH_SHIFT 48
+
+#define FH_PTR_MASK ((UINT64_C(1) << FH_EPOCH_SHIFT) - 1)
+
+/* The snapshot an fh names, or NULL for one of an earlier process. */
+static struct snap *
+fh_snap(struct fusefs *fs, uint64_t fh)
+{
+	if ((fh & ~FH_PTR_MASK) != fs->epoch)
+		return NULL;
+	return (struct snap *)(uintptr_t)(fh & FH_PTR_MASK);
+}
+
+/* Decrements a count of opens, never below zero (after a restart the
+ * kernel closes files a new process did not count): the value before.
+ */
+static unsigned
+dec_floor(atomic_uint *v)
+{
+	unsigned n = atomic_load(v);
+
+	while (n > 0 && !atomic_compare_exchange_weak(v, &n, n - 1))
+		;
+	return n;
+}
+
 static void
 snap_put(struct snap *s)
 {
+	if (s == NULL)
+		return;
 	if (atomic_fetch_sub(&s->refs, 1) == 1) {
 		free(s->text);
 		free(s);
@@ -435,6 +478,7 @@ static void
 op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	(void)userdata;
+	holder_test_hang("COLOFS_TEST_HANG_INIT");
 	/* libfuse caps max_write to its buffer (1 MiB + header). */
 	conn->max_write = MAX_IO;
 	/* Must match the max_read mount option (libfuse checks). */
@@ -589,7 +633,7 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 static void
 disk_closed(struct fusefs *fs)
 {
-	if (atomic_fetch_sub(&fs->disk_opens, 1) == 1 &&
+	if (dec_floor(fs->disk_opens) == 1 &&
 	    atomic_load(&fs->stop_pending)) {
 		log_info("the last disk file was closed: stopping");
 		fuse_session_exit(fs->se);
@@ -626,10 +670,10 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			atomic_fetch_add(&dk->cached_opens, 1);
 			atomic_store(&dk->may_cache, true);
 		}
-		atomic_fetch_add(&fs->disk_opens, 1);
+		atomic_fetch_add(fs->disk_opens, 1);
 		if (fuse_reply_open(req, fi) == -ENOENT) {
 			if (FH_CACHED(fi->fh))
-				atomic_fetch_sub(&dk->cached_opens, 1);
+				dec_floor(&dk->cached_opens);
 			disk_closed(fs);
 		}
 		return;
@@ -674,7 +718,7 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			return;
 		}
 		atomic_init(&s->refs, 1);
-		fi->fh = (uintptr_t)s;
+		fi->fh = (uintptr_t)s | fs->epoch;
 		fi->direct_io = 1;
 		/* -ENOENT: the opener was interrupted, no release will come. */
 		if (fuse_reply_open(req, fi) == -ENOENT)
@@ -694,11 +738,11 @@ op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct fusefs_disk *dk = ino_disk(req_fs(req), ino);
 
 	if (dk && FH_CACHED(fi->fh))
-		atomic_fetch_sub(&dk->cached_opens, 1);
+		dec_floor(&dk->cached_opens);
 	if (dk)
 		disk_closed(req_fs(req));
 	if (INO_SNAP(ino))
-		snap_put((struct snap *)(uintptr_t)fi->fh);
+		snap_put(fh_snap(req_fs(req), fi->fh));
 	fuse_reply_err(req, 0);
 }
 
@@ -777,7 +821,11 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	if (INO_SNAP(ino)) {
-		s = (struct snap *)(uintptr_t)fi->fh;
+		s = fh_snap(fs, fi->fh);
+		if (!s) {
+			fuse_reply_err(req, ESTALE);
+			return;
+		}
 		atomic_fetch_add(&s->refs, 1);
 		if ((uint64_t)off >= s->len)
 			fuse_reply_buf(req, NULL, 0);
@@ -872,6 +920,52 @@ writeback_disks(struct fusefs *fs)
 	}
 }
 
+/* "restart": a planned restart under a holder.  The loop ends once the
+ * requests in progress are answered; what comes meanwhile waits in the
+ * kernel for the next process.  In running the buffers go to the next
+ * process through buffer_dir (durable_handover); without one they would
+ * be lost, so it is refused.  True when buf was "restart" (answered).
+ */
+static bool
+ctl_restart(fuse_req_t req, struct fusefs *fs, const char *buf, size_t size,
+	    off_t off)
+{
+	static const char word[] = "restart";
+	const char *why = NULL;
+	size_t n = size;
+
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+		n--;
+	if (off != 0 || n != sizeof word - 1 || memcmp(buf, word, n) != 0)
+		return false;
+	if (holder_restart_check(&why) == -1) {
+		/* errno set */
+	} else if (fs->r && replica_state(fs->r) == REPLICA_RUNNING &&
+		   !fs->cfg->buffer_dir) {
+		why = "restart: refused in state running without a "
+		      "buffer_dir (the buffers would be lost): set "
+		      "buffer_dir, or stop or failover first";
+		errno = EBUSY;
+	}
+	if (why) {
+		int err = errno;
+
+		if (fs->r)
+			replica_record_error(fs->r, "%s", why);
+		else
+			primary_record_error(fs->p, "%s", why);
+		log_warn("ctl: %s", why);
+		fuse_reply_err(req, err);
+		return true;
+	}
+	log_info("ctl: restart: ending the session; the holder starts "
+		 "the binary again");
+	holder_request_restart();
+	fuse_reply_write(req, size);
+	fuse_session_exit(fs->se);
+	return true;
+}
+
 /* One write, one command: colo_cmd_parse refuses a piece of a longer
  * write (the kernel splits writes into MAX_IO requests) or one at an
  * offset, so nothing runs for them.
@@ -890,6 +984,8 @@ ctl_write(fuse_req_t req, struct fusefs *fs, const char *buf, size_t size,
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
+	if (ctl_restart(req, fs, buf, size, off))
+		return;
 	/* A command racing a protect may still reach the replica, where
 	 * every word is a no-op in done.
 	 */
@@ -960,6 +1056,7 @@ op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		fuse_reply_err(req, ENOSPC);
 		return;
 	}
+	holder_test_hang("COLOFS_TEST_HANG");
 	if (size && disk_write(dk, buf, size, (uint64_t)off) == -1)
 		reply_errno(req);
 	else
@@ -1237,19 +1334,25 @@ unescape_octal(char *s)
 	*w = '\0';
 }
 
-/* 1 if path (canonical) is a mount point, 0 if not, -1 on error. */
+/* 1 if path (canonical) is a mount point (of type fstype, unless NULL),
+ * 0 if not, -1 on error.
+ */
 static int
-is_mounted(const char *path)
+find_mount(const char *path, const char *fstype)
 {
 	FILE *fp = fopen("/proc/self/mountinfo", "re");
-	char *line = NULL, *mnt;
-	size_t cap = 0;
+	char *line = NULL, *mnt, *dash;
+	size_t cap = 0, n = fstype ? strlen(fstype) : 0;
 	int found = 0, i;
 
 	if (!fp)
 		return -1;
 	while (!found && getline(&line, &cap, fp) != -1) {
-		/* ID PARENT MAJ:MIN ROOT MOUNTPOINT ... */
+		/* ID PARENT MAJ:MIN ROOT MOUNTPOINT ... - FSTYPE ... */
+		dash = strstr(line, " - ");
+		if (fstype && (!dash || strncmp(dash + 3, fstype, n) != 0 ||
+			       dash[3 + n] != ' '))
+			continue;
 		mnt = line;
 		for (i = 0; i < 4 && mnt; i++) {
 			mnt = strchr(mnt, ' ');
@@ -1265,6 +1368,14 @@ is_mounted(const char *path)
 	free(line);
 	fclose(fp);
 	return found;
+}
+
+bool
+fusefs_colofs_mounted(const char *path)
+{
+	char real[PATH_MAX];
+
+	return realpath(path, real) && find_mount(real, "fuse.colofs") == 1;
 }
 
 int
@@ -1292,7 +1403,7 @@ fusefs_check_mountpoint(const char *path)
 		log_error("mountpoint %s: %m", path);
 		return -1;
 	}
-	switch (is_mounted(real)) {
+	switch (find_mount(real, NULL)) {
 	case 1:
 		/* statfs always reaches the filesystem: a dead FUSE daemon
 		 * shows as ENOTCONN (stat may be answered from the cache).
@@ -1332,7 +1443,7 @@ stop_handler(int sig)
 	atomic_store(&fs->last_signal, sig);
 	atomic_store(&fs->stop_pending, true);
 	if (atomic_fetch_add(&fs->stop_signals, 1) > 0 ||
-	    atomic_load(&fs->disk_opens) == 0)
+	    atomic_load(fs->disk_opens) == 0)
 		fuse_session_exit(fs->se);
 	n = write(fs->stop_pipe[1], "", 1);
 	(void) n;
@@ -1348,7 +1459,7 @@ stop_main(void *arg)
 
 	while (read(fs->stop_pipe[0], &c, 1) == 1) {
 		int sig = atomic_load(&fs->last_signal);
-		unsigned n = atomic_load(&fs->disk_opens);
+		unsigned n = atomic_load(fs->disk_opens);
 
 		if (fuse_session_exited(fs->se))
 			log_info("SIG%s: stopping", sigabbrev_np(sig));
@@ -1429,9 +1540,68 @@ fusefs_status(void *opaque, FILE *fp)
 {
 	struct fusefs *fs = opaque;
 
-	fprintf(fp, "disk_files_open=%u\n", atomic_load(&fs->disk_opens));
+	fprintf(fp, "disk_files_open=%u\n", atomic_load(fs->disk_opens));
 	fprintf(fp, "stop_pending=%d\n",
 		atomic_load(&fs->stop_pending) ? 1 : 0);
+}
+
+/* A session with cfg's mount options: the same for a holder's mount and
+ * every worker that resumes it (the INIT a worker replays must give the
+ * same reply).
+ */
+static struct fuse_session *
+session_new(const struct config *cfg, const struct fuse_lowlevel_ops *ops,
+	    size_t opsize, void *userdata)
+{
+	struct fuse_session *se;
+	char opts[256];
+	char *argv[4];
+	struct fuse_args args;
+
+	fuse_set_log_func(fuse_log_to_ours);
+	snprintf(opts, sizeof opts,
+		 "fsname=colofs,subtype=colofs,default_permissions,"
+		 "max_read=%d%s", MAX_IO,
+		 cfg->allow_other ? ",allow_other" : "");
+	argv[0] = (char *)"colofs";
+	argv[1] = (char *)"-o";
+	argv[2] = opts;
+	argv[3] = NULL;
+	args = (struct fuse_args)FUSE_ARGS_INIT(3, argv);
+	se = fuse_session_new(&args, ops, opsize, userdata);
+	fuse_opt_free_args(&args);
+	if (!se)
+		log_error("cannot create the FUSE session");
+	return se;
+}
+
+void *
+fusefs_hold(const struct config *cfg, int *fd)
+{
+	static const struct fuse_lowlevel_ops none;
+	struct fuse_session *se;
+
+	if (fusefs_check_mountpoint(cfg->mountpoint) == -1)
+		return NULL;
+	se = session_new(cfg, &none, sizeof none, NULL);
+	if (!se)
+		return NULL;
+	if (fuse_session_mount(se, cfg->mountpoint) != 0) {
+		log_error("cannot mount on %s", cfg->mountpoint);
+		fuse_session_destroy(se);
+		return NULL;
+	}
+	*fd = fuse_session_fd(se);
+	return se;
+}
+
+void
+fusefs_hold_release(void *mount)
+{
+	if (mount) {
+		fuse_session_unmount(mount);
+		fuse_session_destroy(mount);
+	}
 }
 
 static struct fusefs *
@@ -1439,13 +1609,11 @@ create(const struct config *cfg, struct replica *r, struct primary *p,
        const struct colo_status_part *parts, size_t nparts)
 {
 	struct fusefs *fs;
-	char opts[256];
-	char *argv[4];
-	struct fuse_args args;
 	size_t i;
-	int saved;
+	int saved, held_fd = holder_take_fd("fuse");
+	struct holder_state *hs = held_fd >= 0 ? holder_state() : NULL;
 
-	if (fusefs_check_mountpoint(cfg->mountpoint) == -1)
+	if (held_fd < 0 && fusefs_check_mountpoint(cfg->mountpoint) == -1)
 		return NULL;
 	fs = calloc(1, sizeof *fs);
 	if (!fs)
@@ -1466,6 +1634,10 @@ create(const struct config *cfg, struct replica *r, struct primary *p,
 	}
 	fs->cfg = cfg;
 	fs->stop_pipe[0] = fs->stop_pipe[1] = -1;
+	fs->disk_opens = hs ? &hs->disk_opens : &fs->own_opens;
+	/* Any non-zero 16 bits that differ from the last process's. */
+	fs->epoch = (uint64_t)(((unsigned)getpid() ^ (unsigned)time(NULL)) |
+			       1u) << FH_EPOCH_SHIFT;
 	fs->all_parts = calloc(nparts + 1, sizeof *fs->all_parts);
 	if (!fs->all_parts)
 		goto fail;
@@ -1501,23 +1673,13 @@ create(const struct config *cfg, struct replica *r, struct primary *p,
 		atomic_init(&dk->uid, cfg->disks[i].uid);
 		atomic_init(&dk->gid, cfg->disks[i].gid);
 		atomic_init(&dk->mode, cfg->disks[i].mode);
+		/* Files the last process opened may have cached pages. */
+		atomic_init(&dk->may_cache, held_fd >= 0 && cfg->page_cache);
 	}
 	fusefs_check_access(cfg);
 
-	fuse_set_log_func(fuse_log_to_ours);
-	snprintf(opts, sizeof opts,
-		 "fsname=colofs,subtype=colofs,default_permissions,"
-		 "max_read=%d%s", MAX_IO,
-		 cfg->allow_other ? ",allow_other" : "");
-	argv[0] = (char *)"colofs";
-	argv[1] = (char *)"-o";
-	argv[2] = opts;
-	argv[3] = NULL;
-	args = (struct fuse_args)FUSE_ARGS_INIT(3, argv);
-	fs->se = fuse_session_new(&args, &fusefs_ops, sizeof fusefs_ops, fs);
-	fuse_opt_free_args(&args);
+	fs->se = session_new(cfg, &fusefs_ops, sizeof fusefs_ops, fs);
 	if (!fs->se) {
-		log_error("cannot create the FUSE session");
 		errno = EIO;
 		goto fail;
 	}
@@ -1530,6 +1692,15 @@ create(const struct config *cfg, struct replica *r, struct primary *p,
 	if (stop_handlers_install(fs) == -1) {
 		errno = EIO;
 		goto fail;
+	}
+	if (held_fd >= 0) {
+		/* The holder mounted; it unmounts. */
+		fs->held = true;
+		if (fuse_resume(fs->se, held_fd) == -1) {
+			errno = EIO;
+			goto fail;
+		}
+		return fs;
 	}
 	if (fuse_session_mount(fs->se, cfg->mountpoint) != 0) {
 		log_error("cannot mount on %s", cfg->mountpoint);
@@ -1676,7 +1847,7 @@ fusefs_run(struct fusefs *fs)
 	 */
 	fuse_loop_cfg_set_max_threads(lc, 64);
 	fuse_loop_cfg_set_idle_threads(lc, 16);
-	fuse_loop_cfg_set_clone_fd(lc, 1);
+	fuse_loop_cfg_set_clone_fd(lc, fs->held ? 0 : 1);
 	rc = fuse_session_loop_mt(fs->se, lc);
 	fuse_loop_cfg_destroy(lc);
 	metrics_stop(fs);

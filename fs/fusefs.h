@@ -48,6 +48,11 @@ void fusefs_free(struct fusefs *fs);
  * logging a clear message.
  */
 int fusefs_check_mountpoint(const char *path);
+/* Whether a colofs file system (fuse.colofs) is mounted on path, from
+ * /proc/self/mountinfo only: never a request to it, which would wait
+ * while a holder restarts.
+ */
+bool fusefs_colofs_mounted(const char *path);
 
 /* Logs, per disk, who the kernel will keep from opening its file (no
  * allow_other: every user but colofs's) and what to set so that a
@@ -55,5 +60,13 @@ int fusefs_check_mountpoint(const char *path);
  * --check-config.
  */
 void fusefs_check_access(const struct config *cfg);
+
+/* For a holder (holder.c): mounts cfg's file system with the options
+ * every worker's session uses, and serves nothing.  The /dev/fuse fd goes
+ * to *fd (owned by the returned handle).  NULL after logging why.
+ */
+void *fusefs_hold(const struct config *cfg, int *fd);
+/* Unmounts and closes what fusefs_hold made.  NULL is a no-op. */
+void fusefs_hold_release(void *mount);
 
 #endif

@@ -38,6 +38,7 @@
 #include "daemon.h"
 #include "durable.h"
 #include "fusefs.h"
+#include "holder.h"
 #include "image.h"
 #include "log.h"
 #include "nbd.h"
@@ -57,13 +58,16 @@ enum {
 	OPT_CHECK = 256,
 	OPT_DUMP,
 	OPT_DEMOTE,
+	OPT_DISCARD_LOCAL,
 	OPT_DISCARD_FAILOVER,
+	OPT_HOLDER,
 };
 
 static void
 usage(FILE *fp)
 {
-	fputs("Usage: colofs -c FILE [-f] [-d] [--demote] [--discard-failover]\n"
+	fputs("Usage: colofs -c FILE [-f] [-d] [--demote [--discard-local]]\n"
+	      "                    [--discard-failover]\n"
 	      "                    [--check-config] [--dump-config]\n"
 	      "       colofs --help | --version\n"
 	      "\n"
@@ -84,9 +88,16 @@ usage(FILE *fp)
 	      "                     included, then exit\n"
 	      "      --demote       leave the state done that a failover\n"
 	      "                     left (see colofs(8)): start in none\n"
+	      "      --discard-local  with --demote: this side loses a\n"
+	      "                     split brain; the primary's next sync\n"
+	      "                     copies the whole disk here\n"
 	      "      --discard-failover  give up an interrupted failover\n"
 	      "                     whose journal or buffers are lost: keep\n"
 	      "                     the files aside, start fenced in done\n"
+	      "      --holder       live restart: a holder process keeps\n"
+	      "                     the mount and the listener and starts\n"
+	      "                     the worker again when it dies, or on\n"
+	      "                     \"restart\" (see colofs(8))\n"
 	      "  -h, --help         this text\n"
 	      "  -V, --version      the version\n"
 	      "\n"
@@ -171,7 +182,12 @@ check_paths(const struct config *cfg)
 	size_t i;
 	int bad = 0;
 
-	if (fusefs_check_mountpoint(cfg->mountpoint) == -1)
+	/* A live restart under systemd finds its own mount there. */
+	if (fusefs_colofs_mounted(cfg->mountpoint))
+		log_info("mountpoint %s: a colofs mount; only a colofs "
+			 "--holder with it in systemd's fd store can start",
+			 cfg->mountpoint);
+	else if (fusefs_check_mountpoint(cfg->mountpoint) == -1)
 		bad = 1;
 	fusefs_check_access(cfg);
 	/* A primary makes state_dir if missing: its parent must exist. */
@@ -350,6 +366,8 @@ lost(void *arg, size_t i, const char *why)
  * replica and the listener; the same mount, signals and daemonizing.
  * The state directory (bitmaps) is made if missing.
  */
+static const struct colo_status_part holder_part = { holder_status, NULL };
+
 static int
 serve_primary(struct config *cfg, bool foreground)
 {
@@ -358,7 +376,7 @@ serve_primary(struct config *cfg, bool foreground)
 	struct primary_link *link = NULL;
 	struct primary *p = NULL;
 	struct fusefs *fs = NULL;
-	char **paths = NULL, *stem = NULL;
+	char **paths = NULL, **al_paths = NULL, *stem = NULL;
 	sigset_t oldmask;
 	size_t i, opened = 0;
 	int rc = 1, lock_fd = -1;
@@ -374,7 +392,8 @@ serve_primary(struct config *cfg, bool foreground)
 	link = primary_link_new(cfg);
 	dcs = calloc(cfg->ndisks, sizeof *dcs);
 	paths = calloc(cfg->ndisks, sizeof *paths);
-	if (!link || !dcs || !paths) {
+	al_paths = calloc(cfg->ndisks, sizeof *al_paths);
+	if (!link || !dcs || !paths || !al_paths) {
 		log_error("out of memory");
 		goto out;
 	}
@@ -384,6 +403,13 @@ serve_primary(struct config *cfg, bool foreground)
 		paths[i] = durable_bitmap_path(cfg->state_dir, stem, d->name);
 		if (!paths[i])
 			goto out;
+		/* Named per instance, as the bitmap is (durable_stem). */
+		if (asprintf(&al_paths[i], "%s/%s.%s.al", cfg->state_dir,
+			     stem, d->name) == -1) {
+			al_paths[i] = NULL;
+			goto out;
+		}
+		dcs[i].al_path = al_paths[i];
 		dcs[i].name = d->name;
 		dcs[i].uri = d->secondary;
 		dcs[i].bitmap_path = paths[i];
@@ -401,6 +427,11 @@ serve_primary(struct config *cfg, bool foreground)
 		.disks = dcs,
 		.granularity = cfg->dirty_granularity,
 		.timeout_ms = cfg->secondary_timeout_ms,
+		/* An idle link is probed after half the timeout. */
+		.keepalive_ms = cfg->secondary_timeout_ms / 2 ?
+				cfg->secondary_timeout_ms / 2 : 1,
+		.al_extent = cfg->al_extent,
+		.al_extents = cfg->al_extents,
 		.link = &primary_link_ops,
 		.link_opaque = link,
 	};
@@ -409,9 +440,10 @@ serve_primary(struct config *cfg, bool foreground)
 	if (!p)
 		goto out;
 	primary_link_on_lost(link, lost, p);
-	fs = fusefs_new_primary(cfg, p, NULL, 0);
+	fs = fusefs_new_primary(cfg, p, &holder_part, 1);
 	if (!fs)
 		goto out;
+	holder_ready(foreground);
 	if (!foreground) {
 		daemon_ready();
 		if (chdir("/") == -1)
@@ -435,7 +467,10 @@ out:
 		image_close(dcs[i].img);
 	for (i = 0; paths && i < cfg->ndisks; i++)
 		free(paths[i]);
+	for (i = 0; al_paths && i < cfg->ndisks; i++)
+		free(al_paths[i]);
 	free(paths);
+	free(al_paths);
 	free(dcs);
 	free(stem);
 	if (lock_fd != -1)
@@ -446,12 +481,12 @@ out:
 }
 
 static int
-serve(struct config *cfg, bool foreground, bool demote)
+serve(struct config *cfg, bool foreground, bool demote, bool discard_local)
 {
 	struct store_factory factory;
 	struct replica *r = NULL;
 	struct nbd_server *nbd = NULL;
-	struct colo_status_part status_parts[2];
+	struct colo_status_part status_parts[3];
 	struct durable *du = NULL;
 	struct protect *pr = NULL;
 	size_t nparts = 0;
@@ -488,7 +523,7 @@ serve(struct config *cfg, bool foreground, bool demote)
 			 img->ops->name, (unsigned long long)img->size);
 	}
 	/* Before any I/O can arrive: the state decides what is accepted. */
-	du = durable_open(cfg, r, demote);
+	du = durable_open(cfg, r, demote, discard_local);
 	if (!du)
 		goto out;
 	/* Tracks S's own writes from a failover on, for protect. */
@@ -499,12 +534,15 @@ serve(struct config *cfg, bool foreground, bool demote)
 		nbd = nbd_server_new(r, cfg);
 		if (!nbd)
 			goto out;
+		/* The generation identifiers go to the primary (core/gi.h). */
+		nbd_server_set_describe(nbd, durable_describe, du);
 	}
 	if (nbd)
 		status_parts[nparts++] =
 			(struct colo_status_part){ nbd_server_status, nbd };
 	status_parts[nparts++] =
 		(struct colo_status_part){ durable_status, du };
+	status_parts[nparts++] = holder_part;
 	fs = fusefs_new(cfg, r, status_parts, nparts);
 	if (!fs)
 		goto out;
@@ -520,6 +558,7 @@ serve(struct config *cfg, bool foreground, bool demote)
 		reloader.started = true;
 	else
 		log_warn("no SIGHUP thread: SIGHUP will not reload");
+	holder_ready(foreground);
 	if (!foreground) {
 		daemon_ready();
 		if (chdir("/") == -1)
@@ -538,6 +577,10 @@ out:
 	/* The listener first: its in-flight writes complete here. */
 	nbd_server_free(nbd);
 	fusefs_free(fs);
+	/* A planned restart in running: no I/O comes any more. */
+	if (r && du && holder_restart_requested() &&
+	    replica_state(r) == REPLICA_RUNNING)
+		durable_handover(du);
 	if (r)
 		finish_commit(r);
 	/* No commit marks the bitmaps any more.  The primary of a protect:
@@ -563,14 +606,17 @@ main(int argc, char **argv)
 		{ "check-config", no_argument, NULL, OPT_CHECK },
 		{ "dump-config", no_argument, NULL, OPT_DUMP },
 		{ "demote", no_argument, NULL, OPT_DEMOTE },
+		{ "discard-local", no_argument, NULL, OPT_DISCARD_LOCAL },
 		{ "discard-failover", no_argument, NULL, OPT_DISCARD_FAILOVER },
+		{ "holder", no_argument, NULL, OPT_HOLDER },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *path = NULL;
 	bool foreground = false, check = false, dump = false, demote = false;
-	bool discard = false;
+	bool discard_local = false;
+	bool discard = false, holder = false, worker;
 	struct config *cfg;
 	char err[4096];
 	int c, rc;
@@ -583,7 +629,9 @@ main(int argc, char **argv)
 		case OPT_CHECK: check = true; break;
 		case OPT_DUMP: dump = true; break;
 		case OPT_DEMOTE: demote = true; break;
+		case OPT_DISCARD_LOCAL: discard_local = true; break;
 		case OPT_DISCARD_FAILOVER: discard = true; break;
+		case OPT_HOLDER: holder = true; break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("colofs %s\n", COLOFS_VERSION); return 0;
 		default:
@@ -594,6 +642,11 @@ main(int argc, char **argv)
 	if (optind < argc) {
 		fprintf(stderr, "colofs: unexpected argument '%s'\n",
 			argv[optind]);
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (discard_local && !demote) {
+		fprintf(stderr, "colofs: --discard-local needs --demote\n");
 		usage(stderr);
 		return EXIT_USAGE;
 	}
@@ -629,8 +682,13 @@ main(int argc, char **argv)
 		return rc;
 	}
 
-	/* Mistakes the user should see right away, before any fork. */
-	if (fusefs_check_mountpoint(cfg->mountpoint) == -1 ||
+	/* Mistakes the user should see right away, before any fork.  A
+	 * mount handed over (to a worker by its holder, to a holder by
+	 * systemd's fd store) is mounted already.
+	 */
+	worker = holder_is_worker();
+	if ((!holder_handed_mount() &&
+	     fusefs_check_mountpoint(cfg->mountpoint) == -1) ||
 	    trust_check_config(cfg) == -1 ||
 	    canonicalize(&cfg->mountpoint, "mountpoint") == -1 ||
 	    (cfg->buffer_dir &&
@@ -640,7 +698,7 @@ main(int argc, char **argv)
 	}
 	if (!foreground)
 		daemon_log_fallback(cfg->state_dir, cfg->mountpoint);
-	if (!foreground && daemon_start() == -1) {
+	if (!foreground && !worker && daemon_start() == -1) {
 		config_free(cfg);
 		return 1;
 	}
@@ -649,16 +707,22 @@ main(int argc, char **argv)
 		config_free(cfg);
 		return EXIT_USAGE;
 	}
-	if (discard && (cfg->mode == CONFIG_MODE_PRIMARY ||
-			durable_discard_failover(cfg) == -1)) {
+	/* A holder's workers (the same argv) do not discard again. */
+	if (discard && !worker && (cfg->mode == CONFIG_MODE_PRIMARY ||
+				   durable_discard_failover(cfg) == -1)) {
 		if (cfg->mode == CONFIG_MODE_PRIMARY)
 			fprintf(stderr, "colofs: --discard-failover is for "
 				"mode = secondary\n");
 		config_free(cfg);
 		return 1;
 	}
-	rc = cfg->mode == CONFIG_MODE_PRIMARY ? serve_primary(cfg, foreground) :
-	     serve(cfg, foreground, demote);
+	if (holder && !worker)
+		rc = holder_main(cfg, foreground, argv);
+	else
+		rc = holder_exit_status(cfg->mode == CONFIG_MODE_PRIMARY ?
+					serve_primary(cfg, foreground) :
+					serve(cfg, foreground, demote,
+					      discard_local));
 	config_free(cfg);
 	return rc;
 }

@@ -740,6 +740,19 @@ conn_tls_refused(void *opaque)
 	c->tls_refused = true;
 }
 
+/* The export's fixed description, then the server's dynamic text. */
+static void
+conn_describe(void *opaque, size_t idx, char *buf, size_t len)
+{
+	struct nbd_conn *c = opaque;
+	struct nbd_server *srv = c->srv;
+	int n;
+
+	n = snprintf(buf, len, "%s ", srv->infos[idx].description);
+	if (n >= 0 && (size_t)n < len)
+		srv->describe(srv->describe_opaque, buf + n, len - (size_t)n);
+}
+
 static void *
 conn_main(void *arg)
 {
@@ -763,6 +776,8 @@ conn_main(void *arg)
 		hs.starttls = conn_starttls;
 	hs.tls_required = srv->tls == CONFIG_TLS_REQUIRE;
 	hs.tls_refused = conn_tls_refused;
+	if (srv->describe != NULL)
+		hs.describe = conn_describe;
 
 	/* The handshake deadline covers recv (sock_recv polls) and send,
 	 * and counts from accept: time spent waiting for this thread to run

@@ -116,6 +116,8 @@ struct nbd_server {
 	size_t nexports;
 	struct nbd_export *exports;
 	struct nbd_export_info *infos;	/* parallel to exports */
+	nbd_describe_fn *describe;	/* set before start, or NULL */
+	void *describe_opaque;
 	pthread_t accept_thread;
 	bool started;
 

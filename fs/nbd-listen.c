@@ -26,6 +26,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "holder.h"
 #include "log.h"
 #include "nbd-internal.h"
 
@@ -291,10 +292,36 @@ int
 listen_open(struct nbd_server *srv, const struct config *cfg)
 {
 	const struct config_listen *l = &cfg->listen_addr;
+	int fd;
 
 	srv->is_tcp = l->kind == CONFIG_LISTEN_TCP;
+	/* A holder's socket (holder.c): bound already, and not ours to
+	 * unlink (unix_path stays NULL).
+	 */
+	fd = holder_take_fd("nbd");
+	if (fd != -1) {
+		if (l->kind == CONFIG_LISTEN_UNIX)
+			snprintf(srv->addr, sizeof srv->addr, "unix:%.150s",
+				 l->path);
+		else
+			snprintf(srv->addr, sizeof srv->addr, "%.120s:%s",
+				 l->host, l->port);
+		return fd;
+	}
 	if (l->kind == CONFIG_LISTEN_UNIX)
 		return listen_unix(srv, l->path, cfg->listen_mode,
 				   cfg->listen_gid);
 	return listen_inet(srv, l->host, l->port);
+}
+
+int
+nbd_listen_bind(const struct config *cfg)
+{
+	struct nbd_server tmp;
+	int fd;
+
+	memset(&tmp, 0, sizeof tmp);
+	fd = listen_open(&tmp, cfg);
+	free(tmp.unix_path);
+	return fd;
 }

@@ -114,13 +114,29 @@ accepting(const struct nbd_handshake *hs)
 	return hs->accepting == NULL || hs->accepting(hs->opaque);
 }
 
+/* Export idx's description: hs->describe's into buf, or the fixed one
+ * (NULL if none).
+ */
+static const char *
+description(const struct nbd_handshake *hs, size_t idx, char *buf,
+	    size_t len)
+{
+	if (hs->describe == NULL)
+		return hs->exports[idx].description;
+	buf[0] = '\0';
+	hs->describe(hs->opaque, idx, buf, len);
+	return buf;
+}
+
 static int
 send_list(const struct nbd_io *io, const struct nbd_handshake *hs)
 {
+	char dbuf[NBD_MAX_NAME + 1];
+
 	for (size_t i = 0; i < hs->nexports; i++) {
 		const struct nbd_export_info *ex = &hs->exports[i];
 		size_t nlen = strlen(ex->name);
-		const char *desc = ex->description ? ex->description : "";
+		const char *desc = description(hs, i, dbuf, sizeof dbuf);
 		uint8_t head[4 + NBD_MAX_NAME];
 
 		if (nlen > NBD_MAX_NAME)
@@ -128,7 +144,8 @@ send_list(const struct nbd_io *io, const struct nbd_handshake *hs)
 		put32(head, (uint32_t)nlen);
 		memcpy(head + 4, ex->name, nlen);
 		if (send_rep(io, NBD_OPT_LIST, NBD_REP_SERVER, head, 4 + nlen,
-			     desc, strnlen(desc, NBD_MAX_NAME)) == -1)
+			     desc ? desc : "", desc ? strnlen(desc, NBD_MAX_NAME) :
+			     0) == -1)
 			return -1;
 	}
 	return send_rep(io, NBD_OPT_LIST, NBD_REP_ACK, NULL, 0, NULL, 0);
@@ -184,6 +201,8 @@ opt_info_go(const struct nbd_io *io, const struct nbd_handshake *hs,
 	}
 
 	const struct nbd_export_info *ex = &hs->exports[idx];
+	char dbuf[NBD_MAX_NAME + 1];
+	const char *desc;
 	uint8_t b[14];
 
 	/* NBD_INFO_EXPORT always: clients (QEMU) need it unasked. */
@@ -198,10 +217,12 @@ opt_info_go(const struct nbd_io *io, const struct nbd_handshake *hs,
 			     strnlen(ex->name, NBD_MAX_NAME)) == -1)
 			return -1;
 	}
-	if ((requested & (1u << NBD_INFO_DESCRIPTION)) && ex->description) {
+	desc = requested & (1u << NBD_INFO_DESCRIPTION) ?
+	       description(hs, (size_t)idx, dbuf, sizeof dbuf) : NULL;
+	if (desc != NULL) {
 		put16(b, NBD_INFO_DESCRIPTION);
-		if (send_rep(io, opt, NBD_REP_INFO, b, 2, ex->description,
-			     strnlen(ex->description, NBD_MAX_NAME)) == -1)
+		if (send_rep(io, opt, NBD_REP_INFO, b, 2, desc,
+			     strnlen(desc, NBD_MAX_NAME)) == -1)
 			return -1;
 	}
 	/* Sent even unasked: a client that did not ask may ignore it, and

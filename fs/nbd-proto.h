@@ -134,6 +134,12 @@ struct nbd_handshake {
 	int (*starttls)(void *opaque);
 	bool tls_required;
 	void (*tls_refused)(void *opaque);
+	/* NULL, or writes export idx's description (NUL-terminated, at
+	 * most len bytes) into buf: sent instead of exports[idx].description
+	 * in NBD_INFO_DESCRIPTION and LIST, for a text that changes (the
+	 * secondary's generation identifiers, core/gi.h).
+	 */
+	void (*describe)(void *opaque, size_t idx, char *buf, size_t len);
 };
 
 /* Sends the greeting and haggles options.  Returns the index of the export

@@ -90,6 +90,14 @@ fail:
 	return NULL;
 }
 
+void
+nbd_server_set_describe(struct nbd_server *srv, nbd_describe_fn *fn,
+			void *opaque)
+{
+	srv->describe = fn;
+	srv->describe_opaque = opaque;
+}
+
 int
 nbd_server_start(struct nbd_server *srv)
 {

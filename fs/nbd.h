@@ -17,6 +17,13 @@ struct nbd_server;
  * after logging why.  Serves nothing until nbd_server_start.
  */
 struct nbd_server *nbd_server_new(struct replica *r, const struct config *cfg);
+/* Adds fn's text (the generation identifiers, fs/durable.c) to every
+ * export's description, after the fixed one and a blank.  Call before
+ * nbd_server_start.
+ */
+typedef void nbd_describe_fn(void *opaque, char *buf, size_t len);
+void nbd_server_set_describe(struct nbd_server *srv, nbd_describe_fn *fn,
+			     void *opaque);
 /* Starts accepting in a thread of its own.  0, or -1 with errno. */
 int nbd_server_start(struct nbd_server *srv);
 /* Stops accepting, lets in-flight requests finish, closes every
@@ -36,5 +43,11 @@ int nbd_tls_check(const struct config *cfg);
  * struct nbd_server, so that this is a colo_status_fn.
  */
 void nbd_server_status(void *srv, FILE *fp);
+
+/* Binds and listens on cfg's listen address, as the server would: for a
+ * holder (holder.c), which hands the socket to its workers.  fd, or -1
+ * after logging why.
+ */
+int nbd_listen_bind(const struct config *cfg);
 
 #endif

@@ -75,6 +75,7 @@ struct link_conn {
 	pthread_rwlock_t lock;
 	struct nbd_handle *h;		/* protected by lock */
 	bool can_zero, can_flush;	/* of h */
+	char *description;		/* of h's export, or NULL; lock */
 	atomic_uint_fast64_t max_zero;	/* of h: see link_max_zero */
 	pthread_t thread;
 	bool thread_running;		/* protected by lock (write) */
@@ -278,6 +279,8 @@ conn_close(struct link_conn *c)
 	}
 	nbd_close(c->h);
 	c->h = NULL;
+	free(c->description);
+	c->description = NULL;
 	pthread_mutex_lock(&c->tlock);
 	while ((t = c->tickets) != NULL) {
 		ticket_unlink(t);
@@ -312,7 +315,9 @@ link_connect(void *opaque, size_t i, const char *uri, uint64_t size,
 	    (c->certificates != NULL &&
 	     nbd_set_tls_certificates(h, c->certificates) == -1))
 		goto nbd_fail;
-	if (nbd_aio_connect_uri(h, uri) == -1)
+	/* NBD_INFO_DESCRIPTION carries a colofs secondary's generations. */
+	if (nbd_set_full_info(h, true) == -1 ||
+	    nbd_aio_connect_uri(h, uri) == -1)
 		goto nbd_fail;
 	/* The handshake, with a deadline: a dead host must not hang ctl. */
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -352,6 +357,8 @@ link_connect(void *opaque, size_t i, const char *uri, uint64_t size,
 	}
 	c->can_zero = nbd_can_zero(h) == 1;
 	c->can_flush = nbd_can_flush(h) == 1;
+	/* NULL when the server sent none (QEMU): an unknown peer. */
+	c->description = nbd_get_export_description(h);
 	if (c->can_zero) {
 		atomic_store(&c->max_zero, 0);
 	} else {
@@ -368,6 +375,8 @@ link_connect(void *opaque, size_t i, const char *uri, uint64_t size,
 	pthread_mutex_unlock(&c->tlock);
 	if (pthread_create(&c->thread, NULL, poll_main, c) != 0) {
 		c->h = NULL;
+		free(c->description);
+		c->description = NULL;
 		snprintf(err, errlen, "cannot start its thread");
 		errno = EAGAIN;
 		goto fail;
@@ -443,7 +452,7 @@ link_submit(void *opaque, size_t i, enum primary_op op, const void *buf,
 	struct primary_link *l = opaque;
 	struct link_conn *c = &l->conns[i];
 	nbd_completion_callback cb = { .callback = on_complete };
-	bool copy = op == PRIMARY_OP_WRITE ||
+	bool copy = op == PRIMARY_OP_WRITE || op == PRIMARY_OP_READ ||
 		    (op == PRIMARY_OP_ZERO && !c->can_zero);
 	struct ticket *t;
 	int64_t cookie = -1;
@@ -487,6 +496,10 @@ link_submit(void *opaque, size_t i, enum primary_op op, const void *buf,
 			 nbd_aio_zero(c->h, len, off, cb, 0) :
 			 nbd_aio_pwrite(c->h, t->data, len, off, cb, 0);
 		break;
+	case PRIMARY_OP_READ:
+		/* Into the ticket, which outlives a waiter that gave up. */
+		cookie = nbd_aio_pread(c->h, t->data, len, off, cb, 0);
+		break;
 	case PRIMARY_OP_FLUSH:
 		if (c->can_flush) {
 			cookie = nbd_aio_flush(c->h, cb, 0);
@@ -513,7 +526,7 @@ link_submit(void *opaque, size_t i, enum primary_op op, const void *buf,
 		errno = EIO;
 		return NULL;
 	}
-	if (op != PRIMARY_OP_FLUSH)
+	if (op != PRIMARY_OP_FLUSH && op != PRIMARY_OP_READ)
 		atomic_fetch_add(&c->sent, len);
 	pthread_rwlock_unlock(&c->lock);
 	kick(c);
@@ -563,6 +576,17 @@ link_wait(void *opaque, void *ticket, unsigned timeout_ms, char *err,
 	return rc;
 }
 
+static void
+link_peer_description(void *opaque, size_t i, char *buf, size_t len)
+{
+	struct primary_link *l = opaque;
+	struct link_conn *c = &l->conns[i];
+
+	pthread_rwlock_rdlock(&c->lock);
+	snprintf(buf, len, "%s", c->description ? c->description : "");
+	pthread_rwlock_unlock(&c->lock);
+}
+
 static uint64_t
 link_bytes_sent(void *opaque, size_t i)
 {
@@ -588,6 +612,7 @@ const struct primary_link_ops primary_link_ops = {
 	.disconnect = link_disconnect,
 	.submit = link_submit,
 	.wait = link_wait,
+	.peer_description = link_peer_description,
 	.bytes_sent = link_bytes_sent,
 	.max_zero = link_max_zero,
 };

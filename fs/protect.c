@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "bitmap.h"
+#include "gi.h"
 #include "log.h"
 #include "primary-link.h"
 #include "protect.h"
@@ -196,6 +197,18 @@ hand_on(struct protect *pr, size_t i, const char *uri, bool full)
 	      (peer[0] == '\0' || strcmp(peer, uri) == 0);
 	rc = inc ? bitmap_update(b, 0, 0, uri)
 		 : bitmap_update(b, 0, BITMAP_SYNCED, NULL);
+	/* The bits count from a failover, not against a generation of the
+	 * new secondary's: none is recorded (core/gi.h rule 2: the first
+	 * sync is full), never a stale one from this disk's last life as a
+	 * primary (rule 4 would call it a split brain).
+	 */
+	if (rc == 0 && !(peer[0] != '\0' && strcmp(peer, uri) == 0)) {
+		uint64_t old;
+		struct gi_set own;
+
+		bitmap_gens(b, &old, &own);
+		rc = bitmap_set_gens(b, 0, &own);
+	}
 	if (rc == 0) {
 		log_info("%s: protect: %s (%llu dirty bytes tracked)",
 			 cfg_name(pr, i), inc ? "incremental" : "full",
@@ -265,6 +278,12 @@ protect_switch(struct protect *pr, const char *uri, bool full)
 		.disks = &dc,
 		.granularity = pr->cfg->dirty_granularity,
 		.timeout_ms = pr->cfg->secondary_timeout_ms,
+		/* As serve_primary (fs/main.c): idle links probed after half
+		 * the timeout.  No activity log: a crash while replicating
+		 * costs a full resync.
+		 */
+		.keepalive_ms = pr->cfg->secondary_timeout_ms / 2 ?
+				pr->cfg->secondary_timeout_ms / 2 : 1,
 		.link = &primary_link_ops,
 		.link_opaque = pr->link,
 	};

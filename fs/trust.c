@@ -45,6 +45,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fusefs.h"
 #include "log.h"
 #include "trust.h"
 
@@ -223,7 +224,13 @@ check_distinct(const struct config *cfg)
 	ident_of(&ids[n++], "state_dir", cfg->state_dir);
 	if (cfg->buffer_dir)
 		ident_of(&ids[n++], "buffer_dir", cfg->buffer_dir);
-	ident_of(&ids[n++], "mountpoint", cfg->mountpoint);
+	/* A live colofs mount there (a holder's worker starting, a holder
+	 * resuming from systemd's fd store): a stat would wait for a server
+	 * that is this very process, not serving yet.  It is a mount point,
+	 * so no other path of the config can be it anyway.
+	 */
+	if (!fusefs_colofs_mounted(cfg->mountpoint))
+		ident_of(&ids[n++], "mountpoint", cfg->mountpoint);
 	if (cfg->listen && cfg->listen_addr.kind == CONFIG_LISTEN_UNIX)
 		ident_of(&ids[n++], "listen", cfg->listen_addr.path);
 	for (i = 0; i < cfg->ndisks; i++) {
@@ -325,6 +332,7 @@ trust_check_config(const struct config *cfg)
 	static const char *const state_files[] = {
 		".state",
 		".dirty",
+		".al",
 		".journal",
 		".lock",
 		".log",

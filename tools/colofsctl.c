@@ -5,6 +5,7 @@
  *   colofsctl [-m MOUNT | -c CONFIG] watch [-n SECONDS]
  *   colofsctl [-m MOUNT | -c CONFIG] start [--force] | checkpoint | stop
  *   colofsctl [-m MOUNT | -c CONFIG] failover [--wait]
+ *   colofsctl [-m MOUNT | -c CONFIG] restart
  *   colofsctl journal FILE
  *   colofsctl [-m MOUNT | -c CONFIG] resync [full] [URI]   (primary)
  *   colofsctl [-m MOUNT | -c CONFIG] protect [full] URI    (done)
@@ -116,6 +117,9 @@ usage(FILE *fp)
 	      "  wait STATE [--timeout SECONDS]\n"
 	      "                      until the state is STATE (for scripts)\n"
 	      "  errors              the last errors raised, with their times\n"
+	      "  restart             a planned restart of the serving\n"
+	      "                      process (colofs --holder); returns\n"
+	      "                      when the new one serves\n"
 	      "  journal FILE        check and print a failover journal\n"
 	      "\n"
 	      "Options:\n"
@@ -857,6 +861,46 @@ now_s(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* restart: the word, then the status until another pid serves (the
+ * status of the new process; reads in between wait in the kernel).
+ */
+static int
+cmd_restart(void)
+{
+	struct status st;
+	char old[32];
+	const char *pid;
+	double t0 = now_s();
+	int ret;
+
+	status_read(&st);
+	pid = status_get(&st, "pid");
+	snprintf(old, sizeof old, "%s", pid ? pid : "");
+	status_free(&st);
+	ret = send_word("restart");
+	if (ret != EXIT_OK)
+		return ret;
+	while (now_s() - t0 < 120) {
+		status_read(&st);
+		pid = status_get(&st, "pid");
+		if (pid && strcmp(pid, old) != 0) {
+			printf("restart: pid %s -> %s, serving after %s ms "
+			       "(%s restarts)\n", old, pid,
+			       status_get(&st, "last_restart_ms") ?
+			       status_get(&st, "last_restart_ms") : "?",
+			       status_get(&st, "restarts") ?
+			       status_get(&st, "restarts") : "?");
+			status_free(&st);
+			return EXIT_OK;
+		}
+		status_free(&st);
+		sleep_seconds(0.05);
+	}
+	fprintf(stderr, "colofsctl: restart: pid %s still serves after "
+		"120 s\n", old);
+	return EXIT_REFUSED;
+}
+
 /* Follows the commit until done or failover_failed: a bar with bytes and
  * rate on a terminal, a line a second otherwise.  The total is the most
  * the status has shown left to commit; buffered (bytes in the buffers
@@ -1195,6 +1239,8 @@ main(int argc, char **argv)
 				puts("failover: done (the primary tracks "
 				     "writes for a resync)");
 		}
+	} else if (strcmp(cmd, "restart") == 0) {
+		ret = cmd_restart();
 	} else {
 		fprintf(stderr, "colofsctl: unknown command '%s'\n", cmd);
 		usage(stderr);

@@ -51,9 +51,10 @@ secondary = $SURI
 EOC
 }
 
-# start_secondary / start_primary: -f in the background; SEC_PID, PRI_PID.
+# start_secondary [ARGS...] / start_primary: -f in the background;
+# SEC_PID, PRI_PID.
 start_secondary() {
-	env --default-signal=INT,QUIT "$COLOFS_BIN" -c "$T/s.ini" -f \
+	env --default-signal=INT,QUIT "$COLOFS_BIN" -c "$T/s.ini" -f "$@" \
 		2>>"$T/s.log" &
 	SEC_PID=$!
 	at_exit "kill -9 $SEC_PID"
@@ -72,6 +73,27 @@ start_primary() {
 		cat "$T/p.log" >&2
 		fail "the primary did not mount"
 	}
+}
+
+# pair_stop PID MOUNT: a clean stop (unmount), exit status 0.  Generous:
+# an exit fsyncs the images, slow on a loaded machine.
+pair_stop() {
+	local i
+	fusermount3 -u "$2"
+	for ((i = 0; i < 1200; i++)); do
+		alive "$1" || break
+		sleep 0.1
+	done
+	if alive "$1"; then
+		# What it is stuck in, for whoever reads the failure.
+		echo "colofs $1 ($2) still running 120 s after its unmount:" >&2
+		tail -n 20 "$T/p.log" "$T/s.log" >&2
+		command -v gdb >/dev/null &&
+			gdb -p "$1" -batch -ex "thread apply all bt" 2>&1 |
+			grep -E '^(#|Thread)' | head -n 80 >&2
+		fail "process $1 did not exit in 120 s"
+	fi
+	wait "$1" || fail "process $1 exited $?"
 }
 
 # kill9 PID MOUNT: kill -9, then remove the dead mount.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A 5-second libFuzzer run of each parser of a file root may not own alone
-# (the state file, the dirty bitmap, the INI config, the failover journal:
+# (the state file, the dirty bitmap, the INI config, the failover journal,
+# the generation identifiers of an export description:
 # tests/fuzz/run-files), 120 s each in check-long
 # (long/test-fuzz-files.sh).  Fails on any crash,
 # leak, sanitizer report or failed invariant (the config's dump must load

@@ -47,9 +47,9 @@ if [ -r /usr/share/bash-completion/bash_completion ]; then
 		try "colofsctl re"' _ \
 		"$D/usr/local/share/bash-completion/completions/colofsctl")
 	[ "$got" = "running replicating
-resync" ] || fail "bash completion: $got"
+resync restart" ] || fail "bash completion: $got"
 fi
-grep -q '^ExecStart=/usr/local/bin/colofs -c /etc/colofs/%i.ini$' \
+grep -q '^ExecStart=/usr/local/bin/colofs -c /etc/colofs/%i.ini --holder$' \
 	"$D/usr/local/lib/systemd/system/colofs@.service" || fail "unit paths"
 agent=$D/usr/local/lib/ocf/resource.d/colofs/colofs
 [ -x "$agent" ] || fail "the OCF agent is not executable"
@@ -97,7 +97,7 @@ command -v systemd-analyze >/dev/null || skip "no systemd-analyze (make deps)"
 P=$T/prefix
 mk install PREFIX="$P" SYSCONFDIR="$T/etc" >/dev/null 2>&1 || fail "make install PREFIX"
 unit=$P/lib/systemd/system/colofs@.service
-grep -q "^ExecStart=$P/bin/colofs -c $T/etc/colofs/%i.ini$" "$unit" || fail "unit paths under PREFIX"
+grep -q "^ExecStart=$P/bin/colofs -c $T/etc/colofs/%i.ini --holder$" "$unit" || fail "unit paths under PREFIX"
 MANPATH=$P/share/man systemd-analyze verify "$unit" >"$T/verify" 2>&1 || {
 	cat "$T/verify" >&2
 	fail "systemd-analyze verify"

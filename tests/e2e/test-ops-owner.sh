@@ -122,17 +122,23 @@ ok "two primaries, one state_dir: $(cd "$T/pstate" && ls -- *.dirty | tr '\n' ' 
 # 5. The same state files twice: a copied config run in a container
 # (another mount namespace, where the first mount is not seen) that shares
 # the host's state_dir.  The instance lock refuses it.
-"$COLOFS_BIN" -c "$T/pa.ini" 2>"$T/pa.err" || fail "primary a: $(cat "$T/pa.err")"
-sed -e "s|$T/pa.img|$T/pb.img|" "$T/pa.ini" >"$T/pa2.ini"
-rc=0
-unshare -m --propagation private sh -c \
-	"umount -l '$PA' && exec '$COLOFS_BIN' -c '$T/pa2.ini'" 2>"$T/pa2.err" || rc=$?
-[ "$rc" = 1 ] || fail "a second colofs on the same state files exited $rc: $(cat "$T/pa2.err")"
-grep -F "$sa.lock" "$T/pa2.err" | grep -q "in use: pid [0-9]* (.*pa.ini)" ||
-	fail "the refusal does not name the holder: $(cat "$T/pa2.err")"
-ok "the same state files twice: $(grep -m1 'in use' "$T/pa2.err")"
-fusermount3 -u "$PA"
-wait_for 20 sh -c "! pgrep -f '[c]olofs -c $T/pa.ini'" || fail "a did not stop"
+# A private mount namespace needs / to be a mount point: in a chroot (a
+# fresh-debian check) it is not, and unshare cannot run this case.
+if unshare -m --propagation private true 2>/dev/null; then
+	"$COLOFS_BIN" -c "$T/pa.ini" 2>"$T/pa.err" || fail "primary a: $(cat "$T/pa.err")"
+	sed -e "s|$T/pa.img|$T/pb.img|" "$T/pa.ini" >"$T/pa2.ini"
+	rc=0
+	unshare -m --propagation private sh -c \
+		"umount -l '$PA' && exec '$COLOFS_BIN' -c '$T/pa2.ini'" 2>"$T/pa2.err" || rc=$?
+	[ "$rc" = 1 ] || fail "a second colofs on the same state files exited $rc: $(cat "$T/pa2.err")"
+	grep -F "$sa.lock" "$T/pa2.err" | grep -q "in use: pid [0-9]* (.*pa.ini)" ||
+		fail "the refusal does not name the holder: $(cat "$T/pa2.err")"
+	ok "the same state files twice: $(grep -m1 'in use' "$T/pa2.err")"
+	fusermount3 -u "$PA"
+	wait_for 20 sh -c "! pgrep -f '[c]olofs -c $T/pa.ini'" || fail "a did not stop"
+else
+	ok "the same state files twice: skipped, / is not a mount point here (a chroot?)"
+fi
 
 # 6. A bitmap of the old name: refused, with the command that migrates it.
 mv "$T/pstate/$sa.vda.dirty" "$T/pstate/vda.dirty"

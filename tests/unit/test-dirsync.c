@@ -60,7 +60,7 @@ open_durable(struct replica *r, bool with_buffers)
 	cfg.state_dir = dir;
 	if (with_buffers)
 		cfg.buffer_dir = dir;
-	du = durable_open(&cfg, r, false);
+	du = durable_open(&cfg, r, false, false);
 	cr_assert_not_null(du);
 	return du;
 }

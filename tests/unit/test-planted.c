@@ -19,6 +19,7 @@
 #include "colo.h"
 #include "fdio.h"
 #include "image.h"
+#include "journal.h"
 #include "log.h"
 #include "statefile.h"
 #include "store.h"
@@ -257,4 +258,53 @@ Test(planted, state_file_reader_refuses_a_file_others_own_or_write)
 	cr_assert_eq(statefile_read(path, &sf, err, sizeof err), -1,
 		     "a state file owned by nobody was obeyed");
 	cr_assert(strstr(err, "owned") != NULL, "%s", err);
+}
+
+/* The failover journal (issue 17, item 1; journal v2 is made by fdio): a
+ * link at the temporary name the text journal used (NAME.journal.tmp) or
+ * at the final name never steers the write, and a link at the name is not
+ * read back as a journal.
+ */
+Test(planted, journal_ignores_links_at_its_old_temporary_and_final_names)
+{
+	struct journal_rec rec = { .op = 'A', .off = 0, .len = 4096 };
+	struct journal_info info;
+	struct journal *j;
+	char err[256];
+	struct stat st;
+	int dfd;
+
+	plant("m.vda.journal.tmp");
+	plant("m.vda.journal");
+	dfd = fdio_dir_open(dir);
+	cr_assert_geq(dfd, 0);
+	j = journal_create(dfd, "m.vda.journal", "vda", 1 << 20, 7, &rec, 1);
+	cr_assert_not_null(j, "journal_create: %s", strerror(errno));
+	cr_assert_eq(journal_append(j, 'D', 0, 4096), 0);
+	cr_assert_eq(journal_commit(j), 0);
+	journal_close(j);
+	victim_untouched();
+	/* The link at the final name was replaced, not written through. */
+	cr_assert_eq(fstatat(dfd, "m.vda.journal", &st, AT_SYMLINK_NOFOLLOW), 0);
+	cr_assert(S_ISREG(st.st_mode));
+	cr_assert_eq(journal_load(dfd, "m.vda.journal", "vda", 1 << 20, &info,
+				  NULL, err, sizeof err), 0, "%s", err);
+	cr_assert_eq(info.generation, 7);
+	journal_info_release(&info);
+	close(dfd);
+}
+
+Test(planted, journal_reader_does_not_follow_a_link)
+{
+	struct journal_info info;
+	char err[256] = "";
+	int dfd;
+
+	plant("m.vda.journal");
+	dfd = fdio_dir_open(dir);
+	cr_assert_geq(dfd, 0);
+	cr_assert_eq(journal_load(dfd, "m.vda.journal", "vda", 1 << 20, &info,
+				  NULL, err, sizeof err), -1);
+	close(dfd);
+	victim_untouched();
 }

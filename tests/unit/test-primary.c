@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "primary.h"
@@ -22,6 +23,7 @@ struct fake {
 	bool refuse_connect;
 	bool fail_wait;		/* the secondary stops answering */
 	uint64_t sent;
+	const char *desc;	/* its export description (gi.h) */
 };
 
 static int
@@ -71,7 +73,8 @@ f_submit(void *o, size_t i, enum primary_op op, const void *buf, uint64_t off,
 			memcpy(f->sec + off, buf, len);
 		else if (op == PRIMARY_OP_ZERO)
 			memset(f->sec + off, 0, len);
-		f->sent += op == PRIMARY_OP_FLUSH ? 0 : len;
+		f->sent += op == PRIMARY_OP_FLUSH || op == PRIMARY_OP_READ ?
+			   0 : len;
 	}
 	return malloc(1);
 }
@@ -98,13 +101,30 @@ f_sent(void *o, size_t i)
 	return ((struct fake *)o)->sent;
 }
 
+static void
+f_desc(void *o, size_t i, char *buf, size_t len)
+{
+	(void)i;
+	snprintf(buf, len, "%s", ((struct fake *)o)->desc);
+}
+
 static const struct primary_link_ops fake_ops = {
-	f_connect, f_disconnect, f_submit, f_wait, f_sent, NULL,
+	f_connect, f_disconnect, f_submit, f_wait, f_sent, NULL, f_desc,
 };
+
+/* The secondary's generations: A, then B after it failed over from A. */
+#define GI_A "fake colofs-gi v1 cur=000000000000000a since=1700000000 " \
+	"hist=0000000000000000,0000000000000000,0000000000000000," \
+	"0000000000000000"
+#define GI_B "fake colofs-gi v1 cur=000000000000000b since=1700000100 " \
+	"hist=000000000000000a,0000000000000000,0000000000000000," \
+	"0000000000000000"
 
 static struct fake fk;
 static char *dir;
 static char *bm_path;
+
+static unsigned keepalive_ms;
 
 /* A primary over a disk of fk.size bytes, dirty granule gran. */
 static struct primary *
@@ -118,7 +138,8 @@ make_gran(int fill, uint64_t gran)
 	};
 	struct primary_config pc = {
 		.ndisks = 1, .disks = &dc, .granularity = gran,
-		.timeout_ms = 100, .link = &fake_ops, .link_opaque = &fk,
+		.timeout_ms = 100, .keepalive_ms = keepalive_ms,
+		.link = &fake_ops, .link_opaque = &fk,
 	};
 	struct primary *p = primary_new(&pc);
 
@@ -148,6 +169,8 @@ setup(void)
 	memset(&fk, 0, sizeof fk);
 	fk.size = SIZE;
 	fk.sec = calloc(1, SIZE);
+	fk.desc = GI_A;
+	keepalive_ms = 0;
 	dir = test_temp_dir();
 	cr_assert_neq(asprintf(&bm_path, "%s/vda.dirty", dir), -1);
 	log_set_quiet(true);
@@ -344,6 +367,93 @@ Test(primary, a_word_with_nothing_to_do_fails_and_says_why)
 	primary_free(p);
 }
 
+Test(primary, a_secondary_that_failed_over_since_is_a_split_brain)
+{
+	struct primary *p = make(0);
+	struct primary_disk *d = primary_find_disk(p, "vda");
+	struct primary_status st;
+	char buf[100], err[2600];
+
+	cr_assert_eq(primary_start(p), 0);
+	wait_state(p, PRIMARY_REPLICATING);
+	cr_assert_eq(primary_failover(p), 0);
+	memset(buf, 7, sizeof buf);
+	cr_assert_eq(primary_write(d, buf, sizeof buf, 3 * G), 0);
+	fk.desc = GI_B;
+	fk.sent = 0;
+	cr_assert_eq(primary_resync(p, false, NULL), -1);
+	cr_assert_eq(errno, EIO);
+	primary_last_error(p, err, sizeof err);
+	cr_assert_not_null(strstr(err, "split brain on vda"), "%s", err);
+	cr_assert_eq(fk.sent, 0, "nothing may be copied");
+	cr_assert_eq(primary_state(p), PRIMARY_FAILOVER);
+	cr_assert_eq(primary_get_status(p, &st), 0);
+	cr_assert(st.split_brain);
+	primary_status_release(&st);
+	/* This side wins. */
+	cr_assert_eq(primary_resync(p, true, NULL), 0);
+	wait_state(p, PRIMARY_REPLICATING);
+	cr_assert_eq(fk.sent, SIZE);
+	expect_equal(p);
+	cr_assert_eq(primary_get_status(p, &st), 0);
+	cr_assert(!st.split_brain);
+	cr_assert_eq(st.disks[0].peer_gen, 0xb);
+	primary_status_release(&st);
+	primary_free(p);
+}
+
+Test(primary, a_secondary_without_generations_gets_a_full_sync)
+{
+	struct primary *p = make(0);
+
+	fk.desc = "";
+	cr_assert_eq(primary_start(p), 0);
+	wait_state(p, PRIMARY_REPLICATING);
+	cr_assert_eq(primary_stop(p), 0);
+	fk.sent = 0;
+	cr_assert_eq(primary_start(p), 0);
+	wait_state(p, PRIMARY_REPLICATING);
+	cr_assert_eq(fk.sent, SIZE, "an unknown peer: full sync");
+	primary_free(p);
+}
+
+Test(primary, a_new_secondary_behind_the_same_uri_gets_a_full_sync)
+{
+	struct primary *p = make(0);
+
+	cr_assert_eq(primary_start(p), 0);
+	wait_state(p, PRIMARY_REPLICATING);
+	cr_assert_eq(primary_stop(p), 0);
+	fk.desc = "colofs-gi v1 cur=00000000000000cc since=1 hist="
+		  "0000000000000000,0000000000000000,0000000000000000,"
+		  "0000000000000000";
+	fk.sent = 0;
+	cr_assert_eq(primary_start(p), 0);
+	wait_state(p, PRIMARY_REPLICATING);
+	cr_assert_eq(fk.sent, SIZE, "unrelated generations: full sync");
+	primary_free(p);
+}
+
+Test(primary, a_hung_idle_secondary_degrades_the_pair_by_keepalive)
+{
+	struct primary *p;
+	char err[512];
+	int i;
+
+	keepalive_ms = 20;
+	p = make(0);
+	cr_assert_eq(primary_start(p), 0);
+	wait_state(p, PRIMARY_REPLICATING);
+	fk.fail_wait = true;	/* no write: only the keepalive can tell */
+	for (i = 0; i < 1000 && primary_state(p) != PRIMARY_DEGRADED; i++)
+		usleep(10000);
+	cr_assert_eq(primary_state(p), PRIMARY_DEGRADED);
+	cr_assert_eq(primary_checkpoint(p), -1);
+	cr_assert_eq(errno, EIO);
+	primary_last_error(p, err, sizeof err);
+	cr_assert_not_null(strstr(err, "keepalive"), "%s", err);
+	primary_free(p);
+}
 /* The sync's buffers are smaller than such granules: a dirty granule is
  * copied in pieces, and cleared once all of them are on the secondary.
  * (Under ASan, make check-asan, an overflow of a buffer is a failure too.)
@@ -387,4 +497,27 @@ Test(primary, a_1m_granule_is_synced_in_pieces_the_buffer_holds)
 Test(primary, a_64m_granule_is_synced_in_pieces_any_server_takes)
 {
 	sync_with_granule(64u << 20, (64u << 20) + (1u << 20));
+}
+
+Test(primary, a_secondary_with_a_history_of_its_own_is_refused)
+{
+	struct primary *p = make(0);
+	char err[2600];
+
+	cr_assert_eq(primary_start(p), 0);
+	wait_state(p, PRIMARY_REPLICATING);
+	cr_assert_eq(primary_stop(p), 0);
+	fk.desc = "colofs-gi v1 cur=00000000000000dd since=1 hist="
+		  "00000000000000cc,0000000000000000,0000000000000000,"
+		  "0000000000000000";
+	fk.sent = 0;
+	cr_assert_eq(primary_start(p), -1);
+	cr_assert_eq(errno, EIO);
+	primary_last_error(p, err, sizeof err);
+	cr_assert_not_null(strstr(err, "unrelated data on vda"), "%s", err);
+	cr_assert_eq(fk.sent, 0);
+	cr_assert_eq(primary_resync(p, true, NULL), 0);
+	wait_state(p, PRIMARY_REPLICATING);
+	cr_assert_eq(fk.sent, SIZE);
+	primary_free(p);
 }

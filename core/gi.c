@@ -1,0 +1,210 @@
+/* SPDX-License-Identifier: MIT */
+/* Generation identifiers: creation, the text form sent in the NBD export
+ * description, and the comparison table of gi.h.
+ *
+ * The text is one line of printable ASCII so that a human reading
+ * nbdinfo's output sees it, and so that it fits in the description next
+ * to the export's name:
+ *
+ *   colofs-gi v1 cur=0123456789abcdef since=1700000000 hist=H0,H1,H2,H3
+ *
+ * with every H 16 hex digits (0000000000000000: empty).  A parser finds
+ * it by its "colofs-gi v1 " prefix and rejects anything after it that is
+ * not exactly this shape.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "gi.h"
+#include "log.h"
+
+#define GI_PREFIX "colofs-gi v1 "
+
+const char *
+gi_verdict_name(enum gi_verdict v)
+{
+	switch (v) {
+	case GI_UNKNOWN:
+		return "unknown-peer";
+	case GI_FIRST:
+		return "first";
+	case GI_SAME:
+		return "same";
+	case GI_SPLIT_BRAIN:
+		return "split-brain";
+	case GI_NEW:
+		return "new";
+	case GI_UNRELATED:
+		return "unrelated";
+	}
+	abort();
+}
+
+int
+gi_new(struct gi_set *g)
+{
+	uint64_t id = 0;
+	size_t i;
+
+	/* 0 means "none": draw again in the unlikely case. */
+	while (id == 0) {
+		if (getrandom(&id, sizeof id, 0) != (ssize_t) sizeof id) {
+			log_error("getrandom: %m");
+			if (errno == 0)
+				errno = EIO;
+			return -1;
+		}
+	}
+	if (g->current != 0) {
+		for (i = GI_HISTORY - 1; i > 0; i--)
+			g->history[i] = g->history[i - 1];
+		g->history[0] = g->current;
+	}
+	g->current = id;
+	g->since = (int64_t) time(NULL);
+	return 0;
+}
+
+void
+gi_clear_history(struct gi_set *g)
+{
+	memset(g->history, 0, sizeof g->history);
+}
+
+void
+gi_format_history(const uint64_t history[GI_HISTORY], char *buf, size_t len)
+{
+	size_t i, n = 0;
+
+	if (len == 0)
+		return;
+	buf[0] = '\0';
+	for (i = 0; i < GI_HISTORY && n < len; i++)
+		n += (size_t) snprintf(buf + n, len - n, "%s%016" PRIx64,
+				       i ? "," : "", history[i]);
+}
+
+void
+gi_format(const struct gi_set *g, char *buf, size_t len)
+{
+	char hist[GI_HISTORY * 17];
+
+	gi_format_history(g->history, hist, sizeof hist);
+	snprintf(buf, len,
+		 GI_PREFIX "cur=%016" PRIx64 " since=%" PRId64 " hist=%s",
+		 g->current, g->since, hist);
+}
+
+/* 16 lower-case hex digits at *s: the value, and *s past them. */
+static int
+hex16(const char **s, uint64_t *out)
+{
+	uint64_t v = 0;
+	int i;
+
+	for (i = 0; i < 16; i++) {
+		char c = (*s)[i];
+
+		if (c >= '0' && c <= '9')
+			v = v << 4 | (uint64_t) (c - '0');
+		else if (c >= 'a' && c <= 'f')
+			v = v << 4 | (uint64_t) (c - 'a' + 10);
+		else
+			return -1;
+	}
+	*s += 16;
+	*out = v;
+	return 0;
+}
+
+static int
+expect(const char **s, const char *word)
+{
+	size_t n = strlen(word);
+
+	if (strncmp(*s, word, n) != 0)
+		return -1;
+	*s += n;
+	return 0;
+}
+
+static int
+history(const char **p, uint64_t out[GI_HISTORY])
+{
+	size_t i;
+
+	for (i = 0; i < GI_HISTORY; i++)
+		if ((i && expect(p, ",") == -1) || hex16(p, &out[i]) == -1)
+			return -1;
+	return 0;
+}
+
+int
+gi_parse_id(const char *s, uint64_t *out)
+{
+	return hex16(&s, out) == -1 || *s != '\0' ? -1 : 0;
+}
+
+int
+gi_parse_history(const char *s, uint64_t out[GI_HISTORY])
+{
+	return history(&s, out) == -1 || *s != '\0' ? -1 : 0;
+}
+
+int
+gi_parse(const char *s, struct gi_set *g)
+{
+	const char *p;
+	char *end;
+	long long since;
+
+	memset(g, 0, sizeof *g);
+	if (s == NULL || (p = strstr(s, GI_PREFIX)) == NULL)
+		return 1;
+	p += strlen(GI_PREFIX);
+	if (expect(&p, "cur=") == -1 || hex16(&p, &g->current) == -1 ||
+	    g->current == 0 || expect(&p, " since=") == -1)
+		goto bad;
+	if (*p < '0' || *p > '9')
+		goto bad;
+	errno = 0;
+	since = strtoll(p, &end, 10);
+	if (errno != 0)
+		goto bad;
+	g->since = since;
+	p = end;
+	if (expect(&p, " hist=") == -1 || history(&p, g->history) == -1)
+		goto bad;
+	/* The end of the description, or more words after a blank. */
+	if (*p != '\0' && *p != ' ')
+		goto bad;
+	return 0;
+bad:
+	memset(g, 0, sizeof *g);
+	return -1;
+}
+
+enum gi_verdict
+gi_compare(uint64_t recorded, const struct gi_set *peer)
+{
+	size_t i;
+
+	if (peer == NULL || peer->current == 0)
+		return GI_UNKNOWN;
+	if (recorded == 0)
+		return GI_FIRST;
+	if (peer->current == recorded)
+		return GI_SAME;
+	for (i = 0; i < GI_HISTORY; i++)
+		if (peer->history[i] == recorded)
+			return GI_SPLIT_BRAIN;
+	for (i = 0; i < GI_HISTORY; i++)
+		if (peer->history[i] != 0)
+			return GI_UNRELATED;
+	return GI_NEW;
+}

@@ -1,0 +1,196 @@
+/* SPDX-License-Identifier: MIT */
+/* Generation identifiers (core/gi.c): one test per rule of gi.h's table,
+ * the text form both ways, and the state file's and the bitmap's keys.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bitmap.h"
+#include "gi.h"
+#include "log.h"
+#include "statefile.h"
+#include "support.h"
+
+static struct gi_set
+set(uint64_t cur, uint64_t h0, uint64_t h1)
+{
+	struct gi_set g = { .current = cur, .since = 1700000000 };
+
+	g.history[0] = h0;
+	g.history[1] = h1;
+	return g;
+}
+
+Test(gi, rule1_a_peer_without_generations_is_unknown)
+{
+	struct gi_set none = { 0 };
+
+	cr_assert_eq(gi_compare(0xa, NULL), GI_UNKNOWN);
+	cr_assert_eq(gi_compare(0xa, &none), GI_UNKNOWN);
+}
+
+Test(gi, rule2_nothing_recorded_is_a_first_sync)
+{
+	struct gi_set p = set(0xb, 0xa, 0);
+
+	cr_assert_eq(gi_compare(0, &p), GI_FIRST);
+}
+
+Test(gi, rule3_the_recorded_generation_is_the_same)
+{
+	struct gi_set p = set(0xa, 0x9, 0);
+
+	cr_assert_eq(gi_compare(0xa, &p), GI_SAME);
+}
+
+Test(gi, rule4_a_peer_that_moved_on_from_the_recorded_one_is_split_brain)
+{
+	struct gi_set once = set(0xb, 0xa, 0), twice = set(0xc, 0xb, 0xa);
+
+	cr_assert_eq(gi_compare(0xa, &once), GI_SPLIT_BRAIN);
+	cr_assert_eq(gi_compare(0xa, &twice), GI_SPLIT_BRAIN);
+}
+
+Test(gi, rule5_another_without_history_is_new)
+{
+	struct gi_set p = set(0xd, 0, 0);
+
+	cr_assert_eq(gi_compare(0xa, &p), GI_NEW);
+}
+
+Test(gi, rule6_another_with_a_history_of_its_own_is_unrelated)
+{
+	struct gi_set p = set(0xd, 0xc, 0);
+
+	cr_assert_eq(gi_compare(0xa, &p), GI_UNRELATED);
+}
+
+Test(gi, new_moves_current_to_history_and_never_draws_zero)
+{
+	struct gi_set g = { 0 };
+	uint64_t first;
+
+	cr_assert_eq(gi_new(&g), 0);
+	cr_assert_neq(g.current, 0);
+	cr_assert_eq(g.history[0], 0, "a first generation has no history");
+	first = g.current;
+	cr_assert_eq(gi_new(&g), 0);
+	cr_assert_neq(g.current, first);
+	cr_assert_eq(g.history[0], first);
+	cr_assert_gt(g.since, 0);
+	gi_clear_history(&g);
+	cr_assert_eq(g.history[0], 0);
+}
+
+Test(gi, text_round_trips_inside_a_description)
+{
+	struct gi_set g = set(0x0123456789abcdef, 0xfedcba9876543210, 0x1), got;
+	char text[GI_TEXT_MAX], desc[300];
+
+	gi_format(&g, text, sizeof text);
+	cr_assert_lt(strlen(text), GI_TEXT_MAX);
+	snprintf(desc, sizeof desc, "colofs secondary disk vda %s", text);
+	cr_assert_eq(gi_parse(desc, &got), 0);
+	cr_assert_eq(memcmp(&g, &got, sizeof g), 0);
+}
+
+Test(gi, a_description_without_generations_is_unknown)
+{
+	struct gi_set g;
+
+	cr_assert_eq(gi_parse(NULL, &g), 1);
+	cr_assert_eq(gi_parse("", &g), 1);
+	cr_assert_eq(gi_parse("QEMU export", &g), 1);
+}
+
+Test(gi, malformed_generations_are_rejected)
+{
+	static const char *const bad[] = {
+		"colofs-gi v1 cur=0000000000000000 since=1 hist="
+		"0000000000000000,0000000000000000,0000000000000000,"
+		"0000000000000000", /* a current of 0 */
+		"colofs-gi v1 cur=00000000000000zz since=1 hist="
+		"0000000000000000,0000000000000000,0000000000000000,"
+		"0000000000000000",
+		"colofs-gi v1 cur=0000000000000001 since=x hist="
+		"0000000000000000,0000000000000000,0000000000000000,"
+		"0000000000000000",
+		"colofs-gi v1 cur=0000000000000001 since=1 hist="
+		"0000000000000000,0000000000000000", /* short history */
+		"colofs-gi v1 cur=0000000000000001 since=1 hist="
+		"0000000000000000,0000000000000000,0000000000000000,"
+		"0000000000000000x",
+		"colofs-gi v1 cur=1",
+	};
+	struct gi_set g;
+	size_t i;
+
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		cr_assert_eq(gi_parse(bad[i], &g), -1, "accepted: %s", bad[i]);
+}
+
+Test(gi, the_state_file_keeps_the_generations)
+{
+	char *dir = test_temp_dir(), path[512], err[256];
+	struct statefile sf = { .state = REPLICA_DONE }, got;
+
+	log_set_quiet(true);
+	memset(sf.generation, 'a', STATEFILE_GEN_LEN);
+	sf.gi = set(0x1234, 0x99, 0x98);
+	sf.gi.history[3] = 0x42;
+	cr_assert_eq(statefile_write(dir, "s.state", &sf), 0);
+	snprintf(path, sizeof path, "%s/s.state", dir);
+	cr_assert_eq(statefile_read(path, &got, err, sizeof err), 0, "%s", err);
+	cr_assert_eq(memcmp(&got.gi, &sf.gi, sizeof sf.gi), 0);
+	test_cleanup_dir(dir);
+}
+
+Test(gi, a_state_file_without_generations_reads_as_none)
+{
+	char *dir = test_temp_dir(), path[512], err[256];
+	struct statefile got;
+	FILE *fp;
+
+	log_set_quiet(true);
+	snprintf(path, sizeof path, "%s/s.state", dir);
+	fp = fopen(path, "w");
+	cr_assert_not_null(fp);
+	fputs("colofs-state 1\nstate=none\ngeneration="
+	      "0123456789abcdef0123456789abcdef\njournaled=0\n",
+	      fp);
+	fclose(fp);
+	cr_assert_eq(statefile_read(path, &got, err, sizeof err), 0, "%s", err);
+	cr_assert_eq(got.gi.current, 0);
+	fp = fopen(path, "a");
+	fputs("gi_history=123\n", fp);
+	fclose(fp);
+	cr_assert_eq(statefile_read(path, &got, err, sizeof err), -1);
+	cr_assert(strstr(err, "gi_history is malformed"), "%s", err);
+	test_cleanup_dir(dir);
+}
+
+Test(gi, the_bitmap_header_keeps_the_generations)
+{
+	char *dir = test_temp_dir(), path[512];
+	struct gi_set own = set(0x77, 0x66, 0), got;
+	struct bitmap *b;
+	uint64_t peer;
+
+	log_set_quiet(true);
+	snprintf(path, sizeof path, "%s/vda.dirty", dir);
+	b = bitmap_open(path, 1 << 20, 65536);
+	cr_assert_not_null(b);
+	bitmap_gens(b, &peer, &got);
+	cr_assert_eq(peer, 0, "a new bitmap has recorded no peer");
+	cr_assert_eq(bitmap_set_gens(b, 0xabc, &own), 0);
+	bitmap_free(b);
+	b = bitmap_open(path, 1 << 20, 65536);
+	cr_assert_not_null(b);
+	bitmap_gens(b, &peer, &got);
+	cr_assert_eq(peer, 0xabc);
+	cr_assert_eq(memcmp(&got, &own, sizeof own), 0);
+	bitmap_free(b);
+	test_cleanup_dir(dir);
+}
