@@ -24,6 +24,11 @@
  * The replica stays, idle and fenced in done (its listener refuses the
  * old primary), until the daemon stops.
  *
+ * With generations (core/gi.h) the first sync to the new secondary is
+ * full all the same (no generation of it is recorded: rule 2); handing
+ * the old primary's generation over at failover would make it
+ * incremental (not done).
+ *
  * What it cannot know: the writes the old primary made that never reached
  * this side (it was degraded, or died with writes in flight).  Those are
  * in the old primary's bitmap, not here; when the old primary may hold
