@@ -64,6 +64,7 @@ struct primary_disk {
 	size_t index;
 	char *name;
 	struct image *img;
+	bool borrowed;			/* img is not ours to close */
 	uint64_t size;
 	char conf_uri[URI_MAX];
 	char uri[URI_MAX];		/* in use; protected by p->lock */
@@ -1246,6 +1247,14 @@ primary_wait_sync(struct primary *p, unsigned timeout_ms)
 
 /* ---- set-up and status ---- */
 
+/* The image of a disk primary_new took, unless borrowed. */
+static void
+close_taken(const struct primary_disk_config *dc)
+{
+	if (!dc->borrowed)
+		image_close(dc->img);
+}
+
 static int
 mark_cb(void *opaque, uint64_t off, uint64_t len)
 {
@@ -1329,6 +1338,7 @@ primary_new(const struct primary_config *cfg)
 		d->p = p;
 		d->index = i;
 		d->img = dc->img;
+		d->borrowed = dc->borrowed;
 		d->size = dc->img->size;
 		rangelock_init(&d->rl);
 		p->ndisks = i + 1;
@@ -1344,7 +1354,7 @@ primary_new(const struct primary_config *cfg)
 			p->split_brain = true;
 	}
 	for (; i < cfg->ndisks; i++)
-		image_close(cfg->disks[i].img);
+		close_taken(&cfg->disks[i]);
 	if (p->live && set_live(p, false) == -1)
 		goto fail_all;
 	if (p->keepalive_ms > 0) {
@@ -1358,12 +1368,12 @@ primary_new(const struct primary_config *cfg)
 	return p;
 fail_imgs:
 	for (i = 0; i < cfg->ndisks; i++)
-		image_close(cfg->disks[i].img);
+		close_taken(&cfg->disks[i]);
 	free(p);
 	return NULL;
 fail:
 	for (i = p->ndisks; i < cfg->ndisks; i++)
-		image_close(cfg->disks[i].img);
+		close_taken(&cfg->disks[i]);
 fail_all:
 	saved = errno;
 	primary_free(p);
@@ -1403,7 +1413,8 @@ primary_free(struct primary *p)
 			log_error("%s: flush: %m", d->name);
 		bitmap_free(d->bm);
 		al_free(d->al);
-		image_close(d->img);
+		if (!d->borrowed)
+			image_close(d->img);
 		rangelock_release_all(&d->rl);
 		free(d->name);
 	}

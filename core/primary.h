@@ -105,6 +105,8 @@ struct primary_link_ops {
 struct primary_disk_config {
 	const char *name;
 	struct image *img;	/* taken by primary_new, also on failure */
+	bool borrowed;		/* unless borrowed: the caller closes img
+				 * (after primary_free), never primary.c */
 	const char *uri;	/* the configured secondary */
 	const char *bitmap_path;
 	const char *al_path;	/* the activity log (al.h), or NULL: none */

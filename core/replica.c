@@ -153,6 +153,7 @@ struct buffer {
 
 struct replica_disk {
 	struct replica *r;
+	size_t index;			/* in r->disks */
 	char *name;
 	struct image *img;
 	uint64_t size;
@@ -252,6 +253,7 @@ struct replica {
 	atomic_bool s_consistent;
 	replica_state_hook *hook;
 	void *hook_opaque;
+	struct replica_tap tap;		/* set before start, fixed after */
 };
 
 static uint64_t
@@ -651,6 +653,7 @@ replica_add_disk(struct replica *r, const char *name, struct image *img)
 	rangelock_init(&d->rl);
 	pthread_mutex_init(&d->map_lock, NULL);
 	pthread_mutex_init(&d->note_lock, NULL);
+	d->index = r->ndisks;
 	r->disks[r->ndisks++] = d;
 	pthread_mutex_unlock(&r->ctl_lock);
 	return d;
@@ -689,6 +692,12 @@ replica_find_disk(struct replica *r, const char *name)
 		if (strcmp(r->disks[i]->name, name) == 0)
 			return r->disks[i];
 	return NULL;
+}
+
+struct image *
+replica_disk_image(struct replica_disk *d)
+{
+	return d->img;
 }
 
 uint64_t
@@ -1019,6 +1028,16 @@ refuse_io(struct replica_disk *d, const char *what, size_t len, uint64_t off)
 		replica_record_error(d->r, "%s: %s at %" PRIu64 "+%zu refused "
 				     "in state %s", d->name, what, off, len,
 				     replica_state_name(replica_state(d->r)));
+}
+
+/* Tells the tap that S takes bytes that are not the primary's. */
+static int
+tap_write(struct replica_disk *d, uint64_t off, uint64_t len)
+{
+	struct replica *r = d->r;
+
+	return r->tap.write ? r->tap.write(r->tap.opaque, d->index, off, len) :
+	       0;
 }
 
 /* Begins a write of [off, off+len): checks the range, takes the gate
@@ -1392,6 +1411,13 @@ replica_view_write(struct replica_disk *d, const void *buf, size_t len,
 		io_end(d, &e, 0);
 	}
 	ret = -1;
+	if (r->state != REPLICA_RUNNING && tap_write(d, off, len) == -1) {
+		replica_record_error(r, "%s: view write at %" PRIu64 "+%zu: "
+				     "cannot mark it dirty: %s", d->name, off,
+				     len, strerror(errno));
+		io_end(d, &e, 0);
+		return -1;
+	}
 	switch (r->state) {
 	case REPLICA_RUNNING:
 		/* Zeroing takes no space; data takes what active does not
@@ -1476,6 +1502,12 @@ replica_view_flush(struct replica_disk *d)
 	ret = notes_flush(d);
 	pthread_rwlock_unlock(&r->gate);
 	return ret;
+}
+
+void
+replica_set_tap(struct replica *r, const struct replica_tap *tap)
+{
+	r->tap = tap ? *tap : (struct replica_tap){ 0 };
 }
 
 /* ---- control ---- */
@@ -1688,6 +1720,9 @@ start(struct replica *r, bool force)
 			replica_clear_error(r);
 			ret = empty_buffers(r, REPLICA_RUNNING);
 		}
+		if (ret == 0 && r->tap.start)
+			r->tap.start(r->tap.opaque,
+				     atomic_load(&r->s_consistent));
 		if (ret == 0 && force && !atomic_load(&r->s_consistent)) {
 			log_warn("start force: S may be behind the primary");
 			atomic_store(&r->s_consistent, true);
@@ -2087,6 +2122,13 @@ commit_chunk(struct replica_disk *d, uint64_t off, uint64_t end,
 
 		if (l == LAYER_IMAGE)
 			continue;
+		if (tap_write(d, pos, seg_end - pos) == -1) {
+			replica_record_error(d->r, "%s: failover commit at %"
+					     PRIu64 ": cannot mark it dirty: "
+					     "%s", d->name, pos,
+					     strerror(errno));
+			return -1;
+		}
 		s = l == LAYER_ACTIVE ? d->active->store : d->hidden->store;
 		/* From a memory buffer straight into S; else via bounce. */
 		src = s->mem ? (const char *) s->mem + pos : bounce;

@@ -45,6 +45,10 @@ size_t replica_ndisks(const struct replica *r);
 struct replica_disk *replica_disk_at(struct replica *r, size_t i);
 struct replica_disk *replica_find_disk(struct replica *r, const char *name);
 uint64_t replica_disk_size(const struct replica_disk *d);
+/* The disk's image, still the replica's (protect in place lends it to a
+ * primary once the replica is done and idle).
+ */
+struct image *replica_disk_image(struct replica_disk *d);
 
 /* Control.  0, or -1 with errno and the reason in the replica's error.
  * A word never does nothing silently: where it has nothing to do it
@@ -110,6 +114,20 @@ typedef int replica_state_hook(void *opaque, enum replica_state next,
 void replica_set_state_hook(struct replica *r, replica_state_hook *fn,
 			    void *opaque);
 
+/* What S takes that the primary did not send: the failover commit's
+ * buffered extents and the view's writes in failover, failover_failed
+ * and done.  write is called before those bytes reach S (with the disk's
+ * index, in the order added); -1 fails the write or the commit.  start
+ * is called when start leaves none for running: S is the primary's
+ * again, or (consistent false: start force) may be behind it.  Set
+ * before start; tap is copied; NULL removes it.
+ */
+struct replica_tap {
+	int (*write)(void *opaque, size_t disk, uint64_t off, uint64_t len);
+	void (*start)(void *opaque, bool consistent);
+	void *opaque;
+};
+void replica_set_tap(struct replica *r, const struct replica_tap *tap);
 /* Whether S can be taken to hold every write the primary got a reply
  * for: false after an unclean stop in running (the primary may have gone
  * on writing without this secondary), until a primary connects

@@ -10,6 +10,8 @@
  *   state=failover
  *   generation=5f0c...		32 hex digits, new at each start and failover
  *   journaled=1			the commit's journals are durable
+ *   protect=nbd://...		only in done: protected in place, this
+ *				process is a primary mirroring to that URI
  *   s_consistent=0		S may be behind the primary (a restart after
  *				running, until a primary connects); absent: 1
  *   gi_current=0123456789abcdef	generation identifiers (gi.h): the
@@ -139,6 +141,12 @@ statefile_read(const char *path, struct statefile *sf, char *err,
 				return bad(err, errlen, path,
 					   "journaled is not 0 or 1");
 			sf->journaled = v[0] == '1';
+		} else if (strcmp(line, "protect") == 0) {
+			if (strlen(v) >= sizeof sf->protect ||
+			    strstr(v, "://") == NULL)
+				return bad(err, errlen, path,
+					   "protect is not a URI");
+			snprintf(sf->protect, sizeof sf->protect, "%s", v);
 		} else if (strcmp(line, "gi_current") == 0 ||
 			   strcmp(line, "gi_since") == 0 ||
 			   strcmp(line, "gi_history") == 0) {
@@ -163,16 +171,18 @@ statefile_read(const char *path, struct statefile *sf, char *err,
 int
 statefile_write(const char *dir, const char *name, const struct statefile *sf)
 {
-	char buf[512], hist[GI_HISTORY * 17];
+	char buf[512 + STATEFILE_URI_MAX], hist[GI_HISTORY * 17];
 	int n, ret;
 
 	gi_format_history(sf->gi.history, hist, sizeof hist);
 	n = snprintf(buf, sizeof buf, MAGIC "state=%s\ngeneration=%s\n"
 		     "journaled=%d\ns_consistent=%d\ngi_current=%016" PRIx64
-		     "\ngi_since=%" PRId64 "\ngi_history=%s\n",
+		     "\ngi_since=%" PRId64 "\ngi_history=%s\n%s%s%s",
 		     replica_state_name(sf->state), sf->generation,
 		     sf->journaled ? 1 : 0, sf->s_behind ? 0 : 1,
-		     sf->gi.current, sf->gi.since, hist);
+		     sf->gi.current, sf->gi.since, hist,
+		     sf->protect[0] ? "protect=" : "", sf->protect,
+		     sf->protect[0] ? "\n" : "");
 	ret = durable_write(dir, name, buf, (size_t) n);
 	/* Renamed, not synced: written all the same; retry the sync. */
 	if (ret == 1 && durable_sync_dir(dir) == 0)

@@ -15,11 +15,16 @@
 
 
 #define STATEFILE_GEN_LEN 32		/* hex digits */
+#define STATEFILE_URI_MAX 1024
 
 struct statefile {
 	enum replica_state state;
 	char generation[STATEFILE_GEN_LEN + 1];
 	bool journaled;		/* failover: the journals are durable */
+	/* done, then protected in place: the secondary's URI (the process
+	 * runs as a primary and a restart must too); "" otherwise.
+	 */
+	char protect[STATEFILE_URI_MAX];
 	/* The secondary's generation identifiers (gi.h): gi_current,
 	 * gi_since, gi_history.  All zero when the file has none (made by
 	 * an older colofs): the daemon starts a first generation.

@@ -132,7 +132,9 @@ colo_primary_status_text(struct primary *p, const struct config *cfg,
 	for (i = 0; i < st.ndisks; i++)
 		dirty += st.disks[i].dirty_bytes;
 	fprintf(fp, "state=%s\n", primary_state_name(st.state));
-	fprintf(fp, "mode=%s\n", config_mode_name(cfg->mode));
+	/* A secondary protected in place is a primary too. */
+	fprintf(fp, "mode=%s\n", config_mode_name(CONFIG_MODE_PRIMARY));
+	(void)cfg;
 	fprintf(fp, "dirty_bytes=%" PRIu64 "\n", dirty);
 	fprintf(fp, "dirty_granularity=%" PRIu64 "\n", st.granularity);
 	fprintf(fp, "sync_total_bytes=%" PRIu64 "\n", st.sync_total_bytes);

@@ -116,6 +116,54 @@ colo_cmd_parse(struct replica *r, const char *buf, size_t len, uint64_t off,
 }
 
 int
+colo_protect_parse(struct replica *r, const char *buf, size_t len, uint64_t off,
+		   bool *full, char *uri, size_t urilen)
+{
+	const char *w[3], *e = buf + len, *s = buf;
+	size_t wl[3], n = 0, i;
+
+	if (off != 0 || len < 7)
+		return 0;
+	while (s < e && n < 3) {
+		while (s < e && isspace((unsigned char) *s))
+			s++;
+		if (s == e)
+			break;
+		w[n] = s;
+		while (s < e && !isspace((unsigned char) *s))
+			s++;
+		wl[n] = (size_t) (s - w[n]);
+		n++;
+	}
+	if (n == 0 || wl[0] != 7 || memcmp(w[0], "protect", 7) != 0)
+		return 0;
+	while (s < e && isspace((unsigned char) *s))
+		s++;
+	*full = n == 3 && wl[1] == 4 && memcmp(w[1], "full", 4) == 0;
+	i = *full ? 2 : 1;
+	if (s != e || n != i + 1 || wl[i] >= urilen ||
+	    memmem(w[i], wl[i], "://", 3) == NULL) {
+		replica_record_error(r,
+				     "ctl: want protect [full] URI (one "
+				     "URI, at most %zu bytes)",
+				     urilen - 1);
+		errno = EINVAL;
+		return -1;
+	}
+	for (size_t k = 0; k < wl[i]; k++) {
+		if (!isprint((unsigned char) w[i][k])) {
+			replica_record_error(r, "ctl: protect: the URI is "
+						"not printable");
+			errno = EINVAL;
+			return -1;
+		}
+	}
+	memcpy(uri, w[i], wl[i]);
+	uri[wl[i]] = '\0';
+	return 1;
+}
+
+int
 colo_cmd_run(struct replica *r, enum colo_cmd c)
 {
 	switch (c) {

@@ -2,6 +2,7 @@
 #ifndef COLOFS_COLO_H
 #define COLOFS_COLO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -37,6 +38,14 @@ const char *colo_cmd_name(enum colo_cmd c);	/* aborts if unknown */
  */
 int colo_cmd_parse(struct replica *r, const char *buf, size_t len,
 		   uint64_t off, enum colo_cmd *out);
+/* "protect [full] URI" (a done secondary becomes the primary of URI,
+ * fs/protect.c): 1 and *full, uri (at most COLO_URI_MAX - 1 bytes) when
+ * the write is one; 0 when it is not (colo_cmd_parse then judges it); -1
+ * with errno = EINVAL and the reason recorded when it is malformed.
+ */
+#define COLO_URI_MAX 1024
+int colo_protect_parse(struct replica *r, const char *buf, size_t len,
+		       uint64_t off, bool *full, char *uri, size_t urilen);
 /* Runs it: 0, or -1 with errno (the reason is in the replica's error). */
 int colo_cmd_run(struct replica *r, enum colo_cmd c);
 

@@ -25,7 +25,9 @@
  *                      mix the primary's and the VM's data
  *   done            -> done: the promoted disk stays fenced (NBD GO and
  *                      primary writes refused), restart after restart;
- *                      only --demote leaves it, for none
+ *                      only --demote leaves it, for none; with a
+ *                      protect= line (protected in place, fs/protect.c)
+ *                      the daemon serves as that URI's primary again
  *
  * The file is then rewritten with a new generation.  The generation
  * identifiers (core/gi.h) carry over: a restart is not a promotion.  A
@@ -404,6 +406,12 @@ durable_open(const struct config *cfg, struct replica *r, bool demote,
 				"the VM's data; state done kept as a fence");
 			break;
 		case REPLICA_DONE:
+			/* Protected in place: a primary again, unless
+			 * demoted (then the role goes with the state).
+			 */
+			if (!demote)
+				memcpy(du->sf.protect, old.protect,
+				       sizeof old.protect);
 			if (demote) {
 				log_warn("--demote: leaving done for none; "
 					 "this disk takes primary writes again");
@@ -488,6 +496,34 @@ err:
 	free(stem);
 	durable_free(du);
 	return NULL;
+}
+
+const char *
+durable_protected(struct durable *du)
+{
+	return du->sf.protect[0] ? du->sf.protect : NULL;
+}
+
+int
+durable_set_protected(struct durable *du, const char *uri)
+{
+	struct statefile sf;
+	int ret;
+
+	pthread_mutex_lock(&du->lock);
+	sf = du->sf;
+	snprintf(sf.protect, sizeof sf.protect, "%s", uri);
+	ret = statefile_write(du->dir, du->name, &sf);
+	if (ret >= 0)
+		du->sf = sf;
+	pthread_mutex_unlock(&du->lock);
+	if (ret == -1)
+		log_error("state file %s: cannot record protect: %m",
+			  du->path);
+	else
+		log_info("state file %s: done, protected by %s", du->path,
+			 uri);
+	return ret == -1 ? -1 : 0;
 }
 
 void

@@ -66,5 +66,11 @@ int durable_discard_failover(const struct config *cfg);
 
 /* Status lines (a colo_status_fn). */
 void durable_status(void *opaque, FILE *fp);
+/* Protect in place (fs/protect.c): the URI a done disk was protected
+ * with, kept across restarts until --demote, or NULL; and its recording
+ * (0, or -1 with errno, logged).
+ */
+const char *durable_protected(struct durable *du);
+int durable_set_protected(struct durable *du, const char *uri);
 
 #endif

@@ -112,6 +112,7 @@
 
 #include "colo.h"
 #include "fusefs.h"
+#include "protect.h"
 #include "holder.h"
 #include "log.h"
 
@@ -149,8 +150,9 @@ enum {
 #define METRICS_PERIOD 5	/* seconds between metrics_file writes */
 
 struct fusefs_disk {
+	struct fusefs *fs;
 	struct replica_disk *d;		/* the secondary's, or */
-	struct primary_disk *pd;	/* the primary's */
+	struct primary_disk *pd;	/* the primary's (set under role) */
 	const struct config_disk *cd;
 	uint64_t size;
 	/* Whether the kernel may hold cached pages of this file: the open
@@ -166,7 +168,12 @@ struct fusefs_disk {
 struct fusefs {
 	struct fuse_session *se;
 	struct replica *r;		/* NULL on a primary */
-	struct primary *p;		/* NULL on a secondary */
+	struct primary *p;		/* NULL on a secondary; under role */
+	/* Protect in place swaps the disks' engine: view I/O holds role
+	 * shared, the switch exclusive (so it drains what is in flight).
+	 */
+	pthread_rwlock_t role;
+	struct protect *protect;
 	const struct config *cfg;
 	const struct colo_status_part *parts;
 	size_t nparts;
@@ -278,38 +285,88 @@ ino_disk(struct fusefs *fs, fuse_ino_t ino)
 
 /* ---- replica or primary ---- */
 
+/* The disk I/O holds role shared, and keeps errno. */
+static void
+role_rdlock(struct fusefs *fs)
+{
+	pthread_rwlock_rdlock(&fs->role);
+}
+
+static void
+role_unlock(struct fusefs *fs)
+{
+	int saved = errno;
+
+	pthread_rwlock_unlock(&fs->role);
+	errno = saved;
+}
+
+/* The primary, or NULL: it never goes once set. */
+static struct primary *
+role_primary(struct fusefs *fs)
+{
+	struct primary *p;
+
+	role_rdlock(fs);
+	p = fs->p;
+	role_unlock(fs);
+	return p;
+}
+
 static int
 disk_read(struct fusefs_disk *dk, void *buf, size_t len, uint64_t off)
 {
-	return dk->pd ? primary_read(dk->pd, buf, len, off) :
-	       replica_view_read(dk->d, buf, len, off);
+	int rc;
+
+	role_rdlock(dk->fs);
+	rc = dk->pd ? primary_read(dk->pd, buf, len, off)
+		    : replica_view_read(dk->d, buf, len, off);
+	role_unlock(dk->fs);
+	return rc;
 }
 
 static int
 disk_write(struct fusefs_disk *dk, const void *buf, size_t len, uint64_t off)
 {
-	return dk->pd ? primary_write(dk->pd, buf, len, off) :
-	       replica_view_write(dk->d, buf, len, off);
+	int rc;
+
+	role_rdlock(dk->fs);
+	rc = dk->pd ? primary_write(dk->pd, buf, len, off)
+		    : replica_view_write(dk->d, buf, len, off);
+	role_unlock(dk->fs);
+	return rc;
 }
 
 static int
 disk_zero(struct fusefs_disk *dk, uint64_t off, uint64_t len)
 {
-	return dk->pd ? primary_zero(dk->pd, off, len) :
-	       replica_view_zero(dk->d, off, len);
+	int rc;
+
+	role_rdlock(dk->fs);
+	rc = dk->pd ? primary_zero(dk->pd, off, len)
+		    : replica_view_zero(dk->d, off, len);
+	role_unlock(dk->fs);
+	return rc;
 }
 
 static int
 disk_flush(struct fusefs_disk *dk)
 {
-	return dk->pd ? primary_flush(dk->pd) : replica_view_flush(dk->d);
+	int rc;
+
+	role_rdlock(dk->fs);
+	rc = dk->pd ? primary_flush(dk->pd) : replica_view_flush(dk->d);
+	role_unlock(dk->fs);
+	return rc;
 }
 
 static void
 clear_error(struct fusefs *fs)
 {
-	if (fs->p)
-		primary_clear_error(fs->p);
+	struct primary *p = role_primary(fs);
+
+	if (p)
+		primary_clear_error(p);
 	else
 		replica_clear_error(fs->r);
 }
@@ -317,8 +374,10 @@ clear_error(struct fusefs *fs)
 static int
 status_text(struct fusefs *fs, char **text, size_t *len)
 {
-	if (fs->p)
-		return colo_primary_status_text(fs->p, fs->cfg, fs->parts,
+	struct primary *p = role_primary(fs);
+
+	if (p)
+		return colo_primary_status_text(p, fs->cfg, fs->parts,
 						fs->nparts, text, len);
 	return colo_status_text(fs->r, fs->cfg, fs->parts, fs->nparts, text,
 				len);
@@ -328,7 +387,7 @@ status_text(struct fusefs *fs, char **text, size_t *len)
 static int
 metrics_text(struct fusefs *fs, char **text, size_t *len)
 {
-	if (fs->p) {
+	if (role_primary(fs)) {
 		errno = EOPNOTSUPP;
 		return -1;
 	}
@@ -346,8 +405,10 @@ errors_text(struct fusefs *fs, char **text, size_t *len)
 static int
 error_text(struct fusefs *fs, char **text, size_t *len)
 {
-	if (fs->p)
-		return colo_primary_error_text(fs->p, text, len);
+	struct primary *p = role_primary(fs);
+
+	if (p)
+		return colo_primary_error_text(p, text, len);
 	return colo_error_text(fs->r, text, len);
 }
 
@@ -697,8 +758,8 @@ op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
  * so only single pieces go this way.)
  */
 static bool
-read_in_place(fuse_req_t req, struct fusefs_disk *dk, size_t size,
-	      uint64_t off)
+read_in_place_locked(fuse_req_t req, struct fusefs_disk *dk, size_t size,
+		     uint64_t off)
 {
 	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
 	struct replica_seg seg;
@@ -731,6 +792,18 @@ read_in_place(fuse_req_t req, struct fusefs_disk *dk, size_t size,
 	fuse_reply_data(req, &bv, 0);
 	replica_view_read_end(&rd);
 	return true;
+}
+
+static bool
+read_in_place(fuse_req_t req, struct fusefs_disk *dk, size_t size,
+	      uint64_t off)
+{
+	bool done;
+
+	role_rdlock(dk->fs);
+	done = read_in_place_locked(req, dk, size, off);
+	role_unlock(dk->fs);
+	return done;
 }
 
 static void
@@ -902,6 +975,10 @@ ctl_write(fuse_req_t req, struct fusefs *fs, const char *buf, size_t size,
 	  off_t off)
 {
 	enum colo_cmd c;
+	struct primary *p = role_primary(fs);
+	char uri[COLO_URI_MAX];
+	bool full;
+	int rc;
 
 	if (off < 0) {
 		fuse_reply_err(req, EINVAL);
@@ -909,8 +986,21 @@ ctl_write(fuse_req_t req, struct fusefs *fs, const char *buf, size_t size,
 	}
 	if (ctl_restart(req, fs, buf, size, off))
 		return;
-	if (fs->p) {
-		if (colo_primary_ctl(fs->p, buf, size, (uint64_t)off) == -1)
+	/* A command racing a protect may still reach the replica, where
+	 * every word is a no-op in done.
+	 */
+	if (!p && fs->protect) {
+		rc = colo_protect_parse(fs->r, buf, size, (uint64_t)off, &full,
+					uri, sizeof uri);
+		if (rc == 1 && fusefs_protect(fs, uri, full, true) == -1)
+			reply_errno(req);
+		else if (rc == 1)
+			fuse_reply_write(req, size);
+		if (rc != 0)
+			return;
+	}
+	if (p) {
+		if (colo_primary_ctl(p, buf, size, (uint64_t)off) == -1)
 			reply_errno(req);
 		else
 			fuse_reply_write(req, size);
@@ -1532,6 +1622,16 @@ create(const struct config *cfg, struct replica *r, struct primary *p,
 	pthread_cond_init(&fs->metrics_cond, NULL);
 	fs->r = r;
 	fs->p = p;
+	{
+		pthread_rwlockattr_t ra;
+
+		/* Writer first: a stream of VM I/O cannot starve a protect. */
+		pthread_rwlockattr_init(&ra);
+		pthread_rwlockattr_setkind_np(
+			&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+		pthread_rwlock_init(&fs->role, &ra);
+		pthread_rwlockattr_destroy(&ra);
+	}
 	fs->cfg = cfg;
 	fs->stop_pipe[0] = fs->stop_pipe[1] = -1;
 	fs->disk_opens = hs ? &hs->disk_opens : &fs->own_opens;
@@ -1556,6 +1656,7 @@ create(const struct config *cfg, struct replica *r, struct primary *p,
 	for (i = 0; i < cfg->ndisks; i++) {
 		struct fusefs_disk *dk = &fs->disks[i];
 
+		dk->fs = fs;
 		dk->cd = &cfg->disks[i];
 		if (p)
 			dk->pd = primary_find_disk(p, cfg->disks[i].name);
@@ -1629,7 +1730,11 @@ metrics_main(void *arg)
 	bool stop = false, failing = false;
 
 	while (!stop) {
-		if (colo_metrics_write(fs->r, fs->cfg, fs->parts, fs->nparts,
+		/* After a protect the replica is idle: a primary has no
+		 * metrics yet (see metrics_text).
+		 */
+		if (!role_primary(fs) &&
+		    colo_metrics_write(fs->r, fs->cfg, fs->parts, fs->nparts,
 				       fs->cfg->metrics_file) == -1) {
 			if (!failing)
 				log_warn("metrics_file %s: not written; "
@@ -1650,8 +1755,9 @@ metrics_main(void *arg)
 		stop = fs->metrics_stop;
 		pthread_mutex_unlock(&fs->metrics_lock);
 	}
-	colo_metrics_write(fs->r, fs->cfg, fs->parts, fs->nparts,
-			   fs->cfg->metrics_file);
+	if (!role_primary(fs))
+		colo_metrics_write(fs->r, fs->cfg, fs->parts, fs->nparts,
+				   fs->cfg->metrics_file);
 	return NULL;
 }
 
@@ -1757,6 +1863,40 @@ fusefs_run(struct fusefs *fs)
 }
 
 void
+fusefs_set_protect(struct fusefs *fs, struct protect *pr)
+{
+	fs->protect = pr;
+}
+
+int
+fusefs_protect(struct fusefs *fs, const char *uri, bool full, bool start)
+{
+	struct primary *p;
+	size_t i;
+
+	/* The switch drains the view's I/O; the sync's start (a connect,
+	 * maybe slow) runs after, with the VM's I/O flowing again.
+	 */
+	pthread_rwlock_wrlock(&fs->role);
+	p = protect_switch(fs->protect, uri, full);
+	if (p) {
+		for (i = 0; i < fs->ndisks; i++)
+			fs->disks[i].pd =
+				primary_find_disk(p, fs->disks[i].cd->name);
+		fs->p = p;
+	}
+	pthread_rwlock_unlock(&fs->role);
+	if (!p)
+		return -1;
+	log_info("protect %s: the disk files front the primary now", uri);
+	if (start && primary_start(p) == -1) {
+		log_warn("protect: start: %m");
+		return -1;
+	}
+	return 0;
+}
+
+void
 fusefs_unmount(struct fusefs *fs)
 {
 	if (fs->mounted) {
@@ -1778,6 +1918,7 @@ fusefs_free(struct fusefs *fs)
 		fuse_session_destroy(fs->se);
 	}
 	free(fs->all_parts);
+	pthread_rwlock_destroy(&fs->role);
 	pthread_cond_destroy(&fs->metrics_cond);
 	pthread_mutex_destroy(&fs->metrics_lock);
 	free(fs->disks);

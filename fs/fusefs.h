@@ -23,6 +23,14 @@ struct fusefs *fusefs_new(const struct config *cfg, struct replica *r,
 struct fusefs *fusefs_new_primary(const struct config *cfg, struct primary *p,
 				  const struct colo_status_part *parts,
 				  size_t nparts);
+/* Protect in place (fs/protect.c): set_protect lets the ctl take
+ * "protect [full] URI" in done; fusefs_protect switches the disk files to
+ * the primary protect_switch makes (draining the view's I/O), then with
+ * start starts its sync.  0, or -1 with errno (the reason in .colo/error).
+ */
+struct protect;
+void fusefs_set_protect(struct fusefs *fs, struct protect *pr);
+int fusefs_protect(struct fusefs *fs, const char *uri, bool full, bool start);
 /* Serves requests with a pool of threads until the filesystem is
  * unmounted or a signal arrives.  Returns when every request in flight has
  * been answered: 0, or -1 with errno.

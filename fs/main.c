@@ -44,6 +44,7 @@
 #include "nbd.h"
 #include "primary-link.h"
 #include "primary.h"
+#include "protect.h"
 #include "replica.h"
 #include "store.h"
 #include "trust.h"
@@ -487,6 +488,7 @@ serve(struct config *cfg, bool foreground, bool demote, bool discard_local)
 	struct nbd_server *nbd = NULL;
 	struct colo_status_part status_parts[3];
 	struct durable *du = NULL;
+	struct protect *pr = NULL;
 	size_t nparts = 0;
 	struct fusefs *fs = NULL;
 	struct image *img;
@@ -524,6 +526,10 @@ serve(struct config *cfg, bool foreground, bool demote, bool discard_local)
 	du = durable_open(cfg, r, demote, discard_local);
 	if (!du)
 		goto out;
+	/* Tracks S's own writes from a failover on, for protect. */
+	pr = protect_new(cfg, r, du);
+	if (!pr)
+		goto out;
 	if (cfg->listen) {
 		nbd = nbd_server_new(r, cfg);
 		if (!nbd)
@@ -539,6 +545,11 @@ serve(struct config *cfg, bool foreground, bool demote, bool discard_local)
 	status_parts[nparts++] = holder_part;
 	fs = fusefs_new(cfg, r, status_parts, nparts);
 	if (!fs)
+		goto out;
+	fusefs_set_protect(fs, pr);
+	/* Protected in place before: a primary again, in none. */
+	if (durable_protected(du) &&
+	    fusefs_protect(fs, durable_protected(du), false, false) == -1)
 		goto out;
 	if (nbd && nbd_server_start(nbd) == -1)
 		goto out;
@@ -572,6 +583,11 @@ out:
 		durable_handover(du);
 	if (r)
 		finish_commit(r);
+	/* No commit marks the bitmaps any more.  The primary of a protect:
+	 * drains, closes its links, saves; before replica_free, which
+	 * closes the image it borrowed.
+	 */
+	protect_free(pr);
 	/* Waits for a running commit (cancelling it), flushes the images. */
 	replica_free(r);
 	durable_free(du);

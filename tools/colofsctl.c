@@ -8,6 +8,7 @@
  *   colofsctl [-m MOUNT | -c CONFIG] restart
  *   colofsctl journal FILE
  *   colofsctl [-m MOUNT | -c CONFIG] resync [full] [URI]   (primary)
+ *   colofsctl [-m MOUNT | -c CONFIG] protect [full] URI    (done)
  *   colofsctl [-m MOUNT | -c CONFIG] wait STATE [--timeout SECONDS]
  *   colofsctl [-m MOUNT | -c CONFIG] errors
  *   colofsctl --version
@@ -110,6 +111,7 @@ usage(FILE *fp)
 	      "                      \"start force\")\n"
 	      "  failover [--wait]   fail over; --wait shows the commit's\n"
 	      "                      progress and returns at done\n"
+	      "  protect [full] URI  in done: become URI's primary in place\n"
 	      "  resync [full] [URI] primary: copy the dirty granules (or\n"
 	      "                      everything) to the secondary again\n"
 	      "  wait STATE [--timeout SECONDS]\n"
@@ -1015,20 +1017,20 @@ cmd_errors(void)
 	return fflush(stdout) == EOF ? EXIT_MOUNT : EXIT_OK;
 }
 
-/* "resync" and its arguments as one ctl word line. */
+/* "resync" or "protect" and its arguments as one ctl word line. */
 static int
-cmd_resync(int argc, char **argv)
+cmd_words(const char *cmd, int argc, char **argv)
 {
 	char word[1100];
 	size_t n = 0;
 	int i;
 
-	n = (size_t)snprintf(word, sizeof word, "resync");
+	n = (size_t)snprintf(word, sizeof word, "%s", cmd);
 	for (i = 0; i < argc && n < sizeof word; i++)
 		n += (size_t)snprintf(word + n, sizeof word - n, " %s",
 				      argv[i]);
 	if (n >= sizeof word)
-		die(EXIT_USAGE, "resync: arguments too long");
+		die(EXIT_USAGE, "%s: arguments too long", cmd);
 	return send_word(word);
 }
 
@@ -1124,8 +1126,10 @@ main(int argc, char **argv)
 		log_set_quiet(true);
 		return cmd_journal(argv[optind]);
 	}
-	/* The command's own arguments: resync's words, wait's state. */
-	if (strcmp(cmd, "resync") == 0) {
+	/* The command's own arguments: resync's and protect's words, wait's
+	 * state.
+	 */
+	if (strcmp(cmd, "resync") == 0 || strcmp(cmd, "protect") == 0) {
 		cmd_argc = argc - optind;
 		cmd_argv = argv + optind;
 		optind = argc;
@@ -1196,8 +1200,8 @@ main(int argc, char **argv)
 	else if (strcmp(cmd, "start") == 0 || strcmp(cmd, "checkpoint") == 0 ||
 		 strcmp(cmd, "stop") == 0)
 		ret = send_word(force ? "start force" : cmd);
-	else if (strcmp(cmd, "resync") == 0)
-		ret = cmd_resync(cmd_argc, cmd_argv);
+	else if (strcmp(cmd, "resync") == 0 || strcmp(cmd, "protect") == 0)
+		ret = cmd_words(cmd, cmd_argc, cmd_argv);
 	else if (strcmp(cmd, "wait") == 0)
 		ret = cmd_wait(want, timeout);
 	else if (strcmp(cmd, "errors") == 0)

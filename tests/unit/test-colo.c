@@ -53,6 +53,40 @@ Test(colo, ctl_word_at_offset_0_parses)
 	cr_assert_eq(c, COLO_CMD_CHECKPOINT);
 }
 
+Test(colo, protect_parses_its_uri_and_leaves_other_words)
+{
+	const char *w = " protect full nbd://h:10809/vda\n";
+	char uri[COLO_URI_MAX];
+	bool full = false;
+
+	cr_assert_eq(colo_protect_parse(r, w, strlen(w), 0, &full, uri,
+					sizeof uri), 1);
+	cr_assert(full);
+	cr_assert_str_eq(uri, "nbd://h:10809/vda");
+	w = "protect nbd+unix:///vda?socket=/s\n";
+	cr_assert_eq(colo_protect_parse(r, w, strlen(w), 0, &full, uri,
+					sizeof uri), 1);
+	cr_assert_not(full);
+	cr_assert_str_eq(uri, "nbd+unix:///vda?socket=/s");
+	w = "checkpoint\n";
+	cr_assert_eq(colo_protect_parse(r, w, strlen(w), 0, &full, uri,
+					sizeof uri), 0);
+	w = "protectx nbd://h/vda";
+	cr_assert_eq(colo_protect_parse(r, w, strlen(w), 0, &full, uri,
+					sizeof uri), 0);
+	w = "protect\n";
+	cr_assert_eq(colo_protect_parse(r, w, strlen(w), 0, &full, uri,
+					sizeof uri), -1);
+	cr_assert_eq(errno, EINVAL);
+	expect_error_has("protect [full] URI");
+	w = "protect nbd://h/vda extra";
+	cr_assert_eq(colo_protect_parse(r, w, strlen(w), 0, &full, uri,
+					sizeof uri), -1);
+	w = "protect full";
+	cr_assert_eq(colo_protect_parse(r, w, strlen(w), 0, &full, uri,
+					sizeof uri), -1);
+}
+
 Test(colo, ctl_write_at_an_offset_is_einval)
 {
 	enum colo_cmd c;

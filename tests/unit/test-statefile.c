@@ -108,6 +108,27 @@ Test(statefile, replaces_the_old_file_whole)
 	cr_assert_not(got.journaled);
 }
 
+Test(statefile, keeps_the_protect_uri_and_refuses_a_bad_one)
+{
+	struct statefile sf = { .state = REPLICA_DONE }, got;
+	const char *uri = "nbd+unix:///vda?socket=/run/x.sock";
+	char err[512];
+
+	cr_assert_eq(statefile_new_generation(sf.generation), 0);
+	snprintf(sf.protect, sizeof sf.protect, "%s", uri);
+	cr_assert_eq(statefile_write(dir, "a.state", &sf), 0);
+	cr_assert_eq(read_named("a.state", &got, err), 0, "%s", err);
+	cr_assert_str_eq(got.protect, uri);
+	sf.protect[0] = '\0';
+	cr_assert_eq(statefile_write(dir, "a.state", &sf), 0);
+	cr_assert_eq(read_named("a.state", &got, err), 0, "%s", err);
+	cr_assert_str_eq(got.protect, "");
+	put("b.state", "colofs-state 1\nstate=done\ngeneration="
+		       "0123456789abcdef0123456789abcdef\nprotect=nouri\n");
+	cr_assert_eq(read_named("b.state", &got, err), -1);
+	cr_assert_not_null(strstr(err, "protect is not a URI"), "%s", err);
+}
+
 Test(statefile, s_consistent_is_kept_and_defaults_to_1)
 {
 	struct statefile sf = { .state = REPLICA_NONE, .s_behind = true }, got;
