@@ -582,6 +582,7 @@ disk_free(struct replica_disk *d)
 }
 
 static void join_commit(struct replica *r);
+static int notes_flush(struct replica_disk *d);
 
 void
 replica_free(struct replica *r)
@@ -601,10 +602,11 @@ replica_free(struct replica *r)
 	pthread_mutex_unlock(&r->reclaim_lock);
 	pthread_join(r->reclaim_thread, NULL);
 
+	/* S flushed; in failover also active and the records noted since
+	 * the VM's last flush, so a clean exit keeps its unflushed writes.
+	 */
 	for (i = 0; i < r->ndisks; i++) {
-		struct image *img = r->disks[i]->img;
-
-		if (img->ops->flush(img) == -1)
+		if (notes_flush(r->disks[i]) == -1)
 			log_warn("flush %s on close: %m", r->disks[i]->name);
 		disk_free(r->disks[i]);
 	}

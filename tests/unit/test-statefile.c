@@ -544,6 +544,31 @@ Test(durable, view_writes_after_a_failed_commit_are_journaled)
 	replica_free(r);
 }
 
+Test(durable, a_clean_close_appends_the_noted_records)
+{
+	struct store_factory f = store_memory_factory();
+	char tail[128];
+
+	memset(&faults, 0, sizeof faults);
+	r = replica_new(&f);
+	cr_assert_not_null(r);
+	d = replica_add_disk(r, "vda", faulty_image(1 * MiB, 0x11));
+	cr_assert_not_null(d);
+	cr_assert_eq(replica_set_durable(r, dir, dir, "p"), 0);
+	cr_assert_eq(replica_start(r), 0);
+	view_fill(d, 16384, 8192, 0xbb);
+	atomic_store(&faults.image_write_countdown, 1);
+	cr_assert_eq(replica_failover(r), 0);
+	replica_wait_commit(r);
+	cr_assert_eq(replica_state(r), REPLICA_FAILOVER_FAILED);
+	memset(&faults, 0, sizeof faults);
+	/* Not flushed by the VM: the close syncs S, then appends it. */
+	view_fill(d, 65536, 4096, 0xdd);
+	replica_free(r);
+	journal_tail(tail, sizeof tail);
+	cr_assert_str_eq(tail, "D 65536 4096");
+}
+
 static int
 refusing_failover_hook(void *opaque, enum replica_state next, bool journaled)
 {
