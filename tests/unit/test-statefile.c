@@ -493,10 +493,13 @@ Test(durable, stop_is_refused_when_done_cannot_be_recorded)
 	replica_free(r);
 }
 
-Test(durable, view_writes_after_a_failed_commit_are_journaled)
+/* r, d: a durable replica whose commit failed at its first write to S:
+ * the primary wrote 0xaa over [0, 8 KiB), the VM 0xbb over [16, 24 KiB).
+ */
+static void
+failed_commit(void)
 {
 	struct store_factory f = store_memory_factory();
-	char tail[128], before[128];
 
 	memset(&faults, 0, sizeof faults);
 	r = replica_new(&f);
@@ -510,6 +513,13 @@ Test(durable, view_writes_after_a_failed_commit_are_journaled)
 	atomic_store(&faults.image_write_countdown, 1);
 	cr_assert_eq(replica_failover(r), 0);
 	replica_wait_commit(r);
+}
+
+Test(durable, view_writes_after_a_failed_commit_are_journaled)
+{
+	char tail[128], before[128];
+
+	failed_commit();
 	cr_assert_eq(replica_state(r), REPLICA_FAILOVER_FAILED);
 	cr_assert(exists("p.vda.journal"));
 	memset(&faults, 0, sizeof faults);
@@ -546,20 +556,9 @@ Test(durable, view_writes_after_a_failed_commit_are_journaled)
 
 Test(durable, a_clean_close_appends_the_noted_records)
 {
-	struct store_factory f = store_memory_factory();
 	char tail[128];
 
-	memset(&faults, 0, sizeof faults);
-	r = replica_new(&f);
-	cr_assert_not_null(r);
-	d = replica_add_disk(r, "vda", faulty_image(1 * MiB, 0x11));
-	cr_assert_not_null(d);
-	cr_assert_eq(replica_set_durable(r, dir, dir, "p"), 0);
-	cr_assert_eq(replica_start(r), 0);
-	view_fill(d, 16384, 8192, 0xbb);
-	atomic_store(&faults.image_write_countdown, 1);
-	cr_assert_eq(replica_failover(r), 0);
-	replica_wait_commit(r);
+	failed_commit();
 	cr_assert_eq(replica_state(r), REPLICA_FAILOVER_FAILED);
 	memset(&faults, 0, sizeof faults);
 	/* Not flushed by the VM: the close syncs S, then appends it. */
