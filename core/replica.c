@@ -81,10 +81,10 @@
  *   1. under the gate exclusively, snapshots each disk's two maps into a
  *      journal file (journal.c) left open for appending: from then on a
  *      view write into S notes a "D" record, and one into active
- *      (failover_failed) an "A" record; the notes are appended only
- *      after their data is durable (notes_flush: at the VM's flush and
- *      at the commit's end, S and active are synced first), so that no
- *      record reaches the disk before its data;
+ *      (failover_failed) an "A" record, appended before the write
+ *      returns but after its data is durable (notes_flush: S and active
+ *      are synced first), so that no record reaches the disk before its
+ *      data;
  *   2. makes each buffer a durable named file in bdir: a file store's
  *      unlinked file is synced and linked there; a memory store is copied
  *      into a new file, synced, linked and swapped in (the commit reads
@@ -1300,18 +1300,20 @@ notes_flush(struct replica_disk *d)
 	return ret;
 }
 
-#define NOTES_MAX 4096		/* notes before a write flushes them */
-
 /* After a view write during failover changed S or active: the record
- * that keeps a resumed commit from undoing it, appended at the next flush
- * (notes_flush).  Caller holds the gate and the range lock, so records
- * of overlapping writes keep their order.  0, or -1 (recorded).
+ * that keeps a resumed commit from undoing it, appended by notes_flush
+ * before the write returns: its data synced first (a power cut leaves no
+ * record without its data), the record then in the journal (a kill -9,
+ * which the holder's VM survives, loses no write the VM saw complete).
+ * The cost, an fdatasync of S or active and one of the journal per view
+ * write, is paid only during a failover commit.  Caller holds the gate
+ * and the range lock, so records of overlapping writes keep their order.
+ * 0, or -1 (recorded).
  */
 static int
 journal_note(struct replica_disk *d, char op, uint64_t off, uint64_t len)
 {
 	struct journal_rec *n;
-	size_t count;
 
 	if (d->journal == NULL)
 		return 0;
@@ -1332,10 +1334,8 @@ journal_note(struct replica_disk *d, char op, uint64_t off, uint64_t len)
 		d->notes_cap = cap;
 	}
 	d->notes[d->nnotes++] = (struct journal_rec) { op, off, len };
-	count = d->nnotes;
 	pthread_mutex_unlock(&d->note_lock);
-	/* A VM that never flushes: bound the memory, not the order. */
-	if (count >= NOTES_MAX && notes_flush(d) == -1) {
+	if (notes_flush(d) == -1) {
 		errno = EIO;
 		return -1;
 	}

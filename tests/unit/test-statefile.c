@@ -524,20 +524,25 @@ Test(durable, view_writes_after_a_failed_commit_are_journaled)
 	cr_assert(exists("p.vda.journal"));
 	memset(&faults, 0, sizeof faults);
 	/* Buffered: into active, and an A record; not buffered: into S, and
-	 * a D record.  The records wait for the VM's flush, which syncs S
-	 * and active first: a power cut must not leave a record whose data
-	 * never reached the disk.
+	 * a D record.  Each record is in the journal when its write returns
+	 * (a kill -9 loses none), and not yet when S is synced for it: the
+	 * data goes first, so a power cut leaves no record without its data.
 	 */
 	journal_tail(before, sizeof before);
-	view_fill(d, 16384, 4096, 0xcc);
-	view_fill(d, 65536, 4096, 0xdd);
-	journal_tail(tail, sizeof tail);
-	cr_assert_str_eq(tail, before, "a record before its data was synced");
-	flush_tail[0] = '\0';
 	faults.image_flush_hook = tail_at_flush;
+	flush_tail[0] = '\0';
+	view_fill(d, 16384, 4096, 0xcc);
+	cr_assert_str_eq(flush_tail, before, "a record before S was synced");
+	journal_tail(tail, sizeof tail);
+	cr_assert_str_eq(tail, "A 16384 4096", "not recorded when it returned");
+	flush_tail[0] = '\0';
+	view_fill(d, 65536, 4096, 0xdd);
+	cr_assert_str_eq(flush_tail, "A 16384 4096",
+			 "a record before S was synced");
+	journal_tail(tail, sizeof tail);
+	cr_assert_str_eq(tail, "D 65536 4096", "not recorded when it returned");
 	cr_assert_eq(replica_view_flush(d), 0);
 	faults.image_flush_hook = NULL;
-	cr_assert_str_eq(flush_tail, before, "a record before S was synced");
 	journal_rec_back(tail, sizeof tail, 2);
 	cr_assert_str_eq(tail, "A 16384 4096");
 	journal_tail(tail, sizeof tail);
@@ -561,7 +566,7 @@ Test(durable, a_clean_close_appends_the_noted_records)
 	failed_commit();
 	cr_assert_eq(replica_state(r), REPLICA_FAILOVER_FAILED);
 	memset(&faults, 0, sizeof faults);
-	/* Not flushed by the VM: the close syncs S, then appends it. */
+	/* Recorded when it returns, and the close leaves it there. */
 	view_fill(d, 65536, 4096, 0xdd);
 	replica_free(r);
 	journal_tail(tail, sizeof tail);
