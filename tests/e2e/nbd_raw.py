@@ -678,13 +678,10 @@ def status_value(path, key):
     raise Fail("no %s in %s" % (key, path))
 
 
-def case_barrier_budget(addr, export, status, length):
-    """The reconnect barrier must not wait while holding budget: a WRITE of
-    LENGTH bytes (the whole budget) is held one byte short on connection A;
-    a 4K READ on connection B waits for budget (nbd.memory_waits in the
-    STATUS file rises); A's last byte is sent.  Then both are answered, a
-    fresh client's WRITE too, and the budget comes back."""
-    length = int(length)
+def hold_write_and_read(addr, export, status, length):
+    """A WRITE of LENGTH bytes held one byte short on a new connection A,
+    then a 4K READ on a new connection B, waiting until the READ waits for
+    budget (nbd.memory_waits in STATUS rises).  Returns (a, b)."""
     waits0 = status_value(status, "nbd.memory_waits")
     a, _ = open_session_nb(addr, export)
     request(a, CMD_WRITE, 0, length, cookie=1, data=b"\x61" * (length - 1))
@@ -694,6 +691,16 @@ def case_barrier_budget(addr, export, status, length):
     while status_value(status, "nbd.memory_waits") == waits0:
         check(time.time() < deadline, "the READ never waited for budget")
         time.sleep(0.05)
+    return a, b
+
+
+def case_barrier_budget(addr, export, status, length):
+    """The reconnect barrier must not wait while holding budget: a WRITE of
+    LENGTH bytes (the whole budget) is held one byte short on connection A;
+    a 4K READ on connection B waits for budget (nbd.memory_waits in the
+    STATUS file rises); A's last byte is sent.  Then both are answered, a
+    fresh client's WRITE too, and the budget comes back."""
+    a, b = hold_write_and_read(addr, export, status, int(length))
     a.sendall(b"\x61")
     err, cookie, _ = reply(a)
     check(err == 0 and cookie == 1, "WRITE: error %d cookie %d" % (err, cookie))
@@ -713,16 +720,7 @@ def case_budget_wait_hold(addr, export, status, length, ready):
     a READ on a second connection waiting for budget (nbd.memory_waits in
     STATUS rises); then READY is created and both are held until the
     server closes them (its shutdown)."""
-    length = int(length)
-    waits0 = status_value(status, "nbd.memory_waits")
-    a, _ = open_session_nb(addr, export)
-    request(a, CMD_WRITE, 0, length, cookie=1, data=b"\x61" * (length - 1))
-    b, _ = open_session_nb(addr, export)
-    request(b, CMD_READ, 0, 4096, cookie=2)
-    deadline = time.time() + TIMEOUT
-    while status_value(status, "nbd.memory_waits") == waits0:
-        check(time.time() < deadline, "the READ never waited for budget")
-        time.sleep(0.05)
+    a, b = hold_write_and_read(addr, export, status, int(length))
     open(ready, "w").close()
     b.settimeout(240)
     check(closed_by_server(b), "the server did not close the READ's connection")
