@@ -20,7 +20,7 @@
  *
  * The file, NAME.al beside the dirty bitmap: AL_RING slots of 4 KiB,
  * transaction n in slot n % AL_RING, so that a write torn by a crash
- * leaves the one before it intact.  A slot (host byte order):
+ * leaves the one before it intact.  A slot (little-endian, core/le.h):
  *
  *   0   char magic[8]   "COLOFSAL"
  *   8   u32  version    1
@@ -54,6 +54,7 @@
 
 #include "al.h"
 #include "fdio.h"
+#include "le.h"
 #include "log.h"
 
 #define AL_RING 8
@@ -94,24 +95,6 @@ struct al {
 };
 
 static uint64_t
-get64(const unsigned char *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, sizeof v);
-	return v;
-}
-
-static uint32_t
-get32(const unsigned char *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, sizeof v);
-	return v;
-}
-
-static uint64_t
 slot_sum(unsigned char *slot)
 {
 	unsigned char saved[8];
@@ -128,16 +111,16 @@ slot_sum(unsigned char *slot)
 static uint64_t
 slot_check(struct al *a, unsigned char *slot)
 {
-	uint64_t seq = get64(slot + 16), ext = get64(slot + 24);
-	uint32_t count = get32(slot + 12), i;
+	uint64_t seq = le_get64(slot + 16), ext = le_get64(slot + 24);
+	uint32_t count = le_get32(slot + 12), i;
 
 	if (memcmp(slot, al_magic, sizeof al_magic) != 0 ||
-	    get32(slot + 8) != 1 || count > AL_SLOT_MAX || seq == 0 ||
+	    le_get32(slot + 8) != 1 || count > AL_SLOT_MAX || seq == 0 ||
 	    ext == 0 || (ext & (ext - 1)) != 0 || ext > (UINT64_C(1) << 32) ||
-	    get64(slot + 32) != a->size || get64(slot + 40) != slot_sum(slot))
+	    le_get64(slot + 32) != a->size || le_get64(slot + 40) != slot_sum(slot))
 		return 0;
 	for (i = 0; i < count; i++)
-		if ((uint64_t) get32(slot + AL_HDR + 4 * i) * ext >= a->size)
+		if ((uint64_t) le_get32(slot + AL_HDR + 4 * i) * ext >= a->size)
 			return 0;
 	return seq;
 }
@@ -193,10 +176,10 @@ load(struct al *a)
 		if (seq <= best)
 			continue;
 		best = seq;
-		a->found_extent = get64(slot + 24);
-		a->nfound = get32(slot + 12);
+		a->found_extent = le_get64(slot + 24);
+		a->nfound = le_get32(slot + 12);
 		for (i = 0; i < a->nfound; i++)
-			a->found[i] = get32(slot + AL_HDR + 4 * i);
+			a->found[i] = le_get32(slot + AL_HDR + 4 * i);
 		a->found_valid = true;
 	}
 	a->seq = best;
@@ -345,17 +328,17 @@ write_transaction(struct al *a)
 			continue;
 		uint32_t x = (uint32_t) a->e[k].ext;
 
-		memcpy(a->page + AL_HDR + 4 * count, &x, 4);
+		le_put32(a->page + AL_HDR + 4 * count, x);
 		snap[count++] = a->e[k].ext;
 	}
 	memcpy(a->page, al_magic, sizeof al_magic);
-	memcpy(a->page + 8, &(uint32_t) { 1 }, 4);
-	memcpy(a->page + 12, &count, 4);
-	memcpy(a->page + 16, &seq, 8);
-	memcpy(a->page + 24, &a->extent, 8);
-	memcpy(a->page + 32, &a->size, 8);
+	le_put32(a->page + 8, 1);
+	le_put32(a->page + 12, count);
+	le_put64(a->page + 16, seq);
+	le_put64(a->page + 24, a->extent);
+	le_put64(a->page + 32, a->size);
 	sum = slot_sum(a->page);
-	memcpy(a->page + 40, &sum, 8);
+	le_put64(a->page + 40, sum);
 	pthread_mutex_unlock(&a->lock);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (full_pwrite(a->fd, a->page, AL_SLOT,

@@ -76,6 +76,7 @@
 
 #include "fdio.h"
 #include "journal.h"
+#include "le.h"
 #include "log.h"
 
 #define MAGIC "COLOFSJ\n"
@@ -101,38 +102,6 @@ struct journal {
 	char disk[JOURNAL_DISK_MAX + 1];
 };
 
-static void
-put32(unsigned char *p, uint32_t v)
-{
-	v = htole32(v);
-	memcpy(p, &v, 4);
-}
-
-static void
-put64(unsigned char *p, uint64_t v)
-{
-	v = htole64(v);
-	memcpy(p, &v, 8);
-}
-
-static uint32_t
-get32(const unsigned char *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return le32toh(v);
-}
-
-static uint64_t
-get64(const unsigned char *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, 8);
-	return le64toh(v);
-}
-
 /* Fills the 40 bytes at p and returns the record's checksum. */
 static uint64_t
 encode_rec(unsigned char *p, char op, uint64_t seq, uint64_t off,
@@ -142,11 +111,11 @@ encode_rec(unsigned char *p, char op, uint64_t seq, uint64_t off,
 
 	memset(p, 0, JOURNAL_REC_LEN);
 	p[0] = (unsigned char) op;
-	put64(p + 8, seq);
-	put64(p + 16, off);
-	put64(p + 24, len);
+	le_put64(p + 8, seq);
+	le_put64(p + 16, off);
+	le_put64(p + 24, len);
 	sum = XXH3_64bits_withSeed(p, 32, salt ^ prev);
-	put64(p + 32, sum);
+	le_put64(p + 32, sum);
 	return sum;
 }
 
@@ -158,13 +127,13 @@ encode_header(unsigned char *p, const char *disk, uint64_t size,
 
 	memset(p, 0, JOURNAL_HEADER_LEN);
 	memcpy(p, MAGIC, 8);
-	put32(p + 8, JOURNAL_VERSION);
-	put32(p + 12, JOURNAL_HEADER_LEN);
-	put64(p + 16, size);
-	put64(p + 24, generation);
-	put64(p + 32, salt);
+	le_put32(p + 8, JOURNAL_VERSION);
+	le_put32(p + 12, JOURNAL_HEADER_LEN);
+	le_put64(p + 16, size);
+	le_put64(p + 24, generation);
+	le_put64(p + 32, salt);
 	memcpy(p + 40, disk, n > JOURNAL_DISK_MAX ? JOURNAL_DISK_MAX : n);
-	put64(p + 120, XXH3_64bits(p, 120));
+	le_put64(p + 120, XXH3_64bits(p, 120));
 }
 
 static struct journal *
@@ -205,7 +174,7 @@ journal_create(int dirfd, const char *name, const char *disk, uint64_t size,
 	encode_header(buf, disk, size, generation, j->salt);
 	j->size = size;
 	snprintf(j->disk, sizeof j->disk, "%s", disk);
-	chain = get64(buf + 120);
+	chain = le_get64(buf + 120);
 	p = buf + JOURNAL_HEADER_LEN;
 	for (i = 0; i < n; i++, p += JOURNAL_REC_LEN)
 		chain = encode_rec(p, recs[i].op, i, recs[i].off, recs[i].len,
@@ -263,12 +232,12 @@ encode_stamp(unsigned char *p, char op, uint64_t size, uint64_t salt,
 
 	memset(p, 0, JOURNAL_STAMP_LEN);
 	memcpy(p, STAMP_MAGIC, 8);
-	put32(p + 8, 1);
-	put32(p + 12, (uint32_t) (unsigned char) op);
-	put64(p + 16, size);
-	put64(p + 24, salt);
+	le_put32(p + 8, 1);
+	le_put32(p + 12, (uint32_t) (unsigned char) op);
+	le_put64(p + 16, size);
+	le_put64(p + 24, salt);
 	memcpy(p + 32, disk, n > JOURNAL_DISK_MAX ? JOURNAL_DISK_MAX : n);
-	put64(p + 120, XXH3_64bits(p, 120));
+	le_put64(p + 120, XXH3_64bits(p, 120));
 }
 
 void
@@ -285,12 +254,12 @@ journal_stamp_check(const struct journal_info *info, char op,
 	const char *what = op == JOURNAL_ACTIVE ? "active" : "hidden";
 
 	if (memcmp(buf, STAMP_MAGIC, 8) != 0 ||
-	    get64(buf + 120) != XXH3_64bits(buf, 120))
+	    le_get64(buf + 120) != XXH3_64bits(buf, 120))
 		return bad(err, errlen, "no valid buffer stamp after the "
 			   "disk's bytes (not a buffer file of a colofs "
 			   "failover, or damaged)");
-	if (get32(buf + 12) != (uint32_t) (unsigned char) op) {
-		uint32_t theirs = get32(buf + 12);
+	if (le_get32(buf + 12) != (uint32_t) (unsigned char) op) {
+		uint32_t theirs = le_get32(buf + 12);
 
 		if (theirs != (unsigned char) JOURNAL_ACTIVE &&
 		    theirs != (unsigned char) JOURNAL_HIDDEN)
@@ -301,10 +270,10 @@ journal_stamp_check(const struct journal_info *info, char op,
 			   "not the %s one", op == JOURNAL_ACTIVE ? "hidden"
 			   : "active", what);
 	}
-	if (get64(buf + 24) != info->salt)
+	if (le_get64(buf + 24) != info->salt)
 		return bad(err, errlen, "the stamp names journal %016" PRIx64
 			   ", not this one (%016" PRIx64 "): a buffer file of "
-			   "another failover", get64(buf + 24), info->salt);
+			   "another failover", le_get64(buf + 24), info->salt);
 	encode_stamp(want, op, info->size, info->salt, info->disk);
 	if (memcmp(buf, want, JOURNAL_STAMP_LEN) != 0)
 		return bad(err, errlen, "the stamp is for another disk");
@@ -419,13 +388,13 @@ journal_parse(const void *buf, size_t len, const char *disk, uint64_t size,
 		return bad(err, errlen, "no journal magic (not a colofs "
 			   "journal, or a text journal of an older colofs: "
 			   "finish that failover with it)");
-	if (get32(b + 8) != JOURNAL_VERSION)
+	if (le_get32(b + 8) != JOURNAL_VERSION)
 		return bad(err, errlen, "version %" PRIu32 ", this colofs "
-			   "reads %d", get32(b + 8), JOURNAL_VERSION);
-	if (get32(b + 12) != JOURNAL_HEADER_LEN)
+			   "reads %d", le_get32(b + 8), JOURNAL_VERSION);
+	if (le_get32(b + 12) != JOURNAL_HEADER_LEN)
 		return bad(err, errlen, "header length %" PRIu32 ", want %d",
-			   get32(b + 12), JOURNAL_HEADER_LEN);
-	if (get64(b + 120) != XXH3_64bits(b, 120))
+			   le_get32(b + 12), JOURNAL_HEADER_LEN);
+	if (le_get64(b + 120) != XXH3_64bits(b, 120))
 		return bad(err, errlen, "header checksum mismatch");
 	if (b[40 + JOURNAL_DISK_MAX] != '\0')
 		return bad(err, errlen, "disk name not terminated");
@@ -433,9 +402,9 @@ journal_parse(const void *buf, size_t len, const char *disk, uint64_t size,
 	     k < 40 + JOURNAL_DISK_MAX; k++)
 		if (b[k] != 0)
 			return bad(err, errlen, "disk name padding not zero");
-	info->size = get64(b + 16);
-	info->generation = get64(b + 24);
-	info->salt = get64(b + 32);
+	info->size = le_get64(b + 16);
+	info->generation = le_get64(b + 24);
+	info->salt = le_get64(b + 32);
 	memcpy(info->disk, b + 40, JOURNAL_DISK_MAX + 1);
 	if (size && info->size != size)
 		return bad(err, errlen, "for a disk of %" PRIu64 " bytes, "
@@ -447,14 +416,14 @@ journal_parse(const void *buf, size_t len, const char *disk, uint64_t size,
 	info->recs = malloc((nrec ? nrec : 1) * sizeof *info->recs);
 	if (info->recs == NULL)
 		return -1;
-	chain = get64(b + 120);
+	chain = le_get64(b + 120);
 	for (i = 0, pos = JOURNAL_HEADER_LEN; i < nrec;
 	     i++, pos += JOURNAL_REC_LEN) {
 		uint64_t off, rlen, seq;
 		int op;
 
 		p = b + pos;
-		if (get64(p + 32) != XXH3_64bits_withSeed(p, 32,
+		if (le_get64(p + 32) != XXH3_64bits_withSeed(p, 32,
 							  info->salt ^ chain)) {
 			/* A power cut may tear the last appended record. */
 			if (ended && i == nrec - 1 &&
@@ -467,9 +436,9 @@ journal_parse(const void *buf, size_t len, const char *disk, uint64_t size,
 			goto err;
 		}
 		op = p[0];
-		seq = get64(p + 8);
-		off = get64(p + 16);
-		rlen = get64(p + 24);
+		seq = le_get64(p + 8);
+		off = le_get64(p + 16);
+		rlen = le_get64(p + 24);
 		for (k = 1; k < 8; k++)
 			if (p[k] != 0) {
 				bad(err, errlen, "record %" PRIu64 ": padding "
@@ -481,7 +450,7 @@ journal_parse(const void *buf, size_t len, const char *disk, uint64_t size,
 			    PRIu64, i, seq);
 			goto err;
 		}
-		chain = get64(p + 32);
+		chain = le_get64(p + 32);
 		if (op == JOURNAL_END) {
 			if (ended) {
 				bad(err, errlen, "record %" PRIu64 ": a second "
