@@ -50,6 +50,7 @@
 
 #include "al.h"
 #include "bitmap.h"
+#include "deadline.h"
 #include "errlog.h"
 #include "log.h"
 #include "primary.h"
@@ -188,19 +189,6 @@ now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-/* *dl := now + ms, on CLOCK_REALTIME (pthread_cond_timedwait's). */
-static void
-deadline_in(struct timespec *dl, unsigned ms)
-{
-	clock_gettime(CLOCK_REALTIME, dl);
-	dl->tv_sec += ms / 1000;
-	dl->tv_nsec += (long)(ms % 1000) * 1000000;
-	if (dl->tv_nsec >= 1000000000) {
-		dl->tv_sec++;
-		dl->tv_nsec -= 1000000000;
-	}
 }
 
 /* Disk d's secondary answered: the link is not idle. */
@@ -560,7 +548,7 @@ keepalive_main(void *arg)
 
 	pthread_mutex_lock(&p->lock);
 	while (!p->ka_stop) {
-		deadline_in(&dl, step);
+		dl = deadline_in_ms(step);
 		pthread_cond_timedwait(&p->ka_cond, &p->lock, &dl);
 		for (i = 0; i < p->ndisks && !p->ka_stop; i++) {
 			struct primary_disk *d = &p->disks[i];
@@ -1237,7 +1225,7 @@ primary_wait_sync(struct primary *p, unsigned timeout_ms)
 {
 	struct timespec dl;
 
-	deadline_in(&dl, timeout_ms);
+	dl = deadline_in_ms(timeout_ms);
 	pthread_mutex_lock(&p->lock);
 	while (p->state == PRIMARY_SYNCING &&
 	       pthread_cond_timedwait(&p->cond, &p->lock, &dl) == 0)
@@ -1321,8 +1309,8 @@ primary_new(const struct primary_config *cfg)
 	pthread_mutex_init(&p->ctl, NULL);
 	pthread_mutex_init(&p->lock, NULL);
 	errlog_init(&p->errs);
-	pthread_cond_init(&p->cond, NULL);
-	pthread_cond_init(&p->ka_cond, NULL);
+	cond_init_monotonic(&p->cond);
+	cond_init_monotonic(&p->ka_cond);
 	p->granularity = cfg->granularity;
 	p->timeout_ms = cfg->timeout_ms;
 	p->keepalive_ms = cfg->keepalive_ms;

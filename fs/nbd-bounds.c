@@ -73,38 +73,12 @@ budget_charge(size_t len)
 }
 
 void
-nbd_cond_init_monotonic(pthread_cond_t *cond)
-{
-	pthread_condattr_t a;
-
-	pthread_condattr_init(&a);
-	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-	pthread_cond_init(cond, &a);
-	pthread_condattr_destroy(&a);
-}
-
-struct timespec
-nbd_deadline_in(int ms)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	t.tv_sec += ms / 1000;
-	t.tv_nsec += (long)(ms % 1000) * 1000000;
-	if (t.tv_nsec >= 1000000000) {
-		t.tv_sec++;
-		t.tv_nsec -= 1000000000;
-	}
-	return t;
-}
-
-void
 budget_init(struct nbd_budget *b, size_t limit, size_t conn_limit)
 {
 	*b = (struct nbd_budget){ .limit = limit, .conn_limit = conn_limit,
 				  .wait_ms = NBD_WAIT_MS };
 	pthread_mutex_init(&b->lock, NULL);
-	nbd_cond_init_monotonic(&b->cond);
+	cond_init_monotonic(&b->cond);
 }
 
 static void
@@ -149,7 +123,7 @@ budget_get(struct nbd_budget *b, size_t *held, size_t len, bool wait)
 	size_t cap = (size_t)1 << (k + BUDGET_MIN_CLASS);
 	struct nbd_buf *p = NULL;
 	bool waited = false;
-	struct timespec deadline = nbd_deadline_in(b->wait_ms);
+	struct timespec deadline = deadline_in_ms(b->wait_ms);
 
 	pthread_mutex_lock(&b->lock);
 	for (;;) {

@@ -38,7 +38,7 @@ export_init(struct nbd_export *ex, struct nbd_server *srv,
 		return -1;
 	}
 	pthread_mutex_init(&ex->lock, NULL);
-	nbd_cond_init_monotonic(&ex->cond);
+	cond_init_monotonic(&ex->cond);
 	return 0;
 }
 
@@ -115,7 +115,7 @@ export_barrier(struct nbd_conn *c, int wait_ms)
 	struct nbd_export *ex = c->ex;
 	struct nbd_snap { uint64_t id, target; } snap[NBD_MAX_CONNS];
 	size_t n = 0;
-	struct timespec deadline = nbd_deadline_in(wait_ms);
+	struct timespec deadline = deadline_in_ms(wait_ms);
 	int rc = 0, err = 0;
 
 	pthread_mutex_lock(&ex->lock);

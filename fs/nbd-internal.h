@@ -24,6 +24,7 @@
 #include <sys/uio.h>
 
 #include "config.h"
+#include "deadline.h"
 #include "nbd-proto.h"
 #include "nbd.h"
 #include "replica.h"
@@ -255,12 +256,7 @@ int export_barrier(struct nbd_conn *c, int wait_ms);
 void export_stop(struct nbd_export *ex);	/* ends every barrier wait */
 void export_mark_completed(struct nbd_conn *c);
 
-/* nbd-bounds.c */
-/* A condition variable timed on CLOCK_MONOTONIC, and a deadline ms from
- * now on that clock, for pthread_cond_timedwait.
- */
-void nbd_cond_init_monotonic(pthread_cond_t *cond);
-struct timespec nbd_deadline_in(int ms);
+/* nbd-bounds.c (timed waits: core/deadline.h) */
 size_t budget_charge(size_t len);	/* what a buffer of len costs */
 void budget_init(struct nbd_budget *b, size_t limit, size_t conn_limit);
 void budget_release(struct nbd_budget *b);

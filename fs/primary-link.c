@@ -52,6 +52,7 @@
 
 #include <libnbd.h>
 
+#include "deadline.h"
 #include "log.h"
 #include "primary-link.h"
 
@@ -178,22 +179,6 @@ conn_abort(struct link_conn *c, const char *why)
 		pthread_rwlock_unlock(&c->lock);
 	}
 	kick(c);
-}
-
-/* A CLOCK_REALTIME deadline ms from now, for c->tcond. */
-static struct timespec
-deadline_in(unsigned ms)
-{
-	struct timespec dl;
-
-	clock_gettime(CLOCK_REALTIME, &dl);
-	dl.tv_sec += ms / 1000;
-	dl.tv_nsec += (long)(ms % 1000) * 1000000;
-	if (dl.tv_nsec >= 1000000000) {
-		dl.tv_sec++;
-		dl.tv_nsec -= 1000000000;
-	}
-	return dl;
 }
 
 /* The poll thread saw the connection die: tell the engine. */
@@ -418,7 +403,7 @@ link_disconnect(void *opaque, size_t i, bool clean)
 	 */
 	pthread_rwlock_wrlock(&c->lock);
 	if (c->h != NULL && c->thread_running) {
-		struct timespec dl = deadline_in(l->timeout_ms);
+		struct timespec dl = deadline_in_ms(l->timeout_ms);
 		int e = 0;
 
 		pthread_mutex_lock(&c->tlock);
@@ -430,7 +415,7 @@ link_disconnect(void *opaque, size_t i, bool clean)
 				 "disconnecting", c->name, l->timeout_ms);
 		/* NBD_CMD_DISC, then the server closes: wait a little. */
 		if (e != ETIMEDOUT && nbd_aio_disconnect(c->h, 0) == 0) {
-			dl = deadline_in(l->timeout_ms < 2000 ? l->timeout_ms :
+			dl = deadline_in_ms(l->timeout_ms < 2000 ? l->timeout_ms :
 					 2000);
 			kick(c);
 			pthread_mutex_lock(&c->tlock);
@@ -543,7 +528,7 @@ link_wait(void *opaque, void *ticket, unsigned timeout_ms, char *err,
 	int rc = 0, e = 0;
 
 	(void)opaque;
-	dl = deadline_in(timeout_ms);
+	dl = deadline_in_ms(timeout_ms);
 	pthread_mutex_lock(&c->tlock);
 	while (!t->done && !c->dead && e != ETIMEDOUT)
 		e = pthread_cond_timedwait(&c->tcond, &c->tlock, &dl);
@@ -647,7 +632,7 @@ primary_link_new(const struct config *cfg)
 		}
 		pthread_rwlock_init(&c->lock, NULL);
 		pthread_mutex_init(&c->tlock, NULL);
-		pthread_cond_init(&c->tcond, NULL);
+		cond_init_monotonic(&c->tcond);
 		c->l = l;
 		c->index = i;
 		c->psk_file = cfg->disks[i].tls_psk_file;
