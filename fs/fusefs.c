@@ -92,6 +92,7 @@
  */
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
+#include <linux/fuse.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -112,6 +113,7 @@
 #include <signal.h>
 
 #include "colo.h"
+#include "fuse-loop.h"
 #include "fusefs.h"
 #include "protect.h"
 #include "holder.h"
@@ -1842,34 +1844,33 @@ fusefs_new_primary(const struct config *cfg, struct primary *p,
 	return create(cfg, NULL, p, parts, nparts);
 }
 
+/* A disk read or write: served without waiting for another request. */
+static bool
+quick_request(const void *in)
+{
+	const struct fuse_in_header *h = in;
+
+	return (h->opcode == FUSE_READ || h->opcode == FUSE_WRITE) &&
+	       h->nodeid >= INO_DISK0;
+}
+
 int
 fusefs_run(struct fusefs *fs)
 {
-	struct fuse_loop_config *lc = fuse_loop_cfg_create();
 	int rc;
 
-	if (!lc) {
-		errno = ENOMEM;
-		return -1;
-	}
 	metrics_start(fs);
 	/* Enough threads that a blocked request (a checkpoint waiting for
-	 * in-flight reads) never starves the ones it waits for.
+	 * in-flight reads) never starves the ones it waits for; few of
+	 * them in the kernel at a time (fs/fuse-loop.c).
 	 */
-	fuse_loop_cfg_set_max_threads(lc, 64);
-	fuse_loop_cfg_set_idle_threads(lc, 16);
-	fuse_loop_cfg_set_clone_fd(lc, fs->held ? 0 : 1);
-	rc = fuse_session_loop_mt(fs->se, lc);
-	fuse_loop_cfg_destroy(lc);
+	rc = fuse_loop_run(fs->se, 64, fuse_loop_default_active(),
+			   quick_request);
 	metrics_stop(fs);
-	/* A signal ends the loop with its number: a normal shutdown. */
-	if (rc < 0) {
-		errno = -rc;
+	if (rc == -1) {
 		log_error("FUSE session: %m");
 		return -1;
 	}
-	if (rc > 0)
-		log_info("signal %d: shutting down", rc);
 	return 0;
 }
 

@@ -1,0 +1,317 @@
+/* SPDX-License-Identifier: MIT */
+/* The FUSE session loop: many threads, few of them busy at a time.
+ *
+ * libfuse's multi-threaded loop keeps every idle thread blocked in
+ * read(/dev/fuse), up to its max_idle, and starts one more whenever it
+ * sees none idle, which it also sees for a moment after each reply (the
+ * reply wakes the caller, whose next request arrives before the replying
+ * thread counts itself idle again).  Under fio's two 4 KiB jobs its pool
+ * grows to 16 threads, all asleep in the kernel, and the kernel wakes
+ * them in turn (its wait queue is FIFO): each request goes to the thread
+ * that has slept longest, cold.  A low max_idle is worse: threads then
+ * start and exit all the time.  With 3 threads in all, the same load
+ * costs half the CPU per request (doc/performance.md).
+ *
+ * So a thread that finishes a request goes back to the kernel only if
+ * no thread waits there, or if fewer than `active` threads (CPUs + 1)
+ * read or serve; the others park on a condition variable.  Under a
+ * steady load of quick requests that is a pool of `active` threads.  More
+ * are needed when requests block (a read that misses the cache, fsync, a
+ * ctl word, a checkpoint that waits for the reads in flight): a request
+ * that blocks must never hold back the requests it may wait for, and slow
+ * storage wants many requests in flight.  So a reader is added (a parked
+ * thread woken, or a new one started, up to max_threads)
+ *   - by a thread that takes a request and leaves no reader behind, when
+ *     fewer than `active` threads are busy, or when the request is not a
+ *     disk READ or WRITE (the caller's `quick`);
+ *   - by the calling thread, which otherwise waits for the end, at each
+ *     tick that finds no reader and no request completed since the last
+ *     one: every 2 ms while requests are served, every 200 ms otherwise.
+ * Threads exit only at the end: their receive buffers (1 MiB) stay
+ * mapped.
+ *
+ *    /dev/fuse ──▶ reading ──▶ serving ──┬──▶ reading (≤ active busy)
+ *                     ▲                  └──▶ parked (cond)
+ *                     └─── woken (valve) ◀────────┘
+ *
+ * One /dev/fuse file for every thread (clone_fd is libfuse's own loop's;
+ * it measured the same).  The calling thread waits on a semaphore, which
+ * the signal handlers interrupt (they are not SA_RESTART) and which a
+ * worker posts when it sees the session exited (the last release after
+ * a stop signal, an unmount, "restart").  Then every thread still waiting
+ * in the kernel is cancelled there, the only place a worker accepts
+ * cancellation: a request taken is always answered first.  Workers block
+ * the stop signals, as libfuse's do, so that the handlers run in the
+ * calling thread.
+ */
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+#include <linux/fuse.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fuse-loop.h"
+#include "log.h"
+
+#define VALVE_BUSY_US 2000
+#define VALVE_IDLE_MS 200
+
+struct fuse_loop;
+
+struct fuse_worker {
+	struct fuse_loop *l;
+	pthread_t tid;
+	struct fuse_buf buf;	/* libfuse allocates mem at the first read */
+	struct fuse_worker *next;
+};
+
+struct fuse_loop {
+	struct fuse_session *se;
+	bool (*quick)(const void *in);
+	unsigned max_threads, active;
+	sem_t finish;		/* a worker saw the session exit */
+	/* Leaf lock: held for the counts and the list only, never across
+	 * a read or a request.
+	 */
+	pthread_mutex_t lock;
+	pthread_cond_t park;	/* parked workers */
+	struct fuse_worker *workers;	/* protected by lock */
+	unsigned threads;	/* protected by lock: started */
+	/* Threads reading, or on their way there (counted when started or
+	 * woken, not when they run, so that a burst of requests does not
+	 * start a thread per request), and threads serving a request.
+	 */
+	unsigned readers;	/* protected by lock */
+	unsigned serving;	/* protected by lock */
+	unsigned parked;	/* protected by lock */
+	unsigned handoffs;	/* protected by lock: parked ones woken */
+	unsigned long served;	/* protected by lock: requests completed */
+	bool ending;		/* protected by lock: no new reads or threads */
+	int error;		/* protected by lock: a failed read, -errno */
+};
+
+static void *worker_main(void *arg);
+
+/* Starts one more worker, counted as a reader; l->lock held. */
+static int
+worker_start(struct fuse_loop *l)
+{
+	struct fuse_worker *w;
+	sigset_t stop, old;
+	int err;
+
+	w = calloc(1, sizeof *w);
+	if (w == NULL)
+		return -1;
+	w->l = l;
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGINT);
+	sigaddset(&stop, SIGHUP);
+	sigaddset(&stop, SIGQUIT);
+	pthread_sigmask(SIG_BLOCK, &stop, &old);
+	err = pthread_create(&w->tid, NULL, worker_main, w);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (err != 0) {
+		free(w);
+		errno = err;
+		log_warn("fuse: starting a worker thread: %m");
+		return -1;
+	}
+	w->next = l->workers;
+	l->workers = w;
+	l->threads++;
+	l->readers++;
+	return 0;
+}
+
+/* One more reader: a parked thread woken, or a new one; l->lock held. */
+static void
+add_reader(struct fuse_loop *l)
+{
+	if (l->parked > l->handoffs) {
+		l->handoffs++;
+		l->readers++;
+		pthread_cond_signal(&l->park);
+	} else if (l->threads < l->max_threads) {
+		worker_start(l);
+	}
+}
+
+static void
+buf_release(void *arg)
+{
+	struct fuse_buf *buf = arg;
+
+	free(buf->mem);
+	buf->mem = NULL;
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct fuse_worker *w = arg;
+	struct fuse_loop *l = w->l;
+	bool counted;
+	int res;
+
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+	pthread_cleanup_push(buf_release, &w->buf);
+	pthread_mutex_lock(&l->lock);
+	counted = true;		/* worker_start counted it */
+	for (;;) {
+		if (!counted && !l->ending && l->readers > 0 &&
+		    l->readers + l->serving >= l->active) {
+			l->parked++;
+			while (!l->ending && l->handoffs == 0)
+				pthread_cond_wait(&l->park, &l->lock);
+			l->parked--;
+			if (!l->ending) {
+				l->handoffs--;	/* the waker counted it */
+				counted = true;
+			}
+		}
+		if (l->ending || fuse_session_exited(l->se))
+			break;
+		if (!counted)
+			l->readers++;
+		counted = false;
+		pthread_mutex_unlock(&l->lock);
+		pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
+		res = fuse_session_receive_buf(l->se, &w->buf);
+		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+		pthread_mutex_lock(&l->lock);
+		l->readers--;
+		if (res == -EINTR)
+			continue;
+		if (res <= 0) {
+			/* 0: unmounted (libfuse marks the session exited). */
+			if (res < 0 && l->error == 0)
+				l->error = res;
+			fuse_session_exit(l->se);
+			break;
+		}
+		/* Leave a reader behind if fewer than active threads are
+		 * busy, or if this request may block (the timed valve
+		 * covers the others).
+		 */
+		if (l->readers == 0 && !l->ending &&
+		    (l->serving + 1 < l->active ||
+		     (w->buf.flags & FUSE_BUF_IS_FD) ||
+		     (size_t)res < sizeof(struct fuse_in_header) ||
+		     !l->quick(w->buf.mem)))
+			add_reader(l);
+		l->serving++;
+		pthread_mutex_unlock(&l->lock);
+		fuse_session_process_buf(l->se, &w->buf);
+		pthread_mutex_lock(&l->lock);
+		l->serving--;
+		l->served++;
+	}
+	pthread_mutex_unlock(&l->lock);
+	sem_post(&l->finish);
+	pthread_cleanup_pop(1);
+	return NULL;
+}
+
+unsigned
+fuse_loop_default_active(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (n < 1)
+		n = 1;
+	if (n > 7)
+		n = 7;
+	return (unsigned)n + 1;
+}
+
+/* Waits for the end.  Meanwhile, the valve: a tick without a reader in
+ * the kernel and without a request completed adds a reader.  Ticks are
+ * VALVE_BUSY_US apart while requests are served, VALVE_IDLE_MS when
+ * none is (then the first of a stall can be late by that much).
+ */
+static void
+wait_end(struct fuse_loop *l)
+{
+	unsigned long seen = (unsigned long)-1;
+	struct timespec ts;
+	long ns = VALVE_IDLE_MS * 1000000L;
+
+	while (!fuse_session_exited(l->se)) {
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_nsec += ns;
+		while (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		if (sem_clockwait(&l->finish, CLOCK_MONOTONIC, &ts) == 0 ||
+		    errno != ETIMEDOUT)
+			continue;
+		pthread_mutex_lock(&l->lock);
+		if (l->readers == 0 && l->served == seen && !l->ending)
+			add_reader(l);
+		seen = l->served;
+		ns = l->serving > 0 || l->readers == 0 ?
+			     VALVE_BUSY_US * 1000L :
+			     VALVE_IDLE_MS * 1000000L;
+		pthread_mutex_unlock(&l->lock);
+	}
+}
+
+int
+fuse_loop_run(struct fuse_session *se, unsigned max_threads,
+	      unsigned active, bool (*quick)(const void *in))
+{
+	struct fuse_loop l;
+	struct fuse_worker *w, *next;
+	int err = 0;
+
+	memset(&l, 0, sizeof l);
+	l.se = se;
+	l.quick = quick;
+	l.max_threads = max_threads > 0 ? max_threads : 1;
+	l.active = active > 0 ? active : 1;
+	if (sem_init(&l.finish, 0, 0) == -1)
+		return -1;
+	pthread_mutex_init(&l.lock, NULL);
+	pthread_cond_init(&l.park, NULL);
+
+	pthread_mutex_lock(&l.lock);
+	if (worker_start(&l) == -1)
+		err = errno;
+	pthread_mutex_unlock(&l.lock);
+	if (err == 0)
+		wait_end(&l);
+
+	pthread_mutex_lock(&l.lock);
+	l.ending = true;
+	pthread_cond_broadcast(&l.park);
+	/* Only a thread waiting in read accepts the cancellation. */
+	for (w = l.workers; w != NULL; w = w->next)
+		pthread_cancel(w->tid);
+	pthread_mutex_unlock(&l.lock);
+	for (w = l.workers; w != NULL; w = next) {
+		next = w->next;
+		pthread_join(w->tid, NULL);
+		free(w);
+	}
+	if (err == 0 && l.error != 0)
+		err = -l.error;
+	pthread_cond_destroy(&l.park);
+	pthread_mutex_destroy(&l.lock);
+	sem_destroy(&l.finish);
+	if (err != 0) {
+		errno = err;
+		return -1;
+	}
+	return 0;
+}
