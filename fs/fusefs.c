@@ -92,7 +92,6 @@
  */
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
-#include <linux/fuse.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -1844,16 +1843,6 @@ fusefs_new_primary(const struct config *cfg, struct primary *p,
 	return create(cfg, NULL, p, parts, nparts);
 }
 
-/* A disk read or write: served without waiting for another request. */
-static bool
-quick_request(const void *in)
-{
-	const struct fuse_in_header *h = in;
-
-	return (h->opcode == FUSE_READ || h->opcode == FUSE_WRITE) &&
-	       h->nodeid >= INO_DISK0;
-}
-
 int
 fusefs_run(struct fusefs *fs)
 {
@@ -1862,10 +1851,9 @@ fusefs_run(struct fusefs *fs)
 	metrics_start(fs);
 	/* Enough threads that a blocked request (a checkpoint waiting for
 	 * in-flight reads) never starves the ones it waits for; few of
-	 * them in the kernel at a time (fs/fuse-loop.c).
+	 * them wait in the kernel (fs/fuse-loop.c).
 	 */
-	rc = fuse_loop_run(fs->se, 64, fuse_loop_default_active(),
-			   quick_request);
+	rc = fuse_loop_run(fs->se, 64, fuse_loop_default_readers());
 	metrics_stop(fs);
 	if (rc == -1) {
 		log_error("FUSE session: %m");
