@@ -962,6 +962,37 @@ refuse_split_brain(struct primary *p, struct primary_disk *d,
 		      bitmap_dirty_bytes(d->bm), when_p, own.current, when_s);
 }
 
+static int mark_cb(void *opaque, uint64_t off, uint64_t len);
+
+/* A returning old primary's leftover (gi.h): the granules it wrote that
+ * never reached this side, copied back with the dirty ones.  0; -1 when
+ * it cannot be read (logged): the caller copies everything.
+ */
+static int
+mark_leftover(struct primary *p, struct primary_disk *d)
+{
+	char desc[4200];
+	uint64_t before = bitmap_dirty_bytes(d->bm);
+	int rc;
+
+	desc[0] = '\0';
+	if (p->link->peer_description != NULL)
+		p->link->peer_description(p->link_opaque, d->index, desc,
+					  sizeof desc);
+	rc = gi_parse_left(desc, d->size, mark_cb, d->bm);
+	if (rc == -1) {
+		log_warn("%s: the secondary's leftover is unreadable (%m): a "
+			 "full sync", d->name);
+		return -1;
+	}
+	if (rc == 0)
+		log_info("%s: the secondary was a primary of this pair: %"
+			 PRIu64 " more bytes it wrote that this side never "
+			 "got are copied back", d->name,
+			 bitmap_dirty_bytes(d->bm) - before);
+	return 0;
+}
+
 /* Connected: marks what must be copied, then syncing.  With p->ctl. */
 static int
 begin_sync(struct primary *p, bool full)
@@ -1013,6 +1044,8 @@ begin_sync(struct primary *p, bool full)
 		bitmap_peer(d->bm, peer, sizeof peer);
 		inc = !full && (f & BITMAP_SYNCED) &&
 		      strcmp(peer, d->uri) == 0 && verdicts[i] == GI_SAME;
+		if (inc && mark_leftover(p, d) == -1)
+			inc = false;
 		if (!inc && bitmap_mark_all(d->bm) == -1)
 			goto fail;
 		/* A pair forms: the bits count against the secondary's

@@ -97,12 +97,19 @@ pair_up() {
 }
 
 # tracked HOST BYTES: HOST's protect handed on a bitmap that tracked
-# exactly BYTES since the failover (its log says so).  The sync itself is
-# full for now: the new primary has not recorded the old one's
-# generation (core/gi.h rule 2), so it cannot prove the rest equal.
+# exactly BYTES since the failover (its log says so), with its base
+# generation (the pair the failover left).
 tracked() {
-	grep -q "vda: protect: incremental ($2 dirty bytes tracked)" "$T/$1.log" || {
+	grep -q "vda: protect: incremental ($2 dirty bytes tracked, base" "$T/$1.log" || {
 		grep "protect:" "$T/$1.log" >&2
 		fail "$1's protect did not track exactly $2 bytes"
+	}
+}
+
+# copied HOST BYTES: HOST's last sync copied exactly BYTES (its status).
+copied() {
+	[ "$(hget "$1" sync_total_bytes)" = "$2" ] || {
+		grep -E "protect|generations|sync|returning|leftover" "$T/$1.log" >&2
+		fail "$1's sync copied $(hget "$1" sync_total_bytes) bytes, want $2"
 	}
 }

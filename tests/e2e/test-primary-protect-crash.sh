@@ -32,6 +32,8 @@ hctl y "protect $XURI"
 wait_hstate y replicating
 tracked y $((3 * GRANB))
 ok "after kill -9 and a restart in done, Y still tracked exactly the 3 granules"
+copied y $((3 * GRANB))
+ok "and its protect copied only those"
 hctl x start
 wr y 30 2
 hctl y checkpoint
