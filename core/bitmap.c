@@ -7,7 +7,7 @@
  *   0     char  magic[8]     "COLOFSDB"
  *   8     u32   version      1
  *   12    u32   flags        BITMAP_SYNCED | BITMAP_LIVE | BITMAP_AL |
- *                            BITMAP_SPLIT_BRAIN
+ *                            BITMAP_SPLIT_BRAIN | BITMAP_UNCLEAN
  *   16    u64   size         of the disk, bytes
  *   24    u64   granularity  bytes per bit, a power of two
  *   32    u64   nbits        ceil(size / granularity)
@@ -111,6 +111,16 @@ granule_len(const struct bitmap *b, uint64_t i)
 	uint64_t start = i * b->gran;
 
 	return b->size - start < b->gran ? b->size - start : b->gran;
+}
+
+/* Every granule dirty, in memory. */
+static void
+set_all(struct bitmap *b)
+{
+	memset(b->words, 0xff, b->nwords * sizeof *b->words);
+	if (b->nbits % 64)
+		b->words[b->nwords - 1] = (UINT64_C(1) << (b->nbits % 64)) - 1;
+	b->nset = b->nbits;
 }
 
 /* Writes the header and words to path.tmp, then renames it over path. */
@@ -279,11 +289,15 @@ bitmap_open(const char *path, uint64_t size, uint64_t gran)
 		log_warn("dirty bitmap %s: the primary stopped while "
 			 "replicating; what it was writing is unknown, so "
 			 "the whole disk is dirty", path);
-		memset(b->words, 0xff, b->nwords * sizeof *b->words);
-		if (b->nbits % 64)
-			b->words[b->nwords - 1] =
-				(UINT64_C(1) << (b->nbits % 64)) - 1;
-		b->nset = b->nbits;
+		set_all(b);
+		if (write_whole(b) == -1)
+			goto fail;
+	}
+	if (b->hdr.flags & BITMAP_UNCLEAN) {
+		log_warn("dirty bitmap %s: the last process stopped without "
+			 "saving its marks, so the whole disk is dirty", path);
+		set_all(b);
+		b->hdr.flags &= ~(uint32_t)BITMAP_UNCLEAN;
 		if (write_whole(b) == -1)
 			goto fail;
 	}
@@ -441,20 +455,15 @@ sync_words(struct bitmap *b)
 	return rc;
 }
 
-int
-bitmap_mark(struct bitmap *b, uint64_t off, uint64_t len)
+/* Sets the bits of [off, +len) in memory, noting the words to sync:
+ * true if any was clear.  With b->lock held; len > 0, within the disk.
+ */
+static bool
+set_bits(struct bitmap *b, uint64_t off, uint64_t len)
 {
-	uint64_t first, last, i, my;
+	uint64_t first = off / b->gran, last = (off + len - 1) / b->gran, i;
 	bool set = false;
-	int rc = 0;
 
-	if (len == 0 || off >= b->size)
-		return 0;
-	if (len > b->size - off)
-		len = b->size - off;
-	first = off / b->gran;
-	last = (off + len - 1) / b->gran;
-	pthread_mutex_lock(&b->lock);
 	for (i = first; i <= last; i++) {
 		uint64_t bit = UINT64_C(1) << (i % 64);
 
@@ -468,7 +477,21 @@ bitmap_mark(struct bitmap *b, uint64_t off, uint64_t len)
 		if (b->lo > b->hi || i / 64 > b->hi)
 			b->hi = i / 64;
 	}
-	if (set)
+	return set;
+}
+
+int
+bitmap_mark(struct bitmap *b, uint64_t off, uint64_t len)
+{
+	uint64_t my;
+	int rc = 0;
+
+	if (len == 0 || off >= b->size)
+		return 0;
+	if (len > b->size - off)
+		len = b->size - off;
+	pthread_mutex_lock(&b->lock);
+	if (set_bits(b, off, len))
 		b->gen_set++;
 	my = b->gen_set;
 	while (rc == 0 && b->gen_synced < my) {
@@ -481,18 +504,25 @@ bitmap_mark(struct bitmap *b, uint64_t off, uint64_t len)
 	return rc;
 }
 
+void
+bitmap_mark_lazy(struct bitmap *b, uint64_t off, uint64_t len)
+{
+	if (len == 0 || off >= b->size)
+		return;
+	if (len > b->size - off)
+		len = b->size - off;
+	pthread_mutex_lock(&b->lock);
+	set_bits(b, off, len);
+	pthread_mutex_unlock(&b->lock);
+}
+
 int
 bitmap_mark_all(struct bitmap *b)
 {
-	uint64_t i;
 	int rc;
 
 	pthread_mutex_lock(&b->lock);
-	for (i = 0; i < b->nwords; i++)
-		b->words[i] = UINT64_MAX;
-	if (b->nbits % 64)
-		b->words[b->nwords - 1] = (UINT64_C(1) << (b->nbits % 64)) - 1;
-	b->nset = b->nbits;
+	set_all(b);
 	rc = write_whole(b);
 	pthread_mutex_unlock(&b->lock);
 	return rc;

@@ -6,9 +6,11 @@
  * Tracking.  Each disk has a dirty bitmap in state_dir, named as a
  * primary names its own (durable_bitmap_path), so that the primary made by the
  * switch takes it over as is.  The replica's tap (core/replica.h) marks
- * it, durably, before S takes anything the primary did not send: the
- * failover commit's buffered extents, and the view's writes in failover
- * and done.  When start leaves none for running, S is the primary's again:
+ * it before S takes anything the primary did not send: the failover
+ * commit's buffered extents, and the view's writes in failover and done.
+ * The marks stay in memory (tap_write): the first sets BITMAP_UNCLEAN
+ * durably, a clean stop and the protect save them; after a crash the
+ * bitmap is all dirty (a full sync).  When start leaves none for running, S is the primary's again:
  * the bitmap is emptied and flagged BITMAP_SYNCED with no peer, which
  * reads "every write since S was last the peer's is marked".
  *
@@ -41,6 +43,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +64,8 @@ struct protect {
 	struct durable *du;
 	size_t ndisks;
 	char **paths;	    /* the bitmaps' (NULL: none) */
+	atomic_bool *unclean; /* BITMAP_UNCLEAN is set on disk i's */
+	pthread_mutex_t mark_lock; /* the first mark's, which sets it */
 	struct bitmap **bm; /* NULL: not tracked (or handed on) */
 	struct primary_link *link;
 	struct primary *p;
@@ -72,12 +77,46 @@ cfg_name(const struct protect *pr, size_t i)
 	return pr->cfg->disks[i].name;
 }
 
+/* A write S takes that the primary did not send.  The marks stay in
+ * memory: the first one sets BITMAP_UNCLEAN durably (before S takes the
+ * write), a clean stop or the protect saves them and clears it, and a
+ * bitmap found unclean is all dirty (a full sync).  So the VM's first
+ * write to each granule costs no bitmap sync.
+ */
 static int
 tap_write(void *opaque, size_t i, uint64_t off, uint64_t len)
 {
 	struct protect *pr = opaque;
+	struct bitmap *b = pr->bm[i];
+	int rc = 0;
 
-	return pr->bm[i] ? bitmap_mark(pr->bm[i], off, len) : 0;
+	if (b == NULL)
+		return 0;
+	if (!atomic_load(&pr->unclean[i])) {
+		pthread_mutex_lock(&pr->mark_lock);
+		if (!atomic_load(&pr->unclean[i])) {
+			rc = bitmap_update(b, BITMAP_UNCLEAN, 0, NULL);
+			if (rc == 0)
+				atomic_store(&pr->unclean[i], true);
+		}
+		pthread_mutex_unlock(&pr->mark_lock);
+	}
+	if (rc == 0)
+		bitmap_mark_lazy(b, off, len);
+	return rc;
+}
+
+/* Saves disk i's marks (a whole rewrite) and clears BITMAP_UNCLEAN, with
+ * the flags in set and clear and the peer (NULL: kept).  0, or -1.
+ */
+static int
+save(struct protect *pr, size_t i, unsigned set, unsigned clear,
+     const char *peer)
+{
+	if (bitmap_update(pr->bm[i], set, clear | BITMAP_UNCLEAN, peer) == -1)
+		return -1;
+	atomic_store(&pr->unclean[i], false);
+	return 0;
 }
 
 /* S is the primary's again: nothing written since, no peer yet.  Unless
@@ -112,10 +151,9 @@ tap_start(void *opaque, bool consistent)
 		 * the primary in (its bitmap records the same one): the
 		 * base a protect after the failover hands on.
 		 */
-		if (bitmap_update(b, consistent ? BITMAP_SYNCED : 0,
-				  BITMAP_LIVE | BITMAP_AL | BITMAP_SPLIT_BRAIN |
-				  (consistent ? 0 : BITMAP_SYNCED),
-				  "") == -1 ||
+		if (save(pr, i, consistent ? BITMAP_SYNCED : 0,
+			 BITMAP_LIVE | BITMAP_AL | BITMAP_SPLIT_BRAIN |
+			 (consistent ? 0 : BITMAP_SYNCED), "") == -1 ||
 		    bitmap_set_gens(b, consistent ? gi.current : 0, &own) == -1) {
 			log_error("%s: dirty bitmap %s: %m; a protect after a "
 				  "failover will copy the whole disk",
@@ -139,13 +177,15 @@ protect_new(const struct config *cfg, struct replica *r, struct durable *du)
 	if (pr == NULL)
 		return NULL;
 	pthread_mutex_init(&pr->left_lock, NULL);
+	pthread_mutex_init(&pr->mark_lock, NULL);
 	pr->cfg = cfg;
 	pr->r = r;
 	pr->du = du;
 	pr->ndisks = cfg->ndisks;
 	pr->paths = calloc(cfg->ndisks + 1, sizeof *pr->paths);
 	pr->bm = calloc(cfg->ndisks + 1, sizeof *pr->bm);
-	if (pr->paths == NULL || pr->bm == NULL)
+	pr->unclean = calloc(cfg->ndisks + 1, sizeof *pr->unclean);
+	if (pr->paths == NULL || pr->bm == NULL || pr->unclean == NULL)
 		goto fail;
 	stem = durable_stem(cfg->mountpoint);
 	if (stem == NULL)
@@ -324,6 +364,12 @@ protect_free(struct protect *pr)
 	primary_free(pr->p);
 	primary_link_free(pr->link);
 	for (i = 0; i < pr->ndisks; i++) {
+		/* A clean stop: the marks kept in memory are saved. */
+		if (pr->bm && pr->bm[i] && atomic_load(&pr->unclean[i]) &&
+		    save(pr, i, 0, 0, NULL) == -1)
+			log_error("%s: dirty bitmap %s: %m; a protect will "
+				  "copy the whole disk", cfg_name(pr, i),
+				  pr->paths[i]);
 		if (pr->bm)
 			bitmap_free(pr->bm[i]);
 		if (pr->paths)
@@ -332,7 +378,9 @@ protect_free(struct protect *pr)
 	free(pr->bm);
 	free(pr->paths);
 	free(pr->left);
+	free(pr->unclean);
 	pthread_mutex_destroy(&pr->left_lock);
+	pthread_mutex_destroy(&pr->mark_lock);
 	free(pr);
 }
 
@@ -384,8 +432,7 @@ hand_on(struct protect *pr, size_t i, const char *uri, bool full)
 			 cfg_name(pr, i), base, gi.history[0]);
 		inc = false;
 	}
-	rc = inc ? bitmap_update(b, 0, 0, uri)
-		 : bitmap_update(b, 0, BITMAP_SYNCED, NULL);
+	rc = inc ? save(pr, i, 0, 0, uri) : save(pr, i, 0, BITMAP_SYNCED, NULL);
 	/* Without a base, none is recorded (core/gi.h rule 2: a full sync),
 	 * never a stale one from this disk's last life as a primary (rule 4
 	 * would call it a split brain).

@@ -189,3 +189,37 @@ Test(bitmap, concurrent_marks_share_syncs_and_all_reach_the_file)
 	free(path);
 	test_cleanup_dir(dir);
 }
+
+/* Lazy marks (the done side's tracking, fs/protect.c): in memory only;
+ * saved by the rewrite that clears BITMAP_UNCLEAN; a file found unclean
+ * (the process died first) is all dirty, and no longer unclean.
+ */
+Test(bitmap, lazy_marks_are_saved_clean_or_lost_to_all_dirty)
+{
+	char *dir, *path = bitmap_path(&dir);
+	struct bitmap *b = bitmap_open(path, 10 * G, G);
+
+	cr_assert_eq(bitmap_update(b, BITMAP_SYNCED | BITMAP_UNCLEAN, 0, NULL),
+		     0);
+	bitmap_mark_lazy(b, 3 * G, 1);
+	cr_assert_eq(bitmap_dirty_bytes(b), G);
+	cr_assert_eq(bitmap_update(b, 0, BITMAP_UNCLEAN, NULL), 0);
+	bitmap_free(b);
+	b = bitmap_open(path, 10 * G, G);
+	cr_assert_eq(bitmap_dirty_bytes(b), G, "saved marks are kept");
+	cr_assert_eq(bitmap_flags(b), BITMAP_SYNCED);
+
+	/* Unclean again, a mark, and no save: as after kill -9. */
+	cr_assert_eq(bitmap_update(b, BITMAP_UNCLEAN, 0, NULL), 0);
+	bitmap_mark_lazy(b, 7 * G, G);
+	bitmap_free(b);
+	b = bitmap_open(path, 10 * G, G);
+	cr_assert_eq(bitmap_dirty_bytes(b), 10 * G, "an unclean file is all dirty");
+	cr_assert_not(bitmap_flags(b) & BITMAP_UNCLEAN);
+	bitmap_free(b);
+	b = bitmap_open(path, 10 * G, G);
+	cr_assert_eq(bitmap_dirty_bytes(b), 10 * G, "and stays so");
+	bitmap_free(b);
+	free(path);
+	test_cleanup_dir(dir);
+}
