@@ -86,6 +86,7 @@ struct primary {
 	unsigned mirrored;		/* writes in flight; protected by lock */
 	unsigned unmirrored;		/* protected by lock */
 	bool split_brain;		/* protected by lock */
+	bool connect_full;		/* the connect's sync is full; ctl */
 	atomic_bool live;		/* BITMAP_LIVE is set; changed under ctl */
 	uint64_t checkpoints, syncs;	/* protected by lock */
 	uint64_t sync_total, sync_done;	/* protected by lock */
@@ -1113,9 +1114,28 @@ fail:
 /* start and resync: once connected, what was wrong before is over (the
  * error is cleared before the sync can raise its own).
  */
+uint64_t
+primary_vouch(void *arg, size_t i, const char *description)
+{
+	struct primary *p = arg;
+	struct gi_set peer, own;
+	uint64_t recorded;
+	enum gi_verdict v;
+
+	if (i >= p->ndisks || gi_parse(description, &peer) != 0)
+		return 0;
+	bitmap_gens(p->disks[i].bm, &recorded, &own);
+	v = gi_compare(recorded, &peer);
+	if ((v == GI_SPLIT_BRAIN || v == GI_UNRELATED) && !p->connect_full)
+		return 0;
+	return peer.current;
+}
+
 static int
 connect_and_sync(struct primary *p, const char *uri, bool full)
 {
+	/* For primary_vouch, called by the link's connect in this thread. */
+	p->connect_full = full;
 	if (connect_all(p, uri) == -1)
 		return -1;
 	primary_clear_error(p);

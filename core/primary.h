@@ -169,6 +169,15 @@ int primary_stop(struct primary *p);
  */
 void primary_link_lost(struct primary *p, size_t i, const char *why);
 
+/* While disk i connects (from start or resync, in the link's connect),
+ * given the secondary's export description (arg: the struct primary, so
+ * that it is a primary_link_vouch_fn): the secondary's generation
+ * when this primary will sync it (incremental or full), to present back
+ * (fs/primary-link.h); 0 when it will refuse (a split brain or unrelated
+ * data without "full") or the peer sent none.
+ */
+uint64_t primary_vouch(void *arg, size_t i, const char *description);
+
 enum primary_state primary_state(struct primary *p);
 /* Blocks until the state is not syncing, or timeout_ms passed. */
 void primary_wait_sync(struct primary *p, unsigned timeout_ms);

@@ -440,6 +440,7 @@ serve_primary(struct config *cfg, bool foreground)
 	if (!p)
 		goto out;
 	primary_link_on_lost(link, lost, p);
+	primary_link_on_vouch(link, primary_vouch, p);
 	fs = fusefs_new_primary(cfg, p, &holder_part, 1);
 	if (!fs)
 		goto out;

@@ -534,6 +534,7 @@ protect_switch(struct protect *pr, const char *uri, bool full)
 		return refuse(pr, EIO, why);
 	}
 	primary_link_on_lost(pr->link, lost, pr->p);
+	primary_link_on_vouch(pr->link, primary_vouch, pr->p);
 	log_info("protect: primary mode, secondary %s", uri);
 	return pr->p;
 }
