@@ -60,6 +60,7 @@ struct protect {
 	const struct config *cfg;
 	pthread_mutex_t left_lock;
 	char *left;	    /* a returning primary's leftover (gi.h), or NULL */
+	bool left_all;	    /* it is "all"; left_lock */
 	struct replica *r;
 	struct durable *du;
 	size_t ndisks;
@@ -130,14 +131,22 @@ tap_start(void *opaque, bool consistent)
 	struct gi_set gi, own;
 	uint64_t old;
 	size_t i;
+	bool vouched, all;
 
-	/* A leftover is for the sync before a start: S is that primary's
-	 * now, and what it wrote is tracked by it.
+	/* A returning primary (protect_adopt): its leftover stays marked,
+	 * whether or not the new primary's sync rolled it back (a copy too
+	 * many at worst), and the adoption vouches for the rest: S is the
+	 * pair's generation plus those bits, even when start had to be
+	 * forced (the s_consistent=0 of its --demote).
 	 */
 	pthread_mutex_lock(&pr->left_lock);
+	vouched = pr->left != NULL;
+	all = pr->left_all;
 	free(pr->left);
 	pr->left = NULL;
+	pr->left_all = false;
 	pthread_mutex_unlock(&pr->left_lock);
+	consistent = consistent || vouched;
 	durable_gi(pr->du, &gi);
 	for (i = 0; i < pr->ndisks; i++) {
 		struct bitmap *b = pr->bm[i];
@@ -145,7 +154,10 @@ tap_start(void *opaque, bool consistent)
 
 		if (b == NULL)
 			continue;
-		bitmap_clear(b, 0, replica_disk_size(d));
+		if (!vouched)
+			bitmap_clear(b, 0, replica_disk_size(d));
+		else if (all)
+			bitmap_mark_lazy(b, 0, replica_disk_size(d));
 		bitmap_gens(b, &old, &own);
 		/* The bits count against the generation S is in sync with
 		 * the primary in (its bitmap records the same one): the
@@ -327,6 +339,7 @@ protect_adopt(struct protect *pr)
 	pthread_mutex_lock(&pr->left_lock);
 	free(pr->left);
 	pr->left = text;
+	pr->left_all = all;
 	pthread_mutex_unlock(&pr->left_lock);
 	log_info("%s: returning primary: generation %016" PRIx64 " (the "
 		 "pair it left); %s it wrote that its secondary never got go "
