@@ -51,7 +51,9 @@ wr x 130 1
 run y secondary --demote
 hctl x "protect $YURI"
 wait_hstate x replicating
-copied x $((1 * GRANB))
+# Its granule since the failover, and its own leftover of before, kept
+# marked since its start (Y's sync rolled it back already: a copy too many).
+copied x $((3 * GRANB))
 hctl y start
 wr x 140 2
 hctl x checkpoint
