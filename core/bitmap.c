@@ -26,10 +26,12 @@
  * write that is not mirrored marks its granules before it is applied,
  * and bitmap_mark returns only once a newly set bit is on the disk
  * (pwrite of the words it changed, then fdatasync).  A bit already set
- * costs nothing.  Clearing is lazy (in memory; written by the next mark
- * that touches the word, or by bitmap_save): after a crash a granule
- * that was copied may read dirty, which costs one more copy, never a
- * lost write.
+ * costs nothing (bitmap_mark_lazy, for a done secondary's tracking, does
+ * no I/O: BITMAP_UNCLEAN, set durably before it, stands for its marks,
+ * and a file found with it is all dirty).  Clearing is lazy (in memory;
+ * written by the next mark that touches the word, or by bitmap_save):
+ * after a crash a granule that was copied may read dirty, which costs
+ * one more copy, never a lost write.
  *
  * Whole rewrites (bitmap_save, bitmap_mark_all, header changes) go to a
  * fresh NAME.dirty.tmp.XXXXXX made with O_EXCL | O_NOFOLLOW in the state
