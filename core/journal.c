@@ -81,7 +81,8 @@
 
 #define MAGIC "COLOFSJ\n"
 #define JOURNAL_END 'E'
-#define JOURNAL_MAX (1ULL << 32)	/* bytes: larger is not a journal */
+
+uint64_t journal_max_bytes = JOURNAL_MAX_BYTES;
 
 /* Appends come from concurrent view writes: lock orders them and guards
  * the fields marked so.
@@ -158,11 +159,26 @@ struct journal *
 journal_create(int dirfd, const char *name, const char *disk, uint64_t size,
 	       uint64_t generation, const struct journal_rec *recs, size_t n)
 {
-	size_t total = JOURNAL_HEADER_LEN + (n + 1) * JOURNAL_REC_LEN, i;
-	struct journal *j = journal_alloc(dirfd, name);
-	unsigned char *buf = malloc(total), *p;
+	size_t total, i;
+	struct journal *j = NULL;
+	unsigned char *buf = NULL, *p;
 	uint64_t chain;
 
+	/* A journal its own replay would refuse must not be written: the
+	 * failover fails instead, before S is touched.
+	 */
+	if ((uint64_t) n >= (journal_max_bytes - JOURNAL_HEADER_LEN) /
+			    JOURNAL_REC_LEN ||
+	    n >= (SIZE_MAX - JOURNAL_HEADER_LEN) / JOURNAL_REC_LEN) {
+		log_error("journal %s: %zu extents would make a journal of "
+			  "more than %" PRIu64 " bytes, which its replay "
+			  "refuses", name, n, journal_max_bytes);
+		errno = EFBIG;
+		return NULL;
+	}
+	total = JOURNAL_HEADER_LEN + (n + 1) * JOURNAL_REC_LEN;
+	j = journal_alloc(dirfd, name);
+	buf = malloc(total);
 	if (j == NULL || buf == NULL) {
 		log_error("journal %s: %m", name);
 		goto err;
@@ -304,6 +320,14 @@ journal_append(struct journal *j, char op, uint64_t off, uint64_t len)
 		pthread_mutex_unlock(&j->lock);
 		errno = EIO;
 		log_error("append to journal %s: it failed before", j->name);
+		return -1;
+	}
+	if (j->len + JOURNAL_REC_LEN > journal_max_bytes) {
+		pthread_mutex_unlock(&j->lock);
+		errno = EFBIG;
+		log_error("append to journal %s: full (%" PRIu64 " bytes, the "
+			  "most its replay accepts)", j->name,
+			  journal_max_bytes);
 		return -1;
 	}
 	sum = encode_rec(rec, op, j->seq, off, len, j->salt, j->chain);
@@ -540,7 +564,7 @@ journal_load(int dirfd, const char *name, const char *disk, uint64_t size,
 		goto fail;
 	if (fstat(fd, &st) == -1)
 		goto sys;
-	if ((uint64_t) st.st_size > JOURNAL_MAX) {
+	if ((uint64_t) st.st_size > journal_max_bytes) {
 		bad(err, errlen, "%jd bytes: too large for a journal",
 		    (intmax_t) st.st_size);
 		goto fail;

@@ -615,6 +615,37 @@ Test(durable, failover_that_cannot_be_recorded_fails_and_can_be_retried)
 	replica_free(r);
 }
 
+/* A failover whose snapshot would make a journal larger than a replay
+ * accepts fails before S is touched, says why, and can be retried.
+ */
+Test(durable, failover_refuses_a_journal_its_replay_would_refuse)
+{
+	uint64_t saved = journal_max_bytes;
+	char msg[512];
+	int i;
+
+	r = test_replica(1 * MiB, 0x11, dir);
+	d = replica_disk_at(r, 0);
+	cr_assert_eq(replica_set_durable(r, dir, dir, "p"), 0);
+	cr_assert_eq(replica_start(r), 0);
+	for (i = 0; i < 4; i++)		/* four separate extents */
+		view_fill(d, (uint64_t) i * 65536, 4096, 0xbb);
+	journal_max_bytes = JOURNAL_HEADER_LEN + 4 * JOURNAL_REC_LEN;
+	cr_assert_eq(replica_failover(r), -1);
+	replica_last_error(r, msg, sizeof msg);
+	cr_assert(strstr(msg, "too large") != NULL, "%s", msg);
+	cr_assert_eq(replica_state(r), REPLICA_FAILOVER_FAILED);
+	cr_assert_not(exists("p.vda.journal"));
+	expect_disk(d, 0, 4096, 0x11);		/* nothing committed */
+	expect_view(d, 0, 4096, 0xbb);
+	journal_max_bytes = saved;
+	cr_assert_eq(replica_failover(r), 0);
+	replica_wait_commit(r);
+	cr_assert_eq(replica_state(r), REPLICA_DONE);
+	expect_disk(d, 196608, 4096, 0xbb);
+	replica_free(r);
+}
+
 static int consistent_hook_calls;
 static bool consistent_hook_saw;
 
