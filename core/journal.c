@@ -83,6 +83,7 @@
 #define JOURNAL_END 'E'
 
 uint64_t journal_max_bytes = JOURNAL_MAX_BYTES;
+int (*journal_alloc_fault)(void);
 
 /* Appends come from concurrent view writes: lock orders them and guards
  * the fields marked so.
@@ -437,9 +438,16 @@ journal_parse(const void *buf, size_t len, const char *disk, uint64_t size,
 		return bad(err, errlen, "for disk \"%s\", not \"%s\"",
 			   info->disk, disk);
 	nrec = (len - JOURNAL_HEADER_LEN) / JOURNAL_REC_LEN;
-	info->recs = malloc((nrec ? nrec : 1) * sizeof *info->recs);
-	if (info->recs == NULL)
+	if (journal_alloc_fault != NULL && journal_alloc_fault() == -1)
+		info->recs = NULL;
+	else
+		info->recs = malloc((nrec ? nrec : 1) * sizeof *info->recs);
+	if (info->recs == NULL) {
+		snprintf(err, errlen, "no memory for its %" PRIu64 " records",
+			 nrec);
+		errno = ENOMEM;
 		return -1;
+	}
 	chain = le_get64(b + 120);
 	for (i = 0, pos = JOURNAL_HEADER_LEN; i < nrec;
 	     i++, pos += JOURNAL_REC_LEN) {

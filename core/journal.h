@@ -83,12 +83,17 @@ void journal_close(struct journal *j);
  * end record's count and checksum over the snapshot, and every extent
  * within the disk.  Only a torn last record after the end record is
  * tolerated (ignored, info->torn).  0 and *info (free with
- * journal_info_release); or -1 with EINVAL and what is wrong in err.
+ * journal_info_release); or -1 with EINVAL and what is wrong in err, or
+ * with ENOMEM (and so in err) if the records do not fit in memory.
  */
 int journal_parse(const void *buf, size_t len, const char *disk,
 		  uint64_t size, struct journal_info *info, char *err,
 		  size_t errlen);
 void journal_info_release(struct journal_info *info);
+/* For tests (tests/unit/faulty.c): when set, called before journal_parse
+ * allocates its records; -1 fails that allocation as malloc would.
+ */
+extern int (*journal_alloc_fault)(void);
 
 /* The stamp that binds a buffer file to its journal: JOURNAL_STAMP_LEN
  * bytes that the buffer file carries after the disk's bytes (at offset

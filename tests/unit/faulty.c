@@ -9,6 +9,7 @@
 
 #include "faulty.h"
 #include "fdio.h"
+#include "journal.h"
 #include "support.h"
 
 struct faults faults;
@@ -30,11 +31,21 @@ fail_dir_fsync(void)
 	return -1;
 }
 
-/* Always installed: it fails nothing until a test sets the count. */
+static int
+fail_journal_alloc(void)
+{
+	if (!atomic_load(&faults.journal_alloc))
+		return 0;
+	errno = ENOMEM;
+	return -1;
+}
+
+/* Always installed: they fail nothing until a test sets the switch. */
 __attribute__((constructor)) static void
 install_fdio_faults(void)
 {
 	fdio_dir_fsync_fault = fail_dir_fsync;
+	journal_alloc_fault = fail_journal_alloc;
 }
 
 static struct image_ops faulty_image_ops;

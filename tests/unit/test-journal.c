@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "faulty.h"
 #include "fdio.h"
 #include "journal.h"
 #include "log.h"
@@ -373,4 +374,31 @@ Test(journal, the_writer_stops_where_the_reader_would_refuse)
 	cr_assert_not_null(j, "a journal of exactly the limit is refused");
 	journal_close(j);
 	journal_max_bytes = saved;
+}
+
+/* Out of memory for the records: an error that says so, like any other
+ * refusal, never an empty message.
+ */
+Test(journal, a_parse_without_memory_says_so)
+{
+	struct journal_info info;
+	unsigned char *buf;
+	size_t len;
+	char err[256];
+
+	journal_close(make_journal());
+	buf = slurp(&len);
+	atomic_store(&faults.journal_alloc, true);
+	err[0] = '\0';
+	cr_assert_eq(journal_parse(buf, len, "vda", 1 * MiB, &info, err,
+				   sizeof err), -1);
+	cr_assert_eq(errno, ENOMEM);
+	cr_assert(strstr(err, "memory") != NULL, "no reason: \"%s\"", err);
+	err[0] = '\0';
+	cr_assert_eq(journal_load(dirfd_, "j", "vda", 1 * MiB, &info, NULL,
+				  err, sizeof err), -1);
+	cr_assert_eq(errno, ENOMEM);
+	cr_assert(strstr(err, "memory") != NULL, "no reason: \"%s\"", err);
+	atomic_store(&faults.journal_alloc, false);
+	free(buf);
 }
