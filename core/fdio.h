@@ -13,6 +13,10 @@ int full_pread(int fd, void *buf, size_t len, uint64_t off);
 int full_pwrite(int fd, const void *buf, size_t len, uint64_t off);
 /* Punch a hole, else ZERO_RANGE, else write zeros. */
 int fd_zero_range(int fd, uint64_t off, uint64_t len);
+/* ZERO_RANGE (the range stays allocated where it was, as on a raw file or
+ * a block device), else write zeros: never a hole punched.
+ */
+int fd_zero_alloc(int fd, uint64_t off, uint64_t len);
 
 
 /* Creating files that a third party cannot redirect.

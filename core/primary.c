@@ -389,7 +389,7 @@ modify(struct primary_disk *d, enum primary_op op, const void *buf,
 	if (op == PRIMARY_OP_WRITE)
 		rc = d->img->ops->pwrite(d->img, buf, len, off);
 	else
-		rc = d->img->ops->zero(d->img, off, len);
+		rc = d->img->ops->zero(d->img, off, len, true);
 	if (rc == -1) {
 		err = errno;
 		log_error("%s: local %s at %" PRIu64 ": %m", d->name,

@@ -900,12 +900,15 @@ check_io(struct replica_disk *d, size_t len, uint64_t off)
 	return 0;
 }
 
+/* Writes buf into S, or zeroes the range when buf is NULL: punch says
+ * whether a hole may be punched there (image.h).
+ */
 static int
 image_write(struct replica_disk *d, const void *buf, size_t len,
-	    uint64_t off)
+	    uint64_t off, bool punch)
 {
 	if (buf == NULL)
-		return d->img->ops->zero(d->img, off, len);
+		return d->img->ops->zero(d->img, off, len, punch);
 	return d->img->ops->pwrite(d->img, buf, len, off);
 }
 
@@ -1134,7 +1137,8 @@ replica_primary_write(struct replica_disk *d, const void *buf, size_t len,
 			goto out;
 		}
 	}
-	if (image_write(d, buf, len, off) == -1) {
+	/* A primary's zero is WRITE_ZEROES without NO_HOLE, or a trim. */
+	if (image_write(d, buf, len, off, true) == -1) {
 		replica_record_error(r, "%s: primary write at %" PRIu64
 				     "+%zu failed on the secondary disk: %s",
 				     d->name, off, len, strerror(errno));
@@ -1345,7 +1349,7 @@ journal_note(struct replica_disk *d, char op, uint64_t off, uint64_t len)
 /* In FAILOVER_FAILED: buffered parts go to active, the rest to S. */
 static int
 write_failed_state(struct replica_disk *d, const void *buf, size_t len,
-		   uint64_t off)
+		   uint64_t off, bool punch)
 {
 	uint64_t pos, end = off + len, seg_end;
 
@@ -1355,7 +1359,8 @@ write_failed_state(struct replica_disk *d, const void *buf, size_t len,
 		int ret;
 
 		if (l == LAYER_IMAGE)
-			ret = image_write(d, p, seg_end - pos, pos) == -1 ? -1 :
+			ret = image_write(d, p, seg_end - pos, pos,
+					  punch) == -1 ? -1 :
 			      journal_note(d, JOURNAL_DROP, pos, seg_end - pos);
 		else
 			ret = buffer_write(d, d->active, p, seg_end - pos,
@@ -1386,9 +1391,12 @@ wait_failover_durable(struct replica *r)
 	pthread_mutex_unlock(&r->commit_lock);
 }
 
-int
-replica_view_write(struct replica_disk *d, const void *buf, size_t len,
-		   uint64_t off)
+/* A view write of buf, or when buf is NULL a zeroing (punch: a hole may
+ * be punched where it reaches S).
+ */
+static int
+view_write(struct replica_disk *d, const void *buf, size_t len, uint64_t off,
+	   bool punch)
 {
 	struct replica *r = d->r;
 	struct rangelock_entry e;
@@ -1442,7 +1450,7 @@ replica_view_write(struct replica_disk *d, const void *buf, size_t len,
 		/* The buffered copy becomes obsolete: drop it after S has the
 		 * new data, so the commit cannot write it over the new data.
 		 */
-		ret = image_write(d, buf, len, off);
+		ret = image_write(d, buf, len, off, punch);
 		if (ret == 0)
 			crash_point("failover_view_write");	/* S, no D */
 		if (ret == 0)
@@ -1456,10 +1464,10 @@ replica_view_write(struct replica_disk *d, const void *buf, size_t len,
 		}
 		break;
 	case REPLICA_FAILOVER_FAILED:
-		ret = write_failed_state(d, buf, len, off);
+		ret = write_failed_state(d, buf, len, off, punch);
 		break;
 	default:
-		ret = image_write(d, buf, len, off);
+		ret = image_write(d, buf, len, off, punch);
 		break;
 	}
 	if (ret == 0) {
@@ -1474,9 +1482,32 @@ replica_view_write(struct replica_disk *d, const void *buf, size_t len,
 }
 
 int
+replica_view_write(struct replica_disk *d, const void *buf, size_t len,
+		   uint64_t off)
+{
+	return view_write(d, buf, len, off, false);
+}
+
+static int
+view_zero(struct replica_disk *d, uint64_t off, uint64_t len, bool punch)
+{
+	if (len > SIZE_MAX) {
+		errno = EINVAL;
+		return -1;
+	}
+	return view_write(d, NULL, (size_t) len, off, punch);
+}
+
+int
 replica_view_zero(struct replica_disk *d, uint64_t off, uint64_t len)
 {
-	return zero_by(replica_view_write, d, off, len);
+	return view_zero(d, off, len, false);
+}
+
+int
+replica_view_punch(struct replica_disk *d, uint64_t off, uint64_t len)
+{
+	return view_zero(d, off, len, true);
 }
 
 int

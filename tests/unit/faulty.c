@@ -87,13 +87,13 @@ fi_pwrite(struct image *img, const void *buf, size_t len, uint64_t off)
 }
 
 static int
-fi_zero(struct image *img, uint64_t off, uint64_t len)
+fi_zero(struct image *img, uint64_t off, uint64_t len, bool punch)
 {
 	if (write_fails()) {
 		errno = EIO;
 		return -1;
 	}
-	return raw_ops->zero(img, off, len);
+	return raw_ops->zero(img, off, len, punch);
 }
 
 static int

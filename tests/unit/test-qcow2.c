@@ -121,7 +121,7 @@ write_pattern(struct image *img, uint64_t off, size_t len, int byte)
 static void
 zero(struct image *img, uint64_t off, uint64_t len)
 {
-	cr_assert_eq(img->ops->zero(img, off, len), 0);
+	cr_assert_eq(img->ops->zero(img, off, len, true), 0);
 	memset(expect + off, 0, len);
 }
 
@@ -512,7 +512,7 @@ Test(qcow2, out_of_range_io_is_refused)
 	cr_assert_eq(img->ops->pread(img, buf, 1024, DISK - 512), -1);
 	cr_assert_eq(errno, EINVAL);
 	cr_assert_eq(img->ops->pwrite(img, buf, 1024, DISK - 512), -1);
-	cr_assert_eq(img->ops->zero(img, DISK, 1), -1);
+	cr_assert_eq(img->ops->zero(img, DISK, 1, true), -1);
 	cr_assert_eq(img->ops->overlay_bytes(img), 0);
 	image_close(img);
 }
