@@ -1267,8 +1267,9 @@ replica_view_read_end(struct replica_read *rd)
  * the active buffer are synced first, so that a record never reaches the
  * disk before its data (a durable D without its S data would let a
  * resumed commit drop buffered data the VM had flushed; an A without its
- * buffer data would commit stale bytes).  Notes added meanwhile wait for
- * the next call.  Caller holds the gate (the journal stays).  0, or -1.
+ * buffer data would commit stale bytes).  Notes added meanwhile, and any
+ * whose append failed, wait for the next call.  Caller holds the gate (the
+ * journal stays).  0, or -1.
  */
 static int
 notes_flush(struct replica_disk *d)
@@ -1289,12 +1290,20 @@ notes_flush(struct replica_disk *d)
 	crash_point("notes_data_synced");
 	pthread_mutex_lock(&d->note_lock);
 	k = upto > d->notes_base ? (size_t) (upto - d->notes_base) : 0;
-	for (i = 0; i < k && ret == 0; i++)
-		ret = journal_append(d->journal, d->notes[i].op,
-				     d->notes[i].off, d->notes[i].len);
-	memmove(d->notes, d->notes + k, (d->nnotes - k) * sizeof *d->notes);
-	d->nnotes -= k;
-	d->notes_base += k;
+	for (i = 0; i < k; i++)
+		if (journal_append(d->journal, d->notes[i].op, d->notes[i].off,
+				   d->notes[i].len) == -1) {
+			ret = -1;
+			break;
+		}
+	/* Only the appended notes leave.  One that did not make it stays,
+	 * with those after it: their writers may be waiting in their own
+	 * notes_flush, which must fail (or append them) rather than find
+	 * nothing left to append and return 0.
+	 */
+	memmove(d->notes, d->notes + i, (d->nnotes - i) * sizeof *d->notes);
+	d->nnotes -= i;
+	d->notes_base += i;
 	pthread_mutex_unlock(&d->note_lock);
 	if (ret == 0)
 		ret = journal_sync(d->journal);
