@@ -338,8 +338,8 @@ disk_write(struct fusefs_disk *dk, const void *buf, size_t len, uint64_t off)
 	return rc;
 }
 
-/* punch: PUNCH_HOLE (S may get a hole), else ZERO_RANGE (S's blocks stay
- * allocated).  A primary punches its local image either way.
+/* punch: PUNCH_HOLE (holes may be punched), else ZERO_RANGE (the blocks
+ * stay allocated).
  */
 static int
 disk_zero(struct fusefs_disk *dk, uint64_t off, uint64_t len, bool punch)
@@ -348,7 +348,8 @@ disk_zero(struct fusefs_disk *dk, uint64_t off, uint64_t len, bool punch)
 
 	role_rdlock(dk->fs);
 	if (dk->pd)
-		rc = primary_zero(dk->pd, off, len);
+		rc = punch ? primary_punch(dk->pd, off, len)
+			   : primary_zero(dk->pd, off, len);
 	else if (punch)
 		rc = replica_view_punch(dk->d, off, len);
 	else
