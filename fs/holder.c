@@ -47,10 +47,10 @@
 #include <unistd.h>
 
 #include "daemon.h"
-#include "fusefs.h"
+#include "fuse/fusefs.h"
 #include "holder.h"
 #include "log.h"
-#include "nbd.h"
+#include "nbd/nbd.h"
 
 #define LISTEN_FDS_START 3
 #define MAX_FDS 8

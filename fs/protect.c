@@ -43,7 +43,7 @@
 #include "bitmap.h"
 #include "gi.h"
 #include "log.h"
-#include "primary-link.h"
+#include "link/primary-link.h"
 #include "protect.h"
 #include "statefile.h"
 

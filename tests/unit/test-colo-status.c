@@ -9,7 +9,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "colo.h"
+#include "fuse/colo.h"
 #include "log.h"
 #include "support.h"
 

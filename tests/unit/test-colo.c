@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "colo.h"
+#include "fuse/colo.h"
 #include "config.h"
 #include "support.h"
 

@@ -6,7 +6,7 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "nbd-internal.h"
+#include "nbd/nbd-internal.h"
 
 #define MiB ((size_t)1 << 20)
 

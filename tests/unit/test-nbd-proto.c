@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nbd-proto.h"
+#include "nbd/nbd-proto.h"
 
 struct memio {
 	uint8_t in[1 << 16];

@@ -132,7 +132,7 @@
 #include "journal.h"
 #include "log.h"
 #include "rangelock.h"
-#include "replica.h"
+#include "secondary.h"
 
 #define BOUNCE_MAX (1024 * 1024)	/* bytes copied per step */
 #define COMMIT_CHUNK (4 * 1024 * 1024)	/* bytes committed per lock */

@@ -10,7 +10,7 @@
 
 #include "config.h"
 #include "primary.h"
-#include "replica.h"
+#include "secondary.h"
 
 #ifndef COLOFS_VERSION
 #define COLOFS_VERSION "0.1.0"		/* the Makefile's VERSION wins */
