@@ -1,6 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* The replica: the secondary side of COLO block replication.
  *
+ * Why this file is long: the engine is one state machine whose sections
+ * (buffers, layers, primary and view I/O, control, the failover commit)
+ * share the per-disk lock order written below and a dozen static helpers
+ * that must not leak into secondary.h.  Its sections are marked "---- ".
+ *
  * Per disk:
  *
  *   view I/O (FUSE) ----> V = active ----+

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* The holder and the worker's half of the hand-over (holder.h has the
- * picture and the exit codes).
+/* The holder: the process that keeps the kernel's side of live restart
+ * (handover.h has the picture and the exit codes; handover.c is the
+ * worker's half).
  *
  * Why a holder.  The kernel keeps a FUSE connection as long as one open
  * file of it exists; the mount and the VM's open disk files live on it.

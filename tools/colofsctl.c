@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* colofsctl: day-to-day operation of a colofs mount.
  *
+ * Why this file is long: one command-line tool with a dozen verbs that
+ * share the mount lookup, the ctl write and the status parser.
+ *
  *   colofsctl [-m MOUNT | -c CONFIG] status [--json]
  *   colofsctl [-m MOUNT | -c CONFIG] watch [-n SECONDS]
  *   colofsctl [-m MOUNT | -c CONFIG] start [--force] | checkpoint | stop

@@ -1,6 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* The FUSE front end: the secondary VM's view of each disk as a file.
  *
+ * Why this file is long: the FUSE operations of both roles share one
+ * inode table, the open-file accounting and the stop protocol (at the
+ * bottom), which a split would have to export; the .colo/ files' texts
+ * are already apart, in colo-secondary.c and colo-primary.c.
+ *
  *   MOUNT/            ino 1   dr-xr-xr-x
  *   MOUNT/NAME        ino 16+i one regular file per disk: the view V
  *   MOUNT/.colo/      ino 2   dr-xr-xr-x
