@@ -48,7 +48,7 @@
 	X(io_timeout,	seconds, io_timeout,	"30")		\
 	X(nbd_memory_limit, nbdmem, nbd_memory_limit, "256M")	\
 	X(nbd_conn_memory_limit, nbdmem, nbd_conn_memory_limit, "64M")	\
-	/* TLS and access control on the NBD listener (fs/nbd-tls.c).  tls	\
+	/* TLS and access control on the NBD listener (fs/nbd/nbd-tls.c).  tls	\
 	 * has no default here: config_finish() makes it require when credentials	\
 	 * are configured, off otherwise.					\
 	 */								\

@@ -10,9 +10,9 @@
  *   MOUNT/NAME        ino 16+i one regular file per disk: the view V
  *   MOUNT/.colo/      ino 2   dr-xr-xr-x
  *   MOUNT/.colo/ctl   ino 3   --w-------  start|checkpoint|stop|failover
- *   MOUNT/.colo/status ino 4  -r--r--r--  key=value lines (colo.c)
+ *   MOUNT/.colo/status ino 4  -r--r--r--  key=value lines (colo-secondary.c)
  *   MOUNT/.colo/error ino 5   -rw-r--r--  last error; a write clears it
- *   MOUNT/.colo/metrics ino 6 -r--r--r--  the status as OpenMetrics (colo.c)
+ *   MOUNT/.colo/metrics ino 6 -r--r--r--  the status as OpenMetrics (colo-secondary.c)
  *   MOUNT/.colo/errors ino 7  -r--r--r--  the last errors, with their times
  *
  * A disk file's owner, group and mode start as the config's; chown and

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* fs/colo.c: the ctl write rule and the metrics' translation of the
+/* fs/fuse/colo-secondary.c: the ctl write rule and the metrics' translation of the
  * status.  (The metrics as a real parser reads them: tests/e2e.)
  */
 #include <criterion/criterion.h>

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* fs/nbd-bounds.c: the payload byte budget and rate-limited warnings. */
+/* fs/nbd/nbd-bounds.c: the payload byte budget and rate-limited warnings. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
