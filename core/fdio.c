@@ -92,26 +92,16 @@ write_zeros(int fd, uint64_t off, uint64_t len)
 }
 
 int
-fd_zero_range(int fd, uint64_t off, uint64_t len)
+fd_zero_range(int fd, uint64_t off, uint64_t len, bool punch)
 {
-	int r;
+	int r = 1;
 
 	if (len == 0)
 		return 0;
-	r = try_fallocate(fd, FALLOC_FL_PUNCH_HOLE, off, len);
+	if (punch)
+		r = try_fallocate(fd, FALLOC_FL_PUNCH_HOLE, off, len);
 	if (r == 1)
 		r = try_fallocate(fd, FALLOC_FL_ZERO_RANGE, off, len);
-	return r == 1 ? write_zeros(fd, off, len) : r;
-}
-
-int
-fd_zero_alloc(int fd, uint64_t off, uint64_t len)
-{
-	int r;
-
-	if (len == 0)
-		return 0;
-	r = try_fallocate(fd, FALLOC_FL_ZERO_RANGE, off, len);
 	return r == 1 ? write_zeros(fd, off, len) : r;
 }
 

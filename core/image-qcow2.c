@@ -298,8 +298,7 @@ qcow2_zero(struct image *img, uint64_t off, uint64_t len, bool punch)
 		return -1;
 	if (len == 0)
 		return 0;
-	if ((punch ? fd_zero_range(q->ovl_fd, off, len)
-		   : fd_zero_alloc(q->ovl_fd, off, len)) == -1) {
+	if (fd_zero_range(q->ovl_fd, off, len, punch) == -1) {
 		log_error("zero overlay %s at %" PRIu64 "+%" PRIu64 ": %m",
 			  q->ovl_path, off, len);
 		return -1;

@@ -96,8 +96,7 @@ raw_pwrite(struct image *img, const void *buf, size_t len, uint64_t off)
 static int
 raw_zero(struct image *img, uint64_t off, uint64_t len, bool punch)
 {
-	if ((punch ? fd_zero_range(img->fd, off, len)
-		   : fd_zero_alloc(img->fd, off, len)) == -1) {
+	if (fd_zero_range(img->fd, off, len, punch) == -1) {
 		log_error("zero %s at %" PRIu64 "+%" PRIu64 ": %m",
 			  img->path, off, len);
 		return -1;

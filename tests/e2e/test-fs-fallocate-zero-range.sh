@@ -11,8 +11,6 @@ make_image "$T/vda.img" 8M cc
 write_config
 start_colofs
 
-# blocks FILE: its allocated 512-byte blocks, once synced.
-blocks() { sync "$1"; stat -c %b "$1"; }
 # seek FILE OFFSET: "DATA HOLE" as SEEK_DATA and SEEK_HOLE from OFFSET see it.
 seek() {
 	"$PY3" -c 'import os, sys

@@ -7,9 +7,6 @@
 . "$(dirname "$0")/pair.sh"
 MiB=$((1 << 20))
 
-# blocks FILE: its allocated 512-byte blocks, once synced.
-blocks() { sync "$1"; stat -c %b "$1"; }
-
 make_image "$T/ref.img" 16M cc
 ref0=$(blocks "$T/ref.img")
 fallocate -z -o $((4 * MiB)) -l $MiB "$T/ref.img"

@@ -14,6 +14,9 @@
  */
 struct image *test_raw_image(uint64_t size, int fill);
 
+/* The 512-byte blocks the file at path holds once img is flushed. */
+long long test_flushed_blocks(struct image *img, const char *path);
+
 /* A temp directory (for file buffers), removed by test_cleanup_dir. */
 char *test_temp_dir(void);
 void test_cleanup_dir(char *dir);

@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "image.h"
@@ -121,17 +120,6 @@ Test(image, read_beyond_end_fails)
 	image_close(img);
 }
 
-/* Blocks of the image file, once synced. */
-static long long
-file_blocks(struct image *img)
-{
-	struct stat st;
-
-	cr_assert_eq(img->ops->flush(img), 0);
-	cr_assert_eq(stat(path, &st), 0);
-	return (long long) st.st_blocks;
-}
-
 /* ZERO_RANGE (punch false) keeps the blocks, as fallocate does on a raw
  * file; punch true gives them back where the file system can.
  */
@@ -148,16 +136,16 @@ Test(image, raw_zero_keeps_blocks_unless_asked_to_punch)
 	for (int i = 0; i < 4; i++)
 		cr_assert_eq(img->ops->pwrite(img, buf, sizeof buf,
 					      (uint64_t) i << 20), 0);
-	full = file_blocks(img);
+	full = test_flushed_blocks(img, path);
 	cr_assert_eq(img->ops->zero(img, 1 << 20, 1 << 20, false), 0);
-	after = file_blocks(img);
+	after = test_flushed_blocks(img, path);
 	cr_assert_geq(after, full, "ZERO_RANGE freed %lld blocks",
 		      full - after);
 	cr_assert_eq(img->ops->pread(img, buf, sizeof buf, 1 << 20), 0);
 	for (size_t i = 0; i < sizeof buf; i++)
 		cr_assert_eq(buf[i], 0, "byte %zu", i);
 	cr_assert_eq(img->ops->zero(img, 2 << 20, 1 << 20, true), 0);
-	if (file_blocks(img) >= after)
+	if (test_flushed_blocks(img, path) >= after)
 		cr_log_warn("this file system punched no hole");
 	cr_assert_eq(img->ops->pread(img, buf, sizeof buf, 2 << 20), 0);
 	for (size_t i = 0; i < sizeof buf; i++)

@@ -18,6 +18,7 @@
 
 #include "image.h"
 #include "log.h"
+#include "support.h"
 
 #define MiB (1024 * 1024)
 #define DISK (4 * MiB)
@@ -618,17 +619,6 @@ Test(qcow2, zstd_image_is_refused_at_open)
 	expect_open_error(zpath, dir, "unsupported incompatible features");
 }
 
-/* The overlay's allocated 512-byte blocks, once flushed. */
-static long long
-overlay_blocks(struct image *img)
-{
-	struct stat st;
-
-	cr_assert_eq(img->ops->flush(img), 0);
-	cr_assert_eq(stat(ovl, &st), 0);
-	return (long long) st.st_blocks;
-}
-
 /* Zeroing without punch (the view's ZERO_RANGE) keeps the overlay's
  * blocks, as on a raw file; with punch it may give them back.  Both read
  * zeros over the qcow2's data.
@@ -639,15 +629,15 @@ Test(qcow2, zero_keeps_the_overlay_blocks_unless_asked_to_punch)
 	long long full, after;
 
 	write_pattern(img, 0, 2 * MiB, 0x11);
-	full = overlay_blocks(img);
+	full = test_flushed_blocks(img, ovl);
 	cr_assert_eq(img->ops->zero(img, 0, MiB, false), 0);
 	memset(expect, 0, MiB);
-	after = overlay_blocks(img);
+	after = test_flushed_blocks(img, ovl);
 	cr_assert_geq(after, full, "ZERO_RANGE freed %lld blocks",
 		      full - after);
 	cr_assert_eq(img->ops->zero(img, MiB, MiB, true), 0);
 	memset(expect + MiB, 0, MiB);
-	if (overlay_blocks(img) >= after)
+	if (test_flushed_blocks(img, ovl) >= after)
 		cr_log_warn("this file system punched no hole");
 	assert_disk_is_expected(img);
 	image_close(img);
