@@ -29,7 +29,8 @@ print(d, os.lseek(fd, off, os.SEEK_HOLE))' "$1" "$2"
 # zeroed pages in its cache.
 make_image "$T/ref.img" 8M cc
 ref0=$(blocks "$T/ref.img")
-fallocate -z -o $((4 * MiB)) -l $MiB "$T/ref.img"
+fallocate -z -o $((4 * MiB)) -l $MiB "$T/ref.img" ||
+	skip "this file system has no ZERO_RANGE to compare with"
 ref_seek=$(seek "$T/ref.img" $((4 * MiB)))
 ref_z=$(blocks "$T/ref.img")
 [ "$ref_z" -ge "$ref0" ] || skip "ZERO_RANGE frees blocks on this file system"

@@ -9,7 +9,8 @@ MiB=$((1 << 20))
 
 make_image "$T/ref.img" 16M cc
 ref0=$(blocks "$T/ref.img")
-fallocate -z -o $((4 * MiB)) -l $MiB "$T/ref.img"
+fallocate -z -o $((4 * MiB)) -l $MiB "$T/ref.img" ||
+	skip "this file system has no ZERO_RANGE to compare with"
 [ "$(blocks "$T/ref.img")" -ge "$ref0" ] ||
 	skip "ZERO_RANGE frees blocks on this file system"
 fallocate -p -o $((8 * MiB)) -l $MiB "$T/ref.img"
