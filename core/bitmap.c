@@ -2,7 +2,8 @@
 /* The primary's dirty bitmap, durable: which granules of a disk the
  * secondary may not have.
  *
- * File format (host byte order; one file per disk, STATE_DIR/NAME.dirty):
+ * File format (little-endian, through core/le.h, whatever the host; one
+ * file per disk, STATE_DIR/NAME.dirty):
  *
  *   0     char  magic[8]     "COLOFSDB"
  *   8     u32   version      1
@@ -18,6 +19,10 @@
  *   1080  i64   gen_since    when it began, Unix seconds
  *   1088  u64   gen_hist[4]  its previous ones, newest first
  *   4096  u64   words[]      bit i of word i/64 = granule i is dirty
+ *
+ * The header and the words are encoded and decoded field by field
+ * (encode_header, decode_header, and the words on their way to and from
+ * the file), never copied as a struct: the file is the same on any host.
  *
  * A file written before the generation fields existed holds zeros
  * there, which reads as "nothing recorded": the next sync is a full one.
@@ -69,12 +74,14 @@
 
 #include "bitmap.h"
 #include "fdio.h"
+#include "le.h"
 #include "log.h"
 
 #define HDR_SIZE 4096
 #define PEER_MAX 1024
 static const char magic[8] = "COLOFSDB";
 
+/* The header in memory; its place in the file is encode_header's. */
 struct header {
 	char magic[8];
 	uint32_t version;
@@ -86,10 +93,71 @@ struct header {
 	uint64_t peer_gen;
 	struct gi_set gen;
 };
-_Static_assert(offsetof(struct header, peer_gen) == 1064 &&
-	       offsetof(struct header, gen) == 1072 &&
-	       sizeof(struct header) <= HDR_SIZE,
-	       "struct header is the file's layout");
+
+/* Byte offsets in the file (the table above). */
+#define OFF_PEER 40
+#define OFF_PEER_GEN (OFF_PEER + PEER_MAX)	/* 1064 */
+#define OFF_GEN (OFF_PEER_GEN + 8)		/* 1072 */
+#define OFF_GEN_SINCE (OFF_GEN + 8)		/* 1080 */
+#define OFF_GEN_HIST (OFF_GEN_SINCE + 8)	/* 1088 */
+_Static_assert(OFF_GEN_HIST + 8 * GI_HISTORY <= HDR_SIZE,
+	       "the header fits its 4096 bytes");
+
+static void
+encode_header(unsigned char *p, const struct header *h)
+{
+	int i;
+
+	memset(p, 0, HDR_SIZE);
+	memcpy(p, h->magic, sizeof h->magic);
+	le_put32(p + 8, h->version);
+	le_put32(p + 12, h->flags);
+	le_put64(p + 16, h->size);
+	le_put64(p + 24, h->granularity);
+	le_put64(p + 32, h->nbits);
+	memcpy(p + OFF_PEER, h->peer, PEER_MAX);
+	le_put64(p + OFF_PEER_GEN, h->peer_gen);
+	le_put64(p + OFF_GEN, h->gen.current);
+	le_put64(p + OFF_GEN_SINCE, (uint64_t) h->gen.since);
+	for (i = 0; i < GI_HISTORY; i++)
+		le_put64(p + OFF_GEN_HIST + 8 * i, h->gen.history[i]);
+}
+
+static void
+decode_header(struct header *h, const unsigned char *p)
+{
+	int i;
+
+	memcpy(h->magic, p, sizeof h->magic);
+	h->version = le_get32(p + 8);
+	h->flags = le_get32(p + 12);
+	h->size = le_get64(p + 16);
+	h->granularity = le_get64(p + 24);
+	h->nbits = le_get64(p + 32);
+	memcpy(h->peer, p + OFF_PEER, PEER_MAX);
+	h->peer_gen = le_get64(p + OFF_PEER_GEN);
+	h->gen.current = le_get64(p + OFF_GEN);
+	h->gen.since = (int64_t) le_get64(p + OFF_GEN_SINCE);
+	for (i = 0; i < GI_HISTORY; i++)
+		h->gen.history[i] = le_get64(p + OFF_GEN_HIST + 8 * i);
+}
+
+/* Writes n words, little-endian, at off of fd.  0, or -1 with errno. */
+static int
+put_words(int fd, const uint64_t *w, uint64_t n, uint64_t off)
+{
+	unsigned char chunk[4096];
+	uint64_t i, j, k;
+
+	for (i = 0; i < n; i += k) {
+		k = n - i < sizeof chunk / 8 ? n - i : sizeof chunk / 8;
+		for (j = 0; j < k; j++)
+			le_put64(chunk + 8 * j, w[i + j]);
+		if (full_pwrite(fd, chunk, k * 8, off + 8 * i) == -1)
+			return -1;
+	}
+	return 0;
+}
 
 struct bitmap {
 	pthread_mutex_t lock;
@@ -135,16 +203,14 @@ write_whole(struct bitmap *b)
 
 	while (b->syncing)
 		pthread_cond_wait(&b->cond, &b->lock);
-	memset(hdr, 0, sizeof hdr);
-	memcpy(hdr, &b->hdr, sizeof b->hdr);
+	encode_header(hdr, &b->hdr);
 	fd = fdio_create_tmp(b->dirfd, b->name, 0, 0600, tmp, sizeof tmp);
 	if (fd == -1) {
 		log_error("dirty bitmap %s: %m", b->path);
 		return -1;
 	}
 	if (full_pwrite(fd, hdr, sizeof hdr, 0) == -1 ||
-	    full_pwrite(fd, b->words, b->nwords * sizeof *b->words,
-			HDR_SIZE) == -1) {
+	    put_words(fd, b->words, b->nwords, HDR_SIZE) == -1) {
 		log_error("dirty bitmap %s: %m", tmp);
 		goto fail;
 	}
@@ -190,7 +256,7 @@ load(struct bitmap *b, int fd)
 		log_error("dirty bitmap %s: %m", b->path);
 		return -1;
 	}
-	memcpy(&b->hdr, hdr, sizeof b->hdr);
+	decode_header(&b->hdr, hdr);
 	if (memcmp(b->hdr.magic, magic, sizeof magic) != 0 ||
 	    b->hdr.version != 1 || b->hdr.peer[PEER_MAX - 1] != '\0') {
 		log_error("dirty bitmap %s: not a colofs dirty bitmap (version "
@@ -217,6 +283,8 @@ load(struct bitmap *b, int fd)
 		log_error("dirty bitmap %s: %m", b->path);
 		return -1;
 	}
+	for (i = 0; i < b->nwords; i++)
+		b->words[i] = le64toh(b->words[i]);
 	/* Bits past the end would count as dirty bytes that do not exist. */
 	if (b->nbits % 64)
 		b->words[b->nwords - 1] &= (UINT64_C(1) << (b->nbits % 64)) - 1;
@@ -410,7 +478,7 @@ bitmap_set_gens(struct bitmap *b, uint64_t peer_gen, const struct gi_set *own)
 static int
 sync_words(struct bitmap *b)
 {
-	uint64_t target = b->gen_set, lo = b->lo, hi = b->hi, *copy;
+	uint64_t target = b->gen_set, lo = b->lo, hi = b->hi, *copy, i;
 	int fd = b->fd, rc = 0, saved;
 
 	if (lo > hi) {
@@ -420,7 +488,8 @@ sync_words(struct bitmap *b)
 	copy = malloc((hi - lo + 1) * sizeof *copy);
 	if (copy == NULL)
 		return -1;
-	memcpy(copy, &b->words[lo], (hi - lo + 1) * sizeof *copy);
+	for (i = lo; i <= hi; i++)	/* the file's byte order */
+		le_put64((unsigned char *) &copy[i - lo], b->words[i]);
 	b->lo = UINT64_MAX;
 	b->hi = 0;
 	b->syncing = true;

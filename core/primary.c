@@ -3,6 +3,10 @@
  * tracking and the background sync.  doc/primary.md has the design; the
  * contract per state is in primary.h.
  *
+ * Why this file is long: the VM's writes, the keepalive and the sync
+ * thread keep one invariant (below) over one bitmap, one link and one
+ * set of range locks; each section is marked "---- ".
+ *
  *   VM write ──▶ range lock ──▶ mirroring?  yes: submit to the link,
  *                                           write locally, wait (timeout)
  *                                           no:  mark dirty (durable),
@@ -390,7 +394,8 @@ modify(struct primary_disk *d, enum primary_op op, const void *buf,
 	if (op == PRIMARY_OP_WRITE)
 		rc = d->img->ops->pwrite(d->img, buf, len, off);
 	else
-		rc = d->img->ops->zero(d->img, off, len);
+		rc = d->img->ops->zero(d->img, off, len,
+				       op == PRIMARY_OP_ZERO);
 	if (rc == -1) {
 		err = errno;
 		log_error("%s: local %s at %" PRIu64 ": %m", d->name,
@@ -436,8 +441,8 @@ primary_write(struct primary_disk *d, const void *buf, size_t len,
  * without WRITE_ZEROES gets writes of zeros, at most its maximum block
  * size each (the link says how long).
  */
-int
-primary_zero(struct primary_disk *d, uint64_t off, uint64_t len)
+static int
+zero(struct primary_disk *d, enum primary_op op, uint64_t off, uint64_t len)
 {
 	const struct primary_link_ops *link = d->p->link;
 	uint64_t piece = UINT64_C(1) << 30, n, max;
@@ -453,10 +458,22 @@ primary_zero(struct primary_disk *d, uint64_t off, uint64_t len)
 	}
 	for (; len > 0; off += n, len -= n) {
 		n = len < piece ? len : piece;
-		if (modify(d, PRIMARY_OP_ZERO, NULL, off, n) == -1)
+		if (modify(d, op, NULL, off, n) == -1)
 			return -1;
 	}
 	return 0;
+}
+
+int
+primary_zero(struct primary_disk *d, uint64_t off, uint64_t len)
+{
+	return zero(d, PRIMARY_OP_ZERO_ALLOC, off, len);
+}
+
+int
+primary_punch(struct primary_disk *d, uint64_t off, uint64_t len)
+{
+	return zero(d, PRIMARY_OP_ZERO, off, len);
 }
 
 int

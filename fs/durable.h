@@ -8,7 +8,7 @@
 
 #include "config.h"
 #include "gi.h"
-#include "replica.h"
+#include "secondary.h"
 
 /* The daemon's state file policy (durable.c): what each state found at
  * start-up becomes, and the hook that keeps the file in step.

@@ -5,12 +5,13 @@
  *
  * Tracking.  Each disk has a dirty bitmap in state_dir, named as a
  * primary names its own (durable_bitmap_path), so that the primary made by the
- * switch takes it over as is.  The replica's tap (core/replica.h) marks
+ * switch takes it over as is.  The replica's tap (core/secondary.h) marks
  * it before S takes anything the primary did not send: the failover
  * commit's buffered extents, and the view's writes in failover and done.
  * The marks stay in memory (tap_write): the first sets BITMAP_UNCLEAN
  * durably, a clean stop and the protect save them; after a crash the
- * bitmap is all dirty (a full sync).  When start leaves none for running, S is the primary's again:
+ * bitmap is all dirty (a full sync).  When start leaves none for running,
+ * S is the primary's again:
  * the bitmap is emptied and flagged BITMAP_SYNCED with no peer, which
  * reads "every write since S was last the peer's is marked".
  *
@@ -52,7 +53,7 @@
 #include "bitmap.h"
 #include "gi.h"
 #include "log.h"
-#include "primary-link.h"
+#include "link/primary-link.h"
 #include "protect.h"
 #include "statefile.h"
 

@@ -56,6 +56,9 @@ make_image() {
 	fi
 }
 
+# blocks FILE: the 512-byte blocks FILE holds, once synced (fsync).
+blocks() { sync "$1"; stat -c %b "$1"; }
+
 # write_config: a one-disk config for $T/vda.img, listening on $T/nbd.sock,
 # its state file in $T/state.
 # Extra [colofs] lines come from $EXTRA_CONFIG.

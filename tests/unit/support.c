@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fdio.h"
@@ -38,6 +39,16 @@ test_raw_image(uint64_t size, int fill)
 	img = image_raw_from_fd(fd, path);
 	cr_assert_not_null(img);
 	return img;
+}
+
+long long
+test_flushed_blocks(struct image *img, const char *path)
+{
+	struct stat st;
+
+	cr_assert_eq(img->ops->flush(img), 0);
+	cr_assert_eq(stat(path, &st), 0);
+	return (long long) st.st_blocks;
 }
 
 char *

@@ -6,13 +6,16 @@
 #include <stdint.h>
 
 #include "image.h"
-#include "replica.h"
+#include "secondary.h"
 #include "store.h"
 
 /* A raw image of size bytes in a fresh temp file, every byte = fill.
  * The file is unlinked; *path (if not NULL) gets a copy of its name.
  */
 struct image *test_raw_image(uint64_t size, int fill);
+
+/* The 512-byte blocks the file at path holds once img is flushed. */
+long long test_flushed_blocks(struct image *img, const char *path);
 
 /* A temp directory (for file buffers), removed by test_cleanup_dir. */
 char *test_temp_dir(void);

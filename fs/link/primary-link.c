@@ -538,8 +538,9 @@ link_submit(void *opaque, size_t i, enum primary_op op, const void *buf,
 	struct primary_link *l = opaque;
 	struct link_conn *c = &l->conns[i];
 	nbd_completion_callback cb = { .callback = on_complete };
+	bool zero = op == PRIMARY_OP_ZERO || op == PRIMARY_OP_ZERO_ALLOC;
 	bool copy = op == PRIMARY_OP_WRITE || op == PRIMARY_OP_READ ||
-		    (op == PRIMARY_OP_ZERO && !c->can_zero);
+		    (zero && !c->can_zero);
 	struct ticket *t;
 	int64_t cookie = -1;
 
@@ -578,8 +579,12 @@ link_submit(void *opaque, size_t i, enum primary_op op, const void *buf,
 		cookie = nbd_aio_pwrite(c->h, t->data, len, off, cb, 0);
 		break;
 	case PRIMARY_OP_ZERO:
+	case PRIMARY_OP_ZERO_ALLOC:
+		/* Without WRITE_ZEROES: written zeros, allocated anyway. */
 		cookie = c->can_zero ?
-			 nbd_aio_zero(c->h, len, off, cb, 0) :
+			 nbd_aio_zero(c->h, len, off, cb,
+				      op == PRIMARY_OP_ZERO_ALLOC ?
+				      LIBNBD_CMD_FLAG_NO_HOLE : 0) :
 			 nbd_aio_pwrite(c->h, t->data, len, off, cb, 0);
 		break;
 	case PRIMARY_OP_READ:

@@ -1,13 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /* The FUSE front end: the secondary VM's view of each disk as a file.
  *
+ * Why this file is long: the FUSE operations of both roles share one
+ * inode table, the open-file accounting and the stop protocol (at the
+ * bottom), which a split would have to export; the .colo/ files' texts
+ * are already apart, in colo-secondary.c and colo-primary.c.
+ *
  *   MOUNT/            ino 1   dr-xr-xr-x
  *   MOUNT/NAME        ino 16+i one regular file per disk: the view V
  *   MOUNT/.colo/      ino 2   dr-xr-xr-x
  *   MOUNT/.colo/ctl   ino 3   --w-------  start|checkpoint|stop|failover
- *   MOUNT/.colo/status ino 4  -r--r--r--  key=value lines (colo.c)
+ *   MOUNT/.colo/status ino 4  -r--r--r--  key=value lines (colo-secondary.c)
  *   MOUNT/.colo/error ino 5   -rw-r--r--  last error; a write clears it
- *   MOUNT/.colo/metrics ino 6 -r--r--r--  the status as OpenMetrics (colo.c)
+ *   MOUNT/.colo/metrics ino 6 -r--r--r--  the status as OpenMetrics (colo-secondary.c)
  *   MOUNT/.colo/errors ino 7  -r--r--r--  the last errors, with their times
  *
  * A disk file's owner, group and mode start as the config's; chown and
@@ -33,8 +38,9 @@
  * (at most 1 MiB: max_read = max_write = 1 MiB).  Reads at or past the end return 0 bytes and reads across it
  * are shortened, as for any file; writes that do not fit fail with ENOSPC
  * because the file never grows.  fsync and fdatasync are
- * replica_view_flush; fallocate PUNCH_HOLE|KEEP_SIZE and ZERO_RANGE are
- * replica_view_zero.
+ * replica_view_flush; fallocate PUNCH_HOLE|KEEP_SIZE is replica_view_punch
+ * and ZERO_RANGE replica_view_zero, which keeps S's blocks allocated as
+ * ZERO_RANGE does on a raw file.
  *
  * Page cache coherence.  By default (page_cache = false) every disk open
  * gets direct_io: the kernel caches nothing, every read comes here, and a
@@ -111,10 +117,11 @@
 #include <signal.h>
 
 #include "colo.h"
+#include "fuse-resume.h"
 #include "fusefs.h"
-#include "protect.h"
-#include "holder.h"
+#include "handover.h"
 #include "log.h"
+#include "protect.h"
 
 #ifndef FALLOC_FL_KEEP_SIZE
 #define FALLOC_FL_KEEP_SIZE 0x01
@@ -337,14 +344,22 @@ disk_write(struct fusefs_disk *dk, const void *buf, size_t len, uint64_t off)
 	return rc;
 }
 
+/* punch: PUNCH_HOLE (holes may be punched), else ZERO_RANGE (the blocks
+ * stay allocated).
+ */
 static int
-disk_zero(struct fusefs_disk *dk, uint64_t off, uint64_t len)
+disk_zero(struct fusefs_disk *dk, uint64_t off, uint64_t len, bool punch)
 {
 	int rc;
 
 	role_rdlock(dk->fs);
-	rc = dk->pd ? primary_zero(dk->pd, off, len)
-		    : replica_view_zero(dk->d, off, len);
+	if (dk->pd)
+		rc = punch ? primary_punch(dk->pd, off, len)
+			   : primary_zero(dk->pd, off, len);
+	else if (punch)
+		rc = replica_view_punch(dk->d, off, len);
+	else
+		rc = replica_view_zero(dk->d, off, len);
 	role_unlock(dk->fs);
 	return rc;
 }
@@ -478,7 +493,7 @@ static void
 op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	(void)userdata;
-	holder_test_hang("COLOFS_TEST_HANG_INIT");
+	handover_test_hang("COLOFS_TEST_HANG_INIT");
 	/* libfuse caps max_write to its buffer (1 MiB + header). */
 	conn->max_write = MAX_IO;
 	/* Must match the max_read mount option (libfuse checks). */
@@ -938,7 +953,7 @@ ctl_restart(fuse_req_t req, struct fusefs *fs, const char *buf, size_t size,
 		n--;
 	if (off != 0 || n != sizeof word - 1 || memcmp(buf, word, n) != 0)
 		return false;
-	if (holder_restart_check(&why) == -1) {
+	if (handover_restart_check(&why) == -1) {
 		/* errno set */
 	} else if (fs->r && replica_state(fs->r) == REPLICA_RUNNING &&
 		   !fs->cfg->buffer_dir) {
@@ -960,7 +975,7 @@ ctl_restart(fuse_req_t req, struct fusefs *fs, const char *buf, size_t size,
 	}
 	log_info("ctl: restart: ending the session; the holder starts "
 		 "the binary again");
-	holder_request_restart();
+	handover_request_restart();
 	fuse_reply_write(req, size);
 	fuse_session_exit(fs->se);
 	return true;
@@ -1056,7 +1071,7 @@ op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		fuse_reply_err(req, ENOSPC);
 		return;
 	}
-	holder_test_hang("COLOFS_TEST_HANG");
+	handover_test_hang("COLOFS_TEST_HANG");
 	if (size && disk_write(dk, buf, size, (uint64_t)off) == -1)
 		reply_errno(req);
 	else
@@ -1129,7 +1144,7 @@ op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off,
 		fuse_reply_err(req, EOPNOTSUPP);
 		return;
 	}
-	if (disk_zero(dk, o, l) == -1)
+	if (disk_zero(dk, o, l, mode & FALLOC_FL_PUNCH_HOLE) == -1)
 		reply_errno(req);
 	else
 		fuse_reply_err(req, 0);
@@ -1610,8 +1625,8 @@ create(const struct config *cfg, struct replica *r, struct primary *p,
 {
 	struct fusefs *fs;
 	size_t i;
-	int saved, held_fd = holder_take_fd("fuse");
-	struct holder_state *hs = held_fd >= 0 ? holder_state() : NULL;
+	int saved, held_fd = handover_take_fd("fuse");
+	struct holder_state *hs = held_fd >= 0 ? handover_state() : NULL;
 
 	if (held_fd < 0 && fusefs_check_mountpoint(cfg->mountpoint) == -1)
 		return NULL;
