@@ -100,9 +100,11 @@ gi_format(const struct gi_set *g, char *buf, size_t len)
 		 g->current, g->since, hist);
 }
 
-/* 16 lower-case hex digits at *s: the value, and *s past them. */
+/* Lower-case hex at *s, up to 16 digits: how many (0: none), the value
+ * in *out and *s past them.
+ */
 static int
-hex16(const char **s, uint64_t *out)
+hexnum(const char **s, uint64_t *out)
 {
 	uint64_t v = 0;
 	int i;
@@ -115,10 +117,22 @@ hex16(const char **s, uint64_t *out)
 		else if (c >= 'a' && c <= 'f')
 			v = v << 4 | (uint64_t) (c - 'a' + 10);
 		else
-			return -1;
+			break;
 	}
-	*s += 16;
+	*s += i;
 	*out = v;
+	return i;
+}
+
+/* 16 lower-case hex digits at *s: the value, and *s past them. */
+static int
+hex16(const char **s, uint64_t *out)
+{
+	const char *p = *s;
+
+	if (hexnum(&p, out) != 16)
+		return -1;
+	*s = p;
 	return 0;
 }
 
@@ -238,30 +252,6 @@ gi_format_left_all(uint64_t gran, char *buf, size_t len)
 	snprintf(buf, len, LEFT_PREFIX "%" PRIu64 " runs=all", gran);
 }
 
-/* Lower-case hex at *s (1 to 16 digits): the value, *s past it. */
-static int
-hexnum(const char **s, uint64_t *out)
-{
-	uint64_t v = 0;
-	int i;
-
-	for (i = 0; i < 16; i++) {
-		char c = (*s)[i];
-
-		if (c >= '0' && c <= '9')
-			v = v << 4 | (uint64_t)(c - '0');
-		else if (c >= 'a' && c <= 'f')
-			v = v << 4 | (uint64_t)(c - 'a' + 10);
-		else
-			break;
-	}
-	if (i == 0)
-		return -1;
-	*s += i;
-	*out = v;
-	return 0;
-}
-
 int
 gi_parse_left(const char *s, uint64_t size,
 	      int (*mark)(void *opaque, uint64_t off, uint64_t len),
@@ -292,8 +282,8 @@ gi_parse_left(const char *s, uint64_t size,
 	}
 	while (*p != '\0' && *p != ' ') {
 		if ((p[-1] != '=' && expect(&p, ",") == -1) ||
-		    hexnum(&p, &start) == -1 || expect(&p, "+") == -1 ||
-		    hexnum(&p, &count) == -1 || count == 0 ||
+		    hexnum(&p, &start) == 0 || expect(&p, "+") == -1 ||
+		    hexnum(&p, &count) == 0 || count == 0 ||
 		    start >= ngran || count > ngran - start)
 			goto bad;
 		if (mark(opaque, start * gran,

@@ -96,6 +96,32 @@ pair_up() {
 	hctl y start
 }
 
+# pair_written N: pair_up, then N granules written on X at granule 3 and
+# a checkpoint on both.
+pair_written() {
+	pair_up
+	wr x 3 "$1"
+	hctl x checkpoint
+	hctl y checkpoint
+}
+
+# crash HOST: kill -9 of HOST's colofs, its dead mount removed.
+crash() {
+	local pid
+	eval "pid=\$PID_$1"
+	kill -9 "$pid"
+	wait "$pid" 2>/dev/null || true
+	fusermount3 -u "$T/$1mnt" 2>/dev/null || umount -l "$T/$1mnt"
+}
+
+# end_equal: both hosts stopped cleanly, their images equal byte for byte.
+end_equal() {
+	stop x
+	stop y
+	cmp "$T/x.img" "$T/y.img" || fail "the images differ at the end"
+	ok "the images are equal (cmp)"
+}
+
 # tracked HOST BYTES: HOST's protect handed on a bitmap that tracked
 # exactly BYTES since the failover (its log says so), with its base
 # generation (the pair the failover left).

@@ -7,13 +7,8 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/protect.sh"
 
-pair_up
-wr x 3 2
-hctl x checkpoint
-hctl y checkpoint
-kill -9 "$PID_y"
-wait "$PID_y" 2>/dev/null || true
-fusermount3 -u "$YMNT" 2>/dev/null || umount -l "$YMNT"
+pair_written 2
+crash y
 run y secondary
 [ "$(hget y s_consistent)" = 0 ] || fail "Y restarted after running without s_consistent=0"
 

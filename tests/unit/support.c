@@ -165,3 +165,14 @@ test_rand(uint64_t *state)
 	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
 	return z ^ (z >> 31);
 }
+
+int
+test_record_range(void *opaque, uint64_t off, uint64_t len)
+{
+	struct test_ranges *g = opaque;
+
+	cr_assert_lt(g->n, 64);
+	g->off[g->n] = off;
+	g->len[g->n++] = len;
+	return 0;
+}

@@ -199,28 +199,12 @@ Test(gi, the_bitmap_header_keeps_the_generations)
  * ones parsed, in bytes and clipped to the disk; "all" is the whole disk;
  * anything malformed or outside the disk is refused (a full sync).
  */
-struct marks {
-	uint64_t off[8], len[8];
-	size_t n;
-};
-
-static int
-record_mark(void *opaque, uint64_t off, uint64_t len)
-{
-	struct marks *m = opaque;
-
-	cr_assert_lt(m->n, 8);
-	m->off[m->n] = off;
-	m->len[m->n++] = len;
-	return 0;
-}
-
 Test(gi, leftover_round_trips_after_the_generations)
 {
 	struct gi_left_run runs[] = { { 0x3c, 1 }, { 0x1ff, 1 } };
 	struct gi_set g = set(0xab, 0, 0);
 	char desc[GI_TEXT_MAX + GI_LEFT_MAX + 2], left[GI_LEFT_MAX];
-	struct marks m = { .n = 0 };
+	struct test_ranges m = { .n = 0 };
 	struct gi_set back;
 
 	cr_assert_eq(gi_format_left(65536, runs, 2, left, sizeof left), 0);
@@ -230,7 +214,7 @@ Test(gi, leftover_round_trips_after_the_generations)
 	cr_assert_eq(gi_parse(desc, &back), 0);
 	cr_assert_eq(back.current, 0xab);
 	/* The disk ends 1000 bytes into granule 0x1ff. */
-	cr_assert_eq(gi_parse_left(desc, 0x1ffULL * 65536 + 1000, record_mark,
+	cr_assert_eq(gi_parse_left(desc, 0x1ffULL * 65536 + 1000, test_record_range,
 				   &m), 0);
 	cr_assert_eq(m.n, 2);
 	cr_assert_eq(m.off[0], 0x3cULL * 65536);
@@ -241,7 +225,7 @@ Test(gi, leftover_round_trips_after_the_generations)
 
 Test(gi, leftover_none_all_and_malformed)
 {
-	struct marks m = { .n = 0 };
+	struct test_ranges m = { .n = 0 };
 	const char *bad[] = {
 		"colofs-left v1 gran=65536 runs=10",
 		"colofs-left v1 gran=65536 runs=10+0",
@@ -254,18 +238,18 @@ Test(gi, leftover_none_all_and_malformed)
 	size_t i;
 
 	cr_assert_eq(gi_parse_left("colofs-gi v1 cur=...", 32 * 65536,
-				   record_mark, &m), 1);
+				   test_record_range, &m), 1);
 	cr_assert_eq(gi_parse_left("x colofs-left v1 gran=65536 runs= y",
-				   32 * 65536, record_mark, &m), 0);
+				   32 * 65536, test_record_range, &m), 0);
 	cr_assert_eq(m.n, 0);
 	cr_assert_eq(gi_parse_left("colofs-left v1 gran=65536 runs=all",
-				   32 * 65536, record_mark, &m), 0);
+				   32 * 65536, test_record_range, &m), 0);
 	cr_assert_eq(m.n, 1);
 	cr_assert_eq(m.off[0], 0);
 	cr_assert_eq(m.len[0], 32 * 65536);
 	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		m.n = 0;
-		cr_assert_eq(gi_parse_left(bad[i], 32 * 65536, record_mark, &m),
+		cr_assert_eq(gi_parse_left(bad[i], 32 * 65536, test_record_range, &m),
 			     -1, "%s", bad[i]);
 	}
 }
