@@ -641,7 +641,12 @@ link_wait(void *opaque, void *ticket, unsigned timeout_ms, char *err,
 	if (t->done && t->err == 0) {
 		rc = 0;
 	} else if (t->done) {
-		snprintf(err, errlen, "%s", strerror(t->err));
+		/* Failed because the connection was killed (another waiter's
+		 * timeout, a lost socket): the cause is the kill's reason,
+		 * not the ENOTCONN libnbd completes the command with.
+		 */
+		snprintf(err, errlen, "%s", c->dead && c->why[0] ? c->why :
+			 strerror(t->err));
 		errno = t->err;
 		rc = -1;
 	} else if (c->dead) {
