@@ -32,7 +32,7 @@ realvm_need() {
 # (O_DIRECT, what libvirt uses for shared storage) by default.  The
 # control disk $T/vmctl.img, a plain file, carries the stop flag.
 realvm_boot() {
-	truncate -s 4096 "$T/vmctl.img"
+	truncate -s 64K "$T/vmctl.img"
 	: >"$VM_CONSOLE"
 	qemu-system-x86_64 -accel tcg -m 256 -nodefaults -display none \
 		-monitor none -no-reboot \
@@ -55,10 +55,11 @@ realvm_tail() {
 	echo "-- last round: $(realvm_round); qemu: $(cat "$T/qemu.err")" >&2
 }
 
+# The console's last line may be half written: it is left out.
 realvm_round() {
 	local r
-	r=$(tr -d '\r' <"$VM_CONSOLE" | sed -n 's/^realvm: round \([0-9]*\)$/\1/p' |
-		tail -n 1)
+	r=$(tr -d '\r' <"$VM_CONSOLE" | sed '$d' |
+		sed -n 's/^realvm: round \([0-9]*\)$/\1/p' | tail -n 1)
 	echo "${r:-0}"
 }
 
