@@ -16,11 +16,15 @@
 #   3. kill -9 of the primary's worker in none;
 #   4. start: the primary resyncs and replicates again.
 # After each, the guest must go on writing (rounds after the restart).
+# Then the primary stops, the secondary fails over (done), and the guest
+# boots on the secondary's disk file while its worker is killed (-9) and
+# restarted (planned) in done.
 # At the end the guest verifies its files and powers off, and: its console
 # shows no I/O or ext4 error, e2fsck -fn of the VM's disk is clean, every
 # file matches its sum, and after a last checkpoint the secondary's view
-# equals the primary's file and is clean too.  The pauses are printed
-# (last_restart_ms).
+# equals the primary's file and is clean too.  The pauses are printed:
+# the host's (last_restart_ms) and the guest's (the gaps between its
+# rounds).
 #
 # CYCLES (1) and AFTER (rounds the guest must write after each restart,
 # 10) are raised by tests/e2e/long/test-realvm-live-restart.sh.
@@ -108,7 +112,8 @@ goes_on() {
 	r=$(realvm_round)
 	c=$(ckcount)
 	realvm_wait_round $((r + AFTER))
-	wait_for 60 sh -c "[ \$(cut -d' ' -f1 '$T/ckcount') -gt $c ]" ||
+	[ -e "$T/ckstop" ] ||
+		wait_for 60 sh -c "[ \$(cut -d' ' -f1 '$T/ckcount') -gt $c ]" ||
 		fail "$1: no secondary checkpoint since"
 	ok "$1: the guest went on (round $r -> $(realvm_round))"
 }
@@ -158,7 +163,7 @@ touch "$T/ckstop"
 rc=0; wait "$CK_PID" || rc=$?
 [ "$rc" = 0 ] || fail "the checkpoint loop: $(cat "$T/ck.out")"
 realvm_stop
-ok "the guest stopped after $(realvm_round) rounds: files verified in the guest, unmounted, no I/O or ext4 error on its console"
+ok "the guest stopped after $(realvm_round) rounds: files verified in the guest, unmounted, no I/O or ext4 error on its console; between rounds: $(realvm_gaps)"
 
 realvm_check_disk "$PMNT/vda"
 ok "the VM's disk (the primary's file): e2fsck -fn clean, $REALVM_FILES files match their sums"
@@ -168,5 +173,29 @@ same_disks "after the guest's power-off and a checkpoint"
 realvm_check_disk "$SMNT/vda"
 ok "the secondary's view: e2fsck -fn clean, $REALVM_FILES files match their sums"
 ok "pauses (last_restart_ms): secondary in running:$PAUSES_S; primary planned:$PAUSES_P; primary kill -9 in none:$PAUSES_K; $(cat "$T/ck.out"); the primary degraded on $DEGRADED of $CYCLES secondary restarts (resync)"
+
+# The primary goes; the secondary fails over (done) and the guest boots
+# on it, as after a real failover.  A kill -9 and a planned restart of its
+# worker in done: the guest goes on, and its disk stays clean.
 pair_stop "$PRI_PID" "$PMNT"
+sctl failover
+wait_for 60 sh -c "grep -qx state=done '$SMNT/.colo/status'" ||
+	fail "the secondary did not reach done: $(sget state)"
+realvm_boot "$SMNT/vda" none
+realvm_wait_round 5
+old=$(LIVE_MNT=$SMNT worker)
+kill -KILL "$old"
+new_worker "$SMNT" "$old"
+[ "$(sget state)" = done ] || fail "secondary: state $(sget state) after kill -9 in done"
+PAUSES_D=$(sget last_restart_ms)
+goes_on "after failover: kill -9 of the secondary in done"
+old=$(LIVE_MNT=$SMNT worker)
+sctl restart
+new_worker "$SMNT" "$old"
+[ "$(sget state)" = done ] || fail "secondary: state $(sget state) after a restart in done"
+PAUSES_D="$PAUSES_D $(sget last_restart_ms)"
+goes_on "after failover: planned restart of the secondary in done"
+realvm_stop
+realvm_check_disk "$SMNT/vda"
+ok "the guest on the promoted secondary: $(realvm_round) rounds, no error, e2fsck -fn clean, $REALVM_FILES files match their sums; pauses (last_restart_ms) in done: $PAUSES_D; between rounds: $(realvm_gaps)"
 pair_stop "$SEC_PID" "$SMNT"

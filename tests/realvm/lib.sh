@@ -9,6 +9,8 @@
 #   realvm_wait_round N [SECS]   waits for round N (fails on a guest error)
 #   realvm_stop [SECS]           asks it to stop, waits for its power-off
 #   realvm_console_clean         no I/O or ext4 error on its console
+#   realvm_gaps                  the longest wait between two rounds, as the
+#                                guest saw it (ms), and the median
 #   realvm_check_disk FILE       e2fsck -fn, then every file against its sum
 REALVM_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 VM_CONSOLE=$T/console.log
@@ -32,6 +34,7 @@ realvm_need() {
 # (O_DIRECT, what libvirt uses for shared storage) by default.  The
 # control disk $T/vmctl.img, a plain file, carries the stop flag.
 realvm_boot() {
+	rm -f "$T/vmctl.img"
 	truncate -s 64K "$T/vmctl.img"
 	: >"$VM_CONSOLE"
 	qemu-system-x86_64 -accel tcg -m 256 -nodefaults -display none \
@@ -59,8 +62,15 @@ realvm_tail() {
 realvm_round() {
 	local r
 	r=$(tr -d '\r' <"$VM_CONSOLE" | sed '$d' |
-		sed -n 's/^realvm: round \([0-9]*\)$/\1/p' | tail -n 1)
+		sed -n 's/^realvm: round \([0-9]*\) [0-9.]*$/\1/p' | tail -n 1)
 	echo "${r:-0}"
+}
+
+realvm_gaps() {
+	tr -d '\r' <"$VM_CONSOLE" | sed -n 's/^realvm: round [0-9]* \([0-9.]*\)$/\1/p' |
+		awk 'NR > 1 { g = int(($1 - prev) * 1000); print g } { prev = $1 }' |
+		sort -n | awk '{ a[NR] = $1 } END {
+			if (NR) printf "longest %d ms, median %d ms over %d rounds\n", a[NR], a[int((NR + 1) / 2)], NR + 1 }'
 }
 
 # realvm_console_clean: fails, showing the lines, on any guest error.
