@@ -3,6 +3,10 @@
  * tracking and the background sync.  doc/primary.md has the design; the
  * contract per state is in primary.h.
  *
+ * Why this file is long: the VM's writes, the keepalive and the sync
+ * thread keep one invariant (below) over one bitmap, one link and one
+ * set of range locks; each section is marked "---- ".
+ *
  *   VM write ──▶ range lock ──▶ mirroring?  yes: submit to the link,
  *                                           write locally, wait (timeout)
  *                                           no:  mark dirty (durable),

@@ -13,7 +13,7 @@
 #include "image.h"
 
 /* The primary side: each disk is a local image whose writes are mirrored
- * to the secondary through a link (fs/primary-link.c: libnbd) and, when
+ * to the secondary through a link (fs/link/primary-link.c: libnbd) and, when
  * they cannot be, tracked in a durable dirty bitmap (bitmap.c).  The
  * engine knows nothing of NBD: the link is a function table.
  *

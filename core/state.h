@@ -2,9 +2,9 @@
 #ifndef COLOFS_STATE_H
 #define COLOFS_STATE_H
 
-/* The replica's states, shared by the engine (replica.c), the state file
+/* The replica's states, shared by the engine (secondary.c), the state file
  * (statefile.c) and the daemon, so that the state file needs nothing of
- * the replica.  See replica.c for what each state means.
+ * the replica.  See secondary.c for what each state means.
  */
 enum replica_state {
 	REPLICA_NONE,			/* before start: V = S, view writes fail */

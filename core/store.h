@@ -51,7 +51,7 @@ struct store *store_memory_new(uint64_t size, const char *tag);
 struct store *store_file_new(const char *dir, uint64_t size, const char *tag);
 void store_free(struct store *s);		/* NULL is a no-op */
 
-/* Durability (failover, see replica.c).  store_sync: the file store's data
+/* Durability (failover, see secondary.c).  store_sync: the file store's data
  * reaches the disk (fdatasync); a memory store has nothing to sync.
  * store_link: syncs a file store and gives its (unlinked) file the name
  * path, replacing any file there; -1 with errno (EOPNOTSUPP for a memory

@@ -6,7 +6,7 @@
 #include <stdio.h>
 
 #include "config.h"
-#include "replica.h"
+#include "secondary.h"
 
 /* The daemon's state file policy (durable.c): what each state found at
  * start-up becomes, and the hook that keeps the file in step.

@@ -37,15 +37,16 @@
 #include "config.h"
 #include "daemon.h"
 #include "durable.h"
-#include "fusefs.h"
+#include "fuse/fusefs.h"
+#include "handover.h"
 #include "holder.h"
 #include "image.h"
 #include "log.h"
-#include "nbd.h"
-#include "primary-link.h"
+#include "link/primary-link.h"
+#include "nbd/nbd.h"
 #include "primary.h"
 #include "protect.h"
-#include "replica.h"
+#include "secondary.h"
 #include "store.h"
 #include "trust.h"
 
@@ -366,7 +367,7 @@ lost(void *arg, size_t i, const char *why)
  * replica and the listener; the same mount, signals and daemonizing.
  * The state directory (bitmaps) is made if missing.
  */
-static const struct colo_status_part holder_part = { holder_status, NULL };
+static const struct colo_status_part holder_part = { handover_status, NULL };
 
 static int
 serve_primary(struct config *cfg, bool foreground)
@@ -443,7 +444,7 @@ serve_primary(struct config *cfg, bool foreground)
 	fs = fusefs_new_primary(cfg, p, &holder_part, 1);
 	if (!fs)
 		goto out;
-	holder_ready(foreground);
+	handover_ready(foreground);
 	if (!foreground) {
 		daemon_ready();
 		if (chdir("/") == -1)
@@ -558,7 +559,7 @@ serve(struct config *cfg, bool foreground, bool demote, bool discard_local)
 		reloader.started = true;
 	else
 		log_warn("no SIGHUP thread: SIGHUP will not reload");
-	holder_ready(foreground);
+	handover_ready(foreground);
 	if (!foreground) {
 		daemon_ready();
 		if (chdir("/") == -1)
@@ -578,7 +579,7 @@ out:
 	nbd_server_free(nbd);
 	fusefs_free(fs);
 	/* A planned restart in running: no I/O comes any more. */
-	if (r && du && holder_restart_requested() &&
+	if (r && du && handover_restart_requested() &&
 	    replica_state(r) == REPLICA_RUNNING)
 		durable_handover(du);
 	if (r)
@@ -686,8 +687,8 @@ main(int argc, char **argv)
 	 * mount handed over (to a worker by its holder, to a holder by
 	 * systemd's fd store) is mounted already.
 	 */
-	worker = holder_is_worker();
-	if ((!holder_handed_mount() &&
+	worker = handover_is_worker();
+	if ((!handover_has_mount() &&
 	     fusefs_check_mountpoint(cfg->mountpoint) == -1) ||
 	    trust_check_config(cfg) == -1 ||
 	    canonicalize(&cfg->mountpoint, "mountpoint") == -1 ||
@@ -719,7 +720,7 @@ main(int argc, char **argv)
 	if (holder && !worker)
 		rc = holder_main(cfg, foreground, argv);
 	else
-		rc = holder_exit_status(cfg->mode == CONFIG_MODE_PRIMARY ?
+		rc = handover_exit_status(cfg->mode == CONFIG_MODE_PRIMARY ?
 					serve_primary(cfg, foreground) :
 					serve(cfg, foreground, demote,
 					      discard_local));

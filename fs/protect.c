@@ -5,7 +5,7 @@
  *
  * Tracking.  Each disk has a dirty bitmap in state_dir, named as a
  * primary names its own (durable_bitmap_path), so that the primary made by the
- * switch takes it over as is.  The replica's tap (core/replica.h) marks
+ * switch takes it over as is.  The replica's tap (core/secondary.h) marks
  * it, durably, before S takes anything the primary did not send: the
  * failover commit's buffered extents, and the view's writes in failover
  * and done.  When start leaves none for running, S is the primary's again:
@@ -43,7 +43,7 @@
 #include "bitmap.h"
 #include "gi.h"
 #include "log.h"
-#include "primary-link.h"
+#include "link/primary-link.h"
 #include "protect.h"
 #include "statefile.h"
 

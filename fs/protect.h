@@ -8,7 +8,7 @@
 #include "config.h"
 #include "durable.h"
 #include "primary.h"
-#include "replica.h"
+#include "secondary.h"
 
 /* Re-protect in place: a secondary's dirty tracking from the failover on,
  * and the switch of a done secondary into a primary (protect.c).

@@ -36,7 +36,7 @@
 #include "fdio.h"
 #include "image.h"
 #include "log.h"
-#include "replica.h"
+#include "secondary.h"
 #include "store.h"
 
 #define MiB ((uint64_t) 1024 * 1024)

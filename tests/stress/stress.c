@@ -20,7 +20,7 @@
 
 #include "image.h"
 #include "log.h"
-#include "replica.h"
+#include "secondary.h"
 #include "store.h"
 
 #define SIZE (4 * 1024 * 1024)

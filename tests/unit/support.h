@@ -6,7 +6,7 @@
 #include <stdint.h>
 
 #include "image.h"
-#include "replica.h"
+#include "secondary.h"
 #include "store.h"
 
 /* A raw image of size bytes in a fresh temp file, every byte = fill.

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* fs/colo.c: the one status printer (the replica's lines, then each part's,
+/* fs/fuse/colo-secondary.c: the one status printer (the replica's lines, then each part's,
  * in order) and the error text.
  */
 #include <criterion/criterion.h>
@@ -9,7 +9,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "colo.h"
+#include "fuse/colo.h"
 #include "log.h"
 #include "support.h"
 

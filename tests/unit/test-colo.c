@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* fs/colo.c: the ctl write rule and the metrics' translation of the
+/* fs/fuse/colo-secondary.c: the ctl write rule and the metrics' translation of the
  * status.  (The metrics as a real parser reads them: tests/e2e.)
  */
 #include <criterion/criterion.h>
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "colo.h"
+#include "fuse/colo.h"
 #include "config.h"
 #include "support.h"
 

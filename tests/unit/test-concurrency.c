@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "log.h"
-#include "replica.h"
+#include "secondary.h"
 #include "support.h"
 
 #define SIZE (8 * 1024 * 1024)

@@ -14,7 +14,7 @@
 #include "durable.h"
 #include "faulty.h"
 #include "log.h"
-#include "replica.h"
+#include "secondary.h"
 #include "statefile.h"
 #include "support.h"
 

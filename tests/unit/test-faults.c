@@ -18,7 +18,7 @@
 
 #include "faulty.h"
 #include "log.h"
-#include "replica.h"
+#include "secondary.h"
 #include "support.h"
 
 #define MiB (1024 * 1024)

@@ -27,7 +27,7 @@
 #include "crashpoint.h"
 #include "fdio.h"
 #include "log.h"
-#include "replica.h"
+#include "secondary.h"
 #include "statefile.h"
 #include "support.h"
 

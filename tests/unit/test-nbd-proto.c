@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Unit tests of the NBD protocol code (fs/nbd-proto.c), driven from memory:
+/* Unit tests of the NBD protocol code (fs/nbd/nbd-proto.c), driven from memory:
  * the client's bytes are a script, the server's are captured.
  */
 #include <criterion/criterion.h>
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nbd-proto.h"
+#include "nbd/nbd-proto.h"
 
 struct memio {
 	uint8_t in[1 << 16];

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "bitmap.h"
-#include "colo.h"
+#include "fuse/colo.h"
 #include "fdio.h"
 #include "image.h"
 #include "journal.h"

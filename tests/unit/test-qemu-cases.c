@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "log.h"
-#include "replica.h"
+#include "secondary.h"
 #include "support.h"
 
 #define IMG_SIZE (64 * 1024 * 1024)

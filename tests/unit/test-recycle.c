@@ -14,7 +14,7 @@
 
 #include "extmap.h"
 #include "log.h"
-#include "replica.h"
+#include "secondary.h"
 #include "store.h"
 #include "support.h"
 

@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "replica.h"
+#include "secondary.h"
 #include "support.h"
 
 #define MiB (1024 * 1024)

@@ -10,7 +10,7 @@
 #include <time.h>
 
 #include "log.h"
-#include "replica.h"
+#include "secondary.h"
 #include "support.h"
 
 #define MiB (1024 * 1024)

@@ -16,7 +16,7 @@
 #include "faulty.h"
 #include "journal.h"
 #include "log.h"
-#include "replica.h"
+#include "secondary.h"
 #include "statefile.h"
 #include "store.h"
 #include "support.h"

@@ -1,6 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* The replica: the secondary side of COLO block replication.
  *
+ * Why this file is long: the engine is one state machine whose sections
+ * (buffers, layers, primary and view I/O, control, the failover commit)
+ * share the per-disk lock order written below and a dozen static helpers
+ * that must not leak into secondary.h.  Its sections are marked "---- ".
+ *
  * Per disk:
  *
  *   view I/O (FUSE) ----> V = active ----+
@@ -132,7 +137,7 @@
 #include "journal.h"
 #include "log.h"
 #include "rangelock.h"
-#include "replica.h"
+#include "secondary.h"
 
 #define BOUNCE_MAX (1024 * 1024)	/* bytes copied per step */
 #define COMMIT_CHUNK (4 * 1024 * 1024)	/* bytes committed per lock */

@@ -26,7 +26,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "holder.h"
+#include "handover.h"
 #include "log.h"
 #include "nbd-internal.h"
 
@@ -298,7 +298,7 @@ listen_open(struct nbd_server *srv, const struct config *cfg)
 	/* A holder's socket (holder.c): bound already, and not ours to
 	 * unlink (unix_path stays NULL).
 	 */
-	fd = holder_take_fd("nbd");
+	fd = handover_take_fd("nbd");
 	if (fd != -1) {
 		if (l->kind == CONFIG_LISTEN_UNIX)
 			snprintf(srv->addr, sizeof srv->addr, "unix:%.150s",

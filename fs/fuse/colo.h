@@ -10,7 +10,7 @@
 
 #include "config.h"
 #include "primary.h"
-#include "replica.h"
+#include "secondary.h"
 
 #ifndef COLOFS_VERSION
 #define COLOFS_VERSION "0.1.0"		/* the Makefile's VERSION wins */
@@ -93,7 +93,7 @@ int colo_status_close(FILE *fp, const struct colo_status_part *parts,
 		      size_t nparts, char **text);
 
 /* The status as OpenMetrics text (.colo/metrics), from one snapshot:
- * every status key that has a row in colo.c's metric_map, the state, the
+ * every status key that has a row in colo-secondary.c's metric_map, the state, the
  * checkpoint duration histogram and colofs_build_info, malloc'd.  0, or
  * -1 with errno.
  */

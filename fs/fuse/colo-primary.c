@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* MOUNT/.colo/ on a primary (mode = primary): the same three files as
- * the secondary's (colo.c), over the primary engine.
+ * the secondary's (colo-secondary.c), over the primary engine.
  *
  *   ctl     start | checkpoint | failover | stop | resync [full] [URI]
  *   status  key=value lines: state, dirty bytes, the sync's progress and

@@ -27,7 +27,7 @@
 #include "deadline.h"
 #include "nbd-proto.h"
 #include "nbd.h"
-#include "replica.h"
+#include "secondary.h"
 
 #define NBD_HANDSHAKE_MS	10000
 #define NBD_MAX_INFLIGHT	16	/* requests per connection */

@@ -22,7 +22,7 @@
  *
  * Two ways in per disk: "primary" I/O (the NBD listener: works on S) and
  * "view" I/O (the FUSE disk file: works on V).  The control words act on
- * every disk of the group at once.  See replica.c for the contract.
+ * every disk of the group at once.  See secondary.c for the contract.
  */
 
 struct replica;
@@ -83,7 +83,7 @@ int replica_stop(struct replica *r);
 int replica_failover(struct replica *r);
 
 /* Durability.  With a journal directory, a failover first makes what its
- * commit needs durable (see "Durability" in replica.c): a journal per disk
+ * commit needs durable (see "Durability" in secondary.c): a journal per disk
  * in jdir, and the buffers as files in bdir, named PREFIX.DISK.journal,
  * PREFIX.DISK.hidden and PREFIX.DISK.active.  bdir NULL: memory buffers
  * with nowhere to put them, so the failover is not crash-safe.  Set before

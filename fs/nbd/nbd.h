@@ -5,7 +5,7 @@
 #include <stdio.h>
 
 #include "config.h"
-#include "replica.h"
+#include "secondary.h"
 
 /* The built-in NBD listener: the primary's way in.  Each disk of the
  * config is one export (config_disk.export_name); every request works on

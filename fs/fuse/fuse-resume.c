@@ -46,7 +46,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "holder.h"
+#include "fuse-resume.h"
+#include "handover.h"
 #include "log.h"
 
 /* Protocol 7.40 (Linux 6.9); Debian 12's headers stop at 7.38. */
@@ -255,7 +256,7 @@ fuse_resume(struct fuse_session *se, int fd)
 	uint64_t died;
 	int fl;
 
-	st = holder_state();
+	st = handover_state();
 	if (!st) {
 		log_error("fuse: a /dev/fuse file was handed over without "
 			  "the holder's state");

@@ -1,13 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /* The FUSE front end: the secondary VM's view of each disk as a file.
  *
+ * Why this file is long: the FUSE operations of both roles share one
+ * inode table, the open-file accounting and the stop protocol (at the
+ * bottom), which a split would have to export; the .colo/ files' texts
+ * are already apart, in colo-secondary.c and colo-primary.c.
+ *
  *   MOUNT/            ino 1   dr-xr-xr-x
  *   MOUNT/NAME        ino 16+i one regular file per disk: the view V
  *   MOUNT/.colo/      ino 2   dr-xr-xr-x
  *   MOUNT/.colo/ctl   ino 3   --w-------  start|checkpoint|stop|failover
- *   MOUNT/.colo/status ino 4  -r--r--r--  key=value lines (colo.c)
+ *   MOUNT/.colo/status ino 4  -r--r--r--  key=value lines (colo-secondary.c)
  *   MOUNT/.colo/error ino 5   -rw-r--r--  last error; a write clears it
- *   MOUNT/.colo/metrics ino 6 -r--r--r--  the status as OpenMetrics (colo.c)
+ *   MOUNT/.colo/metrics ino 6 -r--r--r--  the status as OpenMetrics (colo-secondary.c)
  *   MOUNT/.colo/errors ino 7  -r--r--r--  the last errors, with their times
  *
  * A disk file's owner, group and mode start as the config's; chown and
@@ -111,10 +116,11 @@
 #include <signal.h>
 
 #include "colo.h"
+#include "fuse-resume.h"
 #include "fusefs.h"
-#include "protect.h"
-#include "holder.h"
+#include "handover.h"
 #include "log.h"
+#include "protect.h"
 
 #ifndef FALLOC_FL_KEEP_SIZE
 #define FALLOC_FL_KEEP_SIZE 0x01
@@ -478,7 +484,7 @@ static void
 op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	(void)userdata;
-	holder_test_hang("COLOFS_TEST_HANG_INIT");
+	handover_test_hang("COLOFS_TEST_HANG_INIT");
 	/* libfuse caps max_write to its buffer (1 MiB + header). */
 	conn->max_write = MAX_IO;
 	/* Must match the max_read mount option (libfuse checks). */
@@ -938,7 +944,7 @@ ctl_restart(fuse_req_t req, struct fusefs *fs, const char *buf, size_t size,
 		n--;
 	if (off != 0 || n != sizeof word - 1 || memcmp(buf, word, n) != 0)
 		return false;
-	if (holder_restart_check(&why) == -1) {
+	if (handover_restart_check(&why) == -1) {
 		/* errno set */
 	} else if (fs->r && replica_state(fs->r) == REPLICA_RUNNING &&
 		   !fs->cfg->buffer_dir) {
@@ -960,7 +966,7 @@ ctl_restart(fuse_req_t req, struct fusefs *fs, const char *buf, size_t size,
 	}
 	log_info("ctl: restart: ending the session; the holder starts "
 		 "the binary again");
-	holder_request_restart();
+	handover_request_restart();
 	fuse_reply_write(req, size);
 	fuse_session_exit(fs->se);
 	return true;
@@ -1056,7 +1062,7 @@ op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		fuse_reply_err(req, ENOSPC);
 		return;
 	}
-	holder_test_hang("COLOFS_TEST_HANG");
+	handover_test_hang("COLOFS_TEST_HANG");
 	if (size && disk_write(dk, buf, size, (uint64_t)off) == -1)
 		reply_errno(req);
 	else
@@ -1610,8 +1616,8 @@ create(const struct config *cfg, struct replica *r, struct primary *p,
 {
 	struct fusefs *fs;
 	size_t i;
-	int saved, held_fd = holder_take_fd("fuse");
-	struct holder_state *hs = held_fd >= 0 ? holder_state() : NULL;
+	int saved, held_fd = handover_take_fd("fuse");
+	struct holder_state *hs = held_fd >= 0 ? handover_state() : NULL;
 
 	if (held_fd < 0 && fusefs_check_mountpoint(cfg->mountpoint) == -1)
 		return NULL;

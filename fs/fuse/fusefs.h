@@ -6,7 +6,7 @@
 
 #include "colo.h"
 #include "config.h"
-#include "replica.h"
+#include "secondary.h"
 
 struct fusefs;
 
