@@ -27,7 +27,9 @@
 # rounds).
 #
 # CYCLES (1) and AFTER (rounds the guest must write after each restart,
-# 10) are raised by tests/e2e/long/test-realvm-live-restart.sh.
+# 10) are raised by tests/e2e/long/test-realvm-live-restart.sh, which also
+# runs QEMU with CACHE=writeback (the page cache, no O_DIRECT) besides the
+# default none.
 # REALVM_NO_HOLDER=1 runs step 3 on a primary without --holder: the
 # negative control (the guest then gets I/O errors and the test fails).
 . "$(dirname "$0")/lib.sh"
@@ -38,6 +40,7 @@ SIZE=64M
 "$COLOFS_BIN" --help | grep -q -- --holder || fail "colofs has no --holder"
 CYCLES=${CYCLES:-1}
 AFTER=${AFTER:-10}
+CACHE=${CACHE:-none}
 realvm_need
 
 make_image "$T/s.img" "$SIZE"
@@ -58,9 +61,9 @@ pctl start
 wait_pstate replicating 120
 sctl start
 
-realvm_boot "$PMNT/vda" none
+realvm_boot "$PMNT/vda" "$CACHE"
 realvm_wait_round 5
-ok "the guest is up on the primary's disk file, writing (round $(realvm_round))"
+ok "the guest is up on the primary's disk file (cache=$CACHE), writing (round $(realvm_round))"
 
 # The checkpoint loop: both sides, every 0.2 s, until $T/ckstop.  A
 # secondary checkpoint must never fail (it is in running throughout); a
@@ -181,7 +184,7 @@ pair_stop "$PRI_PID" "$PMNT"
 sctl failover
 wait_for 60 sh -c "grep -qx state=done '$SMNT/.colo/status'" ||
 	fail "the secondary did not reach done: $(sget state)"
-realvm_boot "$SMNT/vda" none
+realvm_boot "$SMNT/vda" "$CACHE"
 realvm_wait_round 5
 old=$(LIVE_MNT=$SMNT worker)
 kill -KILL "$old"
