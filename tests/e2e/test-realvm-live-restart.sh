@@ -10,7 +10,9 @@
 # drops the secondary VM's writes, which COLO pairs with loading the
 # primary's RAM; see tests/realvm/README.md.)  Meanwhile, CYCLES times:
 #   1. a planned restart of the secondary in running (buffers handed
-#      over; the primary's NBD link reconnects, the guest's writes wait);
+#      over; its NBD connection closes, which degrades the primary: the
+#      guest's writes go on locally, tracked, and resync brings the pair
+#      back to replicating);
 #   2. a planned restart of the primary in replicating (the guest's own
 #      disk; the new primary is in none with its bitmap);
 #   3. kill -9 of the primary's worker in none;
@@ -30,8 +32,9 @@
 # 10) are raised by tests/e2e/long/test-realvm-live-restart.sh, which also
 # runs QEMU with CACHE=writeback (the page cache, no O_DIRECT) besides the
 # default none.
-# REALVM_NO_HOLDER=1 runs step 3 on a primary without --holder: the
-# negative control (the guest then gets I/O errors and the test fails).
+# REALVM_NO_HOLDER=1 runs only step 3, on a primary without --holder: the
+# negative control (the guest then gets I/O errors and the test fails;
+# tests/e2e/long/test-realvm-no-holder.sh checks that it does).
 . "$(dirname "$0")/lib.sh"
 SIZE=64M
 . "$(dirname "$0")/pair.sh"
