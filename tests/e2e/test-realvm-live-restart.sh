@@ -124,7 +124,7 @@ goes_on() {
 	ok "$1: the guest went on (round $r -> $(realvm_round))"
 }
 
-PAUSES_S= PAUSES_P= PAUSES_K= DEGRADED=0
+PAUSES_S='' PAUSES_P='' PAUSES_K='' DEGRADED=0
 for ((c = 1; c <= CYCLES; c++)); do
 	if [ -z "${REALVM_NO_HOLDER:-}" ]; then
 		old=$(LIVE_MNT=$SMNT worker)
@@ -192,13 +192,13 @@ realvm_wait_round 5
 old=$(LIVE_MNT=$SMNT worker)
 kill -KILL "$old"
 new_worker "$SMNT" "$old"
-[ "$(sget state)" = done ] || fail "secondary: state $(sget state) after kill -9 in done"
+[ "$(sget state)" = "done" ] || fail "secondary: state $(sget state) after kill -9 in done"
 PAUSES_D=$(sget last_restart_ms)
 goes_on "after failover: kill -9 of the secondary in done"
 old=$(LIVE_MNT=$SMNT worker)
 sctl restart
 new_worker "$SMNT" "$old"
-[ "$(sget state)" = done ] || fail "secondary: state $(sget state) after a restart in done"
+[ "$(sget state)" = "done" ] || fail "secondary: state $(sget state) after a restart in done"
 PAUSES_D="$PAUSES_D $(sget last_restart_ms)"
 goes_on "after failover: planned restart of the secondary in done"
 realvm_stop

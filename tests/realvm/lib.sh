@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # SPDX-License-Identifier: MIT
 # A real guest for the end-to-end tests: Debian's kernel and a busybox
 # initramfs (tests/realvm/setup.sh) booted under TCG with one disk file,
@@ -129,9 +130,10 @@ realvm_check_disk() {
 	mkdir -p "$T/w"
 	debugfs -R "rdump /w $T/w" "$f" >/dev/null 2>"$T/debugfs.err" ||
 		fail "debugfs rdump: $(cat "$T/debugfs.err")"
-	n=$(ls "$T/w/w" | grep -c '\.bin$' || true)
+	n=$(find "$T/w/w" -name '*.bin' | wc -l)
 	[ "$n" -gt 0 ] || fail "$f: no files of the guest's in /w"
 	(cd "$T/w/w" && cat ./*.sha | sha256sum -c --quiet) >&2 ||
 		fail "$f: a file of the guest's does not match its sum"
+	# shellcheck disable=SC2034 # for the caller
 	REALVM_FILES=$n
 }
