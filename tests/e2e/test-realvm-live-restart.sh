@@ -15,7 +15,9 @@
 #      back to replicating);
 #   2. a planned restart of the primary in replicating (the guest's own
 #      disk; the new primary is in none with its bitmap);
-#   3. kill -9 of the primary's worker in none;
+#   3. kill -9 of the primary's worker in none while it holds one of the
+#      guest's writes unanswered (the test hook COLOFS_TEST_HANG): the
+#      kernel sends it again to the next worker;
 #   4. start: the primary resyncs and replicates again.
 # After each, the guest must go on writing (rounds after the restart).
 # Then the primary stops, the secondary fails over (done), and the guest
@@ -55,11 +57,15 @@ mkdir -p "$T/bufs"
 sed -i "/^state_dir = /a buffer_dir = $T/bufs" "$T/s.ini"
 at_exit 'for p in $(pgrep -f -- "[c]olofs -c $T/[ps].ini"); do kill -9 $p; done'
 start_secondary --holder
+# The test hook (fs/fuse/fusefs.c): while $T/hang exists, the primary's
+# next FUSE write removes it and is never answered.
+export COLOFS_TEST_HANG=$T/hang
 if [ -n "${REALVM_NO_HOLDER:-}" ]; then
 	start_primary
 else
 	start_primary --holder
 fi
+export -n COLOFS_TEST_HANG
 pctl start
 wait_pstate replicating 120
 sctl start
@@ -151,6 +157,10 @@ for ((c = 1; c <= CYCLES; c++)); do
 		[ "$(pget state)" = none ] || fail "primary: state $(pget state) after its restart, want none"
 	fi
 
+	# A write of the guest's is in flight at the kill: the kernel sends
+	# it again to the next worker (FUSE_NOTIFY_RESEND).
+	touch "$T/hang"
+	wait_for 60 sh -c "[ ! -e '$T/hang' ]" || fail "no guest write took the hook"
 	old=$(LIVE_MNT=$PMNT worker)
 	kill -KILL "$old"
 	if [ -n "${REALVM_NO_HOLDER:-}" ]; then
@@ -158,7 +168,7 @@ for ((c = 1; c <= CYCLES; c++)); do
 	fi
 	new_worker "$PMNT" "$old"
 	PAUSES_K="$PAUSES_K $(pget last_restart_ms)"
-	goes_on "cycle $c: kill -9 of the primary in none"
+	goes_on "cycle $c: kill -9 of the primary in none, a guest write in flight"
 
 	pctl start
 	wait_pstate replicating 120
