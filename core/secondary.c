@@ -905,12 +905,15 @@ check_io(struct replica_disk *d, size_t len, uint64_t off)
 	return 0;
 }
 
+/* Writes buf into S, or zeroes the range when buf is NULL: punch says
+ * whether a hole may be punched there (image.h).
+ */
 static int
 image_write(struct replica_disk *d, const void *buf, size_t len,
-	    uint64_t off)
+	    uint64_t off, bool punch)
 {
 	if (buf == NULL)
-		return d->img->ops->zero(d->img, off, len);
+		return d->img->ops->zero(d->img, off, len, punch);
 	return d->img->ops->pwrite(d->img, buf, len, off);
 }
 
@@ -1139,7 +1142,8 @@ replica_primary_write(struct replica_disk *d, const void *buf, size_t len,
 			goto out;
 		}
 	}
-	if (image_write(d, buf, len, off) == -1) {
+	/* A primary's zero is WRITE_ZEROES without NO_HOLE, or a trim. */
+	if (image_write(d, buf, len, off, true) == -1) {
 		replica_record_error(r, "%s: primary write at %" PRIu64
 				     "+%zu failed on the secondary disk: %s",
 				     d->name, off, len, strerror(errno));
@@ -1268,8 +1272,9 @@ replica_view_read_end(struct replica_read *rd)
  * the active buffer are synced first, so that a record never reaches the
  * disk before its data (a durable D without its S data would let a
  * resumed commit drop buffered data the VM had flushed; an A without its
- * buffer data would commit stale bytes).  Notes added meanwhile wait for
- * the next call.  Caller holds the gate (the journal stays).  0, or -1.
+ * buffer data would commit stale bytes).  Notes added meanwhile, and any
+ * whose append failed, wait for the next call.  Caller holds the gate (the
+ * journal stays).  0, or -1.
  */
 static int
 notes_flush(struct replica_disk *d)
@@ -1290,12 +1295,20 @@ notes_flush(struct replica_disk *d)
 	crash_point("notes_data_synced");
 	pthread_mutex_lock(&d->note_lock);
 	k = upto > d->notes_base ? (size_t) (upto - d->notes_base) : 0;
-	for (i = 0; i < k && ret == 0; i++)
-		ret = journal_append(d->journal, d->notes[i].op,
-				     d->notes[i].off, d->notes[i].len);
-	memmove(d->notes, d->notes + k, (d->nnotes - k) * sizeof *d->notes);
-	d->nnotes -= k;
-	d->notes_base += k;
+	for (i = 0; i < k; i++)
+		if (journal_append(d->journal, d->notes[i].op, d->notes[i].off,
+				   d->notes[i].len) == -1) {
+			ret = -1;
+			break;
+		}
+	/* Only the appended notes leave.  One that did not make it stays,
+	 * with those after it: their writers may be waiting in their own
+	 * notes_flush, which must fail (or append them) rather than find
+	 * nothing left to append and return 0.
+	 */
+	memmove(d->notes, d->notes + i, (d->nnotes - i) * sizeof *d->notes);
+	d->nnotes -= i;
+	d->notes_base += i;
 	pthread_mutex_unlock(&d->note_lock);
 	if (ret == 0)
 		ret = journal_sync(d->journal);
@@ -1350,7 +1363,7 @@ journal_note(struct replica_disk *d, char op, uint64_t off, uint64_t len)
 /* In FAILOVER_FAILED: buffered parts go to active, the rest to S. */
 static int
 write_failed_state(struct replica_disk *d, const void *buf, size_t len,
-		   uint64_t off)
+		   uint64_t off, bool punch)
 {
 	uint64_t pos, end = off + len, seg_end;
 
@@ -1360,7 +1373,8 @@ write_failed_state(struct replica_disk *d, const void *buf, size_t len,
 		int ret;
 
 		if (l == LAYER_IMAGE)
-			ret = image_write(d, p, seg_end - pos, pos) == -1 ? -1 :
+			ret = image_write(d, p, seg_end - pos, pos,
+					  punch) == -1 ? -1 :
 			      journal_note(d, JOURNAL_DROP, pos, seg_end - pos);
 		else
 			ret = buffer_write(d, d->active, p, seg_end - pos,
@@ -1391,9 +1405,12 @@ wait_failover_durable(struct replica *r)
 	pthread_mutex_unlock(&r->commit_lock);
 }
 
-int
-replica_view_write(struct replica_disk *d, const void *buf, size_t len,
-		   uint64_t off)
+/* A view write of buf, or when buf is NULL a zeroing (punch: a hole may
+ * be punched where it reaches S).
+ */
+static int
+view_write(struct replica_disk *d, const void *buf, size_t len, uint64_t off,
+	   bool punch)
 {
 	struct replica *r = d->r;
 	struct rangelock_entry e;
@@ -1447,7 +1464,7 @@ replica_view_write(struct replica_disk *d, const void *buf, size_t len,
 		/* The buffered copy becomes obsolete: drop it after S has the
 		 * new data, so the commit cannot write it over the new data.
 		 */
-		ret = image_write(d, buf, len, off);
+		ret = image_write(d, buf, len, off, punch);
 		if (ret == 0)
 			crash_point("failover_view_write");	/* S, no D */
 		if (ret == 0)
@@ -1461,10 +1478,10 @@ replica_view_write(struct replica_disk *d, const void *buf, size_t len,
 		}
 		break;
 	case REPLICA_FAILOVER_FAILED:
-		ret = write_failed_state(d, buf, len, off);
+		ret = write_failed_state(d, buf, len, off, punch);
 		break;
 	default:
-		ret = image_write(d, buf, len, off);
+		ret = image_write(d, buf, len, off, punch);
 		break;
 	}
 	if (ret == 0) {
@@ -1479,9 +1496,32 @@ replica_view_write(struct replica_disk *d, const void *buf, size_t len,
 }
 
 int
+replica_view_write(struct replica_disk *d, const void *buf, size_t len,
+		   uint64_t off)
+{
+	return view_write(d, buf, len, off, false);
+}
+
+static int
+view_zero(struct replica_disk *d, uint64_t off, uint64_t len, bool punch)
+{
+	if (len > SIZE_MAX) {
+		errno = EINVAL;
+		return -1;
+	}
+	return view_write(d, NULL, (size_t) len, off, punch);
+}
+
+int
 replica_view_zero(struct replica_disk *d, uint64_t off, uint64_t len)
 {
-	return zero_by(replica_view_write, d, off, len);
+	return view_zero(d, off, len, false);
+}
+
+int
+replica_view_punch(struct replica_disk *d, uint64_t off, uint64_t len)
+{
+	return view_zero(d, off, len, true);
 }
 
 int

@@ -190,7 +190,14 @@ int replica_view_read(struct replica_disk *d, void *buf, size_t len,
 		      uint64_t off);
 int replica_view_write(struct replica_disk *d, const void *buf, size_t len,
 		       uint64_t off);
+/* Zeroing, as fallocate does it on a raw file: afterwards the range reads
+ * zeros.  replica_view_zero (ZERO_RANGE) keeps S's blocks allocated where
+ * it writes S (done, failover); replica_view_punch (PUNCH_HOLE) may punch
+ * holes there.  While running both zero the active buffer, and the
+ * failover commit writes those zeros into S as data.
+ */
 int replica_view_zero(struct replica_disk *d, uint64_t off, uint64_t len);
+int replica_view_punch(struct replica_disk *d, uint64_t off, uint64_t len);
 
 /* A view read without a copy: where V's bytes of [off, off+len) live, when
  * they live in one layer: len bytes at pos of fd, or len bytes at mem.

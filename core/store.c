@@ -61,7 +61,7 @@ fd_store_pwrite(struct store *s, const void *buf, size_t len, uint64_t off)
 static int
 fd_store_zero(struct store *s, uint64_t off, uint64_t len)
 {
-	if (fd_zero_range(s->fd, off, len) == -1) {
+	if (fd_zero_range(s->fd, off, len, true) == -1) {
 		log_error("zero %s store at %" PRIu64 ": %m",
 			  s->ops->name, off);
 		return -1;

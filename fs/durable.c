@@ -48,6 +48,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "durable.h"
@@ -524,6 +525,44 @@ durable_set_protected(struct durable *du, const char *uri)
 		log_info("state file %s: done, protected by %s", du->path,
 			 uri);
 	return ret == -1 ? -1 : 0;
+}
+
+void
+durable_gi(struct durable *du, struct gi_set *out)
+{
+	pthread_mutex_lock(&du->lock);
+	*out = du->sf.gi;
+	pthread_mutex_unlock(&du->lock);
+}
+
+int
+durable_adopt_gi(struct durable *du, uint64_t gen)
+{
+	struct statefile sf;
+	size_t i;
+	int ret;
+
+	pthread_mutex_lock(&du->lock);
+	sf = du->sf;
+	if (sf.gi.current != gen) {
+		for (i = GI_HISTORY - 1; i > 0; i--)
+			sf.gi.history[i] = sf.gi.history[i - 1];
+		sf.gi.history[0] = sf.gi.current;
+		sf.gi.current = gen;
+		sf.gi.since = (int64_t)time(NULL);
+	}
+	ret = statefile_write(du->dir, du->name, &sf);
+	if (ret == 0)
+		du->sf = sf;
+	pthread_mutex_unlock(&du->lock);
+	if (ret != 0) {
+		if (ret == 1)
+			errno = EIO;
+		log_error("state file %s: cannot take generation %016" PRIx64
+			  ": %m", du->path, gen);
+		return -1;
+	}
+	return 0;
 }
 
 void

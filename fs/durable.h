@@ -3,9 +3,11 @@
 #define COLOFS_DURABLE_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "config.h"
+#include "gi.h"
 #include "secondary.h"
 
 /* The daemon's state file policy (durable.c): what each state found at
@@ -63,6 +65,14 @@ void durable_describe(void *opaque, char *buf, size_t len);
  * (logged).
  */
 int durable_discard_failover(const struct config *cfg);
+
+/* The generation identifiers now (core/gi.h). */
+void durable_gi(struct durable *du, struct gi_set *out);
+/* A returning primary (fs/protect.c): gen, the generation of the pair it
+ * left, becomes current (the old current moves to the history), durably.
+ * 0, or -1 with errno (logged).
+ */
+int durable_adopt_gi(struct durable *du, uint64_t gen);
 
 /* Status lines (a colo_status_fn). */
 void durable_status(void *opaque, FILE *fp);

@@ -441,6 +441,7 @@ serve_primary(struct config *cfg, bool foreground)
 	if (!p)
 		goto out;
 	primary_link_on_lost(link, lost, p);
+	primary_link_on_vouch(link, primary_vouch, p);
 	fs = fusefs_new_primary(cfg, p, &holder_part, 1);
 	if (!fs)
 		goto out;
@@ -529,14 +530,14 @@ serve(struct config *cfg, bool foreground, bool demote, bool discard_local)
 		goto out;
 	/* Tracks S's own writes from a failover on, for protect. */
 	pr = protect_new(cfg, r, du);
-	if (!pr)
+	if (!pr || (!discard_local && protect_adopt(pr) == -1))
 		goto out;
 	if (cfg->listen) {
 		nbd = nbd_server_new(r, cfg);
 		if (!nbd)
 			goto out;
 		/* The generation identifiers go to the primary (core/gi.h). */
-		nbd_server_set_describe(nbd, durable_describe, du);
+		nbd_server_set_describe(nbd, protect_describe, pr);
 	}
 	if (nbd)
 		status_parts[nparts++] =

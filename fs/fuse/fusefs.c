@@ -38,8 +38,9 @@
  * (at most 1 MiB: max_read = max_write = 1 MiB).  Reads at or past the end return 0 bytes and reads across it
  * are shortened, as for any file; writes that do not fit fail with ENOSPC
  * because the file never grows.  fsync and fdatasync are
- * replica_view_flush; fallocate PUNCH_HOLE|KEEP_SIZE and ZERO_RANGE are
- * replica_view_zero.
+ * replica_view_flush; fallocate PUNCH_HOLE|KEEP_SIZE is replica_view_punch
+ * and ZERO_RANGE replica_view_zero, which keeps S's blocks allocated as
+ * ZERO_RANGE does on a raw file.
  *
  * Page cache coherence.  By default (page_cache = false) every disk open
  * gets direct_io: the kernel caches nothing, every read comes here, and a
@@ -343,14 +344,22 @@ disk_write(struct fusefs_disk *dk, const void *buf, size_t len, uint64_t off)
 	return rc;
 }
 
+/* punch: PUNCH_HOLE (holes may be punched), else ZERO_RANGE (the blocks
+ * stay allocated).
+ */
 static int
-disk_zero(struct fusefs_disk *dk, uint64_t off, uint64_t len)
+disk_zero(struct fusefs_disk *dk, uint64_t off, uint64_t len, bool punch)
 {
 	int rc;
 
 	role_rdlock(dk->fs);
-	rc = dk->pd ? primary_zero(dk->pd, off, len)
-		    : replica_view_zero(dk->d, off, len);
+	if (dk->pd)
+		rc = punch ? primary_punch(dk->pd, off, len)
+			   : primary_zero(dk->pd, off, len);
+	else if (punch)
+		rc = replica_view_punch(dk->d, off, len);
+	else
+		rc = replica_view_zero(dk->d, off, len);
 	role_unlock(dk->fs);
 	return rc;
 }
@@ -1135,7 +1144,7 @@ op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off,
 		fuse_reply_err(req, EOPNOTSUPP);
 		return;
 	}
-	if (disk_zero(dk, o, l) == -1)
+	if (disk_zero(dk, o, l, mode & FALLOC_FL_PUNCH_HOLE) == -1)
 		reply_errno(req);
 	else
 		fuse_reply_err(req, 0);

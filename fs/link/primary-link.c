@@ -100,6 +100,8 @@ struct primary_link {
 	struct link_conn *conns;
 	primary_link_lost_fn *lost;	/* set before any connect */
 	void *lost_arg;
+	primary_link_vouch_fn *vouch;	/* set before any connect, or NULL */
+	void *vouch_arg;
 };
 
 static void
@@ -277,6 +279,117 @@ conn_close(struct link_conn *c)
 	pthread_mutex_unlock(&c->tlock);
 }
 
+/* Polls h until the step under way (connect, or an option) is over, or
+ * the handshake's deadline (from *t0) passed.  0, or -1 with errno and
+ * err.
+ */
+static int
+handshake_wait(struct nbd_handle *h, const struct timespec *t0, char *err,
+	       size_t errlen)
+{
+	struct timespec now;
+	long left;
+
+	while (nbd_aio_is_connecting(h) || nbd_aio_is_created(h)) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		left = CONNECT_TIMEOUT_MS -
+		       ((now.tv_sec - t0->tv_sec) * 1000 +
+			(now.tv_nsec - t0->tv_nsec) / 1000000);
+		if (left <= 0) {
+			snprintf(err, errlen, "no answer in %d ms",
+				 CONNECT_TIMEOUT_MS);
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		if (nbd_poll(h, (int)left) == -1) {
+			snprintf(err, errlen, "%s", nbd_get_error() ?
+				 nbd_get_error() : "libnbd failed");
+			errno = nbd_get_errno() ? nbd_get_errno() : EIO;
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* One option (INFO or GO) on h in option mode, waited for.  0 once it
+ * is answered (h is ready, or negotiating again after a refusal), or -1.
+ */
+static int
+option(struct nbd_handle *h, bool go_opt, const struct timespec *t0,
+       char *err, size_t errlen)
+{
+	if ((go_opt ? nbd_aio_opt_go(h, NBD_NULL_COMPLETION)
+		    : nbd_aio_opt_info(h, NBD_NULL_COMPLETION)) == -1) {
+		snprintf(err, errlen, "%s", nbd_get_error() ? nbd_get_error() :
+			 "libnbd failed");
+		errno = nbd_get_errno() ? nbd_get_errno() : EIO;
+		return -1;
+	}
+	return handshake_wait(h, t0, err, errlen);
+}
+
+/* The rest of the handshake, h negotiating in option mode: INFO for the
+ * description, the engine's choice of the generation to present, GO.
+ * A server that refuses the export with the generation appended (not a
+ * colofs secondary, or an older one) gets the plain name.  0 once ready,
+ * or -1 with errno and err.
+ */
+static int
+go(struct link_conn *c, struct nbd_handle *h, const struct timespec *t0,
+   char *err, size_t errlen)
+{
+	struct primary_link *l = c->l;
+	char *name = NULL, *tagged = NULL;
+	uint64_t gen = 0;
+	int rc = -1;
+
+	if (nbd_aio_is_negotiating(h) &&
+	    option(h, false, t0, err, errlen) == 0 && nbd_aio_is_negotiating(h))
+		c->description = nbd_get_export_description(h);
+	if (!nbd_aio_is_negotiating(h))
+		goto refused;
+	name = nbd_get_export_name(h);
+	if (name == NULL)
+		goto nbd_fail;
+	if (l->vouch != NULL)
+		gen = l->vouch(l->vouch_arg, c->index,
+			       c->description ? c->description : "");
+	if (gen != 0) {
+		if (asprintf(&tagged, "%s colofs-gen=%016" PRIx64, name,
+			     gen) == -1) {
+			tagged = NULL;
+			snprintf(err, errlen, "out of memory");
+			errno = ENOMEM;
+			goto out;
+		}
+		if (nbd_set_export_name(h, tagged) == -1 ||
+		    option(h, true, t0, err, errlen) == -1)
+			goto out;
+		if (nbd_aio_is_negotiating(h) &&
+		    nbd_set_export_name(h, name) == -1)
+			goto nbd_fail;
+	}
+	if (nbd_aio_is_negotiating(h) && option(h, true, t0, err, errlen) == -1)
+		goto out;
+refused:
+	if (!nbd_aio_is_ready(h)) {
+		snprintf(err, errlen, "%s", nbd_get_error() ? nbd_get_error() :
+			 "the handshake failed");
+		errno = ECONNREFUSED;
+		goto out;
+	}
+	rc = 0;
+	goto out;
+nbd_fail:
+	snprintf(err, errlen, "%s", nbd_get_error() ? nbd_get_error() :
+		 "libnbd failed");
+	errno = nbd_get_errno() ? nbd_get_errno() : EIO;
+out:
+	free(tagged);
+	free(name);
+	return rc;
+}
+
 static int
 link_connect(void *opaque, size_t i, const char *uri, uint64_t size,
 	     char *err, size_t errlen)
@@ -284,9 +397,8 @@ link_connect(void *opaque, size_t i, const char *uri, uint64_t size,
 	struct primary_link *l = opaque;
 	struct link_conn *c = &l->conns[i];
 	struct nbd_handle *h;
-	struct timespec t0, now;
+	struct timespec t0;
 	int64_t got;
-	long left;
 
 	pthread_rwlock_wrlock(&c->lock);
 	conn_close(c);
@@ -300,32 +412,18 @@ link_connect(void *opaque, size_t i, const char *uri, uint64_t size,
 	    (c->certificates != NULL &&
 	     nbd_set_tls_certificates(h, c->certificates) == -1))
 		goto nbd_fail;
-	/* NBD_INFO_DESCRIPTION carries a colofs secondary's generations. */
+	/* NBD_INFO_DESCRIPTION carries a colofs secondary's generations;
+	 * option mode, to read it (NBD_OPT_INFO) before NBD_OPT_GO presents
+	 * the generation this primary syncs against (see go()).
+	 */
 	if (nbd_set_full_info(h, true) == -1 ||
+	    nbd_set_opt_mode(h, true) == -1 ||
 	    nbd_aio_connect_uri(h, uri) == -1)
 		goto nbd_fail;
-	/* The handshake, with a deadline: a dead host must not hang ctl. */
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	while (nbd_aio_is_connecting(h) || nbd_aio_is_created(h)) {
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		left = CONNECT_TIMEOUT_MS -
-		       ((now.tv_sec - t0.tv_sec) * 1000 +
-			(now.tv_nsec - t0.tv_nsec) / 1000000);
-		if (left <= 0) {
-			snprintf(err, errlen, "no answer in %d ms",
-				 CONNECT_TIMEOUT_MS);
-			errno = ETIMEDOUT;
-			goto fail;
-		}
-		if (nbd_poll(h, (int)left) == -1)
-			goto nbd_fail;
-	}
-	if (!nbd_aio_is_ready(h)) {
-		snprintf(err, errlen, "%s", nbd_get_error() ? nbd_get_error() :
-			 "the handshake failed");
-		errno = ECONNREFUSED;
+	if (handshake_wait(h, &t0, err, errlen) == -1 ||
+	    go(c, h, &t0, err, errlen) == -1)
 		goto fail;
-	}
 	got = nbd_get_size(h);
 	if (got < 0)
 		goto nbd_fail;
@@ -343,7 +441,8 @@ link_connect(void *opaque, size_t i, const char *uri, uint64_t size,
 	c->can_zero = nbd_can_zero(h) == 1;
 	c->can_flush = nbd_can_flush(h) == 1;
 	/* NULL when the server sent none (QEMU): an unknown peer. */
-	c->description = nbd_get_export_description(h);
+	if (c->description == NULL)
+		c->description = nbd_get_export_description(h);
 	if (c->can_zero) {
 		atomic_store(&c->max_zero, 0);
 	} else {
@@ -379,6 +478,8 @@ fail:
 		int saved = errno;
 
 		nbd_close(h);
+		free(c->description);
+		c->description = NULL;
 		pthread_rwlock_unlock(&c->lock);
 		errno = saved;
 	}
@@ -437,8 +538,9 @@ link_submit(void *opaque, size_t i, enum primary_op op, const void *buf,
 	struct primary_link *l = opaque;
 	struct link_conn *c = &l->conns[i];
 	nbd_completion_callback cb = { .callback = on_complete };
+	bool zero = op == PRIMARY_OP_ZERO || op == PRIMARY_OP_ZERO_ALLOC;
 	bool copy = op == PRIMARY_OP_WRITE || op == PRIMARY_OP_READ ||
-		    (op == PRIMARY_OP_ZERO && !c->can_zero);
+		    (zero && !c->can_zero);
 	struct ticket *t;
 	int64_t cookie = -1;
 
@@ -477,8 +579,12 @@ link_submit(void *opaque, size_t i, enum primary_op op, const void *buf,
 		cookie = nbd_aio_pwrite(c->h, t->data, len, off, cb, 0);
 		break;
 	case PRIMARY_OP_ZERO:
+	case PRIMARY_OP_ZERO_ALLOC:
+		/* Without WRITE_ZEROES: written zeros, allocated anyway. */
 		cookie = c->can_zero ?
-			 nbd_aio_zero(c->h, len, off, cb, 0) :
+			 nbd_aio_zero(c->h, len, off, cb,
+				      op == PRIMARY_OP_ZERO_ALLOC ?
+				      LIBNBD_CMD_FLAG_NO_HOLE : 0) :
 			 nbd_aio_pwrite(c->h, t->data, len, off, cb, 0);
 		break;
 	case PRIMARY_OP_READ:
@@ -535,7 +641,12 @@ link_wait(void *opaque, void *ticket, unsigned timeout_ms, char *err,
 	if (t->done && t->err == 0) {
 		rc = 0;
 	} else if (t->done) {
-		snprintf(err, errlen, "%s", strerror(t->err));
+		/* Failed because the connection was killed (another waiter's
+		 * timeout, a lost socket): the cause is the kill's reason,
+		 * not the ENOTCONN libnbd completes the command with.
+		 */
+		snprintf(err, errlen, "%s", c->dead && c->why[0] ? c->why :
+			 strerror(t->err));
 		errno = t->err;
 		rc = -1;
 	} else if (c->dead) {
@@ -650,6 +761,14 @@ primary_link_on_lost(struct primary_link *l, primary_link_lost_fn *fn,
 {
 	l->lost = fn;
 	l->lost_arg = arg;
+}
+
+void
+primary_link_on_vouch(struct primary_link *l, primary_link_vouch_fn *fn,
+		      void *arg)
+{
+	l->vouch = fn;
+	l->vouch_arg = arg;
 }
 
 void

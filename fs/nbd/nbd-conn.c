@@ -80,6 +80,7 @@
  * back to the budget.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -92,6 +93,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "gi.h"
 #include "log.h"
 #include "nbd-internal.h"
 
@@ -753,6 +755,36 @@ conn_describe(void *opaque, size_t idx, char *buf, size_t len)
 		srv->describe(srv->describe_opaque, buf + n, len - (size_t)n);
 }
 
+/* S may be behind the primary (s_consistent=0) until a primary that will
+ * sync it connects: one that presented this disk's current generation
+ * (core/gi.h), which it read from the description.  Any other client
+ * (nbdinfo, QEMU, a primary of another pair) changes nothing.
+ */
+static void
+note_client(struct nbd_conn *c, uint64_t gen)
+{
+	struct nbd_server *srv = c->srv;
+	char desc[NBD_MAX_NAME + 1];
+	struct gi_set gi;
+
+	if (replica_s_consistent(srv->r))
+		return;
+	desc[0] = '\0';
+	if (srv->describe != NULL)
+		srv->describe(srv->describe_opaque, desc, sizeof desc);
+	if (gen != 0 && gi_parse(desc, &gi) == 0 && gi.current == gen) {
+		log_info("nbd: conn %llu: %s presents this disk's generation "
+			 "%016" PRIx64 ": a primary that syncs it",
+			 (unsigned long long)c->id, c->peer, gen);
+		replica_note_primary_connected(srv->r);
+		return;
+	}
+	log_info("nbd: conn %llu: %s did not present this disk's generation "
+		 "(it presented %016" PRIx64 "): S is still taken to be behind "
+		 "its primary (s_consistent=0)", (unsigned long long)c->id,
+		 c->peer, gen);
+}
+
 static void *
 conn_main(void *arg)
 {
@@ -766,6 +798,7 @@ conn_main(void *arg)
 	};
 	struct nbd_io io = { .recv = sock_recv, .send = sock_send, .ctx = c };
 	struct timeval tv = { .tv_sec = NBD_HANDSHAKE_MS / 1000 };
+	uint64_t gen = 0;
 	int idx;
 
 	/* Now: once the client hung up, getpeername no longer tells. */
@@ -778,6 +811,7 @@ conn_main(void *arg)
 	hs.tls_refused = conn_tls_refused;
 	if (srv->describe != NULL)
 		hs.describe = conn_describe;
+	hs.presented = &gen;
 
 	/* The handshake deadline covers recv (sock_recv polls) and send,
 	 * and counts from accept: time spent waiting for this thread to run
@@ -817,7 +851,7 @@ conn_main(void *arg)
 		c->deadline_ms = 0;
 		tv.tv_sec = 0;
 		setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-		replica_note_primary_connected(srv->r);
+		note_client(c, gen);
 		serve(c, (size_t)idx);
 	}
 

@@ -155,6 +155,41 @@ send_list(const struct nbd_io *io, const struct nbd_handshake *hs)
  * Returns the export index (GO: transmission starts), -2 when the option
  * was answered and haggling goes on, or -1 with errno (io failure).
  */
+#define PRESENTED " colofs-gen="
+#define PRESENTED_LEN (sizeof PRESENTED - 1 + 16)
+
+/* A colofs primary's export name ends with the generation it syncs
+ * against (primary-link.c): that generation, and *namelen without it; or
+ * 0 and the name as is.  Disk names have no blank (config.c), so a name
+ * of another kind cannot look like one.
+ */
+static uint64_t
+presented(const char *name, uint32_t *namelen)
+{
+	const char *t;
+	uint64_t v = 0;
+	size_t i;
+
+	if (*namelen <= PRESENTED_LEN)
+		return 0;
+	t = name + *namelen - PRESENTED_LEN;
+	if (memcmp(t, PRESENTED, sizeof PRESENTED - 1) != 0)
+		return 0;
+	t += sizeof PRESENTED - 1;
+	for (i = 0; i < 16; i++) {
+		char ch = t[i];
+
+		if (ch >= '0' && ch <= '9')
+			v = v << 4 | (uint64_t)(ch - '0');
+		else if (ch >= 'a' && ch <= 'f')
+			v = v << 4 | (uint64_t)(ch - 'a' + 10);
+		else
+			return 0;
+	}
+	*namelen -= (uint32_t)PRESENTED_LEN;
+	return v;
+}
+
 static int
 opt_info_go(const struct nbd_io *io, const struct nbd_handshake *hs,
 	    uint32_t opt, const uint8_t *data, uint32_t len)
@@ -164,6 +199,7 @@ opt_info_go(const struct nbd_io *io, const struct nbd_handshake *hs,
 	const char *name;
 	const uint8_t *infos;
 	unsigned requested = 0;
+	uint64_t gen;
 	int idx;
 
 	/* Lengths are checked by subtraction: nothing here can wrap. */
@@ -186,6 +222,7 @@ opt_info_go(const struct nbd_io *io, const struct nbd_handshake *hs,
 			requested |= 1u << t;	/* unknown: ignored */
 	}
 
+	gen = presented(name, &namelen);
 	idx = find_export(hs, name, namelen);
 	if (idx < 0) {
 		if (send_err(io, opt, NBD_REP_ERR_UNKNOWN,
@@ -236,6 +273,8 @@ opt_info_go(const struct nbd_io *io, const struct nbd_handshake *hs,
 		return -1;
 	if (send_rep(io, opt, NBD_REP_ACK, NULL, 0, NULL, 0) == -1)
 		return -1;
+	if (opt == NBD_OPT_GO && hs->presented != NULL)
+		*hs->presented = gen;
 	return opt == NBD_OPT_GO ? idx : -2;
 
 invalid:

@@ -140,6 +140,11 @@ struct nbd_handshake {
 	 * secondary's generation identifiers, core/gi.h).
 	 */
 	void (*describe)(void *opaque, size_t idx, char *buf, size_t len);
+	/* NULL, or where GO puts the generation the client presented after
+	 * the export's name ("NAME colofs-gen=HEX": a colofs primary about
+	 * to sync, core/gi.h); 0 when it presented none.
+	 */
+	uint64_t *presented;
 };
 
 /* Sends the greeting and haggles options.  Returns the index of the export

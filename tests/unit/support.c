@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fdio.h"
@@ -38,6 +39,16 @@ test_raw_image(uint64_t size, int fill)
 	img = image_raw_from_fd(fd, path);
 	cr_assert_not_null(img);
 	return img;
+}
+
+long long
+test_flushed_blocks(struct image *img, const char *path)
+{
+	struct stat st;
+
+	cr_assert_eq(img->ops->flush(img), 0);
+	cr_assert_eq(stat(path, &st), 0);
+	return (long long) st.st_blocks;
 }
 
 char *
@@ -153,4 +164,15 @@ test_rand(uint64_t *state)
 	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
 	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
 	return z ^ (z >> 31);
+}
+
+int
+test_record_range(void *opaque, uint64_t off, uint64_t len)
+{
+	struct test_ranges *g = opaque;
+
+	cr_assert_lt(g->n, 64);
+	g->off[g->n] = off;
+	g->len[g->n++] = len;
+	return 0;
 }

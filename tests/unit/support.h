@@ -14,6 +14,9 @@
  */
 struct image *test_raw_image(uint64_t size, int fill);
 
+/* The 512-byte blocks the file at path holds once img is flushed. */
+long long test_flushed_blocks(struct image *img, const char *path);
+
 /* A temp directory (for file buffers), removed by test_cleanup_dir. */
 char *test_temp_dir(void);
 void test_cleanup_dir(char *dir);
@@ -33,6 +36,15 @@ void primary_fill(struct replica_disk *d, uint64_t off, size_t len, int b);
 
 /* From r's status: buffer_bytes, or with retained buffer_retained_bytes. */
 uint64_t test_buffer_bytes(struct replica *r, int retained);
+
+/* The ranges a mark callback was given (al_recover's, gi_parse_left's):
+ * test_record_range is the callback, a struct test_ranges its opaque.
+ */
+struct test_ranges {
+	uint64_t off[64], len[64];
+	int n;
+};
+int test_record_range(void *opaque, uint64_t off, uint64_t len);
 
 /* A deterministic PRNG (splitmix64) for seeded tests. */
 uint64_t test_rand(uint64_t *state);

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -573,6 +574,102 @@ Test(durable, a_clean_close_appends_the_noted_records)
 	cr_assert_str_eq(tail, "D 65536 4096");
 }
 
+/* Two view writes whose records share one notes_flush: the first
+ * writer's flush waits at S's sync while the second writes, flushes both
+ * records, and meets an append that fails.  Each write that returns 0
+ * must have its record in the journal: a write whose record was dropped
+ * with the other's failure must fail too.
+ */
+static pthread_mutex_t shared_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t shared_cond = PTHREAD_COND_INITIALIZER;
+static int shared_step;		/* 1: first at S's sync; 2: second done */
+
+static void
+hold_first_flush(void)
+{
+	pthread_mutex_lock(&shared_lock);
+	if (shared_step == 0) {
+		shared_step = 1;
+		pthread_cond_broadcast(&shared_cond);
+		while (shared_step < 2)
+			pthread_cond_wait(&shared_cond, &shared_lock);
+	}
+	pthread_mutex_unlock(&shared_lock);
+}
+
+static void *
+first_writer(void *arg)
+{
+	static char buf[4096];
+
+	(void) arg;
+	memset(buf, 0xdd, sizeof buf);
+	return (void *) (intptr_t) replica_view_write(d, buf, sizeof buf,
+						      65536);
+}
+
+static bool
+journal_has(char op, uint64_t off)
+{
+	struct journal_info info;
+	char err[256];
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+	bool found = false;
+	size_t i;
+
+	cr_assert_geq(dfd, 0);
+	cr_assert_eq(journal_load(dfd, "p.vda.journal", "vda", 0, &info, NULL,
+				  err, sizeof err), 0, "%s", err);
+	close(dfd);
+	for (i = info.nsnap; i < info.nrecs; i++)
+		if (info.recs[i].op == op && info.recs[i].off == off)
+			found = true;
+	journal_info_release(&info);
+	return found;
+}
+
+Test(durable, a_write_whose_record_was_not_appended_never_succeeds)
+{
+	uint64_t saved = journal_max_bytes;
+	static char buf[4096];
+	struct stat st;
+	char path[512];
+	pthread_t t;
+	void *first;
+	int second;
+
+	failed_commit();
+	cr_assert_eq(replica_state(r), REPLICA_FAILOVER_FAILED);
+	memset(&faults, 0, sizeof faults);
+	/* The journal takes no more records (as when its file system is
+	 * full and the cut-back worked).
+	 */
+	snprintf(path, sizeof path, "%s/p.vda.journal", dir);
+	cr_assert_eq(stat(path, &st), 0);
+	journal_max_bytes = (uint64_t) st.st_size;
+	shared_step = 0;
+	faults.image_flush_hook = hold_first_flush;
+	cr_assert_eq(pthread_create(&t, NULL, first_writer, NULL), 0);
+	pthread_mutex_lock(&shared_lock);
+	while (shared_step < 1)
+		pthread_cond_wait(&shared_cond, &shared_lock);
+	pthread_mutex_unlock(&shared_lock);
+	memset(buf, 0xee, sizeof buf);
+	second = replica_view_write(d, buf, sizeof buf, 131072);
+	pthread_mutex_lock(&shared_lock);
+	shared_step = 2;
+	pthread_cond_broadcast(&shared_cond);
+	pthread_mutex_unlock(&shared_lock);
+	pthread_join(t, &first);
+	faults.image_flush_hook = NULL;
+	journal_max_bytes = saved;
+	cr_assert((intptr_t) first == -1 || journal_has('D', 65536),
+		  "the first write returned 0 without its record");
+	cr_assert(second == -1 || journal_has('D', 131072),
+		  "the second write returned 0 without its record");
+	replica_free(r);
+}
+
 static int
 refusing_failover_hook(void *opaque, enum replica_state next, bool journaled)
 {
@@ -612,6 +709,37 @@ Test(durable, failover_that_cannot_be_recorded_fails_and_can_be_retried)
 	expect_disk(d, 0, 4096, 0x11);
 	expect_disk(d, 4096, 8192, 0xbb);
 	cr_assert_not(exists("p.vda.journal"));
+	replica_free(r);
+}
+
+/* A failover whose snapshot would make a journal larger than a replay
+ * accepts fails before S is touched, says why, and can be retried.
+ */
+Test(durable, failover_refuses_a_journal_its_replay_would_refuse)
+{
+	uint64_t saved = journal_max_bytes;
+	char msg[512];
+	int i;
+
+	r = test_replica(1 * MiB, 0x11, dir);
+	d = replica_disk_at(r, 0);
+	cr_assert_eq(replica_set_durable(r, dir, dir, "p"), 0);
+	cr_assert_eq(replica_start(r), 0);
+	for (i = 0; i < 4; i++)		/* four separate extents */
+		view_fill(d, (uint64_t) i * 65536, 4096, 0xbb);
+	journal_max_bytes = JOURNAL_HEADER_LEN + 4 * JOURNAL_REC_LEN;
+	cr_assert_eq(replica_failover(r), -1);
+	replica_last_error(r, msg, sizeof msg);
+	cr_assert(strstr(msg, "too large") != NULL, "%s", msg);
+	cr_assert_eq(replica_state(r), REPLICA_FAILOVER_FAILED);
+	cr_assert_not(exists("p.vda.journal"));
+	expect_disk(d, 0, 4096, 0x11);		/* nothing committed */
+	expect_view(d, 0, 4096, 0xbb);
+	journal_max_bytes = saved;
+	cr_assert_eq(replica_failover(r), 0);
+	replica_wait_commit(r);
+	cr_assert_eq(replica_state(r), REPLICA_DONE);
+	expect_disk(d, 196608, 4096, 0xbb);
 	replica_free(r);
 }
 
