@@ -67,7 +67,8 @@ DEB_PKGS := build-essential pkg-config libfuse3-dev fuse3 libqcow-dev \
             util-linux procps psmisc clang libclang-rt-dev fio \
             libgnutls28-dev gnutls-bin go-md2man man-db groff-base systemd \
             python3-prometheus-client clang-format file libjansson-dev \
-            libxxhash-dev bash-completion resource-agents libxml2-utils
+            libxxhash-dev bash-completion resource-agents libxml2-utils \
+            linux-image-amd64 busybox-static cpio e2fsprogs
 
 CORE_SRC   := $(sort $(wildcard core/*.c))
 DAEMON_SRC := $(filter-out fs/main.c,$(sort $(wildcard fs/*.c fs/*/*.c)))
