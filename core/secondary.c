@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The replica: the secondary side of COLO block replication.
+/* The secondary engine: the secondary side of COLO block replication.
  *
  * Why this file is long: the engine is one state machine whose sections
  * (buffers, layers, primary and view I/O, control, the failover commit)
@@ -81,7 +81,7 @@
  * buffers, which is what a checkpoint does anyway, and S holds every write
  * the primary got a reply for.  The failover commit is different: once
  * it writes S, the buffers hold the only copy of the rest of V.  So, with
- * a journal directory set (replica_set_durable), replica_failover first,
+ * a journal directory set (secondary_set_durable), secondary_failover first,
  * before it answers (the status shows the state before until it does)
  *   1. under the gate exclusively, snapshots each disk's two maps into a
  *      journal file (journal.c) left open for appending: from then on a
@@ -106,7 +106,7 @@
  * succeed before the state becomes done (else failover_failed: a view
  * write in done is journaled nowhere, so a resumed commit must never run
  * after one), then the journals and buffer files are removed.
- * replica_resume_failover rebuilds the maps by replaying the journals
+ * secondary_resume_failover rebuilds the maps by replaying the journals
  * over the buffer files and runs the commit again; committing a range
  * twice writes the same bytes, and the D records keep it from writing
  * over what the VM wrote since.  A view flush in failover fsyncs S and
@@ -156,8 +156,8 @@ struct buffer {
 	struct extmap *zeros;		/* protected by the disk's map_lock */
 };
 
-struct replica_disk {
-	struct replica *r;
+struct secondary_disk {
+	struct secondary *r;
 	size_t index;			/* in r->disks */
 	char *name;
 	struct image *img;
@@ -192,22 +192,22 @@ struct replica_disk {
 struct garbage {
 	struct garbage *next;
 	struct buffer *buf;
-	struct replica_disk *d;		/* NULL: free it */
+	struct secondary_disk *d;		/* NULL: free it */
 	enum slot slot;
 };
 
-struct replica {
+struct secondary {
 	struct store_factory factory;
 	pthread_mutex_t ctl_lock;
 	pthread_rwlock_t gate;
-	enum replica_state state;	/* written under gate exclusive */
+	enum secondary_state state;	/* written under gate exclusive */
 	uint64_t checkpoints;		/* written under gate exclusive */
 	uint64_t last_checkpoint_ns;	/* written under gate exclusive */
 	/* Checkpoint durations: a count per bucket of
-	 * replica_checkpoint_bucket_ns (not cumulative) and their sum;
+	 * secondary_checkpoint_bucket_ns (not cumulative) and their sum;
 	 * written under gate exclusive.
 	 */
-	uint64_t checkpoint_hist[REPLICA_CHECKPOINT_BUCKETS];
+	uint64_t checkpoint_hist[SECONDARY_CHECKPOINT_BUCKETS];
 	uint64_t checkpoint_ns_sum;
 	atomic_uint_fast64_t unclean_disconnects;
 	atomic_uint_fast64_t errors;	/* errors recorded, refusals included */
@@ -218,7 +218,7 @@ struct replica {
 	pthread_mutex_t limit_lock;
 	uint64_t limit, buffered, reserved;
 
-	struct replica_disk **disks;	/* fixed once started */
+	struct secondary_disk **disks;	/* fixed once started */
 	size_t ndisks;
 
 	struct errlog errs;		/* its own lock */
@@ -251,14 +251,14 @@ struct replica {
 	 */
 	bool failover_pending;
 	pthread_cond_t pending_cond;	/* failover_pending went false */
-	enum replica_state shown;
+	enum secondary_state shown;
 	/* false after an unclean stop in running, until a primary connects:
 	 * S may be behind the primary, so start needs force.
 	 */
 	atomic_bool s_consistent;
-	replica_state_hook *hook;
+	secondary_state_hook *hook;
 	void *hook_opaque;
-	struct replica_tap tap;		/* set before start, fixed after */
+	struct secondary_tap tap;		/* set before start, fixed after */
 };
 
 static uint64_t
@@ -273,7 +273,7 @@ now_ns(void)
 /* ---- errors ---- */
 
 static void
-vrecord(struct replica *r, const char *fmt, va_list ap)
+vrecord(struct secondary *r, const char *fmt, va_list ap)
 {
 	int saved = errno;
 
@@ -283,7 +283,7 @@ vrecord(struct replica *r, const char *fmt, va_list ap)
 }
 
 void
-replica_record_error(struct replica *r, const char *fmt, ...)
+secondary_record_error(struct secondary *r, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -294,7 +294,7 @@ replica_record_error(struct replica *r, const char *fmt, ...)
 
 /* Records the reason for a refusal and returns -1 with errno = err. */
 static int __attribute__((format(printf, 3, 4)))
-refuse(struct replica *r, int err, const char *fmt, ...)
+refuse(struct secondary *r, int err, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -309,9 +309,9 @@ refuse(struct replica *r, int err, const char *fmt, ...)
  * or done, with ctl_lock held): EBUSY, and why.
  */
 static int
-refuse_promoted(struct replica *r, const char *word)
+refuse_promoted(struct secondary *r, const char *word)
 {
-	if (r->state == REPLICA_FAILOVER)
+	if (r->state == SECONDARY_FAILOVER)
 		return refuse(r, EBUSY, "%s: a failover is committing the "
 			      "buffers into S (state failover, then done); "
 			      "nothing to do", word);
@@ -323,28 +323,28 @@ refuse_promoted(struct replica *r, const char *word)
 }
 
 void
-replica_clear_error(struct replica *r)
+secondary_clear_error(struct secondary *r)
 {
 	errlog_clear(&r->errs);
 }
 
 struct errlog *
-replica_errors(struct replica *r)
+secondary_errors(struct secondary *r)
 {
 	return &r->errs;
 }
 
 time_t
-replica_last_error(struct replica *r, char *buf, size_t len)
+secondary_last_error(struct secondary *r, char *buf, size_t len)
 {
 	return errlog_current(&r->errs, buf, len);
 }
 
 void
-replica_note_unclean_disconnect(struct replica *r, const char *why)
+secondary_note_unclean_disconnect(struct secondary *r, const char *why)
 {
 	atomic_fetch_add(&r->unclean_disconnects, 1);
-	replica_record_error(r, "the primary went away uncleanly (writes "
+	secondary_record_error(r, "the primary went away uncleanly (writes "
 			     "may be missing): %s", why);
 }
 
@@ -362,7 +362,7 @@ buffer_free(struct buffer *b)
 }
 
 static struct buffer *
-buffer_new(struct replica *r, struct replica_disk *d, const char *what)
+buffer_new(struct secondary *r, struct secondary_disk *d, const char *what)
 {
 	char tag[128];
 	struct buffer *b = calloc(1, sizeof *b);
@@ -393,7 +393,7 @@ err:
  * fails or a spare is there already.
  */
 static void
-recycle(struct replica *r, struct replica_disk *d, enum slot slot,
+recycle(struct secondary *r, struct secondary_disk *d, enum slot slot,
 	struct buffer *b)
 {
 	struct extmap *map = extmap_new(), *zeros = extmap_new();
@@ -430,7 +430,7 @@ recycle(struct replica *r, struct replica_disk *d, enum slot slot,
  * Returns true if there were any.
  */
 static bool
-drop_spares(struct replica *r, bool off)
+drop_spares(struct secondary *r, bool off)
 {
 	struct buffer *drop[SLOTS];
 	bool any = false;
@@ -457,7 +457,7 @@ drop_spares(struct replica *r, bool off)
 static void *
 reclaim_main(void *arg)
 {
-	struct replica *r = arg;
+	struct secondary *r = arg;
 	struct garbage *g;
 
 	pthread_mutex_lock(&r->reclaim_lock);
@@ -492,7 +492,7 @@ reclaim_main(void *arg)
  * true if there were any: space a checkpoint freed is free now.
  */
 static bool
-reclaim_drain(struct replica *r)
+reclaim_drain(struct secondary *r)
 {
 	bool pending;
 
@@ -508,7 +508,7 @@ reclaim_drain(struct replica *r)
  * slot; b is unreachable by any I/O by now.
  */
 static void
-reclaim(struct replica *r, struct buffer *b, struct replica_disk *d,
+reclaim(struct secondary *r, struct buffer *b, struct secondary_disk *d,
 	enum slot slot)
 {
 	struct garbage *g;
@@ -532,17 +532,17 @@ reclaim(struct replica *r, struct buffer *b, struct replica_disk *d,
 
 /* ---- construction ---- */
 
-struct replica *
-replica_new(const struct store_factory *factory)
+struct secondary *
+secondary_new(const struct store_factory *factory)
 {
 	pthread_rwlockattr_t attr;
-	struct replica *r = calloc(1, sizeof *r);
+	struct secondary *r = calloc(1, sizeof *r);
 	int err;
 
 	if (r == NULL)
 		return NULL;
 	r->factory = *factory;
-	r->state = REPLICA_NONE;
+	r->state = SECONDARY_NONE;
 	atomic_init(&r->s_consistent, true);
 	pthread_mutex_init(&r->ctl_lock, NULL);
 	pthread_rwlockattr_init(&attr);
@@ -570,7 +570,7 @@ replica_new(const struct store_factory *factory)
 }
 
 static void
-disk_free(struct replica_disk *d)
+disk_free(struct secondary_disk *d)
 {
 	journal_close(d->journal);
 	buffer_free(d->hidden);
@@ -586,11 +586,11 @@ disk_free(struct replica_disk *d)
 	free(d);
 }
 
-static void join_commit(struct replica *r);
-static int notes_flush(struct replica_disk *d);
+static void join_commit(struct secondary *r);
+static int notes_flush(struct secondary_disk *d);
 
 void
-replica_free(struct replica *r)
+secondary_free(struct secondary *r)
 {
 	size_t i;
 
@@ -632,17 +632,17 @@ replica_free(struct replica *r)
 	free(r);
 }
 
-struct replica_disk *
-replica_add_disk(struct replica *r, const char *name, struct image *img)
+struct secondary_disk *
+secondary_add_disk(struct secondary *r, const char *name, struct image *img)
 {
-	struct replica_disk *d = NULL, **nd;
+	struct secondary_disk *d = NULL, **nd;
 
 	pthread_mutex_lock(&r->ctl_lock);
-	if (r->state != REPLICA_NONE) {
+	if (r->state != SECONDARY_NONE) {
 		errno = EBUSY;
 		goto err;
 	}
-	if (replica_find_disk(r, name) != NULL) {
+	if (secondary_find_disk(r, name) != NULL) {
 		errno = EEXIST;
 		log_error("disk %s: a disk of that name exists", name);
 		goto err;
@@ -679,19 +679,19 @@ err:
 }
 
 size_t
-replica_ndisks(const struct replica *r)
+secondary_ndisks(const struct secondary *r)
 {
 	return r->ndisks;
 }
 
-struct replica_disk *
-replica_disk_at(struct replica *r, size_t i)
+struct secondary_disk *
+secondary_disk_at(struct secondary *r, size_t i)
 {
 	return i < r->ndisks ? r->disks[i] : NULL;
 }
 
-struct replica_disk *
-replica_find_disk(struct replica *r, const char *name)
+struct secondary_disk *
+secondary_find_disk(struct secondary *r, const char *name)
 {
 	size_t i;
 
@@ -702,21 +702,21 @@ replica_find_disk(struct replica *r, const char *name)
 }
 
 struct image *
-replica_disk_image(struct replica_disk *d)
+secondary_disk_image(struct secondary_disk *d)
 {
 	return d->img;
 }
 
 uint64_t
-replica_disk_size(const struct replica_disk *d)
+secondary_disk_size(const struct secondary_disk *d)
 {
 	return d->size;
 }
 
-enum replica_state
-replica_state(struct replica *r)
+enum secondary_state
+secondary_state(struct secondary *r)
 {
-	enum replica_state s;
+	enum secondary_state s;
 
 	pthread_rwlock_rdlock(&r->gate);
 	s = r->state;
@@ -725,17 +725,17 @@ replica_state(struct replica *r)
 }
 
 int
-replica_accepts_primary(struct replica *r)
+secondary_accepts_primary(struct secondary *r)
 {
-	enum replica_state s = replica_state(r);
+	enum secondary_state s = secondary_state(r);
 
-	return s == REPLICA_NONE || s == REPLICA_RUNNING;
+	return s == SECONDARY_NONE || s == SECONDARY_RUNNING;
 }
 
 /* ---- the buffer limit ---- */
 
 void
-replica_set_buffer_limit(struct replica *r, uint64_t bytes)
+secondary_set_buffer_limit(struct secondary *r, uint64_t bytes)
 {
 	pthread_mutex_lock(&r->limit_lock);
 	r->limit = bytes;
@@ -743,7 +743,7 @@ replica_set_buffer_limit(struct replica *r, uint64_t bytes)
 }
 
 static void
-account(struct replica *r, int64_t delta)
+account(struct secondary *r, int64_t delta)
 {
 	pthread_mutex_lock(&r->limit_lock);
 	r->buffered += delta;
@@ -755,9 +755,9 @@ account(struct replica *r, int64_t delta)
  * reason recorded.
  */
 static int
-reserve(struct replica_disk *d, uint64_t need, const char *what)
+reserve(struct secondary_disk *d, uint64_t need, const char *what)
 {
-	struct replica *r = d->r;
+	struct secondary *r = d->r;
 	uint64_t limit, used;
 
 	pthread_mutex_lock(&r->limit_lock);
@@ -776,7 +776,7 @@ reserve(struct replica_disk *d, uint64_t need, const char *what)
 }
 
 static bool
-limited(struct replica *r)
+limited(struct secondary *r)
 {
 	bool on;
 
@@ -787,7 +787,7 @@ limited(struct replica *r)
 }
 
 static void
-unreserve(struct replica *r, uint64_t n)
+unreserve(struct secondary *r, uint64_t n)
 {
 	pthread_mutex_lock(&r->limit_lock);
 	r->reserved -= n;
@@ -805,7 +805,7 @@ occupied(const struct buffer *b)
  * map_insert: data; map_insert_zero: zeros (no space).
  */
 static int
-map_change(struct replica_disk *d, struct buffer *b, uint64_t off,
+map_change(struct secondary_disk *d, struct buffer *b, uint64_t off,
 	   uint64_t len, bool insert, bool zero)
 {
 	uint64_t before = occupied(b);
@@ -824,21 +824,21 @@ map_change(struct replica_disk *d, struct buffer *b, uint64_t off,
 }
 
 static int
-map_insert(struct replica_disk *d, struct buffer *b, uint64_t off,
+map_insert(struct secondary_disk *d, struct buffer *b, uint64_t off,
 	   uint64_t len)
 {
 	return map_change(d, b, off, len, true, false);
 }
 
 static int
-map_insert_zero(struct replica_disk *d, struct buffer *b, uint64_t off,
+map_insert_zero(struct secondary_disk *d, struct buffer *b, uint64_t off,
 		uint64_t len)
 {
 	return map_change(d, b, off, len, true, true);
 }
 
 static int
-map_remove(struct replica_disk *d, struct buffer *b, uint64_t off,
+map_remove(struct secondary_disk *d, struct buffer *b, uint64_t off,
 	   uint64_t len)
 {
 	return map_change(d, b, off, len, false, false);
@@ -850,7 +850,7 @@ enum layer { LAYER_ACTIVE, LAYER_HIDDEN, LAYER_IMAGE };
 
 /* Where V's bytes at pos come from, and up to where (at most end). */
 static enum layer
-view_source(struct replica_disk *d, uint64_t pos, uint64_t end,
+view_source(struct secondary_disk *d, uint64_t pos, uint64_t end,
 	    uint64_t *seg_end)
 {
 	uint64_t s, e, limit = end;
@@ -883,7 +883,7 @@ out:
 
 /* The buffer store behind a layer; NULL for the image. */
 static struct store *
-layer_store(struct replica_disk *d, enum layer l)
+layer_store(struct secondary_disk *d, enum layer l)
 {
 	switch (l) {
 	case LAYER_ACTIVE:
@@ -896,7 +896,7 @@ layer_store(struct replica_disk *d, enum layer l)
 }
 
 static int
-check_io(struct replica_disk *d, size_t len, uint64_t off)
+check_io(struct secondary_disk *d, size_t len, uint64_t off)
 {
 	if (off > d->size || len > d->size - off) {
 		errno = EINVAL;
@@ -909,7 +909,7 @@ check_io(struct replica_disk *d, size_t len, uint64_t off)
  * whether a hole may be punched there (image.h).
  */
 static int
-image_write(struct replica_disk *d, const void *buf, size_t len,
+image_write(struct secondary_disk *d, const void *buf, size_t len,
 	    uint64_t off, bool punch)
 {
 	if (buf == NULL)
@@ -919,7 +919,7 @@ image_write(struct replica_disk *d, const void *buf, size_t len,
 
 /* Writes (or zeroes, when buf is NULL) into a buffer and maps the range. */
 static int
-buffer_write(struct replica_disk *d, struct buffer *b, const void *buf,
+buffer_write(struct secondary_disk *d, struct buffer *b, const void *buf,
 	     size_t len, uint64_t off)
 {
 	int ret, tries;
@@ -950,7 +950,7 @@ buffer_write(struct replica_disk *d, struct buffer *b, const void *buf,
  * memory buffer is read into directly; others go through a bounce buffer.
  */
 static int
-save_range(struct replica_disk *d, uint64_t off, uint64_t len)
+save_range(struct secondary_disk *d, uint64_t off, uint64_t len)
 {
 	struct buffer *h = d->hidden;
 	size_t n = len < BOUNCE_MAX ? len : BOUNCE_MAX;
@@ -997,7 +997,7 @@ out:
 
 /* Bytes of [off, end) that neither buffer holds: what a save adds. */
 static uint64_t
-unsaved_bytes(struct replica_disk *d, uint64_t off, uint64_t end)
+unsaved_bytes(struct secondary_disk *d, uint64_t off, uint64_t end)
 {
 	uint64_t pos, seg_end, n = 0;
 
@@ -1009,7 +1009,7 @@ unsaved_bytes(struct replica_disk *d, uint64_t off, uint64_t end)
 
 /* Saves every part of [off, end) that neither buffer holds. */
 static int
-save_old(struct replica_disk *d, uint64_t off, uint64_t end)
+save_old(struct secondary_disk *d, uint64_t off, uint64_t end)
 {
 	uint64_t pos = off, seg_end;
 
@@ -1027,24 +1027,24 @@ save_old(struct replica_disk *d, uint64_t off, uint64_t end)
 
 /* Records why write_begin refused a write (errno kept). */
 static void
-refuse_io(struct replica_disk *d, const char *what, size_t len, uint64_t off)
+refuse_io(struct secondary_disk *d, const char *what, size_t len, uint64_t off)
 {
 	if (errno == EINVAL)
-		replica_record_error(d->r, "%s: %s at %" PRIu64 "+%zu refused: "
+		secondary_record_error(d->r, "%s: %s at %" PRIu64 "+%zu refused: "
 				     "beyond the end of the disk (%" PRIu64
 				     " bytes)", d->name, what, off, len,
 				     d->size);
 	else
-		replica_record_error(d->r, "%s: %s at %" PRIu64 "+%zu refused "
+		secondary_record_error(d->r, "%s: %s at %" PRIu64 "+%zu refused "
 				     "in state %s", d->name, what, off, len,
-				     replica_state_name(replica_state(d->r)));
+				     secondary_state_name(secondary_state(d->r)));
 }
 
 /* Tells the tap that S takes bytes that are not the primary's. */
 static int
-tap_write(struct replica_disk *d, uint64_t off, uint64_t len)
+tap_write(struct secondary_disk *d, uint64_t off, uint64_t len)
 {
-	struct replica *r = d->r;
+	struct secondary *r = d->r;
 
 	return r->tap.write ? r->tap.write(r->tap.opaque, d->index, off, len) :
 	       0;
@@ -1056,7 +1056,7 @@ tap_write(struct replica_disk *d, uint64_t off, uint64_t len)
  * the state is not in the accepted set, EINVAL beyond the end.
  */
 static int
-write_begin(struct replica_disk *d, struct rangelock_entry *e, size_t len,
+write_begin(struct secondary_disk *d, struct rangelock_entry *e, size_t len,
 	    uint64_t off, unsigned accepted, int err)
 {
 	if (check_io(d, len, off) == -1)
@@ -1079,7 +1079,7 @@ write_begin(struct replica_disk *d, struct rangelock_entry *e, size_t len,
  * reserved under the limit and lets go of both, keeping errno.
  */
 static void
-io_end(struct replica_disk *d, struct rangelock_entry *e, uint64_t reserved)
+io_end(struct secondary_disk *d, struct rangelock_entry *e, uint64_t reserved)
 {
 	int saved = errno;
 
@@ -1093,7 +1093,7 @@ io_end(struct replica_disk *d, struct rangelock_entry *e, uint64_t reserved)
 /* ---- primary I/O ---- */
 
 int
-replica_primary_read(struct replica_disk *d, void *buf, size_t len,
+secondary_primary_read(struct secondary_disk *d, void *buf, size_t len,
 		     uint64_t off)
 {
 	struct rangelock_entry e;
@@ -1110,23 +1110,23 @@ replica_primary_read(struct replica_disk *d, void *buf, size_t len,
 }
 
 int
-replica_primary_write(struct replica_disk *d, const void *buf, size_t len,
+secondary_primary_write(struct secondary_disk *d, const void *buf, size_t len,
 		      uint64_t off)
 {
-	struct replica *r = d->r;
+	struct secondary *r = d->r;
 	struct rangelock_entry e;
 	uint64_t need = 0;
 	int ret;
 
-	ret = write_begin(d, &e, len, off, STATE_BIT(REPLICA_NONE) |
-			  STATE_BIT(REPLICA_RUNNING), ESHUTDOWN);
+	ret = write_begin(d, &e, len, off, STATE_BIT(SECONDARY_NONE) |
+			  STATE_BIT(SECONDARY_RUNNING), ESHUTDOWN);
 	if (ret != 0) {
 		if (ret == -1)
 			refuse_io(d, "primary write", len, off);
 		return ret == 1 ? 0 : -1;
 	}
 	ret = -1;
-	if (r->state == REPLICA_RUNNING) {
+	if (r->state == SECONDARY_RUNNING) {
 		if (limited(r)) {
 			need = unsaved_bytes(d, off, off + len);
 			if (reserve(d, need, "primary write") == -1) {
@@ -1135,7 +1135,7 @@ replica_primary_write(struct replica_disk *d, const void *buf, size_t len,
 			}
 		}
 		if (save_old(d, off, off + len) == -1) {
-			replica_record_error(r, "%s: saving old data at %"
+			secondary_record_error(r, "%s: saving old data at %"
 					     PRIu64 "+%zu into hidden failed, "
 					     "primary write refused: %s",
 					     d->name, off, len, strerror(errno));
@@ -1144,7 +1144,7 @@ replica_primary_write(struct replica_disk *d, const void *buf, size_t len,
 	}
 	/* A primary's zero is WRITE_ZEROES without NO_HOLE, or a trim. */
 	if (image_write(d, buf, len, off, true) == -1) {
-		replica_record_error(r, "%s: primary write at %" PRIu64
+		secondary_record_error(r, "%s: primary write at %" PRIu64
 				     "+%zu failed on the secondary disk: %s",
 				     d->name, off, len, strerror(errno));
 		goto out;
@@ -1158,8 +1158,8 @@ out:
 
 /* Zeroing is a write with no buffer; its length must fit a size_t. */
 static int
-zero_by(int (*write)(struct replica_disk *, const void *, size_t, uint64_t),
-	struct replica_disk *d, uint64_t off, uint64_t len)
+zero_by(int (*write)(struct secondary_disk *, const void *, size_t, uint64_t),
+	struct secondary_disk *d, uint64_t off, uint64_t len)
 {
 	if (len > SIZE_MAX) {
 		errno = EINVAL;
@@ -1169,13 +1169,13 @@ zero_by(int (*write)(struct replica_disk *, const void *, size_t, uint64_t),
 }
 
 int
-replica_primary_zero(struct replica_disk *d, uint64_t off, uint64_t len)
+secondary_primary_zero(struct secondary_disk *d, uint64_t off, uint64_t len)
 {
-	return zero_by(replica_primary_write, d, off, len);
+	return zero_by(secondary_primary_write, d, off, len);
 }
 
 int
-replica_primary_flush(struct replica_disk *d)
+secondary_primary_flush(struct secondary_disk *d)
 {
 	return d->img->ops->flush(d->img);
 }
@@ -1183,10 +1183,10 @@ replica_primary_flush(struct replica_disk *d)
 /* ---- view I/O ---- */
 
 int
-replica_view_read(struct replica_disk *d, void *buf, size_t len,
+secondary_view_read(struct secondary_disk *d, void *buf, size_t len,
 		  uint64_t off)
 {
-	struct replica *r = d->r;
+	struct secondary *r = d->r;
 	struct rangelock_entry e;
 	uint64_t pos, end = off + len, seg_end;
 	int ret = -1;
@@ -1218,14 +1218,14 @@ out:
 }
 
 _Static_assert(sizeof(struct rangelock_entry) <=
-	       sizeof(((struct replica_read *) 0)->space),
+	       sizeof(((struct secondary_read *) 0)->space),
 	       "struct replica_read too small for a range lock entry");
 
 int
-replica_view_read_begin(struct replica_disk *d, uint64_t off, size_t len,
-			struct replica_read *rd, struct replica_seg *seg)
+secondary_view_read_begin(struct secondary_disk *d, uint64_t off, size_t len,
+			struct secondary_read *rd, struct secondary_seg *seg)
 {
-	struct replica *r = d->r;
+	struct secondary *r = d->r;
 	struct rangelock_entry *e = (struct rangelock_entry *) rd->space;
 	uint64_t seg_end;
 	struct store *s;
@@ -1244,11 +1244,11 @@ replica_view_read_begin(struct replica_disk *d, uint64_t off, size_t len,
 	if (s == NULL) {
 		if (d->img->fd < 0)
 			goto again;
-		*seg = (struct replica_seg) { d->img->fd, off, NULL };
+		*seg = (struct secondary_seg) { d->img->fd, off, NULL };
 	} else if (s->mem != NULL)
-		*seg = (struct replica_seg) { -1, 0, (char *) s->mem + off };
+		*seg = (struct secondary_seg) { -1, 0, (char *) s->mem + off };
 	else if (s->fd >= 0)
-		*seg = (struct replica_seg) { s->fd, off, NULL };
+		*seg = (struct secondary_seg) { s->fd, off, NULL };
 	else
 		goto again;
 	atomic_fetch_add(&d->view_reads, 1);
@@ -1263,7 +1263,7 @@ again:
 }
 
 void
-replica_view_read_end(struct replica_read *rd)
+secondary_view_read_end(struct secondary_read *rd)
 {
 	io_end(rd->d, rd->lock, 0);
 }
@@ -1277,7 +1277,7 @@ replica_view_read_end(struct replica_read *rd)
  * journal stays).  0, or -1.
  */
 static int
-notes_flush(struct replica_disk *d)
+notes_flush(struct secondary_disk *d)
 {
 	uint64_t upto;
 	size_t i, k;
@@ -1313,7 +1313,7 @@ notes_flush(struct replica_disk *d)
 	if (ret == 0)
 		ret = journal_sync(d->journal);
 	if (ret == -1)
-		replica_record_error(d->r, "%s: the failover journal: %s",
+		secondary_record_error(d->r, "%s: the failover journal: %s",
 				     d->name, strerror(errno));
 	return ret;
 }
@@ -1329,7 +1329,7 @@ notes_flush(struct replica_disk *d)
  * 0, or -1 (recorded).
  */
 static int
-journal_note(struct replica_disk *d, char op, uint64_t off, uint64_t len)
+journal_note(struct secondary_disk *d, char op, uint64_t off, uint64_t len)
 {
 	struct journal_rec *n;
 
@@ -1342,7 +1342,7 @@ journal_note(struct replica_disk *d, char op, uint64_t off, uint64_t len)
 		n = realloc(d->notes, cap * sizeof *n);
 		if (n == NULL) {
 			pthread_mutex_unlock(&d->note_lock);
-			replica_record_error(d->r, "%s: view write at %" PRIu64
+			secondary_record_error(d->r, "%s: view write at %" PRIu64
 					     " refused: no memory", d->name,
 					     off);
 			errno = EIO;
@@ -1362,7 +1362,7 @@ journal_note(struct replica_disk *d, char op, uint64_t off, uint64_t len)
 
 /* In FAILOVER_FAILED: buffered parts go to active, the rest to S. */
 static int
-write_failed_state(struct replica_disk *d, const void *buf, size_t len,
+write_failed_state(struct secondary_disk *d, const void *buf, size_t len,
 		   uint64_t off, bool punch)
 {
 	uint64_t pos, end = off + len, seg_end;
@@ -1386,7 +1386,7 @@ write_failed_state(struct replica_disk *d, const void *buf, size_t len,
 	return 0;
 }
 
-void (*replica_failover_wait_hook)(struct replica *r);
+void (*secondary_failover_wait_hook)(struct secondary *r);
 
 /* Waits while a failover is being made durable: a view write must not
  * reach S before the state file says failover (a crash would restart in
@@ -1394,12 +1394,12 @@ void (*replica_failover_wait_hook)(struct replica *r);
  * failover takes it exclusively meanwhile.
  */
 static void
-wait_failover_durable(struct replica *r)
+wait_failover_durable(struct secondary *r)
 {
 	pthread_mutex_lock(&r->commit_lock);
 	while (r->failover_pending) {
-		if (replica_failover_wait_hook)
-			replica_failover_wait_hook(r);
+		if (secondary_failover_wait_hook)
+			secondary_failover_wait_hook(r);
 		pthread_cond_wait(&r->pending_cond, &r->commit_lock);
 	}
 	pthread_mutex_unlock(&r->commit_lock);
@@ -1409,10 +1409,10 @@ wait_failover_durable(struct replica *r)
  * be punched where it reaches S).
  */
 static int
-view_write(struct replica_disk *d, const void *buf, size_t len, uint64_t off,
+view_write(struct secondary_disk *d, const void *buf, size_t len, uint64_t off,
 	   bool punch)
 {
-	struct replica *r = d->r;
+	struct secondary *r = d->r;
 	struct rangelock_entry e;
 	uint64_t need = 0;
 	bool recorded = false;
@@ -1423,7 +1423,7 @@ view_write(struct replica_disk *d, const void *buf, size_t len, uint64_t off,
 	 */
 	for (;;) {
 		wait_failover_durable(r);
-		ret = write_begin(d, &e, len, off, ~STATE_BIT(REPLICA_NONE),
+		ret = write_begin(d, &e, len, off, ~STATE_BIT(SECONDARY_NONE),
 				  EIO);
 		if (ret != 0) {
 			if (ret == -1)
@@ -1435,15 +1435,15 @@ view_write(struct replica_disk *d, const void *buf, size_t len, uint64_t off,
 		io_end(d, &e, 0);
 	}
 	ret = -1;
-	if (r->state != REPLICA_RUNNING && tap_write(d, off, len) == -1) {
-		replica_record_error(r, "%s: view write at %" PRIu64 "+%zu: "
+	if (r->state != SECONDARY_RUNNING && tap_write(d, off, len) == -1) {
+		secondary_record_error(r, "%s: view write at %" PRIu64 "+%zu: "
 				     "cannot mark it dirty: %s", d->name, off,
 				     len, strerror(errno));
 		io_end(d, &e, 0);
 		return -1;
 	}
 	switch (r->state) {
-	case REPLICA_RUNNING:
+	case SECONDARY_RUNNING:
 		/* Zeroing takes no space; data takes what active does not
 		 * hold as data already.
 		 */
@@ -1460,7 +1460,7 @@ view_write(struct replica_disk *d, const void *buf, size_t len, uint64_t off,
 		}
 		ret = buffer_write(d, d->active, buf, len, off);
 		break;
-	case REPLICA_FAILOVER:
+	case SECONDARY_FAILOVER:
 		/* The buffered copy becomes obsolete: drop it after S has the
 		 * new data, so the commit cannot write it over the new data.
 		 */
@@ -1477,7 +1477,7 @@ view_write(struct replica_disk *d, const void *buf, size_t len, uint64_t off,
 			pthread_mutex_unlock(&d->map_lock);
 		}
 		break;
-	case REPLICA_FAILOVER_FAILED:
+	case SECONDARY_FAILOVER_FAILED:
 		ret = write_failed_state(d, buf, len, off, punch);
 		break;
 	default:
@@ -1488,7 +1488,7 @@ view_write(struct replica_disk *d, const void *buf, size_t len, uint64_t off,
 		atomic_fetch_add(&d->view_write_bytes, len);
 		atomic_fetch_add(&d->view_writes, 1);
 	} else if (!recorded)
-		replica_record_error(r, "%s: view write at %" PRIu64 "+%zu "
+		secondary_record_error(r, "%s: view write at %" PRIu64 "+%zu "
 				     "failed: %s", d->name, off, len,
 				     strerror(errno));
 	io_end(d, &e, need);
@@ -1496,14 +1496,14 @@ view_write(struct replica_disk *d, const void *buf, size_t len, uint64_t off,
 }
 
 int
-replica_view_write(struct replica_disk *d, const void *buf, size_t len,
+secondary_view_write(struct secondary_disk *d, const void *buf, size_t len,
 		   uint64_t off)
 {
 	return view_write(d, buf, len, off, false);
 }
 
 static int
-view_zero(struct replica_disk *d, uint64_t off, uint64_t len, bool punch)
+view_zero(struct secondary_disk *d, uint64_t off, uint64_t len, bool punch)
 {
 	if (len > SIZE_MAX) {
 		errno = EINVAL;
@@ -1513,33 +1513,33 @@ view_zero(struct replica_disk *d, uint64_t off, uint64_t len, bool punch)
 }
 
 int
-replica_view_zero(struct replica_disk *d, uint64_t off, uint64_t len)
+secondary_view_zero(struct secondary_disk *d, uint64_t off, uint64_t len)
 {
 	return view_zero(d, off, len, false);
 }
 
 int
-replica_view_punch(struct replica_disk *d, uint64_t off, uint64_t len)
+secondary_view_punch(struct secondary_disk *d, uint64_t off, uint64_t len)
 {
 	return view_zero(d, off, len, true);
 }
 
 int
-replica_view_flush(struct replica_disk *d)
+secondary_view_flush(struct secondary_disk *d)
 {
-	struct replica *r = d->r;
+	struct secondary *r = d->r;
 	int ret;
 
 	pthread_rwlock_rdlock(&r->gate);
 	/* While running, the VM's writes live in buffers that the next
 	 * checkpoint drops by design: there is nothing to make durable.
 	 */
-	if (r->state == REPLICA_RUNNING) {
+	if (r->state == SECONDARY_RUNNING) {
 		pthread_rwlock_unlock(&r->gate);
 		return 0;
 	}
-	if (r->state != REPLICA_FAILOVER &&
-	    r->state != REPLICA_FAILOVER_FAILED) {
+	if (r->state != SECONDARY_FAILOVER &&
+	    r->state != SECONDARY_FAILOVER_FAILED) {
 		pthread_rwlock_unlock(&r->gate);
 		return d->img->ops->flush(d->img);
 	}
@@ -1552,17 +1552,17 @@ replica_view_flush(struct replica_disk *d)
 }
 
 void
-replica_set_tap(struct replica *r, const struct replica_tap *tap)
+secondary_set_tap(struct secondary *r, const struct secondary_tap *tap)
 {
-	r->tap = tap ? *tap : (struct replica_tap){ 0 };
+	r->tap = tap ? *tap : (struct secondary_tap){ 0 };
 }
 
 /* ---- control ---- */
 
-static bool journaled(struct replica *r);
+static bool journaled(struct secondary *r);
 
 static int
-call_hook(struct replica *r, enum replica_state next, bool journaled)
+call_hook(struct secondary *r, enum secondary_state next, bool journaled)
 {
 	if (r->hook == NULL)
 		return 0;
@@ -1570,7 +1570,7 @@ call_hook(struct replica *r, enum replica_state next, bool journaled)
 }
 
 int
-replica_set_durable(struct replica *r, const char *jdir, const char *bdir,
+secondary_set_durable(struct secondary *r, const char *jdir, const char *bdir,
 		    const char *prefix)
 {
 	char *j = strdup(jdir), *b = bdir ? strdup(bdir) : NULL;
@@ -1594,7 +1594,7 @@ replica_set_durable(struct replica *r, const char *jdir, const char *bdir,
 }
 
 void
-replica_set_journal_generation(struct replica *r, uint64_t gen)
+secondary_set_journal_generation(struct secondary *r, uint64_t gen)
 {
 	pthread_mutex_lock(&r->ctl_lock);
 	r->generation = gen;
@@ -1602,7 +1602,7 @@ replica_set_journal_generation(struct replica *r, uint64_t gen)
 }
 
 void
-replica_set_state_hook(struct replica *r, replica_state_hook *fn,
+secondary_set_state_hook(struct secondary *r, secondary_state_hook *fn,
 		       void *opaque)
 {
 	pthread_mutex_lock(&r->ctl_lock);
@@ -1615,12 +1615,12 @@ replica_set_state_hook(struct replica *r, replica_state_hook *fn,
  * recycled or else new ones, or none (-1, errno, error recorded).
  */
 static int
-new_buffers(struct replica *r, struct buffer **hidden, struct buffer **active)
+new_buffers(struct secondary *r, struct buffer **hidden, struct buffer **active)
 {
 	size_t i;
 
 	for (i = 0; i < r->ndisks; i++) {
-		struct replica_disk *d = r->disks[i];
+		struct secondary_disk *d = r->disks[i];
 
 		pthread_mutex_lock(&r->reclaim_lock);
 		hidden[i] = d->spare[SLOT_HIDDEN];
@@ -1634,7 +1634,7 @@ new_buffers(struct replica *r, struct buffer **hidden, struct buffer **active)
 		if (active[i] == NULL) {
 			int saved = errno;
 
-			replica_record_error(r, "%s: making empty buffers "
+			secondary_record_error(r, "%s: making empty buffers "
 					     "failed: %s", r->disks[i]->name,
 					     strerror(saved));
 			buffer_free(hidden[i]);
@@ -1656,13 +1656,13 @@ new_buffers(struct replica *r, struct buffer **hidden, struct buffer **active)
  * exclusively.
  */
 static void
-swap_buffers(struct replica *r, struct buffer **hidden,
+swap_buffers(struct secondary *r, struct buffer **hidden,
 	     struct buffer **active)
 {
 	size_t i;
 
 	for (i = 0; i < r->ndisks; i++) {
-		struct replica_disk *d = r->disks[i];
+		struct secondary_disk *d = r->disks[i];
 		struct buffer *oh = d->hidden, *oa = d->active;
 
 		pthread_mutex_lock(&d->map_lock);
@@ -1681,19 +1681,19 @@ swap_buffers(struct replica *r, struct buffer **hidden,
 /* The upper bounds of the checkpoint duration histogram's buckets; the
  * last bucket has none.
  */
-const uint64_t replica_checkpoint_bucket_ns[REPLICA_CHECKPOINT_BUCKETS - 1] = {
+const uint64_t secondary_checkpoint_bucket_ns[SECONDARY_CHECKPOINT_BUCKETS - 1] = {
 	50000, 100000, 250000, 500000, 1000000, 2500000, 5000000,
 	10000000, 25000000, 50000000, 100000000, 250000000, 1000000000,
 };
 
 /* Under gate exclusive. */
 static void
-record_checkpoint(struct replica *r, uint64_t ns)
+record_checkpoint(struct secondary *r, uint64_t ns)
 {
 	size_t i = 0;
 
-	while (i < REPLICA_CHECKPOINT_BUCKETS - 1 &&
-	       ns > replica_checkpoint_bucket_ns[i])
+	while (i < SECONDARY_CHECKPOINT_BUCKETS - 1 &&
+	       ns > secondary_checkpoint_bucket_ns[i])
 		i++;
 	r->checkpoint_hist[i]++;
 	r->checkpoint_ns_sum += ns;
@@ -1701,7 +1701,7 @@ record_checkpoint(struct replica *r, uint64_t ns)
 
 /* Empties both buffers of every disk: the body of checkpoint and start. */
 static int
-empty_buffers(struct replica *r, enum replica_state next)
+empty_buffers(struct secondary *r, enum secondary_state next)
 {
 	struct buffer **hidden, **active;
 	uint64_t t0;
@@ -1717,7 +1717,7 @@ empty_buffers(struct replica *r, enum replica_state next)
 	hidden = calloc(r->ndisks + 1, sizeof *hidden);
 	active = calloc(r->ndisks + 1, sizeof *active);
 	if (hidden == NULL || active == NULL) {
-		replica_record_error(r, "making empty buffers failed: %s",
+		secondary_record_error(r, "making empty buffers failed: %s",
 				     strerror(errno));
 		goto out;
 	}
@@ -1725,7 +1725,7 @@ empty_buffers(struct replica *r, enum replica_state next)
 		goto out;
 	pthread_rwlock_wrlock(&r->gate);
 	swap_buffers(r, hidden, active);
-	if (next == REPLICA_RUNNING && r->state == REPLICA_RUNNING) {
+	if (next == SECONDARY_RUNNING && r->state == SECONDARY_RUNNING) {
 		r->checkpoints++;
 		r->last_checkpoint_ns = now_ns() - t0;
 		record_checkpoint(r, r->last_checkpoint_ns);
@@ -1744,13 +1744,13 @@ out:
 }
 
 static int
-start(struct replica *r, bool force)
+start(struct secondary *r, bool force)
 {
 	int ret = 0;
 
 	pthread_mutex_lock(&r->ctl_lock);
 	switch (r->state) {
-	case REPLICA_NONE:
+	case SECONDARY_NONE:
 		if (r->ndisks == 0)
 			ret = refuse(r, EINVAL, "start: the group has no disk");
 		else if (!force && !atomic_load(&r->s_consistent))
@@ -1764,8 +1764,8 @@ start(struct replica *r, bool force)
 			/* What was wrong before start (a refused word, the
 			 * note of a restart or --demote) is over.
 			 */
-			replica_clear_error(r);
-			ret = empty_buffers(r, REPLICA_RUNNING);
+			secondary_clear_error(r);
+			ret = empty_buffers(r, SECONDARY_RUNNING);
 		}
 		if (ret == 0 && r->tap.start)
 			r->tap.start(r->tap.opaque,
@@ -1775,13 +1775,13 @@ start(struct replica *r, bool force)
 			atomic_store(&r->s_consistent, true);
 		}
 		/* Not needed for safety (running comes back none). */
-		if (ret == 0 && call_hook(r, REPLICA_RUNNING, false) == -1)
+		if (ret == 0 && call_hook(r, SECONDARY_RUNNING, false) == -1)
 			log_warn("start: the state file was not updated: %m");
 		break;
-	case REPLICA_RUNNING:
+	case SECONDARY_RUNNING:
 		ret = refuse(r, EBUSY, "start: replication is already running");
 		break;
-	case REPLICA_FAILOVER_FAILED:
+	case SECONDARY_FAILOVER_FAILED:
 		ret = refuse(r, EBUSY, "start: failover failed; "
 			     "retry it with failover");
 		break;
@@ -1794,31 +1794,31 @@ start(struct replica *r, bool force)
 }
 
 int
-replica_start(struct replica *r)
+secondary_start(struct secondary *r)
 {
 	return start(r, false);
 }
 
 int
-replica_start_force(struct replica *r)
+secondary_start_force(struct secondary *r)
 {
 	return start(r, true);
 }
 
 void
-replica_set_s_consistent(struct replica *r, bool consistent)
+secondary_set_s_consistent(struct secondary *r, bool consistent)
 {
 	atomic_store(&r->s_consistent, consistent);
 }
 
 bool
-replica_s_consistent(struct replica *r)
+secondary_s_consistent(struct secondary *r)
 {
 	return atomic_load(&r->s_consistent);
 }
 
 void
-replica_note_primary_connected(struct replica *r)
+secondary_note_primary_connected(struct secondary *r)
 {
 	if (atomic_load(&r->s_consistent))
 		return;
@@ -1835,17 +1835,17 @@ replica_note_primary_connected(struct replica *r)
 }
 
 int
-replica_checkpoint(struct replica *r)
+secondary_checkpoint(struct secondary *r)
 {
 	int ret = 0;
 
 	pthread_mutex_lock(&r->ctl_lock);
-	if (r->state == REPLICA_NONE)
+	if (r->state == SECONDARY_NONE)
 		ret = refuse(r, EINVAL, "checkpoint: replication is not running");
-	else if (r->state == REPLICA_RUNNING) {
-		replica_clear_error(r);	/* V := S: the epoch's errors end */
-		ret = empty_buffers(r, REPLICA_RUNNING);
-	} else if (r->state == REPLICA_FAILOVER_FAILED)
+	else if (r->state == SECONDARY_RUNNING) {
+		secondary_clear_error(r);	/* V := S: the epoch's errors end */
+		ret = empty_buffers(r, SECONDARY_RUNNING);
+	} else if (r->state == SECONDARY_FAILOVER_FAILED)
 		ret = refuse(r, EBUSY, "checkpoint: failover failed and the "
 			     "buffers hold the only copy of the VM's data; "
 			     "retry with failover");
@@ -1856,29 +1856,29 @@ replica_checkpoint(struct replica *r)
 }
 
 int
-replica_stop(struct replica *r)
+secondary_stop(struct secondary *r)
 {
 	int ret = 0;
 
 	pthread_mutex_lock(&r->ctl_lock);
 	switch (r->state) {
-	case REPLICA_NONE:
+	case SECONDARY_NONE:
 		ret = refuse(r, EINVAL, "stop: replication is not running");
 		break;
-	case REPLICA_RUNNING:
+	case SECONDARY_RUNNING:
 		/* The fence first: done must outlive a crash from now on. */
-		if (call_hook(r, REPLICA_DONE, false) == -1) {
+		if (call_hook(r, SECONDARY_DONE, false) == -1) {
 			ret = refuse(r, EIO, "stop: cannot record the state "
 				     "done durably: %s", strerror(errno));
 			break;
 		}
 		pthread_rwlock_wrlock(&r->gate);
 		swap_buffers(r, NULL, NULL);
-		r->state = REPLICA_DONE;
+		r->state = SECONDARY_DONE;
 		pthread_rwlock_unlock(&r->gate);
 		drop_spares(r, true);
 		break;
-	case REPLICA_FAILOVER_FAILED:
+	case SECONDARY_FAILOVER_FAILED:
 		ret = refuse(r, EBUSY, "stop: failover failed and the buffers "
 			     "hold the only copy of the VM's data; retry "
 			     "with failover");
@@ -1895,7 +1895,7 @@ replica_stop(struct replica *r)
 
 /* DIR/PREFIX.DISK.WHAT into out.  0, or -1 with ENAMETOOLONG. */
 static int
-durable_path(char *out, size_t len, const char *dir, struct replica_disk *d,
+durable_path(char *out, size_t len, const char *dir, struct secondary_disk *d,
 	     const char *what)
 {
 	if (snprintf(out, len, "%s/%s.%s.%s", dir, d->r->prefix, d->name,
@@ -1908,7 +1908,7 @@ durable_path(char *out, size_t len, const char *dir, struct replica_disk *d,
 
 /* The journal's file name within jdir (journal.c adds the directory). */
 static int
-journal_name(char *out, size_t len, struct replica_disk *d)
+journal_name(char *out, size_t len, struct secondary_disk *d)
 {
 	if (snprintf(out, len, "%s.%s.journal", d->r->prefix, d->name) >=
 	    (int) len) {
@@ -1920,7 +1920,7 @@ journal_name(char *out, size_t len, struct replica_disk *d)
 
 /* Both maps as journal records.  Caller holds the gate exclusively. */
 static int
-snapshot_maps(struct replica_disk *d, struct journal_rec **out, size_t *n)
+snapshot_maps(struct secondary_disk *d, struct journal_rec **out, size_t *n)
 {
 	size_t cap = extmap_count(d->active->map) +
 		     extmap_count(d->hidden->map), i = 0;
@@ -1948,7 +1948,7 @@ snapshot_maps(struct replica_disk *d, struct journal_rec **out, size_t *n)
  * during failover (view writes go to S), so no lock is held for the copy.
  */
 static struct store *
-copy_to_file(struct replica_disk *d, struct buffer *b, const char *what,
+copy_to_file(struct secondary_disk *d, struct buffer *b, const char *what,
 	     char *bounce)
 {
 	char tag[128];
@@ -1994,7 +1994,7 @@ err:
  * store: the file is the disk's size plus JOURNAL_STAMP_LEN from now on.
  */
 static int
-stamp_store(struct replica_disk *d, struct store *s, const char *what)
+stamp_store(struct secondary_disk *d, struct store *s, const char *what)
 {
 	unsigned char stamp[JOURNAL_STAMP_LEN];
 
@@ -2009,10 +2009,10 @@ stamp_store(struct replica_disk *d, struct store *s, const char *what)
 
 /* Gives buffer b a durable name in bdir, stamped for d's journal. */
 static int
-persist_buffer(struct replica_disk *d, struct buffer *b, const char *what,
+persist_buffer(struct secondary_disk *d, struct buffer *b, const char *what,
 	       char *bounce)
 {
-	struct replica *r = d->r;
+	struct secondary *r = d->r;
 	struct store *ns, *old;
 	char path[4096];
 
@@ -2046,7 +2046,7 @@ persist_buffer(struct replica_disk *d, struct buffer *b, const char *what,
  * thread or holds ctl_lock with no commit running.
  */
 static void
-drop_durable(struct replica *r)
+drop_durable(struct secondary *r)
 {
 	char path[4096];
 	const char *whats[] = { "hidden", "active" };
@@ -2054,7 +2054,7 @@ drop_durable(struct replica *r)
 	size_t i, k;
 
 	for (i = 0; i < r->ndisks; i++) {
-		struct replica_disk *d = r->disks[i];
+		struct secondary_disk *d = r->disks[i];
 		struct journal *j;
 
 		pthread_rwlock_wrlock(&r->gate);
@@ -2084,7 +2084,7 @@ drop_durable(struct replica *r)
  * errno and the reason recorded (the durable files are removed again).
  */
 static int
-make_durable(struct replica *r, char *bounce)
+make_durable(struct secondary *r, char *bounce)
 {
 	struct journal_rec *recs;
 	char name[4096];
@@ -2098,7 +2098,7 @@ make_durable(struct replica *r, char *bounce)
 	}
 	pthread_rwlock_wrlock(&r->gate);
 	for (i = 0; i < r->ndisks; i++) {
-		struct replica_disk *d = r->disks[i];
+		struct secondary_disk *d = r->disks[i];
 
 		if (journal_name(name, sizeof name, d) == -1 ||
 		    snapshot_maps(d, &recs, &n) == -1) {
@@ -2116,7 +2116,7 @@ make_durable(struct replica *r, char *bounce)
 	pthread_rwlock_unlock(&r->gate);
 	crash_point("failover_journal_written");
 	for (i = 0; i < r->ndisks; i++) {
-		struct replica_disk *d = r->disks[i];
+		struct secondary_disk *d = r->disks[i];
 
 		if (persist_buffer(d, d->hidden, "hidden", bounce) == -1 ||
 		    persist_buffer(d, d->active, "active", bounce) == -1)
@@ -2133,7 +2133,7 @@ make_durable(struct replica *r, char *bounce)
 	return 0;
 err:
 	saved = errno;
-	replica_record_error(r, "failover: making the buffers durable "
+	secondary_record_error(r, "failover: making the buffers durable "
 			     "failed: %s", strerror(saved));
 	if (jfd >= 0)
 		close(jfd);
@@ -2143,7 +2143,7 @@ err:
 }
 
 static bool
-journaled(struct replica *r)
+journaled(struct secondary *r)
 {
 	size_t i;
 
@@ -2157,7 +2157,7 @@ journaled(struct replica *r)
 
 /* Commits the buffered bytes of [off, end) into S. */
 static int
-commit_chunk(struct replica_disk *d, uint64_t off, uint64_t end,
+commit_chunk(struct secondary_disk *d, uint64_t off, uint64_t end,
 	     char *bounce)
 {
 	uint64_t pos, seg_end;
@@ -2170,7 +2170,7 @@ commit_chunk(struct replica_disk *d, uint64_t off, uint64_t end,
 		if (l == LAYER_IMAGE)
 			continue;
 		if (tap_write(d, pos, seg_end - pos) == -1) {
-			replica_record_error(d->r, "%s: failover commit at %"
+			secondary_record_error(d->r, "%s: failover commit at %"
 					     PRIu64 ": cannot mark it dirty: "
 					     "%s", d->name, pos,
 					     strerror(errno));
@@ -2183,7 +2183,7 @@ commit_chunk(struct replica_disk *d, uint64_t off, uint64_t end,
 					      pos) == -1) ||
 		    d->img->ops->pwrite(d->img, src, seg_end - pos,
 					pos) == -1) {
-			replica_record_error(d->r, "%s: failover commit at %"
+			secondary_record_error(d->r, "%s: failover commit at %"
 					     PRIu64 " failed: %s", d->name,
 					     pos, strerror(errno));
 			return -1;
@@ -2193,7 +2193,7 @@ commit_chunk(struct replica_disk *d, uint64_t off, uint64_t end,
 	if (map_remove(d, d->active, off, end - off) == -1 ||
 	    map_remove(d, d->hidden, off, end - off) == -1) {
 		pthread_mutex_unlock(&d->map_lock);
-		replica_record_error(d->r, "%s: failover commit: %s", d->name,
+		secondary_record_error(d->r, "%s: failover commit: %s", d->name,
 				     strerror(errno));
 		return -1;
 	}
@@ -2203,7 +2203,7 @@ commit_chunk(struct replica_disk *d, uint64_t off, uint64_t end,
 
 /* The next buffered byte at or after pos: 1 and *start, or 0. */
 static int
-next_buffered(struct replica_disk *d, uint64_t pos, uint64_t *start)
+next_buffered(struct secondary_disk *d, uint64_t pos, uint64_t *start)
 {
 	uint64_t s1 = UINT64_MAX, s2 = UINT64_MAX, e;
 
@@ -2219,9 +2219,9 @@ next_buffered(struct replica_disk *d, uint64_t pos, uint64_t *start)
 
 /* 0 committed, 1 cancelled, -1 failed. */
 static int
-commit_disk(struct replica_disk *d, char *bounce)
+commit_disk(struct secondary_disk *d, char *bounce)
 {
-	struct replica *r = d->r;
+	struct secondary *r = d->r;
 	uint64_t pos = 0, start, end;
 	struct rangelock_entry e;
 	int ret;
@@ -2253,7 +2253,7 @@ commit_disk(struct replica_disk *d, char *bounce)
 		pos = end;
 	}
 	if (d->img->ops->flush(d->img) == -1) {
-		replica_record_error(r, "%s: failover commit: flush: %s",
+		secondary_record_error(r, "%s: failover commit: flush: %s",
 				     d->name, strerror(errno));
 		return -1;
 	}
@@ -2263,14 +2263,14 @@ commit_disk(struct replica_disk *d, char *bounce)
 static void *
 commit_main(void *arg)
 {
-	struct replica *r = arg;
+	struct secondary *r = arg;
 	char *bounce = malloc(COMMIT_CHUNK);
-	enum replica_state next = REPLICA_DONE;
+	enum secondary_state next = SECONDARY_DONE;
 	size_t i;
 	int ret = 0;
 
 	if (bounce == NULL) {
-		replica_record_error(r, "failover commit: %s", strerror(errno));
+		secondary_record_error(r, "failover commit: %s", strerror(errno));
 		ret = -1;
 	}
 	for (i = 0; ret == 0 && i < r->ndisks; i++)
@@ -2287,8 +2287,8 @@ commit_main(void *arg)
 	if (ret == 0)
 		crash_point("commit_flushed");
 	/* done must be durable before a view write can reach S unjournaled. */
-	if (ret == 0 && call_hook(r, REPLICA_DONE, false) == -1) {
-		replica_record_error(r, "failover: cannot record the state "
+	if (ret == 0 && call_hook(r, SECONDARY_DONE, false) == -1) {
+		secondary_record_error(r, "failover: cannot record the state "
 				     "done durably: %s; retry with failover",
 				     strerror(errno));
 		ret = -1;
@@ -2296,19 +2296,19 @@ commit_main(void *arg)
 
 	pthread_rwlock_wrlock(&r->gate);
 	if (ret == -1)
-		next = REPLICA_FAILOVER_FAILED;
+		next = SECONDARY_FAILOVER_FAILED;
 	else if (ret == 1)
-		next = REPLICA_FAILOVER;	/* cancelled: left as it was */
+		next = SECONDARY_FAILOVER;	/* cancelled: left as it was */
 	else
 		swap_buffers(r, NULL, NULL);
 	r->state = next;
 	pthread_rwlock_unlock(&r->gate);
-	if (next == REPLICA_DONE) {
+	if (next == SECONDARY_DONE) {
 		crash_point("done_before_drop");
 		drop_durable(r);
 	}
-	else if (next == REPLICA_FAILOVER_FAILED &&
-		 call_hook(r, REPLICA_FAILOVER_FAILED, journaled(r)) == -1)
+	else if (next == SECONDARY_FAILOVER_FAILED &&
+		 call_hook(r, SECONDARY_FAILOVER_FAILED, journaled(r)) == -1)
 		log_warn("failover failed and the state file was not "
 			 "updated: %m");
 
@@ -2324,7 +2324,7 @@ commit_main(void *arg)
  * "resume").  Under ctl_lock.
  */
 static int
-commit_start(struct replica *r, const char *what)
+commit_start(struct secondary *r, const char *what)
 {
 	int err;
 
@@ -2334,7 +2334,7 @@ commit_start(struct replica *r, const char *what)
 	err = pthread_create(&r->commit_thread, NULL, commit_main, r);
 	if (err != 0) {
 		pthread_rwlock_wrlock(&r->gate);
-		r->state = REPLICA_FAILOVER_FAILED;
+		r->state = SECONDARY_FAILOVER_FAILED;
 		pthread_rwlock_unlock(&r->gate);
 		pthread_mutex_lock(&r->commit_lock);
 		r->commit_running = false;
@@ -2348,7 +2348,7 @@ commit_start(struct replica *r, const char *what)
 
 /* Joins a finished or cancelled commit thread.  Caller holds ctl_lock. */
 static void
-join_commit(struct replica *r)
+join_commit(struct secondary *r)
 {
 	if (r->commit_joinable) {
 		pthread_join(r->commit_thread, NULL);
@@ -2357,12 +2357,12 @@ join_commit(struct replica *r)
 }
 
 /* Makes the failover durable before it is acknowledged: the journals and
- * buffer files (if the replica has a buffer_dir), then the state file says
+ * buffer files (if the secondary has a buffer_dir), then the state file says
  * failover (the hook).  0, or -1 with errno and the reason recorded.
  * Under ctl_lock, the state FAILOVER with failover_pending.
  */
 static int
-failover_durable(struct replica *r)
+failover_durable(struct secondary *r)
 {
 	char *bounce;
 	int ret = 0;
@@ -2377,10 +2377,10 @@ failover_durable(struct replica *r)
 			return -1;
 	}
 	crash_point("failover_journaled");
-	if (call_hook(r, REPLICA_FAILOVER, journaled(r)) == -1) {
+	if (call_hook(r, SECONDARY_FAILOVER, journaled(r)) == -1) {
 		int saved = errno;
 
-		replica_record_error(r, "failover: the state file was not "
+		secondary_record_error(r, "failover: the state file was not "
 				     "updated: %s", strerror(saved));
 		errno = saved;
 		return -1;
@@ -2389,18 +2389,18 @@ failover_durable(struct replica *r)
 }
 
 int
-replica_failover(struct replica *r)
+secondary_failover(struct secondary *r)
 {
-	enum replica_state prev;
+	enum secondary_state prev;
 	int ret = 0, err;
 
 	pthread_mutex_lock(&r->ctl_lock);
 	switch (r->state) {
-	case REPLICA_NONE:
+	case SECONDARY_NONE:
 		ret = refuse(r, EINVAL, "failover: replication is not running");
 		goto out;
-	case REPLICA_RUNNING:
-	case REPLICA_FAILOVER_FAILED:
+	case SECONDARY_RUNNING:
+	case SECONDARY_FAILOVER_FAILED:
 		break;
 	default:
 		ret = refuse_promoted(r, "failover");
@@ -2413,7 +2413,7 @@ replica_failover(struct replica *r)
 	 * failover is announced only once it is durable.
 	 */
 	pthread_rwlock_wrlock(&r->gate);
-	r->state = REPLICA_FAILOVER;
+	r->state = SECONDARY_FAILOVER;
 	r->shown = prev;
 	pthread_mutex_lock(&r->commit_lock);
 	r->failover_pending = true;
@@ -2422,7 +2422,7 @@ replica_failover(struct replica *r)
 	/* A new failover: what came before it is over (a failed commit
 	 * that this one retries records its error again if it fails).
 	 */
-	replica_clear_error(r);
+	secondary_clear_error(r);
 	ret = failover_durable(r);
 	pthread_rwlock_wrlock(&r->gate);
 	pthread_mutex_lock(&r->commit_lock);
@@ -2430,11 +2430,11 @@ replica_failover(struct replica *r)
 	pthread_cond_broadcast(&r->pending_cond);
 	pthread_mutex_unlock(&r->commit_lock);
 	if (ret == -1)
-		r->state = REPLICA_FAILOVER_FAILED;
+		r->state = SECONDARY_FAILOVER_FAILED;
 	pthread_rwlock_unlock(&r->gate);
 	if (ret == -1) {
 		err = errno;
-		if (call_hook(r, REPLICA_FAILOVER_FAILED, journaled(r)) == -1)
+		if (call_hook(r, SECONDARY_FAILOVER_FAILED, journaled(r)) == -1)
 			log_warn("failover failed and the state file was not "
 				 "updated: %m");
 		ret = refuse(r, EIO, "failover: not durable, so not done: %s; "
@@ -2450,16 +2450,16 @@ out:
 }
 
 int
-replica_restore_done(struct replica *r)
+secondary_restore_done(struct secondary *r)
 {
 	int ret = 0;
 
 	pthread_mutex_lock(&r->ctl_lock);
-	if (r->state != REPLICA_NONE) {
+	if (r->state != SECONDARY_NONE) {
 		ret = refuse(r, EBUSY, "restore: not in state none");
 	} else {
 		pthread_rwlock_wrlock(&r->gate);
-		r->state = REPLICA_DONE;
+		r->state = SECONDARY_DONE;
 		pthread_rwlock_unlock(&r->gate);
 		/* A kill after done was recorded may have left them. */
 		drop_durable(r);
@@ -2469,16 +2469,16 @@ replica_restore_done(struct replica *r)
 }
 
 void
-replica_drop_leftovers(struct replica *r)
+secondary_drop_leftovers(struct secondary *r)
 {
 	pthread_mutex_lock(&r->ctl_lock);
-	if (r->state == REPLICA_NONE && r->jdir != NULL)
+	if (r->state == SECONDARY_NONE && r->jdir != NULL)
 		drop_durable(r);
 	pthread_mutex_unlock(&r->ctl_lock);
 }
 
 struct replay {
-	struct replica_disk *d;
+	struct secondary_disk *d;
 	struct buffer *hidden, *active;
 };
 
@@ -2486,7 +2486,7 @@ static int
 replay_rec(void *opaque, const struct journal_rec *rec)
 {
 	struct replay *rp = opaque;
-	struct replica_disk *d = rp->d;
+	struct secondary_disk *d = rp->d;
 	int ret;
 
 	pthread_mutex_lock(&d->map_lock);
@@ -2513,7 +2513,7 @@ replay_rec(void *opaque, const struct journal_rec *rec)
  * buffer.  NULL with errno, and what is wrong in err.
  */
 static struct buffer *
-buffer_open(struct replica_disk *d, const char *what,
+buffer_open(struct secondary_disk *d, const char *what,
 	    const struct journal_info *info, char *err, size_t errlen)
 {
 	unsigned char stamp[JOURNAL_STAMP_LEN];
@@ -2600,7 +2600,7 @@ buffer_open(struct replica_disk *d, const char *what,
  * err.  Nothing is written anywhere but the journal's torn tail.
  */
 static int
-resume_disk(struct replica_disk *d, int jfd, struct replay *rp, char *err,
+resume_disk(struct secondary_disk *d, int jfd, struct replay *rp, char *err,
 	    size_t errlen)
 {
 	struct journal_info info;
@@ -2655,7 +2655,7 @@ fail:
  * in err, and nothing installed.
  */
 static int
-load_durable(struct replica *r, enum replica_state next, char *err,
+load_durable(struct secondary *r, enum secondary_state next, char *err,
 	     size_t errlen)
 {
 	struct replay *rp = NULL;
@@ -2705,16 +2705,16 @@ fail:
 }
 
 int
-replica_resume_failover(struct replica *r)
+secondary_resume_failover(struct secondary *r)
 {
 	char err[1024] = "";
 	int ret;
 
 	pthread_mutex_lock(&r->ctl_lock);
-	if (r->state != REPLICA_NONE || r->jdir == NULL || r->bdir == NULL ||
+	if (r->state != SECONDARY_NONE || r->jdir == NULL || r->bdir == NULL ||
 	    r->ndisks == 0)
 		ret = refuse(r, EINVAL, "resume: nothing to resume from");
-	else if (load_durable(r, REPLICA_FAILOVER, err, sizeof err) == -1)
+	else if (load_durable(r, SECONDARY_FAILOVER, err, sizeof err) == -1)
 		ret = refuse(r, errno, "resume: the interrupted failover "
 			     "cannot be finished: %s; nothing was written to "
 			     "S (see colofs(8), \"A damaged failover "
@@ -2726,14 +2726,14 @@ replica_resume_failover(struct replica *r)
 }
 
 int
-replica_handover(struct replica *r)
+secondary_handover(struct secondary *r)
 {
 	char *bounce = NULL;
 	size_t i;
 	int ret = -1;
 
 	pthread_mutex_lock(&r->ctl_lock);
-	if (r->state != REPLICA_RUNNING || r->jdir == NULL ||
+	if (r->state != SECONDARY_RUNNING || r->jdir == NULL ||
 	    r->bdir == NULL) {
 		ret = refuse(r, EINVAL, "handover: only in running, with a "
 			     "buffer_dir");
@@ -2760,16 +2760,16 @@ out:
 }
 
 int
-replica_resume_running(struct replica *r)
+secondary_resume_running(struct secondary *r)
 {
 	char err[1024] = "";
 	int ret = 0;
 
 	pthread_mutex_lock(&r->ctl_lock);
-	if (r->state != REPLICA_NONE || r->jdir == NULL || r->bdir == NULL ||
+	if (r->state != SECONDARY_NONE || r->jdir == NULL || r->bdir == NULL ||
 	    r->ndisks == 0)
 		ret = refuse(r, EINVAL, "resume: nothing to resume from");
-	else if (load_durable(r, REPLICA_RUNNING, err, sizeof err) == -1)
+	else if (load_durable(r, SECONDARY_RUNNING, err, sizeof err) == -1)
 		ret = refuse(r, errno, "resume: the buffers handed over by "
 			     "the last process cannot be read: %s", err);
 	else
@@ -2779,7 +2779,7 @@ replica_resume_running(struct replica *r)
 }
 
 void
-replica_wait_commit(struct replica *r)
+secondary_wait_commit(struct secondary *r)
 {
 	/* A failover being made durable holds ctl_lock until its commit
 	 * thread runs (or it failed): wait for that first.
@@ -2808,7 +2808,7 @@ union_bytes(struct extmap *a, struct extmap *h)
 }
 
 int
-replica_get_status(struct replica *r, struct replica_status *st)
+secondary_get_status(struct secondary *r, struct secondary_status *st)
 {
 	size_t i;
 
@@ -2834,8 +2834,8 @@ replica_get_status(struct replica *r, struct replica_status *st)
 	pthread_mutex_unlock(&r->limit_lock);
 	st->ndisks = r->ndisks;
 	for (i = 0; i < r->ndisks; i++) {
-		struct replica_disk *d = r->disks[i];
-		struct replica_disk_status *ds = &st->disks[i];
+		struct secondary_disk *d = r->disks[i];
+		struct secondary_disk_status *ds = &st->disks[i];
 
 		ds->name = d->name;
 		ds->size = d->size;
@@ -2872,8 +2872,8 @@ replica_get_status(struct replica *r, struct replica_status *st)
 			ds->active_extents = extmap_count(d->active->map);
 			ds->map_mem_bytes += extmap_mem_bytes(d->active->map);
 		}
-		if ((r->state == REPLICA_FAILOVER ||
-		     r->state == REPLICA_FAILOVER_FAILED) &&
+		if ((r->state == SECONDARY_FAILOVER ||
+		     r->state == SECONDARY_FAILOVER_FAILED) &&
 		    d->hidden && d->active)
 			ds->commit_remaining_bytes =
 				union_bytes(d->active->map, d->hidden->map);
@@ -2885,7 +2885,7 @@ replica_get_status(struct replica *r, struct replica_status *st)
 }
 
 void
-replica_status_release(struct replica_status *st)
+secondary_status_release(struct secondary_status *st)
 {
 	free(st->disks);
 	st->disks = NULL;
