@@ -2,9 +2,10 @@
 /* The secondary engine: the secondary side of COLO block replication.
  *
  * Why this file is long: the engine is one state machine whose sections
- * (buffers, layers, primary and view I/O, control, the failover commit)
- * share the per-disk lock order written below and a dozen static helpers
- * that must not leak into secondary.h.  Its sections are marked "---- ".
+ * (buffers, layers, primary and view I/O, control, status) share the
+ * per-disk lock order written below and the helpers of
+ * secondary-internal.h.  The failover's durability and commit are in
+ * secondary-failover.c.  Sections are marked "---- ".
  *
  * Per disk:
  *
@@ -137,138 +138,9 @@
 #include "journal.h"
 #include "log.h"
 #include "rangelock.h"
-#include "secondary.h"
+#include "secondary-internal.h"
 
-#define BOUNCE_MAX (1024 * 1024)	/* bytes copied per step */
-#define COMMIT_CHUNK (4 * 1024 * 1024)	/* bytes committed per lock */
-#define RETAIN_EPOCHS 4			/* epochs a buffer's size is kept for */
 
-enum slot { SLOT_HIDDEN, SLOT_ACTIVE, SLOTS };
-
-/* map: the bytes the buffer holds (they hide the layers below).  zeros:
- * the part of map that was zeroed or trimmed, so takes no space in either
- * store (a hole, or pages given back); empty in the common case, and then
- * never touched.  The buffer limit counts |map| - |zeros|.
- */
-struct buffer {
-	struct store *store;
-	struct extmap *map;		/* protected by the disk's map_lock */
-	struct extmap *zeros;		/* protected by the disk's map_lock */
-};
-
-struct secondary_disk {
-	struct secondary *r;
-	size_t index;			/* in r->disks */
-	char *name;
-	struct image *img;
-	uint64_t size;
-	struct rangelock rl;
-	pthread_mutex_t map_lock;
-	struct buffer *hidden, *active;	/* swapped under r->gate exclusive */
-	atomic_uint_fast64_t primary_write_bytes;
-	atomic_uint_fast64_t view_write_bytes;
-	atomic_uint_fast64_t view_writes;	/* requests, zeroing included */
-	atomic_uint_fast64_t view_reads, view_read_bytes;
-	struct journal *journal;	/* NULL, or the failover journal:
-					 * set under r->gate exclusive */
-	/* D and A records of view writes whose data may not be durable
-	 * yet: appended by notes_flush, after syncing S and active.  The
-	 * first has sequence number notes_base.  Under note_lock.
-	 */
-	pthread_mutex_t note_lock;
-	struct journal_rec *notes;
-	size_t nnotes, notes_cap;
-	uint64_t notes_base;
-	/* Recycled buffers, empty, for the next checkpoint to swap in, and
-	 * the page-rounded bytes of the last RETAIN_EPOCHS epochs of each
-	 * slot (the retention bound); protected by r->reclaim_lock.
-	 */
-	struct buffer *spare[SLOTS];
-	uint64_t retain_hist[SLOTS][RETAIN_EPOCHS];
-	unsigned retain_pos[SLOTS];
-};
-
-/* A buffer the reclaim thread frees, or recycles into d->spare[slot]. */
-struct garbage {
-	struct garbage *next;
-	struct buffer *buf;
-	struct secondary_disk *d;		/* NULL: free it */
-	enum slot slot;
-};
-
-struct secondary {
-	struct store_factory factory;
-	pthread_mutex_t ctl_lock;
-	pthread_rwlock_t gate;
-	enum secondary_state state;	/* written under gate exclusive */
-	uint64_t checkpoints;		/* written under gate exclusive */
-	uint64_t last_checkpoint_ns;	/* written under gate exclusive */
-	/* Checkpoint durations: a count per bucket of
-	 * secondary_checkpoint_bucket_ns (not cumulative) and their sum;
-	 * written under gate exclusive.
-	 */
-	uint64_t checkpoint_hist[SECONDARY_CHECKPOINT_BUCKETS];
-	uint64_t checkpoint_ns_sum;
-	atomic_uint_fast64_t unclean_disconnects;
-	atomic_uint_fast64_t errors;	/* errors recorded, refusals included */
-
-	/* Bytes mapped in every disk's buffers, and bytes reserved by writes
-	 * in flight; both protected by limit_lock.  limit 0: none.
-	 */
-	pthread_mutex_t limit_lock;
-	uint64_t limit, buffered, reserved;
-
-	struct secondary_disk **disks;	/* fixed once started */
-	size_t ndisks;
-
-	struct errlog errs;		/* its own lock */
-
-	pthread_mutex_t commit_lock;
-	pthread_cond_t commit_cond;
-	bool commit_running;		/* protected by commit_lock */
-	bool commit_joinable;		/* protected by ctl_lock */
-	atomic_bool commit_cancel;
-	pthread_t commit_thread;
-
-	pthread_mutex_t reclaim_lock;
-	pthread_cond_t reclaim_cond;
-	pthread_cond_t reclaim_done;	/* reclaim_busy went false */
-	struct garbage *reclaim_list;	/* protected by reclaim_lock */
-	bool reclaim_busy;		/* protected by reclaim_lock */
-	bool reclaim_stop;		/* protected by reclaim_lock */
-	bool spares_off;		/* out of running: protected by
-					 * reclaim_lock */
-	pthread_t reclaim_thread;
-
-	/* Durability: set before start, fixed after.  jdir NULL: none. */
-	char *jdir, *bdir, *prefix;
-	uint64_t generation;		/* the journals' header (0: none);
-					 * under ctl_lock */
-	/* A failover between its start and its acknowledgement (durable):
-	 * the status shows shown instead of failover, and view writes wait
-	 * (pending_cond) until it is durable or failed.  Written under gate
-	 * exclusive and commit_lock; read under either.
-	 */
-	bool failover_pending;
-	pthread_cond_t pending_cond;	/* failover_pending went false */
-	enum secondary_state shown;
-	/* false after an unclean stop in running, until a primary connects:
-	 * S may be behind the primary, so start needs force.
-	 */
-	atomic_bool s_consistent;
-	secondary_state_hook *hook;
-	void *hook_opaque;
-	struct secondary_tap tap;		/* set before start, fixed after */
-};
-
-static uint64_t
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* ---- errors ---- */
 
@@ -293,8 +165,8 @@ secondary_record_error(struct secondary *r, const char *fmt, ...)
 }
 
 /* Records the reason for a refusal and returns -1 with errno = err. */
-static int __attribute__((format(printf, 3, 4)))
-refuse(struct secondary *r, int err, const char *fmt, ...)
+int
+sec_refuse(struct secondary *r, int err, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -308,14 +180,14 @@ refuse(struct secondary *r, int err, const char *fmt, ...)
 /* A word that has nothing left to do once the disk is promoted (failover
  * or done, with ctl_lock held): EBUSY, and why.
  */
-static int
-refuse_promoted(struct secondary *r, const char *word)
+int
+sec_refuse_promoted(struct secondary *r, const char *word)
 {
 	if (r->state == SECONDARY_FAILOVER)
-		return refuse(r, EBUSY, "%s: a failover is committing the "
+		return sec_refuse(r, EBUSY, "%s: a failover is committing the "
 			      "buffers into S (state failover, then done); "
 			      "nothing to do", word);
-	return refuse(r, EBUSY, "%s: this disk is promoted (state done "
+	return sec_refuse(r, EBUSY, "%s: this disk is promoted (state done "
 		      "after failover or stop): it takes no primary writes "
 		      "and %s has nothing to do; to replicate again, restart "
 		      "colofs with --demote and resync from the new primary",
@@ -350,8 +222,8 @@ secondary_note_unclean_disconnect(struct secondary *r, const char *why)
 
 /* ---- buffers and their reclaim ---- */
 
-static void
-buffer_free(struct buffer *b)
+void
+sec_buffer_free(struct buffer *b)
 {
 	if (b == NULL)
 		return;
@@ -381,7 +253,7 @@ buffer_new(struct secondary *r, struct secondary_disk *d, const char *what)
 err:
 	{
 		int saved = errno;
-		buffer_free(b);
+		sec_buffer_free(b);
 		errno = saved;
 	}
 	return NULL;
@@ -409,7 +281,7 @@ recycle(struct secondary *r, struct secondary_disk *d, enum slot slot,
 	    store_recycle(b->store, b->map, keep, &pages) == -1) {
 		extmap_free(map);
 		extmap_free(zeros);
-		buffer_free(b);
+		sec_buffer_free(b);
 		return;
 	}
 	extmap_free(b->map);
@@ -423,14 +295,14 @@ recycle(struct secondary *r, struct secondary_disk *d, enum slot slot,
 		b = NULL;
 	}
 	pthread_mutex_unlock(&r->reclaim_lock);
-	buffer_free(b);
+	sec_buffer_free(b);
 }
 
 /* Frees every spare; off: and keeps none from now on (out of running).
  * Returns true if there were any.
  */
-static bool
-drop_spares(struct secondary *r, bool off)
+bool
+sec_drop_spares(struct secondary *r, bool off)
 {
 	struct buffer *drop[SLOTS];
 	bool any = false;
@@ -448,7 +320,7 @@ drop_spares(struct secondary *r, bool off)
 		pthread_mutex_unlock(&r->reclaim_lock);
 		for (s = 0; s < SLOTS; s++) {
 			any |= drop[s] != NULL;
-			buffer_free(drop[s]);
+			sec_buffer_free(drop[s]);
 		}
 	}
 	return any;
@@ -476,7 +348,7 @@ reclaim_main(void *arg)
 			if (g->d)
 				recycle(r, g->d, g->slot, g->buf);
 			else
-				buffer_free(g->buf);
+				sec_buffer_free(g->buf);
 			free(g);
 			g = next;
 		}
@@ -517,7 +389,7 @@ reclaim(struct secondary *r, struct buffer *b, struct secondary_disk *d,
 		return;
 	g = malloc(sizeof *g);
 	if (g == NULL) {		/* free it here rather than leak it */
-		buffer_free(b);
+		sec_buffer_free(b);
 		return;
 	}
 	g->buf = b;
@@ -573,10 +445,10 @@ static void
 disk_free(struct secondary_disk *d)
 {
 	journal_close(d->journal);
-	buffer_free(d->hidden);
-	buffer_free(d->active);
-	buffer_free(d->spare[SLOT_HIDDEN]);
-	buffer_free(d->spare[SLOT_ACTIVE]);
+	sec_buffer_free(d->hidden);
+	sec_buffer_free(d->active);
+	sec_buffer_free(d->spare[SLOT_HIDDEN]);
+	sec_buffer_free(d->spare[SLOT_ACTIVE]);
 	image_close(d->img);
 	rangelock_release_all(&d->rl);
 	pthread_mutex_destroy(&d->map_lock);
@@ -585,9 +457,6 @@ disk_free(struct secondary_disk *d)
 	free(d->name);
 	free(d);
 }
-
-static void join_commit(struct secondary *r);
-static int notes_flush(struct secondary_disk *d);
 
 void
 secondary_free(struct secondary *r)
@@ -598,7 +467,7 @@ secondary_free(struct secondary *r)
 		return;
 	atomic_store(&r->commit_cancel, true);
 	pthread_mutex_lock(&r->ctl_lock);
-	join_commit(r);
+	sec_join_commit(r);
 	pthread_mutex_unlock(&r->ctl_lock);
 
 	pthread_mutex_lock(&r->reclaim_lock);
@@ -611,7 +480,7 @@ secondary_free(struct secondary *r)
 	 * the VM's last flush, so a clean exit keeps its unflushed writes.
 	 */
 	for (i = 0; i < r->ndisks; i++) {
-		if (notes_flush(r->disks[i]) == -1)
+		if (sec_notes_flush(r->disks[i]) == -1)
 			log_warn("flush %s on close: %m", r->disks[i]->name);
 		disk_free(r->disks[i]);
 	}
@@ -742,8 +611,8 @@ secondary_set_buffer_limit(struct secondary *r, uint64_t bytes)
 	pthread_mutex_unlock(&r->limit_lock);
 }
 
-static void
-account(struct secondary *r, int64_t delta)
+void
+sec_account(struct secondary *r, int64_t delta)
 {
 	pthread_mutex_lock(&r->limit_lock);
 	r->buffered += delta;
@@ -769,7 +638,7 @@ reserve(struct secondary_disk *d, uint64_t need, const char *what)
 		return 0;
 	}
 	pthread_mutex_unlock(&r->limit_lock);
-	return refuse(r, ENOSPC, "%s: buffer_limit of %" PRIu64 " bytes "
+	return sec_refuse(r, ENOSPC, "%s: buffer_limit of %" PRIu64 " bytes "
 		      "reached (%" PRIu64 " buffered): %s refused; a "
 		      "checkpoint frees the buffers", d->name, limit, used,
 		      what);
@@ -795,8 +664,8 @@ unreserve(struct secondary *r, uint64_t n)
 }
 
 /* The bytes of b that take space. */
-static uint64_t
-occupied(const struct buffer *b)
+uint64_t
+sec_occupied(const struct buffer *b)
 {
 	return extmap_bytes(b->map) - extmap_bytes(b->zeros);
 }
@@ -808,7 +677,7 @@ static int
 map_change(struct secondary_disk *d, struct buffer *b, uint64_t off,
 	   uint64_t len, bool insert, bool zero)
 {
-	uint64_t before = occupied(b);
+	uint64_t before = sec_occupied(b);
 	int ret;
 
 	if (insert)
@@ -819,12 +688,12 @@ map_change(struct secondary_disk *d, struct buffer *b, uint64_t off,
 		ret = extmap_insert(b->zeros, off, len);
 	else if (ret == 0 && extmap_count(b->zeros) > 0)
 		ret = extmap_remove(b->zeros, off, len);
-	account(d->r, (int64_t) occupied(b) - (int64_t) before);
+	sec_account(d->r, (int64_t) sec_occupied(b) - (int64_t) before);
 	return ret;
 }
 
-static int
-map_insert(struct secondary_disk *d, struct buffer *b, uint64_t off,
+int
+sec_map_insert(struct secondary_disk *d, struct buffer *b, uint64_t off,
 	   uint64_t len)
 {
 	return map_change(d, b, off, len, true, false);
@@ -837,8 +706,8 @@ map_insert_zero(struct secondary_disk *d, struct buffer *b, uint64_t off,
 	return map_change(d, b, off, len, true, true);
 }
 
-static int
-map_remove(struct secondary_disk *d, struct buffer *b, uint64_t off,
+int
+sec_map_remove(struct secondary_disk *d, struct buffer *b, uint64_t off,
 	   uint64_t len)
 {
 	return map_change(d, b, off, len, false, false);
@@ -846,11 +715,9 @@ map_remove(struct secondary_disk *d, struct buffer *b, uint64_t off,
 
 /* ---- layers ---- */
 
-enum layer { LAYER_ACTIVE, LAYER_HIDDEN, LAYER_IMAGE };
-
 /* Where V's bytes at pos come from, and up to where (at most end). */
-static enum layer
-view_source(struct secondary_disk *d, uint64_t pos, uint64_t end,
+enum layer
+sec_view_source(struct secondary_disk *d, uint64_t pos, uint64_t end,
 	    uint64_t *seg_end)
 {
 	uint64_t s, e, limit = end;
@@ -935,13 +802,13 @@ buffer_write(struct secondary_disk *d, struct buffer *b, const void *buf,
 		else
 			ret = b->store->ops->pwrite(b->store, buf, len, off);
 		if (ret == 0 || errno != ENOSPC ||
-		    !(reclaim_drain(d->r) | drop_spares(d->r, false)))
+		    !(reclaim_drain(d->r) | sec_drop_spares(d->r, false)))
 			break;
 	}
 	if (ret == -1)
 		return -1;
 	pthread_mutex_lock(&d->map_lock);
-	ret = buf ? map_insert(d, b, off, len) : map_insert_zero(d, b, off, len);
+	ret = buf ? sec_map_insert(d, b, off, len) : map_insert_zero(d, b, off, len);
 	pthread_mutex_unlock(&d->map_lock);
 	return ret;
 }
@@ -970,7 +837,7 @@ save_range(struct secondary_disk *d, uint64_t off, uint64_t len)
 		if (d->img->ops->pread(d->img, dst, len, off) == -1)
 			return -1;
 		pthread_mutex_lock(&d->map_lock);
-		ret = map_insert(d, h, off, len);
+		ret = sec_map_insert(d, h, off, len);
 		pthread_mutex_unlock(&d->map_lock);
 		return ret;
 	}
@@ -1002,7 +869,7 @@ unsaved_bytes(struct secondary_disk *d, uint64_t off, uint64_t end)
 	uint64_t pos, seg_end, n = 0;
 
 	for (pos = off; pos < end; pos = seg_end)
-		if (view_source(d, pos, end, &seg_end) == LAYER_IMAGE)
+		if (sec_view_source(d, pos, end, &seg_end) == LAYER_IMAGE)
 			n += seg_end - pos;
 	return n;
 }
@@ -1014,7 +881,7 @@ save_old(struct secondary_disk *d, uint64_t off, uint64_t end)
 	uint64_t pos = off, seg_end;
 
 	while (pos < end) {
-		enum layer l = view_source(d, pos, end, &seg_end);
+		enum layer l = sec_view_source(d, pos, end, &seg_end);
 
 		if (l == LAYER_IMAGE && save_range(d, pos, seg_end - pos) == -1)
 			return -1;
@@ -1041,8 +908,8 @@ refuse_io(struct secondary_disk *d, const char *what, size_t len, uint64_t off)
 }
 
 /* Tells the tap that S takes bytes that are not the primary's. */
-static int
-tap_write(struct secondary_disk *d, uint64_t off, uint64_t len)
+int
+sec_tap_write(struct secondary_disk *d, uint64_t off, uint64_t len)
 {
 	struct secondary *r = d->r;
 
@@ -1199,7 +1066,7 @@ secondary_view_read(struct secondary_disk *d, void *buf, size_t len,
 	rangelock_acquire(&d->rl, &e, off, len, false);
 	for (pos = off; pos < end; pos = seg_end) {
 		char *p = (char *) buf + (pos - off);
-		struct store *s = layer_store(d, view_source(d, pos, end,
+		struct store *s = layer_store(d, sec_view_source(d, pos, end,
 							     &seg_end));
 
 		if (s == NULL) {
@@ -1238,7 +1105,7 @@ secondary_view_read_begin(struct secondary_disk *d, uint64_t off, size_t len,
 	}
 	pthread_rwlock_rdlock(&r->gate);
 	rangelock_acquire(&d->rl, e, off, len, false);
-	s = layer_store(d, view_source(d, off, off + len, &seg_end));
+	s = layer_store(d, sec_view_source(d, off, off + len, &seg_end));
 	if (seg_end < off + len)
 		goto again;
 	if (s == NULL) {
@@ -1276,8 +1143,8 @@ secondary_view_read_end(struct secondary_read *rd)
  * whose append failed, wait for the next call.  Caller holds the gate (the
  * journal stays).  0, or -1.
  */
-static int
-notes_flush(struct secondary_disk *d)
+int
+sec_notes_flush(struct secondary_disk *d)
 {
 	uint64_t upto;
 	size_t i, k;
@@ -1353,7 +1220,7 @@ journal_note(struct secondary_disk *d, char op, uint64_t off, uint64_t len)
 	}
 	d->notes[d->nnotes++] = (struct journal_rec) { op, off, len };
 	pthread_mutex_unlock(&d->note_lock);
-	if (notes_flush(d) == -1) {
+	if (sec_notes_flush(d) == -1) {
 		errno = EIO;
 		return -1;
 	}
@@ -1369,7 +1236,7 @@ write_failed_state(struct secondary_disk *d, const void *buf, size_t len,
 
 	for (pos = off; pos < end; pos = seg_end) {
 		const void *p = buf ? (const char *) buf + (pos - off) : NULL;
-		enum layer l = view_source(d, pos, end, &seg_end);
+		enum layer l = sec_view_source(d, pos, end, &seg_end);
 		int ret;
 
 		if (l == LAYER_IMAGE)
@@ -1435,7 +1302,7 @@ view_write(struct secondary_disk *d, const void *buf, size_t len, uint64_t off,
 		io_end(d, &e, 0);
 	}
 	ret = -1;
-	if (r->state != SECONDARY_RUNNING && tap_write(d, off, len) == -1) {
+	if (r->state != SECONDARY_RUNNING && sec_tap_write(d, off, len) == -1) {
 		secondary_record_error(r, "%s: view write at %" PRIu64 "+%zu: "
 				     "cannot mark it dirty: %s", d->name, off,
 				     len, strerror(errno));
@@ -1471,9 +1338,9 @@ view_write(struct secondary_disk *d, const void *buf, size_t len, uint64_t off,
 			ret = journal_note(d, JOURNAL_DROP, off, len);
 		if (ret == 0) {
 			pthread_mutex_lock(&d->map_lock);
-			ret = map_remove(d, d->active, off, len);
+			ret = sec_map_remove(d, d->active, off, len);
 			if (ret == 0)
-				ret = map_remove(d, d->hidden, off, len);
+				ret = sec_map_remove(d, d->hidden, off, len);
 			pthread_mutex_unlock(&d->map_lock);
 		}
 		break;
@@ -1546,7 +1413,7 @@ secondary_view_flush(struct secondary_disk *d)
 	/* Failover: the gate held keeps the journal open meanwhile.  S and
 	 * active first, then the records that say where they are newer.
 	 */
-	ret = notes_flush(d);
+	ret = sec_notes_flush(d);
 	pthread_rwlock_unlock(&r->gate);
 	return ret;
 }
@@ -1559,10 +1426,8 @@ secondary_set_tap(struct secondary *r, const struct secondary_tap *tap)
 
 /* ---- control ---- */
 
-static bool journaled(struct secondary *r);
-
-static int
-call_hook(struct secondary *r, enum secondary_state next, bool journaled)
+int
+sec_call_hook(struct secondary *r, enum secondary_state next, bool journaled)
 {
 	if (r->hook == NULL)
 		return 0;
@@ -1637,11 +1502,11 @@ new_buffers(struct secondary *r, struct buffer **hidden, struct buffer **active)
 			secondary_record_error(r, "%s: making empty buffers "
 					     "failed: %s", r->disks[i]->name,
 					     strerror(saved));
-			buffer_free(hidden[i]);
-			buffer_free(active[i]);
+			sec_buffer_free(hidden[i]);
+			sec_buffer_free(active[i]);
 			while (i-- > 0) {
-				buffer_free(hidden[i]);
-				buffer_free(active[i]);
+				sec_buffer_free(hidden[i]);
+				sec_buffer_free(active[i]);
 			}
 			errno = saved;
 			return -1;
@@ -1655,8 +1520,8 @@ new_buffers(struct secondary *r, struct buffer **hidden, struct buffer **active)
  * to free (no new buffers: out of running).  The caller holds the gate
  * exclusively.
  */
-static void
-swap_buffers(struct secondary *r, struct buffer **hidden,
+void
+sec_swap_buffers(struct secondary *r, struct buffer **hidden,
 	     struct buffer **active)
 {
 	size_t i;
@@ -1669,9 +1534,9 @@ swap_buffers(struct secondary *r, struct buffer **hidden,
 		d->hidden = hidden ? hidden[i] : NULL;
 		d->active = active ? active[i] : NULL;
 		if (oh)
-			account(r, -(int64_t) occupied(oh));
+			sec_account(r, -(int64_t) sec_occupied(oh));
 		if (oa)
-			account(r, -(int64_t) occupied(oa));
+			sec_account(r, -(int64_t) sec_occupied(oa));
 		pthread_mutex_unlock(&d->map_lock);
 		reclaim(r, oh, hidden ? d : NULL, SLOT_HIDDEN);
 		reclaim(r, oa, hidden ? d : NULL, SLOT_ACTIVE);
@@ -1724,7 +1589,7 @@ empty_buffers(struct secondary *r, enum secondary_state next)
 	if (new_buffers(r, hidden, active) == -1)
 		goto out;
 	pthread_rwlock_wrlock(&r->gate);
-	swap_buffers(r, hidden, active);
+	sec_swap_buffers(r, hidden, active);
 	if (next == SECONDARY_RUNNING && r->state == SECONDARY_RUNNING) {
 		r->checkpoints++;
 		r->last_checkpoint_ns = now_ns() - t0;
@@ -1743,8 +1608,8 @@ out:
 	return ret;
 }
 
-static int
-start(struct secondary *r, bool force)
+int
+sec_start(struct secondary *r, bool force)
 {
 	int ret = 0;
 
@@ -1752,9 +1617,9 @@ start(struct secondary *r, bool force)
 	switch (r->state) {
 	case SECONDARY_NONE:
 		if (r->ndisks == 0)
-			ret = refuse(r, EINVAL, "start: the group has no disk");
+			ret = sec_refuse(r, EINVAL, "start: the group has no disk");
 		else if (!force && !atomic_load(&r->s_consistent))
-			ret = refuse(r, EAGAIN, "start: S may be behind the "
+			ret = sec_refuse(r, EAGAIN, "start: S may be behind the "
 				     "primary: colofs restarted after an "
 				     "unclean stop in running and no primary "
 				     "has connected since (s_consistent=0); "
@@ -1775,18 +1640,18 @@ start(struct secondary *r, bool force)
 			atomic_store(&r->s_consistent, true);
 		}
 		/* Not needed for safety (running comes back none). */
-		if (ret == 0 && call_hook(r, SECONDARY_RUNNING, false) == -1)
+		if (ret == 0 && sec_call_hook(r, SECONDARY_RUNNING, false) == -1)
 			log_warn("start: the state file was not updated: %m");
 		break;
 	case SECONDARY_RUNNING:
-		ret = refuse(r, EBUSY, "start: replication is already running");
+		ret = sec_refuse(r, EBUSY, "start: replication is already running");
 		break;
 	case SECONDARY_FAILOVER_FAILED:
-		ret = refuse(r, EBUSY, "start: failover failed; "
+		ret = sec_refuse(r, EBUSY, "start: failover failed; "
 			     "retry it with failover");
 		break;
 	default:
-		ret = refuse_promoted(r, "start");
+		ret = sec_refuse_promoted(r, "start");
 		break;
 	}
 	pthread_mutex_unlock(&r->ctl_lock);
@@ -1796,13 +1661,13 @@ start(struct secondary *r, bool force)
 int
 secondary_start(struct secondary *r)
 {
-	return start(r, false);
+	return sec_start(r, false);
 }
 
 int
 secondary_start_force(struct secondary *r)
 {
-	return start(r, true);
+	return sec_start(r, true);
 }
 
 void
@@ -1828,7 +1693,7 @@ secondary_note_primary_connected(struct secondary *r)
 		log_info("a primary connected: S is no longer taken to be "
 			 "behind it");
 		/* Remembered, so that a crash now does not forget it. */
-		if (call_hook(r, r->state, journaled(r)) == -1)
+		if (sec_call_hook(r, r->state, sec_journaled(r)) == -1)
 			log_warn("the state file was not updated: %m");
 	}
 	pthread_mutex_unlock(&r->ctl_lock);
@@ -1841,16 +1706,16 @@ secondary_checkpoint(struct secondary *r)
 
 	pthread_mutex_lock(&r->ctl_lock);
 	if (r->state == SECONDARY_NONE)
-		ret = refuse(r, EINVAL, "checkpoint: replication is not running");
+		ret = sec_refuse(r, EINVAL, "checkpoint: replication is not running");
 	else if (r->state == SECONDARY_RUNNING) {
 		secondary_clear_error(r);	/* V := S: the epoch's errors end */
 		ret = empty_buffers(r, SECONDARY_RUNNING);
 	} else if (r->state == SECONDARY_FAILOVER_FAILED)
-		ret = refuse(r, EBUSY, "checkpoint: failover failed and the "
+		ret = sec_refuse(r, EBUSY, "checkpoint: failover failed and the "
 			     "buffers hold the only copy of the VM's data; "
 			     "retry with failover");
 	else
-		ret = refuse_promoted(r, "checkpoint");
+		ret = sec_refuse_promoted(r, "checkpoint");
 	pthread_mutex_unlock(&r->ctl_lock);
 	return ret;
 }
@@ -1863,933 +1728,32 @@ secondary_stop(struct secondary *r)
 	pthread_mutex_lock(&r->ctl_lock);
 	switch (r->state) {
 	case SECONDARY_NONE:
-		ret = refuse(r, EINVAL, "stop: replication is not running");
+		ret = sec_refuse(r, EINVAL, "stop: replication is not running");
 		break;
 	case SECONDARY_RUNNING:
 		/* The fence first: done must outlive a crash from now on. */
-		if (call_hook(r, SECONDARY_DONE, false) == -1) {
-			ret = refuse(r, EIO, "stop: cannot record the state "
+		if (sec_call_hook(r, SECONDARY_DONE, false) == -1) {
+			ret = sec_refuse(r, EIO, "stop: cannot record the state "
 				     "done durably: %s", strerror(errno));
 			break;
 		}
 		pthread_rwlock_wrlock(&r->gate);
-		swap_buffers(r, NULL, NULL);
+		sec_swap_buffers(r, NULL, NULL);
 		r->state = SECONDARY_DONE;
 		pthread_rwlock_unlock(&r->gate);
-		drop_spares(r, true);
+		sec_drop_spares(r, true);
 		break;
 	case SECONDARY_FAILOVER_FAILED:
-		ret = refuse(r, EBUSY, "stop: failover failed and the buffers "
+		ret = sec_refuse(r, EBUSY, "stop: failover failed and the buffers "
 			     "hold the only copy of the VM's data; retry "
 			     "with failover");
 		break;
 	default:
-		ret = refuse_promoted(r, "stop");
+		ret = sec_refuse_promoted(r, "stop");
 		break;
 	}
 	pthread_mutex_unlock(&r->ctl_lock);
 	return ret;
-}
-
-/* ---- failover durability (see "Durability" at the top) ---- */
-
-/* DIR/PREFIX.DISK.WHAT into out.  0, or -1 with ENAMETOOLONG. */
-static int
-durable_path(char *out, size_t len, const char *dir, struct secondary_disk *d,
-	     const char *what)
-{
-	if (snprintf(out, len, "%s/%s.%s.%s", dir, d->r->prefix, d->name,
-		     what) >= (int) len) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	return 0;
-}
-
-/* The journal's file name within jdir (journal.c adds the directory). */
-static int
-journal_name(char *out, size_t len, struct secondary_disk *d)
-{
-	if (snprintf(out, len, "%s.%s.journal", d->r->prefix, d->name) >=
-	    (int) len) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	return 0;
-}
-
-/* Both maps as journal records.  Caller holds the gate exclusively. */
-static int
-snapshot_maps(struct secondary_disk *d, struct journal_rec **out, size_t *n)
-{
-	size_t cap = extmap_count(d->active->map) +
-		     extmap_count(d->hidden->map), i = 0;
-	struct journal_rec *recs = malloc((cap ? cap : 1) * sizeof *recs);
-	struct buffer *bufs[2] = { d->active, d->hidden };
-	char ops[2] = { JOURNAL_ACTIVE, JOURNAL_HIDDEN };
-	uint64_t pos, st, en;
-	int k;
-
-	if (recs == NULL)
-		return -1;
-	pthread_mutex_lock(&d->map_lock);
-	for (k = 0; k < 2; k++)
-		for (pos = 0; extmap_next(bufs[k]->map, pos, &st, &en);
-		     pos = en)
-			recs[i++] = (struct journal_rec) { ops[k], st, en - st };
-	pthread_mutex_unlock(&d->map_lock);
-	*out = recs;
-	*n = i;
-	return 0;
-}
-
-/* Copies b's mapped bytes into a new file store in bdir: for a memory
- * store, or a file the kernel cannot relink.  Nothing writes b's store
- * during failover (view writes go to S), so no lock is held for the copy.
- */
-static struct store *
-copy_to_file(struct secondary_disk *d, struct buffer *b, const char *what,
-	     char *bounce)
-{
-	char tag[128];
-	struct store *ns;
-	uint64_t pos = 0, st, en, p, n;
-	int more;
-
-	snprintf(tag, sizeof tag, "colofs-%s-%s", d->name, what);
-	ns = store_file_new(d->r->bdir, d->size, tag);
-	if (ns == NULL)
-		return NULL;
-	for (;;) {
-		pthread_mutex_lock(&d->map_lock);
-		more = extmap_next(b->map, pos, &st, &en);
-		pthread_mutex_unlock(&d->map_lock);
-		if (!more)
-			break;
-		for (p = st; p < en; p += n) {
-			const char *src = bounce;
-
-			n = en - p < COMMIT_CHUNK ? en - p : COMMIT_CHUNK;
-			if (b->store->mem)
-				src = (const char *) b->store->mem + p;
-			else if (b->store->ops->pread(b->store, bounce, n,
-						      p) == -1)
-				goto err;
-			if (ns->ops->pwrite(ns, src, n, p) == -1)
-				goto err;
-		}
-		pos = en;
-	}
-	return ns;
-err:
-	{
-		int saved = errno;
-		store_free(ns);
-		errno = saved;
-	}
-	return NULL;
-}
-
-/* Writes the journal's stamp (journal.h) after the disk's bytes of a file
- * store: the file is the disk's size plus JOURNAL_STAMP_LEN from now on.
- */
-static int
-stamp_store(struct secondary_disk *d, struct store *s, const char *what)
-{
-	unsigned char stamp[JOURNAL_STAMP_LEN];
-
-	journal_stamp(d->journal, strcmp(what, "active") == 0 ?
-		      JOURNAL_ACTIVE : JOURNAL_HIDDEN, stamp);
-	if (full_pwrite(s->fd, stamp, sizeof stamp, d->size) == -1) {
-		log_error("%s: stamp the %s buffer file: %m", d->name, what);
-		return -1;
-	}
-	return 0;
-}
-
-/* Gives buffer b a durable name in bdir, stamped for d's journal. */
-static int
-persist_buffer(struct secondary_disk *d, struct buffer *b, const char *what,
-	       char *bounce)
-{
-	struct secondary *r = d->r;
-	struct store *ns, *old;
-	char path[4096];
-
-	if (durable_path(path, sizeof path, r->bdir, d, what) == -1)
-		return -1;
-	if (b->store->fd >= 0 && stamp_store(d, b->store, what) == -1)
-		return -1;
-	if (store_link(b->store, path) == 0)
-		return 0;
-	if (errno != EOPNOTSUPP)
-		return -1;
-	ns = copy_to_file(d, b, what, bounce);
-	if (ns == NULL)
-		return -1;
-	if (stamp_store(d, ns, what) == -1 || store_link(ns, path) == -1) {
-		int saved = errno;
-		store_free(ns);
-		errno = saved;
-		return -1;
-	}
-	pthread_rwlock_wrlock(&r->gate);
-	old = b->store;
-	b->store = ns;
-	pthread_rwlock_unlock(&r->gate);
-	store_free(old);
-	return 0;
-}
-
-/* Removes the durable files of every disk (after done, or a failed set-up,
- * or leftovers found at a restart in done or none).  Caller is the commit
- * thread or holds ctl_lock with no commit running.
- */
-static void
-drop_durable(struct secondary *r)
-{
-	char path[4096];
-	const char *whats[] = { "hidden", "active" };
-	int jfd = r->jdir ? fdio_dir_open(r->jdir) : -1;
-	size_t i, k;
-
-	for (i = 0; i < r->ndisks; i++) {
-		struct secondary_disk *d = r->disks[i];
-		struct journal *j;
-
-		pthread_rwlock_wrlock(&r->gate);
-		j = d->journal;
-		d->journal = NULL;
-		pthread_mutex_lock(&d->note_lock);
-		d->notes_base += d->nnotes;
-		d->nnotes = 0;
-		pthread_mutex_unlock(&d->note_lock);
-		pthread_rwlock_unlock(&r->gate);
-		journal_close(j);
-		if (jfd >= 0 && journal_name(path, sizeof path, d) == 0) {
-			unlinkat(jfd, path, 0);
-			fdio_sweep_tmp(jfd, path);
-		}
-		crash_point("dropped.journal");
-		for (k = 0; r->bdir && k < 2; k++)
-			if (durable_path(path, sizeof path, r->bdir, d,
-					 whats[k]) == 0)
-				unlink(path);
-	}
-	if (jfd >= 0)
-		close(jfd);
-}
-
-/* Steps 1-3 of "Durability": 0 (the journals are durable), or -1 with
- * errno and the reason recorded (the durable files are removed again).
- */
-static int
-make_durable(struct secondary *r, char *bounce)
-{
-	struct journal_rec *recs;
-	char name[4096];
-	int jfd, saved;
-	size_t i, n;
-
-	jfd = fdio_dir_open(r->jdir);
-	if (jfd == -1) {
-		log_error("open directory %s: %m", r->jdir);
-		goto err;
-	}
-	pthread_rwlock_wrlock(&r->gate);
-	for (i = 0; i < r->ndisks; i++) {
-		struct secondary_disk *d = r->disks[i];
-
-		if (journal_name(name, sizeof name, d) == -1 ||
-		    snapshot_maps(d, &recs, &n) == -1) {
-			pthread_rwlock_unlock(&r->gate);
-			goto err;
-		}
-		d->journal = journal_create(jfd, name, d->name, d->size,
-					    r->generation, recs, n);
-		free(recs);
-		if (d->journal == NULL) {
-			pthread_rwlock_unlock(&r->gate);
-			goto err;
-		}
-	}
-	pthread_rwlock_unlock(&r->gate);
-	crash_point("failover_journal_written");
-	for (i = 0; i < r->ndisks; i++) {
-		struct secondary_disk *d = r->disks[i];
-
-		if (persist_buffer(d, d->hidden, "hidden", bounce) == -1 ||
-		    persist_buffer(d, d->active, "active", bounce) == -1)
-			goto err;
-	}
-	crash_point("failover_buffers_linked");
-	if (durable_sync_dir(r->bdir) == -1)
-		goto err;
-	crash_point("failover_buffers_synced");
-	for (i = 0; i < r->ndisks; i++)
-		if (journal_commit(r->disks[i]->journal) == -1)
-			goto err;
-	close(jfd);
-	return 0;
-err:
-	saved = errno;
-	secondary_record_error(r, "failover: making the buffers durable "
-			     "failed: %s", strerror(saved));
-	if (jfd >= 0)
-		close(jfd);
-	drop_durable(r);
-	errno = saved;
-	return -1;
-}
-
-static bool
-journaled(struct secondary *r)
-{
-	size_t i;
-
-	for (i = 0; i < r->ndisks; i++)
-		if (r->disks[i]->journal == NULL)
-			return false;
-	return r->ndisks > 0;
-}
-
-/* ---- failover commit ---- */
-
-/* Commits the buffered bytes of [off, end) into S. */
-static int
-commit_chunk(struct secondary_disk *d, uint64_t off, uint64_t end,
-	     char *bounce)
-{
-	uint64_t pos, seg_end;
-
-	for (pos = off; pos < end; pos = seg_end) {
-		enum layer l = view_source(d, pos, end, &seg_end);
-		const char *src;
-		struct store *s;
-
-		if (l == LAYER_IMAGE)
-			continue;
-		if (tap_write(d, pos, seg_end - pos) == -1) {
-			secondary_record_error(d->r, "%s: failover commit at %"
-					     PRIu64 ": cannot mark it dirty: "
-					     "%s", d->name, pos,
-					     strerror(errno));
-			return -1;
-		}
-		s = l == LAYER_ACTIVE ? d->active->store : d->hidden->store;
-		/* From a memory buffer straight into S; else via bounce. */
-		src = s->mem ? (const char *) s->mem + pos : bounce;
-		if ((!s->mem && s->ops->pread(s, bounce, seg_end - pos,
-					      pos) == -1) ||
-		    d->img->ops->pwrite(d->img, src, seg_end - pos,
-					pos) == -1) {
-			secondary_record_error(d->r, "%s: failover commit at %"
-					     PRIu64 " failed: %s", d->name,
-					     pos, strerror(errno));
-			return -1;
-		}
-	}
-	pthread_mutex_lock(&d->map_lock);
-	if (map_remove(d, d->active, off, end - off) == -1 ||
-	    map_remove(d, d->hidden, off, end - off) == -1) {
-		pthread_mutex_unlock(&d->map_lock);
-		secondary_record_error(d->r, "%s: failover commit: %s", d->name,
-				     strerror(errno));
-		return -1;
-	}
-	pthread_mutex_unlock(&d->map_lock);
-	return 0;
-}
-
-/* The next buffered byte at or after pos: 1 and *start, or 0. */
-static int
-next_buffered(struct secondary_disk *d, uint64_t pos, uint64_t *start)
-{
-	uint64_t s1 = UINT64_MAX, s2 = UINT64_MAX, e;
-
-	pthread_mutex_lock(&d->map_lock);
-	if (!extmap_next(d->active->map, pos, &s1, &e))
-		s1 = UINT64_MAX;
-	if (!extmap_next(d->hidden->map, pos, &s2, &e))
-		s2 = UINT64_MAX;
-	pthread_mutex_unlock(&d->map_lock);
-	*start = s1 < s2 ? s1 : s2;
-	return *start != UINT64_MAX;
-}
-
-/* 0 committed, 1 cancelled, -1 failed. */
-static int
-commit_disk(struct secondary_disk *d, char *bounce)
-{
-	struct secondary *r = d->r;
-	uint64_t pos = 0, start, end;
-	struct rangelock_entry e;
-	int ret;
-
-	for (;;) {
-		if (atomic_load(&r->commit_cancel))
-			return 1;
-		pthread_rwlock_rdlock(&r->gate);
-		if (!next_buffered(d, pos, &start)) {
-			pthread_rwlock_unlock(&r->gate);
-			break;
-		}
-		end = start + COMMIT_CHUNK < d->size ? start + COMMIT_CHUNK
-						     : d->size;
-		rangelock_acquire(&d->rl, &e, start, end - start, true);
-		ret = commit_chunk(d, start, end, bounce);
-		rangelock_release(&d->rl, &e);
-		pthread_rwlock_unlock(&r->gate);
-		if (ret == -1)
-			return -1;
-		crash_point("commit_chunk");
-		/* Start writing the chunk back now, so that the disk works
-		 * while the next chunks are copied and the final flush has
-		 * little left to wait for.  A hint: errors surface there.
-		 */
-		if (d->img->fd >= 0)
-			sync_file_range(d->img->fd, start, end - start,
-					SYNC_FILE_RANGE_WRITE);
-		pos = end;
-	}
-	if (d->img->ops->flush(d->img) == -1) {
-		secondary_record_error(r, "%s: failover commit: flush: %s",
-				     d->name, strerror(errno));
-		return -1;
-	}
-	return 0;
-}
-
-static void *
-commit_main(void *arg)
-{
-	struct secondary *r = arg;
-	char *bounce = malloc(COMMIT_CHUNK);
-	enum secondary_state next = SECONDARY_DONE;
-	size_t i;
-	int ret = 0;
-
-	if (bounce == NULL) {
-		secondary_record_error(r, "failover commit: %s", strerror(errno));
-		ret = -1;
-	}
-	for (i = 0; ret == 0 && i < r->ndisks; i++)
-		ret = commit_disk(r->disks[i], bounce);
-	free(bounce);
-	/* The view writes' records too, before done: a crash before done is
-	 * durable resumes the commit, which must not undo them.
-	 */
-	for (i = 0; ret == 0 && i < r->ndisks; i++) {
-		pthread_rwlock_rdlock(&r->gate);
-		ret = notes_flush(r->disks[i]);
-		pthread_rwlock_unlock(&r->gate);
-	}
-	if (ret == 0)
-		crash_point("commit_flushed");
-	/* done must be durable before a view write can reach S unjournaled. */
-	if (ret == 0 && call_hook(r, SECONDARY_DONE, false) == -1) {
-		secondary_record_error(r, "failover: cannot record the state "
-				     "done durably: %s; retry with failover",
-				     strerror(errno));
-		ret = -1;
-	}
-
-	pthread_rwlock_wrlock(&r->gate);
-	if (ret == -1)
-		next = SECONDARY_FAILOVER_FAILED;
-	else if (ret == 1)
-		next = SECONDARY_FAILOVER;	/* cancelled: left as it was */
-	else
-		swap_buffers(r, NULL, NULL);
-	r->state = next;
-	pthread_rwlock_unlock(&r->gate);
-	if (next == SECONDARY_DONE) {
-		crash_point("done_before_drop");
-		drop_durable(r);
-	}
-	else if (next == SECONDARY_FAILOVER_FAILED &&
-		 call_hook(r, SECONDARY_FAILOVER_FAILED, journaled(r)) == -1)
-		log_warn("failover failed and the state file was not "
-			 "updated: %m");
-
-	pthread_mutex_lock(&r->commit_lock);
-	r->commit_running = false;
-	pthread_cond_broadcast(&r->commit_cond);
-	pthread_mutex_unlock(&r->commit_lock);
-	return NULL;
-}
-
-/* Starts the commit thread (the state is FAILOVER).  0, or -1 with the
- * state FAILOVER_FAILED and the reason recorded (what: "failover" or
- * "resume").  Under ctl_lock.
- */
-static int
-commit_start(struct secondary *r, const char *what)
-{
-	int err;
-
-	pthread_mutex_lock(&r->commit_lock);
-	r->commit_running = true;
-	pthread_mutex_unlock(&r->commit_lock);
-	err = pthread_create(&r->commit_thread, NULL, commit_main, r);
-	if (err != 0) {
-		pthread_rwlock_wrlock(&r->gate);
-		r->state = SECONDARY_FAILOVER_FAILED;
-		pthread_rwlock_unlock(&r->gate);
-		pthread_mutex_lock(&r->commit_lock);
-		r->commit_running = false;
-		pthread_mutex_unlock(&r->commit_lock);
-		return refuse(r, err, "%s: cannot start the commit: %s", what,
-			      strerror(err));
-	}
-	r->commit_joinable = true;
-	return 0;
-}
-
-/* Joins a finished or cancelled commit thread.  Caller holds ctl_lock. */
-static void
-join_commit(struct secondary *r)
-{
-	if (r->commit_joinable) {
-		pthread_join(r->commit_thread, NULL);
-		r->commit_joinable = false;
-	}
-}
-
-/* Makes the failover durable before it is acknowledged: the journals and
- * buffer files (if the secondary has a buffer_dir), then the state file says
- * failover (the hook).  0, or -1 with errno and the reason recorded.
- * Under ctl_lock, the state FAILOVER with failover_pending.
- */
-static int
-failover_durable(struct secondary *r)
-{
-	char *bounce;
-	int ret = 0;
-
-	if (r->jdir && r->bdir && !journaled(r)) {
-		bounce = malloc(COMMIT_CHUNK);
-		if (bounce == NULL)
-			return -1;
-		ret = make_durable(r, bounce);
-		free(bounce);
-		if (ret == -1)
-			return -1;
-	}
-	crash_point("failover_journaled");
-	if (call_hook(r, SECONDARY_FAILOVER, journaled(r)) == -1) {
-		int saved = errno;
-
-		secondary_record_error(r, "failover: the state file was not "
-				     "updated: %s", strerror(saved));
-		errno = saved;
-		return -1;
-	}
-	return 0;
-}
-
-int
-secondary_failover(struct secondary *r)
-{
-	enum secondary_state prev;
-	int ret = 0, err;
-
-	pthread_mutex_lock(&r->ctl_lock);
-	switch (r->state) {
-	case SECONDARY_NONE:
-		ret = refuse(r, EINVAL, "failover: replication is not running");
-		goto out;
-	case SECONDARY_RUNNING:
-	case SECONDARY_FAILOVER_FAILED:
-		break;
-	default:
-		ret = refuse_promoted(r, "failover");
-		goto out;
-	}
-	join_commit(r);
-	prev = r->state;
-	/* From here on I/O acts as in failover (primary writes refused, view
-	 * writes into S and journaled), but the status still shows prev:
-	 * failover is announced only once it is durable.
-	 */
-	pthread_rwlock_wrlock(&r->gate);
-	r->state = SECONDARY_FAILOVER;
-	r->shown = prev;
-	pthread_mutex_lock(&r->commit_lock);
-	r->failover_pending = true;
-	pthread_mutex_unlock(&r->commit_lock);
-	pthread_rwlock_unlock(&r->gate);
-	/* A new failover: what came before it is over (a failed commit
-	 * that this one retries records its error again if it fails).
-	 */
-	secondary_clear_error(r);
-	ret = failover_durable(r);
-	pthread_rwlock_wrlock(&r->gate);
-	pthread_mutex_lock(&r->commit_lock);
-	r->failover_pending = false;
-	pthread_cond_broadcast(&r->pending_cond);
-	pthread_mutex_unlock(&r->commit_lock);
-	if (ret == -1)
-		r->state = SECONDARY_FAILOVER_FAILED;
-	pthread_rwlock_unlock(&r->gate);
-	if (ret == -1) {
-		err = errno;
-		if (call_hook(r, SECONDARY_FAILOVER_FAILED, journaled(r)) == -1)
-			log_warn("failover failed and the state file was not "
-				 "updated: %m");
-		ret = refuse(r, EIO, "failover: not durable, so not done: %s; "
-			     "retry with failover", strerror(err));
-		goto out;
-	}
-	crash_point("failover_acked");
-	drop_spares(r, true);		/* no checkpoint comes any more */
-	ret = commit_start(r, "failover");
-out:
-	pthread_mutex_unlock(&r->ctl_lock);
-	return ret;
-}
-
-int
-secondary_restore_done(struct secondary *r)
-{
-	int ret = 0;
-
-	pthread_mutex_lock(&r->ctl_lock);
-	if (r->state != SECONDARY_NONE) {
-		ret = refuse(r, EBUSY, "restore: not in state none");
-	} else {
-		pthread_rwlock_wrlock(&r->gate);
-		r->state = SECONDARY_DONE;
-		pthread_rwlock_unlock(&r->gate);
-		/* A kill after done was recorded may have left them. */
-		drop_durable(r);
-	}
-	pthread_mutex_unlock(&r->ctl_lock);
-	return ret;
-}
-
-void
-secondary_drop_leftovers(struct secondary *r)
-{
-	pthread_mutex_lock(&r->ctl_lock);
-	if (r->state == SECONDARY_NONE && r->jdir != NULL)
-		drop_durable(r);
-	pthread_mutex_unlock(&r->ctl_lock);
-}
-
-struct replay {
-	struct secondary_disk *d;
-	struct buffer *hidden, *active;
-};
-
-static int
-replay_rec(void *opaque, const struct journal_rec *rec)
-{
-	struct replay *rp = opaque;
-	struct secondary_disk *d = rp->d;
-	int ret;
-
-	pthread_mutex_lock(&d->map_lock);
-	switch (rec->op) {
-	case JOURNAL_ACTIVE:
-		ret = map_insert(d, rp->active, rec->off, rec->len);
-		break;
-	case JOURNAL_HIDDEN:
-		ret = map_insert(d, rp->hidden, rec->off, rec->len);
-		break;
-	default:
-		ret = map_remove(d, rp->active, rec->off, rec->len);
-		if (ret == 0)
-			ret = map_remove(d, rp->hidden, rec->off, rec->len);
-		break;
-	}
-	pthread_mutex_unlock(&d->map_lock);
-	return ret;
-}
-
-/* A buffer over the durable file DIR/PREFIX.DISK.WHAT, which must be a
- * regular file of exactly the disk's size plus the stamp (store_file_open
- * would size it silently) and carry the stamp of info's journal for this
- * buffer.  NULL with errno, and what is wrong in err.
- */
-static struct buffer *
-buffer_open(struct secondary_disk *d, const char *what,
-	    const struct journal_info *info, char *err, size_t errlen)
-{
-	unsigned char stamp[JOURNAL_STAMP_LEN];
-	char path[4096], why[256];
-	struct buffer *b;
-	struct stat st;
-	int fd, dirfd;
-
-	if (durable_path(path, sizeof path, d->r->bdir, d, what) == -1) {
-		snprintf(err, errlen, "%s buffer file: %s", what,
-			 strerror(errno));
-		return NULL;
-	}
-	/* Not by path: no link followed, and only a file colofs owns. */
-	dirfd = fdio_dir_open(d->r->bdir);
-	fd = dirfd == -1 ? -1 : fdio_open_file_at(dirfd, strrchr(path, '/') + 1,
-						  O_RDONLY);
-	if (fd == -1) {
-		int saved = errno;
-
-		snprintf(err, errlen, "buffer file %.600s: %s", path,
-			 saved == EINVAL ? "not a regular file"
-					 : strerror(saved));
-		if (dirfd >= 0)
-			close(dirfd);
-		errno = saved;
-		return NULL;
-	}
-	close(dirfd);
-	if (fdio_check_own(fd, why, sizeof why) == -1 || fstat(fd, &st) == -1) {
-		int saved = errno;
-
-		snprintf(err, errlen, "buffer file %.600s: %.300s", path,
-			 saved == EPERM ? why : strerror(saved));
-		close(fd);
-		errno = saved;
-		return NULL;
-	}
-	if ((uint64_t) st.st_size != d->size + JOURNAL_STAMP_LEN) {
-		snprintf(err, errlen, "buffer file %.600s: %jd bytes, the "
-			 "journal needs the disk's size and a stamp, %" PRIu64,
-			 path, (intmax_t) st.st_size,
-			 d->size + JOURNAL_STAMP_LEN);
-		close(fd);
-		errno = EINVAL;
-		return NULL;
-	}
-	if (full_pread(fd, stamp, sizeof stamp, d->size) == -1) {
-		int saved = errno;
-
-		snprintf(err, errlen, "buffer file %.600s: %s", path,
-			 strerror(saved));
-		close(fd);
-		errno = saved;
-		return NULL;
-	}
-	close(fd);
-	if (journal_stamp_check(info, strcmp(what, "active") == 0 ?
-				JOURNAL_ACTIVE : JOURNAL_HIDDEN, stamp, why,
-				sizeof why) == -1) {
-		snprintf(err, errlen, "buffer file %.600s: %.300s", path, why);
-		errno = EINVAL;
-		return NULL;
-	}
-	b = calloc(1, sizeof *b);
-	/* The store's size covers the stamp, so that opening it keeps it. */
-	if (b == NULL || (b->map = extmap_new()) == NULL ||
-	    (b->zeros = extmap_new()) == NULL ||
-	    (b->store = store_file_open(path, d->size +
-					JOURNAL_STAMP_LEN)) == NULL) {
-		int saved = errno;
-
-		snprintf(err, errlen, "buffer file %.600s: %s", path,
-			 strerror(saved));
-		buffer_free(b);
-		errno = saved;
-		return NULL;
-	}
-	return b;
-}
-
-/* Reads, checks and replays disk d's journal and opens its buffer files
- * into rp.  0, or -1 with errno and what is wrong (naming the file) in
- * err.  Nothing is written anywhere but the journal's torn tail.
- */
-static int
-resume_disk(struct secondary_disk *d, int jfd, struct replay *rp, char *err,
-	    size_t errlen)
-{
-	struct journal_info info;
-	char name[4096], why[512];
-	size_t i;
-
-	rp->d = d;
-	if (journal_name(name, sizeof name, d) == -1) {
-		snprintf(err, errlen, "journal of %s: %s", d->name,
-			 strerror(errno));
-		return -1;
-	}
-	if (journal_load(jfd, name, d->name, d->size, &info, &d->journal, why,
-			 sizeof why) == -1) {
-		int saved = errno;
-
-		snprintf(err, errlen, "journal %.300s/%.300s: %.400s", d->r->jdir, name,
-			 why);
-		errno = saved;
-		return -1;
-	}
-	if (info.torn)
-		log_warn("journal %.300s/%.300s: a torn last record was ignored",
-			 d->r->jdir, name);
-	rp->hidden = buffer_open(d, "hidden", &info, err, errlen);
-	rp->active = rp->hidden ? buffer_open(d, "active", &info, err, errlen)
-				: NULL;
-	if (rp->active == NULL)
-		goto fail;
-	for (i = 0; i < info.nrecs; i++) {
-		if (replay_rec(rp, &info.recs[i]) == -1) {
-			snprintf(err, errlen, "journal %.300s/%.300s: replay: %s",
-				 d->r->jdir, name, strerror(errno));
-			goto fail;
-		}
-	}
-	journal_info_release(&info);
-	return 0;
-fail:
-	{
-		int saved = errno;
-
-		journal_info_release(&info);
-		errno = saved;
-	}
-	return -1;
-}
-
-/* Loads the buffers and journals a failover (or a handover) left in the
- * durable directories and installs them with the state next.  Caller
- * holds ctl_lock; the state is none.  0, or -1 with errno, what is wrong
- * in err, and nothing installed.
- */
-static int
-load_durable(struct secondary *r, enum secondary_state next, char *err,
-	     size_t errlen)
-{
-	struct replay *rp = NULL;
-	size_t i, k;
-	int saved, jfd = -1;
-
-	rp = calloc(r->ndisks, sizeof *rp);
-	jfd = fdio_dir_open(r->jdir);
-	if (rp == NULL || jfd == -1) {
-		snprintf(err, errlen, "%s: %s", r->jdir, strerror(errno));
-		goto fail;
-	}
-	/* Every disk is checked before any commit writes S. */
-	for (i = 0; i < r->ndisks; i++)
-		if (resume_disk(r->disks[i], jfd, &rp[i], err, errlen) == -1)
-			goto fail;
-	close(jfd);
-	pthread_rwlock_wrlock(&r->gate);
-	for (i = 0; i < r->ndisks; i++) {
-		r->disks[i]->hidden = rp[i].hidden;
-		r->disks[i]->active = rp[i].active;
-	}
-	r->state = next;
-	pthread_rwlock_unlock(&r->gate);
-	free(rp);
-	return 0;
-fail:
-	saved = errno ? errno : EINVAL;
-	if (jfd >= 0)
-		close(jfd);
-	for (i = 0; i < r->ndisks; i++) {
-		if (rp) {
-			for (k = 0; k < 2; k++) {
-				struct buffer *b = k ? rp[i].active
-						     : rp[i].hidden;
-				if (b)
-					account(r, -(int64_t) occupied(b));
-				buffer_free(b);
-			}
-		}
-		journal_close(r->disks[i]->journal);
-		r->disks[i]->journal = NULL;
-	}
-	free(rp);
-	errno = saved;
-	return -1;
-}
-
-int
-secondary_resume_failover(struct secondary *r)
-{
-	char err[1024] = "";
-	int ret;
-
-	pthread_mutex_lock(&r->ctl_lock);
-	if (r->state != SECONDARY_NONE || r->jdir == NULL || r->bdir == NULL ||
-	    r->ndisks == 0)
-		ret = refuse(r, EINVAL, "resume: nothing to resume from");
-	else if (load_durable(r, SECONDARY_FAILOVER, err, sizeof err) == -1)
-		ret = refuse(r, errno, "resume: the interrupted failover "
-			     "cannot be finished: %s; nothing was written to "
-			     "S (see colofs(8), \"A damaged failover "
-			     "journal\")", err);
-	else
-		ret = commit_start(r, "resume");
-	pthread_mutex_unlock(&r->ctl_lock);
-	return ret;
-}
-
-int
-secondary_handover(struct secondary *r)
-{
-	char *bounce = NULL;
-	size_t i;
-	int ret = -1;
-
-	pthread_mutex_lock(&r->ctl_lock);
-	if (r->state != SECONDARY_RUNNING || r->jdir == NULL ||
-	    r->bdir == NULL) {
-		ret = refuse(r, EINVAL, "handover: only in running, with a "
-			     "buffer_dir");
-		goto out;
-	}
-	bounce = malloc(COMMIT_CHUNK);
-	if (bounce == NULL || make_durable(r, bounce) == -1)
-		goto out;
-	/* The files stay; the next process replays them. */
-	for (i = 0; i < r->ndisks; i++) {
-		struct journal *j;
-
-		pthread_rwlock_wrlock(&r->gate);
-		j = r->disks[i]->journal;
-		r->disks[i]->journal = NULL;
-		pthread_rwlock_unlock(&r->gate);
-		journal_close(j);
-	}
-	ret = 0;
-out:
-	free(bounce);
-	pthread_mutex_unlock(&r->ctl_lock);
-	return ret;
-}
-
-int
-secondary_resume_running(struct secondary *r)
-{
-	char err[1024] = "";
-	int ret = 0;
-
-	pthread_mutex_lock(&r->ctl_lock);
-	if (r->state != SECONDARY_NONE || r->jdir == NULL || r->bdir == NULL ||
-	    r->ndisks == 0)
-		ret = refuse(r, EINVAL, "resume: nothing to resume from");
-	else if (load_durable(r, SECONDARY_RUNNING, err, sizeof err) == -1)
-		ret = refuse(r, errno, "resume: the buffers handed over by "
-			     "the last process cannot be read: %s", err);
-	else
-		drop_durable(r);	/* open: the names can go */
-	pthread_mutex_unlock(&r->ctl_lock);
-	return ret;
-}
-
-void
-secondary_wait_commit(struct secondary *r)
-{
-	/* A failover being made durable holds ctl_lock until its commit
-	 * thread runs (or it failed): wait for that first.
-	 */
-	pthread_mutex_lock(&r->ctl_lock);
-	pthread_mutex_unlock(&r->ctl_lock);
-	pthread_mutex_lock(&r->commit_lock);
-	while (r->commit_running)
-		pthread_cond_wait(&r->commit_cond, &r->commit_lock);
-	pthread_mutex_unlock(&r->commit_lock);
 }
 
 /* ---- status ---- */
