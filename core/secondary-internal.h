@@ -151,7 +151,9 @@ now_ns(void)
 	return (uint64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* Helpers of secondary.c that secondary-failover.c calls, and back. */
+/* The helpers the engine's files call across (secondary.c,
+ * secondary-io.c, secondary-failover.c).
+ */
 void sec_account(struct secondary *r, int64_t delta);
 void sec_buffer_free(struct buffer *b);
 int sec_call_hook(struct secondary *r, enum secondary_state next,
@@ -174,5 +176,17 @@ enum layer sec_view_source(struct secondary_disk *d, uint64_t pos,
 	uint64_t end, uint64_t *seg_end);
 void sec_join_commit(struct secondary *r);
 bool sec_journaled(struct secondary *r);
+
+bool sec_limited(struct secondary *r);
+int sec_map_insert_zero(struct secondary_disk *d, struct buffer *b,
+	uint64_t off, uint64_t len);
+void sec_reclaim(struct secondary *r, struct buffer *b,
+	struct secondary_disk *d, enum slot slot);
+bool sec_reclaim_drain(struct secondary *r);
+int sec_reserve(struct secondary_disk *d, uint64_t need, const char *what);
+void sec_unreserve(struct secondary *r, uint64_t n);
+
+/* Whether state s is in a set of states made of STATE_BIT()s. */
+#define STATE_BIT(s) (1u << (s))
 
 #endif
