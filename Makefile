@@ -19,7 +19,8 @@
 #   make uninstall   removes them (a config you changed stays)
 #   make format      apply .clang-format (core/'s style) to the C sources
 #
-# Sources are found by wildcard: add a file to core/, fs/, tools/ or
+# Sources are found by wildcard: add a file to core/, fs/ (or a folder in
+# it: fs/fuse, fs/nbd, fs/link), tools/ or
 # tests/unit/ and it is built.  core/ is the engine (libcolofs-core.a);
 # fs/ is the daemon: every file but main.c goes into libcolofs-daemon.a,
 # which the unit tests and the tools link too.
@@ -66,10 +67,11 @@ DEB_PKGS := build-essential pkg-config libfuse3-dev fuse3 libqcow-dev \
             util-linux procps psmisc clang libclang-rt-dev fio \
             libgnutls28-dev gnutls-bin go-md2man man-db groff-base systemd \
             python3-prometheus-client clang-format file libjansson-dev \
-            libxxhash-dev bash-completion resource-agents libxml2-utils
+            libxxhash-dev bash-completion resource-agents libxml2-utils \
+            linux-image-amd64 busybox-static cpio e2fsprogs
 
 CORE_SRC   := $(sort $(wildcard core/*.c))
-DAEMON_SRC := $(filter-out fs/main.c,$(sort $(wildcard fs/*.c)))
+DAEMON_SRC := $(filter-out fs/main.c,$(sort $(wildcard fs/*.c fs/*/*.c)))
 TOOL_SRC   := $(sort $(wildcard tools/*.c))
 UNIT_SRC   := $(sort $(wildcard tests/unit/*.c))
 
@@ -223,7 +225,7 @@ bench: all
 	$(BUILD)/bench-core
 
 # Rewrites the C sources in place in the style of .clang-format.
-FORMAT_SRC = $(wildcard core/*.[ch] fs/*.[ch] tools/*.c tests/unit/*.[ch] \
+FORMAT_SRC = $(wildcard core/*.[ch] fs/*.[ch] fs/*/*.[ch] tools/*.c tests/unit/*.[ch] \
              tests/stress/*.c)
 format: deps
 	clang-format -i $(FORMAT_SRC)

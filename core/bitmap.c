@@ -2,12 +2,13 @@
 /* The primary's dirty bitmap, durable: which granules of a disk the
  * secondary may not have.
  *
- * File format (host byte order; one file per disk, STATE_DIR/NAME.dirty):
+ * File format (little-endian, through core/le.h, whatever the host; one
+ * file per disk, STATE_DIR/NAME.dirty):
  *
  *   0     char  magic[8]     "COLOFSDB"
  *   8     u32   version      1
  *   12    u32   flags        BITMAP_SYNCED | BITMAP_LIVE | BITMAP_AL |
- *                            BITMAP_SPLIT_BRAIN
+ *                            BITMAP_SPLIT_BRAIN | BITMAP_UNCLEAN
  *   16    u64   size         of the disk, bytes
  *   24    u64   granularity  bytes per bit, a power of two
  *   32    u64   nbits        ceil(size / granularity)
@@ -19,6 +20,10 @@
  *   1088  u64   gen_hist[4]  its previous ones, newest first
  *   4096  u64   words[]      bit i of word i/64 = granule i is dirty
  *
+ * The header and the words are encoded and decoded field by field
+ * (encode_header, decode_header, and the words on their way to and from
+ * the file), never copied as a struct: the file is the same on any host.
+ *
  * A file written before the generation fields existed holds zeros
  * there, which reads as "nothing recorded": the next sync is a full one.
  *
@@ -26,10 +31,12 @@
  * write that is not mirrored marks its granules before it is applied,
  * and bitmap_mark returns only once a newly set bit is on the disk
  * (pwrite of the words it changed, then fdatasync).  A bit already set
- * costs nothing.  Clearing is lazy (in memory; written by the next mark
- * that touches the word, or by bitmap_save): after a crash a granule
- * that was copied may read dirty, which costs one more copy, never a
- * lost write.
+ * costs nothing (bitmap_mark_lazy, for a done secondary's tracking, does
+ * no I/O: BITMAP_UNCLEAN, set durably before it, stands for its marks,
+ * and a file found with it is all dirty).  Clearing is lazy (in memory;
+ * written by the next mark that touches the word, or by bitmap_save):
+ * after a crash a granule that was copied may read dirty, which costs
+ * one more copy, never a lost write.
  *
  * Whole rewrites (bitmap_save, bitmap_mark_all, header changes) go to a
  * fresh NAME.dirty.tmp.XXXXXX made with O_EXCL | O_NOFOLLOW in the state
@@ -67,12 +74,14 @@
 
 #include "bitmap.h"
 #include "fdio.h"
+#include "le.h"
 #include "log.h"
 
 #define HDR_SIZE 4096
 #define PEER_MAX 1024
 static const char magic[8] = "COLOFSDB";
 
+/* The header in memory; its place in the file is encode_header's. */
 struct header {
 	char magic[8];
 	uint32_t version;
@@ -84,10 +93,71 @@ struct header {
 	uint64_t peer_gen;
 	struct gi_set gen;
 };
-_Static_assert(offsetof(struct header, peer_gen) == 1064 &&
-	       offsetof(struct header, gen) == 1072 &&
-	       sizeof(struct header) <= HDR_SIZE,
-	       "struct header is the file's layout");
+
+/* Byte offsets in the file (the table above). */
+#define OFF_PEER 40
+#define OFF_PEER_GEN (OFF_PEER + PEER_MAX)	/* 1064 */
+#define OFF_GEN (OFF_PEER_GEN + 8)		/* 1072 */
+#define OFF_GEN_SINCE (OFF_GEN + 8)		/* 1080 */
+#define OFF_GEN_HIST (OFF_GEN_SINCE + 8)	/* 1088 */
+_Static_assert(OFF_GEN_HIST + 8 * GI_HISTORY <= HDR_SIZE,
+	       "the header fits its 4096 bytes");
+
+static void
+encode_header(unsigned char *p, const struct header *h)
+{
+	int i;
+
+	memset(p, 0, HDR_SIZE);
+	memcpy(p, h->magic, sizeof h->magic);
+	le_put32(p + 8, h->version);
+	le_put32(p + 12, h->flags);
+	le_put64(p + 16, h->size);
+	le_put64(p + 24, h->granularity);
+	le_put64(p + 32, h->nbits);
+	memcpy(p + OFF_PEER, h->peer, PEER_MAX);
+	le_put64(p + OFF_PEER_GEN, h->peer_gen);
+	le_put64(p + OFF_GEN, h->gen.current);
+	le_put64(p + OFF_GEN_SINCE, (uint64_t) h->gen.since);
+	for (i = 0; i < GI_HISTORY; i++)
+		le_put64(p + OFF_GEN_HIST + 8 * i, h->gen.history[i]);
+}
+
+static void
+decode_header(struct header *h, const unsigned char *p)
+{
+	int i;
+
+	memcpy(h->magic, p, sizeof h->magic);
+	h->version = le_get32(p + 8);
+	h->flags = le_get32(p + 12);
+	h->size = le_get64(p + 16);
+	h->granularity = le_get64(p + 24);
+	h->nbits = le_get64(p + 32);
+	memcpy(h->peer, p + OFF_PEER, PEER_MAX);
+	h->peer_gen = le_get64(p + OFF_PEER_GEN);
+	h->gen.current = le_get64(p + OFF_GEN);
+	h->gen.since = (int64_t) le_get64(p + OFF_GEN_SINCE);
+	for (i = 0; i < GI_HISTORY; i++)
+		h->gen.history[i] = le_get64(p + OFF_GEN_HIST + 8 * i);
+}
+
+/* Writes n words, little-endian, at off of fd.  0, or -1 with errno. */
+static int
+put_words(int fd, const uint64_t *w, uint64_t n, uint64_t off)
+{
+	unsigned char chunk[4096];
+	uint64_t i, j, k;
+
+	for (i = 0; i < n; i += k) {
+		k = n - i < sizeof chunk / 8 ? n - i : sizeof chunk / 8;
+		for (j = 0; j < k; j++)
+			le_put64(chunk + 8 * j, w[i + j]);
+		if (full_pwrite(fd, chunk, k * 8, off + 8 * i) == -1)
+			return -1;
+	}
+	return 0;
+}
 
 struct bitmap {
 	pthread_mutex_t lock;
@@ -113,6 +183,16 @@ granule_len(const struct bitmap *b, uint64_t i)
 	return b->size - start < b->gran ? b->size - start : b->gran;
 }
 
+/* Every granule dirty, in memory. */
+static void
+set_all(struct bitmap *b)
+{
+	memset(b->words, 0xff, b->nwords * sizeof *b->words);
+	if (b->nbits % 64)
+		b->words[b->nwords - 1] = (UINT64_C(1) << (b->nbits % 64)) - 1;
+	b->nset = b->nbits;
+}
+
 /* Writes the header and words to path.tmp, then renames it over path. */
 static int
 write_whole(struct bitmap *b)
@@ -123,16 +203,14 @@ write_whole(struct bitmap *b)
 
 	while (b->syncing)
 		pthread_cond_wait(&b->cond, &b->lock);
-	memset(hdr, 0, sizeof hdr);
-	memcpy(hdr, &b->hdr, sizeof b->hdr);
+	encode_header(hdr, &b->hdr);
 	fd = fdio_create_tmp(b->dirfd, b->name, 0, 0600, tmp, sizeof tmp);
 	if (fd == -1) {
 		log_error("dirty bitmap %s: %m", b->path);
 		return -1;
 	}
 	if (full_pwrite(fd, hdr, sizeof hdr, 0) == -1 ||
-	    full_pwrite(fd, b->words, b->nwords * sizeof *b->words,
-			HDR_SIZE) == -1) {
+	    put_words(fd, b->words, b->nwords, HDR_SIZE) == -1) {
 		log_error("dirty bitmap %s: %m", tmp);
 		goto fail;
 	}
@@ -178,7 +256,7 @@ load(struct bitmap *b, int fd)
 		log_error("dirty bitmap %s: %m", b->path);
 		return -1;
 	}
-	memcpy(&b->hdr, hdr, sizeof b->hdr);
+	decode_header(&b->hdr, hdr);
 	if (memcmp(b->hdr.magic, magic, sizeof magic) != 0 ||
 	    b->hdr.version != 1 || b->hdr.peer[PEER_MAX - 1] != '\0') {
 		log_error("dirty bitmap %s: not a colofs dirty bitmap (version "
@@ -205,6 +283,8 @@ load(struct bitmap *b, int fd)
 		log_error("dirty bitmap %s: %m", b->path);
 		return -1;
 	}
+	for (i = 0; i < b->nwords; i++)
+		b->words[i] = le64toh(b->words[i]);
 	/* Bits past the end would count as dirty bytes that do not exist. */
 	if (b->nbits % 64)
 		b->words[b->nwords - 1] &= (UINT64_C(1) << (b->nbits % 64)) - 1;
@@ -279,11 +359,15 @@ bitmap_open(const char *path, uint64_t size, uint64_t gran)
 		log_warn("dirty bitmap %s: the primary stopped while "
 			 "replicating; what it was writing is unknown, so "
 			 "the whole disk is dirty", path);
-		memset(b->words, 0xff, b->nwords * sizeof *b->words);
-		if (b->nbits % 64)
-			b->words[b->nwords - 1] =
-				(UINT64_C(1) << (b->nbits % 64)) - 1;
-		b->nset = b->nbits;
+		set_all(b);
+		if (write_whole(b) == -1)
+			goto fail;
+	}
+	if (b->hdr.flags & BITMAP_UNCLEAN) {
+		log_warn("dirty bitmap %s: the last process stopped without "
+			 "saving its marks, so the whole disk is dirty", path);
+		set_all(b);
+		b->hdr.flags &= ~(uint32_t)BITMAP_UNCLEAN;
 		if (write_whole(b) == -1)
 			goto fail;
 	}
@@ -394,7 +478,7 @@ bitmap_set_gens(struct bitmap *b, uint64_t peer_gen, const struct gi_set *own)
 static int
 sync_words(struct bitmap *b)
 {
-	uint64_t target = b->gen_set, lo = b->lo, hi = b->hi, *copy;
+	uint64_t target = b->gen_set, lo = b->lo, hi = b->hi, *copy, i;
 	int fd = b->fd, rc = 0, saved;
 
 	if (lo > hi) {
@@ -404,7 +488,8 @@ sync_words(struct bitmap *b)
 	copy = malloc((hi - lo + 1) * sizeof *copy);
 	if (copy == NULL)
 		return -1;
-	memcpy(copy, &b->words[lo], (hi - lo + 1) * sizeof *copy);
+	for (i = lo; i <= hi; i++)	/* the file's byte order */
+		le_put64((unsigned char *) &copy[i - lo], b->words[i]);
 	b->lo = UINT64_MAX;
 	b->hi = 0;
 	b->syncing = true;
@@ -441,20 +526,15 @@ sync_words(struct bitmap *b)
 	return rc;
 }
 
-int
-bitmap_mark(struct bitmap *b, uint64_t off, uint64_t len)
+/* Sets the bits of [off, +len) in memory, noting the words to sync:
+ * true if any was clear.  With b->lock held; len > 0, within the disk.
+ */
+static bool
+set_bits(struct bitmap *b, uint64_t off, uint64_t len)
 {
-	uint64_t first, last, i, my;
+	uint64_t first = off / b->gran, last = (off + len - 1) / b->gran, i;
 	bool set = false;
-	int rc = 0;
 
-	if (len == 0 || off >= b->size)
-		return 0;
-	if (len > b->size - off)
-		len = b->size - off;
-	first = off / b->gran;
-	last = (off + len - 1) / b->gran;
-	pthread_mutex_lock(&b->lock);
 	for (i = first; i <= last; i++) {
 		uint64_t bit = UINT64_C(1) << (i % 64);
 
@@ -468,7 +548,21 @@ bitmap_mark(struct bitmap *b, uint64_t off, uint64_t len)
 		if (b->lo > b->hi || i / 64 > b->hi)
 			b->hi = i / 64;
 	}
-	if (set)
+	return set;
+}
+
+int
+bitmap_mark(struct bitmap *b, uint64_t off, uint64_t len)
+{
+	uint64_t my;
+	int rc = 0;
+
+	if (len == 0 || off >= b->size)
+		return 0;
+	if (len > b->size - off)
+		len = b->size - off;
+	pthread_mutex_lock(&b->lock);
+	if (set_bits(b, off, len))
 		b->gen_set++;
 	my = b->gen_set;
 	while (rc == 0 && b->gen_synced < my) {
@@ -481,18 +575,25 @@ bitmap_mark(struct bitmap *b, uint64_t off, uint64_t len)
 	return rc;
 }
 
+void
+bitmap_mark_lazy(struct bitmap *b, uint64_t off, uint64_t len)
+{
+	if (len == 0 || off >= b->size)
+		return;
+	if (len > b->size - off)
+		len = b->size - off;
+	pthread_mutex_lock(&b->lock);
+	set_bits(b, off, len);
+	pthread_mutex_unlock(&b->lock);
+}
+
 int
 bitmap_mark_all(struct bitmap *b)
 {
-	uint64_t i;
 	int rc;
 
 	pthread_mutex_lock(&b->lock);
-	for (i = 0; i < b->nwords; i++)
-		b->words[i] = UINT64_MAX;
-	if (b->nbits % 64)
-		b->words[b->nwords - 1] = (UINT64_C(1) << (b->nbits % 64)) - 1;
-	b->nset = b->nbits;
+	set_all(b);
 	rc = write_whole(b);
 	pthread_mutex_unlock(&b->lock);
 	return rc;

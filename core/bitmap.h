@@ -32,6 +32,12 @@ enum {
 	 * (gi.h); cleared when a sync begins.
 	 */
 	BITMAP_SPLIT_BRAIN = 1u << 3,
+	/* Marks are kept in memory only (bitmap_mark_lazy) since this was
+	 * set: found at open, the process died without saving them, and the
+	 * bits say nothing (the caller copies everything).  A whole rewrite
+	 * that clears it saves them.
+	 */
+	BITMAP_UNCLEAN = 1u << 4,
 };
 
 /* Opens path, or creates it (all clean, no flags) when it does not exist.
@@ -68,6 +74,11 @@ int bitmap_set_gens(struct bitmap *b, uint64_t peer_gen,
  * returns.  0, or -1 with errno (then the range may not be marked).
  */
 int bitmap_mark(struct bitmap *b, uint64_t off, uint64_t len);
+/* As bitmap_mark, in memory only: no I/O.  The caller has set
+ * BITMAP_UNCLEAN durably first, and clears it with the rewrite that saves
+ * the bits (bitmap_update).
+ */
+void bitmap_mark_lazy(struct bitmap *b, uint64_t off, uint64_t len);
 /* Marks everything, durably (a whole rewrite).  0, or -1. */
 int bitmap_mark_all(struct bitmap *b);
 /* Clears the granules [off, off+len) covers whole, in memory; a later

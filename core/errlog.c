@@ -6,7 +6,7 @@
  * its cause was gone (a degraded pair back to replicating still said
  * degraded) and read as current.  Now the engine that raised an error
  * also ends it: errlog_clear at the transitions that end the condition
- * (see replica.c and primary.c).  What cleared is not lost: every
+ * (see secondary.c and primary.c).  What cleared is not lost: every
  * error enters a ring of the last ERRLOG_KEEP, with its time.
  */
 #include <stdio.h>

@@ -63,23 +63,23 @@ full_pwrite(int fd, const void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-int
-fd_zero_range(int fd, uint64_t off, uint64_t len)
+/* 0 if fallocate(mode) did it, 1 if the file cannot do that mode, -1. */
+static int
+try_fallocate(int fd, int mode, uint64_t off, uint64_t len)
+{
+	if (fallocate(fd, mode | FALLOC_FL_KEEP_SIZE, (off_t) off,
+		      (off_t) len) == 0)
+		return 0;
+	if (errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL)
+		return 1;
+	return -1;
+}
+
+static int
+write_zeros(int fd, uint64_t off, uint64_t len)
 {
 	static const char zeros[65536];
 
-	if (len == 0)
-		return 0;
-	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-		      off, len) == 0)
-		return 0;
-	if (errno != EOPNOTSUPP && errno != ENOSYS && errno != EINVAL)
-		return -1;
-	if (fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
-		      off, len) == 0)
-		return 0;
-	if (errno != EOPNOTSUPP && errno != ENOSYS && errno != EINVAL)
-		return -1;
 	while (len > 0) {
 		size_t n = len < sizeof zeros ? len : sizeof zeros;
 
@@ -89,6 +89,20 @@ fd_zero_range(int fd, uint64_t off, uint64_t len)
 		len -= n;
 	}
 	return 0;
+}
+
+int
+fd_zero_range(int fd, uint64_t off, uint64_t len, bool punch)
+{
+	int r = 1;
+
+	if (len == 0)
+		return 0;
+	if (punch)
+		r = try_fallocate(fd, FALLOC_FL_PUNCH_HOLE, off, len);
+	if (r == 1)
+		r = try_fallocate(fd, FALLOC_FL_ZERO_RANGE, off, len);
+	return r == 1 ? write_zeros(fd, off, len) : r;
 }
 
 int

@@ -2,6 +2,7 @@
 #ifndef COLOFS_FDIO_H
 #define COLOFS_FDIO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -11,8 +12,12 @@
  */
 int full_pread(int fd, void *buf, size_t len, uint64_t off);
 int full_pwrite(int fd, const void *buf, size_t len, uint64_t off);
-/* Punch a hole, else ZERO_RANGE, else write zeros. */
-int fd_zero_range(int fd, uint64_t off, uint64_t len);
+/* Zeroes [off, off+len): with punch, a punched hole, else ZERO_RANGE,
+ * else written zeros; without, ZERO_RANGE (the range stays allocated
+ * where it was, as on a raw file or a block device), else written zeros,
+ * never a hole.
+ */
+int fd_zero_range(int fd, uint64_t off, uint64_t len, bool punch);
 
 
 /* Creating files that a third party cannot redirect.

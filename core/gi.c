@@ -100,9 +100,11 @@ gi_format(const struct gi_set *g, char *buf, size_t len)
 		 g->current, g->since, hist);
 }
 
-/* 16 lower-case hex digits at *s: the value, and *s past them. */
+/* Lower-case hex at *s, up to 16 digits: how many (0: none), the value
+ * in *out and *s past them.
+ */
 static int
-hex16(const char **s, uint64_t *out)
+hexnum(const char **s, uint64_t *out)
 {
 	uint64_t v = 0;
 	int i;
@@ -115,10 +117,22 @@ hex16(const char **s, uint64_t *out)
 		else if (c >= 'a' && c <= 'f')
 			v = v << 4 | (uint64_t) (c - 'a' + 10);
 		else
-			return -1;
+			break;
 	}
-	*s += 16;
+	*s += i;
 	*out = v;
+	return i;
+}
+
+/* 16 lower-case hex digits at *s: the value, and *s past them. */
+static int
+hex16(const char **s, uint64_t *out)
+{
+	const char *p = *s;
+
+	if (hexnum(&p, out) != 16)
+		return -1;
+	*s = p;
 	return 0;
 }
 
@@ -207,4 +221,78 @@ gi_compare(uint64_t recorded, const struct gi_set *peer)
 		if (peer->history[i] != 0)
 			return GI_UNRELATED;
 	return GI_NEW;
+}
+
+#define LEFT_PREFIX "colofs-left v1 gran="
+
+int
+gi_format_left(uint64_t gran, const struct gi_left_run *runs, size_t n,
+	       char *buf, size_t len)
+{
+	size_t i, o;
+	int k;
+
+	k = snprintf(buf, len, LEFT_PREFIX "%" PRIu64 " runs=", gran);
+	if (k < 0 || (size_t)k >= len)
+		return -1;
+	o = (size_t)k;
+	for (i = 0; i < n; i++) {
+		k = snprintf(buf + o, len - o, "%s%" PRIx64 "+%" PRIx64,
+			     i ? "," : "", runs[i].start, runs[i].count);
+		if (k < 0 || (size_t)k >= len - o)
+			return -1;
+		o += (size_t)k;
+	}
+	return 0;
+}
+
+void
+gi_format_left_all(uint64_t gran, char *buf, size_t len)
+{
+	snprintf(buf, len, LEFT_PREFIX "%" PRIu64 " runs=all", gran);
+}
+
+int
+gi_parse_left(const char *s, uint64_t size,
+	      int (*mark)(void *opaque, uint64_t off, uint64_t len),
+	      void *opaque)
+{
+	const char *p;
+	char *end;
+	unsigned long long gran;
+	uint64_t start, count, ngran;
+
+	if (s == NULL || (p = strstr(s, LEFT_PREFIX)) == NULL)
+		return 1;
+	p += strlen(LEFT_PREFIX);
+	if (*p < '1' || *p > '9')
+		goto bad;
+	errno = 0;
+	gran = strtoull(p, &end, 10);
+	if (errno != 0 || gran == 0 || (gran & (gran - 1)) != 0)
+		goto bad;
+	p = end;
+	if (expect(&p, " runs=") == -1)
+		goto bad;
+	ngran = size / gran + (size % gran != 0);
+	if (expect(&p, "all") == 0) {
+		if (*p != '\0' && *p != ' ')
+			goto bad;
+		return mark(opaque, 0, size) == -1 ? -1 : 0;
+	}
+	while (*p != '\0' && *p != ' ') {
+		if ((p[-1] != '=' && expect(&p, ",") == -1) ||
+		    hexnum(&p, &start) == 0 || expect(&p, "+") == -1 ||
+		    hexnum(&p, &count) == 0 || count == 0 ||
+		    start >= ngran || count > ngran - start)
+			goto bad;
+		if (mark(opaque, start * gran,
+			 (start + count) * gran > size ? size - start * gran
+						       : count * gran) == -1)
+			return -1;
+	}
+	return 0;
+bad:
+	errno = EINVAL;
+	return -1;
 }

@@ -96,4 +96,34 @@ void gi_format_history(const uint64_t history[GI_HISTORY], char *buf,
  */
 enum gi_verdict gi_compare(uint64_t recorded, const struct gi_set *peer);
 
+/* The leftover of a returning primary (fs/protect.c): a disk that was a
+ * primary in the pair named by generation G, and comes back as a
+ * secondary, takes G as its current generation and sends, after its set,
+ * the granules it wrote that never reached its secondary:
+ *
+ *   colofs-left v1 gran=65536 runs=S+N,S+N,...
+ *
+ * (S and N in granules, lower-case hex; "runs=" alone: none; "runs=all":
+ * it cannot tell, as after a crash while replicating).  The new primary
+ * copies them with its own dirty ones, rolling them back.
+ * gi_format_left writes it from the runs, 0, or -1 if it does not fit in
+ * len (the caller then does not offer an incremental sync).
+ */
+#define GI_LEFT_MAX 3000 /* the leftover's text, with its NUL, at most */
+struct gi_left_run {
+	uint64_t start, count;	/* granules */
+};
+int gi_format_left(uint64_t gran, const struct gi_left_run *runs, size_t n,
+		   char *buf, size_t len);
+/* "runs=all" (cannot fail with len >= GI_LEFT_MAX). */
+void gi_format_left_all(uint64_t gran, char *buf, size_t len);
+/* Finds the leftover in s and calls mark for each run (bytes, clipped to
+ * size).  1: none in s; 0: all marked; -1: malformed, out of the disk, or
+ * a mark failed (errno EINVAL or the mark's): the caller copies
+ * everything.
+ */
+int gi_parse_left(const char *s, uint64_t size,
+		  int (*mark)(void *opaque, uint64_t off, uint64_t len),
+		  void *opaque);
+
 #endif

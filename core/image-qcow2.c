@@ -11,9 +11,10 @@
  *
  *   read [off, off+len):   map says overlay? --yes--> pread(overlay)
  *                                         \--no---> libqcow
- *   write / zero:          pwrite / punch the overlay, then add the range
- *                          to the map (data first: a concurrent reader
- *                          that sees the range in the map finds the data)
+ *   write / zero:          pwrite / punch (or ZERO_RANGE) the overlay,
+ *                          then add the range to the map (data first: a
+ *                          concurrent reader that sees the range in the
+ *                          map finds the data)
  *
  * Persistence.  The map is saved on flush and on close: snapshot the map
  * (under map_lock), fdatasync the overlay, then write the snapshot to a
@@ -56,7 +57,7 @@
  *   flush_lock one flush at a time, the saved counter and the tmp file.
  * No lock is held across overlay I/O; libqcow reads hold qcow_lock because
  * that lock exists to serialize exactly them.  Ordering of overlapping
- * requests is the caller's business (the replica's range locks), as for a
+ * requests is the caller's business (the secondary's range locks), as for a
  * raw image.
  */
 #include <endian.h>
@@ -289,7 +290,7 @@ qcow2_pwrite(struct image *img, const void *buf, size_t len, uint64_t off)
 }
 
 static int
-qcow2_zero(struct image *img, uint64_t off, uint64_t len)
+qcow2_zero(struct image *img, uint64_t off, uint64_t len, bool punch)
 {
 	struct qcow2 *q = priv(img);
 
@@ -297,7 +298,7 @@ qcow2_zero(struct image *img, uint64_t off, uint64_t len)
 		return -1;
 	if (len == 0)
 		return 0;
-	if (fd_zero_range(q->ovl_fd, off, len) == -1) {
+	if (fd_zero_range(q->ovl_fd, off, len, punch) == -1) {
 		log_error("zero overlay %s at %" PRIu64 "+%" PRIu64 ": %m",
 			  q->ovl_path, off, len);
 		return -1;

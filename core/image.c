@@ -94,9 +94,9 @@ raw_pwrite(struct image *img, const void *buf, size_t len, uint64_t off)
 }
 
 static int
-raw_zero(struct image *img, uint64_t off, uint64_t len)
+raw_zero(struct image *img, uint64_t off, uint64_t len, bool punch)
 {
-	if (fd_zero_range(img->fd, off, len) == -1) {
+	if (fd_zero_range(img->fd, off, len, punch) == -1) {
 		log_error("zero %s at %" PRIu64 "+%" PRIu64 ": %m",
 			  img->path, off, len);
 		return -1;

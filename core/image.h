@@ -2,6 +2,7 @@
 #ifndef COLOFS_IMAGE_H
 #define COLOFS_IMAGE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,8 +30,11 @@ struct image_ops {
 	int (*pread)(struct image *img, void *buf, size_t len, uint64_t off);
 	int (*pwrite)(struct image *img, const void *buf, size_t len,
 		      uint64_t off);
-	/* Afterwards [off, off+len) reads as zeros (holes where possible). */
-	int (*zero)(struct image *img, uint64_t off, uint64_t len);
+	/* Afterwards [off, off+len) reads as zeros.  punch: holes where
+	 * possible (PUNCH_HOLE, a trim); else the range stays allocated where
+	 * it was (ZERO_RANGE, WRITE_ZEROES with NO_HOLE).
+	 */
+	int (*zero)(struct image *img, uint64_t off, uint64_t len, bool punch);
 	int (*flush)(struct image *img);		/* durable */
 	uint64_t (*overlay_bytes)(struct image *img);	/* NULL: none */
 	void (*close)(struct image *img);

@@ -4,7 +4,7 @@
  * A failover commit copies V's buffered ranges into S.  If the process
  * dies half way, S holds some of V and some of the primary's last data,
  * and the buffers are the only copy of the rest.  So before the commit
- * writes S, the replica makes the buffers durable (files in buffer_dir)
+ * writes S, the secondary makes the buffers durable (files in buffer_dir)
  * and writes, per disk, a journal of what the commit must do.  It is
  * binary, little-endian, and every byte of it is checked before any of it
  * is obeyed:
@@ -81,7 +81,9 @@
 
 #define MAGIC "COLOFSJ\n"
 #define JOURNAL_END 'E'
-#define JOURNAL_MAX (1ULL << 32)	/* bytes: larger is not a journal */
+
+uint64_t journal_max_bytes = JOURNAL_MAX_BYTES;
+int (*journal_alloc_fault)(void);
 
 /* Appends come from concurrent view writes: lock orders them and guards
  * the fields marked so.
@@ -158,11 +160,26 @@ struct journal *
 journal_create(int dirfd, const char *name, const char *disk, uint64_t size,
 	       uint64_t generation, const struct journal_rec *recs, size_t n)
 {
-	size_t total = JOURNAL_HEADER_LEN + (n + 1) * JOURNAL_REC_LEN, i;
-	struct journal *j = journal_alloc(dirfd, name);
-	unsigned char *buf = malloc(total), *p;
+	size_t total, i;
+	struct journal *j = NULL;
+	unsigned char *buf = NULL, *p;
 	uint64_t chain;
 
+	/* A journal its own replay would refuse must not be written: the
+	 * failover fails instead, before S is touched.
+	 */
+	if ((uint64_t) n >= (journal_max_bytes - JOURNAL_HEADER_LEN) /
+			    JOURNAL_REC_LEN ||
+	    n >= (SIZE_MAX - JOURNAL_HEADER_LEN) / JOURNAL_REC_LEN) {
+		log_error("journal %s: %zu extents would make a journal of "
+			  "more than %" PRIu64 " bytes, which its replay "
+			  "refuses", name, n, journal_max_bytes);
+		errno = EFBIG;
+		return NULL;
+	}
+	total = JOURNAL_HEADER_LEN + (n + 1) * JOURNAL_REC_LEN;
+	j = journal_alloc(dirfd, name);
+	buf = malloc(total);
 	if (j == NULL || buf == NULL) {
 		log_error("journal %s: %m", name);
 		goto err;
@@ -306,6 +323,14 @@ journal_append(struct journal *j, char op, uint64_t off, uint64_t len)
 		log_error("append to journal %s: it failed before", j->name);
 		return -1;
 	}
+	if (j->len + JOURNAL_REC_LEN > journal_max_bytes) {
+		pthread_mutex_unlock(&j->lock);
+		errno = EFBIG;
+		log_error("append to journal %s: full (%" PRIu64 " bytes, the "
+			  "most its replay accepts)", j->name,
+			  journal_max_bytes);
+		return -1;
+	}
 	sum = encode_rec(rec, op, j->seq, off, len, j->salt, j->chain);
 	do
 		w = pwrite(j->fd, rec, sizeof rec, (off_t) j->len);
@@ -413,9 +438,16 @@ journal_parse(const void *buf, size_t len, const char *disk, uint64_t size,
 		return bad(err, errlen, "for disk \"%s\", not \"%s\"",
 			   info->disk, disk);
 	nrec = (len - JOURNAL_HEADER_LEN) / JOURNAL_REC_LEN;
-	info->recs = malloc((nrec ? nrec : 1) * sizeof *info->recs);
-	if (info->recs == NULL)
+	if (journal_alloc_fault != NULL && journal_alloc_fault() == -1)
+		info->recs = NULL;
+	else
+		info->recs = malloc((nrec ? nrec : 1) * sizeof *info->recs);
+	if (info->recs == NULL) {
+		snprintf(err, errlen, "no memory for its %" PRIu64 " records",
+			 nrec);
+		errno = ENOMEM;
 		return -1;
+	}
 	chain = le_get64(b + 120);
 	for (i = 0, pos = JOURNAL_HEADER_LEN; i < nrec;
 	     i++, pos += JOURNAL_REC_LEN) {
@@ -540,7 +572,7 @@ journal_load(int dirfd, const char *name, const char *disk, uint64_t size,
 		goto fail;
 	if (fstat(fd, &st) == -1)
 		goto sys;
-	if ((uint64_t) st.st_size > JOURNAL_MAX) {
+	if ((uint64_t) st.st_size > journal_max_bytes) {
 		bad(err, errlen, "%jd bytes: too large for a journal",
 		    (intmax_t) st.st_size);
 		goto fail;

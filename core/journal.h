@@ -25,6 +25,14 @@ struct journal_rec {
 #define JOURNAL_REC_LEN 40
 #define JOURNAL_DISK_MAX 79	/* bytes of the disk's name kept */
 
+/* The largest journal, in bytes: journal_load refuses a larger file, and
+ * journal_create and journal_append refuse (EFBIG, logged) to make one,
+ * so that a failover fails rather than write a journal its own replay
+ * would refuse.  Tests lower it; nothing else changes it.
+ */
+#define JOURNAL_MAX_BYTES (UINT64_C(1) << 32)
+extern uint64_t journal_max_bytes;
+
 /* What a journal file says, as journal_parse found it. */
 struct journal_info {
 	uint64_t size;			/* the disk's size */
@@ -46,7 +54,7 @@ struct journal;
 /* Creates a new journal in dirfd under a temporary name (fdio_create_tmp:
  * NAME.tmp.XXXXXX) holding the header, recs (A or H) and the end record,
  * not yet synced.  disk and generation go into the header.  NULL with
- * errno (logged).
+ * errno (logged): EFBIG if it would exceed journal_max_bytes.
  */
 struct journal *journal_create(int dirfd, const char *name, const char *disk,
 			       uint64_t size, uint64_t generation,
@@ -59,7 +67,9 @@ int journal_commit(struct journal *j);
 /* Appends one record (A or D) at the end of the last whole record, not
  * synced.  A failed or short write is cut back to the last whole record;
  * if even that fails, the journal is marked failed and every later append
- * fails (EIO) without writing.  0, or -1 with errno (logged).
+ * fails (EIO) without writing.  A record that would take the journal past
+ * journal_max_bytes is refused (EFBIG), nothing written.  0, or -1 with
+ * errno (logged).
  */
 int journal_append(struct journal *j, char op, uint64_t off, uint64_t len);
 /* fdatasync.  0, or -1 with errno (logged). */
@@ -73,12 +83,17 @@ void journal_close(struct journal *j);
  * end record's count and checksum over the snapshot, and every extent
  * within the disk.  Only a torn last record after the end record is
  * tolerated (ignored, info->torn).  0 and *info (free with
- * journal_info_release); or -1 with EINVAL and what is wrong in err.
+ * journal_info_release); or -1 with EINVAL and what is wrong in err, or
+ * with ENOMEM (and so in err) if the records do not fit in memory.
  */
 int journal_parse(const void *buf, size_t len, const char *disk,
 		  uint64_t size, struct journal_info *info, char *err,
 		  size_t errlen);
 void journal_info_release(struct journal_info *info);
+/* For tests (tests/unit/faulty.c): when set, called before journal_parse
+ * allocates its records; -1 fails that allocation as malloc would.
+ */
+extern int (*journal_alloc_fault)(void);
 
 /* The stamp that binds a buffer file to its journal: JOURNAL_STAMP_LEN
  * bytes that the buffer file carries after the disk's bytes (at offset

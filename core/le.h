@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Little-endian integers at any byte address, for colofs's on-disk
- * formats (the failover journal, the activity log).
+ * formats (the failover journal, the activity log, the dirty bitmap).
  */
 #ifndef COLOFS_LE_H
 #define COLOFS_LE_H

@@ -3,6 +3,10 @@
  * tracking and the background sync.  doc/primary.md has the design; the
  * contract per state is in primary.h.
  *
+ * Why this file is long: the VM's writes, the keepalive and the sync
+ * thread keep one invariant (below) over one bitmap, one link and one
+ * set of range locks; each section is marked "---- ".
+ *
  *   VM write ──▶ range lock ──▶ mirroring?  yes: submit to the link,
  *                                           write locally, wait (timeout)
  *                                           no:  mark dirty (durable),
@@ -86,6 +90,7 @@ struct primary {
 	unsigned mirrored;		/* writes in flight; protected by lock */
 	unsigned unmirrored;		/* protected by lock */
 	bool split_brain;		/* protected by lock */
+	bool connect_full;		/* the connect's sync is full; ctl */
 	atomic_bool live;		/* BITMAP_LIVE is set; changed under ctl */
 	uint64_t checkpoints, syncs;	/* protected by lock */
 	uint64_t sync_total, sync_done;	/* protected by lock */
@@ -389,7 +394,8 @@ modify(struct primary_disk *d, enum primary_op op, const void *buf,
 	if (op == PRIMARY_OP_WRITE)
 		rc = d->img->ops->pwrite(d->img, buf, len, off);
 	else
-		rc = d->img->ops->zero(d->img, off, len);
+		rc = d->img->ops->zero(d->img, off, len,
+				       op == PRIMARY_OP_ZERO);
 	if (rc == -1) {
 		err = errno;
 		log_error("%s: local %s at %" PRIu64 ": %m", d->name,
@@ -435,8 +441,8 @@ primary_write(struct primary_disk *d, const void *buf, size_t len,
  * without WRITE_ZEROES gets writes of zeros, at most its maximum block
  * size each (the link says how long).
  */
-int
-primary_zero(struct primary_disk *d, uint64_t off, uint64_t len)
+static int
+zero(struct primary_disk *d, enum primary_op op, uint64_t off, uint64_t len)
 {
 	const struct primary_link_ops *link = d->p->link;
 	uint64_t piece = UINT64_C(1) << 30, n, max;
@@ -452,10 +458,22 @@ primary_zero(struct primary_disk *d, uint64_t off, uint64_t len)
 	}
 	for (; len > 0; off += n, len -= n) {
 		n = len < piece ? len : piece;
-		if (modify(d, PRIMARY_OP_ZERO, NULL, off, n) == -1)
+		if (modify(d, op, NULL, off, n) == -1)
 			return -1;
 	}
 	return 0;
+}
+
+int
+primary_zero(struct primary_disk *d, uint64_t off, uint64_t len)
+{
+	return zero(d, PRIMARY_OP_ZERO_ALLOC, off, len);
+}
+
+int
+primary_punch(struct primary_disk *d, uint64_t off, uint64_t len)
+{
+	return zero(d, PRIMARY_OP_ZERO, off, len);
 }
 
 int
@@ -962,6 +980,37 @@ refuse_split_brain(struct primary *p, struct primary_disk *d,
 		      bitmap_dirty_bytes(d->bm), when_p, own.current, when_s);
 }
 
+static int mark_cb(void *opaque, uint64_t off, uint64_t len);
+
+/* A returning old primary's leftover (gi.h): the granules it wrote that
+ * never reached this side, copied back with the dirty ones.  0; -1 when
+ * it cannot be read (logged): the caller copies everything.
+ */
+static int
+mark_leftover(struct primary *p, struct primary_disk *d)
+{
+	char desc[4200];
+	uint64_t before = bitmap_dirty_bytes(d->bm);
+	int rc;
+
+	desc[0] = '\0';
+	if (p->link->peer_description != NULL)
+		p->link->peer_description(p->link_opaque, d->index, desc,
+					  sizeof desc);
+	rc = gi_parse_left(desc, d->size, mark_cb, d->bm);
+	if (rc == -1) {
+		log_warn("%s: the secondary's leftover is unreadable (%m): a "
+			 "full sync", d->name);
+		return -1;
+	}
+	if (rc == 0)
+		log_info("%s: the secondary was a primary of this pair: %"
+			 PRIu64 " more bytes it wrote that this side never "
+			 "got are copied back", d->name,
+			 bitmap_dirty_bytes(d->bm) - before);
+	return 0;
+}
+
 /* Connected: marks what must be copied, then syncing.  With p->ctl. */
 static int
 begin_sync(struct primary *p, bool full)
@@ -1013,6 +1062,8 @@ begin_sync(struct primary *p, bool full)
 		bitmap_peer(d->bm, peer, sizeof peer);
 		inc = !full && (f & BITMAP_SYNCED) &&
 		      strcmp(peer, d->uri) == 0 && verdicts[i] == GI_SAME;
+		if (inc && mark_leftover(p, d) == -1)
+			inc = false;
 		if (!inc && bitmap_mark_all(d->bm) == -1)
 			goto fail;
 		/* A pair forms: the bits count against the secondary's
@@ -1080,9 +1131,28 @@ fail:
 /* start and resync: once connected, what was wrong before is over (the
  * error is cleared before the sync can raise its own).
  */
+uint64_t
+primary_vouch(void *arg, size_t i, const char *description)
+{
+	struct primary *p = arg;
+	struct gi_set peer, own;
+	uint64_t recorded;
+	enum gi_verdict v;
+
+	if (i >= p->ndisks || gi_parse(description, &peer) != 0)
+		return 0;
+	bitmap_gens(p->disks[i].bm, &recorded, &own);
+	v = gi_compare(recorded, &peer);
+	if ((v == GI_SPLIT_BRAIN || v == GI_UNRELATED) && !p->connect_full)
+		return 0;
+	return peer.current;
+}
+
 static int
 connect_and_sync(struct primary *p, const char *uri, bool full)
 {
+	/* For primary_vouch, called by the link's connect in this thread. */
+	p->connect_full = full;
 	if (connect_all(p, uri) == -1)
 		return -1;
 	primary_clear_error(p);

@@ -13,7 +13,7 @@
 #include "image.h"
 
 /* The primary side: each disk is a local image whose writes are mirrored
- * to the secondary through a link (fs/primary-link.c: libnbd) and, when
+ * to the secondary through a link (fs/link/primary-link.c: libnbd) and, when
  * they cannot be, tracked in a durable dirty bitmap (bitmap.c).  The
  * engine knows nothing of NBD: the link is a function table.
  *
@@ -57,7 +57,8 @@ const char *primary_state_name(enum primary_state s);	/* aborts if unknown */
 
 enum primary_op {
 	PRIMARY_OP_WRITE,
-	PRIMARY_OP_ZERO,
+	PRIMARY_OP_ZERO,	/* may punch a hole (WRITE_ZEROES) */
+	PRIMARY_OP_ZERO_ALLOC,	/* keeps the blocks (WRITE_ZEROES, NO_HOLE) */
 	PRIMARY_OP_FLUSH,
 	PRIMARY_OP_READ,	/* the keepalive's: the data is dropped */
 };
@@ -89,7 +90,7 @@ struct primary_link_ops {
 		    char *err, size_t errlen);
 	/* Bytes of payload sent on disk i's link since it was made. */
 	uint64_t (*bytes_sent)(void *opaque, size_t i);
-	/* The longest PRIMARY_OP_ZERO disk i's secondary takes in one
+	/* The longest zero (PRIMARY_OP_ZERO*) disk i's secondary takes in one
 	 * request: its maximum block size when the zero becomes a write of
 	 * zeros (no WRITE_ZEROES).  NULL or 0: no limit of its own.
 	 */
@@ -152,7 +153,13 @@ int primary_disk_fd(const struct primary_disk *d);
 int primary_read(struct primary_disk *d, void *buf, size_t len, uint64_t off);
 int primary_write(struct primary_disk *d, const void *buf, size_t len,
 		  uint64_t off);
+/* Zeroing, as fallocate does it on a raw file, on both sides:
+ * primary_zero (ZERO_RANGE) keeps the blocks allocated, the secondary
+ * gets WRITE_ZEROES with NO_HOLE; primary_punch (PUNCH_HOLE) may punch
+ * holes.
+ */
 int primary_zero(struct primary_disk *d, uint64_t off, uint64_t len);
+int primary_punch(struct primary_disk *d, uint64_t off, uint64_t len);
 int primary_flush(struct primary_disk *d);
 
 /* Control words (see above).  arg: for resync, "full" and/or a URI
@@ -169,13 +176,22 @@ int primary_stop(struct primary *p);
  */
 void primary_link_lost(struct primary *p, size_t i, const char *why);
 
+/* While disk i connects (from start or resync, in the link's connect),
+ * given the secondary's export description (arg: the struct primary, so
+ * that it is a primary_link_vouch_fn): the secondary's generation
+ * when this primary will sync it (incremental or full), to present back
+ * (fs/primary-link.h); 0 when it will refuse (a split brain or unrelated
+ * data without "full") or the peer sent none.
+ */
+uint64_t primary_vouch(void *arg, size_t i, const char *description);
+
 enum primary_state primary_state(struct primary *p);
 /* Blocks until the state is not syncing, or timeout_ms passed. */
 void primary_wait_sync(struct primary *p, unsigned timeout_ms);
 
 void primary_record_error(struct primary *p, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-/* The current error ("" if none), as replica_last_error: it clears when
+/* The current error ("" if none), as secondary_last_error: it clears when
  * the condition ends (start or resync connected, back to replicating, a
  * checkpoint accepted, failover).
  */

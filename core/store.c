@@ -7,7 +7,7 @@
  * unreserved mapping of small pages (memory follows the bytes written); file is an
  * unlinked sparse file (its fd lets callers splice).  Freeing a large
  * store takes a while (the kernel frees every page), which is why the
- * replica frees old stores in a background thread.
+ * secondary frees old stores in a background thread.
  *
  * The store does not know what it holds: the extent map beside it does.
  * Stores are thread-safe because pread and pwrite are.
@@ -61,7 +61,7 @@ fd_store_pwrite(struct store *s, const void *buf, size_t len, uint64_t off)
 static int
 fd_store_zero(struct store *s, uint64_t off, uint64_t len)
 {
-	if (fd_zero_range(s->fd, off, len) == -1) {
+	if (fd_zero_range(s->fd, off, len, true) == -1) {
 		log_error("zero %s store at %" PRIu64 ": %m",
 			  s->ops->name, off);
 		return -1;

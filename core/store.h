@@ -39,7 +39,7 @@ struct store {
 					 * NULL: see store_recycle */
 };
 
-/* Makes the empty stores that a replica swaps in at start and checkpoint.
+/* Makes the empty stores that a secondary swaps in at start and checkpoint.
  * tag names the store in /proc/PID/fd and in errors ("vda-hidden").
  */
 struct store_factory {
@@ -51,7 +51,7 @@ struct store *store_memory_new(uint64_t size, const char *tag);
 struct store *store_file_new(const char *dir, uint64_t size, const char *tag);
 void store_free(struct store *s);		/* NULL is a no-op */
 
-/* Durability (failover, see replica.c).  store_sync: the file store's data
+/* Durability (failover, see secondary.c).  store_sync: the file store's data
  * reaches the disk (fdatasync); a memory store has nothing to sync.
  * store_link: syncs a file store and gives its (unlinked) file the name
  * path, replacing any file there; -1 with errno (EOPNOTSUPP for a memory

@@ -3,10 +3,12 @@
 #define COLOFS_DURABLE_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "config.h"
-#include "replica.h"
+#include "gi.h"
+#include "secondary.h"
 
 /* The daemon's state file policy (durable.c): what each state found at
  * start-up becomes, and the hook that keeps the file in step.
@@ -14,20 +16,20 @@
 struct durable;
 
 /* Reads the state file of cfg (creating state_dir if needed), puts the
- * replica (its disks added, in none) in the state that follows, writes the
+ * secondary (its disks added, in none) in the state that follows, writes the
  * file back with a new generation and installs the hook.  demote: leave
  * done for none (the operator's way out of the fence).  discard_local
  * (with demote): a new generation without history, so that the primary
  * resolves a split brain by copying its whole disk here.  NULL on failure,
  * with the reason logged: the daemon must not start.
  */
-struct durable *durable_open(const struct config *cfg, struct replica *r,
+struct durable *durable_open(const struct config *cfg, struct secondary *r,
 			     bool demote, bool discard_local);
 void durable_free(struct durable *du);		/* NULL is a no-op */
 
 /* A planned restart in running (live restart, holder.c): with no I/O in
  * flight, hands the buffers over through the durable directories
- * (replica_handover) and records "running, journaled" in the state file,
+ * (secondary_handover) and records "running, journaled" in the state file,
  * which the next durable_open resumes exactly.  0, or -1 after logging
  * (the next start then comes back in none, as after a crash).
  */
@@ -63,6 +65,14 @@ void durable_describe(void *opaque, char *buf, size_t len);
  * (logged).
  */
 int durable_discard_failover(const struct config *cfg);
+
+/* The generation identifiers now (core/gi.h). */
+void durable_gi(struct durable *du, struct gi_set *out);
+/* A returning primary (fs/protect.c): gen, the generation of the pair it
+ * left, becomes current (the old current moves to the history), durably.
+ * 0, or -1 with errno (logged).
+ */
+int durable_adopt_gi(struct durable *du, uint64_t gen);
 
 /* Status lines (a colo_status_fn). */
 void durable_status(void *opaque, FILE *fp);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* The holder and the worker's half of the hand-over (holder.h has the
- * picture and the exit codes).
+/* The holder: the process that keeps the kernel's side of live restart
+ * (handover.h has the picture and the exit codes; handover.c is the
+ * worker's half).
  *
  * Why a holder.  The kernel keeps a FUSE connection as long as one open
  * file of it exists; the mount and the VM's open disk files live on it.
@@ -47,13 +48,11 @@
 #include <unistd.h>
 
 #include "daemon.h"
-#include "fusefs.h"
+#include "fuse/fusefs.h"
 #include "holder.h"
 #include "log.h"
-#include "nbd.h"
+#include "nbd/nbd.h"
 
-#define LISTEN_FDS_START 3
-#define MAX_FDS 8
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 
@@ -66,212 +65,6 @@ now_ns(void)
 	return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
 }
 
-/* ---- worker side: the fds handed over ---- */
-
-struct handed {
-	bool parsed;
-	size_t n;
-	int fd[MAX_FDS];
-	char name[MAX_FDS][32];
-};
-
-static struct handed handed;
-static struct holder_state *state;
-static atomic_bool restart_requested;
-
-/* Under systemd a worker dies with its holder: the unit's restart then
- * starts a holder with the stored fds, which must not find a worker of
- * the last one still serving (requests would run twice once the new one
- * asks for a resend).  Without systemd nobody would restart anything, so
- * there the worker serves on.
- */
-static void
-follow_holder(void)
-{
-	const char *pid = getenv("COLOFS_HOLDER_PID");
-	bool worker = false;
-
-	for (size_t i = 0; i < handed.n; i++)
-		worker |= strcmp(handed.name[i], "ready") == 0;
-	if (!worker || !pid || !getenv("NOTIFY_SOCKET"))
-		return;
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() != (pid_t) strtol(pid, NULL, 10))
-		raise(SIGKILL); /* it died before prctl */
-}
-
-/* Reads LISTEN_FDS once (sd_listen_fds_with_names), and unsets it, so
- * that nothing this process starts believes the fds are its own.
- */
-static void
-parse_handed(void)
-{
-	const char *nfds, *pid, *names;
-	char *end, *copy = NULL, *tok, *save = NULL;
-	long n;
-	size_t i;
-
-	if (handed.parsed)
-		return;
-	handed.parsed = true;
-	nfds = getenv("LISTEN_FDS");
-	pid = getenv("LISTEN_PID");
-	names = getenv("LISTEN_FDNAMES");
-	if (!nfds || !pid || strtol(pid, NULL, 10) != (long) getpid())
-		return;
-	n = strtol(nfds, &end, 10);
-	if (*end || n <= 0 || n > MAX_FDS)
-		return;
-	if (names)
-		copy = strdup(names);
-	tok = copy ? strtok_r(copy, ":", &save) : NULL;
-	for (i = 0; i < (size_t) n; i++) {
-		handed.fd[i] = LISTEN_FDS_START + (int) i;
-		fcntl(handed.fd[i], F_SETFD, FD_CLOEXEC);
-		snprintf(handed.name[i], sizeof handed.name[i], "%s",
-			 tok ? tok : "unknown");
-		tok = tok ? strtok_r(NULL, ":", &save) : NULL;
-	}
-	handed.n = (size_t) n;
-	free(copy);
-	unsetenv("LISTEN_FDS");
-	unsetenv("LISTEN_PID");
-	unsetenv("LISTEN_FDNAMES");
-	follow_holder();
-}
-
-static int
-find_fd(const char *name, bool take)
-{
-	int fd;
-
-	parse_handed();
-	for (size_t i = 0; i < handed.n; i++) {
-		if (handed.fd[i] >= 0 && strcmp(handed.name[i], name) == 0) {
-			fd = handed.fd[i];
-			if (take)
-				handed.fd[i] = -1;
-			return fd;
-		}
-	}
-	return -1;
-}
-
-bool
-holder_is_worker(void)
-{
-	return find_fd("ready", false) >= 0;
-}
-
-bool
-holder_handed_mount(void)
-{
-	return find_fd("fuse", false) >= 0;
-}
-
-int
-holder_take_fd(const char *name)
-{
-	return find_fd(name, true);
-}
-
-struct holder_state *
-holder_state(void)
-{
-	struct holder_state *s;
-	int fd;
-
-	if (state)
-		return state;
-	fd = holder_take_fd("state");
-	if (fd < 0)
-		return NULL;
-	s = mmap(NULL, sizeof *s, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	close(fd);
-	if (s == MAP_FAILED) {
-		log_error("holder: mmap of the state: %m");
-		return NULL;
-	}
-	if (s->magic != HOLDER_STATE_MAGIC ||
-	    s->version != HOLDER_STATE_VERSION) {
-		log_error("holder: the state has version %u, not %u",
-			  s->version, HOLDER_STATE_VERSION);
-		munmap(s, sizeof *s);
-		return NULL;
-	}
-	state = s;
-	return state;
-}
-
-void
-holder_ready(bool foreground)
-{
-	int fd = holder_take_fd("ready");
-	char c = 'R';
-
-	if (fd < 0)
-		return;
-	if (!foreground)
-		daemon_quiet();
-	if (write(fd, &c, 1) != 1)
-		log_warn("holder: telling it we are ready: %m");
-	close(fd);
-}
-
-void
-holder_request_restart(void)
-{
-	atomic_store(&restart_requested, true);
-}
-
-bool
-holder_restart_requested(void)
-{
-	return atomic_load(&restart_requested);
-}
-
-int
-holder_restart_check(const char **why)
-{
-	if (holder_state() == NULL) {
-		*why = "restart: colofs runs without a holder (start it "
-		       "with --holder): a restart would unmount the disks";
-		errno = EOPNOTSUPP;
-		return -1;
-	}
-	return 0;
-}
-
-int
-holder_exit_status(int rc)
-{
-	return holder_restart_requested() ? HOLDER_EXIT_RESTART : rc;
-}
-
-void
-holder_test_hang(const char *var)
-{
-	const char *path = getenv(var);
-
-	if (path && unlink(path) == 0) {
-		log_info("test hook %s: this request is never answered", var);
-		for (;;)
-			pause();
-	}
-}
-
-void
-holder_status(void *opaque, FILE *fp)
-{
-	struct holder_state *s = holder_state();
-
-	(void) opaque;
-	fprintf(fp, "pid=%ld\n", (long) getpid());
-	fprintf(fp, "restarts=%u\n", s ? atomic_load(&s->restarts) : 0);
-	fprintf(fp, "last_restart_ms=%llu\n",
-		s ? (unsigned long long) atomic_load(&s->last_restart_ms) : 0);
-}
-
 /* ---- holder side ---- */
 
 struct holder {
@@ -280,8 +73,8 @@ struct holder {
 	char **argv;
 	char exe[PATH_MAX];
 	void *mount; /* fusefs_hold's */
-	int fds[MAX_FDS];
-	const char *names[MAX_FDS];
+	int fds[HANDOVER_MAX_FDS];
+	const char *names[HANDOVER_MAX_FDS];
 	size_t nfds;
 	struct holder_state *st;
 	int sfd; /* signalfd */
@@ -297,7 +90,7 @@ struct holder {
 static void __attribute__((noreturn))
 exec_worker(struct holder *h, int ready_wr)
 {
-	int tmp[MAX_FDS + 1];
+	int tmp[HANDOVER_MAX_FDS + 1];
 	char buf[256], num[32];
 	size_t i, n = h->nfds;
 	sigset_t none;
@@ -501,11 +294,11 @@ map_state(struct holder *h, int fd, bool fresh)
 static int
 adopt(struct holder *h)
 {
-	int fuse = holder_take_fd("fuse"), mem, nbd;
+	int fuse = handover_take_fd("fuse"), mem, nbd;
 
 	if (fuse < 0)
 		return 1;
-	mem = holder_take_fd("state");
+	mem = handover_take_fd("state");
 	if (mem < 0) {
 		log_error("holder: the fd store has the FUSE file but not the "
 			  "state: unmount %s and start again",
@@ -517,7 +310,7 @@ adopt(struct holder *h)
 		close(fuse);
 		return -1;
 	}
-	nbd = holder_take_fd("nbd");
+	nbd = handover_take_fd("nbd");
 	if (nbd < 0 && h->cfg->listen)
 		nbd = nbd_listen_bind(h->cfg);
 	if (nbd >= 0) {

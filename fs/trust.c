@@ -45,7 +45,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "fusefs.h"
+#include "fuse/fusefs.h"
 #include "log.h"
 #include "trust.h"
 

@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* colofsctl: day-to-day operation of a colofs mount.
  *
+ * Why this file is long: one command-line tool with a dozen verbs that
+ * share the mount lookup, the ctl write and the status parser.
+ *
  *   colofsctl [-m MOUNT | -c CONFIG] status [--json]
  *   colofsctl [-m MOUNT | -c CONFIG] watch [-n SECONDS]
  *   colofsctl [-m MOUNT | -c CONFIG] start [--force] | checkpoint | stop
@@ -21,7 +24,7 @@
  * .colo/ctl (colofs refuses anything else), a refusal's reason is read
  * back from .colo/error, the status is .colo/status.  So it needs nothing
  * but the mount; -c only reads the mountpoint from a config file (with
- * the daemon's own parser, fs/config.c).
+ * the daemon's own parser, fs/config*.c).
  *
  * The status is turned into JSON without knowing its keys, so that keys
  * added to the daemon show up here unchanged: a value that is a JSON
@@ -690,7 +693,7 @@ print_primary(const struct status *st)
 	print_groups(st);
 }
 
-/* The human form: the replica's line, the disks as a table, then every
+/* The human form: the secondary's line, the disks as a table, then every
  * other group as key value lines.  A primary has its own (above).
  */
 static void

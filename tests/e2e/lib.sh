@@ -56,6 +56,9 @@ make_image() {
 	fi
 }
 
+# blocks FILE: the 512-byte blocks FILE holds, once synced (fsync).
+blocks() { sync "$1"; stat -c %b "$1"; }
+
 # write_config: a one-disk config for $T/vda.img, listening on $T/nbd.sock,
 # its state file in $T/state.
 # Extra [colofs] lines come from $EXTRA_CONFIG.
@@ -93,6 +96,15 @@ ctl() { echo "$1" >"$MNT/.colo/ctl"; }
 status_get() { sed -n "s/^$1=//p" "$MNT/.colo/status"; }
 
 nbd_uri() { echo "nbd+unix:///${1:-vda}?socket=$T/nbd.sock"; }
+
+# primary_uri [DISK]: nbd_uri with the export name a colofs primary uses
+# to present this secondary's current generation (gi_current in the
+# status), as one about to sync it does (fs/primary-link.c).
+primary_uri() {
+	local g
+	g=$(sed -n 's/^gi_current=//p' "$MNT/.colo/status")
+	echo "nbd+unix:///${1:-vda}%20colofs-gen=$g?socket=$T/nbd.sock"
+}
 
 # nbdsh_c URI PYTHON: runs nbdsh commands with Debian's python.
 nbdsh_c() { "$PY3" -m nbd -u "$1" -c "$2"; }

@@ -51,7 +51,7 @@ secondary = $SURI
 EOC
 }
 
-# start_secondary [ARGS...] / start_primary: -f in the background;
+# start_secondary [ARGS...] / start_primary [ARGS...]: -f in the background;
 # SEC_PID, PRI_PID.
 start_secondary() {
 	env --default-signal=INT,QUIT "$COLOFS_BIN" -c "$T/s.ini" -f "$@" \
@@ -65,7 +65,7 @@ start_secondary() {
 }
 
 start_primary() {
-	env --default-signal=INT,QUIT "$COLOFS_BIN" -c "$T/p.ini" -f \
+	env --default-signal=INT,QUIT "$COLOFS_BIN" -c "$T/p.ini" -f "$@" \
 		2>>"$T/p.log" &
 	PRI_PID=$!
 	at_exit "kill -9 $PRI_PID"

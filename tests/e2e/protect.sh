@@ -96,13 +96,46 @@ pair_up() {
 	hctl y start
 }
 
+# pair_written N: pair_up, then N granules written on X at granule 3 and
+# a checkpoint on both.
+pair_written() {
+	pair_up
+	wr x 3 "$1"
+	hctl x checkpoint
+	hctl y checkpoint
+}
+
+# crash HOST: kill -9 of HOST's colofs, its dead mount removed.
+crash() {
+	local pid
+	eval "pid=\$PID_$1"
+	kill -9 "$pid"
+	wait "$pid" 2>/dev/null || true
+	fusermount3 -u "$T/$1mnt" 2>/dev/null || umount -l "$T/$1mnt"
+}
+
+# end_equal: both hosts stopped cleanly, their images equal byte for byte.
+end_equal() {
+	stop x
+	stop y
+	cmp "$T/x.img" "$T/y.img" || fail "the images differ at the end"
+	ok "the images are equal (cmp)"
+}
+
 # tracked HOST BYTES: HOST's protect handed on a bitmap that tracked
-# exactly BYTES since the failover (its log says so).  The sync itself is
-# full for now: the new primary has not recorded the old one's
-# generation (core/gi.h rule 2), so it cannot prove the rest equal.
+# exactly BYTES since the failover (its log says so), with its base
+# generation (the pair the failover left).
 tracked() {
-	grep -q "vda: protect: incremental ($2 dirty bytes tracked)" "$T/$1.log" || {
+	grep -q "vda: protect: incremental ($2 dirty bytes tracked, base" "$T/$1.log" || {
 		grep "protect:" "$T/$1.log" >&2
 		fail "$1's protect did not track exactly $2 bytes"
+	}
+}
+
+# copied HOST BYTES: HOST's last sync copied exactly BYTES (its status).
+copied() {
+	[ "$(hget "$1" sync_total_bytes)" = "$2" ] || {
+		grep -E "protect|generations|sync|returning|leftover" "$T/$1.log" >&2
+		fail "$1's sync copied $(hget "$1" sync_total_bytes) bytes, want $2"
 	}
 }

@@ -47,12 +47,14 @@ grep -q "s_consistent=0" "$MNT/.colo/error" || fail "error: $(cat "$MNT/.colo/er
 stop_colofs
 start_colofs
 expect_status s_consistent 0	# remembered across a restart
-nbdinfo "$(nbd_uri)" >/dev/null		# a primary connects
+nbdinfo "$(nbd_uri)" >/dev/null		# any client: nothing changes
+expect_status s_consistent 0
+nbdinfo "$(primary_uri)" >/dev/null	# a primary with this generation
 expect_status s_consistent 1
 stop_colofs
 start_colofs
 expect_status s_consistent 1	# and that is remembered too
-ok "after a stop in running: s_consistent=0 and start refused until a primary connects"
+ok "after a stop in running: s_consistent=0 and start refused until a primary with this disk's generation connects"
 
 # The same after kill -9 in running.
 ctl start

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The FUSE loop (fs/fuse-loop.c) keeps few threads waiting in the kernel:
+# The FUSE loop (fs/fuse/fuse-loop.c) keeps few threads waiting in the kernel:
 # after a load of two jobs, at most as many as CPUs (2 to 8).  But
 # requests that block do not hold back the others: with more disk writes
 # stuck than that, the status, a read of the disk and a ctl word are still

@@ -38,8 +38,10 @@ expect_status state none
 expect_bytes "$MNT/vda" 0 65536 ab
 expect_bytes "$MNT/vda" 65536 4096 00
 expect_status s_consistent 0	# the primary may have written on
-nbd_write 131072 4096 ef		# until it connects again
-expect_status s_consistent 1
+nbd_write 131072 4096 ef		# any client: nothing changes
+expect_status s_consistent 0
+nbdsh_c "$(primary_uri)" 'h.pwrite(bytes([0xef]) * 4096, 131072); h.flush(); h.shutdown()'
+expect_status s_consistent 1		# a primary with this generation
 ctl start
 expect_bytes "$T/vda.img" 131072 4096 ef
 ok "restart on the same config works and serves the image"

@@ -3,9 +3,12 @@
 # cluster: Debian's ocf-tester passes on it (secondary only, and with a
 # primary_config toward a live peer secondary); then each action by hand:
 # monitor's distinct codes (7 stopped, 0 unpromoted, 8 promoted, 1 dead),
-# promote = failover then a primary that full-syncs the peer (the peer's
+# promote = failover then protect in place toward the peer (the peer's
 # view equals what the VM wrote through the promoted mount), demote back to
-# a secondary, promote with the disk open, promote with the peer away and
+# a secondary, promote with the disk open (in place all the same: the VM's
+# open file writes through the new primary; the second promote is
+# incremental: the peer comes back in the generation this side failed over
+# from), promote with the peer away and
 # the post-start notification, a hung and a dead daemon, validate-all's
 # refusals.
 . "$(dirname "$0")/lib.sh"
@@ -113,20 +116,26 @@ expect_bytes "$MNT/vda" $((2 << 20)) $((1 << 20)) 5a
 expect_ra demote 0
 ok "demote: a secondary again (data kept), a second demote is a no-op"
 
-# A COLO secondary VM has the disk open: promote fails over and stays a
-# pass-through (the VM goes on writing); demote once the VM is gone.
+# A COLO secondary VM has the disk open: promote protects in place all the
+# same, and the VM's open file writes through the new primary to the peer.
+# The peer (the first promote's secondary, demoted in between) is in the
+# generation this side failed over from: only the granules written since.
 exec 9<>"$MNT/vda"
 expect_ra promote 0
 expect_ra monitor 8
-expect_status mode secondary
-expect_status state done
-pattern 64K 9e | dd of=/dev/fd/9 bs=64K seek=1 conv=notrunc status=none
+expect_status mode primary
+wait_for 60 replicating ||
+	fail "the promoted primary does not replicate: $(status_get state), $(status_get error)"
+[ "$(status_get sync_total_bytes)" = 0 ] ||
+	fail "the second promote copied $(status_get sync_total_bytes) bytes, want 0 (incremental)"
+pattern 64K 9e | dd of=/dev/fd/9 bs=64K seek=1 conv=notrunc,fsync status=none
 exec 9>&-
 expect_bytes "$MNT/vda" $((64 << 10)) $((64 << 10)) 9e
+expect_bytes "$SMNT/vda" $((64 << 10)) $((64 << 10)) 9e
 expect_ra demote 0
 expect_ra monitor 0
 expect_bytes "$MNT/vda" $((64 << 10)) $((64 << 10)) 9e
-ok "promote with the disk open: a pass-through the VM writes through; demote after it closed"
+ok "promote with the disk open: protected in place, the VM's open file writes through it"
 
 # Promoted while the peer is away: the primary runs alone; the peer's
 # post-start notification reconnects it at once (resync returns syncing).

@@ -15,15 +15,7 @@
 
 #include "bitmap.h"
 #include "fuzz-file.h"
-
-static uint64_t
-le_u64(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, sizeof v);	/* the format is host byte order */
-	return v;
-}
+#include "le.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -40,12 +32,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	memcpy(copy, data, size);
 	if (size >= 40) {
-		uint32_t flags;
-		uint64_t s = le_u64(copy + 16), g = le_u64(copy + 24);
+		uint64_t s = le_get64(copy + 16), g = le_get64(copy + 24);
 
-		memcpy(&flags, copy + 12, sizeof flags);
-		flags &= ~(uint32_t) BITMAP_LIVE;
-		memcpy(copy + 12, &flags, sizeof flags);
+		le_put32(copy + 12,
+			 le_get32(copy + 12) & ~(uint32_t) BITMAP_LIVE);
 		if (g >= 512 && g <= (1u << 26) && (g & (g - 1)) == 0 &&
 		    s > 0 && s / g < (1u << 20)) {
 			dsize = s;

@@ -3,7 +3,8 @@
  * what a peer's NBD export description or a state file hands the parser.
  * Invariants: the parsers never read past the NUL and never crash; what
  * gi_parse accepts, gi_format writes back to a text that parses to the
- * same set; gi_compare is total.
+ * same set; gi_compare is total; gi_parse_left (a returning primary's
+ * unreplicated granules) marks only ranges inside the disk.
  *
  * Build and run: tests/fuzz/run-files [SECONDS-EACH] (after make).
  */
@@ -14,6 +15,17 @@
 #include "gi.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define DISK_SIZE (UINT64_C(1) << 30)
+
+static int
+mark_inside(void *opaque, uint64_t off, uint64_t len)
+{
+	(void)opaque;
+	if (len == 0 || off >= DISK_SIZE || len > DISK_SIZE - off)
+		abort();
+	return 0;
+}
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -36,6 +48,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	(void)gi_parse_id(s, &id);
 	(void)gi_parse_history(s, hist);
+	(void)gi_parse_left(s, DISK_SIZE, mark_inside, NULL);
 	free(s);
 	return 0;
 }

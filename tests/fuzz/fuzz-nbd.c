@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nbd-proto.h"
+#include "nbd/nbd-proto.h"
 
 #define DISK0 (1u << 20)
 #define DISK1 3u

@@ -530,7 +530,7 @@ def run(seed, nsteps, peer_names, workdir, colofs_bin=None, verbose=False,
 def none_io(peers, model, i, st, stats):
     """View I/O before start.  A view write fails everywhere (QEMU: EIO
     in stage NONE; colofs: EIO) and changes nothing.  A view read differs
-    by design: QEMU fails it (EIO), colofs serves V = S (core/replica.c:
+    by design: QEMU fails it (EIO), colofs serves V = S (core/secondary.c:
     "NONE: V = S; view writes fail")."""
     off, n, dseed = st[1], st[2], st[3]
     data = data_for(dseed, n)

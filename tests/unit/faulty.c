@@ -9,6 +9,7 @@
 
 #include "faulty.h"
 #include "fdio.h"
+#include "journal.h"
 #include "support.h"
 
 struct faults faults;
@@ -30,11 +31,21 @@ fail_dir_fsync(void)
 	return -1;
 }
 
-/* Always installed: it fails nothing until a test sets the count. */
+static int
+fail_journal_alloc(void)
+{
+	if (!atomic_load(&faults.journal_alloc))
+		return 0;
+	errno = ENOMEM;
+	return -1;
+}
+
+/* Always installed: they fail nothing until a test sets the switch. */
 __attribute__((constructor)) static void
 install_fdio_faults(void)
 {
 	fdio_dir_fsync_fault = fail_dir_fsync;
+	journal_alloc_fault = fail_journal_alloc;
 }
 
 static struct image_ops faulty_image_ops;
@@ -76,13 +87,13 @@ fi_pwrite(struct image *img, const void *buf, size_t len, uint64_t off)
 }
 
 static int
-fi_zero(struct image *img, uint64_t off, uint64_t len)
+fi_zero(struct image *img, uint64_t off, uint64_t len, bool punch)
 {
 	if (write_fails()) {
 		errno = EIO;
 		return -1;
 	}
-	return raw_ops->zero(img, off, len);
+	return raw_ops->zero(img, off, len, punch);
 }
 
 static int

@@ -24,6 +24,8 @@ struct faults {
 	atomic_int dir_fsync;
 	/* Directory fsyncs that pass before dir_fsync's start failing. */
 	atomic_int dir_fsync_skip;
+	/* journal_parse's allocation of its records fails (ENOMEM). */
+	atomic_bool journal_alloc;
 	/* Called at each image flush, before it (NULL: none); set while no
 	 * I/O runs.  To check what is on disk when S is synced.
 	 */

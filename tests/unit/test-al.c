@@ -36,21 +36,6 @@ teardown(void)
 
 TestSuite(al, .init = setup, .fini = teardown);
 
-struct got {
-	uint64_t off[64], len[64];
-	int n;
-};
-
-static int
-collect(void *opaque, uint64_t off, uint64_t len)
-{
-	struct got *g = opaque;
-
-	g->off[g->n] = off;
-	g->len[g->n++] = len;
-	return 0;
-}
-
 static uint64_t
 transactions(struct al *a)
 {
@@ -63,10 +48,10 @@ transactions(struct al *a)
 Test(al, a_new_log_holds_no_transaction)
 {
 	struct al *a = al_open(path, SIZE, EXT, 4);
-	struct got g = { .n = 0 };
+	struct test_ranges g = { .n = 0 };
 
 	cr_assert_not_null(a);
-	cr_assert_eq(al_recover(a, collect, &g), -1);
+	cr_assert_eq(al_recover(a, test_record_range, &g), -1);
 	cr_assert_eq(errno, ENOENT);
 	al_free(a);
 }
@@ -95,7 +80,7 @@ Test(al, only_a_change_of_the_hot_set_writes_a_transaction)
 Test(al, a_crash_leaves_the_active_extents_for_recovery)
 {
 	struct al *a = al_open(path, SIZE, EXT, 4);
-	struct got g = { .n = 0 };
+	struct test_ranges g = { .n = 0 };
 
 	cr_assert_eq(al_begin(a, 0, 4096), 0);
 	cr_assert_eq(al_begin(a, 10 * EXT + 5, 100), 0);
@@ -103,7 +88,7 @@ Test(al, a_crash_leaves_the_active_extents_for_recovery)
 	al_free(a);
 	a = al_open(path, SIZE, EXT, 4);
 	cr_assert_not_null(a);
-	cr_assert_eq(al_recover(a, collect, &g), 0);
+	cr_assert_eq(al_recover(a, test_record_range, &g), 0);
 	cr_assert_eq(g.n, 2);
 	cr_assert(g.off[0] + g.off[1] == 10 * EXT, "extents 0 and 10");
 	cr_assert_eq(g.len[0], EXT);
@@ -112,7 +97,7 @@ Test(al, a_crash_leaves_the_active_extents_for_recovery)
 	al_free(a);
 	a = al_open(path, SIZE, EXT, 4);
 	g.n = 0;
-	cr_assert_eq(al_recover(a, collect, &g), 0);
+	cr_assert_eq(al_recover(a, test_record_range, &g), 0);
 	cr_assert_eq(g.n, 0);
 	al_free(a);
 }
@@ -120,7 +105,7 @@ Test(al, a_crash_leaves_the_active_extents_for_recovery)
 Test(al, a_torn_newest_slot_falls_back_to_the_one_before)
 {
 	struct al *a = al_open(path, SIZE, EXT, 4);
-	struct got g = { .n = 0 };
+	struct test_ranges g = { .n = 0 };
 	char junk[100];
 	int fd;
 
@@ -133,7 +118,7 @@ Test(al, a_torn_newest_slot_falls_back_to_the_one_before)
 	cr_assert_eq(pwrite(fd, junk, sizeof junk, 2 * 4096 + 60), 100);
 	close(fd);
 	a = al_open(path, SIZE, EXT, 4);
-	cr_assert_eq(al_recover(a, collect, &g), 0);
+	cr_assert_eq(al_recover(a, test_record_range, &g), 0);
 	cr_assert_eq(g.n, 1, "transaction 1 holds extent 0 only");
 	cr_assert_eq(g.off[0], 0);
 	al_free(a);
@@ -142,21 +127,21 @@ Test(al, a_torn_newest_slot_falls_back_to_the_one_before)
 Test(al, a_damaged_ring_is_unusable)
 {
 	struct al *a = al_open(path, SIZE, EXT, 4);
-	struct got g = { .n = 0 };
+	struct test_ranges g = { .n = 0 };
 
 	cr_assert_eq(al_begin(a, 0, 1), 0);
 	al_free(a);
 	cr_assert_eq(truncate(path, 1000), 0);
 	a = al_open(path, SIZE, EXT, 4);
 	cr_assert_not_null(a);
-	cr_assert_eq(al_recover(a, collect, &g), -1);
+	cr_assert_eq(al_recover(a, test_record_range, &g), -1);
 	al_free(a);
 }
 
 Test(al, the_least_recently_used_idle_extent_leaves_first)
 {
 	struct al *a = al_open(path, SIZE, EXT, 2);
-	struct got g = { .n = 0 };
+	struct test_ranges g = { .n = 0 };
 
 	cr_assert_eq(al_begin(a, 0, 1), 0); /* extent 0, busy */
 	cr_assert_eq(al_begin(a, EXT, 1), 0);
@@ -164,7 +149,7 @@ Test(al, the_least_recently_used_idle_extent_leaves_first)
 	cr_assert_eq(al_begin(a, 5 * EXT, 1), 0); /* evicts 1 */
 	al_free(a);
 	a = al_open(path, SIZE, EXT, 2);
-	cr_assert_eq(al_recover(a, collect, &g), 0);
+	cr_assert_eq(al_recover(a, test_record_range, &g), 0);
 	cr_assert_eq(g.n, 2);
 	cr_assert(g.off[0] + g.off[1] == 5 * EXT, "extents 0 and 5 remain");
 	al_free(a);
@@ -182,12 +167,12 @@ Test(al, a_range_wider_than_the_log_is_refused)
 Test(al, a_log_for_another_disk_size_is_unusable)
 {
 	struct al *a = al_open(path, SIZE, EXT, 4);
-	struct got g = { .n = 0 };
+	struct test_ranges g = { .n = 0 };
 
 	cr_assert_eq(al_begin(a, 0, 1), 0);
 	al_free(a);
 	a = al_open(path, 2 * SIZE, EXT, 4);
-	cr_assert_eq(al_recover(a, collect, &g), -1);
+	cr_assert_eq(al_recover(a, test_record_range, &g), -1);
 	al_free(a);
 }
 

@@ -189,3 +189,120 @@ Test(bitmap, concurrent_marks_share_syncs_and_all_reach_the_file)
 	free(path);
 	test_cleanup_dir(dir);
 }
+
+/* Lazy marks (the done side's tracking, fs/protect.c): in memory only;
+ * saved by the rewrite that clears BITMAP_UNCLEAN; a file found unclean
+ * (the process died first) is all dirty, and no longer unclean.
+ */
+Test(bitmap, lazy_marks_are_saved_clean_or_lost_to_all_dirty)
+{
+	char *dir, *path = bitmap_path(&dir);
+	struct bitmap *b = bitmap_open(path, 10 * G, G);
+
+	cr_assert_eq(bitmap_update(b, BITMAP_SYNCED | BITMAP_UNCLEAN, 0, NULL),
+		     0);
+	bitmap_mark_lazy(b, 3 * G, 1);
+	cr_assert_eq(bitmap_dirty_bytes(b), G);
+	cr_assert_eq(bitmap_update(b, 0, BITMAP_UNCLEAN, NULL), 0);
+	bitmap_free(b);
+	b = bitmap_open(path, 10 * G, G);
+	cr_assert_eq(bitmap_dirty_bytes(b), G, "saved marks are kept");
+	cr_assert_eq(bitmap_flags(b), BITMAP_SYNCED);
+
+	/* Unclean again, a mark, and no save: as after kill -9. */
+	cr_assert_eq(bitmap_update(b, BITMAP_UNCLEAN, 0, NULL), 0);
+	bitmap_mark_lazy(b, 7 * G, G);
+	bitmap_free(b);
+	b = bitmap_open(path, 10 * G, G);
+	cr_assert_eq(bitmap_dirty_bytes(b), 10 * G, "an unclean file is all dirty");
+	cr_assert_not(bitmap_flags(b) & BITMAP_UNCLEAN);
+	bitmap_free(b);
+	b = bitmap_open(path, 10 * G, G);
+	cr_assert_eq(bitmap_dirty_bytes(b), 10 * G, "and stays so");
+	bitmap_free(b);
+	free(path);
+	test_cleanup_dir(dir);
+}
+
+/* The file's bytes at off, compared with want. */
+static void
+expect_file_bytes(const char *path, long off, const unsigned char *want,
+		  size_t n, const char *what)
+{
+	unsigned char got[64];
+	FILE *fp = fopen(path, "rb");
+	size_t i;
+
+	cr_assert_not_null(fp);
+	cr_assert_leq(n, sizeof got);
+	cr_assert_eq(fseek(fp, off, SEEK_SET), 0);
+	cr_assert_eq(fread(got, 1, n, fp), n);
+	fclose(fp);
+	for (i = 0; i < n; i++)
+		cr_assert_eq(got[i], want[i], "%s: byte %ld is 0x%02x, not "
+			     "0x%02x", what, off + (long) i, got[i], want[i]);
+}
+
+/* The file is little-endian whatever the host (doc/primary.md): the
+ * bytes of a known bitmap, written both ways (a mark's in-place write of
+ * its words, and a whole rewrite).
+ */
+Test(bitmap, the_file_is_little_endian)
+{
+	static const unsigned char head[] = {
+		'C', 'O', 'L', 'O', 'F', 'S', 'D', 'B',
+		1, 0, 0, 0,				/* version */
+		1, 0, 0, 0,				/* flags: SYNCED */
+		0, 0, 0xc8, 0, 0, 0, 0, 0,		/* size 200 * 64 KiB */
+		0, 0, 1, 0, 0, 0, 0, 0,			/* granularity */
+		200, 0, 0, 0, 0, 0, 0, 0,		/* bits */
+	};
+	static const unsigned char gens[] = {
+		0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01,	/* peer_gen */
+		0x18, 0x17, 0x16, 0x15, 0x14, 0x13, 0x12, 0x11,	/* gen */
+		0x28, 0x27, 0x26, 0x25, 0x24, 0x23, 0x22, 0x21,	/* since */
+		0x38, 0x37, 0x36, 0x35, 0x34, 0x33, 0x32, 0x31,	/* hist[0] */
+	};
+	static const unsigned char words[] = {
+		0x01, 0, 0, 0, 0, 0, 0, 0,		/* granule 0 */
+		0x02, 0, 0, 0, 0, 0, 0, 0x80,		/* 65 and 127 */
+		0, 0x01, 0, 0, 0, 0, 0, 0,		/* 136 */
+	};
+	struct gi_set own = { 0x1112131415161718, 0x2122232425262728,
+			      { 0x3132333435363738 } };
+	char *dir, *path = bitmap_path(&dir);
+	struct bitmap *b = bitmap_open(path, 200 * (uint64_t) G, G);
+	uint64_t peer_gen;
+	struct gi_set back;
+
+	cr_assert_not_null(b);
+	cr_assert_eq(bitmap_update(b, BITMAP_SYNCED, 0, "nbd://h/vda"), 0);
+	cr_assert_eq(bitmap_set_gens(b, 0x0102030405060708, &own), 0);
+	cr_assert_eq(bitmap_mark(b, 0, 1), 0);
+	cr_assert_eq(bitmap_mark(b, 65 * (uint64_t) G, 1), 0);
+	cr_assert_eq(bitmap_mark(b, 127 * (uint64_t) G, 1), 0);
+	cr_assert_eq(bitmap_mark(b, 136 * (uint64_t) G, 1), 0);
+	expect_file_bytes(path, 0, head, sizeof head, "header");
+	expect_file_bytes(path, 40, (const unsigned char *) "nbd://h/vda", 12,
+			  "peer");
+	expect_file_bytes(path, 1064, gens, sizeof gens, "generations");
+	expect_file_bytes(path, 4096, words, sizeof words, "marked words");
+	cr_assert_eq(bitmap_save(b), 0);
+	expect_file_bytes(path, 0, head, sizeof head, "rewritten header");
+	expect_file_bytes(path, 1064, gens, sizeof gens,
+			  "rewritten generations");
+	expect_file_bytes(path, 4096, words, sizeof words, "rewritten words");
+	bitmap_free(b);
+	/* And it reads back as written. */
+	b = bitmap_open(path, 200 * (uint64_t) G, G);
+	cr_assert_not_null(b);
+	cr_assert_eq(bitmap_dirty_bytes(b), 4 * (uint64_t) G);
+	bitmap_gens(b, &peer_gen, &back);
+	cr_assert_eq(peer_gen, 0x0102030405060708);
+	cr_assert_eq(back.current, own.current);
+	cr_assert_eq(back.since, own.since);
+	cr_assert_eq(back.history[0], own.history[0]);
+	bitmap_free(b);
+	free(path);
+	test_cleanup_dir(dir);
+}

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* fs/config.c: every key, every default, every error with its line. */
+/* fs/config*.c: every key, every default, every error with its line. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <stdio.h>

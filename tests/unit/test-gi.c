@@ -134,7 +134,7 @@ Test(gi, malformed_generations_are_rejected)
 Test(gi, the_state_file_keeps_the_generations)
 {
 	char *dir = test_temp_dir(), path[512], err[256];
-	struct statefile sf = { .state = REPLICA_DONE }, got;
+	struct statefile sf = { .state = SECONDARY_DONE }, got;
 
 	log_set_quiet(true);
 	memset(sf.generation, 'a', STATEFILE_GEN_LEN);
@@ -193,4 +193,63 @@ Test(gi, the_bitmap_header_keeps_the_generations)
 	cr_assert_eq(memcmp(&got, &own, sizeof own), 0);
 	bitmap_free(b);
 	test_cleanup_dir(dir);
+}
+
+/* A returning primary's leftover (gi.h): the runs it formats are the
+ * ones parsed, in bytes and clipped to the disk; "all" is the whole disk;
+ * anything malformed or outside the disk is refused (a full sync).
+ */
+Test(gi, leftover_round_trips_after_the_generations)
+{
+	struct gi_left_run runs[] = { { 0x3c, 1 }, { 0x1ff, 1 } };
+	struct gi_set g = set(0xab, 0, 0);
+	char desc[GI_TEXT_MAX + GI_LEFT_MAX + 2], left[GI_LEFT_MAX];
+	struct test_ranges m = { .n = 0 };
+	struct gi_set back;
+
+	cr_assert_eq(gi_format_left(65536, runs, 2, left, sizeof left), 0);
+	gi_format(&g, desc, GI_TEXT_MAX);
+	strcat(desc, " ");
+	strcat(desc, left);
+	cr_assert_eq(gi_parse(desc, &back), 0);
+	cr_assert_eq(back.current, 0xab);
+	/* The disk ends 1000 bytes into granule 0x1ff. */
+	cr_assert_eq(gi_parse_left(desc, 0x1ffULL * 65536 + 1000, test_record_range,
+				   &m), 0);
+	cr_assert_eq(m.n, 2);
+	cr_assert_eq(m.off[0], 0x3cULL * 65536);
+	cr_assert_eq(m.len[0], 65536);
+	cr_assert_eq(m.off[1], 0x1ffULL * 65536);
+	cr_assert_eq(m.len[1], 1000);
+}
+
+Test(gi, leftover_none_all_and_malformed)
+{
+	struct test_ranges m = { .n = 0 };
+	const char *bad[] = {
+		"colofs-left v1 gran=65536 runs=10",
+		"colofs-left v1 gran=65536 runs=10+0",
+		"colofs-left v1 gran=65536 runs=1f+2",	/* past the disk */
+		"colofs-left v1 gran=65535 runs=1+1",	/* not a power of 2 */
+		"colofs-left v1 gran=65536 runs=1+1,,2+1",
+		"colofs-left v1 gran=65536 runs=allx",
+		"colofs-left v1 gran=65536 runs=1+1x",
+	};
+	size_t i;
+
+	cr_assert_eq(gi_parse_left("colofs-gi v1 cur=...", 32 * 65536,
+				   test_record_range, &m), 1);
+	cr_assert_eq(gi_parse_left("x colofs-left v1 gran=65536 runs= y",
+				   32 * 65536, test_record_range, &m), 0);
+	cr_assert_eq(m.n, 0);
+	cr_assert_eq(gi_parse_left("colofs-left v1 gran=65536 runs=all",
+				   32 * 65536, test_record_range, &m), 0);
+	cr_assert_eq(m.n, 1);
+	cr_assert_eq(m.off[0], 0);
+	cr_assert_eq(m.len[0], 32 * 65536);
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		m.n = 0;
+		cr_assert_eq(gi_parse_left(bad[i], 32 * 65536, test_record_range, &m),
+			     -1, "%s", bad[i]);
+	}
 }

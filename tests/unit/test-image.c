@@ -98,7 +98,7 @@ Test(image, raw_zero_reads_zeros_and_punches)
 	img = image_open(path, IMAGE_FORMAT_RAW, NULL, "vda");
 	memset(buf, 0x77, sizeof buf);
 	cr_assert_eq(img->ops->pwrite(img, buf, sizeof buf, 4096), 0);
-	cr_assert_eq(img->ops->zero(img, 4096 + 100, 5000), 0);
+	cr_assert_eq(img->ops->zero(img, 4096 + 100, 5000, true), 0);
 	cr_assert_eq(img->ops->pread(img, buf, sizeof buf, 4096), 0);
 	for (int i = 0; i < 8192; i++)
 		cr_assert_eq(buf[i], (i >= 100 && i < 5100) ? 0 : 0x77,
@@ -117,5 +117,38 @@ Test(image, read_beyond_end_fails)
 	img = image_open(path, IMAGE_FORMAT_RAW, NULL, "vda");
 	cr_assert_eq(img->ops->pread(img, buf, sizeof buf, 4090), -1);
 	cr_assert_eq(errno, EIO);
+	image_close(img);
+}
+
+/* ZERO_RANGE (punch false) keeps the blocks, as fallocate does on a raw
+ * file; punch true gives them back where the file system can.
+ */
+Test(image, raw_zero_keeps_blocks_unless_asked_to_punch)
+{
+	static char buf[1 << 20];
+	struct image *img;
+	long long full, after;
+
+	make_file(4 << 20, NULL, 0);
+	img = image_open(path, IMAGE_FORMAT_RAW, NULL, "vda");
+	cr_assert_not_null(img);
+	memset(buf, 0x77, sizeof buf);
+	for (int i = 0; i < 4; i++)
+		cr_assert_eq(img->ops->pwrite(img, buf, sizeof buf,
+					      (uint64_t) i << 20), 0);
+	full = test_flushed_blocks(img, path);
+	cr_assert_eq(img->ops->zero(img, 1 << 20, 1 << 20, false), 0);
+	after = test_flushed_blocks(img, path);
+	cr_assert_geq(after, full, "ZERO_RANGE freed %lld blocks",
+		      full - after);
+	cr_assert_eq(img->ops->pread(img, buf, sizeof buf, 1 << 20), 0);
+	for (size_t i = 0; i < sizeof buf; i++)
+		cr_assert_eq(buf[i], 0, "byte %zu", i);
+	cr_assert_eq(img->ops->zero(img, 2 << 20, 1 << 20, true), 0);
+	if (test_flushed_blocks(img, path) >= after)
+		cr_log_warn("this file system punched no hole");
+	cr_assert_eq(img->ops->pread(img, buf, sizeof buf, 2 << 20), 0);
+	for (size_t i = 0; i < sizeof buf; i++)
+		cr_assert_eq(buf[i], 0, "byte %zu", i);
 	image_close(img);
 }

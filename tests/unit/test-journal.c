@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "faulty.h"
 #include "fdio.h"
 #include "journal.h"
 #include "log.h"
@@ -334,4 +335,70 @@ Test(journal, concurrent_appends_all_land_whole)
 	cr_assert_not(info.torn);
 	cr_assert_eq(info.nrecs, 5 + 4 * 500);
 	journal_info_release(&info);
+}
+
+/* The writer never makes a journal that journal_load refuses: with the
+ * limit lowered to the header and five records, the snapshot of three,
+ * its end record and one append fit; the next append and a larger
+ * snapshot are refused (EFBIG), and what was written still loads.
+ */
+Test(journal, the_writer_stops_where_the_reader_would_refuse)
+{
+	uint64_t saved = journal_max_bytes;
+	struct journal_rec many[5] = {
+		{ 'A', 0, 512 }, { 'A', 1024, 512 }, { 'A', 2048, 512 },
+		{ 'A', 3072, 512 }, { 'A', 4096, 512 },
+	};
+	struct journal_info info;
+	struct journal *j;
+	char err[256];
+
+	journal_max_bytes = JOURNAL_HEADER_LEN + 5 * JOURNAL_REC_LEN;
+	j = journal_create(dirfd_, "j", "vda", 1 * MiB, 0, snap, 3);
+	cr_assert_not_null(j);
+	cr_assert_eq(journal_commit(j), 0);
+	cr_assert_eq(journal_append(j, 'D', 0, 512), 0);
+	cr_assert_eq(journal_append(j, 'D', 512, 512), -1,
+		     "an append past the limit was written");
+	cr_assert_eq(errno, EFBIG);
+	journal_close(j);
+	cr_assert_eq(journal_load(dirfd_, "j", "vda", 1 * MiB, &info, NULL,
+				  err, sizeof err), 0, "%s", err);
+	cr_assert_eq(info.nrecs, 4);
+	journal_info_release(&info);
+	/* Five extents and the end record: one record too many. */
+	cr_assert_null(journal_create(dirfd_, "k", "vda", 1 * MiB, 0, many,
+				      5));
+	cr_assert_eq(errno, EFBIG);
+	j = journal_create(dirfd_, "k", "vda", 1 * MiB, 0, many, 4);
+	cr_assert_not_null(j, "a journal of exactly the limit is refused");
+	journal_close(j);
+	journal_max_bytes = saved;
+}
+
+/* Out of memory for the records: an error that says so, like any other
+ * refusal, never an empty message.
+ */
+Test(journal, a_parse_without_memory_says_so)
+{
+	struct journal_info info;
+	unsigned char *buf;
+	size_t len;
+	char err[256];
+
+	journal_close(make_journal());
+	buf = slurp(&len);
+	atomic_store(&faults.journal_alloc, true);
+	err[0] = '\0';
+	cr_assert_eq(journal_parse(buf, len, "vda", 1 * MiB, &info, err,
+				   sizeof err), -1);
+	cr_assert_eq(errno, ENOMEM);
+	cr_assert(strstr(err, "memory") != NULL, "no reason: \"%s\"", err);
+	err[0] = '\0';
+	cr_assert_eq(journal_load(dirfd_, "j", "vda", 1 * MiB, &info, NULL,
+				  err, sizeof err), -1);
+	cr_assert_eq(errno, ENOMEM);
+	cr_assert(strstr(err, "memory") != NULL, "no reason: \"%s\"", err);
+	atomic_store(&faults.journal_alloc, false);
+	free(buf);
 }

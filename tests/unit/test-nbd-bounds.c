@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: MIT */
-/* fs/nbd-bounds.c: the payload byte budget and rate-limited warnings. */
+/* fs/nbd/nbd-bounds.c: the payload byte budget and rate-limited warnings. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
 #include <unistd.h>
 
 #include "log.h"
-#include "nbd-internal.h"
+#include "nbd/nbd-internal.h"
 
 #define MiB ((size_t)1 << 20)
 

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Unit tests of the NBD protocol code (fs/nbd-proto.c), driven from memory:
+/* Unit tests of the NBD protocol code (fs/nbd/nbd-proto.c), driven from memory:
  * the client's bytes are a script, the server's are captured.
  */
 #include <criterion/criterion.h>
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nbd-proto.h"
+#include "nbd/nbd-proto.h"
 
 struct memio {
 	uint8_t in[1 << 16];
@@ -698,4 +698,33 @@ Test(nbd_transmission, reads_get_no_buffer_when_parsed)
 	cr_assert_eq(r.submitted, 100);
 	cr_assert_eq(r.with_buf, 0, "a queued READ must pin no buffer");
 	cr_assert_eq(r.bufs, 0);
+}
+
+/* A colofs primary presents the generation it syncs against after the
+ * export's name (fs/primary-link.c): GO picks the export without it and
+ * says what was presented; a plain name presents nothing; anything else
+ * after the name is not an export.
+ */
+Test(nbd_negotiate, go_with_a_presented_generation)
+{
+	uint64_t gen = 7;
+	struct rep r;
+
+	hs.presented = &gen;
+	in_go(mio, NBD_OPT_GO, "vda colofs-gen=0123456789abcdeX");
+	in_go(mio, NBD_OPT_GO, "vdb colofs-gen=0123456789abcdef");
+	cr_assert_eq(nbd_negotiate(&io, &hs), 1);
+	cr_assert_eq(gen, 0x0123456789abcdefULL);
+	next_rep(18, &r);
+	cr_assert_eq(r.type, NBD_REP_ERR_UNKNOWN, "a malformed suffix");
+}
+
+Test(nbd_negotiate, go_with_a_plain_name_presents_nothing)
+{
+	uint64_t gen = 7;
+
+	hs.presented = &gen;
+	in_go(mio, NBD_OPT_GO, "vda");
+	cr_assert_eq(nbd_negotiate(&io, &hs), 0);
+	cr_assert_eq(gen, 0);
 }

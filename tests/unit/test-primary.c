@@ -71,7 +71,7 @@ f_submit(void *o, size_t i, enum primary_op op, const void *buf, uint64_t off,
 	if (!f->fail_wait) {
 		if (op == PRIMARY_OP_WRITE)
 			memcpy(f->sec + off, buf, len);
-		else if (op == PRIMARY_OP_ZERO)
+		else if (op == PRIMARY_OP_ZERO || op == PRIMARY_OP_ZERO_ALLOC)
 			memset(f->sec + off, 0, len);
 		f->sent += op == PRIMARY_OP_FLUSH || op == PRIMARY_OP_READ ?
 			   0 : len;

@@ -18,6 +18,7 @@
 
 #include "image.h"
 #include "log.h"
+#include "support.h"
 
 #define MiB (1024 * 1024)
 #define DISK (4 * MiB)
@@ -121,7 +122,7 @@ write_pattern(struct image *img, uint64_t off, size_t len, int byte)
 static void
 zero(struct image *img, uint64_t off, uint64_t len)
 {
-	cr_assert_eq(img->ops->zero(img, off, len), 0);
+	cr_assert_eq(img->ops->zero(img, off, len, true), 0);
 	memset(expect + off, 0, len);
 }
 
@@ -512,7 +513,7 @@ Test(qcow2, out_of_range_io_is_refused)
 	cr_assert_eq(img->ops->pread(img, buf, 1024, DISK - 512), -1);
 	cr_assert_eq(errno, EINVAL);
 	cr_assert_eq(img->ops->pwrite(img, buf, 1024, DISK - 512), -1);
-	cr_assert_eq(img->ops->zero(img, DISK, 1), -1);
+	cr_assert_eq(img->ops->zero(img, DISK, 1, true), -1);
 	cr_assert_eq(img->ops->overlay_bytes(img), 0);
 	image_close(img);
 }
@@ -616,4 +617,28 @@ Test(qcow2, zstd_image_is_refused_at_open)
 	if (system(cmd) != 0)
 		cr_skip_test("this qemu-img has no zstd");
 	expect_open_error(zpath, dir, "unsupported incompatible features");
+}
+
+/* Zeroing without punch (the view's ZERO_RANGE) keeps the overlay's
+ * blocks, as on a raw file; with punch it may give them back.  Both read
+ * zeros over the qcow2's data.
+ */
+Test(qcow2, zero_keeps_the_overlay_blocks_unless_asked_to_punch)
+{
+	struct image *img = open_ok();
+	long long full, after;
+
+	write_pattern(img, 0, 2 * MiB, 0x11);
+	full = test_flushed_blocks(img, ovl);
+	cr_assert_eq(img->ops->zero(img, 0, MiB, false), 0);
+	memset(expect, 0, MiB);
+	after = test_flushed_blocks(img, ovl);
+	cr_assert_geq(after, full, "ZERO_RANGE freed %lld blocks",
+		      full - after);
+	cr_assert_eq(img->ops->zero(img, MiB, MiB, true), 0);
+	memset(expect + MiB, 0, MiB);
+	if (test_flushed_blocks(img, ovl) >= after)
+		cr_log_warn("this file system punched no hole");
+	assert_disk_is_expected(img);
+	image_close(img);
 }
