@@ -10,7 +10,7 @@
  *   3. images, secondary, NBD bind, mount: any failure undoes what was done
  *      (nothing stays mounted) and exits 1; the parent exits with it;
  *   4. the listener's threads start with SIGTERM/SIGINT/SIGHUP blocked,
- *      as libfuse's workers do, so that SIGTERM and SIGINT reach the main
+ *      as the FUSE loop's workers do, so that SIGTERM and SIGINT reach the main
  *      thread, whose handler (libfuse's) ends the session loop; SIGHUP
  *      stays blocked everywhere and a thread of its own takes it with
  *      sigwait to re-read the TLS credentials (nbd_server_reload);

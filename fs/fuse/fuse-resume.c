@@ -116,7 +116,8 @@ answer_init(int fd, uint64_t unique)
  * being killed, the kernel fails the request with EIO to the VM instead of
  * keeping it for a resend.  So every page of a read buffer is made
  * present once, before its first read: the copy then never faults.
- * libfuse keeps one buffer per thread.
+ * libfuse keeps one buffer per thread (fs/fuse/fuse-loop.c's workers keep
+ * theirs for the life of the session).
  */
 static void
 prefault(void *buf, size_t len)

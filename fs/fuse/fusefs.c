@@ -25,7 +25,7 @@
  *
  * The namespace is fixed at mount time, so inode numbers are constants and
  * lookup/forget keep no state.  Every structure here is read-only once
- * fusefs_new returns: the handlers, running in libfuse's worker threads,
+ * fusefs_new returns: the handlers, running in the loop's worker threads,
  * share it without a lock.  The secondary does its own locking (range locks
  * for I/O, a control lock for the words), so requests on non-overlapping
  * ranges run in parallel and nothing here serializes them.
