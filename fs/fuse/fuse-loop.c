@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The FUSE session loop: many threads, few of them waiting in the kernel.
+/* The FUSE session loop: many threads, few of them busy at a time.
  *
  * libfuse's multi-threaded loop keeps every idle thread blocked in
  * read(/dev/fuse), up to its max_idle, and starts one more whenever it
@@ -10,24 +10,32 @@
  * them in turn (its wait queue is FIFO): each request goes to the thread
  * that has slept longest, cold.  A low max_idle is worse: threads then
  * start and exit all the time.  With 3 threads in all, the same load
- * costs half the CPU per request (doc/performance.md), but a pool that
- * small would hold requests back behind ones that block (fsync, a ctl
- * word, a write that waits for the primary's link, slow storage).
+ * costs half the CPU per request (doc/performance.md).
  *
- * So the pool grows as libfuse's does, but at most max_readers of its
- * threads (as many as CPUs, 2 to 8) wait in the kernel; the others park
- * on a condition variable.  A thread that takes a request and leaves no
- * reader behind adds one (wakes a parked thread, or starts one, up to
- * max_threads) before it serves the request: there is always a reader
- * while there are threads to spare, so a request that blocks never holds
- * back the requests it may wait for.  A thread that finishes a request
- * goes back to the kernel if fewer than max_readers wait there, and parks
- * otherwise.  Threads exit only at the end: their receive buffers (1 MiB)
- * stay mapped.
+ * So a thread that finishes a request goes back to the kernel only if
+ * no thread waits there, or if fewer than `active` threads (CPUs + 1)
+ * read or serve; the others park on a condition variable.  Under a
+ * steady load of quick requests that is a pool of `active` threads.  More
+ * are needed when requests block (a read that misses the cache, fsync, a
+ * ctl word, a checkpoint that waits for the reads in flight, a primary's
+ * write that waits for its link): a request that blocks must never hold
+ * back the requests it may wait for, and slow storage wants many requests
+ * in flight.  So a reader is added (a parked thread woken, or a new one
+ * started, up to max_threads)
+ *   - by a thread that takes a request and leaves no reader behind, when
+ *     fewer than `active` threads are busy, or when the request is not a
+ *     disk READ or WRITE (the caller's `quick`), or while requests are
+ *     slow: one of the last SLOW_HOLD took more than SLOW_NS to serve
+ *     (the pool then grows as libfuse's does, for I/O-bound loads);
+ *   - by the calling thread, which otherwise waits for the end, at each
+ *     tick that finds no reader and no request completed since the last
+ *     one: every 2 ms while requests are served, every 200 ms otherwise.
+ * Threads exit only at the end: their receive buffers (1 MiB) stay
+ * mapped.
  *
- *    /dev/fuse ──▶ reading ──▶ serving ──┬──▶ reading (< max_readers)
+ *    /dev/fuse ──▶ reading ──▶ serving ──┬──▶ reading (≤ active busy)
  *                     ▲                  └──▶ parked (cond)
- *                     └── woken when the last reader takes a request
+ *                     └─── woken (valve) ◀────────┘
  *
  * One /dev/fuse file for every thread (clone_fd is libfuse's own loop's;
  * it measured the same).  The calling thread waits on a semaphore, which
@@ -41,18 +49,26 @@
  */
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
+#include <linux/fuse.h>
 
 #include <errno.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fuse-loop.h"
 #include "log.h"
+
+#define VALVE_BUSY_US 2000
+#define VALVE_IDLE_MS 200
+#define SLOW_NS 1000000		/* a request served in more is slow */
+#define SLOW_HOLD 64		/* requests a slow one keeps the pool open */
 
 struct fuse_loop;
 
@@ -65,7 +81,8 @@ struct fuse_worker {
 
 struct fuse_loop {
 	struct fuse_session *se;
-	unsigned max_threads, max_readers;
+	bool (*quick)(const void *in);
+	unsigned max_threads, active;
 	sem_t finish;		/* a worker saw the session exit */
 	/* Leaf lock: held for the counts and the list only, never across
 	 * a read or a request.
@@ -74,18 +91,31 @@ struct fuse_loop {
 	pthread_cond_t park;	/* parked workers */
 	struct fuse_worker *workers;	/* protected by lock */
 	unsigned threads;	/* protected by lock: started */
-	/* Threads reading, or on their way there: counted when started or
+	/* Threads reading, or on their way there (counted when started or
 	 * woken, not when they run, so that a burst of requests does not
-	 * start a thread per request.
+	 * start a thread per request), and threads serving a request.
 	 */
 	unsigned readers;	/* protected by lock */
+	unsigned serving;	/* protected by lock */
 	unsigned parked;	/* protected by lock */
 	unsigned handoffs;	/* protected by lock: parked ones woken */
+	unsigned long served;	/* protected by lock: requests completed */
+	unsigned slow;		/* protected by lock: SLOW_HOLD after a slow one,
+				 * down by one per quick one */
 	bool ending;		/* protected by lock: no new reads or threads */
 	int error;		/* protected by lock: a failed read, -errno */
 };
 
 static void *worker_main(void *arg);
+
+static uint64_t
+now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 /* Starts one more worker, counted as a reader; l->lock held. */
 static int
@@ -147,6 +177,7 @@ worker_main(void *arg)
 {
 	struct fuse_worker *w = arg;
 	struct fuse_loop *l = w->l;
+	uint64_t t0, t1;
 	bool counted;
 	int res;
 
@@ -155,8 +186,8 @@ worker_main(void *arg)
 	pthread_mutex_lock(&l->lock);
 	counted = true;		/* worker_start counted it */
 	for (;;) {
-		if (!counted && !l->ending &&
-		    l->readers >= l->max_readers) {
+		if (!counted && !l->ending && l->readers > 0 &&
+		    l->readers + l->serving >= l->active) {
 			l->parked++;
 			while (!l->ending && l->handoffs == 0)
 				pthread_cond_wait(&l->park, &l->lock);
@@ -186,12 +217,28 @@ worker_main(void *arg)
 			fuse_session_exit(l->se);
 			break;
 		}
-		/* Leave a reader behind while this request is served. */
-		if (l->readers == 0 && !l->ending)
+		/* Leave a reader behind if fewer than active threads are
+		 * busy, or if this request may block (the timed valve
+		 * covers the others).
+		 */
+		if (l->readers == 0 && !l->ending &&
+		    (l->serving + 1 < l->active || l->slow > 0 ||
+		     (w->buf.flags & FUSE_BUF_IS_FD) ||
+		     (size_t)res < sizeof(struct fuse_in_header) ||
+		     !l->quick(w->buf.mem)))
 			add_reader(l);
+		l->serving++;
 		pthread_mutex_unlock(&l->lock);
+		t0 = now_ns();
 		fuse_session_process_buf(l->se, &w->buf);
+		t1 = now_ns();
 		pthread_mutex_lock(&l->lock);
+		l->serving--;
+		l->served++;
+		if (t1 - t0 > SLOW_NS)
+			l->slow = SLOW_HOLD;
+		else if (l->slow > 0)
+			l->slow--;
 	}
 	pthread_mutex_unlock(&l->lock);
 	sem_post(&l->finish);
@@ -200,20 +247,53 @@ worker_main(void *arg)
 }
 
 unsigned
-fuse_loop_default_readers(void)
+fuse_loop_default_active(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
 
-	if (n < 2)
-		n = 2;
-	if (n > 8)
-		n = 8;
-	return (unsigned)n;
+	if (n < 1)
+		n = 1;
+	if (n > 7)
+		n = 7;
+	return (unsigned)n + 1;
+}
+
+/* Waits for the end.  Meanwhile, the valve: a tick without a reader in
+ * the kernel and without a request completed adds a reader.  Ticks are
+ * VALVE_BUSY_US apart while requests are served, VALVE_IDLE_MS when
+ * none is (then the first of a stall can be late by that much).
+ */
+static void
+wait_end(struct fuse_loop *l)
+{
+	unsigned long seen = (unsigned long)-1;
+	struct timespec ts;
+	long ns = VALVE_IDLE_MS * 1000000L;
+
+	while (!fuse_session_exited(l->se)) {
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_nsec += ns;
+		while (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		if (sem_clockwait(&l->finish, CLOCK_MONOTONIC, &ts) == 0 ||
+		    errno != ETIMEDOUT)
+			continue;
+		pthread_mutex_lock(&l->lock);
+		if (l->readers == 0 && l->served == seen && !l->ending)
+			add_reader(l);
+		seen = l->served;
+		ns = l->serving > 0 || l->readers == 0 ?
+			     VALVE_BUSY_US * 1000L :
+			     VALVE_IDLE_MS * 1000000L;
+		pthread_mutex_unlock(&l->lock);
+	}
 }
 
 int
 fuse_loop_run(struct fuse_session *se, unsigned max_threads,
-	      unsigned max_readers)
+	      unsigned active, bool (*quick)(const void *in))
 {
 	struct fuse_loop l;
 	struct fuse_worker *w, *next;
@@ -221,8 +301,9 @@ fuse_loop_run(struct fuse_session *se, unsigned max_threads,
 
 	memset(&l, 0, sizeof l);
 	l.se = se;
+	l.quick = quick;
 	l.max_threads = max_threads > 0 ? max_threads : 1;
-	l.max_readers = max_readers > 0 ? max_readers : 1;
+	l.active = active > 0 ? active : 1;
 	if (sem_init(&l.finish, 0, 0) == -1)
 		return -1;
 	pthread_mutex_init(&l.lock, NULL);
@@ -232,8 +313,8 @@ fuse_loop_run(struct fuse_session *se, unsigned max_threads,
 	if (worker_start(&l) == -1)
 		err = errno;
 	pthread_mutex_unlock(&l.lock);
-	while (err == 0 && !fuse_session_exited(se))
-		sem_wait(&l.finish);
+	if (err == 0)
+		wait_end(&l);
 
 	pthread_mutex_lock(&l.lock);
 	l.ending = true;

@@ -98,6 +98,7 @@
  */
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
+#include <linux/fuse.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -1858,6 +1859,16 @@ fusefs_new_primary(const struct config *cfg, struct primary *p,
 	return create(cfg, NULL, p, parts, nparts);
 }
 
+/* A disk read or write: served without waiting for another request. */
+static bool
+quick_request(const void *in)
+{
+	const struct fuse_in_header *h = in;
+
+	return (h->opcode == FUSE_READ || h->opcode == FUSE_WRITE) &&
+	       h->nodeid >= INO_DISK0;
+}
+
 int
 fusefs_run(struct fusefs *fs)
 {
@@ -1868,7 +1879,8 @@ fusefs_run(struct fusefs *fs)
 	 * in-flight reads) never starves the ones it waits for; few of
 	 * them wait in the kernel (fs/fuse/fuse-loop.c).
 	 */
-	rc = fuse_loop_run(fs->se, 64, fuse_loop_default_readers());
+	rc = fuse_loop_run(fs->se, 64, fuse_loop_default_active(),
+			   quick_request);
 	metrics_stop(fs);
 	if (rc == -1) {
 		log_error("FUSE session: %m");
