@@ -211,6 +211,22 @@ handover_test_hang(const char *var)
 }
 
 void
+handover_test_hold(const char *var)
+{
+	const char *path = getenv(var);
+	char held[4096];
+
+	if (path == NULL ||
+	    snprintf(held, sizeof held, "%s.held", path) >= (int)sizeof held ||
+	    rename(path, held) != 0)
+		return;
+	log_info("test hook %s: this request waits until %s is removed", var,
+		 held);
+	while (access(held, F_OK) == 0)
+		usleep(10000);
+}
+
+void
 handover_status(void *opaque, FILE *fp)
 {
 	struct holder_state *s = handover_state();

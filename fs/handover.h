@@ -103,6 +103,11 @@ int handover_exit_status(int rc);
  * COLOFS_TEST_HANG_INIT: FUSE_INIT, before its reply.
  */
 void handover_test_hang(const char *var);
+/* Test hook: if $var names a file, the first caller renames it to
+ * FILE.held and waits until that is removed.  COLOFS_TEST_HOLD_CTL: a
+ * secondary's ctl word, before it writes back the disks' dirty pages.
+ */
+void handover_test_hold(const char *var);
 /* .colo/status lines: pid=, restarts=, last_restart_ms=. */
 void handover_status(void *opaque, FILE *fp);
 

@@ -39,13 +39,25 @@
  *
  * One /dev/fuse file for every thread (clone_fd is libfuse's own loop's;
  * it measured the same).  The calling thread waits on a semaphore, which
- * the signal handlers interrupt (they are not SA_RESTART) and which a
- * worker posts when it sees the session exited (the last release after
- * a stop signal, an unmount, "restart").  Then every thread still waiting
- * in the kernel is cancelled there, the only place a worker accepts
- * cancellation: a request taken is always answered first.  Workers block
- * the stop signals, as libfuse's do, so that the handlers run in the
- * calling thread.
+ * fuse_loop_exit posts (the last release after a stop signal, "restart";
+ * the signal handlers interrupt the wait too: they are not SA_RESTART),
+ * and a worker when it sees the session exited (an unmount).  The loop's
+ * end is its own flag, not libfuse's fuse_session_exit: libfuse drops a
+ * request read after its session exited (never answered, its caller
+ * asleep until the connection goes), and threads are reading then.  The
+ * session is marked exited once every worker is joined.
+ *
+ * The requests taken by the end may wait for others still in the kernel
+ * (a checkpoint's write-back of pages dirtied through mmap sends writes;
+ * an invalidation waits for the reads in flight), so one thread reads
+ * on, serving what comes, until they are answered: the "holding"
+ * requests, those taken before the end and any later one that is not
+ * quick (a disk READ or WRITE never waits for another request, so a VM's
+ * steady I/O does not keep the loop going).  Then every thread still
+ * waiting in the kernel is cancelled there, the only place a worker
+ * accepts cancellation: a request taken is always answered first.
+ * Workers block the stop signals, as libfuse's do, so that the handlers
+ * run in the calling thread.
  */
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
@@ -55,6 +67,7 @@
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -76,6 +89,7 @@ struct fuse_worker {
 	struct fuse_loop *l;
 	pthread_t tid;
 	struct fuse_buf buf;	/* libfuse allocates mem at the first read */
+	bool holding;		/* its request keeps the end waiting */
 	struct fuse_worker *next;
 };
 
@@ -83,7 +97,6 @@ struct fuse_loop {
 	struct fuse_session *se;
 	bool (*quick)(const void *in);
 	unsigned max_threads, active;
-	sem_t finish;		/* a worker saw the session exit */
 	/* Leaf lock: held for the counts and the list only, never across
 	 * a read or a request.
 	 */
@@ -102,11 +115,39 @@ struct fuse_loop {
 	unsigned long served;	/* protected by lock: requests completed */
 	unsigned slow;		/* protected by lock: SLOW_HOLD after a slow one,
 				 * down by one per quick one */
+	/* protected by lock: the session ended (wait_end returned); requests
+	 * taken since do not hold the end unless they are not quick.
+	 */
+	bool draining;
+	unsigned holding;	/* protected by lock: requests the end waits for */
+	bool gone;		/* protected by lock: /dev/fuse cannot be read */
 	bool ending;		/* protected by lock: no new reads or threads */
 	int error;		/* protected by lock: a failed read, -errno */
 };
 
 static void *worker_main(void *arg);
+
+/* fuse_loop_exit's: one loop per process.  The semaphore is never
+ * destroyed, so that a signal handler may post it at any time.
+ */
+static atomic_bool exit_requested;
+static atomic_bool finish_ready;
+static sem_t finish;
+
+void
+fuse_loop_exit(struct fuse_session *se)
+{
+	(void)se;
+	atomic_store(&exit_requested, true);
+	if (atomic_load(&finish_ready))
+		sem_post(&finish);
+}
+
+bool
+fuse_loop_exiting(struct fuse_session *se)
+{
+	return atomic_load(&exit_requested) || fuse_session_exited(se);
+}
 
 static uint64_t
 now_ns(void)
@@ -186,8 +227,8 @@ worker_main(void *arg)
 	pthread_mutex_lock(&l->lock);
 	counted = true;		/* worker_start counted it */
 	for (;;) {
-		if (!counted && !l->ending && l->readers > 0 &&
-		    l->readers + l->serving >= l->active) {
+		if (!counted && !l->ending && !fuse_loop_exiting(l->se) &&
+		    l->readers > 0 && l->readers + l->serving >= l->active) {
 			l->parked++;
 			while (!l->ending && l->handoffs == 0)
 				pthread_cond_wait(&l->park, &l->lock);
@@ -197,8 +238,17 @@ worker_main(void *arg)
 				counted = true;
 			}
 		}
-		if (l->ending || fuse_session_exited(l->se))
+		/* After the end, one thread reads on while requests hold it
+		 * (see the top).
+		 */
+		if (l->ending ||
+		    (fuse_loop_exiting(l->se) &&
+		     (l->holding == 0 || l->gone ||
+		      l->readers > (counted ? 1u : 0u)))) {
+			if (counted)
+				l->readers--;
 			break;
+		}
 		if (!counted)
 			l->readers++;
 		counted = false;
@@ -214,6 +264,7 @@ worker_main(void *arg)
 			/* 0: unmounted (libfuse marks the session exited). */
 			if (res < 0 && l->error == 0)
 				l->error = res;
+			l->gone = true;
 			fuse_session_exit(l->se);
 			break;
 		}
@@ -227,6 +278,15 @@ worker_main(void *arg)
 		     (size_t)res < sizeof(struct fuse_in_header) ||
 		     !l->quick(w->buf.mem)))
 			add_reader(l);
+		/* A large request read by splice (FUSE_BUF_IS_FD) is a
+		 * write: quick.
+		 */
+		w->holding = !l->draining ||
+			     (!(w->buf.flags & FUSE_BUF_IS_FD) &&
+			      ((size_t)res < sizeof(struct fuse_in_header) ||
+			       !l->quick(w->buf.mem)));
+		if (w->holding)
+			l->holding++;
 		l->serving++;
 		pthread_mutex_unlock(&l->lock);
 		t0 = now_ns();
@@ -235,13 +295,15 @@ worker_main(void *arg)
 		pthread_mutex_lock(&l->lock);
 		l->serving--;
 		l->served++;
+		if (w->holding)
+			l->holding--;
 		if (t1 - t0 > SLOW_NS)
 			l->slow = SLOW_HOLD;
 		else if (l->slow > 0)
 			l->slow--;
 	}
 	pthread_mutex_unlock(&l->lock);
-	sem_post(&l->finish);
+	sem_post(&finish);
 	pthread_cleanup_pop(1);
 	return NULL;
 }
@@ -270,14 +332,14 @@ wait_end(struct fuse_loop *l)
 	struct timespec ts;
 	long ns = VALVE_IDLE_MS * 1000000L;
 
-	while (!fuse_session_exited(l->se)) {
+	while (!fuse_loop_exiting(l->se)) {
 		clock_gettime(CLOCK_MONOTONIC, &ts);
 		ts.tv_nsec += ns;
 		while (ts.tv_nsec >= 1000000000L) {
 			ts.tv_sec++;
 			ts.tv_nsec -= 1000000000L;
 		}
-		if (sem_clockwait(&l->finish, CLOCK_MONOTONIC, &ts) == 0 ||
+		if (sem_clockwait(&finish, CLOCK_MONOTONIC, &ts) == 0 ||
 		    errno != ETIMEDOUT)
 			continue;
 		pthread_mutex_lock(&l->lock);
@@ -289,6 +351,37 @@ wait_end(struct fuse_loop *l)
 			     VALVE_IDLE_MS * 1000000L;
 		pthread_mutex_unlock(&l->lock);
 	}
+}
+
+/* After the end: keeps a reader while requests hold it (see the top). */
+static void
+drain(struct fuse_loop *l)
+{
+	struct timespec ts;
+	bool told = false;
+
+	pthread_mutex_lock(&l->lock);
+	l->draining = true;
+	while (l->holding > 0 && !l->gone) {
+		if (!told)
+			log_info("fuse: the session ended with %u request%s in "
+				 "progress: reading on until %s answered",
+				 l->holding, l->holding == 1 ? "" : "s",
+				 l->holding == 1 ? "it is" : "they are");
+		told = true;
+		if (l->readers == 0)
+			add_reader(l);
+		pthread_mutex_unlock(&l->lock);
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_nsec += VALVE_BUSY_US * 1000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		sem_clockwait(&finish, CLOCK_MONOTONIC, &ts);
+		pthread_mutex_lock(&l->lock);
+	}
+	pthread_mutex_unlock(&l->lock);
 }
 
 int
@@ -304,8 +397,11 @@ fuse_loop_run(struct fuse_session *se, unsigned max_threads,
 	l.quick = quick;
 	l.max_threads = max_threads > 0 ? max_threads : 1;
 	l.active = active > 0 ? active : 1;
-	if (sem_init(&l.finish, 0, 0) == -1)
-		return -1;
+	if (!atomic_load(&finish_ready)) {
+		if (sem_init(&finish, 0, 0) == -1)
+			return -1;
+		atomic_store(&finish_ready, true);
+	}
 	pthread_mutex_init(&l.lock, NULL);
 	pthread_cond_init(&l.park, NULL);
 
@@ -315,6 +411,8 @@ fuse_loop_run(struct fuse_session *se, unsigned max_threads,
 	pthread_mutex_unlock(&l.lock);
 	if (err == 0)
 		wait_end(&l);
+	if (err == 0)
+		drain(&l);
 
 	pthread_mutex_lock(&l.lock);
 	l.ending = true;
@@ -330,9 +428,9 @@ fuse_loop_run(struct fuse_session *se, unsigned max_threads,
 	}
 	if (err == 0 && l.error != 0)
 		err = -l.error;
+	fuse_session_exit(se);
 	pthread_cond_destroy(&l.park);
 	pthread_mutex_destroy(&l.lock);
-	sem_destroy(&l.finish);
 	if (err != 0) {
 		errno = err;
 		return -1;

@@ -18,6 +18,15 @@ struct fuse_session;
 int fuse_loop_run(struct fuse_session *se, unsigned max_threads,
 		  unsigned active, bool (*quick)(const void *in));
 
+/* Ends the loop serving se: fuse_loop_run returns once the requests
+ * taken are answered (and those they wait for).  Use it, not
+ * fuse_session_exit, which makes libfuse drop a request read after it.
+ * Async-signal-safe; before the loop runs, it ends it at once.
+ */
+void fuse_loop_exit(struct fuse_session *se);
+/* fuse_loop_exit was called, or the session exited (an unmount). */
+bool fuse_loop_exiting(struct fuse_session *se);
+
 /* The default `active`: one per CPU, plus one, at most 8. */
 unsigned fuse_loop_default_active(void);
 

@@ -664,7 +664,7 @@ disk_closed(struct fusefs *fs)
 	if (dec_floor(fs->disk_opens) == 1 &&
 	    atomic_load(&fs->stop_pending)) {
 		log_info("the last disk file was closed: stopping");
-		fuse_session_exit(fs->se);
+		fuse_loop_exit(fs->se);
 	}
 }
 
@@ -990,7 +990,7 @@ ctl_restart(fuse_req_t req, struct fusefs *fs, const char *buf, size_t size,
 		 "the binary again");
 	handover_request_restart();
 	fuse_reply_write(req, size);
-	fuse_session_exit(fs->se);
+	fuse_loop_exit(fs->se);
 	return true;
 }
 
@@ -1040,6 +1040,7 @@ ctl_write(fuse_req_t req, struct fusefs *fs, const char *buf, size_t size,
 		reply_errno(req);
 		return;
 	}
+	handover_test_hold("COLOFS_TEST_HOLD_CTL");
 	if (c == COLO_CMD_CHECKPOINT || c == COLO_CMD_STOP)
 		writeback_disks(fs);
 	if (colo_secondary_ctl_run(fs->r, c) == -1) {
@@ -1474,7 +1475,7 @@ stop_handler(int sig)
 	atomic_store(&fs->stop_pending, true);
 	if (atomic_fetch_add(&fs->stop_signals, 1) > 0 ||
 	    atomic_load(fs->disk_opens) == 0)
-		fuse_session_exit(fs->se);
+		fuse_loop_exit(fs->se);
 	n = write(fs->stop_pipe[1], "", 1);
 	(void) n;
 	errno = saved;
@@ -1491,7 +1492,7 @@ stop_main(void *arg)
 		int sig = atomic_load(&fs->last_signal);
 		unsigned n = atomic_load(fs->disk_opens);
 
-		if (fuse_session_exited(fs->se))
+		if (fuse_loop_exiting(fs->se))
 			log_info("SIG%s: stopping", sigabbrev_np(sig));
 		else
 			log_warn("SIG%s while %u disk file%s open: "
