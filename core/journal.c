@@ -83,6 +83,7 @@
 #define JOURNAL_END 'E'
 
 uint64_t journal_max_bytes = JOURNAL_MAX_BYTES;
+int (*journal_sync_fault)(void);
 int (*journal_alloc_fault)(void);
 
 /* Appends come from concurrent view writes: lock orders them and guards
@@ -98,8 +99,8 @@ struct journal {
 	uint64_t seq;			/* the next record's index; lock */
 	uint64_t salt;
 	uint64_t chain;			/* the last record's checksum; lock */
-	bool failed;			/* a short append could not be cut;
-					 * lock */
+	bool failed;			/* a short append could not be cut,
+					 * or a sync failed; lock */
 	uint64_t size;			/* the disk's, for journal_stamp */
 	char disk[JOURNAL_DISK_MAX + 1];
 };
@@ -363,11 +364,29 @@ journal_append(struct journal *j, char op, uint64_t off, uint64_t len)
 int
 journal_sync(struct journal *j)
 {
-	if (fdatasync(j->fd) == -1) {
-		log_error("sync journal %s: %m", j->name);
+	int ret = 0;
+
+	pthread_mutex_lock(&j->lock);
+	if (j->failed) {
+		pthread_mutex_unlock(&j->lock);
+		errno = EIO;
+		log_error("sync journal %s: it failed before", j->name);
 		return -1;
 	}
-	return 0;
+	pthread_mutex_unlock(&j->lock);
+	if ((journal_sync_fault != NULL && journal_sync_fault() == -1) ||
+	    fdatasync(j->fd) == -1) {
+		int saved = errno;
+
+		log_error("sync journal %s: %m; it takes no more records",
+			  j->name);
+		pthread_mutex_lock(&j->lock);
+		j->failed = true;
+		pthread_mutex_unlock(&j->lock);
+		errno = saved;
+		ret = -1;
+	}
+	return ret;
 }
 
 void

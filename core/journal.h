@@ -72,8 +72,14 @@ int journal_commit(struct journal *j);
  * errno (logged).
  */
 int journal_append(struct journal *j, char op, uint64_t off, uint64_t len);
-/* fdatasync.  0, or -1 with errno (logged). */
+/* fdatasync.  0, or -1 with errno (logged).  A failure marks the journal
+ * failed: the records it held may be lost, and a later fdatasync would not
+ * say so (the kernel reports a writeback error once), so every later sync
+ * and append fails (EIO).
+ */
 int journal_sync(struct journal *j);
+/* Test hook: when set, journal_sync calls it first; -1 fails the sync. */
+extern int (*journal_sync_fault)(void);
 /* Closes it; the file stays.  NULL is a no-op. */
 void journal_close(struct journal *j);
 

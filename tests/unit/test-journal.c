@@ -402,3 +402,30 @@ Test(journal, a_parse_without_memory_says_so)
 	atomic_store(&faults.journal_alloc, false);
 	free(buf);
 }
+
+static int
+fail_sync(void)
+{
+	errno = EIO;
+	return -1;
+}
+
+/* After a failed fdatasync the kernel may have dropped the records it
+ * could not write, and a second fdatasync reports nothing: a writer
+ * whose record another writer appended (sec_notes_flush) would see 0
+ * and acknowledge a write without its record.  The failure sticks.
+ */
+Test(journal, a_failed_sync_fails_every_later_sync_and_append)
+{
+	struct journal *j = make_journal();
+
+	cr_assert_eq(journal_append(j, 'D', 0, 512), 0);
+	journal_sync_fault = fail_sync;
+	cr_assert_eq(journal_sync(j), -1);
+	journal_sync_fault = NULL;
+	errno = 0;
+	cr_assert_eq(journal_sync(j), -1, "a sync after a failed one passed");
+	cr_assert_eq(errno, EIO);
+	cr_assert_eq(journal_append(j, 'D', 512, 512), -1);
+	journal_close(j);
+}
