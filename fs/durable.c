@@ -589,12 +589,22 @@ void
 durable_describe(void *opaque, char *buf, size_t len)
 {
 	struct durable *du = opaque;
-	struct gi_set gi;
+	struct statefile sf;
+	size_t n;
 
 	pthread_mutex_lock(&du->lock);
-	gi = du->sf.gi;
+	sf = du->sf;
 	pthread_mutex_unlock(&du->lock);
-	gi_format(&gi, buf, len);
+	gi_format(&sf.gi, buf, len);
+	/* The incarnation (gi.h): the state file's generation is the epoch
+	 * a primary may reconnect to.
+	 */
+	n = strlen(buf);
+	if (n + 1 < len) {
+		buf[n++] = ' ';
+		gi_format_run(replica_state_name(sf.state), sf.generation,
+			      buf + n, len - n);
+	}
 }
 
 /* Renames DIR/STEM.DISK.WHAT to .discarded, if it exists.  0, or -1. */

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# A planned restart of the secondary (colofs --holder, "restart" on its
+# ctl) while the pair replicates: the secondary's worker hands its
+# buffers to the next one, and the primary's link reconnects to it by
+# itself and re-sends the commands that were unanswered (issue 19).  The
+# primary never degrades, the VM's writes never fail, a checkpoint works
+# after every restart, and at the end the secondary's view equals the
+# primary's file.  A crash of the secondary's worker (kill -9) is not a
+# planned restart: it comes back in none with another epoch, and the
+# primary degrades as before, without resuming.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/pair.sh"
+"$COLOFS_BIN" --help | grep -q -- --holder || fail "colofs has no --holder"
+
+SIZE=16M
+TIMEOUT=10s
+make_image "$T/s.img" "$SIZE"
+make_image "$T/p.img" "$SIZE"
+pair_configs
+mkdir -p "$T/bufs"
+sed -i "s|^state_dir = $T/sstate|&\nbuffer_dir = $T/bufs|" "$T/s.ini"
+grep -q '^buffer_dir' "$T/s.ini" || fail "no buffer_dir in s.ini"
+env --default-signal=INT,QUIT "$COLOFS_BIN" -c "$T/s.ini" --holder -f \
+	2>>"$T/s.log" &
+at_exit 'for p in $(pgrep -f -- "[c]olofs -c $T/s.ini"); do kill -9 $p; done'
+wait_for 60 mountpoint -q "$SMNT" || fail "the secondary did not mount: $(cat "$T/s.log")"
+start_primary
+
+spid() { sget pid; }
+written() { pget vda.write_bytes; }
+# progress: the writer wrote another MiB through the primary.
+progress() {
+	local w
+	w=$(written)
+	wait_for 60 sh -c "[ \$(sed -n 's/^vda.write_bytes=//p' $PMNT/.colo/status) -ge $((w + 1048576)) ]" ||
+		fail "the writer made no progress ($1): $(cat "$T/dd.err")"
+}
+replicating() {
+	[ "$(pget state)" = replicating ] ||
+		fail "$1: the primary is $(pget state): $(pget degraded_reason)"
+}
+
+pctl start
+wait_pstate replicating
+sctl start
+[ "$(sget state)" = running ] || fail "the secondary is not running"
+(
+	i=0
+	while [ ! -e "$T/stop" ]; do
+		dd if=/dev/urandom of="$PMNT/vda" bs=64K count=1 seek=$((i % 256)) \
+			oflag=direct conv=notrunc status=none || exit 1
+		i=$((i + 1))
+	done
+) 2>"$T/dd.err" &
+DD=$!
+at_exit "touch $T/stop"
+progress "before the restarts"
+
+for k in 1 2 3; do
+	old=$(spid)
+	sctl restart
+	wait_for 60 sh -c "p=\$(sed -n 's/^pid=//p' '$SMNT/.colo/status') &&
+		[ -n \"\$p\" ] && [ \"\$p\" != $old ]" || fail "ctl restart: same worker"
+	[ "$(sget state)" = running ] || fail "restart $k: the secondary is $(sget state)"
+	progress "after restart $k"
+	replicating "after restart $k"
+	pctl checkpoint || fail "restart $k: the primary's checkpoint: $(cat "$PMNT/.colo/error")"
+	sctl checkpoint || fail "restart $k: the secondary's checkpoint: $(cat "$SMNT/.colo/error")"
+	ok "restart $k of the secondary ($old -> $(spid), $(sget last_restart_ms) ms): replicating, checkpoint ok"
+done
+touch "$T/stop"
+wait "$DD" || fail "a write on the primary failed: $(cat "$T/dd.err")"
+replicating "after the writer"
+grep -q "degraded:" "$T/p.log" && fail "the primary degraded: $(grep degraded: "$T/p.log")"
+n=$(pget vda.link_reconnects)
+[ "$n" -ge 3 ] || fail "vda.link_reconnects=$n, want at least 3"
+ok "no write failed, the primary never degraded, $n reconnects"
+pctl checkpoint || fail "the last checkpoint: $(cat "$PMNT/.colo/error")"
+sctl checkpoint || fail "the secondary's last checkpoint: $(cat "$SMNT/.colo/error")"
+same_disks "after 3 planned restarts of the secondary and a checkpoint"
+
+# A crash of the secondary's worker: the holder starts another, in none
+# (its buffers are gone) and with another epoch: no resume.
+old=$(spid)
+kill -9 "$old"
+wait_pstate degraded 60
+[ "$(pget vda.link_reconnects)" = "$n" ] ||
+	fail "the primary resumed with a crashed secondary (link_reconnects $(pget vda.link_reconnects))"
+wait_for 60 sh -c "p=\$(sed -n 's/^pid=//p' '$SMNT/.colo/status') &&
+	[ -n \"\$p\" ] && [ \"\$p\" != $old ]" || fail "no new secondary worker"
+[ "$(sget state)" = none ] || fail "the crashed secondary came back in $(sget state)"
+[ "$(pget state)" = degraded ] || fail "the primary is $(pget state) after the crash"
+pctl checkpoint 2>/dev/null && fail "a checkpoint succeeded after the secondary crashed"
+ok "kill -9 of the secondary's worker: degraded ($(pget degraded_reason)), not resumed"
