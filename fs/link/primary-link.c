@@ -455,6 +455,15 @@ go(struct link_conn *c, struct nbd_handle *h, const struct timespec *t0,
 	    option(h, false, t0, ms, w, err, errlen) == 0 &&
 	    nbd_aio_is_negotiating(h))
 		hi->description = nbd_get_export_description(h);
+	/* Before GO: presenting the generation to another incarnation
+	 * would tell it that a primary syncs it (s_consistent).  c's
+	 * description is the poll thread's to change (we are it).
+	 */
+	if (again && !gi_same_incarnation(c->description, hi->description,
+					  err, errlen)) {
+		errno = ESTALE;
+		goto out;
+	}
 	if (!nbd_aio_is_negotiating(h))
 		goto refused;
 	name = nbd_get_export_name(h);
@@ -675,6 +684,11 @@ reconnect(struct link_conn *c, const char *why, char *not, size_t notlen)
 				sizeof err);
 		if (h != NULL)
 			break;
+		if (errno == ESTALE) {
+			/* Another incarnation: no point in waiting. */
+			snprintf(not, notlen, "%s", err);
+			goto fail;
+		}
 		if (is_dead(c))
 			goto fail;
 		left = ms_left(&dl);
@@ -685,12 +699,6 @@ reconnect(struct link_conn *c, const char *why, char *not, size_t notlen)
 				     (int)left : RECONNECT_RETRY_MS) == 1 &&
 		    read(c->efd, &junk, sizeof junk) == -1 && errno != EAGAIN)
 			log_warn("%s: eventfd: %m", c->name);
-	}
-	if (!gi_same_incarnation(c->description, hi.description, not,
-				 notlen)) {
-		nbd_close(h);
-		free(hi.description);
-		goto fail;
 	}
 	/* Only try: a connect or close holding the lock joins this thread. */
 	while (pthread_rwlock_trywrlock(&c->lock) != 0) {

@@ -74,7 +74,9 @@ replicating "after the writer"
 grep -q "degraded:" "$T/p.log" && fail "the primary degraded: $(grep degraded: "$T/p.log")"
 n=$(pget vda.link_reconnects)
 [ "$n" -ge 3 ] || fail "vda.link_reconnects=$n, want at least 3"
-ok "no write failed, the primary never degraded, $n reconnects"
+grep -q "resumed on .* commands sent again" "$T/p.log" ||
+	fail "the primary's log says nothing of resuming"
+ok "no write failed, the primary never degraded, $n reconnects ($(grep -o '[0-9]* commands sent again' "$T/p.log" | tr '\n' ',' ))"
 pctl checkpoint || fail "the last checkpoint: $(cat "$PMNT/.colo/error")"
 sctl checkpoint || fail "the secondary's last checkpoint: $(cat "$SMNT/.colo/error")"
 same_disks "after 3 planned restarts of the secondary and a checkpoint"
@@ -89,6 +91,10 @@ wait_pstate degraded 60
 wait_for 60 sh -c "p=\$(sed -n 's/^pid=//p' '$SMNT/.colo/status') &&
 	[ -n \"\$p\" ] && [ \"\$p\" != $old ]" || fail "no new secondary worker"
 [ "$(sget state)" = none ] || fail "the crashed secondary came back in $(sget state)"
+# The primary looked at it before NBD GO: it never said "a primary syncs
+# you" (the generation at GO), so S stays taken to be behind.
+[ "$(sget s_consistent)" = 0 ] ||
+	fail "the crashed secondary has s_consistent=$(sget s_consistent)"
 [ "$(pget state)" = degraded ] || fail "the primary is $(pget state) after the crash"
 pctl checkpoint 2>/dev/null && fail "a checkpoint succeeded after the secondary crashed"
 ok "kill -9 of the secondary's worker: degraded ($(pget degraded_reason)), not resumed"
