@@ -43,9 +43,9 @@
  * libnbd reference kept for the next handle, and their waiters wait as
  * for any reply (each for secondary_timeout).  A connection killed by the
  * engine or a timeout (dead) is never resumed: a hung secondary degrades
- * the pair as before.  Another incarnation (a crash: another epoch, or
- * state none after running) or no success in time: the engine hears of
- * the loss with its first reason.
+ * the pair as before.  Another incarnation (checked before NBD GO: a
+ * crash draws another epoch), a peer that does not describe one, or no
+ * success in time: the engine hears of the loss with its first reason.
  *
  * Locks: c->lock protects the handle pointer's life (read-held while a
  * command is issued, write-held to close it), c->tlock the tickets, the
