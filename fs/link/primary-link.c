@@ -360,6 +360,15 @@ conn_close(struct link_conn *c)
 	pthread_mutex_unlock(&c->tlock);
 }
 
+/* libnbd's last error (this thread's) into err and errno. */
+static void
+libnbd_failed(char *err, size_t errlen)
+{
+	snprintf(err, errlen, "%s", nbd_get_error() ? nbd_get_error() :
+		 "libnbd failed");
+	errno = nbd_get_errno() ? nbd_get_errno() : EIO;
+}
+
 /* Whether c was killed (dead).  NULL: no connection to watch. */
 static bool
 is_dead(struct link_conn *c)
@@ -400,9 +409,7 @@ handshake_wait(struct nbd_handle *h, const struct timespec *t0, long ms,
 			return -1;
 		}
 		if (nbd_poll(h, (int)(left < 100 ? left : 100)) == -1) {
-			snprintf(err, errlen, "%s", nbd_get_error() ?
-				 nbd_get_error() : "libnbd failed");
-			errno = nbd_get_errno() ? nbd_get_errno() : EIO;
+			libnbd_failed(err, errlen);
 			return -1;
 		}
 	}
@@ -426,9 +433,7 @@ option(struct nbd_handle *h, bool go_opt, const struct timespec *t0, long ms,
 {
 	if ((go_opt ? nbd_aio_opt_go(h, NBD_NULL_COMPLETION)
 		    : nbd_aio_opt_info(h, NBD_NULL_COMPLETION)) == -1) {
-		snprintf(err, errlen, "%s", nbd_get_error() ? nbd_get_error() :
-			 "libnbd failed");
-		errno = nbd_get_errno() ? nbd_get_errno() : EIO;
+		libnbd_failed(err, errlen);
 		return -1;
 	}
 	return handshake_wait(h, t0, ms, c, err, errlen);
@@ -501,9 +506,7 @@ refused:
 	rc = 0;
 	goto out;
 nbd_fail:
-	snprintf(err, errlen, "%s", nbd_get_error() ? nbd_get_error() :
-		 "libnbd failed");
-	errno = nbd_get_errno() ? nbd_get_errno() : EIO;
+	libnbd_failed(err, errlen);
 out:
 	free(tagged);
 	free(name);
@@ -573,9 +576,7 @@ open_handle(struct link_conn *c, const char *uri, uint64_t size, long ms,
 	}
 	return h;
 nbd_fail:
-	snprintf(err, errlen, "%s", nbd_get_error() ? nbd_get_error() :
-		 "libnbd failed");
-	errno = nbd_get_errno() ? nbd_get_errno() : EIO;
+	libnbd_failed(err, errlen);
 fail:
 	{
 		int saved = errno;

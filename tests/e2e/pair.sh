@@ -103,6 +103,22 @@ kill9() {
 	fusermount3 -u "$2" 2>/dev/null || umount -l "$2"
 }
 
+# pair_writer: a writer on the primary that goes on until $T/stop exists
+# (64 KiB direct writes over the first 16 MiB, round and round); it exits
+# 1 if any write fails (the error in $T/dd.err).  DD: its pid.
+pair_writer() {
+	(
+		i=0
+		while [ ! -e "$T/stop" ]; do
+			dd if=/dev/urandom of="$PMNT/vda" bs=64K count=1 \
+				seek=$((i % 256)) oflag=direct conv=notrunc \
+				status=none || exit 1
+			i=$((i + 1))
+		done
+	) 2>"$T/dd.err" &
+	DD=$!
+}
+
 pctl() { echo "$*" >"$PMNT/.colo/ctl"; }
 sctl() { echo "$*" >"$SMNT/.colo/ctl"; }
 sget() { sed -n "s/^$1=//p" "$SMNT/.colo/status"; }

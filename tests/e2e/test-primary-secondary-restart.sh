@@ -44,15 +44,7 @@ pctl start
 wait_pstate replicating
 sctl start
 [ "$(sget state)" = running ] || fail "the secondary is not running"
-(
-	i=0
-	while [ ! -e "$T/stop" ]; do
-		dd if=/dev/urandom of="$PMNT/vda" bs=64K count=1 seek=$((i % 256)) \
-			oflag=direct conv=notrunc status=none || exit 1
-		i=$((i + 1))
-	done
-) 2>"$T/dd.err" &
-DD=$!
+pair_writer
 at_exit "touch $T/stop"
 progress "before the restarts"
 
