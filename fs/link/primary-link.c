@@ -37,7 +37,7 @@
  * its incarnation dies by itself, the poll thread connects again to the
  * same URI, every RECONNECT_RETRY_MS, for at most secondary_timeout; if
  * it reaches the same incarnation it re-sends the commands libnbd failed
- * with ENOTCONN (writes, zeroes, flushes and reads are idempotent: the
+ * with ENOTCONN or the server with ESHUTDOWN (writes, zeroes, flushes and reads are idempotent: the
  * range locks keep overlapping writes out of flight together) and polls
  * on.  Meanwhile those tickets are orphans: on the list, not done, their
  * libnbd reference kept for the next handle, and their waiters wait as
@@ -165,9 +165,12 @@ on_complete(void *user_data, int *error)
 
 	pthread_mutex_lock(&c->tlock);
 	/* libnbd fails what was in flight with ENOTCONN when the connection
-	 * dies (a server's error is never that): re-sent if resumed.
+	 * dies (a server's error is never that), and a colofs secondary
+	 * that stops answers ESHUTDOWN, then closes the connection: re-sent
+	 * if resumed.
 	 */
-	if (*error == ENOTCONN && c->resumable && !c->dead) {
+	if ((*error == ENOTCONN || *error == ESHUTDOWN) && c->resumable &&
+	    !c->dead) {
 		t->orphan = true;
 		pthread_mutex_unlock(&c->tlock);
 		return 1;

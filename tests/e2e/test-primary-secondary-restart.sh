@@ -5,9 +5,10 @@
 # itself and re-sends the commands that were unanswered (issue 19).  The
 # primary never degrades, the VM's writes never fail, a checkpoint works
 # after every restart, and at the end the secondary's view equals the
-# primary's file.  A crash of the secondary's worker (kill -9) is not a
-# planned restart: it comes back in none with another epoch, and the
-# primary degrades as before, without resuming.
+# primary's file (four O_DIRECT writers: several commands in flight).  A
+# crash of the secondary's worker (kill -9) is not a planned restart: it
+# comes back in none with another epoch, and the primary degrades as
+# before, without resuming.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/pair.sh"
 "$COLOFS_BIN" --help | grep -q -- --holder || fail "colofs has no --holder"
@@ -44,7 +45,7 @@ pctl start
 wait_pstate replicating
 sctl start
 [ "$(sget state)" = running ] || fail "the secondary is not running"
-pair_writer
+pair_writer 4
 at_exit "touch $T/stop"
 progress "before the restarts"
 
@@ -61,7 +62,9 @@ for k in 1 2 3; do
 	ok "restart $k of the secondary ($old -> $(spid), $(sget last_restart_ms) ms): replicating, checkpoint ok"
 done
 touch "$T/stop"
-wait "$DD" || fail "a write on the primary failed: $(cat "$T/dd.err")"
+for p in $DD; do
+	wait "$p" || fail "a write on the primary failed: $(cat "$T/dd.err")"
+done
 replicating "after the writer"
 grep -q "degraded:" "$T/p.log" && fail "the primary degraded: $(grep degraded: "$T/p.log")"
 n=$(pget vda.link_reconnects)
