@@ -249,17 +249,20 @@ static bool reconnect(struct link_conn *c, const char *why, char *not,
 		      size_t notlen);
 
 /* The poll thread saw the connection die: resumed (true), or dead and
- * the engine told.
+ * the engine told.  Only a handle libnbd took for dead (every command
+ * failed back to us) is resumed, not one this thread cannot poll.
  */
 static bool
-died(struct link_conn *c, const char *why)
+died(struct link_conn *c, struct nbd_handle *h, const char *why)
 {
 	char msg[256], not[256], full[600];
+	bool gone;
 
 	/* First: why is libnbd's thread-local text, which reconnect resets. */
 	snprintf(msg, sizeof msg, "%s", why ? why : "the connection closed");
+	gone = nbd_aio_is_dead(h) || nbd_aio_is_closed(h);
 	not[0] = '\0';
-	if (reconnect(c, msg, not, sizeof not))
+	if (gone && reconnect(c, msg, not, sizeof not))
 		return true;
 	if (not[0] != '\0')
 		snprintf(full, sizeof full, "%s (not resumed: %s)", msg, not);
@@ -291,7 +294,7 @@ poll_main(void *arg)
 		if (dead)
 			break;
 		if (nbd_aio_is_dead(h) || nbd_aio_is_closed(h)) {
-			if (!died(c, nbd_get_error()))
+			if (!died(c, h, nbd_get_error()))
 				break;
 			h = c->h;	/* ours: only we and connect set it */
 			continue;
@@ -308,7 +311,7 @@ poll_main(void *arg)
 		if (r == -1) {
 			if (errno == EINTR)
 				continue;
-			if (!died(c, strerror(errno)))
+			if (!died(c, h, strerror(errno)))
 				break;
 			h = c->h;
 			continue;
@@ -324,7 +327,7 @@ poll_main(void *arg)
 		    (dir & LIBNBD_AIO_DIRECTION_WRITE))
 			r = nbd_aio_notify_write(h);
 		if (r == -1) {
-			if (!died(c, nbd_get_error()))
+			if (!died(c, h, nbd_get_error()))
 				break;
 			h = c->h;
 		}
