@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <time.h>
 
-/* The errors of an engine (replica or primary) for the operator: the
+/* The errors of an engine (secondary or primary) for the operator: the
  * current one, which .colo/error shows until the condition ends (the
  * engine clears it), and the last ERRLOG_KEEP ever raised, with their
  * times, which .colo/errors shows after they cleared.  Thread-safe; its

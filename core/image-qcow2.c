@@ -57,7 +57,7 @@
  *   flush_lock one flush at a time, the saved counter and the tmp file.
  * No lock is held across overlay I/O; libqcow reads hold qcow_lock because
  * that lock exists to serialize exactly them.  Ordering of overlapping
- * requests is the caller's business (the replica's range locks), as for a
+ * requests is the caller's business (the secondary's range locks), as for a
  * raw image.
  */
 #include <endian.h>

@@ -4,7 +4,7 @@
  * A failover commit copies V's buffered ranges into S.  If the process
  * dies half way, S holds some of V and some of the primary's last data,
  * and the buffers are the only copy of the rest.  So before the commit
- * writes S, the replica makes the buffers durable (files in buffer_dir)
+ * writes S, the secondary makes the buffers durable (files in buffer_dir)
  * and writes, per disk, a journal of what the commit must do.  It is
  * binary, little-endian, and every byte of it is checked before any of it
  * is obeyed:

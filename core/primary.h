@@ -195,7 +195,7 @@ void primary_wait_sync(struct primary *p, unsigned timeout_ms);
 
 void primary_record_error(struct primary *p, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-/* The current error ("" if none), as replica_last_error: it clears when
+/* The current error ("" if none), as secondary_last_error: it clears when
  * the condition ends (start or resync connected, back to replicating, a
  * checkpoint accepted, failover).
  */

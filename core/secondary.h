@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-#ifndef COLOFS_REPLICA_H
-#define COLOFS_REPLICA_H
+#ifndef COLOFS_SECONDARY_H
+#define COLOFS_SECONDARY_H
 
 #include <stdarg.h>
 #include <stdbool.h>
@@ -25,32 +25,32 @@
  * every disk of the group at once.  See secondary.c for the contract.
  */
 
-struct replica;
-struct replica_disk;
+struct secondary;
+struct secondary_disk;
 
 /* An empty group.  The factory makes the hidden and active stores. */
-struct replica *replica_new(const struct store_factory *factory);
+struct secondary *secondary_new(const struct store_factory *factory);
 /* Waits for a running commit to stop (cancelling it), frees every disk and
  * closes their images.  NULL is a no-op.
  */
-void replica_free(struct replica *r);
+void secondary_free(struct secondary *r);
 
 /* Adds a disk and takes ownership of img (also on failure).  Only in
- * REPLICA_NONE.  NULL with errno (EEXIST for a duplicate name).
+ * SECONDARY_NONE.  NULL with errno (EEXIST for a duplicate name).
  */
-struct replica_disk *replica_add_disk(struct replica *r, const char *name,
+struct secondary_disk *secondary_add_disk(struct secondary *r, const char *name,
 				      struct image *img);
 
-size_t replica_ndisks(const struct replica *r);
-struct replica_disk *replica_disk_at(struct replica *r, size_t i);
-struct replica_disk *replica_find_disk(struct replica *r, const char *name);
-uint64_t replica_disk_size(const struct replica_disk *d);
-/* The disk's image, still the replica's (protect in place lends it to a
- * primary once the replica is done and idle).
+size_t secondary_ndisks(const struct secondary *r);
+struct secondary_disk *secondary_disk_at(struct secondary *r, size_t i);
+struct secondary_disk *secondary_find_disk(struct secondary *r, const char *name);
+uint64_t secondary_disk_size(const struct secondary_disk *d);
+/* The disk's image, still the secondary's (protect in place lends it to a
+ * primary once the secondary is done and idle).
  */
-struct image *replica_disk_image(struct replica_disk *d);
+struct image *secondary_disk_image(struct secondary_disk *d);
 
-/* Control.  0, or -1 with errno and the reason in the replica's error.
+/* Control.  0, or -1 with errno and the reason in the secondary's error.
  * A word never does nothing silently: where it has nothing to do it
  * fails, so that an operator's `echo start` after a failover says why.
  *   start:      none -> running; EBUSY in every other state.
@@ -75,12 +75,12 @@ struct image *replica_disk_image(struct replica_disk *d);
  * latter at most twice the largest of the last 4 epochs of hidden plus
  * of active (two buffers per slot).  Stop and failover free the spares.
  */
-int replica_start(struct replica *r);
+int secondary_start(struct secondary *r);
 /* start, also when S may be behind the primary (below). */
-int replica_start_force(struct replica *r);
-int replica_checkpoint(struct replica *r);
-int replica_stop(struct replica *r);
-int replica_failover(struct replica *r);
+int secondary_start_force(struct secondary *r);
+int secondary_checkpoint(struct secondary *r);
+int secondary_stop(struct secondary *r);
+int secondary_failover(struct secondary *r);
 
 /* Durability.  With a journal directory, a failover first makes what its
  * commit needs durable (see "Durability" in secondary.c): a journal per disk
@@ -89,29 +89,29 @@ int replica_failover(struct replica *r);
  * with nowhere to put them, so the failover is not crash-safe.  Set before
  * start; the strings are copied.  0, or -1 with errno.
  */
-int replica_set_durable(struct replica *r, const char *jdir,
+int secondary_set_durable(struct secondary *r, const char *jdir,
 			const char *bdir, const char *prefix);
 
 /* The generation a failover's journals record in their header (0: none,
  * the default).  Set before failover.
  */
-void replica_set_journal_generation(struct replica *r, uint64_t gen);
+void secondary_set_journal_generation(struct secondary *r, uint64_t gen);
 
 /* Called before the state it names takes effect where that matters for
  * safety (done, failover once its journals are durable, with journaled
  * saying whether they are), and after start and a failed commit; the
  * daemon writes its state file there.  A failure (-1) refuses stop, and
  * turns the end of a commit into failover_failed.  Never called with a
- * replica lock that I/O needs held.
+ * secondary lock that I/O needs held.
  */
 /* A test hook: called by a view write each time it starts waiting for a
  * failover to become durable (NULL: none).
  */
-extern void (*replica_failover_wait_hook)(struct replica *r);
+extern void (*secondary_failover_wait_hook)(struct secondary *r);
 
-typedef int replica_state_hook(void *opaque, enum replica_state next,
+typedef int secondary_state_hook(void *opaque, enum secondary_state next,
 			       bool journaled);
-void replica_set_state_hook(struct replica *r, replica_state_hook *fn,
+void secondary_set_state_hook(struct secondary *r, secondary_state_hook *fn,
 			    void *opaque);
 
 /* What S takes that the primary did not send: the failover commit's
@@ -122,119 +122,119 @@ void replica_set_state_hook(struct replica *r, replica_state_hook *fn,
  * again, or (consistent false: start force) may be behind it.  Set
  * before start; tap is copied; NULL removes it.
  */
-struct replica_tap {
+struct secondary_tap {
 	int (*write)(void *opaque, size_t disk, uint64_t off, uint64_t len);
 	void (*start)(void *opaque, bool consistent);
 	void *opaque;
 };
-void replica_set_tap(struct replica *r, const struct replica_tap *tap);
+void secondary_set_tap(struct secondary *r, const struct secondary_tap *tap);
 /* Whether S can be taken to hold every write the primary got a reply
  * for: false after an unclean stop in running (the primary may have gone
  * on writing without this secondary), until a primary connects
- * (replica_note_primary_connected, called by the listener once a client
+ * (secondary_note_primary_connected, called by the listener once a client
  * has negotiated an export; it calls the state hook so that the daemon
- * remembers).  While false, start refuses with EAGAIN: replica_start_force
+ * remembers).  While false, start refuses with EAGAIN: secondary_start_force
  * starts anyway.  Initially true.
  */
-void replica_set_s_consistent(struct replica *r, bool consistent);
-bool replica_s_consistent(struct replica *r);
-void replica_note_primary_connected(struct replica *r);
+void secondary_set_s_consistent(struct secondary *r, bool consistent);
+bool secondary_s_consistent(struct secondary *r);
+void secondary_note_primary_connected(struct secondary *r);
 
 /* At start-up, in none, once every disk is added:
- *   replica_restore_done: none -> done (a promoted secondary restarting);
- *   replica_resume_failover: reloads the buffers and journals that a
+ *   secondary_restore_done: none -> done (a promoted secondary restarting);
+ *   secondary_resume_failover: reloads the buffers and journals that a
  *     failover cut short left in the durable directories and resumes its
  *     commit (-> failover, then done).
  * 0, or -1 with errno and the reason recorded.
  */
-int replica_restore_done(struct replica *r);
+int secondary_restore_done(struct secondary *r);
 /* In none at start-up, when no failover is to be resumed: removes the
  * journals and buffer files of a failover killed before it was durable
  * (the state file still said running): each buffer file is as large as
  * the disk.  Nothing else would remove them before the next failover.
  */
-void replica_drop_leftovers(struct replica *r);
-int replica_resume_failover(struct replica *r);
+void secondary_drop_leftovers(struct secondary *r);
+int secondary_resume_failover(struct secondary *r);
 
 /* A planned restart in running (the daemon's live restart), with the
  * durable directories set:
- *   replica_handover: with no I/O in flight and none to come, writes
+ *   secondary_handover: with no I/O in flight and none to come, writes
  *     what a failover would (a journal of each buffer's ranges, the
  *     buffers as files) and keeps them; the state stays running;
- *   replica_resume_running: in the next process, in none: loads them,
+ *   secondary_resume_running: in the next process, in none: loads them,
  *     -> running, exactly as handed over; the files' names go (the
  *     buffers keep them open).
  * 0, or -1 with errno and the reason recorded.
  */
-int replica_handover(struct replica *r);
-int replica_resume_running(struct replica *r);
+int secondary_handover(struct secondary *r);
+int secondary_resume_running(struct secondary *r);
 
-enum replica_state replica_state(struct replica *r);
+enum secondary_state secondary_state(struct secondary *r);
 /* Blocks until no failover is being made durable and no commit is
  * running.  Not with ctl_lock held (not from a state hook).
  */
-void replica_wait_commit(struct replica *r);
+void secondary_wait_commit(struct secondary *r);
 /* 1 if primary writes are accepted (none or running), else 0. */
-int replica_accepts_primary(struct replica *r);
+int secondary_accepts_primary(struct secondary *r);
 
 /* View I/O (the secondary VM).  Whole transfers within the disk: 0, or -1
  * with errno (EINVAL beyond the end, EIO for a view write in none); a
  * refused or failed write records its reason (.colo/error).  A write
  * during failover reaches S and, with journals, its journal record
- * before it returns.  replica_view_flush: nothing while running (the
+ * before it returns.  secondary_view_flush: nothing while running (the
  * buffers are dropped at the next checkpoint anyway); S otherwise, and in
  * failover also the active buffer and the journal, so that a flushed
  * write outlives a power cut.
  */
-int replica_view_read(struct replica_disk *d, void *buf, size_t len,
+int secondary_view_read(struct secondary_disk *d, void *buf, size_t len,
 		      uint64_t off);
-int replica_view_write(struct replica_disk *d, const void *buf, size_t len,
+int secondary_view_write(struct secondary_disk *d, const void *buf, size_t len,
 		       uint64_t off);
 /* Zeroing, as fallocate does it on a raw file: afterwards the range reads
- * zeros.  replica_view_zero (ZERO_RANGE) keeps S's blocks allocated where
- * it writes S (done, failover); replica_view_punch (PUNCH_HOLE) may punch
+ * zeros.  secondary_view_zero (ZERO_RANGE) keeps S's blocks allocated where
+ * it writes S (done, failover); secondary_view_punch (PUNCH_HOLE) may punch
  * holes there.  While running both zero the active buffer, and the
  * failover commit writes those zeros into S as data.
  */
-int replica_view_zero(struct replica_disk *d, uint64_t off, uint64_t len);
-int replica_view_punch(struct replica_disk *d, uint64_t off, uint64_t len);
+int secondary_view_zero(struct secondary_disk *d, uint64_t off, uint64_t len);
+int secondary_view_punch(struct secondary_disk *d, uint64_t off, uint64_t len);
 
 /* A view read without a copy: where V's bytes of [off, off+len) live, when
  * they live in one layer: len bytes at pos of fd, or len bytes at mem.
  * The range stays locked (and checkpoints wait) until
- * replica_view_read_end, so the caller must send the bytes before then:
+ * secondary_view_read_end, so the caller must send the bytes before then:
  * the FUSE layer splices them into its reply.  Returns 0, or -1 with
- * errno: EAGAIN (nothing held: use replica_view_read) when len is 0, the
+ * errno: EAGAIN (nothing held: use secondary_view_read) when len is 0, the
  * range spans layers, or its layer has neither an fd nor memory (qcow2);
  * EINVAL beyond the end.
  */
-struct replica_seg {
+struct secondary_seg {
 	int fd;				/* >= 0: read from fd at pos */
 	uint64_t pos;
 	const void *mem;		/* else: the bytes are here */
 };
 
-struct replica_read {			/* the caller's; opaque */
-	struct replica_disk *d;
+struct secondary_read {			/* the caller's; opaque */
+	struct secondary_disk *d;
 	void *lock;
 	char space[64];
 };
 
-int replica_view_read_begin(struct replica_disk *d, uint64_t off, size_t len,
-			    struct replica_read *rd, struct replica_seg *seg);
-void replica_view_read_end(struct replica_read *rd);
-int replica_view_flush(struct replica_disk *d);
+int secondary_view_read_begin(struct secondary_disk *d, uint64_t off, size_t len,
+			    struct secondary_read *rd, struct secondary_seg *seg);
+void secondary_view_read_end(struct secondary_read *rd);
+int secondary_view_flush(struct secondary_disk *d);
 
 /* Primary I/O (the NBD listener).  Reads return S.  Writes are refused
  * with ESHUTDOWN from failover on.  A write is applied in full before it
  * returns 0; on -1, S is untouched if the save into hidden failed.
  */
-int replica_primary_read(struct replica_disk *d, void *buf, size_t len,
+int secondary_primary_read(struct secondary_disk *d, void *buf, size_t len,
 			 uint64_t off);
-int replica_primary_write(struct replica_disk *d, const void *buf,
+int secondary_primary_write(struct secondary_disk *d, const void *buf,
 			  size_t len, uint64_t off);
-int replica_primary_zero(struct replica_disk *d, uint64_t off, uint64_t len);
-int replica_primary_flush(struct replica_disk *d);
+int secondary_primary_zero(struct secondary_disk *d, uint64_t off, uint64_t len);
+int secondary_primary_flush(struct secondary_disk *d);
 
 /* Caps the bytes held in all buffers of the group (0: no cap), counting
  * only bytes that take room (a zeroed or trimmed range is a hole in
@@ -244,30 +244,30 @@ int replica_primary_flush(struct replica_disk *d);
  * buffers a checkpoint dropped to be freed, frees the spares, and tries
  * once more.
  */
-void replica_set_buffer_limit(struct replica *r, uint64_t bytes);
+void secondary_set_buffer_limit(struct secondary *r, uint64_t bytes);
 
 /* Errors for the FT/HA manager (.colo/error, core/errlog.h).  The last
  * one raised is current until the condition ends: a successful start,
  * checkpoint or failover clears it (the history keeps it).
  */
-void replica_record_error(struct replica *r, const char *fmt, ...)
+void secondary_record_error(struct secondary *r, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-void replica_clear_error(struct replica *r);
+void secondary_clear_error(struct secondary *r);
 /* Copies the current error ("" if none) into buf; returns when it was
  * raised (0: none).
  */
-time_t replica_last_error(struct replica *r, char *buf, size_t len);
+time_t secondary_last_error(struct secondary *r, char *buf, size_t len);
 /* Its errors, current and past (.colo/errors reads the history). */
-struct errlog *replica_errors(struct replica *r);
+struct errlog *secondary_errors(struct secondary *r);
 
 /* The primary's front end reports a primary that went away without
- * saying goodbye (the listener: no NBD_CMD_DISC): the replica may have
+ * saying goodbye (the listener: no NBD_CMD_DISC): the secondary may have
  * missed writes.  why says how; counted in the status.
  */
-void replica_note_unclean_disconnect(struct replica *r, const char *why);
+void secondary_note_unclean_disconnect(struct secondary *r, const char *why);
 
-struct replica_disk_status {
-	const char *name;		/* valid while the replica lives */
+struct secondary_disk_status {
+	const char *name;		/* valid while the secondary lives */
 	uint64_t size;
 	uint64_t hidden_bytes, hidden_extents;
 	uint64_t active_bytes, active_extents;
@@ -280,39 +280,39 @@ struct replica_disk_status {
 };
 
 /* Checkpoint durations are counted in buckets: bucket i < last holds
- * those <= replica_checkpoint_bucket_ns[i] (and above the bound before),
+ * those <= secondary_checkpoint_bucket_ns[i] (and above the bound before),
  * the last one the rest.
  */
-#define REPLICA_CHECKPOINT_BUCKETS 14
+#define SECONDARY_CHECKPOINT_BUCKETS 14
 extern const uint64_t
-replica_checkpoint_bucket_ns[REPLICA_CHECKPOINT_BUCKETS - 1];
+secondary_checkpoint_bucket_ns[SECONDARY_CHECKPOINT_BUCKETS - 1];
 
-struct replica_status {
-	enum replica_state state;
-	bool s_consistent;		/* replica_s_consistent */
+struct secondary_status {
+	enum secondary_state state;
+	bool s_consistent;		/* secondary_s_consistent */
 	uint64_t checkpoints;
 	uint64_t last_checkpoint_ns;
-	uint64_t checkpoint_hist[REPLICA_CHECKPOINT_BUCKETS];	/* per bucket */
+	uint64_t checkpoint_hist[SECONDARY_CHECKPOINT_BUCKETS];	/* per bucket */
 	uint64_t checkpoint_ns_sum;
 	uint64_t errors;		/* errors recorded, refusals included */
 	uint64_t unclean_disconnects;
 	uint64_t buffer_bytes;		/* taking room in all buffers */
 	uint64_t buffer_limit;		/* 0: none */
 	/* Pages (memory) or blocks (file) the buffers keep from earlier
-	 * epochs so that checkpoints recycle them (see replica_checkpoint);
+	 * epochs so that checkpoints recycle them (see secondary_checkpoint);
 	 * not counted in buffer_bytes.
 	 */
 	uint64_t buffer_retained_bytes;
 	char error[512];
 	time_t error_time;		/* when error was raised; 0: none */
 	size_t ndisks;
-	struct replica_disk_status *disks;	/* ndisks entries */
+	struct secondary_disk_status *disks;	/* ndisks entries */
 };
 
 /* A consistent snapshot.  0, or -1 with errno.  Free with
- * replica_status_release.
+ * secondary_status_release.
  */
-int replica_get_status(struct replica *r, struct replica_status *st);
-void replica_status_release(struct replica_status *st);
+int secondary_get_status(struct secondary *r, struct secondary_status *st);
+void secondary_status_release(struct secondary_status *st);
 
 #endif

@@ -1,30 +1,30 @@
 /* SPDX-License-Identifier: MIT */
-/* The replica states' names, as the state file and the status print them. */
+/* The secondary states' names, as the state file and the status print them. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "state.h"
 
 const char *
-replica_state_name(enum replica_state s)
+secondary_state_name(enum secondary_state s)
 {
 	switch (s) {
-	case REPLICA_NONE: return "none";
-	case REPLICA_RUNNING: return "running";
-	case REPLICA_FAILOVER: return "failover";
-	case REPLICA_FAILOVER_FAILED: return "failover_failed";
-	case REPLICA_DONE: return "done";
+	case SECONDARY_NONE: return "none";
+	case SECONDARY_RUNNING: return "running";
+	case SECONDARY_FAILOVER: return "failover";
+	case SECONDARY_FAILOVER_FAILED: return "failover_failed";
+	case SECONDARY_DONE: return "done";
 	}
 	abort();
 }
 
 int
-replica_state_parse(const char *s, enum replica_state *out)
+secondary_state_parse(const char *s, enum secondary_state *out)
 {
-	enum replica_state st;
+	enum secondary_state st;
 
-	for (st = REPLICA_NONE; st <= REPLICA_DONE; st++) {
-		if (strcmp(s, replica_state_name(st)) == 0) {
+	for (st = SECONDARY_NONE; st <= SECONDARY_DONE; st++) {
+		if (strcmp(s, secondary_state_name(st)) == 0) {
 			*out = st;
 			return 0;
 		}

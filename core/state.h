@@ -2,19 +2,19 @@
 #ifndef COLOFS_STATE_H
 #define COLOFS_STATE_H
 
-/* The replica's states, shared by the engine (secondary.c), the state file
+/* The secondary's states, shared by the engine (secondary.c), the state file
  * (statefile.c) and the daemon, so that the state file needs nothing of
- * the replica.  See secondary.c for what each state means.
+ * the secondary.  See secondary.c for what each state means.
  */
-enum replica_state {
-	REPLICA_NONE,			/* before start: V = S, view writes fail */
-	REPLICA_RUNNING,
-	REPLICA_FAILOVER,		/* committing buffers into S */
-	REPLICA_FAILOVER_FAILED,	/* the commit hit an error */
-	REPLICA_DONE,			/* V = S, pass-through */
+enum secondary_state {
+	SECONDARY_NONE,			/* before start: V = S, view writes fail */
+	SECONDARY_RUNNING,
+	SECONDARY_FAILOVER,		/* committing buffers into S */
+	SECONDARY_FAILOVER_FAILED,	/* the commit hit an error */
+	SECONDARY_DONE,			/* V = S, pass-through */
 };
-const char *replica_state_name(enum replica_state s);	/* aborts if unknown */
+const char *secondary_state_name(enum secondary_state s);	/* aborts if unknown */
 /* The state named s: 0 and *out, or -1 for an unknown name. */
-int replica_state_parse(const char *s, enum replica_state *out);
+int secondary_state_parse(const char *s, enum secondary_state *out);
 
 #endif

@@ -126,7 +126,7 @@ statefile_read(const char *path, struct statefile *sf, char *err,
 			return bad(err, errlen, path, "a line is not key=value");
 		*v++ = '\0';
 		if (strcmp(line, "state") == 0) {
-			if (replica_state_parse(v, &sf->state) == -1)
+			if (secondary_state_parse(v, &sf->state) == -1)
 				return bad(err, errlen, path, "unknown state");
 			have_state = true;
 		} else if (strcmp(line, "generation") == 0) {
@@ -178,7 +178,7 @@ statefile_write(const char *dir, const char *name, const struct statefile *sf)
 	n = snprintf(buf, sizeof buf, MAGIC "state=%s\ngeneration=%s\n"
 		     "journaled=%d\ns_consistent=%d\ngi_current=%016" PRIx64
 		     "\ngi_since=%" PRId64 "\ngi_history=%s\n%s%s%s",
-		     replica_state_name(sf->state), sf->generation,
+		     secondary_state_name(sf->state), sf->generation,
 		     sf->journaled ? 1 : 0, sf->s_behind ? 0 : 1,
 		     sf->gi.current, sf->gi.since, hist,
 		     sf->protect[0] ? "protect=" : "", sf->protect,

@@ -18,7 +18,7 @@
 #define STATEFILE_URI_MAX 1024
 
 struct statefile {
-	enum replica_state state;
+	enum secondary_state state;
 	char generation[STATEFILE_GEN_LEN + 1];
 	bool journaled;		/* failover: the journals are durable */
 	/* done, then protected in place: the secondary's URI (the process

@@ -7,7 +7,7 @@
  * unreserved mapping of small pages (memory follows the bytes written); file is an
  * unlinked sparse file (its fd lets callers splice).  Freeing a large
  * store takes a while (the kernel frees every page), which is why the
- * replica frees old stores in a background thread.
+ * secondary frees old stores in a background thread.
  *
  * The store does not know what it holds: the extent map beside it does.
  * Stores are thread-safe because pread and pwrite are.

@@ -39,7 +39,7 @@ struct store {
 					 * NULL: see store_recycle */
 };
 
-/* Makes the empty stores that a replica swaps in at start and checkpoint.
+/* Makes the empty stores that a secondary swaps in at start and checkpoint.
  * tag names the store in /proc/PID/fd and in errors ("vda-hidden").
  */
 struct store_factory {

@@ -33,9 +33,9 @@
  * identifiers (core/gi.h) carry over: a restart is not a promotion.  A
  * first one is made for a new file; --demote --discard-local makes a new
  * one and forgets the history (the primary then copies everything).  From there the
- * replica's state hook rewrites it: running at start; failover (new
+ * secondary's state hook rewrites it: running at start; failover (new
  * generation, and a new generation identifier: a promotion) once the
- * journals are durable; done before the replica
+ * journals are durable; done before the secondary
  * acts as done; failover_failed.  Checkpoints never touch it: the hot path
  * syncs nothing.
  */
@@ -58,7 +58,7 @@
 #include "statefile.h"
 
 struct durable {
-	struct replica *r;
+	struct secondary *r;
 	char *dir;			/* state_dir */
 	char *name;			/* STEM.state */
 	char *path;			/* dir/name */
@@ -191,7 +191,7 @@ make_dirs(const char *dir)
 }
 
 static int
-hook(void *opaque, enum replica_state next, bool journaled)
+hook(void *opaque, enum secondary_state next, bool journaled)
 {
 	struct durable *du = opaque;
 	struct statefile sf;
@@ -204,8 +204,8 @@ hook(void *opaque, enum replica_state next, bool journaled)
 	sf = du->sf;
 	sf.state = next;
 	sf.journaled = journaled;
-	sf.s_behind = !replica_s_consistent(du->r);
-	if (next == REPLICA_FAILOVER && du->sf.state == REPLICA_RUNNING &&
+	sf.s_behind = !secondary_s_consistent(du->r);
+	if (next == SECONDARY_FAILOVER && du->sf.state == SECONDARY_RUNNING &&
 	    statefile_new_generation(sf.generation) == -1) {
 		pthread_mutex_unlock(&du->lock);
 		return -1;
@@ -214,15 +214,15 @@ hook(void *opaque, enum replica_state next, bool journaled)
 	 * VM writes S): S starts a history of its own (gi.h), durably with
 	 * the state that makes it writable.
 	 */
-	if ((next == REPLICA_FAILOVER || next == REPLICA_DONE) &&
-	    du->sf.state == REPLICA_RUNNING && gi_new(&sf.gi) == -1) {
+	if ((next == SECONDARY_FAILOVER || next == SECONDARY_DONE) &&
+	    du->sf.state == SECONDARY_RUNNING && gi_new(&sf.gi) == -1) {
 		pthread_mutex_unlock(&du->lock);
 		return -1;
 	}
 	ret = statefile_write(du->dir, du->name, &sf);
 	/* 1: renamed, its directory not synced.  The file says next now
 	 * (and may after a crash): it counts as written, or a refused stop
-	 * would leave done on disk with the replica still running.  The
+	 * would leave done on disk with the secondary still running.  The
 	 * next write syncs the directory again.
 	 */
 	if (ret >= 0)
@@ -231,11 +231,11 @@ hook(void *opaque, enum replica_state next, bool journaled)
 	if (ret == 1) {
 		log_error("state file %s: %s, but its directory could not be "
 			  "synced: a crash may bring back the state before",
-			  du->path, replica_state_name(next));
-		replica_record_error(du->r, "state file %s says %s, but "
+			  du->path, secondary_state_name(next));
+		secondary_record_error(du->r, "state file %s says %s, but "
 				     "fsync of its directory failed: a crash "
 				     "may bring back the state before",
-				     du->path, replica_state_name(next));
+				     du->path, secondary_state_name(next));
 		/* A failover answers only once durable (issue 16): refused,
 		 * it becomes failover_failed, which a restart also resumes.
 		 * So does a commit's done: it drops the journals next, in
@@ -244,13 +244,13 @@ hook(void *opaque, enum replica_state next, bool journaled)
 		 * buffers over what the VM wrote in done.  Any other
 		 * transition (a stop's done) counts as written.
 		 */
-		ret = next == REPLICA_FAILOVER ||
-		      (next == REPLICA_DONE && had_journals) ? -1 : 0;
+		ret = next == SECONDARY_FAILOVER ||
+		      (next == SECONDARY_DONE && had_journals) ? -1 : 0;
 		if (ret == -1)
 			errno = EIO;
 	} else if (ret == 0) {
 		log_info("state file %s: %s", du->path,
-			 replica_state_name(next));
+			 secondary_state_name(next));
 	}
 	return ret;
 }
@@ -274,16 +274,16 @@ durable_free(struct durable *du)
  * caller starts in none as after a crash in running.
  */
 static int
-resume_running(struct durable *du, struct replica *r,
+resume_running(struct durable *du, struct secondary *r,
 	       const struct statefile *old)
 {
 	char err[512];
 
-	if (replica_resume_running(r) == -1) {
-		replica_last_error(r, err, sizeof err);
+	if (secondary_resume_running(r) == -1) {
+		secondary_last_error(r, err, sizeof err);
 		log_error("%s; starting in none, as after a crash in running",
 			  err);
-		replica_record_error(r, "restarted after running: the "
+		secondary_record_error(r, "restarted after running: the "
 			"buffers the last process handed over cannot be "
 			"read: %s; a checkpoint or resync from the primary "
 			"must come before start", err);
@@ -291,7 +291,7 @@ resume_running(struct durable *du, struct replica *r,
 	}
 	du->sf = *old;
 	du->sf.journaled = false;
-	replica_set_s_consistent(r, !du->sf.s_behind);
+	secondary_set_s_consistent(r, !du->sf.s_behind);
 	/* If this fails the file still says handed over, but the names
 	 * are gone: a crash now comes back in none, which is right.
 	 */
@@ -305,11 +305,11 @@ resume_running(struct durable *du, struct replica *r,
 int
 durable_handover(struct durable *du)
 {
-	if (replica_handover(du->r) == -1) {
+	if (secondary_handover(du->r) == -1) {
 		log_error("handover: %m; the next start comes back in none");
 		return -1;
 	}
-	if (hook(du, REPLICA_RUNNING, true) == -1) {
+	if (hook(du, SECONDARY_RUNNING, true) == -1) {
 		log_error("handover: the state file was not updated: the "
 			  "next start comes back in none");
 		return -1;
@@ -320,12 +320,12 @@ durable_handover(struct durable *du)
 }
 
 struct durable *
-durable_open(const struct config *cfg, struct replica *r, bool demote,
+durable_open(const struct config *cfg, struct secondary *r, bool demote,
 	     bool discard_local)
 {
 	struct durable *du = calloc(1, sizeof *du);
 	struct statefile old;
-	enum replica_state start = REPLICA_NONE;
+	enum secondary_state start = SECONDARY_NONE;
 	const char *bdir = cfg->buffer_dir;
 	char err[512], *stem = NULL;
 	bool resume = false, handover = false;
@@ -350,7 +350,7 @@ durable_open(const struct config *cfg, struct replica *r, bool demote,
 	if (du->lock_fd == -1)
 		goto err;
 	du->crash_safe = bdir != NULL;
-	if (replica_set_durable(r, du->dir, bdir, stem) == -1) {
+	if (secondary_set_durable(r, du->dir, bdir, stem) == -1) {
 		log_error("state file: %m");
 		goto err;
 	}
@@ -361,18 +361,18 @@ durable_open(const struct config *cfg, struct replica *r, bool demote,
 		goto err;
 	}
 	snprintf(du->found, sizeof du->found, "%s",
-		 rc == 1 ? "new" : replica_state_name(old.state));
+		 rc == 1 ? "new" : secondary_state_name(old.state));
 	if (rc == 0) {
 		switch (old.state) {
-		case REPLICA_NONE:
+		case SECONDARY_NONE:
 			if (old.s_behind) {
 				du->sf.s_behind = true;
-				replica_record_error(r, "S may be behind the "
+				secondary_record_error(r, "S may be behind the "
 					"primary (s_consistent=0) until a "
 					"primary connects; start needs force");
 			}
 			break;
-		case REPLICA_RUNNING:
+		case SECONDARY_RUNNING:
 			if (old.journaled && !demote) {
 				handover = true;
 				break;
@@ -380,33 +380,33 @@ durable_open(const struct config *cfg, struct replica *r, bool demote,
 			du->sf.s_behind = true;
 			log_warn("restarted after running: the secondary VM's "
 				 "buffers are gone");
-			replica_record_error(r, "restarted after a crash or stop "
+			secondary_record_error(r, "restarted after a crash or stop "
 				"in state running: the secondary VM's buffers "
 				"are gone; S holds every write the primary got "
 				"a reply for, but it may have written on "
 				"(s_consistent=0): a resync from the primary "
 				"must come before start (or start force)");
 			break;
-		case REPLICA_FAILOVER:
-		case REPLICA_FAILOVER_FAILED:
+		case SECONDARY_FAILOVER:
+		case SECONDARY_FAILOVER_FAILED:
 			if (demote) {
 				log_error("--demote: a failover commit is "
 					  "unfinished; let it finish first");
 				goto err;
 			}
 			if (old.journaled) {
-				start = REPLICA_FAILOVER;
+				start = SECONDARY_FAILOVER;
 				resume = true;
 				break;
 			}
-			start = REPLICA_DONE;
+			start = SECONDARY_DONE;
 			log_error("an interrupted failover had no journal");
-			replica_record_error(r, "the failover commit was "
+			secondary_record_error(r, "the failover commit was "
 				"interrupted and its buffers were in memory "
 				"(no buffer_dir): S may mix the primary's and "
 				"the VM's data; state done kept as a fence");
 			break;
-		case REPLICA_DONE:
+		case SECONDARY_DONE:
 			/* Protected in place: a primary again, unless
 			 * demoted (then the role goes with the state).
 			 */
@@ -417,12 +417,12 @@ durable_open(const struct config *cfg, struct replica *r, bool demote,
 				log_warn("--demote: leaving done for none; "
 					 "this disk takes primary writes again");
 				du->sf.s_behind = true;
-				replica_record_error(r, "demoted from done by "
+				secondary_record_error(r, "demoted from done by "
 					"--demote: a resync from the new "
 					"primary must come before start");
 				break;
 			}
-			start = REPLICA_DONE;
+			start = SECONDARY_DONE;
 			break;
 		}
 	}
@@ -432,9 +432,9 @@ durable_open(const struct config *cfg, struct replica *r, bool demote,
 		du->sf.gi = old.gi;
 	/* The handed-over journals name the generation they belong to. */
 	if (handover)
-		replica_set_journal_generation(r, old.gi.current);
+		secondary_set_journal_generation(r, old.gi.current);
 	if (handover && resume_running(du, r, &old) == 0) {
-		start = REPLICA_RUNNING;
+		start = SECONDARY_RUNNING;
 	} else {
 		/* A failed handover is a crash in running. */
 		if (handover)
@@ -446,9 +446,9 @@ durable_open(const struct config *cfg, struct replica *r, bool demote,
 		if (du->sf.gi.current == 0 && gi_new(&du->sf.gi) == -1)
 			goto err;
 		if (discard_local) {
-			if (start != REPLICA_NONE) {
+			if (start != SECONDARY_NONE) {
 				log_error("--discard-local needs --demote (the state "
-					  "is %s)", replica_state_name(start));
+					  "is %s)", secondary_state_name(start));
 				goto err;
 			}
 			if (gi_new(&du->sf.gi) == -1)
@@ -457,40 +457,40 @@ durable_open(const struct config *cfg, struct replica *r, bool demote,
 			log_warn("--discard-local: this disk's writes since it "
 				 "failed over will be overwritten by the primary's "
 				 "next (full) sync");
-			replica_record_error(r, "--discard-local: this disk's data "
+			secondary_record_error(r, "--discard-local: this disk's data "
 				"is discarded; the primary's next sync copies the "
 				"whole disk");
 		}
-		replica_set_s_consistent(r, !du->sf.s_behind);
+		secondary_set_s_consistent(r, !du->sf.s_behind);
 		/* A failover's journals name the generation their buffers belong
 		 * to (only a promotion changes it, and that ends running).
 		 */
-		replica_set_journal_generation(r, du->sf.gi.current);
+		secondary_set_journal_generation(r, du->sf.gi.current);
 		if (statefile_new_generation(du->sf.generation) == -1 ||
 		    statefile_write(du->dir, du->name, &du->sf) == -1) {
 			log_error("cannot write the state file %s", du->path);
 			goto err;
 		}
 	}
-	if (start == REPLICA_DONE && replica_restore_done(r) == -1) {
+	if (start == SECONDARY_DONE && secondary_restore_done(r) == -1) {
 		log_error("state file: %m");
 		goto err;
 	}
 	/* A failover killed before the state file said so left its files. */
-	if (rc == 0 && start == REPLICA_NONE)
-		replica_drop_leftovers(r);
-	replica_set_state_hook(r, hook, du);
+	if (rc == 0 && start == SECONDARY_NONE)
+		secondary_drop_leftovers(r);
+	secondary_set_state_hook(r, hook, du);
 	if (resume) {
 		log_info("resuming the failover commit left by the last run");
-		if (replica_resume_failover(r) == -1) {
-			replica_last_error(r, err, sizeof err);
+		if (secondary_resume_failover(r) == -1) {
+			secondary_last_error(r, err, sizeof err);
 			log_error("%s", err);
-			replica_set_state_hook(r, NULL, NULL);
+			secondary_set_state_hook(r, NULL, NULL);
 			goto err;
 		}
 	}
 	log_info("state file %s: was %s, now %s", du->path, du->found,
-		 replica_state_name(start));
+		 secondary_state_name(start));
 	free(stem);
 	return du;
 err:
@@ -653,8 +653,8 @@ durable_discard_failover(const struct config *cfg)
 		log_error("--discard-failover: %s", err);
 		goto out;
 	}
-	if (rc == 1 || (sf.state != REPLICA_FAILOVER &&
-			sf.state != REPLICA_FAILOVER_FAILED)) {
+	if (rc == 1 || (sf.state != SECONDARY_FAILOVER &&
+			sf.state != SECONDARY_FAILOVER_FAILED)) {
 		log_info("--discard-failover: no interrupted failover");
 		ret = 1;
 		goto out;

@@ -16,20 +16,20 @@
 struct durable;
 
 /* Reads the state file of cfg (creating state_dir if needed), puts the
- * replica (its disks added, in none) in the state that follows, writes the
+ * secondary (its disks added, in none) in the state that follows, writes the
  * file back with a new generation and installs the hook.  demote: leave
  * done for none (the operator's way out of the fence).  discard_local
  * (with demote): a new generation without history, so that the primary
  * resolves a split brain by copying its whole disk here.  NULL on failure,
  * with the reason logged: the daemon must not start.
  */
-struct durable *durable_open(const struct config *cfg, struct replica *r,
+struct durable *durable_open(const struct config *cfg, struct secondary *r,
 			     bool demote, bool discard_local);
 void durable_free(struct durable *du);		/* NULL is a no-op */
 
 /* A planned restart in running (live restart, holder.c): with no I/O in
  * flight, hands the buffers over through the durable directories
- * (replica_handover) and records "running, journaled" in the state file,
+ * (secondary_handover) and records "running, journaled" in the state file,
  * which the next durable_open resumes exactly.  0, or -1 after logging
  * (the next start then comes back in none, as after a crash).
  */

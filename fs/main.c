@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /* colofs: the daemon.  Reads the config, opens the images, builds the
- * replica, starts the NBD listener and mounts the FUSE filesystem, then
+ * secondary, starts the NBD listener and mounts the FUSE filesystem, then
  * serves until unmounted or signalled.
  *
  * Start-up order, and why:
  *   1. config_load, checks of the mountpoint: before forking, so that the
  *      common mistakes print their message from the process the user ran;
  *   2. fork (daemon.c) unless -f: before any thread exists;
- *   3. images, replica, NBD bind, mount: any failure undoes what was done
+ *   3. images, secondary, NBD bind, mount: any failure undoes what was done
  *      (nothing stays mounted) and exits 1; the parent exits with it;
  *   4. the listener's threads start with SIGTERM/SIGINT/SIGHUP blocked,
  *      as libfuse's workers do, so that SIGTERM and SIGINT reach the main
@@ -19,7 +19,7 @@
  * Shutdown (a signal, or fusermount3 -u): the session loop returns once
  * every request it took has been answered; then the mount goes, the
  * listener finishes its requests and closes, a failover commit under way
- * runs to its end, the disks are flushed and the replica freed.  Exit 0.
+ * runs to its end, the disks are flushed and the secondary freed.  Exit 0.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -335,20 +335,20 @@ reloader_stop(struct reloader *rl)
 
 /* After failover S is the only copy of the disk, and a half-done commit
  * leaves it a mix of the primary's and the secondary's data: let it end
- * rather than cancel it (replica_free would).
+ * rather than cancel it (secondary_free would).
  */
 static void
-finish_commit(struct replica *r)
+finish_commit(struct secondary *r)
 {
-	switch (replica_state(r)) {
-	case REPLICA_FAILOVER:
+	switch (secondary_state(r)) {
+	case SECONDARY_FAILOVER:
 		log_info("waiting for the failover commit to finish");
-		replica_wait_commit(r);
-		if (replica_state(r) == REPLICA_FAILOVER_FAILED)
+		secondary_wait_commit(r);
+		if (secondary_state(r) == SECONDARY_FAILOVER_FAILED)
 			log_error("the failover commit failed; the view's "
 				  "uncommitted data is lost");
 		break;
-	case REPLICA_FAILOVER_FAILED:
+	case SECONDARY_FAILOVER_FAILED:
 		log_error("stopping after a failed failover commit; the "
 			  "view's uncommitted data is lost");
 		break;
@@ -364,7 +364,7 @@ lost(void *arg, size_t i, const char *why)
 }
 
 /* mode = primary: the primary engine and its libnbd link instead of the
- * replica and the listener; the same mount, signals and daemonizing.
+ * secondary and the listener; the same mount, signals and daemonizing.
  * The state directory (bitmaps) is made if missing.
  */
 static const struct colo_status_part holder_part = { handover_status, NULL };
@@ -486,7 +486,7 @@ static int
 serve(struct config *cfg, bool foreground, bool demote, bool discard_local)
 {
 	struct store_factory factory;
-	struct replica *r = NULL;
+	struct secondary *r = NULL;
 	struct nbd_server *nbd = NULL;
 	struct colo_status_part status_parts[3];
 	struct durable *du = NULL;
@@ -503,12 +503,12 @@ serve(struct config *cfg, bool foreground, bool demote, bool discard_local)
 	stop_signals(SIG_BLOCK, &oldmask);
 	factory = cfg->buffer == CONFIG_BUFFER_FILE ?
 		store_file_factory(cfg->buffer_dir) : store_memory_factory();
-	r = replica_new(&factory);
+	r = secondary_new(&factory);
 	if (!r) {
 		log_error("cannot create the replica: %m");
 		goto out;
 	}
-	replica_set_buffer_limit(r, cfg->buffer_limit);
+	secondary_set_buffer_limit(r, cfg->buffer_limit);
 	for (i = 0; i < cfg->ndisks; i++) {
 		const struct config_disk *d = &cfg->disks[i];
 
@@ -517,7 +517,7 @@ serve(struct config *cfg, bool foreground, bool demote, bool discard_local)
 		if (!img)
 			goto out;
 		/* Takes img, also on failure. */
-		if (!replica_add_disk(r, d->name, img)) {
+		if (!secondary_add_disk(r, d->name, img)) {
 			log_error("disk %s: %m", d->name);
 			goto out;
 		}
@@ -581,17 +581,17 @@ out:
 	fusefs_free(fs);
 	/* A planned restart in running: no I/O comes any more. */
 	if (r && du && handover_restart_requested() &&
-	    replica_state(r) == REPLICA_RUNNING)
+	    secondary_state(r) == SECONDARY_RUNNING)
 		durable_handover(du);
 	if (r)
 		finish_commit(r);
 	/* No commit marks the bitmaps any more.  The primary of a protect:
-	 * drains, closes its links, saves; before replica_free, which
+	 * drains, closes its links, saves; before secondary_free, which
 	 * closes the image it borrowed.
 	 */
 	protect_free(pr);
 	/* Waits for a running commit (cancelling it), flushes the images. */
-	replica_free(r);
+	secondary_free(r);
 	durable_free(du);
 	if (rc == 0)
 		log_info("stopped cleanly");

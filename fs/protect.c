@@ -5,7 +5,7 @@
  *
  * Tracking.  Each disk has a dirty bitmap in state_dir, named as a
  * primary names its own (durable_bitmap_path), so that the primary made by the
- * switch takes it over as is.  The replica's tap (core/secondary.h) marks
+ * switch takes it over as is.  The secondary's tap (core/secondary.h) marks
  * it before S takes anything the primary did not send: the failover
  * commit's buffered extents, and the view's writes in failover and done.
  * The marks stay in memory (tap_write): the first sets BITMAP_UNCLEAN
@@ -16,7 +16,7 @@
  * reads "every write since S was last the peer's is marked".
  *
  * The switch (protect_switch, from done, view I/O drained by fusefs):
- *   1. S is flushed and the link made; the replica lends its image handle
+ *   1. S is flushed and the link made; the secondary lends its image handle
  *      (it holds the image's locks) and is idle from then on;
  *   2. the state file gets protect=URI, so a restart serves as a primary;
  *   3. each bitmap gets URI as its peer when it tracked since the
@@ -24,7 +24,7 @@
  *      restart), else loses BITMAP_SYNCED (a full sync);
  *   4. the primary engine opens the bitmaps and borrows the images, in
  *      state none; the caller starts its sync (incremental, or full).
- * The replica stays, idle and fenced in done (its listener refuses the
+ * The secondary stays, idle and fenced in done (its listener refuses the
  * old primary), until the daemon stops.
  *
  * Generations (core/gi.h), DRBD-style.  The tracking counts against a
@@ -62,7 +62,7 @@ struct protect {
 	pthread_mutex_t left_lock;
 	char *left;	    /* a returning primary's leftover (gi.h), or NULL */
 	bool left_all;	    /* it is "all"; left_lock */
-	struct replica *r;
+	struct secondary *r;
 	struct durable *du;
 	size_t ndisks;
 	char **paths;	    /* the bitmaps' (NULL: none) */
@@ -151,14 +151,14 @@ tap_start(void *opaque, bool consistent)
 	durable_gi(pr->du, &gi);
 	for (i = 0; i < pr->ndisks; i++) {
 		struct bitmap *b = pr->bm[i];
-		struct replica_disk *d = replica_disk_at(pr->r, i);
+		struct secondary_disk *d = secondary_disk_at(pr->r, i);
 
 		if (b == NULL)
 			continue;
 		if (!vouched)
-			bitmap_clear(b, 0, replica_disk_size(d));
+			bitmap_clear(b, 0, secondary_disk_size(d));
 		else if (all)
-			bitmap_mark_lazy(b, 0, replica_disk_size(d));
+			bitmap_mark_lazy(b, 0, secondary_disk_size(d));
 		bitmap_gens(b, &old, &own);
 		/* The bits count against the generation S is in sync with
 		 * the primary in (its bitmap records the same one): the
@@ -180,10 +180,10 @@ tap_start(void *opaque, bool consistent)
 }
 
 struct protect *
-protect_new(const struct config *cfg, struct replica *r, struct durable *du)
+protect_new(const struct config *cfg, struct secondary *r, struct durable *du)
 {
 	struct protect *pr = calloc(1, sizeof *pr);
-	struct replica_tap tap;
+	struct secondary_tap tap;
 	char *stem = NULL;
 	size_t i;
 
@@ -204,14 +204,14 @@ protect_new(const struct config *cfg, struct replica *r, struct durable *du)
 	if (stem == NULL)
 		goto fail;
 	for (i = 0; i < cfg->ndisks; i++) {
-		struct replica_disk *d = replica_disk_at(r, i);
+		struct secondary_disk *d = secondary_disk_at(r, i);
 
 		/* NULL (logged): only a bitmap of the old name exists. */
 		pr->paths[i] = durable_bitmap_path(cfg->state_dir, stem,
 						   cfg->disks[i].name);
 		if (pr->paths[i] != NULL)
 			pr->bm[i] = bitmap_open(pr->paths[i],
-						replica_disk_size(d),
+						secondary_disk_size(d),
 						cfg->dirty_granularity);
 		if (pr->bm[i] == NULL)
 			log_warn("%s: no dirty tracking: a protect after a "
@@ -219,8 +219,8 @@ protect_new(const struct config *cfg, struct replica *r, struct durable *du)
 				 cfg->disks[i].name);
 	}
 	free(stem);
-	tap = (struct replica_tap) { tap_write, tap_start, pr };
-	replica_set_tap(r, &tap);
+	tap = (struct secondary_tap) { tap_write, tap_start, pr };
+	secondary_set_tap(r, &tap);
 	return pr;
 fail:
 	log_error("protect: %m");
@@ -307,7 +307,7 @@ protect_adopt(struct protect *pr)
 	bool all;
 
 	if (pr->ndisks != 1 || b == NULL ||
-	    replica_state(pr->r) != REPLICA_NONE)
+	    secondary_state(pr->r) != SECONDARY_NONE)
 		return 0;
 	why = returning(b, &all);
 	if (why != NULL && !all) {
@@ -317,7 +317,7 @@ protect_adopt(struct protect *pr)
 		return 0;
 	}
 	bitmap_gens(b, &gen, &own);
-	size = replica_disk_size(replica_disk_at(pr->r, 0));
+	size = secondary_disk_size(secondary_disk_at(pr->r, 0));
 	gran = bitmap_granularity(b);
 	text = all ? NULL : left_text(b, size);
 	if (text == NULL && !all) {
@@ -374,7 +374,7 @@ protect_free(struct protect *pr)
 
 	if (pr == NULL)
 		return;
-	replica_set_tap(pr->r, NULL);
+	secondary_set_tap(pr->r, NULL);
 	primary_free(pr->p);
 	primary_link_free(pr->link);
 	for (i = 0; i < pr->ndisks; i++) {
@@ -408,7 +408,7 @@ static struct primary *
 refuse(struct protect *pr, int err, const char *why)
 {
 	log_error("protect: %s", why);
-	replica_record_error(pr->r, "protect: %s", why);
+	secondary_record_error(pr->r, "protect: %s", why);
 	errno = err;
 	return NULL;
 }
@@ -476,11 +476,11 @@ protect_switch(struct protect *pr, const char *uri, bool full)
 
 	if (pr->p != NULL)
 		return refuse(pr, EBUSY, "already a primary");
-	if (replica_state(pr->r) != REPLICA_DONE) {
+	if (secondary_state(pr->r) != SECONDARY_DONE) {
 		snprintf(why, sizeof why,
 			 "the state is %s (protect is for "
 			 "done, after a failover)",
-			 replica_state_name(replica_state(pr->r)));
+			 secondary_state_name(secondary_state(pr->r)));
 		return refuse(pr, EBUSY, why);
 	}
 	if (pr->ndisks != 1)
@@ -490,14 +490,14 @@ protect_switch(struct protect *pr, const char *uri, bool full)
 	if (pr->paths[0] == NULL)
 		return refuse(pr, EINVAL, "no bitmap path (the log says why)");
 	/* 1. */
-	if (replica_view_flush(replica_disk_at(pr->r, 0)) == -1) {
+	if (secondary_view_flush(secondary_disk_at(pr->r, 0)) == -1) {
 		snprintf(why, sizeof why, "flush: %s", strerror(errno));
 		return refuse(pr, EIO, why);
 	}
-	/* The replica's own handle (it holds the image's locks), lent:
-	 * the replica is done and no view I/O reaches it any more.
+	/* The secondary's own handle (it holds the image's locks), lent:
+	 * the secondary is done and no view I/O reaches it any more.
 	 */
-	img = replica_disk_image(replica_disk_at(pr->r, 0));
+	img = secondary_disk_image(secondary_disk_at(pr->r, 0));
 	if (pr->link == NULL)
 		pr->link = primary_link_new(pr->cfg);
 	if (pr->link == NULL)
@@ -540,8 +540,8 @@ protect_switch(struct protect *pr, const char *uri, bool full)
 			 strerror(errno));
 		durable_set_protected(pr->du, "");
 		pr->bm[0] = bitmap_open(pr->paths[0],
-					replica_disk_size(
-						replica_disk_at(pr->r, 0)),
+					secondary_disk_size(
+						secondary_disk_at(pr->r, 0)),
 					pr->cfg->dirty_granularity);
 		if (pr->bm[0] != NULL)
 			bitmap_update(pr->bm[0], 0, BITMAP_SYNCED, NULL);

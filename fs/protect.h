@@ -20,7 +20,7 @@ struct protect;
  * opened is logged and not kept: the protect after is then a full sync.
  * NULL only without memory.
  */
-struct protect *protect_new(const struct config *cfg, struct replica *r,
+struct protect *protect_new(const struct config *cfg, struct secondary *r,
 			    struct durable *du);
 /* A returning primary (mode = secondary on a disk whose bitmap a
  * primary left clean, or with writes its secondary never got): in none,

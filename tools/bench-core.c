@@ -98,14 +98,14 @@ temp_image(uint64_t size)
 	return path;
 }
 
-static struct replica *
-open_replica(const char *path, struct store_factory *f)
+static struct secondary *
+open_secondary(const char *path, struct store_factory *f)
 {
-	struct replica *r = replica_new(f);
+	struct secondary *r = secondary_new(f);
 	struct image *img = image_open(path, IMAGE_FORMAT_RAW, NULL, "vda");
 
-	if (r == NULL || img == NULL || !replica_add_disk(r, "vda", img) ||
-	    replica_start(r) == -1) {
+	if (r == NULL || img == NULL || !secondary_add_disk(r, "vda", img) ||
+	    secondary_start(r) == -1) {
 		fprintf(stderr, "bench: cannot open a replica on %s\n", path);
 		exit(1);
 	}
@@ -115,11 +115,11 @@ open_replica(const char *path, struct store_factory *f)
 static double hook_t;
 
 static int
-failover_hook(void *opaque, enum replica_state next, bool journaled)
+failover_hook(void *opaque, enum secondary_state next, bool journaled)
 {
 	(void) opaque;
 	(void) journaled;
-	if (next == REPLICA_FAILOVER)
+	if (next == SECONDARY_FAILOVER)
 		hook_t = now();
 	return 0;
 }
@@ -129,8 +129,8 @@ bench_failover(const char *kind, struct store_factory f, bool durable)
 {
 	uint64_t size = quick ? 32 * MiB : 1 * GiB, half = size / 4, off;
 	char *buf = malloc(MiB), *path = temp_image(size), *jdir;
-	struct replica *r;
-	struct replica_disk *d;
+	struct secondary *r;
+	struct secondary_disk *d;
 	double t0, t1;
 
 	if (asprintf(&jdir, "%s/colofs-bench-j.XXXXXX", dir) == -1 ||
@@ -138,34 +138,34 @@ bench_failover(const char *kind, struct store_factory f, bool durable)
 		perror("mkdtemp");
 		exit(1);
 	}
-	r = replica_new(&f);
-	if (r == NULL || (durable && replica_set_durable(r, jdir, jdir,
+	r = secondary_new(&f);
+	if (r == NULL || (durable && secondary_set_durable(r, jdir, jdir,
 							 "bench") == -1)) {
 		perror("replica");
 		exit(1);
 	}
-	replica_set_state_hook(r, failover_hook, NULL);
-	d = replica_add_disk(r, "vda", image_open(path, IMAGE_FORMAT_RAW,
+	secondary_set_state_hook(r, failover_hook, NULL);
+	d = secondary_add_disk(r, "vda", image_open(path, IMAGE_FORMAT_RAW,
 						  NULL, "vda"));
-	if (d == NULL || replica_start(r) == -1) {
+	if (d == NULL || secondary_start(r) == -1) {
 		perror("replica");
 		exit(1);
 	}
 	memset(buf, 0x5a, MiB);
 	for (off = 0; off < half; off += MiB) {
-		replica_primary_write(d, buf, MiB, off);
-		replica_view_write(d, buf, MiB, off + half);
+		secondary_primary_write(d, buf, MiB, off);
+		secondary_view_write(d, buf, MiB, off + half);
 	}
 	sync();
 	t0 = now();
-	replica_failover(r);
-	replica_wait_commit(r);
+	secondary_failover(r);
+	secondary_wait_commit(r);
 	t1 = now();
 	printf("  %-30s %5llu MiB buffered: durable after %8.1f ms, "
 	       "done after %8.1f ms\n", kind,
 	       (unsigned long long) (2 * half / MiB), (hook_t - t0) * 1e3,
 	       (t1 - t0) * 1e3);
-	replica_free(r);
+	secondary_free(r);
 	unlink(path);
 	rmdir(jdir);
 	free(jdir);
@@ -180,8 +180,8 @@ bench_checkpoint(const char *kind, struct store_factory f)
 	int nsizes = quick ? 2 : 4, reps = quick ? 2 : 3, i, k;
 	char *buf = malloc(MiB);
 	char *path = temp_image(quick ? 32 * MiB : 1 * GiB);
-	struct replica *r = open_replica(path, &f);
-	struct replica_disk *d = replica_disk_at(r, 0);
+	struct secondary *r = open_secondary(path, &f);
+	struct secondary_disk *d = secondary_disk_at(r, 0);
 
 	memset(buf, 0x5a, MiB);
 	printf("checkpoint latency, %s buffers (median of %d):\n", kind, reps);
@@ -193,11 +193,11 @@ bench_checkpoint(const char *kind, struct store_factory f)
 			double t0;
 
 			for (off = 0; off < sizes[i]; off += MiB) {
-				replica_view_write(d, buf, MiB, off);
-				replica_primary_write(d, buf, MiB, off);
+				secondary_view_write(d, buf, MiB, off);
+				secondary_primary_write(d, buf, MiB, off);
 			}
 			t0 = now();
-			if (replica_checkpoint(r) == -1) {
+			if (secondary_checkpoint(r) == -1) {
 				perror("checkpoint");
 				exit(1);
 			}
@@ -209,7 +209,7 @@ bench_checkpoint(const char *kind, struct store_factory f)
 		       (unsigned long long) (sizes[i] / MiB),
 		       median(t, reps) * 1e3);
 	}
-	replica_free(r);
+	secondary_free(r);
 	unlink(path);
 	free(path);
 	free(buf);
@@ -233,13 +233,13 @@ bench_epochs(const char *kind, struct store_factory f)
 	uint64_t span = quick ? 32 * MiB : 256 * MiB, off;
 	int epochs = quick ? 4 : 6, e;
 	char *path = temp_image(2 * span);
-	struct replica *r = open_replica(path, &f);
-	struct replica_disk *d = replica_disk_at(r, 0);
+	struct secondary *r = open_secondary(path, &f);
+	struct secondary_disk *d = secondary_disk_at(r, 0);
 	char *buf = aligned_alloc(4096, MiB);
 
 	memset(buf, 0x5a, MiB);
 	for (off = 0; off < 2 * span; off += MiB)	/* S's page cache */
-		replica_primary_read(d, buf, MiB, off);
+		secondary_primary_read(d, buf, MiB, off);
 	printf("steady-state epochs, %s buffers (%llu MiB view + %llu MiB "
 	       "primary writes of 1 MiB, then a checkpoint):\n", kind,
 	       (unsigned long long) (span / MiB),
@@ -251,15 +251,15 @@ bench_epochs(const char *kind, struct store_factory f)
 		double t0 = now(), t1, tc;
 
 		for (off = 0; off < span; off += MiB) {
-			if (replica_view_write(d, buf, MiB, off) == -1 ||
-			    replica_primary_write(d, buf, MiB, span + off) == -1) {
+			if (secondary_view_write(d, buf, MiB, off) == -1 ||
+			    secondary_primary_write(d, buf, MiB, span + off) == -1) {
 				perror("write");
 				exit(1);
 			}
 		}
 		t1 = now();
 		faults = minflt() - f0;
-		if (replica_checkpoint(r) == -1) {
+		if (secondary_checkpoint(r) == -1) {
 			perror("checkpoint");
 			exit(1);
 		}
@@ -268,7 +268,7 @@ bench_epochs(const char *kind, struct store_factory f)
 		       2 * span / MiB / (t1 - t0), faults,
 		       (double) faults / (2 * span / MiB), tc * 1e3);
 	}
-	replica_free(r);
+	secondary_free(r);
 	unlink(path);
 	free(path);
 	free(buf);
@@ -318,25 +318,25 @@ plain_write(void *ctx, char *buf, size_t len, uint64_t off)
 static int
 view_read(void *ctx, char *buf, size_t len, uint64_t off)
 {
-	return replica_view_read(ctx, buf, len, off);
+	return secondary_view_read(ctx, buf, len, off);
 }
 
 static int
 view_write(void *ctx, char *buf, size_t len, uint64_t off)
 {
-	return replica_view_write(ctx, buf, len, off);
+	return secondary_view_write(ctx, buf, len, off);
 }
 
 static int
 primary_write(void *ctx, char *buf, size_t len, uint64_t off)
 {
-	return replica_primary_write(ctx, buf, len, off);
+	return secondary_primary_write(ctx, buf, len, off);
 }
 
 static int
 primary_read(void *ctx, char *buf, size_t len, uint64_t off)
 {
-	return replica_primary_read(ctx, buf, len, off);
+	return secondary_primary_read(ctx, buf, len, off);
 }
 
 static void
@@ -368,8 +368,8 @@ bench_throughput(void)
 		char *path = temp_image(span), *plain = temp_image(span);
 		int fd = open(plain, O_RDWR);
 		struct store_factory f = store_memory_factory();
-		struct replica *r = open_replica(path, &f);
-		struct replica_disk *d = replica_disk_at(r, 0);
+		struct secondary *r = open_secondary(path, &f);
+		struct secondary_disk *d = secondary_disk_at(r, 0);
 		double p, c;
 
 		p = run_io(plain_write, &fd, bs, total, span, rnd);
@@ -381,7 +381,7 @@ bench_throughput(void)
 		p = run_io(plain_read, &fd, bs, total, span, rnd);
 		c = run_io(view_read, d, bs, total, span, rnd);
 		row(bs, "view read", c, p);
-		replica_checkpoint(r);
+		secondary_checkpoint(r);
 		/* Warm S's page cache: measure the engine, not the disk. */
 		run_io(primary_read, d, MiB, span, span, 0);
 		p = run_io(plain_write, &fd, bs, total, span, rnd);
@@ -390,7 +390,7 @@ bench_throughput(void)
 		p = run_io(plain_write, &fd, bs, total, span, rnd);
 		c = run_io(primary_write, d, bs, total, span, rnd);
 		row(bs, "primary write, saved", c, p);
-		replica_free(r);
+		secondary_free(r);
 		close(fd);
 		unlink(path);
 		unlink(plain);

@@ -693,7 +693,7 @@ print_primary(const struct status *st)
 	print_groups(st);
 }
 
-/* The human form: the replica's line, the disks as a table, then every
+/* The human form: the secondary's line, the disks as a table, then every
  * other group as key value lines.  A primary has its own (above).
  */
 static void

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* MOUNT/.colo/: how the FT/HA manager drives and watches the replica.
+/* MOUNT/.colo/: how the FT/HA manager drives and watches the secondary.
  *
  *   ctl     write one word: start | checkpoint | stop | failover
  *   status  key=value lines, a snapshot taken when the file is opened
@@ -14,7 +14,7 @@
  * an offset) is refused with EINVAL before anything runs.
  *
  * The metrics are the status, translated: colo_metrics_text renders the
- * status text from one replica snapshot, then maps each key=value line
+ * status text from one secondary snapshot, then maps each key=value line
  * through metric_map[] (status key -> metric family, type, unit, labels).
  * A key that another part of the daemon adds to the status (nbd.*, ...)
  * becomes a metric by adding one row there; a key without a row is not
@@ -25,8 +25,8 @@
  * returns only when the command has taken effect (the core's functions are
  * synchronous; failover returns once it is durable and its commit has
  * started).  A refusal fails the write with the core's errno and leaves
- * the reason in the replica's error, where .colo/error finds it.
- * Nothing here keeps state: the replica owns the error and the counters,
+ * the reason in the secondary's error, where .colo/error finds it.
+ * Nothing here keeps state: the secondary owns the error and the counters,
  * and it serializes control words itself.
  */
 #include <ctype.h>
@@ -61,20 +61,20 @@ colo_cmd_name(enum colo_cmd c)
 }
 
 int
-colo_cmd_parse(struct replica *r, const char *buf, size_t len, uint64_t off,
+colo_cmd_parse(struct secondary *r, const char *buf, size_t len, uint64_t off,
 	       enum colo_cmd *out)
 {
 	size_t b = 0, e = len, i;
 
 	if (off != 0) {
-		replica_record_error(r, "ctl: a write at offset %" PRIu64
+		secondary_record_error(r, "ctl: a write at offset %" PRIu64
 				     " (write one command per open, at "
 				     "offset 0; nothing was run)", off);
 		errno = EINVAL;
 		return -1;
 	}
 	if (len > COLO_CTL_MAX) {
-		replica_record_error(r, "ctl: a write of %zu bytes (one "
+		secondary_record_error(r, "ctl: a write of %zu bytes (one "
 				     "command is at most %d bytes, in one "
 				     "write; nothing was run)", len,
 				     COLO_CTL_MAX);
@@ -86,7 +86,7 @@ colo_cmd_parse(struct replica *r, const char *buf, size_t len, uint64_t off,
 	while (e > b && isspace((unsigned char)buf[e - 1]))
 		e--;
 	if (b == e) {
-		replica_record_error(r, "ctl: empty command (want start, "
+		secondary_record_error(r, "ctl: empty command (want start, "
 				     "checkpoint, stop or failover)");
 		errno = EINVAL;
 		return -1;
@@ -109,14 +109,14 @@ colo_cmd_parse(struct replica *r, const char *buf, size_t len, uint64_t off,
 		n += 3;
 	}
 	word[n] = '\0';
-	replica_record_error(r, "ctl: unknown command '%s' (want start, "
+	secondary_record_error(r, "ctl: unknown command '%s' (want start, "
 			     "checkpoint, stop or failover)", word);
 	errno = EINVAL;
 	return -1;
 }
 
 int
-colo_protect_parse(struct replica *r, const char *buf, size_t len, uint64_t off,
+colo_protect_parse(struct secondary *r, const char *buf, size_t len, uint64_t off,
 		   bool *full, char *uri, size_t urilen)
 {
 	const char *w[3], *e = buf + len, *s = buf;
@@ -143,7 +143,7 @@ colo_protect_parse(struct replica *r, const char *buf, size_t len, uint64_t off,
 	i = *full ? 2 : 1;
 	if (s != e || n != i + 1 || wl[i] >= urilen ||
 	    memmem(w[i], wl[i], "://", 3) == NULL) {
-		replica_record_error(r,
+		secondary_record_error(r,
 				     "ctl: want protect [full] URI (one "
 				     "URI, at most %zu bytes)",
 				     urilen - 1);
@@ -152,7 +152,7 @@ colo_protect_parse(struct replica *r, const char *buf, size_t len, uint64_t off,
 	}
 	for (size_t k = 0; k < wl[i]; k++) {
 		if (!isprint((unsigned char) w[i][k])) {
-			replica_record_error(r, "ctl: protect: the URI is "
+			secondary_record_error(r, "ctl: protect: the URI is "
 						"not printable");
 			errno = EINVAL;
 			return -1;
@@ -164,14 +164,14 @@ colo_protect_parse(struct replica *r, const char *buf, size_t len, uint64_t off,
 }
 
 int
-colo_cmd_run(struct replica *r, enum colo_cmd c)
+colo_cmd_run(struct secondary *r, enum colo_cmd c)
 {
 	switch (c) {
-	case COLO_CMD_START: return replica_start(r);
-	case COLO_CMD_CHECKPOINT: return replica_checkpoint(r);
-	case COLO_CMD_STOP: return replica_stop(r);
-	case COLO_CMD_FAILOVER: return replica_failover(r);
-	case COLO_CMD_START_FORCE: return replica_start_force(r);
+	case COLO_CMD_START: return secondary_start(r);
+	case COLO_CMD_CHECKPOINT: return secondary_checkpoint(r);
+	case COLO_CMD_STOP: return secondary_stop(r);
+	case COLO_CMD_FAILOVER: return secondary_failover(r);
+	case COLO_CMD_START_FORCE: return secondary_start_force(r);
 	}
 	abort();
 }
@@ -214,7 +214,7 @@ colo_status_close(FILE *fp, const struct colo_status_part *parts,
 
 /* The status text of one snapshot.  0, or -1 with errno. */
 static int
-status_render(const struct replica_status *st, const struct config *cfg,
+status_render(const struct secondary_status *st, const struct config *cfg,
 	      const struct colo_status_part *parts, size_t nparts,
 	      char **text, size_t *len)
 {
@@ -224,7 +224,7 @@ status_render(const struct replica_status *st, const struct config *cfg,
 	fp = open_memstream(text, len);
 	if (!fp)
 		return -1;
-	fprintf(fp, "state=%s\n", replica_state_name(st->state));
+	fprintf(fp, "state=%s\n", secondary_state_name(st->state));
 	fprintf(fp, "s_consistent=%d\n", st->s_consistent ? 1 : 0);
 	fprintf(fp, "mode=%s\n", config_mode_name(cfg->mode));
 	fprintf(fp, "buffer=%s\n", config_buffer_name(cfg->buffer));
@@ -243,7 +243,7 @@ status_render(const struct replica_status *st, const struct config *cfg,
 	colo_put_error_time(fp, st->error_time);
 	fprintf(fp, "disks=%zu\n", st->ndisks);
 	for (i = 0; i < st->ndisks; i++) {
-		const struct replica_disk_status *d = &st->disks[i];
+		const struct secondary_disk_status *d = &st->disks[i];
 
 #define DISK_KEY(key) \
 		fprintf(fp, "%s." #key "=%" PRIu64 "\n", d->name, d->key)
@@ -266,27 +266,27 @@ status_render(const struct replica_status *st, const struct config *cfg,
 }
 
 int
-colo_status_text(struct replica *r, const struct config *cfg,
+colo_status_text(struct secondary *r, const struct config *cfg,
 		 const struct colo_status_part *parts, size_t nparts,
 		 char **text, size_t *len)
 {
-	struct replica_status st;
+	struct secondary_status st;
 	int rc, saved;
 
-	if (replica_get_status(r, &st) == -1)
+	if (secondary_get_status(r, &st) == -1)
 		return -1;
 	rc = status_render(&st, cfg, parts, nparts, text, len);
 	saved = errno;
-	replica_status_release(&st);
+	secondary_status_release(&st);
 	errno = saved;
 	return rc;
 }
 
 int
-colo_error_text(struct replica *r, char **text, size_t *len)
+colo_error_text(struct secondary *r, char **text, size_t *len)
 {
 	char msg[1024];
-	time_t at = replica_last_error(r, msg, sizeof msg);
+	time_t at = secondary_last_error(r, msg, sizeof msg);
 
 	return colo_error_line_at(msg, at, text, len);
 }
@@ -574,32 +574,32 @@ put_family(FILE *fp, const char *family, const char *type, const char *unit,
 }
 
 static void
-put_state(FILE *fp, enum replica_state state)
+put_state(FILE *fp, enum secondary_state state)
 {
 	int s;
 
 	put_family(fp, "colofs_state", "gauge", NULL,
 		   "1 for the replica's state, 0 for the others");
-	for (s = REPLICA_NONE; s <= REPLICA_DONE; s++)
+	for (s = SECONDARY_NONE; s <= SECONDARY_DONE; s++)
 		fprintf(fp, "colofs_state{state=\"%s\"} %d\n",
-			replica_state_name((enum replica_state)s),
+			secondary_state_name((enum secondary_state)s),
 			s == (int)state);
 }
 
 static void
-put_histogram(FILE *fp, const struct replica_status *st)
+put_histogram(FILE *fp, const struct secondary_status *st)
 {
 	uint64_t cum = 0;
 	size_t i;
 
 	put_family(fp, "colofs_checkpoint_duration_seconds", "histogram",
 		   "seconds", "How long checkpoints took in colofs");
-	for (i = 0; i < REPLICA_CHECKPOINT_BUCKETS; i++) {
+	for (i = 0; i < SECONDARY_CHECKPOINT_BUCKETS; i++) {
 		cum += st->checkpoint_hist[i];
-		if (i < REPLICA_CHECKPOINT_BUCKETS - 1)
+		if (i < SECONDARY_CHECKPOINT_BUCKETS - 1)
 			fprintf(fp, "colofs_checkpoint_duration_seconds_bucket"
 				"{le=\"%g\"} %" PRIu64 "\n",
-				replica_checkpoint_bucket_ns[i] / 1e9, cum);
+				secondary_checkpoint_bucket_ns[i] / 1e9, cum);
 		else
 			fprintf(fp, "colofs_checkpoint_duration_seconds_bucket"
 				"{le=\"+Inf\"} %" PRIu64 "\n", cum);
@@ -611,11 +611,11 @@ put_histogram(FILE *fp, const struct replica_status *st)
 }
 
 int
-colo_metrics_text(struct replica *r, const struct config *cfg,
+colo_metrics_text(struct secondary *r, const struct config *cfg,
 		  const struct colo_status_part *parts, size_t nparts,
 		  char **text, size_t *len)
 {
-	struct replica_status st;
+	struct secondary_status st;
 	struct status_line *lines = NULL;
 	const struct metric_map *m, *prev = NULL;
 	char *status = NULL, key[256];
@@ -625,7 +625,7 @@ colo_metrics_text(struct replica *r, const struct config *cfg,
 	int ret = -1, saved;
 
 	*text = NULL;
-	if (replica_get_status(r, &st) == -1)
+	if (secondary_get_status(r, &st) == -1)
 		return -1;
 	if (status_render(&st, cfg, parts, nparts, &status, &slen) == -1 ||
 	    split_lines(status, &lines, &nlines) == -1)
@@ -674,13 +674,13 @@ out:
 	}
 	free(lines);
 	free(status);
-	replica_status_release(&st);
+	secondary_status_release(&st);
 	errno = saved;
 	return ret;
 }
 
 int
-colo_metrics_write(struct replica *r, const struct config *cfg,
+colo_metrics_write(struct secondary *r, const struct config *cfg,
 		   const struct colo_status_part *parts, size_t nparts,
 		   const char *path)
 {

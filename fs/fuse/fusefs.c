@@ -26,20 +26,20 @@
  * The namespace is fixed at mount time, so inode numbers are constants and
  * lookup/forget keep no state.  Every structure here is read-only once
  * fusefs_new returns: the handlers, running in libfuse's worker threads,
- * share it without a lock.  The replica does its own locking (range locks
+ * share it without a lock.  The secondary does its own locking (range locks
  * for I/O, a control lock for the words), so requests on non-overlapping
  * ranges run in parallel and nothing here serializes them.
  *
  * Requests.  A disk read whose range lives in one place (the image, or
- * one buffer) replies in place: replica_view_read_begin gives the fd or
+ * one buffer) replies in place: secondary_view_read_begin gives the fd or
  * memory and libfuse splices or writes it straight into the reply; other
- * reads (several layers, or qcow2) use replica_view_read into a heap
- * buffer.  Writes go to replica_view_write
+ * reads (several layers, or qcow2) use secondary_view_read into a heap
+ * buffer.  Writes go to secondary_view_write
  * (at most 1 MiB: max_read = max_write = 1 MiB).  Reads at or past the end return 0 bytes and reads across it
  * are shortened, as for any file; writes that do not fit fail with ENOSPC
  * because the file never grows.  fsync and fdatasync are
- * replica_view_flush; fallocate PUNCH_HOLE|KEEP_SIZE is replica_view_punch
- * and ZERO_RANGE replica_view_zero, which keeps S's blocks allocated as
+ * secondary_view_flush; fallocate PUNCH_HOLE|KEEP_SIZE is secondary_view_punch
+ * and ZERO_RANGE secondary_view_zero, which keeps S's blocks allocated as
  * ZERO_RANGE does on a raw file.
  *
  * Page cache coherence.  By default (page_cache = false) every disk open
@@ -58,7 +58,7 @@
  * fuse_lowlevel_notify_inval_inode.  The kernel performs that
  * synchronously (it waits for locked pages, i.e. reads in flight, and then
  * drops them), so a process holding the file open reads the new view as
- * soon as "echo checkpoint > ctl" has returned.  It runs with no replica
+ * soon as "echo checkpoint > ctl" has returned.  It runs with no secondary
  * lock held, so the reads it waits for can complete.  Pages dirtied
  * through a writable shared mmap are written back (an invalidation
  * launders them) before a checkpoint or stop, so that they go with the
@@ -69,7 +69,7 @@
  * stale text.
  *
  * On a primary (mode = primary) the same file system fronts the primary
- * engine instead of the replica: the disk_* and *_text helpers below are
+ * engine instead of the secondary: the disk_* and *_text helpers below are
  * the only places that tell the two apart.  A primary's disk file changes
  * only through this mount, so nothing there needs invalidating.
  * Stopping.  Unmounting while a VM holds a disk file open would turn every
@@ -158,7 +158,7 @@ enum {
 
 struct fusefs_disk {
 	struct fusefs *fs;
-	struct replica_disk *d;		/* the secondary's, or */
+	struct secondary_disk *d;		/* the secondary's, or */
 	struct primary_disk *pd;	/* the primary's (set under role) */
 	const struct config_disk *cd;
 	uint64_t size;
@@ -174,7 +174,7 @@ struct fusefs_disk {
 
 struct fusefs {
 	struct fuse_session *se;
-	struct replica *r;		/* NULL on a primary */
+	struct secondary *r;		/* NULL on a primary */
 	struct primary *p;		/* NULL on a secondary; under role */
 	/* Protect in place swaps the disks' engine: view I/O holds role
 	 * shared, the switch exclusive (so it drains what is in flight).
@@ -290,7 +290,7 @@ ino_disk(struct fusefs *fs, fuse_ino_t ino)
 	return &fs->disks[ino - INO_DISK0];
 }
 
-/* ---- replica or primary ---- */
+/* ---- secondary or primary ---- */
 
 /* The disk I/O holds role shared, and keeps errno. */
 static void
@@ -327,7 +327,7 @@ disk_read(struct fusefs_disk *dk, void *buf, size_t len, uint64_t off)
 
 	role_rdlock(dk->fs);
 	rc = dk->pd ? primary_read(dk->pd, buf, len, off)
-		    : replica_view_read(dk->d, buf, len, off);
+		    : secondary_view_read(dk->d, buf, len, off);
 	role_unlock(dk->fs);
 	return rc;
 }
@@ -339,7 +339,7 @@ disk_write(struct fusefs_disk *dk, const void *buf, size_t len, uint64_t off)
 
 	role_rdlock(dk->fs);
 	rc = dk->pd ? primary_write(dk->pd, buf, len, off)
-		    : replica_view_write(dk->d, buf, len, off);
+		    : secondary_view_write(dk->d, buf, len, off);
 	role_unlock(dk->fs);
 	return rc;
 }
@@ -357,9 +357,9 @@ disk_zero(struct fusefs_disk *dk, uint64_t off, uint64_t len, bool punch)
 		rc = punch ? primary_punch(dk->pd, off, len)
 			   : primary_zero(dk->pd, off, len);
 	else if (punch)
-		rc = replica_view_punch(dk->d, off, len);
+		rc = secondary_view_punch(dk->d, off, len);
 	else
-		rc = replica_view_zero(dk->d, off, len);
+		rc = secondary_view_zero(dk->d, off, len);
 	role_unlock(dk->fs);
 	return rc;
 }
@@ -370,7 +370,7 @@ disk_flush(struct fusefs_disk *dk)
 	int rc;
 
 	role_rdlock(dk->fs);
-	rc = dk->pd ? primary_flush(dk->pd) : replica_view_flush(dk->d);
+	rc = dk->pd ? primary_flush(dk->pd) : secondary_view_flush(dk->d);
 	role_unlock(dk->fs);
 	return rc;
 }
@@ -383,7 +383,7 @@ clear_error(struct fusefs *fs)
 	if (p)
 		primary_clear_error(p);
 	else
-		replica_clear_error(fs->r);
+		secondary_clear_error(fs->r);
 }
 
 static int
@@ -414,7 +414,7 @@ static int
 errors_text(struct fusefs *fs, char **text, size_t *len)
 {
 	return colo_errors_text(fs->p ? primary_errors(fs->p) :
-				replica_errors(fs->r), text, len);
+				secondary_errors(fs->r), text, len);
 }
 
 static int
@@ -675,7 +675,7 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		 * (QEMU's cache=none) do not want it.
 		 */
 		if (!fs->cfg->page_cache ||
-		    (fs->r && replica_state(fs->r) == REPLICA_NONE) ||
+		    (fs->r && secondary_state(fs->r) == SECONDARY_NONE) ||
 		    (fi->flags & O_DIRECT)) {
 			fi->direct_io = 1;
 			fi->fh = FH_DISK(ino - INO_DISK0, 0);
@@ -777,8 +777,8 @@ read_in_place_locked(fuse_req_t req, struct fusefs_disk *dk, size_t size,
 		     uint64_t off)
 {
 	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
-	struct replica_seg seg;
-	struct replica_read rd;
+	struct secondary_seg seg;
+	struct secondary_read rd;
 
 	/* A primary's raw image: straight from its fd. */
 	if (dk->pd) {
@@ -791,7 +791,7 @@ read_in_place_locked(fuse_req_t req, struct fusefs_disk *dk, size_t size,
 		fuse_reply_data(req, &bv, 0);
 		return true;
 	}
-	if (replica_view_read_begin(dk->d, off, size, &rd, &seg) == -1) {
+	if (secondary_view_read_begin(dk->d, off, size, &rd, &seg) == -1) {
 		if (errno == EAGAIN)
 			return false;
 		reply_errno(req);
@@ -805,7 +805,7 @@ read_in_place_locked(fuse_req_t req, struct fusefs_disk *dk, size_t size,
 	} else
 		bv.buf[0].mem = (void *)seg.mem;
 	fuse_reply_data(req, &bv, 0);
-	replica_view_read_end(&rd);
+	secondary_view_read_end(&rd);
 	return true;
 }
 
@@ -955,7 +955,7 @@ ctl_restart(fuse_req_t req, struct fusefs *fs, const char *buf, size_t size,
 		return false;
 	if (handover_restart_check(&why) == -1) {
 		/* errno set */
-	} else if (fs->r && replica_state(fs->r) == REPLICA_RUNNING &&
+	} else if (fs->r && secondary_state(fs->r) == SECONDARY_RUNNING &&
 		   !fs->cfg->buffer_dir) {
 		why = "restart: refused in state running without a "
 		      "buffer_dir (the buffers would be lost): set "
@@ -966,7 +966,7 @@ ctl_restart(fuse_req_t req, struct fusefs *fs, const char *buf, size_t size,
 		int err = errno;
 
 		if (fs->r)
-			replica_record_error(fs->r, "%s", why);
+			secondary_record_error(fs->r, "%s", why);
 		else
 			primary_record_error(fs->p, "%s", why);
 		log_warn("ctl: %s", why);
@@ -1001,7 +1001,7 @@ ctl_write(fuse_req_t req, struct fusefs *fs, const char *buf, size_t size,
 	}
 	if (ctl_restart(req, fs, buf, size, off))
 		return;
-	/* A command racing a protect may still reach the replica, where
+	/* A command racing a protect may still reach the secondary, where
 	 * every word is a no-op in done.
 	 */
 	if (!p && fs->protect) {
@@ -1036,7 +1036,7 @@ ctl_write(fuse_req_t req, struct fusefs *fs, const char *buf, size_t size,
 		log_debug("ctl: checkpoint done");
 	else
 		log_info("ctl: %s done, state %s", colo_cmd_name(c),
-			 replica_state_name(replica_state(fs->r)));
+			 secondary_state_name(secondary_state(fs->r)));
 	invalidate_disks(fs);
 	fuse_reply_write(req, size);
 }
@@ -1620,7 +1620,7 @@ fusefs_hold_release(void *mount)
 }
 
 static struct fusefs *
-create(const struct config *cfg, struct replica *r, struct primary *p,
+create(const struct config *cfg, struct secondary *r, struct primary *p,
        const struct colo_status_part *parts, size_t nparts)
 {
 	struct fusefs *fs;
@@ -1676,7 +1676,7 @@ create(const struct config *cfg, struct replica *r, struct primary *p,
 		if (p)
 			dk->pd = primary_find_disk(p, cfg->disks[i].name);
 		else
-			dk->d = replica_find_disk(r, cfg->disks[i].name);
+			dk->d = secondary_find_disk(r, cfg->disks[i].name);
 		if (!dk->d && !dk->pd) {
 			log_error("disk %s: not in the replica",
 				  cfg->disks[i].name);
@@ -1684,7 +1684,7 @@ create(const struct config *cfg, struct replica *r, struct primary *p,
 			goto fail;
 		}
 		dk->size = p ? primary_disk_size(dk->pd) :
-			   replica_disk_size(dk->d);
+			   secondary_disk_size(dk->d);
 		atomic_init(&dk->uid, cfg->disks[i].uid);
 		atomic_init(&dk->gid, cfg->disks[i].gid);
 		atomic_init(&dk->mode, cfg->disks[i].mode);
@@ -1745,7 +1745,7 @@ metrics_main(void *arg)
 	bool stop = false, failing = false;
 
 	while (!stop) {
-		/* After a protect the replica is idle: a primary has no
+		/* After a protect the secondary is idle: a primary has no
 		 * metrics yet (see metrics_text).
 		 */
 		if (!role_primary(fs) &&
@@ -1833,7 +1833,7 @@ fusefs_check_access(const struct config *cfg)
 }
 
 struct fusefs *
-fusefs_new(const struct config *cfg, struct replica *r,
+fusefs_new(const struct config *cfg, struct secondary *r,
 	   const struct colo_status_part *parts, size_t nparts)
 {
 	return create(cfg, r, NULL, parts, nparts);

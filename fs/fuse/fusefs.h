@@ -17,7 +17,7 @@ struct fusefs;
  * .colo/status; the array must outlive the file system.  NULL with
  * errno after logging why; nothing is mounted then.
  */
-struct fusefs *fusefs_new(const struct config *cfg, struct replica *r,
+struct fusefs *fusefs_new(const struct config *cfg, struct secondary *r,
 			  const struct colo_status_part *parts, size_t nparts);
 /* The same for a primary (mode = primary): the disk files front p. */
 struct fusefs *fusefs_new_primary(const struct config *cfg, struct primary *p,

@@ -12,7 +12,7 @@
  *                                 │   a buffer, queues it
  *                                 ▼
  *                               workers (up to NBD_WORKERS per connection,
- *                                 started on demand): call replica_primary_*,
+ *                                 started on demand): call secondary_primary_*,
  *                                 send the reply, recycle the buffer
  *
  * A connection's reader goes on reading while its workers execute, so
@@ -38,7 +38,7 @@
  * connection thread waits until its in-flight requests have finished and
  * been answered, stops and joins its workers, closes the socket and frees
  * the connection.  An end without DISC that the server did not cause is an
- * unclean disconnect: replica_note_unclean_disconnect().
+ * unclean disconnect: secondary_note_unclean_disconnect().
  *
  * Reconnects.  QEMU reconnects by itself and may replay writes, so a stale
  * write of a dead connection must not land after its newer twin.  The dead
@@ -56,7 +56,7 @@
  * hangup check (see conn_submit), so a barrier that runs after the hangup
  * covers every request the dead connection will run.
  *
- * Failover.  New GO/EXPORT_NAME are refused while !replica_accepts_primary.
+ * Failover.  New GO/EXPORT_NAME are refused while !secondary_accepts_primary.
  * A write answered NBD_ESHUTDOWN marks its connection closing: the socket's
  * read side is shut, the reader sees EOF, in-flight requests finish and
  * are answered, then the connection closes (not counted as unclean).
@@ -264,12 +264,12 @@ static char zeros[1 << 20];
  * on it).
  */
 static int
-do_zero_alloc(struct replica_disk *d, uint64_t off, uint64_t len)
+do_zero_alloc(struct secondary_disk *d, uint64_t off, uint64_t len)
 {
 	while (len > 0) {
 		size_t n = len < sizeof zeros ? (size_t)len : sizeof zeros;
 
-		if (replica_primary_write(d, zeros, n, off) == -1)
+		if (secondary_primary_write(d, zeros, n, off) == -1)
 			return -1;
 		off += n;
 		len -= n;
@@ -278,12 +278,12 @@ do_zero_alloc(struct replica_disk *d, uint64_t off, uint64_t len)
 }
 
 static int
-do_zero(struct replica_disk *d, uint64_t off, uint64_t len)
+do_zero(struct secondary_disk *d, uint64_t off, uint64_t len)
 {
 	while (len > 0) {
 		uint64_t n = len < NBD_ZERO_CHUNK ? len : NBD_ZERO_CHUNK;
 
-		if (replica_primary_zero(d, off, n) == -1)
+		if (secondary_primary_zero(d, off, n) == -1)
 			return -1;
 		off += n;
 		len -= n;
@@ -291,14 +291,14 @@ do_zero(struct replica_disk *d, uint64_t off, uint64_t len)
 	return 0;
 }
 
-/* Runs one request against the replica: 0 or an NBD error.  A READ's
+/* Runs one request against the secondary: 0 or an NBD error.  A READ's
  * buffer is taken here, from the budget, not when the request was parsed:
  * a queued READ pins nothing.
  */
 static uint32_t
 execute(struct nbd_conn *c, struct nbd_job *j)
 {
-	struct replica_disk *d = c->ex->disk;
+	struct secondary_disk *d = c->ex->disk;
 	const struct nbd_request *q = &j->req;
 	void *data = j->buf ? j->buf->data : NULL;
 	bool fua = q->flags & NBD_CMD_FLAG_FUA;
@@ -313,26 +313,26 @@ execute(struct nbd_conn *c, struct nbd_job *j)
 		if (data == NULL)
 			return nbd_errno_to_nbd(errno);
 		j->buf = nbd_buf_of(data);
-		rc = replica_primary_read(d, data, q->length, q->offset);
+		rc = secondary_primary_read(d, data, q->length, q->offset);
 		if (rc == 0)
 			atomic_fetch_add(&c->srv->bytes_read, q->length);
 		break;
 	case NBD_CMD_WRITE:
 		atomic_fetch_add(&c->srv->writes, 1);
 		if (q->length)
-			rc = replica_primary_write(d, data, q->length, q->offset);
+			rc = secondary_primary_write(d, data, q->length, q->offset);
 		if (rc == 0)
 			atomic_fetch_add(&c->srv->bytes_written, q->length);
 		if (rc == 0 && fua)
-			rc = replica_primary_flush(d);
+			rc = secondary_primary_flush(d);
 		break;
 	case NBD_CMD_FLUSH:
 		atomic_fetch_add(&c->srv->flushes, 1);
-		rc = replica_primary_flush(d);
+		rc = secondary_primary_flush(d);
 		break;
 	case NBD_CMD_TRIM:
 	case NBD_CMD_WRITE_ZEROES:
-		/* TRIM too: the replica's S must read zeros afterwards. */
+		/* TRIM too: the secondary's S must read zeros afterwards. */
 		atomic_fetch_add(&c->srv->zeroes, 1);
 		if (q->type == NBD_CMD_WRITE_ZEROES &&
 		    (q->flags & NBD_CMD_FLAG_NO_HOLE))
@@ -340,7 +340,7 @@ execute(struct nbd_conn *c, struct nbd_job *j)
 		else
 			rc = do_zero(d, q->offset, q->length);
 		if (rc == 0 && fua)
-			rc = replica_primary_flush(d);
+			rc = secondary_primary_flush(d);
 		break;
 	default:
 		/* nbd_request_check lets nothing else through. */
@@ -349,7 +349,7 @@ execute(struct nbd_conn *c, struct nbd_job *j)
 	return rc == 0 ? 0 : nbd_errno_to_nbd(errno);
 }
 
-/* NBD_ESHUTDOWN comes from a failover (the replica refuses primary
+/* NBD_ESHUTDOWN comes from a failover (the secondary refuses primary
  * writes) or from the server's own stop (the budget fails every wait):
  * the log says which.
  */
@@ -547,7 +547,7 @@ static int
 conn_accepting(void *opaque)
 {
 	struct nbd_conn *c = opaque;
-	int yes = replica_accepts_primary(c->srv->r);
+	int yes = secondary_accepts_primary(c->srv->r);
 
 	/* Asked only for GO and EXPORT_NAME: a no is a refusal. */
 	if (!yes)
@@ -715,7 +715,7 @@ serve(struct nbd_conn *c, size_t idx)
 		 ex->name, (unsigned long long)c->id,
 		 end == NBD_END_PROTOCOL ? "protocol error" : "client went away",
 		 (unsigned long long)lost);
-	replica_note_unclean_disconnect(srv->r, why);
+	secondary_note_unclean_disconnect(srv->r, why);
 }
 
 static void
@@ -767,7 +767,7 @@ note_client(struct nbd_conn *c, uint64_t gen)
 	char desc[NBD_MAX_NAME + 1];
 	struct gi_set gi;
 
-	if (replica_s_consistent(srv->r))
+	if (secondary_s_consistent(srv->r))
 		return;
 	desc[0] = '\0';
 	if (srv->describe != NULL)
@@ -776,7 +776,7 @@ note_client(struct nbd_conn *c, uint64_t gen)
 		log_info("nbd: conn %llu: %s presents this disk's generation "
 			 "%016" PRIx64 ": a primary that syncs it",
 			 (unsigned long long)c->id, c->peer, gen);
-		replica_note_primary_connected(srv->r);
+		secondary_note_primary_connected(srv->r);
 		return;
 	}
 	log_info("nbd: conn %llu: %s did not present this disk's generation "
@@ -825,7 +825,7 @@ conn_main(void *arg)
 	/* Without required TLS, conn_admit marks it authenticated. */
 	if (idx < 0 && c->tls_refused && c->tls == NULL) {
 		atomic_fetch_add(&srv->tls_plaintext_refused, 1);
-		replica_record_error(srv->r, "nbd: refused %s: no TLS (tls = "
+		secondary_record_error(srv->r, "nbd: refused %s: no TLS (tls = "
 				     "require: the client must use nbds:// "
 				     "with the key or certificate)", c->peer);
 		if (ratelimit_allow(&srv->rl_refused, now_ms()))
@@ -842,7 +842,7 @@ conn_main(void *arg)
 				 "failover (state %s) and takes no primary "
 				 "writes: the old primary must not write here",
 				 c->peer,
-				 replica_state_name(replica_state(srv->r)));
+				 secondary_state_name(secondary_state(srv->r)));
 			conn_log_refused(srv, why);
 		}
 		log_debug("nbd: conn %llu: negotiation ended: %m",

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* An export: one disk of the replica as the NBD clients see it, the
+/* An export: one disk of the secondary as the NBD clients see it, the
  * connections serving it, and the reconnect barrier between them (see
  * "Reconnects" in nbd-conn.c).
  *
@@ -21,7 +21,7 @@ export_init(struct nbd_export *ex, struct nbd_server *srv,
 	    const struct config_disk *cd)
 {
 	ex->srv = srv;
-	ex->disk = replica_find_disk(srv->r, cd->name);
+	ex->disk = secondary_find_disk(srv->r, cd->name);
 	if (ex->disk == NULL) {
 		errno = ENOENT;
 		log_error("nbd: disk %s is not in the replica", cd->name);

@@ -53,7 +53,7 @@ struct tls_session;		/* nbd-tls.c: one connection's TLS session */
 
 struct nbd_export {
 	struct nbd_server *srv;
-	struct replica_disk *disk;
+	struct secondary_disk *disk;
 	char *name;
 	char *description;
 	pthread_mutex_t lock;
@@ -108,7 +108,7 @@ struct nbd_ratelimit {
 };
 
 struct nbd_server {
-	struct replica *r;
+	struct secondary *r;
 	int listen_fd;
 	int wake[2];			/* wakes the accept thread */
 	char *unix_path;		/* unlinked at free, or NULL */

@@ -158,7 +158,7 @@ accept_main(void *arg)
 
 			atomic_fetch_add(&srv->allow_refused, 1);
 			sockaddr_name(&ss, peer, sizeof peer);
-			replica_record_error(srv->r, "nbd: refused %s: not in "
+			secondary_record_error(srv->r, "nbd: refused %s: not in "
 					     "allow (add its network to allow "
 					     "= in %s)", peer, srv->cfg->path);
 			if (ratelimit_allow(&srv->rl_refused, now))

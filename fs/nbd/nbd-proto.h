@@ -4,7 +4,7 @@
 
 /* The NBD wire protocol, server side (NetworkBlockDevice/nbd doc/proto.md):
  * fixed-newstyle negotiation and the transmission phase with simple
- * replies.  It knows nothing of sockets, threads or the replica: bytes
+ * replies.  It knows nothing of sockets, threads or the secondary: bytes
  * come and go through a struct nbd_io, requests leave through a struct
  * nbd_session_ops.  nbd.c drives it over sockets; the unit tests and the
  * fuzz target drive it from memory.
@@ -117,7 +117,7 @@ struct nbd_export_info {
 struct nbd_handshake {
 	const struct nbd_export_info *exports;
 	size_t nexports;
-	/* 0 refuses GO and EXPORT_NAME (the replica is past failover).
+	/* 0 refuses GO and EXPORT_NAME (the secondary is past failover).
 	 * NULL: always accepting.
 	 */
 	int (*accepting)(void *opaque);

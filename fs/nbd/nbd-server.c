@@ -21,7 +21,7 @@
 #include "nbd-internal.h"
 
 struct nbd_server *
-nbd_server_new(struct replica *r, const struct config *cfg)
+nbd_server_new(struct secondary *r, const struct config *cfg)
 {
 	struct nbd_server *srv;
 	int saved;
@@ -59,7 +59,7 @@ nbd_server_new(struct replica *r, const struct config *cfg)
 		srv->infos[i] = (struct nbd_export_info){
 			.name = ex->name,
 			.description = ex->description,
-			.size = replica_disk_size(ex->disk),
+			.size = secondary_disk_size(ex->disk),
 			/* One image fd per disk, shared by every connection:
 			 * a FLUSH (fdatasync) covers all of their writes.
 			 */

@@ -433,7 +433,7 @@ tls_refused(struct nbd_conn *c, uint64_t count, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof why, fmt, ap);
 	va_end(ap);
-	replica_record_error(srv->r, "nbd: refused %s: TLS: %s", c->peer, why);
+	secondary_record_error(srv->r, "nbd: refused %s: TLS: %s", c->peer, why);
 	if (ratelimit_allow(&srv->rl_refused, now_ms()))
 		log_warn("nbd: conn %llu: refused %s: TLS: %s (%llu so far)",
 			 (unsigned long long)c->id, c->peer, why,

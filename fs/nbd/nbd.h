@@ -9,14 +9,14 @@
 
 /* The built-in NBD listener: the primary's way in.  Each disk of the
  * config is one export (config_disk.export_name); every request works on
- * the disk's secondary side through replica_primary_*().
+ * the disk's secondary side through secondary_primary_*().
  */
 struct nbd_server;
 
 /* Binds cfg->listen_addr, which config_load parsed and checked.  NULL with errno,
  * after logging why.  Serves nothing until nbd_server_start.
  */
-struct nbd_server *nbd_server_new(struct replica *r, const struct config *cfg);
+struct nbd_server *nbd_server_new(struct secondary *r, const struct config *cfg);
 /* Adds fn's text (the generation identifiers, fs/durable.c) to every
  * export's description, after the fixed one and a blank.  Call before
  * nbd_server_start.

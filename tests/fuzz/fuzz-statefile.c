@@ -45,7 +45,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		assert(err[0] != '\0');
 		return 0;
 	}
-	assert(sf.state >= REPLICA_NONE && sf.state <= REPLICA_DONE);
+	assert(sf.state >= SECONDARY_NONE && sf.state <= SECONDARY_DONE);
 	assert(strlen(sf.generation) == STATEFILE_GEN_LEN);
 	/* Rarely reached (an exact format); its write-back is worth the
 	 * fsync then.

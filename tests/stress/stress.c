@@ -30,7 +30,7 @@ static atomic_bool stop_flag;
 static atomic_int io_errors;
 
 struct worker {
-	struct replica_disk *d;
+	struct secondary_disk *d;
 	int id;
 };
 
@@ -56,11 +56,11 @@ worker_main(void *arg)
 			len = SIZE - off;
 		memset(buf, w->id * 16 + (st & 15), len);
 		if (kind == 0)
-			ret = replica_primary_write(w->d, buf, len, off);
+			ret = secondary_primary_write(w->d, buf, len, off);
 		else if (kind == 1)
-			ret = replica_view_write(w->d, buf, len, off);
+			ret = secondary_view_write(w->d, buf, len, off);
 		else
-			ret = replica_view_read(w->d, buf, len, off);
+			ret = secondary_view_read(w->d, buf, len, off);
 		/* Primary writes are refused once failover starts. */
 		if (ret == -1 && !(kind == 0 && errno == ESHUTDOWN))
 			atomic_fetch_add(&io_errors, 1);
@@ -75,27 +75,27 @@ static int
 run(int seconds, enum end end)
 {
 	struct store_factory f = store_memory_factory();
-	struct replica *r = replica_new(&f);
+	struct secondary *r = secondary_new(&f);
 	char path[] = "/tmp/colofs-stress.XXXXXX";
 	int fd = mkstemp(path), i, fails = 0;
 	struct worker w[THREADS];
 	pthread_t t[THREADS];
 	unsigned char *a = malloc(SIZE), *b = malloc(SIZE);
-	struct replica_disk *d;
-	struct replica_status st;
+	struct secondary_disk *d;
+	struct secondary_status st;
 
 	char dir[] = "/tmp/colofs-stress-dir.XXXXXX";
 
 	unlink(path);
 	if (ftruncate(fd, SIZE) == -1)
 		return 1;
-	d = replica_add_disk(r, "vda", image_raw_from_fd(fd, path));
+	d = secondary_add_disk(r, "vda", image_raw_from_fd(fd, path));
 	if (d == NULL)
 		return 1;
 	if (end == END_DURABLE_FAILOVER &&
-	    (mkdtemp(dir) == NULL || replica_set_durable(r, dir, dir, "s")))
+	    (mkdtemp(dir) == NULL || secondary_set_durable(r, dir, dir, "s")))
 		return 1;
-	if (replica_start(r) == -1)
+	if (secondary_start(r) == -1)
 		return 1;
 	atomic_store(&stop_flag, false);
 	for (i = 0; i < THREADS; i++) {
@@ -104,26 +104,26 @@ run(int seconds, enum end end)
 	}
 	for (i = 0; i < seconds * 20; i++) {
 		usleep(50000);
-		if (replica_checkpoint(r) == -1)
+		if (secondary_checkpoint(r) == -1)
 			fails++;
-		if (replica_get_status(r, &st) == 0)
-			replica_status_release(&st);
+		if (secondary_get_status(r, &st) == 0)
+			secondary_status_release(&st);
 	}
 	if (end != END_STOP)
-		fails += replica_failover(r) == -1;
+		fails += secondary_failover(r) == -1;
 	else
-		fails += replica_stop(r) == -1;
+		fails += secondary_stop(r) == -1;
 	usleep(200000);		/* I/O goes on during the commit */
 	atomic_store(&stop_flag, true);
 	for (i = 0; i < THREADS; i++)
 		pthread_join(t[i], NULL);
-	replica_wait_commit(r);
-	if (replica_state(r) != REPLICA_DONE)
+	secondary_wait_commit(r);
+	if (secondary_state(r) != SECONDARY_DONE)
 		fails++;
-	if (replica_view_read(d, a, SIZE, 0) || replica_primary_read(d, b, SIZE, 0)
+	if (secondary_view_read(d, a, SIZE, 0) || secondary_primary_read(d, b, SIZE, 0)
 	    || memcmp(a, b, SIZE) != 0)
 		fails++;
-	replica_free(r);
+	secondary_free(r);
 	if (end == END_DURABLE_FAILOVER && rmdir(dir) == -1) {
 		perror(dir);		/* the journal or a buffer file left */
 		fails++;

@@ -73,23 +73,23 @@ test_cleanup_dir(char *dir)
 	free(dir);
 }
 
-struct replica *
-test_replica(uint64_t size, int fill, const char *dir)
+struct secondary *
+test_secondary(uint64_t size, int fill, const char *dir)
 {
 	struct store_factory f = dir ? store_file_factory(dir)
 				     : store_memory_factory();
-	struct replica *r = replica_new(&f);
+	struct secondary *r = secondary_new(&f);
 
 	cr_assert_not_null(r);
-	cr_assert_not_null(replica_add_disk(r, "vda",
+	cr_assert_not_null(secondary_add_disk(r, "vda",
 					    test_raw_image(size, fill)));
 	return r;
 }
 
 static void
-expect_bytes(const char *what, int (*rd)(struct replica_disk *, void *,
+expect_bytes(const char *what, int (*rd)(struct secondary_disk *, void *,
 					 size_t, uint64_t),
-	     struct replica_disk *d, uint64_t off, size_t len, int b)
+	     struct secondary_disk *d, uint64_t off, size_t len, int b)
 {
 	unsigned char *buf = malloc(len);
 	size_t i;
@@ -107,21 +107,21 @@ expect_bytes(const char *what, int (*rd)(struct replica_disk *, void *,
 }
 
 void
-expect_view(struct replica_disk *d, uint64_t off, size_t len, int b)
+expect_view(struct secondary_disk *d, uint64_t off, size_t len, int b)
 {
-	expect_bytes("view", replica_view_read, d, off, len, b);
+	expect_bytes("view", secondary_view_read, d, off, len, b);
 }
 
 void
-expect_disk(struct replica_disk *d, uint64_t off, size_t len, int b)
+expect_disk(struct secondary_disk *d, uint64_t off, size_t len, int b)
 {
-	expect_bytes("disk", replica_primary_read, d, off, len, b);
+	expect_bytes("disk", secondary_primary_read, d, off, len, b);
 }
 
 static void
-fill(const char *what, int (*wr)(struct replica_disk *, const void *,
+fill(const char *what, int (*wr)(struct secondary_disk *, const void *,
 				 size_t, uint64_t),
-     struct replica_disk *d, uint64_t off, size_t len, int b)
+     struct secondary_disk *d, uint64_t off, size_t len, int b)
 {
 	char *buf = malloc(len ? len : 1);
 
@@ -133,26 +133,26 @@ fill(const char *what, int (*wr)(struct replica_disk *, const void *,
 }
 
 void
-view_fill(struct replica_disk *d, uint64_t off, size_t len, int b)
+view_fill(struct secondary_disk *d, uint64_t off, size_t len, int b)
 {
-	fill("view", replica_view_write, d, off, len, b);
+	fill("view", secondary_view_write, d, off, len, b);
 }
 
 void
-primary_fill(struct replica_disk *d, uint64_t off, size_t len, int b)
+primary_fill(struct secondary_disk *d, uint64_t off, size_t len, int b)
 {
-	fill("primary", replica_primary_write, d, off, len, b);
+	fill("primary", secondary_primary_write, d, off, len, b);
 }
 
 uint64_t
-test_buffer_bytes(struct replica *r, int retained)
+test_buffer_bytes(struct secondary *r, int retained)
 {
-	struct replica_status st;
+	struct secondary_status st;
 	uint64_t n;
 
-	cr_assert_eq(replica_get_status(r, &st), 0);
+	cr_assert_eq(secondary_get_status(r, &st), 0);
 	n = retained ? st.buffer_retained_bytes : st.buffer_bytes;
-	replica_status_release(&st);
+	secondary_status_release(&st);
 	return n;
 }
 

@@ -21,21 +21,21 @@ long long test_flushed_blocks(struct image *img, const char *path);
 char *test_temp_dir(void);
 void test_cleanup_dir(char *dir);
 
-/* A one-disk replica over a raw image filled with fill; the backing is
+/* A one-disk secondary over a raw image filled with fill; the backing is
  * memory unless dir is given.
  */
-struct replica *test_replica(uint64_t size, int fill, const char *dir);
+struct secondary *test_secondary(uint64_t size, int fill, const char *dir);
 
 /* Asserts (criterion) that len bytes at off of the view / of S are all b. */
-void expect_view(struct replica_disk *d, uint64_t off, size_t len, int b);
-void expect_disk(struct replica_disk *d, uint64_t off, size_t len, int b);
+void expect_view(struct secondary_disk *d, uint64_t off, size_t len, int b);
+void expect_disk(struct secondary_disk *d, uint64_t off, size_t len, int b);
 
 /* Writes len bytes of b at off, via the view or the primary; asserts 0. */
-void view_fill(struct replica_disk *d, uint64_t off, size_t len, int b);
-void primary_fill(struct replica_disk *d, uint64_t off, size_t len, int b);
+void view_fill(struct secondary_disk *d, uint64_t off, size_t len, int b);
+void primary_fill(struct secondary_disk *d, uint64_t off, size_t len, int b);
 
 /* From r's status: buffer_bytes, or with retained buffer_retained_bytes. */
-uint64_t test_buffer_bytes(struct replica *r, int retained);
+uint64_t test_buffer_bytes(struct secondary *r, int retained);
 
 /* The ranges a mark callback was given (al_recover's, gi_parse_left's):
  * test_record_range is the callback, a struct test_ranges its opaque.

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* fs/fuse/colo-secondary.c: the one status printer (the replica's lines, then each part's,
+/* fs/fuse/colo-secondary.c: the one status printer (the secondary's lines, then each part's,
  * in order) and the error text.
  */
 #include <criterion/criterion.h>
@@ -13,7 +13,7 @@
 #include "log.h"
 #include "support.h"
 
-static struct replica *r;
+static struct secondary *r;
 static const struct config cfg = {
 	.mode = CONFIG_MODE_SECONDARY,
 	.buffer = CONFIG_BUFFER_MEMORY,
@@ -23,13 +23,13 @@ static void
 setup(void)
 {
 	log_set_quiet(true);
-	r = test_replica(1024 * 1024, 0x11, NULL);
+	r = test_secondary(1024 * 1024, 0x11, NULL);
 }
 
 static void
 teardown(void)
 {
-	replica_free(r);
+	secondary_free(r);
 }
 
 TestSuite(colo_status, .init = setup, .fini = teardown);
@@ -86,7 +86,7 @@ Test(colo_status, status_without_parts_is_the_replicas_lines)
 	cr_assert_not_null(strstr(text, "\nerror=\n"));
 	cr_assert_not_null(strstr(text, "\ndisks=1\n"));
 	cr_assert_not_null(strstr(text, "\nvda.size=1048576\n"));
-	/* The replica's per-disk keys end it. */
+	/* The secondary's per-disk keys end it. */
 	last = strrchr(text, '\n');
 	while (last > text && last[-1] != '\n')
 		last--;
@@ -94,7 +94,7 @@ Test(colo_status, status_without_parts_is_the_replicas_lines)
 	free(text);
 }
 
-/* The status with these parts is the replica's lines, then exactly want. */
+/* The status with these parts is the secondary's lines, then exactly want. */
 static void
 expect_parts_after_the_replicas(const struct colo_status_part *parts,
 				size_t nparts, const char *want)
@@ -142,7 +142,7 @@ Test(colo_status, status_error_is_on_one_line)
 {
 	char *text;
 
-	replica_record_error(r, "first\nsecond\rthird");
+	secondary_record_error(r, "first\nsecond\rthird");
 	text = status(NULL, 0);
 	cr_assert_not_null(strstr(text, "\nerror=first second third\n"),
 			   "status: %s", text);
@@ -161,7 +161,7 @@ Test(colo_status, error_text_is_the_message_and_when_it_was_raised_or_nothing)
 	cr_assert_eq(len, 0);
 	cr_assert_str_eq(text, "");
 	free(text);
-	replica_record_error(r, "checkpoint: refused");
+	secondary_record_error(r, "checkpoint: refused");
 	cr_assert_eq(colo_error_text(r, &text, &len), 0);
 	cr_assert_eq(len, strlen(text));
 	nl = strchr(text, '\n');
@@ -177,11 +177,11 @@ Test(colo_status, error_text_is_the_message_and_when_it_was_raised_or_nothing)
 	snprintf(want, sizeof want, "%s", nl + 11);
 	cr_assert_eq(want[strlen(want) - 1], '\n');
 	free(text);
-	replica_clear_error(r);
+	secondary_clear_error(r);
 	cr_assert_eq(colo_error_text(r, &text, &len), 0);
 	cr_assert_eq(len, 0);
 	free(text);
-	cr_assert_eq(colo_errors_text(replica_errors(r), &text, &len), 0);
+	cr_assert_eq(colo_errors_text(secondary_errors(r), &text, &len), 0);
 	cr_assert(strstr(text, "Z checkpoint: refused\n") != NULL, "%s", text);
 	free(text);
 }

@@ -11,7 +11,7 @@
 #include "config.h"
 #include "support.h"
 
-static struct replica *r;
+static struct secondary *r;
 static struct config *cfg;
 
 static void
@@ -19,7 +19,7 @@ setup(void)
 {
 	char err[256];
 
-	r = test_replica(1 << 20, 0, NULL);
+	r = test_secondary(1 << 20, 0, NULL);
 	cfg = config_load_string("[colofs]\nmountpoint = /mnt/t\n"
 				 "[disk \"vda\"]\nimage = /img/vda\n", "t.ini",
 				 err, sizeof err);
@@ -30,7 +30,7 @@ static void
 teardown(void)
 {
 	config_free(cfg);
-	replica_free(r);
+	secondary_free(r);
 }
 
 TestSuite(colo, .init = setup, .fini = teardown);
@@ -40,7 +40,7 @@ expect_error_has(const char *what)
 {
 	char msg[512];
 
-	replica_last_error(r, msg, sizeof msg);
+	secondary_last_error(r, msg, sizeof msg);
 	cr_assert_not_null(strstr(msg, what), "error '%s' lacks '%s'", msg,
 			   what);
 }
@@ -133,10 +133,10 @@ metrics(void)
 
 Test(colo, metrics_map_status_keys_parts_included)
 {
-	struct replica_disk *d = replica_disk_at(r, 0);
+	struct secondary_disk *d = secondary_disk_at(r, 0);
 	char *text;
 
-	cr_assert_eq(replica_start(r), 0);
+	cr_assert_eq(secondary_start(r), 0);
 	view_fill(d, 0, 4096, 1);
 	text = metrics();
 	cr_assert_not_null(strstr(text, "\ncolofs_nbd_requests_total 7\n"),
@@ -158,9 +158,9 @@ Test(colo, metrics_histogram_counts_checkpoints)
 	char *text, *p;
 	int k;
 
-	cr_assert_eq(replica_start(r), 0);
+	cr_assert_eq(secondary_start(r), 0);
 	for (k = 0; k < 4; k++)
-		cr_assert_eq(replica_checkpoint(r), 0);
+		cr_assert_eq(secondary_checkpoint(r), 0);
 	text = metrics();
 	cr_assert_not_null(strstr(text, "\ncolofs_checkpoints_total 4\n"));
 	cr_assert_not_null(strstr(text,

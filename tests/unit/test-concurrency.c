@@ -20,7 +20,7 @@
 #define REGION (SIZE / WRITERS)
 
 struct worker {
-	struct replica_disk *d;
+	struct secondary_disk *d;
 	int id;
 	uint64_t seed;
 	int ops;
@@ -43,14 +43,14 @@ primary_writer(void *arg)
 		if (off + len > REGION)
 			len = REGION - off;
 		memset(buf, w->id * 16 + i % 16, len);
-		if (replica_primary_write(w->d, buf, len,
+		if (secondary_primary_write(w->d, buf, len,
 					  (uint64_t) w->id * REGION + off))
 			atomic_fetch_add(w->errors, 1);
 	}
 	/* Finish by writing the whole region once: S is then known. */
 	w->last = 0xa0 + w->id;
 	memset(buf, w->last, REGION);
-	if (replica_primary_write(w->d, buf, REGION,
+	if (secondary_primary_write(w->d, buf, REGION,
 				  (uint64_t) w->id * REGION))
 		atomic_fetch_add(w->errors, 1);
 	free(buf);
@@ -74,9 +74,9 @@ view_worker(void *arg)
 			len = SIZE - off;
 		if (i % 2) {
 			memset(buf, 0x50 + w->id, len);
-			ret = replica_view_write(w->d, buf, len, off);
+			ret = secondary_view_write(w->d, buf, len, off);
 		} else
-			ret = replica_view_read(w->d, buf, len, off);
+			ret = secondary_view_read(w->d, buf, len, off);
 		if (ret)
 			atomic_fetch_add(w->errors, 1);
 	}
@@ -86,15 +86,15 @@ view_worker(void *arg)
 
 Test(concurrency, overlapping_io_across_checkpoints, .timeout = 300)
 {
-	struct replica *r;
-	struct replica_disk *d;
+	struct secondary *r;
+	struct secondary_disk *d;
 	int round, i;
 	atomic_int errors = 0;
 
 	log_set_quiet(true);
-	r = test_replica(SIZE, 0x11, NULL);
-	d = replica_disk_at(r, 0);
-	cr_assert_eq(replica_start(r), 0);
+	r = test_secondary(SIZE, 0x11, NULL);
+	d = secondary_disk_at(r, 0);
+	cr_assert_eq(secondary_start(r), 0);
 	for (round = 0; round < 8; round++) {
 		pthread_t t[WRITERS + 3];
 		struct worker w[WRITERS + 3];
@@ -109,11 +109,11 @@ Test(concurrency, overlapping_io_across_checkpoints, .timeout = 300)
 				       primary_writer : view_worker, &w[i]);
 		}
 		for (i = 0; i < 5; i++)	/* checkpoints during the I/O */
-			cr_assert_eq(replica_checkpoint(r), 0);
+			cr_assert_eq(secondary_checkpoint(r), 0);
 		for (i = 0; i < WRITERS + 3; i++)
 			pthread_join(t[i], NULL);
 		cr_assert_eq(atomic_load(&errors), 0);
-		cr_assert_eq(replica_checkpoint(r), 0);
+		cr_assert_eq(secondary_checkpoint(r), 0);
 		for (i = 0; i < WRITERS; i++) {
 			expect_disk(d, (uint64_t) i * REGION, REGION,
 				    w[i].last);
@@ -121,11 +121,11 @@ Test(concurrency, overlapping_io_across_checkpoints, .timeout = 300)
 				    w[i].last);
 		}
 	}
-	replica_free(r);
+	secondary_free(r);
 }
 
 struct racer {
-	struct replica_disk *d;
+	struct secondary_disk *d;
 	atomic_bool *stop;
 	atomic_int *bad;
 };
@@ -142,7 +142,7 @@ torn_reader(void *arg)
 	size_t i;
 
 	while (!atomic_load(rc->stop)) {
-		if (replica_view_read(rc->d, buf, sizeof buf, 0) != 0) {
+		if (secondary_view_read(rc->d, buf, sizeof buf, 0) != 0) {
 			atomic_fetch_add(rc->bad, 1);
 			continue;
 		}
@@ -157,8 +157,8 @@ torn_reader(void *arg)
 
 Test(concurrency, reads_never_see_half_a_checkpoint, .timeout = 120)
 {
-	struct replica *r;
-	struct replica_disk *d;
+	struct secondary *r;
+	struct secondary_disk *d;
 	atomic_bool stop = false;
 	atomic_int bad = 0;
 	struct racer rc;
@@ -167,20 +167,20 @@ Test(concurrency, reads_never_see_half_a_checkpoint, .timeout = 120)
 	int i;
 
 	log_set_quiet(true);
-	r = test_replica(1024 * 1024, 0x11, NULL);
-	d = replica_disk_at(r, 0);
-	cr_assert_eq(replica_start(r), 0);
+	r = test_secondary(1024 * 1024, 0x11, NULL);
+	d = secondary_disk_at(r, 0);
+	cr_assert_eq(secondary_start(r), 0);
 	rc = (struct racer) { d, &stop, &bad };
 	for (i = 0; i < 2; i++)
 		pthread_create(&t[i], NULL, torn_reader, &rc);
 	for (i = 0; i < 2000; i++) {
 		memset(buf, i & 0xff, sizeof buf);
-		cr_assert_eq(replica_primary_write(d, buf, sizeof buf, 0), 0);
-		cr_assert_eq(replica_checkpoint(r), 0);
+		cr_assert_eq(secondary_primary_write(d, buf, sizeof buf, 0), 0);
+		cr_assert_eq(secondary_checkpoint(r), 0);
 	}
 	atomic_store(&stop, true);
 	for (i = 0; i < 2; i++)
 		pthread_join(t[i], NULL);
 	cr_assert_eq(atomic_load(&bad), 0, "%d torn reads", atomic_load(&bad));
-	replica_free(r);
+	secondary_free(r);
 }

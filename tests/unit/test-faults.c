@@ -3,7 +3,7 @@
  * secondary, each reached through the fault-injecting backends:
  *   1. I/O error on the primary disk: the primary's own; not ours.
  *   2. forwarding primary writes failed: the NBD layer reports it
- *      (replica_note_unclean_disconnect): recorded error.
+ *      (secondary_note_unclean_disconnect): recorded error.
  *   3. backup (saving into hidden) failed: the primary write fails,
  *      S is untouched, the error is recorded.
  *   4. I/O error on the secondary disk: the error goes to the caller and
@@ -23,8 +23,8 @@
 
 #define MiB (1024 * 1024)
 
-static struct replica *r;
-static struct replica_disk *d;
+static struct secondary *r;
+static struct secondary_disk *d;
 
 static void
 setup(void)
@@ -33,18 +33,18 @@ setup(void)
 
 	log_set_quiet(true);
 	memset(&faults, 0, sizeof faults);
-	r = replica_new(&f);
+	r = secondary_new(&f);
 	cr_assert_not_null(r);
-	d = replica_add_disk(r, "vda", faulty_image(8 * MiB, 0x11));
+	d = secondary_add_disk(r, "vda", faulty_image(8 * MiB, 0x11));
 	cr_assert_not_null(d);
-	cr_assert_eq(replica_start(r), 0);
+	cr_assert_eq(secondary_start(r), 0);
 }
 
 static void
 teardown(void)
 {
 	memset(&faults, 0, sizeof faults);
-	replica_free(r);
+	secondary_free(r);
 }
 
 static void
@@ -52,7 +52,7 @@ expect_error_contains(const char *what)
 {
 	char msg[512];
 
-	replica_last_error(r, msg, sizeof msg);
+	secondary_last_error(r, msg, sizeof msg);
 	cr_assert(strstr(msg, what) != NULL, "error \"%s\" lacks \"%s\"", msg,
 		  what);
 }
@@ -61,13 +61,13 @@ TestSuite(faults, .init = setup, .fini = teardown);
 
 Test(faults, case2_unclean_disconnect_is_recorded)
 {
-	struct replica_status st;
+	struct secondary_status st;
 
-	replica_note_unclean_disconnect(r, "connection reset");
-	cr_assert_eq(replica_get_status(r, &st), 0);
+	secondary_note_unclean_disconnect(r, "connection reset");
+	cr_assert_eq(secondary_get_status(r, &st), 0);
 	cr_assert_eq(st.unclean_disconnects, 1);
 	cr_assert(strstr(st.error, "connection reset") != NULL);
-	replica_status_release(&st);
+	secondary_status_release(&st);
 }
 
 Test(faults, case3_failed_save_refuses_write_and_leaves_disk)
@@ -76,7 +76,7 @@ Test(faults, case3_failed_save_refuses_write_and_leaves_disk)
 
 	memset(buf, 0x22, sizeof buf);
 	atomic_store(&faults.store_write, true);
-	cr_assert_eq(replica_primary_write(d, buf, sizeof buf, 0), -1);
+	cr_assert_eq(secondary_primary_write(d, buf, sizeof buf, 0), -1);
 	cr_assert_eq(errno, EIO);
 	atomic_store(&faults.store_write, false);
 	expect_disk(d, 0, 4096, 0x11);
@@ -90,7 +90,7 @@ Test(faults, case3_failed_read_of_old_data_refuses_write)
 
 	memset(buf, 0x22, sizeof buf);
 	atomic_store(&faults.image_read, true);
-	cr_assert_eq(replica_primary_write(d, buf, sizeof buf, 0), -1);
+	cr_assert_eq(secondary_primary_write(d, buf, sizeof buf, 0), -1);
 	atomic_store(&faults.image_read, false);
 	expect_disk(d, 0, 100, 0x11);
 	expect_error_contains("saving old data");
@@ -102,7 +102,7 @@ Test(faults, case4_secondary_disk_write_error_is_reported)
 
 	memset(buf, 0x22, sizeof buf);
 	atomic_store(&faults.image_write, true);
-	cr_assert_eq(replica_primary_write(d, buf, sizeof buf, 0), -1);
+	cr_assert_eq(secondary_primary_write(d, buf, sizeof buf, 0), -1);
 	cr_assert_eq(errno, EIO);
 	atomic_store(&faults.image_write, false);
 	expect_error_contains("failed on the secondary disk");
@@ -115,7 +115,7 @@ Test(faults, case4_secondary_disk_read_error_reaches_the_view)
 	char buf[100];
 
 	atomic_store(&faults.image_read, true);
-	cr_assert_eq(replica_view_read(d, buf, sizeof buf, 0), -1);
+	cr_assert_eq(secondary_view_read(d, buf, sizeof buf, 0), -1);
 	cr_assert_eq(errno, EIO);
 }
 
@@ -125,7 +125,7 @@ Test(faults, case5_active_write_error_fails_view_write)
 
 	memset(buf, 0x33, sizeof buf);
 	atomic_store(&faults.store_write, true);
-	cr_assert_eq(replica_view_write(d, buf, sizeof buf, 0), -1);
+	cr_assert_eq(secondary_view_write(d, buf, sizeof buf, 0), -1);
 	cr_assert_eq(errno, EIO);
 	atomic_store(&faults.store_write, false);
 	expect_view(d, 0, 100, 0x11);
@@ -137,7 +137,7 @@ Test(faults, case5_active_read_error_fails_view_read)
 
 	view_fill(d, 0, 100, 0x33);
 	atomic_store(&faults.store_read, true);
-	cr_assert_eq(replica_view_read(d, buf, sizeof buf, 0), -1);
+	cr_assert_eq(secondary_view_read(d, buf, sizeof buf, 0), -1);
 	cr_assert_eq(errno, EIO);
 }
 
@@ -145,14 +145,14 @@ Test(faults, case6_failed_emptying_fails_checkpoint)
 {
 	view_fill(d, 0, 100, 0x33);
 	atomic_store(&faults.store_create, true);
-	cr_assert_eq(replica_checkpoint(r), -1);
+	cr_assert_eq(secondary_checkpoint(r), -1);
 	cr_assert_eq(errno, ENOSPC);
 	expect_error_contains("making empty buffers failed");
-	cr_assert_eq(replica_state(r), REPLICA_RUNNING);
+	cr_assert_eq(secondary_state(r), SECONDARY_RUNNING);
 	/* Nothing half done: the old epoch's view is intact. */
 	expect_view(d, 0, 100, 0x33);
 	atomic_store(&faults.store_create, false);
-	cr_assert_eq(replica_checkpoint(r), 0);
+	cr_assert_eq(secondary_checkpoint(r), 0);
 	expect_view(d, 0, 100, 0x11);
 }
 
@@ -160,9 +160,9 @@ Test(faults, case7_failed_commit_moves_to_failover_failed)
 {
 	view_fill(d, 0, 8 * MiB, 0x33);
 	atomic_store(&faults.image_write_countdown, 2);
-	cr_assert_eq(replica_failover(r), 0);
-	replica_wait_commit(r);
-	cr_assert_eq(replica_state(r), REPLICA_FAILOVER_FAILED);
+	cr_assert_eq(secondary_failover(r), 0);
+	secondary_wait_commit(r);
+	cr_assert_eq(secondary_state(r), SECONDARY_FAILOVER_FAILED);
 	expect_error_contains("failover commit");
 	expect_view(d, 0, 8 * MiB, 0x33);
 }
@@ -172,9 +172,9 @@ Test(faults, case7_failed_state_routes_view_writes)
 	primary_fill(d, 4 * MiB, 4096, 0x22);	/* hidden holds 0x11 here */
 	view_fill(d, 0, 4096, 0x33);		/* active */
 	atomic_store(&faults.image_write, true);
-	cr_assert_eq(replica_failover(r), 0);
-	replica_wait_commit(r);
-	cr_assert_eq(replica_state(r), REPLICA_FAILOVER_FAILED);
+	cr_assert_eq(secondary_failover(r), 0);
+	secondary_wait_commit(r);
+	cr_assert_eq(secondary_state(r), SECONDARY_FAILOVER_FAILED);
 	atomic_store(&faults.image_write, false);
 	/* Buffered ranges go to active; elsewhere straight to S. */
 	view_fill(d, 4 * MiB, 100, 0x44);
@@ -193,15 +193,15 @@ Test(faults, case7_failover_retry_completes_the_commit)
 	primary_fill(d, 4 * MiB, 4096, 0x22);
 	view_fill(d, 0, 4 * MiB, 0x33);
 	atomic_store(&faults.image_write_countdown, 2);
-	cr_assert_eq(replica_failover(r), 0);
-	replica_wait_commit(r);
-	cr_assert_eq(replica_state(r), REPLICA_FAILOVER_FAILED);
-	cr_assert_eq(replica_stop(r), -1, "stop would drop the only copy");
+	cr_assert_eq(secondary_failover(r), 0);
+	secondary_wait_commit(r);
+	cr_assert_eq(secondary_state(r), SECONDARY_FAILOVER_FAILED);
+	cr_assert_eq(secondary_stop(r), -1, "stop would drop the only copy");
 	cr_assert_eq(errno, EBUSY);
 	atomic_store(&faults.image_write, false);
-	cr_assert_eq(replica_failover(r), 0);
-	replica_wait_commit(r);
-	cr_assert_eq(replica_state(r), REPLICA_DONE);
+	cr_assert_eq(secondary_failover(r), 0);
+	secondary_wait_commit(r);
+	cr_assert_eq(secondary_state(r), SECONDARY_DONE);
 	expect_disk(d, 0, 4 * MiB, 0x33);
 	expect_disk(d, 4 * MiB, 4096, 0x11);
 	expect_disk(d, 4 * MiB + 4096, 4 * MiB - 4096, 0x11);
@@ -211,8 +211,8 @@ Test(faults, case7_flush_error_fails_the_commit)
 {
 	view_fill(d, 0, 100, 0x33);
 	atomic_store(&faults.image_flush, true);
-	cr_assert_eq(replica_failover(r), 0);
-	replica_wait_commit(r);
-	cr_assert_eq(replica_state(r), REPLICA_FAILOVER_FAILED);
+	cr_assert_eq(secondary_failover(r), 0);
+	secondary_wait_commit(r);
+	cr_assert_eq(secondary_state(r), SECONDARY_FAILOVER_FAILED);
 	expect_error_contains("flush");
 }

@@ -134,7 +134,7 @@ Test(gi, malformed_generations_are_rejected)
 Test(gi, the_state_file_keeps_the_generations)
 {
 	char *dir = test_temp_dir(), path[512], err[256];
-	struct statefile sf = { .state = REPLICA_DONE }, got;
+	struct statefile sf = { .state = SECONDARY_DONE }, got;
 
 	log_set_quiet(true);
 	memset(sf.generation, 'a', STATEFILE_GEN_LEN);

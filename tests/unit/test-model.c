@@ -12,7 +12,7 @@
  * and reports each operation it finished through a pipe.  The parent
  * replays the same sequence on the model up to the last finished
  * operation (the one in flight may have happened or not, byte by byte),
- * restarts the replica from the files the child left (state file,
+ * restarts the secondary from the files the child left (state file,
  * journal, buffer files) as the daemon would, and compares S.
  */
 #include <criterion/criterion.h>
@@ -53,15 +53,15 @@ fill_random(unsigned char *buf, size_t len, uint64_t *st)
 }
 
 static void
-check_range(struct replica_disk *d, const struct model *m, uint64_t off,
+check_range(struct secondary_disk *d, const struct model *m, uint64_t off,
 	    size_t len, bool view, uint64_t seed, int step)
 {
 	unsigned char *buf = malloc(len);
 	const unsigned char *want = (view ? m->v : m->s) + off;
 	size_t i;
 
-	cr_assert_eq(view ? replica_view_read(d, buf, len, off)
-			  : replica_primary_read(d, buf, len, off), 0,
+	cr_assert_eq(view ? secondary_view_read(d, buf, len, off)
+			  : secondary_primary_read(d, buf, len, off), 0,
 		     "seed %ju step %d: read failed", (uintmax_t) seed, step);
 	if (memcmp(buf, want, len) != 0) {
 		for (i = 0; buf[i] == want[i]; i++)
@@ -77,8 +77,8 @@ check_range(struct replica_disk *d, const struct model *m, uint64_t off,
 static void
 run_model(uint64_t seed, const char *dir, bool aligned)
 {
-	struct replica *r = test_replica(SIZE, 0, dir);
-	struct replica_disk *d = replica_disk_at(r, 0);
+	struct secondary *r = test_secondary(SIZE, 0, dir);
+	struct secondary_disk *d = secondary_disk_at(r, 0);
 	struct model m = { calloc(1, SIZE), calloc(1, SIZE), false, NULL, NULL };
 	unsigned char *data = malloc(SIZE);
 	uint64_t st = seed;
@@ -98,62 +98,62 @@ run_model(uint64_t seed, const char *dir, bool aligned)
 		if (off + len > SIZE)
 			len = SIZE - off;
 		if (step == 10 && !m.running) {
-			cr_assert_eq(replica_start(r), 0);
+			cr_assert_eq(secondary_start(r), 0);
 			m.running = true;
 		}
 		if (op < 30) {			/* primary write */
 			fill_random(data, len, &st);
-			cr_assert_eq(replica_primary_write(d, data, len, off),
+			cr_assert_eq(secondary_primary_write(d, data, len, off),
 				     0, "seed %ju step %d", (uintmax_t) seed,
 				     step);
 			memcpy(m.s + off, data, len);
 			if (!m.running)
 				memcpy(m.v + off, data, len);
 		} else if (op < 35) {		/* primary zero */
-			cr_assert_eq(replica_primary_zero(d, off, len), 0);
+			cr_assert_eq(secondary_primary_zero(d, off, len), 0);
 			memset(m.s + off, 0, len);
 			if (!m.running)
 				memset(m.v + off, 0, len);
 		} else if (op < 60) {		/* view write */
 			fill_random(data, len, &st);
 			if (!m.running) {
-				cr_assert_eq(replica_view_write(d, data, len,
+				cr_assert_eq(secondary_view_write(d, data, len,
 								off), -1);
 				continue;
 			}
-			cr_assert_eq(replica_view_write(d, data, len, off), 0,
+			cr_assert_eq(secondary_view_write(d, data, len, off), 0,
 				     "seed %ju step %d", (uintmax_t) seed,
 				     step);
 			memcpy(m.v + off, data, len);
 		} else if (op < 64) {		/* view zero */
 			if (!m.running)
 				continue;
-			cr_assert_eq(replica_view_zero(d, off, len), 0);
+			cr_assert_eq(secondary_view_zero(d, off, len), 0);
 			memset(m.v + off, 0, len);
 		} else if (op < 80) {
 			check_range(d, &m, off, len, true, seed, step);
 		} else if (op < 90) {
 			check_range(d, &m, off, len, false, seed, step);
 		} else if (m.running) {		/* checkpoint */
-			cr_assert_eq(replica_checkpoint(r), 0);
+			cr_assert_eq(secondary_checkpoint(r), 0);
 			memcpy(m.v, m.s, SIZE);
 		}
 	}
 	check_range(d, &m, 0, SIZE, true, seed, steps);
 	check_range(d, &m, 0, SIZE, false, seed, steps);
 	if (seed % 2 == 0) {
-		cr_assert_eq(replica_stop(r), 0);
+		cr_assert_eq(secondary_stop(r), 0);
 		memcpy(m.v, m.s, SIZE);
 	} else {
-		cr_assert_eq(replica_failover(r), 0);
+		cr_assert_eq(secondary_failover(r), 0);
 		check_range(d, &m, 0, SIZE, true, seed, steps + 1);
-		replica_wait_commit(r);
-		cr_assert_eq(replica_state(r), REPLICA_DONE);
+		secondary_wait_commit(r);
+		cr_assert_eq(secondary_state(r), SECONDARY_DONE);
 		memcpy(m.s, m.v, SIZE);
 	}
 	check_range(d, &m, 0, SIZE, true, seed, steps + 2);
 	check_range(d, &m, 0, SIZE, false, seed, steps + 2);
-	replica_free(r);
+	secondary_free(r);
 	free(m.s);
 	free(m.v);
 	free(data);
@@ -272,7 +272,7 @@ crash_spec(uint64_t seed, char *out, size_t len)
 static const char *crash_dir;
 
 static int
-crash_hook(void *opaque, enum replica_state next, bool journaled)
+crash_hook(void *opaque, enum secondary_state next, bool journaled)
 {
 	struct statefile sf = { .state = next, .journaled = journaled };
 
@@ -281,12 +281,12 @@ crash_hook(void *opaque, enum replica_state next, bool journaled)
 	return statefile_write(crash_dir, "m.state", &sf) == 0 ? 0 : -1;
 }
 
-static struct replica *
-crash_replica(const char *dir, bool file_buffers)
+static struct secondary *
+crash_secondary(const char *dir, bool file_buffers)
 {
 	struct store_factory f = file_buffers ? store_file_factory(dir)
 					      : store_memory_factory();
-	struct replica *r = replica_new(&f);
+	struct secondary *r = secondary_new(&f);
 	char path[512];
 	int fd;
 
@@ -294,33 +294,33 @@ crash_replica(const char *dir, bool file_buffers)
 	snprintf(path, sizeof path, "%s/s.img", dir);
 	fd = open(path, O_RDWR | O_CLOEXEC);
 	cr_assert_geq(fd, 0);
-	cr_assert_not_null(replica_add_disk(r, "vda",
+	cr_assert_not_null(secondary_add_disk(r, "vda",
 					    image_raw_from_fd(fd, path)));
-	cr_assert_eq(replica_set_durable(r, dir, dir, "m"), 0);
+	cr_assert_eq(secondary_set_durable(r, dir, dir, "m"), 0);
 	crash_dir = dir;
-	replica_set_state_hook(r, crash_hook, NULL);
+	secondary_set_state_hook(r, crash_hook, NULL);
 	return r;
 }
 
 static int
-crash_do(struct replica *r, const struct cstep *c, unsigned char *data)
+crash_do(struct secondary *r, const struct cstep *c, unsigned char *data)
 {
-	struct replica_disk *d = replica_disk_at(r, 0);
+	struct secondary_disk *d = secondary_disk_at(r, 0);
 	uint64_t ds = c->dseed;
 
 	switch (c->op) {
-	case C_START: return replica_start(r);
-	case C_CHECKPOINT: return replica_checkpoint(r);
-	case C_FAILOVER: return replica_failover(r);
-	case C_VFLUSH: return replica_view_flush(d);
-	case C_PZERO: return replica_primary_zero(d, c->off, c->len);
-	case C_VZERO: return replica_view_zero(d, c->off, c->len);
+	case C_START: return secondary_start(r);
+	case C_CHECKPOINT: return secondary_checkpoint(r);
+	case C_FAILOVER: return secondary_failover(r);
+	case C_VFLUSH: return secondary_view_flush(d);
+	case C_PZERO: return secondary_primary_zero(d, c->off, c->len);
+	case C_VZERO: return secondary_view_zero(d, c->off, c->len);
 	case C_PWRITE:
 		fill_random(data, c->len, &ds);
-		return replica_primary_write(d, data, c->len, c->off);
+		return secondary_primary_write(d, data, c->len, c->off);
 	case C_VWRITE:
 		fill_random(data, c->len, &ds);
-		return replica_view_write(d, data, c->len, c->off);
+		return secondary_view_write(d, data, c->len, c->off);
 	}
 	return -1;
 }
@@ -363,19 +363,19 @@ crash_child(const char *dir, bool file_buffers, const struct cstep *steps,
 	    int n, const char *spec, int wfd)
 {
 	unsigned char *data = malloc(CSIZE);
-	struct replica *r;
+	struct secondary *r;
 	int i;
 
 	crash_point_arm(strcmp(spec, "none") ? spec : NULL);
-	r = crash_replica(dir, file_buffers);
+	r = crash_secondary(dir, file_buffers);
 	for (i = 0; i < n; i++) {
 		if (crash_do(r, &steps[i], data) != 0)
 			_exit(3);
 		if (write(wfd, &i, sizeof i) != sizeof i)
 			_exit(4);
 	}
-	replica_wait_commit(r);
-	_exit(replica_state(r) == REPLICA_DONE ? 0 : 5);
+	secondary_wait_commit(r);
+	_exit(secondary_state(r) == SECONDARY_DONE ? 0 : 5);
 }
 
 static void
@@ -391,7 +391,7 @@ run_crash(uint64_t seed, bool file_buffers)
 	int n, i, last = -1, pfd[2], status, fd, rc;
 	const unsigned char *want, *maybe;
 	struct statefile sf;
-	struct replica *r;
+	struct secondary *r;
 	pid_t pid;
 	size_t b;
 
@@ -437,26 +437,26 @@ run_crash(uint64_t seed, bool file_buffers)
 	cr_assert_neq(rc, -1, "seed %ju (%s): %s", (uintmax_t) seed, spec,
 		      err);
 	if (rc == 1)			/* killed before the first write */
-		sf.state = REPLICA_NONE;
-	r = crash_replica(dir, file_buffers);
-	if (sf.state == REPLICA_FAILOVER || sf.state == REPLICA_FAILOVER_FAILED) {
+		sf.state = SECONDARY_NONE;
+	r = crash_secondary(dir, file_buffers);
+	if (sf.state == SECONDARY_FAILOVER || sf.state == SECONDARY_FAILOVER_FAILED) {
 		cr_assert(sf.journaled);
-		cr_assert_eq(replica_resume_failover(r), 0, "seed %ju (%s)",
+		cr_assert_eq(secondary_resume_failover(r), 0, "seed %ju (%s)",
 			     (uintmax_t) seed, spec);
-		replica_wait_commit(r);
-		cr_assert_eq(replica_state(r), REPLICA_DONE);
-	} else if (sf.state == REPLICA_DONE) {
-		cr_assert_eq(replica_restore_done(r), 0);
+		secondary_wait_commit(r);
+		cr_assert_eq(secondary_state(r), SECONDARY_DONE);
+	} else if (sf.state == SECONDARY_DONE) {
+		cr_assert_eq(secondary_restore_done(r), 0);
 	}
 	/* Failed over (durably): S is V.  Not: S is as the primary left it. */
-	if (sf.state == REPLICA_NONE || sf.state == REPLICA_RUNNING) {
+	if (sf.state == SECONDARY_NONE || sf.state == SECONDARY_RUNNING) {
 		want = m.s;
 		maybe = alt.s;
 	} else {
 		want = m.v;
 		maybe = alt.v;
 	}
-	cr_assert_eq(replica_primary_read(replica_disk_at(r, 0), got, CSIZE,
+	cr_assert_eq(secondary_primary_read(secondary_disk_at(r, 0), got, CSIZE,
 					  0), 0);
 	for (b = 0; b < CSIZE; b++)
 		if (got[b] != want[b] && got[b] != maybe[b] &&
@@ -467,9 +467,9 @@ run_crash(uint64_t seed, bool file_buffers)
 				       "0x%02x, model says 0x%02x",
 				       (uintmax_t) seed, spec,
 				       file_buffers ? "file" : "memory",
-				       replica_state_name(sf.state), last + 1,
+				       secondary_state_name(sf.state), last + 1,
 				       n, b, got[b], want[b]);
-	if (sf.state != REPLICA_NONE && sf.state != REPLICA_RUNNING) {
+	if (sf.state != SECONDARY_NONE && sf.state != SECONDARY_RUNNING) {
 		snprintf(path, sizeof path, "%s/m.vda.journal", dir);
 		cr_assert_neq(access(path, F_OK), 0, "seed %ju: journal left",
 			      (uintmax_t) seed);
@@ -477,7 +477,7 @@ run_crash(uint64_t seed, bool file_buffers)
 		cr_assert_neq(access(path, F_OK), 0, "seed %ju: buffer left",
 			      (uintmax_t) seed);
 	}
-	replica_free(r);
+	secondary_free(r);
 	test_cleanup_dir(dir);
 	free(steps);
 	free(m.s);

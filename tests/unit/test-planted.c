@@ -192,14 +192,14 @@ Test(planted, metrics_file_ignores_a_link_at_its_old_temporary_name)
 		.mode = CONFIG_MODE_SECONDARY,
 		.buffer = CONFIG_BUFFER_MEMORY,
 	};
-	struct replica *r = test_replica(1 << 20, 0x11, NULL);
+	struct secondary *r = test_secondary(1 << 20, 0x11, NULL);
 	char path[600];
 	struct stat st;
 
 	plant("colofs.prom.tmp");
 	path_of(path, sizeof path, "colofs.prom");
 	cr_assert_eq(colo_metrics_write(r, &cfg, NULL, 0, path), 0);
-	replica_free(r);
+	secondary_free(r);
 	victim_untouched();
 	cr_assert_eq(lstat(path, &st), 0);
 	cr_assert(S_ISREG(st.st_mode));

@@ -30,7 +30,7 @@ quiet(void)
 TestSuite(recycle, .init = quiet);
 
 static uint64_t
-retained(struct replica *r)
+retained(struct secondary *r)
 {
 	return test_buffer_bytes(r, 1);
 }
@@ -126,22 +126,22 @@ Test(recycle, populated_pages_take_no_fault_in_the_copy)
 	store_free(s);
 }
 
-/* ---- the replica: stale bytes ---- */
+/* ---- the secondary: stale bytes ---- */
 
 /* Epoch 1 leaves bytes in both stores of both slots; two checkpoints
  * later the same stores are back (checked through buffer_retained_bytes),
  * and nothing of epoch 1 shows through.
  */
 static void
-dirty_then_recycle(struct replica *r, struct replica_disk *d)
+dirty_then_recycle(struct secondary *r, struct secondary_disk *d)
 {
-	cr_assert_eq(replica_start(r), 0);
+	cr_assert_eq(secondary_start(r), 0);
 	view_fill(d, 0, 64 * KiB, 0x33);	    /* active */
 	primary_fill(d, 128 * KiB, 64 * KiB, 0x22); /* hidden: 0x11 */
-	cr_assert_eq(replica_checkpoint(r), 0);
+	cr_assert_eq(secondary_checkpoint(r), 0);
 	view_fill(d, 256 * KiB, 64 * KiB, 0x44); /* the other stores */
 	primary_fill(d, 384 * KiB, 64 * KiB, 0x55);
-	cr_assert_eq(replica_checkpoint(r), 0);
+	cr_assert_eq(secondary_checkpoint(r), 0);
 	cr_assert_geq(retained(r), 128 * KiB, "epoch 1's stores are back");
 	/* Never written in this epoch: all of it is S. */
 	expect_view(d, 0, 128 * KiB, 0x11);
@@ -156,16 +156,16 @@ dirty_then_recycle(struct replica *r, struct replica_disk *d)
 	primary_fill(d, 130 * KiB + 7, 10, 0x77); /* saves 0x22 */
 	expect_view(d, 128 * KiB, 64 * KiB, 0x22);
 	expect_disk(d, 130 * KiB + 7, 10, 0x77);
-	cr_assert_eq(replica_view_zero(d, 4096, 8192), 0);
+	cr_assert_eq(secondary_view_zero(d, 4096, 8192), 0);
 	expect_view(d, 4096, 8192, 0);
 	expect_view(d, 12288, 52 * KiB, 0x11);
 }
 
 /* After dirty_then_recycle, one more checkpoint: epoch 2's stores back. */
 static void
-expect_s_after_another_checkpoint(struct replica *r, struct replica_disk *d)
+expect_s_after_another_checkpoint(struct secondary *r, struct secondary_disk *d)
 {
-	cr_assert_eq(replica_checkpoint(r), 0);
+	cr_assert_eq(secondary_checkpoint(r), 0);
 	expect_view(d, 0, 128 * KiB, 0x11);
 	expect_view(d, 128 * KiB, 2 * KiB + 7, 0x22);
 	expect_view(d, 130 * KiB + 7, 10, 0x77);
@@ -176,38 +176,38 @@ expect_s_after_another_checkpoint(struct replica *r, struct replica_disk *d)
 
 Test(recycle, memory_buffers_never_show_an_earlier_epoch)
 {
-	struct replica *r = test_replica(MiB, 0x11, NULL);
-	struct replica_disk *d = replica_disk_at(r, 0);
+	struct secondary *r = test_secondary(MiB, 0x11, NULL);
+	struct secondary_disk *d = secondary_disk_at(r, 0);
 
 	dirty_then_recycle(r, d);
 	expect_s_after_another_checkpoint(r, d);
-	replica_free(r);
+	secondary_free(r);
 }
 
 Test(recycle, file_buffers_never_show_an_earlier_epoch)
 {
 	char *dir = test_temp_dir();
-	struct replica *r = test_replica(MiB, 0x11, dir);
-	struct replica_disk *d = replica_disk_at(r, 0);
+	struct secondary *r = test_secondary(MiB, 0x11, dir);
+	struct secondary_disk *d = secondary_disk_at(r, 0);
 
 	dirty_then_recycle(r, d);
 	expect_s_after_another_checkpoint(r, d);
-	replica_free(r);
+	secondary_free(r);
 	test_cleanup_dir(dir);
 }
 
 static void
 failover_case(const char *dir, bool durable)
 {
-	struct replica *r = test_replica(MiB, 0x11, dir);
-	struct replica_disk *d = replica_disk_at(r, 0);
+	struct secondary *r = test_secondary(MiB, 0x11, dir);
+	struct secondary_disk *d = secondary_disk_at(r, 0);
 
 	if (durable)
-		cr_assert_eq(replica_set_durable(r, dir, dir, "p"), 0);
+		cr_assert_eq(secondary_set_durable(r, dir, dir, "p"), 0);
 	dirty_then_recycle(r, d);
-	cr_assert_eq(replica_failover(r), 0);
-	replica_wait_commit(r);
-	cr_assert_eq(replica_state(r), REPLICA_DONE);
+	cr_assert_eq(secondary_failover(r), 0);
+	secondary_wait_commit(r);
+	cr_assert_eq(secondary_state(r), SECONDARY_DONE);
 	/* S is V: only what this epoch's view wrote, over S. */
 	expect_disk(d, 0, 100, 0x11);
 	expect_disk(d, 100, 10, 0x66);
@@ -218,7 +218,7 @@ failover_case(const char *dir, bool durable)
 	expect_disk(d, 192 * KiB, 192 * KiB, 0x11);
 	expect_disk(d, 384 * KiB, 64 * KiB, 0x55);
 	expect_disk(d, 448 * KiB, MiB - 448 * KiB, 0x11);
-	replica_free(r);
+	secondary_free(r);
 }
 
 Test(recycle, failover_commits_no_earlier_epoch_memory)
@@ -236,51 +236,51 @@ Test(recycle, failover_commits_no_earlier_epoch_file_durable)
 
 Test(recycle, stop_gives_every_kept_page_back)
 {
-	struct replica *r = test_replica(MiB, 0x11, NULL);
-	struct replica_disk *d = replica_disk_at(r, 0);
+	struct secondary *r = test_secondary(MiB, 0x11, NULL);
+	struct secondary_disk *d = secondary_disk_at(r, 0);
 
 	dirty_then_recycle(r, d);
-	cr_assert_eq(replica_stop(r), 0);
+	cr_assert_eq(secondary_stop(r), 0);
 	cr_assert_eq(retained(r), 0);
 	expect_view(d, 0, 128 * KiB, 0x11);
-	replica_free(r);
+	secondary_free(r);
 }
 
-/* ---- the replica: retention ---- */
+/* ---- the secondary: retention ---- */
 
 Test(recycle, a_burst_is_given_back_after_a_few_epochs)
 {
-	struct replica *r = test_replica(4 * MiB, 0x11, NULL);
-	struct replica_disk *d = replica_disk_at(r, 0);
+	struct secondary *r = test_secondary(4 * MiB, 0x11, NULL);
+	struct secondary_disk *d = secondary_disk_at(r, 0);
 	int i;
 
-	cr_assert_eq(replica_start(r), 0);
+	cr_assert_eq(secondary_start(r), 0);
 	view_fill(d, 0, 2 * MiB, 0x33); /* the burst */
-	cr_assert_eq(replica_checkpoint(r), 0);
+	cr_assert_eq(secondary_checkpoint(r), 0);
 	view_fill(d, 0, 4096, 0x44);
-	cr_assert_eq(replica_checkpoint(r), 0);
+	cr_assert_eq(secondary_checkpoint(r), 0);
 	cr_assert_geq(retained(r), 2 * MiB, "the burst's pages are kept");
 	for (i = 0; i < 8; i++) {
 		view_fill(d, 0, 4096, 0x44);
-		cr_assert_eq(replica_checkpoint(r), 0);
+		cr_assert_eq(secondary_checkpoint(r), 0);
 	}
 	/* Two stores of active, one page each. */
 	cr_assert_leq(retained(r), 2 * 4096, "%ju bytes kept",
 		      (uintmax_t) retained(r));
 	expect_view(d, 0, 4 * MiB, 0x11);
-	replica_free(r);
+	secondary_free(r);
 }
 
 Test(recycle, memory_is_bounded_by_the_limit_plus_the_retention)
 {
-	struct replica *r = test_replica(8 * MiB, 0x11, NULL);
-	struct replica_disk *d = replica_disk_at(r, 0);
+	struct secondary *r = test_secondary(8 * MiB, 0x11, NULL);
+	struct secondary_disk *d = secondary_disk_at(r, 0);
 	const uint64_t limit = MiB;
 	uint64_t seed = 18, hist[16][2] = { { 0 } };
 	int i, j;
 
-	replica_set_buffer_limit(r, limit);
-	cr_assert_eq(replica_start(r), 0);
+	secondary_set_buffer_limit(r, limit);
+	cr_assert_eq(secondary_start(r), 0);
 	for (i = 0; i < 16; i++) {
 		/* Page-aligned writes of random size; together under the
 		 * limit, in hidden and active.
@@ -289,18 +289,18 @@ Test(recycle, memory_is_bounded_by_the_limit_plus_the_retention)
 		uint64_t v = test_rand(&seed) % (pages / 2 + 1);
 		uint64_t p = test_rand(&seed) % (pages / 2 + 1);
 		uint64_t at = test_rand(&seed) % 4 * MiB, bh = 0, ba = 0;
-		struct replica_status st;
+		struct secondary_status st;
 
 		if (v)
 			view_fill(d, at, v * 4096, 0x33);
 		if (p)
 			primary_fill(d, at + 2 * MiB, p * 4096, 0x22);
-		cr_assert_eq(replica_get_status(r, &st), 0);
+		cr_assert_eq(secondary_get_status(r, &st), 0);
 		cr_assert_leq(st.buffer_bytes, limit);
-		replica_status_release(&st);
+		secondary_status_release(&st);
 		hist[i][0] = p * 4096; /* hidden */
 		hist[i][1] = v * 4096; /* active */
-		cr_assert_eq(replica_checkpoint(r), 0);
+		cr_assert_eq(secondary_checkpoint(r), 0);
 		/* At most two stores per slot, each at most the largest of
 		 * the last epochs (one more epoch than RETAIN_EPOCHS: a
 		 * store is trimmed when it is dropped).
@@ -315,10 +315,10 @@ Test(recycle, memory_is_bounded_by_the_limit_plus_the_retention)
 			      (uintmax_t) ba);
 		cr_assert_leq(retained(r), 2 * limit);
 	}
-	replica_free(r);
+	secondary_free(r);
 }
 
-/* ---- the replica: page faults ---- */
+/* ---- the secondary: page faults ---- */
 
 static long
 minflt(void)
@@ -334,29 +334,29 @@ minflt(void)
  */
 Test(recycle, a_steady_epoch_faults_no_buffer_page_in)
 {
-	struct replica *r = test_replica(16 * MiB, 0x11, NULL);
-	struct replica_disk *d = replica_disk_at(r, 0);
+	struct secondary *r = test_secondary(16 * MiB, 0x11, NULL);
+	struct secondary_disk *d = secondary_disk_at(r, 0);
 	static char buf[64 * KiB];
 	long before, faults;
 	uint64_t off;
 	int epoch;
 
 	memset(buf, 0x33, sizeof buf);
-	cr_assert_eq(replica_start(r), 0);
+	cr_assert_eq(secondary_start(r), 0);
 	for (epoch = 0; epoch < 4; epoch++) {
 		before = minflt();
 		for (off = 0; off < 4 * MiB; off += sizeof buf) {
-			cr_assert_eq(replica_view_write(d, buf, sizeof buf,
+			cr_assert_eq(secondary_view_write(d, buf, sizeof buf,
 							off),
 				     0);
-			cr_assert_eq(replica_primary_write(d, buf, sizeof buf,
+			cr_assert_eq(secondary_primary_write(d, buf, sizeof buf,
 							   8 * MiB + off),
 				     0);
 		}
 		faults = minflt() - before;
-		cr_assert_eq(replica_checkpoint(r), 0);
+		cr_assert_eq(secondary_checkpoint(r), 0);
 	}
 	/* 8 MiB buffered is 2,048 pages; the maps' own heap costs a few. */
 	cr_assert_lt(faults, 128, "%ld page faults in a steady epoch", faults);
-	replica_free(r);
+	secondary_free(r);
 }

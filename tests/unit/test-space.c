@@ -97,75 +97,75 @@ tight_create(void *opaque, uint64_t size, const char *tag)
 Test(space, a_write_after_a_checkpoint_uses_the_room_it_freed)
 {
 	struct store_factory f = { .create = tight_create };
-	struct replica *r;
-	struct replica_disk *d;
+	struct secondary *r;
+	struct secondary_disk *d;
 
 	log_set_quiet(true);
 	atomic_store(&used, 0);
-	r = replica_new(&f);
+	r = secondary_new(&f);
 	cr_assert_not_null(r);
-	d = replica_add_disk(r, "vda", test_raw_image(16 * MiB, 0x11));
+	d = secondary_add_disk(r, "vda", test_raw_image(16 * MiB, 0x11));
 	cr_assert_not_null(d);
-	cr_assert_eq(replica_start(r), 0);
+	cr_assert_eq(secondary_start(r), 0);
 	view_fill(d, 0, 6 * MiB, 0x22);
-	cr_assert_eq(replica_checkpoint(r), 0);
+	cr_assert_eq(secondary_checkpoint(r), 0);
 	/* The old active's 6 MiB are still being freed: this needs them. */
 	view_fill(d, 8 * MiB, 6 * MiB, 0x33);
 	expect_view(d, 8 * MiB, 6 * MiB, 0x33);
 	expect_view(d, 0, 6 * MiB, 0x11);
-	replica_free(r);
+	secondary_free(r);
 }
 
 static uint64_t
-buffer_bytes(struct replica *r)
+buffer_bytes(struct secondary *r)
 {
 	return test_buffer_bytes(r, 0);
 }
 
 Test(space, zeroed_ranges_take_no_room_under_the_limit)
 {
-	struct replica *r = test_replica(64 * MiB, 0x11, NULL);
-	struct replica_disk *d = replica_disk_at(r, 0);
+	struct secondary *r = test_secondary(64 * MiB, 0x11, NULL);
+	struct secondary_disk *d = secondary_disk_at(r, 0);
 
 	log_set_quiet(true);
-	replica_set_buffer_limit(r, 4 * MiB);
-	cr_assert_eq(replica_start(r), 0);
-	cr_assert_eq(replica_view_zero(d, 0, 32 * MiB), 0);
+	secondary_set_buffer_limit(r, 4 * MiB);
+	cr_assert_eq(secondary_start(r), 0);
+	cr_assert_eq(secondary_view_zero(d, 0, 32 * MiB), 0);
 	cr_assert_eq(buffer_bytes(r), 0);
 	expect_view(d, 0, 32 * MiB, 0);
 	view_fill(d, 0, 3 * MiB, 0x22);
 	cr_assert_eq(buffer_bytes(r), 3 * MiB);
 	/* Zeroing data gives its room back. */
-	cr_assert_eq(replica_view_zero(d, 0, 2 * MiB), 0);
+	cr_assert_eq(secondary_view_zero(d, 0, 2 * MiB), 0);
 	cr_assert_eq(buffer_bytes(r), 1 * MiB);
 	view_fill(d, 40 * MiB, 3 * MiB, 0x33);
 	cr_assert_eq(buffer_bytes(r), 4 * MiB);
 	expect_view(d, 0, 2 * MiB, 0);
 	expect_view(d, 2 * MiB, 1 * MiB, 0x22);
 	/* Commit writes the zeros too. */
-	cr_assert_eq(replica_failover(r), 0);
-	replica_wait_commit(r);
+	cr_assert_eq(secondary_failover(r), 0);
+	secondary_wait_commit(r);
 	expect_disk(d, 0, 2 * MiB, 0);
 	expect_disk(d, 2 * MiB, 1 * MiB, 0x22);
 	expect_disk(d, 3 * MiB, 29 * MiB, 0);
 	expect_disk(d, 40 * MiB, 3 * MiB, 0x33);
-	replica_free(r);
+	secondary_free(r);
 }
 
 Test(space, a_refused_view_write_says_why)
 {
-	struct replica *r = test_replica(1 * MiB, 0x11, NULL);
-	struct replica_disk *d = replica_disk_at(r, 0);
+	struct secondary *r = test_secondary(1 * MiB, 0x11, NULL);
+	struct secondary_disk *d = secondary_disk_at(r, 0);
 	char buf[4096] = { 0 }, msg[512];
 
 	log_set_quiet(true);
-	cr_assert_eq(replica_view_write(d, buf, sizeof buf, 0), -1);
-	replica_last_error(r, msg, sizeof msg);
+	cr_assert_eq(secondary_view_write(d, buf, sizeof buf, 0), -1);
+	secondary_last_error(r, msg, sizeof msg);
 	cr_assert(strstr(msg, "view write at 0+4096 refused in state none"),
 		  "%s", msg);
-	cr_assert_eq(replica_start(r), 0);
-	cr_assert_eq(replica_view_write(d, buf, sizeof buf, 1 * MiB), -1);
-	replica_last_error(r, msg, sizeof msg);
+	cr_assert_eq(secondary_start(r), 0);
+	cr_assert_eq(secondary_view_write(d, buf, sizeof buf, 1 * MiB), -1);
+	secondary_last_error(r, msg, sizeof msg);
 	cr_assert(strstr(msg, "beyond the end"), "%s", msg);
-	replica_free(r);
+	secondary_free(r);
 }

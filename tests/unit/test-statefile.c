@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The state file, the failover journal, and the replica's durable
+/* The state file, the failover journal, and the secondary's durable
  * failover (the crash itself is tests/e2e/test-durable-crash.sh).
  */
 #include <criterion/criterion.h>
@@ -80,7 +80,7 @@ TestSuite(statefile, .init = setup, .fini = teardown);
 
 Test(statefile, reads_back_what_it_wrote_and_leaves_no_tmp)
 {
-	struct statefile sf = { .state = REPLICA_FAILOVER, .journaled = true },
+	struct statefile sf = { .state = SECONDARY_FAILOVER, .journaled = true },
 			 got;
 	char err[512], path[512];
 
@@ -88,7 +88,7 @@ Test(statefile, reads_back_what_it_wrote_and_leaves_no_tmp)
 	cr_assert_eq(strlen(sf.generation), 32);
 	cr_assert_eq(statefile_write(dir, "a.state", &sf), 0);
 	cr_assert_eq(read_named("a.state", &got, err), 0, "%s", err);
-	cr_assert_eq(got.state, REPLICA_FAILOVER);
+	cr_assert_eq(got.state, SECONDARY_FAILOVER);
 	cr_assert(got.journaled);
 	cr_assert_str_eq(got.generation, sf.generation);
 	snprintf(path, sizeof path, "%s", dir);
@@ -97,21 +97,21 @@ Test(statefile, reads_back_what_it_wrote_and_leaves_no_tmp)
 
 Test(statefile, replaces_the_old_file_whole)
 {
-	struct statefile sf = { .state = REPLICA_RUNNING }, got;
+	struct statefile sf = { .state = SECONDARY_RUNNING }, got;
 	char err[512];
 
 	cr_assert_eq(statefile_new_generation(sf.generation), 0);
 	cr_assert_eq(statefile_write(dir, "a.state", &sf), 0);
-	sf.state = REPLICA_DONE;
+	sf.state = SECONDARY_DONE;
 	cr_assert_eq(statefile_write(dir, "a.state", &sf), 0);
 	cr_assert_eq(read_named("a.state", &got, err), 0, "%s", err);
-	cr_assert_eq(got.state, REPLICA_DONE);
+	cr_assert_eq(got.state, SECONDARY_DONE);
 	cr_assert_not(got.journaled);
 }
 
 Test(statefile, keeps_the_protect_uri_and_refuses_a_bad_one)
 {
-	struct statefile sf = { .state = REPLICA_DONE }, got;
+	struct statefile sf = { .state = SECONDARY_DONE }, got;
 	const char *uri = "nbd+unix:///vda?socket=/run/x.sock";
 	char err[512];
 
@@ -132,7 +132,7 @@ Test(statefile, keeps_the_protect_uri_and_refuses_a_bad_one)
 
 Test(statefile, s_consistent_is_kept_and_defaults_to_1)
 {
-	struct statefile sf = { .state = REPLICA_NONE, .s_behind = true }, got;
+	struct statefile sf = { .state = SECONDARY_NONE, .s_behind = true }, got;
 	char err[512];
 
 	cr_assert_eq(statefile_new_generation(sf.generation), 0);
@@ -196,14 +196,14 @@ Test(statefile, refuses_what_it_cannot_read)
 	}
 }
 
-/* ---- the replica's durable failover ---- */
+/* ---- the secondary's durable failover ---- */
 
-static struct replica *r;
-static struct replica_disk *d;
+static struct secondary *r;
+static struct secondary_disk *d;
 static int hook_calls;
-static enum replica_state hook_states[8];
+static enum secondary_state hook_states[8];
 static bool hook_journaled[8];
-static enum replica_state hook_status_state;
+static enum secondary_state hook_status_state;
 
 /* The k-th record from the end (1: the last) of dir/p.vda.journal as
  * "OP OFF LEN".
@@ -244,7 +244,7 @@ tail_at_flush(void)
 
 /* The VM's write during the failover's pending window, from a thread of
  * its own: it starts in the hook (the failover not yet durable), and the
- * hook waits until it either waits itself (replica_failover_wait_hook) or
+ * hook waits until it either waits itself (secondary_failover_wait_hook) or
  * has written.
  */
 static pthread_mutex_t window_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -253,7 +253,7 @@ static bool window_waiting, window_written;
 static pthread_t window_writer;
 
 static void
-window_wait_hook(struct replica *rr)
+window_wait_hook(struct secondary *rr)
 {
 	(void) rr;
 	pthread_mutex_lock(&window_lock);
@@ -278,7 +278,7 @@ static bool hook_saw_write;	/* the write had returned in the window */
 static int hook_s_byte;		/* S's byte at the write, in the window */
 
 static int
-hook(void *opaque, enum replica_state next, bool journaled)
+hook(void *opaque, enum secondary_state next, bool journaled)
 {
 	(void) opaque;
 	if (hook_calls < 8) {
@@ -286,15 +286,15 @@ hook(void *opaque, enum replica_state next, bool journaled)
 		hook_journaled[hook_calls] = journaled;
 	}
 	hook_calls++;
-	if (next == REPLICA_FAILOVER) {
+	if (next == SECONDARY_FAILOVER) {
 		/* The VM writes while the failover is not durable yet: the
 		 * write must wait, S must not have it.
 		 */
-		struct replica_status st;
+		struct secondary_status st;
 		unsigned char b;
 
 		window_waiting = window_written = false;
-		replica_failover_wait_hook = window_wait_hook;
+		secondary_failover_wait_hook = window_wait_hook;
 		cr_assert_eq(pthread_create(&window_writer, NULL, window_write,
 					    NULL), 0);
 		pthread_mutex_lock(&window_lock);
@@ -302,12 +302,12 @@ hook(void *opaque, enum replica_state next, bool journaled)
 			pthread_cond_wait(&window_cond, &window_lock);
 		hook_saw_write = window_written;
 		pthread_mutex_unlock(&window_lock);
-		cr_assert_eq(replica_primary_read(d, &b, 1, 3 * 4096), 0);
+		cr_assert_eq(secondary_primary_read(d, &b, 1, 3 * 4096), 0);
 		hook_s_byte = b;
 		/* Not durable yet: the status must not say failover. */
-		cr_assert_eq(replica_get_status(r, &st), 0);
+		cr_assert_eq(secondary_get_status(r, &st), 0);
 		hook_status_state = st.state;
-		replica_status_release(&st);
+		secondary_status_release(&st);
 	}
 	return 0;
 }
@@ -325,29 +325,29 @@ TestSuite(durable, .init = setup, .fini = teardown);
 
 Test(durable, failover_journals_first_keeps_view_writes_and_cleans_up)
 {
-	r = test_replica(1 * MiB, 0x11, dir);
-	d = replica_disk_at(r, 0);
+	r = test_secondary(1 * MiB, 0x11, dir);
+	d = secondary_disk_at(r, 0);
 	hook_calls = 0;
-	cr_assert_eq(replica_set_durable(r, dir, dir, "p"), 0);
-	replica_set_state_hook(r, hook, NULL);
-	cr_assert_eq(replica_start(r), 0);
+	cr_assert_eq(secondary_set_durable(r, dir, dir, "p"), 0);
+	secondary_set_state_hook(r, hook, NULL);
+	cr_assert_eq(secondary_start(r), 0);
 	primary_fill(d, 0, 8 * 4096, 0xaa);
 	view_fill(d, 2 * 4096, 4 * 4096, 0xbb);
-	cr_assert_eq(replica_failover(r), 0);
+	cr_assert_eq(secondary_failover(r), 0);
 	cr_assert_eq(pthread_join(window_writer, NULL), 0);
-	replica_failover_wait_hook = NULL;
+	secondary_failover_wait_hook = NULL;
 	cr_assert_not(hook_saw_write, "a view write returned before the "
 		      "failover was durable");
 	cr_assert_eq(hook_s_byte, 0xaa, "S had the view write before the "
 		     "failover was durable");
-	replica_wait_commit(r);
-	cr_assert_eq(replica_state(r), REPLICA_DONE);
+	secondary_wait_commit(r);
+	cr_assert_eq(secondary_state(r), SECONDARY_DONE);
 	cr_assert_eq(hook_calls, 3);
-	cr_assert_eq(hook_states[0], REPLICA_RUNNING);
-	cr_assert_eq(hook_states[1], REPLICA_FAILOVER);
+	cr_assert_eq(hook_states[0], SECONDARY_RUNNING);
+	cr_assert_eq(hook_states[1], SECONDARY_FAILOVER);
 	cr_assert(hook_journaled[1]);
-	cr_assert_eq(hook_states[2], REPLICA_DONE);
-	cr_assert_eq(hook_status_state, REPLICA_RUNNING);
+	cr_assert_eq(hook_states[2], SECONDARY_DONE);
+	cr_assert_eq(hook_status_state, SECONDARY_RUNNING);
 	/* V as the VM saw it: S0, VV with the write during the commit. */
 	expect_disk(d, 0, 2 * 4096, 0x11);
 	expect_disk(d, 2 * 4096, 4096, 0xbb);
@@ -357,7 +357,7 @@ Test(durable, failover_journals_first_keeps_view_writes_and_cleans_up)
 	cr_assert_not(exists("p.vda.journal"));
 	cr_assert_not(exists("p.vda.hidden"));
 	cr_assert_not(exists("p.vda.active"));
-	replica_free(r);
+	secondary_free(r);
 }
 
 static void
@@ -419,9 +419,9 @@ put_journal(const char *name, const char *disk, uint64_t size)
 
 Test(durable, resume_commits_the_journal_but_not_over_dropped_ranges)
 {
-	r = test_replica(1 * MiB, 0x11, dir);
-	d = replica_disk_at(r, 0);
-	cr_assert_eq(replica_set_durable(r, dir, dir, "p"), 0);
+	r = test_secondary(1 * MiB, 0x11, dir);
+	d = secondary_disk_at(r, 0);
+	cr_assert_eq(secondary_set_durable(r, dir, dir, "p"), 0);
 	/* What a killed failover left: active holds 0xbb at [0, 4K), hidden
 	 * 0x22 at [8K, 12K), and the VM wrote [0, 1K) into S afterwards.
 	 */
@@ -429,50 +429,50 @@ Test(durable, resume_commits_the_journal_but_not_over_dropped_ranges)
 	file_with("p.vda.hidden", 1 * MiB, 8192, 4096, 0x22);
 	put_journal("p.vda.journal", "vda", 1 * MiB);
 	primary_fill(d, 0, 1024, 0xee);		/* S in none: as the VM left it */
-	cr_assert_eq(replica_resume_failover(r), 0);
-	replica_wait_commit(r);
-	cr_assert_eq(replica_state(r), REPLICA_DONE);
+	cr_assert_eq(secondary_resume_failover(r), 0);
+	secondary_wait_commit(r);
+	cr_assert_eq(secondary_state(r), SECONDARY_DONE);
 	expect_disk(d, 0, 1024, 0xee);
 	expect_disk(d, 1024, 3072, 0xbb);
 	expect_disk(d, 4096, 4096, 0x11);
 	expect_disk(d, 8192, 4096, 0x22);
 	cr_assert_not(exists("p.vda.journal"));
-	replica_free(r);
+	secondary_free(r);
 }
 
 Test(durable, resume_without_journal_fails_and_says_why)
 {
 	char msg[512];
 
-	r = test_replica(1 * MiB, 0x11, dir);
-	cr_assert_eq(replica_set_durable(r, dir, dir, "p"), 0);
-	cr_assert_eq(replica_resume_failover(r), -1);
-	replica_last_error(r, msg, sizeof msg);
+	r = test_secondary(1 * MiB, 0x11, dir);
+	cr_assert_eq(secondary_set_durable(r, dir, dir, "p"), 0);
+	cr_assert_eq(secondary_resume_failover(r), -1);
+	secondary_last_error(r, msg, sizeof msg);
 	cr_assert(strstr(msg, "p.vda.journal") != NULL, "%s", msg);
-	cr_assert_eq(replica_state(r), REPLICA_NONE);
-	replica_free(r);
+	cr_assert_eq(secondary_state(r), SECONDARY_NONE);
+	secondary_free(r);
 }
 
 Test(durable, restore_done_refuses_primary_writes)
 {
 	char buf[512] = { 0 };
 
-	r = test_replica(1 * MiB, 0x11, NULL);
-	d = replica_disk_at(r, 0);
-	cr_assert_eq(replica_restore_done(r), 0);
-	cr_assert_eq(replica_state(r), REPLICA_DONE);
-	cr_assert_eq(replica_accepts_primary(r), 0);
-	cr_assert_eq(replica_primary_write(d, buf, sizeof buf, 0), -1);
+	r = test_secondary(1 * MiB, 0x11, NULL);
+	d = secondary_disk_at(r, 0);
+	cr_assert_eq(secondary_restore_done(r), 0);
+	cr_assert_eq(secondary_state(r), SECONDARY_DONE);
+	cr_assert_eq(secondary_accepts_primary(r), 0);
+	cr_assert_eq(secondary_primary_write(d, buf, sizeof buf, 0), -1);
 	cr_assert_eq(errno, ESHUTDOWN);
-	replica_free(r);
+	secondary_free(r);
 }
 
 static int
-failing_hook(void *opaque, enum replica_state next, bool journaled)
+failing_hook(void *opaque, enum secondary_state next, bool journaled)
 {
 	(void) opaque;
 	(void) journaled;
-	if (next == REPLICA_DONE) {
+	if (next == SECONDARY_DONE) {
 		errno = EROFS;
 		return -1;
 	}
@@ -481,20 +481,20 @@ failing_hook(void *opaque, enum replica_state next, bool journaled)
 
 Test(durable, stop_is_refused_when_done_cannot_be_recorded)
 {
-	r = test_replica(1 * MiB, 0x11, NULL);
-	replica_set_state_hook(r, failing_hook, NULL);
-	cr_assert_eq(replica_start(r), 0);
-	cr_assert_eq(replica_stop(r), -1);
+	r = test_secondary(1 * MiB, 0x11, NULL);
+	secondary_set_state_hook(r, failing_hook, NULL);
+	cr_assert_eq(secondary_start(r), 0);
+	cr_assert_eq(secondary_stop(r), -1);
 	cr_assert_eq(errno, EIO);
-	cr_assert_eq(replica_state(r), REPLICA_RUNNING);
+	cr_assert_eq(secondary_state(r), SECONDARY_RUNNING);
 	/* And a commit that cannot record done ends in failover_failed. */
-	cr_assert_eq(replica_failover(r), 0);
-	replica_wait_commit(r);
-	cr_assert_eq(replica_state(r), REPLICA_FAILOVER_FAILED);
-	replica_free(r);
+	cr_assert_eq(secondary_failover(r), 0);
+	secondary_wait_commit(r);
+	cr_assert_eq(secondary_state(r), SECONDARY_FAILOVER_FAILED);
+	secondary_free(r);
 }
 
-/* r, d: a durable replica whose commit failed at its first write to S:
+/* r, d: a durable secondary whose commit failed at its first write to S:
  * the primary wrote 0xaa over [0, 8 KiB), the VM 0xbb over [16, 24 KiB).
  */
 static void
@@ -503,17 +503,17 @@ failed_commit(void)
 	struct store_factory f = store_memory_factory();
 
 	memset(&faults, 0, sizeof faults);
-	r = replica_new(&f);
+	r = secondary_new(&f);
 	cr_assert_not_null(r);
-	d = replica_add_disk(r, "vda", faulty_image(1 * MiB, 0x11));
+	d = secondary_add_disk(r, "vda", faulty_image(1 * MiB, 0x11));
 	cr_assert_not_null(d);
-	cr_assert_eq(replica_set_durable(r, dir, dir, "p"), 0);
-	cr_assert_eq(replica_start(r), 0);
+	cr_assert_eq(secondary_set_durable(r, dir, dir, "p"), 0);
+	cr_assert_eq(secondary_start(r), 0);
 	primary_fill(d, 0, 8192, 0xaa);
 	view_fill(d, 16384, 8192, 0xbb);
 	atomic_store(&faults.image_write_countdown, 1);
-	cr_assert_eq(replica_failover(r), 0);
-	replica_wait_commit(r);
+	cr_assert_eq(secondary_failover(r), 0);
+	secondary_wait_commit(r);
 }
 
 Test(durable, view_writes_after_a_failed_commit_are_journaled)
@@ -521,7 +521,7 @@ Test(durable, view_writes_after_a_failed_commit_are_journaled)
 	char tail[128], before[128];
 
 	failed_commit();
-	cr_assert_eq(replica_state(r), REPLICA_FAILOVER_FAILED);
+	cr_assert_eq(secondary_state(r), SECONDARY_FAILOVER_FAILED);
 	cr_assert(exists("p.vda.journal"));
 	memset(&faults, 0, sizeof faults);
 	/* Buffered: into active, and an A record; not buffered: into S, and
@@ -542,22 +542,22 @@ Test(durable, view_writes_after_a_failed_commit_are_journaled)
 			 "a record before S was synced");
 	journal_tail(tail, sizeof tail);
 	cr_assert_str_eq(tail, "D 65536 4096", "not recorded when it returned");
-	cr_assert_eq(replica_view_flush(d), 0);
+	cr_assert_eq(secondary_view_flush(d), 0);
 	faults.image_flush_hook = NULL;
 	journal_rec_back(tail, sizeof tail, 2);
 	cr_assert_str_eq(tail, "A 16384 4096");
 	journal_tail(tail, sizeof tail);
 	cr_assert_str_eq(tail, "D 65536 4096");
-	cr_assert_eq(replica_failover(r), 0);
-	replica_wait_commit(r);
-	cr_assert_eq(replica_state(r), REPLICA_DONE);
+	cr_assert_eq(secondary_failover(r), 0);
+	secondary_wait_commit(r);
+	cr_assert_eq(secondary_state(r), SECONDARY_DONE);
 	expect_disk(d, 0, 8192, 0x11);
 	expect_disk(d, 16384, 4096, 0xcc);
 	expect_disk(d, 20480, 4096, 0xbb);
 	expect_disk(d, 65536, 4096, 0xdd);
 	cr_assert_not(exists("p.vda.journal"));
 	cr_assert_not(exists("p.vda.active"));
-	replica_free(r);
+	secondary_free(r);
 }
 
 Test(durable, a_clean_close_appends_the_noted_records)
@@ -565,11 +565,11 @@ Test(durable, a_clean_close_appends_the_noted_records)
 	char tail[128];
 
 	failed_commit();
-	cr_assert_eq(replica_state(r), REPLICA_FAILOVER_FAILED);
+	cr_assert_eq(secondary_state(r), SECONDARY_FAILOVER_FAILED);
 	memset(&faults, 0, sizeof faults);
 	/* Recorded when it returns, and the close leaves it there. */
 	view_fill(d, 65536, 4096, 0xdd);
-	replica_free(r);
+	secondary_free(r);
 	journal_tail(tail, sizeof tail);
 	cr_assert_str_eq(tail, "D 65536 4096");
 }
@@ -604,7 +604,7 @@ first_writer(void *arg)
 
 	(void) arg;
 	memset(buf, 0xdd, sizeof buf);
-	return (void *) (intptr_t) replica_view_write(d, buf, sizeof buf,
+	return (void *) (intptr_t) secondary_view_write(d, buf, sizeof buf,
 						      65536);
 }
 
@@ -639,7 +639,7 @@ Test(durable, a_write_whose_record_was_not_appended_never_succeeds)
 	int second;
 
 	failed_commit();
-	cr_assert_eq(replica_state(r), REPLICA_FAILOVER_FAILED);
+	cr_assert_eq(secondary_state(r), SECONDARY_FAILOVER_FAILED);
 	memset(&faults, 0, sizeof faults);
 	/* The journal takes no more records (as when its file system is
 	 * full and the cut-back worked).
@@ -655,7 +655,7 @@ Test(durable, a_write_whose_record_was_not_appended_never_succeeds)
 		pthread_cond_wait(&shared_cond, &shared_lock);
 	pthread_mutex_unlock(&shared_lock);
 	memset(buf, 0xee, sizeof buf);
-	second = replica_view_write(d, buf, sizeof buf, 131072);
+	second = secondary_view_write(d, buf, sizeof buf, 131072);
 	pthread_mutex_lock(&shared_lock);
 	shared_step = 2;
 	pthread_cond_broadcast(&shared_cond);
@@ -667,16 +667,16 @@ Test(durable, a_write_whose_record_was_not_appended_never_succeeds)
 		  "the first write returned 0 without its record");
 	cr_assert(second == -1 || journal_has('D', 131072),
 		  "the second write returned 0 without its record");
-	replica_free(r);
+	secondary_free(r);
 }
 
 static int
-refusing_failover_hook(void *opaque, enum replica_state next, bool journaled)
+refusing_failover_hook(void *opaque, enum secondary_state next, bool journaled)
 {
 	int *refuse = opaque;
 
 	(void) journaled;
-	if (next == REPLICA_FAILOVER && *refuse) {
+	if (next == SECONDARY_FAILOVER && *refuse) {
 		errno = ENOSPC;
 		return -1;
 	}
@@ -688,28 +688,28 @@ Test(durable, failover_that_cannot_be_recorded_fails_and_can_be_retried)
 	char msg[512];
 	int refuse = 1;
 
-	r = test_replica(1 * MiB, 0x11, dir);
-	d = replica_disk_at(r, 0);
-	cr_assert_eq(replica_set_durable(r, dir, dir, "p"), 0);
-	replica_set_state_hook(r, refusing_failover_hook, &refuse);
-	cr_assert_eq(replica_start(r), 0);
+	r = test_secondary(1 * MiB, 0x11, dir);
+	d = secondary_disk_at(r, 0);
+	cr_assert_eq(secondary_set_durable(r, dir, dir, "p"), 0);
+	secondary_set_state_hook(r, refusing_failover_hook, &refuse);
+	cr_assert_eq(secondary_start(r), 0);
 	primary_fill(d, 0, 8192, 0xaa);
 	view_fill(d, 4096, 8192, 0xbb);
-	cr_assert_eq(replica_failover(r), -1);
+	cr_assert_eq(secondary_failover(r), -1);
 	cr_assert_eq(errno, EIO);
-	replica_last_error(r, msg, sizeof msg);
+	secondary_last_error(r, msg, sizeof msg);
 	cr_assert(strstr(msg, "not durable") != NULL, "%s", msg);
-	cr_assert_eq(replica_state(r), REPLICA_FAILOVER_FAILED);
+	cr_assert_eq(secondary_state(r), SECONDARY_FAILOVER_FAILED);
 	expect_disk(d, 0, 8192, 0xaa);		/* nothing committed */
 	expect_view(d, 4096, 8192, 0xbb);
 	refuse = 0;
-	cr_assert_eq(replica_failover(r), 0);
-	replica_wait_commit(r);
-	cr_assert_eq(replica_state(r), REPLICA_DONE);
+	cr_assert_eq(secondary_failover(r), 0);
+	secondary_wait_commit(r);
+	cr_assert_eq(secondary_state(r), SECONDARY_DONE);
 	expect_disk(d, 0, 4096, 0x11);
 	expect_disk(d, 4096, 8192, 0xbb);
 	cr_assert_not(exists("p.vda.journal"));
-	replica_free(r);
+	secondary_free(r);
 }
 
 /* A failover whose snapshot would make a journal larger than a replay
@@ -721,38 +721,38 @@ Test(durable, failover_refuses_a_journal_its_replay_would_refuse)
 	char msg[512];
 	int i;
 
-	r = test_replica(1 * MiB, 0x11, dir);
-	d = replica_disk_at(r, 0);
-	cr_assert_eq(replica_set_durable(r, dir, dir, "p"), 0);
-	cr_assert_eq(replica_start(r), 0);
+	r = test_secondary(1 * MiB, 0x11, dir);
+	d = secondary_disk_at(r, 0);
+	cr_assert_eq(secondary_set_durable(r, dir, dir, "p"), 0);
+	cr_assert_eq(secondary_start(r), 0);
 	for (i = 0; i < 4; i++)		/* four separate extents */
 		view_fill(d, (uint64_t) i * 65536, 4096, 0xbb);
 	journal_max_bytes = JOURNAL_HEADER_LEN + 4 * JOURNAL_REC_LEN;
-	cr_assert_eq(replica_failover(r), -1);
-	replica_last_error(r, msg, sizeof msg);
+	cr_assert_eq(secondary_failover(r), -1);
+	secondary_last_error(r, msg, sizeof msg);
 	cr_assert(strstr(msg, "too large") != NULL, "%s", msg);
-	cr_assert_eq(replica_state(r), REPLICA_FAILOVER_FAILED);
+	cr_assert_eq(secondary_state(r), SECONDARY_FAILOVER_FAILED);
 	cr_assert_not(exists("p.vda.journal"));
 	expect_disk(d, 0, 4096, 0x11);		/* nothing committed */
 	expect_view(d, 0, 4096, 0xbb);
 	journal_max_bytes = saved;
-	cr_assert_eq(replica_failover(r), 0);
-	replica_wait_commit(r);
-	cr_assert_eq(replica_state(r), REPLICA_DONE);
+	cr_assert_eq(secondary_failover(r), 0);
+	secondary_wait_commit(r);
+	cr_assert_eq(secondary_state(r), SECONDARY_DONE);
 	expect_disk(d, 196608, 4096, 0xbb);
-	replica_free(r);
+	secondary_free(r);
 }
 
 static int consistent_hook_calls;
 static bool consistent_hook_saw;
 
 static int
-consistent_hook(void *opaque, enum replica_state next, bool journaled)
+consistent_hook(void *opaque, enum secondary_state next, bool journaled)
 {
 	(void) journaled;
 	(void) next;
 	consistent_hook_calls++;
-	consistent_hook_saw = replica_s_consistent(opaque);
+	consistent_hook_saw = secondary_s_consistent(opaque);
 	return 0;
 }
 
@@ -760,28 +760,28 @@ Test(durable, start_needs_force_while_s_may_be_behind)
 {
 	char msg[512];
 
-	r = test_replica(1 * MiB, 0x11, NULL);
-	replica_set_state_hook(r, consistent_hook, r);
-	replica_set_s_consistent(r, false);
-	cr_assert_eq(replica_start(r), -1);
+	r = test_secondary(1 * MiB, 0x11, NULL);
+	secondary_set_state_hook(r, consistent_hook, r);
+	secondary_set_s_consistent(r, false);
+	cr_assert_eq(secondary_start(r), -1);
 	cr_assert_eq(errno, EAGAIN);
-	replica_last_error(r, msg, sizeof msg);
+	secondary_last_error(r, msg, sizeof msg);
 	cr_assert(strstr(msg, "start force") != NULL, "%s", msg);
-	cr_assert_eq(replica_state(r), REPLICA_NONE);
+	cr_assert_eq(secondary_state(r), SECONDARY_NONE);
 	/* A primary connects: remembered through the hook, start works. */
 	consistent_hook_calls = 0;
-	replica_note_primary_connected(r);
+	secondary_note_primary_connected(r);
 	cr_assert_eq(consistent_hook_calls, 1);
 	cr_assert(consistent_hook_saw);
-	replica_note_primary_connected(r);
+	secondary_note_primary_connected(r);
 	cr_assert_eq(consistent_hook_calls, 1, "only the first one is news");
-	cr_assert_eq(replica_start(r), 0);
-	replica_free(r);
+	cr_assert_eq(secondary_start(r), 0);
+	secondary_free(r);
 
-	r = test_replica(1 * MiB, 0x11, NULL);
-	replica_set_s_consistent(r, false);
-	cr_assert_eq(replica_start_force(r), 0);
-	cr_assert_eq(replica_state(r), REPLICA_RUNNING);
-	cr_assert(replica_s_consistent(r));
-	replica_free(r);
+	r = test_secondary(1 * MiB, 0x11, NULL);
+	secondary_set_s_consistent(r, false);
+	cr_assert_eq(secondary_start_force(r), 0);
+	cr_assert_eq(secondary_state(r), SECONDARY_RUNNING);
+	cr_assert(secondary_s_consistent(r));
+	secondary_free(r);
 }
