@@ -602,7 +602,7 @@ durable_describe(void *opaque, char *buf, size_t len)
 	n = strlen(buf);
 	if (n + 1 < len) {
 		buf[n++] = ' ';
-		gi_format_run(replica_state_name(sf.state), sf.generation,
+		gi_format_run(secondary_state_name(sf.state), sf.generation,
 			      buf + n, len - n);
 	}
 }
