@@ -102,6 +102,9 @@ same_disks "incremental resync after kill -9 of the primary"
 # a kill -9 of the primary now costs no full resync.
 kill9 "$SEC_PID" "$SMNT"
 wait_pstate degraded 10
+# It tried to reconnect for secondary_timeout (doc/primary.md, *Reconnect*).
+grep -q "not resumed: no reconnect in 1000 ms" <<<"$(pget degraded_reason)" ||
+	fail "degraded_reason: $(pget degraded_reason)"
 ok "an idle secondary's death degrades the primary: $(pget degraded_reason)"
 kill9 "$PRI_PID" "$PMNT"
 start_primary
