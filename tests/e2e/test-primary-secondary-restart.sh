@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A planned restart of the secondary (colofs --holder, "restart" on its
-# ctl) while the pair replicates: the secondary's worker hands its
+# ctl) while the pair replicates, once in none and three times in running: the secondary's worker hands its
 # buffers to the next one, and the primary's link reconnects to it by
 # itself and re-sends the commands that were unanswered (issue 19).  The
 # primary never degrades, the VM's writes never fail, a checkpoint works
@@ -41,19 +41,37 @@ replicating() {
 		fail "$1: the primary is $(pget state): $(pget degraded_reason)"
 }
 
-pctl start
-wait_pstate replicating
-sctl start
-[ "$(sget state)" = running ] || fail "the secondary is not running"
-pair_writer 4
-at_exit "touch $T/stop"
-progress "before the restarts"
-
-for k in 1 2 3; do
+# restart: a planned restart of the secondary, and the next worker serving.
+restart() {
+	local old
 	old=$(spid)
 	sctl restart
 	wait_for 60 sh -c "p=\$(sed -n 's/^pid=//p' '$SMNT/.colo/status') &&
 		[ -n \"\$p\" ] && [ \"\$p\" != $old ]" || fail "ctl restart: same worker"
+}
+
+pctl start
+wait_pstate replicating
+pair_writer 4
+at_exit "touch $T/stop"
+progress "before the restarts"
+
+# In none (the secondary VM not started yet): S has every answered write,
+# and the epoch goes on too.
+epoch=$(sget generation)
+restart
+[ "$(sget state)" = none ] || fail "restart in none: the secondary is $(sget state)"
+[ "$(sget generation)" = "$epoch" ] || fail "restart in none: a new epoch"
+progress "after the restart in none"
+replicating "after the restart in none"
+pctl checkpoint || fail "restart in none: the primary's checkpoint: $(cat "$PMNT/.colo/error")"
+ok "restart of the secondary in none: the same epoch, replicating, checkpoint ok"
+
+sctl start
+[ "$(sget state)" = running ] || fail "the secondary is not running"
+for k in 1 2 3; do
+	old=$(spid)
+	restart
 	[ "$(sget state)" = running ] || fail "restart $k: the secondary is $(sget state)"
 	progress "after restart $k"
 	replicating "after restart $k"
@@ -68,13 +86,13 @@ done
 replicating "after the writer"
 grep -q "degraded:" "$T/p.log" && fail "the primary degraded: $(grep degraded: "$T/p.log")"
 n=$(pget vda.link_reconnects)
-[ "$n" -ge 3 ] || fail "vda.link_reconnects=$n, want at least 3"
+[ "$n" -ge 4 ] || fail "vda.link_reconnects=$n, want at least 4"
 grep -q "resumed on .* commands sent again" "$T/p.log" ||
 	fail "the primary's log says nothing of resuming"
 ok "no write failed, the primary never degraded, $n reconnects ($(grep -o '[0-9]* commands sent again' "$T/p.log" | tr '\n' ',' ))"
 pctl checkpoint || fail "the last checkpoint: $(cat "$PMNT/.colo/error")"
 sctl checkpoint || fail "the secondary's last checkpoint: $(cat "$SMNT/.colo/error")"
-same_disks "after 3 planned restarts of the secondary and a checkpoint"
+same_disks "after 4 planned restarts of the secondary and a checkpoint"
 
 # A crash of the secondary's worker: the holder starts another, in none
 # (its buffers are gone) and with another epoch: no resume.
