@@ -13,9 +13,10 @@
  * half of one.  So a piece that is not the whole write (too long, or at
  * an offset) is refused with EINVAL before anything runs.
  *
- * The metrics are the status, translated: colo_metrics_text renders the
- * status text from one secondary snapshot, then maps each key=value line
- * through metric_map[] (status key -> metric family, type, unit, labels).
+ * The metrics are the status, translated: colo_secondary_metrics_text
+ * renders the status text from one secondary snapshot, then maps each
+ * key=value line through metric_map[] (status key -> metric family,
+ * type, unit, labels).
  * A key that another part of the daemon adds to the status (nbd.*, ...)
  * becomes a metric by adding one row there; a key without a row is not
  * exported.  Only the checkpoint duration histogram and the state, which
@@ -61,8 +62,8 @@ colo_cmd_name(enum colo_cmd c)
 }
 
 int
-colo_cmd_parse(struct secondary *r, const char *buf, size_t len, uint64_t off,
-	       enum colo_cmd *out)
+colo_secondary_ctl_parse(struct secondary *r, const char *buf, size_t len,
+			 uint64_t off, enum colo_cmd *out)
 {
 	size_t b = 0, e = len, i;
 
@@ -116,8 +117,8 @@ colo_cmd_parse(struct secondary *r, const char *buf, size_t len, uint64_t off,
 }
 
 int
-colo_protect_parse(struct secondary *r, const char *buf, size_t len, uint64_t off,
-		   bool *full, char *uri, size_t urilen)
+colo_secondary_protect_parse(struct secondary *r, const char *buf, size_t len,
+			     uint64_t off, bool *full, char *uri, size_t urilen)
 {
 	const char *w[3], *e = buf + len, *s = buf;
 	size_t wl[3], n = 0, i;
@@ -164,7 +165,7 @@ colo_protect_parse(struct secondary *r, const char *buf, size_t len, uint64_t of
 }
 
 int
-colo_cmd_run(struct secondary *r, enum colo_cmd c)
+colo_secondary_ctl_run(struct secondary *r, enum colo_cmd c)
 {
 	switch (c) {
 	case COLO_CMD_START: return secondary_start(r);
@@ -266,9 +267,9 @@ status_render(const struct secondary_status *st, const struct config *cfg,
 }
 
 int
-colo_status_text(struct secondary *r, const struct config *cfg,
-		 const struct colo_status_part *parts, size_t nparts,
-		 char **text, size_t *len)
+colo_secondary_status_text(struct secondary *r, const struct config *cfg,
+			   const struct colo_status_part *parts, size_t nparts,
+			   char **text, size_t *len)
 {
 	struct secondary_status st;
 	int rc, saved;
@@ -283,7 +284,7 @@ colo_status_text(struct secondary *r, const struct config *cfg,
 }
 
 int
-colo_error_text(struct secondary *r, char **text, size_t *len)
+colo_secondary_error_text(struct secondary *r, char **text, size_t *len)
 {
 	char msg[1024];
 	time_t at = secondary_last_error(r, msg, sizeof msg);
@@ -611,9 +612,9 @@ put_histogram(FILE *fp, const struct secondary_status *st)
 }
 
 int
-colo_metrics_text(struct secondary *r, const struct config *cfg,
-		  const struct colo_status_part *parts, size_t nparts,
-		  char **text, size_t *len)
+colo_secondary_metrics_text(struct secondary *r, const struct config *cfg,
+			    const struct colo_status_part *parts, size_t nparts,
+			    char **text, size_t *len)
 {
 	struct secondary_status st;
 	struct status_line *lines = NULL;
@@ -680,16 +681,17 @@ out:
 }
 
 int
-colo_metrics_write(struct secondary *r, const struct config *cfg,
-		   const struct colo_status_part *parts, size_t nparts,
-		   const char *path)
+colo_secondary_metrics_write(struct secondary *r, const struct config *cfg,
+			     const struct colo_status_part *parts,
+			     size_t nparts, const char *path)
 {
 	const char *name;
 	char *text = NULL;
 	size_t len;
 	int dfd, ret, saved;
 
-	if (colo_metrics_text(r, cfg, parts, nparts, &text, &len) == -1) {
+	if (colo_secondary_metrics_text(r, cfg, parts, nparts, &text, &len) ==
+	    -1) {
 		log_error("metrics_file %s: rendering the metrics: %m", path);
 		return -1;
 	}

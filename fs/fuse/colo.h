@@ -36,18 +36,20 @@ const char *colo_cmd_name(enum colo_cmd c);	/* aborts if unknown */
  * COLO_CTL_MAX bytes.  0, or -1 with errno = EINVAL and the reason
  * recorded in the secondary's error.
  */
-int colo_cmd_parse(struct secondary *r, const char *buf, size_t len,
-		   uint64_t off, enum colo_cmd *out);
+int colo_secondary_ctl_parse(struct secondary *r, const char *buf, size_t len,
+			     uint64_t off, enum colo_cmd *out);
 /* "protect [full] URI" (a done secondary becomes the primary of URI,
  * fs/protect.c): 1 and *full, uri (at most COLO_URI_MAX - 1 bytes) when
- * the write is one; 0 when it is not (colo_cmd_parse then judges it); -1
- * with errno = EINVAL and the reason recorded when it is malformed.
+ * the write is one; 0 when it is not (colo_secondary_ctl_parse then
+ * judges it); -1 with errno = EINVAL and the reason recorded when it is
+ * malformed.
  */
 #define COLO_URI_MAX 1024
-int colo_protect_parse(struct secondary *r, const char *buf, size_t len,
-		       uint64_t off, bool *full, char *uri, size_t urilen);
+int colo_secondary_protect_parse(struct secondary *r, const char *buf,
+				 size_t len, uint64_t off, bool *full,
+				 char *uri, size_t urilen);
 /* Runs it: 0, or -1 with errno (the reason is in the secondary's error). */
-int colo_cmd_run(struct secondary *r, enum colo_cmd c);
+int colo_secondary_ctl_run(struct secondary *r, enum colo_cmd c);
 
 /* A part of the daemon that adds key=value lines of its own to the status
  * (the NBD listener: "nbd.connections=1").  .colo/ knows the parts only
@@ -64,10 +66,10 @@ struct colo_status_part {
  * part's, in order) and .colo/error (the last error and a newline, or
  * nothing), malloc'd.  0, or -1 with errno.
  */
-int colo_status_text(struct secondary *r, const struct config *cfg,
-		     const struct colo_status_part *parts, size_t nparts,
-		     char **text, size_t *len);
-int colo_error_text(struct secondary *r, char **text, size_t *len);
+int colo_secondary_status_text(struct secondary *r, const struct config *cfg,
+			       const struct colo_status_part *parts,
+			       size_t nparts, char **text, size_t *len);
+int colo_secondary_error_text(struct secondary *r, char **text, size_t *len);
 /* .colo/errors (either role's errlog): the last errors raised, cleared or
  * not, one "TIME MESSAGE" line each, oldest first.  0, or -1 with errno.
  */
@@ -97,16 +99,16 @@ int colo_status_close(FILE *fp, const struct colo_status_part *parts,
  * checkpoint duration histogram and colofs_build_info, malloc'd.  0, or
  * -1 with errno.
  */
-int colo_metrics_text(struct secondary *r, const struct config *cfg,
-		      const struct colo_status_part *parts, size_t nparts,
-		      char **text, size_t *len);
+int colo_secondary_metrics_text(struct secondary *r, const struct config *cfg,
+				const struct colo_status_part *parts,
+				size_t nparts, char **text, size_t *len);
 /* Writes the same to path atomically (durable_write, core/fdio.h: a fresh
  * PATH.tmp.XXXXXX made with O_EXCL | O_NOFOLLOW, fsync'd, renamed over
  * path, the directory fsync'd).  0, or -1 with errno (logged).
  */
-int colo_metrics_write(struct secondary *r, const struct config *cfg,
-		       const struct colo_status_part *parts, size_t nparts,
-		       const char *path);
+int colo_secondary_metrics_write(struct secondary *r, const struct config *cfg,
+				 const struct colo_status_part *parts,
+				 size_t nparts, const char *path);
 /* The same on a primary (colo-primary.c).  colo_primary_ctl parses and
  * runs one ctl write (at offset 0, else EINVAL and nothing runs): 0, or -1 with errno and the reason in p's error.
  */

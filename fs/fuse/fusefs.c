@@ -394,8 +394,8 @@ status_text(struct fusefs *fs, char **text, size_t *len)
 	if (p)
 		return colo_primary_status_text(p, fs->cfg, fs->parts,
 						fs->nparts, text, len);
-	return colo_status_text(fs->r, fs->cfg, fs->parts, fs->nparts, text,
-				len);
+	return colo_secondary_status_text(fs->r, fs->cfg, fs->parts, fs->nparts,
+					  text, len);
 }
 
 /* A primary has no metrics yet (its status is in .colo/status). */
@@ -406,8 +406,8 @@ metrics_text(struct fusefs *fs, char **text, size_t *len)
 		errno = EOPNOTSUPP;
 		return -1;
 	}
-	return colo_metrics_text(fs->r, fs->cfg, fs->parts, fs->nparts, text,
-				 len);
+	return colo_secondary_metrics_text(fs->r, fs->cfg, fs->parts,
+					   fs->nparts, text, len);
 }
 
 static int
@@ -424,7 +424,7 @@ error_text(struct fusefs *fs, char **text, size_t *len)
 
 	if (p)
 		return colo_primary_error_text(p, text, len);
-	return colo_error_text(fs->r, text, len);
+	return colo_secondary_error_text(fs->r, text, len);
 }
 
 /* 0 and *st, or -1 (no such inode). */
@@ -981,7 +981,7 @@ ctl_restart(fuse_req_t req, struct fusefs *fs, const char *buf, size_t size,
 	return true;
 }
 
-/* One write, one command: colo_cmd_parse refuses a piece of a longer
+/* One write, one command: colo_secondary_ctl_parse refuses a piece of a longer
  * write (the kernel splits writes into MAX_IO requests) or one at an
  * offset, so nothing runs for them.
  */
@@ -1005,8 +1005,9 @@ ctl_write(fuse_req_t req, struct fusefs *fs, const char *buf, size_t size,
 	 * every word is a no-op in done.
 	 */
 	if (!p && fs->protect) {
-		rc = colo_protect_parse(fs->r, buf, size, (uint64_t)off, &full,
-					uri, sizeof uri);
+		rc = colo_secondary_protect_parse(fs->r, buf, size,
+						  (uint64_t) off, &full, uri,
+						  sizeof uri);
 		if (rc == 1 && fusefs_protect(fs, uri, full, true) == -1)
 			reply_errno(req);
 		else if (rc == 1)
@@ -1021,13 +1022,14 @@ ctl_write(fuse_req_t req, struct fusefs *fs, const char *buf, size_t size,
 			fuse_reply_write(req, size);
 		return;
 	}
-	if (colo_cmd_parse(fs->r, buf, size, (uint64_t)off, &c) == -1) {
+	if (colo_secondary_ctl_parse(fs->r, buf, size, (uint64_t) off, &c) ==
+	    -1) {
 		reply_errno(req);
 		return;
 	}
 	if (c == COLO_CMD_CHECKPOINT || c == COLO_CMD_STOP)
 		writeback_disks(fs);
-	if (colo_cmd_run(fs->r, c) == -1) {
+	if (colo_secondary_ctl_run(fs->r, c) == -1) {
 		reply_errno(req);
 		return;
 	}
@@ -1749,8 +1751,9 @@ metrics_main(void *arg)
 		 * metrics yet (see metrics_text).
 		 */
 		if (!role_primary(fs) &&
-		    colo_metrics_write(fs->r, fs->cfg, fs->parts, fs->nparts,
-				       fs->cfg->metrics_file) == -1) {
+		    colo_secondary_metrics_write(fs->r, fs->cfg, fs->parts,
+						 fs->nparts,
+						 fs->cfg->metrics_file) == -1) {
 			if (!failing)
 				log_warn("metrics_file %s: not written; "
 					 "retrying every %d s",
@@ -1771,8 +1774,8 @@ metrics_main(void *arg)
 		pthread_mutex_unlock(&fs->metrics_lock);
 	}
 	if (!role_primary(fs))
-		colo_metrics_write(fs->r, fs->cfg, fs->parts, fs->nparts,
-				   fs->cfg->metrics_file);
+		colo_secondary_metrics_write(fs->r, fs->cfg, fs->parts,
+					     fs->nparts, fs->cfg->metrics_file);
 	return NULL;
 }
 

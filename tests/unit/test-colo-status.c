@@ -52,8 +52,9 @@ status(const struct colo_status_part *parts, size_t nparts)
 	char *text = NULL;
 	size_t len = 0;
 
-	cr_assert_eq(colo_status_text(r, &cfg, parts, nparts, &text, &len), 0,
-		     "colo_status_text: %s", strerror(errno));
+	cr_assert_eq(colo_secondary_status_text(r, &cfg, parts, nparts, &text,
+						&len),
+		     0, "colo_secondary_status_text: %s", strerror(errno));
 	cr_assert_not_null(text);
 	cr_assert_eq(strlen(text), len, "len is the text's length");
 	return text;
@@ -157,12 +158,12 @@ Test(colo_status, error_text_is_the_message_and_when_it_was_raised_or_nothing)
 	struct tm tm;
 	time_t t0 = time(NULL), at;
 
-	cr_assert_eq(colo_error_text(r, &text, &len), 0);
+	cr_assert_eq(colo_secondary_error_text(r, &text, &len), 0);
 	cr_assert_eq(len, 0);
 	cr_assert_str_eq(text, "");
 	free(text);
 	secondary_record_error(r, "checkpoint: refused");
-	cr_assert_eq(colo_error_text(r, &text, &len), 0);
+	cr_assert_eq(colo_secondary_error_text(r, &text, &len), 0);
 	cr_assert_eq(len, strlen(text));
 	nl = strchr(text, '\n');
 	cr_assert_not_null(nl);
@@ -178,7 +179,7 @@ Test(colo_status, error_text_is_the_message_and_when_it_was_raised_or_nothing)
 	cr_assert_eq(want[strlen(want) - 1], '\n');
 	free(text);
 	secondary_clear_error(r);
-	cr_assert_eq(colo_error_text(r, &text, &len), 0);
+	cr_assert_eq(colo_secondary_error_text(r, &text, &len), 0);
 	cr_assert_eq(len, 0);
 	free(text);
 	cr_assert_eq(colo_errors_text(secondary_errors(r), &text, &len), 0);

@@ -49,7 +49,8 @@ Test(colo, ctl_word_at_offset_0_parses)
 {
 	enum colo_cmd c;
 
-	cr_assert_eq(colo_cmd_parse(r, " checkpoint\n", 12, 0, &c), 0);
+	cr_assert_eq(colo_secondary_ctl_parse(r, " checkpoint\n", 12, 0, &c),
+		     0);
 	cr_assert_eq(c, COLO_CMD_CHECKPOINT);
 }
 
@@ -59,39 +60,46 @@ Test(colo, protect_parses_its_uri_and_leaves_other_words)
 	char uri[COLO_URI_MAX];
 	bool full = false;
 
-	cr_assert_eq(colo_protect_parse(r, w, strlen(w), 0, &full, uri,
-					sizeof uri), 1);
+	cr_assert_eq(colo_secondary_protect_parse(r, w, strlen(w), 0, &full,
+						  uri, sizeof uri),
+		     1);
 	cr_assert(full);
 	cr_assert_str_eq(uri, "nbd://h:10809/vda");
 	w = "protect nbd+unix:///vda?socket=/s\n";
-	cr_assert_eq(colo_protect_parse(r, w, strlen(w), 0, &full, uri,
-					sizeof uri), 1);
+	cr_assert_eq(colo_secondary_protect_parse(r, w, strlen(w), 0, &full,
+						  uri, sizeof uri),
+		     1);
 	cr_assert_not(full);
 	cr_assert_str_eq(uri, "nbd+unix:///vda?socket=/s");
 	w = "checkpoint\n";
-	cr_assert_eq(colo_protect_parse(r, w, strlen(w), 0, &full, uri,
-					sizeof uri), 0);
+	cr_assert_eq(colo_secondary_protect_parse(r, w, strlen(w), 0, &full,
+						  uri, sizeof uri),
+		     0);
 	w = "protectx nbd://h/vda";
-	cr_assert_eq(colo_protect_parse(r, w, strlen(w), 0, &full, uri,
-					sizeof uri), 0);
+	cr_assert_eq(colo_secondary_protect_parse(r, w, strlen(w), 0, &full,
+						  uri, sizeof uri),
+		     0);
 	w = "protect\n";
-	cr_assert_eq(colo_protect_parse(r, w, strlen(w), 0, &full, uri,
-					sizeof uri), -1);
+	cr_assert_eq(colo_secondary_protect_parse(r, w, strlen(w), 0, &full,
+						  uri, sizeof uri),
+		     -1);
 	cr_assert_eq(errno, EINVAL);
 	expect_error_has("protect [full] URI");
 	w = "protect nbd://h/vda extra";
-	cr_assert_eq(colo_protect_parse(r, w, strlen(w), 0, &full, uri,
-					sizeof uri), -1);
+	cr_assert_eq(colo_secondary_protect_parse(r, w, strlen(w), 0, &full,
+						  uri, sizeof uri),
+		     -1);
 	w = "protect full";
-	cr_assert_eq(colo_protect_parse(r, w, strlen(w), 0, &full, uri,
-					sizeof uri), -1);
+	cr_assert_eq(colo_secondary_protect_parse(r, w, strlen(w), 0, &full,
+						  uri, sizeof uri),
+		     -1);
 }
 
 Test(colo, ctl_write_at_an_offset_is_einval)
 {
 	enum colo_cmd c;
 
-	cr_assert_eq(colo_cmd_parse(r, "stop\n", 5, 11, &c), -1);
+	cr_assert_eq(colo_secondary_ctl_parse(r, "stop\n", 5, 11, &c), -1);
 	cr_assert_eq(errno, EINVAL);
 	expect_error_has("at offset 11");
 }
@@ -103,9 +111,9 @@ Test(colo, ctl_write_over_the_limit_is_einval)
 
 	memset(buf, ' ', sizeof buf);
 	memcpy(buf, "stop", 4);
-	cr_assert_eq(colo_cmd_parse(r, buf, COLO_CTL_MAX, 0, &c), 0);
+	cr_assert_eq(colo_secondary_ctl_parse(r, buf, COLO_CTL_MAX, 0, &c), 0);
 	cr_assert_eq(c, COLO_CMD_STOP);
-	cr_assert_eq(colo_cmd_parse(r, buf, sizeof buf, 0, &c), -1);
+	cr_assert_eq(colo_secondary_ctl_parse(r, buf, sizeof buf, 0, &c), -1);
 	cr_assert_eq(errno, EINVAL);
 	expect_error_has("nothing was run");
 }
@@ -126,7 +134,8 @@ metrics(void)
 	char *text;
 	size_t len;
 
-	cr_assert_eq(colo_metrics_text(r, cfg, &part, 1, &text, &len), 0);
+	cr_assert_eq(colo_secondary_metrics_text(r, cfg, &part, 1, &text, &len),
+		     0);
 	cr_assert_eq(strlen(text), len);
 	return text;
 }

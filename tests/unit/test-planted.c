@@ -198,7 +198,7 @@ Test(planted, metrics_file_ignores_a_link_at_its_old_temporary_name)
 
 	plant("colofs.prom.tmp");
 	path_of(path, sizeof path, "colofs.prom");
-	cr_assert_eq(colo_metrics_write(r, &cfg, NULL, 0, path), 0);
+	cr_assert_eq(colo_secondary_metrics_write(r, &cfg, NULL, 0, path), 0);
 	secondary_free(r);
 	victim_untouched();
 	cr_assert_eq(lstat(path, &st), 0);
