@@ -11,6 +11,7 @@
 # before, without resuming.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/pair.sh"
+. "$(dirname "$0")/live.sh"
 "$COLOFS_BIN" --help | grep -q -- --holder || fail "colofs has no --holder"
 
 SIZE=16M
@@ -29,8 +30,8 @@ start_primary
 
 spid() { sget pid; }
 written() { pget vda.write_bytes; }
-# progress: the writer wrote another MiB through the primary.
-progress() {
+# writes_on: the writer wrote another MiB through the primary.
+writes_on() {
 	local w
 	w=$(written)
 	wait_for 60 sh -c "[ \$(sed -n 's/^vda.write_bytes=//p' $PMNT/.colo/status) -ge $((w + 1048576)) ]" ||
@@ -42,19 +43,13 @@ replicating() {
 }
 
 # restart: a planned restart of the secondary, and the next worker serving.
-restart() {
-	local old
-	old=$(spid)
-	sctl restart
-	wait_for 60 sh -c "p=\$(sed -n 's/^pid=//p' '$SMNT/.colo/status') &&
-		[ -n \"\$p\" ] && [ \"\$p\" != $old ]" || fail "ctl restart: same worker"
-}
+restart() { LIVE_MNT=$SMNT restart_worker; }
 
 pctl start
 wait_pstate replicating
 pair_writer 4
 at_exit "touch $T/stop"
-progress "before the restarts"
+writes_on "before the restarts"
 
 # In none (the secondary VM not started yet): S has every answered write,
 # and the epoch goes on too.
@@ -62,7 +57,7 @@ epoch=$(sget generation)
 restart
 [ "$(sget state)" = none ] || fail "restart in none: the secondary is $(sget state)"
 [ "$(sget generation)" = "$epoch" ] || fail "restart in none: a new epoch"
-progress "after the restart in none"
+writes_on "after the restart in none"
 replicating "after the restart in none"
 pctl checkpoint || fail "restart in none: the primary's checkpoint: $(cat "$PMNT/.colo/error")"
 ok "restart of the secondary in none: the same epoch, replicating, checkpoint ok"
@@ -73,7 +68,7 @@ for k in 1 2 3; do
 	old=$(spid)
 	restart
 	[ "$(sget state)" = running ] || fail "restart $k: the secondary is $(sget state)"
-	progress "after restart $k"
+	writes_on "after restart $k"
 	replicating "after restart $k"
 	pctl checkpoint || fail "restart $k: the primary's checkpoint: $(cat "$PMNT/.colo/error")"
 	sctl checkpoint || fail "restart $k: the secondary's checkpoint: $(cat "$SMNT/.colo/error")"
