@@ -296,3 +296,72 @@ bad:
 	errno = EINVAL;
 	return -1;
 }
+
+#define RUN_PREFIX "colofs-run v1 state="
+
+void
+gi_format_run(const char *state, const char *epoch, char *buf, size_t len)
+{
+	snprintf(buf, len, RUN_PREFIX "%s epoch=%s", state, epoch);
+}
+
+/* The state word (at most statelen - 1 letters) and the epoch of the
+ * text gi_format_run makes, in s.  0, 1 (none), or -1 (malformed).
+ */
+static int
+parse_run(const char *s, char *state, size_t statelen,
+	  char epoch[GI_RUN_EPOCH_LEN + 1])
+{
+	const char *p;
+	size_t n;
+
+	if (s == NULL || (p = strstr(s, RUN_PREFIX)) == NULL)
+		return 1;
+	p += strlen(RUN_PREFIX);
+	n = strspn(p, "abcdefghijklmnopqrstuvwxyz_");
+	if (n == 0 || n >= statelen)
+		return -1;
+	memcpy(state, p, n);
+	state[n] = '\0';
+	p += n;
+	if (expect(&p, " epoch=") == -1 ||
+	    strspn(p, "0123456789abcdef") != GI_RUN_EPOCH_LEN ||
+	    (p[GI_RUN_EPOCH_LEN] != '\0' && p[GI_RUN_EPOCH_LEN] != ' '))
+		return -1;
+	memcpy(epoch, p, GI_RUN_EPOCH_LEN);
+	epoch[GI_RUN_EPOCH_LEN] = '\0';
+	return 0;
+}
+
+bool
+gi_same_incarnation(const char *then, const char *now, char *why, size_t len)
+{
+	struct gi_set a, b;
+	char sa[32], sb[32], ea[GI_RUN_EPOCH_LEN + 1], eb[GI_RUN_EPOCH_LEN + 1];
+
+	if (gi_parse(then, &a) != 0 || parse_run(then, sa, sizeof sa, ea) != 0) {
+		snprintf(why, len, "it did not describe its incarnation "
+			 "(not a colofs secondary, or an older one)");
+		return false;
+	}
+	if (gi_parse(now, &b) != 0 || parse_run(now, sb, sizeof sb, eb) != 0) {
+		snprintf(why, len, "it no longer describes its incarnation");
+		return false;
+	}
+	if (a.current != b.current) {
+		snprintf(why, len, "its generation is %016" PRIx64 ", not %016"
+			 PRIx64, b.current, a.current);
+		return false;
+	}
+	if (strcmp(ea, eb) != 0) {
+		snprintf(why, len, "it came back with another epoch (%s, not "
+			 "%s): it restarted without handing its state over",
+			 eb, ea);
+		return false;
+	}
+	if (strcmp(sb, "none") != 0 && strcmp(sb, "running") != 0) {
+		snprintf(why, len, "it is in state %s", sb);
+		return false;
+	}
+	return true;
+}

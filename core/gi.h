@@ -126,4 +126,27 @@ int gi_parse_left(const char *s, uint64_t size,
 		  int (*mark)(void *opaque, uint64_t off, uint64_t len),
 		  void *opaque);
 
+/* A colofs secondary's incarnation, after its set in the description:
+ *
+ *   colofs-run v1 state=running epoch=32-HEX-DIGITS
+ *
+ * epoch is the state file's generation (statefile.h): drawn at every
+ * start of the process, kept only by a planned restart that hands the
+ * state over (running, durable_handover), and drawn again at a failover.
+ * So the same epoch (and the same generation identifier) means nothing
+ * the secondary acknowledged was lost: its primary may reconnect to it
+ * and re-send what was unanswered (primary-link.c).  state is the
+ * replica's state name.
+ */
+#define GI_RUN_EPOCH_LEN 32
+void gi_format_run(const char *state, const char *epoch, char *buf,
+		   size_t len);
+/* Whether the secondary described by now is the one described by then
+ * (two export descriptions): the same generation identifier, the same
+ * epoch, and a state that takes a primary's writes (none or running).
+ * true, or false and why (a sentence) in why.
+ */
+bool gi_same_incarnation(const char *then, const char *now, char *why,
+			 size_t len);
+
 #endif

@@ -1554,6 +1554,8 @@ primary_get_status(struct primary *p, struct primary_status *st)
 		ds->size = d->size;
 		ds->dirty_bytes = bitmap_dirty_bytes(d->bm);
 		ds->sent_bytes = p->link->bytes_sent(p->link_opaque, i);
+		if (p->link->reconnects != NULL)
+			ds->reconnects = p->link->reconnects(p->link_opaque, i);
 		ds->write_bytes = atomic_load(&d->write_bytes);
 		ds->mirrored_bytes = atomic_load(&d->mirrored_bytes);
 		bitmap_peer(d->bm, peer, sizeof peer);

@@ -101,6 +101,10 @@ struct primary_link_ops {
 	 */
 	void (*peer_description)(void *opaque, size_t i, char *buf,
 				 size_t len);
+	/* Optional: how often disk i's connection was lost and resumed
+	 * (primary-link.c, *Reconnect*).
+	 */
+	uint64_t (*reconnects)(void *opaque, size_t i);
 };
 
 struct primary_disk_config {
@@ -205,6 +209,7 @@ struct primary_disk_status {
 	uint64_t size;
 	uint64_t dirty_bytes;
 	uint64_t sent_bytes;		/* on the current link */
+	uint64_t reconnects;		/* of the link, resumed */
 	uint64_t write_bytes;		/* the VM's, since start-up */
 	uint64_t mirrored_bytes;	/* of those, applied on the secondary */
 	char uri[1024];			/* the secondary in use or configured */

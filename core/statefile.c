@@ -8,8 +8,11 @@
  *
  *   colofs-state 1
  *   state=failover
- *   generation=5f0c...		32 hex digits, new at each start and failover
- *   journaled=1			the commit's journals are durable
+ *   generation=5f0c...		32 hex digits, new at each start (but a
+ *				planned restart's) and failover
+ *   journaled=1			the commit's journals are durable (running:
+ *				the handed-over buffers'; none: a planned
+ *				restart keeps the generation)
  *   protect=nbd://...		only in done: protected in place, this
  *				process is a primary mirroring to that URI
  *   s_consistent=0		S may be behind the primary (a restart after

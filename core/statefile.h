@@ -20,7 +20,8 @@
 struct statefile {
 	enum secondary_state state;
 	char generation[STATEFILE_GEN_LEN + 1];
-	bool journaled;		/* failover: the journals are durable */
+	bool journaled;		/* failover, running: the journals are durable;
+				 * none: a planned restart (durable.c) */
 	/* done, then protected in place: the secondary's URI (the process
 	 * runs as a primary and a restart must too); "" otherwise.
 	 */

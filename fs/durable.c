@@ -10,6 +10,9 @@
  * At start-up, the state found decides the state colofs starts in:
  *
  *   (no file), none -> none
+ *   none, journaled -> none, the same generation: a planned restart
+ *                      (durable_hand_epoch) loses nothing in none, so a
+ *                      primary may resume its connection (gi.h, epoch)
  *   running         -> none, and .colo/error says why: the secondary VM's
  *                      buffers are gone; S holds every write the primary
  *                      got a reply for, but the primary may have written
@@ -29,7 +32,8 @@
  *                      protect= line (protected in place, fs/protect.c)
  *                      the daemon serves as that URI's primary again
  *
- * The file is then rewritten with a new generation.  The generation
+ * The file is then rewritten with a new generation (but after a planned
+ * restart: the resumed running, or none journaled).  The generation
  * identifiers (core/gi.h) carry over: a restart is not a promotion.  A
  * first one is made for a new file; --demote --discard-local makes a new
  * one and forgets the history (the primary then copies everything).  From there the
@@ -319,6 +323,14 @@ durable_handover(struct durable *du)
 	return 0;
 }
 
+void
+durable_hand_epoch(struct durable *du)
+{
+	if (hook(du, SECONDARY_NONE, true) == -1)
+		log_error("handover: the state file was not updated: the "
+			  "next start draws a new epoch");
+}
+
 struct durable *
 durable_open(const struct config *cfg, struct secondary *r, bool demote,
 	     bool discard_local)
@@ -328,7 +340,7 @@ durable_open(const struct config *cfg, struct secondary *r, bool demote,
 	enum secondary_state start = SECONDARY_NONE;
 	const char *bdir = cfg->buffer_dir;
 	char err[512], *stem = NULL;
-	bool resume = false, handover = false;
+	bool resume = false, handover = false, keep_epoch = false;
 	int rc;
 
 	if (du != NULL)
@@ -365,6 +377,8 @@ durable_open(const struct config *cfg, struct secondary *r, bool demote,
 	if (rc == 0) {
 		switch (old.state) {
 		case SECONDARY_NONE:
+			/* A planned restart (durable_hand_epoch). */
+			keep_epoch = old.journaled && !demote && !discard_local;
 			if (old.s_behind) {
 				du->sf.s_behind = true;
 				secondary_record_error(r, "S may be behind the "
@@ -466,7 +480,11 @@ durable_open(const struct config *cfg, struct secondary *r, bool demote,
 		 * to (only a promotion changes it, and that ends running).
 		 */
 		secondary_set_journal_generation(r, du->sf.gi.current);
-		if (statefile_new_generation(du->sf.generation) == -1 ||
+		if (keep_epoch)
+			memcpy(du->sf.generation, old.generation,
+			       sizeof du->sf.generation);
+		if ((!keep_epoch &&
+		     statefile_new_generation(du->sf.generation) == -1) ||
 		    statefile_write(du->dir, du->name, &du->sf) == -1) {
 			log_error("cannot write the state file %s", du->path);
 			goto err;
@@ -589,12 +607,22 @@ void
 durable_describe(void *opaque, char *buf, size_t len)
 {
 	struct durable *du = opaque;
-	struct gi_set gi;
+	struct statefile sf;
+	size_t n;
 
 	pthread_mutex_lock(&du->lock);
-	gi = du->sf.gi;
+	sf = du->sf;
 	pthread_mutex_unlock(&du->lock);
-	gi_format(&gi, buf, len);
+	gi_format(&sf.gi, buf, len);
+	/* The incarnation (gi.h): the state file's generation is the epoch
+	 * a primary may reconnect to.
+	 */
+	n = strlen(buf);
+	if (n + 1 < len) {
+		buf[n++] = ' ';
+		gi_format_run(secondary_state_name(sf.state), sf.generation,
+			      buf + n, len - n);
+	}
 }
 
 /* Renames DIR/STEM.DISK.WHAT to .discarded, if it exists.  0, or -1. */

@@ -34,6 +34,12 @@ void durable_free(struct durable *du);		/* NULL is a no-op */
  * (the next start then comes back in none, as after a crash).
  */
 int durable_handover(struct durable *du);
+/* A planned restart in none: records "none, journaled" in the state file,
+ * which the next durable_open takes as "keep the generation" (the epoch a
+ * reconnecting primary looks for, gi.h).  Logs a failure (the next start
+ * then draws a new one, as after a crash).
+ */
+void durable_hand_epoch(struct durable *du);
 
 /* The instance's identity: the mountpoint escaped as systemd-escape
  * --path does (/srv/vm1 -> srv-vm1), which names every per-disk file in

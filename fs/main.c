@@ -579,10 +579,15 @@ out:
 	/* The listener first: its in-flight writes complete here. */
 	nbd_server_free(nbd);
 	fusefs_free(fs);
-	/* A planned restart in running: no I/O comes any more. */
+	/* A planned restart in running: no I/O comes any more.  In none,
+	 * S has every write answered: the epoch goes on (gi.h).
+	 */
 	if (r && du && handover_restart_requested() &&
 	    secondary_state(r) == SECONDARY_RUNNING)
 		durable_handover(du);
+	else if (r && du && handover_restart_requested() &&
+		 secondary_state(r) == SECONDARY_NONE)
+		durable_hand_epoch(du);
 	if (r)
 		finish_commit(r);
 	/* No commit marks the bitmaps any more.  The primary of a protect:

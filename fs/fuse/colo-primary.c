@@ -163,6 +163,8 @@ colo_primary_status_text(struct primary *p, const struct config *cfg,
 			d->mirrored_bytes);
 		fprintf(fp, "%s.link_bytes=%" PRIu64 "\n", d->name,
 			d->sent_bytes);
+		fprintf(fp, "%s.link_reconnects=%" PRIu64 "\n", d->name,
+			d->reconnects);
 		fprintf(fp, "%s.secondary=%s\n", d->name, d->uri);
 		fprintf(fp, "%s.synced=%d\n", d->name, d->synced ? 1 : 0);
 		fprintf(fp, "%s.gi_current=%016" PRIx64 "\n", d->name,

@@ -27,6 +27,16 @@ worker() {
 	echo "$p"
 }
 
+# restart_worker: a planned restart ("restart" on ctl) of the colofs
+# serving $(live_mnt), and the next worker serving.
+restart_worker() {
+	local old
+	old=$(worker)
+	echo restart >"$(live_mnt)/.colo/ctl"
+	wait_for 60 sh -c "p=\$(sed -n 's/^pid=//p' '$(live_mnt)/.colo/status') &&
+		[ -n \"\$p\" ] && [ \"\$p\" != $old ]" || fail "ctl restart: same worker"
+}
+
 # kill_worker N: N times, kills the worker serving the mount, waits for
 # another one to serve and for the I/O process to make progress again.
 kill_worker() {

@@ -103,6 +103,28 @@ kill9() {
 	fusermount3 -u "$2" 2>/dev/null || umount -l "$2"
 }
 
+# pair_writer [N]: N writers (1) on the primary that go on until $T/stop
+# exists (64 KiB direct writes over the first 16 MiB, round and round;
+# writer j takes the blocks j, j+N, ...); each exits 1 if a write fails
+# (the error in $T/dd.err).  DD: their pids.
+pair_writer() {
+	local j n=${1:-1}
+	DD=
+	: >"$T/dd.err"
+	for ((j = 0; j < n; j++)); do
+		(
+			i=$j
+			while [ ! -e "$T/stop" ]; do
+				dd if=/dev/urandom of="$PMNT/vda" bs=64K count=1 \
+					seek=$((i % 256)) oflag=direct conv=notrunc \
+					status=none || exit 1
+				i=$((i + n))
+			done
+		) 2>>"$T/dd.err" &
+		DD="${DD:+$DD }$!"
+	done
+}
+
 pctl() { echo "$*" >"$PMNT/.colo/ctl"; }
 sctl() { echo "$*" >"$SMNT/.colo/ctl"; }
 sget() { sed -n "s/^$1=//p" "$SMNT/.colo/status"; }

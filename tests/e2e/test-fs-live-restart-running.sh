@@ -18,13 +18,7 @@ keys() {
 	grep -E '^(state|generation|vda\.hidden_bytes|vda\.active_bytes)=' \
 		"$MNT/.colo/status"
 }
-restart() {
-	local old
-	old=$(worker)
-	ctl restart
-	wait_for 60 sh -c "p=\$(sed -n 's/^pid=//p' '$MNT/.colo/status') &&
-		[ -n \"\$p\" ] && [ \"\$p\" != $old ]" || fail "ctl restart: same worker"
-}
+restart() { restart_worker; }
 
 for mode in file memory; do
 	rm -rf "$T/state" "$T/bufs"

@@ -15,8 +15,9 @@ echo "$out"
 want() { grep -qx "[[:space:]]*$1" <<<"$out" || fail "nbdinfo lacks '$1'"; }
 want 'export="vda":'
 want 'export-size: 8388608 (8M)'
-# The description carries the secondary's generations (core/gi.h).
-want "description: colofs secondary disk vda colofs-gi v1 cur=$(status_get gi_current) since=[0-9]* hist=[0-9a-f,]*"
+# The description carries the secondary's generations and its
+# incarnation: its state and epoch, the state file's generation (core/gi.h).
+want "description: colofs secondary disk vda colofs-gi v1 cur=$(status_get gi_current) since=[0-9]* hist=[0-9a-f,]* colofs-run v1 state=none epoch=$(status_get generation)"
 want 'can_flush: true'
 want 'can_fua: true'
 want 'can_trim: true'

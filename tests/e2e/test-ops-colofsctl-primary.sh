@@ -43,7 +43,8 @@ ok "start, wait replicating: $(head -n 1 "$T/out")"
 
 expect_rc 0 "$CTL" -m "$PMNT" status --json
 for k in '"mode":"primary"' '"dirty_bytes":' '"degraded_reason":' \
-	'"sync_done_bytes":' '"sync_total_bytes":' '"secondary":"'; do
+	'"sync_done_bytes":' '"sync_total_bytes":' '"secondary":"' \
+	'"link_reconnects":0'; do
 	grep -qF "$k" "$T/out" || fail "status --json has no $k: $(cat "$T/out")"
 done
 ok "status --json has the primary's keys"

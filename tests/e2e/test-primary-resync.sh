@@ -25,15 +25,7 @@ sctl start
 # 1. kill -9 of the secondary mid-workload: a writer that goes on until
 # told to stop (64 KiB direct writes over the first 16 MiB, round and
 # round); it fails if any write fails.
-(
-	i=0
-	while [ ! -e "$T/stop" ]; do
-		dd if=/dev/urandom of="$PMNT/vda" bs=64K count=1 seek=$((i % 256)) \
-			oflag=direct conv=notrunc status=none || exit 1
-		i=$((i + 1))
-	done
-) 2>"$T/dd.err" &
-DD=$!
+pair_writer
 written() { sed -n 's/^vda.write_bytes=//p' "$PMNT/.colo/status"; }
 wait_for 20 sh -c "[ \$(sed -n 's/^vda.write_bytes=//p' $PMNT/.colo/status) -ge 1048576 ]" ||
 	fail "the writer made no progress"
@@ -110,6 +102,9 @@ same_disks "incremental resync after kill -9 of the primary"
 # a kill -9 of the primary now costs no full resync.
 kill9 "$SEC_PID" "$SMNT"
 wait_pstate degraded 10
+# It tried to reconnect for secondary_timeout (doc/primary.md, *Reconnect*).
+grep -q "not resumed: no reconnect in 1000 ms" <<<"$(pget degraded_reason)" ||
+	fail "degraded_reason: $(pget degraded_reason)"
 ok "an idle secondary's death degrades the primary: $(pget degraded_reason)"
 kill9 "$PRI_PID" "$PMNT"
 start_primary

@@ -10,9 +10,9 @@
 # drops the secondary VM's writes, which COLO pairs with loading the
 # primary's RAM; see tests/realvm/README.md.)  Meanwhile, CYCLES times:
 #   1. a planned restart of the secondary in running (buffers handed
-#      over; its NBD connection closes, which degrades the primary: the
-#      guest's writes go on locally, tracked, and resync brings the pair
-#      back to replicating);
+#      over; its NBD connection closes, and the primary reconnects to the
+#      same incarnation and re-sends what was unanswered: it stays
+#      replicating, never degraded, doc/primary.md *Reconnect*);
 #   2. a planned restart of the primary in replicating (the guest's own
 #      disk; the new primary is in none with its bitmap);
 #   3. kill -9 of the primary's worker in none while it holds one of the
@@ -130,24 +130,26 @@ goes_on() {
 	ok "$1: the guest went on (round $r -> $(realvm_round))"
 }
 
-PAUSES_S='' PAUSES_P='' PAUSES_K='' DEGRADED=0
+PAUSES_S='' PAUSES_P='' PAUSES_K='' RESUMED=0
 for ((c = 1; c <= CYCLES; c++)); do
 	if [ -z "${REALVM_NO_HOLDER:-}" ]; then
 		old=$(LIVE_MNT=$SMNT worker)
+		n=$(pget vda.link_reconnects)
 		sctl restart
 		new_worker "$SMNT" "$old"
 		[ "$(sget state)" = running ] || fail "secondary: state $(sget state) after a restart in running"
 		[ "$(sget restarted_from)" = running ] || fail "secondary: restarted_from=$(sget restarted_from)"
 		PAUSES_S="$PAUSES_S $(sget last_restart_ms)"
 		goes_on "cycle $c: planned restart of the secondary in running"
-		# The primary does not reconnect by itself: the closed NBD
-		# connection degrades it (doc/primary.md), and resync brings
-		# it back (incremental, from its bitmap).
-		if [ "$(pget state)" = degraded ]; then
-			DEGRADED=$((DEGRADED + 1))
-			pctl resync
-		fi
-		wait_pstate replicating 120
+		# The primary reconnected by itself (doc/primary.md,
+		# *Reconnect*): still replicating, never degraded.
+		[ "$(pget state)" = replicating ] ||
+			fail "cycle $c: the primary is $(pget state) after the secondary's restart: $(pget degraded_reason)"
+		grep -q "degraded:" "$T/p.log" &&
+			fail "cycle $c: the primary degraded: $(grep degraded: "$T/p.log")"
+		[ "$(pget vda.link_reconnects)" -gt "$n" ] ||
+			fail "cycle $c: the primary did not reconnect (link_reconnects $n)"
+		RESUMED=$((RESUMED + 1))
 
 		old=$(LIVE_MNT=$PMNT worker)
 		pctl restart
@@ -188,7 +190,7 @@ sctl checkpoint
 same_disks "after the guest's power-off and a checkpoint"
 realvm_check_disk "$SMNT/vda"
 ok "the secondary's view: e2fsck -fn clean, $REALVM_FILES files match their sums"
-ok "pauses (last_restart_ms): secondary in running:$PAUSES_S; primary planned:$PAUSES_P; primary kill -9 in none:$PAUSES_K; $(cat "$T/ck.out"); the primary degraded on $DEGRADED of $CYCLES secondary restarts (resync)"
+ok "pauses (last_restart_ms): secondary in running:$PAUSES_S; primary planned:$PAUSES_P; primary kill -9 in none:$PAUSES_K; $(cat "$T/ck.out"); the primary resumed its link on $RESUMED of $CYCLES secondary restarts, never degraded"
 
 # The primary goes; the secondary fails over (done) and the guest boots
 # on it, as after a real failover.  A kill -9 and a planned restart of its

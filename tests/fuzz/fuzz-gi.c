@@ -4,7 +4,8 @@
  * Invariants: the parsers never read past the NUL and never crash; what
  * gi_parse accepts, gi_format writes back to a text that parses to the
  * same set; gi_compare is total; gi_parse_left (a returning primary's
- * unreplicated granules) marks only ranges inside the disk.
+ * unreplicated granules) marks only ranges inside the disk;
+ * gi_same_incarnation (a reconnecting primary's check) is total.
  *
  * Build and run: tests/fuzz/run-files [SECONDS-EACH] (after make).
  */
@@ -30,7 +31,7 @@ mark_inside(void *opaque, uint64_t off, uint64_t len)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	char *s = malloc(size + 1), text[GI_TEXT_MAX];
+	char *s = malloc(size + 1), text[GI_TEXT_MAX], why[256];
 	uint64_t id, hist[GI_HISTORY];
 	struct gi_set g, again;
 
@@ -49,6 +50,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	(void)gi_parse_id(s, &id);
 	(void)gi_parse_history(s, hist);
 	(void)gi_parse_left(s, DISK_SIZE, mark_inside, NULL);
+	(void)gi_same_incarnation(s, "", why, sizeof why);
+	(void)gi_same_incarnation("", s, why, sizeof why);
+	(void)gi_same_incarnation(s, s, why, sizeof why);
 	free(s);
 	return 0;
 }

@@ -253,3 +253,68 @@ Test(gi, leftover_none_all_and_malformed)
 			     -1, "%s", bad[i]);
 	}
 }
+
+/* A description as a colofs secondary sends it: gi, then its incarnation. */
+static void
+describe(char *buf, size_t len, uint64_t cur, const char *state,
+	 const char *epoch)
+{
+	struct gi_set g = set(cur, 0, 0);
+	char text[GI_TEXT_MAX], run[128];
+
+	gi_format(&g, text, sizeof text);
+	gi_format_run(state, epoch, run, sizeof run);
+	snprintf(buf, len, "colofs secondary disk vda %s %s", text, run);
+}
+
+#define EPOCH_A "0123456789abcdef0123456789abcdef"
+#define EPOCH_B "fedcba9876543210fedcba9876543210"
+
+Test(gi, the_same_incarnation_is_the_same_generation_and_epoch)
+{
+	char then[512], now[512], why[256];
+
+	describe(then, sizeof then, 0xa, "none", EPOCH_A);
+	describe(now, sizeof now, 0xa, "running", EPOCH_A);
+	cr_assert(gi_same_incarnation(then, now, why, sizeof why));
+	cr_assert(gi_same_incarnation(now, now, why, sizeof why));
+}
+
+Test(gi, another_epoch_generation_or_state_is_another_incarnation)
+{
+	char then[512], now[512], why[256];
+
+	describe(then, sizeof then, 0xa, "running", EPOCH_A);
+	describe(now, sizeof now, 0xa, "running", EPOCH_B);
+	cr_assert_not(gi_same_incarnation(then, now, why, sizeof why));
+	cr_assert(strstr(why, "another epoch") != NULL, "%s", why);
+	describe(now, sizeof now, 0xb, "running", EPOCH_A);
+	cr_assert_not(gi_same_incarnation(then, now, why, sizeof why));
+	describe(now, sizeof now, 0xa, "done", EPOCH_A);
+	cr_assert_not(gi_same_incarnation(then, now, why, sizeof why));
+	cr_assert(strstr(why, "state done") != NULL, "%s", why);
+}
+
+Test(gi, a_peer_without_an_incarnation_is_never_the_same)
+{
+	struct gi_set g = set(0xa, 0, 0);
+	char plain[GI_TEXT_MAX], run[512], why[256];
+
+	gi_format(&g, plain, sizeof plain);
+	describe(run, sizeof run, 0xa, "running", EPOCH_A);
+	cr_assert_not(gi_same_incarnation(plain, plain, why, sizeof why));
+	cr_assert_not(gi_same_incarnation(run, plain, why, sizeof why));
+	cr_assert_not(gi_same_incarnation(NULL, run, why, sizeof why));
+	cr_assert_not(gi_same_incarnation(run, NULL, why, sizeof why));
+	cr_assert_not(gi_same_incarnation(run, "", why, sizeof why));
+	/* Malformed: a short epoch, an upper-case one, no state. */
+	snprintf(run, sizeof run, "%s colofs-run v1 state=running epoch=0123",
+		 plain);
+	cr_assert_not(gi_same_incarnation(run, run, why, sizeof why));
+	snprintf(run, sizeof run, "%s colofs-run v1 state=running epoch="
+		 "0123456789ABCDEF0123456789abcdef", plain);
+	cr_assert_not(gi_same_incarnation(run, run, why, sizeof why));
+	snprintf(run, sizeof run, "%s colofs-run v1 state= epoch=" EPOCH_A,
+		 plain);
+	cr_assert_not(gi_same_incarnation(run, run, why, sizeof why));
+}

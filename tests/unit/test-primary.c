@@ -109,7 +109,7 @@ f_desc(void *o, size_t i, char *buf, size_t len)
 }
 
 static const struct primary_link_ops fake_ops = {
-	f_connect, f_disconnect, f_submit, f_wait, f_sent, NULL, f_desc,
+	f_connect, f_disconnect, f_submit, f_wait, f_sent, NULL, f_desc, NULL,
 };
 
 /* The secondary's generations: A, then B after it failed over from A. */
