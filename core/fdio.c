@@ -105,6 +105,31 @@ fd_zero_range(int fd, uint64_t off, uint64_t len, bool punch)
 	return r == 1 ? write_zeros(fd, off, len) : r;
 }
 
+int (*fdio_datasync_fault)(void);
+
+int
+fdio_datasync(int fd, atomic_bool *failed, const char *what)
+{
+	if (atomic_load(failed)) {
+		log_error("sync %s: an earlier sync failed, so its data may "
+			  "be lost: every sync fails until it is reopened",
+			  what);
+		errno = EIO;
+		return -1;
+	}
+	if ((fdio_datasync_fault != NULL && fdio_datasync_fault() == -1) ||
+	    fdatasync(fd) == -1) {
+		int saved = errno;
+
+		atomic_store(failed, true);
+		log_error("sync %s: %s; later syncs fail too", what,
+			  strerror(saved));
+		errno = saved;
+		return -1;
+	}
+	return 0;
+}
+
 int
 fdio_dir_open(const char *path)
 {

@@ -2,6 +2,7 @@
 #ifndef COLOFS_FDIO_H
 #define COLOFS_FDIO_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -18,6 +19,18 @@ int full_pwrite(int fd, const void *buf, size_t len, uint64_t off);
  * never a hole.
  */
 int fd_zero_range(int fd, uint64_t off, uint64_t len, bool punch);
+/* fdatasync that stays failed.  Linux reports a write-back error to one
+ * fsync only, and may have dropped the dirty pages it could not write:
+ * a later fdatasync that returns 0 proves nothing.  So once one fails,
+ * *failed is set and every later call fails with EIO without syncing,
+ * until the file is opened again.  what names the file in the log.
+ * 0, or -1 with errno.
+ */
+int fdio_datasync(int fd, atomic_bool *failed, const char *what);
+/* Test hook: when set and it returns -1 (errno set), fdio_datasync fails
+ * as if the fdatasync had.
+ */
+extern int (*fdio_datasync_fault)(void);
 
 
 /* Creating files that a third party cannot redirect.

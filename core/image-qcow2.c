@@ -378,10 +378,8 @@ qcow2_flush(struct image *img)
 		log_error("overlay map of %s: %m", q->ovl_path);
 		goto out;
 	}
-	if (fdatasync(q->ovl_fd) == -1) {
-		log_error("fdatasync %s: %m", q->ovl_path);
+	if (fdio_datasync(q->ovl_fd, &img->sync_failed, q->ovl_path) == -1)
 		goto out;
-	}
 	if (snap != NULL) {
 		if (map_write(q, snap, len) == -1)
 			goto out;

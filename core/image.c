@@ -107,11 +107,7 @@ raw_zero(struct image *img, uint64_t off, uint64_t len, bool punch)
 static int
 raw_flush(struct image *img)
 {
-	if (fdatasync(img->fd) == -1) {
-		log_error("fdatasync %s: %m", img->path);
-		return -1;
-	}
-	return 0;
+	return fdio_datasync(img->fd, &img->sync_failed, img->path);
 }
 
 static void

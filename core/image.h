@@ -2,6 +2,7 @@
 #ifndef COLOFS_IMAGE_H
 #define COLOFS_IMAGE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -46,6 +47,7 @@ struct image {
 	uint64_t size;
 	int fd;			/* the raw data, or -1 (qcow2) */
 	int lock_fd;		/* holds the ownership locks, or -1 */
+	atomic_bool sync_failed;	/* fdio_datasync's: a sync failed */
 	void *priv;
 };
 

@@ -259,11 +259,7 @@ store_sync(struct store *s)
 {
 	if (s->fd < 0)
 		return 0;
-	if (fdatasync(s->fd) == -1) {
-		log_error("sync %s store: %m", s->ops->name);
-		return -1;
-	}
-	return 0;
+	return fdio_datasync(s->fd, &s->sync_failed, s->ops->name);
 }
 
 int

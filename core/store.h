@@ -2,6 +2,7 @@
 #ifndef COLOFS_STORE_H
 #define COLOFS_STORE_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,6 +38,7 @@ struct store {
 	void *priv;		/* the backing's own */
 	struct extmap *resident;	/* pages kept from earlier epochs, or
 					 * NULL: see store_recycle */
+	atomic_bool sync_failed;	/* fdio_datasync's: a sync failed */
 };
 
 /* Makes the empty stores that a secondary swaps in at start and checkpoint.

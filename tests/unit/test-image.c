@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fdio.h"
 #include "image.h"
 #include "log.h"
 #include "support.h"
@@ -150,5 +151,35 @@ Test(image, raw_zero_keeps_blocks_unless_asked_to_punch)
 	cr_assert_eq(img->ops->pread(img, buf, sizeof buf, 2 << 20), 0);
 	for (size_t i = 0; i < sizeof buf; i++)
 		cr_assert_eq(buf[i], 0, "byte %zu", i);
+	image_close(img);
+}
+
+static int
+fail_datasync(void)
+{
+	errno = EIO;
+	return -1;
+}
+
+/* A failed fdatasync may have lost the data it could not write, and the
+ * next one would return 0 (Linux reports the error once): every flush
+ * after it must fail too.
+ */
+Test(image, a_failed_flush_fails_every_later_flush)
+{
+	struct image *img;
+
+	log_set_quiet(true);
+	make_file(1 << 20, NULL, 0);
+	img = image_open(path, IMAGE_FORMAT_RAW, NULL, "vda");
+	cr_assert_not_null(img);
+	cr_assert_eq(img->ops->flush(img), 0);
+	fdio_datasync_fault = fail_datasync;
+	cr_assert_eq(img->ops->flush(img), -1);
+	fdio_datasync_fault = NULL;
+	errno = 0;
+	cr_assert_eq(img->ops->flush(img), -1, "a flush after a failed one "
+		     "passed");
+	cr_assert_eq(errno, EIO);
 	image_close(img);
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "fdio.h"
 #include "log.h"
 #include "store.h"
 #include "support.h"
@@ -117,5 +118,33 @@ Test(store, factories_make_their_backing)
 	cr_assert_str_eq(b->ops->name, "file");
 	store_free(a);
 	store_free(b);
+	test_cleanup_dir(dir);
+}
+
+static int
+fail_datasync(void)
+{
+	errno = EIO;
+	return -1;
+}
+
+/* As the image's: a file store's sync that failed stays failed (a
+ * failover's buffer files must not pass for durable afterwards).
+ */
+Test(store, a_failed_sync_fails_every_later_sync)
+{
+	char *dir = test_temp_dir();
+	struct store *s = store_file_new(dir, 1 << 20, "t");
+
+	log_set_quiet(true);
+	cr_assert_not_null(s);
+	cr_assert_eq(store_sync(s), 0);
+	fdio_datasync_fault = fail_datasync;
+	cr_assert_eq(store_sync(s), -1);
+	fdio_datasync_fault = NULL;
+	errno = 0;
+	cr_assert_eq(store_sync(s), -1, "a sync after a failed one passed");
+	cr_assert_eq(errno, EIO);
+	store_free(s);
 	test_cleanup_dir(dir);
 }
