@@ -13,9 +13,11 @@ held short for a while, some cut off), READs of up to 32 MiB, pipelined
 requests, TRIM / WRITE_ZEROES / FLUSH with random flags, bad magic, and
 abrupt closes followed by a reconnect.  A reader thread per connection
 drains the replies.  Every second a probe (a fresh connection: a 4K
-WRITE and its READ back) must be answered within PROBE_DEADLINE; at the
-end the clients stop, and the budget must come back to 0
-(nbd.memory_used in STATUS_FILE) and a last probe must pass.  Exits 0,
+WRITE and its READ back) must be answered within PROBE_DEADLINE (retried
+while the listener refuses it at max_connections, which nbd.refused
+shows); at the end the clients stop, a last probe must pass, and every
+connection slot and the budget must come back (nbd.connections and
+nbd.memory_used in STATUS_FILE).  Exits 0,
 or 1 with what wedged and the seed.
 """
 import os
@@ -149,8 +151,7 @@ class Client(threading.Thread):
                 s.close()
 
 
-def probe(addr, export, byte):
-    """A fresh connection's WRITE and READ are answered."""
+def probe_once(addr, export, byte):
     s, size, _ = nbd_raw.session(addr, export)
     s.settimeout(PROBE_DEADLINE)
     off = size - 4096
@@ -160,6 +161,28 @@ def probe(addr, export, byte):
     err, data = nbd_raw.read(s, off, 4096)
     check(err == 0, "probe READ: error %d" % err)
     nbd_raw.disc(s)
+
+
+def probe(addr, export, byte, status):
+    """A fresh connection's WRITE and READ are answered within
+    PROBE_DEADLINE.  The listener may refuse the connection while the
+    clients hold max_connections (a bound, not a wedge: nbd.refused in
+    STATUS rises); then the probe tries again until the deadline.  Returns
+    how many refusals it met."""
+    deadline = time.time() + PROBE_DEADLINE
+    refusals = 0
+    while True:
+        refused0 = nbd_raw.status_value(status, "nbd.refused")
+        try:
+            probe_once(addr, export, byte)
+            return refusals
+        except (EOFError, OSError) as e:
+            if nbd_raw.status_value(status, "nbd.refused") == refused0:
+                raise
+            refusals += 1
+            check(time.time() < deadline, "probes refused for %d s (%s): "
+                  "a connection slot never came free" % (PROBE_DEADLINE, e))
+            time.sleep(0.2)
 
 
 def main():
@@ -180,9 +203,10 @@ def main():
         for c in clients:
             c.start()
         slowest = 0.0
+        refusals = 0
         while time.time() < end:
             t0 = time.time()
-            probe(addr, export, probes & 0xff)
+            refusals += probe(addr, export, probes & 0xff, status)
             slowest = max(slowest, time.time() - t0)
             probes += 1
             time.sleep(1)
@@ -195,8 +219,14 @@ def main():
             check(not c.is_alive(), "a client thread is stuck")
             if c.error:
                 raise Fail("a client failed: %s" % c.error)
-        probe(addr, export, 0x77)
+        probe(addr, export, 0x77, status)
         deadline = time.time() + PROBE_DEADLINE
+        # Every slot comes back: the clients are gone, so is every
+        # connection but none.
+        while nbd_raw.status_value(status, "nbd.connections") != 0:
+            check(time.time() < deadline, "nbd.connections stays at %d" %
+                  nbd_raw.status_value(status, "nbd.connections"))
+            time.sleep(0.2)
         while nbd_raw.status_value(status, "nbd.memory_used") != 0:
             check(time.time() < deadline, "nbd.memory_used stays at %d" %
                   nbd_raw.status_value(status, "nbd.memory_used"))
@@ -205,9 +235,9 @@ def main():
         print("FAIL multiconn fuzz (seed %d): %s" % (seed, e), file=sys.stderr)
         sys.exit(1)
     print("multiconn fuzz: %d requests on %d connections, %d probes answered "
-          "(slowest %.1f s), %.0f s in all"
-          % (sum(c.sent for c in clients), nconns, probes, slowest,
-             time.time() - start))
+          "(slowest %.1f s, %d refusals at max_connections first), %.0f s "
+          "in all" % (sum(c.sent for c in clients), nconns, probes, slowest,
+                      refusals, time.time() - start))
 
 
 if __name__ == "__main__":
