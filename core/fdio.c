@@ -111,7 +111,8 @@ int
 fdio_datasync(int fd, atomic_bool *failed, const char *what)
 {
 	if (atomic_load(failed)) {
-		log_error("sync %s: an earlier sync failed, so its data may "
+		/* Logged once, when it failed: a VM may fsync often. */
+		log_debug("sync %s: an earlier sync failed, so its data may "
 			  "be lost: every sync fails until it is reopened",
 			  what);
 		errno = EIO;
