@@ -256,3 +256,7 @@ EOC
 	wait_for 10 mountpoint -q "$PMNT" || { cat "$T/p.log" >&2; fail "no mount"; }
 }
 pget() { sed -n "s/^$1=//p" "$PMNT/.colo/status"; }
+
+# sum FILE: its sha256, read in 1 MiB requests (cmp's small reads are
+# slow through a direct_io FUSE file).
+sum() { dd if="$1" bs=1M status=none | sha256sum | cut -d' ' -f1; }

@@ -137,9 +137,6 @@ wait_pstate() {
 	}
 }
 
-# sum FILE: its sha256, read in 1 MiB requests (cmp's small reads are
-# slow through a direct_io FUSE file).
-sum() { dd if="$1" bs=1M status=none | sha256sum | cut -d' ' -f1; }
 
 # same_disks WHAT: the primary's file equals the secondary's view.
 same_disks() {

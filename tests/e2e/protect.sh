@@ -72,7 +72,6 @@ wait_hstate() {
 		fail "$1 did not reach $2"
 	}
 }
-sum() { dd if="$1" bs=1M status=none | sha256sum | cut -d' ' -f1; }
 same_views() {
 	[ "$(sum "$XMNT/vda")" = "$(sum "$YMNT/vda")" ] ||
 		fail "$1: X's and Y's views differ"

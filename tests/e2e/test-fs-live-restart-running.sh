@@ -13,7 +13,6 @@
 . "$(dirname "$0")/live.sh"
 "$COLOFS_BIN" --help | grep -q -- --holder || fail "colofs has no --holder"
 
-sum() { dd if="$1" bs=1M status=none | sha256sum | cut -d' ' -f1; }
 keys() {
 	grep -E '^(state|generation|vda\.hidden_bytes|vda\.active_bytes)=' \
 		"$MNT/.colo/status"
