@@ -496,7 +496,9 @@ sec_notes_flush(struct secondary_disk *d)
 	 * notes_flush, which must fail (or append them) rather than find
 	 * nothing left to append and return 0.
 	 */
-	memmove(d->notes, d->notes + i, (d->nnotes - i) * sizeof *d->notes);
+	if (d->nnotes > i)
+		memmove(d->notes, d->notes + i,
+			(d->nnotes - i) * sizeof *d->notes);
 	d->nnotes -= i;
 	d->notes_base += i;
 	pthread_mutex_unlock(&d->note_lock);
