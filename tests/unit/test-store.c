@@ -215,3 +215,16 @@ Test(store, pool_pages_shared_by_concurrent_writers)
 	extmap_free(m);
 	store_free(s);
 }
+
+/* The pool's table numbers pages in 32 bits: a memory buffer says so for a
+ * disk beyond 16 TiB rather than wrapping around.
+ */
+Test(store, memory_store_refuses_disks_beyond_16_tib)
+{
+	log_set_quiet(true);
+	cr_assert_null(store_memory_new((uint64_t) 1 << 45, "huge"));
+	cr_assert_eq(errno, EFBIG);
+	cr_assert_null(store_memory_new((uint64_t) 1 << 44, "16t"));
+	cr_assert_eq(errno, EFBIG);
+	store_free(store_memory_new(((uint64_t) 1 << 44) - (1 << 20), "ok"));
+}
