@@ -102,14 +102,17 @@ copy_to_file(struct secondary_disk *d, struct buffer *b, const char *what,
 		if (!more)
 			break;
 		for (p = st; p < en; p += n) {
-			const char *src = bounce;
+			const char *src = store_read_ptr(b->store, p, en - p,
+							 &n);
 
-			n = en - p < COMMIT_CHUNK ? en - p : COMMIT_CHUNK;
-			if (b->store->mem)
-				src = (const char *) b->store->mem + p;
-			else if (b->store->ops->pread(b->store, bounce, n,
-						      p) == -1)
-				goto err;
+			if (src == NULL) {
+				if (n > COMMIT_CHUNK)
+					n = COMMIT_CHUNK;
+				if (b->store->ops->pread(b->store, bounce, n,
+							 p) == -1)
+					goto err;
+				src = bounce;
+			}
 			if (ns->ops->pwrite(ns, src, n, p) == -1)
 				goto err;
 		}
@@ -290,6 +293,31 @@ sec_journaled(struct secondary *r)
 
 /* ---- failover commit ---- */
 
+/* Copies [pos, end) of store s into S: from a memory store's pages
+ * straight into S, else through bounce (COMMIT_CHUNK bytes).
+ */
+static int
+commit_copy(struct secondary_disk *d, struct store *s, uint64_t pos,
+	    uint64_t end, char *bounce)
+{
+	uint64_t run;
+
+	for (; pos < end; pos += run) {
+		const char *src = store_read_ptr(s, pos, end - pos, &run);
+
+		if (src == NULL) {
+			if (run > COMMIT_CHUNK)
+				run = COMMIT_CHUNK;
+			if (s->ops->pread(s, bounce, run, pos) == -1)
+				return -1;
+			src = bounce;
+		}
+		if (d->img->ops->pwrite(d->img, src, run, pos) == -1)
+			return -1;
+	}
+	return 0;
+}
+
 /* Commits the buffered bytes of [off, end) into S. */
 static int
 commit_chunk(struct secondary_disk *d, uint64_t off, uint64_t end,
@@ -299,7 +327,6 @@ commit_chunk(struct secondary_disk *d, uint64_t off, uint64_t end,
 
 	for (pos = off; pos < end; pos = seg_end) {
 		enum layer l = sec_view_source(d, pos, end, &seg_end);
-		const char *src;
 		struct store *s;
 
 		if (l == LAYER_IMAGE)
@@ -312,12 +339,7 @@ commit_chunk(struct secondary_disk *d, uint64_t off, uint64_t end,
 			return -1;
 		}
 		s = l == LAYER_ACTIVE ? d->active->store : d->hidden->store;
-		/* From a memory buffer straight into S; else via bounce. */
-		src = s->mem ? (const char *) s->mem + pos : bounce;
-		if ((!s->mem && s->ops->pread(s, bounce, seg_end - pos,
-					      pos) == -1) ||
-		    d->img->ops->pwrite(d->img, src, seg_end - pos,
-					pos) == -1) {
+		if (commit_copy(d, s, pos, seg_end, bounce) == -1) {
 			secondary_record_error(d->r, "%s: failover commit at %"
 					     PRIu64 " failed: %s", d->name,
 					     pos, strerror(errno));

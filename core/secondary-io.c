@@ -140,17 +140,21 @@ save_range(struct secondary_disk *d, uint64_t off, uint64_t len)
 	uint64_t pos;
 	int ret = -1;
 
-	if (h->store->mem) {
-		char *dst = (char *) h->store->mem + off;
+	if (h->store->direct) {
+		uint64_t run;
 
-		/* Fault fresh pages in with one call instead of one trap per
-		 * page inside pread: a third of an ingest's CPU went to those
-		 * traps (doc/performance.md); a recycled store's pages are
-		 * there already.
+		/* Straight into the pool's pages (the store faults fresh ones
+		 * in with one call per run, not one trap per page: a third of
+		 * an ingest's CPU went to those traps, doc/performance.md).
 		 */
-		store_populate(h->store, off, len);
-		if (d->img->ops->pread(d->img, dst, len, off) == -1)
-			return -1;
+		for (pos = off; pos < off + len; pos += run) {
+			char *dst = store_write_ptr(h->store, pos,
+						    off + len - pos, &run);
+
+			if (dst == NULL ||
+			    d->img->ops->pread(d->img, dst, run, pos) == -1)
+				return -1;
+		}
 		pthread_mutex_lock(&d->map_lock);
 		ret = sec_map_insert(d, h, off, len);
 		pthread_mutex_unlock(&d->map_lock);
@@ -425,9 +429,15 @@ secondary_view_read_begin(struct secondary_disk *d, uint64_t off, size_t len,
 		if (d->img->fd < 0)
 			goto again;
 		*seg = (struct secondary_seg) { d->img->fd, off, NULL };
-	} else if (s->mem != NULL)
-		*seg = (struct secondary_seg) { -1, 0, (char *) s->mem + off };
-	else if (s->fd >= 0)
+	} else if (s->direct) {
+		uint64_t run;
+		const void *p = store_read_ptr(s, off, len, &run);
+
+		/* Pages not in a row (or never written): the caller copies. */
+		if (p == NULL || run < len)
+			goto again;
+		*seg = (struct secondary_seg) { -1, 0, p };
+	} else if (s->fd >= 0)
 		*seg = (struct secondary_seg) { s->fd, off, NULL };
 	else
 		goto again;
@@ -486,7 +496,9 @@ sec_notes_flush(struct secondary_disk *d)
 	 * notes_flush, which must fail (or append them) rather than find
 	 * nothing left to append and return 0.
 	 */
-	memmove(d->notes, d->notes + i, (d->nnotes - i) * sizeof *d->notes);
+	if (d->nnotes > i)
+		memmove(d->notes, d->notes + i,
+			(d->nnotes - i) * sizeof *d->notes);
 	d->nnotes -= i;
 	d->notes_base += i;
 	pthread_mutex_unlock(&d->note_lock);

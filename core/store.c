@@ -2,10 +2,11 @@
 /* Buffer stores: bytes at disk offsets, in anonymous memory or an
  * unlinked sparse file.
  *
- * In both backings offset X holds the byte of disk offset X, so a store
- * of a 1 TiB disk costs nothing until written.  Memory is an anonymous
- * unreserved mapping of small pages (memory follows the bytes written); file is an
- * unlinked sparse file (its fd lets callers splice).  Freeing a large
+ * A store of a 1 TiB disk costs nothing until written.  Memory is a pool
+ * of small pages with a table from disk pages to pool pages (below: the
+ * pages an epoch writes are the pool's first ones, wherever they are on
+ * the disk); file is an unlinked sparse file holding the byte of disk
+ * offset X at offset X (its fd lets callers splice).  Freeing a large
  * store takes a while (the kernel frees every page), which is why the
  * secondary frees old stores in a background thread.
  *
@@ -14,15 +15,19 @@
  *
  * Recycling: a checkpoint reuses stores rather than mapping fresh ones
  * (a fresh page costs a fault and a zeroing, about 40 times an overwrite
- * on the development machines).  store_recycle keeps s->resident, the
- * page-rounded ranges earlier epochs wrote, and releases (MADV_FREE, or a
+ * on the development machines).  store_recycle keeps the pool's pages
+ * that earlier epochs took (memory), or s->resident, the page-rounded
+ * ranges earlier epochs wrote (file), and releases (MADV_FREE, or a
  * punched hole) only the pages beyond the retention the caller asks for.
- * Only the thread that recycles touches s->resident, while no I/O can.
+ * Only the thread that recycles touches them, while no I/O can.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <linux/falloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,66 +94,357 @@ fd_store_free(struct store *s)
 	free(s);
 }
 
-/* The memory backing: an anonymous, unreserved mapping of the disk's
- * size.  Untouched pages cost nothing, a copy in or out is one memcpy
- * with no system call, and freeing the store is one munmap.  Callers never touch bytes outside
- * [0, size), and range locks keep concurrent copies disjoint.
+/* The memory backing: a pool of pages and a table from disk pages to
+ * pool pages.
+ *
+ * The pool is an anonymous, unreserved mapping as large as the disk (a
+ * disk page takes at most one pool page per epoch), so untouched pages
+ * cost nothing.  The table has two levels: a directory of leaves, each
+ * leaf LEAF_PAGES entries made on first use; an entry is a pool page
+ * number plus one (32 bits: disks up to 16 TiB), 0 for none (the page
+ * reads as zeros).  Within an epoch
+ * an entry, once set, never changes; store_recycle empties the table when
+ * no I/O can reach the store.
+ *
+ * Pool pages are handed out in order (next), a request's pages together,
+ * so the pages an epoch uses are the pool's first ones: the next epoch
+ * overwrites them wherever on the disk it writes, where a store addressed
+ * by disk offset would fault fresh pages in for every new place.  Pages
+ * handed out for the first time are faulted in with one
+ * MADV_POPULATE_WRITE per request rather than one trap per page.
+ *
+ * Concurrent writers never share bytes (range locks), but two may share a
+ * page: each claims the entry with a compare-and-swap, and a loser gives
+ * its page back to a short free list.  A page is zeroed before it is
+ * published, so a writer's bytes are never overwritten by another's
+ * zeroing.
  */
+#define LEAF_PAGES 512		/* a 2 KiB leaf: scattered writes stay cheap */
+
+struct pool {
+	char *base;
+	uint64_t page;
+	uint64_t npages;		/* the pool's and the disk's pages */
+	_Atomic(_Atomic uint32_t *) *dir;
+	uint64_t ndir;
+	atomic_uint_fast64_t next;	/* pages handed out this epoch */
+	atomic_uint_fast64_t populated;	/* pages [0, populated) faulted in */
+	atomic_uint_fast64_t mapped;	/* pages earlier epochs kept mapped */
+	pthread_mutex_t lock;		/* the free list */
+	uint64_t *freed;
+	size_t nfreed, cap;
+	atomic_size_t has_freed;
+};
+
+static _Atomic uint32_t *
+pool_leaf(struct pool *p, uint64_t pg, bool make)
+{
+	_Atomic uint32_t *leaf = atomic_load(&p->dir[pg / LEAF_PAGES]);
+	_Atomic uint32_t *fresh, *expected = NULL;
+
+	if (leaf != NULL || !make)
+		return leaf;
+	fresh = calloc(LEAF_PAGES, sizeof *fresh);
+	if (fresh == NULL)
+		return NULL;
+	if (atomic_compare_exchange_strong(&p->dir[pg / LEAF_PAGES],
+					   &expected, fresh))
+		return fresh;
+	free(fresh);
+	return expected;
+}
+
+static uint32_t
+pool_entry(struct pool *p, uint64_t pg)
+{
+	_Atomic uint32_t *leaf = pool_leaf(p, pg, false);
+
+	return leaf ? atomic_load(&leaf[pg % LEAF_PAGES]) : 0;
+}
+
+/* n pool pages in a row: the first one's number, or UINT64_MAX. */
+static uint64_t
+pool_take(struct pool *p, uint64_t n)
+{
+	uint64_t first, end, pop, mapped;
+
+	if (n == 1 && atomic_load(&p->has_freed)) {
+		pthread_mutex_lock(&p->lock);
+		if (p->nfreed > 0) {
+			first = p->freed[--p->nfreed];
+			atomic_store(&p->has_freed, p->nfreed);
+			pthread_mutex_unlock(&p->lock);
+			return first;
+		}
+		pthread_mutex_unlock(&p->lock);
+	}
+	first = atomic_fetch_add(&p->next, n);
+	if (first > p->npages || p->npages - first < n) {
+		atomic_fetch_sub(&p->next, n);
+		return UINT64_MAX;
+	}
+	end = first + n;
+	pop = atomic_load(&p->populated);
+	mapped = atomic_load(&p->mapped);
+	if (end > pop && end > mapped) {
+		uint64_t a = first > mapped ? first : mapped;
+
+		/* A hint: older kernels say EINVAL and the copy faults. */
+		madvise(p->base + a * p->page, (end - a) * p->page,
+			MADV_POPULATE_WRITE);
+		while (pop < end &&
+		       !atomic_compare_exchange_weak(&p->populated, &pop, end))
+			;
+	}
+	return first;
+}
+
+/* Gives back a page that lost its entry to another writer. */
+static void
+pool_give_back(struct pool *p, uint64_t idx)
+{
+	pthread_mutex_lock(&p->lock);
+	if (p->nfreed == p->cap) {
+		size_t cap = p->cap ? 2 * p->cap : 16;
+		uint64_t *f = realloc(p->freed, cap * sizeof *f);
+
+		if (f == NULL) {	/* leaked until the next epoch */
+			pthread_mutex_unlock(&p->lock);
+			return;
+		}
+		p->freed = f;
+		p->cap = cap;
+	}
+	p->freed[p->nfreed++] = idx;
+	atomic_store(&p->has_freed, p->nfreed);
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* The run of disk pages from pg (at most last) whose pool pages follow
+ * each other, from entry e (non-zero): its number of pages.
+ */
+static uint64_t
+pool_run(struct pool *p, uint64_t pg, uint64_t last, uint64_t e)
+{
+	uint64_t n = 1;
+
+	while (pg + n <= last && pool_entry(p, pg + n) == e + n)
+		n++;
+	return n;
+}
+
+static uint64_t
+run_bytes(struct pool *p, uint64_t off, uint64_t len, uint64_t pages)
+{
+	uint64_t end = (off / p->page + pages) * p->page;
+
+	return end - off < len ? end - off : len;
+}
+
+static void *
+pool_read_ptr(struct store *s, uint64_t off, uint64_t len, uint64_t *run)
+{
+	struct pool *p = s->priv;
+	uint64_t pg = off / p->page, e;
+
+	e = pool_entry(p, pg);
+	if (e == 0) {
+		*run = run_bytes(p, off, len, 1);
+		return NULL;
+	}
+	*run = run_bytes(p, off, len,
+			 pool_run(p, pg, (off + len - 1) / p->page, e));
+	return p->base + (e - 1) * p->page + off % p->page;
+}
+
+static void *
+pool_write_ptr(struct store *s, uint64_t off, uint64_t len, uint64_t *run)
+{
+	struct pool *p = s->priv;
+	uint64_t pg = off / p->page, last = (off + len - 1) / p->page;
+	uint64_t e, n, first, i;
+	_Atomic uint32_t *leaf;
+
+	leaf = pool_leaf(p, pg, true);
+	if (leaf == NULL)
+		return NULL;
+	e = atomic_load(&leaf[pg % LEAF_PAGES]);
+	if (e != 0) {
+		*run = run_bytes(p, off, len, pool_run(p, pg, last, e));
+		return p->base + (e - 1) * p->page + off % p->page;
+	}
+	/* The pages from pg on that have none, within this leaf. */
+	for (n = 1; pg + n <= last && (pg + n) % LEAF_PAGES != 0 &&
+	     atomic_load(&leaf[(pg + n) % LEAF_PAGES]) == 0; n++)
+		;
+	first = pool_take(p, n);
+	if (first == UINT64_MAX && n > 1) {
+		n = 1;
+		first = pool_take(p, 1);
+	}
+	if (first == UINT64_MAX) {
+		log_error("%s store: no pool page left", s->ops->name);
+		errno = ENOSPC;
+		return NULL;
+	}
+	for (i = 0; i < n; i++) {
+		uint64_t a = (pg + i) * p->page;
+		uint32_t want = 0;
+		char *page = p->base + (first + i) * p->page;
+
+		/* A page the copy does not cover reads as zeros elsewhere. */
+		if (a < off || a + p->page > off + len)
+			memset(page, 0, p->page);
+		if (!atomic_compare_exchange_strong(&leaf[(pg + i) % LEAF_PAGES],
+						    &want,
+						    (uint32_t) (first + i + 1)))
+			break;
+	}
+	if (i < n) {
+		uint64_t k;
+
+		for (k = i; k < n; k++)
+			pool_give_back(p, first + k);
+		if (i == 0)	/* another writer's page: use it */
+			return pool_write_ptr(s, off, len, run);
+	}
+	*run = run_bytes(p, off, len, i);
+	return p->base + first * p->page + off % p->page;
+}
+
+void *
+store_read_ptr(struct store *s, uint64_t off, uint64_t len, uint64_t *run)
+{
+	if (!s->direct || len == 0) {
+		*run = len;
+		return NULL;
+	}
+	return pool_read_ptr(s, off, len, run);
+}
+
+void *
+store_write_ptr(struct store *s, uint64_t off, uint64_t len, uint64_t *run)
+{
+	if (!s->direct || len == 0) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return pool_write_ptr(s, off, len, run);
+}
+
 static int
 mem_pread(struct store *s, void *buf, size_t len, uint64_t off)
 {
-	memcpy(buf, (char *) s->priv + off, len);
+	uint64_t run;
+	char *dst = buf;
+
+	while (len > 0) {
+		const void *src = pool_read_ptr(s, off, len, &run);
+
+		if (src)
+			memcpy(dst, src, run);
+		else
+			memset(dst, 0, run);
+		dst += run;
+		off += run;
+		len -= run;
+	}
 	return 0;
 }
 
 static int
 mem_pwrite(struct store *s, const void *buf, size_t len, uint64_t off)
 {
-	memcpy((char *) s->priv + off, buf, len);
+	const char *src = buf;
+	uint64_t run;
+
+	while (len > 0) {
+		void *dst = pool_write_ptr(s, off, len, &run);
+
+		if (dst == NULL)
+			return -1;
+		memcpy(dst, src, run);
+		src += run;
+		off += run;
+		len -= run;
+	}
 	return 0;
 }
 
+/* Pages with no pool page read as zeros already; the others are zeroed
+ * in place (keeping them, so that a later write there takes no new one).
+ */
 static int
 mem_zero(struct store *s, uint64_t off, uint64_t len)
 {
-	uint64_t page = (uint64_t) sysconf(_SC_PAGESIZE);
-	uint64_t a = (off + page - 1) / page * page;
-	uint64_t b = (off + len) / page * page;
-	char *base = s->priv;
+	uint64_t run;
 
-	if (a >= b) {
-		memset(base + off, 0, len);
-		return 0;
-	}
-	memset(base + off, 0, a - off);
-	memset(base + b, 0, off + len - b);
-	/* Whole pages: give them back; they read as zeros afterwards. */
-	if (madvise(base + a, b - a, MADV_DONTNEED) == -1) {
-		memset(base + a, 0, b - a);
+	while (len > 0) {
+		void *dst = pool_read_ptr(s, off, len, &run);
+
+		if (dst)
+			memset(dst, 0, run);
+		off += run;
+		len -= run;
 	}
 	return 0;
-}
-
-/* MADV_FREE: the kernel takes the pages only when it needs memory, and a
- * write before that keeps them.  Kernels before 4.5: MADV_DONTNEED.
- */
-static int
-mem_release(struct store *s, uint64_t off, uint64_t len)
-{
-	char *base = s->priv;
-
-	if (madvise(base + off, len, MADV_FREE) == 0 ||
-	    madvise(base + off, len, MADV_DONTNEED) == 0)
-		return 0;
-	log_error("release %s store at %" PRIu64 ": %m", s->ops->name, off);
-	return -1;
 }
 
 static void
 mem_free(struct store *s)
 {
-	munmap(s->priv, s->size ? s->size : 1);
+	struct pool *p = s->priv;
+	uint64_t i;
+
+	for (i = 0; i < p->ndir; i++)
+		free(atomic_load(&p->dir[i]));
+	free(p->dir);
+	free(p->freed);
+	pthread_mutex_destroy(&p->lock);
+	munmap(p->base, p->npages ? p->npages * p->page : p->page);
+	free(p);
 	free(s);
+}
+
+/* store_recycle for a memory store (see store.h). */
+static int
+pool_recycle(struct store *s, uint64_t keep, uint64_t *epoch_pages)
+{
+	struct pool *p = s->priv;
+	uint64_t used = atomic_load(&p->next), i;
+	uint64_t mapped = atomic_load(&p->mapped);
+
+	if (atomic_load(&p->populated) > mapped)
+		mapped = atomic_load(&p->populated);
+	if (used > mapped)
+		mapped = used;
+	for (i = 0; i < p->ndir; i++) {
+		_Atomic uint32_t *leaf = atomic_load(&p->dir[i]);
+
+		if (leaf)
+			memset((void *) leaf, 0, LEAF_PAGES * sizeof *leaf);
+	}
+	p->nfreed = 0;
+	atomic_store(&p->has_freed, 0);
+	atomic_store(&p->next, 0);
+	*epoch_pages = used * p->page;
+	if (mapped * p->page > keep && mapped > used) {
+		/* MADV_FREE: the kernel takes the pages only when it needs
+		 * memory.  Kernels before 4.5: MADV_DONTNEED.
+		 */
+		char *a = p->base + used * p->page;
+		size_t n = (mapped - used) * p->page;
+
+		if (madvise(a, n, MADV_FREE) == -1 &&
+		    madvise(a, n, MADV_DONTNEED) == -1) {
+			log_error("release %s store pages: %m", s->ops->name);
+			return -1;
+		}
+		mapped = used;
+	}
+	atomic_store(&p->mapped, mapped);
+	atomic_store(&p->populated, mapped);
+	return 0;
 }
 
 static const struct store_ops memory_ops = {
@@ -156,7 +452,6 @@ static const struct store_ops memory_ops = {
 	.pread = mem_pread,
 	.pwrite = mem_pwrite,
 	.zero = mem_zero,
-	.release = mem_release,
 	.free = mem_free,
 };
 
@@ -198,27 +493,50 @@ struct store *
 store_memory_new(uint64_t size, const char *tag)
 {
 	struct store *s = calloc(1, sizeof *s);
-	void *p;
+	struct pool *p = calloc(1, sizeof *p);
+	uint64_t page = (uint64_t) sysconf(_SC_PAGESIZE);
 
-	if (s == NULL)
-		return NULL;
-	p = mmap(NULL, size ? size : 1, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (p == MAP_FAILED) {
-		log_error("map %" PRIu64 " bytes for %s: %m", size, tag);
+	if (s == NULL || p == NULL)
+		goto err;
+	p->page = page;
+	p->npages = (size + page - 1) / page;
+	if (p->npages >= UINT32_MAX) {
+		log_error("%s: a memory buffer holds at most 16 TiB; use "
+			  "buffer = file", tag);
+		free(p);
 		free(s);
+		errno = EFBIG;
 		return NULL;
 	}
-	/* Small pages: a scattered 4 KiB write must cost 4 KiB of memory,
-	 * not the 2 MiB huge page around it.
+	p->ndir = (p->npages + LEAF_PAGES - 1) / LEAF_PAGES;
+	p->dir = calloc(p->ndir ? p->ndir : 1, sizeof *p->dir);
+	if (p->dir == NULL)
+		goto err;
+	p->base = mmap(NULL, p->npages ? p->npages * page : page,
+		       PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p->base == MAP_FAILED) {
+		log_error("map %" PRIu64 " bytes for %s: %m", size, tag);
+		free(p->dir);
+		goto err;
+	}
+	/* Small pages: a pool page costs 4 KiB of memory, not the 2 MiB
+	 * huge page around it (and fresh huge pages measured slower here).
 	 */
-	madvise(p, size ? size : 1, MADV_NOHUGEPAGE);
+	madvise(p->base, p->npages ? p->npages * page : page,
+		MADV_NOHUGEPAGE);
+	pthread_mutex_init(&p->lock, NULL);
 	s->ops = &memory_ops;
 	s->fd = -1;
-	s->mem = p;
+	s->direct = true;
 	s->size = size;
 	s->priv = p;
 	return s;
+err:
+	free(p);
+	free(s);
+	errno = ENOMEM;
+	return NULL;
 }
 
 struct store *
@@ -365,34 +683,16 @@ release_outside(struct store *s, struct extmap *keep)
 	return 0;
 }
 
-void
-store_populate(struct store *s, uint64_t off, uint64_t len)
-{
-	uint64_t page = (uint64_t) sysconf(_SC_PAGESIZE);
-	uint64_t a = off / page * page;
-	uint64_t b = (off + len + page - 1) / page * page;
-
-	if (s->mem == NULL || len == 0)
-		return;
-	if (b > s->size)
-		b = s->size;
-	/* s->resident changes only while the store is recycled, when no
-	 * I/O can reach it.  Pages zeroed since (mem_zero) fault in
-	 * one by one: still right, only slower.
-	 */
-	if (s->resident && extmap_contains(s->resident, a, b - a))
-		return;
-	/* Older kernels say EINVAL; the copy faults the pages in then. */
-	madvise((char *) s->mem + a, b - a, MADV_POPULATE_WRITE);
-}
-
 int
 store_recycle(struct store *s, const struct extmap *used, uint64_t keep,
 	      uint64_t *epoch_pages)
 {
-	struct extmap *pages = extmap_new();
+	struct extmap *pages;
 	uint64_t all;
 
+	if (s->ops->free == mem_free)
+		return pool_recycle(s, keep, epoch_pages);
+	pages = extmap_new();
 	if (pages == NULL || add_pages(pages, used, s->size, epoch_pages) == -1)
 		goto err;
 	if (s->resident == NULL) {
@@ -420,6 +720,16 @@ err:
 uint64_t
 store_retained(const struct store *s)
 {
+	if (s->ops->free == mem_free) {
+		struct pool *p = s->priv;
+		uint64_t n = atomic_load(&p->populated);
+
+		if (atomic_load(&p->next) > n)
+			n = atomic_load(&p->next);
+		uint64_t m = atomic_load(&p->mapped);
+
+		return (n > m ? n : m) * p->page;
+	}
 	return s->resident ? extmap_bytes(s->resident) : 0;
 }
 

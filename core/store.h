@@ -3,14 +3,19 @@
 #define COLOFS_STORE_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-/* A store holds bytes at disk offsets: the byte at disk offset X lives at
- * store offset X.  It does not know which bytes are meaningful: the extent
- * map next to it does.  Backings fill one function table:
- *   memory: an anonymous unreserved mapping, one copy in or out;
- *   file:   an unlinked sparse file in a configured directory.
+/* A store holds bytes at disk offsets.  It does not know which bytes are
+ * meaningful: the extent map next to it does.  Backings fill one function
+ * table:
+ *   memory: a pool of pages (an anonymous unreserved mapping) and a table
+ *           from disk pages to pool pages: an epoch's writes take the
+ *           pool's pages in order, wherever on the disk they land, so a
+ *           recycled store's pages are overwritten, never faulted in again;
+ *   file:   an unlinked sparse file in a configured directory, the byte at
+ *           disk offset X at file offset X.
  * Tests add a fault-injecting backing of their own.
  */
 struct store;
@@ -33,7 +38,7 @@ struct store_ops {
 struct store {
 	const struct store_ops *ops;
 	int fd;			/* the data, or -1: lets callers splice */
-	void *mem;		/* the data in memory, or NULL */
+	bool direct;		/* store_read_ptr/store_write_ptr work */
 	uint64_t size;
 	void *priv;		/* the backing's own */
 	struct extmap *resident;	/* pages kept from earlier epochs, or
@@ -68,26 +73,44 @@ struct store *store_file_open(const char *path, uint64_t size);
  * The caller's extent map says which bytes mean something, so a recycled
  * store's old bytes are never read: its next epoch starts with an empty
  * map, and every read outside that map falls through to the layer below.
- * store_recycle: used is the epoch's map (the bytes written into s); their
- * pages join the resident set, the pages the store keeps mapped (memory)
- * or allocated (file) so that the next epoch overwrites them instead of
- * faulting fresh zeroed pages in.  If the resident set is then larger
- * than keep bytes, the pages that the epoch did not touch are released
- * (MADV_FREE, or a punched hole): the set shrinks to the epoch's own
- * pages.  *epoch_pages gets those pages' size (page-rounded |used|).
+ * store_recycle: used is the epoch's map (the bytes written into s).
+ *   file: their pages join the resident set, the blocks the store keeps
+ *   allocated so that the next epoch overwrites them instead of
+ *   allocating fresh ones.  If the resident set is then larger than keep
+ *   bytes, the pages that the epoch did not touch are punched out: the
+ *   set shrinks to the epoch's own pages.  *epoch_pages gets those pages'
+ *   size (page-rounded |used|).
+ *   memory: the table empties and the pool starts again at its first
+ *   page; the pool pages the epoch took are the resident set (mapped,
+ *   to be overwritten by the next epoch wherever it writes).  If the pool
+ *   has more pages mapped than keep bytes, those beyond the epoch's are
+ *   released (MADV_FREE).  *epoch_pages gets the pages the epoch took.
  * 0, or -1 with errno (the store is still usable, its resident set
  * unknown: free it).  store_retained: the resident set's size.
  */
 struct extmap;
-/* Before a copy into s->mem at [off, off+len): faults the pages in with
- * one call (MADV_POPULATE_WRITE) rather than one trap per page, unless
- * they are resident already (then it costs nothing).  Memory stores only;
- * a hint: nothing fails.
- */
-void store_populate(struct store *s, uint64_t off, uint64_t len);
 int store_recycle(struct store *s, const struct extmap *used, uint64_t keep,
 		  uint64_t *epoch_pages);
 uint64_t store_retained(const struct store *s);
+
+/* Direct access to a memory store (s->direct), for a copy in or out
+ * without a bounce buffer.  Both return a pointer to the bytes of disk
+ * offset off and put in *run how many bytes from there (at most len, at
+ * least 1) are contiguous in memory; the caller loops.  Pointers stay
+ * valid until the store is recycled or freed.
+ * store_read_ptr: NULL if the page at off was never written (its bytes
+ * read as zeros; *run then spans to the end of that page or len).
+ * store_write_ptr: gives the pages of [off, off+len) that have none a
+ * pool page each (a fresh page reads as zeros, and a recycled one is
+ * zeroed unless the copy will cover all of it); NULL with errno (ENOSPC:
+ * the pool is used up, which the table's one page per disk page rules
+ * out).  Pages taken together are contiguous, so a sequential write
+ * makes one run.
+ */
+void *store_read_ptr(struct store *s, uint64_t off, uint64_t len,
+		     uint64_t *run);
+void *store_write_ptr(struct store *s, uint64_t off, uint64_t len,
+		      uint64_t *run);
 
 /* Factories for the two backings; dir must outlive the factory. */
 struct store_factory store_memory_factory(void);

@@ -16,7 +16,8 @@
  *     a checkpoint; per epoch the throughput, the page faults the process
  *     took (getrusage minflt: the engine's threads included) and the
  *     checkpoint's duration.  Recycled buffers fault nothing in from the
- *     third epoch on (the first two fill fresh stores).
+ *     third epoch on (the first two fill fresh stores); memory buffers
+ *     also when each epoch writes another place of the disk (wandering).
  *
  * Usage: bench-core [--quick] [--dir DIR] [--only PART]
  *   DIR: where images go (/tmp); PART: extmap, checkpoint, epochs,
@@ -225,34 +226,41 @@ minflt(void)
 }
 
 /* Each epoch: span of 1 MiB view writes and span of 1 MiB primary writes
- * (each saving S's old bytes into hidden), then a checkpoint.
+ * (each saving S's old bytes into hidden), then a checkpoint.  wander: each
+ * epoch writes another of 4 places of the disk (a guest's writes move
+ * over its disk), else the same place every epoch.
  */
 static void
-bench_epochs(const char *kind, struct store_factory f)
+bench_epochs(const char *kind, struct store_factory f, int wander)
 {
-	uint64_t span = quick ? 32 * MiB : 256 * MiB, off;
+	uint64_t span = quick ? 32 * MiB : 256 * MiB, off, at;
+	int places = wander ? 4 : 1;
 	int epochs = quick ? 4 : 6, e;
-	char *path = temp_image(2 * span);
+	char *path = temp_image(2 * span * places);
 	struct secondary *r = open_secondary(path, &f);
 	struct secondary_disk *d = secondary_disk_at(r, 0);
 	char *buf = aligned_alloc(4096, MiB);
 
 	memset(buf, 0x5a, MiB);
-	for (off = 0; off < 2 * span; off += MiB)	/* S's page cache */
+	for (off = 0; off < 2 * span * places; off += MiB) /* S's page cache */
 		secondary_primary_read(d, buf, MiB, off);
-	printf("steady-state epochs, %s buffers (%llu MiB view + %llu MiB "
-	       "primary writes of 1 MiB, then a checkpoint):\n", kind,
+	printf("%s epochs, %s buffers (%llu MiB view + %llu MiB "
+	       "primary writes of 1 MiB, %s, then a checkpoint):\n",
+	       wander ? "wandering" : "steady-state", kind,
 	       (unsigned long long) (span / MiB),
-	       (unsigned long long) (span / MiB));
+	       (unsigned long long) (span / MiB),
+	       wander ? "each epoch at another place" : "the same place");
 	printf("  %-6s %9s %12s %12s %14s\n", "epoch", "MiB/s", "page faults",
 	       "faults/MiB", "checkpoint ms");
 	for (e = 1; e <= epochs; e++) {
 		long f0 = minflt(), faults;
 		double t0 = now(), t1, tc;
 
+		at = (uint64_t) ((e - 1) % places) * span;
 		for (off = 0; off < span; off += MiB) {
-			if (secondary_view_write(d, buf, MiB, off) == -1 ||
-			    secondary_primary_write(d, buf, MiB, span + off) == -1) {
+			if (secondary_view_write(d, buf, MiB, at + off) == -1 ||
+			    secondary_primary_write(d, buf, MiB, places * span +
+						    at + off) == -1) {
 				perror("write");
 				exit(1);
 			}
@@ -440,8 +448,9 @@ main(int argc, char **argv)
 		bench_checkpoint("file", store_file_factory(dir));
 	}
 	if (part("epochs")) {
-		bench_epochs("memory", store_memory_factory());
-		bench_epochs("file", store_file_factory(dir));
+		bench_epochs("memory", store_memory_factory(), 0);
+		bench_epochs("file", store_file_factory(dir), 0);
+		bench_epochs("memory", store_memory_factory(), 1);
 	}
 	if (part("throughput"))
 		bench_throughput();

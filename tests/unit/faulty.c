@@ -180,7 +180,7 @@ fs_create(void *opaque, uint64_t size, const char *tag)
 	/* No direct access: every copy goes through the faulty ops.  The
 	 * mapping stays for the ops to use (mem_free unmaps priv).
 	 */
-	s->mem = NULL;
+	s->direct = false;
 	return s;
 }
 

@@ -51,13 +51,64 @@ Test(recycle, store_keeps_the_epochs_pages_rounded_out)
 {
 	struct store *s = store_memory_new(4 * MiB, "t");
 	struct extmap *m = map_of(100, 4900); /* pages 0 and 1 */
+	static char buf[4900];
 	uint64_t pages;
 
 	cr_assert_eq(extmap_insert(m, MiB, 1), 0); /* one more page */
-	cr_assert_eq(store_retained(s), 0);
+	cr_assert_eq(s->ops->pwrite(s, buf, 4900, 100), 0);
+	cr_assert_eq(s->ops->pwrite(s, buf, 1, MiB), 0);
+	cr_assert_eq(store_retained(s), 3 * 4096);
 	cr_assert_eq(store_recycle(s, m, 0, &pages), 0);
 	cr_assert_eq(pages, 3 * 4096);
 	cr_assert_eq(store_retained(s), 3 * 4096);
+	extmap_free(m);
+	store_free(s);
+}
+
+/* The pool: whatever disk pages an epoch writes, they read back; pages
+ * never written, and the rest of a page partly written, read as zeros,
+ * also over a recycled pool page that held other bytes.
+ */
+Test(recycle, pool_pages_hold_any_disk_page)
+{
+	struct store *s = store_memory_new(8 * MiB, "t");
+	struct extmap *m = extmap_new();
+	static char buf[3 * 4096], got[3 * 4096], zero[3 * 4096];
+	uint64_t pages, run;
+	int epoch;
+
+	for (epoch = 0; epoch < 3; epoch++) {
+		memset(buf, 0x40 + epoch, sizeof buf);
+		/* Different places each epoch, in an order that is not the
+		 * disk's: the pool hands its pages out in order anyway.
+		 */
+		cr_assert_eq(s->ops->pwrite(s, buf, 4096, (7 - epoch) * MiB), 0);
+		cr_assert_eq(s->ops->pwrite(s, buf, 100, epoch * MiB + 10), 0);
+		cr_assert_eq(s->ops->pread(s, got, 4096, (7 - epoch) * MiB), 0);
+		cr_assert_eq(memcmp(got, buf, 4096), 0);
+		cr_assert_eq(s->ops->pread(s, got, 4096, epoch * MiB), 0);
+		cr_assert_eq(memcmp(got, zero, 10), 0, "epoch %d", epoch);
+		cr_assert_eq(memcmp(got + 10, buf, 100), 0);
+		cr_assert_eq(memcmp(got + 110, zero, 4096 - 110), 0);
+		cr_assert_eq(s->ops->pread(s, got, sizeof got, 4 * MiB + 4096),
+			     0);
+		cr_assert_eq(memcmp(got, zero, sizeof got), 0);
+		/* Two pages taken together are one run in memory. */
+		cr_assert_not_null(store_write_ptr(s, 3 * MiB + 4000, 8192,
+						   &run));
+		cr_assert_eq(run, 8192);
+		cr_assert_null(store_read_ptr(s, 4 * MiB, 4096, &run));
+		cr_assert_eq(s->ops->zero(s, (7 - epoch) * MiB + 1, 4000), 0);
+		cr_assert_eq(s->ops->pread(s, got, 4096, (7 - epoch) * MiB), 0);
+		cr_assert_eq(got[0], 0x40 + epoch);
+		cr_assert_eq(memcmp(got + 1, zero, 4000), 0);
+		cr_assert_eq(got[4001], 0x40 + epoch);
+		cr_assert_eq(store_recycle(s, m, 0, &pages), 0);
+		cr_assert_eq(pages, 5 * 4096);
+		cr_assert_eq(s->ops->pread(s, got, 4096, (7 - epoch) * MiB), 0);
+		cr_assert_eq(memcmp(got, zero, 4096), 0, "a recycled table "
+			     "maps nothing");
+	}
 	extmap_free(m);
 	store_free(s);
 }
@@ -103,26 +154,30 @@ Test(recycle, file_store_punches_only_beyond_the_retention)
 
 static long minflt(void);
 
-/* Counted against the same copy into fresh pages (sanitizers fault their
- * shadow memory in too).
+/* An epoch that writes other places than the one before still overwrites
+ * the pool's pages: counted against the same copy into fresh pages
+ * (sanitizers fault their shadow memory in too).
  */
-Test(recycle, populated_pages_take_no_fault_in_the_copy)
+Test(recycle, a_recycled_pool_takes_no_fault_wherever_it_is_written)
 {
 	struct store *s = store_memory_new(16 * MiB, "t");
+	struct extmap *m = extmap_new();
 	static char buf[MiB];
-	long before, fresh, populated;
+	long before, fresh, recycled;
+	uint64_t pages;
 
 	memset(buf, 0x5a, sizeof buf);
 	before = minflt();
 	cr_assert_eq(s->ops->pwrite(s, buf, MiB, 100), 0);
 	fresh = minflt() - before;
-	store_populate(s, 4 * MiB + 100, MiB);
+	cr_assert_eq(store_recycle(s, m, 2 * MiB, &pages), 0);
 	before = minflt();
-	cr_assert_eq(s->ops->pwrite(s, buf, MiB, 4 * MiB + 100), 0);
-	populated = minflt() - before;
-	cr_assert_geq(fresh, 256, "a fresh MiB faults its pages in");
-	cr_assert_lt(populated, fresh / 2, "%ld faults in the copy, %ld fresh",
-		     populated, fresh);
+	cr_assert_eq(s->ops->pwrite(s, buf, MiB - 4096, 9 * MiB), 0);
+	recycled = minflt() - before;
+	cr_assert_geq(fresh, 64, "a fresh MiB faults its pages in");
+	cr_assert_lt(recycled, fresh / 4, "%ld faults in the copy, %ld fresh",
+		     recycled, fresh);
+	extmap_free(m);
 	store_free(s);
 }
 
@@ -329,28 +384,32 @@ minflt(void)
 	return ru.ru_minflt;
 }
 
-/* Not a timing test: it counts page faults.  An epoch that writes the
- * same 4 MiB as the epochs before faults no page of the buffers in.
+/* Not a timing test: it counts page faults.  Steady-state epochs fault
+ * no page of the buffers in, writing the same 4 MiB each time (moving:
+ * false) or 4 MiB somewhere else each time (a guest's writes wander over
+ * its disk).
  */
-Test(recycle, a_steady_epoch_faults_no_buffer_page_in)
+static void
+steady_epochs(bool moving)
 {
-	struct secondary *r = test_secondary(16 * MiB, 0x11, NULL);
+	struct secondary *r = test_secondary(64 * MiB, 0x11, NULL);
 	struct secondary_disk *d = secondary_disk_at(r, 0);
 	static char buf[64 * KiB];
 	long before, faults;
-	uint64_t off;
+	uint64_t off, at;
 	int epoch;
 
 	memset(buf, 0x33, sizeof buf);
 	cr_assert_eq(secondary_start(r), 0);
-	for (epoch = 0; epoch < 4; epoch++) {
+	for (epoch = 0; epoch < 5; epoch++) {
+		at = moving ? (uint64_t) epoch * 4 * MiB : 0;
 		before = minflt();
 		for (off = 0; off < 4 * MiB; off += sizeof buf) {
 			cr_assert_eq(secondary_view_write(d, buf, sizeof buf,
-							off),
+							at + off),
 				     0);
 			cr_assert_eq(secondary_primary_write(d, buf, sizeof buf,
-							   8 * MiB + off),
+							   32 * MiB + at + off),
 				     0);
 		}
 		faults = minflt() - before;
@@ -359,4 +418,14 @@ Test(recycle, a_steady_epoch_faults_no_buffer_page_in)
 	/* 8 MiB buffered is 2,048 pages; the maps' own heap costs a few. */
 	cr_assert_lt(faults, 128, "%ld page faults in a steady epoch", faults);
 	secondary_free(r);
+}
+
+Test(recycle, a_steady_epoch_faults_no_buffer_page_in)
+{
+	steady_epochs(false);
+}
+
+Test(recycle, a_steady_epoch_elsewhere_faults_no_buffer_page_in)
+{
+	steady_epochs(true);
 }

@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "extmap.h"
 #include "fdio.h"
 #include "log.h"
 #include "store.h"
@@ -147,4 +150,81 @@ Test(store, a_failed_sync_fails_every_later_sync)
 	cr_assert_eq(errno, EIO);
 	store_free(s);
 	test_cleanup_dir(dir);
+}
+
+/* The pool under concurrent first writes: writers that share pages but
+ * never bytes (as range locks allow) race for each page's entry; every
+ * writer's bytes must survive the others' claims and zeroing, over fresh
+ * and recycled pool pages alike.
+ */
+struct quarter_job {
+	struct store *s;
+	int q;				/* which quarter of every page */
+	int epoch;
+};
+
+static void *
+quarter_writer(void *arg)
+{
+	struct quarter_job *j = arg;
+	char buf[1024];
+	uint64_t pg, k;
+
+	memset(buf, 0x10 * j->epoch + j->q + 1, sizeof buf);
+	for (k = 0; k < 1024; k++) {
+		/* Each writer walks the pages in its own order. */
+		pg = (k * (2 * j->q + 1) + 7 * j->q) % 1024;
+		if (j->s->ops->pwrite(j->s, buf, sizeof buf,
+				      pg * 4096 + j->q * 1024) != 0)
+			return (void *) 1;
+	}
+	return NULL;
+}
+
+Test(store, pool_pages_shared_by_concurrent_writers)
+{
+	struct store *s = store_memory_new(8 << 20, "t");
+	struct extmap *m = extmap_new();
+	pthread_t t[4];
+	struct quarter_job jobs[4];
+	static char got[4 << 20];
+	uint64_t pages, i;
+	int epoch, q;
+	void *rc;
+
+	cr_assert_not_null(s);
+	for (epoch = 0; epoch < 3; epoch++) {
+		for (q = 0; q < 4; q++) {
+			jobs[q] = (struct quarter_job) { s, q, epoch };
+			cr_assert_eq(pthread_create(&t[q], NULL,
+						    quarter_writer, &jobs[q]),
+				     0);
+		}
+		for (q = 0; q < 4; q++) {
+			cr_assert_eq(pthread_join(t[q], &rc), 0);
+			cr_assert_null(rc);
+		}
+		cr_assert_eq(s->ops->pread(s, got, sizeof got, 0), 0);
+		for (i = 0; i < sizeof got; i++)
+			cr_assert_eq(got[i], 0x10 * epoch + (int) (i % 4096 / 1024)
+				     + 1, "epoch %d byte %ju", epoch,
+				     (uintmax_t) i);
+		cr_assert_eq(store_recycle(s, m, 16 << 20, &pages), 0);
+		cr_assert_geq(pages, 4 << 20);
+	}
+	extmap_free(m);
+	store_free(s);
+}
+
+/* The pool's table numbers pages in 32 bits: a memory buffer says so for a
+ * disk beyond 16 TiB rather than wrapping around.
+ */
+Test(store, memory_store_refuses_disks_beyond_16_tib)
+{
+	log_set_quiet(true);
+	cr_assert_null(store_memory_new((uint64_t) 1 << 45, "huge"));
+	cr_assert_eq(errno, EFBIG);
+	cr_assert_null(store_memory_new((uint64_t) 1 << 44, "16t"));
+	cr_assert_eq(errno, EFBIG);
+	store_free(store_memory_new(((uint64_t) 1 << 44) - (1 << 20), "ok"));
 }
