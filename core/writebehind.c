@@ -63,9 +63,10 @@ struct writebehind {
 	uint64_t every;
 	pthread_t thread;
 	pthread_mutex_t lock;
-	pthread_cond_t cond;		/* monotonic: pending reached every, or stop */
-	uint64_t lo, hi;		/* protected by lock: span not started */
-	uint64_t pending;		/* protected by lock: bytes noted in it */
+	pthread_cond_t cond;		/* monotonic: a span began or filled,
+					 * or stop */
+	uint64_t lo, hi;		/* protected by lock: not started */
+	uint64_t pending;		/* protected by lock: bytes noted */
 	bool stop;			/* protected by lock */
 	uint64_t calls, bytes;		/* protected by lock: started so far */
 };

@@ -13,8 +13,8 @@ CS=$(dirname "$0")/cachestat.py
 
 # unsettled FILE: S's pages still to reach the disk (dirty + writeback).
 unsettled() {
-	local cache dirty wb
-	read -r cache dirty wb < <("$PY3" "$CS" "$1") || return 1
+	local dirty wb
+	read -r _ dirty wb < <("$PY3" "$CS" "$1") || return 1
 	echo $((dirty + wb))
 }
 settled() { [ "$(unsettled "$1")" -le 256 ]; }	# 1 MiB of 4 KiB pages
