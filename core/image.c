@@ -5,6 +5,10 @@
  * qcow2 lives in image-qcow2.c.  A raw image is an fd opened O_RDWR; its
  * operations are plain pread/pwrite, safe from any thread.  Zeroing punches
  * a hole where the filesystem can, so that a trimmed range costs no space.
+ * With write-behind (image_write_behind), each write is noted for a thread
+ * (writebehind.c) that starts the pages' writeback early; zeroing is not
+ * noted: a hole or ZERO_RANGE leaves no dirty pages (the written-zeros
+ * fallback does, and the flush writes them).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +22,7 @@
 #include "image.h"
 #include "log.h"
 #include "ofdlock.h"
+#include "writebehind.h"
 
 static const char qcow_magic[4] = { 'Q', 'F', 'I', 0xfb };
 
@@ -90,6 +95,8 @@ raw_pwrite(struct image *img, const void *buf, size_t len, uint64_t off)
 		log_error("write %s at %" PRIu64 "+%zu: %m", img->path, off, len);
 		return -1;
 	}
+	if (img->wb != NULL)
+		writebehind_note(img->wb, off, len);
 	return 0;
 }
 
@@ -113,6 +120,7 @@ raw_flush(struct image *img)
 static void
 raw_close(struct image *img)
 {
+	writebehind_free(img->wb);	/* its thread uses the fd */
 	close(img->fd);
 	free(img->path);
 	free(img);
@@ -175,6 +183,19 @@ err:
 	close(fd);
 	errno = saved;
 	return NULL;
+}
+
+int
+image_write_behind(struct image *img, uint64_t every)
+{
+	if (img->ops != &raw_ops || every == 0)
+		return 0;
+	if (img->wb != NULL) {
+		errno = EBUSY;
+		return -1;
+	}
+	img->wb = writebehind_new(img->fd, img->path, every);
+	return img->wb != NULL ? 0 : -1;
 }
 
 /* An fd of path that holds the ownership locks: fd, or -1 (logged). */

@@ -24,6 +24,7 @@ const char *image_format_name(enum image_format f);	/* aborts if unknown */
 int image_format_parse(const char *s, enum image_format *out);
 
 struct image;
+struct writebehind;
 
 struct image_ops {
 	const char *name;
@@ -48,6 +49,7 @@ struct image {
 	int fd;			/* the raw data, or -1 (qcow2) */
 	int lock_fd;		/* holds the ownership locks, or -1 */
 	atomic_bool sync_failed;	/* fdio_datasync's: a sync failed */
+	struct writebehind *wb;	/* raw: image_write_behind's, or NULL */
 	void *priv;
 };
 
@@ -61,6 +63,13 @@ struct image {
 struct image *image_open(const char *path, enum image_format fmt,
 			 const char *overlay_dir, const char *name);
 void image_close(struct image *img);		/* NULL is a no-op */
+
+/* Write-behind (writebehind.h): from now on, a raw image starts the
+ * writeback of its written pages after every `every` bytes, from a thread,
+ * so that a flush has less to write.  0: off.  Other formats ignore it.
+ * Call it once, before the image's I/O starts.  0, or -1 with errno.
+ */
+int image_write_behind(struct image *img, uint64_t every);
 
 /* Whether image_open could own path now: takes QEMU's locks as it would
  * and lets them go.  0, or -1 with the holder logged (or no file).

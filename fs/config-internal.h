@@ -34,6 +34,7 @@
 	X(buffer_limit,	size,	buffer_limit,	"0")		\
 	X(allow_other,	bool,	allow_other,	"true")		\
 	X(page_cache,	bool,	page_cache,	"false")		\
+	X(write_behind,	size,	write_behind,	"8M")		\
 	X(allow_chown,	bool,	allow_chown,	"true")		\
 	X(metrics_file,	path,	metrics_file,	NULL)		\
 	X(state_dir,	path,	state_dir,	"/var/lib/colofs")	\

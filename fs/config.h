@@ -21,6 +21,7 @@
  *   buffer_limit = 0                   ; bytes (K/M/G suffixes), 0 = none
  *   allow_other = true                 ; let other users open the disks
  *   page_cache = false                 ; let the kernel cache disk files
+ *   write_behind = 8M                  ; start S's writeback every 8M, 0 = off
  *   allow_chown = true                 ; chown/chmod of disk files (memory)
  *   metrics_file = /var/lib/...prom    ; OpenMetrics, rewritten every 5 s
  *   state_dir = /var/lib/colofs        ; state file, journals, bitmaps
@@ -131,6 +132,8 @@ struct config {
 	uint64_t buffer_limit;		/* 0 = unlimited */
 	bool allow_other;
 	bool page_cache;		/* kernel page cache for disk files */
+	uint64_t write_behind;		/* secondary: bytes between S's
+					 * writeback starts; 0: off */
 	bool allow_chown;		/* disk files' chown/chmod kept in memory */
 	char *metrics_file;		/* NULL unless set */
 	char *state_dir;		/* state file, failover journals, bitmaps */

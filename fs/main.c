@@ -516,6 +516,10 @@ serve(struct config *cfg, bool foreground, bool demote, bool discard_local)
 				 d->name);
 		if (!img)
 			goto out;
+		if (image_write_behind(img, cfg->write_behind) == -1) {
+			image_close(img);
+			goto out;
+		}
 		/* Takes img, also on failure. */
 		if (!secondary_add_disk(r, d->name, img)) {
 			log_error("disk %s: %m", d->name);

@@ -66,6 +66,7 @@ assert_same_config(const struct config *a, const struct config *b)
 	cr_assert_eq(a->buffer_limit, b->buffer_limit);
 	cr_assert_eq(a->allow_other, b->allow_other);
 	cr_assert_eq(a->page_cache, b->page_cache);
+	cr_assert_eq(a->write_behind, b->write_behind);
 	cr_assert_eq(a->allow_chown, b->allow_chown);
 	cr_assert(str_eq(a->metrics_file, b->metrics_file));
 	cr_assert_eq(a->max_connections, b->max_connections);
@@ -178,6 +179,17 @@ Test(config, sample_file_loads_every_key)
 	config_free(c);
 }
 
+Test(config, write_behind_takes_a_size_and_zero_turns_it_off)
+{
+	struct config *c = load_ok(COLOFS "write_behind = 1M\n" DISK);
+
+	cr_assert_eq(c->write_behind, UINT64_C(1) << 20);
+	config_free(c);
+	c = load_ok(COLOFS "write_behind = 0\n" DISK);
+	cr_assert_eq(c->write_behind, 0);
+	config_free(c);
+}
+
 Test(config, defaults)
 {
 	struct config *c = load_ok(COLOFS DISK);
@@ -191,6 +203,8 @@ Test(config, defaults)
 	cr_assert_eq(c->buffer_limit, 0);
 	cr_assert(c->allow_other, "allow_other defaults to true (libvirt)");
 	cr_assert(!c->page_cache, "page_cache defaults to false");
+	cr_assert_eq(c->write_behind, UINT64_C(8) << 20,
+		     "write_behind defaults to 8M");
 	cr_assert(c->allow_chown, "allow_chown defaults to true (libvirt)");
 	cr_assert_null(c->metrics_file);
 	cr_assert_eq(c->ndisks, 1);

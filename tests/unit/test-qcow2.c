@@ -194,6 +194,16 @@ Test(qcow2, reads_what_qemu_io_wrote)
 	image_close(img);
 }
 
+/* Write-behind needs S's data in one fd (core/image.h): qcow2 skips it. */
+Test(qcow2, write_behind_is_left_to_raw_images)
+{
+	struct image *img = open_ok();
+
+	cr_assert_eq(image_write_behind(img, 1 << 20), 0);
+	cr_assert_null(img->wb);
+	image_close(img);
+}
+
 Test(qcow2, unaligned_reads_across_qcow_data)
 {
 	struct image *img = open_ok();
