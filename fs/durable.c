@@ -71,6 +71,7 @@ struct durable {
 	int lock_fd;			/* holds STEM.lock */
 	pthread_mutex_t lock;
 	struct statefile sf;		/* protected by lock: as on disk */
+	bool resume;			/* durable_resume has a commit to run */
 };
 
 /* The mountpoint as a file name, as systemd-escape --path does. */
@@ -498,15 +499,7 @@ durable_open(const struct config *cfg, struct secondary *r, bool demote,
 	if (rc == 0 && start == SECONDARY_NONE)
 		secondary_drop_leftovers(r);
 	secondary_set_state_hook(r, hook, du);
-	if (resume) {
-		log_info("resuming the failover commit left by the last run");
-		if (secondary_resume_failover(r) == -1) {
-			secondary_last_error(r, err, sizeof err);
-			log_error("%s", err);
-			secondary_set_state_hook(r, NULL, NULL);
-			goto err;
-		}
-	}
+	du->resume = resume;
 	log_info("state file %s: was %s, now %s", du->path, du->found,
 		 secondary_state_name(start));
 	free(stem);
@@ -515,6 +508,24 @@ err:
 	free(stem);
 	durable_free(du);
 	return NULL;
+}
+
+int
+durable_resume(struct durable *du)
+{
+	char err[1024];
+
+	if (!du->resume)
+		return 0;
+	du->resume = false;
+	log_info("resuming the failover commit left by the last run");
+	if (secondary_resume_failover(du->r) == -1) {
+		secondary_last_error(du->r, err, sizeof err);
+		log_error("%s", err);
+		secondary_set_state_hook(du->r, NULL, NULL);
+		return -1;
+	}
+	return 0;
 }
 
 const char *

@@ -25,6 +25,12 @@ struct durable;
  */
 struct durable *durable_open(const struct config *cfg, struct secondary *r,
 			     bool demote, bool discard_local);
+/* Resumes the failover commit that durable_open found interrupted, if
+ * any: called once whatever watches S's writes (protect's tap) is in
+ * place, since the commit starts writing S at once.  0, or -1 with the
+ * reason logged (the daemon must not start).
+ */
+int durable_resume(struct durable *du);
 void durable_free(struct durable *du);		/* NULL is a no-op */
 
 /* A planned restart in running (live restart, holder.c): with no I/O in

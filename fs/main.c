@@ -532,9 +532,12 @@ serve(struct config *cfg, bool foreground, bool demote, bool discard_local)
 	du = durable_open(cfg, r, demote, discard_local);
 	if (!du)
 		goto out;
-	/* Tracks S's own writes from a failover on, for protect. */
+	/* Tracks S's own writes from a failover on, for protect: set before
+	 * an interrupted failover's commit resumes, which writes S at once.
+	 */
 	pr = protect_new(cfg, r, du);
-	if (!pr || (!discard_local && protect_adopt(pr) == -1))
+	if (!pr || durable_resume(du) == -1 ||
+	    (!discard_local && protect_adopt(pr) == -1))
 		goto out;
 	if (cfg->listen) {
 		nbd = nbd_server_new(r, cfg);

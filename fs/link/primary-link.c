@@ -680,8 +680,10 @@ reconnect(struct link_conn *c, const char *why, char *not, size_t notlen)
 	for (;;) {
 		left = ms_left(&dl);
 		if (left <= 0) {
-			snprintf(not, notlen, "no reconnect in %u ms: %s",
-				 l->timeout_ms, err);
+			/* A long reason is cut short: still a reason. */
+			if (snprintf(not, notlen, "no reconnect in %u ms: %s",
+				     l->timeout_ms, err) >= (int) notlen)
+				log_debug("%s: reason shortened", c->name);
 			goto fail;
 		}
 		if (is_dead(c))
