@@ -206,6 +206,17 @@ finally:
 EOPY
 }
 
+# failover_dies POINT: "failover" into a colofs started with
+# COLOFS_TEST_CRASH_AT=POINT; it must die there.
+failover_dies() {
+	ctl_try "failover
+" >/dev/null 2>&1 || true
+	wait "$COLOFS_PID" 2>/dev/null || true
+	alive "$COLOFS_PID" && fail "colofs did not die at $1"
+	grep -q "crash point $1" "$T/colofs.log" ||
+		fail "the crash point $1 was not reached"
+}
+
 # expect_ctl WORD RESULT: the ctl write of "WORD\n" gives RESULT (ok or
 # an errno name); a refusal must leave a message in .colo/error.
 expect_ctl() {

@@ -13,12 +13,7 @@ BUFFER=file EXTRA_CONFIG="buffer_dir = $T/buf" write_config
 COLOFS_TEST_CRASH_AT=failover_buffers_synced start_colofs_fg
 ctl start
 view_write 0 $U bb
-ctl_try "failover
-" >/dev/null 2>&1 || true
-wait "$COLOFS_PID" 2>/dev/null || true
-alive "$COLOFS_PID" && fail "colofs did not die at the crash point"
-grep -q "crash point failover_buffers_synced" "$T/colofs.log" ||
-	fail "the crash point was not reached"
+failover_dies failover_buffers_synced
 ls "$T"/buf/*.hidden "$T"/buf/*.active >/dev/null 2>&1 ||
 	fail "no buffer files after the crash: the test proves nothing"
 fusermount3 -u "$MNT" 2>/dev/null || true
