@@ -7,6 +7,8 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -428,4 +430,74 @@ Test(recycle, a_steady_epoch_faults_no_buffer_page_in)
 Test(recycle, a_steady_epoch_elsewhere_faults_no_buffer_page_in)
 {
 	steady_epochs(true);
+}
+
+/* ---- the secondary: what a failover waits for ---- */
+
+/* Memory stores whose free notes whether it ran on the test's own thread
+ * (the one that calls secondary_failover).
+ */
+static struct store_ops noting_ops;
+static void (*memory_free)(struct store *);
+static pthread_t test_thread;
+static atomic_int frees_here, frees;
+
+static void
+noting_free(struct store *s)
+{
+	if (pthread_equal(pthread_self(), test_thread))
+		atomic_fetch_add(&frees_here, 1);
+	atomic_fetch_add(&frees, 1);
+	memory_free(s);
+}
+
+static struct store *
+noting_create(void *opaque, uint64_t size, const char *tag)
+{
+	struct store *s = store_memory_new(size, tag);
+
+	(void) opaque;
+	if (s == NULL)
+		return NULL;
+	memory_free = s->ops->free;
+	noting_ops = *s->ops;
+	noting_ops.free = noting_free;
+	s->ops = &noting_ops;
+	return s;
+}
+
+/* The spares (stores kept from earlier epochs, pages mapped) are freed in
+ * the background: unmapping them took 33 ms of a failover's answer with
+ * 256 MiB in each.
+ */
+Test(recycle, failover_frees_the_spares_in_the_background)
+{
+	struct store_factory f = { .create = noting_create };
+	struct secondary *r = secondary_new(&f);
+	struct secondary_disk *d;
+	int before;
+
+	cr_assert_not_null(r);
+	cr_assert_not_null(secondary_add_disk(r, "vda",
+					    test_raw_image(MiB, 0x11)));
+	d = secondary_disk_at(r, 0);
+	test_thread = pthread_self();
+	cr_assert_eq(secondary_start(r), 0);
+	view_fill(d, 0, 64 * KiB, 0x33);
+	primary_fill(d, 128 * KiB, 64 * KiB, 0x22);
+	cr_assert_eq(secondary_checkpoint(r), 0);
+	view_fill(d, 0, 64 * KiB, 0x44);
+	cr_assert_eq(secondary_checkpoint(r), 0);
+	cr_assert_geq(retained(r), 64 * KiB, "spares with pages are kept");
+	view_fill(d, 0, 64 * KiB, 0x55);
+	before = atomic_load(&frees_here);
+	cr_assert_eq(secondary_failover(r), 0);
+	cr_assert_eq(atomic_load(&frees_here), before,
+		     "%d stores freed by the failover's caller",
+		     atomic_load(&frees_here) - before);
+	secondary_wait_commit(r);
+	cr_assert_eq(secondary_state(r), SECONDARY_DONE);
+	expect_disk(d, 0, 64 * KiB, 0x55);
+	secondary_free(r);
+	cr_assert_geq(atomic_load(&frees), 4, "every store is freed in the end");
 }
