@@ -294,11 +294,14 @@ sec_journaled(struct secondary *r)
 /* ---- failover commit ---- */
 
 /* Copies [pos, end) of store s into S: from a memory store's pages
- * straight into S, else through bounce (COMMIT_CHUNK bytes).
+ * straight into S, else through *bounce (COMMIT_CHUNK bytes, allocated
+ * on first use: a commit of memory buffers allocates nothing, so it does
+ * not queue for the address space behind the spares' unmapping, which
+ * the failover left to the reclaim thread).
  */
 static int
 commit_copy(struct secondary_disk *d, struct store *s, uint64_t pos,
-	    uint64_t end, char *bounce)
+	    uint64_t end, char **bounce)
 {
 	uint64_t run;
 
@@ -308,9 +311,12 @@ commit_copy(struct secondary_disk *d, struct store *s, uint64_t pos,
 		if (src == NULL) {
 			if (run > COMMIT_CHUNK)
 				run = COMMIT_CHUNK;
-			if (s->ops->pread(s, bounce, run, pos) == -1)
+			if (*bounce == NULL &&
+			    (*bounce = malloc(COMMIT_CHUNK)) == NULL)
 				return -1;
-			src = bounce;
+			if (s->ops->pread(s, *bounce, run, pos) == -1)
+				return -1;
+			src = *bounce;
 		}
 		if (d->img->ops->pwrite(d->img, src, run, pos) == -1)
 			return -1;
@@ -321,7 +327,7 @@ commit_copy(struct secondary_disk *d, struct store *s, uint64_t pos,
 /* Commits the buffered bytes of [off, end) into S. */
 static int
 commit_chunk(struct secondary_disk *d, uint64_t off, uint64_t end,
-	     char *bounce)
+	     char **bounce)
 {
 	uint64_t pos, seg_end;
 
@@ -376,7 +382,7 @@ next_buffered(struct secondary_disk *d, uint64_t pos, uint64_t *start)
 
 /* 0 committed, 1 cancelled, -1 failed. */
 static int
-commit_disk(struct secondary_disk *d, char *bounce)
+commit_disk(struct secondary_disk *d, char **bounce)
 {
 	struct secondary *r = d->r;
 	uint64_t pos = 0, start, end;
@@ -421,17 +427,13 @@ static void *
 commit_main(void *arg)
 {
 	struct secondary *r = arg;
-	char *bounce = malloc(COMMIT_CHUNK);
+	char *bounce = NULL;
 	enum secondary_state next = SECONDARY_DONE;
 	size_t i;
 	int ret = 0;
 
-	if (bounce == NULL) {
-		secondary_record_error(r, "failover commit: %s", strerror(errno));
-		ret = -1;
-	}
 	for (i = 0; ret == 0 && i < r->ndisks; i++)
-		ret = commit_disk(r->disks[i], bounce);
+		ret = commit_disk(r->disks[i], &bounce);
 	free(bounce);
 	/* The view writes' records too, before done: a crash before done is
 	 * durable resumes the commit, which must not undo them.
