@@ -465,6 +465,11 @@ commit_main(void *arg)
 	if (next == SECONDARY_DONE) {
 		crash_point("done_before_drop");
 		drop_durable(r);
+		/* No checkpoint comes any more.  Not before the commit: their
+		 * unmapping would take a CPU from it (and the address space's
+		 * lock from anything it maps).
+		 */
+		sec_drop_spares(r, true);
 	}
 	else if (next == SECONDARY_FAILOVER_FAILED &&
 		 sec_call_hook(r, SECONDARY_FAILOVER_FAILED, sec_journaled(r)) == -1)
@@ -601,7 +606,6 @@ secondary_failover(struct secondary *r)
 		goto out;
 	}
 	crash_point("failover_acked");
-	sec_drop_spares(r, true);		/* no checkpoint comes any more */
 	ret = commit_start(r, "failover");
 out:
 	pthread_mutex_unlock(&r->ctl_lock);
