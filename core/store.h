@@ -41,8 +41,9 @@ struct store {
 	bool direct;		/* store_read_ptr/store_write_ptr work */
 	uint64_t size;
 	void *priv;		/* the backing's own */
-	struct extmap *resident;	/* pages kept from earlier epochs, or
-					 * NULL: see store_recycle */
+	struct extmap *resident;	/* file stores: pages kept from
+					 * earlier epochs, or NULL: see
+					 * store_recycle */
 	atomic_bool sync_failed;	/* fdio_datasync's: a sync failed */
 };
 
@@ -99,7 +100,8 @@ uint64_t store_retained(const struct store *s);
  * least 1) are contiguous in memory; the caller loops.  Pointers stay
  * valid until the store is recycled or freed.
  * store_read_ptr: NULL if the page at off was never written (its bytes
- * read as zeros; *run then spans to the end of that page or len).
+ * read as zeros; *run then spans to the end of that page or len), or if
+ * s has no direct access (*run = len): either way ops->pread serves.
  * store_write_ptr: gives the pages of [off, off+len) that have none a
  * pool page each (a fresh page reads as zeros, and a recycled one is
  * zeroed unless the copy will cover all of it); NULL with errno (ENOSPC:
