@@ -17,7 +17,8 @@ struct durable;
 
 /* Reads the state file of cfg (creating state_dir if needed), puts the
  * secondary (its disks added, in none) in the state that follows, writes the
- * file back with a new generation and installs the hook.  demote: leave
+ * file back with a new generation and installs the hook (a failover found
+ * interrupted waits in none for durable_resume).  demote: leave
  * done for none (the operator's way out of the fence).  discard_local
  * (with demote): a new generation without history, so that the primary
  * resolves a split brain by copying its whole disk here.  NULL on failure,
