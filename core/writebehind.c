@@ -24,8 +24,14 @@
  * few dirty pages costs little, and pages dirtied by someone else in it
  * are started too, which is harmless.  A span that stays below every is
  * started WB_IDLE_MS after it began, so that the tail of a burst does not
- * wait for the kernel's expiry either.  An idle thread
- * sleeps on its condition, with no timer.
+ * wait for the kernel's expiry either.  And WB_IDLE_MS after the last
+ * start, with nothing noted since, one more start covers everything
+ * started since the previous such sweep: under I/O pressure the kernel
+ * passes over some of the dirty pages a start asks for (another writer
+ * syncing: a few MiB of 64 stayed dirty for the whole expiry), and the
+ * sweep gets them out; it costs little, since the kernel finds dirty pages
+ * by their tags.  An idle thread with nothing to sweep sleeps on its
+ * condition, with no timer.
  *
  * sync_file_range(SYNC_FILE_RANGE_WRITE) alone starts the I/O and returns
  * (WB_SYNC_NONE: pages already under writeback are skipped); it may still
@@ -67,6 +73,8 @@ struct writebehind {
 					 * or stop */
 	uint64_t lo, hi;		/* protected by lock: not started */
 	uint64_t pending;		/* protected by lock: bytes noted */
+	uint64_t swept_lo, swept_hi;	/* protected by lock: started since
+					 * the last sweep (empty: lo == hi) */
 	bool stop;			/* protected by lock */
 	uint64_t calls, bytes;		/* protected by lock: started so far */
 };
@@ -93,6 +101,26 @@ writebehind_main(void *arg)
 
 	pthread_mutex_lock(&wb->lock);
 	while (!wb->stop) {
+		if (wb->pending == 0 && wb->swept_lo < wb->swept_hi) {
+			/* Idle after a burst: once more over all of it, for
+			 * the pages the kernel skipped (WB_SYNC_NONE passes
+			 * over some under I/O pressure; they would wait for
+			 * the expiry).  Clean pages cost nothing there.
+			 */
+			until = deadline_in_ms(WB_IDLE_MS);
+			if (pthread_cond_timedwait(&wb->cond, &wb->lock,
+						   &until) != ETIMEDOUT)
+				continue;
+			if (wb->pending != 0 || wb->stop)
+				continue;
+			lo = wb->swept_lo;
+			hi = wb->swept_hi;
+			wb->swept_lo = wb->swept_hi = 0;
+			pthread_mutex_unlock(&wb->lock);
+			start(wb, lo, hi, 0);
+			pthread_mutex_lock(&wb->lock);
+			continue;
+		}
 		if (wb->pending == 0) {
 			pthread_cond_wait(&wb->cond, &wb->lock);
 			continue;
@@ -109,6 +137,13 @@ writebehind_main(void *arg)
 		hi = wb->hi;
 		noted = wb->pending;
 		wb->pending = 0;
+		if (wb->swept_lo == wb->swept_hi) {
+			wb->swept_lo = lo;
+			wb->swept_hi = hi;
+		} else {
+			wb->swept_lo = lo < wb->swept_lo ? lo : wb->swept_lo;
+			wb->swept_hi = hi > wb->swept_hi ? hi : wb->swept_hi;
+		}
 		pthread_mutex_unlock(&wb->lock);
 		start(wb, lo, hi, noted);
 		pthread_mutex_lock(&wb->lock);

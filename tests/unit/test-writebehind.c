@@ -168,3 +168,40 @@ Test(writebehind, a_raw_image_notes_its_writes_and_zero_turns_it_off)
 	cr_assert_eq(img->ops->flush(img), 0);
 	image_close(img);
 }
+
+/* Pages the kernel passed over when their writeback was started (under
+ * I/O pressure, WB_SYNC_NONE does) must not wait for the kernel's expiry:
+ * once the writes stop, one more start over everything started since the
+ * last idle gets them.  Stood in for here by pages dirtied again, unnoted,
+ * after their start.
+ */
+Test(writebehind, idle_after_a_burst_sweeps_what_was_started)
+{
+	int fd = make_file(2 << 20), i;
+	struct writebehind *wb = writebehind_new(fd, path, 1 << 20);
+	char buf[65536];
+	uint64_t calls, bytes;
+	long long dirty = -1;
+
+	cr_assert_not_null(wb);
+	if (dirty_pages(fd) < 0)
+		cr_skip_test("no cachestat(2) here");
+	for (i = 0; i < 32; i++)
+		write_noted(wb, fd, (uint64_t) i << 16, 1 << 16);
+	expect_started(wb, fd, 2 << 20);
+	memset(buf, 0x77, sizeof buf);
+	for (i = 0; i < 32; i += 4)		/* not noted */
+		cr_assert_eq(pwrite(fd, buf, sizeof buf, (off_t) i << 16),
+			     (ssize_t) sizeof buf);
+	for (i = 0; i < 1000; i++) {
+		dirty = dirty_pages(fd);
+		if (dirty == 0)
+			break;
+		sleep_ms(10);
+	}
+	writebehind_stats(wb, &calls, &bytes);
+	cr_assert_eq(dirty, 0, "%lld pages still dirty 10 s after the burst "
+		     "(%llu starts)", dirty, (unsigned long long) calls);
+	writebehind_free(wb);
+	close(fd);
+}
