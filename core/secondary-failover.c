@@ -102,18 +102,11 @@ copy_to_file(struct secondary_disk *d, struct buffer *b, const char *what,
 		if (!more)
 			break;
 		for (p = st; p < en; p += n) {
-			const char *src = store_read_ptr(b->store, p, en - p,
+			const void *src = store_read_run(b->store, p, en - p,
+							 &bounce, COMMIT_CHUNK,
 							 &n);
 
-			if (src == NULL) {
-				if (n > COMMIT_CHUNK)
-					n = COMMIT_CHUNK;
-				if (b->store->ops->pread(b->store, bounce, n,
-							 p) == -1)
-					goto err;
-				src = bounce;
-			}
-			if (ns->ops->pwrite(ns, src, n, p) == -1)
+			if (src == NULL || ns->ops->pwrite(ns, src, n, p) == -1)
 				goto err;
 		}
 		pos = en;
@@ -295,9 +288,9 @@ sec_journaled(struct secondary *r)
 
 /* Copies [pos, end) of store s into S: from a memory store's pages
  * straight into S, else through *bounce (COMMIT_CHUNK bytes, allocated
- * on first use: a commit of memory buffers allocates nothing, so it does
- * not queue for the address space behind the spares' unmapping, which
- * the failover left to the reclaim thread).
+ * on first use by store_read_run: a commit of memory buffers allocates
+ * nothing, so it does not queue for the address space behind the spares'
+ * unmapping, which the failover left to the reclaim thread).
  */
 static int
 commit_copy(struct secondary_disk *d, struct store *s, uint64_t pos,
@@ -306,19 +299,11 @@ commit_copy(struct secondary_disk *d, struct store *s, uint64_t pos,
 	uint64_t run;
 
 	for (; pos < end; pos += run) {
-		const char *src = store_read_ptr(s, pos, end - pos, &run);
+		const void *src = store_read_run(s, pos, end - pos, bounce,
+						 COMMIT_CHUNK, &run);
 
-		if (src == NULL) {
-			if (run > COMMIT_CHUNK)
-				run = COMMIT_CHUNK;
-			if (*bounce == NULL &&
-			    (*bounce = malloc(COMMIT_CHUNK)) == NULL)
-				return -1;
-			if (s->ops->pread(s, *bounce, run, pos) == -1)
-				return -1;
-			src = *bounce;
-		}
-		if (d->img->ops->pwrite(d->img, src, run, pos) == -1)
+		if (src == NULL ||
+		    d->img->ops->pwrite(d->img, src, run, pos) == -1)
 			return -1;
 	}
 	return 0;

@@ -332,6 +332,23 @@ store_write_ptr(struct store *s, uint64_t off, uint64_t len, uint64_t *run)
 	return pool_write_ptr(s, off, len, run);
 }
 
+const void *
+store_read_run(struct store *s, uint64_t off, uint64_t len, char **bounce,
+	       size_t bounce_len, uint64_t *run)
+{
+	const void *p = store_read_ptr(s, off, len, run);
+
+	if (p != NULL)
+		return p;
+	if (*run > bounce_len)
+		*run = bounce_len;
+	if (*bounce == NULL && (*bounce = malloc(bounce_len)) == NULL)
+		return NULL;
+	if (s->ops->pread(s, *bounce, *run, off) == -1)
+		return NULL;
+	return *bounce;
+}
+
 static int
 mem_pread(struct store *s, void *buf, size_t len, uint64_t off)
 {

@@ -111,6 +111,14 @@ uint64_t store_retained(const struct store *s);
  */
 void *store_read_ptr(struct store *s, uint64_t off, uint64_t len,
 		     uint64_t *run);
+/* The bytes of [off, off+len) for a copy out, as far as one piece goes:
+ * in place (store_read_ptr), else read (ops->pread) into *bounce, of
+ * bounce_len bytes, which it allocates on first use (the caller frees
+ * it): a copy out of memory stores allocates nothing.  *run says how
+ * many bytes (at most len and bounce_len).  NULL with errno.
+ */
+const void *store_read_run(struct store *s, uint64_t off, uint64_t len,
+			   char **bounce, size_t bounce_len, uint64_t *run);
 void *store_write_ptr(struct store *s, uint64_t off, uint64_t len,
 		      uint64_t *run);
 
