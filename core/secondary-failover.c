@@ -394,8 +394,10 @@ commit_disk(struct secondary_disk *d, char **bounce)
 		/* Start writing the chunk back now, so that the disk works
 		 * while the next chunks are copied and the final flush has
 		 * little left to wait for.  A hint: errors surface there.
+		 * An image with write-behind does it already (its pwrite
+		 * noted the chunk), from its own thread.
 		 */
-		if (d->img->fd >= 0)
+		if (d->img->fd >= 0 && d->img->wb == NULL)
 			sync_file_range(d->img->fd, start, end - start,
 					SYNC_FILE_RANGE_WRITE);
 		pos = end;
