@@ -423,18 +423,28 @@ mem_free(struct store *s)
 	free(s);
 }
 
+/* The pool's pages that may be mapped: the earlier epochs', and this
+ * one's taken or faulted in so far.
+ */
+static uint64_t
+pool_mapped(struct pool *p)
+{
+	uint64_t n = atomic_load(&p->mapped), v;
+
+	if ((v = atomic_load(&p->populated)) > n)
+		n = v;
+	if ((v = atomic_load(&p->next)) > n)
+		n = v;
+	return n;
+}
+
 /* store_recycle for a memory store (see store.h). */
 static int
 pool_recycle(struct store *s, uint64_t keep, uint64_t *epoch_pages)
 {
 	struct pool *p = s->priv;
 	uint64_t used = atomic_load(&p->next), i;
-	uint64_t mapped = atomic_load(&p->mapped);
-
-	if (atomic_load(&p->populated) > mapped)
-		mapped = atomic_load(&p->populated);
-	if (used > mapped)
-		mapped = used;
+	uint64_t mapped = pool_mapped(p);
 	for (i = 0; i < p->ndir; i++) {
 		_Atomic uint32_t *leaf = atomic_load(&p->dir[i]);
 
@@ -739,13 +749,8 @@ store_retained(const struct store *s)
 {
 	if (s->ops->free == mem_free) {
 		struct pool *p = s->priv;
-		uint64_t n = atomic_load(&p->populated);
 
-		if (atomic_load(&p->next) > n)
-			n = atomic_load(&p->next);
-		uint64_t m = atomic_load(&p->mapped);
-
-		return (n > m ? n : m) * p->page;
+		return pool_mapped(p) * p->page;
 	}
 	return s->resident ? extmap_bytes(s->resident) : 0;
 }
