@@ -32,7 +32,8 @@
  *
  * Requests.  A disk read whose range lives in one place (the image, or
  * one buffer) replies in place: secondary_view_read_begin gives the fd or
- * memory and libfuse splices or writes it straight into the reply; other
+ * memory and libfuse splices it (memory through fuse-pages.c) or writes
+ * it straight into the reply; other
  * reads (several layers, or qcow2) use secondary_view_read into a heap
  * buffer.  Writes go to secondary_view_write
  * (at most 1 MiB: max_write; reads at most 512 KiB: max_read, see
@@ -120,6 +121,7 @@
 
 #include "colo.h"
 #include "fuse-loop.h"
+#include "fuse-pages.h"
 #include "fuse-resume.h"
 #include "fusefs.h"
 #include "handover.h"
@@ -777,7 +779,8 @@ op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 /* Replies to a disk read straight from where the view's bytes live, when
  * they live in one place: the image's or a file buffer's fd (spliced by
  * libfuse when the kernel allows, so page-cache pages are never copied
- * into this process) or a memory buffer (one copy, into the kernel).
+ * into this process) or a memory buffer (lent to the kernel by
+ * fuse_reply_pages, copied once there; small replies are copied in).
  * That is the common case of large reads.  The range stays locked until
  * the reply is sent: the lock exists to order exactly this read.
  * Returns false, having replied nothing, when the range is in several
@@ -815,6 +818,9 @@ read_in_place_locked(fuse_req_t req, struct fusefs_disk *dk, size_t size,
 				  FUSE_BUF_FD_RETRY;
 		bv.buf[0].fd = seg.fd;
 		bv.buf[0].pos = (off_t)seg.pos;
+	} else if (fuse_reply_pages(req, seg.mem, size)) {
+		secondary_view_read_end(&rd);
+		return true;
 	} else
 		bv.buf[0].mem = (void *)seg.mem;
 	fuse_reply_data(req, &bv, 0);
