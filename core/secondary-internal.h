@@ -21,6 +21,9 @@
 #define BOUNCE_MAX (1024 * 1024)	/* bytes copied per step */
 #define COMMIT_CHUNK (4 * 1024 * 1024)	/* bytes committed per lock */
 #define RETAIN_EPOCHS 4			/* epochs a buffer's size is kept for */
+#define SPARES 2			/* spares kept per slot (buffer_warm
+					 * makes both: start takes one, the
+					 * first checkpoint the other) */
 
 enum slot { SLOT_HIDDEN, SLOT_ACTIVE, SLOTS };
 
@@ -58,16 +61,21 @@ struct secondary_disk {
 	struct journal_rec *notes;
 	size_t nnotes, notes_cap;
 	uint64_t notes_base;
-	/* Recycled buffers, empty, for the next checkpoint to swap in, and
-	 * the page-rounded bytes of the last RETAIN_EPOCHS epochs of each
-	 * slot (the retention bound); protected by r->reclaim_lock.
+	/* Recycled (or warmed) buffers, empty, for the next checkpoint to
+	 * swap in, nspare[slot] of them, and the page-rounded bytes of the
+	 * last RETAIN_EPOCHS epochs of each slot (the retention bound);
+	 * protected by r->reclaim_lock.
 	 */
-	struct buffer *spare[SLOTS];
+	struct buffer *spare[SLOTS][SPARES];
+	unsigned nspare[SLOTS];
 	uint64_t retain_hist[SLOTS][RETAIN_EPOCHS];
 	unsigned retain_pos[SLOTS];
 };
 
-/* A buffer the reclaim thread frees, or recycles into d->spare[slot]. */
+/* A buffer the reclaim thread frees, or recycles into d->spare[slot]; or,
+ * with buf NULL, a spare for d's slot that it makes and warms
+ * (buffer_warm).
+ */
 struct garbage {
 	struct garbage *next;
 	struct buffer *buf;
@@ -117,6 +125,9 @@ struct secondary {
 	bool reclaim_stop;		/* protected by reclaim_lock */
 	bool spares_off;		/* out of running: protected by
 					 * reclaim_lock */
+	uint64_t warm;			/* buffer_warm: bytes each store
+					 * keeps mapped; under reclaim_lock */
+	atomic_uint_fast64_t warming;	/* bytes still to fault in */
 	pthread_t reclaim_thread;
 
 	/* Durability: set before start, fixed after.  jdir NULL: none. */

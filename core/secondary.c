@@ -257,20 +257,40 @@ err:
 	return NULL;
 }
 
-/* Empties b (a buffer a checkpoint dropped) and keeps it as d's spare for
- * its slot, its store's pages trimmed to the retention bound: the largest
- * of the slot's last RETAIN_EPOCHS epochs.  b is freed instead if that
- * fails or a spare is there already.
+/* The spares of d's slot, under r->reclaim_lock: take one (or NULL), or
+ * keep b as one (false: out of running, or SPARES are there already).
+ */
+static struct buffer *
+spare_take(struct secondary_disk *d, enum slot slot)
+{
+	return d->nspare[slot] > 0 ? d->spare[slot][--d->nspare[slot]] : NULL;
+}
+
+static bool
+spare_keep(struct secondary *r, struct secondary_disk *d, enum slot slot,
+	   struct buffer *b)
+{
+	if (r->spares_off || d->nspare[slot] == SPARES)
+		return false;
+	d->spare[slot][d->nspare[slot]++] = b;
+	return true;
+}
+
+/* Empties b (a buffer a checkpoint dropped) and keeps it as a spare of
+ * d's slot, its store's pages trimmed to the retention bound: the largest
+ * of the slot's last RETAIN_EPOCHS epochs, and at least buffer_warm.  b
+ * is freed instead if that fails or the spares are there already.
  */
 static void
 recycle(struct secondary *r, struct secondary_disk *d, enum slot slot,
 	struct buffer *b)
 {
 	struct extmap *map = extmap_new(), *zeros = extmap_new();
-	uint64_t keep = 0, pages;
+	uint64_t keep, pages;
 	unsigned i;
 
 	pthread_mutex_lock(&r->reclaim_lock);
+	keep = r->warm;
 	for (i = 0; i < RETAIN_EPOCHS; i++)
 		if (d->retain_hist[slot][i] > keep)
 			keep = d->retain_hist[slot][i];
@@ -288,10 +308,61 @@ recycle(struct secondary *r, struct secondary_disk *d, enum slot slot,
 	b->zeros = zeros;
 	pthread_mutex_lock(&r->reclaim_lock);
 	d->retain_hist[slot][d->retain_pos[slot]++ % RETAIN_EPOCHS] = pages;
-	if (d->spare[slot] == NULL && !r->spares_off) {
-		d->spare[slot] = b;
+	if (spare_keep(r, d, slot, b))
 		b = NULL;
+	pthread_mutex_unlock(&r->reclaim_lock);
+	sec_buffer_free(b);
+}
+
+/* Whether warming goes on: not once out of running or stopping. */
+static bool
+warm_on(struct secondary *r)
+{
+	bool on;
+
+	pthread_mutex_lock(&r->reclaim_lock);
+	on = !r->spares_off && !r->reclaim_stop;
+	pthread_mutex_unlock(&r->reclaim_lock);
+	return on;
+}
+
+#define WARM_STEP (8 * 1024 * 1024)	/* faulted in between checks */
+
+/* Makes a spare for d's slot with buffer_warm bytes of its store faulted
+ * in (a step at a time, giving up once out of running).  A failure costs
+ * only speed: it is recorded, and the first epochs fault their pages in.
+ */
+static void
+warm_spare(struct secondary *r, struct secondary_disk *d, enum slot slot)
+{
+	struct buffer *b = NULL;
+	uint64_t want, done = 0, step;
+
+	pthread_mutex_lock(&r->reclaim_lock);
+	want = r->warm < d->size ? r->warm : d->size;
+	pthread_mutex_unlock(&r->reclaim_lock);
+	if (warm_on(r)) {
+		b = buffer_new(r, d, slot == SLOT_HIDDEN ? "hidden" : "active");
+		if (b == NULL)
+			secondary_record_error(r, "%s: buffer_warm: making a "
+					       "buffer failed: %s", d->name,
+					       strerror(errno));
 	}
+	while (b != NULL && done < want && warm_on(r)) {
+		step = want - done < WARM_STEP ? want - done : WARM_STEP;
+		if (store_warm(b->store, done + step) == -1) {
+			secondary_record_error(r, "%s: buffer_warm: faulting "
+					       "pages in failed: %s", d->name,
+					       strerror(errno));
+			break;
+		}
+		done += step;
+		atomic_fetch_sub(&r->warming, step);
+	}
+	atomic_fetch_sub(&r->warming, want - done);
+	pthread_mutex_lock(&r->reclaim_lock);
+	if (b != NULL && done == want && spare_keep(r, d, slot, b))
+		b = NULL;
 	pthread_mutex_unlock(&r->reclaim_lock);
 	sec_buffer_free(b);
 }
@@ -306,26 +377,27 @@ recycle(struct secondary *r, struct secondary_disk *d, enum slot slot,
 bool
 sec_drop_spares(struct secondary *r, bool off)
 {
-	struct buffer *drop[SLOTS];
+	struct buffer *drop[SLOTS * SPARES];
 	bool any = false;
-	size_t i;
+	size_t i, n, k;
 	int s;
 
 	for (i = 0; i < r->ndisks; i++) {
 		pthread_mutex_lock(&r->reclaim_lock);
 		if (off)
 			r->spares_off = true;
-		for (s = 0; s < SLOTS; s++) {
-			drop[s] = r->disks[i]->spare[s];
-			r->disks[i]->spare[s] = NULL;
-		}
+		n = 0;
+		for (s = 0; s < SLOTS; s++)
+			while ((drop[n] = spare_take(r->disks[i],
+						     (enum slot) s)) != NULL)
+				n++;
 		pthread_mutex_unlock(&r->reclaim_lock);
-		for (s = 0; s < SLOTS; s++) {
-			any |= drop[s] != NULL;
+		for (k = 0; k < n; k++) {
+			any = true;
 			if (off)
-				sec_reclaim(r, drop[s], NULL, (enum slot) s);
+				sec_reclaim(r, drop[k], NULL, SLOT_HIDDEN);
 			else
-				sec_buffer_free(drop[s]);
+				sec_buffer_free(drop[k]);
 		}
 	}
 	return any;
@@ -350,7 +422,9 @@ reclaim_main(void *arg)
 		while (g != NULL) {
 			struct garbage *next = g->next;
 
-			if (g->d)
+			if (g->buf == NULL)
+				warm_spare(r, g->d, g->slot);
+			else if (g->d)
 				recycle(r, g->d, g->slot, g->buf);
 			else
 				sec_buffer_free(g->buf);
@@ -381,22 +455,17 @@ sec_reclaim_drain(struct secondary *r)
 	return pending;
 }
 
-/* Frees b in the background, or with d set recycles it as d's spare for
- * slot; b is unreachable by any I/O by now.
+/* Queues work for the reclaim thread (struct garbage).  false: no memory
+ * for it.
  */
-void
-sec_reclaim(struct secondary *r, struct buffer *b, struct secondary_disk *d,
-	enum slot slot)
+static bool
+reclaim_queue(struct secondary *r, struct buffer *b, struct secondary_disk *d,
+	      enum slot slot)
 {
-	struct garbage *g;
+	struct garbage *g = malloc(sizeof *g);
 
-	if (b == NULL)
-		return;
-	g = malloc(sizeof *g);
-	if (g == NULL) {		/* free it here rather than leak it */
-		sec_buffer_free(b);
-		return;
-	}
+	if (g == NULL)
+		return false;
 	g->buf = b;
 	g->d = d;
 	g->slot = slot;
@@ -405,6 +474,53 @@ sec_reclaim(struct secondary *r, struct buffer *b, struct secondary_disk *d,
 	r->reclaim_list = g;
 	pthread_cond_signal(&r->reclaim_cond);
 	pthread_mutex_unlock(&r->reclaim_lock);
+	return true;
+}
+
+/* Frees b in the background, or with d set recycles it as d's spare for
+ * slot; b is unreachable by any I/O by now.
+ */
+void
+sec_reclaim(struct secondary *r, struct buffer *b, struct secondary_disk *d,
+	enum slot slot)
+{
+	if (b != NULL && !reclaim_queue(r, b, d, slot))
+		sec_buffer_free(b);	/* free it here rather than leak it */
+}
+
+int
+secondary_warm(struct secondary *r, uint64_t bytes)
+{
+	enum secondary_state state;
+	size_t i;
+	int s, k;
+
+	pthread_mutex_lock(&r->ctl_lock);
+	state = secondary_state(r);
+	if (bytes == 0 ||
+	    (state != SECONDARY_NONE && state != SECONDARY_RUNNING)) {
+		pthread_mutex_unlock(&r->ctl_lock);
+		return 0;
+	}
+	pthread_mutex_lock(&r->reclaim_lock);
+	r->warm = bytes;
+	pthread_mutex_unlock(&r->reclaim_lock);
+	for (k = 0; k < SPARES; k++)
+		for (i = 0; i < r->ndisks; i++)
+			for (s = 0; s < SLOTS; s++) {
+				struct secondary_disk *d = r->disks[i];
+
+				uint64_t n = bytes < d->size ? bytes : d->size;
+
+				atomic_fetch_add(&r->warming, n);
+				if (!reclaim_queue(r, NULL, d, (enum slot) s)) {
+					atomic_fetch_sub(&r->warming, n);
+					pthread_mutex_unlock(&r->ctl_lock);
+					return -1;
+				}
+			}
+	pthread_mutex_unlock(&r->ctl_lock);
+	return 0;
 }
 
 /* ---- construction ---- */
@@ -452,8 +568,9 @@ disk_free(struct secondary_disk *d)
 	journal_close(d->journal);
 	sec_buffer_free(d->hidden);
 	sec_buffer_free(d->active);
-	sec_buffer_free(d->spare[SLOT_HIDDEN]);
-	sec_buffer_free(d->spare[SLOT_ACTIVE]);
+	for (int s = 0; s < SLOTS; s++)
+		while (d->nspare[s] > 0)
+			sec_buffer_free(spare_take(d, (enum slot) s));
 	image_close(d->img);
 	rangelock_release_all(&d->rl);
 	pthread_mutex_destroy(&d->map_lock);
@@ -782,9 +899,8 @@ new_buffers(struct secondary *r, struct buffer **hidden, struct buffer **active)
 		struct secondary_disk *d = r->disks[i];
 
 		pthread_mutex_lock(&r->reclaim_lock);
-		hidden[i] = d->spare[SLOT_HIDDEN];
-		active[i] = d->spare[SLOT_ACTIVE];
-		d->spare[SLOT_HIDDEN] = d->spare[SLOT_ACTIVE] = NULL;
+		hidden[i] = spare_take(d, SLOT_HIDDEN);
+		active[i] = spare_take(d, SLOT_ACTIVE);
 		pthread_mutex_unlock(&r->reclaim_lock);
 		if (hidden[i] == NULL)
 			hidden[i] = buffer_new(r, d, "hidden");
@@ -1090,6 +1206,7 @@ secondary_get_status(struct secondary *r, struct secondary_status *st)
 	st->buffer_bytes = r->buffered;
 	st->buffer_limit = r->limit;
 	pthread_mutex_unlock(&r->limit_lock);
+	st->buffer_warming_bytes = atomic_load(&r->warming);
 	st->ndisks = r->ndisks;
 	for (i = 0; i < r->ndisks; i++) {
 		struct secondary_disk *d = r->disks[i];
@@ -1109,9 +1226,9 @@ secondary_get_status(struct secondary *r, struct secondary_status *st)
 		 */
 		pthread_mutex_lock(&r->reclaim_lock);
 		for (int s = 0; s < SLOTS; s++)
-			if (d->spare[s])
-				st->buffer_retained_bytes +=
-					store_retained(d->spare[s]->store);
+			for (unsigned k = 0; k < d->nspare[s]; k++)
+				st->buffer_retained_bytes += store_retained(
+					d->spare[s][k]->store);
 		pthread_mutex_unlock(&r->reclaim_lock);
 		if (d->hidden)
 			st->buffer_retained_bytes +=
