@@ -497,8 +497,7 @@ secondary_warm(struct secondary *r, uint64_t bytes)
 
 	pthread_mutex_lock(&r->ctl_lock);
 	state = secondary_state(r);
-	if (bytes == 0 ||
-	    (state != SECONDARY_NONE && state != SECONDARY_RUNNING)) {
+	if (bytes == 0 || state != SECONDARY_NONE) {
 		pthread_mutex_unlock(&r->ctl_lock);
 		return 0;
 	}

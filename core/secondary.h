@@ -252,10 +252,11 @@ void secondary_set_buffer_limit(struct secondary *r, uint64_t bytes);
  * every store from then on (the retention's floor), so that the first
  * epochs after start, like the later ones, overwrite mapped pages instead
  * of faulting fresh ones in.  Memory stores only (a file store gives up:
- * the error is recorded).  Called once the disks are added, in none
- * (or running); a start waits for the warming still under way.  The
- * status's buffer_warming_bytes says how much is left.  Does nothing once
- * out of running, or with bytes 0.  0, or -1 with errno (ENOMEM).
+ * the error is recorded).  Called once the disks are added, in none; a
+ * start waits for the warming still under way (a checkpoint would too,
+ * so it does nothing in any other state, nor with bytes 0).  The status's
+ * buffer_warming_bytes says how much is left.  0, or -1 with errno
+ * (ENOMEM).
  */
 int secondary_warm(struct secondary *r, uint64_t bytes);
 

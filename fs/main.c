@@ -541,8 +541,10 @@ serve(struct config *cfg, bool foreground, bool demote, bool discard_local)
 		goto out;
 	/* Spares with their pages faulted in, made in the background while
 	 * colofs waits for start: the first epochs do not fault (issue 18).
+	 * Not for a disk that serves as a primary again (protected).
 	 */
-	if (secondary_warm(r, cfg->buffer_warm) == -1) {
+	if (!durable_protected(du) &&
+	    secondary_warm(r, cfg->buffer_warm) == -1) {
 		log_error("buffer_warm: %m");
 		goto out;
 	}
