@@ -124,9 +124,10 @@ void *store_write_ptr(struct store *s, uint64_t off, uint64_t len,
 		      uint64_t *run);
 
 /* Warming (buffer_warm): faults in a memory store's first pool pages
- * until bytes of them (at most the store's size) are mapped, so that the
- * epochs that take them overwrite mapped pages instead of faulting fresh
- * ones in; a recycle keeps them as it keeps any epoch's pages, within its
+ * until bytes of them (at most the store's size) are mapped, and accesses
+ * each from user space and from the kernel (a paravirtualized guest traps
+ * on the first of each), so that the epochs that take them overwrite
+ * mapped pages at full speed instead of faulting fresh ones in; a recycle keeps them as it keeps any epoch's pages, within its
  * keep bound.  For a store no I/O reaches yet (a spare being made).  0,
  * or -1 with errno (EOPNOTSUPP: not a memory store).
  */
