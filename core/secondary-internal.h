@@ -2,9 +2,10 @@
 #ifndef COLOFS_SECONDARY_INTERNAL_H
 #define COLOFS_SECONDARY_INTERNAL_H
 
-/* Shared by the secondary engine's files only: secondary.c (buffers,
- * layers, I/O, control, status) and secondary-failover.c (the durable
- * failover and its commit).  Everything else uses secondary.h.
+/* Shared by the secondary engine's files only: secondary.c (control,
+ * status), secondary-buffers.c (reclaim, spares, warming), secondary-io.c
+ * (layers, I/O) and secondary-failover.c (the durable failover and its
+ * commit).  Everything else uses secondary.h.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -163,10 +164,14 @@ now_ns(void)
 }
 
 /* The helpers the engine's files call across (secondary.c,
- * secondary-io.c, secondary-failover.c).
+ * secondary-buffers.c, secondary-io.c, secondary-failover.c).
  */
 void sec_account(struct secondary *r, int64_t delta);
 void sec_buffer_free(struct buffer *b);
+struct buffer *sec_buffer_new(struct secondary *r, struct secondary_disk *d,
+	const char *what);
+void *sec_reclaim_main(void *arg);
+struct buffer *sec_spare_take(struct secondary_disk *d, enum slot slot);
 int sec_call_hook(struct secondary *r, enum secondary_state next,
 	bool journaled);
 bool sec_drop_spares(struct secondary *r, bool off);
