@@ -306,7 +306,6 @@ secondary_warm(struct secondary *r, uint64_t bytes)
 		for (i = 0; i < r->ndisks; i++)
 			for (s = 0; s < SLOTS; s++) {
 				struct secondary_disk *d = r->disks[i];
-
 				uint64_t n = bytes < d->size ? bytes : d->size;
 
 				atomic_fetch_add(&r->warming, n);
