@@ -2,9 +2,10 @@
 #ifndef COLOFS_SECONDARY_INTERNAL_H
 #define COLOFS_SECONDARY_INTERNAL_H
 
-/* Shared by the secondary engine's files only: secondary.c (buffers,
- * layers, I/O, control, status) and secondary-failover.c (the durable
- * failover and its commit).  Everything else uses secondary.h.
+/* Shared by the secondary engine's files only: secondary.c (control,
+ * status), secondary-buffers.c (reclaim, spares, warming), secondary-io.c
+ * (layers, I/O) and secondary-failover.c (the durable failover and its
+ * commit).  Everything else uses secondary.h.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -21,6 +22,9 @@
 #define BOUNCE_MAX (1024 * 1024)	/* bytes copied per step */
 #define COMMIT_CHUNK (4 * 1024 * 1024)	/* bytes committed per lock */
 #define RETAIN_EPOCHS 4			/* epochs a buffer's size is kept for */
+#define SPARES 2			/* spares kept per slot (buffer_warm
+					 * makes both: start takes one, the
+					 * first checkpoint the other) */
 
 enum slot { SLOT_HIDDEN, SLOT_ACTIVE, SLOTS };
 
@@ -58,16 +62,21 @@ struct secondary_disk {
 	struct journal_rec *notes;
 	size_t nnotes, notes_cap;
 	uint64_t notes_base;
-	/* Recycled buffers, empty, for the next checkpoint to swap in, and
-	 * the page-rounded bytes of the last RETAIN_EPOCHS epochs of each
-	 * slot (the retention bound); protected by r->reclaim_lock.
+	/* Recycled (or warmed) buffers, empty, for the next checkpoint to
+	 * swap in, nspare[slot] of them, and the page-rounded bytes of the
+	 * last RETAIN_EPOCHS epochs of each slot (the retention bound);
+	 * protected by r->reclaim_lock.
 	 */
-	struct buffer *spare[SLOTS];
+	struct buffer *spare[SLOTS][SPARES];
+	unsigned nspare[SLOTS];
 	uint64_t retain_hist[SLOTS][RETAIN_EPOCHS];
 	unsigned retain_pos[SLOTS];
 };
 
-/* A buffer the reclaim thread frees, or recycles into d->spare[slot]. */
+/* A buffer the reclaim thread frees, or recycles into d->spare[slot]; or,
+ * with buf NULL, a spare for d's slot that it makes and warms
+ * (buffer_warm).
+ */
 struct garbage {
 	struct garbage *next;
 	struct buffer *buf;
@@ -117,6 +126,9 @@ struct secondary {
 	bool reclaim_stop;		/* protected by reclaim_lock */
 	bool spares_off;		/* out of running: protected by
 					 * reclaim_lock */
+	uint64_t warm;			/* buffer_warm: bytes each store
+					 * keeps mapped; under reclaim_lock */
+	atomic_uint_fast64_t warming;	/* bytes still to fault in */
 	pthread_t reclaim_thread;
 
 	/* Durability: set before start, fixed after.  jdir NULL: none. */
@@ -152,10 +164,14 @@ now_ns(void)
 }
 
 /* The helpers the engine's files call across (secondary.c,
- * secondary-io.c, secondary-failover.c).
+ * secondary-buffers.c, secondary-io.c, secondary-failover.c).
  */
 void sec_account(struct secondary *r, int64_t delta);
 void sec_buffer_free(struct buffer *b);
+struct buffer *sec_buffer_new(struct secondary *r, struct secondary_disk *d,
+	const char *what);
+void *sec_reclaim_main(void *arg);
+struct buffer *sec_spare_take(struct secondary_disk *d, enum slot slot);
 int sec_call_hook(struct secondary *r, enum secondary_state next,
 	bool journaled);
 bool sec_drop_spares(struct secondary *r, bool off);

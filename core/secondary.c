@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* The secondary engine: the secondary side of COLO block replication.
  *
- * The engine is three files around secondary-internal.h (its structures,
- * the lock order below and the helpers they share): this one (buffers,
- * construction, the buffer limit, control, status), secondary-io.c (the
+ * The engine is four files around secondary-internal.h (its structures,
+ * the lock order below and the helpers they share): this one (errors,
+ * construction, the buffer limit, control, status), secondary-buffers.c
+ * (the reclaim thread, spares and buffer_warm), secondary-io.c (the
  * layers, the primary's and the VM's I/O) and secondary-failover.c (the
  * durable failover and its commit).
  *
@@ -218,195 +219,6 @@ secondary_note_unclean_disconnect(struct secondary *r, const char *why)
 			     "may be missing): %s", why);
 }
 
-/* ---- buffers and their reclaim ---- */
-
-void
-sec_buffer_free(struct buffer *b)
-{
-	if (b == NULL)
-		return;
-	store_free(b->store);
-	extmap_free(b->map);
-	extmap_free(b->zeros);
-	free(b);
-}
-
-static struct buffer *
-buffer_new(struct secondary *r, struct secondary_disk *d, const char *what)
-{
-	char tag[128];
-	struct buffer *b = calloc(1, sizeof *b);
-
-	if (b == NULL)
-		return NULL;
-	snprintf(tag, sizeof tag, "colofs-%s-%s", d->name, what);
-	b->map = extmap_new();
-	b->zeros = extmap_new();
-	if (b->map == NULL || b->zeros == NULL)
-		goto err;
-	b->store = r->factory.create(r->factory.opaque, d->size, tag);
-	if (b->store == NULL)
-		goto err;
-	return b;
-err:
-	{
-		int saved = errno;
-		sec_buffer_free(b);
-		errno = saved;
-	}
-	return NULL;
-}
-
-/* Empties b (a buffer a checkpoint dropped) and keeps it as d's spare for
- * its slot, its store's pages trimmed to the retention bound: the largest
- * of the slot's last RETAIN_EPOCHS epochs.  b is freed instead if that
- * fails or a spare is there already.
- */
-static void
-recycle(struct secondary *r, struct secondary_disk *d, enum slot slot,
-	struct buffer *b)
-{
-	struct extmap *map = extmap_new(), *zeros = extmap_new();
-	uint64_t keep = 0, pages;
-	unsigned i;
-
-	pthread_mutex_lock(&r->reclaim_lock);
-	for (i = 0; i < RETAIN_EPOCHS; i++)
-		if (d->retain_hist[slot][i] > keep)
-			keep = d->retain_hist[slot][i];
-	pthread_mutex_unlock(&r->reclaim_lock);
-	if (map == NULL || zeros == NULL ||
-	    store_recycle(b->store, b->map, keep, &pages) == -1) {
-		extmap_free(map);
-		extmap_free(zeros);
-		sec_buffer_free(b);
-		return;
-	}
-	extmap_free(b->map);
-	extmap_free(b->zeros);
-	b->map = map;
-	b->zeros = zeros;
-	pthread_mutex_lock(&r->reclaim_lock);
-	d->retain_hist[slot][d->retain_pos[slot]++ % RETAIN_EPOCHS] = pages;
-	if (d->spare[slot] == NULL && !r->spares_off) {
-		d->spare[slot] = b;
-		b = NULL;
-	}
-	pthread_mutex_unlock(&r->reclaim_lock);
-	sec_buffer_free(b);
-}
-
-/* Frees every spare.  off: keeps none from now on (out of running: a
- * failover or a stop) and frees them in the reclaim thread, since
- * unmapping a store that holds many pages takes milliseconds (12-20 ms
- * for 256 MiB here) that the failover must not wait for; else (a file
- * store out of space) frees them here, to give their blocks back at
- * once.  Returns true if there were any.
- */
-bool
-sec_drop_spares(struct secondary *r, bool off)
-{
-	struct buffer *drop[SLOTS];
-	bool any = false;
-	size_t i;
-	int s;
-
-	for (i = 0; i < r->ndisks; i++) {
-		pthread_mutex_lock(&r->reclaim_lock);
-		if (off)
-			r->spares_off = true;
-		for (s = 0; s < SLOTS; s++) {
-			drop[s] = r->disks[i]->spare[s];
-			r->disks[i]->spare[s] = NULL;
-		}
-		pthread_mutex_unlock(&r->reclaim_lock);
-		for (s = 0; s < SLOTS; s++) {
-			any |= drop[s] != NULL;
-			if (off)
-				sec_reclaim(r, drop[s], NULL, (enum slot) s);
-			else
-				sec_buffer_free(drop[s]);
-		}
-	}
-	return any;
-}
-
-static void *
-reclaim_main(void *arg)
-{
-	struct secondary *r = arg;
-	struct garbage *g;
-
-	pthread_mutex_lock(&r->reclaim_lock);
-	for (;;) {
-		while (r->reclaim_list == NULL && !r->reclaim_stop)
-			pthread_cond_wait(&r->reclaim_cond, &r->reclaim_lock);
-		g = r->reclaim_list;
-		if (g == NULL)
-			break;		/* stopping and drained */
-		r->reclaim_list = NULL;
-		r->reclaim_busy = true;
-		pthread_mutex_unlock(&r->reclaim_lock);
-		while (g != NULL) {
-			struct garbage *next = g->next;
-
-			if (g->d)
-				recycle(r, g->d, g->slot, g->buf);
-			else
-				sec_buffer_free(g->buf);
-			free(g);
-			g = next;
-		}
-		pthread_mutex_lock(&r->reclaim_lock);
-		r->reclaim_busy = false;
-		pthread_cond_broadcast(&r->reclaim_done);
-	}
-	pthread_mutex_unlock(&r->reclaim_lock);
-	return NULL;
-}
-
-/* Waits until the buffers handed to the reclaim thread are freed.  Returns
- * true if there were any: space a checkpoint freed is free now.
- */
-bool
-sec_reclaim_drain(struct secondary *r)
-{
-	bool pending;
-
-	pthread_mutex_lock(&r->reclaim_lock);
-	pending = r->reclaim_list != NULL || r->reclaim_busy;
-	while (r->reclaim_list != NULL || r->reclaim_busy)
-		pthread_cond_wait(&r->reclaim_done, &r->reclaim_lock);
-	pthread_mutex_unlock(&r->reclaim_lock);
-	return pending;
-}
-
-/* Frees b in the background, or with d set recycles it as d's spare for
- * slot; b is unreachable by any I/O by now.
- */
-void
-sec_reclaim(struct secondary *r, struct buffer *b, struct secondary_disk *d,
-	enum slot slot)
-{
-	struct garbage *g;
-
-	if (b == NULL)
-		return;
-	g = malloc(sizeof *g);
-	if (g == NULL) {		/* free it here rather than leak it */
-		sec_buffer_free(b);
-		return;
-	}
-	g->buf = b;
-	g->d = d;
-	g->slot = slot;
-	pthread_mutex_lock(&r->reclaim_lock);
-	g->next = r->reclaim_list;
-	r->reclaim_list = g;
-	pthread_cond_signal(&r->reclaim_cond);
-	pthread_mutex_unlock(&r->reclaim_lock);
-}
-
 /* ---- construction ---- */
 
 struct secondary *
@@ -435,7 +247,7 @@ secondary_new(const struct store_factory *factory)
 	pthread_mutex_init(&r->reclaim_lock, NULL);
 	pthread_cond_init(&r->reclaim_cond, NULL);
 	pthread_cond_init(&r->reclaim_done, NULL);
-	err = pthread_create(&r->reclaim_thread, NULL, reclaim_main, r);
+	err = pthread_create(&r->reclaim_thread, NULL, sec_reclaim_main, r);
 	if (err != 0) {
 		errno = err;
 		log_error("start reclaim thread: %m");
@@ -452,8 +264,9 @@ disk_free(struct secondary_disk *d)
 	journal_close(d->journal);
 	sec_buffer_free(d->hidden);
 	sec_buffer_free(d->active);
-	sec_buffer_free(d->spare[SLOT_HIDDEN]);
-	sec_buffer_free(d->spare[SLOT_ACTIVE]);
+	for (int s = 0; s < SLOTS; s++)
+		while (d->nspare[s] > 0)
+			sec_buffer_free(sec_spare_take(d, (enum slot) s));
 	image_close(d->img);
 	rangelock_release_all(&d->rl);
 	pthread_mutex_destroy(&d->map_lock);
@@ -782,14 +595,13 @@ new_buffers(struct secondary *r, struct buffer **hidden, struct buffer **active)
 		struct secondary_disk *d = r->disks[i];
 
 		pthread_mutex_lock(&r->reclaim_lock);
-		hidden[i] = d->spare[SLOT_HIDDEN];
-		active[i] = d->spare[SLOT_ACTIVE];
-		d->spare[SLOT_HIDDEN] = d->spare[SLOT_ACTIVE] = NULL;
+		hidden[i] = sec_spare_take(d, SLOT_HIDDEN);
+		active[i] = sec_spare_take(d, SLOT_ACTIVE);
 		pthread_mutex_unlock(&r->reclaim_lock);
 		if (hidden[i] == NULL)
-			hidden[i] = buffer_new(r, d, "hidden");
+			hidden[i] = sec_buffer_new(r, d, "hidden");
 		if (hidden[i] && active[i] == NULL)
-			active[i] = buffer_new(r, d, "active");
+			active[i] = sec_buffer_new(r, d, "active");
 		if (active[i] == NULL) {
 			int saved = errno;
 
@@ -1090,6 +902,7 @@ secondary_get_status(struct secondary *r, struct secondary_status *st)
 	st->buffer_bytes = r->buffered;
 	st->buffer_limit = r->limit;
 	pthread_mutex_unlock(&r->limit_lock);
+	st->buffer_warming_bytes = atomic_load(&r->warming);
 	st->ndisks = r->ndisks;
 	for (i = 0; i < r->ndisks; i++) {
 		struct secondary_disk *d = r->disks[i];
@@ -1109,9 +922,9 @@ secondary_get_status(struct secondary *r, struct secondary_status *st)
 		 */
 		pthread_mutex_lock(&r->reclaim_lock);
 		for (int s = 0; s < SLOTS; s++)
-			if (d->spare[s])
-				st->buffer_retained_bytes +=
-					store_retained(d->spare[s]->store);
+			for (unsigned k = 0; k < d->nspare[s]; k++)
+				st->buffer_retained_bytes += store_retained(
+					d->spare[s][k]->store);
 		pthread_mutex_unlock(&r->reclaim_lock);
 		if (d->hidden)
 			st->buffer_retained_bytes +=

@@ -246,6 +246,20 @@ int secondary_primary_flush(struct secondary_disk *d);
  */
 void secondary_set_buffer_limit(struct secondary *r, uint64_t bytes);
 
+/* buffer_warm: makes SPARES spare buffers for each slot of each disk (2 x
+ * hidden and active) in the background, each with bytes of its store
+ * (at most the disk's size) faulted in, and keeps at least that much in
+ * every store from then on (the retention's floor), so that the first
+ * epochs after start, like the later ones, overwrite mapped pages instead
+ * of faulting fresh ones in.  Memory stores only (a file store gives up:
+ * the error is recorded).  Called once the disks are added, in none; a
+ * start waits for the warming still under way (a checkpoint would too,
+ * so it does nothing in any other state, nor with bytes 0).  The status's
+ * buffer_warming_bytes says how much is left.  0, or -1 with errno
+ * (ENOMEM).
+ */
+int secondary_warm(struct secondary *r, uint64_t bytes);
+
 /* Errors for the FT/HA manager (.colo/error, core/errlog.h).  The last
  * one raised is current until the condition ends: a successful start,
  * checkpoint or failover clears it (the history keeps it).
@@ -303,6 +317,7 @@ struct secondary_status {
 	 * not counted in buffer_bytes.
 	 */
 	uint64_t buffer_retained_bytes;
+	uint64_t buffer_warming_bytes;	/* buffer_warm's, still to fault in */
 	char error[512];
 	time_t error_time;		/* when error was raised; 0: none */
 	size_t ndisks;

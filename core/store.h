@@ -83,9 +83,10 @@ struct store *store_file_open(const char *path, uint64_t size);
  *   size (page-rounded |used|).
  *   memory: the table empties and the pool starts again at its first
  *   page; the pool pages the epoch took are the resident set (mapped,
- *   to be overwritten by the next epoch wherever it writes).  If the pool
- *   has more pages mapped than keep bytes, those beyond the epoch's are
- *   released (MADV_FREE).  *epoch_pages gets the pages the epoch took.
+ *   to be overwritten by the next epoch wherever it writes).  The pool's
+ *   mapped pages beyond the larger of the epoch's and keep bytes are
+ *   released (MADV_FREE), so keep is also a floor (buffer_warm's pages
+ *   stay).  *epoch_pages gets the pages the epoch took.
  * 0, or -1 with errno (the store is still usable, its resident set
  * unknown: free it).  store_retained: the resident set's size.
  */
@@ -121,6 +122,16 @@ const void *store_read_run(struct store *s, uint64_t off, uint64_t len,
 			   char **bounce, size_t bounce_len, uint64_t *run);
 void *store_write_ptr(struct store *s, uint64_t off, uint64_t len,
 		      uint64_t *run);
+
+/* Warming (buffer_warm): faults in a memory store's first pool pages
+ * until bytes of them (at most the store's size) are mapped, and accesses
+ * each from user space and from the kernel (a paravirtualized guest traps
+ * on the first of each), so that the epochs that take them overwrite
+ * mapped pages at full speed instead of faulting fresh ones in; a recycle keeps them as it keeps any epoch's pages, within its
+ * keep bound.  For a store no I/O reaches yet (a spare being made).  0,
+ * or -1 with errno (EOPNOTSUPP: not a memory store).
+ */
+int store_warm(struct store *s, uint64_t bytes);
 
 /* Factories for the two backings; dir must outlive the factory. */
 struct store_factory store_memory_factory(void);

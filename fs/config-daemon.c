@@ -408,6 +408,13 @@ config_finish_colofs(struct loader *ld)
 		     "buffer = file needs buffer_dir");
 		return -1;
 	}
+	/* A file buffer's blocks sit at disk offsets: no pool to warm. */
+	if (c->buffer_warm != 0 && (c->buffer != CONFIG_BUFFER_MEMORY ||
+				    c->mode != CONFIG_MODE_SECONDARY)) {
+		config_fail(ld, ld->colofs_seen.line[CK_buffer_warm],
+		     "buffer_warm is for mode = secondary with buffer = memory");
+		return -1;
+	}
 	if (c->nbd_conn_memory_limit > c->nbd_memory_limit) {
 		config_fail(ld, ld->colofs_seen.mask & (UINT64_C(1) << CK_nbd_conn_memory_limit) ?
 		     ld->colofs_seen.line[CK_nbd_conn_memory_limit] :

@@ -32,6 +32,7 @@
 	X(buffer,	buffer,	buffer,		"memory")	\
 	X(buffer_dir,	path,	buffer_dir,	NULL)		\
 	X(buffer_limit,	size,	buffer_limit,	"0")		\
+	X(buffer_warm,	size,	buffer_warm,	"0")		\
 	X(allow_other,	bool,	allow_other,	"true")		\
 	X(page_cache,	bool,	page_cache,	"false")		\
 	X(write_behind,	size,	write_behind,	"8M")		\

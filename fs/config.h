@@ -19,6 +19,7 @@
  *   buffer = memory                    ; memory | file
  *   buffer_dir = /var/lib/colofs/buf   ; required for buffer = file or qcow2
  *   buffer_limit = 0                   ; bytes (K/M/G suffixes), 0 = none
+ *   buffer_warm = 0                    ; memory each buffer keeps faulted in
  *   allow_other = true                 ; let other users open the disks
  *   page_cache = false                 ; let the kernel cache disk files
  *   write_behind = 8M                  ; start S's writeback every 8M, 0 = off
@@ -130,6 +131,8 @@ struct config {
 	enum config_buffer buffer;
 	char *buffer_dir;		/* NULL unless set */
 	uint64_t buffer_limit;		/* 0 = unlimited */
+	uint64_t buffer_warm;		/* bytes each memory buffer keeps
+					 * faulted in from the start; 0: none */
 	bool allow_other;
 	bool page_cache;		/* kernel page cache for disk files */
 	uint64_t write_behind;		/* secondary: bytes between S's

@@ -539,6 +539,15 @@ serve(struct config *cfg, bool foreground, bool demote, bool discard_local)
 	if (!pr || durable_resume(du) == -1 ||
 	    (!discard_local && protect_adopt(pr) == -1))
 		goto out;
+	/* Spares with their pages faulted in, made in the background while
+	 * colofs waits for start: the first epochs do not fault (issue 18).
+	 * Not for a disk that serves as a primary again (protected).
+	 */
+	if (!durable_protected(du) &&
+	    secondary_warm(r, cfg->buffer_warm) == -1) {
+		log_error("buffer_warm: %m");
+		goto out;
+	}
 	if (cfg->listen) {
 		nbd = nbd_server_new(r, cfg);
 		if (!nbd)

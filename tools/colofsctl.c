@@ -727,6 +727,10 @@ print_human(const struct status *st)
 		printf(", %s kept for reuse",
 		       human_bytes(num(st, "buffer_retained_bytes"), b2,
 				   sizeof b2));
+	if (num(st, "buffer_warming_bytes"))
+		printf(", %s still warming",
+		       human_bytes(num(st, "buffer_warming_bytes"), b2,
+				   sizeof b2));
 	putchar('\n');
 	print_error(st);
 	print_disks(st, heads, cols, sizeof cols / sizeof cols[0], 14, NULL);

@@ -233,6 +233,8 @@ status_render(const struct secondary_status *st, const struct config *cfg,
 	fprintf(fp, "buffer_limit=%" PRIu64 "\n", st->buffer_limit);
 	fprintf(fp, "buffer_retained_bytes=%" PRIu64 "\n",
 		st->buffer_retained_bytes);
+	fprintf(fp, "buffer_warming_bytes=%" PRIu64 "\n",
+		st->buffer_warming_bytes);
 	fprintf(fp, "checkpoints=%" PRIu64 "\n", st->checkpoints);
 	fprintf(fp, "last_checkpoint_us=%" PRIu64 "\n",
 		st->last_checkpoint_ns / 1000);
@@ -356,6 +358,8 @@ static const struct metric_map metric_map[] = {
 	  "The cap on buffered bytes (buffer_limit; 0: none)", NULL, 0 },
 	{ "buffer_retained_bytes", "colofs_buffer_retained_bytes", "gauge",
 	  "bytes", "Buffer pages kept from earlier epochs for reuse", NULL, 0 },
+	{ "buffer_warming_bytes", "colofs_buffer_warming_bytes", "gauge",
+	  "bytes", "Buffer pages buffer_warm has still to fault in", NULL, 0 },
 	{ "unclean_disconnects", "colofs_unclean_disconnects", "counter", NULL,
 	  "Primaries gone without NBD_CMD_DISC (writes may be missed)",
 	  NULL, 0 },

@@ -5,8 +5,10 @@
  * thread runs checkpoints, then a failover or a stop under load; the
  * third run's failover is durable (a journal and buffer files in a temp
  * dir), so view writes during its commit append to the journal from
- * several threads at once.  Exits non-zero on an I/O error or when V
- * differs from S at the end.
+ * several threads at once; the stop's run starts with buffer_warm (the
+ * reclaim thread makes the spares while status is read), and a last run
+ * frees the engine while it warms.  Exits non-zero on an I/O error or
+ * when V differs from S at the end.
  *
  * Usage: stress [SECONDS-PER-PHASE]
  */
@@ -95,6 +97,13 @@ run(int seconds, enum end end)
 	if (end == END_DURABLE_FAILOVER &&
 	    (mkdtemp(dir) == NULL || secondary_set_durable(r, dir, dir, "s")))
 		return 1;
+	if (end == END_STOP) {
+		if (secondary_warm(r, SIZE) == -1)
+			return 1;
+		for (i = 0; i < 10; i++)
+			if (secondary_get_status(r, &st) == 0)
+				secondary_status_release(&st);
+	}
 	if (secondary_start(r) == -1)
 		return 1;
 	atomic_store(&stop_flag, false);
@@ -137,6 +146,32 @@ run(int seconds, enum end end)
 	return fails || atomic_load(&io_errors);
 }
 
+/* buffer_warm under way (four stores of several steps) when the engine
+ * is freed: the warming gives up, nothing leaks or races.
+ */
+static int
+warm_then_free(void)
+{
+	struct store_factory f = store_memory_factory();
+	struct secondary *r = secondary_new(&f);
+	char path[] = "/tmp/colofs-stress.XXXXXX";
+	int fd = mkstemp(path);
+	struct secondary_status st;
+	uint64_t size = 64 * 1024 * 1024;
+
+	unlink(path);
+	if (ftruncate(fd, size) == -1 ||
+	    secondary_add_disk(r, "vda", image_raw_from_fd(fd, path)) == NULL ||
+	    secondary_warm(r, size) == -1)
+		return 1;
+	usleep(20000);
+	if (secondary_get_status(r, &st) == 0)
+		secondary_status_release(&st);
+	secondary_free(r);
+	printf("stress: freed while warming: ok\n");
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -144,5 +179,5 @@ main(int argc, char **argv)
 
 	log_set_quiet(true);
 	return run(seconds, END_FAILOVER) | run(seconds, END_STOP) |
-	       run(seconds, END_DURABLE_FAILOVER);
+	       run(seconds, END_DURABLE_FAILOVER) | warm_then_free();
 }

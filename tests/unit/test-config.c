@@ -64,6 +64,7 @@ assert_same_config(const struct config *a, const struct config *b)
 	cr_assert_eq(a->buffer, b->buffer);
 	cr_assert(str_eq(a->buffer_dir, b->buffer_dir));
 	cr_assert_eq(a->buffer_limit, b->buffer_limit);
+	cr_assert_eq(a->buffer_warm, b->buffer_warm);
 	cr_assert_eq(a->allow_other, b->allow_other);
 	cr_assert_eq(a->page_cache, b->page_cache);
 	cr_assert_eq(a->write_behind, b->write_behind);
@@ -188,6 +189,24 @@ Test(config, write_behind_takes_a_size_and_zero_turns_it_off)
 	c = load_ok(COLOFS "write_behind = 0\n" DISK);
 	cr_assert_eq(c->write_behind, 0);
 	config_free(c);
+}
+
+Test(config, buffer_warm_is_for_memory_buffers_of_a_secondary)
+{
+	struct config *c = load_ok(COLOFS "buffer_warm = 256M\n" DISK);
+
+	cr_assert_eq(c->buffer_warm, UINT64_C(256) << 20);
+	config_free(c);
+	c = load_ok(COLOFS DISK);
+	cr_assert_eq(c->buffer_warm, 0, "buffer_warm defaults to 0");
+	config_free(c);
+	expect_error(COLOFS "buffer = file\nbuffer_dir = /b\nbuffer_warm = 1M\n"
+		     DISK, "t.ini:5:",
+		     "buffer_warm is for mode = secondary with buffer = memory");
+	expect_error(COLOFS "mode = primary\nbuffer_warm = 1M\n"
+		     "[disk \"vda\"]\nimage = /img/vda.raw\nsecondary = "
+		     "nbd+unix:///vda?socket=/run/s.sock\n", "t.ini:4:",
+		     "buffer_warm is for mode = secondary with buffer = memory");
 }
 
 Test(config, defaults)

@@ -389,19 +389,21 @@ minflt(void)
 /* Not a timing test: it counts page faults.  Steady-state epochs fault
  * no page of the buffers in, writing the same 4 MiB each time (moving:
  * false) or 4 MiB somewhere else each time (a guest's writes wander over
- * its disk).
+ * its disk).  With buffer_warm (warm bytes), no epoch does, the first
+ * ones included.
  */
 static void
-steady_epochs(bool moving)
+epochs(bool moving, uint64_t warm)
 {
 	struct secondary *r = test_secondary(64 * MiB, 0x11, NULL);
 	struct secondary_disk *d = secondary_disk_at(r, 0);
 	static char buf[64 * KiB];
-	long before, faults;
+	long before, faults = 0;
 	uint64_t off, at;
 	int epoch;
 
 	memset(buf, 0x33, sizeof buf);
+	cr_assert_eq(secondary_warm(r, warm), 0);
 	cr_assert_eq(secondary_start(r), 0);
 	for (epoch = 0; epoch < 5; epoch++) {
 		at = moving ? (uint64_t) epoch * 4 * MiB : 0;
@@ -416,20 +418,126 @@ steady_epochs(bool moving)
 		}
 		faults = minflt() - before;
 		cr_assert_eq(secondary_checkpoint(r), 0);
+		/* 8 MiB buffered is 2,048 pages; the maps' own heap costs a
+		 * few.
+		 */
+		if (warm)
+			cr_assert_lt(faults, 128, "%ld page faults in epoch %d "
+				     "of warmed buffers", faults, epoch);
 	}
-	/* 8 MiB buffered is 2,048 pages; the maps' own heap costs a few. */
 	cr_assert_lt(faults, 128, "%ld page faults in a steady epoch", faults);
 	secondary_free(r);
 }
 
 Test(recycle, a_steady_epoch_faults_no_buffer_page_in)
 {
-	steady_epochs(false);
+	epochs(false, 0);
 }
 
 Test(recycle, a_steady_epoch_elsewhere_faults_no_buffer_page_in)
 {
-	steady_epochs(true);
+	epochs(true, 0);
+}
+
+/* Without buffer_warm the first two epochs fault 2,048 pages each (two
+ * stores per slot, both fresh).
+ */
+Test(recycle, buffer_warm_makes_the_first_epochs_fault_free)
+{
+	epochs(true, 4 * MiB);
+}
+
+static uint64_t
+warming(struct secondary *r)
+{
+	struct secondary_status st;
+	uint64_t n;
+
+	cr_assert_eq(secondary_get_status(r, &st), 0);
+	n = st.buffer_warming_bytes;
+	secondary_status_release(&st);
+	return n;
+}
+
+/* Four stores (two per slot) keep at least buffer_warm each whatever the
+ * epochs wrote, and a burst beyond it is still given back.
+ */
+Test(recycle, buffer_warm_is_the_retentions_floor)
+{
+	struct secondary *r = test_secondary(16 * MiB, 0x11, NULL);
+	struct secondary_disk *d = secondary_disk_at(r, 0);
+	int i;
+
+	cr_assert_eq(secondary_warm(r, 2 * MiB), 0);
+	cr_assert_eq(secondary_start(r), 0);	/* waits for the warming */
+	cr_assert_eq(warming(r), 0);
+	cr_assert_eq(retained(r), 4 * 2 * MiB, "%ju bytes kept",
+		     (uintmax_t) retained(r));
+	view_fill(d, 0, 8 * MiB, 0x33);		/* a burst */
+	cr_assert_eq(secondary_checkpoint(r), 0);
+	for (i = 0; i < 8; i++) {
+		view_fill(d, 0, 4096, 0x44);
+		primary_fill(d, 8 * MiB, 4096, 0x22);
+		cr_assert_eq(secondary_checkpoint(r), 0);
+		expect_view(d, 0, 8 * MiB, 0x11);
+	}
+	cr_assert_eq(retained(r), 4 * 2 * MiB, "%ju bytes kept",
+		     (uintmax_t) retained(r));
+	secondary_free(r);
+}
+
+/* Larger than the disk: each store warms the disk's size. */
+Test(recycle, buffer_warm_stops_at_the_disk_size)
+{
+	struct secondary *r = test_secondary(MiB, 0x11, NULL);
+
+	cr_assert_eq(secondary_warm(r, 64 * MiB), 0);
+	cr_assert_eq(secondary_start(r), 0);
+	cr_assert_eq(warming(r), 0);
+	cr_assert_eq(retained(r), 4 * MiB);
+	secondary_free(r);
+}
+
+/* Stop (and failover) give every warmed page back, and a warming still
+ * under way then gives up.
+ */
+Test(recycle, stop_gives_the_warmed_pages_back)
+{
+	struct secondary *r = test_secondary(64 * MiB, 0x11, NULL);
+	struct secondary_disk *d = secondary_disk_at(r, 0);
+
+	cr_assert_eq(secondary_warm(r, 4 * MiB), 0);
+	cr_assert_eq(secondary_start(r), 0);
+	cr_assert_eq(secondary_stop(r), 0);
+	cr_assert_eq(retained(r), 0);
+	expect_view(d, 0, 128 * KiB, 0x11);
+	secondary_free(r);
+}
+
+/* File buffers cannot be warmed: the start still works, the error is
+ * recorded. */
+Test(recycle, buffer_warm_of_file_buffers_is_an_error_not_a_failure)
+{
+	char dir[] = "/tmp/colofs-warm-XXXXXX";
+	struct secondary *r;
+	struct secondary_disk *d;
+	char err[512];
+	int i;
+
+	cr_assert_not_null(mkdtemp(dir));
+	r = test_secondary(MiB, 0x11, dir);
+	d = secondary_disk_at(r, 0);
+	cr_assert_eq(secondary_warm(r, MiB), 0);
+	for (i = 0; i < 10000 && warming(r) != 0; i++)
+		usleep(1000);	/* the warming gives up, error recorded */
+	cr_assert_eq(warming(r), 0);
+	cr_assert_neq(secondary_last_error(r, err, sizeof err), 0);
+	cr_assert_not_null(strstr(err, "buffer_warm"), "%s", err);
+	cr_assert_eq(secondary_start(r), 0);
+	view_fill(d, 0, 4096, 0x33);
+	expect_view(d, 0, 4096, 0x33);
+	secondary_free(r);
+	rmdir(dir);
 }
 
 /* ---- the secondary: what a failover waits for ---- */
