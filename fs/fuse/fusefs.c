@@ -205,6 +205,11 @@ struct fusefs {
 	atomic_uint own_opens;	/* disk files open, without a holder */
 	atomic_uint *disk_opens; /* own_opens, or the holder's count */
 	bool held;		/* resumed on a holder's /dev/fuse file */
+	/* The kernel takes spliced replies (set at INIT): memory replies
+	 * then go by reference (fuse-pages.c); else libfuse would read them
+	 * back out of the pipe.
+	 */
+	atomic_bool splice_write;
 	uint64_t epoch;		/* top 16 bits of a snapshot's fh */
 	atomic_bool stop_pending;	/* a stop signal waits for them */
 	atomic_uint stop_signals;	/* stop signals received */
@@ -507,7 +512,8 @@ reply_entry(fuse_req_t req, struct fusefs *fs, fuse_ino_t ino)
 static void
 op_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
+	struct fusefs *fs = userdata;
+
 	handover_test_hang("COLOFS_TEST_HANG_INIT");
 	/* libfuse caps max_write to its buffer (1 MiB + header). */
 	conn->max_write = MAX_IO;
@@ -520,6 +526,8 @@ op_init(void *userdata, struct fuse_conn_info *conn)
 	/* Disk reads from the image are spliced into the reply. */
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
 		conn->want |= FUSE_CAP_SPLICE_WRITE;
+	atomic_store(&fs->splice_write,
+		     (conn->want & FUSE_CAP_SPLICE_WRITE) != 0);
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	/* Our mtime never changes: invalidation is explicit (see above). */
@@ -818,7 +826,8 @@ read_in_place_locked(fuse_req_t req, struct fusefs_disk *dk, size_t size,
 				  FUSE_BUF_FD_RETRY;
 		bv.buf[0].fd = seg.fd;
 		bv.buf[0].pos = (off_t)seg.pos;
-	} else if (fuse_reply_pages(req, seg.mem, size)) {
+	} else if (atomic_load(&dk->fs->splice_write) &&
+		   fuse_reply_pages(req, seg.mem, size)) {
 		secondary_view_read_end(&rd);
 		return true;
 	} else
