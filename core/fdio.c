@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "crashpoint.h"
@@ -61,6 +62,79 @@ full_pwrite(int fd, const void *buf, size_t len, uint64_t off)
 		off += r;
 	}
 	return 0;
+}
+
+/* Moves the n bytes in pipe rd into fd at *off.  0, or -1. */
+static int
+splice_out(int rd, int fd, uint64_t *off, size_t n)
+{
+	while (n > 0) {
+		loff_t o = (loff_t) *off;
+		ssize_t r = splice(rd, NULL, fd, &o, n, 0);
+
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			if (r == 0)
+				errno = EIO;
+			return -1;
+		}
+		*off += (uint64_t) r;
+		n -= (size_t) r;
+	}
+	return 0;
+}
+
+int
+full_pwrite_lent(int fd, const void *buf, size_t len, uint64_t off)
+{
+	const char *p = buf;
+	int pfd[2], saved;
+	ssize_t cap;
+
+	if (pipe2(pfd, O_CLOEXEC) == -1)
+		return full_pwrite(fd, buf, len, off);
+	/* A bigger pipe takes fewer rounds; refused: the default. */
+	if (fcntl(pfd[1], F_SETPIPE_SZ, 1024 * 1024) == -1 &&
+	    errno != EPERM && errno != EBUSY)
+		goto fallback;
+	cap = fcntl(pfd[1], F_GETPIPE_SZ);
+	if (cap <= 0)
+		goto fallback;
+	while (len > 0) {
+		/* The pipe is empty here; at most cap bytes fit. */
+		struct iovec iov = { (void *) p, len < (size_t) cap ?
+						 len : (size_t) cap };
+		ssize_t n = vmsplice(pfd[1], &iov, 1, SPLICE_F_NONBLOCK);
+		uint64_t at = off;
+
+		if (n <= 0)
+			goto fallback;
+		if (splice_out(pfd[0], fd, &at, (size_t) n) == -1) {
+			/* Not a file splice can write (EINVAL): write the
+			 * rest, from what reached fd.  Else a real error.
+			 */
+			if (errno != EINVAL || at != off)
+				goto fail;
+			goto fallback;
+		}
+		p += n;
+		len -= (size_t) n;
+		off += (uint64_t) n;
+	}
+	close(pfd[0]);
+	close(pfd[1]);
+	return 0;
+fallback:
+	close(pfd[0]);
+	close(pfd[1]);
+	return full_pwrite(fd, p, len, off);
+fail:
+	saved = errno;
+	close(pfd[0]);
+	close(pfd[1]);
+	errno = saved;
+	return -1;
 }
 
 /* 0 if fallocate(mode) did it, 1 if the file cannot do that mode, -1. */

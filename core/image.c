@@ -88,16 +88,32 @@ raw_pread(struct image *img, void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+/* A write into S, by wr (full_pwrite or full_pwrite_lent), noted for
+ * write-behind.
+ */
 static int
-raw_pwrite(struct image *img, const void *buf, size_t len, uint64_t off)
+raw_write_by(int (*wr)(int, const void *, size_t, uint64_t),
+	     struct image *img, const void *buf, size_t len, uint64_t off)
 {
-	if (full_pwrite(img->fd, buf, len, off) == -1) {
+	if (wr(img->fd, buf, len, off) == -1) {
 		log_error("write %s at %" PRIu64 "+%zu: %m", img->path, off, len);
 		return -1;
 	}
 	if (img->wb != NULL)
 		writebehind_note(img->wb, off, len);
 	return 0;
+}
+
+static int
+raw_pwrite(struct image *img, const void *buf, size_t len, uint64_t off)
+{
+	return raw_write_by(full_pwrite, img, buf, len, off);
+}
+
+static int
+raw_pwrite_lent(struct image *img, const void *buf, size_t len, uint64_t off)
+{
+	return raw_write_by(full_pwrite_lent, img, buf, len, off);
 }
 
 static int
@@ -130,6 +146,7 @@ static const struct image_ops raw_ops = {
 	.name = "raw",
 	.pread = raw_pread,
 	.pwrite = raw_pwrite,
+	.pwrite_lent = raw_pwrite_lent,
 	.zero = raw_zero,
 	.flush = raw_flush,
 	.close = raw_close,

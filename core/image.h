@@ -32,6 +32,12 @@ struct image_ops {
 	int (*pread)(struct image *img, void *buf, size_t len, uint64_t off);
 	int (*pwrite)(struct image *img, const void *buf, size_t len,
 		      uint64_t off);
+	/* pwrite from pages lent to the kernel (full_pwrite_lent, fdio.h):
+	 * for a buffer's memory, which the kernel may never have read
+	 * through this process's addresses.  NULL: use pwrite.
+	 */
+	int (*pwrite_lent)(struct image *img, const void *buf, size_t len,
+			   uint64_t off);
 	/* Afterwards [off, off+len) reads as zeros.  punch: holes where
 	 * possible (PUNCH_HOLE, a trim); else the range stays allocated where
 	 * it was (ZERO_RANGE, WRITE_ZEROES with NO_HOLE).

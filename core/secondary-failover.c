@@ -287,7 +287,9 @@ sec_journaled(struct secondary *r)
 /* ---- failover commit ---- */
 
 /* Copies [pos, end) of store s into S: from a memory store's pages
- * straight into S, else through *bounce (COMMIT_CHUNK bytes, allocated
+ * straight into S (lent to the kernel, pwrite_lent in image.h: the VM
+ * wrote them from user space, and nothing may have read them through
+ * the kernel since), else through *bounce (COMMIT_CHUNK bytes, allocated
  * on first use by store_read_run: a commit of memory buffers allocates
  * nothing, so it does not queue for the address space behind the spares'
  * unmapping, which the failover left to the reclaim thread).
@@ -296,14 +298,18 @@ static int
 commit_copy(struct secondary_disk *d, struct store *s, uint64_t pos,
 	    uint64_t end, char **bounce)
 {
+	const struct image_ops *ops = d->img->ops;
 	uint64_t run;
 
 	for (; pos < end; pos += run) {
 		const void *src = store_read_run(s, pos, end - pos, bounce,
 						 COMMIT_CHUNK, &run);
 
-		if (src == NULL ||
-		    d->img->ops->pwrite(d->img, src, run, pos) == -1)
+		if (src == NULL)
+			return -1;
+		if (src != *bounce && ops->pwrite_lent != NULL ?
+		    ops->pwrite_lent(d->img, src, run, pos) == -1 :
+		    ops->pwrite(d->img, src, run, pos) == -1)
 			return -1;
 	}
 	return 0;

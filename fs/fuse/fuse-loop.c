@@ -13,8 +13,8 @@
  * costs half the CPU per request (doc/performance.md).
  *
  * So a thread that finishes a request goes back to the kernel only if
- * no thread waits there, or if fewer than `active` threads (CPUs + 1)
- * read or serve; the others park on a condition variable.  Under a
+ * no thread waits there, or if fewer than `active` threads (one per CPU,
+ * at least 2) read or serve; the others park on a condition variable.  Under a
  * steady load of quick requests that is a pool of `active` threads.  More
  * are needed when requests block (a read that misses the cache, fsync, a
  * ctl word, a checkpoint that waits for the reads in flight, a primary's
@@ -313,11 +313,11 @@ fuse_loop_default_active(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
 
-	if (n < 1)
-		n = 1;
-	if (n > 7)
-		n = 7;
-	return (unsigned)n + 1;
+	if (n < 2)
+		n = 2;
+	if (n > 8)
+		n = 8;
+	return (unsigned)n;
 }
 
 /* Waits for the end.  Meanwhile, the valve: a tick without a reader in

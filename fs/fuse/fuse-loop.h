@@ -27,7 +27,7 @@ void fuse_loop_exit(struct fuse_session *se);
 /* fuse_loop_exit was called, or the session exited (an unmount). */
 bool fuse_loop_exiting(struct fuse_session *se);
 
-/* The default `active`: one per CPU, plus one, at most 8. */
+/* The default `active`: one per CPU, at least 2, at most 8. */
 unsigned fuse_loop_default_active(void);
 
 #endif

@@ -32,7 +32,8 @@
  *
  * Requests.  A disk read whose range lives in one place (the image, or
  * one buffer) replies in place: secondary_view_read_begin gives the fd or
- * memory and libfuse splices or writes it straight into the reply; other
+ * memory and libfuse splices it (memory through fuse-pages.c) or writes
+ * it straight into the reply; other
  * reads (several layers, or qcow2) use secondary_view_read into a heap
  * buffer.  Writes go to secondary_view_write
  * (at most 1 MiB: max_write; reads at most 512 KiB: max_read, see
@@ -120,6 +121,7 @@
 
 #include "colo.h"
 #include "fuse-loop.h"
+#include "fuse-pages.h"
 #include "fuse-resume.h"
 #include "fusefs.h"
 #include "handover.h"
@@ -203,6 +205,11 @@ struct fusefs {
 	atomic_uint own_opens;	/* disk files open, without a holder */
 	atomic_uint *disk_opens; /* own_opens, or the holder's count */
 	bool held;		/* resumed on a holder's /dev/fuse file */
+	/* The kernel takes spliced replies (set at INIT): memory replies
+	 * then go by reference (fuse-pages.c); else libfuse would read them
+	 * back out of the pipe.
+	 */
+	atomic_bool splice_write;
 	uint64_t epoch;		/* top 16 bits of a snapshot's fh */
 	atomic_bool stop_pending;	/* a stop signal waits for them */
 	atomic_uint stop_signals;	/* stop signals received */
@@ -505,7 +512,8 @@ reply_entry(fuse_req_t req, struct fusefs *fs, fuse_ino_t ino)
 static void
 op_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
+	struct fusefs *fs = userdata;
+
 	handover_test_hang("COLOFS_TEST_HANG_INIT");
 	/* libfuse caps max_write to its buffer (1 MiB + header). */
 	conn->max_write = MAX_IO;
@@ -518,6 +526,8 @@ op_init(void *userdata, struct fuse_conn_info *conn)
 	/* Disk reads from the image are spliced into the reply. */
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
 		conn->want |= FUSE_CAP_SPLICE_WRITE;
+	atomic_store(&fs->splice_write,
+		     (conn->want & FUSE_CAP_SPLICE_WRITE) != 0);
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	/* Our mtime never changes: invalidation is explicit (see above). */
@@ -777,7 +787,8 @@ op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 /* Replies to a disk read straight from where the view's bytes live, when
  * they live in one place: the image's or a file buffer's fd (spliced by
  * libfuse when the kernel allows, so page-cache pages are never copied
- * into this process) or a memory buffer (one copy, into the kernel).
+ * into this process) or a memory buffer (lent to the kernel by
+ * fuse_reply_pages, copied once there; small replies are copied in).
  * That is the common case of large reads.  The range stays locked until
  * the reply is sent: the lock exists to order exactly this read.
  * Returns false, having replied nothing, when the range is in several
@@ -815,6 +826,10 @@ read_in_place_locked(fuse_req_t req, struct fusefs_disk *dk, size_t size,
 				  FUSE_BUF_FD_RETRY;
 		bv.buf[0].fd = seg.fd;
 		bv.buf[0].pos = (off_t)seg.pos;
+	} else if (atomic_load(&dk->fs->splice_write) &&
+		   fuse_reply_pages(req, seg.mem, size)) {
+		secondary_view_read_end(&rd);
+		return true;
 	} else
 		bv.buf[0].mem = (void *)seg.mem;
 	fuse_reply_data(req, &bv, 0);
