@@ -20,8 +20,8 @@ int full_pwrite(int fd, const void *buf, size_t len, uint64_t off);
  * read of a page user space wrote costs ~14x a warm one (a failover
  * committing a memory buffer nothing had read through the kernel: 128 MiB
  * in 260 ms instead of 90).  Where splice cannot write fd (EINVAL before
- * any byte), or no pipe, it writes the rest with full_pwrite.  buf must
- * not change until it returns.
+ * any byte), or no pipe, or under two pages, it writes the rest with
+ * full_pwrite.  buf must not change until it returns.
  */
 int full_pwrite_lent(int fd, const void *buf, size_t len, uint64_t off);
 /* Zeroes [off, off+len): with punch, a punched hole, else ZERO_RANGE,
