@@ -91,6 +91,12 @@ struct store *store_file_open(const char *path, uint64_t size);
  * unknown: free it).  store_retained: the resident set's size.
  */
 struct extmap;
+/* A memory store's pages are faulted in as writes first need them, and
+ * this many bytes past those (MADV_POPULATE_WRITE), so that a run of small
+ * writes into a fresh pool makes one system call per STORE_POPULATE_AHEAD
+ * rather than one each; those pages count as retained (store_retained).
+ */
+#define STORE_POPULATE_AHEAD (2u << 20)
 int store_recycle(struct store *s, const struct extmap *used, uint64_t keep,
 		  uint64_t *epoch_pages);
 uint64_t store_retained(const struct store *s);

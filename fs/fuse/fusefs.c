@@ -817,6 +817,33 @@ disk_closed(struct fusefs *fs)
 	}
 }
 
+/* fuse_reply_open for a disk file, plus FOPEN_PARALLEL_DIRECT_WRITES on a
+ * direct_io open, which libfuse 3.14's fuse_file_info cannot carry.
+ * Without it the kernel holds the inode's lock across each write request,
+ * so a file's writes reach us one at a time (a VM's I/O threads, fio's
+ * jobs); with it they run in parallel and the engines order the ones that
+ * overlap (range locks), as they do for the NBD writes.  The kernel still
+ * takes the lock exclusively while any open of the inode is cached
+ * (page_cache) and for a write past the end.  fuse_reply_iov sends this
+ * as the reply's body, as fuse_reply_open would.
+ */
+static int
+reply_open_disk(fuse_req_t req, const struct fuse_file_info *fi)
+{
+	struct fuse_open_out o;
+	struct iovec iov;
+
+	memset(&o, 0, sizeof o);
+	o.fh = fi->fh;
+	if (fi->direct_io)
+		o.open_flags |= FOPEN_DIRECT_IO | FOPEN_PARALLEL_DIRECT_WRITES;
+	if (fi->keep_cache)
+		o.open_flags |= FOPEN_KEEP_CACHE;
+	iov.iov_base = &o;
+	iov.iov_len = sizeof o;
+	return fuse_reply_iov(req, &iov, 1);
+}
+
 static void
 op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
@@ -847,7 +874,7 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			atomic_store(&dk->may_cache, true);
 		}
 		atomic_fetch_add(fs->disk_opens, 1);
-		if (fuse_reply_open(req, fi) == -ENOENT) {
+		if (reply_open_disk(req, fi) == -ENOENT) {
 			if (FH_CACHED(fi->fh))
 				dec_floor(&dk->cached_opens);
 			disk_closed(fs);
@@ -1241,6 +1268,7 @@ op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		return;
 	}
 	handover_test_hang("COLOFS_TEST_HANG");
+	handover_test_hold("COLOFS_TEST_HOLD_WRITE");
 	if (size && disk_write(dk, buf, size, (uint64_t)off) == -1)
 		reply_errno(req);
 	else

@@ -2,6 +2,7 @@
 /* The primary engine over a fake link: the "secondary" is a buffer. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,53 @@ f_disconnect(void *o, size_t i, bool clean)
 	((struct fake *)o)->connected = false;
 }
 
+/* A gate in the link: when armed, the first write submitted waits in
+ * f_submit until the test opens it; every write counts as it enters.
+ */
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool armed, open;
+	int entered;
+} gate = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false,
+	   false, 0 };
+
+static void
+gate_enter(void)
+{
+	pthread_mutex_lock(&gate.lock);
+	if (++gate.entered == 1)
+		while (!gate.open) {
+			pthread_cond_broadcast(&gate.cond);
+			pthread_cond_wait(&gate.cond, &gate.lock);
+		}
+	pthread_cond_broadcast(&gate.cond);
+	pthread_mutex_unlock(&gate.lock);
+}
+
+/* Waits up to ms for n writes to have entered the link: the count. */
+static int
+gate_wait(int n, unsigned ms)
+{
+	struct timespec ts;
+	int got;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&gate.lock);
+	while (gate.entered < n &&
+	       pthread_cond_timedwait(&gate.cond, &gate.lock, &ts) == 0)
+		;
+	got = gate.entered;
+	pthread_mutex_unlock(&gate.lock);
+	return got;
+}
+
 static void *
 f_submit(void *o, size_t i, enum primary_op op, const void *buf, uint64_t off,
 	 uint64_t len, char *err, size_t errlen)
@@ -60,6 +108,8 @@ f_submit(void *o, size_t i, enum primary_op op, const void *buf, uint64_t off,
 	struct fake *f = o;
 
 	(void)i;
+	if (gate.armed && op == PRIMARY_OP_WRITE)
+		gate_enter();
 	if (!f->connected) {
 		snprintf(err, errlen, "not connected");
 		errno = ENOTCONN;
@@ -520,4 +570,80 @@ Test(primary, a_secondary_with_a_history_of_its_own_is_refused)
 	wait_state(p, PRIMARY_REPLICATING);
 	cr_assert_eq(fk.sent, SIZE);
 	primary_free(p);
+}
+
+/* Concurrent VM writes to one disk (the kernel passes them on together:
+ * FOPEN_PARALLEL_DIRECT_WRITES).  One that overlaps a write in progress
+ * waits for it, so both sides apply the two in the same order; one that
+ * does not overlap goes on meanwhile.
+ */
+struct wr {
+	struct primary_disk *d;
+	int byte;
+	uint64_t off;
+};
+
+static void *
+write_thread(void *arg)
+{
+	struct wr *w = arg;
+	char *buf = malloc(G);
+
+	cr_assert_not_null(buf);
+	memset(buf, w->byte, G);
+	cr_assert_eq(primary_write(w->d, buf, G, w->off), 0);
+	free(buf);
+	return NULL;
+}
+
+static void
+held_write_then(uint64_t off2, int want_entered)
+{
+	struct primary *p = make(0);
+	struct wr a, b;
+	pthread_t ta, tb;
+	char got[3 * G];
+	int i;
+
+	cr_assert_eq(primary_start(p), 0);
+	wait_state(p, PRIMARY_REPLICATING);
+	a = (struct wr){ primary_find_disk(p, "vda"), 0x11, 0 };
+	b = (struct wr){ a.d, 0x22, off2 };
+	gate.armed = true;
+	cr_assert_eq(pthread_create(&ta, NULL, write_thread, &a), 0);
+	cr_assert_eq(gate_wait(1, 5000), 1, "the first write never came");
+	cr_assert_eq(pthread_create(&tb, NULL, write_thread, &b), 0);
+	/* The overlapping write must not reach the link while the first
+	 * is held: give it the time it would need to get there.
+	 */
+	cr_assert_eq(gate_wait(2, want_entered == 2 ? 5000 : 300),
+		     want_entered, "%d write(s) in the link, want %d",
+		     gate.entered, want_entered);
+	pthread_mutex_lock(&gate.lock);
+	gate.open = true;
+	pthread_cond_broadcast(&gate.cond);
+	pthread_mutex_unlock(&gate.lock);
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	gate.armed = false;
+	expect_equal(p);
+	cr_assert_eq(primary_read(a.d, got, sizeof got, 0), 0);
+	for (i = 0; i < 3 * G; i++) {
+		int want = (uint64_t)i >= off2 && (uint64_t)i < off2 + G ? 0x22
+			 : i < G ? 0x11 : 0;
+
+		cr_assert_eq(got[i], want, "byte %d is %#x, want %#x", i,
+			     got[i], want);
+	}
+	primary_free(p);
+}
+
+Test(primary, an_overlapping_write_waits_for_the_one_in_progress)
+{
+	held_write_then(G / 2, 1);
+}
+
+Test(primary, a_write_elsewhere_goes_on_while_one_is_in_progress)
+{
+	held_write_then(2 * G, 2);
 }
