@@ -67,8 +67,8 @@
  * epoch they belong to: V == S when the ctl write returns.
  *
  * .colo files use direct_io: status, error and metrics are generated at
- * open into a per-open snapshot (fh points at it), so a read never sees
- * stale text.
+ * open into a per-open snapshot (fh names it in a table, struct snap),
+ * so a read never sees stale text.
  *
  * On a primary (mode = primary) the same file system fronts the primary
  * engine instead of the secondary: the disk_* and *_text helpers below are
@@ -93,9 +93,10 @@
  * this process, unmounts.  What a restart must find again is stable: the
  * inode numbers are constants, a disk's fh is its index, the open disk
  * files are counted in the holder's state, and a .colo snapshot's fh
- * carries this process's epoch in its top bits, so that a new process
- * answers ESTALE to a snapshot it never made instead of following a dead
- * process's pointer.
+ * carries its process's epoch and its text's length: a new process takes
+ * a fresh snapshot for the first read of a file the last one opened, and
+ * ends the file for a reader that had all of the old text (struct snap);
+ * a reader that had only part of it gets ESTALE.
  */
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
@@ -210,7 +211,10 @@ struct fusefs {
 	 * back out of the pipe.
 	 */
 	atomic_bool splice_write;
-	uint64_t epoch;		/* top 16 bits of a snapshot's fh */
+	uint64_t epoch;		/* a snapshot fh's top 16 bits (struct snap) */
+	pthread_mutex_t snap_lock;	/* leaf: the table below only */
+	struct snap *snaps;		/* protected by snap_lock */
+	uint64_t snap_serial;		/* protected by snap_lock */
 	atomic_bool stop_pending;	/* a stop signal waits for them */
 	atomic_uint stop_signals;	/* stop signals received */
 	atomic_int last_signal;
@@ -232,29 +236,159 @@ struct fusefs {
 	bool metrics_stop;		/* protected by metrics_lock */
 };
 
-/* A .colo/status or .colo/error open: the text as of the open.  The open
- * file holds one reference and a read in progress another: the kernel may
- * send RELEASE as soon as it has a read's reply, while the reading thread
- * is still returning from fuse_reply_buf (and ASan's writev interceptor
- * looks at the buffer after the write).
+/* A .colo/status (error, metrics, errors) open: the text as of the open,
+ * in the table fs->snaps under its fh.  The table holds one reference and
+ * a read in progress another: the kernel may send RELEASE as soon as it
+ * has a read's reply, while the reading thread is still returning from
+ * fuse_reply_buf (and ASan's writev interceptor looks at the buffer after
+ * the write).
+ *
+ * The fh of a snapshot this process made:
+ *
+ *    63        48 47              24 23            0
+ *   +------------+------------------+--------------+
+ *   |   epoch    |   text length    |    serial    |
+ *   +------------+------------------+--------------+
+ *
+ * After a restart the kernel sends the next process the reads and
+ * releases of files the last one opened: a monitor's cat, or colofsctl's
+ * poll of the status while "restart" runs, whose open the old process
+ * answered and whose read the new one gets.  Their texts died with the
+ * old process; the fh says what is left:
+ *   first read (offset 0)        a fresh snapshot, taken now and kept in
+ *                                the table under that fh for the reads
+ *                                that follow: the reader sees the file as
+ *                                if it had opened it now
+ *   offset >= the fh's length    end of file: the reader had all the text
+ *   any other offset             ESTALE: the rest of a text read in part
+ *                                is gone, and another text's tail would
+ *                                be a lie
+ * The epoch tells this process's fhs from the last ones': under a holder,
+ * the restart count (distinct for 32767 restarts in a row).  It is even:
+ * earlier colofs kept a pointer under an odd epoch, so a length is read
+ * only from an even one.  A text too long for the field gets
+ * FH_LEN_UNKNOWN, which never ends a file.
  */
 struct snap {
+	uint64_t fh;
 	char *text;
 	size_t len;
 	atomic_int refs;
+	struct snap *next;	/* protected by fs->snap_lock */
 };
 
 #define FH_EPOCH_SHIFT 48
+#define FH_LEN_SHIFT 24
+#define FH_FIELD ((UINT64_C(1) << FH_LEN_SHIFT) - 1)
+#define FH_LEN_UNKNOWN FH_FIELD
+#define FH_EPOCH(fh) ((fh) >> FH_EPOCH_SHIFT)
+#define FH_LEN(fh) (((fh) >> FH_LEN_SHIFT) & FH_FIELD)
+#define FH_LEN_KNOWN(fh) \
+	(!(FH_EPOCH(fh) & 1) && FH_LEN(fh) != FH_LEN_UNKNOWN)
 
-#define FH_PTR_MASK ((UINT64_C(1) << FH_EPOCH_SHIFT) - 1)
-
-/* The snapshot an fh names, or NULL for one of an earlier process. */
-static struct snap *
-fh_snap(struct fusefs *fs, uint64_t fh)
+static void
+snap_put(struct snap *s)
 {
-	if ((fh & ~FH_PTR_MASK) != fs->epoch)
+	if (s == NULL)
+		return;
+	if (atomic_fetch_sub(&s->refs, 1) == 1) {
+		free(s->text);
+		free(s);
+	}
+}
+
+/* The snapshot under fh, or NULL; fs->snap_lock held. */
+static struct snap *
+snap_find_locked(struct fusefs *fs, uint64_t fh)
+{
+	struct snap *s;
+
+	for (s = fs->snaps; s != NULL; s = s->next) {
+		if (s->fh == fh)
+			break;
+	}
+	return s;
+}
+
+/* The snapshot under fh with a reference for the caller, or NULL. */
+static struct snap *
+snap_get(struct fusefs *fs, uint64_t fh)
+{
+	struct snap *s;
+
+	pthread_mutex_lock(&fs->snap_lock);
+	s = snap_find_locked(fs, fh);
+	if (s)
+		atomic_fetch_add(&s->refs, 1);
+	pthread_mutex_unlock(&fs->snap_lock);
+	return s;
+}
+
+/* Takes the snapshot under fh out of the table: the table's reference
+ * becomes the caller's.  NULL if there is none.
+ */
+static struct snap *
+snap_take(struct fusefs *fs, uint64_t fh)
+{
+	struct snap **pp, *s = NULL;
+
+	pthread_mutex_lock(&fs->snap_lock);
+	for (pp = &fs->snaps; *pp != NULL; pp = &(*pp)->next) {
+		if ((*pp)->fh == fh) {
+			s = *pp;
+			*pp = s->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&fs->snap_lock);
+	return s;
+}
+
+static int snap_text(struct fusefs *fs, fuse_ino_t ino, char **text,
+		     size_t *len);
+
+/* A snapshot of ino's text taken now, in the table under fh (a file the
+ * last process opened) or, with fh 0, under a new fh of ours; with a
+ * reference for the caller.  If another read took one for fh first, that
+ * one.  NULL with errno on failure.
+ */
+static struct snap *
+snap_new(struct fusefs *fs, fuse_ino_t ino, uint64_t fh)
+{
+	struct snap *s = calloc(1, sizeof *s), *had;
+	uint64_t len;
+	int err;
+
+	if (!s)
 		return NULL;
-	return (struct snap *)(uintptr_t)(fh & FH_PTR_MASK);
+	if (snap_text(fs, ino, &s->text, &s->len) == -1) {
+		err = errno;
+		free(s);
+		errno = err;
+		return NULL;
+	}
+	atomic_init(&s->refs, 2);	/* the table's and the caller's */
+	len = s->len < FH_LEN_UNKNOWN ? s->len : FH_LEN_UNKNOWN;
+	pthread_mutex_lock(&fs->snap_lock);
+	if (fh == 0) {
+		do {
+			fs->snap_serial = (fs->snap_serial + 1) & FH_FIELD;
+			s->fh = fs->epoch << FH_EPOCH_SHIFT |
+				len << FH_LEN_SHIFT | fs->snap_serial;
+		} while (snap_find_locked(fs, s->fh));
+	} else if ((had = snap_find_locked(fs, fh)) != NULL) {
+		atomic_fetch_add(&had->refs, 1);
+		pthread_mutex_unlock(&fs->snap_lock);
+		free(s->text);
+		free(s);
+		return had;
+	} else {
+		s->fh = fh;
+	}
+	s->next = fs->snaps;
+	fs->snaps = s;
+	pthread_mutex_unlock(&fs->snap_lock);
+	return s;
 }
 
 /* Decrements a count of opens, never below zero (after a restart the
@@ -268,17 +402,6 @@ dec_floor(atomic_uint *v)
 	while (n > 0 && !atomic_compare_exchange_weak(v, &n, n - 1))
 		;
 	return n;
-}
-
-static void
-snap_put(struct snap *s)
-{
-	if (s == NULL)
-		return;
-	if (atomic_fetch_sub(&s->refs, 1) == 1) {
-		free(s->text);
-		free(s);
-	}
 }
 
 /* The one place a core failure becomes a FUSE error.  An errno of 0 would
@@ -445,6 +568,22 @@ error_text(struct fusefs *fs, char **text, size_t *len)
 	if (p)
 		return colo_primary_error_text(p, text, len);
 	return colo_secondary_error_text(fs->r, text, len);
+}
+
+/* The text of a .colo snapshot file (INO_SNAP): 0, or -1 with errno. */
+static int
+snap_text(struct fusefs *fs, fuse_ino_t ino, char **text, size_t *len)
+{
+	switch (ino) {
+	case INO_STATUS:
+		return status_text(fs, text, len);
+	case INO_METRICS:
+		return metrics_text(fs, text, len);
+	case INO_ERRORS:
+		return errors_text(fs, text, len);
+	default:
+		return error_text(fs, text, len);
+	}
 }
 
 /* 0 and *st, or -1 (no such inode). */
@@ -712,7 +851,6 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct fusefs_disk *dk = ino_disk(fs, ino);
 	int acc = fi->flags & O_ACCMODE;
 	struct snap *s;
-	int rc;
 
 	if (dk) {
 		if (fi->flags & O_TRUNC) {
@@ -763,31 +901,17 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		}
 		if (ino == INO_ERROR && (fi->flags & O_TRUNC))
 			clear_error(fs);
-		s = calloc(1, sizeof *s);
+		s = snap_new(fs, ino, 0);
 		if (!s) {
-			fuse_reply_err(req, ENOMEM);
+			reply_errno(req);
 			return;
 		}
-		if (ino == INO_STATUS)
-			rc = status_text(fs, &s->text, &s->len);
-		else if (ino == INO_METRICS)
-			rc = metrics_text(fs, &s->text, &s->len);
-		else if (ino == INO_ERRORS)
-			rc = errors_text(fs, &s->text, &s->len);
-		else
-			rc = error_text(fs, &s->text, &s->len);
-		if (rc == -1) {
-			rc = errno;
-			free(s);
-			fuse_reply_err(req, rc);
-			return;
-		}
-		atomic_init(&s->refs, 1);
-		fi->fh = (uintptr_t)s | fs->epoch;
+		fi->fh = s->fh;
 		fi->direct_io = 1;
 		/* -ENOENT: the opener was interrupted, no release will come. */
 		if (fuse_reply_open(req, fi) == -ENOENT)
-			snap_put(s);
+			snap_put(snap_take(fs, s->fh));
+		snap_put(s);
 		return;
 	case INO_ROOT:
 	case INO_COLO:
@@ -807,7 +931,7 @@ op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (dk)
 		disk_closed(req_fs(req));
 	if (INO_SNAP(ino))
-		snap_put(fh_snap(req_fs(req), fi->fh));
+		snap_put(snap_take(req_fs(req), fi->fh));
 	fuse_reply_err(req, 0);
 }
 
@@ -891,12 +1015,26 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	if (INO_SNAP(ino)) {
-		s = fh_snap(fs, fi->fh);
+		/* An fh not in the table: another process's (struct snap). */
+		s = snap_get(fs, fi->fh);
+		if (!s && FH_EPOCH(fi->fh) != fs->epoch) {
+			if (off > 0 && FH_LEN_KNOWN(fi->fh) &&
+			    (uint64_t)off >= FH_LEN(fi->fh)) {
+				fuse_reply_buf(req, NULL, 0);
+				return;
+			}
+			if (off == 0) {
+				s = snap_new(fs, ino, fi->fh);
+				if (!s) {
+					reply_errno(req);
+					return;
+				}
+			}
+		}
 		if (!s) {
 			fuse_reply_err(req, ESTALE);
 			return;
 		}
-		atomic_fetch_add(&s->refs, 1);
 		if ((uint64_t)off >= s->len)
 			fuse_reply_buf(req, NULL, 0);
 		else
@@ -1709,9 +1847,9 @@ create(const struct config *cfg, struct secondary *r, struct primary *p,
 	fs->cfg = cfg;
 	fs->stop_pipe[0] = fs->stop_pipe[1] = -1;
 	fs->disk_opens = hs ? &hs->disk_opens : &fs->own_opens;
-	/* Any non-zero 16 bits that differ from the last process's. */
-	fs->epoch = (uint64_t)(((unsigned)getpid() ^ (unsigned)time(NULL)) |
-			       1u) << FH_EPOCH_SHIFT;
+	/* Even, and not the last 32767 processes' (struct snap). */
+	fs->epoch = hs ? (atomic_load(&hs->restarts) % 32767 + 1) << 1 : 2;
+	pthread_mutex_init(&fs->snap_lock, NULL);
 	fs->all_parts = calloc(nparts + 1, sizeof *fs->all_parts);
 	if (!fs->all_parts)
 		goto fail;
@@ -1991,6 +2129,9 @@ fusefs_free(struct fusefs *fs)
 			fuse_remove_signal_handlers(fs->se);
 		fuse_session_destroy(fs->se);
 	}
+	while (fs->snaps)
+		snap_put(snap_take(fs, fs->snaps->fh));
+	pthread_mutex_destroy(&fs->snap_lock);
 	free(fs->all_parts);
 	pthread_rwlock_destroy(&fs->role);
 	pthread_cond_destroy(&fs->metrics_cond);
