@@ -21,8 +21,12 @@ EOPY
 progress() { cat "$T/progress" 2>/dev/null | tr -d ' ' || echo 0; }
 # The serving process: .colo/status's pid= (a colofs without it: the one).
 worker() {
-	local p
-	p=$(sed -n "s/^pid=//p" "$(live_mnt)/.colo/status" 2>/dev/null || true)
+	local p st
+	# A failed read fails the test with its error: guessing a pid here
+	# could kill the holder (the lowest pid) instead of the worker.
+	st=$(cat "$(live_mnt)/.colo/status") ||
+		fail "the worker's pid: $(live_mnt)/.colo/status cannot be read"
+	p=$(sed -n "s/^pid=//p" <<<"$st")
 	[ -n "$p" ] || p=$(colofs_pid)
 	echo "$p"
 }
