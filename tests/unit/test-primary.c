@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "deadline.h"
 #include "log.h"
 #include "primary.h"
 #include "support.h"
@@ -82,16 +83,9 @@ gate_enter(void)
 static int
 gate_wait(int n, unsigned ms)
 {
-	struct timespec ts;
+	struct timespec ts = deadline_in_ms(ms);
 	int got;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (long)(ms % 1000) * 1000000;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
 	pthread_mutex_lock(&gate.lock);
 	while (gate.entered < n &&
 	       pthread_cond_timedwait(&gate.cond, &gate.lock, &ts) == 0)
@@ -609,6 +603,7 @@ held_write_then(uint64_t off2, int want_entered)
 	wait_state(p, PRIMARY_REPLICATING);
 	a = (struct wr){ primary_find_disk(p, "vda"), 0x11, 0 };
 	b = (struct wr){ a.d, 0x22, off2 };
+	cond_init_monotonic(&gate.cond);
 	gate.armed = true;
 	cr_assert_eq(pthread_create(&ta, NULL, write_thread, &a), 0);
 	cr_assert_eq(gate_wait(1, 5000), 1, "the first write never came");
