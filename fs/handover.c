@@ -210,6 +210,17 @@ handover_test_hang(const char *var)
 	}
 }
 
+bool
+handover_test_once(const char *var)
+{
+	const char *path = getenv(var);
+
+	if (path == NULL || unlink(path) != 0)
+		return false;
+	log_info("test hook %s: this request fails as told", var);
+	return true;
+}
+
 void
 handover_test_hold(const char *var)
 {

@@ -105,9 +105,16 @@ int handover_exit_status(int rc);
 void handover_test_hang(const char *var);
 /* Test hook: if $var names a file, the first caller renames it to
  * FILE.held and waits until that is removed.  COLOFS_TEST_HOLD_CTL: a
- * secondary's ctl word, before it writes back the disks' dirty pages.
+ * secondary's ctl word, before it writes back the disks' dirty pages;
+ * COLOFS_TEST_HOLD_WRITE: a disk write.
  */
 void handover_test_hold(const char *var);
+/* Test hook: true for the first caller that finds and removes the file
+ * $var names.  COLOFS_TEST_ESTALE_ONCE: a read of a .colo file answers
+ * ESTALE, as a read of a file an older colofs opened may across a live
+ * restart (struct snap in fusefs.c).
+ */
+bool handover_test_once(const char *var);
 /* .colo/status lines: pid=, restarts=, last_restart_ms=. */
 void handover_status(void *opaque, FILE *fp);
 

@@ -152,9 +152,9 @@ die(int code, const char *fmt, ...)
 	exit(code);
 }
 
-/* Reads MOUNT/.colo/NAME whole; NULL with errno. */
+/* Reads MOUNT/.colo/NAME whole, once; NULL with errno. */
 static char *
-read_colo(const char *name, size_t *len)
+read_colo_once(const char *name, size_t *len)
 {
 	char path[4096], *buf;
 	size_t n = 0;
@@ -190,6 +190,26 @@ read_colo(const char *name, size_t *len)
 	buf[n] = '\0';
 	if (len)
 		*len = n;
+	return buf;
+}
+
+/* Reads MOUNT/.colo/NAME whole; NULL with errno.  ESTALE: the file was
+ * opened under one colofs process and read under the next (a live
+ * restart between the open and a read, e.g. while "restart" polls the
+ * status, and always from a colofs older than this one): the text died
+ * with the old process, so read it again from a new open.
+ */
+static char *
+read_colo(const char *name, size_t *len)
+{
+	char *buf;
+	int i;
+
+	for (i = 0; i < 5; i++) {
+		buf = read_colo_once(name, len);
+		if (buf != NULL || errno != ESTALE)
+			break;
+	}
 	return buf;
 }
 

@@ -1015,6 +1015,10 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	if (INO_SNAP(ino)) {
+		if (handover_test_once("COLOFS_TEST_ESTALE_ONCE")) {
+			fuse_reply_err(req, ESTALE);
+			return;
+		}
 		/* An fh not in the table: another process's (struct snap). */
 		s = snap_get(fs, fi->fh);
 		if (!s && FH_EPOCH(fi->fh) != fs->epoch) {

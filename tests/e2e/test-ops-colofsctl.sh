@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # colofsctl against a real mount: status --json carries every documented
 # key with the value .colo/status has; the ctl words and their exit codes;
-# failover --wait reaches done; watch refreshes; -c finds the mount.
+# failover --wait reaches done; watch refreshes; -c finds the mount; a
+# status read that meets ESTALE is read again.
 . "$(dirname "$0")/lib.sh"
 
 CTL=${COLOFSCTL_BIN:-$(dirname "$COLOFS_BIN")/colofsctl}
@@ -11,6 +12,7 @@ DOC=$(cd "$(dirname "$0")/../.." && pwd)/doc/colofsctl.8.md
 make_image "$T/vda.img" 64M
 make_image "$T/vdb.img" 2M
 write_config
+export COLOFS_TEST_ESTALE_ONCE=$T/estale
 cat >>"$T/colofs.ini" <<EOC
 
 [disk "vdb"]
@@ -108,6 +110,14 @@ EOPY
 grep -q "state running" "$T/human" || fail "human status: $(cat "$T/human")"
 grep -q "^vdb " "$T/human" || fail "human status lacks vdb"
 ok "status --json: every documented key, as .colo/status has it"
+
+# A status read that meets ESTALE (a live restart between the open and a
+# read: the text died with the old process) is read again from a new open.
+: >"$T/estale"
+"$CTL" -m "$MNT" status >"$T/human" || fail "status after an ESTALE read"
+[ ! -e "$T/estale" ] || fail "the ESTALE hook was not reached"
+grep -q "state running" "$T/human" || fail "status after ESTALE: $(cat "$T/human")"
+ok "status: a read that meets ESTALE is read again from a new open"
 
 # watch: a few refreshes, then SIGTERM from timeout.
 rc=0

@@ -79,11 +79,18 @@ peer_get() { sed -n "s/^$1=//p" "$SMNT/.colo/status"; }
 
 expect_ra monitor 7
 INTERVAL=0 expect_ra monitor 7
+export COLOFS_TEST_ESTALE_ONCE=$T/estale	# for the colofs start makes
 expect_ra start 0
 expect_ra monitor 0
 expect_status mode secondary
 expect_status state none
 ok "start: a secondary in none; monitor 0"
+# A status read that meets ESTALE (a live restart between the open and a
+# read) is read again: the monitor does not report a failure.
+: >"$T/estale"
+expect_ra monitor 0
+[ ! -e "$T/estale" ] || fail "the ESTALE hook was not reached"
+ok "monitor: a status read that meets ESTALE is read again"
 
 # Promote: failover (S committed), then the primary toward the peer.
 expect_ra promote 0
