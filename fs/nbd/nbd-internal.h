@@ -40,7 +40,6 @@
 #define NBD_WAIT_MS		60000
 /* bounds */
 #define NBD_MAX_CONNS		1024	/* the most max_connections may be */
-#define NBD_TIMED_PAYLOAD	(64u << 10)	/* io_timeout from above it */
 #define NBD_EVICT_MIN_AGE_MS	500	/* a handshake's time to speak */
 #define NBD_MAX_HELD		256	/* requests held after a hangup */
 #define NBD_LOG_BURST		5	/* warnings of a kind per minute */
