@@ -80,6 +80,8 @@ nbd_buf_of(void *data)
 }
 
 /* The payload byte budget (nbd-bounds.c).  lock is a leaf. */
+struct budget_turn;			/* nbd-bounds.c */
+
 struct nbd_budget {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;		/* bytes came back, or stop */
@@ -91,6 +93,7 @@ struct nbd_budget {
 	uint64_t waits;			/* takers that had to wait; lock */
 	bool stopping;			/* lock */
 	struct nbd_buf *pool[BUDGET_CLASSES];	/* free, per class; lock */
+	struct budget_turn *line, **line_tail;	/* waiters, in turn; lock */
 };
 
 struct nbd_budget_stats {
