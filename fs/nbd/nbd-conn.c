@@ -401,6 +401,7 @@ worker_main(void *arg)
 		c->head = j->next;
 		if (c->head == NULL)
 			c->tail = NULL;
+		c->nqueued--;
 		pthread_mutex_unlock(&c->lock);
 
 		err = execute(c, j);
@@ -533,7 +534,17 @@ conn_enqueue(struct nbd_conn *c, struct nbd_job *j)
 			pthread_cond_wait(&c->room, &c->lock);
 		c->inflight++;
 	}
-	if (c->idle == 0 && c->nworkers < NBD_WORKERS &&
+	/* Every queued job needs a worker of its own: a worker signalled
+	 * but not yet awake still counts as idle, so comparing idle with 0
+	 * let two jobs queued in a row share it.  Then a WRITE could wait
+	 * in the queue, holding its payload buffer, behind READs whose
+	 * workers waited for that very budget: nothing moved for
+	 * NBD_WAIT_MS, the READs failed, and barriers closed reconnecting
+	 * clients.  A worker that finishes looks at the queue before it
+	 * idles, so with NBD_WORKERS == NBD_MAX_INFLIGHT one is always
+	 * there or can be started.
+	 */
+	if (c->nqueued >= c->idle && c->nworkers < NBD_WORKERS &&
 	    pthread_create(&c->workers[c->nworkers], NULL, worker_main, c) == 0)
 		c->nworkers++;
 	if (c->nworkers == 0) {
@@ -554,6 +565,7 @@ conn_enqueue(struct nbd_conn *c, struct nbd_job *j)
 	else
 		c->head = j;
 	c->tail = j;
+	c->nqueued++;
 	pthread_cond_signal(&c->work);
 	pthread_mutex_unlock(&c->lock);
 	return 0;

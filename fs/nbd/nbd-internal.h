@@ -192,6 +192,7 @@ struct nbd_conn {
 	struct nbd_job *head, *tail;	/* protected by lock */
 	unsigned inflight;		/* reserved + queued + executing; lock */
 	unsigned nworkers, idle;	/* lock */
+	unsigned nqueued;		/* jobs at head..tail; lock */
 	bool stop;			/* workers exit when idle; lock */
 	pthread_t workers[NBD_WORKERS];	/* lock */
 
