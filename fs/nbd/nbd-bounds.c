@@ -21,6 +21,14 @@
  * always gets a buffer once the others give theirs back: nobody waits on
  * itself.
  *
+ * Waiters over the shared bound are served in turn (b->line): a taker
+ * that arrives while others wait there queues behind them even if it
+ * would fit.  Otherwise a 32 MiB taker, which needs the whole budget at
+ * its minimum, starves behind a stream of small ones until NBD_WAIT_MS
+ * and fails, and reconnect barriers wait for it that long.  A taker over
+ * its own connection's bound waits out of line (only its own requests
+ * free it); one that does not wait (a connection that hung up) skips it.
+ *
  * Who waits, on what: a reader waits only before it starts reading a
  * payload, while holding no other buffer; a worker waits before executing
  * a READ, holding nothing.  The reconnect barrier (nbd-export.c) runs
@@ -77,6 +85,7 @@ budget_init(struct nbd_budget *b, size_t limit, size_t conn_limit)
 {
 	*b = (struct nbd_budget){ .limit = limit, .conn_limit = conn_limit,
 				  .wait_ms = NBD_WAIT_MS };
+	b->line_tail = &b->line;
 	pthread_mutex_init(&b->lock, NULL);
 	cond_init_monotonic(&b->cond);
 }
@@ -116,23 +125,49 @@ budget_stop(struct nbd_budget *b)
 	pthread_mutex_unlock(&b->lock);
 }
 
+/* A place in b->line, on the waiter's stack. */
+struct budget_turn {
+	struct budget_turn *next;
+};
+
+/* Under b->lock: TURN leaves the line (served, timed out or stopped);
+ * the next one may fit now.
+ */
+static void
+leave_line(struct nbd_budget *b, struct budget_turn *turn)
+{
+	struct budget_turn **pp = &b->line;
+
+	while (*pp != turn)
+		pp = &(*pp)->next;
+	*pp = turn->next;
+	if (b->line_tail == &turn->next)
+		b->line_tail = pp;
+	pthread_cond_broadcast(&b->cond);
+}
+
 void *
 budget_get(struct nbd_budget *b, size_t *held, size_t len, bool wait)
 {
 	unsigned k = class_of(len);
 	size_t cap = (size_t)1 << (k + BUDGET_MIN_CLASS);
 	struct nbd_buf *p = NULL;
-	bool waited = false;
+	bool waited = false, queued = false;
+	struct budget_turn turn = { NULL };
 	struct timespec deadline = deadline_in_ms(b->wait_ms);
 
 	pthread_mutex_lock(&b->lock);
 	for (;;) {
+		bool mine = *held + cap <= b->conn_limit;
+
 		if (b->stopping) {
+			if (queued)
+				leave_line(b, &turn);
 			pthread_mutex_unlock(&b->lock);
 			errno = ESHUTDOWN;
 			return NULL;
 		}
-		if (*held + cap <= b->conn_limit) {
+		if (mine && (!wait || b->line == NULL || b->line == &turn)) {
 			p = b->pool[k];
 			if (p != NULL) {
 				b->pool[k] = p->next;
@@ -146,6 +181,11 @@ budget_get(struct nbd_budget *b, size_t *held, size_t len, bool wait)
 				break;
 			}
 		}
+		if (mine && wait && !queued) {
+			*b->line_tail = &turn;
+			b->line_tail = &turn.next;
+			queued = true;
+		}
 		if (!wait) {
 			pthread_mutex_unlock(&b->lock);
 			errno = ENOMEM;
@@ -157,11 +197,15 @@ budget_get(struct nbd_budget *b, size_t *held, size_t len, bool wait)
 		}
 		if (pthread_cond_timedwait(&b->cond, &b->lock, &deadline) ==
 		    ETIMEDOUT) {
+			if (queued)
+				leave_line(b, &turn);
 			pthread_mutex_unlock(&b->lock);
 			errno = ETIMEDOUT;
 			return NULL;
 		}
 	}
+	if (queued)
+		leave_line(b, &turn);
 	*held += cap;
 	if (b->used - b->pooled > b->peak)
 		b->peak = b->used - b->pooled;

@@ -90,6 +90,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -123,7 +124,7 @@ conn_unreserve(struct nbd_conn *c)
 
 /* A WRITE's payload is about to be read: a slot, a buffer from the
  * budget (waiting, and so not reading the socket, while over a bound),
- * and a limit on how long a payload over 64 KiB may stall (io_timeout).
+ * and a limit on how long the payload may stall (io_timeout).
  */
 /* The reconnect barrier, once per connection, before its first request
  * takes anything from the budget: a barrier that waited holding a payload
@@ -152,6 +153,25 @@ conn_barrier(struct nbd_conn *c)
 	return 0;
 }
 
+/* Whether the socket holds a plain payload of LEN bytes already: its
+ * receive cannot stall, and one ioctl spares the two setsockopts of
+ * io_timeout (set, then cleared before the next header) on most small
+ * WRITEs.  Any other payload, however small, gets io_timeout: one that
+ * stalled untimed pinned its buffer for as long as the client kept the
+ * socket open, and with the budget at its minimum (NBD_MAX_PAYLOAD)
+ * even 64 KiB held makes every largest request of every connection
+ * wait NBD_WAIT_MS and fail, and reconnect barriers wait behind them.
+ * Under TLS the socket's bytes are records, not the payload: no.
+ */
+static bool
+payload_queued(struct nbd_conn *c, size_t len)
+{
+	int n;
+
+	return c->tls == NULL && ioctl(c->fd, FIONREAD, &n) == 0 && n >= 0 &&
+	       (size_t)n >= len;
+}
+
 static void *
 conn_get_buf(void *opaque, size_t len)
 {
@@ -176,12 +196,8 @@ conn_get_buf(void *opaque, size_t len)
 		}
 		return NULL;
 	}
-	/* Two system calls per WRITE: not worth it for a payload of the
-	 * smallest class, which pins little and mostly sits in the socket
-	 * already.
-	 */
 	if (srv->io_timeout_ms > 0 && !c->rcvtimeo &&
-	    len > NBD_TIMED_PAYLOAD) {
+	    !payload_queued(c, len)) {
 		struct timeval tv = {
 			.tv_sec = srv->io_timeout_ms / 1000,
 			.tv_usec = (srv->io_timeout_ms % 1000) * 1000,
@@ -385,6 +401,7 @@ worker_main(void *arg)
 		c->head = j->next;
 		if (c->head == NULL)
 			c->tail = NULL;
+		c->nqueued--;
 		pthread_mutex_unlock(&c->lock);
 
 		err = execute(c, j);
@@ -517,7 +534,17 @@ conn_enqueue(struct nbd_conn *c, struct nbd_job *j)
 			pthread_cond_wait(&c->room, &c->lock);
 		c->inflight++;
 	}
-	if (c->idle == 0 && c->nworkers < NBD_WORKERS &&
+	/* Every queued job needs a worker of its own: a worker signalled
+	 * but not yet awake still counts as idle, so comparing idle with 0
+	 * let two jobs queued in a row share it.  Then a WRITE could wait
+	 * in the queue, holding its payload buffer, behind READs whose
+	 * workers waited for that very budget: nothing moved for
+	 * NBD_WAIT_MS, the READs failed, and barriers closed reconnecting
+	 * clients.  A worker that finishes looks at the queue before it
+	 * idles, so with NBD_WORKERS == NBD_MAX_INFLIGHT one is always
+	 * there or can be started.
+	 */
+	if (c->nqueued >= c->idle && c->nworkers < NBD_WORKERS &&
 	    pthread_create(&c->workers[c->nworkers], NULL, worker_main, c) == 0)
 		c->nworkers++;
 	if (c->nworkers == 0) {
@@ -538,6 +565,7 @@ conn_enqueue(struct nbd_conn *c, struct nbd_job *j)
 	else
 		c->head = j;
 	c->tail = j;
+	c->nqueued++;
 	pthread_cond_signal(&c->work);
 	pthread_mutex_unlock(&c->lock);
 	return 0;

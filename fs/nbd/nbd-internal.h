@@ -40,7 +40,6 @@
 #define NBD_WAIT_MS		60000
 /* bounds */
 #define NBD_MAX_CONNS		1024	/* the most max_connections may be */
-#define NBD_TIMED_PAYLOAD	(64u << 10)	/* io_timeout from above it */
 #define NBD_EVICT_MIN_AGE_MS	500	/* a handshake's time to speak */
 #define NBD_MAX_HELD		256	/* requests held after a hangup */
 #define NBD_LOG_BURST		5	/* warnings of a kind per minute */
@@ -81,6 +80,8 @@ nbd_buf_of(void *data)
 }
 
 /* The payload byte budget (nbd-bounds.c).  lock is a leaf. */
+struct budget_turn;			/* nbd-bounds.c */
+
 struct nbd_budget {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;		/* bytes came back, or stop */
@@ -92,6 +93,7 @@ struct nbd_budget {
 	uint64_t waits;			/* takers that had to wait; lock */
 	bool stopping;			/* lock */
 	struct nbd_buf *pool[BUDGET_CLASSES];	/* free, per class; lock */
+	struct budget_turn *line, **line_tail;	/* waiters, in turn; lock */
 };
 
 struct nbd_budget_stats {
@@ -190,6 +192,7 @@ struct nbd_conn {
 	struct nbd_job *head, *tail;	/* protected by lock */
 	unsigned inflight;		/* reserved + queued + executing; lock */
 	unsigned nworkers, idle;	/* lock */
+	unsigned nqueued;		/* jobs at head..tail; lock */
 	bool stop;			/* workers exit when idle; lock */
 	pthread_t workers[NBD_WORKERS];	/* lock */
 

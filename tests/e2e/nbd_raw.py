@@ -655,6 +655,36 @@ def case_stall_payload(addr, export, length, within):
     check(closed_by_server(s), "a stalled payload was still open after %.0f s" % within)
 
 
+def case_small_stall_budget(addr, export, status, within):
+    """A small WRITE (4K) whose payload stops short on connection A, its
+    socket left open, and then a READ of the largest payload (32 MiB: the
+    whole budget) on connection B.  io_timeout ends A, so the READ is
+    answered, without error, within WITHIN seconds, and the budget comes
+    back; a stalled small payload used to pin its buffer until the client
+    closed, and B's READ waited NBD_WAIT_MS (60 s) and failed."""
+    within = float(within)
+    a, _ = open_session_nb(addr, export)
+    request(a, CMD_WRITE, 0, 4096, cookie=1, data=b"\x45" * 100)
+    b, _ = open_session_nb(addr, export)
+    t0 = time.time()
+    request(b, CMD_READ, 0, 32 << 20, cookie=2)
+    b.settimeout(within)
+    try:
+        err, cookie, _ = reply(b, 32 << 20)
+    except socket.timeout:
+        raise Fail("the 32 MiB READ was not answered within %.0f s" % within)
+    check(err == 0 and cookie == 2, "READ: error %d cookie %d after %.1f s" %
+          (err, cookie, time.time() - t0))
+    a.settimeout(max(0.1, within - (time.time() - t0)))
+    check(closed_by_server(a), "the stalled small payload's connection "
+          "was still open after %.0f s" % within)
+    disc(b)
+    while status_value(status, "nbd.memory_used") != 0:
+        check(time.time() < t0 + within, "nbd.memory_used stays at %d" %
+              status_value(status, "nbd.memory_used"))
+        time.sleep(0.05)
+
+
 def case_read_flood(addr, export, n, k, length):
     """N clients that each pipeline K READs of LENGTH bytes and close
     without reading a reply."""

@@ -53,8 +53,27 @@ class Client(threading.Thread):
     def session(self):
         s, size, _ = nbd_raw.session(self.addr, self.export)
         s.settimeout(PROBE_DEADLINE)
-        threading.Thread(target=self.drain, args=(s,), daemon=True).start()
+        self.drainer = threading.Thread(target=self.drain, args=(s,),
+                                        daemon=True)
+        self.drainer.start()
         return s, size
+
+    def hangup(self, s):
+        """Ends the session as a client that goes away does.  A bare
+        close() does not while the drain thread waits in recv (poll) on
+        the socket: Linux keeps the socket open until that poll returns
+        (PROBE_DEADLINE), so the listener rightly sees a client idle
+        between requests, not a closed one, and keeps its slot and any
+        reply it cannot send (io_timeout).  Worse, the fd number, reused
+        by the next connection, could be read by the stale drain thread.
+        So: shut the socket down (the listener sees the end, the drain
+        thread's recv returns), let the drain thread go, then close."""
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.drainer.join(PROBE_DEADLINE)
+        s.close()
 
     @staticmethod
     def drain(s):
@@ -141,14 +160,14 @@ class Client(threading.Thread):
                 except OSError:
                     alive = False
                 if not alive:
-                    s.close()
+                    self.hangup(s)
                     s = None
         except (Fail, EOFError, OSError) as e:
             if not self.stop.is_set():
                 self.error = e
         finally:
             if s is not None:
-                s.close()
+                self.hangup(s)
 
 
 def probe_once(addr, export, byte):

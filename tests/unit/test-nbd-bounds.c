@@ -132,6 +132,64 @@ Test(nbd_budget, a_waiter_proceeds_when_bytes_come_back)
 	budget_release(&b);
 }
 
+static void *
+small_main(void *arg)
+{
+	struct waiter *w = arg;
+
+	w->p = budget_get(w->b, &w->held, 4096, true);
+	w->err = w->p ? 0 : errno;
+	return NULL;
+}
+
+static void
+wait_for_waits(struct nbd_budget *b, uint64_t n)
+{
+	struct nbd_budget_stats st;
+
+	for (int i = 0; i < 500; i++) {
+		budget_stats(b, &st);
+		if (st.waits >= n)
+			return;
+		usleep(10000);
+	}
+}
+
+/* Waiters are served in turn: a 32 MiB taker waiting for the whole budget
+ * is not overtaken by small takers that still fit, or a stream of them
+ * (the fuzzers' WRITEs) starves it for NBD_WAIT_MS, its READ fails, and
+ * reconnect barriers wait behind it as long.
+ */
+Test(nbd_budget, a_waiter_is_not_overtaken_by_smaller_takers)
+{
+	struct nbd_budget b;
+	struct waiter big = { .b = &b }, small = { .b = &b };
+	struct nbd_budget_stats st;
+	size_t h = 0;
+	pthread_t tb, ts;
+	void *p;
+
+	budget_init(&b, 32 * MiB, 32 * MiB);
+	p = budget_get(&b, &h, 4096, false);
+	cr_assert_not_null(p);
+	pthread_create(&tb, NULL, wait_main, &big);
+	wait_for_waits(&b, 1);
+	pthread_create(&ts, NULL, small_main, &small);
+	wait_for_waits(&b, 2);
+	budget_stats(&b, &st);
+	cr_assert_eq(st.waits, 2, "a 64 KiB taker overtook a 32 MiB waiter");
+	cr_assert_null(small.p);
+	budget_put(&b, &h, p);
+	pthread_join(tb, NULL);
+	cr_assert_not_null(big.p, "the 32 MiB waiter failed: %d", big.err);
+	cr_assert_null(small.p);
+	budget_put(&b, &big.held, big.p);
+	pthread_join(ts, NULL);
+	cr_assert_not_null(small.p);
+	budget_put(&b, &small.held, small.p);
+	budget_release(&b);
+}
+
 Test(nbd_budget, stop_fails_every_waiter)
 {
 	struct nbd_budget b;
