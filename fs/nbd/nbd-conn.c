@@ -23,7 +23,8 @@
  * when it executes.  Over the budget the reader stops reading.  Workers
  * are per connection so that a client that stops reading its replies
  * stalls only its own connection, and only for io_timeout (SO_SNDTIMEO;
- * a WRITE payload over 64 KiB has SO_RCVTIMEO while it is read).
+ * a WRITE payload not already whole in the socket has SO_RCVTIMEO while
+ * it is read).
  *
  * Admission.  A new connection joins the handshake pool (max_handshakes;
  * past it the oldest unauthenticated one is evicted, see evict_oldest).
